@@ -1,0 +1,111 @@
+// Package audit is the seam every security decision is recorded through.
+// Events are written before an HSM signs (intent) and after (outcome); a
+// failed write fails the operation. Events name actors and objects by
+// opaque ids — never PINs, key material, national ids or prescription
+// contents. (The tamper-evident, privacy-preserving log is built behind this
+// same interface.)
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/nationalid"
+)
+
+// Outcome of an audited action.
+type Outcome string
+
+// Outcomes.
+const (
+	Intent  Outcome = "intent"  // about to act (e.g. the HSM is about to sign)
+	OK      Outcome = "ok"      // done
+	Refused Outcome = "refused" // a policy said no; nothing changed
+	Failed  Outcome = "failed"  // something broke; nothing was released
+)
+
+// Event is one audit record.
+type Event struct {
+	Seq     int64             `json:"seq,omitempty"` // assigned by the store
+	Time    time.Time         `json:"time"`
+	Actor   string            `json:"actor"`  // officer subject id, "ceremony" or "system"
+	Action  string            `json:"action"` // e.g. enrolment.approve, certificate.issue
+	Object  string            `json:"object"` // e.g. enrolment:<id>, certificate:<serial>
+	Outcome Outcome           `json:"outcome"`
+	Code    errs.Code         `json:"code,omitempty"` // for refused and failed
+	Detail  map[string]string `json:"detail,omitempty"`
+}
+
+// Recorder records events.
+type Recorder interface {
+	Record(ctx context.Context, e Event) error
+}
+
+// Appender is the durable sink of a Log.
+type Appender interface {
+	AppendAudit(ctx context.Context, e Event) (int64, error)
+}
+
+// Log records events durably and mirrors them to the process log.
+type Log struct {
+	sink Appender
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// NewLog returns a Recorder writing to sink.
+func NewLog(sink Appender, log *slog.Logger, now func() time.Time) *Log {
+	return &Log{sink: sink, log: log, now: now}
+}
+
+// ErrIdentifying is returned for an event that would record a national id.
+var ErrIdentifying = errors.New("audit: event carries a national id")
+
+// Record validates and appends e. It refuses, rather than records, an event
+// with a value that is a valid national id: a privacy leak is a bug to fix,
+// not something to write down for ever.
+func (l *Log) Record(ctx context.Context, e Event) error {
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	if e.Actor == "" || e.Action == "" || e.Outcome == "" {
+		return errors.New("audit: event needs actor, action and outcome")
+	}
+	for _, v := range append([]string{e.Actor, e.Object}, values(e.Detail)...) {
+		if len(v) == 10 && nationalid.Valid(v) {
+			return ErrIdentifying
+		}
+	}
+	seq, err := l.sink.AppendAudit(ctx, e)
+	if err != nil {
+		l.log.ErrorContext(ctx, "audit write failed", "action", e.Action, "object", e.Object, "err", err)
+		return fmt.Errorf("audit: %w", err)
+	}
+	attrs := []any{"seq", seq, "actor", e.Actor, "action", e.Action, "object", e.Object, "outcome", string(e.Outcome)}
+	if e.Code != "" {
+		attrs = append(attrs, "code", string(e.Code))
+	}
+	keys := make([]string, 0, len(e.Detail))
+	for k := range e.Detail {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		attrs = append(attrs, k, e.Detail[k])
+	}
+	l.log.InfoContext(ctx, "audit", attrs...)
+	return nil
+}
+
+func values(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}

@@ -1,0 +1,108 @@
+// Package enrol is certificate enrolment under dual control: one security
+// officer enters a request (a CSR made on the subject's token, for a
+// registered subject and a profile), a different officer approves it, and
+// only then does the issuing key sign. The same person can never do both
+// (the two-person rule of 21 CFR 1311.125). Requests, decisions and
+// certificates are append-only records.
+package enrol
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"math/big"
+	"time"
+)
+
+// Status of an enrolment, derived from its records.
+type Status string
+
+// Statuses.
+const (
+	Pending  Status = "pending"  // entered, not yet decided
+	Approved Status = "approved" // approved, but issuance has not succeeded yet (it may be retried)
+	Issued   Status = "issued"   // a certificate exists
+	Rejected Status = "rejected" // refused by an officer; final
+)
+
+// Request is an enrolment request.
+type Request struct {
+	ID          string    `json:"id"`
+	SubjectID   string    `json:"subject_id"`
+	Profile     string    `json:"profile"`
+	CSR         []byte    `json:"-"` // DER
+	KeyType     string    `json:"key_type"`
+	SPKIHash    string    `json:"spki_sha256"`
+	RequestedBy string    `json:"requested_by"`
+	RequestedAt time.Time `json:"requested_at"`
+
+	// Filled in on read.
+	Status            Status    `json:"status"`
+	Decision          *Decision `json:"decision,omitempty"`
+	CertificateSerial string    `json:"certificate_serial,omitempty"`
+}
+
+// Decision is an officer's approval or rejection. There is at most one per
+// request.
+type Decision struct {
+	EnrolmentID string    `json:"enrolment_id"`
+	Approved    bool      `json:"approved"`
+	By          string    `json:"by"`
+	At          time.Time `json:"at"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// Certificate is an issued certificate as recorded.
+type Certificate struct {
+	Serial      *big.Int  `json:"-"`
+	SubjectID   string    `json:"subject_id"`
+	Profile     string    `json:"profile"`
+	EnrolmentID string    `json:"enrolment_id,omitempty"` // empty for certificates made at init
+	DER         []byte    `json:"-"`
+	Fingerprint string    `json:"sha256_fingerprint"`
+	SPKIHash    string    `json:"spki_sha256"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	IssuedAt    time.Time `json:"issued_at"`
+	IssuedBy    string    `json:"issued_by"`
+}
+
+// SerialHex is the serial as lower-case hex, the form used in URLs and logs.
+func (c *Certificate) SerialHex() string { return SerialHex(c.Serial) }
+
+// SerialHex renders a serial as lower-case hex.
+func SerialHex(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
+
+// ParseSerialHex parses the form SerialHex writes.
+func ParseSerialHex(s string) (*big.Int, bool) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) == 0 || len(b) > 20 {
+		return nil, false
+	}
+	return new(big.Int).SetBytes(b), true
+}
+
+// NewCertificateRecord describes an issued certificate for the store.
+func NewCertificateRecord(cert *x509.Certificate, subjectID, profile, enrolmentID, issuedBy string, at time.Time) *Certificate {
+	fp := sha256.Sum256(cert.Raw)
+	return &Certificate{
+		Serial:      cert.SerialNumber,
+		SubjectID:   subjectID,
+		Profile:     profile,
+		EnrolmentID: enrolmentID,
+		DER:         cert.Raw,
+		Fingerprint: hex.EncodeToString(fp[:]),
+		SPKIHash:    SPKIHash(cert.RawSubjectPublicKeyInfo),
+		NotBefore:   cert.NotBefore,
+		NotAfter:    cert.NotAfter,
+		IssuedAt:    at,
+		IssuedBy:    issuedBy,
+	}
+}
+
+// SPKIHash is the hex SHA-256 of a DER SubjectPublicKeyInfo: the identity of
+// a key for the reuse check.
+func SPKIHash(spki []byte) string {
+	h := sha256.Sum256(spki)
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,104 @@
+// Package errs gives domain failures a stable machine-readable code. Domain
+// packages return *Error values (or wrap them with %w); only the HTTP edge
+// (internal/problem) turns a code into an RFC 9457 problem document with a
+// status. A code, once published, MUST NOT change meaning: vendors' software
+// branches on it.
+package errs
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable failure identifier, kebab-case.
+type Code string
+
+// Codes shared by every daemon. Each is documented in docs/problems.md.
+const (
+	Malformed     Code = "malformed-request"    // body or parameters do not parse
+	Invalid       Code = "invalid-field"        // a field has a bad value
+	NotFound      Code = "not-found"            // the named thing does not exist
+	Conflict      Code = "conflict"             // the write conflicts with the current state
+	Unauthorized  Code = "unauthenticated"      // no acceptable client credential
+	Forbidden     Code = "forbidden"            // credential accepted, action not allowed
+	TooLarge      Code = "request-too-large"    // body over the limit
+	Internal      Code = "internal"             // our fault; details are in the log
+	Unavailable   Code = "unavailable"          // a dependency (HSM, database) is down; retry later
+	NotAnOfficer  Code = "not-an-officer"       // client certificate is not an active officer's
+	InvalidNID    Code = "invalid-national-id"  // national id fails its format or check digit
+	SubjectExists Code = "subject-exists"       // registry already has this person/organisation
+
+	LicenceExpired     Code = "licence-expired"       // registry licence validity has ended
+	LicenceNotYetValid Code = "licence-not-yet-valid" // registry licence validity has not begun
+	LicenceSuspended   Code = "licence-suspended"     // registry licence is suspended or revoked
+
+	BadCSR          Code = "bad-csr"                  // CSR does not parse or its signature (proof of possession) fails
+	WeakKey         Code = "weak-key"                 // key too small, factorable, or otherwise unsafe
+	WrongKeyType    Code = "wrong-key-type"           // key algorithm not allowed by the profile
+	KeyReused       Code = "key-reused"               // the public key was already enrolled
+	UnknownProfile  Code = "unknown-profile"          // no such certificate profile
+	ProfileMismatch Code = "profile-subject-mismatch" // the profile is not for this kind of subject
+	DualControl     Code = "dual-control-violation"   // the requesting officer tried to approve
+	NotPending      Code = "enrolment-not-pending"    // enrolment already decided
+	LintFailed      Code = "lint-failed"              // the to-be-signed certificate failed linting
+)
+
+// Error is a domain failure with a stable code. Detail is safe to show to
+// the caller: it MUST NOT contain secrets, national ids or internal state.
+type Error struct {
+	Code   Code
+	Detail string
+	// Field names the offending input field, when there is one.
+	Field string
+	// Err is the cause, for logs; it is never shown to callers.
+	Err error
+}
+
+func (e *Error) Error() string {
+	msg := string(e.Code)
+	if e.Field != "" {
+		msg += " (" + e.Field + ")"
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, &Error{Code: c}) match any error with code c.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && t.Detail == "" && t.Err == nil && t.Field == ""
+}
+
+// New returns an Error with a formatted detail.
+func New(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Field returns an Error about one input field.
+func FieldError(code Code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an Error with a cause kept for logs.
+func Wrap(code Code, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...), Err: err}
+}
+
+// CodeOf returns the code of the first *Error in err's chain, or Internal.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+// Of is a matcher for errors.Is: errors.Is(err, errs.Of(errs.KeyReused)).
+func Of(code Code) error { return &Error{Code: code} }

@@ -1,0 +1,474 @@
+package hsm_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/testutil/softhsm"
+)
+
+// backend is one key custody under test. Every case below runs against each,
+// so software keys and a real PKCS#11 token behave the same to callers.
+type backend struct {
+	name string
+	// newKeyURI returns the address of a key that does not exist yet, and
+	// a manager that can reach it.
+	newKeyURI func(t *testing.T, name string) (*hsm.Manager, string)
+	// wrongSecret returns uri with its PIN or password replaced by a wrong one,
+	// and a fresh manager (so no cached login hides the mistake).
+	wrongSecret func(t *testing.T, uri string) (*hsm.Manager, string)
+}
+
+func backends() []backend {
+	return []backend{
+		{
+			name: "softkey",
+			newKeyURI: func(t *testing.T, name string) (*hsm.Manager, string) {
+				dir := t.TempDir()
+				pw := filepath.Join(dir, "pass")
+				if err := os.WriteFile(pw, []byte("correct horse battery staple\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				m := hsm.NewManager(nil)
+				t.Cleanup(func() { m.Close() })
+				return m, hsm.SoftKeyURI(filepath.Join(dir, name+".key"), pw)
+			},
+			wrongSecret: func(t *testing.T, uri string) (*hsm.Manager, string) {
+				u, err := hsm.ParseURI(uri)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pw := filepath.Join(t.TempDir(), "wrong")
+				os.WriteFile(pw, []byte("not the password at all"), 0o600)
+				m := hsm.NewManager(nil)
+				t.Cleanup(func() { m.Close() })
+				return m, hsm.SoftKeyURI(u.Path["path"], pw)
+			},
+		},
+		{
+			name: "pkcs11-softhsm2",
+			newKeyURI: func(t *testing.T, name string) (*hsm.Manager, string) {
+				tok := softhsm.NewToken(t, "hsmtest")
+				m := hsm.NewManager(nil)
+				t.Cleanup(func() { m.Close() })
+				return m, hsm.PKCS11URI(tok.Module, tok.Label, name, nil, tok.PINFile)
+			},
+			wrongSecret: func(t *testing.T, uri string) (*hsm.Manager, string) {
+				u, err := hsm.ParseURI(uri)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pw := filepath.Join(t.TempDir(), "wrong")
+				os.WriteFile(pw, []byte("000000"), 0o600)
+				m := hsm.NewManager(nil)
+				t.Cleanup(func() { m.Close() })
+				return m, hsm.PKCS11URI(u.Query["module-path"], u.Path["token"], u.Path["object"], nil, pw)
+			},
+		},
+	}
+}
+
+func digest(msg string) []byte {
+	d := sha256.Sum256([]byte(msg))
+	return d[:]
+}
+
+func verify(t *testing.T, pub crypto.PublicKey, d, sig []byte, opts crypto.SignerOpts) {
+	t.Helper()
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(p, d, sig) {
+			t.Fatal("ECDSA signature does not verify")
+		}
+	case *rsa.PublicKey:
+		var err error
+		if pss, ok := opts.(*rsa.PSSOptions); ok {
+			err = rsa.VerifyPSS(p, crypto.SHA256, d, sig, pss)
+		} else {
+			err = rsa.VerifyPKCS1v15(p, crypto.SHA256, d, sig)
+		}
+		if err != nil {
+			t.Fatalf("RSA signature does not verify: %v", err)
+		}
+	default:
+		t.Fatalf("unexpected public key %T", pub)
+	}
+}
+
+func TestKeyLifecycle(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				alg  hsm.Algorithm
+				opts crypto.SignerOpts
+			}{
+				{hsm.ECP256, crypto.SHA256},
+				{hsm.ECP384, crypto.SHA256},
+				{hsm.RSA2048, crypto.SHA256},
+				{hsm.RSA2048, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}},
+			} {
+				t.Run(string(tc.alg), func(t *testing.T) {
+					m, uri := b.newKeyURI(t, "k")
+					k, err := m.CreateKey(ctx, uri, tc.alg)
+					if err != nil {
+						t.Fatalf("CreateKey: %v", err)
+					}
+					d := digest("prescription")
+					sig, err := k.Sign(rand.Reader, d, tc.opts)
+					if err != nil {
+						t.Fatalf("Sign: %v", err)
+					}
+					verify(t, k.Public(), d, sig, tc.opts)
+
+					reopened, err := m.OpenKey(ctx, k.URI())
+					if err != nil {
+						t.Fatalf("OpenKey(%s): %v", k.URI(), err)
+					}
+					if !reopened.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(k.Public()) {
+						t.Fatal("reopened key has a different public key")
+					}
+					sig, err = reopened.Sign(rand.Reader, d, tc.opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					verify(t, k.Public(), d, sig, tc.opts)
+				})
+			}
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Run("key already exists", func(t *testing.T) {
+				m, uri := b.newKeyURI(t, "dup")
+				if _, err := m.CreateKey(ctx, uri, hsm.ECP256); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := m.CreateKey(ctx, uri, hsm.ECP256); !errors.Is(err, hsm.ErrKeyExists) {
+					t.Fatalf("second CreateKey: got %v, want ErrKeyExists", err)
+				}
+			})
+			t.Run("missing key", func(t *testing.T) {
+				m, uri := b.newKeyURI(t, "absent")
+				if _, err := m.OpenKey(ctx, uri); !errors.Is(err, hsm.ErrKeyNotFound) {
+					t.Fatalf("got %v, want ErrKeyNotFound", err)
+				}
+			})
+			t.Run("wrong PIN", func(t *testing.T) {
+				m, uri := b.newKeyURI(t, "pin")
+				if _, err := m.CreateKey(ctx, uri, hsm.ECP256); err != nil {
+					t.Fatal(err)
+				}
+				m.Close()
+				m2, wrong := b.wrongSecret(t, uri)
+				_, err := m2.OpenKey(ctx, wrong)
+				if !errors.Is(err, hsm.ErrPINIncorrect) {
+					t.Fatalf("got %v, want ErrPINIncorrect", err)
+				}
+			})
+			t.Run("no PIN and no prompt", func(t *testing.T) {
+				m0, uri := b.newKeyURI(t, "nopin")
+				if _, err := m0.CreateKey(ctx, uri, hsm.ECP256); err != nil {
+					t.Fatal(err)
+				}
+				m0.Close()
+				u, _ := hsm.ParseURI(uri)
+				delete(u.Query, "pin-source")
+				m := hsm.NewManager(nil)
+				defer m.Close()
+				if _, err := m.OpenKey(ctx, u.String()); !errors.Is(err, hsm.ErrNoPIN) {
+					t.Fatalf("got %v, want ErrNoPIN", err)
+				}
+			})
+			t.Run("PIN from prompt", func(t *testing.T) {
+				m, uri := b.newKeyURI(t, "prompted")
+				k, err := m.CreateKey(ctx, uri, hsm.ECP256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				u, _ := hsm.ParseURI(uri)
+				raw, _ := os.ReadFile(u.Query["pin-source"])
+				secret := bytes.TrimSpace(raw)
+				m.Close()
+				delete(u.Query, "pin-source")
+				asked := ""
+				m2 := hsm.NewManager(func(_ context.Context, what string) ([]byte, error) {
+					asked = what
+					return secret, nil
+				})
+				defer m2.Close()
+				k2, err := m2.OpenKey(ctx, u.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if asked == "" {
+					t.Fatal("prompt was not called")
+				}
+				if !k2.Public().(*ecdsa.PublicKey).Equal(k.Public()) {
+					t.Fatal("different key")
+				}
+			})
+		})
+	}
+}
+
+func TestCertificateBesideKey(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			m, uri := b.newKeyURI(t, "withcert")
+			k, err := m.CreateKey(ctx, uri, hsm.ECP256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.LoadCertificate(ctx, k.URI()); !errors.Is(err, hsm.ErrCertNotFound) {
+				t.Fatalf("before store: got %v, want ErrCertNotFound", err)
+			}
+			cert := selfSigned(t, k, "first")
+			if err := m.StoreCertificate(ctx, k.URI(), cert); err != nil {
+				t.Fatalf("StoreCertificate: %v", err)
+			}
+			// Storing again replaces, never duplicates.
+			cert2 := selfSigned(t, k, "second")
+			if err := m.StoreCertificate(ctx, k.URI(), cert2); err != nil {
+				t.Fatalf("StoreCertificate again: %v", err)
+			}
+			got, err := m.LoadCertificate(ctx, k.URI())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equal(cert2) {
+				t.Fatalf("loaded %q, want the second certificate", got.Subject.CommonName)
+			}
+		})
+	}
+}
+
+func selfSigned(t *testing.T, k crypto.Signer, cn string) *x509.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestConcurrentSigning(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			m, uri := b.newKeyURI(t, "busy")
+			k, err := m.CreateKey(ctx, uri, hsm.ECP256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 200)
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 25; i++ {
+						d := digest(time.Now().String())
+						sig, err := k.Sign(rand.Reader, d, crypto.SHA256)
+						if err != nil {
+							errs <- err
+							return
+						}
+						if !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), d, sig) {
+							errs <- errors.New("bad signature")
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestPKCS11TokenNotFound(t *testing.T) {
+	tok := softhsm.NewToken(t, "present")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	k, err := m.CreateKey(ctx, hsm.PKCS11URI(tok.Module, tok.Label, "live", nil, tok.PINFile), hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.OpenKey(ctx, hsm.PKCS11URI(tok.Module, "no-such-token", "x", nil, tok.PINFile))
+	if !errors.Is(err, hsm.ErrTokenNotFound) {
+		t.Fatalf("got %v, want ErrTokenNotFound", err)
+	}
+	// A bad URI must not disturb keys already open on the same module.
+	if _, err := k.Sign(rand.Reader, digest("still here"), crypto.SHA256); err != nil {
+		t.Fatalf("open key broken by a lookup of another token: %v", err)
+	}
+}
+
+func TestPKCS11KeyMadeByPkcs11Tool(t *testing.T) {
+	tok := softhsm.NewToken(t, "opensc")
+	// What a practitioner's IT support runs (STACK.md).
+	tok.PKCS11Tool(t, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "01", "--label", "rx-signing")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	k, err := m.OpenKey(ctx, hsm.PKCS11URI(tok.Module, tok.Label, "rx-signing", nil, tok.PINFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest("made elsewhere")
+	sig, err := k.Sign(rand.Reader, d, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify(t, k.Public(), d, sig, crypto.SHA256)
+	// The certificate written back must be visible to pkcs11-tool, paired by id 01.
+	cert := selfSigned(t, k, "written back")
+	if err := m.StoreCertificate(ctx, k.URI(), cert); err != nil {
+		t.Fatal(err)
+	}
+	out := tok.PKCS11Tool(t, "--list-objects", "--type", "cert")
+	if !strings.Contains(string(out), "Certificate Object") || !strings.Contains(string(out), "ID:         01") {
+		t.Fatalf("pkcs11-tool does not list the certificate with ID 01:\n%s", out)
+	}
+}
+
+// A token that disappears and comes back: the key fails with
+// ErrTokenUnavailable while it is gone and signs again afterwards, without a
+// new Manager (a daemon does not need a restart).
+func TestPKCS11TokenComesBack(t *testing.T) {
+	tok := softhsm.NewToken(t, "flaky")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	k, err := m.CreateKey(ctx, hsm.PKCS11URI(tok.Module, tok.Label, "ca", nil, tok.PINFile), hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest("before")
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	away := tok.Dir + ".away"
+	if err := os.Rename(tok.Dir, away); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			os.Rename(away, tok.Dir)
+		}
+	}()
+	_, err = k.Sign(rand.Reader, d, crypto.SHA256)
+	if !errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Fatalf("while the token is gone: got %v, want ErrTokenUnavailable", err)
+	}
+	if err := os.Rename(away, tok.Dir); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	sig, err := k.Sign(rand.Reader, d, crypto.SHA256)
+	if err != nil {
+		t.Fatalf("after the token came back: %v", err)
+	}
+	verify(t, k.Public(), d, sig, crypto.SHA256)
+}
+
+func TestParseURI(t *testing.T) {
+	for _, tc := range []struct {
+		name, uri string
+		wantErr   bool
+	}{
+		{"pkcs11 with label and id", "pkcs11:token=Nuskha%20CA;object=issuing;id=%01?module-path=/usr/lib/x.so&pin-source=/etc/pin", false},
+		{"softkey", "softkey:path=/var/lib/k.key?pin-source=/var/lib/k.pass", false},
+		{"pin-value refused", "pkcs11:token=A;object=b?module-path=/x.so&pin-value=1234", true},
+		{"pin-value in path refused", "pkcs11:token=A;object=b;pin-value=1234", true},
+		{"unknown scheme", "file:/etc/key.pem", true},
+		{"no scheme", "just-a-path", true},
+		{"duplicate attribute", "pkcs11:token=A;token=B", true},
+		{"attribute without value", "pkcs11:token", true},
+		{"bad escape", "pkcs11:token=%zz", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := hsm.ParseURI(tc.uri)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("ParseURI(%q) error = %v, wantErr %v", tc.uri, err, tc.wantErr)
+			}
+			if err != nil {
+				if !errors.Is(err, hsm.ErrBadURI) {
+					t.Fatalf("error %v is not ErrBadURI", err)
+				}
+				if strings.Contains(err.Error(), "1234") {
+					t.Fatalf("error message leaks the PIN: %v", err)
+				}
+				return
+			}
+			again, err := hsm.ParseURI(u.String())
+			if err != nil || again.String() != u.String() {
+				t.Fatalf("round trip: %q -> %q (%v)", u.String(), again.String(), err)
+			}
+		})
+	}
+	u, _ := hsm.ParseURI("pkcs11:token=Nuskha%20CA;id=%01")
+	if u.Path["token"] != "Nuskha CA" || u.Path["id"] != "\x01" {
+		t.Fatalf("decoded %q", u.Path)
+	}
+}
+
+func TestSoftKeyRefusesPlaintextAndShortPasswords(t *testing.T) {
+	dir := t.TempDir()
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, []byte("abc"), 0o600)
+	if _, err := m.CreateKey(ctx, hsm.SoftKeyURI(filepath.Join(dir, "a.key"), short), hsm.ECP256); err == nil {
+		t.Fatal("a 3-character password was accepted")
+	}
+	// An unencrypted key file is refused even with a password at hand.
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	plain := filepath.Join(dir, "plain.key")
+	os.WriteFile(plain, pemEncode("PRIVATE KEY", der), 0o600)
+	long := filepath.Join(dir, "long")
+	os.WriteFile(long, []byte("a long enough password"), 0o600)
+	if _, err := m.OpenKey(ctx, hsm.SoftKeyURI(plain, long)); err == nil {
+		t.Fatal("unencrypted key file was accepted")
+	}
+}

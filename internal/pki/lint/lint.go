@@ -1,0 +1,198 @@
+// Package lint checks to-be-signed certificates with zlint before an issuing
+// key signs them. A certificate cannot be linted before it is signed, so the
+// template is first signed by a throwaway "lint key" of the same type as the
+// real issuer key, under a copy of the real issuer certificate: the result
+// has exactly the TBSCertificate the real signature will cover. Callers sign
+// for real only when the lint is clean, and then check that the real TBS is
+// byte-for-byte the linted one (the Boulder approach).
+package lint
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3"
+	zl "github.com/zmap/zlint/v3/lint"
+
+	"github.com/nuskha/nuskha/internal/errs"
+)
+
+// Sources are the zlint sources that apply to a private PKI. The CA/Browser
+// Forum and root-store sources are written for the web PKI (DNS names in
+// every certificate, 398-day validity…) and would reject correct signing
+// certificates.
+var Sources = zl.SourceList{zl.RFC5280, zl.RFC5480, zl.Community}
+
+// Linter lints certificates and CRLs with a fixed lint registry.
+type Linter struct {
+	registry zl.Registry
+	ignored  map[string]bool
+
+	mu   sync.Mutex
+	keys map[string]crypto.Signer // lint keys by key type, made on first use
+}
+
+// New builds a Linter over Sources. ignore names lints to skip; each entry
+// MUST exist (a typo would silently disable nothing) and SHOULD be justified
+// where it is configured.
+func New(ignore []string) (*Linter, error) {
+	reg, err := zl.GlobalRegistry().Filter(zl.FilterOptions{IncludeSources: Sources})
+	if err != nil {
+		return nil, fmt.Errorf("lint: building registry: %w", err)
+	}
+	names := reg.Names()
+	ignored := map[string]bool{}
+	for _, n := range ignore {
+		if !slices.Contains(names, n) {
+			return nil, fmt.Errorf("lint: ignored lint %q does not exist in sources %v", n, Sources)
+		}
+		ignored[n] = true
+	}
+	return &Linter{registry: reg, ignored: ignored, keys: map[string]crypto.Signer{}}, nil
+}
+
+// Finding is one lint that did not pass.
+type Finding struct {
+	Lint    string
+	Status  string
+	Details string
+}
+
+func (f Finding) String() string {
+	s := f.Lint + " (" + f.Status + ")"
+	if f.Details != "" {
+		s += ": " + f.Details
+	}
+	return s
+}
+
+// Prepare signs template with a lint key under a copy of parent, lints it and
+// returns the DER TBSCertificate that the real signature must cover. pub is
+// the subject public key; issuerKey is the real issuer's public key (the lint
+// key has its type, so the signature algorithm in the TBS is the same). For a
+// self-signed certificate pass parent == template.
+//
+// Any Warn, Error or Fatal result fails with errs.LintFailed listing them.
+func (l *Linter) Prepare(template, parent *x509.Certificate, pub, issuerKey crypto.PublicKey) ([]byte, error) {
+	lintKey, err := l.lintKey(issuerKey)
+	if err != nil {
+		return nil, err
+	}
+	lp := *parent
+	if parent != template {
+		lp.PublicKey = lintKey.Public()
+	} else {
+		lp.PublicKey = nil
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, &lp, pub, lintKey)
+	if err != nil {
+		return nil, errs.Wrap(errs.LintFailed, err, "the certificate template cannot be encoded")
+	}
+	findings, err := l.Certificate(der)
+	if err != nil {
+		return nil, err
+	}
+	if len(findings) > 0 {
+		return nil, failure(findings)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, errs.Wrap(errs.LintFailed, err, "the linted certificate does not parse")
+	}
+	return c.RawTBSCertificate, nil
+}
+
+func failure(findings []Finding) error {
+	parts := make([]string, len(findings))
+	for i, f := range findings {
+		parts[i] = f.String()
+	}
+	return errs.New(errs.LintFailed, "%s", strings.Join(parts, "; "))
+}
+
+// SameTBS checks that a certificate signed for real covers exactly the
+// linted TBSCertificate.
+func SameTBS(issued *x509.Certificate, linted []byte) error {
+	if !bytes.Equal(issued.RawTBSCertificate, linted) {
+		return errs.New(errs.LintFailed, "issued certificate differs from the linted one; it is withheld")
+	}
+	return nil
+}
+
+// Certificate lints a DER certificate and returns every non-passing result
+// (Notice results are informational and not returned).
+func (l *Linter) Certificate(der []byte) ([]Finding, error) {
+	zc, err := zx509.ParseCertificate(der)
+	if err != nil {
+		return nil, errs.Wrap(errs.LintFailed, err, "zlint cannot parse the certificate")
+	}
+	return l.findings(zlint.LintCertificateEx(zc, l.registry)), nil
+}
+
+// RevocationList lints a DER CRL.
+func (l *Linter) RevocationList(der []byte) ([]Finding, error) {
+	crl, err := zx509.ParseRevocationList(der)
+	if err != nil {
+		return nil, errs.Wrap(errs.LintFailed, err, "zlint cannot parse the CRL")
+	}
+	return l.findings(zlint.LintRevocationListEx(crl, l.registry)), nil
+}
+
+func (l *Linter) findings(rs *zlint.ResultSet) []Finding {
+	var out []Finding
+	for name, r := range rs.Results {
+		if l.ignored[name] || r == nil {
+			continue
+		}
+		switch r.Status {
+		case zl.Warn, zl.Error, zl.Fatal:
+			out = append(out, Finding{Lint: name, Status: r.Status.String(), Details: r.Details})
+		}
+	}
+	slices.SortFunc(out, func(a, b Finding) int { return strings.Compare(a.Lint, b.Lint) })
+	return out
+}
+
+// lintKey returns a throwaway key of the same type and size as pub.
+func (l *Linter) lintKey(pub crypto.PublicKey) (crypto.Signer, error) {
+	var kind string
+	var gen func() (crypto.Signer, error)
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		kind = "ec-" + k.Curve.Params().Name
+		gen = func() (crypto.Signer, error) { return ecdsa.GenerateKey(k.Curve, rand.Reader) }
+	case *rsa.PublicKey:
+		kind = fmt.Sprintf("rsa-%d", k.N.BitLen())
+		gen = func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, k.N.BitLen()) }
+	case ed25519.PublicKey:
+		kind = "ed25519"
+		gen = func() (crypto.Signer, error) {
+			_, priv, err := ed25519.GenerateKey(rand.Reader)
+			return priv, err
+		}
+	default:
+		return nil, errors.New("lint: unsupported issuer key type")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.keys[kind]; ok {
+		return s, nil
+	}
+	s, err := gen()
+	if err != nil {
+		return nil, fmt.Errorf("lint: generating lint key: %w", err)
+	}
+	l.keys[kind] = s
+	return s, nil
+}

@@ -1,0 +1,256 @@
+// Package sqlstore implements the stores over database/sql with two
+// dialects: PostgreSQL through pgx (production) and SQLite through
+// modernc.org/sqlite (the embedded default, no server needed). The SQL is
+// shared; each dialect supplies its migrations, placeholders and error codes,
+// and one conformance suite (store/storetest) holds both to the same contract.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"modernc.org/sqlite"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Driver names accepted by Open.
+const (
+	Postgres = "postgres"
+	SQLite   = "sqlite"
+)
+
+type dialect struct {
+	name      string
+	sqlDriver string
+	// rebind turns $1-style placeholders into the dialect's.
+	rebind func(string) string
+	// duplicate recognises a unique-constraint violation.
+	duplicate func(error) (field string, ok bool)
+}
+
+var rePlaceholder = regexp.MustCompile(`\$(\d+)`)
+
+var dialects = map[string]dialect{
+	Postgres: {name: Postgres, sqlDriver: "pgx", rebind: func(q string) string { return q }, duplicate: pgDuplicate},
+	// SQLite would number "$2 … $1" by first appearance; ?NNN is explicit.
+	SQLite: {name: SQLite, sqlDriver: "sqlite", rebind: func(q string) string { return rePlaceholder.ReplaceAllString(q, "?$1") }, duplicate: sqliteDuplicate},
+}
+
+// pgConstraintField maps constraint names to the field a caller can act on.
+var pgConstraintField = map[string]string{
+	"subjects_pkey":                      "id",
+	"subjects_council_number_uq":         "council_number",
+	"subjects_national_id_uq":            "national_id",
+	"subjects_licence_number_uq":         "licence_number",
+	"enrolments_pkey":                    "id",
+	"public_keys_pkey":                   "spki_sha256",
+	"decisions_pkey":                     "enrolment_id",
+	"certificates_pkey":                  "serial",
+	"certificates_enrolment_id_uq":       "enrolment_id",
+	"certificates_fingerprint_sha256_uq": "fingerprint_sha256",
+}
+
+func pgDuplicate(err error) (string, bool) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		if f, ok := pgConstraintField[pe.ConstraintName]; ok {
+			return f, true
+		}
+		return pe.ConstraintName, true
+	}
+	return "", false
+}
+
+const (
+	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintUnique     = 2067
+)
+
+func sqliteDuplicate(err error) (string, bool) {
+	var se *sqlite.Error
+	if !errors.As(err, &se) || (se.Code() != sqliteConstraintUnique && se.Code() != sqliteConstraintPrimaryKey) {
+		return "", false
+	}
+	// "UNIQUE constraint failed: subjects.kind, subjects.national_id (2067)":
+	// the last column is the one that tells the caller what clashed.
+	m := reSQLiteUnique.FindStringSubmatch(se.Error())
+	if m == nil {
+		return "unknown", true
+	}
+	return m[1], true
+}
+
+var reSQLiteUnique = regexp.MustCompile(`constraint failed: (?:\w+\.\w+, )*\w+\.(\w+)`)
+
+// DB is an open database of either dialect.
+type DB struct {
+	db *sql.DB
+	d  dialect
+}
+
+// Open connects. For SQLite, dsn is a file path; the connection is set up
+// for durability (WAL with synchronous=FULL, so an acknowledged write
+// survives power loss) and for writers queuing rather than failing. For
+// PostgreSQL, dsn is a pgx connection string or URL.
+func Open(ctx context.Context, driver, dsn string) (*DB, error) {
+	d, ok := dialects[driver]
+	if !ok {
+		return nil, fmt.Errorf("sqlstore: unknown driver %q (want %s or %s)", driver, Postgres, SQLite)
+	}
+	if driver == SQLite {
+		v := url.Values{}
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+			v.Add("_pragma", p)
+		}
+		v.Set("_txlock", "immediate")
+		v.Set("_time_format", "sqlite")
+		dsn = "file:" + dsn + "?" + v.Encode()
+	}
+	db, err := sql.Open(d.sqlDriver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %w", err)
+	}
+	if driver == SQLite {
+		// One writer at a time is SQLite's model; a small pool keeps readers
+		// from queueing behind it while WAL lets them proceed.
+		db.SetMaxOpenConns(4)
+	} else {
+		db.SetMaxOpenConns(32)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlstore: connecting to %s: %w", driver, err)
+	}
+	return &DB{db: db, d: d}, nil
+}
+
+// Close closes the pool.
+func (s *DB) Close() error { return s.db.Close() }
+
+// Ping checks the database answers.
+func (s *DB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Dialect names the database kind.
+func (s *DB) Dialect() string { return s.d.name }
+
+// SQL exposes the pool to tests that must prove what the database itself
+// refuses (for example an UPDATE on an append-only table).
+func (s *DB) SQL() *sql.DB { return s.db }
+
+// Rebind converts $n placeholders for this dialect.
+func (s *DB) Rebind(q string) string { return s.d.rebind(q) }
+
+func (s *DB) exec(ctx context.Context, q execer, query string, args ...any) (sql.Result, error) {
+	r, err := q.ExecContext(ctx, s.d.rebind(query), args...)
+	return r, s.classify(err)
+}
+
+func (s *DB) classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if f, ok := s.d.duplicate(err); ok {
+		return fmt.Errorf("%w (%v)", &store.DuplicateError{Field: f}, err)
+	}
+	return err
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// tx runs f in a transaction, committing if it returns nil.
+func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return s.classify(fmt.Errorf("sqlstore: commit: %w", err))
+	}
+	return nil
+}
+
+// Migrate applies the schema's migrations not yet applied, each in its own
+// transaction, in order. Concurrent starts are serialised (an advisory lock
+// on PostgreSQL, the write lock on SQLite).
+func (s *DB) Migrate(ctx context.Context, schema string) error {
+	dir := "migrations/" + schema + "/" + s.d.name
+	entries, err := fs.ReadDir(migrations, dir)
+	if err != nil {
+		return fmt.Errorf("sqlstore: no migrations for %s/%s: %w", schema, s.d.name, err)
+	}
+	type mig struct {
+		version int
+		name    string
+	}
+	var migs []mig
+	for _, e := range entries {
+		n, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+		if err != nil || !strings.HasSuffix(e.Name(), ".sql") {
+			return fmt.Errorf("sqlstore: migration file %s is not NNNN_name.sql", e.Name())
+		}
+		migs = append(migs, mig{n, e.Name()})
+	}
+	sort.Slice(migs, func(i, j int) bool { return migs[i].version < migs[j].version })
+
+	table := "schema_migrations_" + schema
+	if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)"); err != nil {
+		return fmt.Errorf("sqlstore: creating %s: %w", table, err)
+	}
+	for _, m := range migs {
+		body, err := migrations.ReadFile(dir + "/" + m.name)
+		if err != nil {
+			return err
+		}
+		err = s.tx(ctx, func(tx *sql.Tx) error {
+			if s.d.name == Postgres {
+				if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7193)"); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT COUNT(*) FROM "+table+" WHERE version = $1"), m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("applying %s: %w", m.name, err)
+			}
+			_, err := tx.ExecContext(ctx, s.d.rebind("INSERT INTO "+table+" (version, name, applied_at) VALUES ($1, $2, $3)"), m.version, m.name, time.Now().UTC())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sqlstore: migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,457 @@
+// Package storetest is the conformance suite for store.Trust: every backend
+// (PostgreSQL and the embedded SQLite) runs exactly these tests.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+// Backend opens fresh, empty stores of one kind.
+type Backend struct {
+	// Open returns a new, migrated, empty store; it is closed by the suite.
+	Open func(t *testing.T) store.Trust
+	// Exec runs raw SQL ($n placeholders) on the store's database, to show
+	// what the database itself refuses.
+	Exec func(t *testing.T, s store.Trust, query string, args ...any) error
+	// Reopen closes s and opens the same database again, to show that
+	// acknowledged writes survive.
+	Reopen func(t *testing.T, s store.Trust) store.Trust
+}
+
+// Run runs the suite.
+func Run(t *testing.T, b Backend) {
+	t.Run("subjects", func(t *testing.T) { testSubjects(t, b) })
+	t.Run("enrolment and decisions", func(t *testing.T) { testEnrolments(t, b) })
+	t.Run("certificates", func(t *testing.T) { testCertificates(t, b) })
+	t.Run("audit", func(t *testing.T) { testAudit(t, b) })
+	t.Run("append-only tables", func(t *testing.T) { testAppendOnly(t, b) })
+	t.Run("one decision under concurrency", func(t *testing.T) { testConcurrentDecisions(t, b) })
+	t.Run("acknowledged writes survive reopening", func(t *testing.T) { testDurable(t, b) })
+}
+
+var ctx = context.Background()
+
+func id(prefix string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+var now = time.Date(2026, 11, 22, 10, 30, 0, 123456000, time.UTC)
+
+// Practitioner returns a valid practitioner with the given council number.
+func Practitioner(council, nid string) *registry.Subject {
+	return &registry.Subject{
+		ID: id("sub_"), Kind: pki.RolePractitioner, Name: "دکتر سارا احمدی",
+		NationalID: nid, CouncilNumber: council, Profession: registry.Physician, Specialty: "cardiology",
+		LicenceValidFrom: now.AddDate(-1, 0, 0), LicenceValidUntil: now.AddDate(2, 0, 0), LicenceStatus: registry.Active,
+		CreatedAt: now, UpdatedAt: now,
+	}
+}
+
+func pharmacy(licence string) *registry.Subject {
+	return &registry.Subject{
+		ID: id("sub_"), Kind: pki.RolePharmacy, Name: "داروخانه شفا", LicenceNumber: licence, Province: "IR-23",
+		ResponsibleName: "دکتر رضا کریمی", ResponsibleCouncilNumber: "P-5521",
+		LicenceValidFrom: now.AddDate(-1, 0, 0), LicenceValidUntil: now.AddDate(1, 0, 0), LicenceStatus: registry.Active,
+		CreatedAt: now, UpdatedAt: now,
+	}
+}
+
+func mustDuplicate(t *testing.T, err error, field string) {
+	t.Helper()
+	got, ok := store.IsDuplicate(err)
+	if !ok {
+		t.Fatalf("got %v, want a duplicate %s", err, field)
+	}
+	if got != field {
+		t.Fatalf("duplicate field = %q, want %q (%v)", got, field, err)
+	}
+}
+
+func testSubjects(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-1001", "0499370899")
+	p.DNSNames = nil
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatalf("CreateSubject: %v", err)
+	}
+	got, err := s.GetSubject(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, p) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, p)
+	}
+
+	t.Run("duplicate council number", func(t *testing.T) {
+		mustDuplicate(t, s.CreateSubject(ctx, Practitioner("MC-1001", "0010350829"), "officer-a"), "council_number")
+	})
+	t.Run("duplicate national id", func(t *testing.T) {
+		mustDuplicate(t, s.CreateSubject(ctx, Practitioner("MC-1002", "0499370899"), "officer-a"), "national_id")
+	})
+	t.Run("same licence number for different kinds is fine, same kind is not", func(t *testing.T) {
+		ph := pharmacy("L-77")
+		if err := s.CreateSubject(ctx, ph, "officer-a"); err != nil {
+			t.Fatal(err)
+		}
+		pc := pharmacy("L-77")
+		pc.Kind, pc.CentreType = pki.RoleParaclinic, registry.Laboratory
+		if err := s.CreateSubject(ctx, pc, "officer-a"); err != nil {
+			t.Fatalf("paraclinic with a pharmacy's licence number: %v", err)
+		}
+		mustDuplicate(t, s.CreateSubject(ctx, pharmacy("L-77"), "officer-a"), "licence_number")
+	})
+	t.Run("update with the current version", func(t *testing.T) {
+		u := *got
+		u.LicenceStatus = registry.Suspended
+		u.Version = got.Version + 1
+		u.UpdatedAt = now.Add(time.Hour)
+		if err := s.UpdateSubject(ctx, &u, "officer-b"); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := s.GetSubject(ctx, p.ID)
+		if again.LicenceStatus != registry.Suspended || again.Version != 2 {
+			t.Fatalf("after update: status %s version %d", again.LicenceStatus, again.Version)
+		}
+	})
+	t.Run("update from a stale version", func(t *testing.T) {
+		u := *got
+		u.Version = got.Version + 1 // based on version 1, but the store is at 2
+		if err := s.UpdateSubject(ctx, &u, "officer-c"); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("got %v, want ErrConflict", err)
+		}
+	})
+	t.Run("update of a missing subject", func(t *testing.T) {
+		u := Practitioner("MC-9", "0010350829")
+		u.Version = 2
+		if err := s.UpdateSubject(ctx, u, "officer-c"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("got %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("get missing", func(t *testing.T) {
+		if _, err := s.GetSubject(ctx, "sub_nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("got %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("list and search", func(t *testing.T) {
+		all, err := s.ListSubjects(ctx, store.SubjectFilter{})
+		if err != nil || len(all) != 3 {
+			t.Fatalf("list all: %d subjects, %v", len(all), err)
+		}
+		ph, err := s.ListSubjects(ctx, store.SubjectFilter{Kind: pki.RolePharmacy})
+		if err != nil || len(ph) != 1 || ph[0].Kind != pki.RolePharmacy {
+			t.Fatalf("list pharmacies: %v, %v", ph, err)
+		}
+		byName, err := s.ListSubjects(ctx, store.SubjectFilter{Query: "احمدی"})
+		if err != nil || len(byName) != 1 || byName[0].ID != p.ID {
+			t.Fatalf("search by Persian name: %v, %v", byName, err)
+		}
+		byCouncil, err := s.ListSubjects(ctx, store.SubjectFilter{Query: "MC-10"})
+		if err != nil || len(byCouncil) != 1 {
+			t.Fatalf("search by council number: %v, %v", byCouncil, err)
+		}
+		wild, err := s.ListSubjects(ctx, store.SubjectFilter{Query: "%"})
+		if err != nil || len(wild) != 0 {
+			t.Fatalf("a %% in the query must match literally: %d results, %v", len(wild), err)
+		}
+		page1, _ := s.ListSubjects(ctx, store.SubjectFilter{Limit: 2})
+		page2, _ := s.ListSubjects(ctx, store.SubjectFilter{Limit: 2, AfterID: page1[len(page1)-1].ID})
+		if len(page1) != 2 || len(page2) != 1 || page2[0].ID <= page1[1].ID {
+			t.Fatalf("paging: %d then %d", len(page1), len(page2))
+		}
+	})
+}
+
+func newEnrolment(subjectID string) *enrol.Request {
+	spki := make([]byte, 32)
+	_, _ = rand.Read(spki)
+	return &enrol.Request{
+		ID: id("enr_"), SubjectID: subjectID, Profile: "practitioner-signing", CSR: []byte{0x30, 0x00},
+		KeyType: "EC-P256", SPKIHash: hex.EncodeToString(spki), RequestedBy: "officer-a", RequestedAt: now,
+	}
+}
+
+func testEnrolments(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-2001", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetEnrolment(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != enrol.Pending || got.Decision != nil || got.SPKIHash != e.SPKIHash || !got.RequestedAt.Equal(now) {
+		t.Fatalf("new enrolment read back as %+v", got)
+	}
+
+	t.Run("key reuse refused, even for another subject", func(t *testing.T) {
+		other := Practitioner("MC-2002", "0010350829")
+		if err := s.CreateSubject(ctx, other, "officer-a"); err != nil {
+			t.Fatal(err)
+		}
+		again := newEnrolment(other.ID)
+		again.SPKIHash = e.SPKIHash
+		mustDuplicate(t, s.CreateEnrolment(ctx, again), "spki_sha256")
+		if _, err := s.GetEnrolment(ctx, again.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a refused enrolment was half-written: %v", err)
+		}
+	})
+	t.Run("unknown subject refused", func(t *testing.T) {
+		if err := s.CreateEnrolment(ctx, newEnrolment("sub_missing")); err == nil {
+			t.Fatal("enrolment for a missing subject accepted")
+		}
+	})
+	t.Run("approval", func(t *testing.T) {
+		d := enrol.Decision{EnrolmentID: e.ID, Approved: true, By: "officer-b", At: now.Add(time.Minute)}
+		if err := s.RecordDecision(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.GetEnrolment(ctx, e.ID)
+		if got.Status != enrol.Approved || got.Decision == nil || got.Decision.By != "officer-b" || !got.Decision.At.Equal(d.At) {
+			t.Fatalf("after approval: %+v %+v", got, got.Decision)
+		}
+		mustDuplicate(t, s.RecordDecision(ctx, enrol.Decision{EnrolmentID: e.ID, Approved: false, By: "officer-c", At: now}), "enrolment_id")
+	})
+	t.Run("rejection and listing by status", func(t *testing.T) {
+		r := newEnrolment(p.ID)
+		if err := s.CreateEnrolment(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		pending, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: enrol.Pending})
+		if err != nil || len(pending) != 1 || pending[0].ID != r.ID {
+			t.Fatalf("pending: %v %v", pending, err)
+		}
+		if err := s.RecordDecision(ctx, enrol.Decision{EnrolmentID: r.ID, Approved: false, By: "officer-b", At: now, Reason: "identity not confirmed"}); err != nil {
+			t.Fatal(err)
+		}
+		rejected, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: enrol.Rejected})
+		if err != nil || len(rejected) != 1 || rejected[0].Decision.Reason != "identity not confirmed" {
+			t.Fatalf("rejected: %v %v", rejected, err)
+		}
+		approved, _ := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: enrol.Approved})
+		if len(approved) != 1 || approved[0].ID != e.ID {
+			t.Fatalf("approved: %v", approved)
+		}
+		bySubject, _ := s.ListEnrolments(ctx, store.EnrolmentFilter{SubjectID: p.ID})
+		if len(bySubject) != 2 {
+			t.Fatalf("by subject: %d", len(bySubject))
+		}
+	})
+}
+
+func certificate(subjectID, enrolmentID string) *enrol.Certificate {
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159))
+	fp := make([]byte, 32)
+	_, _ = rand.Read(fp)
+	spki := make([]byte, 32)
+	_, _ = rand.Read(spki)
+	return &enrol.Certificate{
+		Serial: serial.Add(serial, big.NewInt(1)), SubjectID: subjectID, Profile: "practitioner-signing", EnrolmentID: enrolmentID,
+		DER: []byte{0x30, 0x03, 0x02, 0x01, 0x01}, Fingerprint: hex.EncodeToString(fp), SPKIHash: hex.EncodeToString(spki),
+		NotBefore: now, NotAfter: now.AddDate(2, 0, 0), IssuedAt: now, IssuedBy: "officer-b",
+	}
+}
+
+func testCertificates(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-3001", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordDecision(ctx, enrol.Decision{EnrolmentID: e.ID, Approved: true, By: "officer-b", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	c := certificate(p.ID, e.ID)
+	c.SPKIHash = e.SPKIHash
+	if err := s.StoreCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CertificateBySerial(ctx, c.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, c)
+	}
+	byFP, err := s.CertificateByFingerprint(ctx, c.Fingerprint)
+	if err != nil || byFP.Serial.Cmp(c.Serial) != 0 {
+		t.Fatalf("by fingerprint: %v %v", byFP, err)
+	}
+	en, _ := s.GetEnrolment(ctx, e.ID)
+	if en.Status != enrol.Issued || en.CertificateSerial != c.SerialHex() {
+		t.Fatalf("enrolment after issuance: %s %s", en.Status, en.CertificateSerial)
+	}
+	t.Run("second certificate for one enrolment", func(t *testing.T) {
+		mustDuplicate(t, s.StoreCertificate(ctx, certificate(p.ID, e.ID)), "enrolment_id")
+	})
+	t.Run("certificate made at init claims its key", func(t *testing.T) {
+		boot := certificate(p.ID, "")
+		if err := s.StoreCertificate(ctx, boot); err != nil {
+			t.Fatal(err)
+		}
+		reuse := newEnrolment(p.ID)
+		reuse.SPKIHash = boot.SPKIHash
+		mustDuplicate(t, s.CreateEnrolment(ctx, reuse), "spki_sha256")
+	})
+	t.Run("missing", func(t *testing.T) {
+		if _, err := s.CertificateBySerial(ctx, big.NewInt(424242)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("list by subject", func(t *testing.T) {
+		l, err := s.ListCertificates(ctx, store.CertificateFilter{SubjectID: p.ID})
+		if err != nil || len(l) != 2 {
+			t.Fatalf("%d certificates, %v", len(l), err)
+		}
+	})
+}
+
+func testAudit(t *testing.T, b Backend) {
+	s := b.Open(t)
+	var last int64
+	for i := 0; i < 5; i++ {
+		seq, err := s.AppendAudit(ctx, audit.Event{Time: now, Actor: "officer-a", Action: "enrolment.request",
+			Object: fmt.Sprintf("enrolment:%d", i%2), Outcome: audit.OK, Detail: map[string]string{"profile": "practitioner-signing"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq <= last {
+			t.Fatalf("sequence did not increase: %d after %d", seq, last)
+		}
+		last = seq
+	}
+	evs, err := s.ListAudit(ctx, store.AuditFilter{})
+	if err != nil || len(evs) != 5 {
+		t.Fatalf("%d events, %v", len(evs), err)
+	}
+	if evs[0].Detail["profile"] != "practitioner-signing" || !evs[0].Time.Equal(now) {
+		t.Fatalf("event read back as %+v", evs[0])
+	}
+	after, _ := s.ListAudit(ctx, store.AuditFilter{AfterSeq: evs[2].Seq})
+	if len(after) != 2 {
+		t.Fatalf("after seq: %d", len(after))
+	}
+	obj, _ := s.ListAudit(ctx, store.AuditFilter{Object: "enrolment:1"})
+	if len(obj) != 2 {
+		t.Fatalf("by object: %d", len(obj))
+	}
+}
+
+func testAppendOnly(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-4001", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordDecision(ctx, enrol.Decision{EnrolmentID: e.ID, Approved: true, By: "officer-b", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreCertificate(ctx, certificate(p.ID, e.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAudit(ctx, audit.Event{Time: now, Actor: "a", Action: "x", Object: "y", Outcome: audit.OK}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, update, del string }{
+		{"enrolments", "UPDATE enrolments SET requested_by = 'mallory'", "DELETE FROM enrolments"},
+		{"decisions", "UPDATE decisions SET decided_by = 'mallory'", "DELETE FROM decisions"},
+		{"certificates", "UPDATE certificates SET issued_by = 'mallory'", "DELETE FROM certificates"},
+		{"public_keys", "UPDATE public_keys SET source = 'x'", "DELETE FROM public_keys"},
+		{"audit_events", "UPDATE audit_events SET outcome = 'ok'", "DELETE FROM audit_events"},
+		{"subject_changes", "UPDATE subject_changes SET changed_by = 'mallory'", "DELETE FROM subject_changes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := b.Exec(t, s, tc.update); err == nil {
+				t.Fatalf("UPDATE on %s was allowed", tc.name)
+			}
+			if err := b.Exec(t, s, tc.del); err == nil {
+				t.Fatalf("DELETE on %s was allowed", tc.name)
+			}
+		})
+	}
+	got, err := s.GetEnrolment(ctx, e.ID)
+	if err != nil || got.RequestedBy != "officer-a" || got.Status != enrol.Issued {
+		t.Fatalf("records changed after refused writes: %+v %v", got, err)
+	}
+}
+
+func testConcurrentDecisions(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-5001", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	var wins, dups atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			err := s.RecordDecision(ctx, enrol.Decision{EnrolmentID: e.ID, Approved: i%2 == 0, By: fmt.Sprintf("officer-%d", i), At: now})
+			if err == nil {
+				wins.Add(1)
+			} else if _, ok := store.IsDuplicate(err); ok {
+				dups.Add(1)
+			} else {
+				t.Errorf("decision %d: unexpected error %v", i, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if wins.Load() != 1 || dups.Load() != 11 {
+		t.Fatalf("%d decisions recorded, %d refused as duplicates; want 1 and 11", wins.Load(), dups.Load())
+	}
+}
+
+func testDurable(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-6001", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	s2 := b.Reopen(t, s)
+	if _, err := s2.GetSubject(ctx, p.ID); err != nil {
+		t.Fatalf("subject lost after reopening: %v", err)
+	}
+	if _, err := s2.GetEnrolment(ctx, e.ID); err != nil {
+		t.Fatalf("enrolment lost after reopening: %v", err)
+	}
+}
