@@ -4,9 +4,20 @@
 // embedded in trustd; a deployment may point trustd at its own copy.
 package certs
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
+)
 
-// Profiles is the profiles/ directory.
-//
 //go:embed profiles/*.json profiles/*.tpl
-var Profiles embed.FS
+var embedded embed.FS
+
+// Profiles returns the built-in profiles directory.
+func Profiles() fs.FS {
+	sub, err := fs.Sub(embedded, "profiles")
+	if err != nil {
+		// "profiles" is a constant, valid path inside the embedded FS.
+		panic(err)
+	}
+	return sub
+}

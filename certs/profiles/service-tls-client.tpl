@@ -7,11 +7,7 @@
 		"commonName": {{ toJson .Identity.Name }}
 	},
 	"uris": [{{ toJson .Identity.URI }}],
-{{- if typeIs "*rsa.PublicKey" .Insecure.CR.PublicKey }}
-	"keyUsage": ["digitalSignature", "keyEncipherment"],
-{{- else }}
 	"keyUsage": ["digitalSignature"],
-{{- end }}
 	"extKeyUsage": ["clientAuth"],
 	"policyIdentifiers": [{{ toJson .OID.Policy.ServiceTLS }}],
 	"extensions": [{"id": {{ toJson .OID.IdentityExtension }}, "critical": false, "value": {{ toJson .Identity.Extension }}}],

@@ -6,7 +6,8 @@
 		{{- end }}
 		"commonName": {{ toJson .Identity.Name }}
 	},
-	"sans": {{ toJson .Identity.SANs }},
+	"dnsNames": {{ toJson .Identity.DNSNames }},
+	"ipAddresses": {{ toJson .Identity.IPAddresses }},
 {{- if typeIs "*rsa.PublicKey" .Insecure.CR.PublicKey }}
 	"keyUsage": ["digitalSignature", "keyEncipherment"],
 {{- else }}

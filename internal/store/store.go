@@ -1,18 +1,13 @@
-// Package store defines trustd's persistent store and its errors. The
-// implementations live in store/sqlstore (PostgreSQL through pgx, and the
-// embedded SQLite default); store/storetest is the conformance suite both
-// pass.
+// Package store holds what every store implementation and its callers
+// share: the errors and the query filters. The implementations live in
+// store/sqlstore (PostgreSQL through pgx, and the embedded SQLite default);
+// store/storetest is the conformance suite both pass, and states the
+// contract. Callers declare the narrow interfaces they need.
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"math/big"
-
-	"github.com/nuskha/nuskha/internal/audit"
-	"github.com/nuskha/nuskha/internal/enrol"
-	"github.com/nuskha/nuskha/internal/registry"
 )
 
 // Errors every implementation returns (wrapped) for these conditions.
@@ -41,7 +36,7 @@ func IsDuplicate(err error) (string, bool) {
 // SubjectFilter selects subjects. Query matches names and registration
 // numbers by substring.
 type SubjectFilter struct {
-	Kind    registry.Kind
+	Kind    string
 	Query   string
 	AfterID string
 	Limit   int
@@ -49,7 +44,7 @@ type SubjectFilter struct {
 
 // EnrolmentFilter selects enrolments, newest first.
 type EnrolmentFilter struct {
-	Status    enrol.Status
+	Status    string // pending, approved, issued, rejected
 	SubjectID string
 	Limit     int
 }
@@ -65,38 +60,4 @@ type AuditFilter struct {
 	AfterSeq int64
 	Object   string
 	Limit    int
-}
-
-// Trust is trustd's store.
-type Trust interface {
-	// CreateSubject inserts s (Version 1) and its first change record.
-	CreateSubject(ctx context.Context, s *registry.Subject, by string) error
-	// UpdateSubject replaces the subject whose stored version is
-	// s.Version-1 and records the change; otherwise ErrConflict.
-	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
-	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
-	ListSubjects(ctx context.Context, f SubjectFilter) ([]*registry.Subject, error)
-
-	// CreateEnrolment inserts r and claims its public key; a key seen before
-	// gives a DuplicateError for spki_sha256.
-	CreateEnrolment(ctx context.Context, r *enrol.Request) error
-	GetEnrolment(ctx context.Context, id string) (*enrol.Request, error)
-	ListEnrolments(ctx context.Context, f EnrolmentFilter) ([]*enrol.Request, error)
-	// RecordDecision inserts the one decision of an enrolment; a second gives
-	// a DuplicateError for enrolment_id.
-	RecordDecision(ctx context.Context, d enrol.Decision) error
-
-	// StoreCertificate records an issued certificate. A certificate made
-	// without enrolment (at init) also claims its public key.
-	StoreCertificate(ctx context.Context, c *enrol.Certificate) error
-	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
-	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
-	ListCertificates(ctx context.Context, f CertificateFilter) ([]*enrol.Certificate, error)
-
-	AppendAudit(ctx context.Context, e audit.Event) (int64, error)
-	ListAudit(ctx context.Context, f AuditFilter) ([]audit.Event, error)
-
-	// Ping checks the database is reachable (for readiness).
-	Ping(ctx context.Context) error
-	Close() error
 }

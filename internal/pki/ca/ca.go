@@ -192,14 +192,14 @@ type authDB struct {
 
 var errNotHere = errors.New("ca: not handled by step-ca in this service")
 
-func (d *authDB) IsRevoked(string) (bool, error)                { return false, errNotHere }
-func (d *authDB) IsSSHRevoked(string) (bool, error)             { return false, errNotHere }
-func (d *authDB) Revoke(*db.RevokedCertificateInfo) error       { return errNotHere }
-func (d *authDB) RevokeSSH(*db.RevokedCertificateInfo) error    { return errNotHere }
-func (d *authDB) UseToken(string, string) (bool, error)         { return false, errNotHere }
-func (d *authDB) IsSSHHost(string) (bool, error)                { return false, errNotHere }
-func (d *authDB) GetSSHHostPrincipals() ([]string, error)       { return nil, errNotHere }
-func (d *authDB) Shutdown() error                               { return nil }
+func (d *authDB) IsRevoked(string) (bool, error)             { return false, errNotHere }
+func (d *authDB) IsSSHRevoked(string) (bool, error)          { return false, errNotHere }
+func (d *authDB) Revoke(*db.RevokedCertificateInfo) error    { return errNotHere }
+func (d *authDB) RevokeSSH(*db.RevokedCertificateInfo) error { return errNotHere }
+func (d *authDB) UseToken(string, string) (bool, error)      { return false, errNotHere }
+func (d *authDB) IsSSHHost(string) (bool, error)             { return false, errNotHere }
+func (d *authDB) GetSSHHostPrincipals() ([]string, error)    { return nil, errNotHere }
+func (d *authDB) Shutdown() error                            { return nil }
 func (d *authDB) GetCertificate(serial string) (*x509.Certificate, error) {
 	if d.certs == nil {
 		return nil, errNotHere

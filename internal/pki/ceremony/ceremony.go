@@ -67,6 +67,11 @@ func CreateRoot(rootKey crypto.Signer, tpl profile.CATemplate, names Names, now 
 	if err := setValidity(t, now, tpl.Validity); err != nil {
 		return nil, err
 	}
+	// RFC 5280 lets a self-signed certificate omit the AKI; including it
+	// (equal to the SKI) keeps chain builders that match on key ids happy
+	// and lets the lint, whose throwaway key makes the root look merely
+	// self-issued, see the identifier it requires.
+	t.AuthorityKeyId = t.SubjectKeyId
 	return signChecked(t, t, rootKey.Public(), rootKey, l)
 }
 

@@ -4,12 +4,18 @@ package profile
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"slices"
 	"sort"
 	"time"
+
+	"go.step.sm/crypto/x509util"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -97,6 +103,9 @@ func Load(fsys fs.FS) (*Set, error) {
 	for name, fp := range f.Profiles {
 		p, err := loadProfile(fsys, name, fp)
 		if err != nil {
+			return nil, err
+		}
+		if err := dryRun(p); err != nil {
 			return nil, err
 		}
 		s.profiles[name] = p
@@ -200,7 +209,8 @@ type IdentityData struct {
 	Organization string   // organisation, for services, vendors and officers
 	ProvinceName string   // stateOrProvinceName, for pharmacies and centres
 	URI          string   // urn:nuskha:subject:<id>, for TLS clients and officers
-	SANs         []string // DNS names and IP addresses, for TLS servers
+	DNSNames     []string // for TLS servers
+	IPAddresses  []string // for TLS servers
 	Extension    []byte   // DER of the subject-identity extension (pki.Identity)
 }
 
@@ -214,4 +224,35 @@ type URLs struct {
 // TemplateData converts d into x509util template data.
 func (d Data) TemplateData() map[string]any {
 	return map[string]any{"Identity": d.Identity, "OID": d.OID, "URL": d.URL}
+}
+
+// dryRun renders the template once with sample data, so a broken template
+// is found when trustd starts rather than at the first enrolment.
+func dryRun(p *Profile) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return err
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return err
+	}
+	ext, err := pki.Identity{Role: p.SubjectKinds[0], SubjectID: "sub_sample", RegistrationNumber: "1"}.Marshal()
+	if err != nil {
+		return err
+	}
+	sample := Data{
+		Identity: IdentityData{Name: "Sample", Title: "physician; general", SerialNumber: "IRMC-1", Organization: "Sample",
+			ProvinceName: "Tehran", URI: "urn:nuskha:subject:sub_sample", DNSNames: []string{"sample.test"}, IPAddresses: []string{}, Extension: ext},
+		OID: pki.MustArc(pki.DefaultArc).OIDs(),
+		URL: URLs{CRL: []string{"http://sample.test/crl"}, OCSP: []string{"http://sample.test/ocsp"}, Issuer: []string{"http://sample.test/ca.crt"}},
+	}
+	if _, err := x509util.NewCertificate(csr, x509util.WithTemplate(p.Template, sample.TemplateData())); err != nil {
+		return fmt.Errorf("profile %q: template does not render: %w", p.Name, err)
+	}
+	return nil
 }

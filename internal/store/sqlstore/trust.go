@@ -22,8 +22,6 @@ type Trust struct {
 	*DB
 }
 
-var _ store.Trust = (*Trust)(nil)
-
 // OpenTrust opens and migrates trustd's database.
 func OpenTrust(ctx context.Context, driver, dsn string) (*Trust, error) {
 	db, err := Open(ctx, driver, dsn)
@@ -187,7 +185,7 @@ func (t *Trust) ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*reg
 	q := `SELECT ` + subjectColumns + ` FROM subjects WHERE id > $1`
 	args := []any{f.AfterID}
 	if f.Kind != "" {
-		args = append(args, string(f.Kind))
+		args = append(args, f.Kind)
 		q += fmt.Sprintf(" AND kind = $%d", len(args))
 	}
 	if f.Query != "" {
@@ -279,7 +277,7 @@ func (t *Trust) ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]
 		args = append(args, f.SubjectID)
 		q += fmt.Sprintf(" AND e.subject_id = $%d", len(args))
 	}
-	switch f.Status {
+	switch enrol.Status(f.Status) {
 	case "":
 	case enrol.Pending:
 		q += " AND d.enrolment_id IS NULL"

@@ -5,15 +5,16 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/storetest"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
+var _ storetest.Trust = (*sqlstore.Trust)(nil)
+
 func backend(driver string, dsn func(t *testing.T) string) storetest.Backend {
-	dsns := map[store.Trust]string{}
-	open := func(t *testing.T, d string) store.Trust {
+	dsns := map[storetest.Trust]string{}
+	open := func(t *testing.T, d string) storetest.Trust {
 		s, err := sqlstore.OpenTrust(context.Background(), driver, d)
 		if err != nil {
 			t.Fatalf("OpenTrust(%s): %v", driver, err)
@@ -23,13 +24,13 @@ func backend(driver string, dsn func(t *testing.T) string) storetest.Backend {
 		return s
 	}
 	return storetest.Backend{
-		Open: func(t *testing.T) store.Trust { return open(t, dsn(t)) },
-		Exec: func(t *testing.T, s store.Trust, q string, args ...any) error {
+		Open: func(t *testing.T) storetest.Trust { return open(t, dsn(t)) },
+		Exec: func(t *testing.T, s storetest.Trust, q string, args ...any) error {
 			db := s.(*sqlstore.Trust)
 			_, err := db.SQL().ExecContext(context.Background(), db.Rebind(q), args...)
 			return err
 		},
-		Reopen: func(t *testing.T, s store.Trust) store.Trust {
+		Reopen: func(t *testing.T, s storetest.Trust) storetest.Trust {
 			d := dsns[s]
 			s.Close()
 			return open(t, d)

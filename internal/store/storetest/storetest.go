@@ -1,4 +1,4 @@
-// Package storetest is the conformance suite for store.Trust: every backend
+// Package storetest is the conformance suite for Trust: every backend
 // (PostgreSQL and the embedded SQLite) runs exactly these tests.
 package storetest
 
@@ -22,16 +22,50 @@ import (
 	"github.com/nuskha/nuskha/internal/store"
 )
 
+// Trust is the contract trustd's store implementations are held to.
+type Trust interface {
+	// CreateSubject inserts s (Version 1) and its first change record.
+	CreateSubject(ctx context.Context, s *registry.Subject, by string) error
+	// UpdateSubject replaces the subject whose stored version is
+	// s.Version-1 and records the change; otherwise ErrConflict.
+	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
+	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
+	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
+
+	// CreateEnrolment inserts r and claims its public key; a key seen before
+	// gives a DuplicateError for spki_sha256.
+	CreateEnrolment(ctx context.Context, r *enrol.Request) error
+	GetEnrolment(ctx context.Context, id string) (*enrol.Request, error)
+	ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
+	// RecordDecision inserts the one decision of an enrolment; a second gives
+	// a DuplicateError for enrolment_id.
+	RecordDecision(ctx context.Context, d enrol.Decision) error
+
+	// StoreCertificate records an issued certificate. A certificate made
+	// without enrolment (at init) also claims its public key.
+	StoreCertificate(ctx context.Context, c *enrol.Certificate) error
+	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
+	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
+	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
+
+	AppendAudit(ctx context.Context, e audit.Event) (int64, error)
+	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
+
+	// Ping checks the database is reachable (for readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
 // Backend opens fresh, empty stores of one kind.
 type Backend struct {
 	// Open returns a new, migrated, empty store; it is closed by the suite.
-	Open func(t *testing.T) store.Trust
+	Open func(t *testing.T) Trust
 	// Exec runs raw SQL ($n placeholders) on the store's database, to show
 	// what the database itself refuses.
-	Exec func(t *testing.T, s store.Trust, query string, args ...any) error
+	Exec func(t *testing.T, s Trust, query string, args ...any) error
 	// Reopen closes s and opens the same database again, to show that
 	// acknowledged writes survive.
-	Reopen func(t *testing.T, s store.Trust) store.Trust
+	Reopen func(t *testing.T, s Trust) Trust
 }
 
 // Run runs the suite.
@@ -155,7 +189,7 @@ func testSubjects(t *testing.T, b Backend) {
 		if err != nil || len(all) != 3 {
 			t.Fatalf("list all: %d subjects, %v", len(all), err)
 		}
-		ph, err := s.ListSubjects(ctx, store.SubjectFilter{Kind: pki.RolePharmacy})
+		ph, err := s.ListSubjects(ctx, store.SubjectFilter{Kind: string(pki.RolePharmacy)})
 		if err != nil || len(ph) != 1 || ph[0].Kind != pki.RolePharmacy {
 			t.Fatalf("list pharmacies: %v, %v", ph, err)
 		}
@@ -239,18 +273,18 @@ func testEnrolments(t *testing.T, b Backend) {
 		if err := s.CreateEnrolment(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		pending, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: enrol.Pending})
+		pending, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: string(enrol.Pending)})
 		if err != nil || len(pending) != 1 || pending[0].ID != r.ID {
 			t.Fatalf("pending: %v %v", pending, err)
 		}
 		if err := s.RecordDecision(ctx, enrol.Decision{EnrolmentID: r.ID, Approved: false, By: "officer-b", At: now, Reason: "identity not confirmed"}); err != nil {
 			t.Fatal(err)
 		}
-		rejected, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: enrol.Rejected})
+		rejected, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: string(enrol.Rejected)})
 		if err != nil || len(rejected) != 1 || rejected[0].Decision.Reason != "identity not confirmed" {
 			t.Fatalf("rejected: %v %v", rejected, err)
 		}
-		approved, _ := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: enrol.Approved})
+		approved, _ := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: string(enrol.Approved)})
 		if len(approved) != 1 || approved[0].ID != e.ID {
 			t.Fatalf("approved: %v", approved)
 		}

@@ -1,0 +1,388 @@
+package enrol
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/ca"
+	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/keycheck"
+	"github.com/nuskha/nuskha/internal/pki/profile"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+// Store is what enrolment needs from trustd's store.
+type Store interface {
+	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
+	CreateEnrolment(ctx context.Context, r *Request) error
+	GetEnrolment(ctx context.Context, id string) (*Request, error)
+	RecordDecision(ctx context.Context, d Decision) error
+	StoreCertificate(ctx context.Context, c *Certificate) error
+}
+
+// Issuer signs certificates (package ca).
+type Issuer interface {
+	Issue(ctx context.Context, req ca.Request, before ca.BeforeSign) (*x509.Certificate, error)
+	Intermediate() *x509.Certificate
+}
+
+// Config wires a Service. Every field is required.
+type Config struct {
+	Store    Store
+	Issuer   Issuer
+	Profiles *profile.Set
+	Arc      pki.Arc
+	URLs     profile.URLs
+	Audit    audit.Recorder
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Service runs enrolment.
+type Service struct {
+	cfg Config
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Issuer == nil || cfg.Profiles == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil {
+		return nil, errors.New("enrol: incomplete configuration")
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+// Ceremony is the actor of certificates issued by `trustd init`, before any
+// officer exists.
+const Ceremony = "ceremony"
+
+// Backdate covers clock skew between trustd and relying parties.
+const Backdate = time.Minute
+
+func newID(prefix string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// refuse records a refusal and returns err unchanged.
+func (s *Service) refuse(ctx context.Context, actor, action, object string, err error, detail map[string]string) error {
+	outcome := audit.Refused
+	if errs.CodeOf(err) == errs.Internal || errs.CodeOf(err) == errs.Unavailable {
+		outcome = audit.Failed
+	}
+	if aerr := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: outcome, Code: errs.CodeOf(err), Detail: detail}); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
+}
+
+func (s *Service) subject(ctx context.Context, id string) (*registry.Subject, error) {
+	sub, err := s.cfg.Store.GetSubject(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errs.FieldError(errs.NotFound, "subject_id", "no subject %q in the registry", id)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading the registry")
+	}
+	return sub, nil
+}
+
+// RequestInput is what the first officer enters.
+type RequestInput struct {
+	SubjectID string
+	Profile   string
+	CSR       []byte // PEM or DER
+}
+
+// Request records an enrolment request entered by officer. The CSR proves
+// possession of the key; the key must be fit (keycheck), of a type the
+// profile accepts, and never enrolled before.
+func (s *Service) Request(ctx context.Context, officer string, in RequestInput) (*Request, error) {
+	const action = "enrolment.request"
+	object := "subject:" + in.SubjectID
+	detail := map[string]string{"profile": in.Profile}
+	r, err := s.request(ctx, officer, in)
+	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
+	detail["enrolment"] = r.ID
+	detail["key_type"] = r.KeyType
+	detail["spki_sha256"] = r.SPKIHash
+	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: officer, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Service) request(ctx context.Context, officer string, in RequestInput) (*Request, error) {
+	p, err := s.cfg.Profiles.Get(in.Profile)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := s.subject(ctx, in.SubjectID)
+	if err != nil {
+		return nil, err
+	}
+	if !p.AllowsKind(sub.Kind) {
+		return nil, errs.FieldError(errs.ProfileMismatch, "profile", "profile %s is for %v, the subject is a %s", p.Name, p.SubjectKinds, sub.Kind)
+	}
+	if err := sub.CanBeCertified(s.cfg.Now()); err != nil {
+		return nil, err
+	}
+	csr, err := keycheck.ParseCSR(in.CSR)
+	if err != nil {
+		return nil, err
+	}
+	kt, err := keycheck.Check(csr.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	if !p.AllowsKey(profile.KeyType(kt)) {
+		return nil, errs.New(errs.WrongKeyType, "profile %s accepts %v, the key is %s", p.Name, p.KeyTypes, kt)
+	}
+	r := &Request{
+		ID: newID("enr_"), SubjectID: sub.ID, Profile: p.Name, CSR: csr.Raw, KeyType: kt,
+		SPKIHash: SPKIHash(csr.RawSubjectPublicKeyInfo), RequestedBy: officer, RequestedAt: s.cfg.Now().UTC(),
+		Status: Pending,
+	}
+	if err := s.cfg.Store.CreateEnrolment(ctx, r); err != nil {
+		if f, ok := store.IsDuplicate(err); ok && f == "spki_sha256" {
+			return nil, errs.New(errs.KeyReused, "this public key was already enrolled; generate a new key on the token")
+		}
+		return nil, errs.Wrap(errs.Unavailable, err, "recording the enrolment")
+	}
+	return r, nil
+}
+
+func (s *Service) enrolment(ctx context.Context, id string) (*Request, error) {
+	r, err := s.cfg.Store.GetEnrolment(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errs.New(errs.NotFound, "no enrolment %q", id)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading the enrolment")
+	}
+	return r, nil
+}
+
+// Approve is the second officer's approval. The approver MUST NOT be the
+// officer who entered the request. The registry is checked again (a licence
+// may have lapsed since the request), the decision is recorded, and the
+// certificate is issued. If issuance fails after the approval was recorded,
+// Approve may be called again (by any officer but the requester) to retry.
+func (s *Service) Approve(ctx context.Context, officer, enrolmentID string) (*Certificate, error) {
+	const action = "enrolment.approve"
+	object := "enrolment:" + enrolmentID
+	r, err := s.enrolment(ctx, enrolmentID)
+	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, nil)
+	}
+	detail := map[string]string{"profile": r.Profile, "subject": r.SubjectID}
+	if r.RequestedBy == officer {
+		return nil, s.refuse(ctx, officer, action, object,
+			errs.New(errs.DualControl, "the officer who entered an enrolment cannot approve it; a second officer must"), detail)
+	}
+	switch r.Status {
+	case Issued:
+		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending, "enrolment already issued certificate %s", r.CertificateSerial), detail)
+	case Rejected:
+		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending, "enrolment was rejected by %s", r.Decision.By), detail)
+	}
+	p, err := s.cfg.Profiles.Get(r.Profile)
+	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
+	sub, err := s.subject(ctx, r.SubjectID)
+	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
+	if err := s.eligible(sub, p); err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
+	if r.Status == Pending {
+		d := Decision{EnrolmentID: r.ID, Approved: true, By: officer, At: s.cfg.Now().UTC()}
+		if err := s.cfg.Store.RecordDecision(ctx, d); err != nil {
+			if _, dup := store.IsDuplicate(err); dup {
+				err = errs.New(errs.NotPending, "another officer decided this enrolment at the same time")
+			} else {
+				err = errs.Wrap(errs.Unavailable, err, "recording the approval")
+			}
+			return nil, s.refuse(ctx, officer, action, object, err, detail)
+		}
+		if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: officer, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
+			return nil, err
+		}
+	}
+	csr, err := x509.ParseCertificateRequest(r.CSR)
+	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, errs.Wrap(errs.Internal, err, "stored CSR does not parse"), detail)
+	}
+	return s.issue(ctx, officer, sub, p, csr, r.ID)
+}
+
+// eligible is the policy re-checked immediately before signing.
+func (s *Service) eligible(sub *registry.Subject, p *profile.Profile) error {
+	if !p.AllowsKind(sub.Kind) {
+		return errs.New(errs.ProfileMismatch, "profile %s is for %v, the subject is a %s", p.Name, p.SubjectKinds, sub.Kind)
+	}
+	return sub.CanBeCertified(s.cfg.Now())
+}
+
+// Reject records an officer's refusal of a pending enrolment. The requester
+// may withdraw their own request.
+func (s *Service) Reject(ctx context.Context, officer, enrolmentID, reason string) (*Request, error) {
+	const action = "enrolment.reject"
+	object := "enrolment:" + enrolmentID
+	reason = strings.TrimSpace(reason)
+	if reason == "" || len(reason) > 500 {
+		return nil, s.refuse(ctx, officer, action, object, errs.FieldError(errs.Invalid, "reason", "a reason of 1 to 500 characters is required"), nil)
+	}
+	r, err := s.enrolment(ctx, enrolmentID)
+	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, nil)
+	}
+	if r.Status != Pending {
+		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending, "enrolment is %s", r.Status), nil)
+	}
+	d := Decision{EnrolmentID: r.ID, Approved: false, By: officer, At: s.cfg.Now().UTC(), Reason: reason}
+	if err := s.cfg.Store.RecordDecision(ctx, d); err != nil {
+		if _, dup := store.IsDuplicate(err); dup {
+			err = errs.New(errs.NotPending, "another officer decided this enrolment at the same time")
+		} else {
+			err = errs.Wrap(errs.Unavailable, err, "recording the rejection")
+		}
+		return nil, s.refuse(ctx, officer, action, object, err, nil)
+	}
+	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: officer, Action: action, Object: object, Outcome: audit.OK}); err != nil {
+		return nil, err
+	}
+	r.Status, r.Decision = Rejected, &d
+	return r, nil
+}
+
+// Bootstrap issues a certificate without an enrolment: only `trustd init`
+// uses it, for the first officers and trustd's own TLS certificate, before
+// any officer exists to enter or approve a request. It is audited as the
+// ceremony.
+func (s *Service) Bootstrap(ctx context.Context, sub *registry.Subject, profileName string, csr *x509.CertificateRequest) (*Certificate, error) {
+	p, err := s.cfg.Profiles.Get(profileName)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.eligible(sub, p); err != nil {
+		return nil, err
+	}
+	if _, err := keycheck.Check(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	return s.issue(ctx, Ceremony, sub, p, csr, "")
+}
+
+// issue signs and records a certificate, with an audit record immediately
+// before the issuing key signs and another after.
+func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string) (*Certificate, error) {
+	const action = "certificate.issue"
+	serial, err := ceremony.Serial()
+	if err != nil {
+		return nil, err
+	}
+	object := "certificate:" + SerialHex(serial)
+	detail := map[string]string{"profile": p.Name, "subject": sub.ID}
+	if enrolmentID != "" {
+		detail["enrolment"] = enrolmentID
+	}
+	now := s.cfg.Now().UTC()
+	notAfter := now.Add(p.Validity)
+	// A certificate never outlives the licence it attests, nor its issuer.
+	if sub.LicenceValidUntil.Before(notAfter) {
+		notAfter = sub.LicenceValidUntil
+	}
+	if ia := s.cfg.Issuer.Intermediate().NotAfter; ia.Before(notAfter) {
+		notAfter = ia
+	}
+	data, err := CertificateData(sub, s.cfg.Arc, s.cfg.URLs)
+	if err != nil {
+		return nil, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Internal, err, "building certificate data"), detail)
+	}
+	req := ca.Request{
+		CSR: csr, Template: p.Template, Data: data.TemplateData(), Serial: serial,
+		NotBefore: now.Add(-Backdate), NotAfter: notAfter,
+	}
+	cert, err := s.cfg.Issuer.Issue(ctx, req, func(tbs []byte) error {
+		h := sha256.Sum256(tbs)
+		intent := map[string]string{"tbs_sha256": hex.EncodeToString(h[:])}
+		for k, v := range detail {
+			intent[k] = v
+		}
+		return s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.Intent, Detail: intent})
+	})
+	if err != nil {
+		if _, ok := err.(*errs.Error); !ok && !errors.As(err, new(*errs.Error)) {
+			s.cfg.Log.ErrorContext(ctx, "issuance failed", "object", object, "err", err)
+			err = errs.Wrap(errs.Unavailable, err, "the issuing key could not sign; try again")
+		}
+		return nil, s.refuse(ctx, actor, action, object, err, detail)
+	}
+	rec := NewCertificateRecord(cert, sub.ID, p.Name, enrolmentID, actor, now)
+	if err := s.cfg.Store.StoreCertificate(ctx, rec); err != nil {
+		// Signed but not recorded: the certificate is withheld and the
+		// intent record names its serial.
+		s.cfg.Log.ErrorContext(ctx, "certificate signed but not stored; withheld", "object", object, "err", err)
+		code := errs.Unavailable
+		if f, dup := store.IsDuplicate(err); dup && (f == "enrolment_id" || f == "spki_sha256") {
+			code = errs.NotPending
+		}
+		return nil, s.refuse(ctx, actor, action, object, errs.Wrap(code, err, "the certificate could not be recorded and is withheld"), detail)
+	}
+	detail["fingerprint_sha256"] = rec.Fingerprint
+	detail["not_after"] = rec.NotAfter.Format(time.RFC3339)
+	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// CertificateData formats a registry subject for the profile templates.
+func CertificateData(sub *registry.Subject, arc pki.Arc, urls profile.URLs) (profile.Data, error) {
+	ext, err := sub.Identity().Marshal()
+	if err != nil {
+		return profile.Data{}, err
+	}
+	id := profile.IdentityData{
+		Name:         sub.Name,
+		Title:        sub.Title(),
+		SerialNumber: sub.SerialNumberAttr(),
+		Organization: sub.Organization,
+		ProvinceName: registry.ProvinceName(sub.Province),
+		URI:          sub.URI(),
+		DNSNames:     []string{},
+		IPAddresses:  []string{},
+		Extension:    ext,
+	}
+	for _, n := range sub.DNSNames {
+		if net.ParseIP(n) != nil {
+			id.IPAddresses = append(id.IPAddresses, n)
+		} else {
+			id.DNSNames = append(id.DNSNames, n)
+		}
+	}
+	return profile.Data{Identity: id, OID: arc.OIDs(), URL: urls}, nil
+}
+
+// String renders a request for logs without identifying data.
+func (r *Request) String() string {
+	return fmt.Sprintf("enrolment %s (%s, %s, %s)", r.ID, r.Profile, r.KeyType, r.Status)
+}

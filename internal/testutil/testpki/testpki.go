@@ -1,0 +1,144 @@
+// Package testpki builds a real CA hierarchy for tests: the shipped profiles,
+// a root and intermediate made by the ceremony code, and a step-ca backed
+// issuer — the production code path with keys the test chooses.
+package testpki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/certs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/ca"
+	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/pki/profile"
+	"github.com/nuskha/nuskha/internal/registry"
+)
+
+// PKI is a test hierarchy.
+type PKI struct {
+	Profiles     *profile.Set
+	Linter       *lint.Linter
+	Arc          pki.Arc
+	Root         *x509.Certificate
+	RootKey      crypto.Signer
+	Intermediate *x509.Certificate
+	CA           *ca.CA
+	URLs         profile.URLs
+}
+
+// New builds a hierarchy whose intermediate key is intermediateKey (nil: a
+// fresh in-memory P-256 key).
+func New(t testing.TB, intermediateKey crypto.Signer, now func() time.Time) *PKI {
+	t.Helper()
+	profiles, err := profile.Load(certs.Profiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lint.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if intermediateKey == nil {
+		intermediateKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	root, err := ceremony.CreateRoot(rootKey, profiles.Root, ceremony.DefaultNames, now(), l)
+	if err != nil {
+		t.Fatalf("root: %v", err)
+	}
+	inter, err := ceremony.CreateIntermediate(root, rootKey, intermediateKey.Public(), profiles.Intermediate, ceremony.DefaultNames, now(), l)
+	if err != nil {
+		t.Fatalf("intermediate: %v", err)
+	}
+	c, err := ca.New(ca.Config{Roots: []*x509.Certificate{root}, Intermediate: inter, Signer: intermediateKey, Linter: l, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &PKI{
+		Profiles: profiles, Linter: l, Arc: pki.MustArc(pki.DefaultArc), Root: root, RootKey: rootKey,
+		Intermediate: inter, CA: c,
+		URLs: profile.URLs{
+			CRL:    []string{"http://trustd.test/crl/1.crl"},
+			OCSP:   []string{"http://trustd.test/ocsp"},
+			Issuer: []string{"http://trustd.test/ca/intermediate.crt"},
+		},
+	}
+}
+
+// CSR makes a CSR for key.
+func CSR(t testing.TB, key crypto.Signer) *x509.CertificateRequest {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "from the token"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
+}
+
+// Subject returns a valid registry subject of the kind, licensed around now.
+func Subject(kind registry.Kind, id string, now time.Time) *registry.Subject {
+	s := &registry.Subject{
+		ID: id, Kind: kind, LicenceStatus: registry.Active,
+		LicenceValidFrom: now.AddDate(-1, 0, 0), LicenceValidUntil: now.AddDate(3, 0, 0),
+		CreatedAt: now, UpdatedAt: now,
+	}
+	switch kind {
+	case pki.RolePractitioner:
+		s.Name, s.NationalID, s.CouncilNumber, s.Profession, s.Specialty = "دکتر سارا احمدی", "0499370899", "MC-12345", registry.Physician, "cardiology"
+	case pki.RolePharmacy:
+		s.Name, s.LicenceNumber, s.Province, s.ResponsibleName, s.ResponsibleCouncilNumber = "داروخانه شفا", "PH-8812", "IR-23", "دکتر رضا کریمی", "P-5521"
+	case pki.RoleParaclinic:
+		s.Name, s.LicenceNumber, s.Province, s.CentreType, s.ResponsibleName, s.ResponsibleCouncilNumber = "آزمایشگاه پارس", "LB-3301", "IR-10", registry.Laboratory, "مریم رضایی", "T-7781"
+	case pki.RoleVendor:
+		s.Name, s.Organization, s.DNSNames = "HIS Connector", "Example Health Software", []string{"api.vendor.test"}
+	case pki.RoleService:
+		s.Name, s.Organization, s.DNSNames = "trustd", "Nuskha", []string{"localhost", "127.0.0.1"}
+	case pki.RoleOfficer:
+		s.Name, s.Organization = "Officer Alice", "Nuskha"
+	}
+	return s
+}
+
+// PEM encodes a certificate.
+func PEM(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// OpenSSLVerify runs `openssl verify -x509_strict` on leaf against root with
+// the intermediate as untrusted, and returns its output and error. purpose,
+// if set, is passed as -purpose.
+func OpenSSLVerify(t testing.TB, root, intermediate, leaf *x509.Certificate, extra ...string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	dir := t.TempDir()
+	write := func(name string, c *x509.Certificate) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, PEM(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	args := append([]string{"verify", "-x509_strict", "-CAfile", write("root.pem", root), "-untrusted", write("int.pem", intermediate)}, extra...)
+	args = append(args, write("leaf.pem", leaf))
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
