@@ -15,18 +15,19 @@ type Code string
 
 // Codes shared by every daemon. Each is documented in docs/problems.md.
 const (
-	Malformed     Code = "malformed-request"   // body or parameters do not parse
-	Invalid       Code = "invalid-field"       // a field has a bad value
-	NotFound      Code = "not-found"           // the named thing does not exist
-	Conflict      Code = "conflict"            // the write conflicts with the current state
-	Unauthorized  Code = "unauthenticated"     // no acceptable client credential
-	Forbidden     Code = "forbidden"           // credential accepted, action not allowed
-	TooLarge      Code = "request-too-large"   // body over the limit
-	Internal      Code = "internal"            // our fault; details are in the log
-	Unavailable   Code = "unavailable"         // a dependency (HSM, database) is down; retry later
-	NotAnOfficer  Code = "not-an-officer"      // client certificate is not an active officer's
-	InvalidNID    Code = "invalid-national-id" // national id fails its format or check digit
-	SubjectExists Code = "subject-exists"      // registry already has this person/organisation
+	Malformed        Code = "malformed-request"   // body or parameters do not parse
+	Invalid          Code = "invalid-field"       // a field has a bad value
+	NotFound         Code = "not-found"           // the named thing does not exist
+	MethodNotAllowed Code = "method-not-allowed"  // the resource exists, the HTTP method does not apply
+	Conflict         Code = "conflict"            // the write conflicts with the current state
+	Unauthorized     Code = "unauthenticated"     // no acceptable client credential
+	Forbidden        Code = "forbidden"           // credential accepted, action not allowed
+	TooLarge         Code = "request-too-large"   // body over the limit
+	Internal         Code = "internal"            // our fault; details are in the log
+	Unavailable      Code = "unavailable"         // a dependency (HSM, database) is down; retry later
+	NotAnOfficer     Code = "not-an-officer"      // client certificate is not an active officer's
+	InvalidNID       Code = "invalid-national-id" // national id fails its format or check digit
+	SubjectExists    Code = "subject-exists"      // registry already has this person/organisation
 
 	LicenceExpired     Code = "licence-expired"       // registry licence validity has ended
 	LicenceNotYetValid Code = "licence-not-yet-valid" // registry licence validity has not begun
@@ -41,6 +42,7 @@ const (
 	DualControl     Code = "dual-control-violation"   // the requesting officer tried to approve
 	NotPending      Code = "enrolment-not-pending"    // enrolment already decided
 	LintFailed      Code = "lint-failed"              // the to-be-signed certificate failed linting
+	NotIssued       Code = "certificate-not-issued"   // the enrolment has no certificate (yet)
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/certs"
+	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
@@ -141,4 +142,20 @@ func OpenSSLVerify(t testing.TB, root, intermediate, leaf *x509.Certificate, ext
 	args = append(args, write("leaf.pem", leaf))
 	out, err := exec.Command("openssl", args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// NationalID returns a random valid national id.
+func NationalID() string {
+	for {
+		b := make([]byte, 9)
+		_, _ = rand.Read(b)
+		for i := range b {
+			b[i] = '0' + b[i]%10
+		}
+		c, _ := nationalid.CheckDigit(string(b))
+		id := string(b) + string(c)
+		if nationalid.Valid(id) {
+			return id
+		}
+	}
 }

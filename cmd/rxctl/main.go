@@ -1,0 +1,102 @@
+// Command rxctl is the Nuskha client for every role: a practitioner's IT
+// support making a key and CSR on a smart card and writing the certificate
+// back, security officers entering and approving enrolments, and anyone
+// fetching certificates.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nuskha/nuskha/internal/client"
+	"github.com/nuskha/nuskha/internal/hsm"
+)
+
+func main() {
+	keys := hsm.NewManager(promptPIN)
+	code := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, keys)
+	keys.Close()
+	os.Exit(code)
+}
+
+// Exit codes: 0 done, 1 failed, 2 refused by the server or bad usage.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitRefused = 2
+)
+
+const usage = `usage: rxctl <group> <command> [flags]
+
+  token keygen       make a signing key on a PKCS#11 token (smart card)
+  token csr          make a CSR with the key on the token
+  token import-cert  write the issued certificate back to the token
+  token show         show the key and certificate on the token
+
+  subject add        register a practitioner, pharmacy, centre, vendor or officer (officer)
+  subject update     change a registry entry, e.g. suspend a licence (officer)
+  subject show|list  read the registry (officer)
+
+  enrol request      enter an enrolment: subject, profile and CSR (first officer)
+  enrol approve      approve it and issue the certificate (a different officer)
+  enrol reject       refuse it (officer)
+  enrol show|list    read enrolments (officer)
+
+  cert fetch         fetch a certificate by enrolment id or serial (anyone)
+  audit list         read the audit trail (officer)
+
+Run "rxctl <group> <command> -h" for flags. Server and credentials can come
+from NUSKHA_ADMIN_URL, NUSKHA_PUBLIC_URL, NUSKHA_CA_FILE, NUSKHA_OFFICER_CERT
+and NUSKHA_OFFICER_KEY.`
+
+type command func(ctx context.Context, e *env, args []string) error
+
+type env struct {
+	stdout, stderr io.Writer
+	keys           *hsm.Manager
+}
+
+var commands = map[string]map[string]command{
+	"token":   {"keygen": tokenKeygen, "csr": tokenCSR, "import-cert": tokenImportCert, "show": tokenShow},
+	"subject": {"add": subjectAdd, "update": subjectUpdate, "show": subjectShow, "list": subjectList},
+	"enrol":   {"request": enrolRequest, "approve": enrolApprove, "reject": enrolReject, "show": enrolShow, "list": enrolList},
+	"cert":    {"fetch": certFetch},
+	"audit":   {"list": auditList},
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm.Manager) int {
+	if len(args) < 2 {
+		fmt.Fprintln(stderr, usage)
+		return exitRefused
+	}
+	group, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "rxctl: unknown group %q\n%s\n", args[0], usage)
+		return exitRefused
+	}
+	cmd, ok := group[args[1]]
+	if !ok {
+		fmt.Fprintf(stderr, "rxctl: unknown command %q %q\n%s\n", args[0], args[1], usage)
+		return exitRefused
+	}
+	err := cmd(ctx, &env{stdout: stdout, stderr: stderr, keys: keys}, args[2:])
+	var p *client.Problem
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &p):
+		fmt.Fprintf(stderr, "rxctl: refused: %v\n", p)
+		return exitRefused
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "rxctl: %v\n", err)
+		return exitRefused
+	}
+	fmt.Fprintf(stderr, "rxctl: %v\n", err)
+	return exitFailed
+}
+
+type usageError struct{ error }

@@ -1,0 +1,163 @@
+// Command trustd is Nuskha's trust service: the CA whose issuing key lives in
+// an HSM, the identity registry, and enrolment under dual control.
+//
+//	trustd init  -dir DIR -officer NAME -officer NAME [flags]   the CA ceremony
+//	trustd serve -config DIR/trustd.json                        run the service
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/trustd"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "trustd:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  trustd init  -dir DIR -officer NAME -officer NAME [flags]   create the CA, first officers and config
+  trustd serve -config FILE                                  run the service
+  trustd check -config FILE                                  validate the config and open keys and database
+Run "trustd <command> -h" for a command's flags.`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "init":
+		return cmdInit(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, args[1:], stderr, false)
+	case "check":
+		return cmdServe(ctx, args[1:], stderr, true)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("trustd init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "empty directory for the CA (required)")
+	rootKey := fs.String("root-key", "", "root key URI (pkcs11:… or softkey:…); default: an encrypted file in DIR/ca")
+	interKey := fs.String("intermediate-key", "", "issuing key URI, normally pkcs11:…; default: an encrypted file in DIR/ca")
+	tlsKey := fs.String("tls-key", "", "trustd TLS key URI; default: an encrypted file in DIR/tls")
+	rootAlg := fs.String("root-alg", "EC-P384", "root key algorithm")
+	interAlg := fs.String("intermediate-alg", "EC-P256", "issuing key algorithm")
+	org := fs.String("org", ceremony.DefaultNames.Organization, "organisation name in CA certificates")
+	rootCN := fs.String("root-cn", ceremony.DefaultNames.RootCN, "root CA common name")
+	interCN := fs.String("intermediate-cn", ceremony.DefaultNames.IntermediateCN, "issuing CA common name")
+	arc := fs.String("oid-arc", "", "OID arc for policies and EKUs (default: the 2.999.1 example arc, development only)")
+	storeDriver := fs.String("store", "sqlite", "database: sqlite (embedded) or postgres")
+	dsnFile := fs.String("dsn-file", "", "file holding the PostgreSQL URL (with -store postgres)")
+	admin := fs.String("admin-listen", "127.0.0.1:8443", "admin API address (mTLS, officers)")
+	public := fs.String("public-listen", "127.0.0.1:8444", "public API address (TLS)")
+	httpListen := fs.String("http-listen", "127.0.0.1:8080", "plain-HTTP address for certificate URLs (AIA, CRL, OCSP)")
+	httpBase := fs.String("http-base-url", "", "base URL certificates point to (default http://<http-listen>)")
+	var officers, dns listFlag
+	fs.Var(&officers, "officer", "officer name, or NAME=KEY-URI to make the key on the officer's token (repeat; at least 2)")
+	fs.Var(&dns, "dns", "trustd TLS name or IP (repeat; default localhost and 127.0.0.1)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("init: -dir is required")
+	}
+	ra, err := hsm.ParseAlgorithm(*rootAlg)
+	if err != nil {
+		return err
+	}
+	ia, err := hsm.ParseAlgorithm(*interAlg)
+	if err != nil {
+		return err
+	}
+	opts := trustd.InitOptions{
+		Dir: *dir, RootKey: *rootKey, IntermediateKey: *interKey, TLSKey: *tlsKey, RootAlg: ra, IntermediateAlg: ia,
+		Names:    ceremony.Names{Country: "IR", Organization: *org, RootCN: *rootCN, IntermediateCN: *interCN},
+		DNSNames: dns, OIDArc: *arc, AdminListen: *admin, PublicListen: *public, HTTPListen: *httpListen, HTTPBaseURL: *httpBase,
+		Store: trustd.StoreConfig{Driver: *storeDriver, DSNFile: *dsnFile},
+	}
+	if opts.Store.Driver == "sqlite" {
+		opts.Store.Path = "trustd.db"
+	}
+	if opts.HTTPBaseURL == "" && opts.HTTPListen != "" {
+		opts.HTTPBaseURL = "http://" + opts.HTTPListen
+	}
+	for _, o := range officers {
+		name, uri, _ := strings.Cut(o, "=")
+		opts.Officers = append(opts.Officers, trustd.Officer{Name: name, KeyURI: uri})
+	}
+	keys := hsm.NewManager(hsm.NoPrompt)
+	defer keys.Close()
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	res, err := trustd.Init(ctx, opts, trustd.Deps{Log: log, Now: time.Now, Keys: keys})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "CA created.\n  config:    %s\n  root cert: %s\n  root key:  %s\n", res.ConfigFile, res.RootCert, res.RootKeyURI)
+	fmt.Fprintln(stdout, "  The root key is not needed to run trustd: move it offline.")
+	for _, o := range res.Officers {
+		fmt.Fprintf(stdout, "  officer %s (%s): cert %s key %s\n", o.Name, o.SubjectID, o.CertFile, o.KeyURI)
+	}
+	fmt.Fprintf(stdout, "Start it with: trustd serve -config %s\n", res.ConfigFile)
+	return nil
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer, checkOnly bool) error {
+	name := "trustd serve"
+	if checkOnly {
+		name = "trustd check"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "trustd.json (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("-config is required")
+	}
+	cfg, err := trustd.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger(stderr)
+	keys := hsm.NewManager(hsm.NoPrompt)
+	defer keys.Close()
+	svc, err := trustd.New(ctx, cfg, trustd.Deps{Log: log, Now: time.Now, Keys: keys})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	if checkOnly {
+		fmt.Fprintln(stderr, "config, keys, profiles and database are usable")
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return svc.Serve(ctx)
+}

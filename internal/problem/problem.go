@@ -1,0 +1,207 @@
+// Package problem is the HTTP edge of errs: it writes RFC 9457
+// application/problem+json documents with a stable type URI per code, and
+// reads JSON request bodies strictly (size limit, no unknown fields, one
+// value), so that bad input is refused before it reaches the domain.
+package problem
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/nuskha/nuskha/internal/errs"
+)
+
+// TypePrefix prefixes every problem type: urn:nuskha:problem:<code>.
+// docs/problems.md lists the codes.
+const TypePrefix = "urn:nuskha:problem:"
+
+// ContentType of problem documents.
+const ContentType = "application/problem+json"
+
+// Problem is an RFC 9457 problem document with our extension members.
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// Code is the bare code, for clients that prefer not to parse the URN.
+	Code errs.Code `json:"code"`
+	// Field names the offending input field, when there is one.
+	Field string `json:"field,omitempty"`
+}
+
+type meta struct {
+	status int
+	title  string
+}
+
+var codes = map[errs.Code]meta{
+	errs.Malformed:          {http.StatusBadRequest, "Malformed request"},
+	errs.Invalid:            {http.StatusUnprocessableEntity, "Invalid field"},
+	errs.NotFound:           {http.StatusNotFound, "Not found"},
+	errs.MethodNotAllowed:   {http.StatusMethodNotAllowed, "Method not allowed"},
+	errs.Conflict:           {http.StatusConflict, "Conflict"},
+	errs.Unauthorized:       {http.StatusUnauthorized, "Not authenticated"},
+	errs.Forbidden:          {http.StatusForbidden, "Forbidden"},
+	errs.TooLarge:           {http.StatusRequestEntityTooLarge, "Request too large"},
+	errs.Internal:           {http.StatusInternalServerError, "Internal error"},
+	errs.Unavailable:        {http.StatusServiceUnavailable, "Temporarily unavailable"},
+	errs.NotAnOfficer:       {http.StatusForbidden, "Not an active security officer"},
+	errs.InvalidNID:         {http.StatusUnprocessableEntity, "Invalid national id"},
+	errs.SubjectExists:      {http.StatusConflict, "Subject already registered"},
+	errs.LicenceExpired:     {http.StatusUnprocessableEntity, "Licence expired"},
+	errs.LicenceNotYetValid: {http.StatusUnprocessableEntity, "Licence not yet valid"},
+	errs.LicenceSuspended:   {http.StatusUnprocessableEntity, "Licence suspended"},
+	errs.BadCSR:             {http.StatusBadRequest, "Bad certificate signing request"},
+	errs.WeakKey:            {http.StatusUnprocessableEntity, "Weak key"},
+	errs.WrongKeyType:       {http.StatusUnprocessableEntity, "Key type not accepted"},
+	errs.KeyReused:          {http.StatusConflict, "Key already enrolled"},
+	errs.UnknownProfile:     {http.StatusUnprocessableEntity, "Unknown certificate profile"},
+	errs.ProfileMismatch:    {http.StatusUnprocessableEntity, "Profile not for this subject"},
+	errs.DualControl:        {http.StatusForbidden, "Dual control violation"},
+	errs.NotPending:         {http.StatusConflict, "Enrolment not pending"},
+	errs.LintFailed:         {http.StatusUnprocessableEntity, "Certificate failed linting"},
+	errs.NotIssued:          {http.StatusConflict, "Certificate not issued"},
+}
+
+// Status returns the HTTP status for a code.
+func Status(c errs.Code) int {
+	if m, ok := codes[c]; ok {
+		return m.status
+	}
+	return http.StatusInternalServerError
+}
+
+// Codes lists every code with its status and title, for documentation tests.
+func Codes() map[errs.Code]struct {
+	Status int
+	Title  string
+} {
+	out := map[errs.Code]struct {
+		Status int
+		Title  string
+	}{}
+	for c, m := range codes {
+		out[c] = struct {
+			Status int
+			Title  string
+		}{m.status, m.title}
+	}
+	return out
+}
+
+// From builds the problem for err. Internal errors get a generic detail:
+// their text stays in the log.
+func From(err error) Problem {
+	var e *errs.Error
+	if !errors.As(err, &e) {
+		e = &errs.Error{Code: errs.Internal}
+	}
+	m, ok := codes[e.Code]
+	if !ok {
+		m = codes[errs.Internal]
+	}
+	p := Problem{Type: TypePrefix + string(e.Code), Title: m.title, Status: m.status, Code: e.Code, Detail: e.Detail, Field: e.Field}
+	if e.Code == errs.Internal {
+		p.Detail = "an internal error occurred; it has been logged"
+	}
+	return p
+}
+
+// Write sends err as a problem document. Server-side failures are logged
+// with their cause; client errors are not (they are audited where it matters).
+func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	p := From(err)
+	p.Instance = r.URL.Path
+	if p.Status >= 500 && log != nil {
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", string(p.Code), "err", err)
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// MaxBody is the default limit for JSON request bodies.
+const MaxBody = 64 << 10
+
+// Decode reads one JSON value from the body into v: at most limit bytes, no
+// unknown fields, no trailing data, and the content type must be JSON.
+func Decode(r *http.Request, limit int64, v any) error {
+	ct := r.Header.Get("Content-Type")
+	if ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return errs.New(errs.Malformed, "Content-Type must be application/json")
+	}
+	body := http.MaxBytesReader(nil, r.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errs.New(errs.TooLarge, "body larger than %d bytes", limit)
+		}
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return errs.FieldError(errs.Malformed, ute.Field, "wrong JSON type (want %s)", ute.Type)
+		}
+		if errors.Is(err, io.EOF) {
+			return errs.New(errs.Malformed, "empty body")
+		}
+		return errs.New(errs.Malformed, "body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errs.New(errs.TooLarge, "body larger than %d bytes", limit)
+		}
+		return errs.New(errs.Malformed, "body has data after the JSON value")
+	}
+	return nil
+}
+
+// JSON writes v with status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Mux wraps a ServeMux so that unknown paths and wrong methods also answer
+// with problem documents rather than the mux's plain text.
+func Mux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			// ServeMux.ServeHTTP, not h: only it sets the path values.
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusOnly{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		if rec.status == http.StatusMethodNotAllowed {
+			Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		Write(w, r, nil, errs.New(errs.NotFound, "no such resource: %s", r.URL.Path))
+	})
+}
+
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int)        { s.status = code }

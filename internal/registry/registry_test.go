@@ -1,0 +1,119 @@
+package registry_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+var now = time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+
+func TestValidate(t *testing.T) {
+	for _, kind := range registry.Kinds {
+		t.Run("valid "+string(kind), func(t *testing.T) {
+			s := testpki.Subject(kind, "sub_1", now)
+			s.Normalize()
+			if err := s.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		kind  registry.Kind
+		mod   func(s *registry.Subject)
+		field string
+		code  errs.Code
+	}{
+		{"practitioner without national id", pki.RolePractitioner, func(s *registry.Subject) { s.NationalID = "" }, "national_id", errs.InvalidNID},
+		{"practitioner with a bad check digit", pki.RolePractitioner, func(s *registry.Subject) { s.NationalID = "0499370898" }, "national_id", errs.InvalidNID},
+		{"unknown profession", pki.RolePractitioner, func(s *registry.Subject) { s.Profession = "astrologer" }, "profession", errs.Invalid},
+		{"no council number", pki.RolePractitioner, func(s *registry.Subject) { s.CouncilNumber = "" }, "council_number", errs.Invalid},
+		{"specialty with spaces", pki.RolePractitioner, func(s *registry.Subject) { s.Specialty = "heart doctor" }, "specialty", errs.Invalid},
+		{"empty name", pki.RolePractitioner, func(s *registry.Subject) { s.Name = "" }, "name", errs.Invalid},
+		{"licence ends before it starts", pki.RolePractitioner, func(s *registry.Subject) { s.LicenceValidUntil = s.LicenceValidFrom.Add(-time.Hour) }, "licence_valid_until", errs.Invalid},
+		{"no licence dates", pki.RolePharmacy, func(s *registry.Subject) { s.LicenceValidFrom = time.Time{} }, "licence_valid_until", errs.Invalid},
+		{"pharmacy province out of range", pki.RolePharmacy, func(s *registry.Subject) { s.Province = "IR-31" }, "province", errs.Invalid},
+		{"pharmacy without a responsible pharmacist", pki.RolePharmacy, func(s *registry.Subject) { s.ResponsibleName = "" }, "responsible_name", errs.Invalid},
+		{"pharmacy with a centre type", pki.RolePharmacy, func(s *registry.Subject) { s.CentreType = registry.Imaging }, "centre_type", errs.Invalid},
+		{"paraclinic without centre type", pki.RoleParaclinic, func(s *registry.Subject) { s.CentreType = "" }, "centre_type", errs.Invalid},
+		{"vendor with a bad DNS name", pki.RoleVendor, func(s *registry.Subject) { s.DNSNames = []string{"bad_name!"} }, "dns_names", errs.Invalid},
+		{"vendor without organisation", pki.RoleVendor, func(s *registry.Subject) { s.Organization = "" }, "organization", errs.Invalid},
+		{"unknown kind", "doctor", func(s *registry.Subject) {}, "kind", errs.Invalid},
+		{"unknown licence status", pki.RoleOfficer, func(s *registry.Subject) { s.LicenceStatus = "maybe" }, "licence_status", errs.Invalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testpki.Subject(tc.kind, "sub_1", now)
+			s.Kind = tc.kind
+			tc.mod(s)
+			err := s.Validate()
+			var e *errs.Error
+			if !errors.As(err, &e) || e.Field != tc.field || e.Code != tc.code {
+				t.Fatalf("got %v, want %s on field %s", err, tc.code, tc.field)
+			}
+		})
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	s := testpki.Subject(pki.RolePractitioner, "sub_1", now)
+	s.Name = "  دكتر  علي   "
+	s.NationalID = "۰۴۹۹۳۷۰۸۹۹"
+	s.CouncilNumber = " ۱۲۳۴۵ "
+	s.Specialty = " Cardiology "
+	s.Normalize()
+	if s.Name != "دکتر علی" || s.NationalID != "0499370899" || s.CouncilNumber != "12345" || s.Specialty != "cardiology" {
+		t.Fatalf("normalised to %q %q %q %q", s.Name, s.NationalID, s.CouncilNumber, s.Specialty)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCanBeCertified(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(s *registry.Subject)
+		code errs.Code
+	}{
+		{"active and in date", func(s *registry.Subject) {}, ""},
+		{"expired", func(s *registry.Subject) { s.LicenceValidUntil = now.Add(-time.Second) }, errs.LicenceExpired},
+		{"expires exactly now", func(s *registry.Subject) { s.LicenceValidUntil = now }, errs.LicenceExpired},
+		{"not yet valid", func(s *registry.Subject) { s.LicenceValidFrom = now.Add(time.Hour) }, errs.LicenceNotYetValid},
+		{"suspended", func(s *registry.Subject) { s.LicenceStatus = registry.Suspended }, errs.LicenceSuspended},
+		{"revoked", func(s *registry.Subject) { s.LicenceStatus = registry.Revoked }, errs.LicenceSuspended},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testpki.Subject(pki.RolePractitioner, "sub_1", now)
+			tc.mod(s)
+			err := s.CanBeCertified(now)
+			if tc.code == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, errs.Of(tc.code)) {
+				t.Fatalf("got %v, want %s", err, tc.code)
+			}
+		})
+	}
+}
+
+func TestIdentityHasNoNationalID(t *testing.T) {
+	s := testpki.Subject(pki.RolePractitioner, "sub_1", now)
+	id := s.Identity()
+	if id.RegistrationNumber != s.CouncilNumber || id.Role != pki.RolePractitioner || id.Profession != "physician" {
+		t.Fatalf("identity %+v", id)
+	}
+	der, _ := id.Marshal()
+	if bytes.Contains(der, []byte(s.NationalID)) {
+		t.Fatal("national id in the identity extension")
+	}
+}

@@ -1,0 +1,366 @@
+package trustapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // Asia/Tehran must resolve on hosts without a zoneinfo database
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/nationalid"
+	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+// subjectInput is a registry entry as officers enter it. Licence dates are
+// YYYY-MM-DD (a day in Iran's time zone: valid from the start of the first
+// day to the end of the last) or full RFC 3339 times.
+type subjectInput struct {
+	Kind                     string   `json:"kind"`
+	Name                     string   `json:"name"`
+	NationalID               string   `json:"national_id"`
+	CouncilNumber            string   `json:"council_number"`
+	Profession               string   `json:"profession"`
+	Specialty                string   `json:"specialty"`
+	LicenceNumber            string   `json:"licence_number"`
+	CentreType               string   `json:"centre_type"`
+	Province                 string   `json:"province"`
+	ResponsibleName          string   `json:"responsible_name"`
+	ResponsibleCouncilNumber string   `json:"responsible_council_number"`
+	Organization             string   `json:"organization"`
+	DNSNames                 []string `json:"dns_names"`
+	LicenceValidFrom         string   `json:"licence_valid_from"`
+	LicenceValidUntil        string   `json:"licence_valid_until"`
+	LicenceStatus            string   `json:"licence_status"`
+	// Version is required on update: the version the officer edited.
+	Version int `json:"version"`
+}
+
+var tehran = mustZone("Asia/Tehran")
+
+func mustZone(name string) *time.Location {
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		// time/tzdata is linked in, so this cannot fail.
+		panic(err)
+	}
+	return l
+}
+
+// parseDay reads a licence date. endOfDay turns a bare date into the first
+// instant after it, so that "valid until 1 March" includes 1 March.
+func parseDay(field, v string, endOfDay bool) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, errs.FieldError(errs.Invalid, field, "required")
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, v, tehran); err == nil {
+		if endOfDay {
+			t = t.AddDate(0, 0, 1)
+		}
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, errs.FieldError(errs.Invalid, field, "must be YYYY-MM-DD or an RFC 3339 time")
+}
+
+func (in subjectInput) subject() (*registry.Subject, error) {
+	from, err := parseDay("licence_valid_from", in.LicenceValidFrom, false)
+	if err != nil {
+		return nil, err
+	}
+	until, err := parseDay("licence_valid_until", in.LicenceValidUntil, true)
+	if err != nil {
+		return nil, err
+	}
+	s := &registry.Subject{
+		Kind: registry.Kind(in.Kind), Name: in.Name, NationalID: in.NationalID, CouncilNumber: in.CouncilNumber,
+		Profession: registry.Profession(in.Profession), Specialty: in.Specialty, LicenceNumber: in.LicenceNumber,
+		CentreType: registry.CentreType(in.CentreType), Province: in.Province, ResponsibleName: in.ResponsibleName,
+		ResponsibleCouncilNumber: in.ResponsibleCouncilNumber, Organization: in.Organization,
+		DNSNames: append([]string(nil), in.DNSNames...), LicenceValidFrom: from, LicenceValidUntil: until,
+		LicenceStatus: registry.LicenceStatus(in.LicenceStatus),
+	}
+	s.Normalize()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newSubjectID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "sub_" + hex.EncodeToString(b)
+}
+
+// record audits an officer action; a failed write fails the request.
+func (a *API) record(r *http.Request, action, object string, err error, detail map[string]string) error {
+	e := audit.Event{Actor: officerFrom(r.Context()), Action: action, Object: object, Outcome: audit.OK, Detail: detail}
+	if err != nil {
+		e.Outcome, e.Code = audit.Refused, errs.CodeOf(err)
+		if e.Code == errs.Internal || e.Code == errs.Unavailable {
+			e.Outcome = audit.Failed
+		}
+	}
+	if aerr := a.cfg.Audit.Record(r.Context(), e); aerr != nil {
+		return errors.Join(err, errs.Wrap(errs.Unavailable, aerr, "the audit log is unavailable"))
+	}
+	return err
+}
+
+func duplicateSubject(err error) error {
+	if f, ok := store.IsDuplicate(err); ok {
+		return errs.FieldError(errs.SubjectExists, f, "a subject with this %s is already registered", strings.ReplaceAll(f, "_", " "))
+	}
+	return errs.Wrap(errs.Unavailable, err, "writing the registry")
+}
+
+func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
+	var in subjectInput
+	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+		a.fail(w, r, a.record(r, "subject.create", "subject:new", err, nil))
+		return
+	}
+	s, err := in.subject()
+	if err == nil && in.Version != 0 {
+		err = errs.FieldError(errs.Invalid, "version", "must be absent when creating a subject")
+	}
+	if err != nil {
+		a.fail(w, r, a.record(r, "subject.create", "subject:new", err, map[string]string{"kind": in.Kind}))
+		return
+	}
+	now := a.cfg.Now().UTC()
+	s.ID, s.CreatedAt, s.UpdatedAt = newSubjectID(), now, now
+	if err := a.cfg.Store.CreateSubject(r.Context(), s, officerFrom(r.Context())); err != nil {
+		a.fail(w, r, a.record(r, "subject.create", "subject:new", duplicateSubject(err), map[string]string{"kind": in.Kind}))
+		return
+	}
+	if err := a.record(r, "subject.create", "subject:"+s.ID, nil, map[string]string{"kind": string(s.Kind)}); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/admin/v1/subjects/"+s.ID)
+	problem.JSON(w, http.StatusCreated, s)
+}
+
+func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	object := "subject:" + id
+	var in subjectInput
+	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
+		return
+	}
+	cur, err := a.cfg.Store.GetSubject(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		a.fail(w, r, a.record(r, "subject.update", object, errs.New(errs.NotFound, "no subject %s", id), nil))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the registry"))
+		return
+	}
+	s, err := in.subject()
+	switch {
+	case err != nil:
+	case in.Version == 0:
+		err = errs.FieldError(errs.Invalid, "version", "the version you edited is required")
+	case registry.Kind(in.Kind) != cur.Kind:
+		err = errs.FieldError(errs.Invalid, "kind", "cannot change from %s", cur.Kind)
+	}
+	if err != nil {
+		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
+		return
+	}
+	s.ID, s.CreatedAt, s.UpdatedAt, s.Version = cur.ID, cur.CreatedAt, a.cfg.Now().UTC(), in.Version+1
+	if err := a.cfg.Store.UpdateSubject(r.Context(), s, officerFrom(r.Context())); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			err = errs.New(errs.Conflict, "the subject changed since version %d; read it again", in.Version)
+		} else {
+			err = duplicateSubject(err)
+		}
+		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
+		return
+	}
+	detail := map[string]string{"version": strconv.Itoa(s.Version), "licence_status": string(s.LicenceStatus),
+		"licence_valid_until": s.LicenceValidUntil.Format(time.RFC3339)}
+	if err := a.record(r, "subject.update", object, nil, detail); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, s)
+}
+
+func (a *API) getSubject(w http.ResponseWriter, r *http.Request) {
+	s, err := a.cfg.Store.GetSubject(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		a.fail(w, r, errs.New(errs.NotFound, "no subject %s", r.PathValue("id")))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the registry"))
+		return
+	}
+	problem.JSON(w, http.StatusOK, s)
+}
+
+// listSubjects masks national ids: a list is for finding, one record for
+// checking identity.
+func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	subs, err := a.cfg.Store.ListSubjects(r.Context(), store.SubjectFilter{Kind: q.Get("kind"), Query: q.Get("q"), AfterID: q.Get("after"), Limit: limit})
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the registry"))
+		return
+	}
+	for _, s := range subs {
+		if s.NationalID != "" {
+			s.NationalID = nationalid.Mask(s.NationalID)
+		}
+	}
+	if subs == nil {
+		subs = []*registry.Subject{}
+	}
+	problem.JSON(w, http.StatusOK, map[string]any{"subjects": subs})
+}
+
+type enrolmentInput struct {
+	SubjectID string `json:"subject_id"`
+	Profile   string `json:"profile"`
+	CSR       string `json:"csr"` // PEM
+}
+
+type enrolmentView struct {
+	*enrol.Request
+	CSRPEM string `json:"csr_pem,omitempty"`
+}
+
+func (a *API) createEnrolment(w http.ResponseWriter, r *http.Request) {
+	var in enrolmentInput
+	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+		a.fail(w, r, a.record(r, "enrolment.request", "enrolment:new", err, nil))
+		return
+	}
+	req, err := a.cfg.Enrol.Request(r.Context(), officerFrom(r.Context()), enrol.RequestInput{SubjectID: in.SubjectID, Profile: in.Profile, CSR: []byte(in.CSR)})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/admin/v1/enrolments/"+req.ID)
+	problem.JSON(w, http.StatusCreated, enrolmentView{Request: req})
+}
+
+func (a *API) getEnrolment(w http.ResponseWriter, r *http.Request) {
+	e, err := a.cfg.Store.GetEnrolment(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		a.fail(w, r, errs.New(errs.NotFound, "no enrolment %s", r.PathValue("id")))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the enrolment"))
+		return
+	}
+	problem.JSON(w, http.StatusOK, enrolmentView{Request: e, CSRPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: e.CSR}))})
+}
+
+func (a *API) listEnrolments(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	list, err := a.cfg.Store.ListEnrolments(r.Context(), store.EnrolmentFilter{Status: q.Get("status"), SubjectID: q.Get("subject_id"), Limit: limit})
+	if err != nil {
+		var e *errs.Error
+		if !errors.As(err, &e) {
+			err = errs.Wrap(errs.Unavailable, err, "reading enrolments")
+		}
+		a.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []*enrol.Request{}
+	}
+	problem.JSON(w, http.StatusOK, map[string]any{"enrolments": list})
+}
+
+func (a *API) approve(w http.ResponseWriter, r *http.Request) {
+	c, err := a.cfg.Enrol.Approve(r.Context(), officerFrom(r.Context()), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusCreated, a.certificateView(c))
+}
+
+func (a *API) reject(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+		a.fail(w, r, a.record(r, "enrolment.reject", "enrolment:"+r.PathValue("id"), err, nil))
+		return
+	}
+	e, err := a.cfg.Enrol.Reject(r.Context(), officerFrom(r.Context()), r.PathValue("id"), in.Reason)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, enrolmentView{Request: e})
+}
+
+func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	list, err := a.cfg.Store.ListCertificates(r.Context(), store.CertificateFilter{SubjectID: r.URL.Query().Get("subject_id"), Limit: limit})
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading certificates"))
+		return
+	}
+	views := make([]certificateView, len(list))
+	for i, c := range list {
+		views[i] = a.certificateView(c)
+	}
+	problem.JSON(w, http.StatusOK, map[string]any{"certificates": views})
+}
+
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	after, err := queryInt(r, "after")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	evs, err := a.cfg.Store.ListAudit(r.Context(), store.AuditFilter{AfterSeq: int64(after), Object: r.URL.Query().Get("object"), Limit: limit})
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the audit log"))
+		return
+	}
+	if evs == nil {
+		evs = []audit.Event{}
+	}
+	problem.JSON(w, http.StatusOK, map[string]any{"events": evs})
+}

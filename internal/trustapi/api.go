@@ -1,0 +1,319 @@
+// Package trustapi is trustd's HTTP API: an admin API for security officers
+// (mutual TLS with officer certificates; registry, enrolment, approval,
+// listing, audit) and a public read API (the CA certificates and issued
+// certificates). JSON in and out; every error is an RFC 9457 problem.
+package trustapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+// Store is what the API reads and writes directly.
+type Store interface {
+	CreateSubject(ctx context.Context, s *registry.Subject, by string) error
+	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
+	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
+	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
+	GetEnrolment(ctx context.Context, id string) (*enrol.Request, error)
+	ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
+	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
+	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
+	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
+	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
+	Ping(ctx context.Context) error
+}
+
+// Enrolment is the dual-control workflow (enrol.Service).
+type Enrolment interface {
+	Request(ctx context.Context, officer string, in enrol.RequestInput) (*enrol.Request, error)
+	Approve(ctx context.Context, officer, enrolmentID string) (*enrol.Certificate, error)
+	Reject(ctx context.Context, officer, enrolmentID, reason string) (*enrol.Request, error)
+}
+
+// Config wires the API; every field is required.
+type Config struct {
+	Store         Store
+	Enrol         Enrolment
+	Audit         audit.Recorder
+	Roots         []*x509.Certificate
+	Intermediates []*x509.Certificate
+	Arc           pki.Arc
+	Log           *slog.Logger
+	Now           func() time.Time
+}
+
+// API serves both handlers.
+type API struct {
+	cfg Config
+}
+
+// New checks cfg.
+func New(cfg Config) (*API, error) {
+	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil {
+		return nil, errors.New("trustapi: incomplete configuration")
+	}
+	return &API{cfg: cfg}, nil
+}
+
+type ctxKey struct{}
+
+// officerFrom returns the authenticated officer's subject id.
+func officerFrom(ctx context.Context) string {
+	s, _ := ctx.Value(ctxKey{}).(string)
+	return s
+}
+
+// AdminHandler serves /admin/v1/ to officers only. The TLS listener MUST
+// require and verify client certificates against our roots; this handler
+// then insists the certificate is a registered, current officer's.
+func (a *API) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/v1/whoami", a.whoami)
+	mux.HandleFunc("POST /admin/v1/subjects", a.createSubject)
+	mux.HandleFunc("GET /admin/v1/subjects", a.listSubjects)
+	mux.HandleFunc("GET /admin/v1/subjects/{id}", a.getSubject)
+	mux.HandleFunc("PUT /admin/v1/subjects/{id}", a.updateSubject)
+	mux.HandleFunc("POST /admin/v1/enrolments", a.createEnrolment)
+	mux.HandleFunc("GET /admin/v1/enrolments", a.listEnrolments)
+	mux.HandleFunc("GET /admin/v1/enrolments/{id}", a.getEnrolment)
+	mux.HandleFunc("POST /admin/v1/enrolments/{id}/approve", a.approve)
+	mux.HandleFunc("POST /admin/v1/enrolments/{id}/reject", a.reject)
+	mux.HandleFunc("GET /admin/v1/certificates", a.listCertificates)
+	mux.HandleFunc("GET /admin/v1/certificates/{serial}", a.getCertificate)
+	mux.HandleFunc("GET /admin/v1/audit", a.listAudit)
+	return a.officer(problem.Mux(mux))
+}
+
+// PublicHandler serves what anyone may read.
+func (a *API) PublicHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ca", a.caJSON)
+	mux.HandleFunc("GET /v1/ca/roots.pem", a.caPEM(func() []*x509.Certificate { return a.cfg.Roots }))
+	mux.HandleFunc("GET /v1/ca/intermediates.pem", a.caPEM(func() []*x509.Certificate { return a.cfg.Intermediates }))
+	mux.HandleFunc("GET /v1/ca/intermediate.crt", a.intermediateDER)
+	mux.HandleFunc("GET /v1/certificates/{serial}", a.getCertificate)
+	mux.HandleFunc("GET /v1/enrolments/{id}/certificate", a.enrolmentCertificate)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", a.ready)
+	return problem.Mux(mux)
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	problem.Write(w, r, a.cfg.Log, err)
+}
+
+// officer authenticates the client certificate as an officer's.
+func (a *API) officer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+			a.fail(w, r, errs.New(errs.Unauthorized, "a security officer's client certificate is required"))
+			return
+		}
+		leaf := r.TLS.VerifiedChains[0][0]
+		id, err := a.officerID(r.Context(), leaf)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+func (a *API) officerID(ctx context.Context, leaf *x509.Certificate) (string, error) {
+	fp := sha256.Sum256(leaf.Raw)
+	rec, err := a.cfg.Store.CertificateByFingerprint(ctx, hex.EncodeToString(fp[:]))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errs.New(errs.NotAnOfficer, "the client certificate was not issued by this trustd")
+	}
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "checking the client certificate")
+	}
+	if rec.Profile != "officer" {
+		return "", errs.New(errs.NotAnOfficer, "the client certificate is a %s certificate, not an officer's", rec.Profile)
+	}
+	if id, err := a.cfg.Arc.IdentityOf(leaf); err != nil || id.Role != pki.RoleOfficer || id.SubjectID != rec.SubjectID {
+		return "", errs.New(errs.NotAnOfficer, "the client certificate does not name an officer")
+	}
+	sub, err := a.cfg.Store.GetSubject(ctx, rec.SubjectID)
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "reading the officer's record")
+	}
+	if sub.Kind != pki.RoleOfficer {
+		return "", errs.New(errs.NotAnOfficer, "the certificate's subject is not an officer")
+	}
+	if err := sub.CanBeCertified(a.cfg.Now()); err != nil {
+		return "", errs.New(errs.NotAnOfficer, "the officer's registration is not active")
+	}
+	return sub.ID, nil
+}
+
+func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
+	sub, err := a.cfg.Store.GetSubject(r.Context(), officerFrom(r.Context()))
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the officer's record"))
+		return
+	}
+	problem.JSON(w, http.StatusOK, map[string]string{"officer_id": sub.ID, "name": sub.Name})
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.cfg.Store.Ping(ctx); err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "database unreachable"))
+		return
+	}
+	problem.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func pemOf(certs ...*x509.Certificate) string {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return string(out)
+}
+
+func (a *API) caJSON(w http.ResponseWriter, r *http.Request) {
+	problem.JSON(w, http.StatusOK, map[string]any{
+		"roots":         splitPEM(a.cfg.Roots),
+		"intermediates": splitPEM(a.cfg.Intermediates),
+	})
+}
+
+func splitPEM(certs []*x509.Certificate) []string {
+	out := make([]string, len(certs))
+	for i, c := range certs {
+		out[i] = pemOf(c)
+	}
+	return out
+}
+
+func (a *API) caPEM(certs func() []*x509.Certificate) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/pem-certificate-chain")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write([]byte(pemOf(certs()...)))
+	}
+}
+
+// intermediateDER serves the AIA caIssuers URL: one DER certificate
+// (RFC 5280 §4.2.2.1).
+func (a *API) intermediateDER(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(a.cfg.Intermediates[0].Raw)
+}
+
+// certificateView is a certificate as the API shows it.
+type certificateView struct {
+	Serial      string    `json:"serial"`
+	SubjectID   string    `json:"subject_id"`
+	Profile     string    `json:"profile"`
+	EnrolmentID string    `json:"enrolment_id,omitempty"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	IssuedAt    time.Time `json:"issued_at"`
+	IssuedBy    string    `json:"issued_by"`
+	Fingerprint string    `json:"sha256_fingerprint"`
+	SPKIHash    string    `json:"spki_sha256"`
+	PEM         string    `json:"certificate_pem"`
+	ChainPEM    string    `json:"chain_pem"`
+}
+
+func (a *API) certificateView(c *enrol.Certificate) certificateView {
+	leaf := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
+	return certificateView{
+		Serial: c.SerialHex(), SubjectID: c.SubjectID, Profile: c.Profile, EnrolmentID: c.EnrolmentID,
+		NotBefore: c.NotBefore, NotAfter: c.NotAfter, IssuedAt: c.IssuedAt, IssuedBy: c.IssuedBy,
+		Fingerprint: c.Fingerprint, SPKIHash: c.SPKIHash, PEM: leaf, ChainPEM: leaf + pemOf(a.cfg.Intermediates...),
+	}
+}
+
+func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
+	serial, ok := enrol.ParseSerialHex(r.PathValue("serial"))
+	if !ok {
+		a.fail(w, r, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex"))
+		return
+	}
+	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
+	if errors.Is(err, store.ErrNotFound) {
+		a.fail(w, r, errs.New(errs.NotFound, "no certificate with serial %s", r.PathValue("serial")))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the certificate"))
+		return
+	}
+	problem.JSON(w, http.StatusOK, a.certificateView(c))
+}
+
+// enrolmentCertificate lets a practitioner's IT support fetch the
+// certificate of an enrolment they know the (unguessable) id of.
+// Certificates are public: they travel inside every signed prescription.
+func (a *API) enrolmentCertificate(w http.ResponseWriter, r *http.Request) {
+	e, err := a.cfg.Store.GetEnrolment(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		a.fail(w, r, errs.New(errs.NotFound, "no enrolment %s", r.PathValue("id")))
+		return
+	}
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the enrolment"))
+		return
+	}
+	if e.Status != enrol.Issued {
+		a.fail(w, r, errs.New(errs.NotIssued, "enrolment is %s", e.Status))
+		return
+	}
+	serial, _ := enrol.ParseSerialHex(e.CertificateSerial)
+	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the certificate"))
+		return
+	}
+	problem.JSON(w, http.StatusOK, a.certificateView(c))
+}
+
+func queryInt(r *http.Request, name string) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errs.FieldError(errs.Malformed, name, "must be a non-negative integer")
+	}
+	return n, nil
+}
+
+// RelyingPartyHandler serves, over plain HTTP, what certificates point
+// relying parties to: the issuer certificate (AIA). Everything here is
+// signed or public, so TLS would add nothing but a bootstrapping loop.
+func (a *API) RelyingPartyHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ca/intermediate.crt", a.intermediateDER)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return problem.Mux(mux)
+}

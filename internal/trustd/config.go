@@ -1,0 +1,226 @@
+// Package trustd assembles the trust service from its config file: the
+// ceremony that creates a CA (init) and the daemon that serves it (serve).
+// cmd/trustd only parses flags and calls in here.
+package trustd
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+)
+
+// Config is trustd.json. Relative file paths are relative to the file's
+// directory; key URIs name absolute paths. Secrets (PINs, passwords, database passwords) are never values
+// here: they are in files named by key URIs' pin-source or by dsn_file.
+type Config struct {
+	Store StoreConfig `json:"store"`
+	CA    CAConfig    `json:"ca"`
+	// OIDArc roots our certificate policies and EKUs. The default 2.999.1
+	// is the ITU-T example arc: fine for development, never production.
+	OIDArc string `json:"oid_arc"`
+	// ProfilesDir holds profiles.json and templates; empty means built in.
+	ProfilesDir string `json:"profiles_dir,omitempty"`
+	// URLs put into issued certificates.
+	URLs URLConfig `json:"urls"`
+	// TLS is trustd's own server certificate chain and key.
+	TLS    TLSConfig      `json:"tls"`
+	Admin  ListenerConfig `json:"admin"`
+	Public ListenerConfig `json:"public"`
+	// HTTP is the plain-HTTP listener for what relying parties fetch by URL
+	// from inside certificates (the issuer certificate; CRL and OCSP).
+	HTTP ListenerConfig `json:"http"`
+	Lint LintConfig     `json:"lint"`
+	Log  LogConfig      `json:"log"`
+
+	dir string
+}
+
+// StoreConfig selects the database.
+type StoreConfig struct {
+	Driver  string `json:"driver"`             // sqlite (default) or postgres
+	Path    string `json:"path,omitempty"`     // SQLite file
+	DSNFile string `json:"dsn_file,omitempty"` // file holding the PostgreSQL URL (it has a password)
+}
+
+// CAConfig names the issuing CA. The root key is not here: day-to-day
+// issuance does not need it.
+type CAConfig struct {
+	RootCerts        []string `json:"root_certs"`
+	IntermediateCert string   `json:"intermediate_cert"`
+	IntermediateKey  string   `json:"intermediate_key"` // pkcs11: or softkey: URI
+}
+
+// URLConfig are the relying-party URLs in certificates.
+type URLConfig struct {
+	CRL    []string `json:"crl"`
+	OCSP   []string `json:"ocsp"`
+	Issuer []string `json:"issuer"`
+}
+
+// TLSConfig is a certificate chain file and a key URI.
+type TLSConfig struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// ListenerConfig is one listener.
+type ListenerConfig struct {
+	Listen string `json:"listen"`
+}
+
+// LintConfig tunes pre-issuance linting.
+type LintConfig struct {
+	// Ignore lists zlint lint names to skip. Each needs a reason, kept
+	// next to it in the deployment's change record.
+	Ignore []string `json:"ignore,omitempty"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Level  string `json:"level,omitempty"`  // debug, info (default), warn, error
+	Format string `json:"format,omitempty"` // json (default) or text
+}
+
+// LoadConfig reads and validates the file.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	c.dir = filepath.Dir(abs)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Path resolves p against the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// Validate checks every field and fills safe defaults.
+func (c *Config) Validate() error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	switch c.Store.Driver {
+	case "", sqlstore.SQLite:
+		c.Store.Driver = sqlstore.SQLite
+		if c.Store.Path == "" {
+			bad("store.path: required for sqlite")
+		}
+	case sqlstore.Postgres:
+		if c.Store.DSNFile == "" {
+			bad("store.dsn_file: required for postgres (the URL holds a password, so it lives in a file)")
+		}
+	default:
+		bad("store.driver: %q is not sqlite or postgres", c.Store.Driver)
+	}
+	if len(c.CA.RootCerts) == 0 {
+		bad("ca.root_certs: at least one root certificate file is required")
+	}
+	if c.CA.IntermediateCert == "" {
+		bad("ca.intermediate_cert: required")
+	}
+	checkURI := func(field, v string) {
+		if v == "" {
+			bad("%s: required", field)
+			return
+		}
+		if _, err := hsm.ParseURI(v); err != nil {
+			bad("%s: %v", field, err)
+		}
+	}
+	checkURI("ca.intermediate_key", c.CA.IntermediateKey)
+	checkURI("tls.key", c.TLS.Key)
+	if c.TLS.Cert == "" {
+		bad("tls.cert: required")
+	}
+	if c.OIDArc == "" {
+		c.OIDArc = pki.DefaultArc
+	}
+	if _, err := pki.ParseArc(c.OIDArc); err != nil {
+		bad("oid_arc: %v", err)
+	}
+	for _, u := range append(append(append([]string{}, c.URLs.CRL...), c.URLs.OCSP...), c.URLs.Issuer...) {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad("urls: %q is not an http(s) URL", u)
+		}
+	}
+	for name, l := range map[string]*ListenerConfig{"admin": &c.Admin, "public": &c.Public, "http": &c.HTTP} {
+		if l.Listen == "" {
+			if name == "http" {
+				continue // optional
+			}
+			bad("%s.listen: required (host:port)", name)
+			continue
+		}
+		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
+			bad("%s.listen: %v", name, err)
+		}
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "json", "text":
+	default:
+		bad("log.format: %q is not json or text", c.Log.Format)
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Logger builds the process logger from the config.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	level := c.Log.Level
+	if level == "" {
+		level = "info"
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level)) // Validate accepted only known names
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// Save writes the config as indented JSON (used by init).
+func (c *Config) Save(path string) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}

@@ -1,0 +1,365 @@
+package trustd
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/ca"
+	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/pki/profile"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+)
+
+// Officer is one security officer bootstrapped at init.
+type Officer struct {
+	Name string
+	// KeyURI is where the officer's key is made; empty means a
+	// password-encrypted file under <dir>/officers.
+	KeyURI string
+}
+
+// InitOptions are the ceremony's choices.
+type InitOptions struct {
+	Dir string
+	// Key URIs. Empty means a password-encrypted file in Dir, with a
+	// generated password in Dir/secrets — the embedded default.
+	RootKey, IntermediateKey, TLSKey string
+	RootAlg, IntermediateAlg         hsm.Algorithm
+	Names                            ceremony.Names
+	Officers                         []Officer
+	// DNSNames are trustd's TLS names (host names and IP addresses).
+	DNSNames []string
+	Store    StoreConfig
+	OIDArc   string
+	// Listen addresses, and the base URL of the plain-HTTP listener that
+	// certificates point relying parties to.
+	AdminListen, PublicListen, HTTPListen, HTTPBaseURL string
+}
+
+// OfficerCredential is what init hands each officer.
+type OfficerCredential struct {
+	Name      string
+	SubjectID string
+	CertFile  string // leaf + intermediate, PEM
+	KeyURI    string
+}
+
+// InitResult says where init put things.
+type InitResult struct {
+	ConfigFile string
+	RootCert   string
+	RootKeyURI string
+	Officers   []OfficerCredential
+}
+
+// Init runs the CA ceremony into an empty directory: root and intermediate,
+// trustd's TLS certificate, the first officers' certificates, the database
+// and trustd.json. Every certificate is linted before it is signed and the
+// whole ceremony is audited. The root key is created but not referenced by
+// the config: move it offline after init.
+func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
+	if len(o.Officers) < 2 {
+		return nil, errors.New("init: at least two officers are needed (dual control)")
+	}
+	seen := map[string]bool{}
+	for _, off := range o.Officers {
+		if off.Name == "" || seen[off.Name] || filepath.Base(off.Name) != off.Name {
+			return nil, fmt.Errorf("init: officer names must be unique plain names, got %q", off.Name)
+		}
+		seen[off.Name] = true
+	}
+	if err := emptyDir(o.Dir); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"ca", "secrets", "officers", "tls"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	keyURI := func(given, name string) (string, error) {
+		if given != "" {
+			return given, nil
+		}
+		pass, err := writeSecret(filepath.Join(dir, "secrets", name+".pass"))
+		if err != nil {
+			return "", err
+		}
+		return hsm.SoftKeyURI(filepath.Join(dir, "ca", name+".key"), pass), nil
+	}
+	if o.RootAlg == "" {
+		o.RootAlg = hsm.ECP384
+	}
+	if o.IntermediateAlg == "" {
+		o.IntermediateAlg = hsm.ECP256
+	}
+	if o.Names == (ceremony.Names{}) {
+		o.Names = ceremony.DefaultNames
+	}
+	if o.OIDArc == "" {
+		o.OIDArc = pki.DefaultArc
+	}
+	arc, err := pki.ParseArc(o.OIDArc)
+	if err != nil {
+		return nil, err
+	}
+	now := d.Now()
+
+	rootURI, err := keyURI(o.RootKey, "root")
+	if err != nil {
+		return nil, err
+	}
+	interURI, err := keyURI(o.IntermediateKey, "intermediate")
+	if err != nil {
+		return nil, err
+	}
+	rootKey, err := d.Keys.CreateKey(ctx, rootURI, o.RootAlg)
+	if err != nil {
+		return nil, fmt.Errorf("init: root key: %w", err)
+	}
+	interKey, err := d.Keys.CreateKey(ctx, interURI, o.IntermediateAlg)
+	if err != nil {
+		return nil, fmt.Errorf("init: intermediate key: %w", err)
+	}
+	cfg := &Config{
+		Store:  o.Store,
+		OIDArc: o.OIDArc,
+		CA: CAConfig{
+			RootCerts: []string{"ca/root.crt"}, IntermediateCert: "ca/intermediate.crt", IntermediateKey: interKey.URI(),
+		},
+		TLS:    TLSConfig{Cert: "tls/trustd.crt"},
+		Admin:  ListenerConfig{Listen: o.AdminListen},
+		Public: ListenerConfig{Listen: o.PublicListen},
+		HTTP:   ListenerConfig{Listen: o.HTTPListen},
+		dir:    dir,
+	}
+	if cfg.Store.Driver == "" {
+		cfg.Store = StoreConfig{Driver: sqlstore.SQLite, Path: "trustd.db"}
+	}
+	if o.HTTPBaseURL != "" {
+		cfg.URLs = URLConfig{
+			CRL:    []string{o.HTTPBaseURL + "/crl/issuing-ca-1.crl"},
+			OCSP:   []string{o.HTTPBaseURL + "/ocsp"},
+			Issuer: []string{o.HTTPBaseURL + "/ca/intermediate.crt"},
+		}
+	}
+	profiles, err := Profiles(cfg)
+	if err != nil {
+		return nil, err
+	}
+	linter, err := lint.New(nil)
+	if err != nil {
+		return nil, err
+	}
+	root, err := ceremony.CreateRoot(rootKey, profiles.Root, o.Names, now, linter)
+	if err != nil {
+		return nil, fmt.Errorf("init: root certificate: %w", err)
+	}
+	inter, err := ceremony.CreateIntermediate(root, rootKey, interKey.Public(), profiles.Intermediate, o.Names, now, linter)
+	if err != nil {
+		return nil, fmt.Errorf("init: intermediate certificate: %w", err)
+	}
+	if err := writePEM(filepath.Join(dir, "ca", "root.crt"), root); err != nil {
+		return nil, err
+	}
+	if err := writePEM(filepath.Join(dir, "ca", "intermediate.crt"), inter); err != nil {
+		return nil, err
+	}
+
+	db, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rec := audit.NewLog(db, d.Log, d.Now)
+	for _, c := range []struct {
+		action string
+		cert   *x509.Certificate
+		key    string
+	}{{"ceremony.root", root, rootURI}, {"ceremony.intermediate", inter, interKey.URI()}} {
+		fp := sha256.Sum256(c.cert.Raw)
+		if err := rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: c.action, Object: "ca:" + hex.EncodeToString(fp[:]), Outcome: audit.OK,
+			Detail: map[string]string{"subject": c.cert.Subject.String(), "not_after": c.cert.NotAfter.UTC().Format(time.RFC3339), "key": redactedKeyURI(c.key)}}); err != nil {
+			return nil, err
+		}
+	}
+	issuer, err := ca.New(ca.Config{Roots: []*x509.Certificate{root}, Intermediate: inter, Signer: interKey, Linter: linter, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := enrol.New(enrol.Config{Store: db, Issuer: issuer, Profiles: profiles, Arc: arc,
+		URLs: profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer}, Audit: rec, Log: d.Log, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	b := bootstrapper{dir: dir, db: db, svc: svc, keys: d.Keys, inter: inter, now: now, org: o.Names.Organization}
+
+	// trustd's own TLS identity.
+	dns := o.DNSNames
+	if len(dns) == 0 {
+		dns = []string{"localhost", "127.0.0.1"}
+	}
+	tlsURI := o.TLSKey
+	if tlsURI == "" {
+		pass, err := writeSecret(filepath.Join(dir, "secrets", "tls.pass"))
+		if err != nil {
+			return nil, err
+		}
+		tlsURI = hsm.SoftKeyURI(filepath.Join(dir, "tls", "trustd.key"), pass)
+	}
+	svcSubject := &registry.Subject{Kind: pki.RoleService, Name: "trustd", Organization: o.Names.Organization, DNSNames: dns}
+	tlsKeyURI, _, err := b.issue(ctx, svcSubject, "service-tls-server", tlsURI, filepath.Join(dir, "tls", "trustd.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("init: trustd TLS certificate: %w", err)
+	}
+	cfg.TLS.Key = tlsKeyURI
+
+	res := &InitResult{RootCert: filepath.Join(dir, "ca", "root.crt"), RootKeyURI: rootURI}
+	for _, off := range o.Officers {
+		uri := off.KeyURI
+		if uri == "" {
+			pass, err := writeSecret(filepath.Join(dir, "officers", off.Name+".pass"))
+			if err != nil {
+				return nil, err
+			}
+			uri = hsm.SoftKeyURI(filepath.Join(dir, "officers", off.Name+".key"), pass)
+		}
+		certFile := filepath.Join(dir, "officers", off.Name+".crt")
+		sub := &registry.Subject{Kind: pki.RoleOfficer, Name: off.Name, Organization: o.Names.Organization}
+		keyURI, subjectID, err := b.issue(ctx, sub, "officer", uri, certFile)
+		if err != nil {
+			return nil, fmt.Errorf("init: officer %s: %w", off.Name, err)
+		}
+		res.Officers = append(res.Officers, OfficerCredential{Name: off.Name, SubjectID: subjectID, CertFile: certFile, KeyURI: keyURI})
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("init: the config it wrote is invalid: %w", err)
+	}
+	res.ConfigFile = filepath.Join(dir, "trustd.json")
+	if err := cfg.Save(res.ConfigFile); err != nil {
+		return nil, err
+	}
+	d.Log.Info("ceremony complete", "config", res.ConfigFile, "root", res.RootCert)
+	return res, nil
+}
+
+type bootstrapper struct {
+	dir   string
+	db    *sqlstore.Trust
+	svc   *enrol.Service
+	keys  *hsm.Manager
+	inter *x509.Certificate
+	now   time.Time
+	org   string
+}
+
+// issue registers sub, makes its key at keyURI, and issues and writes its
+// certificate chain.
+func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileName, keyURI, certFile string) (string, string, error) {
+	sub.ID = "sub_" + randomHex(12)
+	sub.LicenceStatus = registry.Active
+	sub.LicenceValidFrom = b.now.Add(-time.Hour)
+	sub.LicenceValidUntil = b.inter.NotAfter
+	sub.CreatedAt, sub.UpdatedAt = b.now, b.now
+	sub.Normalize()
+	if err := sub.Validate(); err != nil {
+		return "", "", err
+	}
+	if err := b.db.CreateSubject(ctx, sub, enrol.Ceremony); err != nil {
+		return "", "", err
+	}
+	key, err := b.keys.CreateKey(ctx, keyURI, hsm.ECP256)
+	if err != nil {
+		return "", "", err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sub.Name}}, key)
+	if err != nil {
+		return "", "", err
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return "", "", err
+	}
+	rec, err := b.svc.Bootstrap(ctx, sub, profileName, csr)
+	if err != nil {
+		return "", "", err
+	}
+	leaf, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return "", "", err
+	}
+	if err := writePEM(certFile, leaf, b.inter); err != nil {
+		return "", "", err
+	}
+	return key.URI(), sub.ID, nil
+}
+
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("init: %s is not empty; init never overwrites a CA", dir)
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// writeSecret writes a fresh random password (0600) and returns its path.
+func writeSecret(path string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(base64.RawURLEncoding.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func writePEM(path string, certs ...*x509.Certificate) error {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+// redactedKeyURI keeps a key URI's address but not how its secret is found.
+func redactedKeyURI(uri string) string {
+	u, err := hsm.ParseURI(uri)
+	if err != nil {
+		return "unparseable"
+	}
+	delete(u.Query, "pin-source")
+	return u.String()
+}
