@@ -170,13 +170,14 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the registry"))
 		return
 	}
-	s, err := in.subject()
+	var s *registry.Subject
 	switch {
-	case err != nil:
-	case in.Version == 0:
-		err = errs.FieldError(errs.Invalid, "version", "the version you edited is required")
 	case registry.Kind(in.Kind) != cur.Kind:
 		err = errs.FieldError(errs.Invalid, "kind", "cannot change from %s", cur.Kind)
+	case in.Version == 0:
+		err = errs.FieldError(errs.Invalid, "version", "the version you edited is required")
+	default:
+		s, err = in.subject()
 	}
 	if err != nil {
 		a.fail(w, r, a.record(r, "subject.update", object, err, nil))

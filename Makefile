@@ -1,0 +1,14 @@
+# The two set-up commands of README.md.
+.PHONY: run test build bench
+
+run: ## start trustd on the embedded default (SQLite, encrypted key files)
+	bash deploy/run.sh
+
+test: ## install SoftHSM2, OpenSC and PostgreSQL as needed, then run every test
+	bash deploy/test.sh
+
+build:
+	CGO_ENABLED=1 go build -o bin/ ./cmd/...
+
+bench: ## the benchmarks recorded in docs/BENCHMARKS.md
+	bash deploy/bench.sh

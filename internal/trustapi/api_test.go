@@ -1,0 +1,324 @@
+package trustapi_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/ca"
+	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/trustapi"
+)
+
+type env struct {
+	t      *testing.T
+	db     *sqlstore.Trust
+	svc    *enrol.Service
+	pki    *testpki.PKI
+	admin  *httptest.Server
+	public *httptest.Server
+	alice  *http.Client
+	bob    *http.Client
+	roots  *x509.CertPool
+}
+
+var ctx = context.Background()
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	now := time.Now
+	p := testpki.New(t, nil, now)
+	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rec := audit.NewLog(db, log, now)
+	svc, err := enrol.New(enrol.Config{Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs, Audit: rec, Log: log, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Roots: []*x509.Certificate{p.Root},
+		Intermediates: []*x509.Certificate{p.Intermediate}, Arc: p.Arc, Log: log, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: db, svc: svc, pki: p, roots: x509.NewCertPool()}
+	e.roots.AddCert(p.Root)
+	serverCert := e.credential(pki.RoleService, "service-tls-server", nil)
+	e.admin = httptest.NewUnstartedServer(api.AdminHandler())
+	e.admin.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: e.roots}
+	e.admin.StartTLS()
+	t.Cleanup(e.admin.Close)
+	e.public = httptest.NewUnstartedServer(api.PublicHandler())
+	e.public.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
+	e.public.StartTLS()
+	t.Cleanup(e.public.Close)
+	e.alice = e.client(e.credential(pki.RoleOfficer, "officer", nil))
+	e.bob = e.client(e.credential(pki.RoleOfficer, "officer", nil))
+	return e
+}
+
+// credential registers a subject of kind, issues it a certificate of the
+// profile (as init does) and returns it as a TLS credential.
+func (e *env) credential(kind registry.Kind, profileName string, mod func(*registry.Subject)) tls.Certificate {
+	e.t.Helper()
+	sub := testpki.Subject(kind, "sub_"+randID(), time.Now())
+	if kind == pki.RoleService {
+		sub.DNSNames = []string{"127.0.0.1"}
+	}
+	if err := e.db.CreateSubject(ctx, sub, "test"); err != nil {
+		e.t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rec, err := e.svc.Bootstrap(ctx, sub, profileName, testpki.CSR(e.t, key))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if mod != nil {
+		mod(sub)
+		sub.Version++
+		if err := e.db.UpdateSubject(ctx, sub, "test"); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return tls.Certificate{Certificate: [][]byte{rec.DER, e.pki.Intermediate.Raw}, PrivateKey: key}
+}
+
+func randID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (e *env) client(cert tls.Certificate) *http.Client {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots, Certificates: []tls.Certificate{cert}}}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+type response struct {
+	status  int
+	ctype   string
+	body    []byte
+	problem problem.Problem
+}
+
+func (e *env) do(c *http.Client, method, url, contentType string, body []byte) response {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), body: b}
+	if strings.HasPrefix(r.ctype, problem.ContentType) {
+		_ = json.Unmarshal(b, &r.problem)
+	}
+	return r
+}
+
+func subjectBody(nid, council string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"kind": "practitioner", "name": "Dr Test", "national_id": nid, "council_number": council,
+		"profession": "dentist", "specialty": "orthodontics", "licence_valid_from": "2025-01-01", "licence_valid_until": "2030-01-01",
+	})
+	return b
+}
+
+func (e *env) counts() (int, int, int) {
+	subs, _ := e.db.ListSubjects(ctx, store.SubjectFilter{Limit: 1000})
+	ens, _ := e.db.ListEnrolments(ctx, store.EnrolmentFilter{Limit: 1000})
+	certs, _ := e.db.ListCertificates(ctx, store.CertificateFilter{Limit: 1000})
+	return len(subs), len(ens), len(certs)
+}
+
+func TestRefusalsAreProblemsAndChangeNothing(t *testing.T) {
+	e := newEnv(t)
+	nid := testpki.NationalID()
+	created := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/subjects", "application/json", subjectBody(nid, "DC-1"))
+	if created.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", created.status, created.body)
+	}
+	var sub registry.Subject
+	_ = json.Unmarshal(created.body, &sub)
+	if !sub.LicenceValidUntil.Equal(time.Date(2030, 1, 1, 20, 30, 0, 0, time.UTC)) {
+		t.Fatalf("licence_valid_until 2030-01-01 stored as %s, want the end of that day in Tehran", sub.LicenceValidUntil)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(t, key).Raw}))
+	enrolBody := func(subject, profile, csr string) []byte {
+		b, _ := json.Marshal(map[string]string{"subject_id": subject, "profile": profile, "csr": csr})
+		return b
+	}
+	admin := e.admin.URL + "/admin/v1"
+	big := bytes.Repeat([]byte(" "), problem.MaxBody+10)
+	stale, _ := json.Marshal(map[string]any{"kind": "practitioner", "name": "Dr Test", "national_id": nid, "council_number": "DC-1",
+		"profession": "dentist", "specialty": "orthodontics", "licence_valid_from": "2025-01-01", "licence_valid_until": "2030-01-01",
+		"licence_status": "suspended", "version": 7})
+	kindChange := bytes.Replace(stale, []byte(`"version":7`), []byte(`"version":1`), 1)
+	kindChange = bytes.Replace(kindChange, []byte(`"kind":"practitioner"`), []byte(`"kind":"pharmacy"`), 1)
+
+	for _, tc := range []struct {
+		name, method, url, ctype string
+		body                     []byte
+		status                   int
+		code, field              string
+	}{
+		{"malformed JSON", "POST", admin + "/subjects", "application/json", []byte(`{"kind":`), 400, "malformed-request", ""},
+		{"unknown field", "POST", admin + "/subjects", "application/json", []byte(`{"kind":"practitioner","colour":"red"}`), 400, "malformed-request", ""},
+		{"wrong JSON type", "POST", admin + "/subjects", "application/json", []byte(`{"kind":7}`), 400, "malformed-request", "kind"},
+		{"trailing data", "POST", admin + "/subjects", "application/json", append(subjectBody(testpki.NationalID(), "DC-9"), []byte(`{}`)...), 400, "malformed-request", ""},
+		{"body too large", "POST", admin + "/subjects", "application/json", big, 413, "request-too-large", ""},
+		{"not JSON content type", "POST", admin + "/subjects", "text/plain", subjectBody(testpki.NationalID(), "DC-8"), 400, "malformed-request", ""},
+		{"bad national id check digit", "POST", admin + "/subjects", "application/json", subjectBody("0499370898", "DC-7"), 422, "invalid-national-id", "national_id"},
+		{"duplicate council number", "POST", admin + "/subjects", "application/json", subjectBody(testpki.NationalID(), "DC-1"), 409, "subject-exists", "council_number"},
+		{"duplicate national id", "POST", admin + "/subjects", "application/json", subjectBody(nid, "DC-2"), 409, "subject-exists", "national_id"},
+		{"bad licence date", "POST", admin + "/subjects", "application/json", bytes.Replace(subjectBody(testpki.NationalID(), "DC-3"), []byte("2030-01-01"), []byte("1409/01/01"), 1), 422, "invalid-field", "licence_valid_until"},
+		{"update from a stale version", "PUT", admin + "/subjects/" + sub.ID, "application/json", stale, 409, "conflict", ""},
+		{"update changing the kind", "PUT", admin + "/subjects/" + sub.ID, "application/json", kindChange, 422, "invalid-field", "kind"},
+		{"unknown subject", "GET", admin + "/subjects/sub_nope", "", nil, 404, "not-found", ""},
+		{"enrol: unknown profile", "POST", admin + "/enrolments", "application/json", enrolBody(sub.ID, "surgeon-signing", csr), 422, "unknown-profile", "profile"},
+		{"enrol: unknown subject", "POST", admin + "/enrolments", "application/json", enrolBody("sub_nope", "practitioner-signing", csr), 404, "not-found", "subject_id"},
+		{"enrol: garbage CSR", "POST", admin + "/enrolments", "application/json", enrolBody(sub.ID, "practitioner-signing", "not a csr"), 400, "bad-csr", "csr"},
+		{"enrol: profile for another kind", "POST", admin + "/enrolments", "application/json", enrolBody(sub.ID, "pharmacy-signing", csr), 422, "profile-subject-mismatch", "profile"},
+		{"approve unknown enrolment", "POST", admin + "/enrolments/enr_nope/approve", "application/json", []byte(`{}`), 404, "not-found", ""},
+		{"reject without a reason", "POST", admin + "/enrolments/enr_nope/reject", "application/json", []byte(`{"reason":""}`), 422, "invalid-field", "reason"},
+		{"bad status filter", "GET", admin + "/enrolments?status=maybe", "", nil, 422, "invalid-field", "status"},
+		{"negative limit", "GET", admin + "/subjects?limit=-1", "", nil, 400, "malformed-request", "limit"},
+		{"unknown path", "GET", admin + "/nothing", "", nil, 404, "not-found", ""},
+		{"wrong method", "DELETE", admin + "/subjects/" + sub.ID, "", nil, 405, "method-not-allowed", ""},
+		{"public: serial not hex", "GET", e.public.URL + "/v1/certificates/xyz", "", nil, 400, "malformed-request", "serial"},
+		{"public: unknown serial", "GET", e.public.URL + "/v1/certificates/0badc0de", "", nil, 404, "not-found", ""},
+		{"public: unknown enrolment", "GET", e.public.URL + "/v1/enrolments/enr_nope/certificate", "", nil, 404, "not-found", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s0, en0, c0 := e.counts()
+			r := e.do(e.alice, tc.method, tc.url, tc.ctype, tc.body)
+			if r.status != tc.status || string(r.problem.Code) != tc.code || r.problem.Field != tc.field {
+				t.Fatalf("got %d %s (field %q): %s\nwant %d %s (field %q)", r.status, r.problem.Code, r.problem.Field, r.body, tc.status, tc.code, tc.field)
+			}
+			if !strings.HasPrefix(r.ctype, "application/problem+json") || r.problem.Type != problem.TypePrefix+tc.code || r.problem.Status != tc.status {
+				t.Fatalf("not an RFC 9457 document: %s %s", r.ctype, r.body)
+			}
+			if s1, en1, c1 := e.counts(); s1 != s0 || en1 != en0 || c1 != c0 {
+				t.Fatalf("a refused request changed the store: subjects %d->%d, enrolments %d->%d, certificates %d->%d", s0, s1, en0, en1, c0, c1)
+			}
+		})
+	}
+	got, _ := e.db.GetSubject(ctx, sub.ID)
+	if got.Version != 1 || got.LicenceStatus != registry.Active {
+		t.Fatalf("refused updates changed the subject: %+v", got)
+	}
+}
+
+func TestOfficerAuthentication(t *testing.T) {
+	e := newEnv(t)
+	url := e.admin.URL + "/admin/v1/whoami"
+	if r := e.do(e.alice, "GET", url, "", nil); r.status != 200 {
+		t.Fatalf("officer refused: %d %s", r.status, r.body)
+	}
+	t.Run("vendor TLS client certificate", func(t *testing.T) {
+		vendor := e.client(e.credential(pki.RoleVendor, "service-tls-client", nil))
+		r := e.do(vendor, "GET", url, "", nil)
+		if r.status != 403 || r.problem.Code != "not-an-officer" {
+			t.Fatalf("got %d %s", r.status, r.body)
+		}
+	})
+	t.Run("suspended officer", func(t *testing.T) {
+		suspended := e.client(e.credential(pki.RoleOfficer, "officer", func(s *registry.Subject) { s.LicenceStatus = registry.Suspended }))
+		r := e.do(suspended, "GET", url, "", nil)
+		if r.status != 403 || r.problem.Code != "not-an-officer" {
+			t.Fatalf("got %d %s", r.status, r.body)
+		}
+	})
+	t.Run("certificate from a foreign CA", func(t *testing.T) {
+		foreign := testpki.New(t, nil, time.Now)
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		sub := testpki.Subject(pki.RoleOfficer, "sub_foreign", time.Now())
+		data, _ := enrol.CertificateData(sub, foreign.Arc, foreign.URLs)
+		prof, _ := foreign.Profiles.Get("officer")
+		serial, _ := ceremony.Serial()
+		cert, err := foreign.CA.Issue(ctx, ca.Request{CSR: testpki.CSR(t, key), Template: prof.Template, Data: data.TemplateData(),
+			Serial: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := e.client(tls.Certificate{Certificate: [][]byte{cert.Raw, foreign.Intermediate.Raw}, PrivateKey: key})
+		if _, err := c.Get(url); err == nil {
+			t.Fatal("a certificate from another CA was accepted")
+		}
+	})
+	t.Run("no client certificate", func(t *testing.T) {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots}}}
+		if _, err := c.Get(url); err == nil {
+			t.Fatal("a connection without a client certificate was accepted")
+		}
+	})
+}
+
+func TestApprovalOverTheAPI(t *testing.T) {
+	e := newEnv(t)
+	created := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/subjects", "application/json", subjectBody(testpki.NationalID(), "DC-5"))
+	var sub registry.Subject
+	_ = json.Unmarshal(created.body, &sub)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	body, _ := json.Marshal(map[string]string{"subject_id": sub.ID, "profile": "practitioner-signing",
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(t, key).Raw}))})
+	r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/enrolments", "application/json", body)
+	if r.status != 201 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	var en enrol.Request
+	_ = json.Unmarshal(r.body, &en)
+	self := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/enrolments/"+en.ID+"/approve", "application/json", []byte(`{}`))
+	if self.status != 403 || self.problem.Code != "dual-control-violation" {
+		t.Fatalf("self-approval: %d %s", self.status, self.body)
+	}
+	ok := e.do(e.bob, "POST", e.admin.URL+"/admin/v1/enrolments/"+en.ID+"/approve", "application/json", []byte(`{}`))
+	if ok.status != 201 {
+		t.Fatalf("approval: %d %s", ok.status, ok.body)
+	}
+	var cert struct {
+		Serial   string `json:"serial"`
+		ChainPEM string `json:"chain_pem"`
+	}
+	if err := json.Unmarshal(ok.body, &cert); err != nil {
+		t.Fatal(err)
+	}
+	pub := e.do(&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots}}}, "GET", e.public.URL+"/v1/certificates/"+cert.Serial, "", nil)
+	if pub.status != 200 || !strings.Contains(string(pub.body), cert.Serial) {
+		t.Fatalf("public fetch: %d %s", pub.status, pub.body)
+	}
+	if strings.Count(cert.ChainPEM, "BEGIN CERTIFICATE") != 2 {
+		t.Fatal("chain_pem is not leaf + intermediate")
+	}
+}
