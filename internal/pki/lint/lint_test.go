@@ -1,6 +1,10 @@
 package lint
 
-import "testing"
+import (
+	"testing"
+
+	zl "github.com/zmap/zlint/v3/lint"
+)
 
 func TestIgnoredLintsMustExist(t *testing.T) {
 	if _, err := New([]string{"e_no_such_lint"}); err == nil {
@@ -18,5 +22,14 @@ func TestCertificateGarbage(t *testing.T) {
 	}
 	if _, err := l.Certificate([]byte("not a certificate")); err == nil {
 		t.Fatal("garbage accepted")
+	}
+}
+
+func TestNotApplicableLintsExist(t *testing.T) {
+	// If zlint renames one, the exclusion silently stops working.
+	for _, n := range notApplicable {
+		if zl.GlobalRegistry().ByName(n) == nil {
+			t.Fatalf("excluded lint %q is not in zlint's registry", n)
+		}
 	}
 }
