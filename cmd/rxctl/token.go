@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 
 	"go.step.sm/crypto/pemutil"
@@ -56,14 +57,7 @@ func tokenCSR(ctx context.Context, e *env, args []string) error {
 	kf := addKeyFlags(fs)
 	out := fs.String("out", "", "where to write the CSR (PEM); default standard output")
 	cn := fs.String("cn", "Nuskha enrolment", "common name in the CSR (informational: the certificate's names come from the registry)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	uri, err := kf.URI()
-	if err != nil {
-		return err
-	}
-	k, err := e.keys.OpenKey(ctx, uri)
+	k, _, err := openKey(ctx, e, fs, kf, args)
 	if err != nil {
 		return err
 	}
@@ -104,15 +98,7 @@ func tokenImportCert(ctx context.Context, e *env, args []string) error {
 
 func tokenShow(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "token show")
-	kf := addKeyFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	uri, err := kf.URI()
-	if err != nil {
-		return err
-	}
-	k, err := e.keys.OpenKey(ctx, uri)
+	k, uri, err := openKey(ctx, e, fs, addKeyFlags(fs), args)
 	if err != nil {
 		return err
 	}
@@ -129,4 +115,17 @@ func tokenShow(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "certificate: serial %x, subject %q, valid until %s\n", c.SerialNumber, c.Subject.String(), c.NotAfter.UTC().Format("2006-01-02"))
 	return nil
+}
+
+// openKey parses the command's flags and opens the key they select.
+func openKey(ctx context.Context, e *env, fs *flag.FlagSet, kf keyFlags, args []string) (hsm.Key, string, error) {
+	if err := parse(fs, args); err != nil {
+		return nil, "", err
+	}
+	uri, err := kf.URI()
+	if err != nil {
+		return nil, "", err
+	}
+	k, err := e.keys.OpenKey(ctx, uri)
+	return k, uri, err
 }

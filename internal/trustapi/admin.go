@@ -162,12 +162,8 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cur, err := a.cfg.Store.GetSubject(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		a.fail(w, r, a.record(r, "subject.update", object, errs.New(errs.NotFound, "no subject %s", id), nil))
-		return
-	}
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the registry"))
+		a.fail(w, r, a.record(r, "subject.update", object, lookupErr(err, "subject "+id), nil))
 		return
 	}
 	var s *registry.Subject
@@ -204,12 +200,8 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) getSubject(w http.ResponseWriter, r *http.Request) {
 	s, err := a.cfg.Store.GetSubject(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		a.fail(w, r, errs.New(errs.NotFound, "no subject %s", r.PathValue("id")))
-		return
-	}
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the registry"))
+		a.fail(w, r, lookupErr(err, "subject "+r.PathValue("id")))
 		return
 	}
 	problem.JSON(w, http.StatusOK, s)
@@ -268,12 +260,8 @@ func (a *API) createEnrolment(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) getEnrolment(w http.ResponseWriter, r *http.Request) {
 	e, err := a.cfg.Store.GetEnrolment(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		a.fail(w, r, errs.New(errs.NotFound, "no enrolment %s", r.PathValue("id")))
-		return
-	}
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the enrolment"))
+		a.fail(w, r, lookupErr(err, "enrolment "+r.PathValue("id")))
 		return
 	}
 	problem.JSON(w, http.StatusOK, enrolmentView{Request: e, CSRPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: e.CSR}))})

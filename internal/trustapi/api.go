@@ -122,6 +122,15 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	problem.Write(w, r, a.cfg.Log, err)
 }
 
+// lookupErr is the problem a caller sees when reading what (e.g. "subject
+// sub_x") from the store failed: it does not exist, or the store is down.
+func lookupErr(err error, what string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errs.New(errs.NotFound, "no %s", what)
+	}
+	return errs.Wrap(errs.Unavailable, err, "reading %s", what)
+}
+
 // officer authenticates the client certificate as an officer's.
 func (a *API) officer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -257,12 +266,8 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
-	if errors.Is(err, store.ErrNotFound) {
-		a.fail(w, r, errs.New(errs.NotFound, "no certificate with serial %s", r.PathValue("serial")))
-		return
-	}
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the certificate"))
+		a.fail(w, r, lookupErr(err, "certificate with serial "+r.PathValue("serial")))
 		return
 	}
 	problem.JSON(w, http.StatusOK, a.certificateView(c))
@@ -273,12 +278,8 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
 // Certificates are public: they travel inside every signed prescription.
 func (a *API) enrolmentCertificate(w http.ResponseWriter, r *http.Request) {
 	e, err := a.cfg.Store.GetEnrolment(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		a.fail(w, r, errs.New(errs.NotFound, "no enrolment %s", r.PathValue("id")))
-		return
-	}
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the enrolment"))
+		a.fail(w, r, lookupErr(err, "enrolment "+r.PathValue("id")))
 		return
 	}
 	if e.Status != enrol.Issued {
@@ -288,7 +289,7 @@ func (a *API) enrolmentCertificate(w http.ResponseWriter, r *http.Request) {
 	serial, _ := enrol.ParseSerialHex(e.CertificateSerial)
 	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the certificate"))
+		a.fail(w, r, lookupErr(err, "certificate "+e.CertificateSerial))
 		return
 	}
 	problem.JSON(w, http.StatusOK, a.certificateView(c))
