@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -347,4 +349,100 @@ func TestConcurrentApprovalsIssueOnce(t *testing.T) {
 	if issued < 1 || len(certs) != 1 {
 		t.Fatalf("%d approvals succeeded, %d certificates stored; want at least 1 and exactly 1", issued, len(certs))
 	}
+}
+
+// flakyIssuer fails its first n calls, as an HSM that is briefly away.
+type flakyIssuer struct {
+	enrol.Issuer
+	fails int
+}
+
+func (f *flakyIssuer) Issue(ctx context.Context, req ca.Request, before ca.BeforeSign) (*x509.Certificate, error) {
+	if f.fails > 0 {
+		f.fails--
+		return nil, errors.New("hsm: token unavailable")
+	}
+	return f.Issuer.Issue(ctx, req, before)
+}
+
+// failingAudit refuses to record one kind of event.
+type failingAudit struct {
+	audit.Recorder
+	outcome audit.Outcome
+}
+
+func (f failingAudit) Record(ctx context.Context, e audit.Event) error {
+	if e.Outcome == f.outcome {
+		return errors.New("audit store unavailable")
+	}
+	return f.Recorder.Record(ctx, e)
+}
+
+func serviceWith(t *testing.T, h *harness, issuer enrol.Issuer, rec audit.Recorder) *enrol.Service {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := enrol.New(enrol.Config{Store: h.db, Issuer: issuer, Profiles: h.pki.Profiles, Arc: h.pki.Arc, URLs: h.pki.URLs,
+		Audit: rec, Log: log, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func TestIssuanceFailureCanBeRetried(t *testing.T) {
+	h := newHarness(t)
+	svc := serviceWith(t, h, &flakyIssuer{Issuer: h.pki.CA, fails: 1}, audit.NewLog(h.db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now))
+	sub := h.subject(t, pki.RolePractitioner, nil)
+	r, err := svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Approve(ctx, "officer-b", r.ID)
+	wantCode(t, err, errs.Unavailable)
+	got, _ := h.db.GetEnrolment(ctx, r.ID)
+	if got.Status != enrol.Approved {
+		t.Fatalf("after a failed signature the enrolment is %s, want approved (issuance pending)", got.Status)
+	}
+	_, err = svc.Approve(ctx, "officer-a", r.ID)
+	wantCode(t, err, errs.DualControl)
+	c, err := svc.Approve(ctx, "officer-c", r.ID)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	got, _ = h.db.GetEnrolment(ctx, r.ID)
+	if got.Status != enrol.Issued || got.CertificateSerial != c.SerialHex() || got.Decision.By != "officer-b" {
+		t.Fatalf("after retry: %+v", got)
+	}
+}
+
+func TestNoSignatureWithoutAnIntentRecord(t *testing.T) {
+	h := newHarness(t)
+	calls := &countingIssuer{Issuer: h.pki.CA}
+	rec := failingAudit{Recorder: audit.NewLog(h.db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now), outcome: audit.Intent}
+	svc := serviceWith(t, h, calls, rec)
+	sub := h.subject(t, pki.RolePractitioner, nil)
+	r, err := svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Approve(ctx, "officer-b", r.ID); err == nil {
+		t.Fatal("issued although the intent could not be recorded")
+	}
+	certs, _ := h.db.ListCertificates(ctx, store.CertificateFilter{})
+	if len(certs) != 0 || calls.signed != 0 {
+		t.Fatalf("%d certificates stored, %d signed; want none", len(certs), calls.signed)
+	}
+}
+
+// countingIssuer counts certificates actually signed.
+type countingIssuer struct {
+	enrol.Issuer
+	signed int
+}
+
+func (c *countingIssuer) Issue(ctx context.Context, req ca.Request, before ca.BeforeSign) (*x509.Certificate, error) {
+	cert, err := c.Issuer.Issue(ctx, req, before)
+	if err == nil {
+		c.signed++
+	}
+	return cert, err
 }
