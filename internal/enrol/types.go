@@ -106,3 +106,12 @@ func SPKIHash(spki []byte) string {
 	h := sha256.Sum256(spki)
 	return hex.EncodeToString(h[:])
 }
+
+// ServiceCredential is a certificate trustd holds for its own use (the OCSP
+// responder, the trust-bundle signer), with where its key is.
+type ServiceCredential struct {
+	Serial   *big.Int
+	Purpose  string
+	KeyURI   string
+	NotAfter time.Time
+}

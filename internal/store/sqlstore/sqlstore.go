@@ -65,6 +65,11 @@ var pgConstraintField = map[string]string{
 	"certificates_pkey":                  "serial",
 	"certificates_enrolment_id_uq":       "enrolment_id",
 	"certificates_fingerprint_sha256_uq": "fingerprint_sha256",
+	"status_events_revoked_uq":           "serial",
+	"status_changes_pkey":                "id",
+	"status_change_decisions_pkey":       "change_id",
+	"crls_pkey":                          "number",
+	"service_credentials_pkey":           "serial",
 }
 
 func pgDuplicate(err error) (string, bool) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
@@ -47,6 +49,22 @@ type Trust interface {
 	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
+
+	// RecordStatus appends a status event if the current status is one of
+	// from; otherwise it returns the current status and store.ErrConflict.
+	RecordStatus(ctx context.Context, ev *revoke.Event, from ...revoke.Status) (revoke.Status, error)
+	CertificateStatus(ctx context.Context, serial *big.Int) (revoke.Record, error)
+	ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
+	ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
+	StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Event, error)
+	CreateStatusChange(ctx context.Context, c *revoke.Change) error
+	GetStatusChange(ctx context.Context, id string) (*revoke.Change, error)
+	ListStatusChanges(ctx context.Context, pendingOnly bool, limit int) ([]*revoke.Change, error)
+	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
+	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
+	LatestCRL(ctx context.Context) (revoke.CRL, error)
+	AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error
+	LatestServiceCredential(ctx context.Context, purpose string) (enrol.ServiceCredential, error)
 
 	AppendAudit(ctx context.Context, e audit.Event) (int64, error)
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
@@ -77,6 +95,10 @@ func Run(t *testing.T, b Backend) {
 	t.Run("append-only tables", func(t *testing.T) { testAppendOnly(t, b) })
 	t.Run("one decision under concurrency", func(t *testing.T) { testConcurrentDecisions(t, b) })
 	t.Run("acknowledged writes survive reopening", func(t *testing.T) { testDurable(t, b) })
+	t.Run("certificate status", func(t *testing.T) { testStatus(t, b) })
+	t.Run("one revocation under concurrency", func(t *testing.T) { testConcurrentRevocation(t, b) })
+	t.Run("status changes under dual control", func(t *testing.T) { testStatusChanges(t, b) })
+	t.Run("CRLs and service credentials", func(t *testing.T) { testCRLsAndCredentials(t, b) })
 }
 
 var ctx = context.Background()
@@ -416,6 +438,26 @@ func testAppendOnly(t *testing.T, b Backend) {
 	if _, err := s.AppendAudit(ctx, audit.Event{Time: now, Actor: "a", Action: "x", Object: "y", Outcome: audit.OK}); err != nil {
 		t.Fatal(err)
 	}
+	c := certificate(p.ID, "")
+	if err := s.StoreCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.Serial, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: now, RecordedAt: now, RequestedBy: "officer-a"}, revoke.Good); err != nil {
+		t.Fatal(err)
+	}
+	ch := &revoke.Change{ID: id("chg_"), Serial: c.SerialHex(), Action: revoke.Hold, Comment: "x", RequestedBy: "a", RequestedAt: now}
+	if err := s.CreateStatusChange(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DecideStatusChange(ctx, ch.ID, false, "b", now, "no"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreCRL(ctx, revoke.CRL{Number: 1, ThisUpdate: now, NextUpdate: now, DER: []byte{1}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddServiceCredential(ctx, enrol.ServiceCredential{Serial: c.Serial, Purpose: "ocsp", KeyURI: "k", NotAfter: now}, now); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ name, update, del string }{
 		{"enrolments", "UPDATE enrolments SET requested_by = 'mallory'", "DELETE FROM enrolments"},
 		{"decisions", "UPDATE decisions SET decided_by = 'mallory'", "DELETE FROM decisions"},
@@ -423,6 +465,11 @@ func testAppendOnly(t *testing.T, b Backend) {
 		{"public_keys", "UPDATE public_keys SET source = 'x'", "DELETE FROM public_keys"},
 		{"audit_events", "UPDATE audit_events SET outcome = 'ok'", "DELETE FROM audit_events"},
 		{"subject_changes", "UPDATE subject_changes SET changed_by = 'mallory'", "DELETE FROM subject_changes"},
+		{"status_events", "UPDATE status_events SET requested_by = 'mallory'", "DELETE FROM status_events"},
+		{"status_changes", "UPDATE status_changes SET requested_by = 'mallory'", "DELETE FROM status_changes"},
+		{"status_change_decisions", "UPDATE status_change_decisions SET decided_by = 'mallory'", "DELETE FROM status_change_decisions"},
+		{"crls", "UPDATE crls SET entries = 0", "DELETE FROM crls"},
+		{"service_credentials", "UPDATE service_credentials SET key_uri = 'x'", "DELETE FROM service_credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := b.Exec(t, s, tc.update); err == nil {
@@ -487,5 +534,194 @@ func testDurable(t *testing.T, b Backend) {
 	}
 	if _, err := s2.GetEnrolment(ctx, e.ID); err != nil {
 		t.Fatalf("enrolment lost after reopening: %v", err)
+	}
+}
+
+func issued(t *testing.T, s Trust, notAfter time.Time) *enrol.Certificate {
+	t.Helper()
+	p := Practitioner("MC-"+id(""), NationalIDFor(t))
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	c := certificate(p.ID, "")
+	c.NotAfter = notAfter
+	if err := s.StoreCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// NationalIDFor returns a fresh valid national id.
+func NationalIDFor(t *testing.T) string {
+	for {
+		b := make([]byte, 9)
+		_, _ = rand.Read(b)
+		digits := make([]byte, 10)
+		sum := 0
+		for i := range b {
+			digits[i] = '0' + b[i]%10
+			sum += int(digits[i]-'0') * (10 - i)
+		}
+		r := sum % 11
+		if r < 2 {
+			digits[9] = byte('0' + r)
+		} else {
+			digits[9] = byte('0' + 11 - r)
+		}
+		if string(digits) != strings.Repeat(string(digits[:1]), 10) {
+			return string(digits)
+		}
+	}
+}
+
+func ev(serial *big.Int, st revoke.Status, reason revoke.Reason, at time.Time) *revoke.Event {
+	return &revoke.Event{Serial: serial, Status: st, Reason: reason, EffectiveAt: at, RecordedAt: at, RequestedBy: "officer-a"}
+}
+
+func testStatus(t *testing.T, b Backend) {
+	s := b.Open(t)
+	c := issued(t, s, now.AddDate(1, 0, 0))
+	rec, err := s.CertificateStatus(ctx, c.Serial)
+	if err != nil || rec.Status != revoke.Good || !rec.NotAfter.Equal(c.NotAfter) {
+		t.Fatalf("fresh certificate: %+v %v", rec, err)
+	}
+	if _, err := s.CertificateStatus(ctx, big.NewInt(77)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown serial: %v", err)
+	}
+	if _, err := s.RecordStatus(ctx, ev(big.NewInt(77), revoke.Revoked, revoke.KeyCompromise, now), revoke.Good); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoking an unknown serial: %v", err)
+	}
+	// hold, release, hold, revoke: each allowed only from the right state
+	steps := []struct {
+		to     revoke.Status
+		reason revoke.Reason
+		from   []revoke.Status
+	}{
+		{revoke.OnHold, revoke.CertificateHold, []revoke.Status{revoke.Good}},
+		{revoke.Good, revoke.RemoveFromCRL, []revoke.Status{revoke.OnHold}},
+		{revoke.OnHold, revoke.CertificateHold, []revoke.Status{revoke.Good}},
+		{revoke.Revoked, revoke.KeyCompromise, []revoke.Status{revoke.Good, revoke.OnHold}},
+	}
+	for i, st := range steps {
+		if _, err := s.RecordStatus(ctx, ev(c.Serial, st.to, st.reason, now.Add(time.Duration(i)*time.Minute)), st.from...); err != nil {
+			t.Fatalf("step %d to %s: %v", i, st.to, err)
+		}
+		rec, _ := s.CertificateStatus(ctx, c.Serial)
+		if rec.Status != st.to {
+			t.Fatalf("after step %d: %s, want %s", i, rec.Status, st.to)
+		}
+	}
+	cur, err := s.RecordStatus(ctx, ev(c.Serial, revoke.Revoked, revoke.Superseded, now), revoke.Good, revoke.OnHold)
+	if !errors.Is(err, store.ErrConflict) || cur != revoke.Revoked {
+		t.Fatalf("second revocation: %s %v", cur, err)
+	}
+	evs, _ := s.StatusEvents(ctx, c.Serial)
+	if len(evs) != 4 || evs[3].Reason != revoke.KeyCompromise || !evs[3].EffectiveAt.Equal(now.Add(3*time.Minute)) {
+		t.Fatalf("history: %+v", evs)
+	}
+	// Listing: expired entries are left out; good certificates are not listed.
+	expired := issued(t, s, now.Add(-time.Hour))
+	if _, err := s.RecordStatus(ctx, ev(expired.Serial, revoke.Revoked, revoke.Superseded, now.Add(-2*time.Hour)), revoke.Good); err != nil {
+		t.Fatal(err)
+	}
+	good := issued(t, s, now.AddDate(1, 0, 0))
+	var listed []string
+	if err := s.ForEachStatus(ctx, now, func(r revoke.Record) error { listed = append(listed, enrol.SerialHex(r.Serial)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0] != c.SerialHex() {
+		t.Fatalf("ForEachStatus listed %v, want only %s", listed, c.SerialHex())
+	}
+	all := map[string]revoke.Status{}
+	if err := s.ForEachCertificate(ctx, now, func(r revoke.Record) error { all[enrol.SerialHex(r.Serial)] = r.Status; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if all[c.SerialHex()] != revoke.Revoked || all[good.SerialHex()] != revoke.Good || len(all) != 2 {
+		t.Fatalf("ForEachCertificate: %v", all)
+	}
+}
+
+func testConcurrentRevocation(t *testing.T, b Backend) {
+	s := b.Open(t)
+	c := issued(t, s, now.AddDate(1, 0, 0))
+	var wins, conflicts atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.RecordStatus(ctx, ev(c.Serial, revoke.Revoked, revoke.KeyCompromise, now), revoke.Good, revoke.OnHold)
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, store.ErrConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	evs, _ := s.StatusEvents(ctx, c.Serial)
+	if wins.Load() != 1 || conflicts.Load() != 9 || len(evs) != 1 {
+		t.Fatalf("%d revocations recorded, %d refused, %d events; want 1, 9, 1", wins.Load(), conflicts.Load(), len(evs))
+	}
+}
+
+func testStatusChanges(t *testing.T, b Backend) {
+	s := b.Open(t)
+	c := issued(t, s, now.AddDate(1, 0, 0))
+	ch := &revoke.Change{ID: id("chg_"), Serial: c.SerialHex(), Action: revoke.Hold, Comment: "card reported lost", RequestedBy: "officer-a", RequestedAt: now}
+	if err := s.CreateStatusChange(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	pending, _ := s.ListStatusChanges(ctx, true, 10)
+	if len(pending) != 1 || pending[0].ID != ch.ID || pending[0].Decided {
+		t.Fatalf("pending: %+v", pending)
+	}
+	if err := s.DecideStatusChange(ctx, ch.ID, true, "officer-b", now, ""); err != nil {
+		t.Fatal(err)
+	}
+	mustDuplicate(t, s.DecideStatusChange(ctx, ch.ID, false, "officer-c", now, ""), "change_id")
+	got, err := s.GetStatusChange(ctx, ch.ID)
+	if err != nil || !got.Decided || !got.Approved || got.DecidedBy != "officer-b" {
+		t.Fatalf("decided change: %+v %v", got, err)
+	}
+	if pending, _ := s.ListStatusChanges(ctx, true, 10); len(pending) != 0 {
+		t.Fatalf("still pending: %+v", pending)
+	}
+	if _, err := s.GetStatusChange(ctx, "chg_nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing change: %v", err)
+	}
+}
+
+func testCRLsAndCredentials(t *testing.T, b Backend) {
+	s := b.Open(t)
+	if _, err := s.LatestCRL(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before any CRL: %v", err)
+	}
+	for n := int64(1); n <= 3; n++ {
+		if err := s.StoreCRL(ctx, revoke.CRL{Number: n, ThisUpdate: now, NextUpdate: now.Add(time.Hour), Entries: int(n), DER: []byte{byte(n)}}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustDuplicate(t, s.StoreCRL(ctx, revoke.CRL{Number: 2, ThisUpdate: now, NextUpdate: now, DER: []byte{9}}, now), "number")
+	latest, err := s.LatestCRL(ctx)
+	if err != nil || latest.Number != 3 || latest.DER[0] != 3 || !latest.NextUpdate.Equal(now.Add(time.Hour)) {
+		t.Fatalf("latest CRL: %+v %v", latest, err)
+	}
+	c1 := issued(t, s, now.AddDate(0, 3, 0))
+	c2 := issued(t, s, now.AddDate(0, 6, 0))
+	for _, c := range []*enrol.Certificate{c1, c2} {
+		if err := s.AddServiceCredential(ctx, enrol.ServiceCredential{Serial: c.Serial, Purpose: "ocsp-responder", KeyURI: "softkey:path=/k" + c.SerialHex(), NotAfter: c.NotAfter}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cred, err := s.LatestServiceCredential(ctx, "ocsp-responder")
+	if err != nil || cred.Serial.Cmp(c2.Serial) != 0 {
+		t.Fatalf("latest credential: %+v %v", cred, err)
+	}
+	if _, err := s.LatestServiceCredential(ctx, "bundle-signing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing purpose: %v", err)
 	}
 }

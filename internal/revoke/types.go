@@ -1,0 +1,127 @@
+// Package revoke changes the status of issued certificates: permanent
+// revocation by a security officer or by the certificate's holder (a request
+// signed with the certified key), and suspension (certificateHold) and its
+// release under dual control. Every change is an append-only event; the
+// current status is derived from them. Publishing (CRL, OCSP) follows every
+// change through the Publisher seam.
+package revoke
+
+import (
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// Status of a certificate.
+type Status string
+
+// Statuses. Revoked is final.
+const (
+	Good    Status = "good"
+	OnHold  Status = "on-hold"
+	Revoked Status = "revoked"
+)
+
+// Reason is an RFC 5280 CRLReason.
+type Reason int
+
+// Reasons (RFC 5280 §5.3.1; 7 is unused).
+const (
+	Unspecified          Reason = 0
+	KeyCompromise        Reason = 1
+	CACompromise         Reason = 2
+	AffiliationChanged   Reason = 3
+	Superseded           Reason = 4
+	CessationOfOperation Reason = 5
+	CertificateHold      Reason = 6
+	RemoveFromCRL        Reason = 8
+	PrivilegeWithdrawn   Reason = 9
+	AACompromise         Reason = 10
+)
+
+var reasonNames = map[Reason]string{
+	Unspecified: "unspecified", KeyCompromise: "keyCompromise", CACompromise: "cACompromise",
+	AffiliationChanged: "affiliationChanged", Superseded: "superseded", CessationOfOperation: "cessationOfOperation",
+	CertificateHold: "certificateHold", RemoveFromCRL: "removeFromCRL", PrivilegeWithdrawn: "privilegeWithdrawn",
+	AACompromise: "aACompromise",
+}
+
+func (r Reason) String() string {
+	if n, ok := reasonNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("reason(%d)", int(r))
+}
+
+// ParseReason accepts the RFC 5280 names (case-insensitive) or numbers.
+func ParseReason(s string) (Reason, bool) {
+	for r, n := range reasonNames {
+		if strings.EqualFold(n, s) || fmt.Sprint(int(r)) == s {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// Permanent reasons an officer may give for a revocation.
+var officerReasons = []Reason{Unspecified, KeyCompromise, AffiliationChanged, Superseded, CessationOfOperation, PrivilegeWithdrawn}
+
+// Reasons a holder may give: what a holder can know about their own key.
+var holderReasons = []Reason{Unspecified, KeyCompromise, AffiliationChanged, Superseded, CessationOfOperation}
+
+// Event is one status change, as recorded.
+type Event struct {
+	Seq         int64
+	Serial      *big.Int
+	Status      Status // the status it moves to
+	Reason      Reason
+	EffectiveAt time.Time // revocation time in CRL and OCSP
+	RecordedAt  time.Time
+	RequestedBy string // officer id, or "holder"
+	ApprovedBy  string // second officer, for holds and releases
+	ChangeID    string // the dual-control request, for holds and releases
+}
+
+// Record is a certificate's current status.
+type Record struct {
+	Serial      *big.Int
+	Status      Status
+	Reason      Reason
+	EffectiveAt time.Time
+	NotAfter    time.Time // of the certificate, so that expired entries can leave the CRL
+}
+
+// Action is what a dual-control status change does.
+type Action string
+
+// Actions that need two officers.
+const (
+	Hold    Action = "hold"
+	Release Action = "release"
+)
+
+// Change is a hold or release awaiting a second officer.
+type Change struct {
+	ID          string    `json:"id"`
+	Serial      string    `json:"serial"`
+	Action      Action    `json:"action"`
+	Comment     string    `json:"comment"`
+	RequestedBy string    `json:"requested_by"`
+	RequestedAt time.Time `json:"requested_at"`
+	// Filled in on read.
+	Decided    bool      `json:"decided"`
+	Approved   bool      `json:"approved,omitempty"`
+	DecidedBy  string    `json:"decided_by,omitempty"`
+	DecidedAt  time.Time `json:"decided_at,omitempty"`
+	DecisionOn string    `json:"decision_comment,omitempty"`
+}
+
+// CRL is a published certificate revocation list.
+type CRL struct {
+	Number     int64
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	Entries    int
+	DER        []byte
+}
