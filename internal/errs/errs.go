@@ -43,6 +43,17 @@ const (
 	NotPending      Code = "enrolment-not-pending"    // enrolment already decided
 	LintFailed      Code = "lint-failed"              // the to-be-signed certificate failed linting
 	NotIssued       Code = "certificate-not-issued"   // the enrolment has no certificate (yet)
+
+	AlreadyRevoked       Code = "already-revoked"           // the certificate is revoked; revocation is final
+	AlreadyOnHold        Code = "already-on-hold"           // the certificate is already suspended
+	NotOnHold            Code = "not-on-hold"               // only a suspended certificate can be released
+	ReasonNotAllowed     Code = "reason-not-allowed"        // this revocation reason is not accepted here
+	BadRevocationRequest Code = "bad-revocation-request"    // a holder's signed request does not parse or verify
+	ChangeNotPending     Code = "status-change-not-pending" // the hold/release request was already decided
+	CertificateRevoked   Code = "certificate-revoked"       // the certificate was revoked (or suspended) at the time that matters
+	RevocationUnknown    Code = "revocation-status-unknown" // no fresh evidence of status: refused, never assumed good
+	StaleTrustBundle     Code = "stale-trust-bundle"        // the offline trust bundle is older than allowed
+	BadTrustBundle       Code = "bad-trust-bundle"          // the trust bundle does not verify
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

@@ -203,3 +203,39 @@ func (l *Linter) lintKey(pub crypto.PublicKey) (crypto.Signer, error) {
 	l.keys[kind] = s
 	return s, nil
 }
+
+// PrepareCRL signs template with a lint key under a copy of issuer, lints
+// the CRL and returns the DER TBSCertList the real signature must cover.
+func (l *Linter) PrepareCRL(template *x509.RevocationList, issuer *x509.Certificate, issuerKey crypto.PublicKey) ([]byte, error) {
+	lintKey, err := l.lintKey(issuerKey)
+	if err != nil {
+		return nil, err
+	}
+	li := *issuer
+	li.PublicKey = lintKey.Public()
+	der, err := x509.CreateRevocationList(rand.Reader, template, &li, lintKey)
+	if err != nil {
+		return nil, errs.Wrap(errs.LintFailed, err, "the CRL template cannot be encoded")
+	}
+	findings, err := l.RevocationList(der)
+	if err != nil {
+		return nil, err
+	}
+	if len(findings) > 0 {
+		return nil, failure(findings)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, errs.Wrap(errs.LintFailed, err, "the linted CRL does not parse")
+	}
+	return crl.RawTBSRevocationList, nil
+}
+
+// SameCRLTBS checks that a CRL signed for real covers exactly the linted
+// TBSCertList.
+func SameCRLTBS(crl *x509.RevocationList, linted []byte) error {
+	if !bytes.Equal(crl.RawTBSRevocationList, linted) {
+		return errs.New(errs.LintFailed, "signed CRL differs from the linted one; it is withheld")
+	}
+	return nil
+}

@@ -4,6 +4,7 @@
 package testpki
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -158,4 +159,50 @@ func NationalID() string {
 			return id
 		}
 	}
+}
+
+// OpenSSLVerifyCRL runs `openssl verify -x509_strict -crl_check` on leaf
+// with the CRL (DER) of its issuer.
+func OpenSSLVerifyCRL(t testing.TB, root, intermediate, leaf *x509.Certificate, crlDER []byte) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	p := filepath.Join(t.TempDir(), "crl.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return OpenSSLVerify(t, root, intermediate, leaf, "-crl_check", "-CRLfile", p)
+}
+
+// Issue issues a certificate of profileName to sub for key, as the CA
+// would after approval.
+func (p *PKI) Issue(t testing.TB, profileName string, sub *registry.Subject, key crypto.Signer) *x509.Certificate {
+	t.Helper()
+	prof, err := p.Profiles.Get(profileName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := sub.Identity().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := profile.Data{
+		Identity: profile.IdentityData{Name: sub.Name, Title: sub.Title(), SerialNumber: sub.SerialNumberAttr(), Organization: sub.Organization,
+			ProvinceName: registry.ProvinceName(sub.Province), URI: sub.URI(), DNSNames: sub.DNSNames, IPAddresses: []string{}, Extension: ext},
+		OID: p.Arc.OIDs(), URL: p.URLs,
+	}
+	if data.Identity.DNSNames == nil {
+		data.Identity.DNSNames = []string{}
+	}
+	serial, err := ceremony.Serial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := p.CA.Issue(context.Background(), ca.Request{CSR: CSR(t, key), Template: prof.Template, Data: data.TemplateData(),
+		Serial: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(prof.Validity)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }

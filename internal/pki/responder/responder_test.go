@@ -1,0 +1,364 @@
+package responder_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/responder"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+type fixture struct {
+	p       *testpki.PKI
+	r       *responder.Responder
+	leaf    *x509.Certificate
+	revoked *x509.Certificate
+}
+
+func newKey() *ecdsa.PrivateKey {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k
+}
+
+func setup(t *testing.T, perSecond float64) *fixture {
+	t.Helper()
+	p := testpki.New(t, nil, time.Now)
+	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnDemandPerSecond: perSecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	respKey := newKey()
+	respCert := p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_ocsp", time.Now()), respKey)
+	if err := r.SetCredential(responder.Credential{Cert: respCert, Key: respKey}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{p: p, r: r,
+		leaf:    p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", time.Now()), newKey()),
+		revoked: p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_b", time.Now()), newKey()),
+	}
+	for _, c := range []*x509.Certificate{f.leaf, f.revoked} {
+		if err := r.Update(revoke.Record{Serial: c.SerialNumber, Status: revoke.Good, NotAfter: c.NotAfter}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func request(t *testing.T, cert, issuer *x509.Certificate, h crypto.Hash) []byte {
+	t.Helper()
+	der, err := ocsp.CreateRequest(cert, issuer, &ocsp.RequestOptions{Hash: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func (f *fixture) ask(t *testing.T, cert *x509.Certificate, h crypto.Hash) *ocsp.Response {
+	t.Helper()
+	ans := f.r.Respond(request(t, cert, f.p.Intermediate, h))
+	resp, err := ocsp.ParseResponseForCert(ans.DER, cert, f.p.Intermediate)
+	if err != nil {
+		t.Fatalf("response does not verify: %v", err)
+	}
+	return resp
+}
+
+func TestStatuses(t *testing.T) {
+	f := setup(t, 1000)
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		if got := f.ask(t, f.leaf, h); got.Status != ocsp.Good || !got.NextUpdate.After(got.ThisUpdate) {
+			t.Fatalf("%v: status %d", h, got.Status)
+		}
+	}
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if err := f.r.Update(revoke.Record{Serial: f.revoked.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		got := f.ask(t, f.revoked, h)
+		if got.Status != ocsp.Revoked || got.RevocationReason != ocsp.KeyCompromise || !got.RevokedAt.Equal(at) {
+			t.Fatalf("%v: revoked certificate answered %d reason %d at %s", h, got.Status, got.RevocationReason, got.RevokedAt)
+		}
+	}
+	if err := f.r.Update(revoke.Record{Serial: f.leaf.SerialNumber, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ask(t, f.leaf, crypto.SHA1); got.Status != ocsp.Revoked || got.RevocationReason != ocsp.CertificateHold {
+		t.Fatalf("held certificate answered %d reason %d", got.Status, got.RevocationReason)
+	}
+	stranger := f.p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_x", time.Now()), newKey())
+	if got := f.ask(t, stranger, crypto.SHA1); got.Status != ocsp.Unknown {
+		t.Fatalf("a serial the responder does not know answered %d", got.Status)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	f := setup(t, 1000)
+	other := testpki.New(t, nil, time.Now)
+	foreign := other.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_f", time.Now()), newKey())
+	good := request(t, f.leaf, f.p.Intermediate, crypto.SHA1)
+	sha512, _ := ocsp.CreateRequest(f.leaf, f.p.Intermediate, &ocsp.RequestOptions{Hash: crypto.SHA512})
+	for name, tc := range map[string]struct {
+		der  []byte
+		want []byte
+	}{
+		"empty":             {nil, ocsp.MalformedRequestErrorResponse},
+		"garbage":           {[]byte("GET / HTTP/1.1"), ocsp.MalformedRequestErrorResponse},
+		"truncated":         {good[:len(good)-3], ocsp.MalformedRequestErrorResponse},
+		"trailing data":     {append(append([]byte{}, good...), 0), ocsp.MalformedRequestErrorResponse},
+		"huge":              {bytes.Repeat([]byte{0x30}, responder.MaxRequestSize+1), ocsp.MalformedRequestErrorResponse},
+		"nonce too long":    {withNonce(t, good, bytes.Repeat([]byte{1}, 33)), ocsp.MalformedRequestErrorResponse},
+		"two nonces":        {withNonces(t, good, [][]byte{{1}, {2}}), ocsp.MalformedRequestErrorResponse},
+		"another CA's cert": {request(t, foreign, other.Intermediate, crypto.SHA1), ocsp.UnauthorizedErrorResponse},
+		"hash not answered": {sha512, ocsp.UnauthorizedErrorResponse},
+		"issuer name faked": {request(t, f.leaf, other.Intermediate, crypto.SHA1), ocsp.UnauthorizedErrorResponse},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := f.r.Respond(tc.der).DER; !bytes.Equal(got, tc.want) {
+				t.Fatalf("answered %x, want %x", got, tc.want)
+			}
+		})
+	}
+}
+
+// withNonces rewrites an x/crypto request to carry nonce extensions.
+func withNonces(t *testing.T, req []byte, nonces [][]byte) []byte {
+	t.Helper()
+	var r struct {
+		TBS struct {
+			RequestList []asn1.RawValue
+		}
+	}
+	if _, err := asn1.Unmarshal(req, &r); err != nil {
+		t.Fatal(err)
+	}
+	var exts []pkix.Extension
+	for _, n := range nonces {
+		v, _ := asn1.Marshal(n)
+		exts = append(exts, pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}, Value: v})
+	}
+	type tbs struct {
+		RequestList []asn1.RawValue
+		Exts        []pkix.Extension `asn1:"explicit,tag:2"`
+	}
+	out, err := asn1.Marshal(struct{ TBS tbs }{tbs{r.TBS.RequestList, exts}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func withNonce(t *testing.T, req, nonce []byte) []byte { return withNonces(t, req, [][]byte{nonce}) }
+
+// responseNonce digs the nonce out of a response's responseExtensions.
+func responseNonce(t *testing.T, der []byte) []byte {
+	t.Helper()
+	var outer struct {
+		Status   asn1.Enumerated
+		Response struct {
+			Type asn1.ObjectIdentifier
+			Body []byte
+		} `asn1:"explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(der, &outer); err != nil {
+		t.Fatal(err)
+	}
+	var basic struct{ TBS asn1.RawValue }
+	if _, err := asn1.Unmarshal(outer.Response.Body, &basic); err != nil {
+		t.Fatal(err)
+	}
+	var data struct {
+		Version    int `asn1:"optional,default:0,explicit,tag:0"`
+		Responder  asn1.RawValue
+		ProducedAt time.Time `asn1:"generalized"`
+		Responses  []asn1.RawValue
+		Exts       []pkix.Extension `asn1:"explicit,tag:1,optional"`
+	}
+	if _, err := asn1.Unmarshal(basic.TBS.FullBytes, &data); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range data.Exts {
+		if e.Id.Equal(asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}) {
+			var n []byte
+			asn1.Unmarshal(e.Value, &n)
+			return n
+		}
+	}
+	return nil
+}
+
+func TestNonceEchoed(t *testing.T) {
+	f := setup(t, 1000)
+	nonce := []byte("0123456789abcdef")
+	ans := f.r.Respond(withNonce(t, request(t, f.leaf, f.p.Intermediate, crypto.SHA256), nonce))
+	resp, err := ocsp.ParseResponseForCert(ans.DER, f.leaf, f.p.Intermediate)
+	if err != nil || resp.Status != ocsp.Good {
+		t.Fatalf("nonce response: %v %v", resp, err)
+	}
+	if got := responseNonce(t, ans.DER); !bytes.Equal(got, nonce) {
+		t.Fatalf("nonce %q echoed as %q", nonce, got)
+	}
+	if ans.MaxAge != 0 {
+		t.Fatal("a nonce response must not be cached")
+	}
+}
+
+func TestOnDemandSigningIsRateLimited(t *testing.T) {
+	f := setup(t, 5)
+	tryLater := 0
+	for i := 0; i < 40; i++ {
+		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 100))
+		fake := *f.leaf
+		fake.SerialNumber = serial
+		ans := f.r.Respond(request(t, &fake, f.p.Intermediate, crypto.SHA1))
+		if bytes.Equal(ans.DER, ocsp.TryLaterErrorResponse) {
+			tryLater++
+		}
+	}
+	if tryLater < 30 {
+		t.Fatalf("only %d of 40 unknown-serial requests were refused with tryLater at 5/s", tryLater)
+	}
+	// Pre-signed answers are not limited.
+	for i := 0; i < 50; i++ {
+		if got := f.ask(t, f.leaf, crypto.SHA1); got.Status != ocsp.Good {
+			t.Fatal("pre-signed answer refused under load")
+		}
+	}
+}
+
+type failingKey struct{ crypto.Signer }
+
+func (failingKey) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("hsm: token unavailable")
+}
+
+func TestFailedResigningNeverServesTheOldAnswer(t *testing.T) {
+	f := setup(t, 1000)
+	key := newKey()
+	// A valid responder certificate whose key stops working (token pulled).
+	respCert := f.p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_ocsp2", time.Now()), key)
+	if err := f.r.SetCredential(responder.Credential{Cert: respCert, Key: failingKey{key}}); err != nil {
+		t.Fatal(err)
+	}
+	err := f.r.Update(revoke.Record{Serial: f.leaf.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: time.Now()})
+	if err == nil {
+		t.Fatal("signing with a failing key succeeded")
+	}
+	ans := f.r.Respond(request(t, f.leaf, f.p.Intermediate, crypto.SHA1))
+	if !bytes.Equal(ans.DER, ocsp.TryLaterErrorResponse) {
+		t.Fatal("after a failed re-signing the responder answered something other than tryLater")
+	}
+}
+
+func TestCredentialChecks(t *testing.T) {
+	f := setup(t, 1000)
+	key := newKey()
+	tlsCert := f.p.Issue(t, "service-tls-client", testpki.Subject(pki.RoleVendor, "sub_v", time.Now()), key)
+	if err := f.r.SetCredential(responder.Credential{Cert: tlsCert, Key: key}); err == nil {
+		t.Fatal("a certificate without OCSPSigning was accepted as responder")
+	}
+	other := testpki.New(t, nil, time.Now)
+	foreign := other.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), key)
+	if err := f.r.SetCredential(responder.Credential{Cert: foreign, Key: key}); err == nil {
+		t.Fatal("another CA's responder certificate was accepted")
+	}
+}
+
+func TestRefreshResignsBeforeExpiry(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	p := testpki.New(t, nil, time.Now)
+	r, _ := responder.New(responder.Config{Issuer: p.Intermediate, Now: clock, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Validity: time.Hour})
+	key := newKey()
+	r.SetCredential(responder.Credential{Cert: p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", now), key), Key: key})
+	leaf := p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", now), newKey())
+	r.Update(revoke.Record{Serial: leaf.SerialNumber, Status: revoke.Good, NotAfter: leaf.NotAfter})
+	if n, err := r.Refresh(); err != nil || n != 0 {
+		t.Fatalf("fresh responses re-signed: %d %v", n, err)
+	}
+	now = now.Add(40 * time.Minute)
+	if n, err := r.Refresh(); err != nil || n != 1 {
+		t.Fatalf("past half-life: re-signed %d, %v; want 1", n, err)
+	}
+}
+
+func TestHTTP(t *testing.T) {
+	f := setup(t, 1000)
+	srv := httptest.NewServer(f.r.Handler("/ocsp"))
+	defer srv.Close()
+	req := request(t, f.leaf, f.p.Intermediate, crypto.SHA1)
+	check := func(resp *http.Response, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/ocsp-response" {
+			t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if r, err := ocsp.ParseResponseForCert(body, f.leaf, f.p.Intermediate); err != nil || r.Status != ocsp.Good {
+			t.Fatalf("%v %v", r, err)
+		}
+	}
+	check(http.Post(srv.URL+"/ocsp", "application/ocsp-request", bytes.NewReader(req)))
+	resp, err := http.Get(srv.URL + "/ocsp/" + base64.StdEncoding.EncodeToString(req))
+	if err == nil && resp.Header.Get("Cache-Control") == "" {
+		t.Fatal("GET answer without cache headers")
+	}
+	check(resp, err)
+	check(http.Get(srv.URL + "/ocsp/" + base64.RawURLEncoding.EncodeToString(req)))
+	r, _ := http.Get(srv.URL + "/ocsp/@@not-base64!")
+	body, _ := io.ReadAll(r.Body)
+	if !bytes.Equal(body, ocsp.MalformedRequestErrorResponse) {
+		t.Fatalf("bad base64 answered %x", body)
+	}
+	del, _ := http.NewRequest(http.MethodDelete, srv.URL+"/ocsp", nil)
+	if r, _ := http.DefaultClient.Do(del); r.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("DELETE answered %d", r.StatusCode)
+	}
+}
+
+func FuzzRespond(f *testing.F) {
+	p := testpki.New(f, nil, time.Now)
+	r, _ := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	key := newKey()
+	r.SetCredential(responder.Credential{Cert: p.Issue(f, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), key), Key: key})
+	leaf := p.Issue(f, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", time.Now()), newKey())
+	r.Update(revoke.Record{Serial: leaf.SerialNumber, Status: revoke.Good})
+	good, _ := ocsp.CreateRequest(leaf, p.Intermediate, nil)
+	f.Add(good)
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		ans := r.Respond(der)
+		// Invariant: every answer is an OCSP response that parses; a
+		// successful one verifies against the issuer and names a serial.
+		resp, err := ocsp.ParseResponse(ans.DER, p.Intermediate)
+		var re ocsp.ResponseError
+		if err != nil && !errors.As(err, &re) {
+			t.Fatalf("answer does not parse: %v (%x)", err, ans.DER)
+		}
+		if err == nil && resp.SerialNumber == nil {
+			t.Fatal("successful answer without a serial")
+		}
+	})
+}
