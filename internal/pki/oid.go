@@ -97,12 +97,14 @@ func (a Arc) PolicyParaclinicSigning() asn1.ObjectIdentifier   { return a.sub(1,
 func (a Arc) PolicyServiceTLS() asn1.ObjectIdentifier          { return a.sub(1, 4) }
 func (a Arc) PolicyOCSPResponder() asn1.ObjectIdentifier       { return a.sub(1, 5) }
 func (a Arc) PolicyOfficer() asn1.ObjectIdentifier             { return a.sub(1, 6) }
+func (a Arc) PolicyTrustBundleSigning() asn1.ObjectIdentifier  { return a.sub(1, 7) }
 
 // Extended key usages (A.2.n): what a signature by the key may mean.
 func (a Arc) EKUPrescriptionSigning() asn1.ObjectIdentifier { return a.sub(2, 1) }
 func (a Arc) EKUDispenseSigning() asn1.ObjectIdentifier     { return a.sub(2, 2) }
 func (a Arc) EKUParaclinicSigning() asn1.ObjectIdentifier   { return a.sub(2, 3) }
 func (a Arc) EKUOfficer() asn1.ObjectIdentifier             { return a.sub(2, 4) }
+func (a Arc) EKUTrustBundleSigning() asn1.ObjectIdentifier  { return a.sub(2, 5) }
 
 // IdentityExtension is the OID of the subject-identity extension (A.3.1).
 func (a Arc) IdentityExtension() asn1.ObjectIdentifier { return a.sub(3, 1) }
@@ -119,12 +121,14 @@ func (a Arc) OIDs() map[string]any {
 			"ServiceTLS":          s(a.PolicyServiceTLS()),
 			"OCSPResponder":       s(a.PolicyOCSPResponder()),
 			"Officer":             s(a.PolicyOfficer()),
+			"TrustBundleSigning":  s(a.PolicyTrustBundleSigning()),
 		},
 		"EKU": map[string]string{
 			"PrescriptionSigning": s(a.EKUPrescriptionSigning()),
 			"DispenseSigning":     s(a.EKUDispenseSigning()),
 			"ParaclinicSigning":   s(a.EKUParaclinicSigning()),
 			"Officer":             s(a.EKUOfficer()),
+			"TrustBundleSigning":  s(a.EKUTrustBundleSigning()),
 		},
 		"IdentityExtension": s(a.IdentityExtension()),
 	}

@@ -60,6 +60,7 @@ func TestEveryProfileIssuesStrictlyValidLintCleanCertificates(t *testing.T) {
 		{"service-tls-client", pki.RoleVendor, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, "sslclient"},
 		{"ocsp-responder", pki.RoleService, []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}, "ocsphelper"},
 		{"officer", pki.RoleOfficer, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, "sslclient"},
+		{"trust-bundle-signing", pki.RoleService, nil, ""},
 	}
 	for _, tc := range cases {
 		for _, keyName := range []string{"EC-P256", "RSA-2048"} {

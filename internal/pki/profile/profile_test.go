@@ -18,7 +18,7 @@ func TestShippedProfilesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"officer", "ocsp-responder", "paraclinic-signing", "pharmacy-signing", "practitioner-signing", "service-tls-client", "service-tls-server"}
+	want := []string{"officer", "ocsp-responder", "paraclinic-signing", "pharmacy-signing", "practitioner-signing", "service-tls-client", "service-tls-server", "trust-bundle-signing"}
 	if got := strings.Join(s.Names(), ","); got != strings.Join(slices.Sorted(slices.Values(want)), ",") {
 		t.Fatalf("profiles = %s", got)
 	}

@@ -1,0 +1,115 @@
+package bundle_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
+	"github.com/nuskha/nuskha/internal/pki/crl"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+func key() *ecdsa.PrivateKey {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k
+}
+
+type fixture struct {
+	p      *testpki.PKI
+	signer *ecdsa.PrivateKey
+	chain  []*x509.Certificate
+	crl    []byte
+}
+
+func setup(t *testing.T) fixture {
+	interKey := key()
+	p := testpki.New(t, interKey, time.Now)
+	signer := key()
+	cert := p.Issue(t, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_bundle", time.Now()), signer)
+	der, err := crl.Sign(crl.Request{Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour)}, p.Intermediate, interKey, p.Linter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{p: p, signer: signer, chain: []*x509.Certificate{cert, p.Intermediate}, crl: der}
+}
+
+func (f fixture) payload() bundle.Payload {
+	return bundle.Payload{IssuedAt: time.Now(), Roots: [][]byte{f.p.Root.Raw}, Intermediates: [][]byte{f.p.Intermediate.Raw}, CRLs: [][]byte{f.crl}}
+}
+
+func TestRoundTrip(t *testing.T) {
+	f := setup(t)
+	b, err := bundle.Sign(f.payload(), f.signer, f.chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := bundle.Verify(b, []*x509.Certificate{f.p.Root}, f.p.Arc, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Roots) != 1 || len(v.Intermediates) != 1 || len(v.CRLs) != 1 || !v.CRLs[0].Issuer.Equal(f.p.Intermediate) {
+		t.Fatalf("verified bundle: %+v", v)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	f := setup(t)
+	good, _ := bundle.Sign(f.payload(), f.signer, f.chain)
+	other := testpki.New(t, nil, time.Now)
+	otherSigner := key()
+	otherChain := []*x509.Certificate{other.Issue(t, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_o", time.Now()), otherSigner), other.Intermediate}
+	foreign, _ := bundle.Sign(f.payload(), otherSigner, otherChain)
+	ocspKey := key()
+	ocspCert := f.p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_ocsp", time.Now()), ocspKey)
+	wrongEKU, _ := bundle.Sign(f.payload(), ocspKey, []*x509.Certificate{ocspCert, f.p.Intermediate})
+	p := f.payload()
+	p.Intermediates = [][]byte{other.Intermediate.Raw}
+	foreignIntermediate, _ := bundle.Sign(p, f.signer, f.chain)
+	p = f.payload()
+	p.CRLs = [][]byte{mustCRL(t, other)}
+	foreignCRL, _ := bundle.Sign(p, f.signer, f.chain)
+	p = f.payload()
+	p.IssuedAt = time.Now().Add(time.Hour)
+	future, _ := bundle.Sign(p, f.signer, f.chain)
+	parts := strings.Split(string(good), ".")
+	tampered := parts[0] + "." + strings.TrimRight(parts[1], "A") + "B." + parts[2]
+
+	for name, b := range map[string][]byte{
+		"garbage":                        []byte("not a jws"),
+		"tampered payload":               []byte(tampered),
+		"alg none":                       []byte("eyJhbGciOiJub25lIn0." + parts[1] + "."),
+		"signer from another CA":         foreign,
+		"signer without the bundle EKU":  wrongEKU,
+		"intermediate from another root": foreignIntermediate,
+		"CRL from another CA":            foreignCRL,
+		"issued in the future":           future,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := bundle.Verify(b, []*x509.Certificate{f.p.Root}, f.p.Arc, time.Now())
+			if !errors.Is(err, errs.Of(errs.BadTrustBundle)) {
+				t.Fatalf("got %v, want bad-trust-bundle", err)
+			}
+		})
+	}
+}
+
+func mustCRL(t *testing.T, p *testpki.PKI) []byte {
+	// another CA's CRL, signed by a key that is not its intermediate's: the
+	// issuer check fails either way.
+	k := key()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour)},
+		&x509.Certificate{Subject: p.Intermediate.Subject, SubjectKeyId: []byte{1}, KeyUsage: x509.KeyUsageCRLSign, PublicKey: k.Public()}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}

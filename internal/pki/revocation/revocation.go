@@ -1,0 +1,292 @@
+// Package revocation answers the question every verifier asks: was this
+// certificate good at time T, as far as evidence no older than A says? It
+// answers from a local CRL (or an offline trust bundle) or, online, from the
+// issuer's OCSP responder — and never says "good" on missing or stale
+// evidence. Lookups in a CRL are a map access: the cost does not grow with
+// the number of revoked certificates.
+package revocation
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
+)
+
+// Status of a certificate per the evidence.
+type Status string
+
+// Statuses.
+const (
+	Good    Status = "good"
+	Revoked Status = "revoked"
+	OnHold  Status = "on-hold"
+)
+
+// RFC 5280 reasons the checker treats specially.
+const (
+	reasonUnspecified     = 0
+	reasonKeyCompromise   = 1
+	reasonCACompromise    = 2
+	reasonCertificateHold = 6
+	reasonAACompromise    = 10
+)
+
+// Result is what the evidence says now.
+type Result struct {
+	Status     Status
+	RevokedAt  time.Time
+	Reason     int
+	Source     string    // e.g. "CRL 42" or "OCSP http://…"
+	ThisUpdate time.Time // when the evidence was produced
+}
+
+// GoodAt says whether a signature made at t with the certificate's key may
+// be trusted. A key that was compromised (or revoked without a reason, or
+// whose CA was compromised) is distrusted for all time, because whoever has
+// it can sign with any claimed time. A suspended certificate is not good. A
+// certificate revoked for an administrative reason (superseded, affiliation
+// changed, cessation of operation, privilege withdrawn) was good before its
+// revocation time.
+func (r Result) GoodAt(t time.Time) error {
+	switch r.Status {
+	case Good:
+		return nil
+	case OnHold:
+		return errs.New(errs.CertificateRevoked, "the certificate is suspended (certificateHold since %s)", r.RevokedAt.UTC().Format(time.RFC3339))
+	}
+	switch r.Reason {
+	case reasonKeyCompromise, reasonUnspecified, reasonCACompromise, reasonAACompromise:
+		return errs.New(errs.CertificateRevoked, "the certificate was revoked (%s) at %s; no signature by its key is trusted", reasonName(r.Reason), r.RevokedAt.UTC().Format(time.RFC3339))
+	}
+	if !t.Before(r.RevokedAt) {
+		return errs.New(errs.CertificateRevoked, "the certificate was revoked (%s) at %s, before the signature time %s", reasonName(r.Reason), r.RevokedAt.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func reasonName(r int) string {
+	names := map[int]string{0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged", 4: "superseded",
+		5: "cessationOfOperation", 6: "certificateHold", 9: "privilegeWithdrawn", 10: "aACompromise"}
+	if n, ok := names[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("reason %d", r)
+}
+
+// Config configures a Checker.
+type Config struct {
+	// MaxAge is the oldest evidence accepted, measured from its thisUpdate.
+	MaxAge time.Duration
+	Now    func() time.Time
+	// HTTP, if set, allows OCSP queries to the URL in each certificate.
+	// Leave nil for an offline verifier.
+	HTTP *http.Client
+}
+
+// Checker holds evidence and answers from it.
+type Checker struct {
+	cfg Config
+
+	mu   sync.RWMutex
+	crls map[string]*index // by issuer key id
+
+	ocspMu    sync.Mutex
+	ocspCache map[string]cached
+}
+
+type index struct {
+	number     *big.Int
+	thisUpdate time.Time
+	nextUpdate time.Time
+	revoked    map[string]entry
+}
+
+type entry struct {
+	at     time.Time
+	reason int
+}
+
+type cached struct {
+	res     Result
+	expires time.Time
+}
+
+// New returns an empty Checker; without evidence it answers nothing.
+func New(cfg Config) (*Checker, error) {
+	if cfg.MaxAge <= 0 || cfg.Now == nil {
+		return nil, errors.New("revocation: MaxAge and Now are required")
+	}
+	return &Checker{cfg: cfg, crls: map[string]*index{}, ocspCache: map[string]cached{}}, nil
+}
+
+func issuerKey(issuer *x509.Certificate) string {
+	if len(issuer.SubjectKeyId) > 0 {
+		return hex.EncodeToString(issuer.SubjectKeyId)
+	}
+	return "subject:" + hex.EncodeToString(issuer.RawSubject)
+}
+
+// AddCRL verifies list against issuer and makes it the evidence for that
+// issuer, unless a CRL with a higher number is already held.
+func (c *Checker) AddCRL(list *x509.RevocationList, issuer *x509.Certificate) error {
+	if err := list.CheckSignatureFrom(issuer); err != nil {
+		return fmt.Errorf("revocation: CRL not signed by %q: %w", issuer.Subject.CommonName, err)
+	}
+	if list.Number == nil {
+		return errors.New("revocation: CRL without a number")
+	}
+	idx := &index{number: list.Number, thisUpdate: list.ThisUpdate, nextUpdate: list.NextUpdate,
+		revoked: make(map[string]entry, len(list.RevokedCertificateEntries))}
+	for _, e := range list.RevokedCertificateEntries {
+		idx.revoked[string(e.SerialNumber.Bytes())] = entry{at: e.RevocationTime, reason: e.ReasonCode}
+	}
+	k := issuerKey(issuer)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.crls[k]; ok && list.Number.Cmp(old.number) < 0 {
+		return nil
+	}
+	c.crls[k] = idx
+	return nil
+}
+
+// UseBundle loads a verified trust bundle's CRLs.
+func (c *Checker) UseBundle(v *bundle.Verified) error {
+	for _, crl := range v.CRLs {
+		if err := c.AddCRL(crl.List, crl.Issuer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check returns what the evidence says about cert now. It fails with
+// errs.RevocationUnknown, saying why, when no fresh evidence exists.
+func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) (Result, error) {
+	now := c.cfg.Now()
+	var why []string
+	c.mu.RLock()
+	idx := c.crls[issuerKey(issuer)]
+	c.mu.RUnlock()
+	switch {
+	case idx == nil:
+		why = append(why, fmt.Sprintf("no CRL from %q", issuer.Subject.CommonName))
+	case now.Sub(idx.thisUpdate) > c.cfg.MaxAge:
+		why = append(why, fmt.Sprintf("the CRL is %s old, more than the %s allowed", now.Sub(idx.thisUpdate).Round(time.Second), c.cfg.MaxAge))
+	case !now.Before(idx.nextUpdate):
+		why = append(why, fmt.Sprintf("the CRL expired at %s", idx.nextUpdate.UTC().Format(time.RFC3339)))
+	default:
+		res := Result{Status: Good, Source: "CRL " + idx.number.String(), ThisUpdate: idx.thisUpdate}
+		if e, ok := idx.revoked[string(cert.SerialNumber.Bytes())]; ok {
+			res.Status, res.RevokedAt, res.Reason = Revoked, e.at, e.reason
+			if e.reason == reasonCertificateHold {
+				res.Status = OnHold
+			}
+		}
+		return res, nil
+	}
+	if c.cfg.HTTP != nil && len(cert.OCSPServer) > 0 {
+		res, err := c.ocsp(ctx, cert, issuer, now)
+		if err == nil {
+			return res, nil
+		}
+		why = append(why, err.Error())
+	} else if c.cfg.HTTP == nil {
+		why = append(why, "offline: no OCSP")
+	}
+	return Result{}, errs.New(errs.RevocationUnknown, "no fresh evidence of the certificate's status: %s", strings.Join(why, "; "))
+}
+
+func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now time.Time) (Result, error) {
+	k := issuerKey(issuer) + "/" + hex.EncodeToString(cert.SerialNumber.Bytes())
+	c.ocspMu.Lock()
+	if hit, ok := c.ocspCache[k]; ok && now.Before(hit.expires) {
+		c.ocspMu.Unlock()
+		return hit.res, nil
+	}
+	c.ocspMu.Unlock()
+	reqDER, err := ocsp.CreateRequest(cert, issuer, nil)
+	if err != nil {
+		return Result{}, err
+	}
+	url := cert.OCSPServer[0]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(reqDER))
+	if err != nil {
+		return Result{}, err
+	}
+	req.Header.Set("Content-Type", "application/ocsp-request")
+	resp, err := c.cfg.HTTP.Do(req)
+	if err != nil {
+		return Result{}, fmt.Errorf("OCSP responder %s unreachable: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return Result{}, fmt.Errorf("OCSP responder %s answered HTTP %d", url, resp.StatusCode)
+	}
+	r, err := ocsp.ParseResponseForCert(body, cert, issuer)
+	if err != nil {
+		return Result{}, fmt.Errorf("OCSP answer from %s does not verify: %v", url, err)
+	}
+	if r.Certificate != nil {
+		// x/crypto/ocsp checks the delegated responder was issued by the
+		// CA, not that it may sign OCSP or is in date (RFC 6960 §4.2.2.2).
+		if !hasEKU(r.Certificate, x509.ExtKeyUsageOCSPSigning) {
+			return Result{}, fmt.Errorf("OCSP answer signed by a certificate without OCSPSigning")
+		}
+		if now.Before(r.Certificate.NotBefore) || now.After(r.Certificate.NotAfter) {
+			return Result{}, fmt.Errorf("OCSP responder certificate out of date")
+		}
+	}
+	switch {
+	case now.Sub(r.ThisUpdate) > c.cfg.MaxAge:
+		return Result{}, fmt.Errorf("the OCSP answer is %s old, more than the %s allowed", now.Sub(r.ThisUpdate).Round(time.Second), c.cfg.MaxAge)
+	case !r.NextUpdate.IsZero() && !now.Before(r.NextUpdate):
+		return Result{}, fmt.Errorf("the OCSP answer expired at %s", r.NextUpdate.UTC().Format(time.RFC3339))
+	case r.ThisUpdate.After(now.Add(5 * time.Minute)):
+		return Result{}, fmt.Errorf("the OCSP answer is dated in the future")
+	}
+	res := Result{Source: "OCSP " + url, ThisUpdate: r.ThisUpdate}
+	switch r.Status {
+	case ocsp.Good:
+		res.Status = Good
+	case ocsp.Revoked:
+		res.Status, res.RevokedAt, res.Reason = Revoked, r.RevokedAt, r.RevocationReason
+		if r.RevocationReason == reasonCertificateHold {
+			res.Status = OnHold
+		}
+	default:
+		return Result{}, fmt.Errorf("the OCSP responder does not know the certificate")
+	}
+	expires := r.ThisUpdate.Add(c.cfg.MaxAge)
+	if !r.NextUpdate.IsZero() && r.NextUpdate.Before(expires) {
+		expires = r.NextUpdate
+	}
+	c.ocspMu.Lock()
+	c.ocspCache[k] = cached{res: res, expires: expires}
+	c.ocspMu.Unlock()
+	return res, nil
+}
+
+func hasEKU(c *x509.Certificate, u x509.ExtKeyUsage) bool {
+	for _, x := range c.ExtKeyUsage {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,233 @@
+package revocation_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/crl"
+	"github.com/nuskha/nuskha/internal/pki/responder"
+	"github.com/nuskha/nuskha/internal/pki/revocation"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+func newKey() *ecdsa.PrivateKey {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k
+}
+
+type fixture struct {
+	p        *testpki.PKI
+	interKey *ecdsa.PrivateKey
+	good     *x509.Certificate
+	stolen   *x509.Certificate
+	retired  *x509.Certificate
+	held     *x509.Certificate
+	revokeAt time.Time
+}
+
+func setup(t testing.TB) *fixture {
+	k := newKey()
+	p := testpki.New(t, k, time.Now)
+	f := &fixture{p: p, interKey: k, revokeAt: time.Now().Add(-4 * time.Hour).Truncate(time.Second)}
+	sub := func(id string) *x509.Certificate {
+		return p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, id, time.Now()), newKey())
+	}
+	f.good, f.stolen, f.retired, f.held = sub("sub_g"), sub("sub_s"), sub("sub_r"), sub("sub_h")
+	return f
+}
+
+func (f *fixture) crl(t testing.TB, number int64, thisUpdate time.Time, validity time.Duration) *x509.RevocationList {
+	der, err := crl.Sign(crl.Request{Number: big.NewInt(number), ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(validity), Entries: []crl.Entry{
+		{Serial: f.stolen.SerialNumber, RevokedAt: f.revokeAt, Reason: 1},
+		{Serial: f.retired.SerialNumber, RevokedAt: f.revokeAt, Reason: 5},
+		{Serial: f.held.SerialNumber, RevokedAt: f.revokeAt, Reason: 6},
+	}}, f.p.Intermediate, f.interKey, f.p.Linter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := x509.ParseRevocationList(der)
+	return l
+}
+
+func checker(t testing.TB, now func() time.Time, maxAge time.Duration, client *http.Client) *revocation.Checker {
+	c, err := revocation.New(revocation.Config{MaxAge: maxAge, Now: now, HTTP: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestFromCRL(t *testing.T) {
+	f := setup(t)
+	c := checker(t, time.Now, time.Hour, nil)
+	if err := c.AddCRL(f.crl(t, 2, time.Now(), 24*time.Hour), f.p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	before, after := f.revokeAt.Add(-time.Minute), f.revokeAt.Add(time.Minute)
+	for _, tc := range []struct {
+		name       string
+		cert       *x509.Certificate
+		status     revocation.Status
+		goodBefore bool
+		goodAfter  bool
+	}{
+		{"good", f.good, revocation.Good, true, true},
+		{"key compromise: distrusted for all time", f.stolen, revocation.Revoked, false, false},
+		{"cessation of operation: good before revocation", f.retired, revocation.Revoked, true, false},
+		{"suspended", f.held, revocation.OnHold, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := c.Check(context.Background(), tc.cert, f.p.Intermediate)
+			if err != nil || res.Status != tc.status {
+				t.Fatalf("Check: %+v %v", res, err)
+			}
+			if (res.GoodAt(before) == nil) != tc.goodBefore || (res.GoodAt(after) == nil) != tc.goodAfter {
+				t.Fatalf("GoodAt(before)=%v GoodAt(after)=%v", res.GoodAt(before), res.GoodAt(after))
+			}
+			if err := res.GoodAt(after); err != nil && !errors.Is(err, errs.Of(errs.CertificateRevoked)) {
+				t.Fatalf("refusal code: %v", err)
+			}
+		})
+	}
+	t.Run("an older CRL does not replace a newer one", func(t *testing.T) {
+		old := f.crl(t, 1, time.Now().Add(-3*time.Hour), 24*time.Hour)
+		if err := c.AddCRL(old, f.p.Intermediate); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Check(context.Background(), f.good, f.p.Intermediate); err != nil {
+			t.Fatalf("the newer CRL was replaced: %v", err)
+		}
+	})
+	t.Run("a CRL signed by someone else is refused", func(t *testing.T) {
+		other := testpki.New(t, nil, time.Now)
+		if err := c.AddCRL(f.crl(t, 9, time.Now(), time.Hour), other.Intermediate); err == nil {
+			t.Fatal("accepted")
+		}
+	})
+}
+
+func TestFailsClosed(t *testing.T) {
+	f := setup(t)
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		crl  *x509.RevocationList
+		want string
+	}{
+		{"no evidence at all", nil, "no CRL"},
+		{"CRL older than the maximum age", f.crl(t, 1, now.Add(-3*time.Hour), 24*time.Hour), "old, more than"},
+		{"CRL past its nextUpdate", f.crl(t, 1, now.Add(-50*time.Minute), 30*time.Minute), "expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := checker(t, func() time.Time { return now }, time.Hour, nil)
+			if tc.crl != nil {
+				if err := c.AddCRL(tc.crl, f.p.Intermediate); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := c.Check(context.Background(), f.good, f.p.Intermediate)
+			if !errors.Is(err, errs.Of(errs.RevocationUnknown)) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want revocation-status-unknown saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFromOCSP(t *testing.T) {
+	f := setup(t)
+	r, _ := responder.New(responder.Config{Issuer: f.p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	rk := newKey()
+	r.SetCredential(responder.Credential{Cert: f.p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), rk), Key: rk})
+	r.Update(revoke.Record{Serial: f.good.SerialNumber, Status: revoke.Good})
+	r.Update(revoke.Record{Serial: f.stolen.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: f.revokeAt})
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hits.Add(1)
+		r.Handler("/").ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	// Certificates carry the OCSP URL; point them at the test server.
+	good, stolen := *f.good, *f.stolen
+	good.OCSPServer, stolen.OCSPServer = []string{srv.URL}, []string{srv.URL}
+
+	c := checker(t, time.Now, time.Hour, srv.Client())
+	res, err := c.Check(context.Background(), &good, f.p.Intermediate)
+	if err != nil || res.Status != revocation.Good || !strings.HasPrefix(res.Source, "OCSP") {
+		t.Fatalf("good via OCSP: %+v %v", res, err)
+	}
+	if _, err := c.Check(context.Background(), &good, f.p.Intermediate); err != nil || hits.Load() != 1 {
+		t.Fatalf("second check was not answered from cache: %d requests, %v", hits.Load(), err)
+	}
+	res, err = c.Check(context.Background(), &stolen, f.p.Intermediate)
+	if err != nil || res.Status != revocation.Revoked || res.Reason != 1 {
+		t.Fatalf("revoked via OCSP: %+v %v", res, err)
+	}
+	t.Run("responder down", func(t *testing.T) {
+		down := good
+		down.OCSPServer = []string{"http://127.0.0.1:1/ocsp"}
+		down.SerialNumber = big.NewInt(99)
+		_, err := c.Check(context.Background(), &down, f.p.Intermediate)
+		if !errors.Is(err, errs.Of(errs.RevocationUnknown)) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("answer older than the maximum age", func(t *testing.T) {
+		late := checker(t, func() time.Time { return time.Now().Add(2 * time.Hour) }, time.Hour, srv.Client())
+		_, err := late.Check(context.Background(), &good, f.p.Intermediate)
+		if !errors.Is(err, errs.Of(errs.RevocationUnknown)) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// BenchmarkCheckCRL shows that a lookup costs the same with a thousand or a
+// million revoked serials in the CRL.
+func BenchmarkCheckCRL(b *testing.B) {
+	f := setup(b)
+	for _, n := range []int{1000, 1000000} {
+		entries := make([]x509.RevocationListEntry, n)
+		for i := range entries {
+			s, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 150))
+			entries[i] = x509.RevocationListEntry{SerialNumber: s, RevocationTime: time.Now(), ReasonCode: 4}
+		}
+		entries[n/2].SerialNumber = f.stolen.SerialNumber
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
+			RevokedCertificateEntries: entries}, f.p.Intermediate, f.interKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		list, _ := x509.ParseRevocationList(der)
+		c := checker(b, time.Now, time.Hour, nil)
+		if err := c.AddCRL(list, f.p.Intermediate); err != nil {
+			b.Fatal(err)
+		}
+		for name, cert := range map[string]*x509.Certificate{"good": f.good, "revoked": f.stolen} {
+			b.Run(name+"/"+itoa(n), func(b *testing.B) {
+				ctx := context.Background()
+				for i := 0; i < b.N; i++ {
+					if _, err := c.Check(ctx, cert, f.p.Intermediate); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func itoa(n int) string { return big.NewInt(int64(n)).String() }

@@ -1,0 +1,377 @@
+package revoke
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+// Store is what revocation needs from trustd's store.
+type Store interface {
+	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
+	RecordStatus(ctx context.Context, ev *Event, from ...Status) (Status, error)
+	CertificateStatus(ctx context.Context, serial *big.Int) (Record, error)
+	CreateStatusChange(ctx context.Context, c *Change) error
+	GetStatusChange(ctx context.Context, id string) (*Change, error)
+	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
+}
+
+// Publisher makes a recorded status change visible to relying parties. It
+// MUST NOT return before OCSP answers reflect rec (or refuse to answer);
+// the CRL may follow asynchronously.
+type Publisher interface {
+	StatusChanged(ctx context.Context, rec Record) error
+}
+
+// Config wires a Service; every field is required.
+type Config struct {
+	Store     Store
+	Audit     audit.Recorder
+	Publisher Publisher
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+// Service changes certificate statuses.
+type Service struct {
+	cfg Config
+}
+
+// New checks cfg.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Audit == nil || cfg.Publisher == nil || cfg.Log == nil || cfg.Now == nil {
+		return nil, errors.New("revoke: incomplete configuration")
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+// Holder is the actor of revocations requested by a certificate's holder.
+const Holder = "holder"
+
+func object(serial *big.Int) string { return "certificate:" + enrol.SerialHex(serial) }
+
+func (s *Service) record(ctx context.Context, actor, action string, serial *big.Int, err error, detail map[string]string) error {
+	e := audit.Event{Actor: actor, Action: action, Object: object(serial), Outcome: audit.OK, Detail: detail}
+	if err != nil {
+		e.Outcome, e.Code = audit.Refused, errs.CodeOf(err)
+		if e.Code == errs.Internal || e.Code == errs.Unavailable {
+			e.Outcome = audit.Failed
+		}
+	}
+	if aerr := s.cfg.Audit.Record(ctx, e); aerr != nil {
+		return errors.Join(err, errs.Wrap(errs.Unavailable, aerr, "the audit log is unavailable"))
+	}
+	return err
+}
+
+// publish makes rec visible. A failure leaves the change recorded (an
+// acknowledged write is never lost) and the responder refusing to answer
+// for the certificate until it can sign again; it is logged and audited.
+func (s *Service) publish(ctx context.Context, actor string, rec Record) {
+	if err := s.cfg.Publisher.StatusChanged(ctx, rec); err != nil {
+		s.cfg.Log.ErrorContext(ctx, "status change recorded but not yet published", "serial", enrol.SerialHex(rec.Serial), "err", err)
+		_ = s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: "certificate.status.publish", Object: object(rec.Serial),
+			Outcome: audit.Failed, Code: errs.Unavailable})
+	}
+}
+
+func (s *Service) certificate(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
+	c, err := s.cfg.Store.CertificateBySerial(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errs.New(errs.NotFound, "no certificate with serial %s was issued here", enrol.SerialHex(serial))
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading the certificate")
+	}
+	return c, nil
+}
+
+// transition records ev if the certificate's status allows it, mapping the
+// store's answer to domain errors.
+func (s *Service) transition(ctx context.Context, ev *Event, from ...Status) (Record, error) {
+	if _, err := s.certificate(ctx, ev.Serial); err != nil {
+		return Record{}, err
+	}
+	cur, err := s.cfg.Store.RecordStatus(ctx, ev, from...)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		switch cur {
+		case Revoked:
+			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked; revocation is final", enrol.SerialHex(ev.Serial))
+		case OnHold:
+			return Record{}, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", enrol.SerialHex(ev.Serial))
+		default:
+			return Record{}, errs.New(errs.NotOnHold, "certificate %s is not on hold", enrol.SerialHex(ev.Serial))
+		}
+	case err != nil:
+		if f, dup := store.IsDuplicate(err); dup && f == "serial" {
+			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked", enrol.SerialHex(ev.Serial))
+		}
+		return Record{}, errs.Wrap(errs.Unavailable, err, "recording the status change")
+	}
+	rec, err := s.cfg.Store.CertificateStatus(ctx, ev.Serial)
+	if err != nil {
+		return Record{}, errs.Wrap(errs.Unavailable, err, "reading the new status")
+	}
+	return rec, nil
+}
+
+// Revoke revokes a certificate for good, on an officer's word. It takes
+// effect at once: OCSP answers "revoked" before Revoke returns.
+func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, reason Reason) (Record, error) {
+	const action = "certificate.revoke"
+	detail := map[string]string{"reason": reason.String()}
+	if !slices.Contains(officerReasons, reason) {
+		return Record{}, s.record(ctx, officer, action, serial, errs.FieldError(errs.ReasonNotAllowed, "reason",
+			"%s is not a reason for revocation here (use %v; holds go through the hold request)", reason, officerReasons), detail)
+	}
+	now := s.cfg.Now().UTC()
+	rec, err := s.transition(ctx, &Event{Serial: serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: officer}, Good, OnHold)
+	if err := s.record(ctx, officer, action, serial, err, detail); err != nil {
+		return Record{}, err
+	}
+	s.publish(ctx, officer, rec)
+	return rec, nil
+}
+
+// HolderRequest is the payload a holder signs, as a compact JWS, with the
+// key of the certificate to revoke.
+type HolderRequest struct {
+	V        int       `json:"v"`
+	Type     string    `json:"typ"`
+	Serial   string    `json:"serial"`
+	Reason   string    `json:"reason"`
+	IssuedAt time.Time `json:"iat"`
+}
+
+// HolderRequestType is the typ of HolderRequest.
+const HolderRequestType = "nuskha.revocation-request"
+
+// holderWindow is how far a holder request's iat may be from now.
+const holderWindow = 10 * time.Minute
+
+// HolderAlgorithms are accepted for holder requests.
+var HolderAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256, jose.RS256}
+
+// MaxHolderRequest bounds the size of a holder's JWS.
+const MaxHolderRequest = 16 << 10
+
+// RevokeByHolder revokes on a request signed with the certificate's own key
+// (proof of possession): what a practitioner does when a card is stolen
+// while still in reach of its PIN, or a vendor system when it is retired.
+func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, error) {
+	const action = "certificate.revoke"
+	req, cert, err := s.verifyHolder(ctx, token)
+	if err != nil {
+		serial := big.NewInt(0)
+		if req != nil {
+			if n, ok := enrol.ParseSerialHex(req.Serial); ok {
+				serial = n
+			}
+		}
+		return Record{}, s.record(ctx, Holder, action, serial, err, nil)
+	}
+	reason, _ := ParseReason(req.Reason)
+	detail := map[string]string{"reason": reason.String(), "requested_by": "holder"}
+	now := s.cfg.Now().UTC()
+	rec, err := s.transition(ctx, &Event{Serial: cert.Serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: Holder}, Good, OnHold)
+	if err := s.record(ctx, Holder, action, cert.Serial, err, detail); err != nil {
+		return Record{}, err
+	}
+	s.publish(ctx, Holder, rec)
+	return rec, nil
+}
+
+func (s *Service) verifyHolder(ctx context.Context, token string) (*HolderRequest, *enrol.Certificate, error) {
+	bad := func(format string, args ...any) error { return errs.New(errs.BadRevocationRequest, format, args...) }
+	token = strings.TrimSpace(token)
+	if len(token) == 0 || len(token) > MaxHolderRequest {
+		return nil, nil, bad("the request must be a compact JWS of at most %d bytes", MaxHolderRequest)
+	}
+	jws, err := jose.ParseSignedCompact(token, HolderAlgorithms)
+	if err != nil {
+		return nil, nil, bad("not a compact JWS with an accepted algorithm (%v)", HolderAlgorithms)
+	}
+	var req HolderRequest
+	dec := json.NewDecoder(bytes.NewReader(jws.UnsafePayloadWithoutVerification()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, nil, bad("payload is not a revocation request: %v", err)
+	}
+	serial, ok := enrol.ParseSerialHex(req.Serial)
+	if !ok {
+		return &req, nil, bad("serial must be hex")
+	}
+	cert, err := s.certificate(ctx, serial)
+	if err != nil {
+		return &req, nil, err
+	}
+	parsed, err := x509.ParseCertificate(cert.DER)
+	if err != nil {
+		return &req, nil, errs.Wrap(errs.Internal, err, "stored certificate does not parse")
+	}
+	payload, err := jws.Verify(parsed.PublicKey)
+	if err != nil {
+		return &req, nil, bad("the signature does not verify with certificate %s's key", req.Serial)
+	}
+	// Only now, with the signature checked, is the content trusted.
+	if !bytes.Equal(payload, jws.UnsafePayloadWithoutVerification()) {
+		return &req, nil, bad("payload changed during verification")
+	}
+	if req.V != 1 || req.Type != HolderRequestType {
+		return &req, nil, bad("v must be 1 and typ %q", HolderRequestType)
+	}
+	if d := s.cfg.Now().Sub(req.IssuedAt); d > holderWindow || d < -holderWindow {
+		return &req, nil, bad("iat is more than %s from now; sign a fresh request", holderWindow)
+	}
+	reason, ok := ParseReason(req.Reason)
+	if !ok || !slices.Contains(holderReasons, reason) {
+		return &req, nil, errs.FieldError(errs.ReasonNotAllowed, "reason", "a holder may give %v", holderReasons)
+	}
+	return &req, cert, nil
+}
+
+func newChangeID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "chg_" + hex.EncodeToString(b)
+}
+
+// RequestChange enters a hold or release, to be approved by a second officer.
+func (s *Service) RequestChange(ctx context.Context, officer string, serial *big.Int, action Action, comment string) (*Change, error) {
+	act := "certificate." + string(action) + ".request"
+	comment = strings.TrimSpace(comment)
+	var err error
+	switch {
+	case action != Hold && action != Release:
+		err = errs.FieldError(errs.Invalid, "action", "must be hold or release")
+	case comment == "" || len(comment) > 500:
+		err = errs.FieldError(errs.Invalid, "comment", "a comment of 1 to 500 characters is required")
+	}
+	if err == nil {
+		_, err = s.checkChange(ctx, serial, action)
+	}
+	if err != nil {
+		return nil, s.record(ctx, officer, act, serial, err, nil)
+	}
+	c := &Change{ID: newChangeID(), Serial: enrol.SerialHex(serial), Action: action, Comment: comment, RequestedBy: officer, RequestedAt: s.cfg.Now().UTC()}
+	if err := s.cfg.Store.CreateStatusChange(ctx, c); err != nil {
+		return nil, s.record(ctx, officer, act, serial, errs.Wrap(errs.Unavailable, err, "recording the request"), nil)
+	}
+	if err := s.record(ctx, officer, act, serial, nil, map[string]string{"change": c.ID}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkChange says whether action applies to the certificate's status now.
+func (s *Service) checkChange(ctx context.Context, serial *big.Int, action Action) (Record, error) {
+	if _, err := s.certificate(ctx, serial); err != nil {
+		return Record{}, err
+	}
+	rec, err := s.cfg.Store.CertificateStatus(ctx, serial)
+	if err != nil {
+		return Record{}, errs.Wrap(errs.Unavailable, err, "reading the status")
+	}
+	switch {
+	case rec.Status == Revoked:
+		return rec, errs.New(errs.AlreadyRevoked, "certificate %s is revoked; revocation is final", enrol.SerialHex(serial))
+	case action == Hold && rec.Status == OnHold:
+		return rec, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", enrol.SerialHex(serial))
+	case action == Release && rec.Status != OnHold:
+		return rec, errs.New(errs.NotOnHold, "certificate %s is not on hold", enrol.SerialHex(serial))
+	}
+	return rec, nil
+}
+
+// DecideChange approves or rejects a pending hold or release. The approver
+// MUST NOT be the officer who requested it. An approval applies the change
+// at once.
+func (s *Service) DecideChange(ctx context.Context, officer, id string, approve bool, comment string) (*Change, error) {
+	c, err := s.cfg.Store.GetStatusChange(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errs.New(errs.NotFound, "no status change %s", id)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading the status change")
+	}
+	serial, _ := enrol.ParseSerialHex(c.Serial)
+	act := "certificate." + string(c.Action) + ".approve"
+	if !approve {
+		act = "certificate." + string(c.Action) + ".reject"
+	}
+	detail := map[string]string{"change": id}
+	switch {
+	case c.Decided:
+		err = errs.New(errs.ChangeNotPending, "status change %s was already decided by %s", id, c.DecidedBy)
+	case approve && c.RequestedBy == officer:
+		err = errs.New(errs.DualControl, "the officer who requested a %s cannot approve it; a second officer must", c.Action)
+	}
+	if err == nil && approve {
+		_, err = s.checkChange(ctx, serial, c.Action)
+	}
+	if err != nil {
+		return nil, s.record(ctx, officer, act, serial, err, detail)
+	}
+	now := s.cfg.Now().UTC()
+	if err := s.cfg.Store.DecideStatusChange(ctx, id, approve, officer, now, strings.TrimSpace(comment)); err != nil {
+		if _, dup := store.IsDuplicate(err); dup {
+			err = errs.New(errs.ChangeNotPending, "another officer decided status change %s at the same time", id)
+		} else {
+			err = errs.Wrap(errs.Unavailable, err, "recording the decision")
+		}
+		return nil, s.record(ctx, officer, act, serial, err, detail)
+	}
+	c.Decided, c.Approved, c.DecidedBy, c.DecidedAt, c.DecisionOn = true, approve, officer, now, strings.TrimSpace(comment)
+	if !approve {
+		return c, s.record(ctx, officer, act, serial, nil, detail)
+	}
+	ev := &Event{Serial: serial, Status: OnHold, Reason: CertificateHold, EffectiveAt: now, RecordedAt: now, RequestedBy: c.RequestedBy, ApprovedBy: officer, ChangeID: id}
+	from := []Status{Good}
+	if c.Action == Release {
+		ev.Status, ev.Reason, from = Good, RemoveFromCRL, []Status{OnHold}
+	}
+	rec, err := s.transition(ctx, ev, from...)
+	if err := s.record(ctx, officer, act, serial, err, detail); err != nil {
+		return nil, err
+	}
+	s.publish(ctx, officer, rec)
+	return c, nil
+}
+
+// Status returns a certificate's current status.
+func (s *Service) Status(ctx context.Context, serial *big.Int) (Record, error) {
+	if _, err := s.certificate(ctx, serial); err != nil {
+		return Record{}, err
+	}
+	rec, err := s.cfg.Store.CertificateStatus(ctx, serial)
+	if err != nil {
+		return Record{}, errs.Wrap(errs.Unavailable, err, "reading the status")
+	}
+	return rec, nil
+}
+
+// String renders a record for people.
+func (r Record) String() string {
+	if r.Status == Good {
+		return fmt.Sprintf("%s: good", enrol.SerialHex(r.Serial))
+	}
+	return fmt.Sprintf("%s: %s (%s) since %s", enrol.SerialHex(r.Serial), r.Status, r.Reason, r.EffectiveAt.Format(time.RFC3339))
+}
