@@ -36,7 +36,7 @@ func BenchmarkApprove(b *testing.B) {
 	defer db.Close()
 	p := testpki.New(b, key, time.Now)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := enrol.New(enrol.Config{Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs,
+	svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs,
 		Audit: audit.NewLog(db, log, time.Now), Log: log, Now: time.Now})
 	if err != nil {
 		b.Fatal(err)

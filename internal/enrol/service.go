@@ -39,8 +39,21 @@ type Issuer interface {
 	Intermediate() *x509.Certificate
 }
 
+// Notifier hears of every certificate issued, so that OCSP can answer for
+// it at once.
+type Notifier interface {
+	Issued(ctx context.Context, c *Certificate) error
+}
+
+// NoNotify is the Notifier of tools that publish nothing (init, tests).
+type NoNotify struct{}
+
+// Issued does nothing.
+func (NoNotify) Issued(context.Context, *Certificate) error { return nil }
+
 // Config wires a Service. Every field is required.
 type Config struct {
+	Notify   Notifier
 	Store    Store
 	Issuer   Issuer
 	Profiles *profile.Set
@@ -58,15 +71,19 @@ type Service struct {
 
 // New checks cfg and returns a Service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.Issuer == nil || cfg.Profiles == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil {
+	if cfg.Store == nil || cfg.Issuer == nil || cfg.Profiles == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil || cfg.Notify == nil {
 		return nil, errors.New("enrol: incomplete configuration")
 	}
 	return &Service{cfg: cfg}, nil
 }
 
-// Ceremony is the actor of certificates issued by `trustd init`, before any
-// officer exists.
-const Ceremony = "ceremony"
+// Actors that are not officers.
+const (
+	// Ceremony issues at `trustd init`, before any officer exists.
+	Ceremony = "ceremony"
+	// System is trustd itself, rotating its own credentials.
+	System = "system"
+)
 
 // Backdate covers clock skew between trustd and relying parties.
 const Backdate = time.Minute
@@ -273,11 +290,15 @@ func (s *Service) Reject(ctx context.Context, officer, enrolmentID, reason strin
 	return r, nil
 }
 
-// Bootstrap issues a certificate without an enrolment: only `trustd init`
-// uses it, for the first officers and trustd's own TLS certificate, before
-// any officer exists to enter or approve a request. It is audited as the
-// ceremony.
-func (s *Service) Bootstrap(ctx context.Context, sub *registry.Subject, profileName string, csr *x509.CertificateRequest) (*Certificate, error) {
+// Bootstrap issues a certificate without an enrolment, for trustd's own
+// needs: at `trustd init` the first officers and trustd's TLS certificate
+// (before any officer exists to enter or approve a request), and later the
+// rotation of its OCSP-responder and trust-bundle credentials. actor is
+// Ceremony or System.
+func (s *Service) Bootstrap(ctx context.Context, actor string, sub *registry.Subject, profileName string, csr *x509.CertificateRequest) (*Certificate, error) {
+	if actor != Ceremony && actor != System {
+		return nil, fmt.Errorf("enrol: bootstrap actor must be %q or %q", Ceremony, System)
+	}
 	p, err := s.cfg.Profiles.Get(profileName)
 	if err != nil {
 		return nil, err
@@ -288,7 +309,7 @@ func (s *Service) Bootstrap(ctx context.Context, sub *registry.Subject, profileN
 	if _, err := keycheck.Check(csr.PublicKey); err != nil {
 		return nil, err
 	}
-	return s.issue(ctx, Ceremony, sub, p, csr, "")
+	return s.issue(ctx, actor, sub, p, csr, "")
 }
 
 // issue signs and records a certificate, with an audit record immediately
@@ -351,6 +372,11 @@ func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject
 	detail["not_after"] = rec.NotAfter.Format(time.RFC3339)
 	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
 		return nil, err
+	}
+	// The certificate exists; if OCSP cannot sign for it now, the
+	// responder's periodic sync will.
+	if err := s.cfg.Notify.Issued(ctx, rec); err != nil {
+		s.cfg.Log.WarnContext(ctx, "issued certificate not yet published to OCSP", "object", object, "err", err)
 	}
 	return rec, nil
 }

@@ -71,7 +71,7 @@ func newHarness(t *testing.T) *harness {
 	p := testpki.New(t, nil, c.Now)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	svc, err := enrol.New(enrol.Config{
+	svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{},
 		Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs,
 		Audit: audit.NewLog(db, log, c.Now), Log: log, Now: c.Now,
 	})
@@ -380,7 +380,7 @@ func (f failingAudit) Record(ctx context.Context, e audit.Event) error {
 
 func serviceWith(t *testing.T, h *harness, issuer enrol.Issuer, rec audit.Recorder) *enrol.Service {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := enrol.New(enrol.Config{Store: h.db, Issuer: issuer, Profiles: h.pki.Profiles, Arc: h.pki.Arc, URLs: h.pki.URLs,
+	svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{}, Store: h.db, Issuer: issuer, Profiles: h.pki.Profiles, Arc: h.pki.Arc, URLs: h.pki.URLs,
 		Audit: rec, Log: log, Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/audit"
@@ -23,6 +24,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
@@ -38,7 +40,26 @@ type Store interface {
 	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
+	CertificateStatus(ctx context.Context, serial *big.Int) (revoke.Record, error)
+	ListStatusChanges(ctx context.Context, pendingOnly bool, limit int) ([]*revoke.Change, error)
+	GetStatusChange(ctx context.Context, id string) (*revoke.Change, error)
 	Ping(ctx context.Context) error
+}
+
+// Revoker changes certificate statuses (revoke.Service).
+type Revoker interface {
+	Revoke(ctx context.Context, officer string, serial *big.Int, reason revoke.Reason) (revoke.Record, error)
+	RevokeByHolder(ctx context.Context, token string) (revoke.Record, error)
+	RequestChange(ctx context.Context, officer string, serial *big.Int, action revoke.Action, comment string) (*revoke.Change, error)
+	DecideChange(ctx context.Context, officer, id string, approve bool, comment string) (*revoke.Change, error)
+}
+
+// Status serves what relying parties fetch: the CRL, OCSP and the bundle.
+type Status interface {
+	CRL() *revoke.CRL
+	CRLHandler() http.Handler
+	GenerateCRL(ctx context.Context) (revoke.CRL, error)
+	Bundle(ctx context.Context) ([]byte, error)
 }
 
 // Enrolment is the dual-control workflow (enrol.Service).
@@ -58,6 +79,12 @@ type Config struct {
 	Arc           pki.Arc
 	Log           *slog.Logger
 	Now           func() time.Time
+	Revoke        Revoker
+	Status        Status
+	OCSP          http.Handler // the responder, mounted at OCSPPath
+	// Paths of the CRL and OCSP URLs in issued certificates, on the
+	// relying-party listener.
+	CRLPath, OCSPPath string
 }
 
 // API serves both handlers.
@@ -67,7 +94,8 @@ type API struct {
 
 // New checks cfg.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil {
+	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
+		cfg.Revoke == nil || cfg.Status == nil || cfg.OCSP == nil || cfg.CRLPath == "" || cfg.OCSPPath == "" {
 		return nil, errors.New("trustapi: incomplete configuration")
 	}
 	return &API{cfg: cfg}, nil
@@ -99,6 +127,13 @@ func (a *API) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /admin/v1/certificates", a.listCertificates)
 	mux.HandleFunc("GET /admin/v1/certificates/{serial}", a.getCertificate)
 	mux.HandleFunc("GET /admin/v1/audit", a.listAudit)
+	mux.HandleFunc("POST /admin/v1/certificates/{serial}/revoke", a.revoke)
+	mux.HandleFunc("POST /admin/v1/status-changes", a.requestChange)
+	mux.HandleFunc("GET /admin/v1/status-changes", a.listChanges)
+	mux.HandleFunc("GET /admin/v1/status-changes/{id}", a.getChange)
+	mux.HandleFunc("POST /admin/v1/status-changes/{id}/approve", a.decideChange(true))
+	mux.HandleFunc("POST /admin/v1/status-changes/{id}/reject", a.decideChange(false))
+	mux.HandleFunc("POST /admin/v1/crl", a.regenerateCRL)
 	return a.officer(problem.Mux(mux))
 }
 
@@ -111,6 +146,10 @@ func (a *API) PublicHandler() http.Handler {
 	mux.HandleFunc("GET /v1/ca/intermediate.crt", a.intermediateDER)
 	mux.HandleFunc("GET /v1/certificates/{serial}", a.getCertificate)
 	mux.HandleFunc("GET /v1/enrolments/{id}/certificate", a.enrolmentCertificate)
+	mux.HandleFunc("GET /v1/certificates/{serial}/status", a.certificateStatus)
+	mux.HandleFunc("POST /v1/revocations", a.holderRevocation)
+	mux.HandleFunc("GET /v1/trust-bundle", a.trustBundle)
+	mux.Handle("GET /v1/crl", a.cfg.Status.CRLHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -172,6 +211,13 @@ func (a *API) officerID(ctx context.Context, leaf *x509.Certificate) (string, er
 	}
 	if err := sub.CanBeCertified(a.cfg.Now()); err != nil {
 		return "", errs.New(errs.NotAnOfficer, "the officer's registration is not active")
+	}
+	st, err := a.cfg.Store.CertificateStatus(ctx, leaf.SerialNumber)
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "checking the client certificate's status")
+	}
+	if st.Status != revoke.Good {
+		return "", errs.New(errs.NotAnOfficer, "the officer's certificate is %s", st.Status)
 	}
 	return sub.ID, nil
 }
@@ -313,6 +359,10 @@ func queryInt(r *http.Request, name string) (int, error) {
 func (a *API) RelyingPartyHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ca/intermediate.crt", a.intermediateDER)
+	mux.Handle("GET "+a.cfg.CRLPath, a.cfg.Status.CRLHandler())
+	ocspPath := strings.TrimSuffix(a.cfg.OCSPPath, "/")
+	mux.Handle(ocspPath, a.cfg.OCSP)
+	mux.Handle(ocspPath+"/", a.cfg.OCSP)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

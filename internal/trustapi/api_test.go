@@ -3,6 +3,7 @@ package trustapi_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,8 +26,11 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/publish"
 	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -38,6 +42,8 @@ type env struct {
 	db     *sqlstore.Trust
 	svc    *enrol.Service
 	pki    *testpki.PKI
+	pub    *publish.Publisher
+	rp     *httptest.Server // relying-party HTTP: CRL and OCSP
 	admin  *httptest.Server
 	public *httptest.Server
 	alice  *http.Client
@@ -50,7 +56,8 @@ var ctx = context.Background()
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	now := time.Now
-	p := testpki.New(t, nil, now)
+	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := testpki.New(t, interKey, now)
 	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -58,18 +65,48 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { db.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rec := audit.NewLog(db, log, now)
-	svc, err := enrol.New(enrol.Config{Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs, Audit: rec, Log: log, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Roots: []*x509.Certificate{p.Root},
-		Intermediates: []*x509.Certificate{p.Intermediate}, Arc: p.Arc, Log: log, Now: now})
+	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs, Audit: rec, Log: log, Now: now}
+	svc, err := enrol.New(enrolCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, db: db, svc: svc, pki: p, roots: x509.NewCertPool()}
 	e.roots.AddCert(p.Root)
 	serverCert := e.credential(pki.RoleService, "service-tls-server", nil)
+	ocspCred := e.credential(pki.RoleService, "ocsp-responder", nil)
+	bundleCred := e.credential(pki.RoleService, "trust-bundle-signing", nil)
+	resp, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: now, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.Leaf, Key: ocspCred.PrivateKey.(crypto.Signer)}); err != nil {
+		t.Fatal(err)
+	}
+	e.pub, err = publish.New(publish.Config{Store: db, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey, Linter: p.Linter,
+		Responder: resp, BundleSigner: publish.Signer{Key: bundleCred.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{bundleCred.Leaf, p.Intermediate}},
+		Audit: rec, Log: log, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	enrolCfg.Notify = e.pub
+	if e.svc, err = enrol.New(enrolCfg); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Publisher: e.pub, Log: log, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: e.svc, Audit: rec, Roots: []*x509.Certificate{p.Root},
+		Intermediates: []*x509.Certificate{p.Intermediate}, Arc: p.Arc, Log: log, Now: now,
+		Revoke: rev, Status: e.pub, OCSP: resp.Handler("/ocsp"), CRLPath: "/crl/issuing-ca-1.crl", OCSPPath: "/ocsp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rp = httptest.NewServer(api.RelyingPartyHandler())
+	t.Cleanup(e.rp.Close)
 	e.admin = httptest.NewUnstartedServer(api.AdminHandler())
 	e.admin.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: e.roots}
 	e.admin.StartTLS()
@@ -95,7 +132,7 @@ func (e *env) credential(kind registry.Kind, profileName string, mod func(*regis
 		e.t.Fatal(err)
 	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rec, err := e.svc.Bootstrap(ctx, sub, profileName, testpki.CSR(e.t, key))
+	rec, err := e.svc.Bootstrap(ctx, enrol.Ceremony, sub, profileName, testpki.CSR(e.t, key))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -106,7 +143,11 @@ func (e *env) credential(kind registry.Kind, profileName string, mod func(*regis
 			e.t.Fatal(err)
 		}
 	}
-	return tls.Certificate{Certificate: [][]byte{rec.DER, e.pki.Intermediate.Raw}, PrivateKey: key}
+	leaf, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{rec.DER, e.pki.Intermediate.Raw}, PrivateKey: key, Leaf: leaf}
 }
 
 func randID() string {

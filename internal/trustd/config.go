@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -43,6 +44,8 @@ type Config struct {
 	HTTP ListenerConfig `json:"http"`
 	Lint LintConfig     `json:"lint"`
 	Log  LogConfig      `json:"log"`
+	// Status is how revocation status is published (OCSP, CRL, bundle).
+	Status StatusConfig `json:"status"`
 
 	dir string
 }
@@ -78,6 +81,55 @@ type TLSConfig struct {
 // ListenerConfig is one listener.
 type ListenerConfig struct {
 	Listen string `json:"listen"`
+}
+
+// StatusConfig tunes OCSP, CRL and trust-bundle publishing. Zero values
+// mean the defaults in brackets.
+type StatusConfig struct {
+	// ServiceSubject is trustd's own registry id (written by init); its
+	// OCSP-responder and trust-bundle certificates are issued to it.
+	ServiceSubject string `json:"service_subject"`
+	// OCSPKey and BundleKey are key URI templates for those credentials;
+	// "{n}" is replaced by a fresh suffix at each rotation. [the
+	// intermediate key's custody: same token or directory]
+	OCSPKey   string `json:"ocsp_key,omitempty"`
+	BundleKey string `json:"bundle_key,omitempty"`
+	// OCSPValidity is each OCSP response's lifetime [4h].
+	OCSPValidity Duration `json:"ocsp_validity,omitempty"`
+	// CRLValidity is nextUpdate - thisUpdate [24h]; CRLRefresh how often a
+	// new CRL is made even without changes [1h].
+	CRLValidity Duration `json:"crl_validity,omitempty"`
+	CRLRefresh  Duration `json:"crl_refresh,omitempty"`
+	// RenewBefore is how long before expiry trustd replaces its own
+	// credentials [720h].
+	RenewBefore Duration `json:"renew_before,omitempty"`
+}
+
+// Duration is a time.Duration written as "4h" in JSON.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads "90m", "24h".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string like \"24h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes "24h0m0s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d Duration) or(def time.Duration) time.Duration {
+	if d.Duration == 0 {
+		return def
+	}
+	return d.Duration
 }
 
 // LintConfig tunes pre-issuance linting.
@@ -183,6 +235,28 @@ func (c *Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
 			bad("%s.listen: %v", name, err)
+		}
+	}
+	if c.Status.ServiceSubject == "" {
+		bad("status.service_subject: required (trustd init writes it)")
+	}
+	for field, tpl := range map[string]string{"status.ocsp_key": c.Status.OCSPKey, "status.bundle_key": c.Status.BundleKey} {
+		if tpl == "" {
+			continue
+		}
+		if !strings.Contains(tpl, "{n}") {
+			bad("%s: must contain {n}, replaced by a fresh suffix at each rotation", field)
+		} else if _, err := hsm.ParseURI(strings.ReplaceAll(tpl, "{n}", "1")); err != nil {
+			bad("%s: %v", field, err)
+		}
+	}
+	if c.Status.CRLRefresh.or(time.Hour) >= c.Status.CRLValidity.or(24*time.Hour) {
+		bad("status.crl_refresh must be shorter than status.crl_validity")
+	}
+	for field, d := range map[string]Duration{"status.ocsp_validity": c.Status.OCSPValidity, "status.crl_validity": c.Status.CRLValidity,
+		"status.crl_refresh": c.Status.CRLRefresh, "status.renew_before": c.Status.RenewBefore} {
+		if d.Duration < 0 {
+			bad("%s: must not be negative", field)
 		}
 	}
 	switch c.Log.Level {

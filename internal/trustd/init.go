@@ -207,7 +207,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := enrol.New(enrol.Config{Store: db, Issuer: issuer, Profiles: profiles, Arc: arc,
+	svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc,
 		URLs: profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer}, Audit: rec, Log: d.Log, Now: d.Now})
 	if err != nil {
 		return nil, err
@@ -228,11 +228,12 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 		tlsURI = hsm.SoftKeyURI(filepath.Join(dir, "tls", "trustd.key"), pass)
 	}
 	svcSubject := &registry.Subject{Kind: pki.RoleService, Name: "trustd", Organization: o.Names.Organization, DNSNames: dns}
-	tlsKeyURI, _, err := b.issue(ctx, svcSubject, "service-tls-server", tlsURI, filepath.Join(dir, "tls", "trustd.crt"))
+	tlsKeyURI, serviceID, err := b.issue(ctx, svcSubject, "service-tls-server", tlsURI, filepath.Join(dir, "tls", "trustd.crt"))
 	if err != nil {
 		return nil, fmt.Errorf("init: trustd TLS certificate: %w", err)
 	}
 	cfg.TLS.Key = tlsKeyURI
+	cfg.Status.ServiceSubject = serviceID
 
 	res := &InitResult{RootCert: filepath.Join(dir, "ca", "root.crt"), RootKeyURI: rootURI}
 	for _, off := range o.Officers {
@@ -259,6 +260,14 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if err := cfg.Save(res.ConfigFile); err != nil {
 		return nil, err
 	}
+	// Starting the service once makes the OCSP-responder and trust-bundle
+	// credentials and the first CRL, and proves the config works.
+	db.Close()
+	started, err := New(ctx, cfg, d)
+	if err != nil {
+		return nil, fmt.Errorf("init: the new CA does not start: %w", err)
+	}
+	started.Close()
 	d.Log.Info("ceremony complete", "config", res.ConfigFile, "root", res.RootCert)
 	return res, nil
 }
@@ -300,7 +309,7 @@ func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileN
 	if err != nil {
 		return "", "", err
 	}
-	rec, err := b.svc.Bootstrap(ctx, sub, profileName, csr)
+	rec, err := b.svc.Bootstrap(ctx, enrol.Ceremony, sub, profileName, csr)
 	if err != nil {
 		return "", "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -25,12 +26,22 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/profile"
+	"github.com/nuskha/nuskha/internal/pki/responder"
+	"github.com/nuskha/nuskha/internal/publish"
+	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/trustapi"
 )
 
 // Service is a running-ready trustd: everything built from the config.
 type Service struct {
+	pub       *publish.Publisher
+	resp      *responder.Responder
+	creds     *credentials
+	ocspTpl   string
+	bundleTpl string
+	renew     time.Duration
+
 	cfg    *Config
 	log    *slog.Logger
 	keys   *hsm.Manager
@@ -117,15 +128,63 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	rec := audit.NewLog(db, d.Log, d.Now)
-	svc, err := enrol.New(enrol.Config{
-		Store: db, Issuer: issuer, Profiles: profiles, Arc: arc,
-		URLs:  profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer},
-		Audit: rec, Log: d.Log, Now: d.Now,
+	urls := profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer}
+	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now}
+	// trustd's own credentials are issued without the OCSP hook (their
+	// responder is the thing being set up); the periodic sync covers them.
+	credSvc, err := enrol.New(enrolCfg)
+	if err != nil {
+		return nil, err
+	}
+	creds := &credentials{db: db, keys: d.Keys, svc: credSvc, subject: cfg.Status.ServiceSubject, now: d.Now, log: d.Log}
+	ocspTpl, err := keyTemplate(cfg.Status.OCSPKey, cfg.CA.IntermediateKey, "ocsp-responder")
+	if err != nil {
+		return nil, err
+	}
+	bundleTpl, err := keyTemplate(cfg.Status.BundleKey, cfg.CA.IntermediateKey, "trust-bundle")
+	if err != nil {
+		return nil, err
+	}
+	renew := cfg.Status.RenewBefore.or(720 * time.Hour)
+	ocspCred, _, err := creds.ensure(ctx, PurposeOCSP, ocspTpl, renew, inters[0])
+	if err != nil {
+		return nil, err
+	}
+	bundleCred, _, err := creds.ensure(ctx, PurposeBundle, bundleTpl, renew, inters[0])
+	if err != nil {
+		return nil, err
+	}
+	resp, err := responder.New(responder.Config{Issuer: inters[0], Validity: cfg.Status.OCSPValidity.or(4 * time.Hour), Now: d.Now, Log: d.Log})
+	if err != nil {
+		return nil, err
+	}
+	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.chain[0], Key: ocspCred.key}); err != nil {
+		return nil, err
+	}
+	pub, err := publish.New(publish.Config{
+		Store: db, Roots: roots, Issuer: inters[0], IssuerKey: interKey, Linter: linter, Responder: resp,
+		BundleSigner: publish.Signer{Key: bundleCred.key, Chain: bundleCred.chain},
+		Audit:        rec, Log: d.Log, Now: d.Now,
+		CRLValidity: cfg.Status.CRLValidity.Duration, CRLRefresh: cfg.Status.CRLRefresh.Duration,
 	})
 	if err != nil {
 		return nil, err
 	}
-	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now})
+	if err := pub.Start(ctx); err != nil {
+		return nil, fmt.Errorf("publishing status: %w", err)
+	}
+	enrolCfg.Notify = pub
+	svc, err := enrol.New(enrolCfg)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Publisher: pub, Log: d.Log, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	crlPath, ocspPath := urlPath(cfg.URLs.CRL, "/crl/issuing-ca-1.crl"), urlPath(cfg.URLs.OCSP, "/ocsp")
+	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
+		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath})
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +201,51 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	admin.ClientAuth = tls.RequireAndVerifyClientCert
 	admin.ClientCAs = pool
 	ok = true
-	return &Service{cfg: cfg, log: d.Log, keys: d.Keys, store: db, api: api, admin: admin, public: base, inter: inters[0]}, nil
+	return &Service{cfg: cfg, log: d.Log, keys: d.Keys, store: db, api: api, admin: admin, public: base, inter: inters[0],
+		pub: pub, resp: resp, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew}, nil
+}
+
+// urlPath is the path of the first URL, or def.
+func urlPath(urls []string, def string) string {
+	if len(urls) == 0 {
+		return def
+	}
+	u, err := url.Parse(urls[0])
+	if err != nil || u.Path == "" {
+		return def
+	}
+	return u.Path
+}
+
+// Publisher is the status publisher (tests drive it directly).
+func (s *Service) Publisher() *publish.Publisher { return s.pub }
+
+// Responder is the OCSP responder.
+func (s *Service) Responder() *responder.Responder { return s.resp }
+
+// RenewCredentials replaces trustd's OCSP-responder and trust-bundle
+// credentials that expire within the renewal window, and installs them.
+func (s *Service) RenewCredentials(ctx context.Context) error {
+	c, rotated, err := s.creds.ensure(ctx, PurposeOCSP, s.ocspTpl, s.renew, s.inter)
+	if err != nil {
+		return err
+	}
+	if rotated {
+		if err := s.resp.SetCredential(responder.Credential{Cert: c.chain[0], Key: c.key}); err != nil {
+			return err
+		}
+		if _, err := s.resp.Refresh(); err != nil {
+			return err
+		}
+	}
+	b, rotated, err := s.creds.ensure(ctx, PurposeBundle, s.bundleTpl, s.renew, s.inter)
+	if err != nil {
+		return err
+	}
+	if rotated {
+		s.pub.SetBundleSigner(publish.Signer{Key: b.key, Chain: b.chain})
+	}
+	return nil
 }
 
 // Store is the service's database (for the CLI's offline commands).
@@ -239,6 +342,21 @@ func (s *Service) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	go s.pub.Run(ctx)
+	go func() {
+		t := time.NewTicker(6 * time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.RenewCredentials(ctx); err != nil {
+					s.log.ErrorContext(ctx, "renewing trustd's own credentials failed", "err", err)
+				}
+			}
+		}
+	}()
 	errc := make(chan error, len(servers))
 	for _, sv := range servers {
 		go func() {

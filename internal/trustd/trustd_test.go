@@ -84,6 +84,7 @@ func TestConfigValidation(t *testing.T) {
 		"ca":    map[string]any{"root_certs": []string{"ca/root.crt"}, "intermediate_cert": "ca/int.crt", "intermediate_key": "pkcs11:token=CA;object=issuing?module-path=/x.so&pin-source=/pin"},
 		"tls":   map[string]any{"cert": "tls/t.crt", "key": "softkey:path=/k?pin-source=/p"},
 		"admin": map[string]any{"listen": "127.0.0.1:8443"}, "public": map[string]any{"listen": "127.0.0.1:8444"},
+		"status": map[string]any{"service_subject": "sub_trustd"},
 	}
 	write := func(t *testing.T, m map[string]any) string {
 		p := filepath.Join(t.TempDir(), "trustd.json")
@@ -116,6 +117,11 @@ func TestConfigValidation(t *testing.T) {
 		{"non-http URL", func(m map[string]any) { m["urls"] = map[string]any{"crl": []string{"ldap://x/crl"}} }, "urls"},
 		{"no root", func(m map[string]any) { m["ca"].(map[string]any)["root_certs"] = []string{} }, "ca.root_certs"},
 		{"bad log level", func(m map[string]any) { m["log"] = map[string]any{"level": "loud"} }, "log.level"},
+		{"key template without {n}", func(m map[string]any) { m["status"].(map[string]any)["ocsp_key"] = "softkey:path=/x.key" }, "{n}"},
+		{"CRL refreshed less often than it expires", func(m map[string]any) {
+			m["status"].(map[string]any)["crl_refresh"] = "48h"
+		}, "crl_refresh"},
+		{"duration that is not a string", func(m map[string]any) { m["status"].(map[string]any)["crl_validity"] = 24 }, "duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := clone()

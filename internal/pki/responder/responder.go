@@ -176,11 +176,29 @@ func (r *Responder) Update(rec revoke.Record) error {
 	return nil
 }
 
+// Track records a certificate's status without signing; Refresh signs what
+// is missing. A changed status drops the old responses at once.
+func (r *Responder) Track(rec revoke.Record) {
+	k := key(rec.Serial)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.entries[k]; ok && sameStatus(e.rec, rec) {
+		e.rec.NotAfter = rec.NotAfter
+		return
+	}
+	r.entries[k] = &entry{rec: rec, resp: map[crypto.Hash]*signed{}}
+	delete(r.unknown, k)
+}
+
+func sameStatus(a, b revoke.Record) bool {
+	return a.Status == b.Status && a.Reason == b.Reason && a.EffectiveAt.Equal(b.EffectiveAt)
+}
+
 // store caches s if the entry still has the status it was signed for.
 func (r *Responder) store(k string, rec revoke.Record, h crypto.Hash, s *signed) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.entries[k]; ok && e.rec.Status == rec.Status && e.rec.Reason == rec.Reason && e.rec.EffectiveAt.Equal(rec.EffectiveAt) {
+	if e, ok := r.entries[k]; ok && sameStatus(e.rec, rec) {
 		e.resp[h] = s
 	}
 }

@@ -1,0 +1,301 @@
+// Package publish makes certificate status visible to relying parties: it
+// feeds the OCSP responder, generates and serves the CRL, and assembles the
+// signed offline trust bundle. Status changes reach OCSP synchronously (a
+// revocation is visible before the API call returns) and the CRL soon after
+// (many changes coalesce into one CRL: at a million entries a CRL takes
+// seconds to sign, and one is always being served).
+package publish
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
+	"github.com/nuskha/nuskha/internal/pki/crl"
+	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/pki/responder"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+// Store is what publishing reads and writes.
+type Store interface {
+	ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
+	ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
+	LatestCRL(ctx context.Context) (revoke.CRL, error)
+	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
+}
+
+// Signer is a key with its certificate chain (leaf first).
+type Signer struct {
+	Key   crypto.Signer
+	Chain []*x509.Certificate
+}
+
+// Config wires a Publisher. All fields but the durations are required.
+type Config struct {
+	Store     Store
+	Roots     []*x509.Certificate
+	Issuer    *x509.Certificate
+	IssuerKey crypto.Signer // signs CRLs; on the HSM
+	Linter    *lint.Linter
+	Responder *responder.Responder
+	// BundleSigner signs trust bundles (trust-bundle-signing profile).
+	BundleSigner Signer
+	Audit        audit.Recorder
+	Log          *slog.Logger
+	Now          func() time.Time
+	// CRLValidity is nextUpdate - thisUpdate (default 24h); a new CRL is
+	// made every CRLRefresh (default 1h) and after every status change.
+	CRLValidity time.Duration
+	CRLRefresh  time.Duration
+}
+
+// Publisher publishes status.
+type Publisher struct {
+	cfg     Config
+	crl     atomic.Pointer[revoke.CRL]
+	trigger chan struct{}
+	signer  atomic.Pointer[Signer]
+	genMu   sync.Mutex
+
+	bundleMu  sync.Mutex
+	bundle    []byte
+	bundleFor int64 // CRL number the cached bundle holds
+}
+
+// New checks cfg.
+func New(cfg Config) (*Publisher, error) {
+	if cfg.Store == nil || len(cfg.Roots) == 0 || cfg.Issuer == nil || cfg.IssuerKey == nil || cfg.Linter == nil ||
+		cfg.Responder == nil || cfg.BundleSigner.Key == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil {
+		return nil, errors.New("publish: incomplete configuration")
+	}
+	if cfg.CRLValidity == 0 {
+		cfg.CRLValidity = 24 * time.Hour
+	}
+	if cfg.CRLRefresh == 0 {
+		cfg.CRLRefresh = time.Hour
+	}
+	if cfg.CRLRefresh >= cfg.CRLValidity {
+		return nil, errors.New("publish: the CRL must be refreshed more often than it expires")
+	}
+	p := &Publisher{cfg: cfg, trigger: make(chan struct{}, 1)}
+	s := cfg.BundleSigner
+	p.signer.Store(&s)
+	return p, nil
+}
+
+// Start loads what is published: the latest CRL (generating one if there is
+// none or it is due), and every live certificate's status into the OCSP
+// responder, signed. It returns when both can be served.
+func (p *Publisher) Start(ctx context.Context) error {
+	latest, err := p.cfg.Store.LatestCRL(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		p.crl.Store(&latest)
+	}
+	if c := p.crl.Load(); c == nil || p.cfg.Now().After(c.ThisUpdate.Add(p.cfg.CRLRefresh)) {
+		if _, err := p.GenerateCRL(ctx); err != nil {
+			return err
+		}
+	}
+	n, err := p.SyncResponder(ctx)
+	if err != nil {
+		return err
+	}
+	p.cfg.Log.Info("status published", "crl", p.crl.Load().Number, "ocsp_certificates", n)
+	return nil
+}
+
+// SyncResponder gives the responder every live certificate's current
+// status and signs what it lacks. It returns how many certificates it knows.
+func (p *Publisher) SyncResponder(ctx context.Context) (int, error) {
+	now := p.cfg.Now()
+	err := p.cfg.Store.ForEachCertificate(ctx, now, func(r revoke.Record) error {
+		p.cfg.Responder.Track(r)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := p.cfg.Responder.Refresh(); err != nil {
+		return 0, err
+	}
+	return p.cfg.Responder.Len(), nil
+}
+
+// Run regenerates the CRL when triggered and on schedule, and keeps OCSP
+// responses fresh, until ctx ends. Failures are retried with back-off.
+func (p *Publisher) Run(ctx context.Context) {
+	crlTick := time.NewTicker(p.cfg.CRLRefresh)
+	defer crlTick.Stop()
+	ocspTick := time.NewTicker(time.Minute)
+	defer ocspTick.Stop()
+	backoff := time.Second
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	generate := func() {
+		if _, err := p.GenerateCRL(ctx); err != nil {
+			p.cfg.Log.ErrorContext(ctx, "CRL generation failed; retrying", "err", err, "in", backoff)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, 5*time.Minute)
+			return
+		}
+		backoff = time.Second
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.trigger:
+			generate()
+		case <-crlTick.C:
+			generate()
+		case <-retry.C:
+			generate()
+		case <-ocspTick.C:
+			if _, err := p.SyncResponder(ctx); err != nil {
+				p.cfg.Log.ErrorContext(ctx, "OCSP refresh failed", "err", err)
+			}
+		}
+	}
+}
+
+// StatusChanged is revoke.Publisher: OCSP now, the CRL soon.
+func (p *Publisher) StatusChanged(ctx context.Context, rec revoke.Record) error {
+	err := p.cfg.Responder.Update(rec)
+	select {
+	case p.trigger <- struct{}{}:
+	default: // a regeneration is already pending; it will include this change
+	}
+	return err
+}
+
+// Issued is enrol's hook: a new certificate is answered "good" at once.
+func (p *Publisher) Issued(_ context.Context, c *enrol.Certificate) error {
+	return p.cfg.Responder.Update(revoke.Record{Serial: c.Serial, Status: revoke.Good, NotAfter: c.NotAfter})
+}
+
+// GenerateCRL makes, records and starts serving a new CRL of every live
+// revoked or suspended certificate.
+func (p *Publisher) GenerateCRL(ctx context.Context) (revoke.CRL, error) {
+	p.genMu.Lock()
+	defer p.genMu.Unlock()
+	now := p.cfg.Now().UTC().Truncate(time.Second)
+	number := int64(1)
+	if c := p.crl.Load(); c != nil {
+		number = c.Number + 1
+	}
+	if latest, err := p.cfg.Store.LatestCRL(ctx); err == nil && latest.Number >= number {
+		number = latest.Number + 1 // another trustd published in between
+	}
+	var entries []crl.Entry
+	err := p.cfg.Store.ForEachStatus(ctx, now, func(r revoke.Record) error {
+		reason := int(r.Reason)
+		if r.Status == revoke.OnHold {
+			reason = int(revoke.CertificateHold)
+		}
+		at := r.EffectiveAt
+		if at.After(now) {
+			at = now
+		}
+		entries = append(entries, crl.Entry{Serial: r.Serial, RevokedAt: at, Reason: reason})
+		return nil
+	})
+	if err != nil {
+		return revoke.CRL{}, fmt.Errorf("publish: reading statuses: %w", err)
+	}
+	object := fmt.Sprintf("crl:%d", number)
+	der, err := crl.Sign(crl.Request{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: entries},
+		p.cfg.Issuer, p.cfg.IssuerKey, p.cfg.Linter, func(tbs []byte) error {
+			h := sha256.Sum256(tbs)
+			return p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Intent,
+				Detail: map[string]string{"entries": fmt.Sprint(len(entries)), "tbs_sha256": hex.EncodeToString(h[:])}})
+		})
+	if err != nil {
+		_ = p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Failed, Code: errs.CodeOf(err)})
+		return revoke.CRL{}, err
+	}
+	c := revoke.CRL{Number: number, ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: len(entries), DER: der}
+	if err := p.cfg.Store.StoreCRL(ctx, c, p.cfg.Now()); err != nil {
+		return revoke.CRL{}, fmt.Errorf("publish: recording CRL %d: %w", number, err)
+	}
+	p.crl.Store(&c)
+	if err := p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.OK,
+		Detail: map[string]string{"entries": fmt.Sprint(len(entries)), "next_update": c.NextUpdate.Format(time.RFC3339)}}); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// CRL is the CRL being served (nil before Start).
+func (p *Publisher) CRL() *revoke.CRL { return p.crl.Load() }
+
+// SetBundleSigner installs a rotated trust-bundle signing credential.
+func (p *Publisher) SetBundleSigner(s Signer) {
+	p.signer.Store(&s)
+	p.bundleMu.Lock()
+	p.bundle = nil
+	p.bundleMu.Unlock()
+}
+
+// Bundle returns the signed trust bundle holding the current CRL.
+func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
+	c := p.crl.Load()
+	if c == nil {
+		return nil, errs.New(errs.Unavailable, "no CRL has been published yet")
+	}
+	p.bundleMu.Lock()
+	defer p.bundleMu.Unlock()
+	if p.bundle != nil && p.bundleFor == c.Number {
+		return p.bundle, nil
+	}
+	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Raw}, CRLs: [][]byte{c.DER}}
+	for _, r := range p.cfg.Roots {
+		payload.Roots = append(payload.Roots, r.Raw)
+	}
+	s := p.signer.Load()
+	b, err := bundle.Sign(payload, s.Key, s.Chain)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "signing the trust bundle")
+	}
+	p.bundle, p.bundleFor = b, c.Number
+	return b, nil
+}
+
+// CRLHandler serves the current CRL as DER (application/pkix-crl), with
+// cache headers up to its nextUpdate.
+func (p *Publisher) CRLHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := p.crl.Load()
+		if c == nil {
+			http.Error(w, "no CRL yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		w.Header().Set("Last-Modified", c.ThisUpdate.UTC().Format(http.TimeFormat))
+		w.Header().Set("Expires", c.NextUpdate.UTC().Format(http.TimeFormat))
+		if age := time.Until(c.NextUpdate); age > 0 {
+			// Caches may keep it until the next scheduled CRL, not longer.
+			w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(min(age, p.cfg.CRLRefresh).Seconds())))
+		}
+		_, _ = w.Write(c.DER)
+	})
+}

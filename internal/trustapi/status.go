@@ -1,0 +1,194 @@
+package trustapi
+
+import (
+	"errors"
+	"io"
+	"math/big"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
+	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/revoke"
+)
+
+// statusView is a certificate's status as the API shows it.
+type statusView struct {
+	Serial      string     `json:"serial"`
+	Status      string     `json:"status"`
+	Reason      string     `json:"reason,omitempty"`
+	EffectiveAt *time.Time `json:"since,omitempty"`
+}
+
+func viewStatus(r revoke.Record) statusView {
+	v := statusView{Serial: enrol.SerialHex(r.Serial), Status: string(r.Status)}
+	if r.Status != revoke.Good {
+		at := r.EffectiveAt
+		v.Reason, v.EffectiveAt = r.Reason.String(), &at
+	}
+	return v
+}
+
+func serialParam(r *http.Request) (*big.Int, error) {
+	serial, ok := enrol.ParseSerialHex(r.PathValue("serial"))
+	if !ok {
+		return nil, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex")
+	}
+	return serial, nil
+}
+
+func (a *API) certificateStatus(w http.ResponseWriter, r *http.Request) {
+	serial, err := serialParam(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	st, err := a.cfg.Store.CertificateStatus(r.Context(), serial)
+	if err != nil {
+		a.fail(w, r, lookupErr(err, "certificate "+r.PathValue("serial")))
+		return
+	}
+	problem.JSON(w, http.StatusOK, viewStatus(st))
+}
+
+func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
+	serial, err := serialParam(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	reason, ok := revoke.ParseReason(in.Reason)
+	if !ok {
+		a.fail(w, r, errs.FieldError(errs.ReasonNotAllowed, "reason", "unknown reason %q", in.Reason))
+		return
+	}
+	rec, err := a.cfg.Revoke.Revoke(r.Context(), officerFrom(r.Context()), serial, reason)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, viewStatus(rec))
+}
+
+// holderRevocation takes a compact JWS signed with the certificate's own key.
+func (a *API) holderRevocation(w http.ResponseWriter, r *http.Request) {
+	ct := r.Header.Get("Content-Type")
+	if ct != "" && !strings.HasPrefix(ct, "application/jose") {
+		a.fail(w, r, errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, revoke.MaxHolderRequest+1))
+	if err != nil || len(body) > revoke.MaxHolderRequest {
+		a.fail(w, r, errs.New(errs.TooLarge, "a revocation request is at most %d bytes", revoke.MaxHolderRequest))
+		return
+	}
+	rec, err := a.cfg.Revoke.RevokeByHolder(r.Context(), string(body))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, viewStatus(rec))
+}
+
+func (a *API) requestChange(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Serial  string `json:"serial"`
+		Action  string `json:"action"`
+		Comment string `json:"comment"`
+	}
+	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	serial, ok := enrol.ParseSerialHex(in.Serial)
+	if !ok {
+		a.fail(w, r, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex"))
+		return
+	}
+	c, err := a.cfg.Revoke.RequestChange(r.Context(), officerFrom(r.Context()), serial, revoke.Action(in.Action), in.Comment)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/admin/v1/status-changes/"+c.ID)
+	problem.JSON(w, http.StatusCreated, c)
+}
+
+func (a *API) decideChange(approve bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Comment string `json:"comment"`
+		}
+		if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		c, err := a.cfg.Revoke.DecideChange(r.Context(), officerFrom(r.Context()), r.PathValue("id"), approve, in.Comment)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		problem.JSON(w, http.StatusOK, c)
+	}
+}
+
+func (a *API) listChanges(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	list, err := a.cfg.Store.ListStatusChanges(r.Context(), r.URL.Query().Get("pending") == "true", limit)
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading status changes"))
+		return
+	}
+	if list == nil {
+		list = []*revoke.Change{}
+	}
+	problem.JSON(w, http.StatusOK, map[string]any{"status_changes": list})
+}
+
+func (a *API) getChange(w http.ResponseWriter, r *http.Request) {
+	c, err := a.cfg.Store.GetStatusChange(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, lookupErr(err, "status change "+r.PathValue("id")))
+		return
+	}
+	problem.JSON(w, http.StatusOK, c)
+}
+
+// regenerateCRL publishes a new CRL now (after an incident, say).
+func (a *API) regenerateCRL(w http.ResponseWriter, r *http.Request) {
+	c, err := a.cfg.Status.GenerateCRL(r.Context())
+	if err := a.record(r, "crl.regenerate", "crl", err, nil); err != nil {
+		var e *errs.Error
+		if !errors.As(err, &e) {
+			err = errs.Wrap(errs.Unavailable, err, "generating the CRL")
+		}
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusCreated, map[string]any{"number": c.Number, "this_update": c.ThisUpdate, "next_update": c.NextUpdate, "entries": c.Entries})
+}
+
+func (a *API) trustBundle(w http.ResponseWriter, r *http.Request) {
+	b, err := a.cfg.Status.Bundle(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", bundle.ContentType)
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(b)
+}
