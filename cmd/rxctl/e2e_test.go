@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -33,8 +34,10 @@ type deployment struct {
 	dir     string
 	keys    *hsm.Manager
 	init    *trustd.InitResult
+	svc     *trustd.Service
 	admin   string
 	public  string
+	rp      string // relying-party HTTP base: CRL and OCSP, as in certificates
 	officer map[string]trustd.OfficerCredential
 }
 
@@ -46,13 +49,20 @@ func deploy(t *testing.T, store trustd.StoreConfig) *deployment {
 	dir := filepath.Join(t.TempDir(), "trustd")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
+	// The relying-party listener's address goes into every certificate, so
+	// it is bound before the ceremony.
+	rpListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpURL := "http://" + rpListener.Addr().String()
 	res, err := trustd.Init(ctx, trustd.InitOptions{
 		Dir:             dir,
 		IntermediateKey: hsm.PKCS11URI(caToken.Module, caToken.Label, "issuing-ca", nil, caToken.PINFile),
 		Officers:        []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
 		Store:           store,
 		AdminListen:     "127.0.0.1:0", PublicListen: "127.0.0.1:0",
-		HTTPBaseURL: "http://trustd.test",
+		HTTPBaseURL: rpURL,
 	}, trustd.Deps{Log: log, Now: time.Now, Keys: keys})
 	if err != nil {
 		t.Fatalf("trustd init: %v", err)
@@ -74,7 +84,19 @@ func deploy(t *testing.T, store trustd.StoreConfig) *deployment {
 	publicSrv.TLS = svc.PublicTLS()
 	publicSrv.StartTLS()
 	t.Cleanup(publicSrv.Close)
-	d := &deployment{t: t, dir: dir, keys: keys, init: res, admin: adminSrv.URL, public: publicSrv.URL, officer: map[string]trustd.OfficerCredential{}}
+	rpSrv := httptest.NewUnstartedServer(svc.API().RelyingPartyHandler())
+	rpSrv.Listener.Close()
+	rpSrv.Listener = rpListener
+	rpSrv.Start()
+	t.Cleanup(rpSrv.Close)
+	runCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	go svc.Publisher().Run(runCtx)
+	d := &deployment{t: t, dir: dir, keys: keys, init: res, svc: svc, admin: adminSrv.URL, public: publicSrv.URL, rp: rpURL, officer: map[string]trustd.OfficerCredential{}}
+	// rxctl finds trustd and its root the way an operator's shell would.
+	t.Setenv("NUSKHA_CA_FILE", res.RootCert)
+	t.Setenv("NUSKHA_ADMIN_URL", adminSrv.URL)
+	t.Setenv("NUSKHA_PUBLIC_URL", publicSrv.URL)
 	for _, o := range res.Officers {
 		d.officer[o.Name] = o
 	}
@@ -85,9 +107,6 @@ func deploy(t *testing.T, store trustd.StoreConfig) *deployment {
 func (d *deployment) rxctl(as string, args ...string) (stdout, stderr string, code int) {
 	d.t.Helper()
 	full := append([]string{}, args[:2]...)
-	if args[0] != "token" {
-		full = append(full, "-ca-file", d.init.RootCert, "-admin", d.admin, "-public", d.public)
-	}
 	if as != "" {
 		o := d.officer[as]
 		full = append(full, "-cert", o.CertFile, "-key", o.KeyURI)

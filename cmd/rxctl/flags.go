@@ -92,6 +92,19 @@ func addServerFlags(fs *flag.FlagSet) serverFlags {
 	}
 }
 
+// addPublicFlags is addServerFlags for commands that only use the public
+// API (and so take no officer credentials).
+func addPublicFlags(fs *flag.FlagSet) serverFlags {
+	empty := ""
+	return serverFlags{
+		admin:  &empty,
+		public: fs.String("public", envOr("NUSKHA_PUBLIC_URL", "https://127.0.0.1:8444"), "trustd public API"),
+		caFile: fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "root certificate(s) to trust for trustd's TLS (required)"),
+		cert:   &empty,
+		key:    &empty,
+	}
+}
+
 func (s serverFlags) roots() (*x509.CertPool, error) {
 	if *s.caFile == "" {
 		return nil, usageError{errors.New("-ca-file (trustd's root certificate) is required")}

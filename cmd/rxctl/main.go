@@ -35,6 +35,7 @@ const usage = `usage: rxctl <group> <command> [flags]
   token csr          make a CSR with the key on the token
   token import-cert  write the issued certificate back to the token
   token show         show the key and certificate on the token
+  token revoke       revoke the token's certificate, signing the request with its key (holder)
 
   subject add        register a practitioner, pharmacy, centre, vendor or officer (officer)
   subject update     change a registry entry, e.g. suspend a licence (officer)
@@ -46,6 +47,13 @@ const usage = `usage: rxctl <group> <command> [flags]
   enrol show|list    read enrolments (officer)
 
   cert fetch         fetch a certificate by enrolment id or serial (anyone)
+  cert status        ask trustd for a certificate's status (anyone)
+  cert check         check a certificate offline against a trust bundle, or online by OCSP
+  cert revoke        revoke a certificate for good (officer)
+  cert hold|release  suspend a certificate or lift the suspension (officer; a second approves)
+  change approve|reject|list   decide holds and releases (a different officer)
+
+  trust pull         fetch and verify the signed trust bundle for offline use
   audit list         read the audit trail (officer)
 
 Run "rxctl <group> <command> -h" for flags. Server and credentials can come
@@ -60,11 +68,14 @@ type env struct {
 }
 
 var commands = map[string]map[string]command{
-	"token":   {"keygen": tokenKeygen, "csr": tokenCSR, "import-cert": tokenImportCert, "show": tokenShow},
+	"token":   {"keygen": tokenKeygen, "csr": tokenCSR, "import-cert": tokenImportCert, "show": tokenShow, "revoke": tokenRevoke},
 	"subject": {"add": subjectAdd, "update": subjectUpdate, "show": subjectShow, "list": subjectList},
 	"enrol":   {"request": enrolRequest, "approve": enrolApprove, "reject": enrolReject, "show": enrolShow, "list": enrolList},
-	"cert":    {"fetch": certFetch},
-	"audit":   {"list": auditList},
+	"cert": {"fetch": certFetch, "revoke": certRevoke, "hold": certHold, "release": certRelease, "status": certStatus,
+		"check": certCheck},
+	"change": {"approve": changeDecide(true), "reject": changeDecide(false), "list": changeList},
+	"trust":  {"pull": trustPull},
+	"audit":  {"list": auditList},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm.Manager) int {

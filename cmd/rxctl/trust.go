@@ -222,7 +222,7 @@ func enrolList(ctx context.Context, e *env, args []string) error {
 
 func certFetch(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "cert fetch")
-	sf := addServerFlags(fs)
+	sf := addPublicFlags(fs)
 	enrolment := fs.String("enrolment", "", "enrolment id")
 	serial := fs.String("serial", "", "certificate serial (hex)")
 	out := fs.String("out", "", "write the certificate chain (PEM) here")

@@ -90,22 +90,31 @@ func (p *Problem) Error() string {
 func (p *Problem) Unwrap() error { return &errs.Error{Code: p.Code, Field: p.Field, Detail: p.Detail} }
 
 // Do sends a request with an optional JSON body and decodes a JSON answer
-// into out (if non-nil). Non-2xx answers become *Problem errors.
+// into out (if non-nil; a *[]byte receives the raw body). Non-2xx answers
+// become *Problem errors.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	if in == nil {
+		return c.DoRaw(ctx, method, path, "", nil, out)
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.DoRaw(ctx, method, path, "application/json", b, out)
+}
+
+// DoRaw is Do with a body of the given content type.
+func (c *Client) DoRaw(ctx context.Context, method, path, contentType string, in []byte, out any) error {
 	var body io.Reader
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
+		body = bytes.NewReader(in)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
 	resp, err := c.http.Do(req)

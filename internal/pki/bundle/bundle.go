@@ -13,14 +13,10 @@ package bundle
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -53,21 +49,6 @@ type Payload struct {
 // Algorithms accepted on bundles.
 var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256}
 
-func algorithmFor(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return jose.ES256, nil
-		case elliptic.P384():
-			return jose.ES384, nil
-		}
-	case *rsa.PublicKey:
-		return jose.PS256, nil
-	}
-	return "", errors.New("bundle: unsupported signing key")
-}
-
 // Sign makes a bundle. chain is the signer's certificate and the
 // intermediate that issued it.
 func Sign(p Payload, key crypto.Signer, chain []*x509.Certificate) ([]byte, error) {
@@ -76,7 +57,7 @@ func Sign(p Payload, key crypto.Signer, chain []*x509.Certificate) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	alg, err := algorithmFor(key.Public())
+	alg, err := pki.JOSEAlgorithm(key.Public())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/nuskha/nuskha/internal/testutil/softhsm"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/trustd"
+)
+
+// enrolled is a practitioner whose key is on a card and whose certificate
+// chain is in chainFile.
+type enrolled struct {
+	card      *softhsm.Token
+	flags     []string
+	chainFile string
+	leafFile  string
+	serial    string
+	leaf      *x509.Certificate
+}
+
+func (d *deployment) enrolPractitioner(t *testing.T, card *softhsm.Token, council string) enrolled {
+	t.Helper()
+	work := t.TempDir()
+	e := enrolled{card: card, flags: []string{"-module", card.Module, "-token", card.Label, "-key-label", "rx-signing", "-pin-file", card.PINFile}}
+	d.ok("", append([]string{"token", "keygen"}, e.flags...)...)
+	csr := filepath.Join(work, "req.csr")
+	d.ok("", append([]string{"token", "csr", "-out", csr}, e.flags...)...)
+	subj := d.ok("alice", "subject", "add", "-file", writeFile(t, work, "p.json", practitionerJSON(testpki.NationalID(), council, "2030-03-20")))
+	req := d.ok("alice", "enrol", "request", "-subject", field(t, subj, "id"), "-csr", csr)
+	e.chainFile = filepath.Join(work, "chain.pem")
+	approved := d.ok("bob", "enrol", "approve", "-out", e.chainFile, field(t, req, "id"))
+	e.serial = field(t, approved, "serial")
+	d.ok("", append([]string{"token", "import-cert", "-cert", e.chainFile}, e.flags...)...)
+	chain, err := pemutil.ReadCertificateBundle(e.chainFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.leaf = chain[0]
+	e.leafFile = writeFile(t, work, "leaf.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: chain[0].Raw})))
+	return e
+}
+
+func (d *deployment) intermediateFile(t *testing.T) string {
+	return filepath.Join(d.dir, "ca", "intermediate.crt")
+}
+
+// opensslOCSP asks trustd's responder with the openssl ocsp client.
+func (d *deployment) opensslOCSP(t *testing.T, leafFile string, extra ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	// openssl wants the digest before -cert.
+	args := append(append([]string{"ocsp", "-issuer", d.intermediateFile(t)}, extra...), "-cert", leafFile, "-url", d.rp+"/ocsp",
+		"-CAfile", d.init.RootCert, "-verify_other", d.intermediateFile(t))
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl ocsp: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// currentCRL fetches the CRL from the URL in certificates.
+func (d *deployment) currentCRL(t *testing.T) *x509.RevocationList {
+	t.Helper()
+	resp, err := http.Get(d.rp + "/crl/issuing-ca-1.crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, _ := io.ReadAll(resp.Body)
+	if resp.Header.Get("Content-Type") != "application/pkix-crl" {
+		t.Fatalf("CRL served as %q", resp.Header.Get("Content-Type"))
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatalf("CRL: %v", err)
+	}
+	return crl
+}
+
+// TestRevocationEndToEnd: issue → good in OCSP (openssl ocsp) and CRL
+// (openssl verify -crl_check) → revoke for key compromise → revoked with
+// its reason in OCSP within a second and in the next CRL; the offline
+// bundle says the same, and refuses when stale.
+func TestRevocationEndToEnd(t *testing.T) {
+	cardA := softhsm.NewToken(t, "card-a")
+	cardB := softhsm.NewToken(t, "card-b")
+	cardC := softhsm.NewToken(t, "card-c")
+	d := deploy(t, trustd.StoreConfig{Driver: "sqlite", Path: "trustd.db"})
+	a := d.enrolPractitioner(t, cardA, "MC-1001")
+	roots, _ := pemutil.ReadCertificateBundle(d.init.RootCert)
+	inters, _ := pemutil.ReadCertificateBundle(d.intermediateFile(t))
+
+	// Good, to OpenSSL as an OCSP client (SHA-1 and SHA-256 CertIDs, with nonces) and with the CRL.
+	for _, hash := range []string{"-sha1", "-sha256"} {
+		out := d.opensslOCSP(t, a.leafFile, hash)
+		if !strings.Contains(out, "Response verify OK") || !strings.Contains(out, a.leafFile+": good") || strings.Contains(out, "no nonce") {
+			t.Fatalf("openssl ocsp %s before revocation:\n%s", hash, out)
+		}
+	}
+	crl := d.currentCRL(t)
+	if out, err := testpki.OpenSSLVerifyCRL(t, roots[0], inters[0], a.leaf, crl.Raw); err != nil {
+		t.Fatalf("openssl verify -crl_check before revocation: %v\n%s", err, out)
+	}
+	before := crl.Number
+
+	// Officer Alice revokes for key compromise; OCSP says so within a second.
+	start := time.Now()
+	d.ok("alice", "cert", "revoke", "-serial", a.serial, "-reason", "keyCompromise")
+	var out string
+	for {
+		out = d.opensslOCSP(t, a.leafFile)
+		if strings.Contains(out, ": revoked") || time.Since(start) > time.Second {
+			break
+		}
+	}
+	if !strings.Contains(out, a.leafFile+": revoked") || !strings.Contains(out, "Reason: keyCompromise") {
+		t.Fatalf("OCSP one second after revocation:\n%s", out)
+	}
+	t.Logf("revocation visible in OCSP %s after the request", time.Since(start))
+
+	// The next CRL carries it.
+	deadline := time.Now().Add(10 * time.Second)
+	for crl = d.currentCRL(t); crl.Number.Cmp(before) <= 0 && time.Now().Before(deadline); crl = d.currentCRL(t) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if crl.Number.Cmp(before) <= 0 {
+		t.Fatal("no new CRL within 10 s of the revocation")
+	}
+	if vout, err := testpki.OpenSSLVerifyCRL(t, roots[0], inters[0], a.leaf, crl.Raw); err == nil || !strings.Contains(vout, "certificate revoked") {
+		t.Fatalf("openssl verify -crl_check after revocation: %v\n%s", err, vout)
+	}
+	if len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].ReasonCode != 1 {
+		t.Fatalf("CRL entries: %+v", crl.RevokedCertificateEntries)
+	}
+
+	// Revocation is final and recorded once.
+	d.refused("bob", "already-revoked", "cert", "revoke", "-serial", a.serial, "-reason", "superseded")
+	d.refused("alice", "not-found", "cert", "revoke", "-serial", "0badc0ffee", "-reason", "keyCompromise")
+	d.refused("alice", "reason-not-allowed", "cert", "revoke", "-serial", a.serial, "-reason", "certificateHold")
+	if status := d.ok("", "cert", "status", "-serial", a.serial); !strings.Contains(status, `"status": "revoked"`) || !strings.Contains(status, "keyCompromise") {
+		t.Fatalf("cert status: %s", status)
+	}
+
+	// Offline: the signed trust bundle agrees, and refuses when stale.
+	b := d.enrolPractitioner(t, cardB, "MC-1002")
+	bundleFile := filepath.Join(t.TempDir(), "bundle.jws")
+	d.ok("", "trust", "pull", "-out", bundleFile)
+	d.refused("", "certificate-revoked", "cert", "check", "-cert", a.chainFile, "-bundle", bundleFile)
+	if out := d.ok("", "cert", "check", "-cert", b.chainFile, "-bundle", bundleFile); !strings.Contains(out, "good:") {
+		t.Fatalf("good certificate offline: %s", out)
+	}
+	_, errOut, code := d.rxctl("", "cert", "check", "-cert", b.chainFile, "-bundle", bundleFile, "-max-age", "1ms")
+	if code != exitRefused || !strings.Contains(errOut, "revocation-status-unknown") || !strings.Contains(errOut, "old, more than") {
+		t.Fatalf("stale bundle: exit %d, %s", code, errOut)
+	}
+
+	// The holder revokes with the card's own key; a request signed by
+	// another key changes nothing.
+	c := d.enrolPractitioner(t, cardC, "MC-1003")
+	forged := append([]string{"token", "revoke", "-cert", c.chainFile, "-reason", "keyCompromise"}, b.flags...)
+	d.refused("", "bad-revocation-request", forged...)
+	if st := d.ok("", "cert", "status", "-serial", c.serial); !strings.Contains(st, `"status": "good"`) {
+		t.Fatalf("a forged holder request changed the status: %s", st)
+	}
+	d.ok("", append([]string{"token", "revoke", "-reason", "keyCompromise"}, c.flags...)...)
+	if out := d.opensslOCSP(t, c.leafFile); !strings.Contains(out, ": revoked") {
+		t.Fatalf("holder revocation not in OCSP:\n%s", out)
+	}
+
+	// Suspension and release need two officers.
+	hold := d.ok("alice", "cert", "hold", "-serial", b.serial, "-comment", "card reported lost at the clinic")
+	holdID := field(t, hold, "id")
+	d.refused("alice", "dual-control-violation", "change", "approve", holdID)
+	d.ok("bob", "change", "approve", holdID)
+	if out := d.opensslOCSP(t, b.leafFile); !strings.Contains(out, ": revoked") || !strings.Contains(out, "certificateHold") {
+		t.Fatalf("held certificate in OCSP:\n%s", out)
+	}
+	d.refused("bob", "status-change-not-pending", "change", "approve", holdID)
+	release := d.ok("bob", "cert", "release", "-serial", b.serial, "-comment", "card found")
+	d.refused("bob", "dual-control-violation", "change", "approve", field(t, release, "id"))
+	d.ok("alice", "change", "approve", field(t, release, "id"))
+	if out := d.opensslOCSP(t, b.leafFile); !strings.Contains(out, b.leafFile+": good") {
+		t.Fatalf("released certificate in OCSP:\n%s", out)
+	}
+}
+
+// TestHostileRelyingPartyInputs: garbage, truncated and huge OCSP requests
+// and a certificate of another CA get OCSP error answers, never a crash or
+// a signature.
+func TestHostileRelyingPartyInputs(t *testing.T) {
+	d := deploy(t, trustd.StoreConfig{Driver: "sqlite", Path: "trustd.db"})
+	post := func(body []byte) []byte {
+		resp, err := http.Post(d.rp+"/ocsp", "application/ocsp-request", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return b
+	}
+	malformed := []byte{0x30, 0x03, 0x0A, 0x01, 0x01}
+	for name, body := range map[string][]byte{
+		"garbage":   []byte("hello"),
+		"truncated": {0x30, 0x82, 0x01},
+		"huge":      bytes.Repeat([]byte{0x30}, 1<<20),
+		"empty":     nil,
+	} {
+		if got := post(body); !bytes.Equal(got, malformed) {
+			t.Errorf("%s: answered %x, want malformedRequest", name, got)
+		}
+	}
+	resp, err := http.Get(d.rp + "/ocsp/" + strings.Repeat("A", 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(b, malformed) {
+		t.Errorf("GET garbage answered %x", b)
+	}
+	// A holder revocation that is not a JWS, or too large, is refused.
+	roots := x509.NewCertPool()
+	pemRoot, _ := os.ReadFile(d.init.RootCert)
+	roots.AppendCertsFromPEM(pemRoot)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	for name, tc := range map[string]struct {
+		body string
+		code string
+	}{
+		"not a JWS": {"hello", "bad-revocation-request"},
+		"alg none":  {"eyJhbGciOiJub25lIn0.eyJzZXJpYWwiOiIwMSJ9.", "bad-revocation-request"},
+		"too large": {strings.Repeat("a", 20000), "request-too-large"},
+	} {
+		resp, err := client.Post(d.public+"/v1/revocations", "application/jose", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"code":"`+tc.code+`"`) {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+}
