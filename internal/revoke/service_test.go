@@ -1,0 +1,250 @@
+package revoke_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+var ctx = context.Background()
+
+type recorder struct {
+	mu   sync.Mutex
+	seen []revoke.Record
+	fail error
+}
+
+func (r *recorder) StatusChanged(_ context.Context, rec revoke.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, rec)
+	return r.fail
+}
+
+type env struct {
+	svc  *revoke.Service
+	db   *sqlstore.Trust
+	pub  *recorder
+	p    *testpki.PKI
+	now  time.Time
+	keys map[string]crypto.Signer
+}
+
+func setup(t *testing.T) *env {
+	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e := &env{db: db, pub: &recorder{}, p: testpki.New(t, nil, time.Now), now: time.Now().UTC().Truncate(time.Second), keys: map[string]crypto.Signer{}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e.svc, err = revoke.New(revoke.Config{Store: db, Audit: audit.NewLog(db, log, e.clock), Publisher: e.pub, Log: log, Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) clock() time.Time { return e.now }
+
+// issue records a certificate as trustd would, and keeps its key.
+func (e *env) issue(t *testing.T) *enrol.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sub := testpki.Subject(pki.RolePractitioner, "sub_"+randHex(), e.now)
+	sub.CouncilNumber, sub.NationalID = "MC-"+randHex(), testpki.NationalID()
+	if err := e.db.CreateSubject(ctx, sub, "t"); err != nil {
+		t.Fatal(err)
+	}
+	cert := e.p.Issue(t, "practitioner-signing", sub, key)
+	rec := enrol.NewCertificateRecord(cert, sub.ID, "practitioner-signing", "", "t", e.now)
+	if err := e.db.StoreCertificate(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	e.keys[rec.SerialHex()] = key
+	return rec
+}
+
+func randHex() string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func wantCode(t *testing.T, err error, code errs.Code) {
+	t.Helper()
+	if !errors.Is(err, errs.Of(code)) {
+		t.Fatalf("got %v, want %s", err, code)
+	}
+}
+
+func holderToken(t *testing.T, key crypto.Signer, req revoke.HolderRequest) string {
+	alg, _ := pki.JOSEAlgorithm(key.Public())
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: cryptosigner.Opaque(key)}, nil)
+	body, _ := json.Marshal(req)
+	jws, err := s.Sign(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+func TestOfficerRevocation(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	rec, err := e.svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise)
+	if err != nil || rec.Status != revoke.Revoked || rec.Reason != revoke.KeyCompromise || !rec.EffectiveAt.Equal(e.now) {
+		t.Fatalf("revoke: %+v %v", rec, err)
+	}
+	if len(e.pub.seen) != 1 || e.pub.seen[0].Status != revoke.Revoked {
+		t.Fatalf("published: %+v", e.pub.seen)
+	}
+	_, err = e.svc.Revoke(ctx, "officer-b", c.Serial, revoke.Superseded)
+	wantCode(t, err, errs.AlreadyRevoked)
+	_, err = e.svc.Revoke(ctx, "officer-a", big.NewInt(1), revoke.KeyCompromise)
+	wantCode(t, err, errs.NotFound)
+	_, err = e.svc.Revoke(ctx, "officer-a", e.issue(t).Serial, revoke.CertificateHold)
+	wantCode(t, err, errs.ReasonNotAllowed)
+	evs, _ := e.db.StatusEvents(ctx, c.Serial)
+	if len(evs) != 1 {
+		t.Fatalf("%d status events, want exactly one revocation record", len(evs))
+	}
+}
+
+func TestPublishingFailureKeepsTheRevocation(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	e.pub.fail = errors.New("hsm unavailable")
+	if _, err := e.svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise); err != nil {
+		t.Fatalf("a recorded revocation was reported as failed: %v", err)
+	}
+	st, _ := e.db.CertificateStatus(ctx, c.Serial)
+	if st.Status != revoke.Revoked {
+		t.Fatal("revocation lost when publishing failed")
+	}
+	trail, _ := e.db.ListAudit(ctx, store.AuditFilter{Object: "certificate:" + c.SerialHex()})
+	if last := trail[len(trail)-1]; last.Action != "certificate.status.publish" || last.Outcome != audit.Failed {
+		t.Fatalf("publishing failure not audited: %+v", last)
+	}
+}
+
+func TestHolderRevocation(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	other := e.issue(t)
+	req := func(mod func(*revoke.HolderRequest)) revoke.HolderRequest {
+		r := revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: c.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now}
+		if mod != nil {
+			mod(&r)
+		}
+		return r
+	}
+	key := e.keys[c.SerialHex()]
+	for _, tc := range []struct {
+		name  string
+		token string
+		code  errs.Code
+	}{
+		{"signed by another certificate's key", holderToken(t, e.keys[other.SerialHex()], req(nil)), errs.BadRevocationRequest},
+		{"stale", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.IssuedAt = e.now.Add(-time.Hour) })), errs.BadRevocationRequest},
+		{"wrong typ", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Type = "login" })), errs.BadRevocationRequest},
+		{"wrong version", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.V = 2 })), errs.BadRevocationRequest},
+		{"hold is not for holders", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Reason = "certificateHold" })), errs.ReasonNotAllowed},
+		{"unknown serial", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Serial = "0badc0de" })), errs.NotFound},
+		{"not a JWS", "hello", errs.BadRevocationRequest},
+		{"alg none", "eyJhbGciOiJub25lIn0.eyJ2IjoxfQ.", errs.BadRevocationRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.svc.RevokeByHolder(ctx, tc.token)
+			wantCode(t, err, tc.code)
+			if st, _ := e.db.CertificateStatus(ctx, c.Serial); st.Status != revoke.Good {
+				t.Fatal("a refused request changed the status")
+			}
+		})
+	}
+	rec, err := e.svc.RevokeByHolder(ctx, holderToken(t, key, req(nil)))
+	if err != nil || rec.Status != revoke.Revoked {
+		t.Fatalf("holder revocation: %+v %v", rec, err)
+	}
+	evs, _ := e.db.StatusEvents(ctx, c.Serial)
+	if evs[0].RequestedBy != revoke.Holder {
+		t.Fatalf("recorded as requested by %q", evs[0].RequestedBy)
+	}
+}
+
+func TestHoldAndReleaseUnderDualControl(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	_, err := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Release, "nothing to release")
+	wantCode(t, err, errs.NotOnHold)
+	_, err = e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Hold, " ")
+	wantCode(t, err, errs.Invalid)
+	hold, err := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Hold, "card lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.db.CertificateStatus(ctx, c.Serial); st.Status != revoke.Good {
+		t.Fatal("a hold took effect before its approval")
+	}
+	_, err = e.svc.DecideChange(ctx, "officer-a", hold.ID, true, "")
+	wantCode(t, err, errs.DualControl)
+	if _, err := e.svc.DecideChange(ctx, "officer-b", hold.ID, true, "confirmed by phone"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.db.CertificateStatus(ctx, c.Serial)
+	if st.Status != revoke.OnHold || st.Reason != revoke.CertificateHold {
+		t.Fatalf("after approved hold: %+v", st)
+	}
+	_, err = e.svc.DecideChange(ctx, "officer-c", hold.ID, true, "")
+	wantCode(t, err, errs.ChangeNotPending)
+	rel, err := e.svc.RequestChange(ctx, "officer-b", c.Serial, revoke.Release, "card found")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A rejected release leaves the hold.
+	if _, err := e.svc.DecideChange(ctx, "officer-b", rel.ID, false, "withdrawn"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.db.CertificateStatus(ctx, c.Serial); st.Status != revoke.OnHold {
+		t.Fatal("a rejected release lifted the hold")
+	}
+	rel2, _ := e.svc.RequestChange(ctx, "officer-b", c.Serial, revoke.Release, "card found, really")
+	if _, err := e.svc.DecideChange(ctx, "officer-c", rel2.ID, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.db.CertificateStatus(ctx, c.Serial); st.Status != revoke.Good {
+		t.Fatal("approved release did not restore the certificate")
+	}
+	// A held certificate may still be revoked for good; then nothing more.
+	h2, _ := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Hold, "again")
+	e.svc.DecideChange(ctx, "officer-b", h2.ID, true, "")
+	if _, err := e.svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise); err != nil {
+		t.Fatalf("revoking a held certificate: %v", err)
+	}
+	_, err = e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Release, "too late")
+	wantCode(t, err, errs.AlreadyRevoked)
+}
