@@ -301,6 +301,22 @@ func TestOfficerAuthentication(t *testing.T) {
 			t.Fatalf("got %d %s", r.status, r.body)
 		}
 	})
+	t.Run("revoked officer certificate", func(t *testing.T) {
+		cred := e.credential(pki.RoleOfficer, "officer", nil)
+		carol := e.client(cred)
+		if r := e.do(carol, "GET", url, "", nil); r.status != 200 {
+			t.Fatalf("before revocation: %d %s", r.status, r.body)
+		}
+		serial := enrol.SerialHex(cred.Leaf.SerialNumber)
+		body := []byte(`{"reason":"affiliationChanged"}`)
+		if r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/certificates/"+serial+"/revoke", "application/json", body); r.status != 200 {
+			t.Fatalf("revoking carol: %d %s", r.status, r.body)
+		}
+		r := e.do(e.client(cred), "GET", url, "", nil)
+		if r.status != 403 || r.problem.Code != "not-an-officer" {
+			t.Fatalf("revoked officer: %d %s", r.status, r.body)
+		}
+	})
 	t.Run("certificate from a foreign CA", func(t *testing.T) {
 		foreign := testpki.New(t, nil, time.Now)
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

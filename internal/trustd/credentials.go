@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/store"
@@ -33,6 +34,7 @@ type credentials struct {
 	keys    *hsm.Manager
 	svc     *enrol.Service
 	subject string
+	audit   audit.Recorder
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -102,6 +104,12 @@ func (c *credentials) ensure(ctx context.Context, purpose, keyTemplate string, r
 	}
 	cert, err := x509.ParseCertificate(rec.DER)
 	if err != nil {
+		return nil, false, err
+	}
+	// The key and certificate were audited as made; this records that they
+	// now sign for the service.
+	if err := c.audit.Record(ctx, audit.Event{Actor: enrol.System, Action: "credential.install", Object: "certificate:" + rec.SerialHex(), Outcome: audit.OK,
+		Detail: map[string]string{"purpose": purpose, "not_after": rec.NotAfter.Format(time.RFC3339)}}); err != nil {
 		return nil, false, err
 	}
 	c.log.InfoContext(ctx, "credential renewed", "purpose", purpose, "serial", rec.SerialHex(), "not_after", rec.NotAfter)

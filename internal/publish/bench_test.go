@@ -1,0 +1,181 @@
+package publish_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"math/big"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/responder"
+	"github.com/nuskha/nuskha/internal/publish"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/storetest"
+	"github.com/nuskha/nuskha/internal/testutil/bulk"
+	"github.com/nuskha/nuskha/internal/testutil/pgtest"
+	"github.com/nuskha/nuskha/internal/testutil/softhsm"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+// BenchmarkGenerateCRL is a whole CRL generation — read every live revoked
+// serial from the store, lint with the throwaway key, sign, record — with a
+// thousand and a million revoked certificates.
+func BenchmarkGenerateCRL(b *testing.B) {
+	ctx := context.Background()
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		for _, n := range []int{1000, 1000000} {
+			// Filled once per size: b.Run may call its function several times.
+			dsn := filepath.Join(b.TempDir(), "bench.db")
+			if driver == sqlstore.Postgres {
+				dsn = pgtest.Schema(b)
+			}
+			s, err := sqlstore.OpenTrust(ctx, driver, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			p := storetest.Practitioner("MC-bench", "0499370899")
+			if err := s.CreateSubject(ctx, p, "bench"); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := bulk.Revoked(ctx, s.SQL(), s.Rebind, p.ID, n, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			pub := newPublisher(b, s)
+			b.Run(driver+"/"+label(n), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					c, err := pub.GenerateCRL(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if c.Entries != n {
+						b.Fatalf("%d entries, want %d", c.Entries, n)
+					}
+					b.ReportMetric(float64(len(c.DER))/(1<<20), "MiB")
+				}
+			})
+		}
+	}
+}
+
+func label(n int) string {
+	if n >= 1000000 {
+		return "1M"
+	}
+	return "1k"
+}
+
+func newPublisher(b testing.TB, s *sqlstore.Trust) *publish.Publisher {
+	pub, _, _ := newPublisherWithPKI(b, s)
+	return pub
+}
+
+// newPublisherWithPKI makes a publisher over s with a fresh hierarchy
+// (intermediate key in memory) and returns the hierarchy and responder.
+func newPublisherWithPKI(b testing.TB, s *sqlstore.Trust) (*publish.Publisher, *testpki.PKI, *responder.Responder) {
+	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := testpki.New(b, interKey, time.Now)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	bc := p.Issue(b, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_b", time.Now()), bk)
+	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey,
+		Linter: p.Linter, Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
+		Audit: audit.NewLog(s, log, time.Now), Log: log, Now: time.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := r.SetCredential(responder.Credential{Cert: p.Issue(b, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), rk), Key: rk}); err != nil {
+		b.Fatal(err)
+	}
+	return pub, p, r
+}
+
+// BenchmarkRevocationToVisible is the time from an officer's revocation
+// call to the OCSP responder answering "revoked" for it: recording the
+// event, two audit writes, and re-signing the answer with the responder
+// key on SoftHSM2.
+func BenchmarkRevocationToVisible(b *testing.B) {
+	ctx := context.Background()
+	tok := softhsm.NewToken(b, "bench-ocsp")
+	keys := hsm.NewManager(nil)
+	defer keys.Close()
+	ocspKey, err := keys.CreateKey(ctx, hsm.PKCS11URI(tok.Module, tok.Label, "ocsp", nil, tok.PINFile), hsm.ECP256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := testpki.New(b, interKey, time.Now)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, _ := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: log})
+	if err := r.SetCredential(responder.Credential{Cert: p.Issue(b, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), ocspKey), Key: ocspKey}); err != nil {
+		b.Fatal(err)
+	}
+	bk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	bc := p.Issue(b, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_b", time.Now()), bk)
+	rec := audit.NewLog(s, log, time.Now)
+	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey,
+		Linter: p.Linter, Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
+		Audit: rec, Log: log, Now: time.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc, err := revoke.New(revoke.Config{Store: s, Audit: rec, Publisher: pub, Log: log, Now: time.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub := storetest.Practitioner("MC-bench", "0499370899")
+	if err := s.CreateSubject(ctx, sub, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	leaf := p.Issue(b, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_l", time.Now()), bk)
+	reqs := make([][]byte, b.N)
+	serials := make([]*big.Int, b.N)
+	for i := range serials {
+		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 150))
+		serials[i] = serial
+		c := enrol.NewCertificateRecord(leaf, sub.ID, "practitioner-signing", "", "bench", time.Now())
+		c.Serial, c.Fingerprint, c.SPKIHash = serial, enrol.SerialHex(serial), "spki"+enrol.SerialHex(serial)
+		if err := s.StoreCertificate(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Update(revoke.Record{Serial: serial, Status: revoke.Good, NotAfter: leaf.NotAfter}); err != nil {
+			b.Fatal(err)
+		}
+		fake := *leaf
+		fake.SerialNumber = serial
+		reqs[i], _ = ocsp.CreateRequest(&fake, p.Intermediate, nil)
+	}
+	b.ResetTimer()
+	for i, serial := range serials {
+		if _, err := svc.Revoke(ctx, "officer-a", serial, revoke.KeyCompromise); err != nil {
+			b.Fatal(err)
+		}
+		ans, err := ocsp.ParseResponse(r.Respond(reqs[i]).DER, p.Intermediate)
+		if err != nil || ans.Status != ocsp.Revoked {
+			b.Fatalf("not visible: %v %v", ans, err)
+		}
+	}
+}

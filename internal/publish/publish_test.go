@@ -1,0 +1,145 @@
+package publish_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"io"
+	"math/big"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/storetest"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+func TestPublishing(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pub, pp, resp := newPublisherWithPKI(t, s)
+	sub := storetest.Practitioner("MC-1", "0499370899")
+	if err := s.CreateSubject(ctx, sub, "t"); err != nil {
+		t.Fatal(err)
+	}
+	record := func(notAfter time.Time) *x509.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		c := pp.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, sub.ID, time.Now()), key)
+		rec := enrol.NewCertificateRecord(c, sub.ID, "practitioner-signing", "", "t", time.Now())
+		rec.NotAfter = notAfter
+		if err := s.StoreCertificate(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	good := record(time.Now().AddDate(1, 0, 0))
+	revoked := record(time.Now().AddDate(1, 0, 0))
+	held := record(time.Now().AddDate(1, 0, 0))
+	expired := record(time.Now().Add(-time.Hour))
+	now := time.Now().UTC()
+	for c, st := range map[*x509.Certificate]revoke.Status{revoked: revoke.Revoked, held: revoke.OnHold, expired: revoke.Revoked} {
+		reason := revoke.KeyCompromise
+		if st == revoke.OnHold {
+			reason = revoke.CertificateHold
+		}
+		if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.SerialNumber, Status: st, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.Good); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := pub.CRL()
+	list, err := x509.ParseRevocationList(first.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Number != 1 || len(list.RevokedCertificateEntries) != 2 {
+		t.Fatalf("first CRL: number %d, %d entries; want 1 and 2 (expired left out)", first.Number, len(list.RevokedCertificateEntries))
+	}
+	reasons := map[string]int{}
+	for _, e := range list.RevokedCertificateEntries {
+		reasons[e.SerialNumber.String()] = e.ReasonCode
+	}
+	if reasons[revoked.SerialNumber.String()] != 1 || reasons[held.SerialNumber.String()] != 6 {
+		t.Fatalf("reasons %v", reasons)
+	}
+	stored, err := s.LatestCRL(ctx)
+	if err != nil || stored.Number != 1 {
+		t.Fatalf("stored CRL: %+v %v", stored, err)
+	}
+
+	// OCSP knows every live certificate after Start.
+	for c, want := range map[*x509.Certificate]int{good: ocsp.Good, revoked: ocsp.Revoked, held: ocsp.Revoked} {
+		req, _ := ocsp.CreateRequest(c, pp.Intermediate, nil)
+		r, err := ocsp.ParseResponse(resp.Respond(req).DER, pp.Intermediate)
+		if err != nil || r.Status != want {
+			t.Fatalf("OCSP for %x: %v %v, want %d", c.SerialNumber, r, err, want)
+		}
+	}
+
+	// A status change is in OCSP at once, and triggers a new CRL.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go pub.Run(runCtx)
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: good.SerialNumber, Status: revoke.Revoked, Reason: revoke.Superseded, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.Good); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := s.CertificateStatus(ctx, good.SerialNumber)
+	if err := pub.StatusChanged(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := ocsp.CreateRequest(good, pp.Intermediate, nil)
+	if r, _ := ocsp.ParseResponse(resp.Respond(req).DER, pp.Intermediate); r.Status != ocsp.Revoked {
+		t.Fatal("status change not in OCSP when StatusChanged returned")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pub.CRL().Number == 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := pub.CRL(); c.Number != 2 || c.Entries != 3 {
+		t.Fatalf("CRL after the change: number %d, %d entries", c.Number, c.Entries)
+	}
+
+	// The bundle carries the current CRL and is cached until it changes.
+	b1, err := pub.Bundle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := pub.Bundle(ctx)
+	if string(b1) != string(b2) {
+		t.Fatal("bundle re-signed without a new CRL")
+	}
+	v, err := bundle.Verify(b1, []*x509.Certificate{pp.Root}, pp.Arc, time.Now())
+	if err != nil || v.CRLs[0].List.Number.Cmp(big.NewInt(2)) != 0 {
+		t.Fatalf("bundle: %v %v", v, err)
+	}
+
+	// The CRL over HTTP.
+	srv := httptest.NewServer(pub.CRLHandler())
+	defer srv.Close()
+	res, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.Header.Get("Content-Type") != "application/pkix-crl" || res.Header.Get("Cache-Control") == "" || string(der) != string(pub.CRL().DER) {
+		t.Fatalf("CRL over HTTP: %s %s", res.Header.Get("Content-Type"), res.Header.Get("Cache-Control"))
+	}
+}
