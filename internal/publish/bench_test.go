@@ -25,7 +25,6 @@ import (
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/storetest"
 	"github.com/nuskha/nuskha/internal/testutil/bulk"
-	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
@@ -37,25 +36,16 @@ func BenchmarkGenerateCRL(b *testing.B) {
 	ctx := context.Background()
 	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
 		for _, n := range []int{1000, 1000000} {
-			// Filled once per size: b.Run may call its function several times.
-			dsn := filepath.Join(b.TempDir(), "bench.db")
-			if driver == sqlstore.Postgres {
-				dsn = pgtest.Schema(b)
-			}
-			s, err := sqlstore.OpenTrust(ctx, driver, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			p := storetest.Practitioner("MC-bench", "0499370899")
-			if err := s.CreateSubject(ctx, p, "bench"); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := bulk.Revoked(ctx, s.SQL(), s.Rebind, p.ID, n, time.Now()); err != nil {
-				b.Fatal(err)
-			}
-			pub := newPublisher(b, s)
-			b.Run(driver+"/"+label(n), func(b *testing.B) {
+			parent := b
+			var pub *publish.Publisher
+			b.Run(driver+"/"+bulk.Label(n), func(b *testing.B) {
+				// b.Run calls this several times; the database is filled
+				// once, and only if this size is selected.
+				if pub == nil {
+					s, _ := bulk.Store(parent, driver, n)
+					pub = newPublisher(parent, s)
+					b.ResetTimer()
+				}
 				for i := 0; i < b.N; i++ {
 					c, err := pub.GenerateCRL(ctx)
 					if err != nil {
@@ -69,13 +59,6 @@ func BenchmarkGenerateCRL(b *testing.B) {
 			})
 		}
 	}
-}
-
-func label(n int) string {
-	if n >= 1000000 {
-		return "1M"
-	}
-	return "1k"
 }
 
 func newPublisher(b testing.TB, s *sqlstore.Trust) *publish.Publisher {

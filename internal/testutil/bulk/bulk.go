@@ -9,8 +9,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
+	"path/filepath"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/storetest"
+	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
 // Revoked inserts n certificates of subject subjectID, all revoked
@@ -51,4 +57,41 @@ func Revoked(ctx context.Context, db *sql.DB, rebind func(string) string, subjec
 		}
 	}
 	return sample, tx.Commit()
+}
+
+// Store opens a fresh trustd store of driver (a temporary SQLite file, or
+// a PostgreSQL schema from pgtest) holding n revoked certificates, and
+// returns it with one of their serials.
+func Store(tb testing.TB, driver string, n int) (*sqlstore.Trust, *big.Int) {
+	tb.Helper()
+	ctx := context.Background()
+	dsn := filepath.Join(tb.TempDir(), "bench.db")
+	if driver == sqlstore.Postgres {
+		dsn = pgtest.Schema(tb)
+	}
+	s, err := sqlstore.OpenTrust(ctx, driver, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	p := storetest.Practitioner("MC-bulk", "0499370899")
+	if err := s.CreateSubject(ctx, p, "bulk"); err != nil {
+		tb.Fatal(err)
+	}
+	sample, err := Revoked(ctx, s.SQL(), s.Rebind, p.ID, n, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, sample
+}
+
+// Label names a size for benchmark names.
+func Label(n int) string {
+	if n >= 1000000 && n%1000000 == 0 {
+		return fmt.Sprintf("%dM", n/1000000)
+	}
+	if n >= 1000 && n%1000 == 0 {
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
 }
