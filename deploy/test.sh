@@ -33,6 +33,8 @@ command -v pkcs11-tool >/dev/null || missing+=(opensc)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v gcc >/dev/null || missing+=(gcc)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt_install "${missing[@]}"
@@ -65,9 +67,14 @@ SELECT format('ALTER ROLE nuskha PASSWORD %L', :'pw') \gexec
 SELECT 'CREATE DATABASE nuskha_test OWNER nuskha' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'nuskha_test') \gexec
 SQL
 
+# An independent JOSE implementation (panva/jose, pinned by package-lock.json)
+# for the interoperability tests.
+log "installing test/interop (npm ci)"
+npm ci --prefix test/interop --no-audit --no-fund >/dev/null
+
 export NUSKHA_TEST_POSTGRES="postgres://nuskha:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/nuskha_test?sslmode=disable"
 # Fail, never skip, when a real component is missing.
-export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1
+export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1
 export CGO_ENABLED=1
 
 log "go vet"

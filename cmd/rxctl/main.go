@@ -54,6 +54,11 @@ const usage = `usage: rxctl <group> <command> [flags]
   change approve|reject|list   decide holds and releases (a different officer)
 
   trust pull         fetch and verify the signed trust bundle for offline use
+
+  rx sign            sign a prescription with the key on the smart card (practitioner)
+  rx verify          check a signed prescription, dispense record or cancellation, offline with a bundle
+  rx dispense        sign a dispense record for a prescription (pharmacy, paraclinic centre)
+  rx cancel          sign the cancellation of a prescription (its prescriber)
   audit list         read the audit trail (officer)
 
 Run "rxctl <group> <command> -h" for flags. Server and credentials can come
@@ -75,6 +80,7 @@ var commands = map[string]map[string]command{
 		"check": certCheck},
 	"change": {"approve": changeDecide(true), "reject": changeDecide(false), "list": changeList},
 	"trust":  {"pull": trustPull},
+	"rx":     {"sign": rxSign, "verify": rxVerify, "dispense": rxDispense, "cancel": rxCancel},
 	"audit":  {"list": auditList},
 }
 

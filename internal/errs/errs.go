@@ -54,6 +54,20 @@ const (
 	RevocationUnknown    Code = "revocation-status-unknown" // no fresh evidence of status: refused, never assumed good
 	StaleTrustBundle     Code = "stale-trust-bundle"        // the offline trust bundle is older than allowed
 	BadTrustBundle       Code = "bad-trust-bundle"          // the trust bundle does not verify
+
+	MalformedSignature    Code = "malformed-signature"                   // not a compact JWS, or parts that do not decode
+	UnsupportedAlgorithm  Code = "unsupported-algorithm"                 // alg is not ES256, ES384 or PS256 (never none, never HMAC)
+	UnknownCritical       Code = "unknown-critical-header"               // crit names a header parameter we do not understand
+	BadSignatureHeader    Code = "bad-signature-header"                  // a header parameter is duplicated, missing, unknown or wrong
+	SignatureInvalid      Code = "signature-invalid"                     // the signature does not verify over the signed bytes
+	WrongDocumentType     Code = "wrong-document-type"                   // typ is not the document type expected here
+	UntrustedChain        Code = "untrusted-certificate-chain"           // x5c does not chain to a configured root
+	WrongCertProfile      Code = "wrong-certificate-profile"             // the certificate is not for this kind of signature
+	CertificateNotValidAt Code = "certificate-not-valid-at-signing-time" // outside its validity period at sigT
+	SigningTimeInFuture   Code = "signing-time-in-future"                // sigT is later than now beyond the allowed skew
+	SigningTimeTooOld     Code = "signing-time-too-old"                  // sigT is older than the accepted window
+	PrescriberMismatch    Code = "prescriber-mismatch"                   // the document's signer identity differs from the certificate's
+	InvalidDocument       Code = "invalid-document"                      // the payload breaks the schema or a rule of its format
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

@@ -183,24 +183,43 @@ func (p *PKI) Issue(t testing.TB, profileName string, sub *registry.Subject, key
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p.IssueWithValidity(t, profileName, sub, key, time.Now().Add(-time.Minute), time.Now().Add(prof.Validity))
+}
+
+// certData is enrol.CertificateData (not imported here: enrol's tests use
+// this package).
+func certData(sub *registry.Subject, p *PKI) (profile.Data, error) {
 	ext, err := sub.Identity().Marshal()
 	if err != nil {
-		t.Fatal(err)
+		return profile.Data{}, err
 	}
-	data := profile.Data{
+	d := profile.Data{
 		Identity: profile.IdentityData{Name: sub.Name, Title: sub.Title(), SerialNumber: sub.SerialNumberAttr(), Organization: sub.Organization,
 			ProvinceName: registry.ProvinceName(sub.Province), URI: sub.URI(), DNSNames: sub.DNSNames, IPAddresses: []string{}, Extension: ext},
 		OID: p.Arc.OIDs(), URL: p.URLs,
 	}
-	if data.Identity.DNSNames == nil {
-		data.Identity.DNSNames = []string{}
+	if d.Identity.DNSNames == nil {
+		d.Identity.DNSNames = []string{}
 	}
-	serial, err := ceremony.Serial()
+	return d, nil
+}
+
+// IssueWithValidity is Issue with an explicit validity period (for tests
+// of certificates that expired or are not yet valid). The period must lie
+// within the intermediate's.
+func (p *PKI) IssueWithValidity(t testing.TB, profileName string, sub *registry.Subject, key crypto.Signer, notBefore, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	prof, err := p.Profiles.Get(profileName)
 	if err != nil {
 		t.Fatal(err)
 	}
+	data, err := certData(sub, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := ceremony.Serial()
 	cert, err := p.CA.Issue(context.Background(), ca.Request{CSR: CSR(t, key), Template: prof.Template, Data: data.TemplateData(),
-		Serial: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(prof.Validity)}, nil)
+		Serial: serial, NotBefore: notBefore, NotAfter: notAfter}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

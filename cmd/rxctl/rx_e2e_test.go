@@ -1,0 +1,178 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/testutil/softhsm"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/trustd"
+)
+
+// InteropEnv, when 1, makes the independent-implementation checks fail
+// rather than skip when Node.js or test/interop's packages are missing.
+const InteropEnv = "NUSKHA_REQUIRE_INTEROP"
+
+// node runs a script of test/interop (panva/jose) and returns its output.
+func node(t *testing.T, script string, args ...string) string {
+	t.Helper()
+	dir, _ := filepath.Abs("../../test/interop")
+	if _, err := exec.LookPath("node"); err != nil || !exists(filepath.Join(dir, "node_modules", "jose")) {
+		if os.Getenv(InteropEnv) == "1" {
+			t.Fatalf("Node.js or test/interop/node_modules missing and %s=1 (deploy/test.sh installs them)", InteropEnv)
+		}
+		t.Skip("Node.js and `npm ci --prefix test/interop` are needed for the interoperability check")
+	}
+	out, err := exec.Command("node", append([]string{filepath.Join(dir, script)}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node %s: %v\n%s", script, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func prescriptionJSON(council string) string {
+	return fmt.Sprintf(`{
+  "patient": {"national_id": "۰۴۹۹۳۷۰۸۹۹", "name": "علي رضايي", "birth_date": "1985-03-21", "sex": "male"},
+  "prescriber": {"council_number": %q, "profession": "physician", "specialty": "cardiology"},
+  "practice": {"name": "درمانگاه شفا", "province": "IR-23"},
+  "diagnoses": ["I10"],
+  "items": [{"kind": "drug", "code": "1234567", "quantity": 30, "dosage": "روزی یک عدد", "repeats": 2, "repeat_interval_days": 30}]
+}`, council)
+}
+
+// TestPrescriptionEndToEnd: a practitioner signs with a SoftHSM2 card
+// through rxctl; rxctl verifies it offline with the trust bundle, and so
+// does panva/jose; panva/jose signs with a key and certificate we issued
+// and rxctl accepts it; a pharmacy signs a dispense record and the
+// prescriber a cancellation; once the practitioner's certificate is
+// revoked, the offline verifier refuses.
+func TestPrescriptionEndToEnd(t *testing.T) {
+	card := softhsm.NewToken(t, "rx-card")
+	pharmacyCard := softhsm.NewToken(t, "pharmacy-card")
+	d := deploy(t, trustd.StoreConfig{Driver: "sqlite", Path: "trustd.db"})
+	doctor := d.enrolPractitioner(t, card, "MC-2001")
+	work := t.TempDir()
+	bundleFile := filepath.Join(work, "bundle.jws")
+	d.ok("", "trust", "pull", "-out", bundleFile)
+
+	// Sign with the card; verify offline.
+	pFile := writeFile(t, work, "p.json", prescriptionJSON("MC-2001"))
+	rxFile := filepath.Join(work, "rx.jws")
+	d.ok("", append([]string{"rx", "sign", "-in", pFile, "-bundle", bundleFile, "-out", rxFile}, doctor.flags...)...)
+	out := d.ok("", "rx", "verify", "-in", rxFile, "-bundle", bundleFile)
+	if !strings.HasPrefix(out, "valid prescription") || !strings.Contains(out, "practitioner MC-2001") {
+		t.Fatalf("rx verify: %s", out)
+	}
+	token, _ := os.ReadFile(rxFile)
+	var signed rx.Prescription
+	json.Unmarshal(payloadOf(strings.TrimSpace(string(token))), &signed)
+	if signed.Patient.NationalID != "0499370899" || signed.Patient.Name != "علی رضایی" {
+		t.Fatalf("signed without normalising: %+v", signed.Patient)
+	}
+
+	t.Run("panva/jose verifies what the card signed", func(t *testing.T) {
+		if id := node(t, "verify.mjs", rxFile); id != signed.ID {
+			t.Fatalf("jose read id %q, want %q", id, signed.ID)
+		}
+	})
+
+	t.Run("a JWS made by panva/jose with a certificate we issued verifies", func(t *testing.T) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "vendor-made"}}, key)
+		csr := writeFile(t, work, "vendor.csr", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})))
+		subj := d.ok("alice", "subject", "add", "-file", writeFile(t, work, "p2.json", practitionerJSON(testpki.NationalID(), "MC-2002", "2030-03-20")))
+		req := d.ok("alice", "enrol", "request", "-subject", field(t, subj, "id"), "-csr", csr)
+		chainFile := filepath.Join(work, "vendor-chain.pem")
+		d.ok("bob", "enrol", "approve", "-out", chainFile, field(t, req, "id"))
+		pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
+		keyFile := writeFile(t, work, "vendor.key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})))
+		p := rx.Prescription{V: 1, Type: rx.KindPrescription, ID: rx.NewID(), IssuedAt: time.Now(),
+			Patient:    rx.Patient{NationalID: "0010350829", Name: "مریم کریمی", BirthDate: "1990-01-01", Sex: "female"},
+			Prescriber: rx.Prescriber{CouncilNumber: "MC-2002", Profession: "physician", Specialty: "cardiology"},
+			Practice:   rx.Practice{Name: "مطب"}, Items: []rx.Item{{Kind: "lab", Code: "LAB-101", Quantity: 1}}}
+		p.Normalize()
+		body, _ := json.Marshal(p)
+		payload := writeFile(t, work, "vendor-payload.json", string(body))
+		jws := node(t, "sign.mjs", keyFile, chainFile, payload)
+		vendorFile := writeFile(t, work, "vendor.jws", jws)
+		if out := d.ok("", "rx", "verify", "-in", vendorFile, "-bundle", bundleFile); !strings.Contains(out, "valid prescription "+p.ID) {
+			t.Fatalf("rx verify of the jose-made JWS: %s", out)
+		}
+	})
+
+	// A pharmacy dispenses; the prescriber cancels.
+	pharmacy := d.enrolPharmacy(t, pharmacyCard)
+	dFile := writeFile(t, work, "d.json", `{"dispenser": {"licence_number": "PH-8812", "role": "pharmacy"}, "items": [{"code": "1234567", "quantity": 30}]}`)
+	dispFile := filepath.Join(work, "dispense.jws")
+	d.ok("", append([]string{"rx", "dispense", "-prescription", rxFile, "-in", dFile, "-bundle", bundleFile, "-out", dispFile}, pharmacy.flags...)...)
+	if out := d.ok("", "rx", "verify", "-kind", "dispense", "-in", dispFile, "-bundle", bundleFile); !strings.Contains(out, "valid dispense") || !strings.Contains(out, "of prescription "+signed.ID) {
+		t.Fatalf("dispense: %s", out)
+	}
+	d.refused("", "wrong-document-type", "rx", "verify", "-kind", "prescription", "-in", dispFile, "-bundle", bundleFile)
+	cancelFile := filepath.Join(work, "cancel.jws")
+	d.ok("", append([]string{"rx", "cancel", "-prescription", rxFile, "-reason", "دوز اشتباه", "-bundle", bundleFile, "-out", cancelFile}, doctor.flags...)...)
+	if out := d.ok("", "rx", "verify", "-kind", "cancellation", "-in", cancelFile, "-bundle", bundleFile); !strings.Contains(out, "valid cancellation") {
+		t.Fatalf("cancellation: %s", out)
+	}
+
+	// After the card is reported stolen, the offline verifier refuses.
+	d.ok("alice", "cert", "revoke", "-serial", doctor.serial, "-reason", "keyCompromise")
+	waitForCRL(t, d, 1)
+	d.ok("", "trust", "pull", "-out", bundleFile)
+	d.refused("", "certificate-revoked", "rx", "verify", "-in", rxFile, "-bundle", bundleFile)
+	// And with no evidence at all it refuses too, saying why.
+	d.refused("", "revocation-status-unknown", "rx", "verify", "-in", rxFile)
+}
+
+func payloadOf(token string) []byte {
+	parts := strings.Split(token, ".")
+	b, _ := b64url(parts[1])
+	return b
+}
+
+// waitForCRL waits until the served CRL lists n entries.
+func waitForCRL(t *testing.T, d *deployment, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(d.currentCRL(t).RevokedCertificateEntries) >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no CRL with %d entries within 10 s", n)
+}
+
+// enrolPharmacy registers Pharmacy Shafa (licence PH-8812) and certifies
+// a key on its card.
+func (d *deployment) enrolPharmacy(t *testing.T, card *softhsm.Token) enrolled {
+	t.Helper()
+	work := t.TempDir()
+	e := enrolled{card: card, flags: []string{"-module", card.Module, "-token", card.Label, "-key-label", "dispense", "-pin-file", card.PINFile}}
+	d.ok("", append([]string{"token", "keygen"}, e.flags...)...)
+	csr := filepath.Join(work, "req.csr")
+	d.ok("", append([]string{"token", "csr", "-out", csr}, e.flags...)...)
+	subj := d.ok("alice", "subject", "add", "-file", writeFile(t, work, "ph.json", `{"kind": "pharmacy", "name": "داروخانه شفا",
+		"licence_number": "PH-8812", "province": "IR-23", "responsible_name": "دکتر رضا کریمی", "responsible_council_number": "P-5521",
+		"licence_valid_from": "2024-01-01", "licence_valid_until": "2030-01-01"}`))
+	req := d.ok("alice", "enrol", "request", "-subject", field(t, subj, "id"), "-profile", "pharmacy-signing", "-csr", csr)
+	e.chainFile = filepath.Join(work, "chain.pem")
+	e.serial = field(t, d.ok("bob", "enrol", "approve", "-out", e.chainFile, field(t, req, "id")), "serial")
+	d.ok("", append([]string{"token", "import-cert", "-cert", e.chainFile}, e.flags...)...)
+	return e
+}

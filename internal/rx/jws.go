@@ -1,0 +1,373 @@
+package rx
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+)
+
+// Algorithms are the only JWS algorithms accepted: ECDSA on P-256 and
+// P-384, and RSASSA-PSS for the RSA keys smart cards often hold. Never
+// "none", never HMAC, never PKCS#1 v1.5.
+var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256}
+
+// Header parameter names (RFC 7515 and ETSI TS 119 182-1).
+const (
+	hAlg     = "alg"
+	hTyp     = "typ"
+	hX5c     = "x5c"
+	hX5tS256 = "x5t#S256"
+	hSigT    = "sigT"
+	hCrit    = "crit"
+	hKid     = "kid"
+)
+
+// understoodCritical are the header parameters the verifier understands
+// when listed in crit: the JAdES signing time. (go-jose refuses to verify
+// any crit but b64, which is why the verifier has its own small path.)
+var understoodCritical = []string{hSigT}
+
+// allowedHeaders are every header parameter a document signature may carry.
+var allowedHeaders = []string{hAlg, hTyp, hX5c, hX5tS256, hSigT, hCrit, hKid}
+
+// sigTFormat is JAdES' signing-time format: UTC, seconds, a Z.
+const sigTFormat = "2006-01-02T15:04:05Z"
+
+// Sign normalises doc, checks it, and signs it with key as a compact JWS:
+// alg from the key, typ of the kind, x5c (leaf first, standard base64),
+// x5t#S256, sigT and crit ["sigT"]. chain is the signer's certificate and
+// its intermediates; the key MUST be the leaf's.
+func Sign(doc Document, key crypto.Signer, chain []*x509.Certificate, sigT time.Time) (string, error) {
+	doc.Normalize()
+	payload, err := json.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	if err := checkPayload(doc.Kind(), payload, doc); err != nil {
+		return "", err
+	}
+	if len(chain) == 0 {
+		return "", errors.New("rx: no signer certificate")
+	}
+	if !publicKeyEqual(chain[0].PublicKey, key.Public()) {
+		return "", errors.New("rx: the key is not the certificate's")
+	}
+	alg, err := pki.JOSEAlgorithm(key.Public())
+	if err != nil {
+		return "", err
+	}
+	x5c := make([]string, len(chain))
+	for i, c := range chain {
+		x5c[i] = base64.StdEncoding.EncodeToString(c.Raw)
+	}
+	thumb := sha256.Sum256(chain[0].Raw)
+	opts := (&jose.SignerOptions{}).
+		WithType(jose.ContentType(doc.Kind().Typ())).
+		WithHeader(hX5c, x5c).
+		WithHeader(hX5tS256, base64.RawURLEncoding.EncodeToString(thumb[:])).
+		WithHeader(hSigT, sigT.UTC().Format(sigTFormat)).
+		WithHeader(hCrit, understoodCritical)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: cryptosigner.Opaque(jwaSigner{key})}, opts)
+	if err != nil {
+		return "", err
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("rx: signing: %w", err)
+	}
+	return jws.CompactSerialize()
+}
+
+// jwaSigner makes RSASSA-PSS signatures with a salt as long as the hash,
+// as JWA requires for PS256 (RFC 7518 §3.5). go-jose's opaque signer asks
+// for the longest salt instead, which other JOSE implementations (WebCrypto
+// among them) refuse.
+type jwaSigner struct{ crypto.Signer }
+
+func (s jwaSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if pss, ok := opts.(*rsa.PSSOptions); ok {
+		opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: pss.HashFunc()}
+	}
+	return s.Signer.Sign(r, digest, opts)
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
+}
+
+// compact is a parsed compact JWS, before any of it is trusted.
+type compact struct {
+	header       map[string]json.RawMessage
+	alg          jose.SignatureAlgorithm
+	payload      []byte
+	signingInput []byte
+	signature    []byte
+}
+
+// b64 is strict base64url without padding: one encoding per value.
+var b64 = base64.RawURLEncoding.Strict()
+
+// MaxJWS bounds a signed document (a prescription with fifty items and a
+// three-certificate RSA chain is well under this).
+const MaxJWS = 256 << 10
+
+// parseCompact splits and decodes a compact JWS and checks what can be
+// checked without a key: the algorithm allow-list and crit.
+func parseCompact(token string) (*compact, error) {
+	if len(token) > MaxJWS {
+		return nil, errs.New(errs.MalformedSignature, "larger than %d bytes", MaxJWS)
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errs.New(errs.MalformedSignature, "a compact JWS has three parts separated by dots")
+	}
+	rawHeader, err := b64.DecodeString(parts[0])
+	if err != nil {
+		return nil, errs.New(errs.MalformedSignature, "header is not base64url")
+	}
+	payload, err := b64.DecodeString(parts[1])
+	if err != nil {
+		return nil, errs.New(errs.MalformedSignature, "payload is not base64url")
+	}
+	sig, err := b64.DecodeString(parts[2])
+	if err != nil {
+		return nil, errs.New(errs.MalformedSignature, "signature is not base64url")
+	}
+	header, err := jsonObject(rawHeader)
+	if err != nil {
+		return nil, err
+	}
+	c := &compact{header: header, payload: payload, signature: sig,
+		signingInput: []byte(parts[0] + "." + parts[1])}
+	var alg string
+	if err := json.Unmarshal(header[hAlg], &alg); err != nil || alg == "" {
+		return nil, errs.New(errs.BadSignatureHeader, "alg is missing or not a string")
+	}
+	c.alg = jose.SignatureAlgorithm(alg)
+	if !slices.Contains(Algorithms, c.alg) {
+		return nil, errs.New(errs.UnsupportedAlgorithm, "alg %q is not accepted (%v)", alg, Algorithms)
+	}
+	if err := c.checkCrit(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// jsonObject splits one JSON object into its members, refusing duplicate
+// names (which encoding/json would silently resolve to the last one, and
+// another implementation to the first). Each value is checked to be valid
+// JSON but left undecoded: the header's x5c is most of its bytes and is
+// decoded once per signer, not once per signature.
+func jsonObject(raw []byte) (map[string]json.RawMessage, error) {
+	notObject := errs.New(errs.MalformedSignature, "header is not a JSON object")
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return nil, notObject
+	}
+	out := map[string]json.RawMessage{}
+	i = skipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		if skipSpace(raw, i+1) != len(raw) {
+			return nil, notObject
+		}
+		return out, nil
+	}
+	for {
+		end := stringEnd(raw, i)
+		if end < 0 {
+			return nil, notObject
+		}
+		var name string
+		if err := json.Unmarshal(raw[i:end], &name); err != nil {
+			return nil, notObject
+		}
+		i = skipSpace(raw, end)
+		if i >= len(raw) || raw[i] != ':' {
+			return nil, notObject
+		}
+		start := skipSpace(raw, i+1)
+		vend := valueEnd(raw, start)
+		if vend < 0 || !json.Valid(raw[start:vend]) {
+			return nil, notObject
+		}
+		if _, dup := out[name]; dup {
+			return nil, errs.New(errs.BadSignatureHeader, "header parameter %q appears twice", name)
+		}
+		out[name] = raw[start:vend]
+		i = skipSpace(raw, vend)
+		if i >= len(raw) {
+			return nil, notObject
+		}
+		if raw[i] == '}' {
+			if skipSpace(raw, i+1) != len(raw) {
+				return nil, notObject
+			}
+			return out, nil
+		}
+		if raw[i] != ',' {
+			return nil, notObject
+		}
+		i = skipSpace(raw, i+1)
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the JSON string starting at i, or -1.
+func stringEnd(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// valueEnd returns the index after the JSON value starting at i (its
+// extent only: json.Valid judges it), or -1.
+func valueEnd(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = stringEnd(b, j) - 1
+				if j < 0 {
+					return -1
+				}
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	return j
+}
+
+// checkCrit applies RFC 7515 §4.1.11: crit, when present, is a non-empty
+// list of distinct names, each understood here and present in the header.
+func (c *compact) checkCrit() error {
+	raw, ok := c.header[hCrit]
+	if !ok {
+		return nil
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil || len(names) == 0 {
+		return errs.New(errs.UnknownCritical, "crit must be a non-empty array of names")
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		switch {
+		case seen[n]:
+			return errs.New(errs.UnknownCritical, "crit lists %q twice", n)
+		case !slices.Contains(understoodCritical, n):
+			return errs.New(errs.UnknownCritical, "crit names %q, which this verifier does not understand", n)
+		}
+		if _, present := c.header[n]; !present {
+			return errs.New(errs.UnknownCritical, "crit names %q, which the header lacks", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// verify checks the signature over the exact signing input with pub.
+func (c *compact) verify(pub crypto.PublicKey) error {
+	if !verifySignature(c.alg, pub, c.signingInput, c.signature) {
+		return errs.New(errs.SignatureInvalid, "the signature does not verify with the signer's key")
+	}
+	return nil
+}
+
+// verifySignature is the whole cryptographic check, by the standard
+// library, per JWA (RFC 7518 §3.4, §3.5). The key type and size must be
+// the algorithm's; ECDSA signatures must be the fixed-length r‖s form.
+func verifySignature(alg jose.SignatureAlgorithm, pub crypto.PublicKey, input, sig []byte) bool {
+	switch alg {
+	case jose.ES256:
+		k, ok := pub.(*ecdsa.PublicKey)
+		if !ok || k.Curve != elliptic.P256() {
+			return false
+		}
+		h := sha256.Sum256(input)
+		return verifyP1363(k, h[:], sig, 32)
+	case jose.ES384:
+		k, ok := pub.(*ecdsa.PublicKey)
+		if !ok || k.Curve != elliptic.P384() {
+			return false
+		}
+		h := crypto.SHA384.New()
+		h.Write(input)
+		return verifyP1363(k, h.Sum(nil), sig, 48)
+	case jose.PS256:
+		k, ok := pub.(*rsa.PublicKey)
+		if !ok || k.N.BitLen() < 2048 {
+			return false
+		}
+		h := sha256.Sum256(input)
+		return rsa.VerifyPSS(k, crypto.SHA256, h[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}) == nil
+	}
+	return false
+}
+
+// verifyP1363 checks an IEEE P1363 (r‖s) ECDSA signature of exactly 2*size
+// bytes; ecdsa.Verify rejects r or s outside [1, n-1].
+func verifyP1363(pub *ecdsa.PublicKey, digest, sig []byte, size int) bool {
+	if len(sig) != 2*size {
+		return false
+	}
+	r := new(big.Int).SetBytes(sig[:size])
+	s := new(big.Int).SetBytes(sig[size:])
+	return ecdsa.Verify(pub, digest, r, s)
+}
+
+// SHA256 is the hex SHA-256 of a compact JWS: how later documents refer to it.
+func SHA256(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return fmt.Sprintf("%x", h)
+}

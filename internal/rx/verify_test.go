@@ -1,0 +1,458 @@
+package rx_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/crl"
+	"github.com/nuskha/nuskha/internal/pki/revocation"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+var ctx = context.Background()
+
+type fixture struct {
+	p        *testpki.PKI
+	interKey *ecdsa.PrivateKey
+	now      time.Time
+	doctor   *registry.Subject
+	key      crypto.Signer
+	chain    []*x509.Certificate
+	checker  *revocation.Checker
+	v        *rx.Verifier
+}
+
+func newKey() *ecdsa.PrivateKey {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k
+}
+
+func setup(t testing.TB, revoked ...*big.Int) *fixture {
+	f := &fixture{interKey: newKey(), now: time.Now().UTC().Truncate(time.Second)}
+	f.p = testpki.New(t, f.interKey, time.Now)
+	f.doctor = testpki.Subject(pki.RolePractitioner, "sub_doctor", f.now)
+	f.key = newKey()
+	f.chain = []*x509.Certificate{f.p.Issue(t, "practitioner-signing", f.doctor, f.key), f.p.Intermediate}
+	f.checker = f.freshChecker(t, f.now, revoked...)
+	var err error
+	f.v, err = rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: f.checker, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// freshChecker holds a CRL made at thisUpdate listing revoked (key compromise).
+func (f *fixture) freshChecker(t testing.TB, thisUpdate time.Time, revoked ...*big.Int) *revocation.Checker {
+	var entries []crl.Entry
+	for _, s := range revoked {
+		entries = append(entries, crl.Entry{Serial: s, RevokedAt: thisUpdate.Add(-time.Hour), Reason: 1})
+	}
+	der, err := crl.Sign(crl.Request{Number: big.NewInt(1), ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(24 * time.Hour), Entries: entries},
+		f.p.Intermediate, f.interKey, f.p.Linter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := x509.ParseRevocationList(der)
+	c, _ := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: func() time.Time { return f.now }})
+	if err := c.AddCRL(list, f.p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) prescription() *rx.Prescription {
+	return &rx.Prescription{
+		V: 1, Type: rx.KindPrescription, ID: rx.NewID(), IssuedAt: f.now,
+		Patient:    rx.Patient{NationalID: "۰۴۹۹۳۷۰۸۹۹", Name: "علي رضايي", BirthDate: "1985-03-21", Sex: "male"},
+		Prescriber: rx.Prescriber{CouncilNumber: f.doctor.CouncilNumber, Profession: "physician", Specialty: "cardiology", Name: "دکتر سارا احمدی"},
+		Practice:   rx.Practice{Name: "درمانگاه  شفا", Province: "IR-23"},
+		Diagnoses:  []string{"i10"},
+		Items: []rx.Item{
+			{Kind: "drug", Code: "1234567", Quantity: 30, Dosage: "روزی يک عدد", Repeats: 2, RepeatIntervalDays: 30},
+			{Kind: "lab", Code: "LAB-101", Quantity: 1},
+		},
+	}
+}
+
+func (f *fixture) sign(t testing.TB, doc rx.Document) string {
+	tok, err := rx.Sign(doc, f.key, f.chain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func wantCode(t *testing.T, err error, code errs.Code) {
+	t.Helper()
+	if !errors.Is(err, errs.Of(code)) {
+		t.Fatalf("got %v, want %s", err, code)
+	}
+}
+
+func TestSignAndVerify(t *testing.T) {
+	f := setup(t)
+	p := f.prescription()
+	tok := f.sign(t, p)
+	got, err := f.v.Verify(ctx, tok, rx.KindPrescription)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Prescription.ID != p.ID || got.Prescription.Patient.NationalID != "0499370899" || got.Prescription.Patient.Name != "علی رضایی" {
+		t.Fatalf("verified document: %+v", got.Prescription)
+	}
+	if got.Prescription.Practice.Name != "درمانگاه شفا" || got.Prescription.Diagnoses[0] != "I10" || got.Prescription.Items[0].Dosage != "روزی یک عدد" {
+		t.Fatal("not normalised before signing")
+	}
+	if got.Signer.RegistrationNumber != f.doctor.CouncilNumber || !got.SigningTime.Equal(f.now) || got.Status.Status != revocation.Good {
+		t.Fatalf("verified: %+v", got)
+	}
+	if got.SHA256() != rx.SHA256(tok) || len(got.Chain) != 3 {
+		t.Fatal("reference or chain missing")
+	}
+	// The same prescription typed differently signs to the same payload.
+	q := f.prescription()
+	q.ID, q.Patient.NationalID, q.Patient.Name = p.ID, "0499370899", "علی رضایی"
+	q.Practice.Name, q.Diagnoses, q.Items[0].Dosage = "درمانگاه شفا", []string{"I10"}, "روزی یک عدد"
+	if strings.Split(f.sign(t, q), ".")[1] != strings.Split(tok, ".")[1] {
+		t.Fatal("equal prescriptions typed differently do not sign the same bytes")
+	}
+	// The header is the JAdES B-B shape.
+	var h map[string]any
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	json.Unmarshal(raw, &h)
+	if h["alg"] != "ES256" || h["typ"] != "nuskha-prescription+jws" || h["sigT"] == nil || h["x5t#S256"] == nil || len(h["x5c"].([]any)) != 2 {
+		t.Fatalf("header %v", h)
+	}
+	if crit, _ := h["crit"].([]any); len(crit) != 1 || crit[0] != "sigT" {
+		t.Fatalf("crit %v", h["crit"])
+	}
+}
+
+func TestOtherKeyTypes(t *testing.T) {
+	f := setup(t)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	r2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for name, key := range map[string]crypto.Signer{"ES384": p384, "PS256": r2048} {
+		t.Run(name, func(t *testing.T) {
+			chain := []*x509.Certificate{f.p.Issue(t, "practitioner-signing", f.doctor, key), f.p.Intermediate}
+			tok, err := rx.Sign(f.prescription(), key, chain, f.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.v.Verify(ctx, tok, rx.KindPrescription); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// forge builds a compact JWS with exactly the given header, signed (over
+// the exact signing input) with key, to say what honest signers never would.
+func forge(t *testing.T, header map[string]any, payload []byte, key crypto.Signer) string {
+	hb, _ := json.Marshal(header)
+	input := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	h := sha256.Sum256([]byte(input))
+	var sig []byte
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		r, s, err := ecdsa.Sign(rand.Reader, k, h[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig = make([]byte, 64)
+		r.FillBytes(sig[:32])
+		s.FillBytes(sig[32:])
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// headerOf decodes a token's header into a map to be altered.
+func headerOf(tok string) map[string]any {
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	var h map[string]any
+	json.Unmarshal(raw, &h)
+	return h
+}
+
+func payloadOf(tok string) []byte {
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	return raw
+}
+
+func TestRefusals(t *testing.T) {
+	f := setup(t)
+	good := f.sign(t, f.prescription())
+	parts := strings.Split(good, ".")
+
+	pharmacyKey := newKey()
+	pharmacyChain := []*x509.Certificate{f.p.Issue(t, "pharmacy-signing", testpki.Subject(pki.RolePharmacy, "sub_ph", f.now), pharmacyKey), f.p.Intermediate}
+	tlsKey := newKey()
+	vendor := testpki.Subject(pki.RoleVendor, "sub_v", f.now)
+	tlsChain := []*x509.Certificate{f.p.Issue(t, "service-tls-client", vendor, tlsKey), f.p.Intermediate}
+	foreign := testpki.New(t, nil, time.Now)
+	foreignKey := newKey()
+	foreignChain := []*x509.Certificate{foreign.Issue(t, "practitioner-signing", f.doctor, foreignKey), foreign.Intermediate}
+
+	withHeader := func(mod func(h map[string]any)) string {
+		h := headerOf(good)
+		mod(h)
+		return forge(t, h, payloadOf(good), f.key)
+	}
+	withPayload := func(mod func(p map[string]any)) string {
+		var p map[string]any
+		json.Unmarshal(payloadOf(good), &p)
+		mod(p)
+		b, _ := json.Marshal(p)
+		return forge(t, headerOf(good), b, f.key)
+	}
+	chainHeader := func(chain []*x509.Certificate) func(h map[string]any) {
+		return func(h map[string]any) {
+			var x5c []string
+			for _, c := range chain {
+				x5c = append(x5c, base64.StdEncoding.EncodeToString(c.Raw))
+			}
+			th := sha256.Sum256(chain[0].Raw)
+			h["x5c"], h["x5t#S256"] = x5c, base64.RawURLEncoding.EncodeToString(th[:])
+		}
+	}
+	hs256 := func() string {
+		h := headerOf(good)
+		h["alg"] = "HS256"
+		hb, _ := json.Marshal(h)
+		input := base64.RawURLEncoding.EncodeToString(hb) + "." + parts[1]
+		secret, _ := x509.MarshalPKIXPublicKey(f.key.Public())
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(input))
+		return input + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	derSignature := func() string {
+		sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+		der, _ := asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])})
+		return parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(der)
+	}
+	signedWith := func(key crypto.Signer, chain []*x509.Certificate, sigT time.Time, mod func(*rx.Prescription)) string {
+		p := f.prescription()
+		if mod != nil {
+			mod(p)
+		}
+		tok, err := rx.Sign(p, key, chain, sigT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tamperedPayload := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payloadOf(good)), `"quantity":30`, `"quantity":90`, 1))) + "." + parts[2]
+	tamperedHeader := func() string {
+		h := headerOf(good)
+		h["kid"] = "attacker"
+		hb, _ := json.Marshal(h)
+		return base64.RawURLEncoding.EncodeToString(hb) + "." + parts[1] + "." + parts[2]
+	}()
+
+	for _, tc := range []struct {
+		name  string
+		token string
+		code  errs.Code
+	}{
+		{"tampered payload", tamperedPayload, errs.SignatureInvalid},
+		{"tampered header", tamperedHeader, errs.SignatureInvalid},
+		{"alg none", base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + parts[1] + ".", errs.UnsupportedAlgorithm},
+		{"HS256 keyed with the public key", hs256(), errs.UnsupportedAlgorithm},
+		{"RS256 (PKCS#1 v1.5)", withHeader(func(h map[string]any) { h["alg"] = "RS256" }), errs.UnsupportedAlgorithm},
+		{"unknown crit", withHeader(func(h map[string]any) { h["crit"] = []string{"sigT", "exp"}; h["exp"] = 1 }), errs.UnknownCritical},
+		{"crit names an absent parameter", withHeader(func(h map[string]any) { delete(h, "sigT") }), errs.UnknownCritical},
+		{"no crit", withHeader(func(h map[string]any) { delete(h, "crit") }), errs.BadSignatureHeader},
+		{"unknown header parameter", withHeader(func(h map[string]any) { h["jku"] = "https://evil.example/keys" }), errs.BadSignatureHeader},
+		{"duplicate header parameter", func() string {
+			hb, _ := json.Marshal(headerOf(good))
+			dup := strings.Replace(string(hb), `{`, `{"alg":"ES256",`, 1)
+			input := base64.RawURLEncoding.EncodeToString([]byte(dup)) + "." + parts[1]
+			return input + "." + parts[2]
+		}(), errs.BadSignatureHeader},
+		{"missing x5t#S256", withHeader(func(h map[string]any) { delete(h, "x5t#S256") }), errs.BadSignatureHeader},
+		{"x5t#S256 of another certificate", withHeader(func(h map[string]any) { h["x5t#S256"] = base64.RawURLEncoding.EncodeToString(make([]byte, 32)) }), errs.BadSignatureHeader},
+		{"x5c in base64url", withHeader(func(h map[string]any) {
+			h["x5c"] = []string{base64.RawURLEncoding.EncodeToString(f.chain[0].Raw), base64.RawURLEncoding.EncodeToString(f.chain[1].Raw)}
+		}), errs.BadSignatureHeader},
+		{"wrong typ", withHeader(func(h map[string]any) { h["typ"] = "nuskha-dispense+jws" }), errs.WrongDocumentType},
+		{"DER instead of r‖s signature", derSignature(), errs.SignatureInvalid},
+		{"not three parts", parts[0] + "." + parts[1], errs.MalformedSignature},
+		{"padded base64", parts[0] + "=." + parts[1] + "." + parts[2], errs.MalformedSignature},
+		{"chain to a foreign root", signedWith(foreignKey, foreignChain, f.now, nil), errs.UntrustedChain},
+		{"TLS certificate used to prescribe", forge(t, func() map[string]any { h := headerOf(good); chainHeader(tlsChain)(h); return h }(), payloadOf(good), tlsKey), errs.WrongCertProfile},
+		{"pharmacy certificate used to prescribe", signedWith(pharmacyKey, pharmacyChain, f.now, func(p *rx.Prescription) {}), errs.WrongCertProfile},
+		{"sigT in the future", signedWith(f.key, f.chain, f.now.Add(time.Hour), nil), errs.SigningTimeInFuture},
+		{"sigT too old", signedWith(f.key, f.chain, f.now.AddDate(-1, 0, 0), nil), errs.SigningTimeTooOld},
+		{"prescriber mismatch", signedWithMismatch(t, f), errs.PrescriberMismatch},
+		{"invalid national id", withPayload(func(p map[string]any) { p["patient"].(map[string]any)["national_id"] = "0499370898" }), errs.InvalidNID},
+		{"not in normal form", withPayload(func(p map[string]any) { p["patient"].(map[string]any)["name"] = "علي  رضايي" }), errs.InvalidDocument},
+		{"schema: unknown field", withPayload(func(p map[string]any) { p["discount"] = 100 }), errs.InvalidDocument},
+		{"schema: no items", withPayload(func(p map[string]any) { p["items"] = []any{} }), errs.InvalidDocument},
+		{"schema: version 2", withPayload(func(p map[string]any) { p["v"] = 2 }), errs.InvalidDocument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.v.Verify(ctx, tc.token, rx.KindPrescription)
+			wantCode(t, err, tc.code)
+		})
+	}
+}
+
+// signedWithMismatch is an honest signature by the doctor over a
+// prescription naming another practitioner.
+func signedWithMismatch(t *testing.T, f *fixture) string {
+	p := f.prescription()
+	p.Prescriber.CouncilNumber = "MC-99999"
+	tok, err := rx.Sign(p, f.key, f.chain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestExpiredAtSigningTime(t *testing.T) {
+	f := setup(t)
+	// A certificate valid for one day, and a signature (and verification)
+	// three days later.
+	key := newKey()
+	cert := f.p.IssueWithValidity(t, "practitioner-signing", f.doctor, key, f.now, f.now.Add(24*time.Hour))
+	later := f.now.Add(72 * time.Hour)
+	tok, err := rx.Sign(f.prescription(), key, []*x509.Certificate{cert, f.p.Intermediate}, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: f.checker, Now: func() time.Time { return later }})
+	_, err = v.Verify(ctx, tok, rx.KindPrescription)
+	wantCode(t, err, errs.CertificateNotValidAt)
+}
+
+func TestRevocationAtSigningTime(t *testing.T) {
+	f := setup(t)
+	tok := f.sign(t, f.prescription())
+	t.Run("revoked before sigT (key compromise)", func(t *testing.T) {
+		revoked := f.freshChecker(t, f.now, f.chain[0].SerialNumber)
+		v, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: revoked, Now: func() time.Time { return f.now }})
+		_, err := v.Verify(ctx, tok, rx.KindPrescription)
+		wantCode(t, err, errs.CertificateRevoked)
+	})
+	t.Run("no fresh evidence", func(t *testing.T) {
+		stale := f.freshChecker(t, f.now.Add(-30*time.Hour))
+		v, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: stale, Now: func() time.Time { return f.now }})
+		_, err := v.Verify(ctx, tok, rx.KindPrescription)
+		wantCode(t, err, errs.RevocationUnknown)
+	})
+}
+
+func TestDispenseAndCancellation(t *testing.T) {
+	f := setup(t)
+	rxTok := f.sign(t, f.prescription())
+	ref := rx.Reference{ID: headerless(t, rxTok), JWSSHA256: rx.SHA256(rxTok)}
+	pharmacy := testpki.Subject(pki.RolePharmacy, "sub_ph", f.now)
+	phKey := newKey()
+	phChain := []*x509.Certificate{f.p.Issue(t, "pharmacy-signing", pharmacy, phKey), f.p.Intermediate}
+	d := &rx.Dispense{V: 1, Type: rx.KindDispense, ID: rx.NewID(), DispensedAt: f.now, Prescription: ref,
+		Dispenser: rx.Dispenser{LicenceNumber: pharmacy.LicenceNumber, Role: "pharmacy"},
+		Items:     []rx.DispensedItem{{Code: "7654321", Quantity: 30, SubstituteFor: "1234567"}}}
+	dTok, err := rx.Sign(d, phKey, phChain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.v.Verify(ctx, dTok, rx.KindDispense)
+	if err != nil || got.Dispense.Prescription != ref {
+		t.Fatalf("dispense: %+v %v", got, err)
+	}
+	t.Run("a practitioner cannot sign a dispense record", func(t *testing.T) {
+		d2 := *d
+		d2.Dispenser = rx.Dispenser{LicenceNumber: f.doctor.CouncilNumber, Role: "pharmacy"}
+		tok, _ := rx.Sign(&d2, f.key, f.chain, f.now)
+		_, err := f.v.Verify(ctx, tok, rx.KindDispense)
+		wantCode(t, err, errs.WrongCertProfile)
+	})
+	t.Run("the record must name the signing pharmacy", func(t *testing.T) {
+		d2 := *d
+		d2.Dispenser.LicenceNumber = "PH-1"
+		tok, _ := rx.Sign(&d2, phKey, phChain, f.now)
+		_, err := f.v.Verify(ctx, tok, rx.KindDispense)
+		wantCode(t, err, errs.PrescriberMismatch)
+	})
+	t.Run("a dispense record is not a prescription", func(t *testing.T) {
+		_, err := f.v.Verify(ctx, dTok, rx.KindPrescription)
+		wantCode(t, err, errs.WrongDocumentType)
+	})
+	c := &rx.Cancellation{V: 1, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now, Prescription: ref,
+		Prescriber: rx.Prescriber{CouncilNumber: f.doctor.CouncilNumber, Profession: "physician", Specialty: "cardiology"}, Reason: "اشتباه در دوز"}
+	cTok, err := rx.Sign(c, f.key, f.chain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.v.Verify(ctx, cTok, rx.KindCancellation); err != nil || got.Cancellation.Reason != "اشتباه در دوز" {
+		t.Fatalf("cancellation: %v %v", got, err)
+	}
+	t.Run("a pharmacy cannot cancel", func(t *testing.T) {
+		c2 := *c
+		tok, _ := rx.Sign(&c2, phKey, phChain, f.now)
+		_, err := f.v.Verify(ctx, tok, rx.KindCancellation)
+		wantCode(t, err, errs.WrongCertProfile)
+	})
+}
+
+func headerless(t *testing.T, tok string) string {
+	var p struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal(payloadOf(tok), &p)
+	return p.ID
+}
+
+func TestSignRefusesBadDocuments(t *testing.T) {
+	f := setup(t)
+	p := f.prescription()
+	p.Patient.NationalID = "1234567890"
+	if _, err := rx.Sign(p, f.key, f.chain, f.now); !errors.Is(err, errs.Of(errs.InvalidNID)) {
+		t.Fatalf("signed a prescription with a bad national id: %v", err)
+	}
+	p = f.prescription()
+	if _, err := rx.Sign(p, newKey(), f.chain, f.now); err == nil {
+		t.Fatal("signed with a key that is not the certificate's")
+	}
+}
+
+func FuzzVerify(fz *testing.F) {
+	f := setup(fz)
+	good := f.sign(fz, f.prescription())
+	fz.Add(good)
+	fz.Add(strings.Replace(good, ".", "..", 1))
+	fz.Add("e30.e30.")
+	fz.Fuzz(func(t *testing.T, token string) {
+		v, err := f.v.Verify(ctx, token, rx.KindPrescription)
+		if err != nil {
+			if errs.CodeOf(err) == errs.Internal {
+				t.Fatalf("untyped refusal: %v", err)
+			}
+			return
+		}
+		// Anything accepted is signed by the doctor's key over its payload.
+		if v.Prescription == nil || v.Signer.RegistrationNumber != f.doctor.CouncilNumber {
+			t.Fatalf("accepted a forgery: %+v", v)
+		}
+	})
+}
