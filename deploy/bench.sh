@@ -15,3 +15,5 @@ go test -run '^$' -bench 'BenchmarkRevocationToVisible' -benchtime 2s -count 3 .
 go test -run '^$' -bench 'BenchmarkCheckCRL' -benchtime 2s ./internal/pki/revocation/
 go test -run '^$' -bench 'BenchmarkCertificateStatus' -benchtime 2s -timeout 60m ./internal/store/sqlstore/
 go test -run '^$' -bench 'BenchmarkGenerateCRL' -benchtime 3x -timeout 60m ./internal/publish/
+# Verifying signed prescriptions.
+go test -run '^$' -bench 'BenchmarkVerify$|BenchmarkBareECDSA' -benchtime 3s -count 3 -cpu 1 ./internal/rx/

@@ -70,7 +70,11 @@ SQL
 # An independent JOSE implementation (panva/jose, pinned by package-lock.json)
 # for the interoperability tests.
 log "installing test/interop (npm ci)"
-npm ci --prefix test/interop --no-audit --no-fund >/dev/null
+for attempt in 1 2 3; do
+  npm ci --prefix test/interop --no-audit --no-fund >/dev/null && break
+  [ "$attempt" -eq 3 ] && { echo "npm ci failed" >&2; exit 1; }
+  sleep 5
+done
 
 export NUSKHA_TEST_POSTGRES="postgres://nuskha:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/nuskha_test?sslmode=disable"
 # Fail, never skip, when a real component is missing.

@@ -1,0 +1,65 @@
+package rx
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/nuskha/nuskha/internal/errs"
+)
+
+func TestJSONObject(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		ok   bool
+		code errs.Code
+	}{
+		{`{"alg":"ES256","x5c":["a","b"],"n":{"alg":1,"alg":2}}`, true, ""}, // nested names may repeat
+		{` { "a" : "x\"y" , "b" : [ {"c":"}"} ] } `, true, ""},
+		{`{}`, true, ""},
+		{`{"alg":"ES256","alg":"none"}`, false, errs.BadSignatureHeader},
+		{`{"a\u006cg":"ES256","alg":"none"}`, false, errs.BadSignatureHeader}, // the same name, escaped
+		{`{"a":1,}`, false, errs.MalformedSignature},
+		{`{"a" 1}`, false, errs.MalformedSignature},
+		{`{"a":[1,2 x]}`, false, errs.MalformedSignature},
+		{`{"a":1} {}`, false, errs.MalformedSignature},
+		{`["a"]`, false, errs.MalformedSignature},
+		{`{"a":"unterminated}`, false, errs.MalformedSignature},
+	} {
+		_, err := jsonObject([]byte(tc.in))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: error %v, want ok=%v", tc.in, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, errs.Of(tc.code)) {
+			t.Errorf("%s: code %s, want %s", tc.in, errs.CodeOf(err), tc.code)
+		}
+	}
+}
+
+// FuzzJSONObject holds the header splitter to encoding/json: it accepts
+// exactly the JSON objects encoding/json accepts that have no duplicate
+// member names, with the same members.
+func FuzzJSONObject(f *testing.F) {
+	for _, s := range []string{`{"alg":"ES256"}`, `{"a":{"b":[1,"]"]},"c":null}`, `{"a":1,"a":2}`, `{}`, `{"\u0061":1,"a":2}`, ` {"a" : true } `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := jsonObject(raw)
+		var want map[string]json.RawMessage
+		stdErr := json.Unmarshal(raw, &want)
+		if err == nil {
+			if stdErr != nil || want == nil || len(want) != len(got) {
+				t.Fatalf("accepted %q, which encoding/json reads as %v (%v)", raw, want, stdErr)
+			}
+			for k, v := range got {
+				if string(want[k]) != string(v) {
+					t.Fatalf("member %q: %s, encoding/json %s", k, v, want[k])
+				}
+			}
+			return
+		}
+		if errs.CodeOf(err) == errs.MalformedSignature && stdErr == nil && want != nil {
+			t.Fatalf("refused %q as malformed, encoding/json reads it", raw)
+		}
+	})
+}
