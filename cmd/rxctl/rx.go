@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/nuskha/nuskha/internal/client"
 	"github.com/nuskha/nuskha/internal/pki"
-	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rx"
 )
@@ -244,26 +242,9 @@ func rxVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	cfg := revocation.Config{MaxAge: *maxAge, Now: time.Now}
-	if *online {
-		cfg.HTTP = &http.Client{Timeout: 10 * time.Second}
-	}
-	checker, err := revocation.New(cfg)
+	checker, _, err := statusChecker(*maxAge, *online, *bundleFile, *caFile, *arcS)
 	if err != nil {
 		return err
-	}
-	if *bundleFile != "" {
-		raw, err := os.ReadFile(*bundleFile)
-		if err != nil {
-			return err
-		}
-		v, err := verifyBundle(raw, *caFile, *arcS)
-		if err != nil {
-			return err
-		}
-		if err := checker.UseBundle(v); err != nil {
-			return err
-		}
 	}
 	verifier, err := rx.NewVerifier(rx.Config{Roots: roots, Arc: arc, Status: checker, Now: time.Now})
 	if err != nil {

@@ -264,11 +264,7 @@ func certCheck(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := revocation.Config{MaxAge: *maxAge, Now: time.Now}
-	if *online {
-		cfg.HTTP = &http.Client{Timeout: 10 * time.Second}
-	}
-	checker, err := revocation.New(cfg)
+	checker, v, err := statusChecker(*maxAge, *online, *bundleFile, *caFile, *arc)
 	if err != nil {
 		return err
 	}
@@ -276,18 +272,7 @@ func certCheck(ctx context.Context, e *env, args []string) error {
 	if len(chain) > 1 {
 		issuer = chain[1]
 	}
-	if *bundleFile != "" {
-		raw, err := os.ReadFile(*bundleFile)
-		if err != nil {
-			return err
-		}
-		v, err := verifyBundle(raw, *caFile, *arc)
-		if err != nil {
-			return err
-		}
-		if err := checker.UseBundle(v); err != nil {
-			return err
-		}
+	if v != nil {
 		for _, c := range v.Intermediates {
 			if bytes.Equal(c.RawSubject, chain[0].RawIssuer) {
 				issuer = c
@@ -306,4 +291,33 @@ func certCheck(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "good: certificate %x is not revoked according to %s (issued %s)\n", chain[0].SerialNumber, res.Source, res.ThisUpdate.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// statusChecker is the revocation evidence a verifying command uses: the
+// CRL of a trust bundle (offline) and, if asked, OCSP. The verified bundle
+// is returned too (nil without one).
+func statusChecker(maxAge time.Duration, online bool, bundleFile, caFile, arc string) (*revocation.Checker, *bundle.Verified, error) {
+	cfg := revocation.Config{MaxAge: maxAge, Now: time.Now}
+	if online {
+		cfg.HTTP = &http.Client{Timeout: 10 * time.Second}
+	}
+	checker, err := revocation.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if bundleFile == "" {
+		return checker, nil, nil
+	}
+	raw, err := os.ReadFile(bundleFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := verifyBundle(raw, caFile, arc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checker.UseBundle(v); err != nil {
+		return nil, nil, err
+	}
+	return checker, v, nil
 }
