@@ -47,6 +47,8 @@ type Document interface {
 	Check() error
 	// clone is a deep copy, to compare a document with its normal form.
 	clone() Document
+	// rules checks what the kind's JSON Schema says (see rules.go).
+	rules() error
 }
 
 func (p *Prescription) clone() Document {

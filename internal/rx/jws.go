@@ -61,7 +61,12 @@ func Sign(doc Document, key crypto.Signer, chain []*x509.Certificate, sigT time.
 	if err != nil {
 		return "", err
 	}
-	if err := checkPayload(doc.Kind(), payload, doc); err != nil {
+	// The signer checks against the published JSON Schema itself as well
+	// as the verifier's compiled rules: a slower, independent second look.
+	if err := validateSchema(doc.Kind(), payload); err != nil {
+		return "", err
+	}
+	if err := checkDocument(doc); err != nil {
 		return "", err
 	}
 	if len(chain) == 0 {
@@ -283,7 +288,7 @@ func valueEnd(b []byte, i int) int {
 		return -1
 	}
 	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
 		j++
 	}
 	return j

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -331,7 +332,10 @@ func bindSigner(doc Document, id pki.Identity) error {
 	return nil
 }
 
-// decode parses a payload of kind k strictly and checks it.
+// decode parses a payload of kind k strictly and checks it: JSON without
+// duplicate member names or nulls (other parsers would read such a
+// document differently), no unknown members, the schema's constraints, the
+// format's own rules, and normal form.
 func decode(k Kind, payload []byte) (Document, error) {
 	var doc Document
 	switch k {
@@ -344,25 +348,27 @@ func decode(k Kind, payload []byte) (Document, error) {
 	default:
 		return nil, errs.New(errs.WrongDocumentType, "unknown kind %q", k)
 	}
+	if err := strictJSON(payload); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(doc); err != nil {
-		// The schema says which field is wrong better than encoding/json.
-		if serr := validateSchema(k, payload); serr != nil {
-			return nil, serr
-		}
-		return nil, errs.Wrap(errs.InvalidDocument, err, "payload does not decode")
+		return nil, errs.Wrap(errs.InvalidDocument, err, "payload does not decode: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	if err := checkPayload(k, payload, doc); err != nil {
+	if dec.More() {
+		return nil, errs.New(errs.InvalidDocument, "data after the document")
+	}
+	if err := checkDocument(doc); err != nil {
 		return nil, err
 	}
 	return doc, nil
 }
 
-// checkPayload runs the schema and the format's own rules, and insists
-// the document is in normal form.
-func checkPayload(k Kind, payload []byte, doc Document) error {
-	if err := validateSchema(k, payload); err != nil {
+// checkDocument applies the schema's constraints, the format's rules and
+// normal form to a decoded document.
+func checkDocument(doc Document) error {
+	if err := doc.rules(); err != nil {
 		return err
 	}
 	if err := doc.Check(); err != nil {
@@ -374,4 +380,74 @@ func checkPayload(k Kind, payload []byte, doc Document) error {
 		return errs.New(errs.InvalidDocument, "the document is not in normal form (Persian letters, digits, spacing, UTC times)")
 	}
 	return nil
+}
+
+// strictJSON refuses, at any depth, a member name given twice and the
+// literal null, and checks the whole is one valid JSON value.
+func strictJSON(b []byte) error {
+	if !json.Valid(b) {
+		return errs.New(errs.InvalidDocument, "payload is not JSON")
+	}
+	i := skipSpace(b, 0)
+	end, err := strictValue(b, i, 0)
+	if err != nil {
+		return err
+	}
+	if skipSpace(b, end) != len(b) {
+		return errs.New(errs.InvalidDocument, "data after the document")
+	}
+	return nil
+}
+
+const maxDepth = 16
+
+// strictValue checks the valid JSON value at i and returns its end.
+func strictValue(b []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return 0, errs.New(errs.InvalidDocument, "nested more than %d deep", maxDepth)
+	}
+	switch b[i] {
+	case '{':
+		seen := map[string]bool{}
+		i = skipSpace(b, i+1)
+		for b[i] != '}' {
+			end := stringEnd(b, i)
+			var name string
+			if err := json.Unmarshal(b[i:end], &name); err != nil {
+				return 0, errs.New(errs.InvalidDocument, "payload is not JSON")
+			}
+			if seen[name] {
+				return 0, errs.New(errs.InvalidDocument, "member %q appears twice", name)
+			}
+			seen[name] = true
+			i = skipSpace(b, skipSpace(b, end)+1) // past the colon
+			v, err := strictValue(b, i, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, v)
+			if b[i] == ',' {
+				i = skipSpace(b, i+1)
+			}
+		}
+		return i + 1, nil
+	case '[':
+		i = skipSpace(b, i+1)
+		for b[i] != ']' {
+			v, err := strictValue(b, i, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, v)
+			if b[i] == ',' {
+				i = skipSpace(b, i+1)
+			}
+		}
+		return i + 1, nil
+	case '"':
+		return stringEnd(b, i), nil
+	case 'n':
+		return 0, errs.New(errs.InvalidDocument, "null is not used in documents; leave the member out")
+	}
+	return valueEnd(b, i), nil
 }

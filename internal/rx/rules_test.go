@@ -1,0 +1,120 @@
+package rx
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validPrescription() *Prescription {
+	p := &Prescription{V: 1, Type: KindPrescription, ID: "0b0b3c52-8f3e-4a5c-9d8e-1f2a3b4c5d6e", IssuedAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
+		Patient:    Patient{NationalID: "0499370899", Name: "علی رضایی", BirthDate: "1985-03-21", Sex: "male"},
+		Prescriber: Prescriber{CouncilNumber: "MC-1", Profession: "physician", Specialty: "cardiology"},
+		Practice:   Practice{Name: "مطب", Province: "IR-23"},
+		Diagnoses:  []string{"I10"},
+		Items:      []Item{{Kind: "drug", Code: "123", Quantity: 30, Repeats: 1, RepeatIntervalDays: 30}}}
+	return p
+}
+
+func marshal(t testing.TB, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// agree asserts the invariant: whatever the verifier's compiled rules
+// accept, the published JSON Schema accepts.
+func agree(t *testing.T, k Kind, payload []byte) (goOK, schemaOK bool) {
+	t.Helper()
+	_, err := decode(k, payload)
+	goOK = err == nil
+	schemaOK = validateSchema(k, payload) == nil
+	if goOK && !schemaOK {
+		t.Fatalf("the verifier accepts what the schema refuses: %s\nschema: %v", payload, validateSchema(k, payload))
+	}
+	return
+}
+
+func TestRulesAgreeWithSchema(t *testing.T) {
+	base := marshal(t, validPrescription())
+	if goOK, schemaOK := agree(t, KindPrescription, base); !goOK || !schemaOK {
+		t.Fatalf("a valid prescription: verifier %v, schema %v (%v)", goOK, schemaOK, validateSchema(KindPrescription, base))
+	}
+	mutations := map[string]func(m map[string]any){
+		"v 2":                      func(m map[string]any) { m["v"] = 2 },
+		"type dispense":            func(m map[string]any) { m["type"] = "dispense" },
+		"id not a uuid":            func(m map[string]any) { m["id"] = "rx-1" },
+		"id upper case":            func(m map[string]any) { m["id"] = strings.ToUpper(m["id"].(string)) },
+		"no issued_at":             func(m map[string]any) { delete(m, "issued_at") },
+		"issued_at with offset":    func(m map[string]any) { m["issued_at"] = "2026-11-22T13:30:00+03:30" },
+		"national id short":        func(m map[string]any) { sub(m, "patient")["national_id"] = "123" },
+		"empty patient name":       func(m map[string]any) { sub(m, "patient")["name"] = "" },
+		"long patient name":        func(m map[string]any) { sub(m, "patient")["name"] = strings.Repeat("ب", 129) },
+		"sex other":                func(m map[string]any) { sub(m, "patient")["sex"] = "x" },
+		"birth date format":        func(m map[string]any) { sub(m, "patient")["birth_date"] = "21/03/1985" },
+		"profession nurse":         func(m map[string]any) { sub(m, "prescriber")["profession"] = "nurse" },
+		"specialty upper":          func(m map[string]any) { sub(m, "prescriber")["specialty"] = "Cardio" },
+		"council number spaces":    func(m map[string]any) { sub(m, "prescriber")["council_number"] = "MC 1" },
+		"province 31":              func(m map[string]any) { sub(m, "practice")["province"] = "IR-31" },
+		"practice id bad":          func(m map[string]any) { sub(m, "practice")["id"] = "-x" },
+		"practice without name":    func(m map[string]any) { delete(sub(m, "practice"), "name") },
+		"no items":                 func(m map[string]any) { m["items"] = []any{} },
+		"item kind":                func(m map[string]any) { item(m)["kind"] = "herb" },
+		"quantity 0":               func(m map[string]any) { item(m)["quantity"] = 0 },
+		"quantity 1e9":             func(m map[string]any) { item(m)["quantity"] = 1e9 },
+		"quantity fraction":        func(m map[string]any) { item(m)["quantity"] = 1.5 },
+		"quantity as string":       func(m map[string]any) { item(m)["quantity"] = "30" },
+		"repeats 13":               func(m map[string]any) { item(m)["repeats"] = 13 },
+		"interval 366":             func(m map[string]any) { item(m)["repeat_interval_days"] = 366 },
+		"diagnosis not ICD-10":     func(m map[string]any) { m["diagnoses"] = []any{"hypertension"} },
+		"diagnosis repeated":       func(m map[string]any) { m["diagnoses"] = []any{"I10", "I10"} },
+		"21 diagnoses":             func(m map[string]any) { m["diagnoses"] = repeatDistinct(21) },
+		"unknown member":           func(m map[string]any) { m["price"] = 1 },
+		"unknown nested member":    func(m map[string]any) { sub(m, "patient")["insurance"] = "x" },
+		"null notes":               func(m map[string]any) { m["notes"] = nil },
+		"patient as array":         func(m map[string]any) { m["patient"] = []any{} },
+		"long notes":               func(m map[string]any) { m["notes"] = strings.Repeat("a", 1001) },
+		"empty optional name":      func(m map[string]any) { sub(m, "prescriber")["name"] = "" },
+	}
+	for name, mod := range mutations {
+		t.Run(name, func(t *testing.T) {
+			var m map[string]any
+			json.Unmarshal(base, &m)
+			mod(m)
+			agree(t, KindPrescription, marshal(t, m))
+		})
+	}
+	t.Run("duplicate member", func(t *testing.T) {
+		dup := strings.Replace(string(base), `"v":1`, `"v":1,"v":1`, 1)
+		if goOK, _ := agree(t, KindPrescription, []byte(dup)); goOK {
+			t.Fatal("a repeated member name was accepted")
+		}
+	})
+}
+
+func sub(m map[string]any, k string) map[string]any { return m[k].(map[string]any) }
+func item(m map[string]any) map[string]any          { return m["items"].([]any)[0].(map[string]any) }
+func repeatDistinct(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = "A" + string(rune('0'+i/10)) + string(rune('0'+i%10))
+	}
+	return out
+}
+
+// FuzzRulesAgreeWithSchema: for any payload, the verifier's compiled rules
+// accept only what the published JSON Schema accepts.
+func FuzzRulesAgreeWithSchema(f *testing.F) {
+	f.Add(marshal(f, validPrescription()))
+	f.Add([]byte(`{"v":1}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		for _, k := range []Kind{KindPrescription, KindDispense, KindCancellation} {
+			if _, err := decode(k, payload); err == nil && validateSchema(k, payload) != nil {
+				t.Fatalf("%s: verifier accepts what the schema refuses: %s (%v)", k, payload, validateSchema(k, payload))
+			}
+		}
+	})
+}
