@@ -180,11 +180,11 @@ func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, err
 	const action = "certificate.revoke"
 	req, cert, err := s.verifyHolder(ctx, token)
 	if err != nil {
+		// The serial in a request whose signature did not verify is
+		// anyone's claim: such a refusal is not filed under it.
 		serial := big.NewInt(0)
-		if req != nil {
-			if n, ok := enrol.ParseSerialHex(req.Serial); ok {
-				serial = n
-			}
+		if cert != nil {
+			serial = cert.Serial
 		}
 		return Record{}, s.record(ctx, Holder, action, serial, err, nil)
 	}
@@ -231,22 +231,27 @@ func (s *Service) verifyHolder(ctx context.Context, token string) (*HolderReques
 	if err != nil {
 		return &req, nil, bad("the signature does not verify with certificate %s's key", req.Serial)
 	}
-	// Only now, with the signature checked, is the content trusted.
+	// Only now, with the signature checked, is the content trusted (and
+	// refusals from here on are filed under the certificate).
 	if !bytes.Equal(payload, jws.UnsafePayloadWithoutVerification()) {
 		return &req, nil, bad("payload changed during verification")
 	}
 	if req.V != 1 || req.Type != HolderRequestType {
-		return &req, nil, bad("v must be 1 and typ %q", HolderRequestType)
+		return &req, cert, bad("v must be 1 and typ %q", HolderRequestType)
 	}
 	if d := s.cfg.Now().Sub(req.IssuedAt); d > holderWindow || d < -holderWindow {
-		return &req, nil, bad("iat is more than %s from now; sign a fresh request", holderWindow)
+		return &req, cert, bad("iat is more than %s from now; sign a fresh request", holderWindow)
 	}
 	reason, ok := ParseReason(req.Reason)
 	if !ok || !slices.Contains(holderReasons, reason) {
-		return &req, nil, errs.FieldError(errs.ReasonNotAllowed, "reason", "a holder may give %v", holderReasons)
+		return &req, cert, errs.FieldError(errs.ReasonNotAllowed, "reason", "a holder may give %v", holderReasons)
 	}
 	return &req, cert, nil
 }
+
+// ChangeLifetime is how long a hold or release request may wait for its
+// second officer.
+const ChangeLifetime = 24 * time.Hour
 
 func newChangeID() string {
 	b := make([]byte, 12)
@@ -265,13 +270,15 @@ func (s *Service) RequestChange(ctx context.Context, officer string, serial *big
 	case comment == "" || len(comment) > 500:
 		err = errs.FieldError(errs.Invalid, "comment", "a comment of 1 to 500 characters is required")
 	}
+	var rec Record
 	if err == nil {
-		_, err = s.checkChange(ctx, serial, action)
+		rec, err = s.checkChange(ctx, serial, action)
 	}
 	if err != nil {
 		return nil, s.record(ctx, officer, act, serial, err, nil)
 	}
-	c := &Change{ID: newChangeID(), Serial: enrol.SerialHex(serial), Action: action, Comment: comment, RequestedBy: officer, RequestedAt: s.cfg.Now().UTC()}
+	c := &Change{ID: newChangeID(), Serial: enrol.SerialHex(serial), Action: action, Comment: comment, RequestedBy: officer,
+		RequestedAt: s.cfg.Now().UTC(), BaseSeq: rec.Seq}
 	if err := s.cfg.Store.CreateStatusChange(ctx, c); err != nil {
 		return nil, s.record(ctx, officer, act, serial, errs.Wrap(errs.Unavailable, err, "recording the request"), nil)
 	}
@@ -325,7 +332,17 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		err = errs.New(errs.DualControl, "the officer who requested a %s cannot approve it; a second officer must", c.Action)
 	}
 	if err == nil && approve {
-		_, err = s.checkChange(ctx, serial, c.Action)
+		var rec Record
+		rec, err = s.checkChange(ctx, serial, c.Action)
+		switch {
+		case err != nil:
+		case rec.Seq != c.BaseSeq:
+			// Approving an old request against a newer status would let
+			// one officer undo a change two officers just made.
+			err = errs.New(errs.ChangeNotPending, "the certificate's status changed after %s was requested; request it again", id)
+		case s.cfg.Now().Sub(c.RequestedAt) > ChangeLifetime:
+			err = errs.New(errs.ChangeNotPending, "status change %s expired after %s; request it again", id, ChangeLifetime)
+		}
 	}
 	if err != nil {
 		return nil, s.record(ctx, officer, act, serial, err, detail)

@@ -248,3 +248,33 @@ func TestHoldAndReleaseUnderDualControl(t *testing.T) {
 	_, err = e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Release, "too late")
 	wantCode(t, err, errs.AlreadyRevoked)
 }
+
+// An old request cannot undo a newer change made by two officers.
+func TestStaleStatusChangeCannotBeApproved(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	hold, _ := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Hold, "card lost")
+	if _, err := e.svc.DecideChange(ctx, "officer-b", hold.ID, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	oldRelease, _ := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Release, "found")
+	rel, _ := e.svc.RequestChange(ctx, "officer-c", c.Serial, revoke.Release, "found, second request")
+	if _, err := e.svc.DecideChange(ctx, "officer-b", rel.ID, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	hold2, _ := e.svc.RequestChange(ctx, "officer-c", c.Serial, revoke.Hold, "suspected compromise")
+	if _, err := e.svc.DecideChange(ctx, "officer-b", hold2.ID, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	// officer-b alone tries to lift the new hold with officer-a's old request.
+	_, err := e.svc.DecideChange(ctx, "officer-b", oldRelease.ID, true, "")
+	wantCode(t, err, errs.ChangeNotPending)
+	if st, _ := e.db.CertificateStatus(ctx, c.Serial); st.Status != revoke.OnHold {
+		t.Fatalf("the stale request lifted the hold: %s", st.Status)
+	}
+	// Requests expire.
+	fresh, _ := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Release, "found")
+	e.now = e.now.Add(revoke.ChangeLifetime + time.Minute)
+	_, err = e.svc.DecideChange(ctx, "officer-b", fresh.ID, true, "")
+	wantCode(t, err, errs.ChangeNotPending)
+}

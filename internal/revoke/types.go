@@ -90,6 +90,10 @@ type Record struct {
 	Reason      Reason
 	EffectiveAt time.Time
 	NotAfter    time.Time // of the certificate, so that expired entries can leave the CRL
+	// Seq is the sequence number of the status event that set this status
+	// (0: never changed). Status only ever moves to higher Seq; consumers
+	// that may see records out of order keep the highest.
+	Seq int64
 }
 
 // Action is what a dual-control status change does.
@@ -109,6 +113,9 @@ type Change struct {
 	Comment     string    `json:"comment"`
 	RequestedBy string    `json:"requested_by"`
 	RequestedAt time.Time `json:"requested_at"`
+	// BaseSeq is the certificate's latest status event when the change
+	// was requested; approval needs it unchanged.
+	BaseSeq int64 `json:"base_seq"`
 	// Filled in on read.
 	Decided    bool      `json:"decided"`
 	Approved   bool      `json:"approved,omitempty"`

@@ -70,8 +70,8 @@ func (c *Cancellation) clone() Document {
 }
 
 // Reference names a prescription from a later document: its id and the
-// SHA-256 of its compact JWS (lower-case hex), so that exactly that signed
-// version is meant.
+// SHA-256 of its JWS signing input (lower-case hex; see SHA256), so that
+// exactly that signed version is meant.
 type Reference struct {
 	ID        string `json:"id"`
 	JWSSHA256 string `json:"jws_sha256"`

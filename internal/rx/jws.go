@@ -371,8 +371,15 @@ func verifyP1363(pub *ecdsa.PublicKey, digest, sig []byte, size int) bool {
 	return ecdsa.Verify(pub, digest, r, s)
 }
 
-// SHA256 is the hex SHA-256 of a compact JWS: how later documents refer to it.
+// SHA256 is how later documents refer to a signed one: the hex SHA-256 of
+// its JWS signing input — the compact form up to, not including, the last
+// dot. Not of the whole token: anyone can turn an ECDSA signature (r, s)
+// into the equally valid (r, n−s), which would give the same signed
+// prescription a second digest.
 func SHA256(token string) string {
+	if i := strings.LastIndexByte(token, '.'); i >= 0 {
+		token = token[:i]
+	}
 	h := sha256.Sum256([]byte(token))
 	return fmt.Sprintf("%x", h)
 }

@@ -95,7 +95,7 @@ type Verified struct {
 	Token        string // the compact JWS as verified
 }
 
-// SHA256 is the digest later documents use to refer to this one.
+// SHA256 is the digest later documents use to refer to this one (see SHA256).
 func (v *Verified) SHA256() string { return SHA256(v.Token) }
 
 // Verify checks a compact JWS expected to be of kind want. Every refusal
@@ -249,6 +249,9 @@ func (v *Verifier) chain(x5c []*x509.Certificate, sigT time.Time) ([]*x509.Certi
 			return nil, errs.Wrap(errs.UntrustedChain, err, "the signer's certificate does not chain to a trusted root")
 		}
 		chain = chains[0]
+		if len(chain) < 2 {
+			return nil, errs.New(errs.UntrustedChain, "the signer's certificate is a root; signatures come from end-entity certificates")
+		}
 		v.mu.Lock()
 		if len(v.chains) >= maxCached {
 			v.chains = map[[32]byte][]*x509.Certificate{}
@@ -419,6 +422,13 @@ func strictValue(b []byte, i, depth int) (int, error) {
 			if seen[name] {
 				return 0, errs.New(errs.InvalidDocument, "member %q appears twice", name)
 			}
+			// encoding/json matches names regardless of case (and folds
+			// some non-ASCII letters onto ASCII ones), so "ITEMS" beside
+			// "items" would be read where other parsers ignore it. Every
+			// name in the format is lower-case ASCII; nothing else is let in.
+			if !lowerASCII(name) {
+				return 0, errs.New(errs.InvalidDocument, "member name %q is not lower-case ASCII", name)
+			}
 			seen[name] = true
 			i = skipSpace(b, skipSpace(b, end)+1) // past the colon
 			v, err := strictValue(b, i, depth+1)
@@ -450,4 +460,17 @@ func strictValue(b []byte, i, depth int) (int, error) {
 		return 0, errs.New(errs.InvalidDocument, "null is not used in documents; leave the member out")
 	}
 	return valueEnd(b, i), nil
+}
+
+func lowerASCII(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

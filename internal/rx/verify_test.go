@@ -456,3 +456,40 @@ func FuzzVerify(fz *testing.F) {
 		}
 	})
 }
+
+func TestParserDifferentialsAreRefused(t *testing.T) {
+	f := setup(t)
+	good := f.sign(t, f.prescription())
+	payload := string(payloadOf(good))
+	for name, p := range map[string]string{
+		// encoding/json would read ITEMS as items; JavaScript would not.
+		"case variant of a member":   strings.TrimSuffix(payload, "}") + `,"ITEMS":[{"kind":"drug","code":"999999","quantity":9999}]}`,
+		"Kelvin sign folding onto k": strings.Replace(payload, `"kind"`, "\"\u212aind\"", 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := f.v.Verify(ctx, forge(t, headerOf(good), []byte(p), f.key), rx.KindPrescription)
+			wantCode(t, err, errs.InvalidDocument)
+		})
+	}
+}
+
+func TestReferenceSurvivesSignatureMalleability(t *testing.T) {
+	f := setup(t)
+	tok := f.sign(t, f.prescription())
+	i := strings.LastIndexByte(tok, '.')
+	sig, _ := base64.RawURLEncoding.DecodeString(tok[i+1:])
+	s := new(big.Int).SetBytes(sig[32:])
+	s.Sub(elliptic.P256().Params().N, s) // (r, n-s) is an equally valid signature
+	s.FillBytes(sig[32:])
+	twin := tok[:i+1] + base64.RawURLEncoding.EncodeToString(sig)
+	if twin == tok {
+		t.Fatal("no twin made")
+	}
+	v, err := f.v.Verify(ctx, twin, rx.KindPrescription)
+	if err != nil {
+		t.Fatalf("the malleated twin should verify (ECDSA allows it): %v", err)
+	}
+	if v.SHA256() != rx.SHA256(tok) {
+		t.Fatal("the twin has another reference digest: dispense records could be double-counted")
+	}
+}

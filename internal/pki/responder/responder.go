@@ -158,13 +158,37 @@ func slicesContains(s []x509.ExtKeyUsage, v x509.ExtKeyUsage) bool {
 
 func key(serial *big.Int) string { return string(serial.Bytes()) }
 
+// supersedes says whether rec may replace what the responder holds: a
+// status only moves to a later status event (records can arrive out of
+// order: a periodic sync's snapshot after a revocation's own update), and
+// a revocation is final.
+func supersedes(old *entry, rec revoke.Record) bool {
+	switch {
+	case old == nil:
+		return true
+	case old.rec.Status == revoke.Revoked:
+		return false
+	case rec.Seq < old.rec.Seq:
+		return false
+	}
+	return true
+}
+
 // Update records a certificate's status and signs its response now, so that
 // a revocation is visible to the next request. The old response is dropped
 // before signing: if signing fails, requests get tryLater, never the stale
-// answer.
+// answer. A record older than the one held is ignored.
 func (r *Responder) Update(rec revoke.Record) error {
 	k := key(rec.Serial)
 	r.mu.Lock()
+	if old := r.entries[k]; !supersedes(old, rec) {
+		r.mu.Unlock()
+		return nil
+	} else if old != nil && sameStatus(old.rec, rec) && old.resp[crypto.SHA1] != nil {
+		old.rec.NotAfter = rec.NotAfter
+		r.mu.Unlock()
+		return nil
+	}
 	r.entries[k] = &entry{rec: rec, resp: map[crypto.Hash]*signed{}}
 	delete(r.unknown, k)
 	r.mu.Unlock()
@@ -182,7 +206,11 @@ func (r *Responder) Track(rec revoke.Record) {
 	k := key(rec.Serial)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.entries[k]; ok && sameStatus(e.rec, rec) {
+	e := r.entries[k]
+	if !supersedes(e, rec) {
+		return
+	}
+	if e != nil && sameStatus(e.rec, rec) {
 		e.rec.NotAfter = rec.NotAfter
 		return
 	}
@@ -191,7 +219,15 @@ func (r *Responder) Track(rec revoke.Record) {
 }
 
 func sameStatus(a, b revoke.Record) bool {
-	return a.Status == b.Status && a.Reason == b.Reason && a.EffectiveAt.Equal(b.EffectiveAt)
+	return a.Seq == b.Seq && a.Status == b.Status && a.Reason == b.Reason && a.EffectiveAt.Equal(b.EffectiveAt)
+}
+
+// current says whether the responder still holds rec as k's status.
+func (r *Responder) current(k string, rec revoke.Record) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.entries[k]
+	return ok && sameStatus(e.rec, rec)
 }
 
 // store caches s if the entry still has the status it was signed for.
@@ -353,6 +389,9 @@ func (r *Responder) Respond(reqDER []byte) Answer {
 			r.cfg.Log.Error("ocsp: signing a nonce response", "err", err)
 			return Answer{DER: internalErr}
 		}
+		if known && !r.current(k, rec) {
+			return Answer{DER: tryLater} // the status changed while signing
+		}
 		return Answer{DER: s.der, ThisUpdate: s.thisUpdate}
 	}
 	if cached != nil && now.Before(cached.nextUpdate) {
@@ -369,6 +408,9 @@ func (r *Responder) Respond(reqDER []byte) Answer {
 		return Answer{DER: tryLater}
 	}
 	if known {
+		if !r.current(k, rec) {
+			return Answer{DER: tryLater} // the status changed while signing
+		}
 		r.store(k, rec, req.HashAlgorithm, s)
 	} else {
 		r.mu.Lock()

@@ -362,3 +362,35 @@ func FuzzRespond(f *testing.F) {
 		}
 	})
 }
+
+// A periodic sync's snapshot may arrive after a newer change: the
+// responder keeps the status of the latest event, and a revocation for good.
+func TestStatusOnlyMovesForward(t *testing.T) {
+	f := setup(t, 1000)
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	serial := f.leaf.SerialNumber
+	status := func() int { return f.ask(t, f.leaf, crypto.SHA1).Status }
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: at, Seq: 3}))
+	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.Good, Seq: 4}))
+	f.r.Track(revoke.Record{Serial: serial, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: at, Seq: 3}) // stale snapshot
+	if _, err := f.r.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if status() != ocsp.Good {
+		t.Fatal("a stale snapshot put the released certificate back on hold")
+	}
+	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: at, Seq: 7}))
+	f.r.Track(revoke.Record{Serial: serial, Status: revoke.Good, Seq: 4}) // stale snapshot
+	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.Good, Seq: 9}))
+	if _, err := f.r.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if status() != ocsp.Revoked {
+		t.Fatal("a revoked certificate was answered good again")
+	}
+}

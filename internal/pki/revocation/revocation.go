@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,14 +37,8 @@ const (
 	OnHold  Status = "on-hold"
 )
 
-// RFC 5280 reasons the checker treats specially.
-const (
-	reasonUnspecified     = 0
-	reasonKeyCompromise   = 1
-	reasonCACompromise    = 2
-	reasonCertificateHold = 6
-	reasonAACompromise    = 10
-)
+// reasonCertificateHold marks a suspension (RFC 5280).
+const reasonCertificateHold = 6
 
 // Result is what the evidence says now.
 type Result struct {
@@ -54,13 +49,14 @@ type Result struct {
 	ThisUpdate time.Time // when the evidence was produced
 }
 
-// GoodAt says whether a signature made at t with the certificate's key may
-// be trusted. A key that was compromised (or revoked without a reason, or
-// whose CA was compromised) is distrusted for all time, because whoever has
-// it can sign with any claimed time. A suspended certificate is not good. A
-// certificate revoked for an administrative reason (superseded, affiliation
-// changed, cessation of operation, privilege withdrawn) was good before its
-// revocation time.
+// GoodAt says whether a signature claiming to be made at t with the
+// certificate's key may be trusted. Only a good certificate's: the signing
+// time in a signature is whatever the key holder wrote, so a revoked key
+// (whatever the reason — a holder may even give a mild one after the key
+// is stolen) or a suspended one can sign with any time it likes. Telling
+// signatures made before a revocation from backdated ones needs a time
+// from someone other than the signer (a timestamp, or the time rxd
+// accepted the document), not sigT.
 func (r Result) GoodAt(t time.Time) error {
 	switch r.Status {
 	case Good:
@@ -68,14 +64,8 @@ func (r Result) GoodAt(t time.Time) error {
 	case OnHold:
 		return errs.New(errs.CertificateRevoked, "the certificate is suspended (certificateHold since %s)", r.RevokedAt.UTC().Format(time.RFC3339))
 	}
-	switch r.Reason {
-	case reasonKeyCompromise, reasonUnspecified, reasonCACompromise, reasonAACompromise:
-		return errs.New(errs.CertificateRevoked, "the certificate was revoked (%s) at %s; no signature by its key is trusted", reasonName(r.Reason), r.RevokedAt.UTC().Format(time.RFC3339))
-	}
-	if !t.Before(r.RevokedAt) {
-		return errs.New(errs.CertificateRevoked, "the certificate was revoked (%s) at %s, before the signature time %s", reasonName(r.Reason), r.RevokedAt.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339))
-	}
-	return nil
+	return errs.New(errs.CertificateRevoked, "the certificate was revoked (%s) at %s; no signature by its key can be trusted on its own claim of time (signed %s)",
+		reasonName(r.Reason), r.RevokedAt.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339))
 }
 
 func reasonName(r int) string {
@@ -86,6 +76,14 @@ func reasonName(r int) string {
 	}
 	return fmt.Sprintf("reason %d", r)
 }
+
+var (
+	oidCRLNumber                = asn1.ObjectIdentifier{2, 5, 29, 20}
+	oidReasonCode               = asn1.ObjectIdentifier{2, 5, 29, 21}
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidAuthorityKeyID           = asn1.ObjectIdentifier{2, 5, 29, 35}
+)
 
 // Config configures a Checker.
 type Config struct {
@@ -143,11 +141,31 @@ func issuerKey(issuer *x509.Certificate) string {
 // AddCRL verifies list against issuer and makes it the evidence for that
 // issuer, unless a CRL with a higher number is already held.
 func (c *Checker) AddCRL(list *x509.RevocationList, issuer *x509.Certificate) error {
+	if !bytes.Equal(list.RawIssuer, issuer.RawSubject) {
+		return fmt.Errorf("revocation: CRL issued by another name than %q", issuer.Subject.CommonName)
+	}
 	if err := list.CheckSignatureFrom(issuer); err != nil {
 		return fmt.Errorf("revocation: CRL not signed by %q: %w", issuer.Subject.CommonName, err)
 	}
 	if list.Number == nil {
 		return errors.New("revocation: CRL without a number")
+	}
+	// Only complete CRLs are evidence of good status: a delta CRL or one
+	// scoped by an issuing distribution point lists only some revocations.
+	for _, ext := range list.Extensions {
+		switch {
+		case ext.Id.Equal(oidDeltaCRLIndicator), ext.Id.Equal(oidIssuingDistributionPoint):
+			return errors.New("revocation: delta and partitioned CRLs are not accepted as complete evidence")
+		case ext.Critical && !ext.Id.Equal(oidCRLNumber) && !ext.Id.Equal(oidAuthorityKeyID):
+			return fmt.Errorf("revocation: CRL has an unknown critical extension %s", ext.Id)
+		}
+	}
+	for _, e := range list.RevokedCertificateEntries {
+		for _, ext := range e.Extensions {
+			if ext.Critical && !ext.Id.Equal(oidReasonCode) {
+				return fmt.Errorf("revocation: CRL entry has an unknown critical extension %s", ext.Id)
+			}
+		}
 	}
 	idx := &index{number: list.Number, thisUpdate: list.ThisUpdate, nextUpdate: list.NextUpdate,
 		revoked: make(map[string]entry, len(list.RevokedCertificateEntries))}

@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"io"
 	"log/slog"
@@ -89,7 +91,9 @@ func TestFromCRL(t *testing.T) {
 	}{
 		{"good", f.good, revocation.Good, true, true},
 		{"key compromise: distrusted for all time", f.stolen, revocation.Revoked, false, false},
-		{"cessation of operation: good before revocation", f.retired, revocation.Revoked, true, false},
+		// sigT is the signer's claim: a revoked key can backdate it, so no
+		// revocation reason leaves earlier signatures trusted.
+		{"cessation of operation: not trusted before either", f.retired, revocation.Revoked, false, false},
 		{"suspended", f.held, revocation.OnHold, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,6 +116,20 @@ func TestFromCRL(t *testing.T) {
 		}
 		if _, err := c.Check(context.Background(), f.good, f.p.Intermediate); err != nil {
 			t.Fatalf("the newer CRL was replaced: %v", err)
+		}
+	})
+	t.Run("a delta CRL is not complete evidence", func(t *testing.T) {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(50), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
+			ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: []byte{0x02, 0x01, 0x02}}}}, f.p.Intermediate, f.interKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delta, _ := x509.ParseRevocationList(der)
+		if err := c.AddCRL(delta, f.p.Intermediate); err == nil {
+			t.Fatal("a delta CRL replaced the full one")
+		}
+		if res, _ := c.Check(context.Background(), f.stolen, f.p.Intermediate); res.Status != revocation.Revoked {
+			t.Fatal("the full CRL's evidence was lost")
 		}
 	})
 	t.Run("a CRL signed by someone else is refused", func(t *testing.T) {

@@ -63,10 +63,8 @@ func (t *Trust) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revo
 			serial, string(ev.Status), int(ev.Reason), ev.EffectiveAt.UTC(), ev.RecordedAt.UTC(), ev.RequestedBy, ev.ApprovedBy, change).Scan(&ev.Seq); err != nil {
 			return t.classify(err)
 		}
-		if ev.Status == revoke.Good {
-			_, err := t.exec(ctx, tx, `DELETE FROM certificate_status WHERE serial = $1`, serial)
-			return err
-		}
+		// A release keeps the row (status good) so that its sequence number
+		// is known: consumers order status changes by it.
 		_, err = t.exec(ctx, tx, `INSERT INTO certificate_status (serial, status, reason, effective_at, not_after, seq) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (serial) DO UPDATE SET status = excluded.status, reason = excluded.reason, effective_at = excluded.effective_at, seq = excluded.seq`,
 			serial, string(ev.Status), int(ev.Reason), ev.EffectiveAt.UTC(), notAfter.UTC(), ev.Seq)
@@ -81,9 +79,10 @@ func (t *Trust) CertificateStatus(ctx context.Context, serial *big.Int) (revoke.
 	rec := revoke.Record{Serial: serial, Status: revoke.Good}
 	var st string
 	var reason int
-	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT c.not_after, s.status, s.reason, s.effective_at FROM certificates c
+	var seq int
+	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT c.not_after, s.status, s.reason, s.effective_at, s.seq FROM certificates c
 		LEFT JOIN certificate_status s ON s.serial = c.serial WHERE c.serial = $1`), s).
-		Scan(&rec.NotAfter, nullStr{&st}, nullInt{&reason}, nullTime{&rec.EffectiveAt})
+		Scan(&rec.NotAfter, nullStr{&st}, nullInt{&reason}, nullTime{&rec.EffectiveAt}, nullInt{&seq})
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, fmt.Errorf("%w: certificate %s", store.ErrNotFound, s)
 	}
@@ -91,7 +90,10 @@ func (t *Trust) CertificateStatus(ctx context.Context, serial *big.Int) (revoke.
 		return rec, err
 	}
 	if st != "" {
-		rec.Status, rec.Reason = revoke.Status(st), revoke.Reason(reason)
+		rec.Status, rec.Reason, rec.Seq = revoke.Status(st), revoke.Reason(reason), int64(seq)
+	}
+	if rec.Status == revoke.Good {
+		rec.Reason, rec.EffectiveAt = 0, time.Time{}
 	}
 	rec.NotAfter, rec.EffectiveAt = rec.NotAfter.UTC(), rec.EffectiveAt.UTC()
 	return rec, nil
@@ -100,8 +102,8 @@ func (t *Trust) CertificateStatus(ctx context.Context, serial *big.Int) (revoke.
 // ForEachStatus calls fn for every certificate that is not good and has not
 // expired before notAfter, in serial order.
 func (t *Trust) ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error {
-	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT serial, status, reason, effective_at, not_after FROM certificate_status
-		WHERE not_after > $1 ORDER BY serial`), notAfter.UTC())
+	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT serial, status, reason, effective_at, not_after, seq FROM certificate_status
+		WHERE not_after > $1 AND status <> 'good' ORDER BY serial`), notAfter.UTC())
 	if err != nil {
 		return err
 	}
@@ -110,7 +112,7 @@ func (t *Trust) ForEachStatus(ctx context.Context, notAfter time.Time, fn func(r
 		var s, st string
 		var reason int
 		var r revoke.Record
-		if err := rows.Scan(&s, &st, &reason, &r.EffectiveAt, &r.NotAfter); err != nil {
+		if err := rows.Scan(&s, &st, &reason, &r.EffectiveAt, &r.NotAfter, &r.Seq); err != nil {
 			return err
 		}
 		n, ok := enrol.ParseSerialHex(s)
@@ -129,7 +131,7 @@ func (t *Trust) ForEachStatus(ctx context.Context, notAfter time.Time, fn func(r
 // ForEachCertificate calls fn for every certificate (with its current
 // status) that has not expired before notAfter.
 func (t *Trust) ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error {
-	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT c.serial, c.not_after, s.status, s.reason, s.effective_at FROM certificates c
+	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT c.serial, c.not_after, s.status, s.reason, s.effective_at, s.seq FROM certificates c
 		LEFT JOIN certificate_status s ON s.serial = c.serial WHERE c.not_after > $1 ORDER BY c.serial`), notAfter.UTC())
 	if err != nil {
 		return err
@@ -139,7 +141,8 @@ func (t *Trust) ForEachCertificate(ctx context.Context, notAfter time.Time, fn f
 		var s, st string
 		var reason int
 		r := revoke.Record{Status: revoke.Good}
-		if err := rows.Scan(&s, &r.NotAfter, nullStr{&st}, nullInt{&reason}, nullTime{&r.EffectiveAt}); err != nil {
+		var seq int
+		if err := rows.Scan(&s, &r.NotAfter, nullStr{&st}, nullInt{&reason}, nullTime{&r.EffectiveAt}, nullInt{&seq}); err != nil {
 			return err
 		}
 		n, ok := enrol.ParseSerialHex(s)
@@ -148,7 +151,10 @@ func (t *Trust) ForEachCertificate(ctx context.Context, notAfter time.Time, fn f
 		}
 		r.Serial = n
 		if st != "" {
-			r.Status, r.Reason = revoke.Status(st), revoke.Reason(reason)
+			r.Status, r.Reason, r.Seq = revoke.Status(st), revoke.Reason(reason), int64(seq)
+		}
+		if r.Status == revoke.Good {
+			r.Reason, r.EffectiveAt = 0, time.Time{}
 		}
 		r.EffectiveAt, r.NotAfter = r.EffectiveAt.UTC(), r.NotAfter.UTC()
 		if err := fn(r); err != nil {
@@ -183,12 +189,12 @@ func (t *Trust) StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Eve
 
 // CreateStatusChange records a hold or release request.
 func (t *Trust) CreateStatusChange(ctx context.Context, c *revoke.Change) error {
-	_, err := t.exec(ctx, t.db, `INSERT INTO status_changes (id, serial, action, comment, requested_by, requested_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		c.ID, c.Serial, string(c.Action), c.Comment, c.RequestedBy, c.RequestedAt.UTC())
+	_, err := t.exec(ctx, t.db, `INSERT INTO status_changes (id, serial, action, comment, requested_by, requested_at, base_seq) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		c.ID, c.Serial, string(c.Action), c.Comment, c.RequestedBy, c.RequestedAt.UTC(), c.BaseSeq)
 	return err
 }
 
-const changeSelect = `SELECT c.id, c.serial, c.action, c.comment, c.requested_by, c.requested_at, d.approved, d.decided_by, d.decided_at, d.comment
+const changeSelect = `SELECT c.id, c.serial, c.action, c.comment, c.requested_by, c.requested_at, c.base_seq, d.approved, d.decided_by, d.decided_at, d.comment
 	FROM status_changes c LEFT JOIN status_change_decisions d ON d.change_id = c.id`
 
 func scanChange(r scanner) (*revoke.Change, error) {
@@ -197,7 +203,7 @@ func scanChange(r scanner) (*revoke.Change, error) {
 	var approved sql.NullBool
 	var by, comment sql.NullString
 	var at sql.NullTime
-	if err := r.Scan(&c.ID, &c.Serial, &action, &c.Comment, &c.RequestedBy, &c.RequestedAt, &approved, &by, &at, &comment); err != nil {
+	if err := r.Scan(&c.ID, &c.Serial, &action, &c.Comment, &c.RequestedBy, &c.RequestedAt, &c.BaseSeq, &approved, &by, &at, &comment); err != nil {
 		return nil, err
 	}
 	c.Action, c.RequestedAt = revoke.Action(action), c.RequestedAt.UTC()
