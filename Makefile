@@ -4,7 +4,7 @@
 run: ## start trustd on the embedded default (SQLite, encrypted key files)
 	bash deploy/run.sh
 
-test: ## install SoftHSM2, OpenSC and PostgreSQL as needed, then run every test
+test: ## install SoftHSM2, OpenSC, PostgreSQL and Node.js as needed, then run every test
 	bash deploy/test.sh
 
 build:
