@@ -5,18 +5,20 @@ package nationalid
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/persian"
 )
 
 // Normalize converts Persian and Arabic-Indic digits to ASCII, drops the
-// dashes and spaces of the printed form (xxx-xxxxxx-x), and restores the
-// leading zeros that spreadsheets strip from 8- and 9-digit inputs.
+// dashes and white space of the printed form (xxx-xxxxxx-x), and restores
+// the leading zeros that spreadsheets strip from 8- and 9-digit inputs.
+// Normalizing twice changes nothing more.
 func Normalize(s string) string {
-	s = persian.Digits(strings.TrimSpace(s))
+	s = persian.Digits(s)
 	s = strings.Map(func(r rune) rune {
-		if r == '-' || r == ' ' || r == '\u200C' {
+		if r == '-' || r == '\u200C' || unicode.IsSpace(r) {
 			return -1
 		}
 		return r

@@ -85,3 +85,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func FuzzNormalizeIsIdempotent(f *testing.F) {
+	for _, s := range []string{"-\r0", " 049-937089-9 ", "۰۴۹۹۳۷۰۸۹۹", "12345678", "\u200c1-2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		once := Normalize(s)
+		if twice := Normalize(once); twice != once {
+			t.Fatalf("Normalize(%q) = %q, then %q", s, once, twice)
+		}
+	})
+}

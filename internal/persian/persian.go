@@ -6,6 +6,7 @@ package persian
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -27,14 +28,18 @@ func Digits(s string) string {
 // Text normalises Persian text: Arabic yeh and kaf (ي ك, common from Arabic
 // keyboard layouts) become Persian ی and ک, alef maksura becomes ی, the text
 // is put in Unicode NFC, runs of white space collapse to one space and the
-// ends are trimmed. The zero-width non-joiner (U+200C, نیم‌فاصله) is kept: it
-// is part of correct Persian spelling. Digits are left as they are, since a
+// ends are trimmed. The zero-width non-joiner (U+200C, نیم‌فاصله) is kept
+// between letters — it is part of correct Persian spelling — and dropped
+// where it joins nothing (next to a space, at the ends, repeated). Digits are left as they are, since a
 // name may legitimately show them; use Digits for numbers.
 func Text(s string) string {
+	if isText(s) {
+		return s // already normal: the common case, and no allocation
+	}
 	s = norm.NFC.String(s)
 	var b strings.Builder
 	b.Grow(len(s))
-	space := false
+	space, zwnj := false, false
 	for _, r := range s {
 		switch r {
 		case '\u064A', '\u0649': // Arabic yeh, alef maksura
@@ -42,20 +47,81 @@ func Text(s string) string {
 		case '\u0643': // Arabic kaf
 			r = '\u06A9'
 		case '\u200C':
-			// ZWNJ next to a space is meaningless; drop it there.
-			if space || b.Len() == 0 {
-				continue
-			}
+			// A ZWNJ joins nothing next to a space or at either end, and
+			// one is as good as several: keep it only between letters.
+			zwnj = !space && b.Len() > 0
+			continue
 		}
 		if unicode.IsSpace(r) {
-			space = true
+			space, zwnj = true, false
 			continue
 		}
 		if space && b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		space = false
+		if zwnj {
+			b.WriteRune('\u200C')
+		}
+		space, zwnj = false, false
 		b.WriteRune(r)
 	}
-	return strings.TrimSuffix(b.String(), "\u200C")
+	return b.String()
+}
+
+// isText reports whether Text(s) == s, cheaply.
+func isText(s string) bool {
+	if s == "" {
+		return true
+	}
+	prevSpace, prevZWNJ := true, false // nothing may start with a space or ZWNJ
+	stable := true                     // every rune so far is NFC whatever surrounds it
+	for _, r := range s {
+		if stable && !nfcStable(r) {
+			stable = false
+		}
+		switch {
+		case r == '\u064A' || r == '\u0649' || r == '\u0643':
+			return false
+		case r == ' ':
+			if prevSpace || prevZWNJ {
+				return false
+			}
+			prevSpace = true
+			continue
+		case r == '\u200C':
+			if prevSpace || prevZWNJ {
+				return false
+			}
+			prevZWNJ = true
+			continue
+		case unicode.IsSpace(r):
+			return false
+		}
+		prevSpace, prevZWNJ = false, false
+	}
+	last, _ := utf8.DecodeLastRuneInString(s)
+	if last == ' ' || last == '\u200C' {
+		return false
+	}
+	return stable || norm.NFC.IsNormalString(s)
+}
+
+// nfcStable reports runes that are NFC_Quick_Check=Yes with canonical
+// combining class 0: a string made only of them is in NFC, so the common
+// case (ASCII, Persian letters and digits, ZWNJ) needs no normalisation
+// pass. Arabic harakat and the combining maddah/hamza (U+064B–U+065F) are
+// deliberately outside the ranges: they may compose with the letter before.
+func nfcStable(r rune) bool {
+	switch {
+	case r < 0x80,
+		r >= 0x0621 && r <= 0x064A, // Arabic letters and tatweel
+		r >= 0x0660 && r <= 0x0669, // Arabic-Indic digits
+		r >= 0x067E && r <= 0x06BF, // Persian and other letters; none decomposes
+		r == 0x06CC,
+		r >= 0x06F0 && r <= 0x06F9,            // Persian digits
+		r == 0x060C, r == 0x061B, r == 0x061F, // Arabic comma, semicolon, question mark
+		r == 0x200C, r == 0x200D:
+		return true
+	}
+	return false
 }

@@ -12,7 +12,6 @@ package rx
 import (
 	"crypto/rand"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -45,28 +44,10 @@ type Document interface {
 	// Check validates what JSON Schema cannot (check digits, dates, the
 	// relations between fields). Failures are *errs.Error naming the field.
 	Check() error
-	// clone is a deep copy, to compare a document with its normal form.
-	clone() Document
+	// walk visits every field that has a normal form (see normalizer).
+	walk(*normalizer)
 	// rules checks what the kind's JSON Schema says (see rules.go).
 	rules() error
-}
-
-func (p *Prescription) clone() Document {
-	c := *p
-	c.Diagnoses = append([]string(nil), p.Diagnoses...)
-	c.Items = append([]Item(nil), p.Items...)
-	return &c
-}
-
-func (d *Dispense) clone() Document {
-	c := *d
-	c.Items = append([]DispensedItem(nil), d.Items...)
-	return &c
-}
-
-func (c *Cancellation) clone() Document {
-	x := *c
-	return &x
 }
 
 // Reference names a prescription from a later document: its id and the
@@ -181,70 +162,114 @@ func NewID() string {
 
 func text(s string) string   { return persian.Text(s) }
 func digits(s string) string { return strings.TrimSpace(persian.Digits(s)) }
-func code(s string) string   { return strings.TrimSpace(persian.Digits(s)) }
-func instant(t time.Time) time.Time {
-	return t.UTC().Truncate(time.Second)
+func lower(s string) string  { return strings.ToLower(strings.TrimSpace(s)) }
+func upperCode(s string) string {
+	return strings.ToUpper(digits(s))
 }
 
-func (p *Prescriber) normalize() {
-	p.CouncilNumber = digits(p.CouncilNumber)
-	p.Profession = strings.ToLower(strings.TrimSpace(p.Profession))
-	p.Specialty = strings.ToLower(strings.TrimSpace(p.Specialty))
-	p.Name = text(p.Name)
+// normalizer walks a document's fields once, either putting each in
+// normal form or, when checking, noting whether any would change. One walk
+// serves both so that what Normalize does and what the verifier demands
+// cannot drift apart; the functions return their argument unchanged, without
+// allocating, when it is already normal.
+type normalizer struct {
+	check    bool
+	abnormal bool
 }
 
-// Normalize puts the prescription in normal form.
-func (p *Prescription) Normalize() {
-	p.ID = strings.ToLower(strings.TrimSpace(p.ID))
-	p.IssuedAt = instant(p.IssuedAt)
-	p.Patient.NationalID = nationalid.Normalize(p.Patient.NationalID)
-	p.Patient.Name = text(p.Patient.Name)
-	p.Patient.BirthDate = digits(p.Patient.BirthDate)
-	p.Patient.Sex = strings.ToLower(strings.TrimSpace(p.Patient.Sex))
-	p.Prescriber.normalize()
-	p.Practice.Name = text(p.Practice.Name)
-	p.Practice.ID = code(p.Practice.ID)
-	p.Practice.Province = strings.ToUpper(digits(p.Practice.Province))
-	for i, d := range p.Diagnoses {
-		p.Diagnoses[i] = strings.ToUpper(code(d))
+func (n *normalizer) str(s *string, f func(string) string) {
+	v := f(*s)
+	if !n.check {
+		*s = v
+	} else if v != *s {
+		n.abnormal = true
+	}
+}
+
+// instant is UTC to the second: what the signed JSON shows as ...Z.
+func (n *normalizer) instant(t *time.Time) {
+	if !n.check {
+		*t = t.UTC().Truncate(time.Second)
+	} else if t.Location() != time.UTC || t.Nanosecond() != 0 {
+		n.abnormal = true
+	}
+}
+
+func (p *Prescriber) walk(n *normalizer) {
+	n.str(&p.CouncilNumber, digits)
+	n.str(&p.Profession, lower)
+	n.str(&p.Specialty, lower)
+	n.str(&p.Name, text)
+}
+
+func (r *Reference) walk(n *normalizer) {
+	n.str(&r.ID, lower)
+	n.str(&r.JWSSHA256, lower)
+}
+
+func (p *Prescription) walk(n *normalizer) {
+	n.str(&p.ID, lower)
+	n.instant(&p.IssuedAt)
+	n.str(&p.Patient.NationalID, nationalid.Normalize)
+	n.str(&p.Patient.Name, text)
+	n.str(&p.Patient.BirthDate, digits)
+	n.str(&p.Patient.Sex, lower)
+	p.Prescriber.walk(n)
+	n.str(&p.Practice.Name, text)
+	n.str(&p.Practice.ID, digits)
+	n.str(&p.Practice.Province, upperCode)
+	for i := range p.Diagnoses {
+		n.str(&p.Diagnoses[i], upperCode)
 	}
 	for i := range p.Items {
 		it := &p.Items[i]
-		it.Kind = strings.ToLower(strings.TrimSpace(it.Kind))
-		it.Code = code(it.Code)
-		it.Dosage = text(it.Dosage)
-		it.Note = text(it.Note)
+		n.str(&it.Kind, lower)
+		n.str(&it.Code, digits)
+		n.str(&it.Dosage, text)
+		n.str(&it.Note, text)
 	}
-	p.Notes = text(p.Notes)
+	n.str(&p.Notes, text)
 }
 
-// Normalize puts the dispense record in normal form.
-func (d *Dispense) Normalize() {
-	d.ID = strings.ToLower(strings.TrimSpace(d.ID))
-	d.DispensedAt = instant(d.DispensedAt)
-	d.Prescription.ID = strings.ToLower(strings.TrimSpace(d.Prescription.ID))
-	d.Prescription.JWSSHA256 = strings.ToLower(strings.TrimSpace(d.Prescription.JWSSHA256))
-	d.Dispenser.LicenceNumber = digits(d.Dispenser.LicenceNumber)
-	d.Dispenser.Role = strings.ToLower(strings.TrimSpace(d.Dispenser.Role))
-	d.Dispenser.Name = text(d.Dispenser.Name)
+func (d *Dispense) walk(n *normalizer) {
+	n.str(&d.ID, lower)
+	n.instant(&d.DispensedAt)
+	d.Prescription.walk(n)
+	n.str(&d.Dispenser.LicenceNumber, digits)
+	n.str(&d.Dispenser.Role, lower)
+	n.str(&d.Dispenser.Name, text)
 	for i := range d.Items {
 		it := &d.Items[i]
-		it.Code, it.SubstituteFor, it.Note = code(it.Code), code(it.SubstituteFor), text(it.Note)
+		n.str(&it.Code, digits)
+		n.str(&it.SubstituteFor, digits)
+		n.str(&it.Note, text)
 	}
-	d.Notes = text(d.Notes)
+	n.str(&d.Notes, text)
 }
+
+func (c *Cancellation) walk(n *normalizer) {
+	n.str(&c.ID, lower)
+	n.instant(&c.CancelledAt)
+	c.Prescription.walk(n)
+	c.Prescriber.walk(n)
+	n.str(&c.Reason, text)
+}
+
+// Normalize puts the prescription in normal form.
+func (p *Prescription) Normalize() { p.walk(&normalizer{}) }
+
+// Normalize puts the dispense record in normal form.
+func (d *Dispense) Normalize() { d.walk(&normalizer{}) }
 
 // Normalize puts the cancellation in normal form.
-func (c *Cancellation) Normalize() {
-	c.ID = strings.ToLower(strings.TrimSpace(c.ID))
-	c.CancelledAt = instant(c.CancelledAt)
-	c.Prescription.ID = strings.ToLower(strings.TrimSpace(c.Prescription.ID))
-	c.Prescription.JWSSHA256 = strings.ToLower(strings.TrimSpace(c.Prescription.JWSSHA256))
-	c.Prescriber.normalize()
-	c.Reason = text(c.Reason)
-}
+func (c *Cancellation) Normalize() { c.walk(&normalizer{}) }
 
-var reICD10 = regexp.MustCompile(`^[A-TV-Z][0-9][0-9AB](\.[0-9A-TV-Z]{1,4})?$`)
+// normal reports whether doc is in normal form, without changing it.
+func normal(doc interface{ walk(*normalizer) }) bool {
+	n := normalizer{check: true}
+	doc.walk(&n)
+	return !n.abnormal
+}
 
 func bad(field, format string, args ...any) error {
 	return errs.FieldError(errs.InvalidDocument, field, format, args...)

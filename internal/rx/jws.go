@@ -1,6 +1,7 @@
 package rx
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,14 +12,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -121,10 +126,10 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 
 // compact is a parsed compact JWS, before any of it is trusted.
 type compact struct {
-	header       map[string]json.RawMessage
+	header       map[string]jsontext.Value
 	alg          jose.SignatureAlgorithm
 	payload      []byte
-	signingInput []byte
+	signingInput string // a slice of the token, not a copy
 	signature    []byte
 }
 
@@ -141,19 +146,23 @@ func parseCompact(token string) (*compact, error) {
 	if len(token) > MaxJWS {
 		return nil, errs.New(errs.MalformedSignature, "larger than %d bytes", MaxJWS)
 	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
+	h, rest, ok1 := strings.Cut(token, ".")
+	p, s, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0 {
 		return nil, errs.New(errs.MalformedSignature, "a compact JWS has three parts separated by dots")
 	}
-	rawHeader, err := b64.DecodeString(parts[0])
+	// One buffer for the three decoded parts: they live exactly as long
+	// as each other.
+	buf := make([]byte, b64.DecodedLen(len(h))+b64.DecodedLen(len(p))+b64.DecodedLen(len(s)))
+	rawHeader, buf, err := decodeInto(buf, h)
 	if err != nil {
 		return nil, errs.New(errs.MalformedSignature, "header is not base64url")
 	}
-	payload, err := b64.DecodeString(parts[1])
+	payload, buf, err := decodeInto(buf, p)
 	if err != nil {
 		return nil, errs.New(errs.MalformedSignature, "payload is not base64url")
 	}
-	sig, err := b64.DecodeString(parts[2])
+	sig, _, err := decodeInto(buf, s)
 	if err != nil {
 		return nil, errs.New(errs.MalformedSignature, "signature is not base64url")
 	}
@@ -162,9 +171,9 @@ func parseCompact(token string) (*compact, error) {
 		return nil, err
 	}
 	c := &compact{header: header, payload: payload, signature: sig,
-		signingInput: []byte(parts[0] + "." + parts[1])}
-	var alg string
-	if err := json.Unmarshal(header[hAlg], &alg); err != nil || alg == "" {
+		signingInput: token[:len(h)+1+len(p)]}
+	alg, ok := jsonString(header[hAlg])
+	if !ok || alg == "" {
 		return nil, errs.New(errs.BadSignatureHeader, "alg is missing or not a string")
 	}
 	c.alg = jose.SignatureAlgorithm(alg)
@@ -177,62 +186,92 @@ func parseCompact(token string) (*compact, error) {
 	return c, nil
 }
 
-// jsonObject splits one JSON object into its members, refusing duplicate
+// decodeInto decodes s into the front of buf (full-capacity slice, so
+// later appends cannot run into the next part) and returns the rest.
+func decodeInto(buf []byte, s string) (out, rest []byte, err error) {
+	n, err := b64.Decode(buf[:len(buf):len(buf)], []byte(s))
+	if err != nil {
+		return nil, nil, err
+	}
+	return buf[:n:n], buf[n:], nil
+}
+
+// headerDecoders are reused: a decoder's state is most of what reading a
+// header allocates.
+var headerDecoders = sync.Pool{New: func() any { return new(jsontext.Decoder) }}
+
+// jsonObject reads one JSON object into its members, refusing duplicate
 // names (which encoding/json would silently resolve to the last one, and
-// another implementation to the first). Each value is checked to be valid
-// JSON but left undecoded: the header's x5c is most of its bytes and is
-// decoded once per signer, not once per signature.
-func jsonObject(raw []byte) (map[string]json.RawMessage, error) {
-	notObject := errs.New(errs.MalformedSignature, "header is not a JSON object")
+// another implementation to the first), invalid UTF-8 and trailing data.
+// Each value is checked to be valid JSON but left undecoded, as a slice of
+// raw: the header's x5c is most of its bytes and is decoded once per
+// signer, not once per signature.
+func jsonObject(raw []byte) (map[string]jsontext.Value, error) {
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
-		return nil, notObject
+		return nil, errs.New(errs.MalformedSignature, "header is not a JSON object")
 	}
-	out := map[string]json.RawMessage{}
-	i = skipSpace(raw, i+1)
-	if i < len(raw) && raw[i] == '}' {
-		if skipSpace(raw, i+1) != len(raw) {
-			return nil, notObject
+	dec := headerDecoders.Get().(*jsontext.Decoder)
+	// From a bytes.Buffer the decoder reads in place, without a copy.
+	dec.Reset(bytes.NewBuffer(raw))
+	defer headerDecoders.Put(dec)
+	out := make(map[string]jsontext.Value, len(allowedHeaders))
+	fail := func(err error) (map[string]jsontext.Value, error) {
+		if errors.Is(err, jsontext.ErrDuplicateName) {
+			return nil, errs.New(errs.BadSignatureHeader, "a header parameter appears twice: %s", jsonProblem(err))
 		}
-		return out, nil
+		return nil, errs.New(errs.MalformedSignature, "header is not a JSON object: %s", jsonProblem(err))
 	}
-	for {
-		end := stringEnd(raw, i)
-		if end < 0 {
-			return nil, notObject
-		}
-		var name string
-		if err := json.Unmarshal(raw[i:end], &name); err != nil {
-			return nil, notObject
-		}
-		i = skipSpace(raw, end)
-		if i >= len(raw) || raw[i] != ':' {
-			return nil, notObject
-		}
-		start := skipSpace(raw, i+1)
-		vend := valueEnd(raw, start)
-		if vend < 0 || !json.Valid(raw[start:vend]) {
-			return nil, notObject
-		}
-		if _, dup := out[name]; dup {
-			return nil, errs.New(errs.BadSignatureHeader, "header parameter %q appears twice", name)
-		}
-		out[name] = raw[start:vend]
-		i = skipSpace(raw, vend)
-		if i >= len(raw) {
-			return nil, notObject
-		}
-		if raw[i] == '}' {
-			if skipSpace(raw, i+1) != len(raw) {
-				return nil, notObject
-			}
-			return out, nil
-		}
-		if raw[i] != ',' {
-			return nil, notObject
-		}
-		i = skipSpace(raw, i+1)
+	if _, err := dec.ReadToken(); err != nil {
+		return fail(err)
 	}
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return fail(err)
+		}
+		name := tok.String() // a token is valid only until the next read
+		start := dec.InputOffset()
+		if err := dec.SkipValue(); err != nil {
+			return fail(err)
+		}
+		// Between the name and its value lie only white space and the
+		// colon, neither of which can begin a JSON value.
+		out[name] = bytes.TrimLeft(raw[start:dec.InputOffset()], " \t\r\n:")
+	}
+	if _, err := dec.ReadToken(); err != nil { // the closing brace, or why not
+		return fail(err)
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		if err == nil {
+			err = errors.New("data after the object")
+		}
+		return fail(err)
+	}
+	return out, nil
+}
+
+// jsonString decodes a member that must be a JSON string; ok is false if
+// it is absent or anything else. Header values are already known to be
+// valid JSON in valid UTF-8, so one without escapes is its own content.
+func jsonString(raw jsontext.Value) (s string, ok bool) {
+	n := len(raw)
+	if n < 2 || raw[0] != '"' || raw[n-1] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : n-1]), true
+	}
+	return s, jsonv2.Unmarshal(raw, &s) == nil
+}
+
+// jsonProblem is a decoding error's message without the package prefix.
+func jsonProblem(err error) string {
+	m := err.Error()
+	for _, p := range []string{"jsontext: ", "json: "} {
+		m = strings.TrimPrefix(m, p)
+	}
+	return m
 }
 
 func skipSpace(b []byte, i int) int {
@@ -332,32 +371,41 @@ func (c *compact) verify(pub crypto.PublicKey) error {
 // verifySignature is the whole cryptographic check, by the standard
 // library, per JWA (RFC 7518 §3.4, §3.5). The key type and size must be
 // the algorithm's; ECDSA signatures must be the fixed-length r‖s form.
-func verifySignature(alg jose.SignatureAlgorithm, pub crypto.PublicKey, input, sig []byte) bool {
+func verifySignature(alg jose.SignatureAlgorithm, pub crypto.PublicKey, input string, sig []byte) bool {
 	switch alg {
 	case jose.ES256:
 		k, ok := pub.(*ecdsa.PublicKey)
 		if !ok || k.Curve != elliptic.P256() {
 			return false
 		}
-		h := sha256.Sum256(input)
-		return verifyP1363(k, h[:], sig, 32)
+		h := digest(sha256.New(), input)
+		return verifyP1363(k, h, sig, 32)
 	case jose.ES384:
 		k, ok := pub.(*ecdsa.PublicKey)
 		if !ok || k.Curve != elliptic.P384() {
 			return false
 		}
-		h := crypto.SHA384.New()
-		h.Write(input)
-		return verifyP1363(k, h.Sum(nil), sig, 48)
+		return verifyP1363(k, digest(crypto.SHA384.New(), input), sig, 48)
 	case jose.PS256:
 		k, ok := pub.(*rsa.PublicKey)
 		if !ok || k.N.BitLen() < 2048 {
 			return false
 		}
-		h := sha256.Sum256(input)
-		return rsa.VerifyPSS(k, crypto.SHA256, h[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}) == nil
+		return rsa.VerifyPSS(k, crypto.SHA256, digest(sha256.New(), input), sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}) == nil
 	}
 	return false
+}
+
+// digest hashes s through a small stack buffer, so that the signing input
+// (a slice of the token) is never copied whole.
+func digest(h hash.Hash, s string) []byte {
+	var chunk [512]byte
+	for len(s) > 0 {
+		n := copy(chunk[:], s)
+		h.Write(chunk[:n])
+		s = s[n:]
+	}
+	return h.Sum(nil)
 }
 
 // verifyP1363 checks an IEEE P1363 (r‖s) ECDSA signature of exactly 2*size

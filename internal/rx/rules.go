@@ -2,7 +2,6 @@ package rx
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"unicode/utf8"
 )
@@ -14,37 +13,45 @@ import (
 // each other (whatever these rules accept, the schema accepts).
 
 var (
-	reUUID      = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	reCode      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,31}$`)
-	reSpecialty = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
-	reNID       = regexp.MustCompile(`^[0-9]{10}$`)
-	reDate      = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
-	reProvince  = regexp.MustCompile(`^IR-(0[0-9]|[12][0-9]|30)$`)
-	reSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
-
-var (
 	professions = []string{"physician", "dentist", "midwife"}
 	itemKinds   = []string{"drug", "lab", "imaging", "procedure"}
 	sexes       = []string{"female", "male"}
 	roles       = []string{"pharmacy", "paraclinic"}
 )
 
-type rules struct{ err error }
-
-func (r *rules) fail(field, format string, args ...any) {
-	if r.err == nil {
-		r.err = bad(field, format, args...)
-	}
+// rules collects the first failure. Inside a list (items, diagnoses) the
+// field names are relative and the full name ("items[3].code") is built
+// only on failure: formatting it for every field of every item was a
+// measurable part of verification.
+type rules struct {
+	err   error
+	list  string // set while checking one element of a list
+	index int
 }
 
-func (r *rules) match(field, v string, re *regexp.Regexp) {
+func (r *rules) in(list string, i int) { r.list, r.index = list, i }
+
+func (r *rules) fail(field, format string, args ...any) {
+	if r.err != nil {
+		return
+	}
+	if r.list != "" {
+		if field == "" {
+			field = fmt.Sprintf("%s[%d]", r.list, r.index)
+		} else {
+			field = fmt.Sprintf("%s[%d].%s", r.list, r.index, field)
+		}
+	}
+	r.err = bad(field, format, args...)
+}
+
+func (r *rules) match(field, v string, re pattern) {
 	if !re.MatchString(v) {
 		r.fail(field, "%q does not match %s", v, re)
 	}
 }
 
-func (r *rules) optMatch(field, v string, re *regexp.Regexp) {
+func (r *rules) optMatch(field, v string, re pattern) {
 	if v != "" {
 		r.match(field, v, re)
 	}
@@ -79,11 +86,11 @@ func (r *rules) header(v int, typ, want Kind, id string) {
 	r.match("id", id, reUUID)
 }
 
-func (r *rules) prescriber(prefix string, p Prescriber) {
-	r.match(prefix+".council_number", p.CouncilNumber, reCode)
-	r.oneOf(prefix+".profession", p.Profession, professions)
-	r.match(prefix+".specialty", p.Specialty, reSpecialty)
-	r.length(prefix+".name", p.Name, 0, 128)
+func (r *rules) prescriber(p Prescriber) {
+	r.match("prescriber.council_number", p.CouncilNumber, reCode)
+	r.oneOf("prescriber.profession", p.Profession, professions)
+	r.match("prescriber.specialty", p.Specialty, reSpecialty)
+	r.length("prescriber.name", p.Name, 0, 128)
 }
 
 func (r *rules) reference(p Reference) {
@@ -101,7 +108,7 @@ func (p *Prescription) rules() error {
 	r.length("patient.name", p.Patient.Name, 1, 128)
 	r.match("patient.birth_date", p.Patient.BirthDate, reDate)
 	r.oneOf("patient.sex", p.Patient.Sex, sexes)
-	r.prescriber("prescriber", p.Prescriber)
+	r.prescriber(p.Prescriber)
 	r.length("practice.name", p.Practice.Name, 1, 128)
 	r.optMatch("practice.id", p.Practice.ID, reCode)
 	r.optMatch("practice.province", p.Practice.Province, reProvince)
@@ -109,24 +116,27 @@ func (p *Prescription) rules() error {
 		r.fail("diagnoses", "at most 20")
 	}
 	for i, d := range p.Diagnoses {
-		r.match(fmt.Sprintf("diagnoses[%d]", i), d, reICD10)
+		r.in("diagnoses", i)
+		r.match("", d, reICD10)
 		if slices.Contains(p.Diagnoses[:i], d) {
-			r.fail(fmt.Sprintf("diagnoses[%d]", i), "%s appears twice", d)
+			r.fail("", "%s appears twice", d)
 		}
 	}
+	r.in("", 0)
 	if len(p.Items) < 1 || len(p.Items) > 50 {
 		r.fail("items", "must have 1 to 50 items")
 	}
 	for i, it := range p.Items {
-		f := fmt.Sprintf("items[%d]", i)
-		r.oneOf(f+".kind", it.Kind, itemKinds)
-		r.match(f+".code", it.Code, reCode)
-		r.between(f+".quantity", it.Quantity, 1, 10000)
-		r.length(f+".dosage", it.Dosage, 0, 1000)
-		r.between(f+".repeats", it.Repeats, 0, 12)
-		r.between(f+".repeat_interval_days", it.RepeatIntervalDays, 0, 365)
-		r.length(f+".note", it.Note, 0, 1000)
+		r.in("items", i)
+		r.oneOf("kind", it.Kind, itemKinds)
+		r.match("code", it.Code, reCode)
+		r.between("quantity", it.Quantity, 1, 10000)
+		r.length("dosage", it.Dosage, 0, 1000)
+		r.between("repeats", it.Repeats, 0, 12)
+		r.between("repeat_interval_days", it.RepeatIntervalDays, 0, 365)
+		r.length("note", it.Note, 0, 1000)
 	}
+	r.in("", 0)
 	r.length("notes", p.Notes, 0, 1000)
 	return r.err
 }
@@ -145,12 +155,13 @@ func (d *Dispense) rules() error {
 		r.fail("items", "must have 1 to 50 items")
 	}
 	for i, it := range d.Items {
-		f := fmt.Sprintf("items[%d]", i)
-		r.match(f+".code", it.Code, reCode)
-		r.between(f+".quantity", it.Quantity, 1, 10000)
-		r.optMatch(f+".substitute_for", it.SubstituteFor, reCode)
-		r.length(f+".note", it.Note, 0, 1000)
+		r.in("items", i)
+		r.match("code", it.Code, reCode)
+		r.between("quantity", it.Quantity, 1, 10000)
+		r.optMatch("substitute_for", it.SubstituteFor, reCode)
+		r.length("note", it.Note, 0, 1000)
 	}
+	r.in("", 0)
 	r.length("notes", d.Notes, 0, 1000)
 	return r.err
 }
@@ -162,7 +173,7 @@ func (c *Cancellation) rules() error {
 		r.fail("cancelled_at", "required")
 	}
 	r.reference(c.Prescription)
-	r.prescriber("prescriber", c.Prescriber)
+	r.prescriber(c.Prescriber)
 	r.length("reason", c.Reason, 1, 500)
 	return r.err
 }

@@ -9,11 +9,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"reflect"
 	"slices"
-	"strings"
 	"sync"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -47,13 +48,21 @@ type Verifier struct {
 	roots *x509.CertPool
 
 	mu     sync.RWMutex
-	chains map[[32]byte][]*x509.Certificate // verified chains, by the hash of x5c's certificates
-	x5cs   map[string]parsedX5c             // parsed x5c headers, by their exact JSON
+	chains map[[32]byte]builtChain // verified chains, by the hash of x5c's certificates
+	x5cs   map[string]parsedX5c    // parsed x5c headers, by their exact JSON
+}
+
+// builtChain is a chain verified to a root, and what its leaf says.
+type builtChain struct {
+	certs    []*x509.Certificate
+	identity pki.Identity
+	idErr    error
 }
 
 type parsedX5c struct {
 	certs []*x509.Certificate
-	thumb [32]byte // SHA-256 of the leaf
+	thumb string   // base64url SHA-256 of the leaf, as x5t#S256 carries it
+	key   [32]byte // SHA-256 of every certificate, the chain cache's key
 }
 
 // maxCached bounds each cache: a national verifier sees tens of thousands
@@ -78,7 +87,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	for _, r := range cfg.Roots {
 		pool.AddCert(r)
 	}
-	return &Verifier{cfg: cfg, roots: pool, chains: map[[32]byte][]*x509.Certificate{}, x5cs: map[string]parsedX5c{}}, nil
+	return &Verifier{cfg: cfg, roots: pool, chains: map[[32]byte]builtChain{}, x5cs: map[string]parsedX5c{}}, nil
 }
 
 // Verified is a document whose signature, signer and content checked out.
@@ -110,8 +119,8 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 			return nil, errs.New(errs.BadSignatureHeader, "header parameter %q is not part of the format", name)
 		}
 	}
-	var typ string
-	if err := json.Unmarshal(c.header[hTyp], &typ); err != nil || typ != want.Typ() {
+	typ, _ := jsonString(c.header[hTyp])
+	if typ != want.Typ() {
 		return nil, errs.New(errs.WrongDocumentType, "typ is %q, want %q", typ, want.Typ())
 	}
 	if _, ok := c.header[hCrit]; !ok {
@@ -121,11 +130,11 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 	if err != nil {
 		return nil, err
 	}
-	if err := c.verify(x5c[0].PublicKey); err != nil {
+	if err := c.verify(x5c.certs[0].PublicKey); err != nil {
 		return nil, err
 	}
-	var sigTs string
-	if err := json.Unmarshal(c.header[hSigT], &sigTs); err != nil {
+	sigTs, ok := jsonString(c.header[hSigT])
+	if !ok {
 		return nil, errs.New(errs.BadSignatureHeader, "sigT must be a string")
 	}
 	sigT, err := time.Parse(sigTFormat, sigTs)
@@ -144,12 +153,13 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 	case sigT.Before(now.Add(-v.cfg.MaxAge)):
 		return nil, errs.New(errs.SigningTimeTooOld, "signed at %s, more than %s ago", sigTs, v.cfg.MaxAge)
 	}
-	chain, err := v.chain(x5c, sigT)
+	built, err := v.chain(x5c, sigT)
 	if err != nil {
 		return nil, err
 	}
+	chain := built.certs
 	out.Chain = chain
-	if out.Signer, err = v.signerProfile(chain[0], want); err != nil {
+	if out.Signer, err = v.signerProfile(built, want); err != nil {
 		return nil, err
 	}
 	if err := bindSigner(doc, out.Signer); err != nil {
@@ -176,34 +186,35 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 // x5c decodes the certificate chain header and checks x5t#S256 against it.
 // Parsed chains are cached by the header's exact bytes: every prescription
 // of one practitioner carries the same x5c.
-func (v *Verifier) x5c(c *compact) ([]*x509.Certificate, error) {
-	raw := string(c.header[hX5c])
+func (v *Verifier) x5c(c *compact) (parsedX5c, error) {
 	v.mu.RLock()
-	p, ok := v.x5cs[raw]
+	p, ok := v.x5cs[string(c.header[hX5c])] // no copy for a lookup
 	v.mu.RUnlock()
 	if !ok {
 		var err error
 		if p, err = parseX5c(c.header[hX5c]); err != nil {
-			return nil, err
+			return parsedX5c{}, err
 		}
 		v.mu.Lock()
 		if len(v.x5cs) >= maxCached {
 			v.x5cs = map[string]parsedX5c{}
 		}
-		v.x5cs[raw] = p
+		v.x5cs[string(c.header[hX5c])] = p
 		v.mu.Unlock()
 	}
-	var thumb string
-	if err := json.Unmarshal(c.header[hX5tS256], &thumb); err != nil {
-		return nil, errs.New(errs.BadSignatureHeader, "x5t#S256 is missing (JAdES requires the signer's certificate digest)")
+	thumb, ok := jsonString(c.header[hX5tS256])
+	if !ok {
+		return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5t#S256 is missing (JAdES requires the signer's certificate digest)")
 	}
-	if got, err := b64.DecodeString(thumb); err != nil || !bytes.Equal(got, p.thumb[:]) {
-		return nil, errs.New(errs.BadSignatureHeader, "x5t#S256 is not the digest of the first x5c certificate")
+	// Strict base64url has one encoding per value, so comparing the text
+	// compares the digests.
+	if thumb != p.thumb {
+		return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5t#S256 is not the digest of the first x5c certificate")
 	}
-	return p.certs, nil
+	return p, nil
 }
 
-func parseX5c(raw json.RawMessage) (parsedX5c, error) {
+func parseX5c(raw jsontext.Value) (parsedX5c, error) {
 	var b64s []string
 	if err := json.Unmarshal(raw, &b64s); err != nil || len(b64s) < 2 || len(b64s) > 4 {
 		return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5c must list the signer's certificate and its intermediate(s)")
@@ -218,22 +229,24 @@ func parseX5c(raw json.RawMessage) (parsedX5c, error) {
 			return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5c[%d] is not a certificate", i)
 		}
 	}
-	return parsedX5c{certs: certs, thumb: sha256.Sum256(certs[0].Raw)}, nil
+	leafDigest := sha256.Sum256(certs[0].Raw)
+	p := parsedX5c{certs: certs, thumb: b64.EncodeToString(leafDigest[:])}
+	h := sha256.New()
+	for _, c := range certs {
+		h.Write(c.Raw)
+	}
+	h.Sum(p.key[:0])
+	return p, nil
 }
 
 // chain verifies x5c to a configured root, and each certificate's validity
 // at sigT. Chain building does not depend on time (signatures, names,
 // constraints), so it is cached by the exact x5c; validity is checked on
 // every call.
-func (v *Verifier) chain(x5c []*x509.Certificate, sigT time.Time) ([]*x509.Certificate, error) {
-	h := sha256.New()
-	for _, c := range x5c {
-		h.Write(c.Raw)
-	}
-	var key [32]byte
-	h.Sum(key[:0])
+func (v *Verifier) chain(p parsedX5c, sigT time.Time) (builtChain, error) {
+	x5c := p.certs
 	v.mu.RLock()
-	chain, ok := v.chains[key]
+	built, ok := v.chains[p.key]
 	v.mu.RUnlock()
 	if !ok {
 		inter := x509.NewCertPool()
@@ -246,31 +259,33 @@ func (v *Verifier) chain(x5c []*x509.Certificate, sigT time.Time) ([]*x509.Certi
 		chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter, CurrentTime: leaf.NotBefore.Add(time.Second),
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 		if err != nil {
-			return nil, errs.Wrap(errs.UntrustedChain, err, "the signer's certificate does not chain to a trusted root")
+			return builtChain{}, errs.Wrap(errs.UntrustedChain, err, "the signer's certificate does not chain to a trusted root")
 		}
-		chain = chains[0]
-		if len(chain) < 2 {
-			return nil, errs.New(errs.UntrustedChain, "the signer's certificate is a root; signatures come from end-entity certificates")
+		if len(chains[0]) < 2 {
+			return builtChain{}, errs.New(errs.UntrustedChain, "the signer's certificate is a root; signatures come from end-entity certificates")
 		}
+		built = builtChain{certs: chains[0]}
+		built.identity, built.idErr = v.cfg.Arc.IdentityOf(leaf)
 		v.mu.Lock()
 		if len(v.chains) >= maxCached {
-			v.chains = map[[32]byte][]*x509.Certificate{}
+			v.chains = map[[32]byte]builtChain{}
 		}
-		v.chains[key] = chain
+		v.chains[p.key] = built
 		v.mu.Unlock()
 	}
-	for _, c := range chain {
+	for _, c := range built.certs {
 		if sigT.Before(c.NotBefore) || sigT.After(c.NotAfter) {
-			return nil, errs.New(errs.CertificateNotValidAt, "%q is valid from %s to %s, not at the signing time %s", c.Subject.CommonName,
+			return builtChain{}, errs.New(errs.CertificateNotValidAt, "%q is valid from %s to %s, not at the signing time %s", c.Subject.CommonName,
 				c.NotBefore.UTC().Format(sigTFormat), c.NotAfter.UTC().Format(sigTFormat), sigT.UTC().Format(sigTFormat))
 		}
 	}
-	return chain, nil
+	return built, nil
 }
 
 // signerProfile checks that the leaf is a signing certificate for this
 // kind of document and returns the identity it carries.
-func (v *Verifier) signerProfile(leaf *x509.Certificate, k Kind) (pki.Identity, error) {
+func (v *Verifier) signerProfile(built builtChain, k Kind) (pki.Identity, error) {
+	leaf := built.certs[0]
 	wrong := func(format string, args ...any) (pki.Identity, error) {
 		return pki.Identity{}, errs.New(errs.WrongCertProfile, format, args...)
 	}
@@ -290,7 +305,7 @@ func (v *Verifier) signerProfile(leaf *x509.Certificate, k Kind) (pki.Identity, 
 			[]asn1.ObjectIdentifier{a.PolicyPharmacySigning(), a.PolicyParaclinicSigning()}, []pki.Role{pki.RolePharmacy, pki.RoleParaclinic}},
 	}
 	r := rules[k]
-	id, err := a.IdentityOf(leaf)
+	id, err := built.identity, built.idErr
 	if err != nil {
 		return wrong("the certificate carries no registry identity")
 	}
@@ -335,10 +350,12 @@ func bindSigner(doc Document, id pki.Identity) error {
 	return nil
 }
 
-// decode parses a payload of kind k strictly and checks it: JSON without
-// duplicate member names or nulls (other parsers would read such a
-// document differently), no unknown members, the schema's constraints, the
-// format's own rules, and normal form.
+// decode parses a payload of kind k strictly and checks it: one JSON value
+// in valid UTF-8, without duplicate member names (at any depth) or nulls
+// (other parsers would read such a document differently), member names
+// matched exactly (encoding/json v1 folds case, so "ITEMS" beside "items"
+// would be read where other parsers ignore it), no unknown members, the
+// schema's constraints, the format's own rules, and normal form.
 func decode(k Kind, payload []byte) (Document, error) {
 	var doc Document
 	switch k {
@@ -351,21 +368,35 @@ func decode(k Kind, payload []byte) (Document, error) {
 	default:
 		return nil, errs.New(errs.WrongDocumentType, "unknown kind %q", k)
 	}
-	if err := strictJSON(payload); err != nil {
-		return nil, err
+	// The v2 decoder refuses duplicate names, invalid UTF-8 and trailing
+	// data by default and matches names case-sensitively.
+	if err := jsonv2.Unmarshal(payload, doc, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return nil, errs.Wrap(errs.InvalidDocument, err, "payload does not decode: %s", jsonProblem(err))
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(doc); err != nil {
-		return nil, errs.Wrap(errs.InvalidDocument, err, "payload does not decode: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if dec.More() {
-		return nil, errs.New(errs.InvalidDocument, "data after the document")
+	// It reads null as "leave the zero value". The literal can only be
+	// there if its bytes are, so most documents skip the scan.
+	if bytes.Contains(payload, []byte("null")) && hasNull(payload) {
+		return nil, errs.New(errs.InvalidDocument, "null is not used in documents; leave the member out")
 	}
 	if err := checkDocument(doc); err != nil {
 		return nil, err
 	}
 	return doc, nil
+}
+
+// hasNull reports whether valid JSON b holds the literal null. Outside
+// strings, the letter n starts nothing else (true, false and numbers have
+// none).
+func hasNull(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+		case 'n':
+			return true
+		}
+	}
+	return false
 }
 
 // checkDocument applies the schema's constraints, the format's rules and
@@ -377,100 +408,8 @@ func checkDocument(doc Document) error {
 	if err := doc.Check(); err != nil {
 		return err
 	}
-	normal := doc.clone()
-	normal.Normalize()
-	if !reflect.DeepEqual(normal, doc) {
+	if !normal(doc) {
 		return errs.New(errs.InvalidDocument, "the document is not in normal form (Persian letters, digits, spacing, UTC times)")
 	}
 	return nil
-}
-
-// strictJSON refuses, at any depth, a member name given twice and the
-// literal null, and checks the whole is one valid JSON value.
-func strictJSON(b []byte) error {
-	if !json.Valid(b) {
-		return errs.New(errs.InvalidDocument, "payload is not JSON")
-	}
-	i := skipSpace(b, 0)
-	end, err := strictValue(b, i, 0)
-	if err != nil {
-		return err
-	}
-	if skipSpace(b, end) != len(b) {
-		return errs.New(errs.InvalidDocument, "data after the document")
-	}
-	return nil
-}
-
-const maxDepth = 16
-
-// strictValue checks the valid JSON value at i and returns its end.
-func strictValue(b []byte, i, depth int) (int, error) {
-	if depth > maxDepth {
-		return 0, errs.New(errs.InvalidDocument, "nested more than %d deep", maxDepth)
-	}
-	switch b[i] {
-	case '{':
-		seen := map[string]bool{}
-		i = skipSpace(b, i+1)
-		for b[i] != '}' {
-			end := stringEnd(b, i)
-			var name string
-			if err := json.Unmarshal(b[i:end], &name); err != nil {
-				return 0, errs.New(errs.InvalidDocument, "payload is not JSON")
-			}
-			if seen[name] {
-				return 0, errs.New(errs.InvalidDocument, "member %q appears twice", name)
-			}
-			// encoding/json matches names regardless of case (and folds
-			// some non-ASCII letters onto ASCII ones), so "ITEMS" beside
-			// "items" would be read where other parsers ignore it. Every
-			// name in the format is lower-case ASCII; nothing else is let in.
-			if !lowerASCII(name) {
-				return 0, errs.New(errs.InvalidDocument, "member name %q is not lower-case ASCII", name)
-			}
-			seen[name] = true
-			i = skipSpace(b, skipSpace(b, end)+1) // past the colon
-			v, err := strictValue(b, i, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			i = skipSpace(b, v)
-			if b[i] == ',' {
-				i = skipSpace(b, i+1)
-			}
-		}
-		return i + 1, nil
-	case '[':
-		i = skipSpace(b, i+1)
-		for b[i] != ']' {
-			v, err := strictValue(b, i, depth+1)
-			if err != nil {
-				return 0, err
-			}
-			i = skipSpace(b, v)
-			if b[i] == ',' {
-				i = skipSpace(b, i+1)
-			}
-		}
-		return i + 1, nil
-	case '"':
-		return stringEnd(b, i), nil
-	case 'n':
-		return 0, errs.New(errs.InvalidDocument, "null is not used in documents; leave the member out")
-	}
-	return valueEnd(b, i), nil
-}
-
-func lowerASCII(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -465,8 +465,19 @@ func TestParserDifferentialsAreRefused(t *testing.T) {
 		// encoding/json would read ITEMS as items; JavaScript would not.
 		"case variant of a member":   strings.TrimSuffix(payload, "}") + `,"ITEMS":[{"kind":"drug","code":"999999","quantity":9999}]}`,
 		"Kelvin sign folding onto k": strings.Replace(payload, `"kind"`, "\"\u212aind\"", 1),
+		// Some parsers keep the first of two members, encoding/json the last.
+		"duplicate member":          strings.Replace(payload, `{"v":1,`, `{"v":1,"v":1,`, 1),
+		"duplicate escaped member":  strings.Replace(payload, `{"v":1,`, `{"v":1,"\u0076":1,`, 1),
+		"duplicate nested member":   strings.Replace(payload, `"sex":"male"`, `"sex":"male","sex":"female"`, 1),
+		"null member":               strings.Replace(payload, `"items":`, `"notes":null,"items":`, 1),
+		"null in an array":          strings.Replace(payload, `"diagnoses":["I10"`, `"diagnoses":["I10",null`, 1),
+		"invalid UTF-8 in a string": strings.Replace(payload, "علی", "\xff", 1),
+		"data after the document":   payload + ` {}`,
 	} {
 		t.Run(name, func(t *testing.T) {
+			if p == payload {
+				t.Fatal("the case did not change the payload")
+			}
 			_, err := f.v.Verify(ctx, forge(t, headerOf(good), []byte(p), f.key), rx.KindPrescription)
 			wantCode(t, err, errs.InvalidDocument)
 		})
@@ -491,5 +502,16 @@ func TestReferenceSurvivesSignatureMalleability(t *testing.T) {
 	}
 	if v.SHA256() != rx.SHA256(tok) {
 		t.Fatal("the twin has another reference digest: dispense records could be double-counted")
+	}
+}
+
+// The word null inside a string is text, not the literal.
+func TestNullInsideStringsIsText(t *testing.T) {
+	f := setup(t)
+	p := f.prescription()
+	p.Notes = "null"
+	p.Items[0].Note = `"null" [null] {null}`
+	if _, err := f.v.Verify(ctx, f.sign(t, p), rx.KindPrescription); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,118 @@
+package rx
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func sampleDocuments() []Document {
+	at := time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
+	ref := Reference{ID: "0b6a1f6e-8c1d-4e3b-9a6f-2d1c3b4a5e6f", JWSSHA256: "ab"}
+	pr := Prescriber{CouncilNumber: "12345", Profession: "physician", Specialty: "cardiology", Name: "دکتر سارا احمدی"}
+	return []Document{
+		&Prescription{V: 1, Type: KindPrescription, ID: ref.ID, IssuedAt: at,
+			Patient:    Patient{NationalID: "0499370899", Name: "علی رضایی", BirthDate: "1985-03-21", Sex: "male"},
+			Prescriber: pr, Practice: Practice{Name: "درمانگاه شفا", ID: "77", Province: "IR-23"},
+			Diagnoses: []string{"I10"}, Items: []Item{{Kind: "drug", Code: "1234567", Quantity: 30, Dosage: "روزی یک عدد", Note: "n"}}, Notes: "x"},
+		&Dispense{V: 1, Type: KindDispense, ID: ref.ID, DispensedAt: at, Prescription: ref,
+			Dispenser: Dispenser{LicenceNumber: "9", Role: "pharmacy", Name: "داروخانه"},
+			Items:     []DispensedItem{{Code: "1", Quantity: 1, SubstituteFor: "2", Note: "n"}}, Notes: "x"},
+		&Cancellation{V: 1, Type: KindCancellation, ID: ref.ID, CancelledAt: at, Prescription: ref, Prescriber: pr, Reason: "اشتباه"},
+	}
+}
+
+// stringFields returns pointers to every string in doc, at any depth.
+func stringFields(v reflect.Value, out *[]*string) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		stringFields(v.Elem(), out)
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				stringFields(v.Field(i), out)
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			stringFields(v.Index(i), out)
+		}
+	case reflect.String:
+		if v.Type() == reflect.TypeOf("") {
+			*out = append(*out, v.Addr().Interface().(*string))
+		}
+	}
+}
+
+// deepCopy goes through JSON, which every document survives unchanged.
+func deepCopy(t testing.TB, doc Document) Document {
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := reflect.New(reflect.TypeOf(doc).Elem()).Interface().(Document)
+	if err := json.Unmarshal(b, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// FuzzNormalAgreesWithNormalize holds the verifier's normal-form check to
+// the plain definition: a document is normal exactly when Normalize would
+// leave it unchanged. Each fuzzed string is put in each field in turn.
+func FuzzNormalAgreesWithNormalize(f *testing.F) {
+	for _, s := range []string{"", " ", "a ", "علي", "۱۲۳", "A", "x\u200c", "x\u200cy", "e\u0301", "I10", "ir-23", "a\tb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			t.Skip("documents are valid UTF-8: the decoder refuses anything else")
+		}
+		for _, doc := range sampleDocuments() {
+			var fields []*string
+			stringFields(reflect.ValueOf(doc), &fields)
+			for i := range fields {
+				d := deepCopy(t, doc)
+				var fs []*string
+				stringFields(reflect.ValueOf(d), &fs)
+				*fs[i] = s
+				n := deepCopy(t, d)
+				n.Normalize()
+				if want := reflect.DeepEqual(n, d); normal(d) != want {
+					t.Fatalf("%T field %d = %q: normal() says %v, Normalize changes it: %v", doc, i, s, normal(d), !want)
+				}
+				if !normal(n) {
+					t.Fatalf("%T field %d = %q: not normal after Normalize", doc, i, s)
+				}
+			}
+		}
+	})
+}
+
+func TestNormalTimes(t *testing.T) {
+	for _, tc := range []struct {
+		at   time.Time
+		want bool
+	}{
+		{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), true},
+		{time.Date(2026, 1, 2, 3, 4, 5, 1, time.UTC), false},
+		{time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("IRST", 12600)), false},
+		{time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 0)), false},
+	} {
+		for _, doc := range sampleDocuments() {
+			switch d := doc.(type) {
+			case *Prescription:
+				d.IssuedAt = tc.at
+			case *Dispense:
+				d.DispensedAt = tc.at
+			case *Cancellation:
+				d.CancelledAt = tc.at
+			}
+			if normal(doc) != tc.want {
+				t.Errorf("%T at %v: normal=%v, want %v", doc, tc.at, !tc.want, tc.want)
+			}
+		}
+	}
+}
