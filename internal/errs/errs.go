@@ -68,6 +68,11 @@ const (
 	SigningTimeTooOld     Code = "signing-time-too-old"                  // sigT is older than the accepted window
 	PrescriberMismatch    Code = "prescriber-mismatch"                   // the document's signer identity differs from the certificate's
 	InvalidDocument       Code = "invalid-document"                      // the payload breaks the schema or a rule of its format
+
+	ImportRejected      Code = "import-rejected"        // a CSV import had bad rows (each reported with its line); nothing was committed
+	InvalidRuleSet      Code = "invalid-rule-set"       // a rule set fails to parse, compile or type-check; the running set stays in force
+	CatalogueNotInForce Code = "catalogue-not-in-force" // no catalogue version is in force on the date asked for
+	UnknownScope        Code = "unknown-scope"          // the rules scope is not prescribe, dispense, paper or paraclinic
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

@@ -90,6 +90,10 @@ var codes = map[errs.Code]meta{
 	errs.SigningTimeTooOld:     {http.StatusUnprocessableEntity, "Signing time too old"},
 	errs.PrescriberMismatch:    {http.StatusUnprocessableEntity, "Signer does not match the document"},
 	errs.InvalidDocument:       {http.StatusUnprocessableEntity, "Invalid document"},
+	errs.ImportRejected:        {http.StatusUnprocessableEntity, "Import rejected"},
+	errs.InvalidRuleSet:        {http.StatusUnprocessableEntity, "Invalid rule set"},
+	errs.CatalogueNotInForce:   {http.StatusUnprocessableEntity, "No catalogue in force on that date"},
+	errs.UnknownScope:          {http.StatusUnprocessableEntity, "Unknown rules scope"},
 }
 
 // Status returns the HTTP status for a code.

@@ -1,0 +1,167 @@
+package insured
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/nationalid"
+	"github.com/nuskha/nuskha/internal/persian"
+)
+
+// Reason says why a person is not eligible. The codes are stable: vendors'
+// software branches on them.
+type Reason string
+
+// Reasons.
+const (
+	NoRecord                  Reason = "no-record"                  // not in the registry
+	CoverageNotStarted        Reason = "coverage-not-started"       // the date is before coverage_start
+	CoverageEnded             Reason = "coverage-ended"             // the date is after coverage_end
+	StatusSuspended           Reason = "suspended"                  // suspended by the insurer
+	StatusUnpaid              Reason = "unpaid"                     // contributions in arrears
+	InsufficientContributions Reason = "insufficient-contributions" // too few paid days in the window
+	MainInsuredNotEligible    Reason = "main-insured-not-eligible"  // a dependant whose main insured is not eligible
+)
+
+// Policy is the insurer's eligibility policy.
+type Policy struct {
+	// WindowMonths is how many whole Solar Hijri months before the date's
+	// month are counted for contributions.
+	WindowMonths int
+	// MinPaidDays is the paid days a main insured needs in the window, per
+	// fund (a fund not listed needs none).
+	MinPaidDays map[Fund]int
+}
+
+// DefaultPolicy follows the Social Security Organization's rule for
+// medical treatment: at least 30 days of contributions in the year before
+// the visit. Pensioners' contributions are withheld from the pension.
+func DefaultPolicy() Policy {
+	return Policy{WindowMonths: 12, MinPaidDays: map[Fund]int{Salaried: 30, SelfEmployed: 30, Voluntary: 30}}
+}
+
+// Lookup reads one person from the registry version in force.
+type Lookup interface {
+	Person(ctx context.Context, nationalID string) (Person, bool, error)
+}
+
+// Checker answers eligibility questions.
+type Checker struct {
+	Registry Lookup
+	Policy   Policy
+}
+
+// Coverage is what applies to an eligible person (and, for information, to
+// one who is not but has a record).
+type Coverage struct {
+	InsuranceNumber string        `json:"insurance_number"`
+	Fund            Fund          `json:"fund"`
+	Dependant       bool          `json:"dependant"`
+	Relation        string        `json:"relation,omitempty"`
+	MainNationalID  string        `json:"main_national_id,omitempty"` // masked
+	CoverageStart   string        `json:"coverage_start"`
+	CoverageEnd     string        `json:"coverage_end,omitempty"`
+	Status          Status        `json:"status"`
+	PaidDays        int           `json:"paid_days_in_window"`
+	Supplementary   *SuppCoverage `json:"supplementary,omitempty"`
+	Person          *Person       `json:"-"`
+	Main            *Person       `json:"-"` // a dependant's main insured
+}
+
+// SuppCoverage is supplementary insurance in force on the date.
+type SuppCoverage struct {
+	Insurer string `json:"insurer"`
+	Plan    string `json:"plan"`
+	Caps    Caps   `json:"annual_caps_rials"`
+}
+
+// Result is the eligibility answer for one person on one date.
+type Result struct {
+	NationalID string    `json:"national_id"` // masked
+	Date       string    `json:"date"`        // Gregorian YYYY-MM-DD
+	DateHijri  string    `json:"date_hijri"`  // Solar Hijri YYYY-MM-DD
+	Eligible   bool      `json:"eligible"`
+	Reason     Reason    `json:"reason,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	Coverage   *Coverage `json:"coverage,omitempty"`
+}
+
+// Check decides whether the person with this (already parsed) national id
+// is covered on day (its UTC calendar day counts).
+func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result, error) {
+	day = time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
+	res := Result{NationalID: nationalid.Mask(nid), Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String()}
+	p, ok, err := c.Registry.Person(ctx, nid)
+	if err != nil {
+		return Result{}, err
+	}
+	if !ok {
+		res.Reason, res.Detail = NoRecord, "not in the insured-person registry"
+		return res, nil
+	}
+	res.Coverage = c.coverage(&p, day)
+	if r, d := c.own(&p, day, res.Coverage); r != "" {
+		res.Reason, res.Detail = r, d
+		return res, nil
+	}
+	if p.Dependant() {
+		main, ok, err := c.Registry.Person(ctx, p.MainNationalID)
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			res.Reason, res.Detail = MainInsuredNotEligible, "the main insured is not in the registry"
+			return res, nil
+		}
+		res.Coverage.Main = &main
+		mainCov := c.coverage(&main, day)
+		if r, d := c.own(&main, day, mainCov); r != "" {
+			res.Reason, res.Detail = MainInsuredNotEligible, fmt.Sprintf("the main insured is not eligible: %s (%s)", r, d)
+			return res, nil
+		}
+		res.Coverage.PaidDays = mainCov.PaidDays
+	}
+	res.Eligible = true
+	return res, nil
+}
+
+// own checks a person's own record: dates, status and, for a main
+// insured, contributions.
+func (c *Checker) own(p *Person, day time.Time, cov *Coverage) (Reason, string) {
+	switch {
+	case day.Before(p.CoverageStart):
+		return CoverageNotStarted, "coverage starts on " + cov.CoverageStart
+	case !p.CoverageEnd.IsZero() && day.After(p.CoverageEnd):
+		return CoverageEnded, "coverage ended on " + cov.CoverageEnd
+	case p.Status == Suspended:
+		return StatusSuspended, "the insurance is suspended"
+	case p.Status == Unpaid:
+		return StatusUnpaid, "contributions are in arrears"
+	}
+	if !p.Dependant() {
+		if need := c.Policy.MinPaidDays[p.Fund]; cov.PaidDays < need {
+			return InsufficientContributions, fmt.Sprintf("%d paid days in the %d months before this month, %d needed", cov.PaidDays, c.Policy.WindowMonths, need)
+		}
+	}
+	return "", ""
+}
+
+func (c *Checker) coverage(p *Person, day time.Time) *Coverage {
+	cov := &Coverage{
+		InsuranceNumber: p.InsuranceNumber, Fund: p.Fund, Dependant: p.Dependant(), Relation: p.Relation,
+		CoverageStart: p.CoverageStart.Format(time.DateOnly), Status: p.Status, Person: p,
+	}
+	if p.Dependant() {
+		cov.MainNationalID = nationalid.Mask(p.MainNationalID)
+	}
+	if !p.CoverageEnd.IsZero() {
+		cov.CoverageEnd = p.CoverageEnd.Format(time.DateOnly)
+	}
+	month := persian.Hijri(day).MonthIndex()
+	cov.PaidDays = p.Contributions.PaidDays(month-c.Policy.WindowMonths, month-1)
+	if p.Supplementary.Covers(day) {
+		cov.Supplementary = &SuppCoverage{Insurer: p.Supplementary.Insurer, Plan: p.Supplementary.Plan, Caps: p.Supplementary.Caps}
+	}
+	return cov
+}

@@ -1,0 +1,88 @@
+package persian
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jalaali/go-jalaali"
+)
+
+// Dates arrive in two calendars: the Solar Hijri (هجری شمسی) one that
+// people and the insurer's records use, and the Gregorian one of ISO 8601
+// and most software. A year below hijriBelow is Solar Hijri; Gregorian
+// years this system sees are all far above it and Solar Hijri ones far
+// below, so a date is never ambiguous.
+const hijriBelow = 1700
+
+// ParseDate reads YYYY-MM-DD or YYYY/MM/DD in either calendar, with ASCII,
+// Persian or Arabic-Indic digits, and returns midnight UTC of that day.
+// Conversion uses the arithmetic of jalaali-js (Borkowski's leap-year
+// breaks), which agrees with the official calendar from 1178 to 1633 AP.
+func ParseDate(s string) (time.Time, error) {
+	d := Digits(strings.TrimSpace(s))
+	sep := "-"
+	if strings.Contains(d, "/") {
+		sep = "/"
+	}
+	parts := strings.Split(d, sep)
+	if len(parts) != 3 || len(parts[0]) != 4 || len(parts[1]) < 1 || len(parts[1]) > 2 || len(parts[2]) < 1 || len(parts[2]) > 2 {
+		return time.Time{}, fmt.Errorf("date %q is not YYYY-MM-DD (Gregorian or Solar Hijri)", s)
+	}
+	var n [3]int
+	for i, p := range parts {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 || !allASCIIDigits(p) {
+			return time.Time{}, fmt.Errorf("date %q is not YYYY-MM-DD (Gregorian or Solar Hijri)", s)
+		}
+		n[i] = v
+	}
+	y, m, day := n[0], n[1], n[2]
+	if y < hijriBelow {
+		if !jalaali.IsValidDate(y, m, day) {
+			return time.Time{}, fmt.Errorf("date %q is not a Solar Hijri date", s)
+		}
+		gy, gm, gd, err := jalaali.ToGregorian(y, jalaali.Month(m), day)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("date %q: %v", s, err)
+		}
+		return time.Date(gy, gm, gd, 0, 0, 0, 0, time.UTC), nil
+	}
+	t := time.Date(y, time.Month(m), day, 0, 0, 0, 0, time.UTC)
+	if t.Year() != y || int(t.Month()) != m || t.Day() != day {
+		return time.Time{}, fmt.Errorf("date %q is not a Gregorian date", s)
+	}
+	return t, nil
+}
+
+// HijriDate is a day of the Solar Hijri calendar.
+type HijriDate struct{ Year, Month, Day int }
+
+// Hijri converts the UTC calendar day of t.
+func Hijri(t time.Time) HijriDate {
+	t = t.UTC()
+	y, m, d, err := jalaali.ToJalaali(t.Year(), t.Month(), t.Day())
+	if err != nil {
+		// Outside 1178–1633 AP (years 1799–2254): no prescription
+		// or insured person lives there.
+		panic(fmt.Sprintf("persian: %s is outside the Solar Hijri range", t.Format(time.DateOnly)))
+	}
+	return HijriDate{y, int(m), d}
+}
+
+// String formats as YYYY-MM-DD with ASCII digits.
+func (h HijriDate) String() string { return fmt.Sprintf("%04d-%02d-%02d", h.Year, h.Month, h.Day) }
+
+// MonthIndex numbers Solar Hijri months consecutively (year*12 + month-1),
+// so that month windows are plain subtraction.
+func (h HijriDate) MonthIndex() int { return h.Year*12 + h.Month - 1 }
+
+func allASCIIDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,52 @@
+package persian
+
+import (
+	"testing"
+	"time"
+)
+
+// Nowruz dates and leap years as published by the University of Tehran's
+// Institute of Geophysics calendar (1399 and 1403 are leap years).
+func TestParseDate(t *testing.T) {
+	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+	for _, c := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"1403-01-01", day(2024, 3, 20)},
+		{"1404/01/01", day(2025, 3, 21)},
+		{"۱۴۰۲/۰۱/۰۱", day(2023, 3, 21)},
+		{"١٤٠٣-١٢-٣٠", day(2025, 3, 20)}, // Arabic-Indic digits; 30 Esfand exists in a leap year
+		{"1399-12-30", day(2021, 3, 20)},
+		{"1403-7-1", day(2024, 9, 22)},
+		{"2024-02-29", day(2024, 2, 29)},
+		{" 2026-11-22 ", day(2026, 11, 22)},
+	} {
+		got, err := ParseDate(c.in)
+		if err != nil || !got.Equal(c.want) {
+			t.Errorf("ParseDate(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "1402-12-30", "1403-13-01", "1403-07-31", "2023-02-29", "2024-13-01", "24-01-01", "1403-01", "1403-01-01-01", "1403-0a-01", "+403-01-01", "1403--1-01"} {
+		if got, err := ParseDate(bad); err == nil {
+			t.Errorf("ParseDate(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
+func TestHijriRoundTrip(t *testing.T) {
+	start := time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	for d := start; d.Year() < 2060; d = d.AddDate(0, 0, 1) {
+		h := Hijri(d)
+		back, err := ParseDate(h.String())
+		if err != nil || !back.Equal(d) {
+			t.Fatalf("%s → %s → %v, %v", d.Format(time.DateOnly), h, back, err)
+		}
+	}
+	if got := Hijri(time.Date(2024, 3, 20, 23, 0, 0, 0, time.FixedZone("IRST", 3*3600+1800))); got.String() != "1403-01-01" {
+		t.Fatalf("a Tehran-evening time is judged by its UTC day: got %s", got)
+	}
+	if a, b := (HijriDate{1403, 1, 1}).MonthIndex(), (HijriDate{1402, 12, 29}).MonthIndex(); a-b != 1 {
+		t.Fatalf("month index difference across Nowruz = %d", a-b)
+	}
+}

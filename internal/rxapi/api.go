@@ -1,0 +1,145 @@
+// Package rxapi is rxd's HTTP API: eligibility, the coding catalogue and
+// the rules service that vendors' software calls before a practitioner
+// signs and that the submit and dispense paths call again.
+package rxapi
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/nationalid"
+	"github.com/nuskha/nuskha/internal/persian"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/revocation"
+	"github.com/nuskha/nuskha/internal/problem"
+)
+
+// API serves rxd's endpoints.
+type API struct {
+	Eligibility *insured.Checker
+	// Arc reads the identity extension of callers' certificates.
+	Arc pki.Arc
+	// Status answers whether a caller's certificate is revoked; a caller
+	// whose status cannot be established is refused.
+	Status interface {
+		Check(ctx context.Context, cert, issuer *x509.Certificate) (revocation.Result, error)
+	}
+	Log *slog.Logger
+	Now func() time.Time
+}
+
+// Callers' roles: the software of vendors and the insurer's own services.
+var callerRoles = []pki.Role{pki.RoleVendor, pki.RoleService}
+
+// Handler routes the API. Every endpoint but /healthz needs a caller's
+// TLS client certificate: verified to our roots by the TLS layer, then
+// checked here for its role and revocation status.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return problem.Mux(mux)
+}
+
+type callerKey struct{}
+
+// Caller is the authenticated caller of a request.
+type Caller struct {
+	Role      pki.Role
+	SubjectID string
+	Name      string
+}
+
+// CallerFrom returns the request's caller.
+func CallerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}
+
+func (a *API) caller(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) < 2 {
+			a.fail(w, r, errs.New(errs.Unauthorized, "a client certificate issued to a vendor or service is required"))
+			return
+		}
+		chain := r.TLS.VerifiedChains[0]
+		id, err := a.Arc.IdentityOf(chain[0])
+		if err != nil || !slices.Contains(callerRoles, id.Role) {
+			a.fail(w, r, errs.New(errs.Forbidden, "the client certificate is not a vendor's or service's"))
+			return
+		}
+		st, err := a.Status.Check(r.Context(), chain[0], chain[1])
+		if err == nil {
+			err = st.GoodAt(a.Now())
+		}
+		if err != nil {
+			a.fail(w, r, errs.Wrap(errs.Unauthorized, err, "the client certificate is not in good standing: %s", detail(err)))
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName})))
+	})
+}
+
+// fail writes a problem; paths carrying a national id are masked first, so
+// that no log line holds one.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if strings.HasPrefix(r.URL.Path, "/v1/eligibility/") {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/v1/eligibility/" + nationalid.Mask(strings.TrimPrefix(r.URL.Path, "/v1/eligibility/"))
+		r = r2
+	}
+	problem.Write(w, r, a.Log, err)
+}
+
+// day reads the date query parameter (Gregorian or Solar Hijri), today
+// when absent.
+func (a *API) day(r *http.Request) (time.Time, error) {
+	s := r.URL.Query().Get("date")
+	if s == "" {
+		now := a.Now().UTC()
+		return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC), nil
+	}
+	d, err := persian.ParseDate(s)
+	if err != nil {
+		return time.Time{}, errs.FieldError(errs.Invalid, "date", "%v", err)
+	}
+	return d, nil
+}
+
+func (a *API) eligibility(w http.ResponseWriter, r *http.Request) {
+	nid, err := nationalid.Parse(r.PathValue("nationalId"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	day, err := a.day(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.Eligibility.Check(r.Context(), nid, day)
+	if err != nil {
+		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "the registry cannot be read now"))
+		return
+	}
+	problem.JSON(w, http.StatusOK, res)
+}
+
+// detail is what a caller may see of err.
+func detail(err error) string {
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return e.Detail
+	}
+	return "its status cannot be checked now"
+}

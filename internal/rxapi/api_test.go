@@ -1,0 +1,186 @@
+package rxapi_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/revocation"
+	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/rxapi"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+var ctx = context.Background()
+
+type fixture struct {
+	srv     *httptest.Server
+	pki     *testpki.PKI
+	now     time.Time
+	clients map[string]*http.Client
+}
+
+func newKey() crypto.Signer {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k
+}
+
+// setup serves the API over real TLS with client certificates from a test
+// hierarchy, a SQLite registry and a revocation checker fed a CRL signed
+// by the issuing key.
+func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	interKey := newKey()
+	p := testpki.New(t, interKey, func() time.Time { return now })
+	f := &fixture{pki: p, now: now, clients: map[string]*http.Client{}}
+
+	db, err := sqlstore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "rxd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	reg, err := sqlstore.NewInsured(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insuredtest.MustImport(t, reg, insured.Full, insuredtest.Rows(40))
+
+	issue := func(profile string, kind pki.Role, id string) tls.Certificate {
+		k := newKey()
+		c := p.Issue(t, profile, testpki.Subject(kind, id, now), k)
+		return tls.Certificate{Certificate: [][]byte{c.Raw, p.Intermediate.Raw}, PrivateKey: k, Leaf: c}
+	}
+	serverCert := issue("service-tls-server", pki.RoleService, "rxd")
+	vendor := issue("service-tls-client", pki.RoleVendor, "vendor-1")
+	revoked := issue("service-tls-client", pki.RoleVendor, "vendor-2")
+	officer := issue("officer", pki.RoleOfficer, "officer-1")
+
+	status, err := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: revoked.Leaf.SerialNumber, RevocationTime: now.Add(-time.Minute)}},
+	}, p.Intermediate, interKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, _ := x509.ParseRevocationList(der)
+	if err := status.AddCRL(crl, p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+
+	api := &rxapi.API{
+		Eligibility: &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()},
+		Arc:         p.Arc, Status: status,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now },
+	}
+	for _, e := range extra {
+		e(api)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root)
+	f.srv = httptest.NewUnstartedServer(api.Handler())
+	f.srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots, MinVersion: tls.VersionTLS12}
+	f.srv.StartTLS()
+	t.Cleanup(f.srv.Close)
+	for name, c := range map[string]tls.Certificate{"vendor": vendor, "revoked": revoked, "officer": officer} {
+		f.clients[name] = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}, ServerName: "localhost"}}}
+	}
+	f.clients["anonymous"] = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	return f
+}
+
+func (f *fixture) do(t *testing.T, who, method, path string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, body)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := f.clients[who].Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func wantProblem(t *testing.T, resp *http.Response, body []byte, status int, code string) {
+	t.Helper()
+	var p problem.Problem
+	if resp.StatusCode != status || resp.Header.Get("Content-Type") != problem.ContentType || json.Unmarshal(body, &p) != nil || string(p.Code) != code {
+		t.Fatalf("got %d %s %s, want %d problem %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, status, code)
+	}
+}
+
+func TestEligibilityEndpoint(t *testing.T) {
+	f := setup(t)
+	var r insured.Result
+	resp, body := f.do(t, "vendor", "GET", "/v1/eligibility/"+insuredtest.NationalID(3)+"?date=1405-06-15", nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil || !r.Eligible || r.Date != "2026-09-06" || r.Coverage == nil || !r.Coverage.Dependant {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(string(body), insuredtest.NationalID(3)) || strings.Contains(string(body), insuredtest.NationalID(0)) {
+		t.Fatalf("the answer carries an unmasked national id: %s", body)
+	}
+	// Persian digits and a Gregorian date mean the same.
+	persianID := strings.Map(func(r rune) rune { return '۰' + (r - '0') }, insuredtest.NationalID(3))
+	resp, body = f.do(t, "vendor", "GET", "/v1/eligibility/"+url.PathEscape(persianID)+"?date=2026-09-06", nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil || !r.Eligible || r.DateHijri != "1405-06-15" {
+		t.Fatalf("Persian digits: %d %s", resp.StatusCode, body)
+	}
+	resp, body = f.do(t, "vendor", "GET", "/v1/eligibility/"+insuredtest.NationalID(99), nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil || r.Eligible || r.Reason != insured.NoRecord {
+		t.Fatalf("no record: %d %s", resp.StatusCode, body)
+	}
+	bad := insuredtest.NationalID(3)[:9] + "x"
+	resp, body = f.do(t, "vendor", "GET", "/v1/eligibility/"+bad, nil)
+	wantProblem(t, resp, body, 422, "invalid-national-id")
+	resp, body = f.do(t, "vendor", "GET", "/v1/eligibility/"+insuredtest.NationalID(3)+"?date=1405-13-01", nil)
+	wantProblem(t, resp, body, 422, "invalid-field")
+	resp, body = f.do(t, "vendor", "POST", "/v1/eligibility/"+insuredtest.NationalID(3), strings.NewReader("{}"))
+	wantProblem(t, resp, body, 405, "method-not-allowed")
+}
+
+func TestCallersAreAuthenticated(t *testing.T) {
+	f := setup(t)
+	path := "/v1/eligibility/" + insuredtest.NationalID(0)
+	resp, body := f.do(t, "officer", "GET", path, nil)
+	wantProblem(t, resp, body, 403, "forbidden")
+	resp, body = f.do(t, "revoked", "GET", path, nil)
+	wantProblem(t, resp, body, 401, "unauthenticated")
+	if _, err := f.clients["anonymous"].Get(f.srv.URL + path); err == nil {
+		t.Fatal("a client without a certificate completed the handshake")
+	}
+	// Fail closed: with no evidence of status, even a good vendor is refused.
+	g := setup(t, func(a *rxapi.API) {
+		a.Status, _ = revocation.New(revocation.Config{MaxAge: time.Hour, Now: time.Now})
+	})
+	resp, body = g.do(t, "vendor", "GET", path, nil)
+	wantProblem(t, resp, body, 401, "unauthenticated")
+	if !strings.Contains(string(body), "no fresh evidence") {
+		t.Fatalf("the refusal does not say why: %s", body)
+	}
+}

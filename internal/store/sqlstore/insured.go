@@ -1,0 +1,424 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/store"
+)
+
+// Insured is the insured-person registry and supplementary-cap usage.
+type Insured struct {
+	*DB
+}
+
+// NewInsured migrates the registry's schema on db.
+func NewInsured(ctx context.Context, db *DB) (*Insured, error) {
+	if err := db.Migrate(ctx, "insured"); err != nil {
+		return nil, err
+	}
+	return &Insured{DB: db}, nil
+}
+
+var insuredColumns = []string{
+	"national_id", "insurance_number", "fund", "main_national_id", "relation",
+	"coverage_start", "coverage_end", "status", "birth_date", "sex", "contributions",
+	"supp_insurer", "supp_plan", "supp_start", "supp_end", "supp_caps",
+}
+
+func generationTable(gen int64) string { return "insured_g" + strconv.FormatInt(gen, 10) }
+
+// createGeneration is the DDL of a generation table; the index is built
+// after the load, which is several times faster than maintaining it.
+func createGeneration(gen int64) string {
+	cols := make([]string, len(insuredColumns))
+	for i, c := range insuredColumns {
+		null := " NOT NULL"
+		switch c {
+		case "main_national_id", "relation", "coverage_end", "supp_insurer", "supp_plan", "supp_start", "supp_end", "supp_caps":
+			null = ""
+		}
+		cols[i] = c + " TEXT" + null
+	}
+	return "CREATE TABLE " + generationTable(gen) + " (" + strings.Join(cols, ", ") + ")"
+}
+
+func indexGeneration(gen int64) string {
+	t := generationTable(gen)
+	return "CREATE UNIQUE INDEX " + t + "_nid ON " + t + " (national_id)"
+}
+
+func dateText(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Format(time.DateOnly)
+}
+
+// personValues is a person as a row, in insuredColumns order.
+func personValues(p *insured.Person) []any {
+	v := []any{
+		p.NationalID, p.InsuranceNumber, string(p.Fund), nullable(p.MainNationalID), nullable(p.Relation),
+		p.CoverageStart.Format(time.DateOnly), dateText(p.CoverageEnd), string(p.Status),
+		p.BirthDate.Format(time.DateOnly), p.Sex, p.Contributions.String(),
+		nil, nil, nil, nil, nil,
+	}
+	if s := p.Supplementary; s != nil {
+		v[11], v[12], v[13], v[14], v[15] = s.Insurer, s.Plan, s.Start.Format(time.DateOnly), dateText(s.End), s.Caps.String()
+	}
+	return v
+}
+
+// Load writes an import in one transaction (see insured.Writer). Imports
+// are serialised by a lock on the registry's state row.
+func (s *Insured) Load(ctx context.Context, mode insured.Mode, src *insured.Source) (insured.Summary, error) {
+	if s.d.name == Postgres {
+		return s.loadPostgres(ctx, mode, src)
+	}
+	return s.loadSQLite(ctx, mode, src)
+}
+
+// copySource adapts an import source to pgx's COPY protocol.
+type copySource struct{ src *insured.Source }
+
+func (c copySource) Next() bool             { return c.src.Next() }
+func (c copySource) Values() ([]any, error) { return personValues(c.src.Person()), nil }
+func (c copySource) Err() error             { return c.src.Err() }
+
+func (s *Insured) loadPostgres(ctx context.Context, mode insured.Mode, src *insured.Source) (insured.Summary, error) {
+	started := time.Now().UTC()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return insured.Summary{}, err
+	}
+	defer conn.Close()
+	var sum insured.Summary
+	var drop int64 = -1
+	err = conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		tx, err := pc.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		var gen int64
+		if err := tx.QueryRow(ctx, "SELECT generation FROM registry_state WHERE id = 1 FOR UPDATE").Scan(&gen); err != nil {
+			return err
+		}
+		registered := func(ctx context.Context, ids []string) (map[string]bool, error) {
+			rows, err := tx.Query(ctx, "SELECT national_id FROM "+generationTable(gen)+" WHERE national_id = ANY($1) AND main_national_id IS NULL", ids)
+			if err != nil {
+				return nil, err
+			}
+			ok := map[string]bool{}
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return nil, err
+				}
+				ok[id] = true
+			}
+			return ok, rows.Err()
+		}
+		target := gen
+		if mode == insured.Full {
+			target = gen + 1
+			if _, err := tx.Exec(ctx, createGeneration(target)); err != nil {
+				return err
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{generationTable(target)}, insuredColumns, copySource{src}); err != nil {
+				return err
+			}
+		} else {
+			if _, err := tx.Exec(ctx, "CREATE TEMP TABLE insured_delta (LIKE "+generationTable(gen)+") ON COMMIT DROP"); err != nil {
+				return err
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"insured_delta"}, insuredColumns, copySource{src}); err != nil {
+				return err
+			}
+		}
+		if sum, err = src.Finish(ctx, registered); err != nil {
+			return err
+		}
+		if mode == insured.Full {
+			if _, err := tx.Exec(ctx, indexGeneration(target)); err != nil {
+				return err
+			}
+			// Statistics now, not whenever autovacuum gets to a table
+			// that has just appeared with millions of rows.
+			if _, err := tx.Exec(ctx, "ANALYZE "+generationTable(target)); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "CREATE OR REPLACE VIEW insured_current AS SELECT * FROM "+generationTable(target)); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "UPDATE registry_state SET generation = $1 WHERE id = 1", target); err != nil {
+				return err
+			}
+			drop = gen
+		} else {
+			set := make([]string, 0, len(insuredColumns)-1)
+			for _, c := range insuredColumns[1:] {
+				set = append(set, c+" = EXCLUDED."+c)
+			}
+			q := "INSERT INTO " + generationTable(gen) + " SELECT * FROM insured_delta ON CONFLICT (national_id) DO UPDATE SET " + strings.Join(set, ", ")
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+		sum.Generation = target
+		if _, err := tx.Exec(ctx, "INSERT INTO registry_imports (mode, generation, rows, main, dependants, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			string(mode), target, sum.Rows, sum.Main, sum.Dependants, started, time.Now().UTC()); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return insured.Summary{}, err
+	}
+	if drop >= 0 {
+		// After the commit nothing reads the old version through the
+		// view; a query still running on it holds its lock and the drop
+		// waits. A failed drop leaves only garbage, which the next full
+		// import's drop of older tables does not need.
+		if _, err := s.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+generationTable(drop)); err != nil {
+			return sum, fmt.Errorf("sqlstore: imported generation %d, but dropping generation %d: %w", sum.Generation, drop, err)
+		}
+	}
+	return sum, nil
+}
+
+func (s *Insured) loadSQLite(ctx context.Context, mode insured.Mode, src *insured.Source) (insured.Summary, error) {
+	started := time.Now().UTC()
+	var sum insured.Summary
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var gen int64
+		if err := tx.QueryRowContext(ctx, "SELECT generation FROM registry_state WHERE id = 1").Scan(&gen); err != nil {
+			return err
+		}
+		target := gen
+		if mode == insured.Full {
+			target = gen + 1
+			if _, err := tx.ExecContext(ctx, createGeneration(target)); err != nil {
+				return err
+			}
+		}
+		ph := make([]string, len(insuredColumns))
+		set := make([]string, 0, len(insuredColumns)-1)
+		for i, c := range insuredColumns {
+			ph[i] = "?" + strconv.Itoa(i+1)
+			if i > 0 {
+				set = append(set, c+" = excluded."+c)
+			}
+		}
+		q := "INSERT INTO " + generationTable(target) + " (" + strings.Join(insuredColumns, ", ") + ") VALUES (" + strings.Join(ph, ", ") + ")"
+		if mode == insured.Update {
+			q += " ON CONFLICT (national_id) DO UPDATE SET " + strings.Join(set, ", ")
+		}
+		stmt, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for src.Next() {
+			if _, err := stmt.ExecContext(ctx, personValues(src.Person())...); err != nil {
+				if _, dup := s.d.duplicate(err); dup && mode == insured.Full {
+					continue // no index yet, so this cannot happen; Finish reports duplicates by line
+				}
+				return err
+			}
+		}
+		if err := src.Err(); err != nil {
+			return err
+		}
+		registered := func(ctx context.Context, ids []string) (map[string]bool, error) {
+			ok := map[string]bool{}
+			for len(ids) > 0 {
+				n := min(len(ids), 500)
+				args := make([]any, n)
+				ph := make([]string, n)
+				for i := range n {
+					args[i], ph[i] = ids[i], "?"
+				}
+				rows, err := tx.QueryContext(ctx, "SELECT national_id FROM "+generationTable(gen)+" WHERE main_national_id IS NULL AND national_id IN ("+strings.Join(ph, ",")+")", args...)
+				if err != nil {
+					return nil, err
+				}
+				for rows.Next() {
+					var id string
+					if err := rows.Scan(&id); err != nil {
+						rows.Close()
+						return nil, err
+					}
+					ok[id] = true
+				}
+				if err := rows.Close(); err != nil {
+					return nil, err
+				}
+				ids = ids[n:]
+			}
+			return ok, nil
+		}
+		if sum, err = src.Finish(ctx, registered); err != nil {
+			return err
+		}
+		if mode == insured.Full {
+			for _, q := range []string{indexGeneration(target), "DROP VIEW insured_current", "CREATE VIEW insured_current AS SELECT * FROM " + generationTable(target), "DROP TABLE " + generationTable(gen)} {
+				if _, err := tx.ExecContext(ctx, q); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE registry_state SET generation = ?1 WHERE id = 1", target); err != nil {
+				return err
+			}
+		}
+		sum.Generation = target
+		_, err = tx.ExecContext(ctx, "INSERT INTO registry_imports (mode, generation, rows, main, dependants, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			string(mode), target, sum.Rows, sum.Main, sum.Dependants, started, time.Now().UTC())
+		return err
+	})
+	if err != nil {
+		return insured.Summary{}, err
+	}
+	return sum, nil
+}
+
+// Person reads one person from the registry version in force.
+func (s *Insured) Person(ctx context.Context, nid string) (insured.Person, bool, error) {
+	var f [16]sql.NullString
+	dest := make([]any, len(f))
+	for i := range f {
+		dest[i] = &f[i]
+	}
+	err := s.db.QueryRowContext(ctx, s.d.rebind("SELECT "+strings.Join(insuredColumns, ", ")+" FROM insured_current WHERE national_id = $1"), nid).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return insured.Person{}, false, nil
+	}
+	if err != nil {
+		return insured.Person{}, false, fmt.Errorf("sqlstore: reading an insured person: %w", err)
+	}
+	p, err := personFromRow(f)
+	if err != nil {
+		return insured.Person{}, false, fmt.Errorf("sqlstore: insured person row: %w", err)
+	}
+	return p, true, nil
+}
+
+func personFromRow(f [16]sql.NullString) (insured.Person, error) {
+	date := func(i int) (time.Time, error) {
+		if !f[i].Valid {
+			return time.Time{}, nil
+		}
+		return time.Parse(time.DateOnly, f[i].String)
+	}
+	p := insured.Person{
+		NationalID: f[0].String, InsuranceNumber: f[1].String, Fund: insured.Fund(f[2].String),
+		MainNationalID: f[3].String, Relation: f[4].String, Status: insured.Status(f[7].String), Sex: f[9].String,
+	}
+	var errs [4]error
+	p.CoverageStart, errs[0] = date(5)
+	p.CoverageEnd, errs[1] = date(6)
+	p.BirthDate, errs[2] = date(8)
+	p.Contributions, errs[3] = insured.ParseContributions(f[10].String)
+	if err := errors.Join(errs[:]...); err != nil {
+		return p, err
+	}
+	if f[11].Valid {
+		sp := &insured.Supplementary{Insurer: f[11].String, Plan: f[12].String}
+		var e [3]error
+		sp.Start, e[0] = date(13)
+		sp.End, e[1] = date(14)
+		sp.Caps, e[2] = insured.ParseCaps(f[15].String)
+		if err := errors.Join(e[:]...); err != nil {
+			return p, err
+		}
+		p.Supplementary = sp
+	}
+	return p, nil
+}
+
+// Generation is the registry version in force (0 before the first import).
+func (s *Insured) Generation(ctx context.Context) (int64, error) {
+	var g int64
+	err := s.db.QueryRowContext(ctx, "SELECT generation FROM registry_state WHERE id = 1").Scan(&g)
+	return g, err
+}
+
+// Count is how many persons the version in force holds.
+func (s *Insured) Count(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM insured_current").Scan(&n)
+	return n, err
+}
+
+// Consume pays against a supplementary cap (see insured.Usage). The usage
+// row is locked (FOR UPDATE on PostgreSQL; SQLite transactions take the
+// write lock up front), so concurrent dispenses are serialised per cap.
+func (s *Insured) Consume(ctx context.Context, c insured.Consumption) (int64, error) {
+	if c.Amount < 0 || c.Limit < 0 || c.Key == "" {
+		return 0, errors.New("sqlstore: a consumption needs a key and non-negative amounts")
+	}
+	var paid int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, s.d.rebind("SELECT paid FROM supplementary_ledger WHERE key = $1"), c.Key).Scan(&paid)
+		if err == nil {
+			return nil // already consumed: the same answer again
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		k := c.Cap
+		if _, err := s.exec(ctx, tx, "INSERT INTO supplementary_usage (national_id, insurer, plan, year, category, used) VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT DO NOTHING",
+			k.NationalID, k.Insurer, k.Plan, k.Year, k.Category); err != nil {
+			return err
+		}
+		lock := ""
+		if s.d.name == Postgres {
+			lock = " FOR UPDATE"
+		}
+		var used int64
+		if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT used FROM supplementary_usage WHERE national_id = $1 AND insurer = $2 AND plan = $3 AND year = $4 AND category = $5"+lock),
+			k.NationalID, k.Insurer, k.Plan, k.Year, k.Category).Scan(&used); err != nil {
+			return err
+		}
+		paid = min(c.Amount, max(0, c.Limit-used))
+		if _, err := s.exec(ctx, tx, "UPDATE supplementary_usage SET used = used + $1 WHERE national_id = $2 AND insurer = $3 AND plan = $4 AND year = $5 AND category = $6",
+			paid, k.NationalID, k.Insurer, k.Plan, k.Year, k.Category); err != nil {
+			return err
+		}
+		_, err = s.exec(ctx, tx, "INSERT INTO supplementary_ledger (key, national_id, insurer, plan, year, category, requested, paid, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+			c.Key, k.NationalID, k.Insurer, k.Plan, k.Year, k.Category, c.Amount, paid, time.Now().UTC())
+		return err
+	})
+	if _, dup := store.IsDuplicate(err); dup {
+		// A concurrent call with the same key committed first: its
+		// answer is the answer.
+		if err2 := s.db.QueryRowContext(ctx, s.d.rebind("SELECT paid FROM supplementary_ledger WHERE key = $1"), c.Key).Scan(&paid); err2 == nil {
+			return paid, nil
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: consuming a supplementary cap: %w", err)
+	}
+	return paid, nil
+}
+
+// Used is how much of a cap has been paid out.
+func (s *Insured) Used(ctx context.Context, k insured.Cap) (int64, error) {
+	var used int64
+	err := s.db.QueryRowContext(ctx, s.d.rebind("SELECT used FROM supplementary_usage WHERE national_id = $1 AND insurer = $2 AND plan = $3 AND year = $4 AND category = $5"),
+		k.NationalID, k.Insurer, k.Plan, k.Year, k.Category).Scan(&used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return used, err
+}
