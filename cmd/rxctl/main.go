@@ -61,9 +61,15 @@ const usage = `usage: rxctl <group> <command> [flags]
   rx cancel          sign the cancellation of a prescription (its prescriber)
   audit list         read the audit trail (officer)
 
+  eligibility check  is a person covered on a date, and if not why (vendor, service; rxd)
+  rules check        judge a draft prescription or dispense: coverage, cost, violated rules (rxd)
+  rules show         the rule set in force (rxd)
+  catalogue search   find drugs and services by code or name, Persian or Latin (rxd)
+
 Run "rxctl <group> <command> -h" for flags. Server and credentials can come
 from NUSKHA_ADMIN_URL, NUSKHA_PUBLIC_URL, NUSKHA_CA_FILE, NUSKHA_OFFICER_CERT
-and NUSKHA_OFFICER_KEY.`
+and NUSKHA_OFFICER_KEY; rxd and a vendor's or service's client credentials
+from NUSKHA_RXD_URL, NUSKHA_CLIENT_CERT and NUSKHA_CLIENT_KEY.`
 
 type command func(ctx context.Context, e *env, args []string) error
 
@@ -82,6 +88,10 @@ var commands = map[string]map[string]command{
 	"trust":  {"pull": trustPull},
 	"rx":     {"sign": rxSign, "verify": rxVerify, "dispense": rxDispense, "cancel": rxCancel},
 	"audit":  {"list": auditList},
+
+	"eligibility": {"check": eligibilityCheck},
+	"rules":       {"check": rulesCheck, "show": rulesShow},
+	"catalogue":   {"search": catalogueSearch},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm.Manager) int {

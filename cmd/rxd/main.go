@@ -2,12 +2,15 @@
 // the coding catalogue and the rules service over HTTPS with client
 // certificates, and imports the insurer's registry and catalogue files.
 //
-//	rxd serve            -db-driver sqlite -db FILE -listen ADDR -tls-cert F -tls-key F -client-ca F
+//	rxd serve            -db-driver sqlite -db FILE -listen ADDR -tls-cert F -tls-key F -client-ca F [-rules F]
 //	rxd import-registry  -db-driver sqlite -db FILE -mode full|update FILE.csv
+//	rxd import-catalogue -db-driver sqlite -db FILE -valid-from DATE [-drugs F] [-services F]
+//	rxd check-rules      FILE.yaml
 package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -23,10 +26,17 @@ import (
 	"syscall"
 	"time"
 
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
+	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
@@ -41,6 +51,8 @@ func main() {
 const usage = `usage:
   rxd serve           [flags]                      run the service (HTTPS, client certificates)
   rxd import-registry [flags] -mode full|update F  load the insured-person registry from CSV
+  rxd import-catalogue [flags] -valid-from DATE    load a catalogue version from drugs and services CSV
+  rxd check-rules FILE                            compile and type-check a rule set without loading it
 Run "rxd <command> -h" for a command's flags.`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args[1:], stderr)
 	case "import-registry":
 		return cmdImportRegistry(ctx, args[1:], stdout, stderr)
+	case "import-catalogue":
+		return cmdImportCatalogue(ctx, args[1:], stdout, stderr)
+	case "check-rules":
+		return cmdCheckRules(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -216,10 +232,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	db := addDB(fs)
 	listen := fs.String("listen", "127.0.0.1:8543", "HTTPS address")
 	certFile := fs.String("tls-cert", "", "server certificate chain (PEM)")
-	keyFile := fs.String("tls-key", "", "server private key (PEM)")
+	keyFile := fs.String("tls-key", "", "server key: a key URI (softkey:path=…?pin-source=…, or pkcs11:… for a key in an HSM) or an unencrypted PEM file")
 	clientCA := fs.String("client-ca", "", "CA certificates (PEM) that client certificates must chain to")
 	arc := fs.String("oid-arc", pki.DefaultArc, "OID arc of the identity extension in our certificates (as trustd's)")
 	statusAge := fs.Duration("status-max-age", 24*time.Hour, "oldest OCSP evidence accepted for a caller's certificate")
+	rulesFile := fs.String("rules", "", "rule set file (YAML), watched and reloaded when it changes; default: the starter set")
+	rulesPoll := fs.Duration("rules-poll", 5*time.Second, "how often the rule set file is checked for changes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -227,7 +245,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.New("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	tlsCfg, err := serverTLS(*certFile, *keyFile, *clientCA)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	keys := hsm.NewManager(hsm.NoPrompt)
+	defer keys.Close()
+	tlsCfg, err := serverTLS(ctx, keys, *certFile, *keyFile, *clientCA)
 	if err != nil {
 		return err
 	}
@@ -250,8 +272,33 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cstore, err := sqlstore.NewCatalogue(ctx, d)
+	if err != nil {
+		return err
+	}
+	cat, err := catalogue.New(catalogue.Config{Store: cstore})
+	if err != nil {
+		return err
+	}
+	engine := rules.NewEngine(rules.Starter())
+	if *rulesFile != "" {
+		// A broken file at start is fatal: the operator is there to see it.
+		// Later a broken edit is logged and the running set stays.
+		if err := engine.ReloadFile(*rulesFile); err != nil {
+			return err
+		}
+		go func() {
+			if err := engine.Watch(ctx, *rulesFile, *rulesPoll, log); err != nil && ctx.Err() == nil {
+				log.Error("rule set watch stopped", "err", err)
+			}
+		}()
+	}
+	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	api := &rxapi.API{
-		Eligibility: &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()},
+		Eligibility: elig,
+		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: time.Now},
+		Catalogue:   cat,
+		Rules:       engine,
 		Arc:         a,
 		Status:      status,
 		Log:         log,
@@ -259,11 +306,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	srv := &http.Server{Addr: *listen, Handler: api.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServeTLS("", "") }()
-	log.Info("rxd serving", "listen", *listen, "db", *db.driver)
+	log.Info("rxd serving", "listen", *listen, "db", *db.driver, "rules", engine.Current().Version())
 	select {
 	case err := <-errc:
 		return err
@@ -274,10 +319,29 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	return srv.Shutdown(shut)
 }
 
-func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("server certificate: %w", err)
+func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, error) {
+	var cert tls.Certificate
+	if strings.HasPrefix(keyRef, "softkey:") || strings.HasPrefix(keyRef, "pkcs11:") {
+		chain, err := pemutil.ReadCertificateBundle(certFile)
+		if err != nil {
+			return nil, fmt.Errorf("server certificate: %w", err)
+		}
+		key, err := keys.OpenKey(ctx, keyRef)
+		if err != nil {
+			return nil, fmt.Errorf("server key: %w", err)
+		}
+		if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(chain[0].PublicKey) {
+			return nil, errors.New("the server key is not the certificate's")
+		}
+		for _, c := range chain {
+			cert.Certificate = append(cert.Certificate, c.Raw)
+		}
+		cert.PrivateKey, cert.Leaf = key, chain[0]
+	} else {
+		var err error
+		if cert, err = tls.LoadX509KeyPair(certFile, keyRef); err != nil {
+			return nil, fmt.Errorf("server certificate: %w", err)
+		}
 	}
 	pemCA, err := os.ReadFile(clientCA)
 	if err != nil {
@@ -293,4 +357,107 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
 	}, nil
+}
+
+func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rxd import-catalogue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := addDB(fs)
+	label := fs.String("label", "", "the version's name, e.g. \"1405 Mehr tariffs\" (required)")
+	from := fs.String("valid-from", "", "first day the version is in force (Gregorian or Solar Hijri; required)")
+	to := fs.String("valid-to", "", "first day it is no longer in force (optional)")
+	drugs := fs.String("drugs", "", "drugs CSV")
+	services := fs.String("services", "", "services CSV (lab, imaging, procedure)")
+	asJSON := fs.Bool("json", false, "print the result (or the bad rows) as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *from == "" || (*drugs == "" && *services == "") || fs.NArg() != 0 {
+		return errors.New("usage: rxd import-catalogue -label L -valid-from DATE [-valid-to DATE] [-drugs F] [-services F]")
+	}
+	spec := catalogue.ImportSpec{Label: *label}
+	var err error
+	if spec.ValidFrom, err = persian.ParseDate(*from); err != nil {
+		return fmt.Errorf("-valid-from: %w", err)
+	}
+	if *to != "" {
+		if spec.ValidTo, err = persian.ParseDate(*to); err != nil {
+			return fmt.Errorf("-valid-to: %w", err)
+		}
+	}
+	open := func(p string) (io.Reader, func(), error) {
+		if p == "" {
+			return nil, func() {}, nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { f.Close() }, nil
+	}
+	dr, closeD, err := open(*drugs)
+	if err != nil {
+		return err
+	}
+	defer closeD()
+	sr, closeS, err := open(*services)
+	if err != nil {
+		return err
+	}
+	defer closeS()
+	d, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	cstore, err := sqlstore.NewCatalogue(ctx, d)
+	if err != nil {
+		return err
+	}
+	cat, err := catalogue.New(catalogue.Config{Store: cstore})
+	if err != nil {
+		return err
+	}
+	res, err := cat.Import(ctx, spec, dr, sr)
+	var ie *catalogue.ImportError
+	if errors.As(err, &ie) {
+		if *asJSON {
+			_ = json.NewEncoder(stdout).Encode(ie)
+		} else {
+			for _, r := range ie.Rows {
+				fmt.Fprintln(stdout, r.String())
+			}
+			if ie.Total > len(ie.Rows) {
+				fmt.Fprintf(stdout, "… and %d more\n", ie.Total-len(ie.Rows))
+			}
+		}
+		return fmt.Errorf("%d problem(s): nothing was imported", ie.Total)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "imported catalogue version %s (%q): %d drugs, %d services, in force from %s\n",
+		res.Version.ID, res.Version.Label, res.Drugs, res.Services, res.Version.ValidFrom.Format(time.DateOnly))
+	return nil
+}
+
+// cmdCheckRules is for the insurer's staff: does this file load, and if
+// not, where is each problem.
+func cmdCheckRules(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: rxd check-rules FILE.yaml")
+	}
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	set, err := rules.Load(args[0], data)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: rule set %s, %d rules, compiled and type-checked\n", args[0], set.Version(), len(set.Rules()))
+	return nil
 }

@@ -86,3 +86,17 @@ func allASCIIDigits(s string) bool {
 	}
 	return s != ""
 }
+
+// Tehran is Iran Standard Time. Iran has kept it all year since 2022, so a
+// fixed zone is exact for every date this system judges and needs no
+// time-zone database on the host.
+var Tehran = time.FixedZone("IRST", 3*3600+1800)
+
+// Day is the calendar day in Iran on which the instant t falls, as UTC
+// midnight of that date (the form ParseDate returns): a prescription
+// written at 01:00 in Tehran belongs to that day, not to the UTC day
+// before.
+func Day(t time.Time) time.Time {
+	t = t.In(Tehran)
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}

@@ -50,3 +50,14 @@ func TestHijriRoundTrip(t *testing.T) {
 		t.Fatalf("month index difference across Nowruz = %d", a-b)
 	}
 }
+
+func TestDayIsIranian(t *testing.T) {
+	// 21:00 UTC on 19 March is 00:30 on 20 March in Tehran: Nowruz 1403.
+	d := Day(time.Date(2024, 3, 19, 21, 0, 0, 0, time.UTC))
+	if !d.Equal(time.Date(2024, 3, 20, 0, 0, 0, 0, time.UTC)) || Hijri(d).String() != "1403-01-01" {
+		t.Fatalf("Day = %v (%s)", d, Hijri(d))
+	}
+	if d := Day(time.Date(2024, 3, 19, 20, 29, 0, 0, time.UTC)); d.Day() != 19 {
+		t.Fatalf("23:59 in Tehran moved to %v", d)
+	}
+}

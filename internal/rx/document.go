@@ -318,3 +318,11 @@ func (d *Dispense) Check() error {
 
 // Check validates the cancellation beyond its schema.
 func (c *Cancellation) Check() error { return nil }
+
+// Prepare puts an unsigned draft in normal form and checks it exactly as
+// the verifier will check the signed document: what the rules service and
+// the signer apply before anything is signed.
+func Prepare(doc Document) error {
+	doc.Normalize()
+	return checkDocument(doc)
+}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/nationalid"
@@ -20,11 +22,15 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/rules"
 )
 
 // API serves rxd's endpoints.
 type API struct {
 	Eligibility *insured.Checker
+	Adjudicator *adjudicate.Adjudicator
+	Catalogue   *catalogue.Catalogue
+	Rules       *rules.Engine
 	// Arc reads the identity extension of callers' certificates.
 	Arc pki.Arc
 	// Status answers whether a caller's certificate is revoked; a caller
@@ -45,6 +51,10 @@ var callerRoles = []pki.Role{pki.RoleVendor, pki.RoleService}
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
+	mux.Handle("POST /v1/rules/check", a.caller(a.rulesCheck))
+	mux.Handle("GET /v1/rules", a.caller(a.ruleSet))
+	mux.Handle("GET /v1/catalogue/items", a.caller(a.catalogueSearch))
+	mux.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -106,8 +116,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 func (a *API) day(r *http.Request) (time.Time, error) {
 	s := r.URL.Query().Get("date")
 	if s == "" {
-		now := a.Now().UTC()
-		return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC), nil
+		return persian.Day(a.Now()), nil
 	}
 	d, err := persian.ParseDate(s)
 	if err != nil {

@@ -20,11 +20,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/catalogue"
+	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -64,6 +68,19 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 		t.Fatal(err)
 	}
 	insuredtest.MustImport(t, reg, insured.Full, insuredtest.Rows(40))
+	cs, err := sqlstore.NewCatalogue(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalogue.New(catalogue.Config{Store: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drugs, services := catalogtest.Sample()
+	if _, err := cat.Import(ctx, catalogue.ImportSpec{Label: "1405", ValidFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, strings.NewReader(drugs), strings.NewReader(services)); err != nil {
+		t.Fatal(err)
+	}
+	engine := rules.NewEngine(rules.Starter())
 
 	issue := func(profile string, kind pki.Role, id string) tls.Certificate {
 		k := newKey()
@@ -91,8 +108,12 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 		t.Fatal(err)
 	}
 
+	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	api := &rxapi.API{
-		Eligibility: &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()},
+		Eligibility: elig,
+		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: func() time.Time { return now }},
+		Catalogue:   cat,
+		Rules:       engine,
 		Arc:         p.Arc, Status: status,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now },
 	}
@@ -183,4 +204,76 @@ func TestCallersAreAuthenticated(t *testing.T) {
 	if !strings.Contains(string(body), "no fresh evidence") {
 		t.Fatalf("the refusal does not say why: %s", body)
 	}
+}
+
+// checkBody is a rules-check request as a vendor's software sends it.
+func checkBody(scope, extra string) string {
+	return `{"scope":"` + scope + `","date":"1405-06-15"` + extra + `,"prescription":{"v":1,"type":"prescription","id":"0b6f3f1e-8f0a-4c1e-9d2a-5b7c9e1f2a3b",
+		"issued_at":"2026-09-06T06:00:00Z","patient":{"national_id":"` + insuredtest.NationalID(0) + `","name":"بيمار آزمايشي","birth_date":"1951-03-21","sex":"female"},
+		"prescriber":{"council_number":"MC-1","profession":"physician","specialty":"general"},"practice":{"name":"درمانگاه"},
+		"items":[{"kind":"drug","code":"` + catalogtest.Amoxicillin + `","quantity":20},{"kind":"drug","code":"` + catalogtest.Metformin + `","quantity":200}]}}`
+}
+
+func TestRulesCheckEndpoint(t *testing.T) {
+	f := setup(t)
+	resp, body := f.do(t, "vendor", "POST", "/v1/rules/check", strings.NewReader(checkBody("prescribe", "")))
+	var d adjudicate.Decision
+	if resp.StatusCode != 200 || json.Unmarshal(body, &d) != nil {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	// Arabic yeh in the patient's name is normalised, not refused: a
+	// draft is a draft. Amoxicillin covered (and its patient share paid
+	// by supplementary insurance), metformin over its maximum.
+	if d.Allowed || len(d.Items) != 2 || !d.Items[0].Allowed || d.Items[0].InsurerPays != 448000 || d.Items[0].PatientPays != 0 ||
+		d.Items[1].Allowed || d.Items[1].MaxCoveredQuantity != 180 || d.Items[1].Violations[0].RuleID != "quantity-limit" || d.Items[1].Violations[0].MessageFA == "" {
+		t.Fatalf("decision %s", body)
+	}
+	if strings.Contains(string(body), insuredtest.NationalID(0)) {
+		t.Fatalf("the decision carries the national id unmasked: %s", body)
+	}
+	for _, c := range []struct {
+		name, body, code string
+		status           int
+	}{
+		{"unknown scope", checkBody("dispensary", ""), "unknown-scope", 422},
+		{"unknown member", checkBody("prescribe", `,"discount":true`), "malformed-request", 400},
+		{"repeated member", checkBody("prescribe", `,"scope":"paper"`), "malformed-request", 400},
+		{"case-folded member", checkBody("prescribe", `,"Date":"1405-06-01"`), "malformed-request", 400},
+		{"not JSON", "scope=prescribe", "malformed-request", 400},
+		{"bad national id", strings.Replace(checkBody("prescribe", ""), insuredtest.NationalID(0), "0000000001", 1), "invalid-national-id", 422},
+	} {
+		resp, body := f.do(t, "vendor", "POST", "/v1/rules/check", strings.NewReader(c.body))
+		t.Run(c.name, func(t *testing.T) { wantProblem(t, resp, body, c.status, c.code) })
+	}
+	resp, body = f.do(t, "vendor", "GET", "/v1/rules", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"item-covered"`) {
+		t.Fatalf("rule set: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestCatalogueEndpoints(t *testing.T) {
+	f := setup(t)
+	var page struct {
+		Version string           `json:"catalogue_version"`
+		Items   []catalogue.Item `json:"items"`
+	}
+	// Typed with an Arabic kaf and yeh, found in Persian spelling.
+	resp, body := f.do(t, "vendor", "GET", "/v1/catalogue/items?q="+url.QueryEscape("آموكسي")+"&date=1405-06-15", nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &page) != nil || len(page.Items) != 1 || page.Items[0].Code != catalogtest.Amoxicillin {
+		t.Fatalf("search: %d %s", resp.StatusCode, body)
+	}
+	resp, body = f.do(t, "vendor", "GET", "/v1/catalogue/items?q=mri&kind=imaging", nil)
+	if resp.StatusCode != 200 || json.Unmarshal(body, &page) != nil || len(page.Items) != 1 || page.Items[0].Code != catalogtest.BrainMRI {
+		t.Fatalf("search by kind: %d %s", resp.StatusCode, body)
+	}
+	resp, body = f.do(t, "vendor", "GET", "/v1/catalogue/items/"+catalogtest.Morphine, nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"narcotic"`) {
+		t.Fatalf("lookup: %d %s", resp.StatusCode, body)
+	}
+	resp, body = f.do(t, "vendor", "GET", "/v1/catalogue/items/999999", nil)
+	wantProblem(t, resp, body, 404, "not-found")
+	resp, body = f.do(t, "vendor", "GET", "/v1/catalogue/items/"+catalogtest.Morphine+"?date=2025-06-01", nil)
+	wantProblem(t, resp, body, 422, "catalogue-not-in-force")
+	resp, body = f.do(t, "vendor", "GET", "/v1/catalogue/items?q=x&limit=0", nil)
+	wantProblem(t, resp, body, 422, "invalid-field")
 }

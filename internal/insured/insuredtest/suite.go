@@ -19,6 +19,7 @@ type Store interface {
 	insured.Writer
 	insured.Lookup
 	insured.Usage
+	insured.History
 	Generation(ctx context.Context) (int64, error)
 	Count(ctx context.Context) (int64, error)
 }
@@ -66,6 +67,37 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("EligibilityReasons", func(t *testing.T) { testEligibility(t, open(t)) })
 	t.Run("ReadsDuringImport", func(t *testing.T) { testReadsDuringImport(t, open(t)) })
 	t.Run("CapsUnderConcurrency", func(t *testing.T) { testCaps(t, open(t)) })
+	t.Run("History", func(t *testing.T) { testHistory(t, open(t)) })
+}
+
+func testHistory(t *testing.T, s Store) {
+	nid := NationalID(0)
+	at := func(d int) time.Time { return Day.AddDate(0, 0, -d).Add(10 * time.Hour) }
+	first := []insured.Dispensed{
+		{DispenseID: "d1", Item: 0, NationalID: nid, Code: "A", ATC: "N02BE01", Quantity: 20, DaysSupply: 10, DispensedAt: at(40)},
+		{DispenseID: "d1", Item: 1, NationalID: nid, Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(40)},
+	}
+	for range 2 { // recording a dispense again adds nothing
+		if err := s.Record(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Record(ctx, []insured.Dispensed{
+		{DispenseID: "d2", NationalID: nid, Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(5)},
+		{DispenseID: "d3", NationalID: NationalID(1), Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(1)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Since(ctx, nid, Day.AddDate(0, 0, -90))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].DispenseID != "d2" || !got[0].DispensedAt.Equal(at(5)) || got[2].Code != "B" || got[1].ATC != "N02BE01" {
+		t.Fatalf("history = %+v", got)
+	}
+	if got, _ := s.Since(ctx, nid, Day.AddDate(0, 0, -30)); len(got) != 1 {
+		t.Fatalf("since 30 days: %+v", got)
+	}
 }
 
 func testFullImport(t *testing.T, s Store) {

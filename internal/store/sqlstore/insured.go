@@ -422,3 +422,35 @@ func (s *Insured) Used(ctx context.Context, k insured.Cap) (int64, error) {
 	}
 	return used, err
 }
+
+// Record appends dispensed items (see insured.History).
+func (s *Insured) Record(ctx context.Context, items []insured.Dispensed) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, it := range items {
+			if _, err := s.exec(ctx, tx, "INSERT INTO dispense_history (dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+				it.DispenseID, it.Item, it.NationalID, it.Code, it.ATC, it.Quantity, it.DaysSupply, it.DispensedAt.UTC()); err != nil {
+				return fmt.Errorf("sqlstore: recording a dispense: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Since reads a person's dispensed items, newest first.
+func (s *Insured) Since(ctx context.Context, nid string, since time.Time) ([]insured.Dispensed, error) {
+	rows, err := s.db.QueryContext(ctx, s.d.rebind("SELECT dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE national_id = $1 AND dispensed_at >= $2 ORDER BY dispensed_at DESC, dispense_id, item"), nid, since.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: reading dispense history: %w", err)
+	}
+	defer rows.Close()
+	var out []insured.Dispensed
+	for rows.Next() {
+		var d insured.Dispensed
+		if err := rows.Scan(&d.DispenseID, &d.Item, &d.NationalID, &d.Code, &d.ATC, &d.Quantity, &d.DaysSupply, &d.DispensedAt); err != nil {
+			return nil, err
+		}
+		d.DispensedAt = d.DispensedAt.UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,457 @@
+// Package adjudicate decides, per item of a prescription, dispense or paper
+// prescription, whether the insurer covers it and who pays what: the one
+// library function behind the rules service (before a practitioner signs)
+// and the submit and dispense paths (after), so that the answer before
+// signing and the decision after can never disagree for the same data and
+// date.
+package adjudicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/bits"
+	"slices"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/catalogue"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/persian"
+	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/rx"
+)
+
+// Request is what is judged. Amounts are integer rials throughout.
+type Request struct {
+	Scope rules.Scope `json:"scope"`
+	// Date is the day judged by, in either calendar. Default: the
+	// prescription's issue day for prescribe and paper, today for
+	// dispense and paraclinic.
+	Date string `json:"date,omitempty"`
+	// Prescription is the (unsigned) prescription payload, v1. For paper
+	// it is the paper prescription as entered at the pharmacy.
+	Prescription *rx.Prescription `json:"prescription"`
+	// Dispensed is what is handed out or performed (dispense, paraclinic,
+	// paper); absent means exactly what was prescribed.
+	Dispensed []rx.DispensedItem `json:"dispensed,omitempty"`
+}
+
+// Item is the decision for one item.
+type Item struct {
+	Index  int    `json:"index"`
+	Code   string `json:"code"`
+	Kind   string `json:"kind"`
+	Name   string `json:"name,omitempty"`
+	NameFA string `json:"name_fa,omitempty"`
+	// Allowed: no rule rejects it, so the insurer covers it.
+	Allowed  bool `json:"allowed"`
+	Quantity int  `json:"quantity"`
+	// MaxCoveredQuantity is the most units of this item the insurer
+	// covers on one prescription (the catalogue's maximum; 0: no limit).
+	MaxCoveredQuantity int `json:"max_covered_quantity"`
+	// CoveredQuantity is how many units this decision covers: the
+	// quantity up to that maximum, 0 when the item is not allowed.
+	CoveredQuantity int   `json:"covered_quantity"`
+	UnitPrice       int64 `json:"unit_price"`
+	Total           int64 `json:"total"`
+	// InsurerPays is the basic insurance's share (CoveredAmount).
+	InsurerPays int64 `json:"insurer_pays"`
+	// SupplementaryPays is what supplementary insurance pays of the
+	// patient's share, up to what is left of its annual cap.
+	SupplementaryPays int64 `json:"supplementary_pays"`
+	// PatientPays is the amount payable at the counter.
+	PatientPays int64             `json:"patient_pays"`
+	Violations  []rules.Violation `json:"violations"`
+
+	// suppAsk is what supplementary insurance would pay with no cap: the
+	// patient's share of the covered units.
+	suppAsk int64
+	atc     string
+}
+
+// Decision is the answer for a whole request.
+type Decision struct {
+	Scope            rules.Scope       `json:"scope"`
+	Date             string            `json:"date"`
+	DateHijri        string            `json:"date_hijri"`
+	RuleSet          string            `json:"rule_set"`
+	CatalogueVersion string            `json:"catalogue_version"`
+	Eligibility      insured.Result    `json:"eligibility"`
+	Allowed          bool              `json:"allowed"` // no rule rejects anything
+	Items            []Item            `json:"items"`
+	Violations       []rules.Violation `json:"violations"` // prescription-wide
+	Total            int64             `json:"total"`
+	InsurerPays      int64             `json:"insurer_pays"`
+	SupplementaryPay int64             `json:"supplementary_pays"`
+	PatientPays      int64             `json:"patient_pays"`
+
+	nationalID string
+	supp       *insured.SuppCoverage
+	input      *rules.Input
+}
+
+// Catalogue finds the catalogue version in force on a day.
+type Catalogue interface {
+	At(ctx context.Context, day time.Time) (*catalogue.Version, error)
+}
+
+// Adjudicator holds what decisions are made from.
+type Adjudicator struct {
+	Eligibility *insured.Checker
+	Catalogue   Catalogue
+	Rules       *rules.Engine
+	History     insured.History
+	Usage       insured.Usage
+	Now         func() time.Time
+	// LookBack is how far back dispenses are read for the rules (365
+	// days when zero).
+	LookBack time.Duration
+	// DefaultDaysSupply is how long a dispensed quantity is assumed to
+	// last when the prescription gives no repeat interval (30 when zero).
+	DefaultDaysSupply int
+	Log               *slog.Logger
+}
+
+// Check decides a request without changing anything. Errors are for a
+// request that cannot be judged at all (bad input, no catalogue in force,
+// a store that cannot be read); a request that is judged and refused is a
+// Decision with Allowed false.
+func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error) {
+	if !slices.Contains(rules.Scopes, req.Scope) {
+		return nil, errs.FieldError(errs.UnknownScope, "scope", "scope %q is not one of %v", req.Scope, rules.Scopes)
+	}
+	p := req.Prescription
+	if p == nil {
+		return nil, errs.FieldError(errs.Invalid, "prescription", "a prescription is required")
+	}
+	if err := rx.Prepare(p); err != nil {
+		return nil, prefixed("prescription.", err)
+	}
+	dispensed := req.Dispensed
+	if req.Scope == rules.ScopePrescribe && len(dispensed) > 0 {
+		return nil, errs.FieldError(errs.Invalid, "dispensed", "nothing is dispensed when prescribing")
+	}
+	for i := range dispensed {
+		d := &dispensed[i]
+		if !slices.ContainsFunc(p.Items, func(it rx.Item) bool { return it.Code == d.Code || it.Code == d.SubstituteFor && d.SubstituteFor != "" }) {
+			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("dispensed[%d].code", i), "%s is not on the prescription (name the prescribed code in substitute_for)", d.Code)
+		}
+		if d.Quantity < 1 || d.Quantity > 10000 {
+			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("dispensed[%d].quantity", i), "must be from 1 to 10000")
+		}
+	}
+	day := persian.Day(a.Now())
+	switch {
+	case req.Date != "":
+		d, err := persian.ParseDate(req.Date)
+		if err != nil {
+			return nil, errs.FieldError(errs.Invalid, "date", "%v", err)
+		}
+		day = d
+	case req.Scope == rules.ScopePrescribe || req.Scope == rules.ScopePaper:
+		day = persian.Day(p.IssuedAt)
+	}
+	issued := persian.Day(p.IssuedAt)
+	if issued.After(day) {
+		return nil, errs.FieldError(errs.Invalid, "date", "the prescription is issued after the day it is judged by")
+	}
+
+	elig, err := a.Eligibility.Check(ctx, p.Patient.NationalID, day)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "the insured-person registry cannot be read now")
+	}
+	cat, err := a.Catalogue.At(ctx, day)
+	if err != nil {
+		return nil, err
+	}
+	lookBack := a.LookBack
+	if lookBack == 0 {
+		lookBack = 365 * 24 * time.Hour
+	}
+	hist, err := a.History.Since(ctx, p.Patient.NationalID, day.Add(-lookBack))
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "the dispense history cannot be read now")
+	}
+	set := a.Rules.Current()
+
+	in := &rules.Input{Scope: req.Scope, Date: day}
+	in.Patient = patient(p, elig, day)
+	in.Prescriber = rules.Prescriber{Profession: p.Prescriber.Profession, Specialty: p.Prescriber.Specialty}
+	in.Prescription.IssuedDaysAgo = days(issued, day)
+	lines := a.lines(p, dispensed)
+	entries := make([]catalogue.Item, len(lines))
+	for i, l := range lines {
+		e, found := cat.Lookup(l.Code)
+		entries[i] = e
+		kind := l.Kind
+		if found {
+			kind = e.Kind
+		}
+		in.Items = append(in.Items, rules.Item{Index: i, Kind: kind, Code: l.Code, Quantity: l.Quantity, Repeats: l.Repeats,
+			RepeatIntervalDays: l.RepeatIntervalDays, Catalogue: entry(e, found)})
+		if kind == catalogue.KindDrug {
+			in.Prescription.DrugCount++
+		}
+	}
+	in.Prescription.ItemCount = len(in.Items)
+	for _, h := range hist {
+		in.History = append(in.History, rules.Dispensed{Code: h.Code, ATC: h.ATC, Quantity: h.Quantity, DaysSupply: h.DaysSupply,
+			DaysAgo: days(persian.Day(h.DispensedAt), day)})
+	}
+	violations, err := set.Evaluate(in)
+	var evalErr *rules.EvalError
+	switch {
+	case errors.As(err, &evalErr):
+		// A rule that could not be evaluated has already failed closed:
+		// it is a reject violation among the others. The decision stands;
+		// the failure is the rule author's to fix, and is counted by the set
+		// and logged here.
+		if a.Log != nil {
+			a.Log.ErrorContext(ctx, "rule evaluation failed; the rule rejected", "rule_set", set.Version(), "err", evalErr)
+		}
+	case err != nil:
+		return nil, err
+	}
+
+	dec := &Decision{
+		Scope: req.Scope, Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String(),
+		RuleSet: set.Version(), CatalogueVersion: cat.ID, Eligibility: elig, Allowed: true,
+		Violations: []rules.Violation{}, nationalID: p.Patient.NationalID, input: in,
+	}
+	if elig.Coverage != nil && elig.Eligible {
+		dec.supp = elig.Coverage.Supplementary
+	}
+	wideReject := false
+	for _, v := range violations {
+		if v.Item < 0 {
+			dec.Violations = append(dec.Violations, v)
+			if v.Severity == rules.Reject {
+				wideReject = true
+			}
+		}
+	}
+	year := persian.Hijri(day).Year
+	spent := map[string]int64{} // supplementary paid so far in this request, per category
+	for i, l := range lines {
+		e := entries[i]
+		it := Item{Index: i, Code: l.Code, Kind: in.Items[i].Kind, Name: e.Name, NameFA: e.NameFA, Quantity: l.Quantity,
+			UnitPrice: e.Price, MaxCoveredQuantity: e.MaxQuantity, Allowed: !wideReject && elig.Eligible, Violations: []rules.Violation{}, atc: e.ATC}
+		for _, v := range violations {
+			if v.Item == i {
+				it.Violations = append(it.Violations, v)
+				if v.Severity == rules.Reject {
+					it.Allowed = false
+				}
+			}
+		}
+		if !in.Items[i].Catalogue.Found {
+			it.Allowed = false
+		}
+		if it.Total, err = mul(e.Price, int64(l.Quantity)); err != nil {
+			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "the amount does not fit in rials arithmetic")
+		}
+		if it.Allowed {
+			it.CoveredQuantity = l.Quantity
+			if e.MaxQuantity > 0 {
+				it.CoveredQuantity = min(l.Quantity, e.MaxQuantity)
+			}
+			covered := e.Price * int64(it.CoveredQuantity) // ≤ Total, which fitted
+			// The insurer's share is rounded down to the rial: the
+			// patient never pays a fraction, and the insurer never more
+			// than its percentage.
+			it.InsurerPays = share(covered, e.CoveragePercent)
+			patientShareOfCovered := covered - it.InsurerPays
+			if dec.supp != nil {
+				if limit, ok := dec.supp.Caps[capCategory(it.Kind)]; ok {
+					used, err := a.Usage.Used(ctx, dec.cap(capCategory(it.Kind), year))
+					if err != nil {
+						return nil, errs.Wrap(errs.Unavailable, err, "supplementary usage cannot be read now")
+					}
+					it.suppAsk = patientShareOfCovered
+					left := max(0, limit-used-spent[capCategory(it.Kind)])
+					it.SupplementaryPays = min(patientShareOfCovered, left)
+					spent[capCategory(it.Kind)] += it.SupplementaryPays
+				}
+			}
+		}
+		it.PatientPays = it.Total - it.InsurerPays - it.SupplementaryPays
+		if !it.Allowed {
+			dec.Allowed = false
+		}
+		dec.Total += it.Total
+		dec.InsurerPays += it.InsurerPays
+		dec.SupplementaryPay += it.SupplementaryPays
+		dec.PatientPays += it.PatientPays
+		dec.Items = append(dec.Items, it)
+	}
+	if wideReject || !elig.Eligible {
+		dec.Allowed = false
+	}
+	return dec, nil
+}
+
+// Commit records a dispense that Check decided: supplementary caps are
+// consumed (each item keyed by dispenseID and its index, so that a retried
+// commit consumes once and gets the same amounts) and the items enter the
+// patient's history for the rules that look back. The decision's
+// supplementary and patient amounts become what the caps actually paid,
+// which is less than Check estimated if another dispense used the cap in
+// between; a cap is never driven below zero.
+func (a *Adjudicator) Commit(ctx context.Context, dec *Decision, dispenseID string, at time.Time) error {
+	if dec.Scope == rules.ScopePrescribe {
+		return errs.New(errs.Invalid, "a prescription is not dispensed; only dispense, paper and paraclinic decisions are committed")
+	}
+	if dispenseID == "" {
+		return errs.FieldError(errs.Invalid, "id", "a dispense id is required")
+	}
+	day, _ := time.Parse(time.DateOnly, dec.Date)
+	year := persian.Hijri(day).Year
+	dec.SupplementaryPay, dec.PatientPays = 0, 0
+	var hist []insured.Dispensed
+	for i := range dec.Items {
+		it := &dec.Items[i]
+		if it.suppAsk > 0 {
+			limit := dec.supp.Caps[capCategory(it.Kind)]
+			paid, err := a.Usage.Consume(ctx, insured.Consumption{Key: fmt.Sprintf("%s/%d", dispenseID, i), Cap: dec.cap(capCategory(it.Kind), year), Limit: limit, Amount: it.suppAsk})
+			if err != nil {
+				return errs.Wrap(errs.Unavailable, err, "supplementary insurance cannot be charged now")
+			}
+			it.SupplementaryPays = paid
+		}
+		it.PatientPays = it.Total - it.InsurerPays - it.SupplementaryPays
+		dec.SupplementaryPay += it.SupplementaryPays
+		dec.PatientPays += it.PatientPays
+		hist = append(hist, insured.Dispensed{DispenseID: dispenseID, Item: i, NationalID: dec.nationalID, Code: it.Code, ATC: it.atc,
+			Quantity: it.Quantity, DaysSupply: a.daysSupply(dec.input.Items[i]), DispensedAt: at.UTC()})
+	}
+	if err := a.History.Record(ctx, hist); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the dispense history cannot be written now")
+	}
+	return nil
+}
+
+// line is one thing judged: a prescribed item, or a dispensed one with
+// what it was prescribed as.
+type line struct {
+	Code               string
+	Kind               string
+	Quantity           int
+	Repeats            int
+	RepeatIntervalDays int
+}
+
+func (a *Adjudicator) lines(p *rx.Prescription, dispensed []rx.DispensedItem) []line {
+	if len(dispensed) == 0 {
+		out := make([]line, len(p.Items))
+		for i, it := range p.Items {
+			out[i] = line{it.Code, it.Kind, it.Quantity, it.Repeats, it.RepeatIntervalDays}
+		}
+		return out
+	}
+	out := make([]line, len(dispensed))
+	for i, d := range dispensed {
+		prescribed := d.Code
+		if d.SubstituteFor != "" {
+			prescribed = d.SubstituteFor
+		}
+		j := slices.IndexFunc(p.Items, func(it rx.Item) bool { return it.Code == prescribed })
+		if j < 0 { // checked in Check; a substitute listed under its own code
+			j = slices.IndexFunc(p.Items, func(it rx.Item) bool { return it.Code == d.Code })
+		}
+		it := p.Items[j]
+		out[i] = line{d.Code, it.Kind, d.Quantity, it.Repeats, it.RepeatIntervalDays}
+	}
+	return out
+}
+
+// DaysSupply is how long a dispensed item lasts, for the refill rule.
+func (a *Adjudicator) daysSupply(in rules.Item) int {
+	if in.RepeatIntervalDays > 0 {
+		return in.RepeatIntervalDays
+	}
+	if a.DefaultDaysSupply > 0 {
+		return a.DefaultDaysSupply
+	}
+	return 30
+}
+
+func patient(p *rx.Prescription, elig insured.Result, day time.Time) rules.Patient {
+	birth, _ := time.Parse(time.DateOnly, p.Patient.BirthDate) // checked by rx.Prepare
+	sex := p.Patient.Sex
+	out := rules.Patient{Eligible: elig.Eligible}
+	if c := elig.Coverage; c != nil {
+		// The registry's record is the insurer's; what the prescription
+		// says is what the practitioner typed.
+		if c.Person != nil {
+			birth, sex = c.Person.BirthDate, c.Person.Sex
+		}
+		if elig.Eligible {
+			out.Fund, out.Dependant = string(c.Fund), c.Dependant
+		}
+	}
+	out.Sex = sex
+	out.AgeYears, out.AgeMonths = age(birth, day)
+	return out
+}
+
+// age is completed years and months on day.
+func age(birth, day time.Time) (years, months int) {
+	months = (day.Year()-birth.Year())*12 + int(day.Month()) - int(birth.Month())
+	if day.Day() < birth.Day() {
+		months--
+	}
+	months = max(0, months)
+	return months / 12, months
+}
+
+// days is whole days from a to b (dates at UTC midnight).
+func days(a, b time.Time) int { return int(b.Sub(a).Hours() / 24) }
+
+func entry(e catalogue.Item, found bool) rules.Entry {
+	if !found {
+		return rules.Entry{}
+	}
+	return rules.Entry{
+		Found: true, Kind: e.Kind, GenericName: e.Name, ATC: e.ATC, Form: e.Form, Strength: e.Strength, Price: e.Price,
+		CoveragePercent: e.CoveragePercent, PrescriptionOnly: e.PrescriptionOnly, MaxQuantity: e.MaxQuantity,
+		Professions: e.Professions, Specialties: e.Specialties, MinAgeYears: e.MinAgeYears, MaxAgeYears: e.MaxAgeYears,
+		Sex: e.Sex, ControlledClass: e.ControlledClass, PaperAllowed: e.PaperAllowed,
+	}
+}
+
+// capCategory is the supplementary benefit category of an item kind.
+func capCategory(kind string) string { return kind }
+
+func (d *Decision) cap(category string, year int) insured.Cap {
+	return insured.Cap{NationalID: d.nationalID, Insurer: d.supp.Insurer, Plan: d.supp.Plan, Year: year, Category: category}
+}
+
+// share is percent of amount, rounded down.
+func share(amount int64, percent int) int64 {
+	hi, lo := bits.Mul64(uint64(amount), uint64(percent))
+	q, _ := bits.Div64(hi, lo, 100)
+	return int64(q)
+}
+
+var errOverflow = errors.New("overflow")
+
+func mul(a, b int64) (int64, error) {
+	if a < 0 || b < 0 || (b != 0 && a > math.MaxInt64/b) {
+		return 0, errOverflow
+	}
+	return a * b, nil
+}
+
+// prefixed puts a field error inside the request's member.
+func prefixed(prefix string, err error) error {
+	var e *errs.Error
+	if errors.As(err, &e) && e.Field != "" {
+		c := *e
+		c.Field = prefix + e.Field
+		return &c
+	}
+	return err
+}

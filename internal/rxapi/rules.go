@@ -1,0 +1,141 @@
+package rxapi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/catalogue"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/rules"
+)
+
+// maxCheckBody bounds a rules check: a prescription of fifty items with
+// its dispense is a few kilobytes.
+const maxCheckBody = 256 << 10
+
+// decodeStrict reads one JSON value as the signature verifier reads a
+// payload (case-sensitive names, no unknown or repeated members, valid
+// UTF-8, nothing after it), so that a draft the rules service accepts is
+// one the verifier would read the same way once signed.
+func decodeStrict(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return errs.New(errs.Malformed, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxCheckBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errs.New(errs.TooLarge, "body larger than %d bytes", maxCheckBody)
+		}
+		return errs.New(errs.Malformed, "the body could not be read")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errs.New(errs.Malformed, "empty body")
+	}
+	if err := jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true)); err != nil {
+		msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "json: "), "jsontext: ")
+		return errs.New(errs.Malformed, "body: %s", msg)
+	}
+	return nil
+}
+
+func (a *API) rulesCheck(w http.ResponseWriter, r *http.Request) {
+	var req adjudicate.Request
+	if err := decodeStrict(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	dec, err := a.Adjudicator.Check(r.Context(), req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, dec)
+}
+
+// ruleSet describes the rule set in force.
+type ruleSet struct {
+	Version      string       `json:"version"`
+	Description  string       `json:"description,omitempty"`
+	Digest       string       `json:"sha256"`
+	EvalFailures uint64       `json:"eval_failures"`
+	Rules        []rules.Rule `json:"rules"`
+}
+
+func (a *API) ruleSet(w http.ResponseWriter, r *http.Request) {
+	s := a.Rules.Current()
+	problem.JSON(w, http.StatusOK, ruleSet{Version: s.Version(), Description: s.Description(), Digest: s.Digest(), EvalFailures: s.EvalFailures(), Rules: s.Rules()})
+}
+
+// catalogueAt is the version in force on the request's date.
+func (a *API) catalogueAt(r *http.Request) (*catalogue.Version, error) {
+	day, err := a.day(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.Catalogue.At(r.Context(), day)
+}
+
+type itemsPage struct {
+	Version string           `json:"catalogue_version"`
+	Items   []catalogue.Item `json:"items"`
+}
+
+func (a *API) catalogueSearch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > catalogue.MaxSearchLimit {
+			a.fail(w, r, errs.FieldError(errs.Invalid, "limit", "must be from 1 to %d", catalogue.MaxSearchLimit))
+			return
+		}
+		limit = n
+	}
+	kind := q.Get("kind")
+	if kind != "" && kind != catalogue.KindDrug && kind != catalogue.KindLab && kind != catalogue.KindImaging && kind != catalogue.KindProcedure {
+		a.fail(w, r, errs.FieldError(errs.Invalid, "kind", "must be drug, lab, imaging or procedure"))
+		return
+	}
+	if strings.TrimSpace(q.Get("q")) == "" {
+		a.fail(w, r, errs.FieldError(errs.Invalid, "q", "a code or a name to search for is required"))
+		return
+	}
+	v, err := a.catalogueAt(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	items := v.Search(q.Get("q"), kind, limit)
+	if items == nil {
+		items = []catalogue.Item{}
+	}
+	problem.JSON(w, http.StatusOK, itemsPage{Version: v.ID, Items: items})
+}
+
+type oneItem struct {
+	Version string         `json:"catalogue_version"`
+	Item    catalogue.Item `json:"item"`
+}
+
+func (a *API) catalogueItem(w http.ResponseWriter, r *http.Request) {
+	v, err := a.catalogueAt(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	it, ok := v.Lookup(r.PathValue("code"))
+	if !ok {
+		a.fail(w, r, errs.New(errs.NotFound, "no item %q in the catalogue in force on that date", r.PathValue("code")))
+		return
+	}
+	problem.JSON(w, http.StatusOK, oneItem{Version: v.ID, Item: it})
+}
