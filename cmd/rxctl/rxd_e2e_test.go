@@ -21,7 +21,6 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
-	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/insured"
@@ -80,11 +79,7 @@ func TestRxdEndToEnd(t *testing.T) {
 	reg, _ := sqlstore.NewInsured(ctx, db)
 	insuredtest.MustImport(t, reg, insured.Full, insuredtest.Rows(20))
 	cs, _ := sqlstore.NewCatalogue(ctx, db)
-	cat, _ := catalogue.New(catalogue.Config{Store: cs})
-	drugs, services := catalogtest.Sample()
-	if _, err := cat.Import(ctx, catalogue.ImportSpec{Label: "1405", ValidFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, strings.NewReader(drugs), strings.NewReader(services)); err != nil {
-		t.Fatal(err)
-	}
+	cat := catalogtest.InForce(t, cs)
 	engine := rules.NewEngine(rules.Starter())
 	status, _ := revocation.New(revocation.Config{MaxAge: time.Hour, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
 	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}

@@ -116,6 +116,7 @@ func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Wri
 	db := addDB(fs)
 	mode := fs.String("mode", "", "full (replace the registry with the file) or update (insert or replace the persons in it)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	shrink := fs.Bool("allow-shrink", false, "accept a full import with more than 10% fewer persons than the registry in force")
 	asJSON := fs.Bool("json", false, "print the summary (or the bad rows) as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -146,7 +147,7 @@ func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Wri
 	if !*quiet {
 		bar = &progressBar{w: stderr, total: info.Size(), read: counted, start: time.Now()}
 	}
-	sum, err := insured.Import(ctx, s, counted, insured.Mode(*mode), time.Now(), bar.update)
+	sum, err := insured.Import(ctx, s, counted, insured.Mode(*mode), time.Now(), insured.Options{Progress: bar.update, AllowShrink: *shrink})
 	bar.done()
 	var ie *insured.ImportError
 	if errors.As(err, &ie) {
@@ -296,7 +297,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	api := &rxapi.API{
 		Eligibility: elig,
-		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: time.Now},
+		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: time.Now, Log: log},
 		Catalogue:   cat,
 		Rules:       engine,
 		Arc:         a,

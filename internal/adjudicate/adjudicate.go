@@ -14,6 +14,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/catalogue"
@@ -127,36 +128,50 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 	if p == nil {
 		return nil, errs.FieldError(errs.Invalid, "prescription", "a prescription is required")
 	}
+	if !p.IssuedAt.IsZero() && !persian.InRange(p.IssuedAt) {
+		return nil, errs.FieldError(errs.Invalid, "prescription.issued_at", "is outside the years accepted")
+	}
 	if err := rx.Prepare(p); err != nil {
 		return nil, prefixed("prescription.", err)
 	}
-	dispensed := req.Dispensed
-	if req.Scope == rules.ScopePrescribe && len(dispensed) > 0 {
-		return nil, errs.FieldError(errs.Invalid, "dispensed", "nothing is dispensed when prescribing")
-	}
-	for i := range dispensed {
-		d := &dispensed[i]
-		if !slices.ContainsFunc(p.Items, func(it rx.Item) bool { return it.Code == d.Code || it.Code == d.SubstituteFor && d.SubstituteFor != "" }) {
-			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("dispensed[%d].code", i), "%s is not on the prescription (name the prescribed code in substitute_for)", d.Code)
-		}
-		if d.Quantity < 1 || d.Quantity > 10000 {
-			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("dispensed[%d].quantity", i), "must be from 1 to 10000")
+	for i, it := range p.Items {
+		// One line per code: the per-prescription maximum and the
+		// covered quantity are per code.
+		if slices.ContainsFunc(p.Items[:i], func(o rx.Item) bool { return o.Code == it.Code }) {
+			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("prescription.items[%d].code", i), "%s appears twice; one line per code", it.Code)
 		}
 	}
-	day := persian.Day(a.Now())
-	switch {
-	case req.Date != "":
-		d, err := persian.ParseDate(req.Date)
-		if err != nil {
-			return nil, errs.FieldError(errs.Invalid, "date", "%v", err)
-		}
-		day = d
-	case req.Scope == rules.ScopePrescribe || req.Scope == rules.ScopePaper:
-		day = persian.Day(p.IssuedAt)
-	}
+	today := persian.Day(a.Now())
 	issued := persian.Day(p.IssuedAt)
-	if issued.After(day) {
-		return nil, errs.FieldError(errs.Invalid, "date", "the prescription is issued after the day it is judged by")
+	if issued.After(today) {
+		return nil, errs.FieldError(errs.Invalid, "prescription.issued_at", "is in the future")
+	}
+	// The day judged by. A prescription is judged by its issue day (a
+	// vendor may ask about another day, for planning). What is handed out
+	// is judged today, whatever the caller would prefer: eligibility, the
+	// catalogue, the caps and the refill window are those of the day it
+	// happens.
+	day := today
+	if req.Scope == rules.ScopePrescribe {
+		day = issued
+		if req.Date != "" {
+			d, err := persian.ParseDate(req.Date)
+			if err != nil {
+				return nil, errs.FieldError(errs.Invalid, "date", "%v", err)
+			}
+			if d.Before(issued) {
+				return nil, errs.FieldError(errs.Invalid, "date", "is before the prescription's issue day")
+			}
+			day = d
+		}
+	} else if req.Date != "" {
+		if d, err := persian.ParseDate(req.Date); err != nil || !d.Equal(today) {
+			return nil, errs.FieldError(errs.Invalid, "date", "what is handed out is judged on the day it is handed out (today, %s); date is for prescribe only", today.Format(time.DateOnly))
+		}
+	}
+	dispensed, err := a.dispensed(req, p)
+	if err != nil {
+		return nil, err
 	}
 
 	elig, err := a.Eligibility.Check(ctx, p.Patient.NationalID, day)
@@ -185,6 +200,12 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 	entries := make([]catalogue.Item, len(lines))
 	for i, l := range lines {
 		e, found := cat.Lookup(l.Code)
+		if l.SubstituteFor != "" {
+			orig, ok := cat.Lookup(l.SubstituteFor)
+			if !ok || !found || !substitutable(orig, e) {
+				return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("dispensed[%d].code", i), "%s is not a substitute for %s (a drug needs the same active substance, ATC level 5)", l.Code, l.SubstituteFor)
+			}
+		}
 		entries[i] = e
 		kind := l.Kind
 		if found {
@@ -281,8 +302,10 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 		if !it.Allowed {
 			dec.Allowed = false
 		}
-		dec.Total += it.Total
-		dec.InsurerPays += it.InsurerPays
+		if dec.Total, err = add(dec.Total, it.Total); err != nil {
+			return nil, errs.FieldError(errs.Invalid, "prescription.items", "the amounts do not fit in rials arithmetic")
+		}
+		dec.InsurerPays += it.InsurerPays // each ≤ its item's total, so the sums fit too
 		dec.SupplementaryPay += it.SupplementaryPays
 		dec.PatientPays += it.PatientPays
 		dec.Items = append(dec.Items, it)
@@ -316,8 +339,14 @@ func (a *Adjudicator) Commit(ctx context.Context, dec *Decision, dispenseID stri
 		if it.suppAsk > 0 {
 			limit := dec.supp.Caps[capCategory(it.Kind)]
 			paid, err := a.Usage.Consume(ctx, insured.Consumption{Key: fmt.Sprintf("%s/%d", dispenseID, i), Cap: dec.cap(capCategory(it.Kind), year), Limit: limit, Amount: it.suppAsk})
+			if errors.Is(err, &errs.Error{Code: errs.Conflict}) {
+				return err // the dispense id was used for another dispense
+			}
 			if err != nil {
 				return errs.Wrap(errs.Unavailable, err, "supplementary insurance cannot be charged now")
+			}
+			if paid < 0 || paid > it.suppAsk {
+				return fmt.Errorf("adjudicate: supplementary usage paid %d of %d asked", paid, it.suppAsk)
 			}
 			it.SupplementaryPays = paid
 		}
@@ -328,9 +357,77 @@ func (a *Adjudicator) Commit(ctx context.Context, dec *Decision, dispenseID stri
 			Quantity: it.Quantity, DaysSupply: a.daysSupply(dec.input.Items[i]), DispensedAt: at.UTC()})
 	}
 	if err := a.History.Record(ctx, hist); err != nil {
+		if errors.Is(err, &errs.Error{Code: errs.Conflict}) {
+			return err
+		}
 		return errs.Wrap(errs.Unavailable, err, "the dispense history cannot be written now")
 	}
 	return nil
+}
+
+// dispensed normalises and checks what is handed out against the
+// prescription: each dispensed code once, each from a prescribed line (as
+// itself or as a substitute naming it), no more in total per prescribed
+// line than was prescribed.
+func (a *Adjudicator) dispensed(req Request, p *rx.Prescription) ([]rx.DispensedItem, error) {
+	if len(req.Dispensed) == 0 {
+		return nil, nil
+	}
+	if req.Scope == rules.ScopePrescribe {
+		return nil, errs.FieldError(errs.Invalid, "dispensed", "nothing is dispensed when prescribing")
+	}
+	if len(req.Dispensed) > 50 {
+		return nil, errs.FieldError(errs.Invalid, "dispensed", "at most 50 items")
+	}
+	out := make([]rx.DispensedItem, len(req.Dispensed))
+	given := make([]int, len(p.Items)) // dispensed quantity per prescribed line
+	for i, d := range req.Dispensed {
+		f := func(name string) string { return fmt.Sprintf("dispensed[%d].%s", i, name) }
+		d.Code = strings.TrimSpace(persian.Digits(d.Code))
+		d.SubstituteFor = strings.TrimSpace(persian.Digits(d.SubstituteFor))
+		switch {
+		case !rx.ValidCode(d.Code):
+			return nil, errs.FieldError(errs.Invalid, f("code"), "is not a catalogue code")
+		case d.SubstituteFor != "" && !rx.ValidCode(d.SubstituteFor):
+			return nil, errs.FieldError(errs.Invalid, f("substitute_for"), "is not a catalogue code")
+		case d.SubstituteFor == d.Code:
+			return nil, errs.FieldError(errs.Invalid, f("substitute_for"), "an item cannot substitute for itself")
+		case d.Quantity < 1 || d.Quantity > 10000:
+			return nil, errs.FieldError(errs.Invalid, f("quantity"), "must be from 1 to 10000")
+		case slices.ContainsFunc(out[:i], func(o rx.DispensedItem) bool { return o.Code == d.Code }):
+			return nil, errs.FieldError(errs.Invalid, f("code"), "%s appears twice", d.Code)
+		}
+		prescribed := d.Code
+		if d.SubstituteFor != "" {
+			prescribed = d.SubstituteFor
+			if slices.ContainsFunc(p.Items, func(it rx.Item) bool { return it.Code == d.Code }) {
+				return nil, errs.FieldError(errs.Invalid, f("code"), "%s is itself prescribed: dispense it as itself", d.Code)
+			}
+		}
+		j := slices.IndexFunc(p.Items, func(it rx.Item) bool { return it.Code == prescribed })
+		if j < 0 {
+			return nil, errs.FieldError(errs.Invalid, f("code"), "%s is not on the prescription (a substitute names the prescribed code in substitute_for)", prescribed)
+		}
+		if given[j] += d.Quantity; given[j] > p.Items[j].Quantity {
+			return nil, errs.FieldError(errs.Invalid, f("quantity"), "more of %s than the %d prescribed", prescribed, p.Items[j].Quantity)
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// substitutable reports whether sub may be handed out for prescribed: the
+// same active substance (ATC level 5) for a drug, the same kind of service
+// otherwise. Anything else is a different treatment, for the prescriber
+// to decide.
+func substitutable(prescribed, sub catalogue.Item) bool {
+	if prescribed.Kind != sub.Kind {
+		return false
+	}
+	if prescribed.Kind == catalogue.KindDrug {
+		return len(prescribed.ATC) == 7 && prescribed.ATC == sub.ATC
+	}
+	return true
 }
 
 // line is one thing judged: a prescribed item, or a dispensed one with
@@ -341,13 +438,14 @@ type line struct {
 	Quantity           int
 	Repeats            int
 	RepeatIntervalDays int
+	SubstituteFor      string // the prescribed code this line replaces
 }
 
 func (a *Adjudicator) lines(p *rx.Prescription, dispensed []rx.DispensedItem) []line {
 	if len(dispensed) == 0 {
 		out := make([]line, len(p.Items))
 		for i, it := range p.Items {
-			out[i] = line{it.Code, it.Kind, it.Quantity, it.Repeats, it.RepeatIntervalDays}
+			out[i] = line{it.Code, it.Kind, it.Quantity, it.Repeats, it.RepeatIntervalDays, ""}
 		}
 		return out
 	}
@@ -357,12 +455,9 @@ func (a *Adjudicator) lines(p *rx.Prescription, dispensed []rx.DispensedItem) []
 		if d.SubstituteFor != "" {
 			prescribed = d.SubstituteFor
 		}
-		j := slices.IndexFunc(p.Items, func(it rx.Item) bool { return it.Code == prescribed })
-		if j < 0 { // checked in Check; a substitute listed under its own code
-			j = slices.IndexFunc(p.Items, func(it rx.Item) bool { return it.Code == d.Code })
-		}
+		j := slices.IndexFunc(p.Items, func(it rx.Item) bool { return it.Code == prescribed }) // present: see dispensed
 		it := p.Items[j]
-		out[i] = line{d.Code, it.Kind, d.Quantity, it.Repeats, it.RepeatIntervalDays}
+		out[i] = line{d.Code, it.Kind, d.Quantity, it.Repeats, it.RepeatIntervalDays, d.SubstituteFor}
 	}
 	return out
 }
@@ -437,6 +532,13 @@ func share(amount int64, percent int) int64 {
 }
 
 var errOverflow = errors.New("overflow")
+
+func add(a, b int64) (int64, error) {
+	if b > math.MaxInt64-a {
+		return 0, errOverflow
+	}
+	return a + b, nil
+}
 
 func mul(a, b int64) (int64, error) {
 	if a < 0 || b < 0 || (b != 0 && a > math.MaxInt64/b) {

@@ -6,17 +6,16 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
-	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -31,6 +30,19 @@ var day = insuredtest.Day
 type fixture struct {
 	a   *adjudicate.Adjudicator
 	reg *sqlstore.Insured
+}
+
+// on moves the fixture's clock to 10:00 UTC of a day (Gregorian or Solar
+// Hijri): what is handed out is judged on the day it is handed out.
+func (f *fixture) on(t testing.TB, date string) time.Time {
+	t.Helper()
+	d, err := persian.ParseDate(date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := d.Add(10 * time.Hour)
+	f.a.Now = func() time.Time { return now }
+	return now
 }
 
 // setup is the real thing on SQLite (or PostgreSQL): the generated
@@ -56,14 +68,7 @@ func setup(t testing.TB, driver string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalogue.New(catalogue.Config{Store: cs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	drugs, services := catalogtest.Sample()
-	if _, err := cat.Import(ctx, catalogue.ImportSpec{Label: "1405", ValidFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, strings.NewReader(drugs), strings.NewReader(services)); err != nil {
-		t.Fatal(err)
-	}
+	cat := catalogtest.InForce(t, cs)
 	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	return &fixture{reg: reg, a: &adjudicate.Adjudicator{
 		Eligibility: elig, Catalogue: cat, Rules: rules.NewEngine(rules.Starter()), History: reg, Usage: reg,
@@ -177,7 +182,7 @@ func TestAgeSpecialtyControlledAndPaper(t *testing.T) {
 	}
 	old := prescription(1, "general", drug(catalogtest.Amoxicillin, 10))
 	old.IssuedAt = day.AddDate(0, 0, -4)
-	d, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopePaper, Prescription: old, Date: "1405-06-15"})
+	d, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopePaper, Prescription: old})
 	if err != nil || d.Allowed || !slices.Contains(ruleIDs(d.Violations), "paper-max-age") || d.Items[0].Allowed {
 		t.Fatalf("stale paper: %+v %v", d, err)
 	}
@@ -188,42 +193,44 @@ func TestAgeSpecialtyControlledAndPaper(t *testing.T) {
 	}
 }
 
-// early dates a prescription 20 July 2026, before the dispenses below.
-func early(p *rx.Prescription) *rx.Prescription {
-	p.IssuedAt = time.Date(2026, 7, 20, 8, 0, 0, 0, time.UTC)
-	return p
-}
-
 func TestHistoryRules(t *testing.T) {
 	f := setup(t, sqlstore.SQLite)
-	p := early(prescription(1, "general", drug(catalogtest.Atorvastatin, 30)))
-	first, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: p, Date: "1405-05-01"})
+	at := f.on(t, "1405-05-01")
+	first, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(1, "general", drug(catalogtest.Atorvastatin, 30)))})
 	if err != nil || !first.Allowed {
 		t.Fatalf("first dispense: %+v %v", first, err)
 	}
-	if err := f.a.Commit(ctx, first, "dispense-1", time.Date(2026, 7, 23, 8, 0, 0, 0, time.UTC)); err != nil {
+	if err := f.a.Commit(ctx, first, "dispense-1", at); err != nil {
 		t.Fatal(err)
 	}
 	// Ten days later the same drug again: a 30-day supply is not 80 % used.
-	again, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(1, "general", drug(catalogtest.Atorvastatin, 30))), Date: "2026-08-02"})
+	f.on(t, "2026-08-02")
+	again, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(1, "general", drug(catalogtest.Atorvastatin, 30)))})
 	if err != nil || again.Items[0].Allowed || !slices.Contains(ruleIDs(again.Items[0].Violations), "refill-too-early") {
 		t.Fatalf("refill after 10 days: %+v %v", again, err)
 	}
 	// Thirty days later it is due.
-	due, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(1, "general", drug(catalogtest.Atorvastatin, 30))), Date: "2026-08-22"})
+	at = f.on(t, "2026-08-22")
+	due, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(1, "general", drug(catalogtest.Atorvastatin, 30)))})
 	if err != nil || !due.Allowed {
 		t.Fatalf("refill after 30 days: %+v %v", due, err)
 	}
 	// Acetaminophen syrup shares the tablet's ATC code: duplicate therapy
 	// is a warning, still covered.
-	tab, _ := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(69, "general", drug(catalogtest.Acetaminophen, 10))), Date: "2026-08-22"})
-	if err := f.a.Commit(ctx, tab, "dispense-2", time.Date(2026, 8, 22, 8, 0, 0, 0, time.UTC)); err != nil {
+	tab, _ := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(69, "general", drug(catalogtest.Acetaminophen, 10)))})
+	if err := f.a.Commit(ctx, tab, "dispense-2", at); err != nil {
 		t.Fatal(err)
 	}
-	syr, _ := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: prescription(69, "general", drug(catalogtest.AcetaminophenSyrup, 1))})
+	syr, _ := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: early(prescription(69, "general", drug(catalogtest.AcetaminophenSyrup, 1))), Date: "2026-08-22"})
 	if !syr.Items[0].Allowed || !slices.Contains(ruleIDs(syr.Items[0].Violations), "duplicate-therapy") {
 		t.Fatalf("duplicate therapy: %+v", syr.Items[0])
 	}
+}
+
+// early dates a prescription 20 July 2026, before the dispenses above.
+func early(p *rx.Prescription) *rx.Prescription {
+	p.IssuedAt = time.Date(2026, 7, 20, 8, 0, 0, 0, time.UTC)
+	return p
 }
 
 // TestCapsConsumedByDispenses: supplementary insurance pays until its
@@ -271,9 +278,13 @@ func TestCapsConsumedByDispenses(t *testing.T) {
 			if d.Items[0].SupplementaryPays != 0 {
 				t.Fatalf("after the cap: %+v", d.Items[0])
 			}
-			// Committing a dispense again changes nothing.
-			if err := f.a.Commit(ctx, decisions[0], "d-0", day); err != nil {
+			// Committing a dispense again changes nothing; the same id for
+			// another dispense is a conflict.
+			if err := f.a.Commit(ctx, decisions[0], "d-0", day.Add(10*time.Hour)); err != nil {
 				t.Fatal(err)
+			}
+			if err := f.a.Commit(ctx, decisions[1], "d-0", day.Add(11*time.Hour)); !errors.Is(err, &errs.Error{Code: errs.Conflict}) {
+				t.Fatalf("a reused dispense id: %v", err)
 			}
 			if used, _ := f.reg.Used(ctx, insured.Cap{NationalID: insuredtest.NationalID(0), Insurer: "دی", Plan: "gold", Year: 1405, Category: "drug"}); used != 50_000_000 {
 				t.Fatalf("used %d", used)
@@ -291,6 +302,9 @@ func TestRefusedRequests(t *testing.T) {
 		badNID.Patient.NationalID = insuredtest.NationalID(1)[:9] + "1"
 	}
 	future := good()
+	future.IssuedAt = day.AddDate(0, 0, 2)
+	far := good()
+	far.IssuedAt = time.Date(4000, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		name  string
 		req   adjudicate.Request
@@ -301,7 +315,15 @@ func TestRefusedRequests(t *testing.T) {
 		{"no prescription", adjudicate.Request{Scope: rules.ScopePrescribe}, errs.Invalid, "prescription"},
 		{"bad national id", adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: badNID}, errs.InvalidNID, "prescription.patient.national_id"},
 		{"bad date", adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: good(), Date: "1405-13-01"}, errs.Invalid, "date"},
-		{"judged before issue", adjudicate.Request{Scope: rules.ScopeDispense, Prescription: future, Date: "1405-06-01"}, errs.Invalid, "date"},
+		{"a dispense on another day", adjudicate.Request{Scope: rules.ScopeDispense, Prescription: good(), Date: "1405-06-20"}, errs.Invalid, "date"},
+		{"judged before issue", adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: good(), Date: "1405-06-01"}, errs.Invalid, "date"},
+		{"issued in the future", adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: future}, errs.Invalid, "prescription.issued_at"},
+		{"issued in year 4000", adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: far}, errs.Invalid, "prescription.issued_at"},
+		{"a code twice on the prescription", adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: prescription(1, "general", drug(catalogtest.Amoxicillin, 30), drug(catalogtest.Amoxicillin, 30))}, errs.Invalid, "prescription.items[1].code"},
+		{"more dispensed than prescribed", adjudicate.Request{Scope: rules.ScopeDispense, Prescription: good(), Dispensed: []rx.DispensedItem{{Code: catalogtest.Amoxicillin, Quantity: 11}}}, errs.Invalid, "dispensed[0].quantity"},
+		{"a dispensed code twice", adjudicate.Request{Scope: rules.ScopeDispense, Prescription: good(), Dispensed: []rx.DispensedItem{{Code: catalogtest.Amoxicillin, Quantity: 5}, {Code: catalogtest.Amoxicillin, Quantity: 5}}}, errs.Invalid, "dispensed[1].code"},
+		{"a substitute for itself", adjudicate.Request{Scope: rules.ScopeDispense, Prescription: good(), Dispensed: []rx.DispensedItem{{Code: catalogtest.Amoxicillin, SubstituteFor: catalogtest.Amoxicillin, Quantity: 5}}}, errs.Invalid, "dispensed[0].substitute_for"},
+		{"insulin for amoxicillin", adjudicate.Request{Scope: rules.ScopeDispense, Prescription: good(), Dispensed: []rx.DispensedItem{{Code: catalogtest.InsulinGlargine, SubstituteFor: catalogtest.Amoxicillin, Quantity: 5}}}, errs.Invalid, "dispensed[0].code"},
 		{"dispensing what was not prescribed", adjudicate.Request{Scope: rules.ScopeDispense, Prescription: good(), Dispensed: []rx.DispensedItem{{Code: catalogtest.Morphine, Quantity: 1}}}, errs.Invalid, "dispensed[0].code"},
 		{"dispensed when prescribing", adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: good(), Dispensed: []rx.DispensedItem{{Code: catalogtest.Amoxicillin, Quantity: 1}}}, errs.Invalid, "dispensed"},
 	} {
@@ -311,12 +333,19 @@ func TestRefusedRequests(t *testing.T) {
 			t.Errorf("%s: %v, want %s on %s", c.name, err, c.code, c.field)
 		}
 	}
+	// An equivalent substitute (the same active substance) is judged as
+	// itself, priced at its own entry.
+	syrupForTablets := prescription(69, "general", drug(catalogtest.Acetaminophen, 20))
+	d, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: syrupForTablets,
+		Dispensed: []rx.DispensedItem{{Code: "۱۰۰۱۳۶۵", SubstituteFor: catalogtest.Acetaminophen, Quantity: 2}}})
+	if err != nil || d.Items[0].Code != catalogtest.AcetaminophenSyrup || d.Items[0].Total != 2*90000 || !d.Items[0].Allowed {
+		t.Fatalf("syrup for tablets: %+v %v", d, err)
+	}
 	// No catalogue in force before 2026.
-	if _, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: func() *rx.Prescription {
-		p := good()
-		p.IssuedAt = time.Date(2025, 12, 1, 8, 0, 0, 0, time.UTC)
-		return p
-	}(), Date: "2025-12-02"}); !errors.Is(err, &errs.Error{Code: errs.CatalogueNotInForce}) {
+	f.on(t, "2025-12-02")
+	old := good()
+	old.IssuedAt = time.Date(2025, 12, 1, 8, 0, 0, 0, time.UTC)
+	if _, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: old}); !errors.Is(err, &errs.Error{Code: errs.CatalogueNotInForce}) {
 		t.Errorf("before any catalogue: %v", err)
 	}
 }

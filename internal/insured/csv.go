@@ -129,6 +129,10 @@ func csvReason(err error) string {
 	return err.Error()
 }
 
+// dateReason does not quote the value: a file with its columns in the
+// wrong order would otherwise copy national ids into the report.
+const dateReason = "not a date (YYYY-MM-DD, Gregorian or Solar Hijri, in the years accepted)"
+
 func bad(field, format string, args ...any) *RowError {
 	return &RowError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
@@ -164,11 +168,11 @@ func parseRow(f []string, now time.Time) (Person, *RowError) {
 		return p, bad("relation", "only a dependant (with main_national_id) has a relation")
 	}
 	if p.CoverageStart, err = persian.ParseDate(f[5]); err != nil {
-		return p, bad("coverage_start", "%v", err)
+		return p, bad("coverage_start", dateReason)
 	}
 	if s := strings.TrimSpace(f[6]); s != "" {
 		if p.CoverageEnd, err = persian.ParseDate(s); err != nil {
-			return p, bad("coverage_end", "%v", err)
+			return p, bad("coverage_end", dateReason)
 		}
 		if p.CoverageEnd.Before(p.CoverageStart) {
 			return p, bad("coverage_end", "is before coverage_start")
@@ -179,9 +183,9 @@ func parseRow(f []string, now time.Time) (Person, *RowError) {
 		return p, bad("status", "must be one of %v", Statuses)
 	}
 	if p.BirthDate, err = persian.ParseDate(f[8]); err != nil {
-		return p, bad("birth_date", "%v", err)
+		return p, bad("birth_date", dateReason)
 	}
-	if p.BirthDate.After(now) || p.BirthDate.Year() < 1890 {
+	if p.BirthDate.After(persian.Day(now)) {
 		return p, bad("birth_date", "is not a plausible birth date")
 	}
 	p.Sex = strings.TrimSpace(f[9])
@@ -203,11 +207,11 @@ func parseRow(f []string, now time.Time) (Person, *RowError) {
 		return p, bad("supp_plan", "supplementary insurance needs its plan (up to 32 characters)")
 	}
 	if s.Start, err = persian.ParseDate(f[13]); err != nil {
-		return p, bad("supp_start", "%v", err)
+		return p, bad("supp_start", dateReason)
 	}
 	if e := strings.TrimSpace(f[14]); e != "" {
 		if s.End, err = persian.ParseDate(e); err != nil {
-			return p, bad("supp_end", "%v", err)
+			return p, bad("supp_end", dateReason)
 		}
 		if s.End.Before(s.Start) {
 			return p, bad("supp_end", "is before supp_start")

@@ -88,9 +88,10 @@ type Result struct {
 }
 
 // Check decides whether the person with this (already parsed) national id
-// is covered on day (its UTC calendar day counts).
+// is covered on day, a date as persian.ParseDate and persian.Day return it
+// (UTC midnight of the day in Iran).
 func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result, error) {
-	day = time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
+	day = day.UTC().Truncate(24 * time.Hour)
 	res := Result{NationalID: nationalid.Mask(nid), Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String()}
 	p, ok, err := c.Registry.Person(ctx, nid)
 	if err != nil {
@@ -115,6 +116,13 @@ func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result,
 			return res, nil
 		}
 		res.Coverage.Main = &main
+		if main.Dependant() {
+			// A chain of dependants is not coverage: fail closed rather
+			// than judge by a record that is itself covered through
+			// someone else.
+			res.Reason, res.Detail = MainInsuredNotEligible, "the main insured is registered as a dependant"
+			return res, nil
+		}
 		mainCov := c.coverage(&main, day)
 		if r, d := c.own(&main, day, mainCov); r != "" {
 			res.Reason, res.Detail = MainInsuredNotEligible, fmt.Sprintf("the main insured is not eligible: %s (%s)", r, d)

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
 )
 
 // Mode says what an import does to the registry.
@@ -50,6 +52,15 @@ func (s Summary) RowsPerSecond() float64 {
 // Progress is called now and then with the rows read so far.
 type Progress func(rows int)
 
+// Options adjust an import.
+type Options struct {
+	Progress Progress
+	// AllowShrink lets a full import hold more than 10 % fewer persons
+	// than the registry in force. Without it such a file is refused: a
+	// truncated export must not withdraw cover from millions of people.
+	AllowShrink bool
+}
+
 // Source streams an import's valid rows to a Writer, remembering the bad
 // ones and what the cross-row checks need: each national id once, and each
 // dependant's main insured present (in the file, or for an update, in the
@@ -65,6 +76,7 @@ type Source struct {
 	deps     []uint64 // main id<<30 | line<<1
 	summary  Summary
 	progress Progress
+	shrink   bool
 	err      error
 }
 
@@ -73,7 +85,7 @@ const lineLimit = 1 << 29
 
 // NewSource reads the header now (refusing a file that is not ours) and
 // the rows when the writer asks for them.
-func NewSource(r io.Reader, mode Mode, now time.Time, progress Progress) (*Source, error) {
+func NewSource(r io.Reader, mode Mode, now time.Time, opts Options) (*Source, error) {
 	if mode != Full && mode != Update {
 		return nil, errors.New("insured: mode must be full or update")
 	}
@@ -81,7 +93,7 @@ func NewSource(r io.Reader, mode Mode, now time.Time, progress Progress) (*Sourc
 	if err != nil {
 		return nil, err
 	}
-	return &Source{r: rd, mode: mode, progress: progress, summary: Summary{Mode: mode, ByFund: map[Fund]int{}}}, nil
+	return &Source{r: rd, mode: mode, progress: opts.Progress, shrink: opts.AllowShrink, summary: Summary{Mode: mode, ByFund: map[Fund]int{}}}, nil
 }
 
 // Next advances to the next valid person; bad rows are recorded and
@@ -142,8 +154,10 @@ type Registered func(ctx context.Context, ids []string) (map[string]bool, error)
 
 // Finish runs the cross-row checks after the last row: no national id
 // twice, every dependant's main insured present and not a dependant
-// itself. It returns the import-rejected error if any row was bad.
-func (s *Source) Finish(ctx context.Context, registered Registered) (Summary, error) {
+// itself; and for a full import, that it does not empty or shrink the
+// registry (current persons) by more than 10 % unless allowed. It returns
+// the import-rejected error if anything is wrong.
+func (s *Source) Finish(ctx context.Context, registered Registered, current int64) (Summary, error) {
 	if s.err != nil {
 		return Summary{}, s.err
 	}
@@ -193,6 +207,16 @@ func (s *Source) Finish(ctx context.Context, registered Registered) (Summary, er
 		sort.SliceStable(s.bad.Rows, func(i, j int) bool { return s.bad.Rows[i].Line < s.bad.Rows[j].Line })
 		return Summary{}, s.bad.Rejected()
 	}
+	if s.mode == Full {
+		n := int64(s.summary.Rows)
+		switch {
+		case n == 0:
+			return Summary{}, errs.New(errs.ImportRejected, "the file holds no persons: a full import of it would empty the registry")
+		case !s.shrink && n*10 < current*9:
+			return Summary{}, errs.New(errs.ImportRejected, "the file holds %d persons and the registry %d: more than 10%% fewer (a truncated export?); allow it explicitly if it is meant", n, current)
+		}
+	}
+
 	return s.summary, nil
 }
 
@@ -209,9 +233,9 @@ func format(id uint64) string {
 // summary of a committed import, or an error after which nothing changed:
 // import-rejected (with every bad row by line, through errors.As to
 // *ImportError) or the failure that stopped it.
-func Import(ctx context.Context, w Writer, r io.Reader, mode Mode, now time.Time, progress Progress) (Summary, error) {
+func Import(ctx context.Context, w Writer, r io.Reader, mode Mode, now time.Time, opts Options) (Summary, error) {
 	start := time.Now()
-	src, err := NewSource(r, mode, now, progress)
+	src, err := NewSource(r, mode, now, opts)
 	if err != nil {
 		return Summary{}, err
 	}

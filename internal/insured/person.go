@@ -110,24 +110,25 @@ func ParseContributions(s string) (Contributions, error) {
 	if s == "" {
 		return c, nil
 	}
-	for _, e := range strings.Split(s, "|") {
+	for n, e := range strings.Split(s, "|") {
+		n++
 		month, days, ok := strings.Cut(strings.TrimSpace(e), ":")
 		y, m, ok2 := strings.Cut(month, "-")
 		if !ok || !ok2 || len(y) != 4 || len(m) != 2 {
-			return nil, fmt.Errorf("contribution %q is not YYYY-MM:days (Solar Hijri month)", e)
+			return nil, fmt.Errorf("entry %d is not YYYY-MM:days (a Solar Hijri month)", n)
 		}
 		yi, err1 := strconv.Atoi(y)
 		mi, err2 := strconv.Atoi(m)
 		di, err3 := strconv.Atoi(days)
 		if err1 != nil || err2 != nil || err3 != nil || yi < 1300 || yi >= 1700 || mi < 1 || mi > 12 {
-			return nil, fmt.Errorf("contribution %q is not YYYY-MM:days (Solar Hijri month)", e)
+			return nil, fmt.Errorf("entry %d is not YYYY-MM:days (a Solar Hijri month)", n)
 		}
 		if di < 0 || di > 31 {
-			return nil, fmt.Errorf("contribution %q: paid days must be 0 to 31", e)
+			return nil, fmt.Errorf("entry %d: paid days must be 0 to 31", n)
 		}
 		k := yi*12 + mi - 1
 		if _, dup := c[k]; dup {
-			return nil, fmt.Errorf("contribution month %s appears twice", month)
+			return nil, fmt.Errorf("entry %d: month %04d-%02d appears twice", n, yi, mi)
 		}
 		c[k] = di
 	}
@@ -171,14 +172,14 @@ func ParseCaps(s string) (Caps, error) {
 	if s == "" {
 		return c, nil
 	}
-	for _, e := range strings.Split(s, "|") {
+	for i, e := range strings.Split(s, "|") {
 		k, v, ok := strings.Cut(strings.TrimSpace(e), "=")
 		if !ok || !slices.Contains(Categories, k) {
-			return nil, fmt.Errorf("cap %q is not category=rials with a category among %v", e, Categories)
+			return nil, fmt.Errorf("entry %d is not category=rials with a category among %v", i+1, Categories)
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 || !allDigits(v) {
-			return nil, fmt.Errorf("cap %q: rials must be a positive whole number", e)
+			return nil, fmt.Errorf("entry %d (%s): rials must be a positive whole number", i+1, k)
 		}
 		if _, dup := c[k]; dup {
 			return nil, fmt.Errorf("cap category %s appears twice", k)

@@ -16,6 +16,22 @@ import (
 // below, so a date is never ambiguous.
 const hijriBelow = 1700
 
+// The years ParseDate accepts: from before anyone now insured was born to
+// far past any prescription, and well inside the range where the Solar
+// Hijri arithmetic is exact (so Hijri never fails on a parsed date).
+const (
+	minGregorian, maxGregorian = 1900, 2200
+	minHijri, maxHijri         = 1279, 1579
+)
+
+// InRange reports whether t's day is one ParseDate could have returned:
+// the check for instants that arrive some other way (a prescription's
+// issued_at) before they are converted.
+func InRange(t time.Time) bool {
+	y := Day(t).Year()
+	return y >= minGregorian && y <= maxGregorian
+}
+
 // ParseDate reads YYYY-MM-DD or YYYY/MM/DD in either calendar, with ASCII,
 // Persian or Arabic-Indic digits, and returns midnight UTC of that day.
 // Conversion uses the arithmetic of jalaali-js (Borkowski's leap-year
@@ -39,6 +55,9 @@ func ParseDate(s string) (time.Time, error) {
 		n[i] = v
 	}
 	y, m, day := n[0], n[1], n[2]
+	if (y < hijriBelow && (y < minHijri || y > maxHijri)) || (y >= hijriBelow && (y < minGregorian || y > maxGregorian)) {
+		return time.Time{}, fmt.Errorf("date %q is outside the years accepted (%d–%d, or %d–%d Solar Hijri)", s, minGregorian, maxGregorian, minHijri, maxHijri)
+	}
 	if y < hijriBelow {
 		if !jalaali.IsValidDate(y, m, day) {
 			return time.Time{}, fmt.Errorf("date %q is not a Solar Hijri date", s)
@@ -64,8 +83,8 @@ func Hijri(t time.Time) HijriDate {
 	t = t.UTC()
 	y, m, d, err := jalaali.ToJalaali(t.Year(), t.Month(), t.Day())
 	if err != nil {
-		// Outside 1178–1633 AP (years 1799–2254): no prescription
-		// or insured person lives there.
+		// Far outside the years ParseDate accepts (see InRange): a
+		// caller that converts an unchecked instant has a bug.
 		panic(fmt.Sprintf("persian: %s is outside the Solar Hijri range", t.Format(time.DateOnly)))
 	}
 	return HijriDate{y, int(m), d}

@@ -27,7 +27,7 @@ func TestParseDate(t *testing.T) {
 			t.Errorf("ParseDate(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"", "1402-12-30", "1403-13-01", "1403-07-31", "2023-02-29", "2024-13-01", "24-01-01", "1403-01", "1403-01-01-01", "1403-0a-01", "+403-01-01", "1403--1-01"} {
+	for _, bad := range []string{"", "1402-12-30", "1403-13-01", "1403-07-31", "2023-02-29", "2024-13-01", "24-01-01", "1403-01", "1403-01-01-01", "1403-0a-01", "+403-01-01", "1403--1-01", "9999-12-31", "4000-01-01", "1899-12-31", "1278-12-29", "1580-01-01", "0001-01-01"} {
 		if got, err := ParseDate(bad); err == nil {
 			t.Errorf("ParseDate(%q) = %v, want an error", bad, got)
 		}
@@ -59,5 +59,21 @@ func TestDayIsIranian(t *testing.T) {
 	}
 	if d := Day(time.Date(2024, 3, 19, 20, 29, 0, 0, time.UTC)); d.Day() != 19 {
 		t.Fatalf("23:59 in Tehran moved to %v", d)
+	}
+}
+
+func TestInRange(t *testing.T) {
+	for y, want := range map[int]bool{1899: false, 1900: true, 2026: true, 2200: true, 2201: false, 4000: false} {
+		if got := InRange(time.Date(y, 6, 1, 0, 0, 0, 0, time.UTC)); got != want {
+			t.Errorf("InRange(%d) = %v", y, got)
+		}
+	}
+	// Every day ParseDate accepts converts without panicking.
+	for _, s := range []string{"1900-01-01", "2200-12-31", "1279-01-01", "1579-12-29"} {
+		d, err := ParseDate(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = Hijri(d)
 	}
 }

@@ -10,6 +10,7 @@
 package rx
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"strings"
@@ -326,3 +327,11 @@ func Prepare(doc Document) error {
 	doc.Normalize()
 	return checkDocument(doc)
 }
+
+// ValidCode reports whether s is a catalogue code as the format allows it.
+func ValidCode(s string) bool { return reCode.MatchString(s) }
+
+// ContainsNull reports whether the valid JSON document b uses the literal null
+// anywhere, which the format forbids (the verifier refuses it; so must
+// anything that reads a draft).
+func ContainsNull(b []byte) bool { return bytes.Contains(b, []byte("null")) && hasNull(b) }

@@ -100,12 +100,12 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 	})
 }
 
-// fail writes a problem; paths carrying a national id are masked first, so
-// that no log line holds one.
+// fail writes a problem; a path carrying a national id is replaced by its
+// route first, so that no log line holds any of its digits.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if strings.HasPrefix(r.URL.Path, "/v1/eligibility/") {
 		r2 := r.Clone(r.Context())
-		r2.URL.Path = "/v1/eligibility/" + nationalid.Mask(strings.TrimPrefix(r.URL.Path, "/v1/eligibility/"))
+		r2.URL.Path = "/v1/eligibility/{nationalId}"
 		r = r2
 	}
 	problem.Write(w, r, a.Log, err)

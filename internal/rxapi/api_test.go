@@ -72,14 +72,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalogue.New(catalogue.Config{Store: cs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	drugs, services := catalogtest.Sample()
-	if _, err := cat.Import(ctx, catalogue.ImportSpec{Label: "1405", ValidFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, strings.NewReader(drugs), strings.NewReader(services)); err != nil {
-		t.Fatal(err)
-	}
+	cat := catalogtest.InForce(t, cs)
 	engine := rules.NewEngine(rules.Starter())
 
 	issue := func(profile string, kind pki.Role, id string) tls.Certificate {
@@ -240,6 +233,7 @@ func TestRulesCheckEndpoint(t *testing.T) {
 		{"repeated member", checkBody("prescribe", `,"scope":"paper"`), "malformed-request", 400},
 		{"case-folded member", checkBody("prescribe", `,"Date":"1405-06-01"`), "malformed-request", 400},
 		{"not JSON", "scope=prescribe", "malformed-request", 400},
+		{"null member", checkBody("prescribe", `,"dispensed":null`), "malformed-request", 400},
 		{"bad national id", strings.Replace(checkBody("prescribe", ""), insuredtest.NationalID(0), "0000000001", 1), "invalid-national-id", 422},
 	} {
 		resp, body := f.do(t, "vendor", "POST", "/v1/rules/check", strings.NewReader(c.body))

@@ -15,6 +15,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/rx"
 )
 
 // maxCheckBody bounds a rules check: a prescription of fifty items with
@@ -43,6 +44,9 @@ func decodeStrict(r *http.Request, v any) error {
 	if err := jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true)); err != nil {
 		msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "json: "), "jsontext: ")
 		return errs.New(errs.Malformed, "body: %s", msg)
+	}
+	if rx.ContainsNull(body) {
+		return errs.New(errs.Malformed, "null is not used; leave the member out")
 	}
 	return nil
 }

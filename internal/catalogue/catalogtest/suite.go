@@ -534,3 +534,21 @@ func String(ie *catalogue.ImportError) string {
 	}
 	return b.String()
 }
+
+// InForce imports Sample into store as the version in force from
+// 2026-01-01 (label "1405") and returns the catalogue over it: the fixture
+// of every test that needs real catalogue data rather than the catalogue
+// itself.
+func InForce(t testing.TB, store catalogue.Store) *catalogue.Catalogue {
+	t.Helper()
+	c, err := catalogue.New(catalogue.Config{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drugs, services := Sample()
+	spec := catalogue.ImportSpec{Label: "1405", ValidFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := c.Import(context.Background(), spec, strings.NewReader(drugs), strings.NewReader(services)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -35,7 +35,7 @@ var Day = time.Date(2026, 9, 6, 0, 0, 0, 0, time.UTC)
 // Import loads csv in mode.
 func Import(t testing.TB, s Store, mode insured.Mode, csv string) (insured.Summary, error) {
 	t.Helper()
-	return insured.Import(ctx, s, strings.NewReader(csv), mode, Now, nil)
+	return insured.Import(ctx, s, strings.NewReader(csv), mode, Now, insured.Options{AllowShrink: true})
 }
 
 // MustImport loads csv or fails the test.
@@ -81,6 +81,12 @@ func testHistory(t *testing.T, s Store) {
 		if err := s.Record(ctx, first); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The same dispense item with other content is not a retry.
+	changed := first[1]
+	changed.Quantity = 60
+	if err := s.Record(ctx, []insured.Dispensed{changed}); !errors.Is(err, &errs.Error{Code: errs.Conflict}) {
+		t.Fatalf("a reused dispense id: %v", err)
 	}
 	if err := s.Record(ctx, []insured.Dispensed{
 		{DispenseID: "d2", NationalID: nid, Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(5)},
@@ -205,6 +211,13 @@ func testUpdate(t *testing.T, s Store) {
 	if n, _ := s.Count(ctx); n != 10 {
 		t.Fatalf("count = %d", n)
 	}
+	// An update that makes a main insured (0, with dependant 3) a
+	// dependant leaves 3 with a chain; eligibility fails closed on it.
+	MustImport(t, s, insured.Update, Header()+strings.Replace(Row(0), ",salaried,,,", ",salaried,"+NationalID(1)+",spouse,", 1))
+	c := insured.Checker{Registry: s, Policy: insured.DefaultPolicy()}
+	if r, _ := c.Check(ctx, NationalID(3), Day); r.Eligible || r.Reason != insured.MainInsuredNotEligible {
+		t.Fatalf("dependant of a dependant: %+v", r)
+	}
 	// A dependant of a registered dependant is refused.
 	bad := Header() + strings.Replace(Row(15), NationalID(12), NationalID(3), 1)
 	var ie *insured.ImportError
@@ -224,6 +237,26 @@ func testReplace(t *testing.T, s Store) {
 	}
 	if _, ok, _ := s.Person(ctx, NationalID(0)); ok {
 		t.Fatal("a person absent from the new full import is still there")
+	}
+	// A full import that would empty the registry, or shrink it by more
+	// than 10 % without being told to, is refused.
+	MustImport(t, s, insured.Full, Rows(20))
+	for _, c := range []struct {
+		csv  string
+		opts insured.Options
+	}{
+		{Header(), insured.Options{AllowShrink: true}},
+		{Rows(17), insured.Options{}},
+	} {
+		if _, err := insured.Import(ctx, s, strings.NewReader(c.csv), insured.Full, Now, c.opts); !errors.Is(err, &errs.Error{Code: errs.ImportRejected}) {
+			t.Fatalf("shrinking import: %v", err)
+		}
+	}
+	if n, _ := s.Count(ctx); n != 20 {
+		t.Fatalf("count = %d after refused imports", n)
+	}
+	if _, err := insured.Import(ctx, s, strings.NewReader(Rows(18)), insured.Full, Now, insured.Options{}); err != nil {
+		t.Fatalf("10 %% fewer is allowed: %v", err)
 	}
 }
 
@@ -369,6 +402,21 @@ func testCaps(t *testing.T, s Store) {
 	again, err := s.Consume(ctx, insured.Consumption{Key: "dispense-0/item-0", Cap: k, Limit: limit, Amount: each})
 	if err != nil || again != paid[0] {
 		t.Fatalf("retry paid %d (%v), first time %d", again, err, paid[0])
+	}
+	// The same key for a different consumption (another patient, another
+	// amount) is refused, not answered with the first one's payment.
+	other := k
+	other.NationalID = NationalID(1)
+	for _, c := range []insured.Consumption{
+		{Key: "dispense-0/item-0", Cap: other, Limit: limit, Amount: each},
+		{Key: "dispense-0/item-0", Cap: k, Limit: limit, Amount: each + 1},
+	} {
+		if _, err := s.Consume(ctx, c); !errors.Is(err, &errs.Error{Code: errs.Conflict}) {
+			t.Fatalf("a reused key: %v", err)
+		}
+	}
+	if used, _ := s.Used(ctx, other); used != 0 {
+		t.Fatalf("a refused consumption charged %d", used)
 	}
 	// Nothing left: a new dispense is paid nothing, and nothing goes negative.
 	if p, _ := s.Consume(ctx, insured.Consumption{Key: "late", Cap: k, Limit: limit, Amount: 5}); p != 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/store"
 )
@@ -146,7 +147,11 @@ func (s *Insured) loadPostgres(ctx context.Context, mode insured.Mode, src *insu
 				return err
 			}
 		}
-		if sum, err = src.Finish(ctx, registered); err != nil {
+		var current int64
+		if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM "+generationTable(gen)).Scan(&current); err != nil {
+			return err
+		}
+		if sum, err = src.Finish(ctx, registered, current); err != nil {
 			return err
 		}
 		if mode == insured.Full {
@@ -268,7 +273,11 @@ func (s *Insured) loadSQLite(ctx context.Context, mode insured.Mode, src *insure
 			}
 			return ok, nil
 		}
-		if sum, err = src.Finish(ctx, registered); err != nil {
+		var current int64
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+generationTable(gen)).Scan(&current); err != nil {
+			return err
+		}
+		if sum, err = src.Finish(ctx, registered, current); err != nil {
 			return err
 		}
 		if mode == insured.Full {
@@ -369,11 +378,9 @@ func (s *Insured) Consume(ctx context.Context, c insured.Consumption) (int64, er
 	}
 	var paid int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, s.d.rebind("SELECT paid FROM supplementary_ledger WHERE key = $1"), c.Key).Scan(&paid)
-		if err == nil {
-			return nil // already consumed: the same answer again
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		done, p, err := s.consumed(ctx, tx, c)
+		if err != nil || done {
+			paid = p // already consumed: the same answer again
 			return err
 		}
 		k := c.Cap
@@ -401,15 +408,37 @@ func (s *Insured) Consume(ctx context.Context, c insured.Consumption) (int64, er
 	})
 	if _, dup := store.IsDuplicate(err); dup {
 		// A concurrent call with the same key committed first: its
-		// answer is the answer.
-		if err2 := s.db.QueryRowContext(ctx, s.d.rebind("SELECT paid FROM supplementary_ledger WHERE key = $1"), c.Key).Scan(&paid); err2 == nil {
-			return paid, nil
+		// answer is the answer, if it was the same request.
+		if done, p, err2 := s.consumed(ctx, s.db, c); done || err2 != nil {
+			return p, err2
 		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: consuming a supplementary cap: %w", err)
 	}
 	return paid, nil
+}
+
+// consumed looks the key up in the ledger: done with what was paid if the
+// same consumption was made before, a conflict if the key was used for a
+// different one (another patient's cap, another amount) — a retry must be
+// the same request, or a reused dispense id would be handed someone
+// else's payment.
+func (s *Insured) consumed(ctx context.Context, q execer, c insured.Consumption) (bool, int64, error) {
+	var k insured.Cap
+	var requested, paid int64
+	err := q.QueryRowContext(ctx, s.d.rebind("SELECT national_id, insurer, plan, year, category, requested, paid FROM supplementary_ledger WHERE key = $1"), c.Key).
+		Scan(&k.NationalID, &k.Insurer, &k.Plan, &k.Year, &k.Category, &requested, &paid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	if k != c.Cap || requested != c.Amount {
+		return false, 0, errs.New(errs.Conflict, "the key %q was used for a different consumption", c.Key)
+	}
+	return true, paid, nil
 }
 
 // Used is how much of a cap has been paid out.
@@ -427,9 +456,22 @@ func (s *Insured) Used(ctx context.Context, k insured.Cap) (int64, error) {
 func (s *Insured) Record(ctx context.Context, items []insured.Dispensed) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, it := range items {
-			if _, err := s.exec(ctx, tx, "INSERT INTO dispense_history (dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-				it.DispenseID, it.Item, it.NationalID, it.Code, it.ATC, it.Quantity, it.DaysSupply, it.DispensedAt.UTC()); err != nil {
+			res, err := s.exec(ctx, tx, "INSERT INTO dispense_history (dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+				it.DispenseID, it.Item, it.NationalID, it.Code, it.ATC, it.Quantity, it.DaysSupply, it.DispensedAt.UTC())
+			if err != nil {
 				return fmt.Errorf("sqlstore: recording a dispense: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 1 {
+				continue
+			}
+			// Already recorded: only the same item again is a retry.
+			var had insured.Dispensed
+			if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE dispense_id = $1 AND item = $2"), it.DispenseID, it.Item).
+				Scan(&had.NationalID, &had.Code, &had.ATC, &had.Quantity, &had.DaysSupply, &had.DispensedAt); err != nil {
+				return fmt.Errorf("sqlstore: recording a dispense: %w", err)
+			}
+			if had.NationalID != it.NationalID || had.Code != it.Code || had.ATC != it.ATC || had.Quantity != it.Quantity || had.DaysSupply != it.DaysSupply || !had.DispensedAt.UTC().Truncate(time.Microsecond).Equal(it.DispensedAt.UTC().Truncate(time.Microsecond)) {
+				return errs.New(errs.Conflict, "dispense %s item %d was recorded with different content", it.DispenseID, it.Item)
 			}
 		}
 		return nil

@@ -26,7 +26,7 @@ func TestImportGenerated(t *testing.T) {
 	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
 		t.Run(driver, func(t *testing.T) {
 			s := openInsured(t, driver, dsnFor(t, driver))
-			sum, err := insured.Import(context.Background(), s, insuredtest.Reader(n), insured.Full, insuredtest.Now, nil)
+			sum, err := insured.Import(context.Background(), s, insuredtest.Reader(n), insured.Full, insuredtest.Now, insured.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +78,7 @@ func BenchmarkImport(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%d", driver, n), func(b *testing.B) {
 				for range b.N {
 					s := openInsured(b, driver, dsnFor(b, driver))
-					sum, err := insured.Import(context.Background(), s, insuredtest.Reader(n), insured.Full, insuredtest.Now, nil)
+					sum, err := insured.Import(context.Background(), s, insuredtest.Reader(n), insured.Full, insuredtest.Now, insured.Options{})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -98,7 +98,7 @@ func BenchmarkEligibility(b *testing.B) {
 	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
 		for _, n := range benchSizes(b) {
 			s := openInsured(b, driver, dsnFor(b, driver))
-			if _, err := insured.Import(context.Background(), s, insuredtest.Reader(n), insured.Full, insuredtest.Now, nil); err != nil {
+			if _, err := insured.Import(context.Background(), s, insuredtest.Reader(n), insured.Full, insuredtest.Now, insured.Options{}); err != nil {
 				b.Fatal(err)
 			}
 			c := &insured.Checker{Registry: s, Policy: insured.DefaultPolicy()}
