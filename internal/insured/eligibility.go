@@ -41,9 +41,11 @@ func DefaultPolicy() Policy {
 	return Policy{WindowMonths: 12, MinPaidDays: map[Fund]int{Salaried: 30, SelfEmployed: 30, Voluntary: 30}}
 }
 
-// Lookup reads one person from the registry version in force.
+// Lookup reads a person from the registry version in force and, for a
+// dependant, their main insured, in one read of one version (main is nil
+// for a main insured, or when the main insured is missing).
 type Lookup interface {
-	Person(ctx context.Context, nationalID string) (Person, bool, error)
+	PersonWithMain(ctx context.Context, nationalID string) (p Person, main *Person, found bool, err error)
 }
 
 // Checker answers eligibility questions.
@@ -93,7 +95,7 @@ type Result struct {
 func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result, error) {
 	day = day.UTC().Truncate(24 * time.Hour)
 	res := Result{NationalID: nationalid.Mask(nid), Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String()}
-	p, ok, err := c.Registry.Person(ctx, nid)
+	p, main, ok, err := c.Registry.PersonWithMain(ctx, nid)
 	if err != nil {
 		return Result{}, err
 	}
@@ -107,15 +109,11 @@ func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result,
 		return res, nil
 	}
 	if p.Dependant() {
-		main, ok, err := c.Registry.Person(ctx, p.MainNationalID)
-		if err != nil {
-			return Result{}, err
-		}
-		if !ok {
+		if main == nil {
 			res.Reason, res.Detail = MainInsuredNotEligible, "the main insured is not in the registry"
 			return res, nil
 		}
-		res.Coverage.Main = &main
+		res.Coverage.Main = main
 		if main.Dependant() {
 			// A chain of dependants is not coverage: fail closed rather
 			// than judge by a record that is itself covered through
@@ -123,8 +121,8 @@ func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result,
 			res.Reason, res.Detail = MainInsuredNotEligible, "the main insured is registered as a dependant"
 			return res, nil
 		}
-		mainCov := c.coverage(&main, day)
-		if r, d := c.own(&main, day, mainCov); r != "" {
+		mainCov := c.coverage(main, day)
+		if r, d := c.own(main, day, mainCov); r != "" {
 			res.Reason, res.Detail = MainInsuredNotEligible, fmt.Sprintf("the main insured is not eligible: %s (%s)", r, d)
 			return res, nil
 		}

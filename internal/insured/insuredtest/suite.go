@@ -18,6 +18,7 @@ import (
 type Store interface {
 	insured.Writer
 	insured.Lookup
+	Person(ctx context.Context, nationalID string) (insured.Person, bool, error)
 	insured.Usage
 	insured.History
 	Generation(ctx context.Context) (int64, error)

@@ -308,7 +308,7 @@ func (s *Insured) Person(ctx context.Context, nid string) (insured.Person, bool,
 	for i := range f {
 		dest[i] = &f[i]
 	}
-	err := s.db.QueryRowContext(ctx, s.d.rebind("SELECT "+strings.Join(insuredColumns, ", ")+" FROM insured_current WHERE national_id = $1"), nid).Scan(dest...)
+	err := s.db.QueryRowContext(ctx, personQuery, nid).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return insured.Person{}, false, nil
 	}
@@ -320,6 +320,56 @@ func (s *Insured) Person(ctx context.Context, nid string) (insured.Person, bool,
 		return insured.Person{}, false, fmt.Errorf("sqlstore: insured person row: %w", err)
 	}
 	return p, true, nil
+}
+
+// The lookups' SQL, built once. With a single parameter, "$1" means the
+// first parameter to SQLite as well, so the text serves both dialects.
+var (
+	personQuery     = "SELECT " + strings.Join(insuredColumns, ", ") + " FROM insured_current WHERE national_id = $1"
+	personMainQuery = "SELECT " + prefixed("p.", insuredColumns) + ", " + prefixed("m.", insuredColumns) +
+		" FROM insured_current p LEFT JOIN insured_current m ON m.national_id = p.main_national_id WHERE p.national_id = $1"
+)
+
+func prefixed(prefix string, cols []string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = prefix + c
+	}
+	return strings.Join(out, ", ")
+}
+
+// PersonWithMain reads a person and, for a dependant, the main insured, in
+// one statement: both from the same registry version even while a full
+// import commits, and one round trip instead of two (see
+// insured.Lookup). main is nil for a main insured, or when the main
+// insured is missing.
+func (s *Insured) PersonWithMain(ctx context.Context, nid string) (p insured.Person, main *insured.Person, found bool, err error) {
+	var f, g [16]sql.NullString
+	dest := make([]any, 0, 32)
+	for i := range f {
+		dest = append(dest, &f[i])
+	}
+	for i := range g {
+		dest = append(dest, &g[i])
+	}
+	err = s.db.QueryRowContext(ctx, personMainQuery, nid).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return insured.Person{}, nil, false, nil
+	}
+	if err != nil {
+		return insured.Person{}, nil, false, fmt.Errorf("sqlstore: reading an insured person: %w", err)
+	}
+	if p, err = personFromRow(f); err != nil {
+		return insured.Person{}, nil, false, fmt.Errorf("sqlstore: insured person row: %w", err)
+	}
+	if g[0].Valid {
+		m, err := personFromRow(g)
+		if err != nil {
+			return insured.Person{}, nil, false, fmt.Errorf("sqlstore: insured person row: %w", err)
+		}
+		main = &m
+	}
+	return p, main, true, nil
 }
 
 func personFromRow(f [16]sql.NullString) (insured.Person, error) {
