@@ -1,7 +1,7 @@
 # The two set-up commands of README.md.
 .PHONY: run test build bench
 
-run: ## start trustd on the embedded default (SQLite, encrypted key files)
+run: ## start trustd and rxd on the embedded default (SQLite, encrypted key files)
 	bash deploy/run.sh
 
 test: ## install SoftHSM2, OpenSC, PostgreSQL and Node.js as needed, then run every test

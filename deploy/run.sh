@@ -1,25 +1,87 @@
 #!/usr/bin/env bash
-# Runs trustd on the embedded default: SQLite and password-encrypted key
-# files, no external server. The first run performs the CA ceremony into
-# var/trustd with two officers, alice and bob.
+# Runs Nuskha on the embedded default: SQLite and password-encrypted key
+# files, no external server. trustd (the CA, registry and revocation) and
+# rxd (eligibility, catalogue, rules service) run side by side.
+#
+# The first run performs the CA ceremony into var/trustd with two officers,
+# alice and bob; then the officers certify rxd's server key and a demo
+# vendor's client key, and rxd loads the sample registry and catalogue in
+# deploy/sample. Later runs reuse all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE=${NUSKHA_STATE:-var/trustd}
+abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+STATE=$(abs "${NUSKHA_STATE:-var/trustd}")
+RXD_STATE=$(abs "${NUSKHA_RXD_STATE:-var/rxd}")
+RXD_LISTEN=${NUSKHA_RXD_LISTEN:-127.0.0.1:8543}
 export CGO_ENABLED=1
 mkdir -p bin
 go build -o bin/trustd ./cmd/trustd
 go build -o bin/rxctl ./cmd/rxctl
+go build -o bin/rxd ./cmd/rxd
+first=
 if [ ! -f "$STATE/trustd.json" ]; then
   bin/trustd init -dir "$STATE" -officer alice -officer bob
-  cat <<MSG
-
-To act as officer alice from another terminal:
-  export NUSKHA_CA_FILE=$PWD/$STATE/ca/root.crt
-  export NUSKHA_OFFICER_CERT=$PWD/$STATE/officers/alice.crt
-  export NUSKHA_OFFICER_KEY='softkey:path=$PWD/$STATE/officers/alice.key?pin-source=$PWD/$STATE/officers/alice.pass'
-  bin/rxctl subject list
-(See README.md for a whole enrolment.)
-
-MSG
+  first=1
 fi
-exec bin/trustd serve -config "$STATE/trustd.json"
+
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT INT TERM
+bin/trustd serve -config "$STATE/trustd.json" &
+public=$(sed -n '/"public"/,/}/s/.*"listen": *"\([^"]*\)".*/\1/p' "$STATE/trustd.json" | head -1)
+for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${public%:*}/${public#*:}") 2>/dev/null && break; sleep 0.1; done
+
+export NUSKHA_CA_FILE=$STATE/ca/root.crt
+export NUSKHA_PUBLIC_URL=https://$public
+export NUSKHA_ADMIN_URL=https://$(sed -n '/"admin"/,/}/s/.*"listen": *"\([^"]*\)".*/\1/p' "$STATE/trustd.json" | head -1)
+officer() { echo -cert "$STATE/officers/$1.crt" -key "softkey:path=$STATE/officers/$1.key?pin-source=$STATE/officers/$1.pass"; }
+
+# certify NAME KIND PROFILE: an encrypted key file for NAME, registered as a
+# vendor or service, its enrolment entered by alice and approved by bob.
+certify() {
+  local dir=$RXD_STATE/$1 s e
+  mkdir -p "$dir" && chmod 700 "$dir"
+  head -c 24 /dev/urandom | base64 >"$dir/key.pass"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null |
+    openssl pkcs8 -topk8 -v2 aes-256-cbc -passout "file:$dir/key.pass" -out "$dir/key.pem"
+  openssl req -new -key "$dir/key.pem" -passin "file:$dir/key.pass" -subj "/CN=$1" -out "$dir/req.csr"
+  s=$(bin/rxctl subject add $(officer alice) -file - <<JSON | sed -n 's/^  "id": "\([^"]*\)".*/\1/p'
+{"kind": "$2", "name": "$1", "organization": "Nuskha demo", "dns_names": ["localhost"],
+ "licence_valid_from": "2024-03-20", "licence_valid_until": "2030-03-20"}
+JSON
+)
+  e=$(bin/rxctl enrol request $(officer alice) -subject "$s" -profile "$3" -csr "$dir/req.csr" | sed -n 's/^  "id": "\([^"]*\)".*/\1/p' | head -1)
+  bin/rxctl enrol approve $(officer bob) -out "$dir/chain.pem" "$e" >/dev/null
+}
+if [ ! -f "$RXD_STATE/rxd/chain.pem" ]; then
+  certify rxd service service-tls-server
+  certify demo-vendor vendor service-tls-client
+  bin/rxd import-registry -db "$RXD_STATE/rxd.db" -mode full -quiet deploy/sample/registry.csv
+  bin/rxd import-catalogue -db "$RXD_STATE/rxd.db" -label sample -valid-from 1400-01-01 \
+    -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
+fi
+bin/rxd serve -db "$RXD_STATE/rxd.db" -listen "$RXD_LISTEN" -tls-cert "$RXD_STATE/rxd/chain.pem" \
+  -tls-key "softkey:path=$RXD_STATE/rxd/key.pem?pin-source=$RXD_STATE/rxd/key.pass" \
+  -client-ca "$STATE/ca/root.crt" &
+
+cat <<MSG
+
+trustd and rxd are running (Ctrl-C stops both).${first:+ First run: the CA, officers alice and bob, rxd's certificate and a demo vendor's were made.}
+
+As officer alice:
+  export NUSKHA_CA_FILE=$STATE/ca/root.crt NUSKHA_ADMIN_URL=$NUSKHA_ADMIN_URL NUSKHA_PUBLIC_URL=$NUSKHA_PUBLIC_URL
+  export NUSKHA_OFFICER_CERT=$STATE/officers/alice.crt
+  export NUSKHA_OFFICER_KEY='softkey:path=$STATE/officers/alice.key?pin-source=$STATE/officers/alice.pass'
+  bin/rxctl subject list
+
+As the demo vendor's software, against rxd:
+  export NUSKHA_CA_FILE=$STATE/ca/root.crt NUSKHA_RXD_URL=https://localhost:${RXD_LISTEN#*:}
+  export NUSKHA_CLIENT_CERT=$RXD_STATE/demo-vendor/chain.pem
+  export NUSKHA_CLIENT_KEY='softkey:path=$RXD_STATE/demo-vendor/key.pem?pin-source=$RXD_STATE/demo-vendor/key.pass'
+  bin/rxctl eligibility check 0010350829
+  bin/rxctl rules check deploy/sample/check.json
+  bin/rxctl catalogue search آموکسی
+
+(README.md walks through an enrolment; docs/rxd.md through rxd. rxd runs the
+starter rule set; "bin/rxd serve -rules FILE" runs yours and reloads it when
+it changes.)
+MSG
+wait -n

@@ -40,45 +40,47 @@ const (
 type Item struct {
 	// Code is the national drug code or national service code, unique
 	// (ignoring ASCII case) within a version.
-	Code string
+	Code string `json:"code"`
 	// Kind is KindDrug or one of ServiceKinds.
-	Kind string
+	Kind string `json:"kind"`
 	// Name is the Latin name (the generic name for drugs).
-	Name string
+	Name string `json:"name"`
 	// NameFA is the Persian name, normalised with persian.Text; it may be
 	// empty.
-	NameFA string
+	NameFA string `json:"name_fa,omitempty"`
 	// ATC is the drug's WHO ATC code (or a prefix of one); empty for
 	// services and for drugs the WHO has not classified.
-	ATC string
+	ATC string `json:"atc,omitempty"`
 	// Form and Strength describe a drug ("tablet", "500 mg").
-	Form, Strength string
+	Form     string `json:"form,omitempty"`
+	Strength string `json:"strength,omitempty"`
 	// Price in rials: the unit price of a drug, the tariff of a service.
 	// Always > 0. Money is never a float.
-	Price int64
+	Price int64 `json:"price"`
 	// CoveragePercent is the insurer's share of Price, 0–100.
-	CoveragePercent int
+	CoveragePercent int `json:"coverage_percent"`
 	// PrescriptionOnly is true for a drug that cannot be sold over the
 	// counter. Always false for services.
-	PrescriptionOnly bool
+	PrescriptionOnly bool `json:"prescription_only"`
 	// MaxQuantity per prescription; 0 means no limit.
-	MaxQuantity int
+	MaxQuantity int `json:"max_quantity"`
 	// Professions allowed to prescribe the item; empty means any.
-	Professions []string
+	Professions []string `json:"professions,omitempty"`
 	// Specialties (codes such as "cardiology") allowed to prescribe the
 	// item; empty means any.
-	Specialties []string
+	Specialties []string `json:"specialties,omitempty"`
 	// MinAgeYears and MaxAgeYears bound the patient's age in completed
 	// years, inclusive; 0 means no limit on that side.
-	MinAgeYears, MaxAgeYears int
+	MinAgeYears int `json:"min_age_years"`
+	MaxAgeYears int `json:"max_age_years"`
 	// Sex is SexFemale, SexMale, or "" for either.
-	Sex string
+	Sex string `json:"sex,omitempty"`
 	// ControlledClass is "" or the class of a controlled substance, such
 	// as "narcotic" or "psychotropic".
-	ControlledClass string
+	ControlledClass string `json:"controlled_class,omitempty"`
 	// PaperAllowed is true when the item may be dispensed from a paper
 	// prescription.
-	PaperAllowed bool
+	PaperAllowed bool `json:"paper_allowed"`
 }
 
 var (

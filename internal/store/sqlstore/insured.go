@@ -20,6 +20,10 @@ import (
 // Insured is the insured-person registry and supplementary-cap usage.
 type Insured struct {
 	*DB
+	// The lookups, prepared once: SQLite through database/sql otherwise
+	// parses and plans the statement on every call, which cost three times
+	// the lookup itself.
+	person, personMain, used, since *sql.Stmt
 }
 
 // NewInsured migrates the registry's schema on db.
@@ -27,7 +31,24 @@ func NewInsured(ctx context.Context, db *DB) (*Insured, error) {
 	if err := db.Migrate(ctx, "insured"); err != nil {
 		return nil, err
 	}
-	return &Insured{DB: db}, nil
+	s := &Insured{DB: db}
+	var err error
+	if s.person, err = db.db.PrepareContext(ctx, db.d.rebind(personQuery)); err != nil {
+		return nil, fmt.Errorf("sqlstore: preparing the registry lookup: %w", err)
+	}
+	for _, st := range []struct {
+		to *(*sql.Stmt)
+		q  string
+	}{
+		{&s.personMain, personMainQuery},
+		{&s.used, usedQuery},
+		{&s.since, sinceQuery},
+	} {
+		if *st.to, err = db.db.PrepareContext(ctx, db.d.rebind(st.q)); err != nil {
+			return nil, fmt.Errorf("sqlstore: preparing the registry's reads: %w", err)
+		}
+	}
+	return s, nil
 }
 
 var insuredColumns = []string{
@@ -308,7 +329,7 @@ func (s *Insured) Person(ctx context.Context, nid string) (insured.Person, bool,
 	for i := range f {
 		dest[i] = &f[i]
 	}
-	err := s.db.QueryRowContext(ctx, personQuery, nid).Scan(dest...)
+	err := s.person.QueryRowContext(ctx, nid).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return insured.Person{}, false, nil
 	}
@@ -322,12 +343,17 @@ func (s *Insured) Person(ctx context.Context, nid string) (insured.Person, bool,
 	return p, true, nil
 }
 
-// The lookups' SQL, built once. With a single parameter, "$1" means the
-// first parameter to SQLite as well, so the text serves both dialects.
+// The lookups' SQL, built once (and put in each dialect's placeholders when
+// the store opens).
 var (
 	personQuery     = "SELECT " + strings.Join(insuredColumns, ", ") + " FROM insured_current WHERE national_id = $1"
 	personMainQuery = "SELECT " + prefixed("p.", insuredColumns) + ", " + prefixed("m.", insuredColumns) +
 		" FROM insured_current p LEFT JOIN insured_current m ON m.national_id = p.main_national_id WHERE p.national_id = $1"
+)
+
+const (
+	usedQuery  = "SELECT used FROM supplementary_usage WHERE national_id = $1 AND insurer = $2 AND plan = $3 AND year = $4 AND category = $5"
+	sinceQuery = "SELECT dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE national_id = $1 AND dispensed_at >= $2 ORDER BY dispensed_at DESC, dispense_id, item"
 )
 
 func prefixed(prefix string, cols []string) string {
@@ -352,7 +378,7 @@ func (s *Insured) PersonWithMain(ctx context.Context, nid string) (p insured.Per
 	for i := range g {
 		dest = append(dest, &g[i])
 	}
-	err = s.db.QueryRowContext(ctx, personMainQuery, nid).Scan(dest...)
+	err = s.personMain.QueryRowContext(ctx, nid).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return insured.Person{}, nil, false, nil
 	}
@@ -494,8 +520,7 @@ func (s *Insured) consumed(ctx context.Context, q execer, c insured.Consumption)
 // Used is how much of a cap has been paid out.
 func (s *Insured) Used(ctx context.Context, k insured.Cap) (int64, error) {
 	var used int64
-	err := s.db.QueryRowContext(ctx, s.d.rebind("SELECT used FROM supplementary_usage WHERE national_id = $1 AND insurer = $2 AND plan = $3 AND year = $4 AND category = $5"),
-		k.NationalID, k.Insurer, k.Plan, k.Year, k.Category).Scan(&used)
+	err := s.used.QueryRowContext(ctx, k.NationalID, k.Insurer, k.Plan, k.Year, k.Category).Scan(&used)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -530,7 +555,7 @@ func (s *Insured) Record(ctx context.Context, items []insured.Dispensed) error {
 
 // Since reads a person's dispensed items, newest first.
 func (s *Insured) Since(ctx context.Context, nid string, since time.Time) ([]insured.Dispensed, error) {
-	rows, err := s.db.QueryContext(ctx, s.d.rebind("SELECT dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE national_id = $1 AND dispensed_at >= $2 ORDER BY dispensed_at DESC, dispense_id, item"), nid, since.UTC())
+	rows, err := s.since.QueryContext(ctx, nid, since.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: reading dispense history: %w", err)
 	}
