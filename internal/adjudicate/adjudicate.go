@@ -212,7 +212,7 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 			kind = e.Kind
 		}
 		in.Items = append(in.Items, rules.Item{Index: i, Kind: kind, Code: l.Code, Quantity: l.Quantity, Repeats: l.Repeats,
-			RepeatIntervalDays: l.RepeatIntervalDays, Catalogue: entry(e, found)})
+			RepeatIntervalDays: l.RepeatIntervalDays, SubstituteFor: l.SubstituteFor, Catalogue: entry(e, found)})
 		if kind == catalogue.KindDrug {
 			in.Prescription.DrugCount++
 		}

@@ -225,6 +225,14 @@ func TestHistoryRules(t *testing.T) {
 	if !syr.Items[0].Allowed || !slices.Contains(ruleIDs(syr.Items[0].Violations), "duplicate-therapy") {
 		t.Fatalf("duplicate therapy: %+v", syr.Items[0])
 	}
+	// Handing the syrup out in place of more tablets is still the same
+	// substance too early: a brand change at the counter does not reset
+	// the clock.
+	sub, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: early(prescription(69, "general", drug(catalogtest.Acetaminophen, 10))),
+		Dispensed: []rx.DispensedItem{{Code: catalogtest.AcetaminophenSyrup, SubstituteFor: catalogtest.Acetaminophen, Quantity: 1}}})
+	if err != nil || sub.Items[0].Allowed || !slices.Contains(ruleIDs(sub.Items[0].Violations), "refill-too-early") {
+		t.Fatalf("an early refill as a substitute: %+v %v", sub, err)
+	}
 }
 
 // early dates a prescription 20 July 2026, before the dispenses above.

@@ -186,6 +186,7 @@ var (
 		intField("quantity", func(it *Item) int64 { return int64(it.Quantity) }),
 		intField("repeats", func(it *Item) int64 { return int64(it.Repeats) }),
 		intField("repeat_interval_days", func(it *Item) int64 { return int64(it.RepeatIntervalDays) }),
+		stringField("substitute_for", func(it *Item) string { return it.SubstituteFor }),
 		fieldSpec[Item]{name: "catalogue", typ: entryDef.celType, entry: func(it *Item) *Entry { return &it.Catalogue }},
 	)
 	dispensedDef = newObjectDef(typeDispensed,

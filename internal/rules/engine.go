@@ -76,8 +76,13 @@ func readRuleFile(path string) ([]byte, error) {
 // Watch polls path every interval and reloads when the file changes; it
 // returns nil when ctx is done. A change is noticed by modification time
 // and size, and confirmed by the content's hash, so touching the file
-// does not reload it. On the first poll the file is loaded unless its
-// content is the set already in force.
+// does not reload it. A changed file is read only once it has stayed the
+// same for a whole interval, and only if it did not change while being
+// read: a file saved in place (truncated, then written) is otherwise seen
+// half-written, and a valid prefix of a rule set is a weaker rule set.
+// Replace files atomically (write a new file, then rename it) all the same.
+// On the first poll the file is loaded unless its content is the set
+// already in force.
 //
 // Reloads are logged at Info; refusals at Error with every problem's
 // location, and the running set stays in force; an unreadable file at
@@ -114,6 +119,7 @@ type watcher struct {
 	path     string
 	log      *slog.Logger
 	stamp    fileStamp // of the last file read
+	pending  fileStamp // a new stamp seen once, waiting to settle
 	digest   string    // of the last content tried
 	lastFail string    // the last read error logged, to log each once
 }
@@ -128,12 +134,17 @@ func (w *watcher) poll() {
 	if stamp == w.stamp {
 		return
 	}
-	// The stamp is taken before reading: a write that lands during the read
-	// changes the stamp again and is picked up next time.
+	if stamp != w.pending {
+		w.pending = stamp // still being written, perhaps: look again next time
+		return
+	}
 	data, err := readRuleFile(w.path)
 	if err != nil {
 		w.readFailed(err)
 		return
+	}
+	if fi, err := os.Stat(w.path); err != nil || (fileStamp{fi.ModTime(), fi.Size()}) != stamp {
+		return // written to while being read: wait for it to settle
 	}
 	w.stamp, w.lastFail = stamp, ""
 	sum := sha256.Sum256(data)
@@ -177,5 +188,5 @@ func (w *watcher) readFailed(err error) {
 	}
 	// Forget the stamp so that the file is read again once it is back,
 	// even if it returns with the same time and size.
-	w.stamp = fileStamp{}
+	w.stamp, w.pending = fileStamp{}, fileStamp{}
 }

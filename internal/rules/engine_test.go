@@ -237,3 +237,40 @@ func TestEvaluateDuringReload(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestWatchWaitsForTheFileToSettle: a file seen in the middle of being
+// saved in place (a valid prefix: fewer rules) is not put in force; once
+// it stops changing for an interval, the whole file is.
+func TestWatchWaitsForTheFileToSettle(t *testing.T) {
+	full := StarterYAML()
+	cut := bytes.Index(full, []byte("  - id: refill-too-early"))
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, full[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load("prefix", full[:cut]); err != nil {
+		t.Fatalf("the prefix must itself be a valid set for this test to mean anything: %v", err)
+	}
+	initial, err := Load("initial", bytes.Replace(full, []byte(`version: "2026-11-01"`), []byte(`version: "initial"`), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(initial)
+	w := &watcher{engine: e, path: path, log: slog.New(slog.DiscardHandler)}
+	w.poll()
+	if v := e.Current().Version(); v != "initial" {
+		t.Fatalf("a file seen once, mid-write, was put in force: %s, %d rules", v, len(e.Current().Rules()))
+	}
+	// The writer finishes (the size changes): still waiting to settle.
+	if err := os.WriteFile(path, full, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.poll()
+	if v := e.Current().Version(); v != "initial" {
+		t.Fatalf("after one look at the finished file: %s", v)
+	}
+	w.poll()
+	if e.Current().Digest() != Starter().Digest() || len(e.Current().Rules()) != 15 {
+		t.Fatalf("the settled file is not the set in force: %s", e.Current().Version())
+	}
+}

@@ -24,7 +24,7 @@ const maxExprLen = 4096
 //	history      list(rules.Dispensed) the patient's earlier dispenses, newest first
 //	item         rules.Item         the item being judged; declared only for per: item rules
 //
-//	rules.Item       index, quantity, repeats, repeat_interval_days int; kind, code string;
+//	rules.Item       index, quantity, repeats, repeat_interval_days int; kind, code, substitute_for string;
 //	                 catalogue rules.Entry
 //	rules.Entry      found, prescription_only, paper_allowed bool; kind, generic_name, atc,
 //	                 form, strength, sex, controlled_class string; price, coverage_percent,
@@ -44,11 +44,19 @@ type environment struct {
 	item         *cel.Env // the above plus `item`, for per: item rules
 }
 
+// MaxComprehensionNesting is how deeply exists/all/exists_one/filter/map
+// may nest in one expression.
+const MaxComprehensionNesting = 2
+
 func newEnvironment() (*environment, error) {
 	base, err := cel.NewEnv(
 		inputTypes(),
 		ext.Strings(),
 		cel.ParserExpressionSizeLimit(4*MaxFileSize),
+		// A rule's work grows with the product of the lists it nests
+		// over: two levels (every item against the history) is what rules
+		// need; three would let one rule stall every decision.
+		cel.ASTValidators(cel.ValidateComprehensionNestingLimit(MaxComprehensionNesting)),
 		cel.Variable("scope", cel.StringType),
 		cel.Variable("patient", cel.ObjectType(typePatient)),
 		cel.Variable("prescriber", cel.ObjectType(typePrescriber)),

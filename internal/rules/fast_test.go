@@ -56,7 +56,7 @@ var fastExprs = []struct {
 	{PerPrescription, `items.filter(i, i.kind == "drug").size() <= 4`},
 	{PerItem, `item.catalogue.professions.exists(p, p.startsWith("ph")) || item.catalogue.specialties.all(s, s != prescriber.specialty)`},
 	{PerItem, `[1, 5, 10].exists(n, n == item.quantity) || ["a", "b"].exists_one(s, s == item.code)`},
-	{PerPrescription, `items.exists(i, history.exists(h, h.code == i.code && items.all(j, j.quantity >= h.quantity)))`},
+	{PerPrescription, `items.exists(i, history.exists(h, h.code == i.code && i.quantity >= h.quantity)) && items.all(j, history.all(h, j.quantity >= h.quantity || h.days_ago > 3))`},
 	{PerPrescription, `history.all(h, 100 / h.days_ago > 0)`},
 	{PerPrescription, `items.all(i, i.catalogue.price * i.quantity <= 1000000) || scope == "dispense"`},
 	{PerPrescription, `items.exists(item, item.quantity > 50)`}, // a comprehension variable named like a global

@@ -76,7 +76,10 @@ type Item struct {
 	Quantity           int
 	Repeats            int
 	RepeatIntervalDays int
-	Catalogue          Entry
+	// SubstituteFor is the prescribed code this item is handed out in
+	// place of ("" when it is what was prescribed).
+	SubstituteFor string
+	Catalogue     Entry
 }
 
 // Entry is the catalogue's record for an item's code on Date. Found is

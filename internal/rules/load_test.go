@@ -197,3 +197,28 @@ func TestLoadNormalisesPersian(t *testing.T) {
 		t.Errorf("FA message %q", got)
 	}
 }
+
+// TestNestingLimit: two levels of comprehension load (each item against
+// the history); three are refused, since their cost is the product of
+// three list lengths on every decision.
+func TestNestingLimit(t *testing.T) {
+	rule := func(expr string) []byte {
+		return []byte(`version: "n"
+rules:
+  - id: nested
+    description: {fa: "تو در تو", en: "nested"}
+    scopes: [prescribe]
+    per: prescription
+    expr: '` + expr + `'
+    severity: warn
+    message: {fa: "پیام", en: "message"}
+`)
+	}
+	if _, err := Load("two.yaml", rule(`items.all(i, history.all(h, h.atc != i.catalogue.atc || h.days_ago > 30))`)); err != nil {
+		t.Fatalf("two levels refused: %v", err)
+	}
+	_, err := Load("three.yaml", rule(`history.all(a, history.all(b, history.all(c, a.days_ago + b.days_ago + c.days_ago >= 0)))`))
+	if err == nil || !strings.Contains(err.Error(), "nesting") {
+		t.Fatalf("three levels: %v", err)
+	}
+}

@@ -118,6 +118,10 @@ func TestStarterRules(t *testing.T) {
 		{"same substance, other code, 30 days ago", "duplicate-therapy", ScopeDispense, func(in *Input) {
 			in.History = append(in.History, Dispensed{Code: "2222299", ATC: "C08CA01", DaysSupply: 30, DaysAgo: 30})
 		}, []hit{{"duplicate-therapy", Warn, 1}}},
+		{"only an ATC group, not a substance", "duplicate-therapy", ScopeDispense, func(in *Input) {
+			in.Items[1].Catalogue.ATC = "C08"
+			in.History = append(in.History, Dispensed{Code: "2222299", ATC: "C08", DaysSupply: 30, DaysAgo: 3})
+		}, nil},
 		{"same substance, same code, is a refill not a duplicate", "duplicate-therapy", ScopeDispense, func(in *Input) {
 			in.History = append(in.History, Dispensed{Code: "2222222", ATC: "C08CA01", DaysSupply: 30, DaysAgo: 28})
 		}, nil},
@@ -128,6 +132,13 @@ func TestStarterRules(t *testing.T) {
 		{"less than 80% of the supply elapsed", "refill-too-early", ScopePaper, func(in *Input) {
 			in.History = append(in.History, Dispensed{Code: "1111111", ATC: "A10BA02", DaysSupply: 30, DaysAgo: 23})
 		}, []hit{{"refill-too-early", Reject, 0}}},
+		{"another brand of the substance, too early", "refill-too-early", ScopeDispense, func(in *Input) {
+			in.Items[0].SubstituteFor = "1111199"
+			in.History = append(in.History, Dispensed{Code: "1111199", ATC: "A10BA02", DaysSupply: 30, DaysAgo: 10})
+		}, []hit{{"duplicate-therapy", Warn, 0}, {"refill-too-early", Reject, 0}}},
+		{"another code of the substance, as prescribed (a dose change)", "refill-too-early", ScopeDispense, func(in *Input) {
+			in.History = append(in.History, Dispensed{Code: "1111199", ATC: "A10BA02", DaysSupply: 30, DaysAgo: 10})
+		}, []hit{{"duplicate-therapy", Warn, 0}}},
 		{"supply unknown", "refill-too-early", ScopeDispense, func(in *Input) {
 			in.History = append(in.History, Dispensed{Code: "1111111", ATC: "A10BA02", DaysSupply: 0, DaysAgo: 1})
 		}, nil},
