@@ -89,6 +89,10 @@ var (
 	reClass     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 )
 
+// MaxPrice is the highest unit price or tariff accepted: a trillion
+// rials, about a thousand times the dearest medicine on the market.
+const MaxPrice = 1_000_000_000_000
+
 // ValidCode reports whether s has the shape of a catalogue code.
 func ValidCode(s string) bool { return reCode.MatchString(s) }
 

@@ -341,12 +341,16 @@ var setters = map[string]func(it *Item, v string) string{
 		return ""
 	},
 	"price": func(it *Item, v string) string {
+		// MaxPrice keeps any quantity of any item (at most 10 000 on a
+		// line, 50 lines) far inside int64 rials.
 		n, reason := whole(v, true)
 		switch {
 		case reason != "":
 			return reason
 		case n <= 0:
 			return "must be greater than zero"
+		case n > MaxPrice:
+			return fmt.Sprintf("is over %d rials: a typo, not a price", int64(MaxPrice))
 		}
 		it.Price = n
 		return ""

@@ -158,6 +158,7 @@ func TestParseBadRows(t *testing.T) {
 		{"price with thousands separators", drugs(drugRow(map[string]string{"price": "25,000"})), "", []want{{"drugs", 2, "price", "no separators"}}},
 		{"zero price", "", services(serviceRow(map[string]string{"price": "0"})), []want{{"services", 2, "price", "greater than zero"}}},
 		{"price beyond int64", drugs(drugRow(map[string]string{"price": "99999999999999999999"})), "", []want{{"drugs", 2, "price", "too large"}}},
+		{"price over a trillion rials", drugs(drugRow(map[string]string{"price": "1000000000001"})), "", []want{{"drugs", 2, "price", "a typo, not a price"}}},
 		{"coverage over 100", drugs(drugRow(map[string]string{"coverage_percent": "101"})), "", []want{{"drugs", 2, "coverage_percent", "out of range"}}},
 		{"negative coverage", drugs(drugRow(map[string]string{"coverage_percent": "-1"})), "", []want{{"drugs", 2, "coverage_percent", "negative"}}},
 		{"bad ATC", drugs(drugRow(map[string]string{"atc": "N2BE01"})), "", []want{{"drugs", 2, "atc", "bad ATC"}}},
