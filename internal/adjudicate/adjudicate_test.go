@@ -407,3 +407,52 @@ rules:
 		t.Fatal("the failure was not counted")
 	}
 }
+
+// TestParaclinic: a laboratory or imaging centre performing what was
+// prescribed. Services have no quantity rule, their own supplementary cap
+// category, and the catalogue's specialty limits.
+func TestParaclinic(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	lab := func(code string) rx.Item { return rx.Item{Kind: "lab", Code: code, Quantity: 1} }
+	p := prescription(0, "general", lab(catalogtest.CBC), lab(catalogtest.FBS), rx.Item{Kind: "imaging", Code: catalogtest.BrainMRI, Quantity: 1})
+	d, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeParaclinic, Prescription: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cbc, fbs, mri := d.Items[0], d.Items[1], d.Items[2]
+	// CBC 450 000: the insurer 70 % = 315 000, the rest from the lab cap.
+	if !cbc.Allowed || cbc.Kind != "lab" || cbc.InsurerPays != 315000 || cbc.SupplementaryPays != 135000 || cbc.PatientPays != 0 {
+		t.Errorf("CBC %+v", cbc)
+	}
+	if !fbs.Allowed || fbs.InsurerPays != 84000 || fbs.SupplementaryPays != 36000 {
+		t.Errorf("FBS %+v", fbs)
+	}
+	// A brain MRI needs a neurologist or neurosurgeon.
+	if mri.Allowed || !slices.Contains(ruleIDs(mri.Violations), "prescriber-specialty") || mri.PatientPays != 9500000 {
+		t.Errorf("MRI ordered by a GP %+v", mri)
+	}
+	// The quantity rule is for drugs; eligibility rejects here as at the pharmacy.
+	for _, it := range d.Items {
+		if slices.Contains(ruleIDs(it.Violations), "quantity-limit") {
+			t.Errorf("quantity-limit applied to a service: %+v", it)
+		}
+	}
+	p.Patient.NationalID = insuredtest.NationalID(99)
+	d, err = f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeParaclinic, Prescription: p})
+	if err != nil || d.Allowed || !slices.Contains(ruleIDs(d.Violations), "patient-eligible") {
+		t.Fatalf("uninsured at the lab: %+v %v", d, err)
+	}
+	// Committing consumes the lab cap, not the drug cap.
+	d, _ = f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeParaclinic, Prescription: prescription(0, "general", lab(catalogtest.CBC))})
+	if err := f.a.Commit(ctx, d, "lab-1", day.Add(9*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	k := insured.Cap{NationalID: insuredtest.NationalID(0), Insurer: "دی", Plan: "gold", Year: 1405, Category: "lab"}
+	if used, _ := f.reg.Used(ctx, k); used != 135000 {
+		t.Fatalf("lab cap used %d", used)
+	}
+	k.Category = "drug"
+	if used, _ := f.reg.Used(ctx, k); used != 0 {
+		t.Fatalf("drug cap used %d by a lab test", used)
+	}
+}
