@@ -302,6 +302,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Rules:       engine,
 		Arc:         a,
 		Status:      status,
+		DB:          d,
 		Log:         log,
 		Now:         time.Now,
 	}

@@ -38,6 +38,8 @@ type API struct {
 	Status interface {
 		Check(ctx context.Context, cert, issuer *x509.Certificate) (revocation.Result, error)
 	}
+	// DB is pinged by /healthz; nil skips the check.
+	DB  Pinger
 	Log *slog.Logger
 	Now func() time.Time
 }
@@ -55,10 +57,80 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/rules", a.caller(a.ruleSet))
 	mux.Handle("GET /v1/catalogue/items", a.caller(a.catalogueSearch))
 	mux.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	mux.HandleFunc("GET /healthz", a.health)
+	return a.accessLog(problem.Mux(mux))
+}
+
+// Health is what /healthz reports: enough for an operator (or a load
+// balancer) to see that rxd can answer, and with what data.
+type Health struct {
+	Status           string `json:"status"` // ok, or unavailable
+	Problem          string `json:"problem,omitempty"`
+	RuleSet          string `json:"rule_set,omitempty"`
+	CatalogueVersion string `json:"catalogue_version,omitempty"` // in force today; empty when none is
+}
+
+// Pinger is the database as health sees it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+func (a *API) health(w http.ResponseWriter, r *http.Request) {
+	h := Health{Status: "ok"}
+	if a.Rules != nil {
+		h.RuleSet = a.Rules.Current().Version()
+	}
+	if a.Catalogue != nil {
+		if v, err := a.Catalogue.At(r.Context(), persian.Day(a.Now())); err == nil {
+			h.CatalogueVersion = v.ID
+		}
+	}
+	if a.DB != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.DB.Ping(ctx); err != nil {
+			h.Status, h.Problem = "unavailable", "the database does not answer"
+			problem.JSON(w, http.StatusServiceUnavailable, h)
+			return
+		}
+	}
+	problem.JSON(w, http.StatusOK, h)
+}
+
+// accessLog writes one line per request: the route (never the path, which
+// may hold a national id), the status, the time taken and the caller.
+func (a *API) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		who := &Caller{}
+		// The mux records the matched route on the request it is given.
+		r = r.WithContext(context.WithValue(r.Context(), callerSlot{}, who))
+		next.ServeHTTP(rec, r)
+		if a.Log == nil {
+			return
+		}
+		route := r.Pattern
+		if route == "" {
+			route = "(no route)"
+		}
+		a.Log.InfoContext(r.Context(), "request", "method", r.Method, "route", route, "status", rec.status,
+			"ms", float64(time.Since(start).Microseconds())/1000, "caller", who.SubjectID, "role", string(who.Role))
 	})
-	return problem.Mux(mux)
+}
+
+// callerSlot carries a place for the caller middleware to leave who the
+// caller was, for the access log written outside it.
+type callerSlot struct{}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
 }
 
 type callerKey struct{}
@@ -96,7 +168,11 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 			a.fail(w, r, errs.Wrap(errs.Unauthorized, err, "the client certificate is not in good standing: %s", detail(err)))
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName})))
+		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName}
+		if slot, ok := r.Context().Value(callerSlot{}).(*Caller); ok {
+			*slot = c
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
 }
 

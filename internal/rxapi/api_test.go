@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,4 +271,45 @@ func TestCatalogueEndpoints(t *testing.T) {
 	wantProblem(t, resp, body, 422, "catalogue-not-in-force")
 	resp, body = f.do(t, "vendor", "GET", "/v1/catalogue/items?q=x&limit=0", nil)
 	wantProblem(t, resp, body, 422, "invalid-field")
+}
+
+// TestHealthAndAccessLog: /healthz says what rxd answers with; every
+// request is logged by its route, never its path (which may hold a
+// national id), with the caller.
+func TestHealthAndAccessLog(t *testing.T) {
+	var logs syncBuffer
+	f := setup(t, func(a *rxapi.API) { a.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	resp, body := f.do(t, "vendor", "GET", "/healthz", nil)
+	var h rxapi.Health
+	if resp.StatusCode != 200 || json.Unmarshal(body, &h) != nil || h.Status != "ok" || h.RuleSet != rules.Starter().Version() || h.CatalogueVersion == "" {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	id := insuredtest.NationalID(3)
+	f.do(t, "vendor", "GET", "/v1/eligibility/"+id, nil)
+	f.do(t, "officer", "GET", "/v1/eligibility/"+id, nil)
+	out := logs.String()
+	if strings.Contains(out, id) || strings.Contains(out, id[:8]) {
+		t.Fatalf("the access log holds the national id:\n%s", out)
+	}
+	if !strings.Contains(out, `"route":"GET /v1/eligibility/{nationalId}","status":200`) || !strings.Contains(out, `"caller":"vendor-1","role":"vendor"`) ||
+		!strings.Contains(out, `"status":403`) {
+		t.Fatalf("access log:\n%s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
