@@ -27,9 +27,9 @@ import (
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
-	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -71,22 +71,12 @@ func TestRxdEndToEnd(t *testing.T) {
 
 	// rxd: its own database, registry and catalogue, the starter rules.
 	ctx := context.Background()
-	db, err := sqlstore.Open(ctx, sqlstore.SQLite, filepath.Join(work, "rxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	reg, _ := sqlstore.NewInsured(ctx, db)
-	insuredtest.MustImport(t, reg, insured.Full, insuredtest.Rows(20))
-	cs, _ := sqlstore.NewCatalogue(ctx, db)
-	cat := catalogtest.InForce(t, cs)
-	engine := rules.NewEngine(rules.Starter())
+	data := rxdtest.Open(t, sqlstore.SQLite, 20)
 	status, _ := revocation.New(revocation.Config{MaxAge: time.Hour, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
-	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	api := &rxapi.API{
-		Eligibility: elig, Catalogue: cat, Rules: engine, Arc: pki.MustArc(pki.DefaultArc), Status: status,
-		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: time.Now},
-		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now,
+		Eligibility: data.Checker(), Catalogue: data.Catalogue, Rules: data.Rules, Arc: pki.MustArc(pki.DefaultArc), Status: status,
+		Adjudicator: data.Adjudicator(time.Now), DB: data.DB,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now,
 	}
 	serverKey, err := d.keys.OpenKey(ctx, rxdKey)
 	if err != nil {

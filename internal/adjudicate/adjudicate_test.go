@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
-	"github.com/nuskha/nuskha/internal/testutil/pgtest"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 )
 
 var ctx = context.Background()
@@ -50,30 +49,8 @@ func (f *fixture) on(t testing.TB, date string) time.Time {
 // rule set.
 func setup(t testing.TB, driver string) *fixture {
 	t.Helper()
-	dsn := filepath.Join(t.TempDir(), "rxd.db")
-	if driver == sqlstore.Postgres {
-		dsn = pgtest.Schema(t)
-	}
-	db, err := sqlstore.Open(ctx, driver, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	reg, err := sqlstore.NewInsured(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insuredtest.MustImport(t, reg, insured.Full, insuredtest.Rows(80))
-	cs, err := sqlstore.NewCatalogue(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := catalogtest.InForce(t, cs)
-	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
-	return &fixture{reg: reg, a: &adjudicate.Adjudicator{
-		Eligibility: elig, Catalogue: cat, Rules: rules.NewEngine(rules.Starter()), History: reg, Usage: reg,
-		Now: func() time.Time { return day.Add(9 * time.Hour) },
-	}}
+	d := rxdtest.Open(t, driver, 80)
+	return &fixture{reg: d.Registry, a: d.Adjudicator(func() time.Time { return day.Add(9 * time.Hour) })}
 }
 
 // person i of the generated registry: 0 is a woman born 1330 with

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +31,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -59,22 +59,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	p := testpki.New(t, interKey, func() time.Time { return now })
 	f := &fixture{pki: p, now: now, clients: map[string]*http.Client{}}
 
-	db, err := sqlstore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "rxd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	reg, err := sqlstore.NewInsured(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insuredtest.MustImport(t, reg, insured.Full, insuredtest.Rows(40))
-	cs, err := sqlstore.NewCatalogue(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := catalogtest.InForce(t, cs)
-	engine := rules.NewEngine(rules.Starter())
+	data := rxdtest.Open(t, sqlstore.SQLite, 40)
 
 	issue := func(profile string, kind pki.Role, id string) tls.Certificate {
 		k := newKey()
@@ -102,12 +87,12 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 		t.Fatal(err)
 	}
 
-	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	api := &rxapi.API{
-		Eligibility: elig,
-		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: func() time.Time { return now }},
-		Catalogue:   cat,
-		Rules:       engine,
+		Eligibility: data.Checker(),
+		Adjudicator: data.Adjudicator(func() time.Time { return now }),
+		Catalogue:   data.Catalogue,
+		Rules:       data.Rules,
+		DB:          data.DB,
 		Arc:         p.Arc, Status: status,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now },
 	}
