@@ -169,7 +169,7 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 			return nil, errs.FieldError(errs.Invalid, "date", "what is handed out is judged on the day it is handed out (today, %s); date is for prescribe only", today.Format(time.DateOnly))
 		}
 	}
-	dispensed, err := a.dispensed(req, p)
+	lines, err := judgedLines(req, p)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +196,6 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 	in.Patient = patient(p, elig, day)
 	in.Prescriber = rules.Prescriber{Profession: p.Prescriber.Profession, Specialty: p.Prescriber.Specialty}
 	in.Prescription.IssuedDaysAgo = days(issued, day)
-	lines := a.lines(p, dispensed)
 	entries := make([]catalogue.Item, len(lines))
 	for i, l := range lines {
 		e, found := cat.Lookup(l.Code)
@@ -255,7 +254,9 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 		}
 	}
 	year := persian.Hijri(day).Year
-	spent := map[string]int64{} // supplementary paid so far in this request, per category
+	// What each supplementary cap has left: read once per category, then
+	// less what this request's earlier items take.
+	left := map[string]int64{}
 	for i, l := range lines {
 		e := entries[i]
 		it := Item{Index: i, Code: l.Code, Kind: in.Items[i].Kind, Name: e.Name, NameFA: e.NameFA, Quantity: l.Quantity,
@@ -286,15 +287,19 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 			it.InsurerPays = share(covered, e.CoveragePercent)
 			patientShareOfCovered := covered - it.InsurerPays
 			if dec.supp != nil {
-				if limit, ok := dec.supp.Caps[capCategory(it.Kind)]; ok {
-					used, err := a.Usage.Used(ctx, dec.cap(capCategory(it.Kind), year))
-					if err != nil {
-						return nil, errs.Wrap(errs.Unavailable, err, "supplementary usage cannot be read now")
+				category := capCategory(it.Kind)
+				if limit, ok := dec.supp.Caps[category]; ok {
+					remaining, read := left[category]
+					if !read {
+						used, err := a.Usage.Used(ctx, dec.cap(category, year))
+						if err != nil {
+							return nil, errs.Wrap(errs.Unavailable, err, "supplementary usage cannot be read now")
+						}
+						remaining = max(0, limit-used)
 					}
 					it.suppAsk = patientShareOfCovered
-					left := max(0, limit-used-spent[capCategory(it.Kind)])
-					it.SupplementaryPays = min(patientShareOfCovered, left)
-					spent[capCategory(it.Kind)] += it.SupplementaryPays
+					it.SupplementaryPays = min(patientShareOfCovered, remaining)
+					left[category] = remaining - it.SupplementaryPays
 				}
 			}
 		}
@@ -365,13 +370,18 @@ func (a *Adjudicator) Commit(ctx context.Context, dec *Decision, dispenseID stri
 	return nil
 }
 
-// dispensed normalises and checks what is handed out against the
-// prescription: each dispensed code once, each from a prescribed line (as
-// itself or as a substitute naming it), no more in total per prescribed
-// line than was prescribed.
-func (a *Adjudicator) dispensed(req Request, p *rx.Prescription) ([]rx.DispensedItem, error) {
+// judgedLines is what is judged: the prescribed items, or what is handed
+// out, normalised and checked against the prescription — each dispensed
+// code once, each from a prescribed line (as itself or as a substitute
+// naming it), no more in total per prescribed line than was prescribed —
+// and carrying that line's kind and repeats.
+func judgedLines(req Request, p *rx.Prescription) ([]line, error) {
 	if len(req.Dispensed) == 0 {
-		return nil, nil
+		out := make([]line, len(p.Items))
+		for i, it := range p.Items {
+			out[i] = line{it.Code, it.Kind, it.Quantity, it.Repeats, it.RepeatIntervalDays, ""}
+		}
+		return out, nil
 	}
 	if req.Scope == rules.ScopePrescribe {
 		return nil, errs.FieldError(errs.Invalid, "dispensed", "nothing is dispensed when prescribing")
@@ -379,7 +389,7 @@ func (a *Adjudicator) dispensed(req Request, p *rx.Prescription) ([]rx.Dispensed
 	if len(req.Dispensed) > 50 {
 		return nil, errs.FieldError(errs.Invalid, "dispensed", "at most 50 items")
 	}
-	out := make([]rx.DispensedItem, len(req.Dispensed))
+	out := make([]line, len(req.Dispensed))
 	given := make([]int, len(p.Items)) // dispensed quantity per prescribed line
 	for i, d := range req.Dispensed {
 		f := func(name string) string { return fmt.Sprintf("dispensed[%d].%s", i, name) }
@@ -394,7 +404,7 @@ func (a *Adjudicator) dispensed(req Request, p *rx.Prescription) ([]rx.Dispensed
 			return nil, errs.FieldError(errs.Invalid, f("substitute_for"), "an item cannot substitute for itself")
 		case d.Quantity < 1 || d.Quantity > 10000:
 			return nil, errs.FieldError(errs.Invalid, f("quantity"), "must be from 1 to 10000")
-		case slices.ContainsFunc(out[:i], func(o rx.DispensedItem) bool { return o.Code == d.Code }):
+		case slices.ContainsFunc(out[:i], func(o line) bool { return o.Code == d.Code }):
 			return nil, errs.FieldError(errs.Invalid, f("code"), "%s appears twice", d.Code)
 		}
 		prescribed := d.Code
@@ -411,7 +421,8 @@ func (a *Adjudicator) dispensed(req Request, p *rx.Prescription) ([]rx.Dispensed
 		if given[j] += d.Quantity; given[j] > p.Items[j].Quantity {
 			return nil, errs.FieldError(errs.Invalid, f("quantity"), "more of %s than the %d prescribed", prescribed, p.Items[j].Quantity)
 		}
-		out[i] = d
+		it := p.Items[j]
+		out[i] = line{d.Code, it.Kind, d.Quantity, it.Repeats, it.RepeatIntervalDays, d.SubstituteFor}
 	}
 	return out, nil
 }
@@ -439,27 +450,6 @@ type line struct {
 	Repeats            int
 	RepeatIntervalDays int
 	SubstituteFor      string // the prescribed code this line replaces
-}
-
-func (a *Adjudicator) lines(p *rx.Prescription, dispensed []rx.DispensedItem) []line {
-	if len(dispensed) == 0 {
-		out := make([]line, len(p.Items))
-		for i, it := range p.Items {
-			out[i] = line{it.Code, it.Kind, it.Quantity, it.Repeats, it.RepeatIntervalDays, ""}
-		}
-		return out
-	}
-	out := make([]line, len(dispensed))
-	for i, d := range dispensed {
-		prescribed := d.Code
-		if d.SubstituteFor != "" {
-			prescribed = d.SubstituteFor
-		}
-		j := slices.IndexFunc(p.Items, func(it rx.Item) bool { return it.Code == prescribed }) // present: see dispensed
-		it := p.Items[j]
-		out[i] = line{d.Code, it.Kind, d.Quantity, it.Repeats, it.RepeatIntervalDays, d.SubstituteFor}
-	}
-	return out
 }
 
 // DaysSupply is how long a dispensed item lasts, for the refill rule.
