@@ -23,7 +23,7 @@ type Insured struct {
 	// The lookups, prepared once: SQLite through database/sql otherwise
 	// parses and plans the statement on every call, which cost three times
 	// the lookup itself.
-	person, personMain, used, since *sql.Stmt
+	personMain, used, since *sql.Stmt
 }
 
 // NewInsured migrates the registry's schema on db.
@@ -33,9 +33,6 @@ func NewInsured(ctx context.Context, db *DB) (*Insured, error) {
 	}
 	s := &Insured{DB: db}
 	var err error
-	if s.person, err = db.db.PrepareContext(ctx, db.d.rebind(personQuery)); err != nil {
-		return nil, fmt.Errorf("sqlstore: preparing the registry lookup: %w", err)
-	}
 	for _, st := range []struct {
 		to *(*sql.Stmt)
 		q  string
@@ -324,29 +321,13 @@ func (s *Insured) loadSQLite(ctx context.Context, mode insured.Mode, src *insure
 
 // Person reads one person from the registry version in force.
 func (s *Insured) Person(ctx context.Context, nid string) (insured.Person, bool, error) {
-	var f [16]sql.NullString
-	dest := make([]any, len(f))
-	for i := range f {
-		dest[i] = &f[i]
-	}
-	err := s.person.QueryRowContext(ctx, nid).Scan(dest...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return insured.Person{}, false, nil
-	}
-	if err != nil {
-		return insured.Person{}, false, fmt.Errorf("sqlstore: reading an insured person: %w", err)
-	}
-	p, err := personFromRow(f)
-	if err != nil {
-		return insured.Person{}, false, fmt.Errorf("sqlstore: insured person row: %w", err)
-	}
-	return p, true, nil
+	p, _, ok, err := s.PersonWithMain(ctx, nid)
+	return p, ok, err
 }
 
 // The lookups' SQL, built once (and put in each dialect's placeholders when
 // the store opens).
 var (
-	personQuery     = "SELECT " + strings.Join(insuredColumns, ", ") + " FROM insured_current WHERE national_id = $1"
 	personMainQuery = "SELECT " + prefixed("p.", insuredColumns) + ", " + prefixed("m.", insuredColumns) +
 		" FROM insured_current p LEFT JOIN insured_current m ON m.national_id = p.main_national_id WHERE p.national_id = $1"
 )
