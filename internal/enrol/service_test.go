@@ -1,7 +1,6 @@
 package enrol_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -27,6 +26,7 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -34,7 +34,7 @@ type harness struct {
 	svc   *enrol.Service
 	db    *sqlstore.Trust
 	pki   *testpki.PKI
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 	clock *clock
 }
 
@@ -45,18 +45,6 @@ type clock struct {
 
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 var ctx = context.Background()
 
@@ -69,7 +57,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(func() { db.Close() })
 	p := testpki.New(t, nil, c.Now)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{},
 		Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 )
 
 // versioned is a one-rule set whose version is v and which allows at most
@@ -77,24 +78,6 @@ func TestEngineReload(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe to read while the watcher writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -125,7 +108,7 @@ func TestWatch(t *testing.T) {
 	write(versioned("v1", 100))
 
 	e := NewEngine(Starter())
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

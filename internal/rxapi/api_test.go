@@ -16,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
@@ -262,7 +262,7 @@ func TestCatalogueEndpoints(t *testing.T) {
 // request is logged by its route, never its path (which may hold a
 // national id), with the caller.
 func TestHealthAndAccessLog(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	f := setup(t, func(a *rxapi.API) { a.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	resp, body := f.do(t, "vendor", "GET", "/healthz", nil)
 	var h rxapi.Health
@@ -280,21 +280,4 @@ func TestHealthAndAccessLog(t *testing.T) {
 		!strings.Contains(out, `"status":403`) {
 		t.Fatalf("access log:\n%s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
