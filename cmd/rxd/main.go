@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -97,17 +98,10 @@ func (f dbFlags) open(ctx context.Context) (*sqlstore.DB, error) {
 			return nil, err
 		}
 		dsn = strings.TrimSpace(string(b))
-	} else if err := os.MkdirAll(dirOf(dsn), 0o700); err != nil {
+	} else if err := os.MkdirAll(filepath.Dir(dsn), 0o700); err != nil {
 		return nil, err
 	}
 	return sqlstore.Open(ctx, *f.driver, dsn)
-}
-
-func dirOf(p string) string {
-	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
-		return p[:i]
-	}
-	return "."
 }
 
 func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
