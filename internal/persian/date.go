@@ -119,3 +119,18 @@ func Day(t time.Time) time.Time {
 	t = t.In(Tehran)
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
+
+// DayStart is the instant at which day (in the form ParseDate and Day
+// return) begins in Iran: Day's inverse, for periods that hold from the
+// start of one day to the start of another.
+func DayStart(day time.Time) time.Time {
+	y, m, d := day.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, Tehran).UTC()
+}
+
+// Dates formats day (in the form ParseDate and Day return) in both
+// calendars, YYYY-MM-DD with ASCII digits: what answers give as "x" and
+// "x_hijri".
+func Dates(day time.Time) (gregorian, hijri string) {
+	return day.UTC().Format(time.DateOnly), Hijri(day).String()
+}

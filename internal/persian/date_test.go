@@ -77,3 +77,17 @@ func TestInRange(t *testing.T) {
 		_ = Hijri(d)
 	}
 }
+
+func TestDayStart(t *testing.T) {
+	nowruz := time.Date(2024, 3, 20, 0, 0, 0, 0, time.UTC)
+	start := DayStart(nowruz)
+	if want := time.Date(2024, 3, 19, 20, 30, 0, 0, time.UTC); !start.Equal(want) {
+		t.Fatalf("DayStart(1403-01-01) = %v, want %v (midnight in Tehran)", start, want)
+	}
+	if !Day(start).Equal(nowruz) || !Day(start.Add(-time.Nanosecond)).Equal(nowruz.AddDate(0, 0, -1)) {
+		t.Fatal("DayStart is not the first instant of its day")
+	}
+	if g, h := Dates(nowruz); g != "2024-03-20" || h != "1403-01-01" {
+		t.Fatalf("Dates = %s, %s", g, h)
+	}
+}

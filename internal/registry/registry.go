@@ -6,6 +6,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"regexp"
@@ -82,8 +83,11 @@ type Subject struct {
 	Organization string   `json:"organization,omitempty"`
 	DNSNames     []string `json:"dns_names,omitempty"`
 
-	LicenceValidFrom  time.Time     `json:"licence_valid_from"`
-	LicenceValidUntil time.Time     `json:"licence_valid_until"`
+	// The licence holds from LicenceValidFrom up to, not including,
+	// LicenceValidUntil. Licences run over whole days in Iran (see
+	// LicencePeriod), and JSON shows them as those days (see MarshalJSON).
+	LicenceValidFrom  time.Time     `json:"-"`
+	LicenceValidUntil time.Time     `json:"-"`
 	LicenceStatus     LicenceStatus `json:"licence_status"`
 
 	CreatedAt time.Time `json:"created_at"`
@@ -91,6 +95,40 @@ type Subject struct {
 	// Version increases by one with every change; updates name the version
 	// they were based on, so that two officers' edits cannot silently overwrite.
 	Version int `json:"version"`
+}
+
+// LicencePeriod is the licence period for a licence valid from the start of
+// day first through the end of day last, days in Iran as persian.ParseDate
+// returns them: what LicenceValidFrom and LicenceValidUntil hold.
+func LicencePeriod(first, last time.Time) (from, until time.Time) {
+	return persian.DayStart(first), persian.DayStart(last.AddDate(0, 0, 1))
+}
+
+// LicenceDays is LicencePeriod's inverse: the first and the last day on
+// which the licence holds, in Iran.
+func (s *Subject) LicenceDays() (first, last time.Time) {
+	return persian.Day(s.LicenceValidFrom), persian.Day(s.LicenceValidUntil.Add(-time.Nanosecond))
+}
+
+// MarshalJSON shows the licence period as the days people enter, in both
+// calendars: "licence_valid_from": "2024-03-20", "licence_valid_from_hijri":
+// "1403-01-01", and the last valid day as licence_valid_until(_hijri).
+func (s Subject) MarshalJSON() ([]byte, error) {
+	type plain Subject // the same fields, without this method
+	v := struct {
+		plain
+		From       string `json:"licence_valid_from,omitempty"`
+		FromHijri  string `json:"licence_valid_from_hijri,omitempty"`
+		Until      string `json:"licence_valid_until,omitempty"`
+		UntilHijri string `json:"licence_valid_until_hijri,omitempty"`
+	}{plain: plain(s)}
+	// Outside the calendar's range the period is unset (or corrupt):
+	// leave it out rather than show a made-up day.
+	if first, last := s.LicenceDays(); persian.InRange(first) && persian.InRange(last) {
+		v.From, v.FromHijri = persian.Dates(first)
+		v.Until, v.UntilHijri = persian.Dates(last)
+	}
+	return json.Marshal(v)
 }
 
 var (
@@ -143,7 +181,7 @@ func (s *Subject) Validate() error {
 		return bad("licence_valid_until", "licence_valid_from and licence_valid_until are required")
 	}
 	if !s.LicenceValidUntil.After(s.LicenceValidFrom) {
-		return bad("licence_valid_until", "must be after licence_valid_from")
+		return bad("licence_valid_until", "must not be before licence_valid_from")
 	}
 	needNID := s.Kind == pki.RolePractitioner
 	if s.NationalID != "" || needNID {
@@ -208,11 +246,22 @@ func (s *Subject) CanBeCertified(now time.Time) error {
 	case s.LicenceStatus != Active:
 		return errs.New(errs.LicenceSuspended, "the subject's licence is %s", s.LicenceStatus)
 	case now.Before(s.LicenceValidFrom):
-		return errs.New(errs.LicenceNotYetValid, "the subject's licence is valid from %s", s.LicenceValidFrom.Format(time.DateOnly))
+		first, _ := s.LicenceDays()
+		return errs.New(errs.LicenceNotYetValid, "the subject's licence is valid from %s", days(first))
 	case !now.Before(s.LicenceValidUntil):
-		return errs.New(errs.LicenceExpired, "the subject's licence expired on %s", s.LicenceValidUntil.Format(time.DateOnly))
+		_, last := s.LicenceDays()
+		return errs.New(errs.LicenceExpired, "the subject's licence was valid through %s", days(last))
 	}
 	return nil
+}
+
+// days names a day in both calendars, for messages.
+func days(day time.Time) string {
+	if !persian.InRange(day) {
+		return day.Format(time.DateOnly)
+	}
+	g, h := persian.Dates(day)
+	return fmt.Sprintf("%s (%s)", g, h)
 }
 
 // Identity is what certificates of this subject say about it.

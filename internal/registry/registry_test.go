@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -115,5 +116,46 @@ func TestIdentityHasNoNationalID(t *testing.T) {
 	der, _ := id.Marshal()
 	if bytes.Contains(der, []byte(s.NationalID)) {
 		t.Fatal("national id in the identity extension")
+	}
+}
+
+// A licence runs over whole days in Iran: valid from 00:00 Tehran time on
+// the first day until 24:00 on the last, shown as those days.
+func TestLicencePeriod(t *testing.T) {
+	first := time.Date(2024, 3, 20, 0, 0, 0, 0, time.UTC) // 1403-01-01
+	last := time.Date(2025, 3, 20, 0, 0, 0, 0, time.UTC)  // 1403-12-30
+	s := testpki.Subject(pki.RolePractitioner, "sub_1", now)
+	s.LicenceValidFrom, s.LicenceValidUntil = registry.LicencePeriod(first, last)
+	tehran := time.FixedZone("IRST", 3*3600+1800)
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		code errs.Code
+	}{
+		{"the evening before, in Tehran", time.Date(2024, 3, 19, 23, 59, 0, 0, tehran), errs.LicenceNotYetValid},
+		{"the first minute of the first day", time.Date(2024, 3, 20, 0, 0, 0, 0, tehran), ""},
+		{"the last minute of the last day", time.Date(2025, 3, 20, 23, 59, 59, 0, tehran), ""},
+		{"the next day in Tehran, still the last day in UTC", time.Date(2025, 3, 21, 0, 0, 0, 0, tehran), errs.LicenceExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.CanBeCertified(tc.at)
+			if (tc.code == "" && err != nil) || (tc.code != "" && errs.CodeOf(err) != tc.code) {
+				t.Fatalf("got %v, want %q", err, tc.code)
+			}
+		})
+	}
+	err := s.CanBeCertified(last.AddDate(0, 1, 0))
+	if e := new(errs.Error); !errors.As(err, &e) || e.Detail != "the subject's licence was valid through 2025-03-20 (1403-12-30)" {
+		t.Fatalf("expiry message: %v", err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"licence_valid_from":"2024-03-20"`, `"licence_valid_from_hijri":"1403-01-01"`,
+		`"licence_valid_until":"2025-03-20"`, `"licence_valid_until_hijri":"1403-12-30"`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("JSON lacks %s: %s", want, b)
+		}
 	}
 }

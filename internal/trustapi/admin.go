@@ -9,20 +9,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	_ "time/tzdata" // Asia/Tehran must resolve on hosts without a zoneinfo database
 
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/nationalid"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
 // subjectInput is a registry entry as officers enter it. Licence dates are
-// YYYY-MM-DD (a day in Iran's time zone: valid from the start of the first
-// day to the end of the last) or full RFC 3339 times.
+// days in Iran, Gregorian or Solar Hijri (persian.ParseDate), valid from the
+// start of the first to the end of the last.
 type subjectInput struct {
 	Kind                     string   `json:"kind"`
 	Name                     string   `json:"name"`
@@ -44,44 +44,28 @@ type subjectInput struct {
 	Version int `json:"version"`
 }
 
-var tehran = mustZone("Asia/Tehran")
-
-func mustZone(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		// time/tzdata is linked in, so this cannot fail.
-		panic(err)
-	}
-	return l
-}
-
-// parseDay reads a licence date. endOfDay turns a bare date into the first
-// instant after it, so that "valid until 1 March" includes 1 March.
-func parseDay(field, v string, endOfDay bool) (time.Time, error) {
-	if v == "" {
+// licenceDay reads a licence date.
+func licenceDay(field, v string) (time.Time, error) {
+	if strings.TrimSpace(v) == "" {
 		return time.Time{}, errs.FieldError(errs.Invalid, field, "required")
 	}
-	if t, err := time.ParseInLocation(time.DateOnly, v, tehran); err == nil {
-		if endOfDay {
-			t = t.AddDate(0, 0, 1)
-		}
-		return t.UTC(), nil
+	d, err := persian.ParseDate(v)
+	if err != nil {
+		return time.Time{}, errs.FieldError(errs.Invalid, field, "%v", err)
 	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, errs.FieldError(errs.Invalid, field, "must be YYYY-MM-DD or an RFC 3339 time")
+	return d, nil
 }
 
 func (in subjectInput) subject() (*registry.Subject, error) {
-	from, err := parseDay("licence_valid_from", in.LicenceValidFrom, false)
+	first, err := licenceDay("licence_valid_from", in.LicenceValidFrom)
 	if err != nil {
 		return nil, err
 	}
-	until, err := parseDay("licence_valid_until", in.LicenceValidUntil, true)
+	last, err := licenceDay("licence_valid_until", in.LicenceValidUntil)
 	if err != nil {
 		return nil, err
 	}
+	from, until := registry.LicencePeriod(first, last)
 	s := &registry.Subject{
 		Kind: registry.Kind(in.Kind), Name: in.Name, NationalID: in.NationalID, CouncilNumber: in.CouncilNumber,
 		Profession: registry.Profession(in.Profession), Specialty: in.Specialty, LicenceNumber: in.LicenceNumber,
@@ -189,8 +173,9 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
 		return
 	}
+	_, last := s.LicenceDays()
 	detail := map[string]string{"version": strconv.Itoa(s.Version), "licence_status": string(s.LicenceStatus),
-		"licence_valid_until": s.LicenceValidUntil.Format(time.RFC3339)}
+		"licence_valid_until": last.Format(time.DateOnly)}
 	if err := a.record(r, "subject.update", object, nil, detail); err != nil {
 		a.fail(w, r, err)
 		return

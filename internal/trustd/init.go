@@ -18,6 +18,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
@@ -287,8 +288,10 @@ type bootstrapper struct {
 func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileName, keyURI, certFile string) (string, string, error) {
 	sub.ID = "sub_" + randomHex(12)
 	sub.LicenceStatus = registry.Active
-	sub.LicenceValidFrom = b.now.Add(-time.Hour)
-	sub.LicenceValidUntil = b.inter.NotAfter
+	// Whole days, as officers enter them: from today through the last
+	// day that ends before the issuing certificate does.
+	today, end := persian.Day(b.now), persian.Day(b.inter.NotAfter)
+	sub.LicenceValidFrom, sub.LicenceValidUntil = registry.LicencePeriod(today, end.AddDate(0, 0, -1))
 	sub.CreatedAt, sub.UpdatedAt = b.now, b.now
 	sub.Normalize()
 	if err := sub.Validate(); err != nil {
