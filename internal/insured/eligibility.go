@@ -57,18 +57,22 @@ type Checker struct {
 // Coverage is what applies to an eligible person (and, for information, to
 // one who is not but has a record).
 type Coverage struct {
-	InsuranceNumber string        `json:"insurance_number"`
-	Fund            Fund          `json:"fund"`
-	Dependant       bool          `json:"dependant"`
-	Relation        string        `json:"relation,omitempty"`
-	MainNationalID  string        `json:"main_national_id,omitempty"` // masked
-	CoverageStart   string        `json:"coverage_start"`
-	CoverageEnd     string        `json:"coverage_end,omitempty"`
-	Status          Status        `json:"status"`
-	PaidDays        int           `json:"paid_days_in_window"`
-	Supplementary   *SuppCoverage `json:"supplementary,omitempty"`
-	Person          *Person       `json:"-"`
-	Main            *Person       `json:"-"` // a dependant's main insured
+	InsuranceNumber string `json:"insurance_number"`
+	Fund            Fund   `json:"fund"`
+	Dependant       bool   `json:"dependant"`
+	Relation        string `json:"relation,omitempty"`
+	MainNationalID  string `json:"main_national_id,omitempty"` // masked
+	// Days, as "x" (Gregorian) and "x_hijri" (Solar Hijri) like every
+	// date rxd answers with.
+	CoverageStart      string        `json:"coverage_start"`
+	CoverageStartHijri string        `json:"coverage_start_hijri"`
+	CoverageEnd        string        `json:"coverage_end,omitempty"`
+	CoverageEndHijri   string        `json:"coverage_end_hijri,omitempty"`
+	Status             Status        `json:"status"`
+	PaidDays           int           `json:"paid_days_in_window"`
+	Supplementary      *SuppCoverage `json:"supplementary,omitempty"`
+	Person             *Person       `json:"-"`
+	Main               *Person       `json:"-"` // a dependant's main insured
 }
 
 // SuppCoverage is supplementary insurance in force on the date.
@@ -156,13 +160,14 @@ func (c *Checker) own(p *Person, day time.Time, cov *Coverage) (Reason, string) 
 func (c *Checker) coverage(p *Person, day time.Time) *Coverage {
 	cov := &Coverage{
 		InsuranceNumber: p.InsuranceNumber, Fund: p.Fund, Dependant: p.Dependant(), Relation: p.Relation,
-		CoverageStart: p.CoverageStart.Format(time.DateOnly), Status: p.Status, Person: p,
+		Status: p.Status, Person: p,
 	}
+	cov.CoverageStart, cov.CoverageStartHijri = persian.Dates(p.CoverageStart)
 	if p.Dependant() {
 		cov.MainNationalID = nationalid.Mask(p.MainNationalID)
 	}
 	if !p.CoverageEnd.IsZero() {
-		cov.CoverageEnd = p.CoverageEnd.Format(time.DateOnly)
+		cov.CoverageEnd, cov.CoverageEndHijri = persian.Dates(p.CoverageEnd)
 	}
 	month := persian.Hijri(day).MonthIndex()
 	cov.PaidDays = p.Contributions.PaidDays(month-c.Policy.WindowMonths, month-1)

@@ -24,6 +24,7 @@ import (
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
@@ -144,6 +145,12 @@ func TestEligibilityEndpoint(t *testing.T) {
 	}
 	if strings.Contains(string(body), insuredtest.NationalID(3)) || strings.Contains(string(body), insuredtest.NationalID(0)) {
 		t.Fatalf("the answer carries an unmasked national id: %s", body)
+	}
+	// Every day in both calendars.
+	g, errG := persian.ParseDate(r.Coverage.CoverageStart)
+	h, errH := persian.ParseDate(r.Coverage.CoverageStartHijri)
+	if errG != nil || errH != nil || !g.Equal(h) || len(r.Coverage.CoverageStartHijri) != 10 || r.Coverage.CoverageStartHijri[0] != '1' {
+		t.Fatalf("coverage_start %q, coverage_start_hijri %q: %s", r.Coverage.CoverageStart, r.Coverage.CoverageStartHijri, body)
 	}
 	// Persian digits and a Gregorian date mean the same.
 	persianID := strings.Map(func(r rune) rune { return '۰' + (r - '0') }, insuredtest.NationalID(3))
