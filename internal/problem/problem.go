@@ -1,16 +1,15 @@
 // Package problem is the HTTP edge of errs: it writes RFC 9457
 // application/problem+json documents with a stable type URI per code, and
-// reads JSON request bodies strictly (size limit, no unknown fields, one
-// value), so that bad input is refused before it reaches the domain.
+// reads JSON request bodies strictly (size limit, no unknown or repeated
+// members, one value; errors by line and column), so that bad input is
+// refused before it reaches the domain. Both daemons read bodies with it.
 package problem
 
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/nuskha/nuskha/internal/errs"
 )
@@ -152,43 +151,6 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
-}
-
-// MaxBody is the default limit for JSON request bodies.
-const MaxBody = 64 << 10
-
-// Decode reads one JSON value from the body into v: at most limit bytes, no
-// unknown fields, no trailing data, and the content type must be JSON.
-func Decode(r *http.Request, limit int64, v any) error {
-	ct := r.Header.Get("Content-Type")
-	if ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return errs.New(errs.Malformed, "Content-Type must be application/json")
-	}
-	body := http.MaxBytesReader(nil, r.Body, limit)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errs.New(errs.TooLarge, "body larger than %d bytes", limit)
-		}
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
-			return errs.FieldError(errs.Malformed, ute.Field, "wrong JSON type (want %s)", ute.Type)
-		}
-		if errors.Is(err, io.EOF) {
-			return errs.New(errs.Malformed, "empty body")
-		}
-		return errs.New(errs.Malformed, "body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errs.New(errs.TooLarge, "body larger than %d bytes", limit)
-		}
-		return errs.New(errs.Malformed, "body has data after the JSON value")
-	}
-	return nil
 }
 
 // JSON writes v with status.

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
 )
@@ -67,6 +68,9 @@ func TestDecode(t *testing.T) {
 		{"good with charset", `{"a":"x"}`, "application/json; charset=utf-8", ""},
 		{"no content type", `{"a":"x"}`, "", ""},
 		{"unknown field", `{"c":1}`, "application/json", errs.Malformed},
+		{"repeated field", `{"a":"x","a":"y"}`, "application/json", errs.Malformed},
+		{"case-folded field", `{"A":"x"}`, "application/json", errs.Malformed},
+		{"invalid UTF-8", "{\"a\":\"\xff\"}", "application/json", errs.Malformed},
 		{"wrong type", `{"b":"one"}`, "application/json", errs.Malformed},
 		{"two values", `{"a":"x"}{"a":"y"}`, "application/json", errs.Malformed},
 		{"empty", ``, "application/json", errs.Malformed},
@@ -89,6 +93,70 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// Refusals say where, by line and column, and what JSON was expected, in
+// JSON's words: the sender wrote JSON and has never seen our Go types.
+func TestDecodeMessages(t *testing.T) {
+	type item struct {
+		Code     string `json:"code"`
+		Quantity int    `json:"quantity"`
+	}
+	type body struct {
+		Name    string            `json:"name"`
+		Count   int64             `json:"count"`
+		Small   uint8             `json:"small"`
+		Ratio   float64           `json:"ratio"`
+		Urgent  bool              `json:"urgent"`
+		Items   []item            `json:"items"`
+		Labels  map[string]string `json:"labels"`
+		Tags    []string          `json:"tags"`
+		At      time.Time         `json:"at"`
+		Pointer *int              `json:"pointer"`
+	}
+	for _, tc := range []struct {
+		name, body, field, detail string
+	}{
+		{"string for a number", `{"count": "7"}`, "count", "line 1, column 11: count must be a whole number"},
+		{"fraction for a whole number", `{"count": 1.5}`, "count", "line 1, column 11: count must be a whole number"},
+		{"number for a string", `{"name": 7}`, "name", "line 1, column 10: name must be a string"},
+		{"negative for an unsigned", `{"small": -1}`, "small", "line 1, column 11: small must be a whole number, not negative"},
+		{"out of range", `{"small": 300}`, "small", "line 1, column 11: small is out of range"},
+		{"string for a bool", `{"urgent": "yes"}`, "urgent", "line 1, column 12: urgent must be true or false"},
+		{"string for a float", `{"ratio": "half"}`, "ratio", "line 1, column 11: ratio must be a number"},
+		{"object for an array", `{"items": {}}`, "items", "line 1, column 11: items must be an array"},
+		{"array for an object", `{"labels": []}`, "labels", "line 1, column 12: labels must be an object"},
+		{"number in an array of objects", `{"items": [1]}`, "items.0", "line 1, column 12: items.0 must be an object"},
+		{"nested, on a later line", "{\n  \"items\": [\n    {\"code\": \"A1\", \"quantity\": \"2\"}\n  ]\n}", "items.0.quantity", "line 3, column 32: items.0.quantity must be a whole number"},
+		{"columns count characters", "{\"name\": \"دارو\", \"count\": true}", "count", "line 1, column 27: count must be a whole number"},
+		{"number in a string array", `{"tags": ["a", 2]}`, "tags.1", "line 1, column 16: tags.1 must be a string"},
+		{"bad time", `{"at": "yesterday"}`, "at", "line 1, column 8: at must be a time in RFC 3339 form (2026-09-06T10:30:00Z)"},
+		{"string for a pointer", `{"pointer": "x"}`, "pointer", "line 1, column 13: pointer must be a whole number"},
+		{"unknown member", `{"name": "a", "colour": "red"}`, "colour", "line 1, column 15: unknown member colour"},
+		{"unknown nested member", `{"items": [{"code": "A", "qty": 1}]}`, "items.0.qty", "line 1, column 26: unknown member items.0.qty"},
+		{"repeated member", `{"name": "a", "name": "b"}`, "name", "line 1, column 15: member name appears twice"},
+		{"array, not an object", `[1, 2]`, "", "line 1, column 1: the body must be an object"},
+		{"a string, not an object", `"hello"`, "", "line 1, column 1: the body must be an object"},
+		{"truncated", "{\"name\": \"a\",\n \"count\":", "", "line 2, column 10: the JSON ends before it is complete"},
+		{"trailing comma", `{"name": "a",}`, "", "line 1, column 13: invalid character ',' at start of value"},
+		{"trailing data", "{\"name\": \"a\"}\n{}", "", "line 2, column 1: more data after the JSON value"},
+		{"not JSON", `name=a`, "", "line 1, column 2: invalid character 'a' in literal null (expecting 'u')"},
+		{"not JSON either", `<xml/>`, "", "line 1, column 1: invalid character '<' at start of value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var v body
+			err := Unmarshal([]byte(tc.body), &v)
+			var e *errs.Error
+			if !errors.As(err, &e) || e.Code != errs.Malformed || e.Field != tc.field || e.Detail != tc.detail {
+				t.Fatalf("got %#v\nwant field %q, detail %q", err, tc.field, tc.detail)
+			}
+			for _, goish := range []string{"Go ", "struct", "int64", "uint8", "float64", "[]", "map[", "time.Time", "*int", "problem."} {
+				if strings.Contains(e.Detail, goish) {
+					t.Fatalf("detail %q names Go (%q)", e.Detail, goish)
+				}
+			}
+		})
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{"a":"x","b":1}`, `{`, `[]`, `{"a":"x"} `, "\xff"} {
 		f.Add(s)
@@ -101,6 +169,9 @@ func FuzzDecode(f *testing.F) {
 		// Every refusal is a client error with a stable code, never internal.
 		if c := errs.CodeOf(err); c != errs.Malformed && c != errs.TooLarge {
 			t.Fatalf("refusal with code %s: %v", c, err)
+		}
+		if d := err.(*errs.Error).Detail; strings.Contains(d, "Go ") || strings.Contains(d, "problem.") {
+			t.Fatalf("detail names Go: %s", d)
 		}
 	})
 }

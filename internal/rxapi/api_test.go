@@ -232,6 +232,20 @@ func TestRulesCheckEndpoint(t *testing.T) {
 		resp, body := f.do(t, "vendor", "POST", "/v1/rules/check", strings.NewReader(c.body))
 		t.Run(c.name, func(t *testing.T) { wantProblem(t, resp, body, c.status, c.code) })
 	}
+	// A vendor's mistake is shown where it is, in JSON's terms.
+	for _, c := range []struct{ name, from, to, field, detail string }{
+		{"quantity as a string", `"quantity":20}`, `"quantity":"20"}`, "prescription.items.0.quantity", "line 4, column 55: prescription.items.0.quantity must be a whole number"},
+		{"issued_at not a time", `"issued_at":"2026-09-06T06:00:00Z"`, `"issued_at":"1405-06-15"`, "prescription.issued_at", "line 2, column 15: prescription.issued_at must be a time in RFC 3339 form (2026-09-06T10:30:00Z)"},
+		{"items as an object", `"items":[`, `"items":{"0":`, "prescription.items", "line 4, column 11: prescription.items must be an array"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := f.do(t, "vendor", "POST", "/v1/rules/check", strings.NewReader(strings.Replace(checkBody("prescribe", ""), c.from, c.to, 1)))
+			var p problem.Problem
+			if resp.StatusCode != 400 || json.Unmarshal(body, &p) != nil || p.Code != "malformed-request" || p.Field != c.field || p.Detail != c.detail {
+				t.Fatalf("got %d %s\nwant field %q, detail %q", resp.StatusCode, body, c.field, c.detail)
+			}
+		})
+	}
 	resp, body = f.do(t, "vendor", "GET", "/v1/rules", nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"item-covered"`) {
 		t.Fatalf("rule set: %d %s", resp.StatusCode, body)

@@ -1,14 +1,9 @@
 package rxapi
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
-
-	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
@@ -23,27 +18,17 @@ import (
 const maxCheckBody = 256 << 10
 
 // decodeStrict reads one JSON value as the signature verifier reads a
-// payload (case-sensitive names, no unknown or repeated members, valid
-// UTF-8, nothing after it), so that a draft the rules service accepts is
-// one the verifier would read the same way once signed.
+// payload (problem.Unmarshal: case-sensitive names, no unknown or repeated
+// members, valid UTF-8, nothing after it; and no null), so that a draft the
+// rules service accepts is one the verifier would read the same way once
+// signed.
 func decodeStrict(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return errs.New(errs.Malformed, "Content-Type must be application/json")
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxCheckBody))
+	body, err := problem.Body(r, maxCheckBody)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errs.New(errs.TooLarge, "body larger than %d bytes", maxCheckBody)
-		}
-		return errs.New(errs.Malformed, "the body could not be read")
+		return err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return errs.New(errs.Malformed, "empty body")
-	}
-	if err := jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true)); err != nil {
-		msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "json: "), "jsontext: ")
-		return errs.New(errs.Malformed, "body: %s", msg)
+	if err := problem.Unmarshal(body, v); err != nil {
+		return err
 	}
 	if rx.ContainsNull(body) {
 		return errs.New(errs.Malformed, "null is not used; leave the member out")

@@ -232,7 +232,7 @@ func TestRefusalsAreProblemsAndChangeNothing(t *testing.T) {
 		code, field              string
 	}{
 		{"malformed JSON", "POST", admin + "/subjects", "application/json", []byte(`{"kind":`), 400, "malformed-request", ""},
-		{"unknown field", "POST", admin + "/subjects", "application/json", []byte(`{"kind":"practitioner","colour":"red"}`), 400, "malformed-request", ""},
+		{"unknown field", "POST", admin + "/subjects", "application/json", []byte(`{"kind":"practitioner","colour":"red"}`), 400, "malformed-request", "colour"},
 		{"wrong JSON type", "POST", admin + "/subjects", "application/json", []byte(`{"kind":7}`), 400, "malformed-request", "kind"},
 		{"trailing data", "POST", admin + "/subjects", "application/json", append(subjectBody(testpki.NationalID(), "DC-9"), []byte(`{}`)...), 400, "malformed-request", ""},
 		{"body too large", "POST", admin + "/subjects", "application/json", big, 413, "request-too-large", ""},

@@ -1,0 +1,158 @@
+package problem
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/nuskha/nuskha/internal/errs"
+)
+
+// MaxBody is the default limit for JSON request bodies.
+const MaxBody = 64 << 10
+
+// Decode reads one JSON value from the body into v: the content type must
+// be JSON, the body at most limit bytes, and the value is read as
+// Unmarshal reads it.
+func Decode(r *http.Request, limit int64, v any) error {
+	body, err := Body(r, limit)
+	if err != nil {
+		return err
+	}
+	return Unmarshal(body, v)
+}
+
+// Body reads a JSON request body of at most limit bytes, for callers that
+// need the bytes as well as the value (then Unmarshal them).
+func Body(r *http.Request, limit int64) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, errs.New(errs.Malformed, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
+		if mbe := new(http.MaxBytesError); errors.As(err, &mbe) {
+			return nil, errs.New(errs.TooLarge, "body larger than %d bytes", limit)
+		}
+		return nil, errs.New(errs.Malformed, "the body could not be read")
+	}
+	return body, nil
+}
+
+// Unmarshal reads exactly one JSON value into v, strictly: member names
+// match exactly, unknown and repeated members are refused, strings are
+// valid UTF-8, and nothing but white space follows the value. A refusal is
+// errs.Malformed saying where (line and column, counted in characters)
+// and what was expected in JSON's terms, with the member's path (items.0.quantity)
+// as the field: never a Go type name, which means nothing to the sender.
+func Unmarshal(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errs.New(errs.Malformed, "empty body")
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	if err := jsonv2.UnmarshalDecode(dec, v, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return describe(data, err)
+	}
+	end := dec.InputOffset()
+	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
+		next := int64(len(data)) - int64(len(bytes.TrimLeft(data[end:], " \t\r\n")))
+		return errs.New(errs.Malformed, "%s: more data after the JSON value", at(data, next))
+	}
+	return nil
+}
+
+func describe(data []byte, err error) error {
+	var sem *jsonv2.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &sem):
+		path := memberPath(sem.JSONPointer)
+		where := at(data, sem.ByteOffset)
+		switch {
+		case errors.Is(sem.Err, jsonv2.ErrUnknownName):
+			return errs.FieldError(errs.Malformed, path, "%s: unknown member %s", where, path)
+		case path == "":
+			return errs.New(errs.Malformed, "%s: the body must be %s", where, expected(sem.GoType))
+		case errors.Is(sem.Err, strconv.ErrRange):
+			return errs.FieldError(errs.Malformed, path, "%s: %s is out of range", where, path)
+		}
+		return errs.FieldError(errs.Malformed, path, "%s: %s must be %s", where, path, expected(sem.GoType))
+	case errors.As(err, &syn):
+		where := at(data, syn.ByteOffset)
+		switch {
+		case errors.Is(syn.Err, jsontext.ErrDuplicateName):
+			path := memberPath(syn.JSONPointer)
+			return errs.FieldError(errs.Malformed, path, "%s: member %s appears twice", where, path)
+		case errors.Is(syn.Err, io.ErrUnexpectedEOF):
+			return errs.New(errs.Malformed, "%s: the JSON ends before it is complete", where)
+		}
+		// The syntax errors speak JSON already ("invalid character ','
+		// at start of value").
+		return errs.New(errs.Malformed, "%s: %v", where, syn.Err)
+	}
+	return errs.New(errs.Malformed, "the body is not valid JSON")
+}
+
+// at names a byte offset in data as a line and column, both from 1, the
+// column counting characters (names and values are often Persian).
+func at(data []byte, off int64) string {
+	off = min(max(off, 0), int64(len(data)))
+	before := data[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf("line %d, column %d", line, col)
+}
+
+// memberPath renders a JSON Pointer as dotted member names and array
+// indexes: /items/0/quantity is items.0.quantity.
+func memberPath(p jsontext.Pointer) string {
+	var parts []string
+	for tok := range p.Tokens() {
+		parts = append(parts, tok)
+	}
+	return strings.Join(parts, ".")
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// expected says in JSON's terms what a value of type t is written as.
+func expected(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "another kind of value"
+	}
+	if t == timeType {
+		return "a time in RFC 3339 form (2026-09-06T10:30:00Z)"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, not negative"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "a base64 string"
+		}
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another kind of value"
+}
