@@ -176,6 +176,21 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// Answers carry rule expressions and messages as written, not escaped for
+// pasting into HTML.
+func TestJSONAsWritten(t *testing.T) {
+	rec := httptest.NewRecorder()
+	JSON(rec, http.StatusOK, map[string]string{"expr": "a && b < c"})
+	if !strings.Contains(rec.Body.String(), `"a && b < c"`) {
+		t.Fatalf("JSON: %s", rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	Write(rec, httptest.NewRequest("GET", "/x", nil), nil, errs.New(errs.InvalidRuleSet, "rule r1: a && b is not a bool"))
+	if !strings.Contains(rec.Body.String(), `a && b is not`) {
+		t.Fatalf("Write: %s", rec.Body)
+	}
+}
+
 func TestMuxAnswersProblems(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(r.PathValue("id"))) })

@@ -6,6 +6,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -128,7 +129,15 @@ func (s Subject) MarshalJSON() ([]byte, error) {
 		v.From, v.FromHijri = persian.Dates(first)
 		v.Until, v.UntilHijri = persian.Dates(last)
 	}
-	return json.Marshal(v)
+	// Not json.Marshal: names such as "Ahmadi & Sons" stay as written
+	// (an Encoder does not re-escape what MarshalJSON returns).
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 var (

@@ -148,11 +148,17 @@ func TestLicencePeriod(t *testing.T) {
 	if e := new(errs.Error); !errors.As(err, &e) || e.Detail != "the subject's licence was valid through 2025-03-20 (1403-12-30)" {
 		t.Fatalf("expiry message: %v", err)
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
+	// As the API writes it (problem.JSON): HTML escaping off, which
+	// MarshalJSON must honour too.
+	s.Organization = "Ahmadi & Sons <Pharma>"
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"licence_valid_from":"2024-03-20"`, `"licence_valid_from_hijri":"1403-01-01"`,
+	b := buf.Bytes()
+	for _, want := range []string{`"organization":"Ahmadi & Sons <Pharma>"`, `"licence_valid_from":"2024-03-20"`, `"licence_valid_from_hijri":"1403-01-01"`,
 		`"licence_valid_until":"2025-03-20"`, `"licence_valid_until_hijri":"1403-12-30"`} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("JSON lacks %s: %s", want, b)

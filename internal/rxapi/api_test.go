@@ -250,6 +250,10 @@ func TestRulesCheckEndpoint(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"item-covered"`) {
 		t.Fatalf("rule set: %d %s", resp.StatusCode, body)
 	}
+	// Expressions as the insurer's staff wrote them.
+	if !strings.Contains(string(body), `item.catalogue.found && item.catalogue.coverage_percent > 0`) || strings.Contains(string(body), `\u0026`) {
+		t.Fatalf("rule expressions are not sent as written: %s", body)
+	}
 }
 
 func TestCatalogueEndpoints(t *testing.T) {

@@ -292,9 +292,14 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 
 // Save writes the config as indented JSON (used by init).
 func (c *Config) Save(path string) error {
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
+	// Key URIs hold '&' (…?module-path=…&pin-source=…): an operator reads
+	// and edits this file, so no \u0026 escapes.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o600)
+	return os.WriteFile(path, b.Bytes(), 0o600)
 }

@@ -138,3 +138,21 @@ func TestConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// trustd.json is for operators to read and edit: a PKCS#11 URI's '&'
+// stays '&'.
+func TestSavedConfigIsReadable(t *testing.T) {
+	const uri = "pkcs11:token=Nuskha%20CA;object=issuing-ca-1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=/etc/trustd/hsm.pin"
+	path := filepath.Join(t.TempDir(), "trustd.json")
+	cfg := &trustd.Config{CA: trustd.CAConfig{IntermediateKey: uri}}
+	if err := cfg.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"intermediate_key": "`+uri+`"`) {
+		t.Fatalf("saved config:\n%s", raw)
+	}
+}
