@@ -261,6 +261,12 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 		e := entries[i]
 		it := Item{Index: i, Code: l.Code, Kind: in.Items[i].Kind, Name: e.Name, NameFA: e.NameFA, Quantity: l.Quantity,
 			UnitPrice: e.Price, MaxCoveredQuantity: e.MaxQuantity, Allowed: !wideReject && elig.Eligible, Violations: []rules.Violation{}, atc: e.ATC}
+		if !in.Items[i].Catalogue.Found {
+			// Said first and in its own words: a mistyped code is not a
+			// coverage decision, whatever the rules made of an empty entry.
+			it.Violations = append(it.Violations, unknownCode(i, l.Code, day))
+			it.Allowed = false
+		}
 		for _, v := range violations {
 			if v.Item == i {
 				it.Violations = append(it.Violations, v)
@@ -268,9 +274,6 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 					it.Allowed = false
 				}
 			}
-		}
-		if !in.Items[i].Catalogue.Found {
-			it.Allowed = false
 		}
 		if it.Total, err = mul(e.Price, int64(l.Quantity)); err != nil {
 			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "the amount does not fit in rials arithmetic")
@@ -319,6 +322,15 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 		dec.Allowed = false
 	}
 	return dec, nil
+}
+
+// unknownCode is the violation of item i, whose code is not in the
+// catalogue in force on day.
+func unknownCode(i int, code string, day time.Time) rules.Violation {
+	g, h := persian.Dates(day)
+	return rules.Violation{RuleID: rules.UnknownCode, Severity: rules.Reject, Item: i,
+		Message:   fmt.Sprintf("Unknown code %s: it is not in the catalogue in force on %s (%s).", code, g, h),
+		MessageFA: fmt.Sprintf("کد %s ناشناخته است: در فهرست دارو و خدمات معتبر در %s نیست.", code, h)}
 }
 
 // Commit records a dispense that Check decided: supplementary caps are

@@ -113,6 +113,34 @@ func TestCoverageAndCost(t *testing.T) {
 	}
 }
 
+// A code that is not in the catalogue in force is said to be unknown —
+// a typing mistake to fix — not "not covered", which would send the
+// practitioner to argue with the insurer.
+func TestUnknownCode(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	for _, scope := range []rules.Scope{rules.ScopePrescribe, rules.ScopePaper} {
+		t.Run(string(scope), func(t *testing.T) {
+			d, err := f.a.Check(ctx, adjudicate.Request{Scope: scope, Prescription: prescription(0, "general",
+				drug(catalogtest.Amoxicillin, 20), drug("1000299", 10))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			amox, typo := d.Items[0], d.Items[1]
+			if !amox.Allowed || d.Allowed {
+				t.Fatalf("decision %+v", d)
+			}
+			if typo.Allowed || typo.PatientPays != 0 || !slices.Equal(ruleIDs(typo.Violations), []string{rules.UnknownCode}) {
+				t.Fatalf("unknown code judged %+v", typo)
+			}
+			v := typo.Violations[0]
+			if v.Severity != rules.Reject || v.Item != 1 || v.Message != "Unknown code 1000299: it is not in the catalogue in force on 2026-09-06 (1405-06-15)." ||
+				v.MessageFA != "کد 1000299 ناشناخته است: در فهرست دارو و خدمات معتبر در 1405-06-15 نیست." {
+				t.Fatalf("violation %+v", v)
+			}
+		})
+	}
+}
+
 func TestEligibilityDecides(t *testing.T) {
 	f := setup(t, sqlstore.SQLite)
 	// Person 11 is a dependant of 8; neither is registered as unpaid here,

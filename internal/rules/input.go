@@ -114,6 +114,11 @@ type Dispensed struct {
 	DaysAgo    int // whole days from the dispense to Date
 }
 
+// UnknownCode is the violation rxd reports, before any rule, for an item
+// whose code is not in the catalogue in force: a mistyped or withdrawn
+// code, not a coverage decision. No rule may take the id.
+const UnknownCode = "unknown-code"
+
 // Violation is one rule that an item (or the whole prescription) broke.
 type Violation struct {
 	RuleID    string   `json:"rule"`

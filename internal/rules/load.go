@@ -321,6 +321,9 @@ func (l *loader) rule(n *yaml.Node) *compiledRule {
 			case !ruleIDPattern.MatchString(s) || len(s) > maxIDLen:
 				l.at(v, "", "id", "%q is not a rule id: lower-case letters, digits and hyphens, starting with a letter or digit, at most %d characters", s, maxIDLen)
 				ok = false
+			case s == UnknownCode:
+				l.at(v, "", "id", "%q is reserved: rxd reports codes that are not in the catalogue itself", s)
+				ok = false
 			case l.ids[s] != 0:
 				l.at(v, s, "id", "repeated rule id (first at line %d)", l.ids[s])
 				ok = false

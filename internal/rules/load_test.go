@@ -89,6 +89,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"repeated key", replace("    severity: reject", "    severity: reject\n    severity: warn"), []string{"x.yaml:10:5: rule qty: severity: repeated key (first at line 9)"}},
 		{"duplicate id", validSet + strings.Join(strings.Split(validSet, "\n")[2:], "\n"), []string{"x.yaml:11:9: rule qty: id: repeated rule id (first at line 3)"}},
 		{"bad id", replace("id: qty", "id: Qty_1"), []string{`x.yaml:3:9: id: "Qty_1" is not a rule id`}},
+		{"reserved id", replace("id: qty", "id: unknown-code"), []string{`x.yaml:3:9: id: "unknown-code" is reserved`}},
 		{"missing field", replace("    message: {fa: \"تعداد زیاد است\", en: \"too many\"}\n", ""), []string{"x.yaml:3:5: rule qty: message: missing"}},
 		{"missing language", replace(`en: "quantity limit"`, `de: "Mengengrenze"`), []string{`x.yaml:4:36: rule qty: description: unknown key "de"`, "x.yaml:4:18: rule qty: description.en: missing"}},
 		{"bad scope", replace("[dispense]", "[dispense, pharmacy]"), []string{`x.yaml:5:24: rule qty: scopes: unknown scope "pharmacy"`}},

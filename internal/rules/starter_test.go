@@ -59,9 +59,14 @@ func TestStarterRules(t *testing.T) {
 		{"covered with the smallest share", "item-covered", ScopeDispense, func(in *Input) {
 			in.Items[1].Catalogue.CoveragePercent = 1
 		}, nil},
+		// rxd says unknown-code itself; "not covered" would send the
+		// practitioner to the insurer about a typing mistake.
 		{"not in the catalogue in force", "item-covered", ScopeDispense, func(in *Input) {
 			in.Items[1].Catalogue = Entry{}
-		}, []hit{{"item-covered", Reject, 1}}},
+		}, nil},
+		{"not in the catalogue in force, on paper", "paper-item-allowed", ScopePaper, func(in *Input) {
+			in.Items[1].Catalogue = Entry{}
+		}, nil},
 		{"in the catalogue with no insurer share", "item-covered", ScopeParaclinic, func(in *Input) {
 			in.Items[0] = Item{Kind: "lab", Code: "L100", Quantity: 1, Catalogue: Entry{Found: true, Kind: "lab", CoveragePercent: 0}}
 		}, []hit{{"item-covered", Reject, 0}}},

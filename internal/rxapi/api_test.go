@@ -251,7 +251,7 @@ func TestRulesCheckEndpoint(t *testing.T) {
 		t.Fatalf("rule set: %d %s", resp.StatusCode, body)
 	}
 	// Expressions as the insurer's staff wrote them.
-	if !strings.Contains(string(body), `item.catalogue.found && item.catalogue.coverage_percent > 0`) || strings.Contains(string(body), `\u0026`) {
+	if !strings.Contains(string(body), `h.atc == item.catalogue.atc && h.code != item.code && h.days_ago <= 30`) || strings.Contains(string(body), `\u0026`) {
 		t.Fatalf("rule expressions are not sent as written: %s", body)
 	}
 }
