@@ -149,9 +149,12 @@ func (s serverFlags) anonymous() (*client.Client, error) {
 	return client.New(client.Options{BaseURL: *s.public, Roots: roots})
 }
 
+// printJSON prints v indented for people, with &, < and > as written (a
+// rule's "a && b" must not read "a \u0026\u0026 b").
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

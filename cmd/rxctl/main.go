@@ -22,12 +22,18 @@ func main() {
 	os.Exit(code)
 }
 
-// Exit codes: 0 done, 1 failed, 2 refused by the server or bad usage.
+// Exit codes: 0 done, 1 failed, 2 refused by the server or bad usage, 3
+// judged and not allowed (rules check).
 const (
-	exitOK      = 0
-	exitFailed  = 1
-	exitRefused = 2
+	exitOK         = 0
+	exitFailed     = 1
+	exitRefused    = 2
+	exitNotAllowed = 3
 )
+
+// errNotAllowed is a rules check whose answer allows not everything: the
+// command did its job, and the answer is no.
+var errNotAllowed = errors.New("not allowed: see the violations above")
 
 const usage = `usage: rxctl <group> <command> [flags]
 
@@ -62,9 +68,13 @@ const usage = `usage: rxctl <group> <command> [flags]
   audit list         read the audit trail (officer)
 
   eligibility check  is a person covered on a date, and if not why (vendor, service; rxd)
-  rules check        judge a draft prescription or dispense: coverage, cost, violated rules (rxd)
+  rules check        judge a draft prescription or dispense: coverage, cost, violated rules;
+                     exit 3 when something is not allowed (rxd)
   rules show         the rule set in force (rxd)
   catalogue search   find drugs and services by code or name, Persian or Latin (rxd)
+
+Exit status: 0 done; 1 failed; 2 refused by the server, or bad usage;
+3 rules check answered, and not everything is allowed.
 
 Run "rxctl <group> <command> -h" for flags. Server and credentials can come
 from NUSKHA_ADMIN_URL, NUSKHA_PUBLIC_URL, NUSKHA_CA_FILE, NUSKHA_OFFICER_CERT
@@ -115,6 +125,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, errNotAllowed):
+		fmt.Fprintf(stderr, "rxctl: %v\n", err)
+		return exitNotAllowed
 	case errors.As(err, &p):
 		fmt.Fprintf(stderr, "rxctl: refused: %v\n", p)
 		return exitRefused

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"net/url"
@@ -65,7 +66,7 @@ func eligibilityCheck(ctx context.Context, e *env, args []string) error {
 	if *date != "" {
 		path += "?date=" + url.QueryEscape(*date)
 	}
-	var out any
+	var out json.RawMessage
 	if err := c.Do(ctx, "GET", path, nil, &out); err != nil {
 		return err
 	}
@@ -91,11 +92,25 @@ func rulesCheck(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out any
+	var out json.RawMessage
 	if err := c.DoRaw(ctx, "POST", "/v1/rules/check", "application/json", body, &out); err != nil {
 		return err
 	}
-	return printJSON(e.stdout, out)
+	if err := printJSON(e.stdout, out); err != nil {
+		return err
+	}
+	// Scripts and vendors' build checks look at the exit code: 0 only when
+	// rxd allows everything asked about.
+	var verdict struct {
+		Allowed *bool `json:"allowed"`
+	}
+	if err := json.Unmarshal(out, &verdict); err != nil || verdict.Allowed == nil {
+		return errors.New("rxd's answer has no verdict (allowed)")
+	}
+	if !*verdict.Allowed {
+		return errNotAllowed
+	}
+	return nil
 }
 
 func rulesShow(ctx context.Context, e *env, args []string) error {
@@ -108,7 +123,7 @@ func rulesShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out any
+	var out json.RawMessage
 	if err := c.Do(ctx, "GET", "/v1/rules", nil, &out); err != nil {
 		return err
 	}
@@ -137,7 +152,7 @@ func catalogueSearch(ctx context.Context, e *env, args []string) error {
 	if *date != "" {
 		q.Set("date", *date)
 	}
-	var out any
+	var out json.RawMessage
 	if err := c.Do(ctx, "GET", "/v1/catalogue/items?"+q.Encode(), nil, &out); err != nil {
 		return err
 	}

@@ -111,6 +111,19 @@ func TestRxdEndToEnd(t *testing.T) {
 	if json.Unmarshal([]byte(out), &dec) != nil || !dec.Allowed || dec.InsurerPays != 448000 {
 		t.Fatalf("rules check: %s", out)
 	}
+	// Judged and not allowed (a mistyped code): the answer is printed, and
+	// the exit status says no, for scripts.
+	typo := strings.Replace(req, `"quantity": 20}`, `"quantity": 20}, {"kind": "drug", "code": "1000299", "quantity": 5}`, 1)
+	out, errOut, code := d.rxctl("", "rules", "check", writeFile(t, work, "typo.json", typo))
+	dec = adjudicate.Decision{}
+	if code != exitNotAllowed || !strings.Contains(errOut, "not allowed") || json.Unmarshal([]byte(out), &dec) != nil || dec.Allowed ||
+		len(dec.Items) != 2 || !dec.Items[0].Allowed || len(dec.Items[1].Violations) == 0 || dec.Items[1].Violations[0].RuleID != "unknown-code" {
+		t.Fatalf("rules check of an unknown code: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	// The rule set as its authors wrote it.
+	if out = d.ok("", "rules", "show"); !strings.Contains(out, "h.atc == item.catalogue.atc && h.code != item.code") || strings.Contains(out, `\u0026`) {
+		t.Fatalf("rules show: %s", out)
+	}
 	if out = d.ok("", "catalogue", "search", "-kind", "drug", "متفورمين"); !strings.Contains(out, catalogtest.Metformin) {
 		t.Fatalf("catalogue search: %s", out)
 	}
