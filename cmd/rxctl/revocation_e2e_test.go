@@ -186,6 +186,12 @@ func TestRevocationEndToEnd(t *testing.T) {
 	// Suspension and release need two officers.
 	hold := d.ok("alice", "cert", "hold", "-serial", b.serial, "-comment", "card reported lost at the clinic")
 	holdID := field(t, hold, "id")
+	// One hold awaiting its second officer is enough; it is listed as
+	// pending, with no decision time yet.
+	d.refused("bob", "change-already-pending", "cert", "hold", "-serial", b.serial, "-comment", "card lost, says the clinic")
+	if out := d.ok("bob", "change", "list"); !strings.Contains(out, holdID) || !strings.Contains(out, `"state": "pending"`) || strings.Contains(out, "decided_at") {
+		t.Fatalf("change list: %s", out)
+	}
 	d.refused("alice", "dual-control-violation", "change", "approve", holdID)
 	d.ok("bob", "change", "approve", holdID)
 	if out := d.opensslOCSP(t, b.leafFile); !strings.Contains(out, ": revoked") || !strings.Contains(out, "certificateHold") {

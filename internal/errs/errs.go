@@ -49,7 +49,8 @@ const (
 	NotOnHold            Code = "not-on-hold"               // only a suspended certificate can be released
 	ReasonNotAllowed     Code = "reason-not-allowed"        // this revocation reason is not accepted here
 	BadRevocationRequest Code = "bad-revocation-request"    // a holder's signed request does not parse or verify
-	ChangeNotPending     Code = "status-change-not-pending" // the hold/release request was already decided
+	ChangeNotPending     Code = "status-change-not-pending" // the hold/release request was decided, expired, or overtaken by another change
+	ChangeAlreadyPending Code = "change-already-pending"    // a hold/release request for the certificate already awaits a second officer
 	CertificateRevoked   Code = "certificate-revoked"       // the certificate was revoked (or suspended) at the time that matters
 	RevocationUnknown    Code = "revocation-status-unknown" // no fresh evidence of status: refused, never assumed good
 	StaleTrustBundle     Code = "stale-trust-bundle"        // the offline trust bundle is older than allowed

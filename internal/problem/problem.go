@@ -72,6 +72,7 @@ var codes = map[errs.Code]meta{
 	errs.ReasonNotAllowed:      {http.StatusUnprocessableEntity, "Revocation reason not allowed"},
 	errs.BadRevocationRequest:  {http.StatusBadRequest, "Bad revocation request"},
 	errs.ChangeNotPending:      {http.StatusConflict, "Status change not pending"},
+	errs.ChangeAlreadyPending:  {http.StatusConflict, "Status change already pending"},
 	errs.CertificateRevoked:    {http.StatusUnprocessableEntity, "Certificate revoked"},
 	errs.RevocationUnknown:     {http.StatusUnprocessableEntity, "Revocation status unknown"},
 	errs.StaleTrustBundle:      {http.StatusUnprocessableEntity, "Trust bundle too old"},

@@ -30,6 +30,7 @@ type Store interface {
 	CertificateStatus(ctx context.Context, serial *big.Int) (Record, error)
 	CreateStatusChange(ctx context.Context, c *Change) error
 	GetStatusChange(ctx context.Context, id string) (*Change, error)
+	ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*Change, error)
 	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
 }
 
@@ -249,10 +250,6 @@ func (s *Service) verifyHolder(ctx context.Context, token string) (*HolderReques
 	return &req, cert, nil
 }
 
-// ChangeLifetime is how long a hold or release request may wait for its
-// second officer.
-const ChangeLifetime = 24 * time.Hour
-
 func newChangeID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
@@ -274,18 +271,76 @@ func (s *Service) RequestChange(ctx context.Context, officer string, serial *big
 	if err == nil {
 		rec, err = s.checkChange(ctx, serial, action)
 	}
+	if err == nil {
+		err = s.nonePending(ctx, serial, rec)
+	}
 	if err != nil {
 		return nil, s.record(ctx, officer, act, serial, err, nil)
 	}
+	now := s.cfg.Now().UTC()
 	c := &Change{ID: newChangeID(), Serial: enrol.SerialHex(serial), Action: action, Comment: comment, RequestedBy: officer,
-		RequestedAt: s.cfg.Now().UTC(), BaseSeq: rec.Seq}
+		RequestedAt: now, BaseSeq: rec.Seq}
 	if err := s.cfg.Store.CreateStatusChange(ctx, c); err != nil {
 		return nil, s.record(ctx, officer, act, serial, errs.Wrap(errs.Unavailable, err, "recording the request"), nil)
 	}
 	if err := s.record(ctx, officer, act, serial, nil, map[string]string{"change": c.ID}); err != nil {
 		return nil, err
 	}
+	c.stateAt(now)
 	return c, nil
+}
+
+// nonePending refuses a second request while one for the certificate can
+// still be approved: undecided, unexpired and made against its current
+// status. Two officers who both hear of a lost card would otherwise enter
+// two holds, and a third officer see two to approve. (Two requests made at
+// the same instant can both pass; then approving one overtakes the other,
+// which the base-sequence check refuses.)
+func (s *Service) nonePending(ctx context.Context, serial *big.Int, rec Record) error {
+	open, err := s.cfg.Store.ListStatusChanges(ctx, store.StatusChangeFilter{Serial: enrol.SerialHex(serial), Undecided: true,
+		RequestedSince: openSince(s.cfg.Now())})
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "reading the certificate's pending requests")
+	}
+	for _, c := range open {
+		if c.BaseSeq == rec.Seq {
+			return errs.New(errs.ChangeAlreadyPending, "a %s of certificate %s (%s, by %s at %s) already awaits a second officer: approve or reject it",
+				c.Action, c.Serial, c.ID, c.RequestedBy, c.RequestedAt.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// Change reads a hold or release request and where it stands now.
+func (s *Service) Change(ctx context.Context, id string) (*Change, error) {
+	c, err := s.cfg.Store.GetStatusChange(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errs.New(errs.NotFound, "no status change %s", id)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading the status change")
+	}
+	c.stateAt(s.cfg.Now())
+	return c, nil
+}
+
+// Changes lists hold and release requests, newest first: all of them, or
+// only those still pending (undecided and unexpired), each with where it
+// stands now.
+func (s *Service) Changes(ctx context.Context, pendingOnly bool, limit int) ([]*Change, error) {
+	now := s.cfg.Now()
+	f := store.StatusChangeFilter{Limit: limit}
+	if pendingOnly {
+		f.Undecided, f.RequestedSince = true, openSince(now)
+	}
+	list, err := s.cfg.Store.ListStatusChanges(ctx, f)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading status changes")
+	}
+	for _, c := range list {
+		c.stateAt(now)
+	}
+	return list, nil
 }
 
 // checkChange says whether action applies to the certificate's status now.
@@ -340,7 +395,7 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 			// Approving an old request against a newer status would let
 			// one officer undo a change two officers just made.
 			err = errs.New(errs.ChangeNotPending, "the certificate's status changed after %s was requested; request it again", id)
-		case s.cfg.Now().Sub(c.RequestedAt) > ChangeLifetime:
+		case c.RequestedAt.Before(openSince(s.cfg.Now())):
 			err = errs.New(errs.ChangeNotPending, "status change %s expired after %s; request it again", id, ChangeLifetime)
 		}
 	}
@@ -357,6 +412,7 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		return nil, s.record(ctx, officer, act, serial, err, detail)
 	}
 	c.Decided, c.Approved, c.DecidedBy, c.DecidedAt, c.DecisionOn = true, approve, officer, now, strings.TrimSpace(comment)
+	c.stateAt(now)
 	if !approve {
 		return c, s.record(ctx, officer, act, serial, nil, detail)
 	}

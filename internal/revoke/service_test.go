@@ -1,6 +1,7 @@
 package revoke_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -11,8 +12,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -257,17 +261,31 @@ func TestStaleStatusChangeCannotBeApproved(t *testing.T) {
 	if _, err := e.svc.DecideChange(ctx, "officer-b", hold.ID, true, ""); err != nil {
 		t.Fatal(err)
 	}
-	oldRelease, _ := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Release, "found")
-	rel, _ := e.svc.RequestChange(ctx, "officer-c", c.Serial, revoke.Release, "found, second request")
+	oldRelease, err := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Release, "found")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second request is refused while the first is pending, but two
+	// made at the same instant can both be recorded: here is the second.
+	rel := &revoke.Change{ID: "chg_" + randHex(), Serial: oldRelease.Serial, Action: revoke.Release, Comment: "found, second request",
+		RequestedBy: "officer-c", RequestedAt: e.now, BaseSeq: oldRelease.BaseSeq}
+	if err := e.db.CreateStatusChange(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.svc.DecideChange(ctx, "officer-b", rel.ID, true, ""); err != nil {
 		t.Fatal(err)
 	}
-	hold2, _ := e.svc.RequestChange(ctx, "officer-c", c.Serial, revoke.Hold, "suspected compromise")
+	// The old request was made against a status that no longer holds: it
+	// does not stand in the way of a new one.
+	hold2, err := e.svc.RequestChange(ctx, "officer-c", c.Serial, revoke.Hold, "suspected compromise")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.svc.DecideChange(ctx, "officer-b", hold2.ID, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	// officer-b alone tries to lift the new hold with officer-a's old request.
-	_, err := e.svc.DecideChange(ctx, "officer-b", oldRelease.ID, true, "")
+	_, err = e.svc.DecideChange(ctx, "officer-b", oldRelease.ID, true, "")
 	wantCode(t, err, errs.ChangeNotPending)
 	if st, _ := e.db.CertificateStatus(ctx, c.Serial); st.Status != revoke.OnHold {
 		t.Fatalf("the stale request lifted the hold: %s", st.Status)
@@ -277,4 +295,79 @@ func TestStaleStatusChangeCannotBeApproved(t *testing.T) {
 	e.now = e.now.Add(revoke.ChangeLifetime + time.Minute)
 	_, err = e.svc.DecideChange(ctx, "officer-b", fresh.ID, true, "")
 	wantCode(t, err, errs.ChangeNotPending)
+}
+
+// Two officers who both hear of a lost card enter one hold, not two: the
+// second is told which request to decide.
+func TestOnePendingChangePerCertificate(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	hold, err := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Hold, "card lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.RequestChange(ctx, "officer-b", c.Serial, revoke.Hold, "card lost, says the clinic")
+	wantCode(t, err, errs.ChangeAlreadyPending)
+	if e := new(errs.Error); !errors.As(err, &e) || !strings.Contains(e.Detail, hold.ID) {
+		t.Fatalf("the refusal does not name the pending request: %v", err)
+	}
+	all, _ := e.db.ListStatusChanges(ctx, store.StatusChangeFilter{Serial: hold.Serial})
+	if len(all) != 1 {
+		t.Fatalf("%d requests recorded, want 1", len(all))
+	}
+	// Once decided, or expired, a new request may be made.
+	if _, err := e.svc.DecideChange(ctx, "officer-b", hold.ID, false, "the card was found"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.svc.RequestChange(ctx, "officer-b", c.Serial, revoke.Hold, "lost again")
+	if err != nil {
+		t.Fatalf("after a rejection: %v", err)
+	}
+	e.now = e.now.Add(revoke.ChangeLifetime + time.Second)
+	if _, err := e.svc.RequestChange(ctx, "officer-a", c.Serial, revoke.Hold, "still lost"); err != nil {
+		t.Fatalf("after %s expired: %v", again.ID, err)
+	}
+}
+
+// Expired requests leave the pending list, and show as expired in the full
+// one; an undecided request has no decided_at.
+func TestChangeStates(t *testing.T) {
+	e := setup(t)
+	start := e.now
+	c1, c2, c3 := e.issue(t), e.issue(t), e.issue(t)
+	stale, _ := e.svc.RequestChange(ctx, "officer-a", c1.Serial, revoke.Hold, "lost yesterday")
+	e.now = start.Add(revoke.ChangeLifetime - time.Hour)
+	rejected, _ := e.svc.RequestChange(ctx, "officer-a", c2.Serial, revoke.Hold, "lost")
+	if _, err := e.svc.DecideChange(ctx, "officer-b", rejected.ID, false, "found"); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := e.svc.RequestChange(ctx, "officer-a", c3.Serial, revoke.Hold, "lost today")
+	e.now = start.Add(revoke.ChangeLifetime + time.Second)
+
+	pending, err := e.svc.Changes(ctx, true, 0)
+	if err != nil || len(pending) != 1 || pending[0].ID != fresh.ID || pending[0].State != revoke.ChangePending ||
+		!pending[0].ExpiresAt.Equal(fresh.RequestedAt.Add(revoke.ChangeLifetime)) {
+		t.Fatalf("pending: %+v %v", pending, err)
+	}
+	all, err := e.svc.Changes(ctx, false, 0)
+	states := map[string]revoke.ChangeState{}
+	for _, c := range all {
+		states[c.ID] = c.State
+	}
+	want := map[string]revoke.ChangeState{stale.ID: revoke.ChangeExpired, rejected.ID: revoke.ChangeRejected, fresh.ID: revoke.ChangePending}
+	if err != nil || !maps.Equal(states, want) {
+		t.Fatalf("states %v %v, want %v", states, err, want)
+	}
+	one, err := e.svc.Change(ctx, stale.ID)
+	if err != nil || one.State != revoke.ChangeExpired {
+		t.Fatalf("one change: %+v %v", one, err)
+	}
+	b, _ := json.Marshal(one)
+	if bytes.Contains(b, []byte("decided_at")) || bytes.Contains(b, []byte("0001-01-01")) || !bytes.Contains(b, []byte(`"state":"expired"`)) {
+		t.Fatalf("undecided change as JSON: %s", b)
+	}
+	b, _ = json.Marshal(all[slices.IndexFunc(all, func(c *revoke.Change) bool { return c.ID == rejected.ID })])
+	if !bytes.Contains(b, []byte(`"decided_at":"`)) || bytes.Contains(b, []byte("expires_at")) {
+		t.Fatalf("decided change as JSON: %s", b)
+	}
 }

@@ -120,8 +120,46 @@ type Change struct {
 	Decided    bool      `json:"decided"`
 	Approved   bool      `json:"approved,omitempty"`
 	DecidedBy  string    `json:"decided_by,omitempty"`
-	DecidedAt  time.Time `json:"decided_at,omitempty"`
+	DecidedAt  time.Time `json:"decided_at,omitzero"` // absent until decided
 	DecisionOn string    `json:"decision_comment,omitempty"`
+	// State and, while undecided, ExpiresAt are filled in by the Service
+	// at the time of reading.
+	State     ChangeState `json:"state,omitempty"`
+	ExpiresAt time.Time   `json:"expires_at,omitzero"`
+}
+
+// ChangeState is where a hold or release request stands.
+type ChangeState string
+
+// Change states.
+const (
+	ChangePending  ChangeState = "pending"  // awaiting a second officer
+	ChangeApproved ChangeState = "approved" // applied
+	ChangeRejected ChangeState = "rejected"
+	ChangeExpired  ChangeState = "expired" // undecided for ChangeLifetime: it can no longer be approved
+)
+
+// ChangeLifetime is how long a hold or release request may wait for its
+// second officer.
+const ChangeLifetime = 24 * time.Hour
+
+// openSince is the earliest request time of a request still open at now:
+// one made exactly ChangeLifetime ago may still be approved.
+func openSince(now time.Time) time.Time { return now.Add(-ChangeLifetime) }
+
+// stateAt fills in State and ExpiresAt as they are at now.
+func (c *Change) stateAt(now time.Time) {
+	c.ExpiresAt = time.Time{}
+	switch {
+	case c.Decided && c.Approved:
+		c.State = ChangeApproved
+	case c.Decided:
+		c.State = ChangeRejected
+	case c.RequestedAt.Before(openSince(now)):
+		c.State, c.ExpiresAt = ChangeExpired, c.RequestedAt.Add(ChangeLifetime)
+	default:
+		c.State, c.ExpiresAt = ChangePending, c.RequestedAt.Add(ChangeLifetime)
+	}
 }
 
 // CRL is a published certificate revocation list.

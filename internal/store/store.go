@@ -8,6 +8,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Errors every implementation returns (wrapped) for these conditions.
@@ -60,4 +61,14 @@ type AuditFilter struct {
 	AfterSeq int64
 	Object   string
 	Limit    int
+}
+
+// StatusChangeFilter selects hold and release requests, newest first.
+type StatusChangeFilter struct {
+	Serial string // the certificate's, in hex; empty for every certificate's
+	// Undecided keeps only requests without a decision, RequestedSince
+	// only those made at or after it: together, the requests still open.
+	Undecided      bool
+	RequestedSince time.Time
+	Limit          int
 }

@@ -41,8 +41,6 @@ type Store interface {
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
 	CertificateStatus(ctx context.Context, serial *big.Int) (revoke.Record, error)
-	ListStatusChanges(ctx context.Context, pendingOnly bool, limit int) ([]*revoke.Change, error)
-	GetStatusChange(ctx context.Context, id string) (*revoke.Change, error)
 	Ping(ctx context.Context) error
 }
 
@@ -52,6 +50,8 @@ type Revoker interface {
 	RevokeByHolder(ctx context.Context, token string) (revoke.Record, error)
 	RequestChange(ctx context.Context, officer string, serial *big.Int, action revoke.Action, comment string) (*revoke.Change, error)
 	DecideChange(ctx context.Context, officer, id string, approve bool, comment string) (*revoke.Change, error)
+	Change(ctx context.Context, id string) (*revoke.Change, error)
+	Changes(ctx context.Context, pendingOnly bool, limit int) ([]*revoke.Change, error)
 }
 
 // Status serves what relying parties fetch: the CRL, OCSP and the bundle.

@@ -148,9 +148,9 @@ func (a *API) listChanges(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	list, err := a.cfg.Store.ListStatusChanges(r.Context(), r.URL.Query().Get("pending") == "true", limit)
+	list, err := a.cfg.Revoke.Changes(r.Context(), r.URL.Query().Get("pending") == "true", limit)
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading status changes"))
+		a.fail(w, r, err)
 		return
 	}
 	if list == nil {
@@ -160,9 +160,9 @@ func (a *API) listChanges(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getChange(w http.ResponseWriter, r *http.Request) {
-	c, err := a.cfg.Store.GetStatusChange(r.Context(), r.PathValue("id"))
+	c, err := a.cfg.Revoke.Change(r.Context(), r.PathValue("id"))
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "status change "+r.PathValue("id")))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, c)

@@ -222,14 +222,24 @@ func (t *Trust) GetStatusChange(ctx context.Context, id string) (*revoke.Change,
 	return c, err
 }
 
-// ListStatusChanges lists requests, newest first; pending only if asked.
-func (t *Trust) ListStatusChanges(ctx context.Context, pendingOnly bool, limitN int) ([]*revoke.Change, error) {
-	q := changeSelect
-	if pendingOnly {
-		q += ` WHERE d.change_id IS NULL`
+// ListStatusChanges lists requests, newest first.
+func (t *Trust) ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*revoke.Change, error) {
+	q := changeSelect + ` WHERE 1=1`
+	var args []any
+	if f.Serial != "" {
+		args = append(args, f.Serial)
+		q += fmt.Sprintf(" AND c.serial = $%d", len(args))
 	}
-	q += ` ORDER BY c.requested_at DESC, c.id LIMIT $1`
-	rows, err := t.db.QueryContext(ctx, t.Rebind(q), limit(limitN))
+	if f.Undecided {
+		q += ` AND d.change_id IS NULL`
+	}
+	if !f.RequestedSince.IsZero() {
+		args = append(args, f.RequestedSince.UTC())
+		q += fmt.Sprintf(" AND c.requested_at >= $%d", len(args))
+	}
+	args = append(args, limit(f.Limit))
+	q += fmt.Sprintf(" ORDER BY c.requested_at DESC, c.id LIMIT $%d", len(args))
+	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,7 +60,7 @@ type Trust interface {
 	StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Event, error)
 	CreateStatusChange(ctx context.Context, c *revoke.Change) error
 	GetStatusChange(ctx context.Context, id string) (*revoke.Change, error)
-	ListStatusChanges(ctx context.Context, pendingOnly bool, limit int) ([]*revoke.Change, error)
+	ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*revoke.Change, error)
 	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
 	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
 	LatestCRL(ctx context.Context) (revoke.CRL, error)
@@ -675,9 +676,36 @@ func testStatusChanges(t *testing.T, b Backend) {
 	if err := s.CreateStatusChange(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	pending, _ := s.ListStatusChanges(ctx, true, 10)
+	open := store.StatusChangeFilter{Undecided: true, RequestedSince: now.Add(-time.Hour)}
+	pending, _ := s.ListStatusChanges(ctx, open)
 	if len(pending) != 1 || pending[0].ID != ch.ID || pending[0].Decided {
 		t.Fatalf("pending: %+v", pending)
+	}
+	// Another certificate's request, and one made too long ago.
+	other := issued(t, s, now.AddDate(1, 0, 0))
+	old := &revoke.Change{ID: id("chg_"), Serial: other.SerialHex(), Action: revoke.Hold, Comment: "old", RequestedBy: "officer-a", RequestedAt: now.Add(-2 * time.Hour)}
+	if err := s.CreateStatusChange(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		f    store.StatusChangeFilter
+		want []string
+	}{
+		{"open", open, []string{ch.ID}},
+		{"undecided", store.StatusChangeFilter{Undecided: true}, []string{ch.ID, old.ID}},
+		{"one certificate's", store.StatusChangeFilter{Serial: other.SerialHex()}, []string{old.ID}},
+		{"one certificate's open", store.StatusChangeFilter{Serial: other.SerialHex(), Undecided: true, RequestedSince: now.Add(-time.Hour)}, nil},
+		{"limited", store.StatusChangeFilter{Limit: 1}, []string{ch.ID}},
+	} {
+		got, err := s.ListStatusChanges(ctx, tc.f)
+		var ids []string
+		for _, c := range got {
+			ids = append(ids, c.ID)
+		}
+		if err != nil || !slices.Equal(ids, tc.want) {
+			t.Errorf("%s: %v %v, want %v", tc.name, ids, err, tc.want)
+		}
 	}
 	if err := s.DecideStatusChange(ctx, ch.ID, true, "officer-b", now, ""); err != nil {
 		t.Fatal(err)
@@ -687,8 +715,11 @@ func testStatusChanges(t *testing.T, b Backend) {
 	if err != nil || !got.Decided || !got.Approved || got.DecidedBy != "officer-b" {
 		t.Fatalf("decided change: %+v %v", got, err)
 	}
-	if pending, _ := s.ListStatusChanges(ctx, true, 10); len(pending) != 0 {
+	if pending, _ := s.ListStatusChanges(ctx, open); len(pending) != 0 {
 		t.Fatalf("still pending: %+v", pending)
+	}
+	if all, _ := s.ListStatusChanges(ctx, store.StatusChangeFilter{}); len(all) != 2 || !all[0].Decided || all[1].Decided {
+		t.Fatalf("all: %+v", all)
 	}
 	if _, err := s.GetStatusChange(ctx, "chg_nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing change: %v", err)
