@@ -353,6 +353,10 @@ func TestApprovalOverTheAPI(t *testing.T) {
 	}
 	var en enrol.Request
 	_ = json.Unmarshal(r.body, &en)
+	// Undecided: no decision, and no zero time standing in for one.
+	if bytes.Contains(r.body, []byte(`"decision"`)) || bytes.Contains(r.body, []byte("0001-01-01")) {
+		t.Fatalf("pending enrolment: %s", r.body)
+	}
 	self := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/enrolments/"+en.ID+"/approve", "application/json", []byte(`{}`))
 	if self.status != 403 || self.problem.Code != "dual-control-violation" {
 		t.Fatalf("self-approval: %d %s", self.status, self.body)
