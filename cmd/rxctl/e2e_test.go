@@ -159,7 +159,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 func practitionerJSON(nid, council, until string) string {
 	return fmt.Sprintf(`{"kind": "practitioner", "name": "دكتر سارا احمدي", "national_id": %q, "council_number": %q,
 		"profession": "physician", "specialty": "cardiology",
-		"licence_valid_from": "2024-03-20", "licence_valid_until": %q}`, nid, council, until)
+		"licence_valid_from": "1403-01-01", "licence_valid_until": %q}`, nid, council, until)
 }
 
 // TestEnrolmentEndToEnd is the trust core's acceptance test: a key on a
@@ -194,8 +194,16 @@ func enrolmentEndToEnd(t *testing.T, store trustd.StoreConfig) {
 
 	// Officer Alice registers the practitioner and enters the request.
 	nid := testpki.NationalID()
-	subj := d.ok("alice", "subject", "add", "-file", writeFile(t, work, "p.json", practitionerJSON(nid, "MC-90210", "2030-03-20")))
+	// Licence dates as the council's letter gives them: Solar Hijri, here
+	// with Persian digits too; shown back in both calendars.
+	subj := d.ok("alice", "subject", "add", "-file", writeFile(t, work, "p.json", practitionerJSON(nid, "MC-90210", "۱۴۰۸/۱۲/۳۰")))
 	subjectID := field(t, subj, "id")
+	for k, want := range map[string]string{"licence_valid_from": "2024-03-20", "licence_valid_from_hijri": "1403-01-01",
+		"licence_valid_until": "2030-03-20", "licence_valid_until_hijri": "1408-12-30"} {
+		if got := field(t, subj, k); got != want {
+			t.Fatalf("%s = %q, want %q", k, got, want)
+		}
+	}
 	if name := field(t, subj, "name"); name != "دکتر سارا احمدی" {
 		t.Fatalf("name not normalised to Persian letters: %q", name)
 	}
