@@ -120,9 +120,13 @@ cat >"$work/check.json" <<JSON
  "prescriber": {"council_number": "MC-90210", "profession": "physician", "specialty": "general"}, "practice": {"name": "مطب"},
  "items": [{"kind": "drug", "code": "1000210", "quantity": 20}, {"kind": "drug", "code": "1000630", "quantity": 30}]}}
 JSON
-bin/rxctl rules check "$work/check.json" | tee "$work/decision.json"
 # Amoxicillin covered (70 % of 640 000, the rest by supplementary
-# insurance); methylphenidate needs a specialist.
+# insurance); methylphenidate needs a specialist, so not everything is
+# allowed: rxctl prints the answer and exits 3.
+status=0
+bin/rxctl rules check "$work/check.json" >"$work/decision.json" || status=$?
+cat "$work/decision.json"
+[ "$status" -eq 3 ]
 grep -q '"insurer_pays": 448000' "$work/decision.json"
 grep -q '"rule": "controlled-needs-specialist"' "$work/decision.json"
 echo "demo complete"
