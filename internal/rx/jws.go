@@ -133,7 +133,8 @@ type compact struct {
 	signature    []byte
 }
 
-// b64 is strict base64url without padding: one encoding per value.
+// b64 is base64url without padding, refusing non-zero trailing bits.
+// Strict as it is, it still skips CR and LF: decodeInto refuses those.
 var b64 = base64.RawURLEncoding.Strict()
 
 // MaxJWS bounds a signed document (a prescription with fifty items and a
@@ -188,13 +189,24 @@ func parseCompact(token string) (*compact, error) {
 
 // decodeInto decodes s into the front of buf (full-capacity slice, so
 // later appends cannot run into the next part) and returns the rest.
+//
+// s MUST be exactly the encoding of what it decodes to, so that a signed
+// document has one spelling. The decoder refuses every byte outside the
+// alphabet but CR and LF, which it skips; any skipped byte leaves s longer
+// than the encoding of its n decoded bytes. That comparison costs nothing,
+// where a scan of the alphabet would read the token once more.
 func decodeInto(buf []byte, s string) (out, rest []byte, err error) {
 	n, err := b64.Decode(buf[:len(buf):len(buf)], []byte(s))
 	if err != nil {
 		return nil, nil, err
 	}
+	if b64.EncodedLen(n) != len(s) {
+		return nil, nil, errNotAlphabet
+	}
 	return buf[:n:n], buf[n:], nil
 }
+
+var errNotAlphabet = errors.New("a byte outside the base64url alphabet")
 
 // headerDecoders are reused: a decoder's state is most of what reading a
 // header allocates.

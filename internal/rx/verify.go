@@ -221,8 +221,10 @@ func parseX5c(raw jsontext.Value) (parsedX5c, error) {
 	}
 	certs := make([]*x509.Certificate, len(b64s))
 	for i, s := range b64s {
+		// Strict still skips CR and LF (from \r and \n escapes): a value
+		// that is not the encoding of its bytes has some.
 		der, err := base64.StdEncoding.Strict().DecodeString(s)
-		if err != nil {
+		if err != nil || base64.StdEncoding.EncodedLen(len(der)) != len(s) {
 			return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5c[%d] is not standard base64", i)
 		}
 		if certs[i], err = x509.ParseCertificate(der); err != nil {

@@ -14,7 +14,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,6 +296,10 @@ func TestRefusals(t *testing.T) {
 		{"x5c in base64url", withHeader(func(h map[string]any) {
 			h["x5c"] = []string{base64.RawURLEncoding.EncodeToString(f.chain[0].Raw), base64.RawURLEncoding.EncodeToString(f.chain[1].Raw)}
 		}), errs.BadSignatureHeader},
+		{"x5c with a line break (skipped by encoding/base64)", withHeader(func(h map[string]any) {
+			leaf := base64.StdEncoding.EncodeToString(f.chain[0].Raw)
+			h["x5c"] = []string{leaf[:64] + "\r\n" + leaf[64:], base64.StdEncoding.EncodeToString(f.chain[1].Raw)}
+		}), errs.BadSignatureHeader},
 		{"wrong typ", withHeader(func(h map[string]any) { h["typ"] = "nuskha-dispense+jws" }), errs.WrongDocumentType},
 		{"DER instead of r‖s signature", derSignature(), errs.SignatureInvalid},
 		{"not three parts", parts[0] + "." + parts[1], errs.MalformedSignature},
@@ -442,6 +448,13 @@ func FuzzVerify(fz *testing.F) {
 	fz.Add(good)
 	fz.Add(strings.Replace(good, ".", "..", 1))
 	fz.Add("e30.e30.")
+	// Other spellings of the good token, which must all be refused.
+	i := strings.LastIndexByte(good, '.')
+	for _, c := range []string{"\n", "\r", "\r\n", " ", "\t", "=", "+", "/"} {
+		fz.Add(good[:i+10] + c + good[i+10:])
+		fz.Add(good + c)
+		fz.Add(good[:i] + c + good[i:])
+	}
 	fz.Fuzz(func(t *testing.T, token string) {
 		v, err := f.v.Verify(ctx, token, rx.KindPrescription)
 		if err != nil {
@@ -453,6 +466,19 @@ func FuzzVerify(fz *testing.F) {
 		// Anything accepted is signed by the doctor's key over its payload.
 		if v.Prescription == nil || v.Signer.RegistrationNumber != f.doctor.CouncilNumber {
 			t.Fatalf("accepted a forgery: %+v", v)
+		}
+		// And it has one spelling: each part is exactly the unpadded
+		// base64url encoding of its bytes, so nothing outside
+		// [A-Za-z0-9_-] and no padding.
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("accepted %d parts", len(parts))
+		}
+		for n, part := range parts {
+			raw, err := base64.RawURLEncoding.DecodeString(part)
+			if err != nil || base64.RawURLEncoding.EncodeToString(raw) != part {
+				t.Fatalf("accepted part %d spelled %q, which does not re-encode to itself", n, part)
+			}
 		}
 	})
 }
@@ -513,5 +539,52 @@ func TestNullInsideStringsIsText(t *testing.T) {
 	p.Items[0].Note = `"null" [null] {null}`
 	if _, err := f.v.Verify(ctx, f.sign(t, p), rx.KindPrescription); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// signInput signs exactly input (a compact JWS signing input, however it
+// is spelled) with key: what a signer who wants another spelling would do.
+func signInput(t testing.TB, input string, key *ecdsa.PrivateKey) string {
+	h := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, key, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// A segment holds only the base64url alphabet. encoding/base64 skips CR
+// and LF even in Strict mode, so without a check of its own the verifier
+// would accept one signed prescription under many spellings: anyone could
+// add line breaks to the signature, and the signer to the signed parts
+// (each spelling a signing input of its own, so another jws_sha256 for
+// the same id).
+func TestSegmentsHoldOnlyTheAlphabet(t *testing.T) {
+	f := setup(t)
+	good := f.sign(t, f.prescription())
+	if _, err := f.v.Verify(ctx, good, rx.KindPrescription); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(good, ".")
+	names := []string{"header", "payload", "signature"}
+	for seg := range parts {
+		for _, c := range []string{"\r", "\n", "\r\n", " ", "\t", "=", "+", "/"} {
+			for _, at := range []int{0, len(parts[seg]) / 2, len(parts[seg])} {
+				p := slices.Clone(parts)
+				p[seg] = p[seg][:at] + c + p[seg][at:]
+				tok := strings.Join(p, ".")
+				if seg < 2 {
+					// Signed as spelled, so that only the alphabet can refuse it.
+					tok = signInput(t, p[0]+"."+p[1], f.key.(*ecdsa.PrivateKey))
+				}
+				t.Run(fmt.Sprintf("%q in the %s at %d", c, names[seg], at), func(t *testing.T) {
+					_, err := f.v.Verify(ctx, tok, rx.KindPrescription)
+					wantCode(t, err, errs.MalformedSignature)
+				})
+			}
+		}
 	}
 }
