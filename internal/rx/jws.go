@@ -309,42 +309,6 @@ func stringEnd(b []byte, i int) int {
 	return -1
 }
 
-// valueEnd returns the index after the JSON value starting at i (its
-// extent only: json.Valid judges it), or -1.
-func valueEnd(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = stringEnd(b, j) - 1
-				if j < 0 {
-					return -1
-				}
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-		j++
-	}
-	return j
-}
-
 // checkCrit applies RFC 7515 §4.1.11: crit, when present, is a non-empty
 // list of distinct names, each understood here and present in the header.
 func (c *compact) checkCrit() error {
