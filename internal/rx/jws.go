@@ -60,26 +60,44 @@ const sigTFormat = "2006-01-02T15:04:05Z"
 // alg from the key, typ of the kind, x5c (leaf first, standard base64),
 // x5t#S256, sigT and crit ["sigT"]. chain is the signer's certificate and
 // its intermediates; the key MUST be the leaf's.
+//
+// Sign checks the document, not the signer: it signs with any certificate
+// (the tests make refusable documents with it). Signing applications MUST
+// use Verifier.Sign, which signs only what the verifier would accept.
 func Sign(doc Document, key crypto.Signer, chain []*x509.Certificate, sigT time.Time) (string, error) {
+	payload, err := prepare(doc, key, chain)
+	if err != nil {
+		return "", err
+	}
+	return signPayload(doc.Kind(), payload, key, chain, sigT)
+}
+
+// prepare normalises doc in place, checks it and the key, and returns the
+// payload to sign.
+func prepare(doc Document, key crypto.Signer, chain []*x509.Certificate) ([]byte, error) {
 	doc.Normalize()
 	payload, err := json.Marshal(doc)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// The signer checks against the published JSON Schema itself as well
 	// as the verifier's compiled rules: a slower, independent second look.
 	if err := validateSchema(doc.Kind(), payload); err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := checkDocument(doc); err != nil {
-		return "", err
+		return nil, err
 	}
 	if len(chain) == 0 {
-		return "", errors.New("rx: no signer certificate")
+		return nil, errors.New("rx: no signer certificate")
 	}
 	if !publicKeyEqual(chain[0].PublicKey, key.Public()) {
-		return "", errors.New("rx: the key is not the certificate's")
+		return nil, errors.New("rx: the key is not the certificate's")
 	}
+	return payload, nil
+}
+
+func signPayload(kind Kind, payload []byte, key crypto.Signer, chain []*x509.Certificate, sigT time.Time) (string, error) {
 	alg, err := pki.JOSEAlgorithm(key.Public())
 	if err != nil {
 		return "", err
@@ -90,7 +108,7 @@ func Sign(doc Document, key crypto.Signer, chain []*x509.Certificate, sigT time.
 	}
 	thumb := sha256.Sum256(chain[0].Raw)
 	opts := (&jose.SignerOptions{}).
-		WithType(jose.ContentType(doc.Kind().Typ())).
+		WithType(jose.ContentType(kind.Typ())).
 		WithHeader(hX5c, x5c).
 		WithHeader(hX5tS256, base64.RawURLEncoding.EncodeToString(thumb[:])).
 		WithHeader(hSigT, sigT.UTC().Format(sigTFormat)).
