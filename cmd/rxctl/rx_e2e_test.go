@@ -10,38 +10,17 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/testutil/interop"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
-
-// InteropEnv, when 1, makes the independent-implementation checks fail
-// rather than skip when Node.js or test/interop's packages are missing.
-const InteropEnv = "NUSKHA_REQUIRE_INTEROP"
-
-// node runs a script of test/interop (panva/jose) and returns its output.
-func node(t *testing.T, script string, args ...string) string {
-	t.Helper()
-	dir, _ := filepath.Abs("../../test/interop")
-	if _, err := exec.LookPath("node"); err != nil || !exists(filepath.Join(dir, "node_modules", "jose")) {
-		if os.Getenv(InteropEnv) == "1" {
-			t.Fatalf("Node.js or test/interop/node_modules missing and %s=1 (deploy/test.sh installs them)", InteropEnv)
-		}
-		t.Skip("Node.js and `npm ci --prefix test/interop` are needed for the interoperability check")
-	}
-	out, err := exec.Command("node", append([]string{filepath.Join(dir, script)}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("node %s: %v\n%s", script, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
@@ -86,7 +65,7 @@ func TestPrescriptionEndToEnd(t *testing.T) {
 	}
 
 	t.Run("panva/jose verifies what the card signed", func(t *testing.T) {
-		if id := node(t, "verify.mjs", rxFile); id != signed.ID {
+		if id := interop.Node(t, "verify.mjs", rxFile, d.init.RootCert); id != signed.ID {
 			t.Fatalf("jose read id %q, want %q", id, signed.ID)
 		}
 	})
@@ -108,7 +87,7 @@ func TestPrescriptionEndToEnd(t *testing.T) {
 		p.Normalize()
 		body, _ := json.Marshal(p)
 		payload := writeFile(t, work, "vendor-payload.json", string(body))
-		jws := node(t, "sign.mjs", keyFile, chainFile, payload)
+		jws := interop.Node(t, "sign.mjs", keyFile, chainFile, payload)
 		vendorFile := writeFile(t, work, "vendor.jws", jws)
 		if out := d.ok("", "rx", "verify", "-in", vendorFile, "-bundle", bundleFile); !strings.Contains(out, "valid prescription "+p.ID) {
 			t.Fatalf("rx verify of the jose-made JWS: %s", out)
