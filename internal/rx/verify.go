@@ -173,11 +173,11 @@ func (v *Verifier) checkSigner(ctx context.Context, x5c parsedX5c, doc Document,
 		return nil, pki.Identity{}, revocation.Result{}, err
 	}
 	now := v.cfg.Now()
-	switch at := sigT.UTC().Format(sigTFormat); {
+	switch {
 	case sigT.After(now.Add(v.cfg.MaxSkew)):
-		return fail(errs.New(errs.SigningTimeInFuture, "signed at %s, later than now (%s) by more than %s", at, now.UTC().Format(sigTFormat), v.cfg.MaxSkew))
+		return fail(errs.New(errs.SigningTimeInFuture, "signed at %s, later than now (%s) by more than %s", sigT.UTC().Format(sigTFormat), now.UTC().Format(sigTFormat), v.cfg.MaxSkew))
 	case sigT.Before(now.Add(-v.cfg.MaxAge)):
-		return fail(errs.New(errs.SigningTimeTooOld, "signed at %s, more than %s ago", at, v.cfg.MaxAge))
+		return fail(errs.New(errs.SigningTimeTooOld, "signed at %s, more than %s ago", sigT.UTC().Format(sigTFormat), v.cfg.MaxAge))
 	}
 	built, err := v.chain(x5c, sigT)
 	if err != nil {
