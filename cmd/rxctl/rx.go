@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,7 +15,9 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/nuskha/nuskha/internal/client"
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rx"
 )
@@ -24,6 +25,8 @@ import (
 // signingFlags are what every signing command needs besides the key.
 type signingFlags struct {
 	chain, bundle, caFile, arc, out *string
+	maxAge                          *time.Duration
+	online                          *bool
 }
 
 func addSigningFlags(e *env, name string) (*flag.FlagSet, keyFlags, signingFlags) {
@@ -31,17 +34,31 @@ func addSigningFlags(e *env, name string) (*flag.FlagSet, keyFlags, signingFlags
 	kf := addKeyFlags(fs)
 	sf := signingFlags{
 		chain:  fs.String("chain", "", "certificate chain (PEM, leaf first); default: the certificate on the token and the intermediate from -bundle"),
-		bundle: fs.String("bundle", "", "trust bundle (from `rxctl trust pull`) to take the intermediate from"),
-		caFile: fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "pinned root certificate(s), to check the bundle"),
+		bundle: fs.String("bundle", "", "trust bundle (from `rxctl trust pull`): the intermediate, and the CRL that shows the signing certificate is not revoked"),
+		caFile: fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "pinned root certificate(s), to check the bundle and the signer's chain"),
 		arc:    fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc"),
 		out:    fs.String("out", "", "where to write the signed document (compact JWS); default standard output"),
+		maxAge: fs.Duration("max-age", 24*time.Hour, "refuse to sign on revocation evidence older than this"),
+		online: fs.Bool("online", false, "ask the OCSP responder when the bundle cannot show the certificate's status"),
 	}
 	return fs, kf, sf
 }
 
-// signWith signs doc with the token key and its chain.
+// signWith signs doc with the token key and its chain, once the verifier's
+// own checks of the signer pass (rx.Verifier.Sign): the certificate's
+// profile for this kind of document, the document naming its subject, the
+// chain to the pinned root, and its revocation status from the bundle's
+// CRL or OCSP. Without evidence that the certificate is good, nothing is
+// signed: the card is never asked for a signature every verifier refuses.
 func signWith(ctx context.Context, e *env, fs *flag.FlagSet, kf keyFlags, sf signingFlags, args []string, prepare func() (rx.Document, error)) error {
-	key, uri, err := openKey(ctx, e, fs, kf, args)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	uri, err := kf.URI()
+	if err != nil {
+		return err
+	}
+	verifier, trusted, err := newVerifier(*sf.caFile, *sf.arc, *sf.maxAge, *sf.online, *sf.bundle)
 	if err != nil {
 		return err
 	}
@@ -49,20 +66,52 @@ func signWith(ctx context.Context, e *env, fs *flag.FlagSet, kf keyFlags, sf sig
 	if err != nil {
 		return err
 	}
-	chain, err := signerChain(ctx, e, uri, sf)
+	key, err := e.keys.OpenKey(ctx, uri)
 	if err != nil {
 		return err
 	}
-	token, err := rx.Sign(doc, key, chain, time.Now())
+	chain, err := signerChain(ctx, e, uri, *sf.chain, trusted)
 	if err != nil {
+		return err
+	}
+	token, err := verifier.Sign(ctx, doc, key, chain, time.Now())
+	if err != nil {
+		if errs.CodeOf(err) != errs.Internal {
+			return &client.Problem{Problem: problem.From(err)}
+		}
 		return err
 	}
 	return writeOut(e.stdout, *sf.out, []byte(token+"\n"))
 }
 
-func signerChain(ctx context.Context, e *env, uri string, sf signingFlags) ([]*x509.Certificate, error) {
-	if *sf.chain != "" {
-		chain, err := pemutil.ReadCertificateBundle(*sf.chain)
+// newVerifier is the document verifier of the signing and verifying
+// commands: the pinned roots, and revocation evidence from a trust bundle
+// (returned verified, nil without one) or OCSP.
+func newVerifier(caFile, arcS string, maxAge time.Duration, online bool, bundleFile string) (*rx.Verifier, *bundle.Verified, error) {
+	if caFile == "" {
+		return nil, nil, usageError{errors.New("-ca-file (the pinned root) is required")}
+	}
+	roots, err := pemutil.ReadCertificateBundle(caFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	arc, err := pki.ParseArc(arcS)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	checker, trusted, err := statusChecker(maxAge, online, bundleFile, caFile, arcS)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := rx.NewVerifier(rx.Config{Roots: roots, Arc: arc, Status: checker, Now: time.Now})
+	return v, trusted, err
+}
+
+// signerChain is -chain, or the token's certificate and its issuer from
+// the verified bundle.
+func signerChain(ctx context.Context, e *env, uri, chainFile string, trusted *bundle.Verified) ([]*x509.Certificate, error) {
+	if chainFile != "" {
+		chain, err := pemutil.ReadCertificateBundle(chainFile)
 		if err != nil {
 			return nil, err
 		}
@@ -75,18 +124,10 @@ func signerChain(ctx context.Context, e *env, uri string, sf signingFlags) ([]*x
 	if err != nil {
 		return nil, fmt.Errorf("no -chain given and %w", err)
 	}
-	if *sf.bundle == "" {
+	if trusted == nil {
 		return nil, usageError{errors.New("give -chain, or -bundle for the intermediate")}
 	}
-	raw, err := os.ReadFile(*sf.bundle)
-	if err != nil {
-		return nil, err
-	}
-	v, err := verifyBundle(raw, *sf.caFile, *sf.arc)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range v.Intermediates {
+	for _, c := range trusted.Intermediates {
 		if bytes.Equal(c.RawSubject, leaf.RawIssuer) {
 			return []*x509.Certificate{leaf, c}, nil
 		}
@@ -147,13 +188,12 @@ func readSigned(path string) (string, error) {
 // referenceTo names the prescription in a signed file, read (not verified:
 // the verifier of the new document checks the reference against it).
 func referenceTo(token string) (rx.Reference, rx.Prescriber, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return rx.Reference{}, rx.Prescriber{}, errors.New("not a compact JWS")
-	}
-	raw, err := b64url(parts[1])
+	kind, raw, err := rx.Peek(token)
 	if err != nil {
-		return rx.Reference{}, rx.Prescriber{}, err
+		return rx.Reference{}, rx.Prescriber{}, &client.Problem{Problem: problem.From(err)}
+	}
+	if kind != rx.KindPrescription {
+		return rx.Reference{}, rx.Prescriber{}, usageError{fmt.Errorf("-prescription holds a %s, not a prescription", kind)}
 	}
 	var p rx.Prescription
 	if err := json.Unmarshal(raw, &p); err != nil {
@@ -214,11 +254,12 @@ func rxCancel(ctx context.Context, e *env, args []string) error {
 }
 
 // rxVerify checks a signed document, offline with a trust bundle (or
-// online), and says why it is or is not valid.
+// online), and says why it is or is not valid. The kind is the one the
+// token's typ names; -kind, if given, must agree.
 func rxVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "rx verify")
 	in := fs.String("in", "", "the signed document (JWS file)")
-	kind := fs.String("kind", "prescription", "prescription, dispense or cancellation")
+	kindFlag := fs.String("kind", "", "prescription, dispense or cancellation: refuse a document of another kind (default: the kind its typ names)")
 	bundleFile := fs.String("bundle", "", "trust bundle (from `rxctl trust pull`)")
 	caFile := fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "pinned root certificate(s)")
 	maxAge := fs.Duration("max-age", 24*time.Hour, "refuse revocation evidence older than this")
@@ -227,30 +268,28 @@ func rxVerify(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	want := rx.Kind(*kindFlag)
+	switch want {
+	case "", rx.KindPrescription, rx.KindDispense, rx.KindCancellation:
+	default:
+		return usageError{fmt.Errorf("-kind %q: want prescription, dispense or cancellation", *kindFlag)}
+	}
 	token, err := readSigned(*in)
 	if err != nil {
 		return err
 	}
-	if *caFile == "" {
-		return usageError{errors.New("-ca-file (the pinned root) is required")}
-	}
-	roots, err := pemutil.ReadCertificateBundle(*caFile)
+	verifier, _, err := newVerifier(*caFile, *arcS, *maxAge, *online, *bundleFile)
 	if err != nil {
 		return err
 	}
-	arc, err := pki.ParseArc(*arcS)
-	if err != nil {
-		return usageError{err}
+	kind, _, err := rx.Peek(token)
+	if err == nil && want != "" && kind != want {
+		err = errs.New(errs.WrongDocumentType, "the document is a %s (typ %q), not a %s", kind, kind.Typ(), want)
 	}
-	checker, _, err := statusChecker(*maxAge, *online, *bundleFile, *caFile, *arcS)
-	if err != nil {
-		return err
+	var v *rx.Verified
+	if err == nil {
+		v, err = verifier.Verify(ctx, token, kind)
 	}
-	verifier, err := rx.NewVerifier(rx.Config{Roots: roots, Arc: arc, Status: checker, Now: time.Now})
-	if err != nil {
-		return err
-	}
-	v, err := verifier.Verify(ctx, token, rx.Kind(*kind))
 	if err != nil {
 		return &client.Problem{Problem: problem.From(err)}
 	}
@@ -271,5 +310,3 @@ func documentID(v *rx.Verified) string {
 	}
 	return ""
 }
-
-func b64url(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

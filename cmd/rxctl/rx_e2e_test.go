@@ -10,38 +10,17 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/testutil/interop"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
-
-// InteropEnv, when 1, makes the independent-implementation checks fail
-// rather than skip when Node.js or test/interop's packages are missing.
-const InteropEnv = "NUSKHA_REQUIRE_INTEROP"
-
-// node runs a script of test/interop (panva/jose) and returns its output.
-func node(t *testing.T, script string, args ...string) string {
-	t.Helper()
-	dir, _ := filepath.Abs("../../test/interop")
-	if _, err := exec.LookPath("node"); err != nil || !exists(filepath.Join(dir, "node_modules", "jose")) {
-		if os.Getenv(InteropEnv) == "1" {
-			t.Fatalf("Node.js or test/interop/node_modules missing and %s=1 (deploy/test.sh installs them)", InteropEnv)
-		}
-		t.Skip("Node.js and `npm ci --prefix test/interop` are needed for the interoperability check")
-	}
-	out, err := exec.Command("node", append([]string{filepath.Join(dir, script)}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("node %s: %v\n%s", script, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
@@ -85,8 +64,26 @@ func TestPrescriptionEndToEnd(t *testing.T) {
 		t.Fatalf("signed without normalising: %+v", signed.Patient)
 	}
 
+	// Signing runs the verifier's checks of the signer first: what they
+	// refuse is never signed (no output, and the card not asked).
+	pharmacy := d.enrolPharmacy(t, pharmacyCard)
+	refusedFile := filepath.Join(work, "refused.jws")
+	refusedToSign := func(code string, args ...string) {
+		t.Helper()
+		d.refused("", code, append(args, "-out", refusedFile)...)
+		if exists(refusedFile) {
+			t.Fatalf("rxctl %s was refused with %s but wrote a signed document", strings.Join(args, " "), code)
+		}
+	}
+	refusedToSign("wrong-certificate-profile", append([]string{"rx", "sign", "-in", pFile, "-bundle", bundleFile}, pharmacy.flags...)...)
+	refusedToSign("prescriber-mismatch", append([]string{"rx", "sign", "-in", writeFile(t, work, "other.json", prescriptionJSON("MC-2999")), "-bundle", bundleFile}, doctor.flags...)...)
+	refusedToSign("revocation-status-unknown", append([]string{"rx", "sign", "-in", pFile, "-chain", doctor.chainFile}, doctor.flags...)...)
+	refusedToSign("wrong-certificate-profile", append([]string{"rx", "cancel", "-prescription", rxFile, "-reason", "x", "-bundle", bundleFile}, pharmacy.flags...)...)
+	dFile := writeFile(t, work, "d.json", `{"dispenser": {"licence_number": "PH-8812", "role": "pharmacy"}, "items": [{"code": "1234567", "quantity": 30}]}`)
+	refusedToSign("wrong-certificate-profile", append([]string{"rx", "dispense", "-prescription", rxFile, "-in", dFile, "-bundle", bundleFile}, doctor.flags...)...)
+
 	t.Run("panva/jose verifies what the card signed", func(t *testing.T) {
-		if id := node(t, "verify.mjs", rxFile); id != signed.ID {
+		if id := interop.Node(t, "verify.mjs", rxFile, d.init.RootCert); id != signed.ID {
 			t.Fatalf("jose read id %q, want %q", id, signed.ID)
 		}
 	})
@@ -108,40 +105,44 @@ func TestPrescriptionEndToEnd(t *testing.T) {
 		p.Normalize()
 		body, _ := json.Marshal(p)
 		payload := writeFile(t, work, "vendor-payload.json", string(body))
-		jws := node(t, "sign.mjs", keyFile, chainFile, payload)
+		jws := interop.Node(t, "sign.mjs", keyFile, chainFile, payload)
 		vendorFile := writeFile(t, work, "vendor.jws", jws)
 		if out := d.ok("", "rx", "verify", "-in", vendorFile, "-bundle", bundleFile); !strings.Contains(out, "valid prescription "+p.ID) {
 			t.Fatalf("rx verify of the jose-made JWS: %s", out)
 		}
 	})
 
-	// A pharmacy dispenses; the prescriber cancels.
-	pharmacy := d.enrolPharmacy(t, pharmacyCard)
-	dFile := writeFile(t, work, "d.json", `{"dispenser": {"licence_number": "PH-8812", "role": "pharmacy"}, "items": [{"code": "1234567", "quantity": 30}]}`)
+	// A pharmacy dispenses; the prescriber cancels. rx verify takes the
+	// kind from typ; -kind, if given, must agree.
 	dispFile := filepath.Join(work, "dispense.jws")
 	d.ok("", append([]string{"rx", "dispense", "-prescription", rxFile, "-in", dFile, "-bundle", bundleFile, "-out", dispFile}, pharmacy.flags...)...)
-	if out := d.ok("", "rx", "verify", "-kind", "dispense", "-in", dispFile, "-bundle", bundleFile); !strings.Contains(out, "valid dispense") || !strings.Contains(out, "of prescription "+signed.ID) {
+	if out := d.ok("", "rx", "verify", "-in", dispFile, "-bundle", bundleFile); !strings.HasPrefix(out, "valid dispense") || !strings.Contains(out, "of prescription "+signed.ID) {
 		t.Fatalf("dispense: %s", out)
 	}
+	d.ok("", "rx", "verify", "-kind", "dispense", "-in", dispFile, "-bundle", bundleFile)
 	d.refused("", "wrong-document-type", "rx", "verify", "-kind", "prescription", "-in", dispFile, "-bundle", bundleFile)
+	d.refused("", "want prescription, dispense or cancellation", "rx", "verify", "-kind", "receipt", "-in", dispFile, "-bundle", bundleFile)
+	refusedToSign("not a prescription", append([]string{"rx", "dispense", "-prescription", dispFile, "-in", dFile, "-bundle", bundleFile}, pharmacy.flags...)...)
 	cancelFile := filepath.Join(work, "cancel.jws")
 	d.ok("", append([]string{"rx", "cancel", "-prescription", rxFile, "-reason", "دوز اشتباه", "-bundle", bundleFile, "-out", cancelFile}, doctor.flags...)...)
-	if out := d.ok("", "rx", "verify", "-kind", "cancellation", "-in", cancelFile, "-bundle", bundleFile); !strings.Contains(out, "valid cancellation") {
+	if out := d.ok("", "rx", "verify", "-in", cancelFile, "-bundle", bundleFile); !strings.HasPrefix(out, "valid cancellation") {
 		t.Fatalf("cancellation: %s", out)
 	}
+	d.refused("", "wrong-document-type", "rx", "verify", "-kind", "dispense", "-in", cancelFile, "-bundle", bundleFile)
 
 	// After the card is reported stolen, the offline verifier refuses.
 	d.ok("alice", "cert", "revoke", "-serial", doctor.serial, "-reason", "keyCompromise")
 	waitForCRL(t, d, 1)
 	d.ok("", "trust", "pull", "-out", bundleFile)
 	d.refused("", "certificate-revoked", "rx", "verify", "-in", rxFile, "-bundle", bundleFile)
+	// Nor will the card sign with it once the bundle lists the revocation.
+	refusedToSign("certificate-revoked", append([]string{"rx", "sign", "-in", pFile, "-bundle", bundleFile}, doctor.flags...)...)
 	// And with no evidence at all it refuses too, saying why.
 	d.refused("", "revocation-status-unknown", "rx", "verify", "-in", rxFile)
 }
 
 func payloadOf(token string) []byte {
-	parts := strings.Split(token, ".")
-	b, _ := b64url(parts[1])
+	_, b, _ := rx.Peek(token)
 	return b
 }
 

@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
+	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -26,4 +28,25 @@ func JOSEAlgorithm(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
 		return jose.PS256, nil
 	}
 	return "", fmt.Errorf("pki: no JWS algorithm for %T", pub)
+}
+
+// CanonicalCompact reports whether token is a compact JWS in the one
+// spelling of its bytes: three parts, each exactly the unpadded base64url
+// encoding of what it decodes to — nothing outside [A-Za-z0-9_-], no
+// padding, no stray trailing bits. go-jose's parser is lenient (and
+// encoding/base64 skips CR and LF even in Strict mode), so formats parsed
+// with go-jose call this first: one signed value, one token.
+func CanonicalCompact(token string) bool {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	enc := base64.RawURLEncoding.Strict()
+	for _, p := range parts {
+		raw, err := enc.DecodeString(p)
+		if err != nil || enc.EncodedLen(len(raw)) != len(p) {
+			return false
+		}
+	}
+	return true
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
@@ -205,6 +206,9 @@ func (s *Service) verifyHolder(ctx context.Context, token string) (*HolderReques
 	token = strings.TrimSpace(token)
 	if len(token) == 0 || len(token) > MaxHolderRequest {
 		return nil, nil, bad("the request must be a compact JWS of at most %d bytes", MaxHolderRequest)
+	}
+	if !pki.CanonicalCompact(token) {
+		return nil, nil, bad("not a compact JWS of three base64url parts")
 	}
 	jws, err := jose.ParseSignedCompact(token, HolderAlgorithms)
 	if err != nil {

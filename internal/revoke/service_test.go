@@ -180,6 +180,11 @@ func TestHolderRevocation(t *testing.T) {
 		{"hold is not for holders", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Reason = "certificateHold" })), errs.ReasonNotAllowed},
 		{"unknown serial", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Serial = "0badc0de" })), errs.NotFound},
 		{"not a JWS", "hello", errs.BadRevocationRequest},
+		{"line break in the signature", func() string {
+			tok := holderToken(t, key, req(nil))
+			i := strings.LastIndexByte(tok, '.') + 10
+			return tok[:i] + "\n" + tok[i:]
+		}(), errs.BadRevocationRequest},
 		{"alg none", "eyJhbGciOiJub25lIn0.eyJ2IjoxfQ.", errs.BadRevocationRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

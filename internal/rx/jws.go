@@ -60,26 +60,44 @@ const sigTFormat = "2006-01-02T15:04:05Z"
 // alg from the key, typ of the kind, x5c (leaf first, standard base64),
 // x5t#S256, sigT and crit ["sigT"]. chain is the signer's certificate and
 // its intermediates; the key MUST be the leaf's.
+//
+// Sign checks the document, not the signer: it signs with any certificate
+// (the tests make refusable documents with it). Signing applications MUST
+// use Verifier.Sign, which signs only what the verifier would accept.
 func Sign(doc Document, key crypto.Signer, chain []*x509.Certificate, sigT time.Time) (string, error) {
+	payload, err := prepare(doc, key, chain)
+	if err != nil {
+		return "", err
+	}
+	return signPayload(doc.Kind(), payload, key, chain, sigT)
+}
+
+// prepare normalises doc in place, checks it and the key, and returns the
+// payload to sign.
+func prepare(doc Document, key crypto.Signer, chain []*x509.Certificate) ([]byte, error) {
 	doc.Normalize()
 	payload, err := json.Marshal(doc)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// The signer checks against the published JSON Schema itself as well
 	// as the verifier's compiled rules: a slower, independent second look.
 	if err := validateSchema(doc.Kind(), payload); err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := checkDocument(doc); err != nil {
-		return "", err
+		return nil, err
 	}
 	if len(chain) == 0 {
-		return "", errors.New("rx: no signer certificate")
+		return nil, errors.New("rx: no signer certificate")
 	}
 	if !publicKeyEqual(chain[0].PublicKey, key.Public()) {
-		return "", errors.New("rx: the key is not the certificate's")
+		return nil, errors.New("rx: the key is not the certificate's")
 	}
+	return payload, nil
+}
+
+func signPayload(kind Kind, payload []byte, key crypto.Signer, chain []*x509.Certificate, sigT time.Time) (string, error) {
 	alg, err := pki.JOSEAlgorithm(key.Public())
 	if err != nil {
 		return "", err
@@ -90,7 +108,7 @@ func Sign(doc Document, key crypto.Signer, chain []*x509.Certificate, sigT time.
 	}
 	thumb := sha256.Sum256(chain[0].Raw)
 	opts := (&jose.SignerOptions{}).
-		WithType(jose.ContentType(doc.Kind().Typ())).
+		WithType(jose.ContentType(kind.Typ())).
 		WithHeader(hX5c, x5c).
 		WithHeader(hX5tS256, base64.RawURLEncoding.EncodeToString(thumb[:])).
 		WithHeader(hSigT, sigT.UTC().Format(sigTFormat)).
@@ -133,7 +151,8 @@ type compact struct {
 	signature    []byte
 }
 
-// b64 is strict base64url without padding: one encoding per value.
+// b64 is base64url without padding, refusing non-zero trailing bits.
+// Strict as it is, it still skips CR and LF: decodeInto refuses those.
 var b64 = base64.RawURLEncoding.Strict()
 
 // MaxJWS bounds a signed document (a prescription with fifty items and a
@@ -188,13 +207,24 @@ func parseCompact(token string) (*compact, error) {
 
 // decodeInto decodes s into the front of buf (full-capacity slice, so
 // later appends cannot run into the next part) and returns the rest.
+//
+// s MUST be exactly the encoding of what it decodes to, so that a signed
+// document has one spelling. The decoder refuses every byte outside the
+// alphabet but CR and LF, which it skips; any skipped byte leaves s longer
+// than the encoding of its n decoded bytes. That comparison costs nothing,
+// where a scan of the alphabet would read the token once more.
 func decodeInto(buf []byte, s string) (out, rest []byte, err error) {
 	n, err := b64.Decode(buf[:len(buf):len(buf)], []byte(s))
 	if err != nil {
 		return nil, nil, err
 	}
+	if b64.EncodedLen(n) != len(s) {
+		return nil, nil, errNotAlphabet
+	}
 	return buf[:n:n], buf[n:], nil
 }
+
+var errNotAlphabet = errors.New("a byte outside the base64url alphabet")
 
 // headerDecoders are reused: a decoder's state is most of what reading a
 // header allocates.
@@ -295,42 +325,6 @@ func stringEnd(b []byte, i int) int {
 		}
 	}
 	return -1
-}
-
-// valueEnd returns the index after the JSON value starting at i (its
-// extent only: json.Valid judges it), or -1.
-func valueEnd(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = stringEnd(b, j) - 1
-				if j < 0 {
-					return -1
-				}
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-		j++
-	}
-	return j
 }
 
 // checkCrit applies RFC 7515 §4.1.11: crit, when present, is a non-empty

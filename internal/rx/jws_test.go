@@ -1,8 +1,10 @@
 package rx
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -64,6 +66,47 @@ func FuzzJSONObject(f *testing.F) {
 		}
 		if errs.CodeOf(err) == errs.MalformedSignature && stdErr == nil && want != nil && utf8.Valid(raw) {
 			t.Fatalf("refused %q as malformed, encoding/json reads it", raw)
+		}
+	})
+}
+
+// FuzzParseCompact holds the parser to one spelling per token: whatever it
+// accepts is three parts of nothing but the base64url alphabet, each the
+// unpadded encoding of exactly what it decoded to.
+func FuzzParseCompact(f *testing.F) {
+	h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","crit":["sigT"],"sigT":"2026-11-22T10:30:00Z"}`))
+	p := base64.RawURLEncoding.EncodeToString([]byte(`{"v":1}`))
+	s := base64.RawURLEncoding.EncodeToString(make([]byte, 64))
+	for _, tok := range []string{
+		h + "." + p + "." + s,
+		h + "." + p + "." + s[:40] + "\n" + s[40:],
+		h + "\r\n." + p + "." + s,
+		h + "." + p[:3] + "\r" + p[3:] + "." + s,
+		h + "." + p + "=." + s,
+		h + "." + p + "." + s[:len(s)-1] + "B", // non-zero trailing bits
+		h + ".." + s,
+		"e30.e30.",
+	} {
+		f.Add(tok)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		if _, err := parseCompact(token); err != nil {
+			return
+		}
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("accepted %d parts", len(parts))
+		}
+		for i, part := range parts {
+			for j := 0; j < len(part); j++ {
+				if c := part[j]; !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+					t.Fatalf("part %d holds %q, outside the base64url alphabet: %q", i, c, token)
+				}
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(part)
+			if err != nil || base64.RawURLEncoding.EncodeToString(raw) != part {
+				t.Fatalf("part %d is not the one spelling of its bytes: %q", i, part)
+			}
 		}
 	})
 }

@@ -3,12 +3,14 @@ package rx
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -146,30 +148,7 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 	if err != nil {
 		return nil, err
 	}
-	now := v.cfg.Now()
-	switch {
-	case sigT.After(now.Add(v.cfg.MaxSkew)):
-		return nil, errs.New(errs.SigningTimeInFuture, "signed at %s, later than now (%s) by more than %s", sigTs, now.UTC().Format(sigTFormat), v.cfg.MaxSkew)
-	case sigT.Before(now.Add(-v.cfg.MaxAge)):
-		return nil, errs.New(errs.SigningTimeTooOld, "signed at %s, more than %s ago", sigTs, v.cfg.MaxAge)
-	}
-	built, err := v.chain(x5c, sigT)
-	if err != nil {
-		return nil, err
-	}
-	chain := built.certs
-	out.Chain = chain
-	if out.Signer, err = v.signerProfile(built, want); err != nil {
-		return nil, err
-	}
-	if err := bindSigner(doc, out.Signer); err != nil {
-		return nil, err
-	}
-	out.Status, err = v.cfg.Status.Check(ctx, chain[0], chain[1])
-	if err != nil {
-		return nil, err
-	}
-	if err := out.Status.GoodAt(sigT); err != nil {
+	if out.Chain, out.Signer, out.Status, err = v.checkSigner(ctx, x5c, doc, sigT); err != nil {
 		return nil, err
 	}
 	switch d := doc.(type) {
@@ -181,6 +160,98 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 		out.Cancellation = d
 	}
 	return out, nil
+}
+
+// checkSigner is everything the verifier checks of who signed doc, once
+// the signature itself is known good: sigT within the accepted window, the
+// chain to a configured root and valid at sigT, the signing profile for
+// the kind, the document naming the certificate's subject, and revocation
+// status at sigT from fresh evidence. Verify and Sign both call it, so
+// that what is signed is what verifies.
+func (v *Verifier) checkSigner(ctx context.Context, x5c parsedX5c, doc Document, sigT time.Time) ([]*x509.Certificate, pki.Identity, revocation.Result, error) {
+	fail := func(err error) ([]*x509.Certificate, pki.Identity, revocation.Result, error) {
+		return nil, pki.Identity{}, revocation.Result{}, err
+	}
+	now := v.cfg.Now()
+	switch {
+	case sigT.After(now.Add(v.cfg.MaxSkew)):
+		return fail(errs.New(errs.SigningTimeInFuture, "signed at %s, later than now (%s) by more than %s", sigT.UTC().Format(sigTFormat), now.UTC().Format(sigTFormat), v.cfg.MaxSkew))
+	case sigT.Before(now.Add(-v.cfg.MaxAge)):
+		return fail(errs.New(errs.SigningTimeTooOld, "signed at %s, more than %s ago", sigT.UTC().Format(sigTFormat), v.cfg.MaxAge))
+	}
+	built, err := v.chain(x5c, sigT)
+	if err != nil {
+		return fail(err)
+	}
+	chain := built.certs
+	id, err := v.signerProfile(built, doc.Kind())
+	if err != nil {
+		return fail(err)
+	}
+	if err := bindSigner(doc, id); err != nil {
+		return fail(err)
+	}
+	status, err := v.cfg.Status.Check(ctx, chain[0], chain[1])
+	if err != nil {
+		return fail(err)
+	}
+	if err := status.GoodAt(sigT); err != nil {
+		return fail(err)
+	}
+	return chain, id, status, nil
+}
+
+// Sign signs doc as the package's Sign does, but only once checkSigner,
+// the verifier's own checks of the signer, pass for this key's chain at
+// sigT: a card is never asked to sign what this verifier would refuse
+// (another role's certificate, another practitioner's council number, a
+// revoked certificate, or one whose status cannot be shown). Refusals are
+// *errs.Error with the codes Verify gives.
+func (v *Verifier) Sign(ctx context.Context, doc Document, key crypto.Signer, chain []*x509.Certificate, sigT time.Time) (string, error) {
+	payload, err := prepare(doc, key, chain)
+	if err != nil {
+		return "", err
+	}
+	x5c, err := newParsedX5c(chain)
+	if err != nil {
+		return "", err
+	}
+	// The verifier sees sigT to the second.
+	sigT = sigT.UTC().Truncate(time.Second)
+	if _, _, _, err := v.checkSigner(ctx, x5c, doc, sigT); err != nil {
+		return "", err
+	}
+	token, err := signPayload(doc.Kind(), payload, key, chain, sigT)
+	if err != nil {
+		return "", err
+	}
+	// A token's signature is checked as a verifier will check it: a card
+	// that returns a bad signature is caught here, not at the pharmacy.
+	c, err := parseCompact(token)
+	if err == nil {
+		err = c.verify(chain[0].PublicKey)
+	}
+	if err != nil {
+		return "", fmt.Errorf("rx: the token's signature does not verify: %w", err)
+	}
+	return token, nil
+}
+
+// Peek reads what a compact JWS says it is, verifying nothing: the kind its
+// typ names and its payload. For tools that must choose how to verify a
+// token, or name the document it holds; nothing returned is to be trusted.
+func Peek(token string) (Kind, []byte, error) {
+	c, err := parseCompact(token)
+	if err != nil {
+		return "", nil, err
+	}
+	typ, _ := jsonString(c.header[hTyp])
+	for _, k := range []Kind{KindPrescription, KindDispense, KindCancellation} {
+		if typ == k.Typ() {
+			return k, c.payload, nil
+		}
+	}
+	return "", nil, errs.New(errs.WrongDocumentType, "typ %q is not a Nuskha document's", typ)
 }
 
 // x5c decodes the certificate chain header and checks x5t#S256 against it.
@@ -221,13 +292,24 @@ func parseX5c(raw jsontext.Value) (parsedX5c, error) {
 	}
 	certs := make([]*x509.Certificate, len(b64s))
 	for i, s := range b64s {
+		// Strict still skips CR and LF (from \r and \n escapes): a value
+		// that is not the encoding of its bytes has some.
 		der, err := base64.StdEncoding.Strict().DecodeString(s)
-		if err != nil {
+		if err != nil || base64.StdEncoding.EncodedLen(len(der)) != len(s) {
 			return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5c[%d] is not standard base64", i)
 		}
 		if certs[i], err = x509.ParseCertificate(der); err != nil {
 			return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5c[%d] is not a certificate", i)
 		}
+	}
+	return newParsedX5c(certs)
+}
+
+// newParsedX5c is the x5c of certs, a signer's certificate and then its
+// intermediate(s).
+func newParsedX5c(certs []*x509.Certificate) (parsedX5c, error) {
+	if len(certs) < 2 || len(certs) > 4 {
+		return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5c must list the signer's certificate and its intermediate(s)")
 	}
 	leafDigest := sha256.Sum256(certs[0].Raw)
 	p := parsedX5c{certs: certs, thumb: b64.EncodeToString(leafDigest[:])}

@@ -14,7 +14,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -294,6 +297,10 @@ func TestRefusals(t *testing.T) {
 		{"x5c in base64url", withHeader(func(h map[string]any) {
 			h["x5c"] = []string{base64.RawURLEncoding.EncodeToString(f.chain[0].Raw), base64.RawURLEncoding.EncodeToString(f.chain[1].Raw)}
 		}), errs.BadSignatureHeader},
+		{"x5c with a line break (skipped by encoding/base64)", withHeader(func(h map[string]any) {
+			leaf := base64.StdEncoding.EncodeToString(f.chain[0].Raw)
+			h["x5c"] = []string{leaf[:64] + "\r\n" + leaf[64:], base64.StdEncoding.EncodeToString(f.chain[1].Raw)}
+		}), errs.BadSignatureHeader},
 		{"wrong typ", withHeader(func(h map[string]any) { h["typ"] = "nuskha-dispense+jws" }), errs.WrongDocumentType},
 		{"DER instead of r‖s signature", derSignature(), errs.SignatureInvalid},
 		{"not three parts", parts[0] + "." + parts[1], errs.MalformedSignature},
@@ -442,6 +449,13 @@ func FuzzVerify(fz *testing.F) {
 	fz.Add(good)
 	fz.Add(strings.Replace(good, ".", "..", 1))
 	fz.Add("e30.e30.")
+	// Other spellings of the good token, which must all be refused.
+	i := strings.LastIndexByte(good, '.')
+	for _, c := range []string{"\n", "\r", "\r\n", " ", "\t", "=", "+", "/"} {
+		fz.Add(good[:i+10] + c + good[i+10:])
+		fz.Add(good + c)
+		fz.Add(good[:i] + c + good[i:])
+	}
 	fz.Fuzz(func(t *testing.T, token string) {
 		v, err := f.v.Verify(ctx, token, rx.KindPrescription)
 		if err != nil {
@@ -453,6 +467,19 @@ func FuzzVerify(fz *testing.F) {
 		// Anything accepted is signed by the doctor's key over its payload.
 		if v.Prescription == nil || v.Signer.RegistrationNumber != f.doctor.CouncilNumber {
 			t.Fatalf("accepted a forgery: %+v", v)
+		}
+		// And it has one spelling: each part is exactly the unpadded
+		// base64url encoding of its bytes, so nothing outside
+		// [A-Za-z0-9_-] and no padding.
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("accepted %d parts", len(parts))
+		}
+		for n, part := range parts {
+			raw, err := base64.RawURLEncoding.DecodeString(part)
+			if err != nil || base64.RawURLEncoding.EncodeToString(raw) != part {
+				t.Fatalf("accepted part %d spelled %q, which does not re-encode to itself", n, part)
+			}
 		}
 	})
 }
@@ -514,4 +541,184 @@ func TestNullInsideStringsIsText(t *testing.T) {
 	if _, err := f.v.Verify(ctx, f.sign(t, p), rx.KindPrescription); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// signInput signs exactly input (a compact JWS signing input, however it
+// is spelled) with key: what a signer who wants another spelling would do.
+func signInput(t testing.TB, input string, key *ecdsa.PrivateKey) string {
+	h := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, key, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// A segment holds only the base64url alphabet. encoding/base64 skips CR
+// and LF even in Strict mode, so without a check of its own the verifier
+// would accept one signed prescription under many spellings: anyone could
+// add line breaks to the signature, and the signer to the signed parts
+// (each spelling a signing input of its own, so another jws_sha256 for
+// the same id).
+func TestSegmentsHoldOnlyTheAlphabet(t *testing.T) {
+	f := setup(t)
+	good := f.sign(t, f.prescription())
+	if _, err := f.v.Verify(ctx, good, rx.KindPrescription); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(good, ".")
+	names := []string{"header", "payload", "signature"}
+	for seg := range parts {
+		for _, c := range []string{"\r", "\n", "\r\n", " ", "\t", "=", "+", "/"} {
+			for _, at := range []int{0, len(parts[seg]) / 2, len(parts[seg])} {
+				p := slices.Clone(parts)
+				p[seg] = p[seg][:at] + c + p[seg][at:]
+				tok := strings.Join(p, ".")
+				if seg < 2 {
+					// Signed as spelled, so that only the alphabet can refuse it.
+					tok = signInput(t, p[0]+"."+p[1], f.key.(*ecdsa.PrivateKey))
+				}
+				t.Run(fmt.Sprintf("%q in the %s at %d", c, names[seg], at), func(t *testing.T) {
+					_, err := f.v.Verify(ctx, tok, rx.KindPrescription)
+					wantCode(t, err, errs.MalformedSignature)
+				})
+			}
+		}
+	}
+}
+
+// countingSigner counts the signatures it is asked for.
+type countingSigner struct {
+	crypto.Signer
+	n int
+}
+
+func (c *countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c.n++
+	return c.Signer.Sign(r, digest, opts)
+}
+
+// Verifier.Sign refuses, before the key is asked for a signature, whatever
+// Verify would refuse about the signer, with the same code: each case is
+// also signed unchecked and verified, and must fail there the same way.
+func TestSignChecksTheSigner(t *testing.T) {
+	f := setup(t)
+	pharmacy := testpki.Subject(pki.RolePharmacy, "sub_ph", f.now)
+	phKey := newKey()
+	phChain := []*x509.Certificate{f.p.Issue(t, "pharmacy-signing", pharmacy, phKey), f.p.Intermediate}
+	foreign := testpki.New(t, nil, time.Now)
+	foreignKey := newKey()
+	foreignChain := []*x509.Certificate{foreign.Issue(t, "practitioner-signing", f.doctor, foreignKey), foreign.Intermediate}
+	shortKey := newKey()
+	shortChain := []*x509.Certificate{f.p.IssueWithValidity(t, "practitioner-signing", f.doctor, shortKey, f.now, f.now.Add(24*time.Hour)), f.p.Intermediate}
+	later := f.now.Add(72 * time.Hour)
+	late, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: f.checker, Now: func() time.Time { return later }})
+	revokedKey := newKey()
+	revokedChain := []*x509.Certificate{f.p.Issue(t, "practitioner-signing", f.doctor, revokedKey), f.p.Intermediate}
+	revoked, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc,
+		Status: f.freshChecker(t, f.now, revokedChain[0].SerialNumber), Now: func() time.Time { return f.now }})
+	noEvidence, _ := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: func() time.Time { return f.now }})
+	blind, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: noEvidence, Now: func() time.Time { return f.now }})
+
+	rxTok := f.sign(t, f.prescription())
+	ref := rx.Reference{ID: headerless(t, rxTok), JWSSHA256: rx.SHA256(rxTok)}
+	dispense := func(licence string) *rx.Dispense {
+		return &rx.Dispense{V: 1, Type: rx.KindDispense, ID: rx.NewID(), DispensedAt: f.now, Prescription: ref,
+			Dispenser: rx.Dispenser{LicenceNumber: licence, Role: "pharmacy"}, Items: []rx.DispensedItem{{Code: "1234567", Quantity: 30}}}
+	}
+	cancellation := func() *rx.Cancellation {
+		return &rx.Cancellation{V: 1, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now, Prescription: ref,
+			Prescriber: rx.Prescriber{CouncilNumber: f.doctor.CouncilNumber, Profession: "physician", Specialty: "cardiology"}, Reason: "اشتباه"}
+	}
+	mismatch := f.prescription()
+	mismatch.Prescriber.CouncilNumber = "MC-99999"
+	otherSpecialty := f.prescription()
+	otherSpecialty.Prescriber.Specialty = "neurology"
+
+	for _, tc := range []struct {
+		name  string
+		v     *rx.Verifier
+		doc   rx.Document
+		key   crypto.Signer
+		chain []*x509.Certificate
+		sigT  time.Time
+		code  errs.Code
+	}{
+		{"pharmacy certificate signing a prescription", f.v, f.prescription(), phKey, phChain, f.now, errs.WrongCertProfile},
+		{"another practitioner's council number", f.v, mismatch, f.key, f.chain, f.now, errs.PrescriberMismatch},
+		{"another specialty", f.v, otherSpecialty, f.key, f.chain, f.now, errs.PrescriberMismatch},
+		{"revoked certificate", revoked, f.prescription(), revokedKey, revokedChain, f.now, errs.CertificateRevoked},
+		{"no revocation evidence", blind, f.prescription(), f.key, f.chain, f.now, errs.RevocationUnknown},
+		{"chain to a foreign root", f.v, f.prescription(), foreignKey, foreignChain, f.now, errs.UntrustedChain},
+		{"certificate expired", late, f.prescription(), shortKey, shortChain, later, errs.CertificateNotValidAt},
+		{"sigT in the future", f.v, f.prescription(), f.key, f.chain, f.now.Add(time.Hour), errs.SigningTimeInFuture},
+		{"pharmacy cancelling", f.v, cancellation(), phKey, phChain, f.now, errs.WrongCertProfile},
+		{"practitioner dispensing", f.v, dispense(f.doctor.CouncilNumber), f.key, f.chain, f.now, errs.WrongCertProfile},
+		{"dispense naming another pharmacy", f.v, dispense("PH-1"), phKey, phChain, f.now, errs.PrescriberMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := &countingSigner{Signer: tc.key}
+			_, err := tc.v.Sign(ctx, tc.doc, key, tc.chain, tc.sigT)
+			wantCode(t, err, tc.code)
+			if key.n != 0 {
+				t.Fatalf("the key signed %d time(s) before the refusal", key.n)
+			}
+			// What Verify says of the same document signed unchecked.
+			tok, err := rx.Sign(tc.doc, tc.key, tc.chain, tc.sigT)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tc.v.Verify(ctx, tok, tc.doc.Kind())
+			wantCode(t, err, tc.code)
+		})
+	}
+
+	t.Run("what it signs verifies", func(t *testing.T) {
+		p := f.prescription()
+		// Typed with Persian digits: bound to the certificate after normalising.
+		p.Prescriber.CouncilNumber = strings.NewReplacer("0", "۰", "1", "۱", "2", "۲", "3", "۳", "4", "۴", "5", "۵", "6", "۶", "7", "۷", "8", "۸", "9", "۹").Replace(f.doctor.CouncilNumber)
+		for _, tc := range []struct {
+			doc   rx.Document
+			key   crypto.Signer
+			chain []*x509.Certificate
+		}{{p, f.key, f.chain}, {dispense(pharmacy.LicenceNumber), phKey, phChain}, {cancellation(), f.key, f.chain}} {
+			tok, err := f.v.Sign(ctx, tc.doc, tc.key, tc.chain, f.now)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.doc.Kind(), err)
+			}
+			if _, err := f.v.Verify(ctx, tok, tc.doc.Kind()); err != nil {
+				t.Fatalf("%s: signed but does not verify: %v", tc.doc.Kind(), err)
+			}
+		}
+	})
+	t.Run("a chain without its intermediate", func(t *testing.T) {
+		_, err := f.v.Sign(ctx, f.prescription(), f.key, f.chain[:1], f.now)
+		wantCode(t, err, errs.BadSignatureHeader)
+	})
+}
+
+func TestPeek(t *testing.T) {
+	f := setup(t)
+	p := f.prescription()
+	tok := f.sign(t, p)
+	kind, payload, err := rx.Peek(tok)
+	if err != nil || kind != rx.KindPrescription || string(payload) != string(payloadOf(tok)) {
+		t.Fatalf("peek: %s %v", kind, err)
+	}
+	for _, k := range []rx.Kind{rx.KindDispense, rx.KindCancellation} {
+		h := headerOf(tok)
+		h["typ"] = k.Typ()
+		if got, _, err := rx.Peek(forge(t, h, payloadOf(tok), f.key)); err != nil || got != k {
+			t.Fatalf("typ %s: %s %v", k.Typ(), got, err)
+		}
+	}
+	h := headerOf(tok)
+	h["typ"] = "JWT"
+	_, _, err = rx.Peek(forge(t, h, payloadOf(tok), f.key))
+	wantCode(t, err, errs.WrongDocumentType)
+	_, _, err = rx.Peek(tok[:20] + "\n" + tok[20:])
+	wantCode(t, err, errs.MalformedSignature)
 }

@@ -48,7 +48,14 @@ func TestWycheproofECDSAP256P1363(t *testing.T) {
 	for _, g := range f.TestGroups {
 		x, _ := new(big.Int).SetString(g.PublicKey.Wx, 16)
 		y, _ := new(big.Int).SetString(g.PublicKey.Wy, 16)
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
+		point := make([]byte, 65)
+		point[0] = 4 // uncompressed: 04 ‖ X ‖ Y
+		x.FillBytes(point[1:33])
+		y.FillBytes(point[33:])
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+		if err != nil {
+			t.Fatalf("public key %s, %s: %v", g.PublicKey.Wx, g.PublicKey.Wy, err)
+		}
 		for _, tc := range g.Tests {
 			msg, _ := hex.DecodeString(tc.Msg)
 			sig, _ := hex.DecodeString(tc.Sig)

@@ -101,7 +101,11 @@ func Verify(data []byte, pinned []*x509.Certificate, arc pki.Arc, now time.Time)
 	if len(data) > MaxSize {
 		return nil, bad("bundle larger than %d bytes", MaxSize)
 	}
-	jws, err := jose.ParseSignedCompact(string(bytes.TrimSpace(data)), Algorithms)
+	token := string(bytes.TrimSpace(data))
+	if !pki.CanonicalCompact(token) {
+		return nil, bad("not a compact JWS of three base64url parts")
+	}
+	jws, err := jose.ParseSignedCompact(token, Algorithms)
 	if err != nil {
 		return nil, bad("not a compact JWS with an accepted algorithm: %v", err)
 	}
