@@ -61,13 +61,11 @@ func (d *deployment) intermediateFile(t *testing.T) string {
 // opensslOCSP asks trustd's responder with the openssl ocsp client.
 func (d *deployment) opensslOCSP(t *testing.T, leafFile string, extra ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := testpki.OpenSSL(t)
 	// openssl wants the digest before -cert.
 	args := append(append([]string{"ocsp", "-issuer", d.intermediateFile(t)}, extra...), "-cert", leafFile, "-url", d.rp+"/ocsp",
 		"-CAfile", d.init.RootCert, "-verify_other", d.intermediateFile(t))
-	out, err := exec.Command("openssl", args...).CombinedOutput()
+	out, err := exec.Command(openssl, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("openssl ocsp: %v\n%s", err, out)
 	}

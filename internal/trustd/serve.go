@@ -30,6 +30,7 @@ import (
 	"github.com/nuskha/nuskha/internal/publish"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustapi"
 )
 
@@ -196,7 +197,8 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	base := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverCert}}
+	base := tlsconf.New()
+	base.Certificates = []tls.Certificate{serverCert}
 	admin := base.Clone()
 	admin.ClientAuth = tls.RequireAndVerifyClientCert
 	admin.ClientCAs = pool

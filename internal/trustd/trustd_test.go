@@ -2,16 +2,20 @@ package trustd_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -49,7 +53,46 @@ func TestInitThenServeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serving the config init wrote: %v", err)
 	}
-	svc.Close()
+	defer svc.Close()
+
+	t.Run("TLS 1.2 offers only AEAD suites", func(t *testing.T) {
+		for name, c := range map[string]*tls.Config{"admin": svc.AdminTLS(), "public": svc.PublicTLS()} {
+			if c.MinVersion != tls.VersionTLS12 || !slices.Equal(c.CipherSuites, tlsconf.CipherSuites) {
+				t.Fatalf("%s listener: min version %x, suites %v", name, c.MinVersion, c.CipherSuites)
+			}
+		}
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", svc.PublicTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		roots := x509.NewCertPool()
+		pemRoot, _ := os.ReadFile(res.RootCert)
+		roots.AppendCertsFromPEM(pemRoot)
+		dial := func(suite uint16) error {
+			c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}
+		if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA); err == nil {
+			t.Fatal("the public listener accepted ECDHE-ECDSA-AES128-SHA")
+		}
+		if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); err != nil {
+			t.Fatalf("the public listener refused ECDHE-ECDSA-AES128-GCM-SHA256: %v", err)
+		}
+	})
 
 	t.Run("init never overwrites a CA", func(t *testing.T) {
 		_, err := trustd.Init(context.Background(), trustd.InitOptions{Dir: dir, Officers: []trustd.Officer{{Name: "a"}, {Name: "b"}}}, d)

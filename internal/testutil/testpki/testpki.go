@@ -123,14 +123,30 @@ func PEM(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
+// OpenSSLEnv, when set to 1, turns a missing openssl into a test failure
+// instead of a skip. deploy/test.sh sets it, so CI cannot pass by skipping.
+const OpenSSLEnv = "NUSKHA_REQUIRE_OPENSSL"
+
+// OpenSSL returns the path of the openssl command, skipping the test when
+// it is not installed (failing it under OpenSSLEnv).
+func OpenSSL(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv(OpenSSLEnv) == "1" {
+			t.Fatalf("openssl not installed and %s=1", OpenSSLEnv)
+		}
+		t.Skip("openssl not installed")
+	}
+	return p
+}
+
 // OpenSSLVerify runs `openssl verify -x509_strict` on leaf against root with
 // the intermediate as untrusted, and returns its output and error. purpose,
 // if set, is passed as -purpose.
 func OpenSSLVerify(t testing.TB, root, intermediate, leaf *x509.Certificate, extra ...string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := OpenSSL(t)
 	dir := t.TempDir()
 	write := func(name string, c *x509.Certificate) string {
 		p := filepath.Join(dir, name)
@@ -141,7 +157,7 @@ func OpenSSLVerify(t testing.TB, root, intermediate, leaf *x509.Certificate, ext
 	}
 	args := append([]string{"verify", "-x509_strict", "-CAfile", write("root.pem", root), "-untrusted", write("int.pem", intermediate)}, extra...)
 	args = append(args, write("leaf.pem", leaf))
-	out, err := exec.Command("openssl", args...).CombinedOutput()
+	out, err := exec.Command(openssl, args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -165,9 +181,7 @@ func NationalID() string {
 // with the CRL (DER) of its issuer.
 func OpenSSLVerifyCRL(t testing.TB, root, intermediate, leaf *x509.Certificate, crlDER []byte) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	OpenSSL(t)
 	p := filepath.Join(t.TempDir(), "crl.pem")
 	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}), 0o644); err != nil {
 		t.Fatal(err)
