@@ -102,7 +102,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	f.srv = httptest.NewUnstartedServer(api.Handler())
-	f.srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots, MinVersion: tls.VersionTLS12}
+	f.srv.TLS = rxapi.ServerTLS(serverCert, roots)
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
 	for name, c := range map[string]tls.Certificate{"vendor": vendor, "revoked": revoked, "officer": officer} {
@@ -171,8 +171,35 @@ func TestCallersAreAuthenticated(t *testing.T) {
 	wantProblem(t, resp, body, 403, "forbidden")
 	resp, body = f.do(t, "revoked", "GET", path, nil)
 	wantProblem(t, resp, body, 401, "unauthenticated")
-	if _, err := f.clients["anonymous"].Get(f.srv.URL + path); err == nil {
-		t.Fatal("a client without a certificate completed the handshake")
+	// Without a certificate: /healthz answers, every other route refuses
+	// with a problem document, not a bare handshake failure.
+	resp, body = f.do(t, "anonymous", "GET", "/healthz", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/healthz without a certificate: %d %s", resp.StatusCode, body)
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", path, ""}, {"POST", "/v1/rules/check", checkBody("prescribe", "")}, {"GET", "/v1/rules", ""},
+		{"GET", "/v1/catalogue/items?q=a", ""}, {"GET", "/v1/catalogue/items/" + catalogtest.Amoxicillin, ""},
+	} {
+		var b io.Reader
+		if r.body != "" {
+			b = strings.NewReader(r.body)
+		}
+		resp, body = f.do(t, "anonymous", r.method, r.path, b)
+		wantProblem(t, resp, body, 401, "unauthenticated")
+	}
+	// A certificate the TLS layer cannot verify to our roots still fails
+	// the handshake.
+	other := testpki.New(t, nil, time.Now)
+	k := newKey()
+	stranger := other.Issue(t, "service-tls-client", testpki.Subject(pki.RoleVendor, "vendor-x", time.Now()), k)
+	roots := x509.NewCertPool()
+	roots.AddCert(f.pki.Root)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost",
+		Certificates: []tls.Certificate{{Certificate: [][]byte{stranger.Raw, other.Intermediate.Raw}, PrivateKey: k}}}}}
+	if resp, err := c.Get(f.srv.URL + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a certificate from another CA completed the handshake")
 	}
 	// Fail closed: with no evidence of status, even a good vendor is refused.
 	g := setup(t, func(a *rxapi.API) {
