@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"go.step.sm/crypto/pemutil"
+
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
@@ -180,4 +186,126 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestARLCeremony: init signs the root's first ARL, which trustd serves
+// and the intermediate points to; sign-arl, with the root key, re-signs it
+// with the next number and can revoke the intermediate; a running trustd
+// picks the file up.
+func TestARLCeremony(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", HTTPBaseURL: "http://trustd.test:8080",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := pemutil.ReadCertificate(filepath.Join(dir, "ca", "intermediate.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(inter.CRLDistributionPoints, []string{"http://trustd.test:8080/crl/root-ca.crl"}) || cfg.CA.ARL != "ca/root.crl" {
+		t.Fatalf("intermediate CDP %v, ca.arl %q", inter.CRLDistributionPoints, cfg.CA.ARL)
+	}
+	svc, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	first := svc.Publisher().ARL()
+	if first == nil || first.Number.Int64() != 1 || len(first.RevokedCertificateEntries) != 0 {
+		t.Fatalf("the ARL served after init: %+v", first)
+	}
+	rp := httptest.NewServer(svc.API().RelyingPartyHandler())
+	defer rp.Close()
+	get := func() *x509.RevocationList {
+		resp, err := http.Get(rp.URL + "/crl/root-ca.crl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		der, _ := io.ReadAll(resp.Body)
+		l, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatalf("ARL over HTTP: %d %v", resp.StatusCode, err)
+		}
+		return l
+	}
+	if get().Number.Int64() != 1 {
+		t.Fatal("the relying-party listener does not serve the ARL")
+	}
+
+	tlsChain, err := pemutil.ReadCertificateBundle(filepath.Join(dir, "tls", "trustd.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := tlsChain[0]
+	for name, o := range map[string]trustd.ARLOptions{
+		"without the root key":   {},
+		"with another key":       {RootKey: cfg.CA.IntermediateKey},
+		"revoking a leaf":        {RootKey: res.RootKeyURI, Revoke: leaf, Reason: 2},
+		"revoking with a reason": {RootKey: res.RootKeyURI, Revoke: inter, Reason: 6},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := trustd.SignARL(ctx, cfg, o, d); err == nil {
+				t.Fatal("signed")
+			}
+			if svc.ReloadARL() != nil || get().Number.Int64() != 1 {
+				t.Fatal("a refused sign-arl changed the ARL")
+			}
+		})
+	}
+	second, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI, Revoke: inter, Reason: 2}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Number.Int64() != 2 || len(second.RevokedCertificateEntries) != 1 || second.RevokedCertificateEntries[0].SerialNumber.Cmp(inter.SerialNumber) != 0 {
+		t.Fatalf("ARL 2: %+v", second)
+	}
+	if _, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI, Revoke: inter, Reason: 2}, d); err == nil {
+		t.Fatal("the intermediate was revoked twice")
+	}
+	if err := svc.ReloadARL(); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got.Number.Int64() != 2 || len(got.RevokedCertificateEntries) != 1 {
+		t.Fatalf("after sign-arl the listener serves ARL %s", got.Number)
+	}
+	// A yearly re-signing keeps the revoked intermediate listed.
+	third, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI}, d)
+	if err != nil || third.Number.Int64() != 3 || len(third.RevokedCertificateEntries) != 1 {
+		t.Fatalf("ARL 3: %+v %v", third, err)
+	}
+	if f, err := mustLinter(t).RevocationList(third.Raw); err != nil || len(f) != 0 {
+		t.Fatalf("zlint on the re-signed ARL: %v %v", f, err)
+	}
+	// A file that is not this root's ARL, or an older one, is refused and
+	// the ARL served stays.
+	if err := svc.ReloadARL(); err != nil {
+		t.Fatal(err)
+	}
+	arlPath := filepath.Join(dir, "ca", "root.crl")
+	for name, der := range map[string][]byte{"another root's": testpki.New(t, nil, time.Now).ARL(t, time.Now()).Raw, "an older": second.Raw, "garbage": []byte("x")} {
+		if err := os.WriteFile(arlPath, der, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.ReloadARL(); err == nil || get().Number.Int64() != 3 {
+			t.Fatalf("%s ARL file: reload %v, serving ARL %s", name, err, get().Number)
+		}
+	}
+}
+
+func mustLinter(t *testing.T) *lint.Linter {
+	l, err := lint.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
