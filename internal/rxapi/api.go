@@ -35,10 +35,10 @@ type API struct {
 	Rules       *rules.Engine
 	// Arc reads the identity extension of callers' certificates.
 	Arc pki.Arc
-	// Status answers whether a caller's certificate is revoked; a caller
-	// whose status cannot be established is refused.
+	// Status answers whether a caller's certificate, or its CA, is
+	// revoked; a caller whose status cannot be established is refused.
 	Status interface {
-		Check(ctx context.Context, cert, issuer *x509.Certificate) (revocation.Result, error)
+		CheckChain(ctx context.Context, chain []*x509.Certificate) (revocation.Result, error)
 	}
 	// DB is pinged by /healthz; nil skips the check.
 	DB  Pinger
@@ -176,7 +176,7 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 			a.fail(w, r, errs.New(errs.Forbidden, "the client certificate is not a vendor's or service's"))
 			return
 		}
-		st, err := a.Status.Check(r.Context(), chain[0], chain[1])
+		st, err := a.Status.CheckChain(r.Context(), chain)
 		if err == nil {
 			err = st.GoodAt(a.Now())
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
@@ -75,15 +76,16 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: revoked.Leaf.SerialNumber, RevocationTime: now.Add(-time.Minute)}},
-	}, p.Intermediate, interKey)
+	der, err := crl.Sign(crl.Request{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
+		Entries: []crl.Entry{{Serial: revoked.Leaf.SerialNumber, RevokedAt: now.Add(-time.Minute)}}}, p.Intermediate, interKey, p.Linter, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	crl, _ := x509.ParseRevocationList(der)
-	if err := status.AddCRL(crl, p.Intermediate); err != nil {
+	list, _ := x509.ParseRevocationList(der)
+	if err := status.AddCRL(list, p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	if err := status.AddCRL(p.ARL(t, now.Add(-time.Minute)), p.Root); err != nil {
 		t.Fatal(err)
 	}
 
