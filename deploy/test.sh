@@ -78,7 +78,7 @@ done
 
 export NUSKHA_TEST_POSTGRES="postgres://nuskha:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/nuskha_test?sslmode=disable"
 # Fail, never skip, when a real component is missing.
-export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1
+export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1 NUSKHA_REQUIRE_OPENSSL=1
 export CGO_ENABLED=1
 
 log "go vet"

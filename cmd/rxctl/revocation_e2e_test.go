@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,13 +63,11 @@ func (d *deployment) intermediateFile(t *testing.T) string {
 // opensslOCSP asks trustd's responder with the openssl ocsp client.
 func (d *deployment) opensslOCSP(t *testing.T, leafFile string, extra ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := testpki.OpenSSL(t)
 	// openssl wants the digest before -cert.
 	args := append(append([]string{"ocsp", "-issuer", d.intermediateFile(t)}, extra...), "-cert", leafFile, "-url", d.rp+"/ocsp",
 		"-CAfile", d.init.RootCert, "-verify_other", d.intermediateFile(t))
-	out, err := exec.Command("openssl", args...).CombinedOutput()
+	out, err := exec.Command(openssl, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("openssl ocsp: %v\n%s", err, out)
 	}
@@ -77,7 +77,22 @@ func (d *deployment) opensslOCSP(t *testing.T, leafFile string, extra ...string)
 // currentCRL fetches the CRL from the URL in certificates.
 func (d *deployment) currentCRL(t *testing.T) *x509.RevocationList {
 	t.Helper()
-	resp, err := http.Get(d.rp + "/crl/issuing-ca-1.crl")
+	return d.fetchCRL(t, d.rp+"/crl/issuing-ca-1.crl")
+}
+
+// currentARL fetches the root's ARL from the URL in the intermediate.
+func (d *deployment) currentARL(t *testing.T) *x509.RevocationList {
+	t.Helper()
+	inters, _ := pemutil.ReadCertificateBundle(d.intermediateFile(t))
+	if len(inters[0].CRLDistributionPoints) != 1 || !strings.HasPrefix(inters[0].CRLDistributionPoints[0], d.rp+"/") {
+		t.Fatalf("the intermediate's CRL distribution points: %v", inters[0].CRLDistributionPoints)
+	}
+	return d.fetchCRL(t, inters[0].CRLDistributionPoints[0])
+}
+
+func (d *deployment) fetchCRL(t *testing.T, url string) *x509.RevocationList {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +131,10 @@ func TestRevocationEndToEnd(t *testing.T) {
 	crl := d.currentCRL(t)
 	if out, err := testpki.OpenSSLVerifyCRL(t, roots[0], inters[0], a.leaf, crl.Raw); err != nil {
 		t.Fatalf("openssl verify -crl_check before revocation: %v\n%s", err, out)
+	}
+	// Every certificate of the chain, the intermediate against the root's ARL.
+	if out, err := testpki.OpenSSLVerifyChain(t, roots[0], inters[0], a.leaf, d.currentARL(t).Raw, crl.Raw); err != nil {
+		t.Fatalf("openssl verify -crl_check_all: %v\n%s", err, out)
 	}
 	before := crl.Number
 
@@ -204,6 +223,29 @@ func TestRevocationEndToEnd(t *testing.T) {
 	if out := d.opensslOCSP(t, b.leafFile); !strings.Contains(out, b.leafFile+": good") {
 		t.Fatalf("released certificate in OCSP:\n%s", out)
 	}
+
+	// The root, at a ceremony, revokes the intermediate: OpenSSL and the
+	// offline check refuse the good practitioner's chain.
+	cfg, err := trustd.LoadConfig(d.init.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trustd.SignARL(context.Background(), cfg, trustd.ARLOptions{RootKey: d.init.RootKeyURI, Revoke: inters[0], Reason: 2},
+		trustd.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now, Keys: d.keys}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.svc.ReloadARL(); err != nil {
+		t.Fatal(err)
+	}
+	arl := d.currentARL(t)
+	if len(arl.RevokedCertificateEntries) != 1 {
+		t.Fatalf("the ARL served after sign-arl lists %d CAs", len(arl.RevokedCertificateEntries))
+	}
+	if out, err := testpki.OpenSSLVerifyChain(t, roots[0], inters[0], b.leaf, arl.Raw, d.currentCRL(t).Raw); err == nil || !strings.Contains(out, "certificate revoked") {
+		t.Fatalf("openssl verify -crl_check_all with the intermediate revoked: %v\n%s", err, out)
+	}
+	d.ok("", "trust", "pull", "-out", bundleFile)
+	d.refused("", "certificate-revoked", "cert", "check", "-cert", b.chainFile, "-bundle", bundleFile)
 }
 
 // TestHostileRelyingPartyInputs: garbage, truncated and huge OCSP requests

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/client"
 	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
@@ -219,6 +220,12 @@ func trustPull(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "trust bundle written to %s: %d root(s), %d intermediate(s), %d CRL(s); CRL %s issued %s, next update %s\n",
 		*out, len(v.Roots), len(v.Intermediates), len(v.CRLs), v.CRLs[0].List.Number, v.CRLs[0].List.ThisUpdate.UTC().Format(time.RFC3339),
 		v.CRLs[0].List.NextUpdate.UTC().Format(time.RFC3339))
+	for _, c := range v.CRLs {
+		if bytes.Equal(c.Issuer.RawSubject, c.Issuer.RawIssuer) {
+			fmt.Fprintf(e.stdout, "  the root's ARL %s: %d revoked CA(s), next update %s\n", c.List.Number, len(c.List.RevokedCertificateEntries),
+				c.List.NextUpdate.UTC().Format(time.RFC3339))
+		}
+	}
 	return nil
 }
 
@@ -282,7 +289,25 @@ func certCheck(ctx context.Context, e *env, args []string) error {
 	if issuer == nil {
 		return usageError{errors.New("the issuer is unknown: give the chain in -cert or a -bundle")}
 	}
-	res, err := checker.Check(ctx, chain[0], issuer)
+	if *caFile == "" {
+		return usageError{errors.New("-ca-file (the pinned root) is required")}
+	}
+	roots, err := pemutil.ReadCertificateBundle(*caFile)
+	if err != nil {
+		return err
+	}
+	// Every certificate up to the pinned root is checked: the intermediate
+	// against the root's ARL too.
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	inter.AddCert(issuer)
+	chains, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return &client.Problem{Problem: problem.From(errs.Wrap(errs.UntrustedChain, err, "the certificate does not chain to the pinned root: %v", err))}
+	}
+	res, err := checker.CheckChain(ctx, chains[0])
 	if err == nil {
 		err = res.GoodAt(time.Now())
 	}

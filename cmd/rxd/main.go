@@ -347,12 +347,7 @@ func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientC
 	if !pool.AppendCertsFromPEM(pemCA) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", clientCA)
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-	}, nil
+	return rxapi.ServerTLS(cert, pool), nil
 }
 
 func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -3,6 +3,7 @@
 //
 //	trustd init  -dir DIR -officer NAME -officer NAME [flags]   the CA ceremony
 //	trustd serve -config DIR/trustd.json                        run the service
+//	trustd sign-arl -config DIR/trustd.json -root-key URI       re-sign the root's ARL (root key present)
 package main
 
 import (
@@ -34,6 +35,8 @@ const usage = `usage:
   trustd init  -dir DIR -officer NAME -officer NAME [flags]   create the CA, first officers and config
   trustd serve -config FILE                                  run the service
   trustd check -config FILE                                  validate the config and open keys and database
+  trustd sign-arl -config FILE -root-key URI [-revoke-intermediate CERT -reason R]
+                                                             re-sign the root's ARL (yearly), or revoke an intermediate
 Run "trustd <command> -h" for a command's flags.`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -47,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args[1:], stderr, false)
 	case "check":
 		return cmdServe(ctx, args[1:], stderr, true)
+	case "sign-arl":
+		return cmdSignARL(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
 // Client calls one trustd base URL.
@@ -50,7 +51,8 @@ func New(o Options) (*Client, error) {
 	if o.Roots == nil {
 		return nil, fmt.Errorf("client: no trust anchor (give the root certificate with -ca-file)")
 	}
-	tcfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.Roots}
+	tcfg := tlsconf.New()
+	tcfg.RootCAs = o.Roots
 	if o.ClientKey != nil {
 		cert := tls.Certificate{PrivateKey: o.ClientKey}
 		for _, c := range o.ClientChain {

@@ -1,12 +1,14 @@
 // Package publish makes certificate status visible to relying parties: it
-// feeds the OCSP responder, generates and serves the CRL, and assembles the
-// signed offline trust bundle. Status changes reach OCSP synchronously (a
+// feeds the OCSP responder, generates and serves the CRL, serves the root's
+// ARL (signed at ceremonies; see SetARL), and assembles the signed offline
+// trust bundle. Status changes reach OCSP synchronously (a
 // revocation is visible before the API call returns) and the CRL soon after
 // (many changes coalesce into one CRL: at a million entries a CRL takes
 // seconds to sign, and one is always being served).
 package publish
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -69,6 +71,7 @@ type Config struct {
 type Publisher struct {
 	cfg     Config
 	crl     atomic.Pointer[revoke.CRL]
+	arl     atomic.Pointer[x509.RevocationList]
 	trigger chan struct{}
 	signer  atomic.Pointer[Signer]
 	genMu   sync.Mutex
@@ -248,6 +251,54 @@ func (p *Publisher) GenerateCRL(ctx context.Context) (revoke.CRL, error) {
 // CRL is the CRL being served (nil before Start).
 func (p *Publisher) CRL() *revoke.CRL { return p.crl.Load() }
 
+// SetARL installs the root's authority revocation list (its CRL of the CAs
+// it certified), made offline by the root key. It must verify under one of
+// the roots and may not go back to a lower CRL number than the one served.
+func (p *Publisher) SetARL(der []byte) (*x509.RevocationList, error) {
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("publish: the ARL does not parse: %w", err)
+	}
+	signed := false
+	for _, r := range p.cfg.Roots {
+		if bytes.Equal(list.RawIssuer, r.RawSubject) && list.CheckSignatureFrom(r) == nil {
+			signed = true
+		}
+	}
+	if !signed || list.Number == nil {
+		return nil, errors.New("publish: the ARL is not a numbered CRL signed by one of the roots")
+	}
+	if old := p.arl.Load(); old != nil && list.Number.Cmp(old.Number) < 0 {
+		return nil, fmt.Errorf("publish: ARL %s is older than ARL %s, which is served", list.Number, old.Number)
+	}
+	p.arl.Store(list)
+	p.bundleMu.Lock()
+	p.bundle = nil
+	p.bundleMu.Unlock()
+	return list, nil
+}
+
+// ARL is the root's ARL being served (nil without one).
+func (p *Publisher) ARL() *x509.RevocationList { return p.arl.Load() }
+
+// ARLHandler serves the root's ARL as DER (application/pkix-crl).
+func (p *Publisher) ARLHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := p.arl.Load()
+		if a == nil {
+			http.Error(w, "no ARL is configured", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		w.Header().Set("Last-Modified", a.ThisUpdate.UTC().Format(http.TimeFormat))
+		w.Header().Set("Expires", a.NextUpdate.UTC().Format(http.TimeFormat))
+		// A revoked intermediate is news to spread within the hour, even
+		// though the ARL itself is valid for a year.
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(a.Raw)
+	})
+}
+
 // SetBundleSigner installs a rotated trust-bundle signing credential.
 func (p *Publisher) SetBundleSigner(s Signer) {
 	p.signer.Store(&s)
@@ -256,7 +307,8 @@ func (p *Publisher) SetBundleSigner(s Signer) {
 	p.bundleMu.Unlock()
 }
 
-// Bundle returns the signed trust bundle holding the current CRL.
+// Bundle returns the signed trust bundle holding the current CRL and the
+// root's ARL.
 func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
 	c := p.crl.Load()
 	if c == nil {
@@ -268,6 +320,9 @@ func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
 		return p.bundle, nil
 	}
 	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Raw}, CRLs: [][]byte{c.DER}}
+	if a := p.arl.Load(); a != nil {
+		payload.CRLs = append(payload.CRLs, a.Raw)
+	}
 	for _, r := range p.cfg.Roots {
 		payload.Roots = append(payload.Roots, r.Raw)
 	}

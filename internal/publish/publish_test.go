@@ -143,3 +143,59 @@ func TestPublishing(t *testing.T) {
 		t.Fatalf("CRL over HTTP: %s %s", res.Header.Get("Content-Type"), res.Header.Get("Cache-Control"))
 	}
 }
+
+// TestARL: the root's ARL is served over HTTP and carried in the bundle;
+// one from another root, or older than the one served, is refused.
+func TestARL(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pub, pp, _ := newPublisherWithPKI(t, s)
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(pub.ARLHandler())
+	defer srv.Close()
+	if res, err := srv.Client().Get(srv.URL); err != nil || res.StatusCode != 404 {
+		t.Fatalf("no ARL yet: %v %v", res, err)
+	}
+	first := pp.ARL(t, time.Now().Add(-time.Hour))
+	second := pp.ARL(t, time.Now(), pp.Intermediate)
+	if _, err := pub.SetARL(first.Raw); err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := pub.Bundle(ctx)
+	if _, err := pub.SetARL(second.Raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.SetARL(first.Raw); err == nil {
+		t.Fatal("an older ARL replaced the one served")
+	}
+	other := testpki.New(t, nil, time.Now)
+	if _, err := pub.SetARL(other.ARL(t, time.Now().Add(time.Hour)).Raw); err == nil {
+		t.Fatal("another root's ARL was accepted")
+	}
+	if _, err := pub.SetARL([]byte("garbage")); err == nil {
+		t.Fatal("garbage accepted as the ARL")
+	}
+	res, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.Header.Get("Content-Type") != "application/pkix-crl" || string(der) != string(second.Raw) {
+		t.Fatalf("ARL over HTTP: %s, the second ARL: %v", res.Header.Get("Content-Type"), string(der) == string(second.Raw))
+	}
+	b2, err := pub.Bundle(ctx)
+	if err != nil || string(b1) == string(b2) {
+		t.Fatalf("the bundle was not re-signed with the new ARL: %v", err)
+	}
+	v, err := bundle.Verify(b2, []*x509.Certificate{pp.Root}, pp.Arc, time.Now())
+	if err != nil || len(v.CRLs) != 2 || !v.CRLs[1].Issuer.Equal(pp.Root) || v.CRLs[1].List.Number.Cmp(second.Number) != 0 {
+		t.Fatalf("bundle: %+v %v", v, err)
+	}
+}

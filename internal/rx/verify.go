@@ -23,9 +23,11 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 )
 
-// StatusChecker is what the verifier needs from the revocation library.
+// StatusChecker is what the verifier needs from the revocation library:
+// the status of every certificate of a chain (leaf first, ending at a
+// root), the leaf's returned; a revoked CA is an error.
 type StatusChecker interface {
-	Check(ctx context.Context, cert, issuer *x509.Certificate) (revocation.Result, error)
+	CheckChain(ctx context.Context, chain []*x509.Certificate) (revocation.Result, error)
 }
 
 // Config configures a Verifier. Roots, Arc, Status and Now are required.
@@ -191,7 +193,7 @@ func (v *Verifier) checkSigner(ctx context.Context, x5c parsedX5c, doc Document,
 	if err := bindSigner(doc, id); err != nil {
 		return fail(err)
 	}
-	status, err := v.cfg.Status.Check(ctx, chain[0], chain[1])
+	status, err := v.cfg.Status.CheckChain(ctx, chain)
 	if err != nil {
 		return fail(err)
 	}

@@ -64,7 +64,8 @@ func setup(t testing.TB, revoked ...*big.Int) *fixture {
 	return f
 }
 
-// freshChecker holds a CRL made at thisUpdate listing revoked (key compromise).
+// freshChecker holds a CRL made at thisUpdate listing revoked (key
+// compromise), and the root's ARL listing no CA.
 func (f *fixture) freshChecker(t testing.TB, thisUpdate time.Time, revoked ...*big.Int) *revocation.Checker {
 	var entries []crl.Entry
 	for _, s := range revoked {
@@ -78,6 +79,9 @@ func (f *fixture) freshChecker(t testing.TB, thisUpdate time.Time, revoked ...*b
 	list, _ := x509.ParseRevocationList(der)
 	c, _ := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: func() time.Time { return f.now }})
 	if err := c.AddCRL(list, f.p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddCRL(f.p.ARL(t, thisUpdate), f.p.Root); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -365,6 +369,29 @@ func TestRevocationAtSigningTime(t *testing.T) {
 		stale := f.freshChecker(t, f.now.Add(-30*time.Hour))
 		v, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: stale, Now: func() time.Time { return f.now }})
 		_, err := v.Verify(ctx, tok, rx.KindPrescription)
+		wantCode(t, err, errs.RevocationUnknown)
+	})
+	t.Run("the intermediate is on the root's ARL", func(t *testing.T) {
+		c := f.freshChecker(t, f.now)
+		if err := c.AddCRL(f.p.ARL(t, f.now.Add(time.Second), f.p.Intermediate), f.p.Root); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: c, Now: func() time.Time { return f.now.Add(time.Minute) }})
+		_, err := v.Verify(ctx, tok, rx.KindPrescription)
+		wantCode(t, err, errs.CertificateRevoked)
+	})
+	t.Run("no ARL", func(t *testing.T) {
+		c, _ := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: func() time.Time { return f.now }})
+		der, err := crl.Sign(crl.Request{Number: big.NewInt(1), ThisUpdate: f.now, NextUpdate: f.now.Add(24 * time.Hour)}, f.p.Intermediate, f.interKey, f.p.Linter, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, _ := x509.ParseRevocationList(der)
+		if err := c.AddCRL(list, f.p.Intermediate); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root}, Arc: f.p.Arc, Status: c, Now: func() time.Time { return f.now }})
+		_, err = v.Verify(ctx, tok, rx.KindPrescription)
 		wantCode(t, err, errs.RevocationUnknown)
 	})
 }

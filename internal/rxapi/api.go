@@ -5,6 +5,7 @@ package rxapi
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
 // API serves rxd's endpoints.
@@ -33,10 +35,10 @@ type API struct {
 	Rules       *rules.Engine
 	// Arc reads the identity extension of callers' certificates.
 	Arc pki.Arc
-	// Status answers whether a caller's certificate is revoked; a caller
-	// whose status cannot be established is refused.
+	// Status answers whether a caller's certificate, or its CA, is
+	// revoked; a caller whose status cannot be established is refused.
 	Status interface {
-		Check(ctx context.Context, cert, issuer *x509.Certificate) (revocation.Result, error)
+		CheckChain(ctx context.Context, chain []*x509.Certificate) (revocation.Result, error)
 	}
 	// DB is pinged by /healthz; nil skips the check.
 	DB  Pinger
@@ -44,12 +46,26 @@ type API struct {
 	Now func() time.Time
 }
 
+// ServerTLS is the TLS configuration Handler needs: the shared policy, and
+// a client certificate asked for and, when given, verified to clientCAs at
+// the handshake — but not required there, so that /healthz answers without
+// one and every other route refuses a request without one with a problem
+// document (unauthenticated) rather than a bare handshake failure.
+func ServerTLS(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
+	c := tlsconf.New()
+	c.Certificates = []tls.Certificate{cert}
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	c.ClientCAs = clientCAs
+	return c
+}
+
 // Callers' roles: the software of vendors and the insurer's own services.
 var callerRoles = []pki.Role{pki.RoleVendor, pki.RoleService}
 
 // Handler routes the API. Every endpoint but /healthz needs a caller's
-// TLS client certificate: verified to our roots by the TLS layer, then
-// checked here for its role and revocation status.
+// TLS client certificate: verified to our roots by the TLS layer (see
+// ServerTLS), then required and checked here for its role and revocation
+// status.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
@@ -160,7 +176,7 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 			a.fail(w, r, errs.New(errs.Forbidden, "the client certificate is not a vendor's or service's"))
 			return
 		}
-		st, err := a.Status.Check(r.Context(), chain[0], chain[1])
+		st, err := a.Status.CheckChain(r.Context(), chain)
 		if err == nil {
 			err = st.GoodAt(a.Now())
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
@@ -76,15 +77,16 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: revoked.Leaf.SerialNumber, RevocationTime: now.Add(-time.Minute)}},
-	}, p.Intermediate, interKey)
+	der, err := crl.Sign(crl.Request{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour),
+		Entries: []crl.Entry{{Serial: revoked.Leaf.SerialNumber, RevokedAt: now.Add(-time.Minute)}}}, p.Intermediate, interKey, p.Linter, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	crl, _ := x509.ParseRevocationList(der)
-	if err := status.AddCRL(crl, p.Intermediate); err != nil {
+	list, _ := x509.ParseRevocationList(der)
+	if err := status.AddCRL(list, p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	if err := status.AddCRL(p.ARL(t, now.Add(-time.Minute)), p.Root); err != nil {
 		t.Fatal(err)
 	}
 
@@ -103,7 +105,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	f.srv = httptest.NewUnstartedServer(api.Handler())
-	f.srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots, MinVersion: tls.VersionTLS12}
+	f.srv.TLS = rxapi.ServerTLS(serverCert, roots)
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
 	for name, c := range map[string]tls.Certificate{"vendor": vendor, "revoked": revoked, "officer": officer} {
@@ -178,8 +180,35 @@ func TestCallersAreAuthenticated(t *testing.T) {
 	wantProblem(t, resp, body, 403, "forbidden")
 	resp, body = f.do(t, "revoked", "GET", path, nil)
 	wantProblem(t, resp, body, 401, "unauthenticated")
-	if _, err := f.clients["anonymous"].Get(f.srv.URL + path); err == nil {
-		t.Fatal("a client without a certificate completed the handshake")
+	// Without a certificate: /healthz answers, every other route refuses
+	// with a problem document, not a bare handshake failure.
+	resp, body = f.do(t, "anonymous", "GET", "/healthz", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/healthz without a certificate: %d %s", resp.StatusCode, body)
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", path, ""}, {"POST", "/v1/rules/check", checkBody("prescribe", "")}, {"GET", "/v1/rules", ""},
+		{"GET", "/v1/catalogue/items?q=a", ""}, {"GET", "/v1/catalogue/items/" + catalogtest.Amoxicillin, ""},
+	} {
+		var b io.Reader
+		if r.body != "" {
+			b = strings.NewReader(r.body)
+		}
+		resp, body = f.do(t, "anonymous", r.method, r.path, b)
+		wantProblem(t, resp, body, 401, "unauthenticated")
+	}
+	// A certificate the TLS layer cannot verify to our roots still fails
+	// the handshake.
+	other := testpki.New(t, nil, time.Now)
+	k := newKey()
+	stranger := other.Issue(t, "service-tls-client", testpki.Subject(pki.RoleVendor, "vendor-x", time.Now()), k)
+	roots := x509.NewCertPool()
+	roots.AddCert(f.pki.Root)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost",
+		Certificates: []tls.Certificate{{Certificate: [][]byte{stranger.Raw, other.Intermediate.Raw}, PrivateKey: k}}}}}
+	if resp, err := c.Get(f.srv.URL + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a certificate from another CA completed the handshake")
 	}
 	// Fail closed: with no evidence of status, even a good vendor is refused.
 	g := setup(t, func(a *rxapi.API) {

@@ -54,10 +54,12 @@ type Revoker interface {
 	Changes(ctx context.Context, pendingOnly bool, limit int) ([]*revoke.Change, error)
 }
 
-// Status serves what relying parties fetch: the CRL, OCSP and the bundle.
+// Status serves what relying parties fetch: the CRL, the root's ARL, OCSP
+// and the bundle.
 type Status interface {
 	CRL() *revoke.CRL
 	CRLHandler() http.Handler
+	ARLHandler() http.Handler
 	GenerateCRL(ctx context.Context) (revoke.CRL, error)
 	Bundle(ctx context.Context) ([]byte, error)
 }
@@ -82,9 +84,9 @@ type Config struct {
 	Revoke        Revoker
 	Status        Status
 	OCSP          http.Handler // the responder, mounted at OCSPPath
-	// Paths of the CRL and OCSP URLs in issued certificates, on the
-	// relying-party listener.
-	CRLPath, OCSPPath string
+	// Paths of the CRL and OCSP URLs in issued certificates, and of the
+	// ARL URL in the intermediate, on the relying-party listener.
+	CRLPath, OCSPPath, ARLPath string
 }
 
 // API serves both handlers.
@@ -95,7 +97,7 @@ type API struct {
 // New checks cfg.
 func New(cfg Config) (*API, error) {
 	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
-		cfg.Revoke == nil || cfg.Status == nil || cfg.OCSP == nil || cfg.CRLPath == "" || cfg.OCSPPath == "" {
+		cfg.Revoke == nil || cfg.Status == nil || cfg.OCSP == nil || cfg.CRLPath == "" || cfg.OCSPPath == "" || cfg.ARLPath == "" {
 		return nil, errors.New("trustapi: incomplete configuration")
 	}
 	return &API{cfg: cfg}, nil
@@ -150,6 +152,7 @@ func (a *API) PublicHandler() http.Handler {
 	mux.HandleFunc("POST /v1/revocations", a.holderRevocation)
 	mux.HandleFunc("GET /v1/trust-bundle", a.trustBundle)
 	mux.Handle("GET /v1/crl", a.cfg.Status.CRLHandler())
+	mux.Handle("GET /v1/arl", a.cfg.Status.ARLHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -354,12 +357,14 @@ func queryInt(r *http.Request, name string) (int, error) {
 }
 
 // RelyingPartyHandler serves, over plain HTTP, what certificates point
-// relying parties to: the issuer certificate (AIA). Everything here is
-// signed or public, so TLS would add nothing but a bootstrapping loop.
+// relying parties to: the issuer certificate (AIA), the CRL, the root's
+// ARL and OCSP. Everything here is signed or public, so TLS would add
+// nothing but a bootstrapping loop.
 func (a *API) RelyingPartyHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ca/intermediate.crt", a.intermediateDER)
 	mux.Handle("GET "+a.cfg.CRLPath, a.cfg.Status.CRLHandler())
+	mux.Handle("GET "+a.cfg.ARLPath, a.cfg.Status.ARLHandler())
 	ocspPath := strings.TrimSuffix(a.cfg.OCSPPath, "/")
 	mux.Handle(ocspPath, a.cfg.OCSP)
 	mux.Handle(ocspPath+"/", a.cfg.OCSP)

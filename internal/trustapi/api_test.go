@@ -101,7 +101,7 @@ func newEnv(t *testing.T) *env {
 	}
 	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: e.svc, Audit: rec, Roots: []*x509.Certificate{p.Root},
 		Intermediates: []*x509.Certificate{p.Intermediate}, Arc: p.Arc, Log: log, Now: now,
-		Revoke: rev, Status: e.pub, OCSP: resp.Handler("/ocsp"), CRLPath: "/crl/issuing-ca-1.crl", OCSPPath: "/ocsp"})
+		Revoke: rev, Status: e.pub, OCSP: resp.Handler("/ocsp"), CRLPath: "/crl/issuing-ca-1.crl", OCSPPath: "/ocsp", ARLPath: "/crl/root-ca.crl"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,12 @@ type CAConfig struct {
 	RootCerts        []string `json:"root_certs"`
 	IntermediateCert string   `json:"intermediate_cert"`
 	IntermediateKey  string   `json:"intermediate_key"` // pkcs11: or softkey: URI
+	// ARL is the root's authority revocation list (DER), written by init
+	// and re-signed by `trustd sign-arl` with the root key, at least
+	// yearly. trustd serves it and puts it in the trust bundle, and
+	// re-reads the file every few minutes. Without it relying parties
+	// cannot check the intermediate and refuse its chains.
+	ARL string `json:"arl,omitempty"`
 }
 
 // URLConfig are the relying-party URLs in certificates.
@@ -70,6 +77,10 @@ type URLConfig struct {
 	CRL    []string `json:"crl"`
 	OCSP   []string `json:"ocsp"`
 	Issuer []string `json:"issuer"`
+	// ARL is the intermediate's CRL distribution point (set at init: it
+	// is inside the intermediate certificate); its path is where the
+	// relying-party listener serves the ARL.
+	ARL []string `json:"arl,omitempty"`
 }
 
 // TLSConfig is a certificate chain file and a key URI.
@@ -220,7 +231,7 @@ func (c *Config) Validate() error {
 	if _, err := pki.ParseArc(c.OIDArc); err != nil {
 		bad("oid_arc: %v", err)
 	}
-	for _, u := range append(append(append([]string{}, c.URLs.CRL...), c.URLs.OCSP...), c.URLs.Issuer...) {
+	for _, u := range slices.Concat(c.URLs.CRL, c.URLs.OCSP, c.URLs.Issuer, c.URLs.ARL) {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			bad("urls: %q is not an http(s) URL", u)
 		}

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -71,9 +72,9 @@ type InitResult struct {
 }
 
 // Init runs the CA ceremony into an empty directory: root and intermediate,
-// trustd's TLS certificate, the first officers' certificates, the database
-// and trustd.json. Every certificate is linted before it is signed and the
-// whole ceremony is audited. The root key is created but not referenced by
+// the root's ARL, trustd's TLS certificate, the first officers'
+// certificates, the database and trustd.json. Every certificate and CRL is
+// linted before it is signed and the whole ceremony is audited. The root key is created but not referenced by
 // the config: move it offline after init.
 func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if len(o.Officers) < 2 {
@@ -146,7 +147,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 		Store:  o.Store,
 		OIDArc: o.OIDArc,
 		CA: CAConfig{
-			RootCerts: []string{"ca/root.crt"}, IntermediateCert: "ca/intermediate.crt", IntermediateKey: interKey.URI(),
+			RootCerts: []string{"ca/root.crt"}, IntermediateCert: "ca/intermediate.crt", IntermediateKey: interKey.URI(), ARL: arlFile,
 		},
 		TLS:    TLSConfig{Cert: "tls/trustd.crt"},
 		Admin:  ListenerConfig{Listen: o.AdminListen},
@@ -162,6 +163,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 			CRL:    []string{o.HTTPBaseURL + "/crl/issuing-ca-1.crl"},
 			OCSP:   []string{o.HTTPBaseURL + "/ocsp"},
 			Issuer: []string{o.HTTPBaseURL + "/ca/intermediate.crt"},
+			ARL:    []string{o.HTTPBaseURL + arlURLPath},
 		}
 	}
 	profiles, err := Profiles(cfg)
@@ -176,7 +178,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: root certificate: %w", err)
 	}
-	inter, err := ceremony.CreateIntermediate(root, rootKey, interKey.Public(), profiles.Intermediate, o.Names, now, linter)
+	inter, err := ceremony.CreateIntermediate(root, rootKey, interKey.Public(), profiles.Intermediate, o.Names, cfg.URLs.ARL, now, linter)
 	if err != nil {
 		return nil, fmt.Errorf("init: intermediate certificate: %w", err)
 	}
@@ -203,6 +205,11 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 			Detail: map[string]string{"subject": c.cert.Subject.String(), "not_after": c.cert.NotAfter.UTC().Format(time.RFC3339), "key": redactedKeyURI(c.key)}}); err != nil {
 			return nil, err
 		}
+	}
+	// The root's first ARL, empty: relying parties can check the
+	// intermediate from the start.
+	if _, err := signARL(ctx, rec, ceremony.ARLRequest{Number: big.NewInt(1), ThisUpdate: now}, root, rootKey, linter, filepath.Join(dir, arlFile)); err != nil {
+		return nil, fmt.Errorf("init: the root's ARL: %w", err)
 	}
 	issuer, err := ca.New(ca.Config{Roots: []*x509.Certificate{root}, Intermediate: inter, Signer: interKey, Linter: linter, Now: d.Now})
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/nuskha/nuskha/internal/publish"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustapi"
 )
 
@@ -44,6 +45,7 @@ type Service struct {
 
 	cfg    *Config
 	log    *slog.Logger
+	now    func() time.Time
 	keys   *hsm.Manager
 	store  *sqlstore.Trust
 	api    *trustapi.API
@@ -182,9 +184,9 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	crlPath, ocspPath := urlPath(cfg.URLs.CRL, "/crl/issuing-ca-1.crl"), urlPath(cfg.URLs.OCSP, "/ocsp")
+	crlPath, ocspPath, arlPath := urlPath(cfg.URLs.CRL, "/crl/issuing-ca-1.crl"), urlPath(cfg.URLs.OCSP, "/ocsp"), urlPath(cfg.URLs.ARL, arlURLPath)
 	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
-		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath})
+		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath})
 	if err != nil {
 		return nil, err
 	}
@@ -196,13 +198,21 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	base := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverCert}}
+	base := tlsconf.New()
+	base.Certificates = []tls.Certificate{serverCert}
 	admin := base.Clone()
 	admin.ClientAuth = tls.RequireAndVerifyClientCert
 	admin.ClientCAs = pool
+	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, api: api, admin: admin, public: base, inter: inters[0],
+		pub: pub, resp: resp, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew}
+	if err := s.ReloadARL(); err != nil {
+		return nil, err
+	}
+	if cfg.CA.ARL == "" {
+		s.checkARLExpiry()
+	}
 	ok = true
-	return &Service{cfg: cfg, log: d.Log, keys: d.Keys, store: db, api: api, admin: admin, public: base, inter: inters[0],
-		pub: pub, resp: resp, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew}, nil
+	return s, nil
 }
 
 // urlPath is the path of the first URL, or def.
@@ -346,6 +356,8 @@ func (s *Service) Serve(ctx context.Context) error {
 	go func() {
 		t := time.NewTicker(6 * time.Hour)
 		defer t.Stop()
+		arl := time.NewTicker(arlReload)
+		defer arl.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -353,6 +365,12 @@ func (s *Service) Serve(ctx context.Context) error {
 			case <-t.C:
 				if err := s.RenewCredentials(ctx); err != nil {
 					s.log.ErrorContext(ctx, "renewing trustd's own credentials failed", "err", err)
+				}
+				s.checkARLExpiry()
+			case <-arl.C:
+				// A bad file keeps the ARL being served.
+				if err := s.ReloadARL(); err != nil {
+					s.log.ErrorContext(ctx, "the ARL file was not loaded", "err", err)
 				}
 			}
 		}

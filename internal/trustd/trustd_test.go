@@ -2,16 +2,26 @@ package trustd_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"go.step.sm/crypto/pemutil"
+
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -49,7 +59,46 @@ func TestInitThenServeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serving the config init wrote: %v", err)
 	}
-	svc.Close()
+	defer svc.Close()
+
+	t.Run("TLS 1.2 offers only AEAD suites", func(t *testing.T) {
+		for name, c := range map[string]*tls.Config{"admin": svc.AdminTLS(), "public": svc.PublicTLS()} {
+			if c.MinVersion != tls.VersionTLS12 || !slices.Equal(c.CipherSuites, tlsconf.CipherSuites) {
+				t.Fatalf("%s listener: min version %x, suites %v", name, c.MinVersion, c.CipherSuites)
+			}
+		}
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", svc.PublicTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		roots := x509.NewCertPool()
+		pemRoot, _ := os.ReadFile(res.RootCert)
+		roots.AppendCertsFromPEM(pemRoot)
+		dial := func(suite uint16) error {
+			c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}
+		if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA); err == nil {
+			t.Fatal("the public listener accepted ECDHE-ECDSA-AES128-SHA")
+		}
+		if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); err != nil {
+			t.Fatalf("the public listener refused ECDHE-ECDSA-AES128-GCM-SHA256: %v", err)
+		}
+	})
 
 	t.Run("init never overwrites a CA", func(t *testing.T) {
 		_, err := trustd.Init(context.Background(), trustd.InitOptions{Dir: dir, Officers: []trustd.Officer{{Name: "a"}, {Name: "b"}}}, d)
@@ -155,4 +204,126 @@ func TestSavedConfigIsReadable(t *testing.T) {
 	if !strings.Contains(string(raw), `"intermediate_key": "`+uri+`"`) {
 		t.Fatalf("saved config:\n%s", raw)
 	}
+}
+
+// TestARLCeremony: init signs the root's first ARL, which trustd serves
+// and the intermediate points to; sign-arl, with the root key, re-signs it
+// with the next number and can revoke the intermediate; a running trustd
+// picks the file up.
+func TestARLCeremony(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", HTTPBaseURL: "http://trustd.test:8080",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := pemutil.ReadCertificate(filepath.Join(dir, "ca", "intermediate.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(inter.CRLDistributionPoints, []string{"http://trustd.test:8080/crl/root-ca.crl"}) || cfg.CA.ARL != "ca/root.crl" {
+		t.Fatalf("intermediate CDP %v, ca.arl %q", inter.CRLDistributionPoints, cfg.CA.ARL)
+	}
+	svc, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	first := svc.Publisher().ARL()
+	if first == nil || first.Number.Int64() != 1 || len(first.RevokedCertificateEntries) != 0 {
+		t.Fatalf("the ARL served after init: %+v", first)
+	}
+	rp := httptest.NewServer(svc.API().RelyingPartyHandler())
+	defer rp.Close()
+	get := func() *x509.RevocationList {
+		resp, err := http.Get(rp.URL + "/crl/root-ca.crl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		der, _ := io.ReadAll(resp.Body)
+		l, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatalf("ARL over HTTP: %d %v", resp.StatusCode, err)
+		}
+		return l
+	}
+	if get().Number.Int64() != 1 {
+		t.Fatal("the relying-party listener does not serve the ARL")
+	}
+
+	tlsChain, err := pemutil.ReadCertificateBundle(filepath.Join(dir, "tls", "trustd.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := tlsChain[0]
+	for name, o := range map[string]trustd.ARLOptions{
+		"without the root key":   {},
+		"with another key":       {RootKey: cfg.CA.IntermediateKey},
+		"revoking a leaf":        {RootKey: res.RootKeyURI, Revoke: leaf, Reason: 2},
+		"revoking with a reason": {RootKey: res.RootKeyURI, Revoke: inter, Reason: 6},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := trustd.SignARL(ctx, cfg, o, d); err == nil {
+				t.Fatal("signed")
+			}
+			if svc.ReloadARL() != nil || get().Number.Int64() != 1 {
+				t.Fatal("a refused sign-arl changed the ARL")
+			}
+		})
+	}
+	second, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI, Revoke: inter, Reason: 2}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Number.Int64() != 2 || len(second.RevokedCertificateEntries) != 1 || second.RevokedCertificateEntries[0].SerialNumber.Cmp(inter.SerialNumber) != 0 {
+		t.Fatalf("ARL 2: %+v", second)
+	}
+	if _, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI, Revoke: inter, Reason: 2}, d); err == nil {
+		t.Fatal("the intermediate was revoked twice")
+	}
+	if err := svc.ReloadARL(); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got.Number.Int64() != 2 || len(got.RevokedCertificateEntries) != 1 {
+		t.Fatalf("after sign-arl the listener serves ARL %s", got.Number)
+	}
+	// A yearly re-signing keeps the revoked intermediate listed.
+	third, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI}, d)
+	if err != nil || third.Number.Int64() != 3 || len(third.RevokedCertificateEntries) != 1 {
+		t.Fatalf("ARL 3: %+v %v", third, err)
+	}
+	if f, err := mustLinter(t).RevocationList(third.Raw); err != nil || len(f) != 0 {
+		t.Fatalf("zlint on the re-signed ARL: %v %v", f, err)
+	}
+	// A file that is not this root's ARL, or an older one, is refused and
+	// the ARL served stays.
+	if err := svc.ReloadARL(); err != nil {
+		t.Fatal(err)
+	}
+	arlPath := filepath.Join(dir, "ca", "root.crl")
+	for name, der := range map[string][]byte{"another root's": testpki.New(t, nil, time.Now).ARL(t, time.Now()).Raw, "an older": second.Raw, "garbage": []byte("x")} {
+		if err := os.WriteFile(arlPath, der, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.ReloadARL(); err == nil || get().Number.Int64() != 3 {
+			t.Fatalf("%s ARL file: reload %v, serving ARL %s", name, err, get().Number)
+		}
+	}
+}
+
+func mustLinter(t *testing.T) *lint.Linter {
+	l, err := lint.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -1,13 +1,16 @@
 // Package bundle is the offline trust bundle: one signed document with the
-// CA certificates and the current CRL, so that a pharmacy whose network is
-// down can still verify signatures — and knows, from the CRL's own signed
-// thisUpdate, how old its evidence is.
+// CA certificates, the issuing CA's current CRL and the root's ARL (its CRL
+// of the CAs it certified), so that a pharmacy whose network is down can
+// still verify signatures and every certificate of their chains — and
+// knows, from each CRL's own signed thisUpdate, how old its evidence is.
 //
 // The bundle is a compact JWS (RFC 7515) whose x5c chain ends at a root the
 // verifier already pins and whose signer holds the trust-bundle-signing
 // EKU. Its payload, versioned, is:
 //
 //	{"v": 1, "issued_at": RFC 3339, "roots": [b64 DER], "intermediates": [b64 DER], "crls": [b64 DER]}
+//
+// crls holds the intermediates' CRLs and the roots' ARLs.
 package bundle
 
 import (
@@ -83,7 +86,7 @@ type Verified struct {
 	IssuedAt      time.Time
 	Roots         []*x509.Certificate // the pinned roots the bundle relies on
 	Intermediates []*x509.Certificate // each chains to a pinned root
-	CRLs          []CRL               // each signed by one of Intermediates
+	CRLs          []CRL               // each signed by one of Intermediates or (an ARL) of Roots
 	Signer        *x509.Certificate
 }
 
@@ -175,13 +178,13 @@ func Verify(data []byte, pinned []*x509.Certificate, arc pki.Arc, now time.Time)
 			return nil, bad("CRL: %v", err)
 		}
 		var issuer *x509.Certificate
-		for _, c := range v.Intermediates {
+		for _, c := range slices.Concat(v.Intermediates, v.Roots) {
 			if bytes.Equal(c.RawSubject, crl.RawIssuer) && crl.CheckSignatureFrom(c) == nil {
 				issuer = c
 			}
 		}
 		if issuer == nil {
-			return nil, bad("a CRL is not signed by any of the bundle's intermediates")
+			return nil, bad("a CRL is not signed by any of the bundle's intermediates or pinned roots")
 		}
 		v.CRLs = append(v.CRLs, CRL{List: crl, Issuer: issuer})
 	}

@@ -28,6 +28,7 @@ type fixture struct {
 	signer *ecdsa.PrivateKey
 	chain  []*x509.Certificate
 	crl    []byte
+	arl    []byte
 }
 
 func setup(t *testing.T) fixture {
@@ -39,11 +40,11 @@ func setup(t *testing.T) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixture{p: p, signer: signer, chain: []*x509.Certificate{cert, p.Intermediate}, crl: der}
+	return fixture{p: p, signer: signer, chain: []*x509.Certificate{cert, p.Intermediate}, crl: der, arl: p.ARL(t, time.Now()).Raw}
 }
 
 func (f fixture) payload() bundle.Payload {
-	return bundle.Payload{IssuedAt: time.Now(), Roots: [][]byte{f.p.Root.Raw}, Intermediates: [][]byte{f.p.Intermediate.Raw}, CRLs: [][]byte{f.crl}}
+	return bundle.Payload{IssuedAt: time.Now(), Roots: [][]byte{f.p.Root.Raw}, Intermediates: [][]byte{f.p.Intermediate.Raw}, CRLs: [][]byte{f.crl, f.arl}}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -56,7 +57,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v.Roots) != 1 || len(v.Intermediates) != 1 || len(v.CRLs) != 1 || !v.CRLs[0].Issuer.Equal(f.p.Intermediate) {
+	if len(v.Roots) != 1 || len(v.Intermediates) != 1 || len(v.CRLs) != 2 || !v.CRLs[0].Issuer.Equal(f.p.Intermediate) || !v.CRLs[1].Issuer.Equal(f.p.Root) {
 		t.Fatalf("verified bundle: %+v", v)
 	}
 }
@@ -78,6 +79,9 @@ func TestRefusals(t *testing.T) {
 	p.CRLs = [][]byte{mustCRL(t, other)}
 	foreignCRL, _ := bundle.Sign(p, f.signer, f.chain)
 	p = f.payload()
+	p.CRLs = [][]byte{f.crl, other.ARL(t, time.Now()).Raw}
+	foreignARL, _ := bundle.Sign(p, f.signer, f.chain)
+	p = f.payload()
 	p.IssuedAt = time.Now().Add(time.Hour)
 	future, _ := bundle.Sign(p, f.signer, f.chain)
 	parts := strings.Split(string(good), ".")
@@ -91,6 +95,7 @@ func TestRefusals(t *testing.T) {
 		"signer without the bundle EKU":  wrongEKU,
 		"intermediate from another root": foreignIntermediate,
 		"CRL from another CA":            foreignCRL,
+		"ARL from another root":          foreignARL,
 		"issued in the future":           future,
 		// encoding/base64 skips line breaks: the same bundle, spelled twice.
 		"line break in the signature": []byte(parts[0] + "." + parts[1] + "." + parts[2][:20] + "\r\n" + parts[2][20:]),
@@ -112,6 +117,10 @@ func mustCRL(t *testing.T, p *testpki.PKI) []byte {
 		&x509.Certificate{Subject: p.Intermediate.Subject, SubjectKeyId: []byte{1}, KeyUsage: x509.KeyUsageCRLSign, PublicKey: k.Public()}, k)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Well formed: it is refused for its signer, nothing else.
+	if f, err := p.Linter.RevocationList(der); err != nil || len(f) != 0 {
+		t.Fatalf("zlint on the foreign CRL: %v %v", f, err)
 	}
 	return der
 }

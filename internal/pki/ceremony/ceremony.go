@@ -1,19 +1,24 @@
-// Package ceremony creates the CA hierarchy: a self-signed root and the
-// issuing intermediate it certifies. It runs once, at `trustd init`, with the
-// root key present; day-to-day issuance needs only the intermediate key.
+// Package ceremony creates the CA hierarchy: a self-signed root, the
+// issuing intermediate it certifies, and the root's authority revocation
+// list (ARL). It runs with the root key present: once at `trustd init`, and
+// again whenever the ARL must be re-signed (`trustd sign-arl`); day-to-day
+// issuance needs only the intermediate key.
 package ceremony
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
 	"go.step.sm/crypto/x509util"
 
+	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/profile"
 )
@@ -76,9 +81,12 @@ func CreateRoot(rootKey crypto.Signer, tpl profile.CATemplate, names Names, now 
 }
 
 // CreateIntermediate certifies the intermediate's public key with the root.
-func CreateIntermediate(root *x509.Certificate, rootKey crypto.Signer, pub crypto.PublicKey, tpl profile.CATemplate, names Names, now time.Time, l *lint.Linter) (*x509.Certificate, error) {
+// arlURLs, where relying parties fetch the root's ARL, are the template's
+// .URL.CRL (its CRL distribution point).
+func CreateIntermediate(root *x509.Certificate, rootKey crypto.Signer, pub crypto.PublicKey, tpl profile.CATemplate, names Names, arlURLs []string, now time.Time, l *lint.Linter) (*x509.Certificate, error) {
 	data := x509util.CreateTemplateData(names.IntermediateCN, nil)
 	data.SetSubject(names.subject(names.IntermediateCN))
+	data["URL"] = profile.URLs{CRL: arlURLs}
 	t, err := render(tpl.Template, data, pub)
 	if err != nil {
 		return nil, fmt.Errorf("ceremony: intermediate template: %w", err)
@@ -145,4 +153,56 @@ func parentOf(cert, parent *x509.Certificate) *x509.Certificate {
 		return cert
 	}
 	return parent
+}
+
+// ARLValidity is an ARL's lifetime (nextUpdate - thisUpdate). The root key
+// is offline, so the root re-signs its ARL at a ceremony, and MUST do so
+// before nextUpdate: from then on verifiers refuse every chain through
+// the intermediate (they fail closed on a stale ARL). trustd warns from
+// ARLWarnBefore ahead.
+const (
+	ARLValidity   = 365 * 24 * time.Hour
+	ARLWarnBefore = 60 * 24 * time.Hour
+)
+
+// ARLReasons are the CRLReasons a CA certificate may be revoked for
+// (RFC 5280 §5.3.1): a CA's key compromise is cACompromise, and a CA is
+// never merely suspended.
+var ARLReasons = []int{0, 2, 3, 4, 5}
+
+// ARLRequest is one authority revocation list: the root's CRL. The root
+// certifies only CAs, so its CRL lists exactly the revoked CAs.
+type ARLRequest struct {
+	Number     *big.Int
+	ThisUpdate time.Time
+	Validity   time.Duration // default ARLValidity
+	Revoked    []crl.Entry   // revoked CA certificates, with ARLReasons
+}
+
+// SignARL lints and signs the root's ARL with the root key and returns its
+// DER. nextUpdate is cut short by the root's own expiry. before sees the
+// linted TBS just before the root key signs (to record intent).
+func SignARL(req ARLRequest, root *x509.Certificate, rootKey crypto.Signer, l *lint.Linter, before crl.BeforeSign) ([]byte, error) {
+	if !bytes.Equal(root.RawSubject, root.RawIssuer) || root.CheckSignatureFrom(root) != nil {
+		return nil, errors.New("ceremony: the ARL is signed by the self-signed root")
+	}
+	if pub, ok := rootKey.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(root.PublicKey) {
+		return nil, errors.New("ceremony: the key is not the root certificate's")
+	}
+	if req.Validity == 0 {
+		req.Validity = ARLValidity
+	}
+	if req.Validity < 0 {
+		return nil, errors.New("ceremony: the ARL's validity must be positive")
+	}
+	for _, e := range req.Revoked {
+		if !slices.Contains(ARLReasons, e.Reason) {
+			return nil, fmt.Errorf("ceremony: reason %d is not one a CA certificate is revoked for (unspecified, cACompromise, affiliationChanged, superseded, cessationOfOperation)", e.Reason)
+		}
+	}
+	next := req.ThisUpdate.Add(req.Validity)
+	if next.After(root.NotAfter) {
+		next = root.NotAfter
+	}
+	return crl.Sign(crl.Request{Number: req.Number, ThisUpdate: req.ThisUpdate, NextUpdate: next, Entries: req.Revoked}, root, rootKey, l, before)
 }

@@ -7,11 +7,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"math/big"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nuskha/nuskha/certs"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/profile"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -41,7 +45,7 @@ func TestHierarchy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			inter, err := ceremony.CreateIntermediate(root, tc.root, tc.inter.Public(), profiles.Intermediate, ceremony.DefaultNames, now, l)
+			inter, err := ceremony.CreateIntermediate(root, tc.root, tc.inter.Public(), profiles.Intermediate, ceremony.DefaultNames, []string{testpki.ARLURL}, now, l)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,5 +84,75 @@ func TestSerial(t *testing.T) {
 			t.Fatal("serial repeated")
 		}
 		seen[s.String()] = true
+	}
+}
+
+// TestARL: the root's ARL is lint-clean, and with it and the issuing CA's
+// CRL `openssl verify -crl_check_all` accepts a practitioner's chain, and
+// refuses it once the intermediate is on the ARL.
+func TestARL(t *testing.T) {
+	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := testpki.New(t, interKey, time.Now)
+	if len(p.Intermediate.CRLDistributionPoints) != 1 || p.Intermediate.CRLDistributionPoints[0] != testpki.ARLURL {
+		t.Fatalf("the intermediate's CRL distribution points: %v", p.Intermediate.CRLDistributionPoints)
+	}
+	if f, err := p.Linter.Certificate(p.Intermediate.Raw); err != nil || len(f) != 0 {
+		t.Fatalf("zlint on the intermediate: %v %v", f, err)
+	}
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", time.Now()), leafKey)
+	now := time.Now()
+	crlDER, err := crl.Sign(crl.Request{Number: big.NewInt(1), ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour)}, p.Intermediate, interKey, p.Linter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linted []byte
+	arl, err := ceremony.SignARL(ceremony.ARLRequest{Number: big.NewInt(1), ThisUpdate: now}, p.Root, p.RootKey, p.Linter, func(tbs []byte) error { linted = tbs; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := x509.ParseRevocationList(arl)
+	if string(list.RawTBSRevocationList) != string(linted) || !list.NextUpdate.Equal(now.Add(ceremony.ARLValidity).UTC().Truncate(time.Second)) {
+		t.Fatalf("ARL: signed TBS equal to the linted one: %v; nextUpdate %s", string(list.RawTBSRevocationList) == string(linted), list.NextUpdate)
+	}
+	if f, err := p.Linter.RevocationList(arl); err != nil || len(f) != 0 {
+		t.Fatalf("zlint on the ARL: %v %v", f, err)
+	}
+	if out, err := testpki.OpenSSLVerifyChain(t, p.Root, p.Intermediate, leaf, arl, crlDER); err != nil {
+		t.Fatalf("openssl verify -crl_check_all: %v\n%s", err, out)
+	}
+	revoked, err := ceremony.SignARL(ceremony.ARLRequest{Number: big.NewInt(2), ThisUpdate: now,
+		Revoked: []crl.Entry{{Serial: p.Intermediate.SerialNumber, RevokedAt: now, Reason: 2}}}, p.Root, p.RootKey, p.Linter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := p.Linter.RevocationList(revoked); err != nil || len(f) != 0 {
+		t.Fatalf("zlint on the ARL with an entry: %v %v", f, err)
+	}
+	if out, err := testpki.OpenSSLVerifyChain(t, p.Root, p.Intermediate, leaf, revoked, crlDER); err == nil || !strings.Contains(out, "certificate revoked") {
+		t.Fatalf("openssl verify -crl_check_all with the intermediate revoked: %v\n%s", err, out)
+	}
+	// Without the ARL, openssl cannot check the intermediate and refuses.
+	if out, err := testpki.OpenSSLVerifyCRL(t, p.Root, p.Intermediate, leaf, crlDER, "-crl_check_all"); err == nil {
+		t.Fatalf("openssl verify -crl_check_all without the ARL accepted:\n%s", out)
+	}
+
+	for name, tc := range map[string]struct {
+		req ceremony.ARLRequest
+		key crypto.Signer
+	}{
+		"hold is not for CAs":                    {ceremony.ARLRequest{Number: big.NewInt(3), ThisUpdate: now, Revoked: []crl.Entry{{Serial: big.NewInt(5), RevokedAt: now, Reason: 6}}}, p.RootKey},
+		"keyCompromise is cACompromise for a CA": {ceremony.ARLRequest{Number: big.NewInt(3), ThisUpdate: now, Revoked: []crl.Entry{{Serial: big.NewInt(5), RevokedAt: now, Reason: 1}}}, p.RootKey},
+		"not the root's key":                     {ceremony.ARLRequest{Number: big.NewInt(3), ThisUpdate: now}, interKey},
+		"negative validity":                      {ceremony.ARLRequest{Number: big.NewInt(3), ThisUpdate: now, Validity: -time.Hour}, p.RootKey},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if der, err := ceremony.SignARL(tc.req, p.Root, tc.key, p.Linter, nil); err == nil || der != nil {
+				t.Fatal("signed")
+			}
+		})
+	}
+	if _, err := ceremony.SignARL(ceremony.ARLRequest{Number: big.NewInt(3), ThisUpdate: now}, p.Intermediate, interKey, p.Linter, nil); err == nil {
+		t.Fatal("an intermediate signed an ARL")
 	}
 }

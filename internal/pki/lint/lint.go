@@ -24,6 +24,7 @@ import (
 	zx509 "github.com/zmap/zcrypto/x509"
 	"github.com/zmap/zlint/v3"
 	zl "github.com/zmap/zlint/v3/lint"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/nuskha/nuskha/internal/errs"
 )
@@ -41,9 +42,21 @@ var Sources = zl.SourceList{zl.RFC5280, zl.RFC5480, zl.Community}
 // P-384 verification) was 80% of issuance time.
 var notApplicable = []string{"e_cert_issued_by_compromised_emudhra_ca"}
 
-// Linter lints certificates and CRLs with a fixed lint registry.
+// OCSPSources are the zlint sources whose OCSP-response lints apply:
+// Sources and RFC 6960, the OCSP standard.
+var OCSPSources = append(zl.SourceList{zl.RFC6960}, Sources...)
+
+// ocspAlsoApplicable are OCSP lints of the CA/B Forum source that check
+// what RFC 5758 §3.2 and RFC 4055 §5 also require of any signature: the
+// AlgorithmIdentifier's exact encoding (ECDSA without parameters, RSA with
+// NULL). The responder writes that field itself.
+var ocspAlsoApplicable = []string{"e_ocsp_ecdsa_signature_encoding_correct", "e_ocsp_rsa_signature_encoding_correct"}
+
+// Linter lints certificates, CRLs and OCSP responses with fixed lint
+// registries.
 type Linter struct {
 	registry zl.Registry
+	ocsp     zl.Registry
 	ignored  map[string]bool
 
 	mu   sync.Mutex
@@ -58,15 +71,42 @@ func New(ignore []string) (*Linter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lint: building registry: %w", err)
 	}
-	names := reg.Names()
+	ocspReg, err := ocspRegistry()
+	if err != nil {
+		return nil, err
+	}
+	names := append(reg.Names(), ocspReg.Names()...)
 	ignored := map[string]bool{}
 	for _, n := range ignore {
 		if !slices.Contains(names, n) {
-			return nil, fmt.Errorf("lint: ignored lint %q does not exist in sources %v", n, Sources)
+			return nil, fmt.Errorf("lint: ignored lint %q does not exist in sources %v", n, OCSPSources)
 		}
 		ignored[n] = true
 	}
-	return &Linter{registry: reg, ignored: ignored, keys: map[string]crypto.Signer{}}, nil
+	return &Linter{registry: reg, ocsp: ocspReg, ignored: ignored, keys: map[string]crypto.Signer{}}, nil
+}
+
+// ocspRegistry holds the OCSP-response lints of OCSPSources and
+// ocspAlsoApplicable. Filter options intersect, so the names are picked
+// here and the registry filtered by name.
+func ocspRegistry() (zl.Registry, error) {
+	var names []string
+	for _, l := range zl.GlobalRegistry().OcspResponseLints().Lints() {
+		if slices.Contains(OCSPSources, l.Source) || slices.Contains(ocspAlsoApplicable, l.Name) {
+			names = append(names, l.Name)
+		}
+	}
+	for _, n := range ocspAlsoApplicable {
+		if !slices.Contains(names, n) {
+			return nil, fmt.Errorf("lint: OCSP lint %q is not in zlint's registry", n)
+		}
+	}
+	// An empty name list would mean "no filter": every lint.
+	reg, err := zl.GlobalRegistry().Filter(zl.FilterOptions{IncludeNames: names})
+	if err != nil {
+		return nil, fmt.Errorf("lint: building the OCSP registry: %w", err)
+	}
+	return reg, nil
 }
 
 // Finding is one lint that did not pass.
@@ -154,6 +194,21 @@ func (l *Linter) RevocationList(der []byte) ([]Finding, error) {
 		return nil, errs.Wrap(errs.LintFailed, err, "zlint cannot parse the CRL")
 	}
 	return l.findings(zlint.LintRevocationListEx(crl, l.registry)), nil
+}
+
+// OCSPResponse lints a DER OCSP response whose signature verifies under
+// issuer (directly or through the delegated responder certificate it
+// carries). Error responses (tryLater, malformedRequest…) are unsigned and
+// have nothing to lint: they return no findings.
+func (l *Linter) OCSPResponse(der []byte, issuer *x509.Certificate) ([]Finding, error) {
+	resp, err := ocsp.ParseResponse(der, issuer)
+	if re := (ocsp.ResponseError{}); errors.As(err, &re) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.LintFailed, err, "the OCSP response does not parse or verify")
+	}
+	return l.findings(zlint.LintOcspResponseEx(resp, l.ocsp)), nil
 }
 
 func (l *Linter) findings(rs *zlint.ResultSet) []Finding {

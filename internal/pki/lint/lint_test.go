@@ -33,3 +33,19 @@ func TestNotApplicableLintsExist(t *testing.T) {
 		}
 	}
 }
+
+func TestOCSPLintsExist(t *testing.T) {
+	// If zlint renames one, it silently stops running.
+	for _, n := range append([]string{"e_this_update_not_after_produced_at"}, ocspAlsoApplicable...) {
+		if zl.GlobalRegistry().OcspResponseLints().ByName(n) == nil {
+			t.Fatalf("OCSP lint %q is not in zlint's registry", n)
+		}
+	}
+	reg, err := ocspRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(reg.OcspResponseLints().Lints()); got < 3 {
+		t.Fatalf("the OCSP registry runs %d lints, want at least 3", got)
+	}
+}

@@ -17,8 +17,10 @@ import (
 )
 
 // x/crypto/ocsp cannot read request extensions nor write response
-// extensions, and a nonce lives in both (RFC 6960 §4.4.1). These few
-// structures add exactly that; everything else is x/crypto/ocsp's.
+// extensions, and a nonce lives in both (RFC 6960 §4.4.1); its
+// CreateResponse also takes producedAt from the wall clock, truncated to
+// the minute. These few structures encode every response, with the
+// caller's producedAt and extensions; parsing requests is x/crypto/ocsp's.
 
 var oidNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
 
@@ -125,8 +127,9 @@ var (
 	}
 )
 
-// createWithExtensions is ocsp.CreateResponse plus responseExtensions.
-func createWithExtensions(issuer, responder *x509.Certificate, t ocsp.Response, key crypto.Signer, producedAt time.Time, exts []pkix.Extension) ([]byte, error) {
+// create is ocsp.CreateResponse with producedAt given and optional
+// responseExtensions (nil: none, as ocsp.CreateResponse writes).
+func create(issuer, responder *x509.Certificate, t ocsp.Response, key crypto.Signer, producedAt time.Time, exts []pkix.Extension) ([]byte, error) {
 	var spki struct {
 		Algorithm pkix.AlgorithmIdentifier
 		PublicKey asn1.BitString

@@ -306,13 +306,15 @@ func (r *Responder) sign(rec revoke.Record, h crypto.Hash, nonce *pkix.Extension
 	default:
 		tpl.Status = ocsp.Unknown
 	}
-	var der []byte
-	var err error
-	if nonce == nil {
-		der, err = ocsp.CreateResponse(r.cfg.Issuer, cred.Cert, tpl, cred.Key)
-	} else {
-		der, err = createWithExtensions(r.cfg.Issuer, cred.Cert, tpl, cred.Key, now, []pkix.Extension{*nonce})
+	var exts []pkix.Extension
+	if nonce != nil {
+		exts = []pkix.Extension{*nonce}
 	}
+	// producedAt is thisUpdate: both are the injected clock's now, so
+	// thisUpdate is never after producedAt (RFC 6960 §2.4).
+	// ocsp.CreateResponse would take producedAt from the wall clock,
+	// truncated to the minute, behind a thisUpdate truncated to the second.
+	der, err := create(r.cfg.Issuer, cred.Cert, tpl, cred.Key, now, exts)
 	if err != nil {
 		return nil, fmt.Errorf("responder: signing: %w", err)
 	}

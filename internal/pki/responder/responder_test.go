@@ -11,6 +11,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -41,8 +42,14 @@ func newKey() *ecdsa.PrivateKey {
 
 func setup(t *testing.T, perSecond float64) *fixture {
 	t.Helper()
+	return setupClock(t, perSecond, time.Now)
+}
+
+// setupClock is setup with the responder's clock.
+func setupClock(t *testing.T, perSecond float64, now func() time.Time) *fixture {
+	t.Helper()
 	p := testpki.New(t, nil, time.Now)
-	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnDemandPerSecond: perSecond})
+	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnDemandPerSecond: perSecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,5 +399,90 @@ func TestStatusOnlyMovesForward(t *testing.T) {
 	}
 	if status() != ocsp.Revoked {
 		t.Fatal("a revoked certificate was answered good again")
+	}
+}
+
+// TestEveryResponseLintsClean runs zlint's OCSP lints over every kind of
+// response the responder makes: good, revoked, suspended and unknown;
+// SHA-1 and SHA-256 CertIDs; with and without a nonce; over GET and POST;
+// pre-signed and signed on demand. The responder's clock is an hour ahead
+// of the wall clock, so a producedAt taken from anything but that clock
+// (as ocsp.CreateResponse does) shows.
+func TestEveryResponseLintsClean(t *testing.T) {
+	at := time.Now().Add(time.Hour).Truncate(time.Minute).Add(42*time.Second + 250*time.Millisecond)
+	f := setupClock(t, 1000, func() time.Time { return at })
+	held := f.p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_h", time.Now()), newKey())
+	stranger := f.p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_x", time.Now()), newKey())
+	revokedAt := at.Add(-time.Hour).Truncate(time.Second)
+	for _, rec := range []revoke.Record{
+		{Serial: f.revoked.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: revokedAt},
+		{Serial: held.SerialNumber, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: revokedAt},
+	} {
+		if err := f.r.Update(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(f.r.Handler("/ocsp"))
+	defer srv.Close()
+	fetch := func(method string, req []byte) []byte {
+		t.Helper()
+		var resp *http.Response
+		var err error
+		if method == http.MethodGet {
+			resp, err = http.Get(srv.URL + "/ocsp/" + base64.StdEncoding.EncodeToString(req))
+		} else {
+			resp, err = http.Post(srv.URL+"/ocsp", "application/ocsp-request", bytes.NewReader(req))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return body
+	}
+	for _, tc := range []struct {
+		name string
+		cert *x509.Certificate
+		want int
+	}{
+		{"good", f.leaf, ocsp.Good},
+		{"revoked", f.revoked, ocsp.Revoked},
+		{"suspended", held, ocsp.Revoked},
+		{"unknown", stranger, ocsp.Unknown},
+	} {
+		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+			for _, nonce := range [][]byte{nil, []byte("0123456789abcdef")} {
+				for _, method := range []string{http.MethodGet, http.MethodPost} {
+					name := fmt.Sprintf("%s/%v/nonce=%v/%s", tc.name, h, nonce != nil, method)
+					t.Run(name, func(t *testing.T) {
+						req := request(t, tc.cert, f.p.Intermediate, h)
+						if nonce != nil {
+							req = withNonce(t, req, nonce)
+						}
+						der := fetch(method, req)
+						resp, err := ocsp.ParseResponseForCert(der, tc.cert, f.p.Intermediate)
+						if err != nil {
+							t.Fatalf("response does not verify: %v", err)
+						}
+						if resp.Status != tc.want {
+							t.Fatalf("status %d, want %d", resp.Status, tc.want)
+						}
+						if !resp.ProducedAt.Equal(at.Truncate(time.Second)) || resp.ThisUpdate.After(resp.ProducedAt) {
+							t.Fatalf("producedAt %s, thisUpdate %s; the responder's clock says %s", resp.ProducedAt, resp.ThisUpdate, at)
+						}
+						if nonce != nil && !bytes.Equal(responseNonce(t, der), nonce) {
+							t.Fatal("nonce not echoed")
+						}
+						findings, err := f.p.Linter.OCSPResponse(der, f.p.Intermediate)
+						if err != nil || len(findings) != 0 {
+							t.Fatalf("zlint: %v %v", findings, err)
+						}
+					})
+				}
+			}
+		}
 	}
 }

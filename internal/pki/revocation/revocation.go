@@ -4,6 +4,13 @@
 // issuer's OCSP responder — and never says "good" on missing or stale
 // evidence. Lookups in a CRL are a map access: the cost does not grow with
 // the number of revoked certificates.
+//
+// Every certificate of a chain but its trust anchor is checked (CheckChain):
+// an end-entity certificate against its CA's CRL or OCSP, a CA certificate
+// against the root's authority revocation list (ARL). The root signs its
+// ARL at ceremonies, with a key kept offline, for a year at a time: an ARL
+// is judged by its nextUpdate alone, not by MaxAge, which is for the
+// hourly evidence about end-entity certificates.
 package revocation
 
 import (
@@ -192,9 +199,35 @@ func (c *Checker) UseBundle(v *bundle.Verified) error {
 	return nil
 }
 
+// CheckChain checks every certificate of chain (leaf first, ending at its
+// trust anchor, as x509.Certificate.Verify builds it) but the anchor
+// against the next one, CAs first, and returns the leaf's result. A CA
+// certificate on its issuer's ARL fails with errs.CertificateRevoked: no
+// signature under it can be trusted, whenever made. Missing or stale
+// evidence about any certificate fails with errs.RevocationUnknown.
+func (c *Checker) CheckChain(ctx context.Context, chain []*x509.Certificate) (Result, error) {
+	if len(chain) < 2 {
+		return Result{}, errs.New(errs.RevocationUnknown, "a chain needs a certificate and its issuer")
+	}
+	for i := len(chain) - 2; i >= 1; i-- {
+		res, err := c.Check(ctx, chain[i], chain[i+1])
+		if err != nil {
+			return Result{}, err
+		}
+		if res.Status != Good {
+			return Result{}, errs.New(errs.CertificateRevoked, "the CA %q was revoked (%s) at %s; nothing it certified can be trusted",
+				chain[i].Subject.CommonName, reasonName(res.Reason), res.RevokedAt.UTC().Format(time.RFC3339))
+		}
+	}
+	return c.Check(ctx, chain[0], chain[1])
+}
+
 // Check returns what the evidence says about cert now. It fails with
 // errs.RevocationUnknown, saying why, when no fresh evidence exists.
 func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) (Result, error) {
+	if cert.IsCA {
+		return c.checkCA(ctx, cert, issuer)
+	}
 	now := c.cfg.Now()
 	var why []string
 	c.mu.RLock()
@@ -208,14 +241,7 @@ func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) (Re
 	case !now.Before(idx.nextUpdate):
 		why = append(why, fmt.Sprintf("the CRL expired at %s", idx.nextUpdate.UTC().Format(time.RFC3339)))
 	default:
-		res := Result{Status: Good, Source: "CRL " + idx.number.String(), ThisUpdate: idx.thisUpdate}
-		if e, ok := idx.revoked[string(cert.SerialNumber.Bytes())]; ok {
-			res.Status, res.RevokedAt, res.Reason = Revoked, e.at, e.reason
-			if e.reason == reasonCertificateHold {
-				res.Status = OnHold
-			}
-		}
-		return res, nil
+		return idx.lookup(cert, "CRL "), nil
 	}
 	if c.cfg.HTTP != nil && len(cert.OCSPServer) > 0 {
 		res, err := c.ocsp(ctx, cert, issuer, now)
@@ -227,6 +253,77 @@ func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) (Re
 		why = append(why, "offline: no OCSP")
 	}
 	return Result{}, errs.New(errs.RevocationUnknown, "no fresh evidence of the certificate's status: %s", strings.Join(why, "; "))
+}
+
+func (idx *index) lookup(cert *x509.Certificate, source string) Result {
+	res := Result{Status: Good, Source: source + idx.number.String(), ThisUpdate: idx.thisUpdate}
+	if e, ok := idx.revoked[string(cert.SerialNumber.Bytes())]; ok {
+		res.Status, res.RevokedAt, res.Reason = Revoked, e.at, e.reason
+		if e.reason == reasonCertificateHold {
+			res.Status = OnHold
+		}
+	}
+	return res
+}
+
+// checkCA answers for a CA certificate from its issuer's ARL: held (from
+// a trust bundle, or added) or, online, fetched from the certificate's
+// CRL distribution point. CAs have no OCSP responder.
+func (c *Checker) checkCA(ctx context.Context, cert, issuer *x509.Certificate) (Result, error) {
+	k := issuerKey(issuer)
+	fresh := func() (*index, string) {
+		c.mu.RLock()
+		idx := c.crls[k]
+		c.mu.RUnlock()
+		switch {
+		case idx == nil:
+			return nil, fmt.Sprintf("no ARL from %q", issuer.Subject.CommonName)
+		case !c.cfg.Now().Before(idx.nextUpdate):
+			return nil, fmt.Sprintf("the ARL of %q expired at %s (the root must re-sign it)", issuer.Subject.CommonName, idx.nextUpdate.UTC().Format(time.RFC3339))
+		}
+		return idx, ""
+	}
+	idx, why := fresh()
+	if idx == nil && c.cfg.HTTP != nil && len(cert.CRLDistributionPoints) > 0 {
+		if err := c.fetchARL(ctx, cert.CRLDistributionPoints[0], issuer); err != nil {
+			why += "; " + err.Error()
+		} else {
+			idx, why = fresh()
+		}
+	} else if idx == nil && c.cfg.HTTP == nil {
+		why += "; offline"
+	}
+	if idx == nil {
+		return Result{}, errs.New(errs.RevocationUnknown, "no fresh evidence of the status of the CA %q: %s", cert.Subject.CommonName, why)
+	}
+	return idx.lookup(cert, "ARL "), nil
+}
+
+// maxARL bounds a fetched ARL: it lists a handful of CAs.
+const maxARL = 1 << 20
+
+func (c *Checker) fetchARL(ctx context.Context, url string, issuer *x509.Certificate) error {
+	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
+		return fmt.Errorf("the ARL URL %q is not http(s)", url)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.cfg.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("ARL %s unreachable: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxARL))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ARL %s answered HTTP %d", url, resp.StatusCode)
+	}
+	list, err := x509.ParseRevocationList(body)
+	if err != nil {
+		return fmt.Errorf("ARL from %s does not parse: %v", url, err)
+	}
+	return c.AddCRL(list, issuer)
 }
 
 func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now time.Time) (Result, error) {

@@ -124,6 +124,10 @@ func TestFromCRL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Well formed: it is refused for being a delta, nothing else.
+		if findings, err := f.p.Linter.RevocationList(der); err != nil || len(findings) != 0 {
+			t.Fatalf("zlint on the delta CRL: %v %v", findings, err)
+		}
 		delta, _ := x509.ParseRevocationList(der)
 		if err := c.AddCRL(delta, f.p.Intermediate); err == nil {
 			t.Fatal("a delta CRL replaced the full one")
@@ -249,3 +253,95 @@ func BenchmarkCheckCRL(b *testing.B) {
 }
 
 func itoa(n int) string { return big.NewInt(int64(n)).String() }
+
+// TestChain: every certificate of a chain is checked, the intermediate
+// against the root's ARL, which is judged by its nextUpdate (the root
+// re-signs it yearly, at a ceremony), not by MaxAge.
+func TestChain(t *testing.T) {
+	f := setup(t)
+	now := time.Now()
+	chain := []*x509.Certificate{f.good, f.p.Intermediate, f.p.Root}
+	for _, tc := range []struct {
+		name string
+		arl  *x509.RevocationList
+		code errs.Code // "" for good
+		want string
+	}{
+		{"ARL listing no CA", f.p.ARL(t, now.Add(-time.Minute)), "", ""},
+		{"ARL much older than MaxAge, before its nextUpdate", f.p.ARL(t, now.Add(-300*24*time.Hour)), "", ""},
+		{"the intermediate is on the ARL", f.p.ARL(t, now.Add(-time.Minute), f.p.Intermediate), errs.CertificateRevoked, "Nuskha Issuing CA 1"},
+		{"no ARL", nil, errs.RevocationUnknown, "no ARL"},
+		{"ARL past its nextUpdate", f.p.ARL(t, now.Add(-366*24*time.Hour)), errs.RevocationUnknown, "expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := checker(t, func() time.Time { return now }, time.Hour, nil)
+			if err := c.AddCRL(f.crl(t, 1, now.Add(-time.Minute), 24*time.Hour), f.p.Intermediate); err != nil {
+				t.Fatal(err)
+			}
+			if tc.arl != nil {
+				if err := c.AddCRL(tc.arl, f.p.Root); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := c.CheckChain(context.Background(), chain)
+			if tc.code == "" {
+				if err != nil || res.Status != revocation.Good || !strings.HasPrefix(res.Source, "CRL") {
+					t.Fatalf("good chain: %+v %v", res, err)
+				}
+				return
+			}
+			if !errors.Is(err, errs.Of(tc.code)) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s saying %q", err, tc.code, tc.want)
+			}
+		})
+	}
+	t.Run("a revoked leaf under a good CA", func(t *testing.T) {
+		c := checker(t, func() time.Time { return now }, time.Hour, nil)
+		c.AddCRL(f.crl(t, 1, now.Add(-time.Minute), 24*time.Hour), f.p.Intermediate)
+		c.AddCRL(f.p.ARL(t, now.Add(-time.Minute)), f.p.Root)
+		res, err := c.CheckChain(context.Background(), []*x509.Certificate{f.stolen, f.p.Intermediate, f.p.Root})
+		if err != nil || res.Status != revocation.Revoked {
+			t.Fatalf("%+v %v", res, err)
+		}
+	})
+	t.Run("an ARL not signed by the root is refused", func(t *testing.T) {
+		other := testpki.New(t, nil, time.Now)
+		c := checker(t, func() time.Time { return now }, time.Hour, nil)
+		if err := c.AddCRL(other.ARL(t, now), f.p.Root); err == nil {
+			t.Fatal("accepted")
+		}
+	})
+}
+
+// TestChainOnline: online, the ARL is fetched from the intermediate's CRL
+// distribution point, once.
+func TestChainOnline(t *testing.T) {
+	f := setup(t)
+	now := time.Now()
+	arl := f.p.ARL(t, now.Add(-time.Minute), f.p.Intermediate)
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write(arl.Raw)
+	}))
+	defer srv.Close()
+	inter := *f.p.Intermediate
+	inter.CRLDistributionPoints = []string{srv.URL + "/crl/root-ca.crl"}
+	c := checker(t, func() time.Time { return now }, time.Hour, srv.Client())
+	c.AddCRL(f.crl(t, 1, now.Add(-time.Minute), 24*time.Hour), f.p.Intermediate)
+	for i := 0; i < 2; i++ {
+		_, err := c.CheckChain(context.Background(), []*x509.Certificate{f.good, &inter, f.p.Root})
+		if !errors.Is(err, errs.Of(errs.CertificateRevoked)) {
+			t.Fatalf("got %v, want certificate-revoked for the intermediate", err)
+		}
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("the ARL was fetched %d times", hits.Load())
+	}
+	inter.CRLDistributionPoints = []string{"http://127.0.0.1:1/crl/root-ca.crl"}
+	down := checker(t, func() time.Time { return now }, time.Hour, srv.Client())
+	down.AddCRL(f.crl(t, 1, now.Add(-time.Minute), 24*time.Hour), f.p.Intermediate)
+	if _, err := down.CheckChain(context.Background(), []*x509.Certificate{f.good, &inter, f.p.Root}); !errors.Is(err, errs.Of(errs.RevocationUnknown)) {
+		t.Fatalf("ARL unreachable: got %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/profile"
 	"github.com/nuskha/nuskha/internal/registry"
@@ -40,6 +42,9 @@ type PKI struct {
 	CA           *ca.CA
 	URLs         profile.URLs
 }
+
+// ARLURL is the test intermediate's CRL distribution point: the root's ARL.
+const ARLURL = "http://trustd.test/crl/root-ca.crl"
 
 // New builds a hierarchy whose intermediate key is intermediateKey (nil: a
 // fresh in-memory P-256 key).
@@ -61,7 +66,7 @@ func New(t testing.TB, intermediateKey crypto.Signer, now func() time.Time) *PKI
 	if err != nil {
 		t.Fatalf("root: %v", err)
 	}
-	inter, err := ceremony.CreateIntermediate(root, rootKey, intermediateKey.Public(), profiles.Intermediate, ceremony.DefaultNames, now(), l)
+	inter, err := ceremony.CreateIntermediate(root, rootKey, intermediateKey.Public(), profiles.Intermediate, ceremony.DefaultNames, []string{ARLURL}, now(), l)
 	if err != nil {
 		t.Fatalf("intermediate: %v", err)
 	}
@@ -78,6 +83,26 @@ func New(t testing.TB, intermediateKey crypto.Signer, now func() time.Time) *PKI
 			Issuer: []string{"http://trustd.test/ca/intermediate.crt"},
 		},
 	}
+}
+
+// ARL signs the root's ARL, made at thisUpdate (valid for a year), listing
+// the given CA certificates as revoked (cACompromise). It is linted, as
+// every CRL is.
+func (p *PKI) ARL(t testing.TB, thisUpdate time.Time, revoked ...*x509.Certificate) *x509.RevocationList {
+	t.Helper()
+	var entries []crl.Entry
+	for _, c := range revoked {
+		entries = append(entries, crl.Entry{Serial: c.SerialNumber, RevokedAt: thisUpdate.Add(-time.Minute), Reason: 2})
+	}
+	der, err := ceremony.SignARL(ceremony.ARLRequest{Number: big.NewInt(thisUpdate.Unix()), ThisUpdate: thisUpdate, Revoked: entries}, p.Root, p.RootKey, p.Linter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
 }
 
 // CSR makes a CSR for key.
@@ -123,14 +148,30 @@ func PEM(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
+// OpenSSLEnv, when set to 1, turns a missing openssl into a test failure
+// instead of a skip. deploy/test.sh sets it, so CI cannot pass by skipping.
+const OpenSSLEnv = "NUSKHA_REQUIRE_OPENSSL"
+
+// OpenSSL returns the path of the openssl command, skipping the test when
+// it is not installed (failing it under OpenSSLEnv).
+func OpenSSL(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv(OpenSSLEnv) == "1" {
+			t.Fatalf("openssl not installed and %s=1", OpenSSLEnv)
+		}
+		t.Skip("openssl not installed")
+	}
+	return p
+}
+
 // OpenSSLVerify runs `openssl verify -x509_strict` on leaf against root with
 // the intermediate as untrusted, and returns its output and error. purpose,
 // if set, is passed as -purpose.
 func OpenSSLVerify(t testing.TB, root, intermediate, leaf *x509.Certificate, extra ...string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := OpenSSL(t)
 	dir := t.TempDir()
 	write := func(name string, c *x509.Certificate) string {
 		p := filepath.Join(dir, name)
@@ -141,7 +182,7 @@ func OpenSSLVerify(t testing.TB, root, intermediate, leaf *x509.Certificate, ext
 	}
 	args := append([]string{"verify", "-x509_strict", "-CAfile", write("root.pem", root), "-untrusted", write("int.pem", intermediate)}, extra...)
 	args = append(args, write("leaf.pem", leaf))
-	out, err := exec.Command("openssl", args...).CombinedOutput()
+	out, err := exec.Command(openssl, args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -163,16 +204,33 @@ func NationalID() string {
 
 // OpenSSLVerifyCRL runs `openssl verify -x509_strict -crl_check` on leaf
 // with the CRL (DER) of its issuer.
-func OpenSSLVerifyCRL(t testing.TB, root, intermediate, leaf *x509.Certificate, crlDER []byte) (string, error) {
+func OpenSSLVerifyCRL(t testing.TB, root, intermediate, leaf *x509.Certificate, crlDER []byte, extra ...string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	OpenSSL(t)
 	p := filepath.Join(t.TempDir(), "crl.pem")
 	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return OpenSSLVerify(t, root, intermediate, leaf, "-crl_check", "-CRLfile", p)
+	return OpenSSLVerify(t, root, intermediate, leaf, append([]string{"-crl_check", "-CRLfile", p}, extra...)...)
+}
+
+// OpenSSLVerifyChain runs `openssl verify -x509_strict -crl_check_all` on
+// leaf: every certificate of the chain checked against a CRL, the
+// intermediate against the root's ARL (arlDER) and the leaf against the
+// intermediate's CRL (crlDER).
+func OpenSSLVerifyChain(t testing.TB, root, intermediate, leaf *x509.Certificate, arlDER, crlDER []byte) (string, error) {
+	t.Helper()
+	OpenSSL(t)
+	dir := t.TempDir()
+	var args []string
+	for name, der := range map[string][]byte{"arl.pem": arlDER, "crl.pem": crlDER} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-CRLfile", p)
+	}
+	return OpenSSLVerify(t, root, intermediate, leaf, append([]string{"-crl_check_all"}, args...)...)
 }
 
 // Issue issues a certificate of profileName to sub for key, as the CA

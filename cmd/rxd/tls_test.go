@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/problem"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+// TestServeTLS starts the real command and checks its listener: /healthz
+// answers a client without a certificate; every other route refuses it
+// with a problem document; TLS 1.2 offers only AEAD suites.
+func TestServeTLS(t *testing.T) {
+	now := time.Now()
+	p := testpki.New(t, nil, func() time.Time { return now })
+	dir := t.TempDir()
+	write := func(name string, typ string, der ...[]byte) string {
+		var b []byte
+		for _, d := range der {
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: d})...)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert := p.Issue(t, "service-tls-server", testpki.Subject(pki.RoleService, "rxd", now), key)
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		done <- run(ctx, []string{"serve", "-db", filepath.Join(dir, "rxd.db"), "-listen", addr,
+			"-tls-cert", write("rxd.crt", "CERTIFICATE", cert.Raw, p.Intermediate.Raw), "-tls-key", write("rxd.key", "PRIVATE KEY", keyDER),
+			"-client-ca", write("root.crt", "CERTIFICATE", p.Root.Raw)}, &out, &errb)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve ended with %v", err)
+		}
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Root)
+	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	var resp *http.Response
+	var err error
+	for i := 0; i < 100; i++ {
+		if resp, err = anonymous.Get("https://" + addr + "/healthz"); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("/healthz without a client certificate: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz without a client certificate: %d", resp.StatusCode)
+	}
+	for _, path := range []string{"/v1/rules", "/v1/catalogue/items?q=a", "/v1/eligibility/0499370899"} {
+		resp, err := anonymous.Get("https://" + addr + path)
+		if err != nil {
+			t.Fatalf("%s without a client certificate: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var pr problem.Problem
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Content-Type") != problem.ContentType ||
+			json.Unmarshal(body, &pr) != nil || pr.Code != "unauthenticated" {
+			t.Fatalf("%s without a client certificate: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	for _, suite := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA} {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+		if err == nil {
+			conn.Close()
+			t.Errorf("TLS 1.2 with %s was accepted", tls.CipherSuiteName(suite))
+		}
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}})
+	if err != nil {
+		t.Fatalf("TLS 1.2 with an AEAD suite: %v", err)
+	}
+	conn.Close()
+}
