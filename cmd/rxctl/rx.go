@@ -224,7 +224,7 @@ func rxVerify(ctx context.Context, e *env, args []string) error {
 	maxAge := fs.Duration("max-age", 24*time.Hour, "refuse revocation evidence older than this")
 	online := fs.Bool("online", false, "ask the OCSP responder when the bundle cannot answer")
 	arcS := fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	token, err := readSigned(*in)
