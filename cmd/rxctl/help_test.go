@@ -164,12 +164,7 @@ func TestHelpNeverActs(t *testing.T) {
 				if len(flags) == 0 {
 					t.Fatal("no flag in the usage has a value in the harness: -h would not be put after other flags")
 				}
-				for _, tail := range [][]string{
-					{"--help"}, {"-help"},
-					slices.Concat(flags, []string{"-h"}),
-					slices.Concat(flags, []string{"--help"}),
-					slices.Concat(flags, []string{"ARG", "-h"}),
-				} {
+				for _, tail := range clitest.HelpArgs(flags) {
 					check(slices.Concat([]string{group, name}, tail))
 				}
 			})

@@ -31,6 +31,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
+	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/insured"
@@ -43,10 +44,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "rxd:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit("rxd", run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
 }
 
 const usage = `usage:
@@ -56,24 +54,31 @@ const usage = `usage:
   rxd check-rules FILE                            compile and type-check a rule set without loading it
 Run "rxd <command> -h" for a command's flags.`
 
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+var commands = map[string]command{
+	"serve":            cmdServe,
+	"import-registry":  cmdImportRegistry,
+	"import-catalogue": cmdImportCatalogue,
+	"check-rules":      cmdCheckRules,
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return cli.Usagef("%s", usage)
 	}
-	switch args[0] {
-	case "serve":
-		return cmdServe(ctx, args[1:], stderr)
-	case "import-registry":
-		return cmdImportRegistry(ctx, args[1:], stdout, stderr)
-	case "import-catalogue":
-		return cmdImportCatalogue(ctx, args[1:], stdout, stderr)
-	case "check-rules":
-		return cmdCheckRules(args[1:], stdout)
-	case "-h", "-help", "--help", "help":
+	if args[0] == "help" && len(args) > 1 {
+		return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+	}
+	if args[0] == "help" || cli.IsHelp(args[0]) {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	cmd, ok := commands[args[0]]
+	if !ok {
+		return cli.Usagef("unknown command %q\n%s", args[0], usage)
+	}
+	return cmd(ctx, args[1:], stdout, stderr)
 }
 
 // dbFlags are every command's database flags.
@@ -112,11 +117,11 @@ func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Wri
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	shrink := fs.Bool("allow-shrink", false, "accept a full import with more than 10% fewer persons than the registry in force")
 	asJSON := fs.Bool("json", false, "print the summary (or the bad rows) as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || (*mode != string(insured.Full) && *mode != string(insured.Update)) {
-		return errors.New("usage: rxd import-registry -mode full|update [flags] FILE.csv")
+		return cli.Usagef("usage: rxd import-registry -mode full|update [flags] FILE.csv")
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -221,7 +226,7 @@ func (b *progressBar) done() {
 	fmt.Fprintln(b.w)
 }
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("rxd serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := addDB(fs)
@@ -233,11 +238,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	statusAge := fs.Duration("status-max-age", 24*time.Hour, "oldest OCSP evidence accepted for a caller's certificate")
 	rulesFile := fs.String("rules", "", "rule set file (YAML), watched and reloaded when it changes; default: the starter set")
 	rulesPoll := fs.Duration("rules-poll", 5*time.Second, "how often the rule set file is checked for changes")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
+	}
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
-		return errors.New("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
+		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -365,11 +373,11 @@ func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Wr
 	drugs := fs.String("drugs", "", "drugs CSV")
 	services := fs.String("services", "", "services CSV (lab, imaging, procedure)")
 	asJSON := fs.Bool("json", false, "print the result (or the bad rows) as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *from == "" || (*drugs == "" && *services == "") || fs.NArg() != 0 {
-		return errors.New("usage: rxd import-catalogue -label L -valid-from DATE [-valid-to DATE] [-drugs F] [-services F]")
+		return cli.Usagef("usage: rxd import-catalogue -label L -valid-from DATE [-valid-to DATE] [-drugs F] [-services F]")
 	}
 	spec := catalogue.ImportSpec{Label: *label}
 	var err error
@@ -442,18 +450,24 @@ func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Wr
 
 // cmdCheckRules is for the insurer's staff: does this file load, and if
 // not, where is each problem.
-func cmdCheckRules(args []string, stdout io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: rxd check-rules FILE.yaml")
+func cmdCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rxd check-rules", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
+		return err
 	}
-	data, err := os.ReadFile(args[0])
+	if fs.NArg() != 1 {
+		return cli.Usagef("usage: rxd check-rules FILE.yaml")
+	}
+	file := fs.Arg(0)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	set, err := rules.Load(args[0], data)
+	set, err := rules.Load(file, data)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: rule set %s, %d rules, compiled and type-checked\n", args[0], set.Version(), len(set.Rules()))
+	fmt.Fprintf(stdout, "%s: rule set %s, %d rules, compiled and type-checked\n", file, set.Version(), len(set.Rules()))
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
 )
 
@@ -32,6 +33,14 @@ func Args(usage string, values map[string]string) []string {
 		}
 	}
 	return args
+}
+
+// HelpArgs are the ways of asking a command for help a test should try
+// besides a lone -h: --help and -help, and -h or --help after the flags
+// given or after an argument.
+func HelpArgs(flags []string) [][]string {
+	with := func(tail ...string) []string { return append(slices.Clone(flags), tail...) }
+	return [][]string{{"--help"}, {"-help"}, with("-h"), with("--help"), with("ARG", "-h")}
 }
 
 // Files lists what is under dir (paths relative to it), to compare before
