@@ -9,10 +9,7 @@ cd "$(dirname "$0")/.."
 export CGO_ENABLED=1
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p bin
-go build -o bin/trustd ./cmd/trustd
-go build -o bin/rxctl ./cmd/rxctl
-go build -o bin/rxd ./cmd/rxd
+bash deploy/build.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 json_id() { sed -n 's/^  "id": "\([^"]*\)".*/\1/p' | head -1; }

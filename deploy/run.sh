@@ -14,10 +14,7 @@ STATE=$(abs "${NUSKHA_STATE:-var/trustd}")
 RXD_STATE=$(abs "${NUSKHA_RXD_STATE:-var/rxd}")
 RXD_LISTEN=${NUSKHA_RXD_LISTEN:-127.0.0.1:8543}
 export CGO_ENABLED=1
-mkdir -p bin
-go build -o bin/trustd ./cmd/trustd
-go build -o bin/rxctl ./cmd/rxctl
-go build -o bin/rxd ./cmd/rxd
+bash deploy/build.sh
 first=
 if [ ! -f "$STATE/trustd.json" ]; then
   bin/trustd init -dir "$STATE" -officer alice -officer bob

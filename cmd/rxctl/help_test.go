@@ -218,6 +218,7 @@ func TestTopLevelHelpAndUsage(t *testing.T) {
 		{"--help", []string{"--help"}, exitOK, "usage: rxctl <group> <command>", ""},
 		{"help", []string{"help"}, exitOK, "usage: rxctl <group> <command>", ""},
 		{"group -h", []string{"cert", "-h"}, exitOK, "usage: rxctl cert <command>", ""},
+		{"version -h", []string{"version", "-h"}, exitOK, "Usage of rxctl version:", ""},
 		{"group help", []string{"help", "cert"}, exitOK, "usage: rxctl cert <command>", ""},
 		{"help for a command", []string{"help", "cert", "revoke"}, exitOK, "Usage of rxctl cert revoke:", ""},
 		{"nothing", nil, exitRefused, "", "usage: rxctl <group> <command>"},
@@ -236,5 +237,20 @@ func TestTopLevelHelpAndUsage(t *testing.T) {
 	}
 	if r := h.requestsSeen(); len(r) != 0 {
 		t.Fatalf("sent %q", r)
+	}
+}
+
+// TestVersion: rxctl says which build it is.
+func TestVersion(t *testing.T) {
+	h := newHelpHarness(t)
+	for _, arg := range []string{"version", "-version", "--version"} {
+		stdout, stderr, code := h.run(arg)
+		if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, "rxctl version ") ||
+			!strings.Contains(stdout, "\n  commit   ") || !strings.Contains(stdout, "\n  go       go1.") {
+			t.Errorf("%s: exit %d\nstdout %q\nstderr %q", arg, code, stdout, stderr)
+		}
+	}
+	if _, stderr, code := h.run("version", "extra"); code != exitRefused || !strings.Contains(stderr, "no arguments") {
+		t.Errorf("version extra: exit %d, %q", code, stderr)
 	}
 }

@@ -68,6 +68,8 @@ const usage = `usage: rxctl <group> <command> [flags]
   rules show         the rule set in force (rxd)
   catalogue search   find drugs and services by code or name, Persian or Latin (rxd)
 
+  version            which build this is: version, commit, Go version
+
 Run "rxctl <group> <command> -h" for flags. Server and credentials can come
 from NUSKHA_ADMIN_URL, NUSKHA_PUBLIC_URL, NUSKHA_CA_FILE, NUSKHA_OFFICER_CERT
 and NUSKHA_OFFICER_KEY; rxd and a vendor's or service's client credentials
@@ -110,6 +112,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm
 	case args[0] == "help" || cli.IsHelp(args[0]):
 		fmt.Fprintln(stdout, usage)
 		return exitOK
+	case args[0] == "version" || args[0] == "-version" || args[0] == "--version":
+		return report(stderr, cli.Version("rxctl", args[1:], stdout, stderr))
 	}
 	group, ok := commands[args[0]]
 	if !ok {

@@ -110,3 +110,17 @@ func TestUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestVersion: rxd says which build it is.
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"version", "-version", "--version"} {
+		stdout, stderr, code := runRxd(arg)
+		if code != cli.ExitOK || stderr != "" || !strings.HasPrefix(stdout, "rxd version ") ||
+			!strings.Contains(stdout, "\n  commit   ") || !strings.Contains(stdout, "\n  go       go1.") {
+			t.Errorf("%s: exit %d\nstdout %q\nstderr %q", arg, code, stdout, stderr)
+		}
+	}
+	if _, stderr, code := runRxd("version", "extra"); code != cli.ExitUsage || !strings.Contains(stderr, "no arguments") {
+		t.Errorf("version extra: exit %d, %q", code, stderr)
+	}
+}

@@ -52,6 +52,7 @@ const usage = `usage:
   rxd import-registry [flags] -mode full|update F  load the insured-person registry from CSV
   rxd import-catalogue [flags] -valid-from DATE    load a catalogue version from drugs and services CSV
   rxd check-rules FILE                            compile and type-check a rule set without loading it
+  rxd version                                     which build this is: version, commit, Go version
 Run "rxd <command> -h" for a command's flags.`
 
 type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
@@ -61,6 +62,9 @@ var commands = map[string]command{
 	"import-registry":  cmdImportRegistry,
 	"import-catalogue": cmdImportCatalogue,
 	"check-rules":      cmdCheckRules,
+	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return cli.Version("rxd", args, stdout, stderr)
+	},
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,7 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	cmd, ok := commands[args[0]]
+	name := args[0]
+	if name == "-version" || name == "--version" {
+		name = "version"
+	}
+	cmd, ok := commands[name]
 	if !ok {
 		return cli.Usagef("unknown command %q\n%s", args[0], usage)
 	}

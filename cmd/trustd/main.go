@@ -31,6 +31,7 @@ const usage = `usage:
   trustd init  -dir DIR -officer NAME -officer NAME [flags]   create the CA, first officers and config
   trustd serve -config FILE                                  run the service
   trustd check -config FILE                                  validate the config and open keys and database
+  trustd version                                             which build this is: version, commit, Go version
 Run "trustd <command> -h" for a command's flags.`
 
 type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
@@ -42,6 +43,9 @@ var commands = map[string]command{
 	},
 	"check": func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args, stdout, stderr, true)
+	},
+	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return cli.Version("trustd", args, stdout, stderr)
 	},
 }
 
@@ -56,7 +60,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	cmd, ok := commands[args[0]]
+	name := args[0]
+	if name == "-version" || name == "--version" {
+		name = "version"
+	}
+	cmd, ok := commands[name]
 	if !ok {
 		return cli.Usagef("unknown command %q\n%s", args[0], usage)
 	}

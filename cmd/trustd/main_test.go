@@ -52,8 +52,9 @@ func TestHelpNeverActs(t *testing.T) {
 				}
 				return stdout + stderr
 			}
-			flags := clitest.Args(check([]string{name, "-h"}), values)
-			if len(flags) == 0 {
+			usage := check([]string{name, "-h"})
+			flags := clitest.Args(usage, values)
+			if len(flags) == 0 && len(clitest.FlagNames(usage)) != 0 {
 				t.Fatal("no flag in the usage has a value in the test: -h would not be put after other flags")
 			}
 			for _, tail := range clitest.HelpArgs(flags) {
@@ -92,5 +93,19 @@ func TestUsage(t *testing.T) {
 				t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
 			}
 		})
+	}
+}
+
+// TestVersion: trustd says which build it is.
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"version", "-version", "--version"} {
+		stdout, stderr, code := runTrustd(arg)
+		if code != cli.ExitOK || stderr != "" || !strings.HasPrefix(stdout, "trustd version ") ||
+			!strings.Contains(stdout, "\n  commit   ") || !strings.Contains(stdout, "\n  go       go1.") {
+			t.Errorf("%s: exit %d\nstdout %q\nstderr %q", arg, code, stdout, stderr)
+		}
+	}
+	if _, stderr, code := runTrustd("version", "extra"); code != cli.ExitUsage || !strings.Contains(stderr, "no arguments") {
+		t.Errorf("version extra: exit %d, %q", code, stderr)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+
+	"github.com/nuskha/nuskha/internal/buildinfo"
 )
 
 // ErrHelp is returned by Parse when help was asked for. A command MUST
@@ -85,4 +87,19 @@ func Exit(name string, err error, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	return ExitFailed
+}
+
+// Version is every command's `version` subcommand: it prints which build
+// is running.
+func Version(name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name+" version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return Usagef("version takes no arguments")
+	}
+	_, err := io.WriteString(stdout, buildinfo.Read().Format(name))
+	return err
 }
