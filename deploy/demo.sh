@@ -98,7 +98,7 @@ code,name,name_fa,atc,form,strength,price,coverage_percent,prescription_only,max
 1000210,Amoxicillin,آموکسی‌سیلین,J01CA04,capsule,500 mg,32000,70,true,30,physician|dentist|midwife,,0,0,,,true
 1000630,Methylphenidate,متیل‌فنیدیت,N06BA04,tablet,10 mg,52000,70,true,60,physician,psychiatry|neurology|pediatrics,6,0,,psychotropic,false
 CSV
-bin/rxd import-registry -db "$work/rxd.db" -mode full -quiet "$work/registry.csv"
+bin/rxd import-registry -db "$work/rxd.db" -create -mode full -quiet "$work/registry.csv"
 bin/rxd import-catalogue -db "$work/rxd.db" -label "demo" -valid-from 1400-01-01 -drugs "$work/drugs.csv"
 bin/rxd check-rules internal/rules/starter/rules.yaml
 

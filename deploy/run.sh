@@ -51,7 +51,9 @@ JSON
 if [ ! -f "$RXD_STATE/rxd/chain.pem" ]; then
   certify rxd service service-tls-server
   certify demo-vendor vendor service-tls-client
-  bin/rxd import-registry -db "$RXD_STATE/rxd.db" -mode full -quiet deploy/sample/registry.csv
+fi
+if [ ! -f "$RXD_STATE/rxd.db" ]; then
+  bin/rxd import-registry -db "$RXD_STATE/rxd.db" -create -mode full -quiet deploy/sample/registry.csv
   bin/rxd import-catalogue -db "$RXD_STATE/rxd.db" -label sample -valid-from 1400-01-01 \
     -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
 fi

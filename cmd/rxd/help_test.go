@@ -46,7 +46,7 @@ func TestHelpNeverActs(t *testing.T) {
 	// The default -db is relative (var/rxd/rxd.db): it would land here.
 	t.Chdir(cwd)
 	values := map[string]string{
-		"db-driver": "sqlite", "db": filepath.Join(root, "data", "rxd.db"), "dsn-file": filepath.Join(in, "dsn"),
+		"db-driver": "sqlite", "db": filepath.Join(root, "data", "rxd.db"), "create": "true", "dsn-file": filepath.Join(in, "dsn"),
 		"mode": "full", "quiet": "true", "json": "true",
 		"label": "sample", "valid-from": "1405-01-01", "drugs": write("drugs.csv", drugs), "services": write("services.csv", services),
 		"listen": "127.0.0.1:0", "tls-cert": filepath.Join(in, "tls.crt"), "tls-key": filepath.Join(in, "tls.key"),

@@ -18,8 +18,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -90,31 +92,77 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // dbFlags are every command's database flags.
-type dbFlags struct{ driver, dsn, dsnFile *string }
+type dbFlags struct {
+	driver, dsn, dsnFile *string
+	create               *bool
+}
 
 func addDB(fs *flag.FlagSet) dbFlags {
 	return dbFlags{
 		driver:  fs.String("db-driver", "sqlite", "database: sqlite (embedded) or postgres"),
 		dsn:     fs.String("db", "var/rxd/rxd.db", "SQLite file (with -db-driver sqlite)"),
 		dsnFile: fs.String("dsn-file", "", "file holding the PostgreSQL URL (with -db-driver postgres; kept out of the process list)"),
+		create:  fs.Bool("create", false, "make a new SQLite file if there is none at -db (first use); without it a missing file is refused"),
 	}
 }
 
-func (f dbFlags) open(ctx context.Context) (*sqlstore.DB, error) {
-	dsn := *f.dsn
-	if *f.driver == sqlstore.Postgres {
+// open opens the database and says which one it is, for the command to
+// tell the operator. A missing SQLite file is refused unless -create is
+// given: a mistyped -db (or a run from another directory, -db being
+// relative) would otherwise import into, or serve from, a new empty
+// database without a word.
+func (f dbFlags) open(ctx context.Context) (d *sqlstore.DB, where string, err error) {
+	if *f.driver != sqlstore.SQLite {
+		if *f.create {
+			return nil, "", cli.Usagef("-create is for SQLite: a PostgreSQL database is made by its administrator (rxd creates its tables)")
+		}
+		if *f.driver != sqlstore.Postgres {
+			return nil, "", cli.Usagef("-db-driver must be sqlite or postgres, not %q", *f.driver)
+		}
 		if *f.dsnFile == "" {
-			return nil, errors.New("-db-driver postgres needs -dsn-file")
+			return nil, "", cli.Usagef("-db-driver postgres needs -dsn-file")
 		}
 		b, err := os.ReadFile(*f.dsnFile)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		dsn = strings.TrimSpace(string(b))
-	} else if err := os.MkdirAll(filepath.Dir(dsn), 0o700); err != nil {
-		return nil, err
+		dsn := strings.TrimSpace(string(b))
+		d, err := sqlstore.Open(ctx, sqlstore.Postgres, dsn)
+		return d, "PostgreSQL database " + describePostgres(dsn, *f.dsnFile), err
 	}
-	return sqlstore.Open(ctx, *f.driver, dsn)
+	path, err := filepath.Abs(*f.dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	where = "SQLite database " + path
+	switch _, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist) && !*f.create:
+		return nil, "", fmt.Errorf("there is no database at %s: give -db the right file, or -create to make a new one there", path)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, "", err
+		}
+		where = "new " + where
+	case err != nil:
+		return nil, "", err
+	}
+	d, err = sqlstore.Open(ctx, sqlstore.SQLite, path)
+	return d, where, err
+}
+
+// describePostgres names the server and database of a PostgreSQL URL
+// without its password or parameters; a keyword/value DSN is named by the
+// file it came from.
+func describePostgres(dsn, file string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "named in " + file
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
 }
 
 func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -140,11 +188,12 @@ func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	d, err := db.open(ctx)
+	d, where, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	fmt.Fprintf(stderr, "rxd: importing %s into the %s\n", fs.Arg(0), where)
 	s, err := sqlstore.NewInsured(ctx, d)
 	if err != nil {
 		return err
@@ -264,7 +313,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	d, err := db.open(ctx)
+	d, where, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -320,7 +369,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServeTLS("", "") }()
-	log.Info("rxd serving", "listen", *listen, "db", *db.driver, "rules", engine.Current().Version())
+	log.Info("rxd serving", "listen", *listen, "db", where, "rules", engine.Current().Version())
 	select {
 	case err := <-errc:
 		return err
@@ -417,11 +466,12 @@ func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	defer closeS()
-	d, err := db.open(ctx)
+	d, where, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	fmt.Fprintf(stderr, "rxd: importing catalogue version %q into the %s\n", *label, where)
 	cstore, err := sqlstore.NewCatalogue(ctx, d)
 	if err != nil {
 		return err
