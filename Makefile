@@ -7,8 +7,8 @@ run: ## start trustd and rxd on the embedded default (SQLite, encrypted key file
 test: ## install SoftHSM2, OpenSC, PostgreSQL and Node.js as needed, then run every test
 	bash deploy/test.sh
 
-build:
-	CGO_ENABLED=1 go build -o bin/ ./cmd/...
+build: ## bin/trustd, bin/rxd and bin/rxctl, stamped with the commit (see `bin/rxd version`)
+	bash deploy/build.sh
 
 bench: ## the benchmarks recorded in docs/BENCHMARKS.md
 	bash deploy/bench.sh

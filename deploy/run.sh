@@ -14,20 +14,33 @@ STATE=$(abs "${NUSKHA_STATE:-var/trustd}")
 RXD_STATE=$(abs "${NUSKHA_RXD_STATE:-var/rxd}")
 RXD_LISTEN=${NUSKHA_RXD_LISTEN:-127.0.0.1:8543}
 export CGO_ENABLED=1
-mkdir -p bin
-go build -o bin/trustd ./cmd/trustd
-go build -o bin/rxctl ./cmd/rxctl
-go build -o bin/rxd ./cmd/rxd
+say() { printf '==> %s\n' "$*"; }
+# wait_for NAME PID HOST:PORT: until the daemon listens; if it stops or
+# does not listen within 30 s, say so (its own messages are above) and stop.
+wait_for() {
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/${3%:*}/${3#*:}") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "$1 stopped: see its messages above" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$1 is not listening on $3 after 30 s: see its messages above" >&2
+  exit 1
+}
+
+say "building trustd, rxd and rxctl into bin/ (the first build takes a few minutes)"
+bash deploy/build.sh
 first=
 if [ ! -f "$STATE/trustd.json" ]; then
+  say "CA ceremony: root and issuing CA, officers alice and bob, into $STATE"
   bin/trustd init -dir "$STATE" -officer alice -officer bob
   first=1
 fi
 
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT INT TERM
-bin/trustd serve -config "$STATE/trustd.json" &
 public=$(sed -n '/"public"/,/}/s/.*"listen": *"\([^"]*\)".*/\1/p' "$STATE/trustd.json" | head -1)
-for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${public%:*}/${public#*:}") 2>/dev/null && break; sleep 0.1; done
+say "starting trustd (public API $public)"
+bin/trustd serve -config "$STATE/trustd.json" &
+wait_for trustd $! "$public"
 
 export NUSKHA_CA_FILE=$STATE/ca/root.crt
 export NUSKHA_PUBLIC_URL=https://$public
@@ -52,15 +65,21 @@ JSON
   bin/rxctl enrol approve $(officer bob) -out "$dir/chain.pem" "$e" >/dev/null
 }
 if [ ! -f "$RXD_STATE/rxd/chain.pem" ]; then
+  say "officers alice and bob certify rxd's server key and a demo vendor's client key"
   certify rxd service service-tls-server
   certify demo-vendor vendor service-tls-client
-  bin/rxd import-registry -db "$RXD_STATE/rxd.db" -mode full -quiet deploy/sample/registry.csv
+fi
+if [ ! -f "$RXD_STATE/rxd.db" ]; then
+  say "rxd loads the sample registry and catalogue from deploy/sample"
+  bin/rxd import-registry -db "$RXD_STATE/rxd.db" -create -mode full -quiet deploy/sample/registry.csv
   bin/rxd import-catalogue -db "$RXD_STATE/rxd.db" -label sample -valid-from 1400-01-01 \
     -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
 fi
+say "starting rxd (on $RXD_LISTEN)"
 bin/rxd serve -db "$RXD_STATE/rxd.db" -listen "$RXD_LISTEN" -tls-cert "$RXD_STATE/rxd/chain.pem" \
   -tls-key "softkey:path=$RXD_STATE/rxd/key.pem?pin-source=$RXD_STATE/rxd/key.pass" \
   -client-ca "$STATE/ca/root.crt" &
+wait_for rxd $! "$RXD_LISTEN"
 
 cat <<MSG
 

@@ -15,6 +15,7 @@ import (
 	"go.step.sm/crypto/pemutil"
 	"golang.org/x/term"
 
+	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/client"
 	"github.com/nuskha/nuskha/internal/hsm"
 )
@@ -25,14 +26,10 @@ func newFlags(e *env, name string) *flag.FlagSet {
 	return fs
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	return nil
+// parse parses a command's flags. On cli.ErrHelp the command MUST return
+// at once: help never acts.
+func (e *env) parse(fs *flag.FlagSet, args []string) error {
+	return cli.Parse(fs, args, e.stdout, e.stderr)
 }
 
 func envOr(name, def string) string {

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
+	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/client"
 	"github.com/nuskha/nuskha/internal/hsm"
 )
@@ -73,6 +75,8 @@ const usage = `usage: rxctl <group> <command> [flags]
   rules show         the rule set in force (rxd)
   catalogue search   find drugs and services by code or name, Persian or Latin (rxd)
 
+  version            which build this is: version, commit, Go version
+
 Exit status: 0 done; 1 failed; 2 refused by the server, or bad usage;
 3 rules check answered, and not everything is allowed.
 
@@ -105,25 +109,50 @@ var commands = map[string]map[string]command{
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm.Manager) int {
-	if len(args) < 2 {
+	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return exitRefused
+	}
+	switch {
+	case args[0] == "help" && len(args) > 2:
+		// "rxctl help cert revoke" is "rxctl cert revoke -h".
+		return run(ctx, []string{args[1], args[2], "-h"}, stdout, stderr, keys)
+	case args[0] == "help" && len(args) == 2:
+		return run(ctx, []string{args[1], "-h"}, stdout, stderr, keys)
+	case args[0] == "help" || cli.IsHelp(args[0]):
+		fmt.Fprintln(stdout, usage)
+		return exitOK
+	case args[0] == "version" || args[0] == "-version" || args[0] == "--version":
+		return report(stderr, cli.Version("rxctl", args[1:], stdout, stderr))
 	}
 	group, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "rxctl: unknown group %q\n%s\n", args[0], usage)
 		return exitRefused
 	}
-	cmd, ok := group[args[1]]
-	if !ok {
-		fmt.Fprintf(stderr, "rxctl: unknown command %q %q\n%s\n", args[0], args[1], usage)
+	if len(args) < 2 {
+		fmt.Fprintln(stderr, groupUsage(args[0]))
 		return exitRefused
 	}
-	err := cmd(ctx, &env{stdout: stdout, stderr: stderr, keys: keys}, args[2:])
+	if args[1] == "help" || cli.IsHelp(args[1]) {
+		fmt.Fprintln(stdout, groupUsage(args[0]))
+		return exitOK
+	}
+	cmd, ok := group[args[1]]
+	if !ok {
+		fmt.Fprintf(stderr, "rxctl: unknown command %q %q\n%s\n", args[0], args[1], groupUsage(args[0]))
+		return exitRefused
+	}
+	return report(stderr, cmd(ctx, &env{stdout: stdout, stderr: stderr, keys: keys}, args[2:]))
+}
+
+// report prints err and returns the exit code for it.
+func report(stderr io.Writer, err error) int {
 	var p *client.Problem
 	var ue usageError
+	var cue cli.UsageError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, cli.ErrHelp):
 		return exitOK
 	case errors.Is(err, errNotAllowed):
 		fmt.Fprintf(stderr, "rxctl: %v\n", err)
@@ -131,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm
 	case errors.As(err, &p):
 		fmt.Fprintf(stderr, "rxctl: refused: %v\n", p)
 		return exitRefused
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &cue):
 		fmt.Fprintf(stderr, "rxctl: %v\n", err)
 		return exitRefused
 	}
@@ -139,4 +168,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm
 	return exitFailed
 }
 
+// groupUsage is the part of the usage about one group's commands.
+func groupUsage(group string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: rxctl %s <command> [flags]\n\n", group)
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.HasPrefix(line, "  "+group+" ") {
+			b.WriteString(line + "\n")
+		}
+	}
+	fmt.Fprintf(&b, "\nRun \"rxctl %s <command> -h\" for flags.", group)
+	return b.String()
+}
+
+// usageError is a command line that cannot be run as given; cli.Parse
+// returns a cli.UsageError for the same.
 type usageError struct{ error }

@@ -51,7 +51,7 @@ func addSigningFlags(e *env, name string) (*flag.FlagSet, keyFlags, signingFlags
 // CRL or OCSP. Without evidence that the certificate is good, nothing is
 // signed: the card is never asked for a signature every verifier refuses.
 func signWith(ctx context.Context, e *env, fs *flag.FlagSet, kf keyFlags, sf signingFlags, args []string, prepare func() (rx.Document, error)) error {
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	uri, err := kf.URI()
@@ -265,7 +265,7 @@ func rxVerify(ctx context.Context, e *env, args []string) error {
 	maxAge := fs.Duration("max-age", 24*time.Hour, "refuse revocation evidence older than this")
 	online := fs.Bool("online", false, "ask the OCSP responder when the bundle cannot answer")
 	arcS := fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	want := rx.Kind(*kindFlag)

@@ -52,7 +52,7 @@ func eligibilityCheck(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "eligibility check")
 	rf := addRxdFlags(fs)
 	date := fs.String("date", "", "the day (Gregorian or Solar Hijri, e.g. 1405-06-15); default today")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -78,7 +78,7 @@ func eligibilityCheck(ctx context.Context, e *env, args []string) error {
 func rulesCheck(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "rules check")
 	rf := addRxdFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -116,7 +116,7 @@ func rulesCheck(ctx context.Context, e *env, args []string) error {
 func rulesShow(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "rules show")
 	rf := addRxdFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	c, err := rf.client(ctx, e)
@@ -135,7 +135,7 @@ func catalogueSearch(ctx context.Context, e *env, args []string) error {
 	rf := addRxdFlags(fs)
 	kind := fs.String("kind", "", "drug, lab, imaging or procedure")
 	date := fs.String("date", "", "the catalogue in force on this day; default today")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

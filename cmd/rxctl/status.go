@@ -40,7 +40,7 @@ func certRevoke(ctx context.Context, e *env, args []string) error {
 	sf := addServerFlags(fs)
 	serial := fs.String("serial", "", "certificate serial (hex)")
 	reason := fs.String("reason", "", "keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn or unspecified")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	s, err := serialFlag(*serial)
@@ -68,7 +68,7 @@ func statusChange(ctx context.Context, e *env, action string, args []string) err
 	sf := addServerFlags(fs)
 	serial := fs.String("serial", "", "certificate serial (hex)")
 	comment := fs.String("comment", "", "why (recorded for ever)")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	s, err := serialFlag(*serial)
@@ -87,7 +87,7 @@ func changeDecide(approve bool) command {
 		fs := newFlags(e, "change "+verb)
 		sf := addServerFlags(fs)
 		comment := fs.String("comment", "", "optional note")
-		if err := parse(fs, args); err != nil {
+		if err := e.parse(fs, args); err != nil {
 			return err
 		}
 		id, err := oneArg(fs.Args(), "status change id")
@@ -102,7 +102,7 @@ func changeList(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "change list")
 	sf := addServerFlags(fs)
 	pending := fs.Bool("pending", true, "only those awaiting a decision")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	return officerCall(ctx, e, sf, "GET", fmt.Sprintf("/admin/v1/status-changes?pending=%t", *pending), nil)
@@ -113,7 +113,7 @@ func certStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "cert status")
 	sf := addPublicFlags(fs)
 	serial := fs.String("serial", "", "certificate serial (hex)")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	s, err := serialFlag(*serial)
@@ -199,7 +199,7 @@ func trustPull(ctx context.Context, e *env, args []string) error {
 	sf := addPublicFlags(fs)
 	out := fs.String("out", "trust-bundle.jws", "where to write the bundle")
 	arc := fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	c, err := sf.anonymous()
@@ -261,7 +261,7 @@ func certCheck(ctx context.Context, e *env, args []string) error {
 	maxAge := fs.Duration("max-age", 24*time.Hour, "refuse evidence older than this")
 	online := fs.Bool("online", false, "ask the OCSP responder named in the certificate when the bundle cannot answer")
 	arc := fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if *certFile == "" {

@@ -22,7 +22,7 @@ func tokenKeygen(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "token keygen")
 	kf := addKeyFlags(fs)
 	alg := fs.String("alg", "EC-P256", "key type: EC-P256, EC-P384, RSA-2048, RSA-3072 (as the card supports)")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	a, err := hsm.ParseAlgorithm(*alg)
@@ -75,7 +75,7 @@ func tokenImportCert(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "token import-cert")
 	kf := addKeyFlags(fs)
 	certFile := fs.String("cert", "", "the issued certificate (PEM; the first certificate is used)")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if *certFile == "" {
@@ -119,7 +119,7 @@ func tokenShow(ctx context.Context, e *env, args []string) error {
 
 // openKey parses the command's flags and opens the key they select.
 func openKey(ctx context.Context, e *env, fs *flag.FlagSet, kf keyFlags, args []string) (hsm.Key, string, error) {
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return nil, "", err
 	}
 	uri, err := kf.URI()

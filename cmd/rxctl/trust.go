@@ -55,7 +55,7 @@ func subjectAdd(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "subject add")
 	sf := addServerFlags(fs)
 	file := fs.String("file", "", "subject JSON (see docs/API.md), or - for standard input")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	body, err := readJSONFile(*file)
@@ -69,7 +69,7 @@ func subjectUpdate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "subject update")
 	sf := addServerFlags(fs)
 	file := fs.String("file", "", "the whole subject JSON with the version you edited")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs.Args(), "subject id")
@@ -86,7 +86,7 @@ func subjectUpdate(ctx context.Context, e *env, args []string) error {
 func subjectShow(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "subject show")
 	sf := addServerFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs.Args(), "subject id")
@@ -102,7 +102,7 @@ func subjectList(ctx context.Context, e *env, args []string) error {
 	kind := fs.String("kind", "", "practitioner, pharmacy, paraclinic, vendor, service or officer")
 	q := fs.String("q", "", "search names and registration numbers")
 	limit := fs.Int("limit", 100, "at most this many")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	v := url.Values{}
@@ -124,7 +124,7 @@ func enrolRequest(ctx context.Context, e *env, args []string) error {
 	subject := fs.String("subject", "", "registry subject id")
 	profile := fs.String("profile", "practitioner-signing", "certificate profile")
 	csrFile := fs.String("csr", "", "CSR made on the subject's token (PEM)")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if *subject == "" || *csrFile == "" {
@@ -147,7 +147,7 @@ func enrolApprove(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "enrol approve")
 	sf := addServerFlags(fs)
 	out := fs.String("out", "", "also write the certificate chain (PEM) here")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs.Args(), "enrolment id")
@@ -183,7 +183,7 @@ func enrolReject(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "enrol reject")
 	sf := addServerFlags(fs)
 	reason := fs.String("reason", "", "why (recorded for ever)")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs.Args(), "enrolment id")
@@ -196,7 +196,7 @@ func enrolReject(ctx context.Context, e *env, args []string) error {
 func enrolShow(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "enrol show")
 	sf := addServerFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs.Args(), "enrolment id")
@@ -211,7 +211,7 @@ func enrolList(ctx context.Context, e *env, args []string) error {
 	sf := addServerFlags(fs)
 	status := fs.String("status", "", "pending, approved, issued or rejected")
 	subject := fs.String("subject", "", "only this subject's")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	v := url.Values{}
@@ -226,7 +226,7 @@ func certFetch(ctx context.Context, e *env, args []string) error {
 	enrolment := fs.String("enrolment", "", "enrolment id")
 	serial := fs.String("serial", "", "certificate serial (hex)")
 	out := fs.String("out", "", "write the certificate chain (PEM) here")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	var path string
@@ -255,7 +255,7 @@ func auditList(ctx context.Context, e *env, args []string) error {
 	after := fs.Int("after", 0, "events after this sequence number")
 	object := fs.String("object", "", "only events about this object (e.g. enrolment:enr_…)")
 	limit := fs.Int("limit", 100, "at most this many")
-	if err := parse(fs, args); err != nil {
+	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	v := url.Values{}

@@ -18,8 +18,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +33,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
+	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/insured"
@@ -43,10 +46,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "rxd:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit("rxd", run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
 }
 
 const usage = `usage:
@@ -54,54 +54,115 @@ const usage = `usage:
   rxd import-registry [flags] -mode full|update F  load the insured-person registry from CSV
   rxd import-catalogue [flags] -valid-from DATE    load a catalogue version from drugs and services CSV
   rxd check-rules FILE                            compile and type-check a rule set without loading it
+  rxd version                                     which build this is: version, commit, Go version
 Run "rxd <command> -h" for a command's flags.`
+
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+var commands = map[string]command{
+	"serve":            cmdServe,
+	"import-registry":  cmdImportRegistry,
+	"import-catalogue": cmdImportCatalogue,
+	"check-rules":      cmdCheckRules,
+	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return cli.Version("rxd", args, stdout, stderr)
+	},
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return cli.Usagef("%s", usage)
 	}
-	switch args[0] {
-	case "serve":
-		return cmdServe(ctx, args[1:], stderr)
-	case "import-registry":
-		return cmdImportRegistry(ctx, args[1:], stdout, stderr)
-	case "import-catalogue":
-		return cmdImportCatalogue(ctx, args[1:], stdout, stderr)
-	case "check-rules":
-		return cmdCheckRules(args[1:], stdout)
-	case "-h", "-help", "--help", "help":
+	if args[0] == "help" && len(args) > 1 {
+		return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+	}
+	if args[0] == "help" || cli.IsHelp(args[0]) {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	name := args[0]
+	if name == "-version" || name == "--version" {
+		name = "version"
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		return cli.Usagef("unknown command %q\n%s", args[0], usage)
+	}
+	return cmd(ctx, args[1:], stdout, stderr)
 }
 
 // dbFlags are every command's database flags.
-type dbFlags struct{ driver, dsn, dsnFile *string }
+type dbFlags struct {
+	driver, dsn, dsnFile *string
+	create               *bool
+}
 
 func addDB(fs *flag.FlagSet) dbFlags {
 	return dbFlags{
 		driver:  fs.String("db-driver", "sqlite", "database: sqlite (embedded) or postgres"),
 		dsn:     fs.String("db", "var/rxd/rxd.db", "SQLite file (with -db-driver sqlite)"),
 		dsnFile: fs.String("dsn-file", "", "file holding the PostgreSQL URL (with -db-driver postgres; kept out of the process list)"),
+		create:  fs.Bool("create", false, "make a new SQLite file if there is none at -db (first use); without it a missing file is refused"),
 	}
 }
 
-func (f dbFlags) open(ctx context.Context) (*sqlstore.DB, error) {
-	dsn := *f.dsn
-	if *f.driver == sqlstore.Postgres {
+// open opens the database and says which one it is, for the command to
+// tell the operator. A missing SQLite file is refused unless -create is
+// given: a mistyped -db (or a run from another directory, -db being
+// relative) would otherwise import into, or serve from, a new empty
+// database without a word.
+func (f dbFlags) open(ctx context.Context) (d *sqlstore.DB, where string, err error) {
+	if *f.driver != sqlstore.SQLite {
+		if *f.create {
+			return nil, "", cli.Usagef("-create is for SQLite: a PostgreSQL database is made by its administrator (rxd creates its tables)")
+		}
+		if *f.driver != sqlstore.Postgres {
+			return nil, "", cli.Usagef("-db-driver must be sqlite or postgres, not %q", *f.driver)
+		}
 		if *f.dsnFile == "" {
-			return nil, errors.New("-db-driver postgres needs -dsn-file")
+			return nil, "", cli.Usagef("-db-driver postgres needs -dsn-file")
 		}
 		b, err := os.ReadFile(*f.dsnFile)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		dsn = strings.TrimSpace(string(b))
-	} else if err := os.MkdirAll(filepath.Dir(dsn), 0o700); err != nil {
-		return nil, err
+		dsn := strings.TrimSpace(string(b))
+		d, err := sqlstore.Open(ctx, sqlstore.Postgres, dsn)
+		return d, "PostgreSQL database " + describePostgres(dsn, *f.dsnFile), err
 	}
-	return sqlstore.Open(ctx, *f.driver, dsn)
+	path, err := filepath.Abs(*f.dsn)
+	if err != nil {
+		return nil, "", err
+	}
+	where = "SQLite database " + path
+	switch _, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist) && !*f.create:
+		return nil, "", fmt.Errorf("there is no database at %s: give -db the right file, or -create to make a new one there", path)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, "", err
+		}
+		where = "new " + where
+	case err != nil:
+		return nil, "", err
+	}
+	d, err = sqlstore.Open(ctx, sqlstore.SQLite, path)
+	return d, where, err
+}
+
+// describePostgres names the server and database of a PostgreSQL URL
+// without its password or parameters; a keyword/value DSN is named by the
+// file it came from.
+func describePostgres(dsn, file string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "named in " + file
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
 }
 
 func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -112,11 +173,11 @@ func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Wri
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	shrink := fs.Bool("allow-shrink", false, "accept a full import with more than 10% fewer persons than the registry in force")
 	asJSON := fs.Bool("json", false, "print the summary (or the bad rows) as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || (*mode != string(insured.Full) && *mode != string(insured.Update)) {
-		return errors.New("usage: rxd import-registry -mode full|update [flags] FILE.csv")
+		return cli.Usagef("usage: rxd import-registry -mode full|update [flags] FILE.csv")
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {
@@ -127,11 +188,12 @@ func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	d, err := db.open(ctx)
+	d, where, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	fmt.Fprintf(stderr, "rxd: importing %s into the %s\n", fs.Arg(0), where)
 	s, err := sqlstore.NewInsured(ctx, d)
 	if err != nil {
 		return err
@@ -221,7 +283,7 @@ func (b *progressBar) done() {
 	fmt.Fprintln(b.w)
 }
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("rxd serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := addDB(fs)
@@ -233,11 +295,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	statusAge := fs.Duration("status-max-age", 24*time.Hour, "oldest OCSP evidence accepted for a caller's certificate")
 	rulesFile := fs.String("rules", "", "rule set file (YAML), watched and reloaded when it changes; default: the starter set")
 	rulesPoll := fs.Duration("rules-poll", 5*time.Second, "how often the rule set file is checked for changes")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
+	}
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
-		return errors.New("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
+		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -248,7 +313,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d, err := db.open(ctx)
+	d, where, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -304,7 +369,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServeTLS("", "") }()
-	log.Info("rxd serving", "listen", *listen, "db", *db.driver, "rules", engine.Current().Version())
+	log.Info("rxd serving", "listen", *listen, "db", where, "rules", engine.Current().Version())
 	select {
 	case err := <-errc:
 		return err
@@ -360,11 +425,11 @@ func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Wr
 	drugs := fs.String("drugs", "", "drugs CSV")
 	services := fs.String("services", "", "services CSV (lab, imaging, procedure)")
 	asJSON := fs.Bool("json", false, "print the result (or the bad rows) as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *from == "" || (*drugs == "" && *services == "") || fs.NArg() != 0 {
-		return errors.New("usage: rxd import-catalogue -label L -valid-from DATE [-valid-to DATE] [-drugs F] [-services F]")
+		return cli.Usagef("usage: rxd import-catalogue -label L -valid-from DATE [-valid-to DATE] [-drugs F] [-services F]")
 	}
 	spec := catalogue.ImportSpec{Label: *label}
 	var err error
@@ -396,11 +461,12 @@ func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	defer closeS()
-	d, err := db.open(ctx)
+	d, where, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	fmt.Fprintf(stderr, "rxd: importing catalogue version %q into the %s\n", *label, where)
 	cstore, err := sqlstore.NewCatalogue(ctx, d)
 	if err != nil {
 		return err
@@ -437,18 +503,24 @@ func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Wr
 
 // cmdCheckRules is for the insurer's staff: does this file load, and if
 // not, where is each problem.
-func cmdCheckRules(args []string, stdout io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: rxd check-rules FILE.yaml")
+func cmdCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rxd check-rules", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
+		return err
 	}
-	data, err := os.ReadFile(args[0])
+	if fs.NArg() != 1 {
+		return cli.Usagef("usage: rxd check-rules FILE.yaml")
+	}
+	file := fs.Arg(0)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	set, err := rules.Load(args[0], data)
+	set, err := rules.Load(file, data)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: rule set %s, %d rules, compiled and type-checked\n", args[0], set.Version(), len(set.Rules()))
+	fmt.Fprintf(stdout, "%s: rule set %s, %d rules, compiled and type-checked\n", file, set.Version(), len(set.Rules()))
 	return nil
 }

@@ -10,16 +10,20 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -36,10 +40,11 @@ func TestImportRegistryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"import-registry", "-db", db, "-mode", "full", good}, &out, &errb); err != nil {
+	if err := run(context.Background(), []string{"import-registry", "-db", db, "-create", "-mode", "full", good}, &out, &errb); err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
-	if !strings.Contains(out.String(), "1000 persons — 750 main insured, 250 dependants") || !strings.Contains(errb.String(), "100.0%") {
+	if !strings.Contains(out.String(), "1000 persons — 750 main insured, 250 dependants") || !strings.Contains(errb.String(), "100.0%") ||
+		!strings.Contains(errb.String(), "into the new SQLite database "+db+"\n") {
 		t.Fatalf("summary %q, progress %q", out.String(), errb.String())
 	}
 
@@ -74,7 +79,7 @@ func TestImportCatalogueAndCheckRulesCommands(t *testing.T) {
 	os.WriteFile(df, []byte(drugs), 0o600)
 	os.WriteFile(sf, []byte(services), 0o600)
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"import-catalogue", "-db", db, "-label", "1405 Farvardin", "-valid-from", "1405-01-01", "-drugs", df, "-services", sf}, &out, &errb); err != nil {
+	if err := run(context.Background(), []string{"import-catalogue", "-db", db, "-create", "-label", "1405 Farvardin", "-valid-from", "1405-01-01", "-drugs", df, "-services", sf}, &out, &errb); err != nil {
 		t.Fatalf("%v %s", err, errb.String())
 	}
 	if !strings.Contains(out.String(), "13 drugs, 6 services, in force from 2026-03-21") {
@@ -108,11 +113,16 @@ func TestServeNeedsClientAuthentication(t *testing.T) {
 	}
 }
 
-// TestServe starts the real command: TLS with a server certificate from a
-// test hierarchy, client certificates required, and — since the test
-// hierarchy's OCSP responder does not exist — every caller refused with the
-// reason: the service fails closed.
-func TestServe(t *testing.T) {
+// serveFixture is what `rxd serve` needs to start: a server certificate
+// from a test hierarchy and its key, and the root for client certificates.
+type serveFixture struct {
+	dir   string
+	pki   *testpki.PKI
+	args  []string // serve and its TLS flags
+	issue func(profile string, kind pki.Role, id string) (*ecdsa.PrivateKey, *x509.Certificate)
+}
+
+func newServeFixture(t *testing.T) *serveFixture {
 	now := time.Now()
 	p := testpki.New(t, nil, func() time.Time { return now })
 	dir := t.TempDir()
@@ -136,6 +146,16 @@ func TestServe(t *testing.T) {
 	certFile := writePEM("rxd.crt", &pem.Block{Type: "CERTIFICATE", Bytes: sc.Raw}, &pem.Block{Type: "CERTIFICATE", Bytes: p.Intermediate.Raw})
 	keyFile := writePEM("rxd.key", &pem.Block{Type: "PRIVATE KEY", Bytes: skDER})
 	caFile := writePEM("root.crt", &pem.Block{Type: "CERTIFICATE", Bytes: p.Root.Raw})
+	return &serveFixture{dir: dir, pki: p, issue: issue,
+		args: []string{"serve", "-tls-cert", certFile, "-tls-key", keyFile, "-client-ca", caFile}}
+}
+
+// TestServe starts the real command: TLS with a server certificate from a
+// test hierarchy, client certificates required, and — since the test
+// hierarchy's OCSP responder does not exist — every caller refused with the
+// reason: the service fails closed.
+func TestServe(t *testing.T) {
+	f := newServeFixture(t)
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
@@ -144,9 +164,10 @@ func TestServe(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var out, errb bytes.Buffer
-		done <- run(ctx, []string{"serve", "-db", filepath.Join(dir, "rxd.db"), "-listen", addr, "-tls-cert", certFile, "-tls-key", keyFile, "-client-ca", caFile}, &out, &errb)
+		done <- run(ctx, slices.Concat(f.args, []string{"-db", filepath.Join(f.dir, "rxd.db"), "-create", "-listen", addr}), &out, &errb)
 	}()
-	vk, vc := issue("service-tls-client", pki.RoleVendor, "vendor")
+	p := f.pki
+	vk, vc := f.issue("service-tls-client", pki.RoleVendor, "vendor")
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost",
@@ -170,5 +191,92 @@ func TestServe(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve ended with %v", err)
+	}
+}
+
+// TestMissingDatabase: each command that opens the database refuses a
+// SQLite file that is not there, naming the path, and creates nothing; a
+// relative -db is named in full. With -create the file is made, and the
+// command says so; later commands say which database they use.
+func TestMissingDatabase(t *testing.T) {
+	f := newServeFixture(t)
+	dir := t.TempDir()
+	registry := filepath.Join(dir, "registry.csv")
+	drugsFile := filepath.Join(dir, "drugs.csv")
+	drugs, _ := catalogtest.Sample()
+	if os.WriteFile(registry, []byte(insuredtest.Rows(10)), 0o600) != nil || os.WriteFile(drugsFile, []byte(drugs), 0o600) != nil {
+		t.Fatal("writing the input files")
+	}
+	db := filepath.Join(dir, "data", "rxd.db")
+	openers := []struct {
+		name string
+		args []string // the flags after -db
+	}{
+		{"import-registry", []string{"-mode", "full", "-quiet", registry}},
+		{"import-catalogue", []string{"-label", "sample", "-valid-from", "1405-01-01", "-drugs", drugsFile}},
+		{"serve", slices.Concat(f.args[1:], []string{"-listen", "127.0.0.1:0"})},
+	}
+	for _, c := range openers {
+		t.Run(c.name, func(t *testing.T) {
+			// Were the database made, serve would serve until the deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var out, errb bytes.Buffer
+			err := run(ctx, slices.Concat([]string{c.name, "-db", db}, c.args), &out, &errb)
+			if err == nil || !strings.Contains(err.Error(), "there is no database at "+db+": ") || !strings.Contains(err.Error(), "-create") {
+				t.Fatalf("%v", err)
+			}
+			if _, err := os.Stat(filepath.Dir(db)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("%s was created (%v)", filepath.Dir(db), err)
+			}
+		})
+	}
+	t.Run("relative -db", func(t *testing.T) {
+		cwd := t.TempDir()
+		t.Chdir(cwd)
+		var out, errb bytes.Buffer
+		err := run(context.Background(), slices.Concat([]string{"import-registry"}, openers[0].args), &out, &errb)
+		if want := "there is no database at " + filepath.Join(cwd, "var", "rxd", "rxd.db"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%v, want %q", err, want)
+		}
+		if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
+			t.Fatalf("created %v", entries)
+		}
+	})
+	t.Run("-create", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), slices.Concat([]string{"import-registry", "-db", db, "-create"}, openers[0].args), &out, &errb); err != nil {
+			t.Fatal(err)
+		}
+		if want := "rxd: importing " + registry + " into the new SQLite database " + db + "\n"; !strings.Contains(errb.String(), want) {
+			t.Fatalf("said %q, want %q", errb.String(), want)
+		}
+		errb.Reset()
+		if err := run(context.Background(), slices.Concat([]string{"import-catalogue", "-db", db}, openers[1].args), &out, &errb); err != nil {
+			t.Fatal(err)
+		}
+		if want := `rxd: importing catalogue version "sample" into the SQLite database ` + db + "\n"; !strings.Contains(errb.String(), want) {
+			t.Fatalf("said %q, want %q", errb.String(), want)
+		}
+	})
+	t.Run("-create with postgres", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), slices.Concat([]string{"import-registry", "-db-driver", "postgres", "-dsn-file", "x", "-create"}, openers[0].args), &out, &errb)
+		var ue cli.UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "-create is for SQLite") {
+			t.Fatalf("%v", err)
+		}
+	})
+}
+
+func TestDescribePostgres(t *testing.T) {
+	for _, tc := range []struct{ dsn, want string }{
+		{"postgres://nuskha:s3cret@db.example:5432/rxd?sslmode=verify-full&password=s3cret", "postgres://nuskha@db.example:5432/rxd"},
+		{"postgresql://db.example/rxd", "postgresql://db.example/rxd"},
+		{"host=db.example dbname=rxd password=s3cret", "named in /etc/rxd/dsn"},
+	} {
+		if got := describePostgres(tc.dsn, "/etc/rxd/dsn"); got != tc.want {
+			t.Errorf("%q: %q, want %q", tc.dsn, got, tc.want)
+		}
 	}
 }

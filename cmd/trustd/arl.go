@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
 	"github.com/nuskha/nuskha/internal/revoke"
@@ -28,18 +28,18 @@ func cmdSignARL(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	revokeFile := fs.String("revoke-intermediate", "", "PEM certificate of an intermediate this root issued, to list as revoked")
 	reasonName := fs.String("reason", "", "with -revoke-intermediate: cACompromise, superseded, cessationOfOperation, affiliationChanged or unspecified")
 	validity := fs.Duration("validity", ceremony.ARLValidity, "until the ARL's nextUpdate; the root MUST re-sign before then")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *path == "" || *rootKey == "" || fs.NArg() != 0 {
-		return errors.New("usage: trustd sign-arl -config FILE -root-key URI [-revoke-intermediate CERT.pem -reason REASON] [-validity D]")
+		return cli.Usagef("usage: trustd sign-arl -config FILE -root-key URI [-revoke-intermediate CERT.pem -reason REASON] [-validity D]")
 	}
 	if *validity <= 0 || *validity > 5*ceremony.ARLValidity {
-		return fmt.Errorf("-validity %s: must be positive and at most %s", *validity, 5*ceremony.ARLValidity)
+		return cli.Usagef("-validity %s: must be positive and at most %s", *validity, 5*ceremony.ARLValidity)
 	}
 	o := trustd.ARLOptions{RootKey: *rootKey, Validity: *validity}
 	if (*revokeFile == "") != (*reasonName == "") {
-		return errors.New("-revoke-intermediate and -reason go together")
+		return cli.Usagef("-revoke-intermediate and -reason go together")
 	}
 	if *revokeFile != "" {
 		certs, err := pemutil.ReadCertificateBundle(*revokeFile)
@@ -48,7 +48,7 @@ func cmdSignARL(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		r, ok := revoke.ParseReason(*reasonName)
 		if !ok || !slices.Contains(ceremony.ARLReasons, int(r)) {
-			return fmt.Errorf("-reason %q: a CA is revoked for cACompromise, superseded, cessationOfOperation, affiliationChanged or unspecified", *reasonName)
+			return cli.Usagef("-reason %q: a CA is revoked for cACompromise, superseded, cessationOfOperation, affiliationChanged or unspecified", *reasonName)
 		}
 		o.Revoke, o.Reason = certs[0], int(r)
 	}

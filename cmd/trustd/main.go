@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,16 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "trustd:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit("trustd", run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
 }
 
 const usage = `usage:
@@ -37,26 +34,45 @@ const usage = `usage:
   trustd check -config FILE                                  validate the config and open keys and database
   trustd sign-arl -config FILE -root-key URI [-revoke-intermediate CERT -reason R]
                                                              re-sign the root's ARL (yearly), or revoke an intermediate
+  trustd version                                             which build this is: version, commit, Go version
 Run "trustd <command> -h" for a command's flags.`
+
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+var commands = map[string]command{
+	"init": cmdInit,
+	"serve": func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return cmdServe(ctx, args, stdout, stderr, false)
+	},
+	"check": func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return cmdServe(ctx, args, stdout, stderr, true)
+	},
+	"sign-arl": cmdSignARL,
+	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return cli.Version("trustd", args, stdout, stderr)
+	},
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return cli.Usagef("%s", usage)
 	}
-	switch args[0] {
-	case "init":
-		return cmdInit(ctx, args[1:], stdout, stderr)
-	case "serve":
-		return cmdServe(ctx, args[1:], stderr, false)
-	case "check":
-		return cmdServe(ctx, args[1:], stderr, true)
-	case "sign-arl":
-		return cmdSignARL(ctx, args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
+	if args[0] == "help" && len(args) > 1 {
+		return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+	}
+	if args[0] == "help" || cli.IsHelp(args[0]) {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+	name := args[0]
+	if name == "-version" || name == "--version" {
+		name = "version"
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		return cli.Usagef("unknown command %q\n%s", args[0], usage)
+	}
+	return cmd(ctx, args[1:], stdout, stderr)
 }
 
 type listFlag []string
@@ -86,11 +102,14 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var officers, dns listFlag
 	fs.Var(&officers, "officer", "officer name, or NAME=KEY-URI to make the key on the officer's token (repeat; at least 2)")
 	fs.Var(&dns, "dns", "trustd TLS name or IP (repeat; default localhost and 127.0.0.1)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return errors.New("init: -dir is required")
+		return cli.Usagef("init: -dir is required")
+	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("init takes no arguments, got %q", fs.Args())
 	}
 	ra, err := hsm.ParseAlgorithm(*rootAlg)
 	if err != nil {
@@ -132,7 +151,7 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer, checkOnly bool) error {
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, checkOnly bool) error {
 	name := "trustd serve"
 	if checkOnly {
 		name = "trustd check"
@@ -140,11 +159,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, checkOnly bo
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "trustd.json (required)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *path == "" {
-		return errors.New("-config is required")
+		return cli.Usagef("-config is required")
+	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("%s takes no arguments, got %q", name, fs.Args())
 	}
 	cfg, err := trustd.LoadConfig(*path)
 	if err != nil {

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nuskha/nuskha/internal/cli"
+	"github.com/nuskha/nuskha/internal/testutil/clitest"
+)
+
+func runTrustd(args ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	code = cli.Exit("trustd", run(context.Background(), args, &out, &errb), &errb)
+	return out.String(), errb.String(), code
+}
+
+// TestHelpNeverActs: asking any trustd command for help prints its usage
+// on standard output, exits 0 and creates nothing: `trustd init -dir X -h`
+// makes no X and no key. It walks the commands table.
+func TestHelpNeverActs(t *testing.T) {
+	root := t.TempDir()
+	cwd := filepath.Join(root, "cwd")
+	if err := os.Mkdir(cwd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(cwd)
+	key := func(name string) string {
+		return "softkey:path=" + filepath.Join(root, "keys", name+".key") + "?pin-source=" + filepath.Join(root, "keys", "pass")
+	}
+	values := map[string]string{
+		"dir": filepath.Join(root, "ca"), "officer": "alice", "root-key": key("root"), "intermediate-key": key("issuing"),
+		"tls-key": key("tls"), "store": "sqlite", "dsn-file": filepath.Join(root, "dsn"), "dns": "localhost",
+		"admin-listen": "127.0.0.1:0", "public-listen": "127.0.0.1:0", "http-listen": "127.0.0.1:0",
+		"config": filepath.Join(root, "ca", "trustd.json"),
+	}
+	before := clitest.Files(t, root)
+	for name := range commands {
+		t.Run(name, func(t *testing.T) {
+			check := func(args []string) (usage string) {
+				t.Helper()
+				stdout, stderr, code := runTrustd(args...)
+				if code != cli.ExitOK || stderr != "" || !strings.HasPrefix(stdout, "Usage of trustd "+name+":\n") {
+					t.Errorf("%q: exit %d\nstdout %q\nstderr %q", args, code, stdout, stderr)
+				}
+				if after := clitest.Files(t, root); !slices.Equal(before, after) {
+					t.Fatalf("%q changed the files: %q, was %q", args, after, before)
+				}
+				return stdout + stderr
+			}
+			usage := check([]string{name, "-h"})
+			flags := clitest.Args(usage, values)
+			if len(flags) == 0 && len(clitest.FlagNames(usage)) != 0 {
+				t.Fatal("no flag in the usage has a value in the test: -h would not be put after other flags")
+			}
+			for _, tail := range clitest.HelpArgs(flags) {
+				check(append([]string{name}, tail...))
+			}
+		})
+	}
+}
+
+// TestUsage: help for trustd itself goes to standard output with exit 0; a
+// bad command line gets the usage on standard error and exit 2.
+func TestUsage(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // prefix
+		stderr string // substring
+	}{
+		{"-h", []string{"-h"}, cli.ExitOK, "usage:\n  trustd init", ""},
+		{"--help", []string{"--help"}, cli.ExitOK, "usage:\n  trustd init", ""},
+		{"help", []string{"help"}, cli.ExitOK, "usage:\n  trustd init", ""},
+		{"help init", []string{"help", "init"}, cli.ExitOK, "Usage of trustd init:", ""},
+		{"nothing", nil, cli.ExitUsage, "", "usage:\n  trustd init"},
+		{"unknown command", []string{"start"}, cli.ExitUsage, "", `unknown command "start"`},
+		{"unknown flag", []string{"init", "-dri", "x"}, cli.ExitUsage, "", "Usage of trustd init:"},
+		{"init without -dir", []string{"init", "-officer", "a"}, cli.ExitUsage, "", "-dir is required"},
+		{"serve without -config", []string{"serve"}, cli.ExitUsage, "", "-config is required"},
+		{"serve with an argument", []string{"serve", "-config", "x.json", "extra"}, cli.ExitUsage, "", "no arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := runTrustd(tc.args...)
+			if code != tc.code || !strings.HasPrefix(stdout, tc.stdout) || !strings.Contains(stderr, tc.stderr) ||
+				(tc.code != cli.ExitOK && stdout != "") || (tc.code == cli.ExitOK && stderr != "") {
+				t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+			}
+		})
+	}
+}
+
+// TestVersion: trustd says which build it is.
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"version", "-version", "--version"} {
+		stdout, stderr, code := runTrustd(arg)
+		if code != cli.ExitOK || stderr != "" || !strings.HasPrefix(stdout, "trustd version ") ||
+			!strings.Contains(stdout, "\n  commit   ") || !strings.Contains(stdout, "\n  go       go1.") {
+			t.Errorf("%s: exit %d\nstdout %q\nstderr %q", arg, code, stdout, stderr)
+		}
+	}
+	if _, stderr, code := runTrustd("version", "extra"); code != cli.ExitUsage || !strings.Contains(stderr, "no arguments") {
+		t.Errorf("version extra: exit %d, %q", code, stderr)
+	}
+}

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		args           []string
+		help, usageErr bool
+	}{
+		{"no flags", nil, false, false},
+		{"a flag and an argument", []string{"-n", "3", "ID"}, false, false},
+		{"-h", []string{"-h"}, true, false},
+		{"--help", []string{"--help"}, true, false},
+		{"-help after a flag", []string{"-n", "3", "-help"}, true, false},
+		{"-h after an argument", []string{"-n", "3", "ID", "-h"}, true, false},
+		{"--help after an argument", []string{"ID", "--help"}, true, false},
+		{"unknown flag", []string{"-x"}, false, true},
+		{"bad value", []string{"-n", "three"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("prog cmd", flag.ContinueOnError)
+			fs.Int("n", 0, "how many")
+			var stdout, stderr bytes.Buffer
+			err := Parse(fs, tc.args, &stdout, &stderr)
+			var ue UsageError
+			switch {
+			case tc.help:
+				if !errors.Is(err, ErrHelp) || !strings.HasPrefix(stdout.String(), "Usage of prog cmd:\n  -n int") || stderr.Len() != 0 {
+					t.Fatalf("err %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+				}
+			case tc.usageErr:
+				if !errors.As(err, &ue) || !strings.Contains(stderr.String(), "Usage of prog cmd:") || stdout.Len() != 0 {
+					t.Fatalf("err %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+				}
+			default:
+				if err != nil || stdout.Len() != 0 || stderr.Len() != 0 {
+					t.Fatalf("err %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+				}
+			}
+		})
+	}
+}
+
+func TestExit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		code int
+		says string
+	}{
+		{"done", nil, ExitOK, ""},
+		{"help", ErrHelp, ExitOK, ""},
+		{"bad usage", Usagef("-dir is required"), ExitUsage, "prog: -dir is required\n"},
+		{"failure", errors.New("disk full"), ExitFailed, "prog: disk full\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := Exit("prog", tc.err, &stderr); code != tc.code || stderr.String() != tc.says {
+				t.Fatalf("exit %d, said %q", code, stderr.String())
+			}
+		})
+	}
+}
