@@ -75,6 +75,12 @@ type Publisher struct {
 	trigger chan struct{}
 	signer  atomic.Pointer[Signer]
 	genMu   sync.Mutex
+	// changes counts the status changes reported; covered is how many of
+	// them the served CRL includes. While covered < changes, the CRL and
+	// the bundle are made anew before they are served, so that whoever
+	// fetches them after a revocation sees it.
+	changes atomic.Uint64
+	covered atomic.Uint64
 
 	bundleMu  sync.Mutex
 	bundle    []byte
@@ -181,8 +187,10 @@ func (p *Publisher) Run(ctx context.Context) {
 	}
 }
 
-// StatusChanged is revoke.Publisher: OCSP now, the CRL soon.
+// StatusChanged is revoke.Publisher: OCSP now; the CRL at once in the
+// background, and in any case before the CRL or the bundle is next served.
 func (p *Publisher) StatusChanged(ctx context.Context, rec revoke.Record) error {
+	p.changes.Add(1)
 	err := p.cfg.Responder.Update(rec)
 	select {
 	case p.trigger <- struct{}{}:
@@ -201,6 +209,35 @@ func (p *Publisher) Issued(_ context.Context, c *enrol.Certificate) error {
 func (p *Publisher) GenerateCRL(ctx context.Context) (revoke.CRL, error) {
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
+	return p.generate(ctx)
+}
+
+// current is the CRL to serve: the one published, unless a status change
+// has been reported since it was made, when a new one is made first.
+func (p *Publisher) current(ctx context.Context) (*revoke.CRL, error) {
+	if p.covered.Load() < p.changes.Load() {
+		p.genMu.Lock()
+		defer p.genMu.Unlock()
+		// Made by someone else while this call waited for the lock?
+		if p.covered.Load() < p.changes.Load() {
+			if _, err := p.generate(ctx); err != nil {
+				p.cfg.Log.ErrorContext(ctx, "CRL generation failed; not serving one without the latest change", "err", err)
+				return nil, errs.Wrap(errs.Unavailable, err, "the CRL is being remade after a status change; try again")
+			}
+		}
+	}
+	c := p.crl.Load()
+	if c == nil {
+		return nil, errs.New(errs.Unavailable, "no CRL has been published yet")
+	}
+	return c, nil
+}
+
+// generate is GenerateCRL with genMu held.
+func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
+	// Changes reported by now were recorded before they were reported, so
+	// the statuses read below include them.
+	seen := p.changes.Load()
 	now := p.cfg.Now().UTC().Truncate(time.Second)
 	number := int64(1)
 	if c := p.crl.Load(); c != nil {
@@ -241,6 +278,9 @@ func (p *Publisher) GenerateCRL(ctx context.Context) (revoke.CRL, error) {
 		return revoke.CRL{}, fmt.Errorf("publish: recording CRL %d: %w", number, err)
 	}
 	p.crl.Store(&c)
+	if p.covered.Load() < seen {
+		p.covered.Store(seen) // genMu is held: no other writer
+	}
 	if err := p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.OK,
 		Detail: map[string]string{"entries": fmt.Sprint(len(entries)), "next_update": c.NextUpdate.Format(time.RFC3339)}}); err != nil {
 		return c, err
@@ -310,9 +350,9 @@ func (p *Publisher) SetBundleSigner(s Signer) {
 // Bundle returns the signed trust bundle holding the current CRL and the
 // root's ARL.
 func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
-	c := p.crl.Load()
-	if c == nil {
-		return nil, errs.New(errs.Unavailable, "no CRL has been published yet")
+	c, err := p.current(ctx)
+	if err != nil {
+		return nil, err
 	}
 	p.bundleMu.Lock()
 	defer p.bundleMu.Unlock()
@@ -339,9 +379,10 @@ func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
 // cache headers up to its nextUpdate.
 func (p *Publisher) CRLHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := p.crl.Load()
-		if c == nil {
-			http.Error(w, "no CRL yet", http.StatusServiceUnavailable)
+		c, err := p.current(r.Context())
+		if err != nil {
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "no current CRL; try again", http.StatusServiceUnavailable)
 			return
 		}
 		w.Header().Set("Content-Type", "application/pkix-crl")
