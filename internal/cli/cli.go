@@ -43,15 +43,16 @@ func IsHelp(arg string) bool {
 // prints fs's usage on stdout and returns ErrHelp; on a bad flag it prints
 // the complaint and the usage on stderr and returns a UsageError.
 //
-// A help flag after the first positional argument ends flag parsing in
-// package flag and so would be taken as an argument (`subject show ID -h`);
-// it is looked for there too, because asking for help must never act.
+// Flags may come after positional arguments (`enrol approve ID -out F`), as
+// people write them: package flag alone stops at the first positional
+// argument and would take the rest as arguments — a help flag among them
+// too, and asking for help must never act. Only "--" ends the flags.
 func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	var buf bytes.Buffer
 	out := fs.Output()
 	fs.SetOutput(&buf)
 	defer fs.SetOutput(out)
-	err := fs.Parse(args)
+	err := parseInterspersed(fs, args)
 	if err == nil && slices.ContainsFunc(fs.Args(), IsHelp) {
 		fs.Usage()
 		err = ErrHelp
@@ -65,6 +66,30 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 		return UsageError{err}
 	}
 	return nil
+}
+
+// parseInterspersed parses flags wherever they are in args, leaving the
+// positional arguments, in order, as fs.Args().
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		left := fs.Args()
+		if len(left) == 0 {
+			break
+		}
+		if used := len(rest) - len(left); used > 0 && rest[used-1] == "--" {
+			positional = append(positional, left...)
+			break
+		}
+		positional = append(positional, left[0])
+		rest = left[1:]
+	}
+	// Leave exactly the positional arguments in fs.Args().
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 // Exit codes shared by the three commands.

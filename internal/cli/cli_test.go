@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -64,6 +65,36 @@ func TestExit(t *testing.T) {
 			var stderr bytes.Buffer
 			if code := Exit("prog", tc.err, &stderr); code != tc.code || stderr.String() != tc.says {
 				t.Fatalf("exit %d, said %q", code, stderr.String())
+			}
+		})
+	}
+}
+
+// Flags after positional arguments are flags, as people write them; only
+// "--" ends the flags.
+func TestParseInterspersed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		n    int
+		rest []string
+	}{
+		{"flag first", []string{"-n", "3", "ID"}, 3, []string{"ID"}},
+		{"flag after the argument", []string{"ID", "-n", "3"}, 3, []string{"ID"}},
+		{"between arguments", []string{"A", "-n=4", "B"}, 4, []string{"A", "B"}},
+		{"standard input as an argument", []string{"-", "-n", "5"}, 5, []string{"-"}},
+		{"after --, arguments only", []string{"A", "--", "-n", "6"}, 0, []string{"A", "-n", "6"}},
+		{"no arguments", []string{"-n", "7"}, 7, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("prog cmd", flag.ContinueOnError)
+			n := fs.Int("n", 0, "how many")
+			var stdout, stderr bytes.Buffer
+			if err := Parse(fs, tc.args, &stdout, &stderr); err != nil {
+				t.Fatalf("%v (stderr %q)", err, stderr.String())
+			}
+			if *n != tc.n || !slices.Equal(fs.Args(), tc.rest) {
+				t.Fatalf("n %d, args %q; want %d, %q", *n, fs.Args(), tc.n, tc.rest)
 			}
 		})
 	}
