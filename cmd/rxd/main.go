@@ -20,6 +20,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -367,9 +368,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	srv := &http.Server{Addr: *listen, Handler: api.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Bound before serving, so that the address logged (and a port 0's
+	// choice) is where rxd answers.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServeTLS("", "") }()
-	log.Info("rxd serving", "listen", *listen, "db", where, "rules", engine.Current().Version())
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	log.Info("rxd serving", "listen", ln.Addr().String(), "db", where, "rules", engine.Current().Version())
 	select {
 	case err := <-errc:
 		return err

@@ -13,12 +13,12 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,30 +156,14 @@ func newServeFixture(t *testing.T) *serveFixture {
 // reason: the service fails closed.
 func TestServe(t *testing.T) {
 	f := newServeFixture(t)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		done <- run(ctx, slices.Concat(f.args, []string{"-db", filepath.Join(f.dir, "rxd.db"), "-create", "-listen", addr}), &out, &errb)
-	}()
+	addr := serving(t, slices.Concat(f.args, []string{"-db", filepath.Join(f.dir, "rxd.db"), "-create"}))
 	p := f.pki
 	vk, vc := f.issue("service-tls-client", pki.RoleVendor, "vendor")
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost",
 		Certificates: []tls.Certificate{{Certificate: [][]byte{vc.Raw, p.Intermediate.Raw}, PrivateKey: vk}}}}}
-	var resp *http.Response
-	var err error
-	for i := 0; i < 100; i++ {
-		if resp, err = c.Get("https://" + addr + "/v1/eligibility/" + insuredtest.NationalID(0)); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	resp, err := c.Get("https://" + addr + "/v1/eligibility/" + insuredtest.NationalID(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,10 +172,66 @@ func TestServe(t *testing.T) {
 	if resp.StatusCode != 401 || !strings.Contains(string(body), "no fresh evidence") {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("serve ended with %v", err)
+}
+
+// serving runs `rxd serve` with args on a port of the kernel's choosing
+// until the test ends, and returns the address once rxd says it listens.
+func serving(t *testing.T, args []string) string {
+	t.Helper()
+	logs := &logWatch{found: make(chan string, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, slices.Concat(args, []string{"-listen", "127.0.0.1:0"}), io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve ended with %v", err)
+		}
+	})
+	select {
+	case addr := <-logs.found:
+		return addr
+	case err := <-done:
+		done <- err
+		t.Fatalf("serve ended before it listened: %v\n%s", err, logs)
 	}
+	return ""
+}
+
+// logWatch is rxd's stderr in a test: it keeps the log and hands over the
+// address of the first "rxd serving" line.
+type logWatch struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	seen  int
+	found chan string
+}
+
+func (w *logWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		rest := w.buf.Bytes()[w.seen:]
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.seen += i + 1
+		var line struct{ Msg, Listen string }
+		if json.Unmarshal(rest[:i], &line) == nil && line.Msg == "rxd serving" {
+			select {
+			case w.found <- line.Listen:
+			default:
+			}
+		}
+	}
+}
+
+func (w *logWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // TestMissingDatabase: each command that opens the database refuses a

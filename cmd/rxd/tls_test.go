@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -44,34 +41,13 @@ func TestServeTLS(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	cert := p.Issue(t, "service-tls-server", testpki.Subject(pki.RoleService, "rxd", now), key)
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		done <- run(ctx, []string{"serve", "-db", filepath.Join(dir, "rxd.db"), "-listen", addr,
-			"-tls-cert", write("rxd.crt", "CERTIFICATE", cert.Raw, p.Intermediate.Raw), "-tls-key", write("rxd.key", "PRIVATE KEY", keyDER),
-			"-client-ca", write("root.crt", "CERTIFICATE", p.Root.Raw)}, &out, &errb)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve ended with %v", err)
-		}
-	})
+	addr := serving(t, []string{"serve", "-db", filepath.Join(dir, "rxd.db"), "-create",
+		"-tls-cert", write("rxd.crt", "CERTIFICATE", cert.Raw, p.Intermediate.Raw), "-tls-key", write("rxd.key", "PRIVATE KEY", keyDER),
+		"-client-ca", write("root.crt", "CERTIFICATE", p.Root.Raw)})
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
-	var resp *http.Response
-	var err error
-	for i := 0; i < 100; i++ {
-		if resp, err = anonymous.Get("https://" + addr + "/healthz"); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	resp, err := anonymous.Get("https://" + addr + "/healthz")
 	if err != nil {
 		t.Fatalf("/healthz without a client certificate: %v", err)
 	}
