@@ -21,7 +21,7 @@ type rxdFlags struct {
 
 func addRxdFlags(fs *flag.FlagSet) rxdFlags {
 	return rxdFlags{
-		url:    fs.String("rxd", envOr("NUSKHA_RXD_URL", "https://127.0.0.1:8543"), "rxd API"),
+		url:    fs.String("rxd", envOr("NUSKHA_RXD_URL", "https://localhost:8543"), "rxd API"),
 		caFile: fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "root certificate(s) to trust for rxd's TLS (required)"),
 		cert:   fs.String("cert", envOr("NUSKHA_CLIENT_CERT", ""), "client certificate chain (PEM) issued to the vendor or service"),
 		key:    fs.String("key", envOr("NUSKHA_CLIENT_KEY", ""), "client key URI (softkey:… or pkcs11:…)"),

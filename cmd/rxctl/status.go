@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -68,6 +69,7 @@ func statusChange(ctx context.Context, e *env, action string, args []string) err
 	sf := addServerFlags(fs)
 	serial := fs.String("serial", "", "certificate serial (hex)")
 	comment := fs.String("comment", "", "why (recorded for ever)")
+	quiet := addQuiet(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -75,7 +77,7 @@ func statusChange(ctx context.Context, e *env, action string, args []string) err
 	if err != nil {
 		return err
 	}
-	return officerCall(ctx, e, sf, "POST", "/admin/v1/status-changes", map[string]string{"serial": s, "action": action, "comment": *comment})
+	return officerCreate(ctx, e, sf, *quiet, "POST", "/admin/v1/status-changes", map[string]string{"serial": s, "action": action, "comment": *comment})
 }
 
 func changeDecide(approve bool) command {
@@ -198,6 +200,7 @@ func trustPull(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "trust pull")
 	sf := addPublicFlags(fs)
 	out := fs.String("out", "trust-bundle.jws", "where to write the bundle")
+	crls := fs.String("crls", "", "also write the bundle's CRLs (the issuing CA's and the root's ARL) here, PEM, for other tools (openssl verify -CRLfile)")
 	arc := fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc")
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -216,6 +219,15 @@ func trustPull(ctx context.Context, e *env, args []string) error {
 	}
 	if err := os.WriteFile(*out, raw, 0o644); err != nil {
 		return err
+	}
+	if *crls != "" {
+		var b []byte
+		for _, c := range v.CRLs {
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.List.Raw})...)
+		}
+		if err := os.WriteFile(*crls, b, 0o644); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(e.stdout, "trust bundle written to %s: %d root(s), %d intermediate(s), %d CRL(s); CRL %s issued %s, next update %s\n",
 		*out, len(v.Roots), len(v.Intermediates), len(v.CRLs), v.CRLs[0].List.Number, v.CRLs[0].List.ThisUpdate.UTC().Format(time.RFC3339),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -32,12 +34,34 @@ func readJSONFile(path string) (json.RawMessage, error) {
 
 // officerCall runs one admin API call and prints its answer.
 func officerCall(ctx context.Context, e *env, sf serverFlags, method, path string, in any) error {
+	return officerCreate(ctx, e, sf, false, method, path, in)
+}
+
+// addQuiet is the -q flag of commands that make something with an id, so
+// that a script can keep the id: id=$(rxctl subject add -q …).
+func addQuiet(fs *flag.FlagSet) *bool {
+	return fs.Bool("q", false, "print only the id of what was made")
+}
+
+// officerCreate is officerCall for a call that makes something: with
+// idOnly, only the answer's id is printed.
+func officerCreate(ctx context.Context, e *env, sf serverFlags, idOnly bool, method, path string, in any) error {
 	c, err := sf.officer(ctx, e)
 	if err != nil {
 		return err
 	}
 	var out json.RawMessage
 	if err := c.Do(ctx, method, path, in, &out); err != nil {
+		return err
+	}
+	if idOnly {
+		var made struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(out, &made); err != nil || made.ID == "" {
+			return fmt.Errorf("the answer names no id: %s", out)
+		}
+		_, err = fmt.Fprintln(e.stdout, made.ID)
 		return err
 	}
 	_, err = e.stdout.Write(append(out, '\n'))
@@ -54,7 +78,8 @@ func oneArg(args []string, what string) (string, error) {
 func subjectAdd(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "subject add")
 	sf := addServerFlags(fs)
-	file := fs.String("file", "", "subject JSON (see docs/API.md), or - for standard input")
+	file := fs.String("file", "", "subject JSON (fields: docs/trustd.md), or - for standard input")
+	quiet := addQuiet(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -62,7 +87,7 @@ func subjectAdd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return officerCall(ctx, e, sf, "POST", "/admin/v1/subjects", body)
+	return officerCreate(ctx, e, sf, *quiet, "POST", "/admin/v1/subjects", body)
 }
 
 func subjectUpdate(ctx context.Context, e *env, args []string) error {
@@ -124,6 +149,7 @@ func enrolRequest(ctx context.Context, e *env, args []string) error {
 	subject := fs.String("subject", "", "registry subject id")
 	profile := fs.String("profile", "practitioner-signing", "certificate profile")
 	csrFile := fs.String("csr", "", "CSR made on the subject's token (PEM)")
+	quiet := addQuiet(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -134,7 +160,7 @@ func enrolRequest(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return officerCall(ctx, e, sf, "POST", "/admin/v1/enrolments", map[string]string{"subject_id": *subject, "profile": *profile, "csr": string(csr)})
+	return officerCreate(ctx, e, sf, *quiet, "POST", "/admin/v1/enrolments", map[string]string{"subject_id": *subject, "profile": *profile, "csr": string(csr)})
 }
 
 type certificateAnswer struct {
