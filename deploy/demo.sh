@@ -1,129 +1,123 @@
 #!/usr/bin/env bash
-# The README's enrolment walkthrough, runnable: a throwaway trustd (its own
-# directory and ports), a SoftHSM2 token standing in for a practitioner's
-# smart card, officer Alice entering, Bob approving, the certificate written
-# back to the card and checked with OpenSSL. deploy/test.sh runs it, so the
-# README stays true.
+# Runs README.md as a new user would: every ```sh block, verbatim and in
+# order, in a fresh copy of the repository. deploy/test.sh runs it, so the
+# README cannot drift from the code.
+#
+# The one liberty taken is with the set-up block, which must hold exactly
+# the README's two set-up commands: `make run` is started in the background
+# (the README's "second terminal" is this script), on free ports when the
+# usual ones are taken, and `make test` is not run again, because it is what
+# runs this script. Every other block runs with `set -euo pipefail`, so a
+# command that fails, or an unset variable, fails the walkthrough.
+#
+# A block may be followed by <!-- expect: TEXT --> lines (invisible on the
+# rendered page): the block's output must contain each TEXT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CGO_ENABLED=1
+readme=$PWD/README.md
+log() { printf '==> %s\n' "$*" >&2; }
+
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-bash deploy/build.sh
-
-step() { printf '\n==> %s\n' "$*"; }
-json_id() { sed -n 's/^  "id": "\([^"]*\)".*/\1/p' | head -1; }
-base=$((20000 + RANDOM % 20000))
-ADMIN=127.0.0.1:$base PUBLIC=127.0.0.1:$((base + 1)) HTTP=127.0.0.1:$((base + 2))
-
-step "CA ceremony"
-bin/trustd init -dir "$work/trustd" -officer alice -officer bob \
-  -admin-listen "$ADMIN" -public-listen "$PUBLIC" -http-listen "$HTTP" >/dev/null 2>&1
-bin/trustd serve -config "$work/trustd/trustd.json" 2>"$work/trustd.log" &
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${PUBLIC%:*}/${PUBLIC#*:}") 2>/dev/null && break; sleep 0.1; done
-
-export NUSKHA_CA_FILE=$work/trustd/ca/root.crt NUSKHA_ADMIN_URL=https://$ADMIN NUSKHA_PUBLIC_URL=https://$PUBLIC
-alice=(-cert "$work/trustd/officers/alice.crt" -key "softkey:path=$work/trustd/officers/alice.key?pin-source=$work/trustd/officers/alice.pass")
-bob=(-cert "$work/trustd/officers/bob.crt" -key "softkey:path=$work/trustd/officers/bob.key?pin-source=$work/trustd/officers/bob.pass")
-
-step "a SoftHSM2 token stands in for Dr Ahmadi's smart card"
-mkdir -p "$work/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$work/tokens" >"$work/softhsm2.conf"
-export SOFTHSM2_CONF=$work/softhsm2.conf
-softhsm2-util --init-token --free --label dr-card --pin 123456 --so-pin 654321 >/dev/null
-echo 123456 >"$work/pin.txt"
-card=(-module "$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -1)" -token dr-card -key-label rx-signing -key-id 01 -pin-file "$work/pin.txt")
-
-step "IT support: key and CSR on the card"
-bin/rxctl token keygen "${card[@]}"
-bin/rxctl token csr "${card[@]}" -out "$work/req.csr"
-
-step "Officer Alice registers the practitioner and enters the request"
-subject=$(bin/rxctl subject add "${alice[@]}" -file - <<'JSON' | json_id
-{"kind": "practitioner", "name": "دکتر سارا احمدی", "national_id": "0499370899",
- "council_number": "MC-90210", "profession": "physician", "specialty": "cardiology",
- "licence_valid_from": "2024-03-20", "licence_valid_until": "2030-03-20"}
-JSON
-)
-enrolment=$(bin/rxctl enrol request "${alice[@]}" -subject "$subject" -profile practitioner-signing -csr "$work/req.csr" | json_id)
-echo "subject $subject, enrolment $enrolment"
-
-step "Alice cannot approve her own request"
-if bin/rxctl enrol approve "${alice[@]}" "$enrolment" 2>"$work/err"; then echo "self-approval accepted!" >&2; exit 1; fi
-grep -q dual-control-violation "$work/err" && cat "$work/err"
-
-step "Bob approves"
-bin/rxctl enrol approve "${bob[@]}" "$enrolment" >/dev/null
-
-step "IT support fetches the certificate and writes it to the card"
-bin/rxctl cert fetch -enrolment "$enrolment" -out "$work/chain.pem" >/dev/null
-bin/rxctl token import-cert "${card[@]}" -cert "$work/chain.pem"
-bin/rxctl token show "${card[@]}"
-
-step "OpenSSL agrees"
-awk '/BEGIN/{n++} n==1' "$work/chain.pem" >"$work/leaf.pem"
-awk '/BEGIN/{n++} n==2' "$work/chain.pem" >"$work/int.pem"
-openssl verify -x509_strict -CAfile "$work/trustd/ca/root.crt" -untrusted "$work/int.pem" "$work/leaf.pem"
-
-step "rxd: the officers certify rxd's server key and a vendor's client key"
-enrol_service() { # name kind profile key.pem
-  openssl req -new -key "$4" -subj "/CN=$1" -out "$work/$1.csr"
-  local s e
-  s=$(bin/rxctl subject add "${alice[@]}" -file - <<JSON | json_id
-{"kind": "$2", "name": "$1", "organization": "Example Health Software", "dns_names": ["localhost"],
- "licence_valid_from": "2024-03-20", "licence_valid_until": "2030-03-20"}
-JSON
-)
-  e=$(bin/rxctl enrol request "${alice[@]}" -subject "$s" -profile "$3" -csr "$work/$1.csr" | json_id)
-  bin/rxctl enrol approve "${bob[@]}" -out "$work/$1-chain.pem" "$e" >/dev/null
+runner=
+cleanup() {
+  if [ -n "$runner" ]; then kill -- "-$runner" 2>/dev/null || true; wait "$runner" 2>/dev/null || true; fi
+  rm -rf "$work"
 }
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/rxd.key" 2>/dev/null
-enrol_service rxd service service-tls-server "$work/rxd.key"
-echo 'vendor key passphrase' >"$work/vendor.pass"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null |
-  openssl pkcs8 -topk8 -v2 aes-256-cbc -passout "file:$work/vendor.pass" -out "$work/vendor.key"
-openssl pkey -in "$work/vendor.key" -passin "file:$work/vendor.pass" -out "$work/vendor-plain.key"
-enrol_service his-connector vendor service-tls-client "$work/vendor-plain.key"
-rm "$work/vendor-plain.key"
+trap cleanup EXIT
 
-step "rxd: the insured-person registry and the catalogue"
-contributions=$(for y in $(seq 1400 1420); do for m in $(seq -w 1 12); do printf '%s-%s:30|' "$y" "$m"; done; done)
-cat >"$work/registry.csv" <<CSV
-national_id,insurance_number,fund,main_national_id,relation,coverage_start,coverage_end,status,birth_date,sex,contributions,supp_insurer,supp_plan,supp_start,supp_end,supp_caps
-۰۰۱۰۳۵۰۸۲۹,INS-1,salaried,,,1395-01-01,,active,1360-05-12,female,${contributions%|},دی,gold,1400-01-01,,drug=50000000|lab=20000000
-0499370899,INS-2,salaried,0010350829,child,1398-01-01,,active,1398-02-03,male,,,,,,
-CSV
-cat >"$work/drugs.csv" <<'CSV'
-code,name,name_fa,atc,form,strength,price,coverage_percent,prescription_only,max_quantity,professions,specialties,min_age_years,max_age_years,sex,controlled_class,paper_allowed
-1000210,Amoxicillin,آموکسی‌سیلین,J01CA04,capsule,500 mg,32000,70,true,30,physician|dentist|midwife,,0,0,,,true
-1000630,Methylphenidate,متیل‌فنیدیت,N06BA04,tablet,10 mg,52000,70,true,60,physician,psychiatry|neurology|pediatrics,6,0,,psychotropic,false
-CSV
-bin/rxd import-registry -db "$work/rxd.db" -create -mode full -quiet "$work/registry.csv"
-bin/rxd import-catalogue -db "$work/rxd.db" -label "demo" -valid-from 1400-01-01 -drugs "$work/drugs.csv"
-bin/rxd check-rules internal/rules/starter/rules.yaml
+# A fresh copy: what git tracks (with its working-tree contents) and new
+# files not ignored; never var/ or bin/ from an earlier `make run`.
+mkdir "$work/repo"
+git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+  [ -e "$f" ] && cp --parents -P "$f" "$work/repo/"
+done
+cd "$work/repo"
 
-step "rxd serves; the vendor's software asks it"
-RXD=localhost:$((base + 3))
-bin/rxd serve -db "$work/rxd.db" -listen "$RXD" -tls-cert "$work/rxd-chain.pem" -tls-key "$work/rxd.key" \
-  -client-ca "$work/trustd/ca/root.crt" 2>"$work/rxd.log" &
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/${RXD#*:}") 2>/dev/null && break; sleep 0.1; done
-export NUSKHA_RXD_URL=https://$RXD NUSKHA_CLIENT_CERT=$work/his-connector-chain.pem
-export NUSKHA_CLIENT_KEY="softkey:path=$work/vendor.key?pin-source=$work/vendor.pass"
-bin/rxctl eligibility check 0499370899 | tee "$work/elig.json"
-grep -q '"eligible": true' "$work/elig.json"
-cat >"$work/check.json" <<JSON
-{"scope": "prescribe", "prescription": {"v": 1, "type": "prescription", "id": "0b6f3f1e-8f0a-4c1e-9d2a-5b7c9e1f2a3b",
- "issued_at": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "patient": {"national_id": "0010350829", "name": "مریم کریمی", "birth_date": "1981-08-03", "sex": "female"},
- "prescriber": {"council_number": "MC-90210", "profession": "physician", "specialty": "general"}, "practice": {"name": "مطب"},
- "items": [{"kind": "drug", "code": "1000210", "quantity": 20}, {"kind": "drug", "code": "1000630", "quantity": 30}]}}
-JSON
-# Amoxicillin covered (70 % of 640 000, the rest by supplementary
-# insurance); methylphenidate needs a specialist, so not everything is
-# allowed: rxctl prints the answer and exits 3.
-status=0
-bin/rxctl rules check "$work/check.json" >"$work/decision.json" || status=$?
-cat "$work/decision.json"
-[ "$status" -eq 3 ]
-grep -q '"insurer_pays": 448000' "$work/decision.json"
-grep -q '"rule": "controlled-needs-specialist"' "$work/decision.json"
-echo "demo complete"
+# Blocks, numbered from 1, each in its own file; expectations beside them.
+awk -v dir="$work" '
+  /^```sh[[:space:]]*$/ { n++; inblock = 1; file = dir "/block" n ".sh"; printf "" > file; next }
+  inblock && /^```[[:space:]]*$/ { inblock = 0; last = n; next }
+  inblock { print > file; next }
+  /^<!-- expect: .* -->[[:space:]]*$/ && last {
+    sub(/^<!-- expect: /, ""); sub(/ -->[[:space:]]*$/, "")
+    print > (dir "/expect" last ".txt"); next
+  }
+  /[^[:space:]]/ { last = 0 }
+  END { print n > (dir "/count") }
+' "$readme"
+count=$(cat "$work/count")
+[ "$count" -ge 2 ] || { echo "README.md has $count sh blocks; expected the set-up block and a walkthrough" >&2; exit 1; }
+
+# The set-up block: exactly `make run` and `make test`, comments aside.
+setup=$(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$work/block1.sh")
+if [ "$setup" != $'make run\nmake test' ]; then
+  echo "README.md's first sh block must be the two set-up commands, make run and make test; it is:" >&2
+  cat "$work/block1.sh" >&2
+  exit 1
+fi
+
+taken=" "
+free_port() { # the usual port if nothing listens on it, else a free one
+  local p=$1
+  while [[ $taken == *" $p "* ]] || (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
+    p=$((20000 + RANDOM % 30000))
+  done
+  taken="$taken$p "
+  echo "$p"
+}
+# (not in $(…), whose subshell would forget what free_port has handed out)
+for name in ADMIN:8443 PUBLIC:8444 HTTP:8080 RXD:8543; do
+  free_port "${name#*:}" >"$work/port"
+  printf -v "NUSKHA_${name%%:*}_LISTEN" '127.0.0.1:%s' "$(cat "$work/port")"
+done
+export NUSKHA_ADMIN_LISTEN NUSKHA_PUBLIC_LISTEN NUSKHA_HTTP_LISTEN NUSKHA_RXD_LISTEN
+# rxctl's defaults are the usual ports; point it at the ones in use.
+export NUSKHA_ADMIN_URL=https://$NUSKHA_ADMIN_LISTEN NUSKHA_PUBLIC_URL=https://$NUSKHA_PUBLIC_LISTEN
+export NUSKHA_RXD_URL=https://localhost:${NUSKHA_RXD_LISTEN#*:}
+
+log "README block 1: make run (in the background; make test is what runs this)"
+mkfifo "$work/run.out"
+# Held open read-write here, so make run never meets a closed pipe.
+exec 3<>"$work/run.out"
+setsid make run >&3 2>&1 &
+runner=$!
+deadline=$((SECONDS + 1200)) # a cold first build on two cores takes minutes
+ready=
+while [ -z "$ready" ]; do
+  if IFS= read -r -t 5 line <&3; then
+    printf '    | %s\n' "$line" >&2
+    case $line in *"are running"*) ready=1 ;; esac
+  else
+    kill -0 "$runner" 2>/dev/null || { echo "make run ended before trustd and rxd were running" >&2; exit 1; }
+    [ "$SECONDS" -lt "$deadline" ] || { echo "make run did not get trustd and rxd running in 20 minutes" >&2; exit 1; }
+  fi
+done
+# keep draining make run's output so it never blocks on a full pipe
+cat <&3 >"$work/run.log" &
+
+# One shell for all the walkthrough's blocks, as in the user's second
+# terminal: what one block sets, the next one uses.
+script=$work/walkthrough.sh
+for i in $(seq 2 "$count"); do
+  printf 'printf "\\n::README block %d::\\n"\n' "$i"
+  cat "$work/block$i.sh"
+  printf '\n'
+done >"$script"
+out=$work/walkthrough.out
+log "README blocks 2-$count"
+rc=0
+bash -euo pipefail "$script" 2>&1 | tee "$out" | sed 's/^/    | /' >&2 || rc=$?
+if [ "$rc" -ne 0 ]; then
+  failed=$(sed -n 's/^::README block \([0-9]*\)::$/\1/p' "$out" | tail -1)
+  echo "README block ${failed:-?} failed (exit $rc); it reads:" >&2
+  sed 's/^/    > /' "$work/block${failed:-2}.sh" >&2
+  exit 1
+fi
+for i in $(seq 2 "$count"); do
+  [ -f "$work/expect$i.txt" ] || continue
+  awk -v b="::README block $i::" '$0 == b {on = 1; next} /^::README block [0-9]+::$/ {on = 0} on' "$out" >"$work/out$i.txt"
+  while IFS= read -r want; do
+    grep -qF -- "$want" "$work/out$i.txt" || { echo "README block $i: its output lacks \"$want\"" >&2; exit 1; }
+  done <"$work/expect$i.txt"
+done
+log "README walkthrough complete: blocks 2-$count ran verbatim"

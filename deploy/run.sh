@@ -12,14 +12,20 @@ cd "$(dirname "$0")/.."
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 STATE=$(abs "${NUSKHA_STATE:-var/trustd}")
 RXD_STATE=$(abs "${NUSKHA_RXD_STATE:-var/rxd}")
+# Listeners (used on the first run, when the CA is made): the README's
+# defaults, or others when these are taken.
+ADMIN_LISTEN=${NUSKHA_ADMIN_LISTEN:-127.0.0.1:8443}
+PUBLIC_LISTEN=${NUSKHA_PUBLIC_LISTEN:-127.0.0.1:8444}
+HTTP_LISTEN=${NUSKHA_HTTP_LISTEN:-127.0.0.1:8080}
 RXD_LISTEN=${NUSKHA_RXD_LISTEN:-127.0.0.1:8543}
 export CGO_ENABLED=1
 say() { printf '==> %s\n' "$*"; }
-# wait_for NAME PID HOST:PORT: until the daemon listens; if it stops or
-# does not listen within 30 s, say so (its own messages are above) and stop.
+# wait_for NAME PID HOST:PORT: until the daemon answers TLS there; if it
+# stops or does not answer within 30 s, say so (its own messages are above)
+# and stop. A whole handshake, so that the daemon has nothing to complain of.
 wait_for() {
   for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/${3%:*}/${3#*:}") 2>/dev/null && return 0
+    openssl s_client -connect "$3" </dev/null >/dev/null 2>&1 && return 0
     kill -0 "$2" 2>/dev/null || { echo "$1 stopped: see its messages above" >&2; exit 1; }
     sleep 0.1
   done
@@ -32,7 +38,8 @@ bash deploy/build.sh
 first=
 if [ ! -f "$STATE/trustd.json" ]; then
   say "CA ceremony: root and issuing CA, officers alice and bob, into $STATE"
-  bin/trustd init -dir "$STATE" -officer alice -officer bob
+  bin/trustd init -dir "$STATE" -officer alice -officer bob \
+    -admin-listen "$ADMIN_LISTEN" -public-listen "$PUBLIC_LISTEN" -http-listen "$HTTP_LISTEN"
   first=1
 fi
 
@@ -56,12 +63,12 @@ certify() {
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null |
     openssl pkcs8 -topk8 -v2 aes-256-cbc -passout "file:$dir/key.pass" -out "$dir/key.pem"
   openssl req -new -key "$dir/key.pem" -passin "file:$dir/key.pass" -subj "/CN=$1" -out "$dir/req.csr"
-  s=$(bin/rxctl subject add $(officer alice) -file - <<JSON | sed -n 's/^  "id": "\([^"]*\)".*/\1/p'
+  s=$(bin/rxctl subject add $(officer alice) -q -file - <<JSON
 {"kind": "$2", "name": "$1", "organization": "Nuskha demo", "dns_names": ["localhost"],
  "licence_valid_from": "2024-03-20", "licence_valid_until": "2030-03-20"}
 JSON
 )
-  e=$(bin/rxctl enrol request $(officer alice) -subject "$s" -profile "$3" -csr "$dir/req.csr" | sed -n 's/^  "id": "\([^"]*\)".*/\1/p' | head -1)
+  e=$(bin/rxctl enrol request $(officer alice) -q -subject "$s" -profile "$3" -csr "$dir/req.csr")
   bin/rxctl enrol approve $(officer bob) -out "$dir/chain.pem" "$e" >/dev/null
 }
 if [ ! -f "$RXD_STATE/rxd/chain.pem" ]; then
@@ -99,8 +106,8 @@ As the demo vendor's software, against rxd:
   bin/rxctl rules check deploy/sample/check.json
   bin/rxctl catalogue search آموکسی
 
-(README.md walks through an enrolment; docs/rxd.md through rxd. rxd runs the
-starter rule set; "bin/rxd serve -rules FILE" runs yours and reloads it when
-it changes.)
+(README.md walks through every role from here; docs/rxd.md through rxd. rxd
+runs the starter rule set; "bin/rxd serve -rules FILE" runs yours and
+reloads it when it changes.)
 MSG
 wait -n
