@@ -99,7 +99,7 @@ func SignARL(ctx context.Context, cfg *Config, o ARLOptions, d Deps) (*x509.Revo
 	if err != nil {
 		return nil, err
 	}
-	db, err := OpenStore(ctx, cfg)
+	db, err := OpenStore(ctx, cfg, false)
 	if err != nil {
 		return nil, err
 	}

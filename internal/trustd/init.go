@@ -189,7 +189,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 		return nil, err
 	}
 
-	db, err := OpenStore(ctx, cfg)
+	db, err := OpenStore(ctx, cfg, true)
 	if err != nil {
 		return nil, err
 	}

@@ -64,8 +64,17 @@ type Deps struct {
 }
 
 // OpenStore opens the configured database and migrates it.
-func OpenStore(ctx context.Context, cfg *Config) (*sqlstore.Trust, error) {
+//
+// Only init makes a new embedded database (create): anything else that
+// finds none at the configured path refuses, rather than run a CA whose
+// registry, certificates and revocations are silently empty.
+func OpenStore(ctx context.Context, cfg *Config, create bool) (*sqlstore.Trust, error) {
 	dsn := cfg.Path(cfg.Store.Path)
+	if cfg.Store.Driver != sqlstore.Postgres && !create {
+		if _, err := os.Stat(dsn); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("there is no trustd database at %s (store.path in the config): restore it from backup; only trustd init makes a new one", dsn)
+		}
+	}
 	if cfg.Store.Driver == sqlstore.Postgres {
 		b, err := os.ReadFile(cfg.Path(cfg.Store.DSNFile))
 		if err != nil {
@@ -115,7 +124,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the intermediate key: %w", err)
 	}
-	db, err := OpenStore(ctx, cfg)
+	db, err := OpenStore(ctx, cfg, false)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -326,4 +328,34 @@ func mustLinter(t *testing.T) *lint.Linter {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// TestMissingDatabase: a config whose embedded database is gone (a wrong
+// directory, a lost disk) is refused, naming the path, instead of serving
+// a CA with an empty registry; nothing is created there.
+func TestMissingDatabase(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := cfg.Path(cfg.Store.Path)
+	if err := os.Rename(db, db+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trustd.New(ctx, cfg, d); err == nil || !strings.Contains(err.Error(), db) {
+		t.Fatalf("serving without the database: %v", err)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a database was made at %s: %v", db, err)
+	}
 }
