@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/nuskha/nuskha/internal/buildinfo"
 )
@@ -43,19 +44,24 @@ func IsHelp(arg string) bool {
 // prints fs's usage on stdout and returns ErrHelp; on a bad flag it prints
 // the complaint and the usage on stderr and returns a UsageError.
 //
+// Asking for help must never act, so a help flag anywhere in args — even
+// where it would be read as a flag's value (`-comment -h`) or after "--" —
+// asks for help and nothing else.
+//
 // Flags may come after positional arguments (`enrol approve ID -out F`), as
 // people write them: package flag alone stops at the first positional
-// argument and would take the rest as arguments — a help flag among them
-// too, and asking for help must never act. Only "--" ends the flags.
+// argument and would take the rest as arguments. Only "--" ends the flags.
 func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	var buf bytes.Buffer
 	out := fs.Output()
 	fs.SetOutput(&buf)
 	defer fs.SetOutput(out)
-	err := parseInterspersed(fs, args)
-	if err == nil && slices.ContainsFunc(fs.Args(), IsHelp) {
+	var err error
+	if slices.ContainsFunc(args, IsHelp) {
 		fs.Usage()
 		err = ErrHelp
+	} else {
+		err = parseInterspersed(fs, args)
 	}
 	switch {
 	case errors.Is(err, ErrHelp):
@@ -81,7 +87,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) error {
 		if len(left) == 0 {
 			break
 		}
-		if used := len(rest) - len(left); used > 0 && rest[used-1] == "--" {
+		if endedByTerminator(fs, rest[:len(rest)-len(left)]) {
 			positional = append(positional, left...)
 			break
 		}
@@ -90,6 +96,32 @@ func parseInterspersed(fs *flag.FlagSet, args []string) error {
 	}
 	// Leave exactly the positional arguments in fs.Args().
 	return fs.Parse(append([]string{"--"}, positional...))
+}
+
+// endedByTerminator reports whether package flag, having consumed the
+// arguments in consumed, stopped at a "--" of its own rather than at a
+// positional argument: a "--" that was a flag's value (`-comment --`) does
+// not end the flags. It reads consumed as package flag does.
+func endedByTerminator(fs *flag.FlagSet, consumed []string) bool {
+	for i := 0; i < len(consumed); i++ {
+		a := consumed[i]
+		if a == "--" {
+			return true
+		}
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		i++ // the next argument is this flag's value
+	}
+	return false
 }
 
 // Exit codes shared by the three commands.

@@ -22,12 +22,15 @@ func TestParse(t *testing.T) {
 		{"-help after a flag", []string{"-n", "3", "-help"}, true, false},
 		{"-h after an argument", []string{"-n", "3", "ID", "-h"}, true, false},
 		{"--help after an argument", []string{"ID", "--help"}, true, false},
+		{"-h as a flag's value", []string{"ID", "-s", "-h"}, true, false},
+		{"-help after --", []string{"ID", "--", "-help"}, true, false},
 		{"unknown flag", []string{"-x"}, false, true},
 		{"bad value", []string{"-n", "three"}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("prog cmd", flag.ContinueOnError)
 			fs.Int("n", 0, "how many")
+			fs.String("s", "", "a string")
 			var stdout, stderr bytes.Buffer
 			err := Parse(fs, tc.args, &stdout, &stderr)
 			var ue UsageError
@@ -84,11 +87,15 @@ func TestParseInterspersed(t *testing.T) {
 		{"between arguments", []string{"A", "-n=4", "B"}, 4, []string{"A", "B"}},
 		{"standard input as an argument", []string{"-", "-n", "5"}, 5, []string{"-"}},
 		{"after --, arguments only", []string{"A", "--", "-n", "6"}, 0, []string{"A", "-n", "6"}},
+		{"-- as a flag's value does not end the flags", []string{"-s", "--", "A", "-n", "8"}, 8, []string{"A"}},
+		{"-- after a bool flag ends them", []string{"A", "-b", "--", "-n"}, 0, []string{"A", "-n"}},
 		{"no arguments", []string{"-n", "7"}, 7, []string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("prog cmd", flag.ContinueOnError)
 			n := fs.Int("n", 0, "how many")
+			fs.String("s", "", "a string")
+			fs.Bool("b", false, "a switch")
 			var stdout, stderr bytes.Buffer
 			if err := Parse(fs, tc.args, &stdout, &stderr); err != nil {
 				t.Fatalf("%v (stderr %q)", err, stderr.String())
