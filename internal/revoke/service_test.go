@@ -376,3 +376,38 @@ func TestChangeStates(t *testing.T) {
 		t.Fatalf("decided change as JSON: %s", b)
 	}
 }
+
+// failingAudit fails every record after the first n.
+type failingAudit struct {
+	inner audit.Recorder
+	n     int
+}
+
+func (f *failingAudit) Record(ctx context.Context, e audit.Event) error {
+	if f.n <= 0 {
+		return errors.New("audit disk full")
+	}
+	f.n--
+	return f.inner.Record(ctx, e)
+}
+
+// TestPublishedWhenTheAuditFails: a status change recorded in the database
+// is published even when the audit write after it fails (the caller is
+// told the audit failed), or the CRL, bundle and OCSP would miss it until
+// their next scheduled refresh while a retry finds it already revoked.
+func TestPublishedWhenTheAuditFails(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := revoke.New(revoke.Config{Store: e.db, Audit: &failingAudit{inner: audit.NewLog(e.db, log, e.clock)}, Publisher: e.pub, Log: log, Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise); err == nil {
+		t.Fatal("the audit failure was not reported")
+	}
+	st, err := e.db.CertificateStatus(ctx, c.Serial)
+	if err != nil || st.Status != revoke.Revoked || len(e.pub.seen) != 1 {
+		t.Fatalf("status %s (%v), published %d time(s)", st.Status, err, len(e.pub.seen))
+	}
+}
