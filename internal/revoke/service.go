@@ -146,13 +146,14 @@ func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, r
 	}
 	now := s.cfg.Now().UTC()
 	rec, err := s.transition(ctx, &Event{Serial: serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: officer}, Good, OnHold)
+	aerr := s.record(ctx, officer, action, serial, err, detail)
 	if err == nil {
 		// Recorded is recorded: it is published even if the audit write
-		// below fails, or verifiers would not learn of it for an hour.
+		// failed, or verifiers would not learn of it for an hour.
 		s.publish(ctx, officer, rec)
 	}
-	if err := s.record(ctx, officer, action, serial, err, detail); err != nil {
-		return Record{}, err
+	if aerr != nil {
+		return Record{}, aerr
 	}
 	return rec, nil
 }
@@ -198,13 +199,14 @@ func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, err
 	detail := map[string]string{"reason": reason.String(), "requested_by": "holder"}
 	now := s.cfg.Now().UTC()
 	rec, err := s.transition(ctx, &Event{Serial: cert.Serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: Holder}, Good, OnHold)
+	aerr := s.record(ctx, Holder, action, cert.Serial, err, detail)
 	if err == nil {
 		// Recorded is recorded: it is published even if the audit write
-		// below fails, or verifiers would not learn of it for an hour.
+		// failed, or verifiers would not learn of it for an hour.
 		s.publish(ctx, Holder, rec)
 	}
-	if err := s.record(ctx, Holder, action, cert.Serial, err, detail); err != nil {
-		return Record{}, err
+	if aerr != nil {
+		return Record{}, aerr
 	}
 	return rec, nil
 }
@@ -434,11 +436,12 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		ev.Status, ev.Reason, from = Good, RemoveFromCRL, []Status{OnHold}
 	}
 	rec, err := s.transition(ctx, ev, from...)
+	aerr := s.record(ctx, officer, act, serial, err, detail)
 	if err == nil {
-		s.publish(ctx, officer, rec) // whatever the audit write below does: see Revoke
+		s.publish(ctx, officer, rec) // whatever the audit write did: see Revoke
 	}
-	if err := s.record(ctx, officer, act, serial, err, detail); err != nil {
-		return nil, err
+	if aerr != nil {
+		return nil, aerr
 	}
 	return c, nil
 }
