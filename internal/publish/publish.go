@@ -108,9 +108,14 @@ func New(cfg Config) (*Publisher, error) {
 	return p, nil
 }
 
-// Start loads what is published: the latest CRL (generating one if there is
-// none or it is due), and every live certificate's status into the OCSP
+// Start publishes: a new CRL of every status recorded (numbered after the
+// latest stored), and every live certificate's status in the OCSP
 // responder, signed. It returns when both can be served.
+//
+// The CRL is made anew at every start rather than the latest stored one
+// served again: a status may have been recorded after that CRL was made
+// (by a trustd that stopped before regenerating), and a CRL fetched after
+// a change must include it.
 func (p *Publisher) Start(ctx context.Context) error {
 	latest, err := p.cfg.Store.LatestCRL(ctx)
 	switch {
@@ -120,10 +125,8 @@ func (p *Publisher) Start(ctx context.Context) error {
 	default:
 		p.crl.Store(&latest)
 	}
-	if c := p.crl.Load(); c == nil || p.cfg.Now().After(c.ThisUpdate.Add(p.cfg.CRLRefresh)) {
-		if _, err := p.GenerateCRL(ctx); err != nil {
-			return err
-		}
+	if _, err := p.GenerateCRL(ctx); err != nil {
+		return err
 	}
 	n, err := p.SyncResponder(ctx)
 	if err != nil {

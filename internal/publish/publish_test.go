@@ -202,3 +202,43 @@ func TestARL(t *testing.T) {
 		t.Fatalf("bundle: %+v %v", v, err)
 	}
 }
+
+// TestRestartPublishesRecordedChanges: a status change recorded but not
+// reported to this process (trustd stopped before the background
+// regeneration) is in the CRL served after the next start, not missing
+// until the hourly refresh.
+func TestRestartPublishesRecordedChanges(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pub, pp, _ := newPublisherWithPKI(t, s)
+	sub := storetest.Practitioner("MC-1", "0499370899")
+	if err := s.CreateSubject(ctx, sub, "t"); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c := pp.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, sub.ID, time.Now()), key)
+	rec := enrol.NewCertificateRecord(c, sub.ID, "practitioner-signing", "", "t", time.Now())
+	if err := s.StoreCertificate(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.Good); err != nil {
+		t.Fatal(err)
+	}
+	// trustd restarts.
+	pub2, _, _ := newPublisherWithPKI(t, s)
+	if err := pub2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := x509.ParseRevocationList(pub2.CRL().DER)
+	if len(list.RevokedCertificateEntries) == 0 {
+		t.Fatalf("after a restart, CRL %d is served without the revocation recorded before it", pub2.CRL().Number)
+	}
+}
