@@ -60,6 +60,7 @@ type CertificateFilter struct {
 type AuditFilter struct {
 	AfterSeq int64
 	Object   string
+	Action   string
 	Limit    int
 }
 

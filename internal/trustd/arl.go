@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/audit"
@@ -21,12 +22,15 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
 	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
 // ARL file and URL path written by init.
 const (
 	arlFile    = "ca/root.crl"
 	arlURLPath = "/crl/root-ca.crl"
+	arlAction  = "ceremony.arl" // the audit action of every ARL signed
 )
 
 // ARLOptions are a `trustd sign-arl` ceremony's choices.
@@ -68,17 +72,35 @@ func SignARL(ctx context.Context, cfg *Config, o ARLOptions, d Deps) (*x509.Revo
 		return nil, errors.New("sign-arl: the key is not the key of any root in ca.root_certs")
 	}
 	root := roots[i]
-	number := big.NewInt(1)
+	db, err := OpenStore(ctx, cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	// The audit log, not the file, says which ARLs were signed: a lost or
+	// replaced file must not quietly restart the numbering or drop the CAs
+	// an earlier ARL revoked.
+	signed, err := latestARL(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	number := new(big.Int).Add(signed, big.NewInt(1))
 	var entries []crl.Entry
 	path := cfg.Path(cfg.CA.ARL)
 	switch der, err := os.ReadFile(path); {
 	case errors.Is(err, os.ErrNotExist):
+		if signed.Sign() > 0 {
+			return nil, fmt.Errorf("sign-arl: ARL %s was signed (the audit log says so) but %s is missing: restore it from backup; a new ARL without it would drop the CAs it revokes", signed, path)
+		}
 	case err != nil:
 		return nil, err
 	default:
 		old, err := x509.ParseRevocationList(der)
 		if err != nil || old.CheckSignatureFrom(root) != nil || old.Number == nil {
-			return nil, fmt.Errorf("sign-arl: %s is not an ARL signed by this root; move it aside to start afresh", path)
+			return nil, fmt.Errorf("sign-arl: %s is not an ARL signed by this root: restore the last one signed from backup", path)
+		}
+		if old.Number.Cmp(signed) < 0 {
+			return nil, fmt.Errorf("sign-arl: %s holds ARL %s, but ARL %s was signed since (the audit log says so): restore the latest from backup", path, old.Number, signed)
 		}
 		number.Add(old.Number, big.NewInt(1))
 		for _, e := range old.RevokedCertificateEntries {
@@ -99,13 +121,31 @@ func SignARL(ctx context.Context, cfg *Config, o ARLOptions, d Deps) (*x509.Revo
 	if err != nil {
 		return nil, err
 	}
-	db, err := OpenStore(ctx, cfg, false)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
 	rec := audit.NewLog(db, d.Log, d.Now)
 	return signARL(ctx, rec, ceremony.ARLRequest{Number: number, ThisUpdate: now, Validity: o.Validity, Revoked: entries}, root, rootKey, linter, path)
+}
+
+// latestARL is the number of the latest ARL the audit log records as
+// signed (0 if none).
+func latestARL(ctx context.Context, db *sqlstore.Trust) (*big.Int, error) {
+	latest := new(big.Int)
+	var after int64
+	for {
+		evs, err := db.ListAudit(ctx, store.AuditFilter{AfterSeq: after, Action: arlAction, Limit: 500})
+		if err != nil {
+			return nil, fmt.Errorf("sign-arl: reading the audit log: %w", err)
+		}
+		for _, e := range evs {
+			n, ok := new(big.Int).SetString(strings.TrimPrefix(e.Object, "arl:"), 10)
+			if e.Outcome == audit.OK && ok && n.Cmp(latest) > 0 {
+				latest = n
+			}
+			after = e.Seq
+		}
+		if len(evs) < 500 {
+			return latest, nil
+		}
+	}
 }
 
 // signARL signs the ARL, recording the intent (with the linted TBS's hash)
@@ -114,11 +154,11 @@ func signARL(ctx context.Context, rec audit.Recorder, req ceremony.ARLRequest, r
 	object := "arl:" + req.Number.String()
 	der, err := ceremony.SignARL(req, root, rootKey, l, func(tbs []byte) error {
 		h := sha256.Sum256(tbs)
-		return rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: "ceremony.arl", Object: object, Outcome: audit.Intent,
+		return rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: arlAction, Object: object, Outcome: audit.Intent,
 			Detail: map[string]string{"revoked": fmt.Sprint(len(req.Revoked)), "tbs_sha256": hex.EncodeToString(h[:])}})
 	})
 	if err != nil {
-		_ = rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: "ceremony.arl", Object: object, Outcome: audit.Failed, Code: errs.CodeOf(err)})
+		_ = rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: arlAction, Object: object, Outcome: audit.Failed, Code: errs.CodeOf(err)})
 		return nil, err
 	}
 	list, err := x509.ParseRevocationList(der)
@@ -133,7 +173,7 @@ func signARL(ctx context.Context, rec audit.Recorder, req ceremony.ARLRequest, r
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, err
 	}
-	if err := rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: "ceremony.arl", Object: object, Outcome: audit.OK,
+	if err := rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: arlAction, Object: object, Outcome: audit.OK,
 		Detail: map[string]string{"revoked": fmt.Sprint(len(req.Revoked)), "next_update": list.NextUpdate.UTC().Format(time.RFC3339),
 			"file": filepath.Base(path)}}); err != nil {
 		return list, err

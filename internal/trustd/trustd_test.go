@@ -359,3 +359,64 @@ func TestMissingDatabase(t *testing.T) {
 		t.Fatalf("a database was made at %s: %v", db, err)
 	}
 }
+
+// TestSignARLKeepsHistory: the audit log, not the file, says which ARLs
+// were signed. A lost ARL file is not replaced by a new ARL 1 that drops a
+// revoked intermediate, nor an older file signed over.
+func TestSignARLKeepsHistory(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", HTTPBaseURL: "http://trustd.test:8080",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := pemutil.ReadCertificate(filepath.Join(dir, "ca", "intermediate.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := cfg.Path(cfg.CA.ARL)
+	first, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI, Revoke: inter, Reason: 2}, d); err != nil {
+		t.Fatal(err)
+	}
+	second, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI}, d); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("signed with the ARL file gone: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("an ARL was written: %v", err)
+	}
+
+	if err := os.WriteFile(path, first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI}, d); err == nil || !strings.Contains(err.Error(), "ARL 2 was signed") {
+		t.Fatalf("signed over an older ARL: %v", err)
+	}
+
+	if err := os.WriteFile(path, second, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI}, d)
+	if err != nil || third.Number.Int64() != 3 || len(third.RevokedCertificateEntries) != 1 {
+		t.Fatalf("with the latest file restored: %v %+v", err, third)
+	}
+}

@@ -422,6 +422,10 @@ func (t *Trust) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 		args = append(args, f.Object)
 		q += fmt.Sprintf(" AND object = $%d", len(args))
 	}
+	if f.Action != "" {
+		args = append(args, f.Action)
+		q += fmt.Sprintf(" AND action = $%d", len(args))
+	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY seq LIMIT $%d", len(args))
 	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)

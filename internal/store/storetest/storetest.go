@@ -418,6 +418,13 @@ func testAudit(t *testing.T, b Backend) {
 	if len(obj) != 2 {
 		t.Fatalf("by object: %d", len(obj))
 	}
+	if _, err := s.AppendAudit(ctx, audit.Event{Time: now, Actor: "ceremony", Action: "ceremony.arl", Object: "arl:1", Outcome: audit.OK}); err != nil {
+		t.Fatal(err)
+	}
+	act, _ := s.ListAudit(ctx, store.AuditFilter{Action: "ceremony.arl"})
+	if len(act) != 1 || act[0].Object != "arl:1" {
+		t.Fatalf("by action: %+v", act)
+	}
 }
 
 func testAppendOnly(t *testing.T, b Backend) {
