@@ -415,9 +415,18 @@ func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientC
 	if err != nil {
 		return nil, err
 	}
+	anchors, err := pemutil.ParseCertificateBundle(pemCA)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", clientCA, err)
+	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemCA) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", clientCA)
+	for _, c := range anchors {
+		// An intermediate as an anchor would never be checked against the
+		// root's ARL: only roots are trusted.
+		if !revocation.SelfSigned(c) {
+			return nil, fmt.Errorf("%s: %q is not a self-signed root; -client-ca takes the root certificate(s) only", clientCA, c.Subject.CommonName)
+		}
+		pool.AddCert(c)
 	}
 	return rxapi.ServerTLS(cert, pool), nil
 }

@@ -320,3 +320,21 @@ func TestDescribePostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestClientCAMustBeRoots: a -client-ca file holding an intermediate (a
+// common "CA chain" file) is refused at start: with the intermediate as a
+// trust anchor, its revocation on the root's ARL would never be checked.
+func TestClientCAMustBeRoots(t *testing.T) {
+	f := newServeFixture(t)
+	chainFile := filepath.Join(f.dir, "ca-chain.pem")
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.pki.Root.Raw})
+	b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.pki.Intermediate.Raw})...)
+	if err := os.WriteFile(chainFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := slices.Concat(f.args, []string{"-client-ca", chainFile, "-db", filepath.Join(f.dir, "rxd.db"), "-create", "-listen", "127.0.0.1:0"})
+	err := run(context.Background(), args, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "not a self-signed root") {
+		t.Fatalf("serve with an intermediate in -client-ca: %v", err)
+	}
+}

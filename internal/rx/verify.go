@@ -89,6 +89,11 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	pool := x509.NewCertPool()
 	for _, r := range cfg.Roots {
+		// An intermediate as an anchor would never be checked against the
+		// root's ARL: only roots are trusted.
+		if !revocation.SelfSigned(r) {
+			return nil, fmt.Errorf("rx: %q is not a self-signed root; give only roots as trust anchors", r.Subject.CommonName)
+		}
 		pool.AddCert(r)
 	}
 	return &Verifier{cfg: cfg, roots: pool, chains: map[[32]byte]builtChain{}, x5cs: map[string]parsedX5c{}}, nil

@@ -749,3 +749,14 @@ func TestPeek(t *testing.T) {
 	_, _, err = rx.Peek(tok[:20] + "\n" + tok[20:])
 	wantCode(t, err, errs.MalformedSignature)
 }
+
+// TestOnlyRootsAreAnchors: an intermediate given as a trust anchor is
+// refused at construction, since it would never be checked against the
+// root's ARL.
+func TestOnlyRootsAreAnchors(t *testing.T) {
+	f := setup(t)
+	_, err := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.p.Root, f.p.Intermediate}, Arc: f.p.Arc, Status: f.checker, Now: func() time.Time { return f.now }})
+	if err == nil || !strings.Contains(err.Error(), "not a self-signed root") {
+		t.Fatalf("an intermediate as an anchor: %v", err)
+	}
+}

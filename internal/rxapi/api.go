@@ -181,7 +181,15 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 			err = st.GoodAt(a.Now())
 		}
 		if err != nil {
-			a.fail(w, r, errs.Wrap(errs.Unauthorized, err, "the client certificate is not in good standing: %s", detail(err)))
+			// A revocation is the caller's own news; why evidence is
+			// missing (responder URLs, network errors) is ours, for the log.
+			why := "no fresh evidence of its revocation status can be had now; try again"
+			if errs.CodeOf(err) == errs.CertificateRevoked {
+				why = detail(err)
+			} else {
+				a.Log.WarnContext(r.Context(), "a caller's certificate status is unknown", "subject", id.SubjectID, "err", err)
+			}
+			a.fail(w, r, errs.Wrap(errs.Unauthorized, err, "the client certificate is not in good standing: %s", why))
 			return
 		}
 		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName}

@@ -335,3 +335,45 @@ func TestHealthAndAccessLog(t *testing.T) {
 		t.Fatalf("access log:\n%s", out)
 	}
 }
+
+// TestIntermediateAsAnchorRefused: when the TLS pool holds the
+// intermediate as well as the root (a "CA chain" file), Go builds the
+// chain [leaf, intermediate] with the intermediate as the anchor; the
+// caller is still refused once the root revokes the intermediate, since a
+// chain must end at a root for its revocation to be checked. (rxd refuses
+// such a -client-ca file at start too.)
+func TestIntermediateAsAnchorRefused(t *testing.T) {
+	var api *rxapi.API
+	f := setup(t, func(a *rxapi.API) { api = a })
+	st := api.Status.(*revocation.Checker)
+	// The root revokes the intermediate.
+	if err := st.AddCRL(f.pki.ARL(t, f.now, f.pki.Intermediate), f.pki.Root); err != nil {
+		t.Fatal(err)
+	}
+	path := "/v1/eligibility/" + insuredtest.NationalID(0)
+	// Control: the roots-only server refuses the vendor now.
+	resp, body := f.do(t, "vendor", "GET", path, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("client-ca = root only: %d %s", resp.StatusCode, body)
+	}
+
+	// Same API, client-ca = root + intermediate.
+	k := newKey()
+	sc := f.pki.Issue(t, "service-tls-server", testpki.Subject(pki.RoleService, "rxd2", f.now), k)
+	pool := x509.NewCertPool()
+	pool.AddCert(f.pki.Root)
+	pool.AddCert(f.pki.Intermediate)
+	srv := httptest.NewUnstartedServer(api.Handler())
+	srv.TLS = rxapi.ServerTLS(tls.Certificate{Certificate: [][]byte{sc.Raw, f.pki.Intermediate.Raw}, PrivateKey: k}, pool)
+	srv.StartTLS()
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+path, nil)
+	r2, err := f.clients["vendor"].Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Body.Close()
+	if r2.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a vendor under a revoked intermediate is served (%d) when the intermediate is a trust anchor", r2.StatusCode)
+	}
+}

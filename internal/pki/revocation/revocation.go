@@ -100,6 +100,11 @@ type Config struct {
 	// HTTP, if set, allows OCSP queries to the URL in each certificate.
 	// Leave nil for an offline verifier.
 	HTTP *http.Client
+	// ARLRefresh is how long an ARL fetched from a CA certificate's
+	// distribution point is used before it is fetched again (default an
+	// hour): the ARL itself is valid for a year, but the revocation of an
+	// intermediate must reach online verifiers within the hour.
+	ARLRefresh time.Duration
 }
 
 // Checker holds evidence and answers from it.
@@ -117,7 +122,12 @@ type index struct {
 	number     *big.Int
 	thisUpdate time.Time
 	nextUpdate time.Time
-	revoked    map[string]entry
+	// confirmed is when this list was last known to be the issuer's
+	// latest: its thisUpdate, or later when it was fetched again or came
+	// in a trust bundle issued later. An ARL is judged by it, since its
+	// thisUpdate may be a year old by design.
+	confirmed time.Time
+	revoked   map[string]entry
 }
 
 type entry struct {
@@ -135,6 +145,9 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.MaxAge <= 0 || cfg.Now == nil {
 		return nil, errors.New("revocation: MaxAge and Now are required")
 	}
+	if cfg.ARLRefresh <= 0 {
+		cfg.ARLRefresh = time.Hour
+	}
 	return &Checker{cfg: cfg, crls: map[string]*index{}, ocspCache: map[string]cached{}}, nil
 }
 
@@ -148,6 +161,13 @@ func issuerKey(issuer *x509.Certificate) string {
 // AddCRL verifies list against issuer and makes it the evidence for that
 // issuer, unless a CRL with a higher number is already held.
 func (c *Checker) AddCRL(list *x509.RevocationList, issuer *x509.Certificate) error {
+	return c.addCRL(list, issuer, list.ThisUpdate)
+}
+
+// addCRL is AddCRL for a list known to be the issuer's latest at
+// confirmed. A list never replaces one with a higher number: a replayed
+// older list cannot undo a revocation.
+func (c *Checker) addCRL(list *x509.RevocationList, issuer *x509.Certificate, confirmed time.Time) error {
 	if !bytes.Equal(list.RawIssuer, issuer.RawSubject) {
 		return fmt.Errorf("revocation: CRL issued by another name than %q", issuer.Subject.CommonName)
 	}
@@ -174,7 +194,10 @@ func (c *Checker) AddCRL(list *x509.RevocationList, issuer *x509.Certificate) er
 			}
 		}
 	}
-	idx := &index{number: list.Number, thisUpdate: list.ThisUpdate, nextUpdate: list.NextUpdate,
+	if confirmed.Before(list.ThisUpdate) {
+		confirmed = list.ThisUpdate
+	}
+	idx := &index{number: list.Number, thisUpdate: list.ThisUpdate, nextUpdate: list.NextUpdate, confirmed: confirmed,
 		revoked: make(map[string]entry, len(list.RevokedCertificateEntries))}
 	for _, e := range list.RevokedCertificateEntries {
 		idx.revoked[string(e.SerialNumber.Bytes())] = entry{at: e.RevocationTime, reason: e.ReasonCode}
@@ -182,17 +205,25 @@ func (c *Checker) AddCRL(list *x509.RevocationList, issuer *x509.Certificate) er
 	k := issuerKey(issuer)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.crls[k]; ok && list.Number.Cmp(old.number) < 0 {
-		return nil
+	if old, ok := c.crls[k]; ok {
+		switch list.Number.Cmp(old.number) {
+		case -1:
+			return nil
+		case 0:
+			if old.confirmed.After(idx.confirmed) {
+				idx.confirmed = old.confirmed
+			}
+		}
 	}
 	c.crls[k] = idx
 	return nil
 }
 
-// UseBundle loads a verified trust bundle's CRLs.
+// UseBundle loads a verified trust bundle's CRLs: each was the latest when
+// the bundle was issued.
 func (c *Checker) UseBundle(v *bundle.Verified) error {
 	for _, crl := range v.CRLs {
-		if err := c.AddCRL(crl.List, crl.Issuer); err != nil {
+		if err := c.addCRL(crl.List, crl.Issuer, v.IssuedAt); err != nil {
 			return err
 		}
 	}
@@ -204,10 +235,16 @@ func (c *Checker) UseBundle(v *bundle.Verified) error {
 // against the next one, CAs first, and returns the leaf's result. A CA
 // certificate on its issuer's ARL fails with errs.CertificateRevoked: no
 // signature under it can be trusted, whenever made. Missing or stale
-// evidence about any certificate fails with errs.RevocationUnknown.
+// evidence about any certificate fails with errs.RevocationUnknown, and so
+// does a chain that does not end at a self-signed root: an intermediate
+// configured as a trust anchor would otherwise never be checked against
+// the root's ARL.
 func (c *Checker) CheckChain(ctx context.Context, chain []*x509.Certificate) (Result, error) {
 	if len(chain) < 2 {
 		return Result{}, errs.New(errs.RevocationUnknown, "a chain needs a certificate and its issuer")
+	}
+	if anchor := chain[len(chain)-1]; !SelfSigned(anchor) {
+		return Result{}, errs.New(errs.RevocationUnknown, "the chain ends at %q, which is not a self-signed root: its revocation cannot be checked", anchor.Subject.CommonName)
 	}
 	for i := len(chain) - 2; i >= 1; i-- {
 		res, err := c.Check(ctx, chain[i], chain[i+1])
@@ -220,6 +257,13 @@ func (c *Checker) CheckChain(ctx context.Context, chain []*x509.Certificate) (Re
 		}
 	}
 	return c.Check(ctx, chain[0], chain[1])
+}
+
+// SelfSigned reports whether c is a root: issued by itself, under its own
+// key. Only roots may be trust anchors (Verifier and rxd refuse others at
+// start), since nothing above an anchor is checked.
+func SelfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
 }
 
 // Check returns what the evidence says about cert now. It fails with
@@ -268,41 +312,46 @@ func (idx *index) lookup(cert *x509.Certificate, source string) Result {
 
 // checkCA answers for a CA certificate from its issuer's ARL: held (from
 // a trust bundle, or added) or, online, fetched from the certificate's
-// CRL distribution point. CAs have no OCSP responder.
+// CRL distribution point — again once the one held was fetched more than
+// ARLRefresh ago. An ARL is evidence while it is in date and was known to
+// be the latest no longer than MaxAge ago. CAs have no OCSP responder.
 func (c *Checker) checkCA(ctx context.Context, cert, issuer *x509.Certificate) (Result, error) {
 	k := issuerKey(issuer)
-	fresh := func() (*index, string) {
+	now := c.cfg.Now()
+	held := func() *index {
 		c.mu.RLock()
-		idx := c.crls[k]
-		c.mu.RUnlock()
-		switch {
-		case idx == nil:
-			return nil, fmt.Sprintf("no ARL from %q", issuer.Subject.CommonName)
-		case !c.cfg.Now().Before(idx.nextUpdate):
-			return nil, fmt.Sprintf("the ARL of %q expired at %s (the root must re-sign it)", issuer.Subject.CommonName, idx.nextUpdate.UTC().Format(time.RFC3339))
+		defer c.mu.RUnlock()
+		return c.crls[k]
+	}
+	idx := held()
+	if c.cfg.HTTP != nil && len(cert.CRLDistributionPoints) > 0 && (idx == nil || now.Sub(idx.confirmed) >= c.cfg.ARLRefresh) {
+		err := c.fetchARL(ctx, cert.CRLDistributionPoints[0], issuer, now)
+		idx = held()
+		if err != nil && idx == nil {
+			return Result{}, errs.New(errs.RevocationUnknown, "no evidence of the status of the CA %q: %v", cert.Subject.CommonName, err)
 		}
-		return idx, ""
+		// A failed refresh leaves the ARL held, judged below by MaxAge.
 	}
-	idx, why := fresh()
-	if idx == nil && c.cfg.HTTP != nil && len(cert.CRLDistributionPoints) > 0 {
-		if err := c.fetchARL(ctx, cert.CRLDistributionPoints[0], issuer); err != nil {
-			why += "; " + err.Error()
-		} else {
-			idx, why = fresh()
-		}
-	} else if idx == nil && c.cfg.HTTP == nil {
-		why += "; offline"
+	var why string
+	switch {
+	case idx == nil && c.cfg.HTTP == nil:
+		why = fmt.Sprintf("no ARL from %q (offline)", issuer.Subject.CommonName)
+	case idx == nil:
+		why = fmt.Sprintf("no ARL from %q, and the certificate names none to fetch", issuer.Subject.CommonName)
+	case !now.Before(idx.nextUpdate):
+		why = fmt.Sprintf("the ARL of %q expired at %s (the root must re-sign it)", issuer.Subject.CommonName, idx.nextUpdate.UTC().Format(time.RFC3339))
+	case now.Sub(idx.confirmed) > c.cfg.MaxAge:
+		why = fmt.Sprintf("the ARL of %q was last known current %s ago, more than the %s allowed", issuer.Subject.CommonName, now.Sub(idx.confirmed).Round(time.Second), c.cfg.MaxAge)
+	default:
+		return idx.lookup(cert, "ARL "), nil
 	}
-	if idx == nil {
-		return Result{}, errs.New(errs.RevocationUnknown, "no fresh evidence of the status of the CA %q: %s", cert.Subject.CommonName, why)
-	}
-	return idx.lookup(cert, "ARL "), nil
+	return Result{}, errs.New(errs.RevocationUnknown, "no fresh evidence of the status of the CA %q: %s", cert.Subject.CommonName, why)
 }
 
 // maxARL bounds a fetched ARL: it lists a handful of CAs.
 const maxARL = 1 << 20
 
-func (c *Checker) fetchARL(ctx context.Context, url string, issuer *x509.Certificate) error {
+func (c *Checker) fetchARL(ctx context.Context, url string, issuer *x509.Certificate, now time.Time) error {
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		return fmt.Errorf("the ARL URL %q is not http(s)", url)
 	}
@@ -323,7 +372,7 @@ func (c *Checker) fetchARL(ctx context.Context, url string, issuer *x509.Certifi
 	if err != nil {
 		return fmt.Errorf("ARL from %s does not parse: %v", url, err)
 	}
-	return c.AddCRL(list, issuer)
+	return c.addCRL(list, issuer, now)
 }
 
 func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now time.Time) (Result, error) {

@@ -268,7 +268,7 @@ func TestChain(t *testing.T) {
 		want string
 	}{
 		{"ARL listing no CA", f.p.ARL(t, now.Add(-time.Minute)), "", ""},
-		{"ARL much older than MaxAge, before its nextUpdate", f.p.ARL(t, now.Add(-300*24*time.Hour)), "", ""},
+		{"ARL much older than MaxAge, not known to be current since", f.p.ARL(t, now.Add(-300*24*time.Hour)), errs.RevocationUnknown, "last known current"},
 		{"the intermediate is on the ARL", f.p.ARL(t, now.Add(-time.Minute), f.p.Intermediate), errs.CertificateRevoked, "Nuskha Issuing CA 1"},
 		{"no ARL", nil, errs.RevocationUnknown, "no ARL"},
 		{"ARL past its nextUpdate", f.p.ARL(t, now.Add(-366*24*time.Hour)), errs.RevocationUnknown, "expired"},
@@ -343,5 +343,105 @@ func TestChainOnline(t *testing.T) {
 	down.AddCRL(f.crl(t, 1, now.Add(-time.Minute), 24*time.Hour), f.p.Intermediate)
 	if _, err := down.CheckChain(context.Background(), []*x509.Certificate{f.good, &inter, f.p.Root}); !errors.Is(err, errs.Of(errs.RevocationUnknown)) {
 		t.Fatalf("ARL unreachable: got %v", err)
+	}
+}
+
+// TestARLRefresh: an online verifier fetches the ARL again once the one it
+// holds was fetched ARLRefresh ago, so an intermediate revoked after the
+// first fetch is refused within that interval, not after the ARL's year;
+// a failed refresh keeps the ARL held while it was known current within
+// MaxAge; an older ARL served later (a replay) does not undo a revocation.
+func TestARLRefresh(t *testing.T) {
+	f := setup(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	empty := f.p.ARL(t, now.Add(-time.Minute))
+	revoked := f.p.ARL(t, now.Add(time.Minute), f.p.Intermediate)
+	var serving atomic.Pointer[x509.RevocationList]
+	serving.Store(empty)
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(serving.Load().Raw)
+	}))
+	defer srv.Close()
+	inter := *f.p.Intermediate
+	inter.CRLDistributionPoints = []string{srv.URL + "/crl/root-ca.crl"}
+	chain := []*x509.Certificate{f.good, &inter, f.p.Root}
+	c, err := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, ARLRefresh: time.Hour, Now: clock, HTTP: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func() error {
+		// The issuing CA's CRL is kept fresh throughout: only the ARL is at issue.
+		if err := c.AddCRL(f.crl(t, now.Unix(), now.Add(-time.Minute), 24*time.Hour), f.p.Intermediate); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.CheckChain(context.Background(), chain)
+		return err
+	}
+	if err := check(); err != nil {
+		t.Fatalf("with the empty ARL: %v", err)
+	}
+
+	// The root revokes the intermediate; within the refresh interval the
+	// held ARL is used, after it the new one is fetched.
+	serving.Store(revoked)
+	now = now.Add(30 * time.Minute)
+	if err := check(); err != nil {
+		t.Fatalf("within the refresh interval: %v", err)
+	}
+	now = now.Add(31 * time.Minute)
+	if err := check(); !errors.Is(err, errs.Of(errs.CertificateRevoked)) {
+		t.Fatalf("an hour after the intermediate was revoked: %v", err)
+	}
+
+	// A replayed older ARL does not undo it.
+	serving.Store(empty)
+	now = now.Add(2 * time.Hour)
+	if err := check(); !errors.Is(err, errs.Of(errs.CertificateRevoked)) {
+		t.Fatalf("after the older ARL was served again: %v", err)
+	}
+
+	// The distribution point goes down: the ARL held is used while it was
+	// known current within MaxAge (confirmed by the last fetch), then the
+	// status is unknown.
+	fresh := f.p.ARL(t, now.Add(time.Minute))
+	c2, _ := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, ARLRefresh: time.Hour, Now: clock, HTTP: srv.Client()})
+	serving.Store(fresh)
+	c = c2
+	if err := check(); err != nil {
+		t.Fatalf("a new verifier: %v", err)
+	}
+	down.Store(true)
+	now = now.Add(23 * time.Hour)
+	if err := check(); err != nil {
+		t.Fatalf("distribution point down, ARL confirmed 23 h ago: %v", err)
+	}
+	now = now.Add(2 * time.Hour)
+	if err := check(); !errors.Is(err, errs.Of(errs.RevocationUnknown)) {
+		t.Fatalf("distribution point down, ARL confirmed 25 h ago: %v", err)
+	}
+}
+
+// TestAnchorMustBeARoot: a chain ending at an intermediate (configured as
+// a trust anchor) is refused, since the intermediate's own revocation would
+// never be checked.
+func TestAnchorMustBeARoot(t *testing.T) {
+	f := setup(t)
+	now := time.Now()
+	c := checker(t, func() time.Time { return now }, time.Hour, nil)
+	if err := c.AddCRL(f.crl(t, 1, now.Add(-time.Minute), 24*time.Hour), f.p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.CheckChain(context.Background(), []*x509.Certificate{f.good, f.p.Intermediate})
+	if !errors.Is(err, errs.Of(errs.RevocationUnknown)) || !strings.Contains(err.Error(), "not a self-signed root") {
+		t.Fatalf("a chain anchored at the intermediate: %v", err)
+	}
+	if !revocation.SelfSigned(f.p.Root) || revocation.SelfSigned(f.p.Intermediate) {
+		t.Fatal("SelfSigned")
 	}
 }
