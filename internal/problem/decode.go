@@ -58,6 +58,11 @@ func Unmarshal(data []byte, v any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return errs.New(errs.Malformed, "empty body")
 	}
+	if off := escapedNUL(data); off >= 0 {
+		// Valid JSON, but no text anyone writes holds it, and PostgreSQL
+		// cannot store it: refused here rather than failing as a 503.
+		return errs.New(errs.Malformed, "%s: a string holds the NUL character (\\u0000)", at(data, int64(off)))
+	}
 	dec := jsontext.NewDecoder(bytes.NewReader(data))
 	if err := jsonv2.UnmarshalDecode(dec, v, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return describe(data, err)
@@ -68,6 +73,27 @@ func Unmarshal(data []byte, v any) error {
 		return errs.New(errs.Malformed, "%s: more data after the JSON value", at(data, next))
 	}
 	return nil
+}
+
+// escapedNUL is the offset of the first \u0000 escape in data (a
+// backslash not itself escaped, then u0000), or -1. JSON has no other way
+// to put a NUL in a string.
+func escapedNUL(data []byte) int {
+	for i := 0; ; {
+		j := bytes.Index(data[i:], []byte(`u0000`))
+		if j < 0 {
+			return -1
+		}
+		j += i
+		n := 0
+		for k := j - 1; k >= 0 && data[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 1 {
+			return j - 1
+		}
+		i = j + 1
+	}
 }
 
 func describe(data []byte, err error) error {

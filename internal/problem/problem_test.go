@@ -128,6 +128,7 @@ func TestDecodeMessages(t *testing.T) {
 		{"nested, on a later line", "{\n  \"items\": [\n    {\"code\": \"A1\", \"quantity\": \"2\"}\n  ]\n}", "items.0.quantity", "line 3, column 32: items.0.quantity must be a whole number"},
 		{"columns count characters", "{\"name\": \"دارو\", \"count\": true}", "count", "line 1, column 27: count must be a whole number"},
 		{"number in a string array", `{"tags": ["a", 2]}`, "tags.1", "line 1, column 16: tags.1 must be a string"},
+		{"NUL in a string", `{"name": "a\u0000b"}`, "", "line 1, column 12: a string holds the NUL character (\\u0000)"},
 		{"bad time", `{"at": "yesterday"}`, "at", "line 1, column 8: at must be a time in RFC 3339 form (2026-09-06T10:30:00Z)"},
 		{"string for a pointer", `{"pointer": "x"}`, "pointer", "line 1, column 13: pointer must be a whole number"},
 		{"unknown member", `{"name": "a", "colour": "red"}`, "colour", "line 1, column 15: unknown member colour"},
@@ -211,6 +212,23 @@ func TestMuxAnswersProblems(t *testing.T) {
 		}
 		if tc.status >= 400 && rec.Header().Get("Content-Type") != ContentType {
 			t.Fatalf("%s %s: content type %q", tc.method, tc.path, rec.Header().Get("Content-Type"))
+		}
+	}
+}
+
+// TestEscapedNUL: only a \u0000 escape is a NUL; the text \\u0000 (an
+// escaped backslash, then u0000) is not.
+func TestEscapedNUL(t *testing.T) {
+	for in, want := range map[string]int{
+		`"a\u0000"`:     2,
+		`"a\\u0000"`:   -1,
+		`"a\\\u0000"`: 4,
+		`"u0000"`:       -1,
+		`"\u00001"`:    1,
+		`"\u0001"`:     -1,
+	} {
+		if got := escapedNUL([]byte(in)); got != want {
+			t.Errorf("%s: %d, want %d", in, got, want)
 		}
 	}
 }
