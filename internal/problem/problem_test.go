@@ -220,12 +220,12 @@ func TestMuxAnswersProblems(t *testing.T) {
 // escaped backslash, then u0000) is not.
 func TestEscapedNUL(t *testing.T) {
 	for in, want := range map[string]int{
-		`"a\u0000"`:     2,
-		`"a\\u0000"`:   -1,
+		`"a\u0000"`:   2,
+		`"a\\u0000"`:  -1,
 		`"a\\\u0000"`: 4,
-		`"u0000"`:       -1,
-		`"\u00001"`:    1,
-		`"\u0001"`:     -1,
+		`"u0000"`:     -1,
+		`"\u00001"`:   1,
+		`"\u0001"`:    -1,
 	} {
 		if got := escapedNUL([]byte(in)); got != want {
 			t.Errorf("%s: %d, want %d", in, got, want)
