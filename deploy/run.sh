@@ -35,6 +35,11 @@ wait_for() {
 
 say "building trustd, rxd and rxctl into bin/ (the first build takes a few minutes)"
 bash deploy/build.sh
+# From here on everything made is state: keys, passwords, the registry with
+# national ids, the insured registry. It is the owner's alone.
+umask 077
+mkdir -p "$STATE" "$RXD_STATE"
+chmod 700 "$STATE" "$RXD_STATE"
 first=
 if [ ! -f "$STATE/trustd.json" ]; then
   say "CA ceremony: root and issuing CA, officers alice and bob, into $STATE"

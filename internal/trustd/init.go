@@ -94,8 +94,17 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The CA's state is its owner's alone: keys, passwords, the registry
+	// with national ids. An empty directory made beforehand (by packaging,
+	// say) is made private too.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
 	for _, sub := range []string{"ca", "secrets", "officers", "tls"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, err
 		}
 	}

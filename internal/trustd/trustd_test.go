@@ -22,6 +22,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustd"
@@ -108,6 +109,43 @@ func TestInitThenServeConfig(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestStateIsPrivate: everything init writes, and the database's WAL and
+// shared-memory files while trustd runs, is for the CA's owner alone —
+// the registry holds national ids — whatever the umask. Certificates and
+// revocation lists are public, but nobody else may write them.
+func TestStateIsPrivate(t *testing.T) {
+	filemode.PermissiveUmask(t)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "ca")
+	// An empty directory made by someone else's packaging, world-readable.
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := deps(t)
+	res, err := trustd.Init(context.Background(), trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := trustd.New(context.Background(), cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	seen := filemode.Private(t, dir, ".crt", ".crl")
+	for _, want := range []string{".", "trustd.db", "trustd.db-wal", "trustd.db-shm", "trustd.json", "secrets/intermediate.pass", "ca/intermediate.key"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("%s was not there to check (found %q)", want, seen)
+		}
+	}
 }
 
 func TestInitRefusals(t *testing.T) {
