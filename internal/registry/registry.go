@@ -181,6 +181,12 @@ func (s *Subject) Validate() error {
 	if n := len([]rune(s.Name)); n == 0 || n > 128 {
 		return bad("name", "must be 1 to 128 characters")
 	}
+	// Free text that reaches a certificate or an officer's screen.
+	for _, f := range []struct{ field, value string }{{"name", s.Name}, {"organization", s.Organization}, {"responsible_name", s.ResponsibleName}} {
+		if r, found := persian.HiddenRune(f.value); found {
+			return bad(f.field, "must not contain %U: control, format (such as bidirectional overrides) and private-use characters can disguise a name; only the zero-width non-joiner is allowed", r)
+		}
+	}
 	switch s.LicenceStatus {
 	case Active, Suspended, Revoked:
 	default:

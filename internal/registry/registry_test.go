@@ -62,6 +62,56 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestHiddenCharacters: a name that reaches a certificate or an officer's
+// screen cannot carry characters that hide or disguise what it says
+// (U+202E shows "Ali\u202Eirahk" as another name); the zero-width
+// non-joiner, which Persian spelling needs, stays allowed.
+func TestHiddenCharacters(t *testing.T) {
+	fields := []struct {
+		field string
+		kind  registry.Kind
+		set   func(s *registry.Subject, v string)
+	}{
+		{"name", pki.RolePractitioner, func(s *registry.Subject, v string) { s.Name = v }},
+		{"organization", pki.RoleVendor, func(s *registry.Subject, v string) { s.Organization = v }},
+		{"responsible_name", pki.RolePharmacy, func(s *registry.Subject, v string) { s.ResponsibleName = v }},
+	}
+	for _, tc := range []struct {
+		name, value string
+		refused     bool
+	}{
+		{"right-to-left override", "Dr Ali\u202Eirahk", true},
+		{"left-to-right isolate", "\u2066سارا احمدی\u2069", true},
+		{"right-to-left mark", "سارا\u200F احمدی", true},
+		{"byte-order mark", "\uFEFFسارا احمدی", true},
+		{"soft hyphen", "Ahma\u00ADdi", true},
+		{"zero-width joiner", "سارا\u200Dاحمدی", true},
+		{"control character", "Ahmadi\x1b[2J", true},
+		{"replacement character", "Ahmadi \uFFFD", true},
+		{"zero-width non-joiner", "می\u200Cخواهم", false},
+		{"Persian name with ZWNJ", "دکتر زهرا محمدی\u200Cنیا", false},
+	} {
+		for _, f := range fields {
+			t.Run(tc.name+" in "+f.field, func(t *testing.T) {
+				s := testpki.Subject(f.kind, "sub_1", now)
+				f.set(s, tc.value)
+				s.Normalize()
+				err := s.Validate()
+				if !tc.refused {
+					if err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Field != f.field || e.Code != errs.Invalid {
+					t.Fatalf("got %v, want %s on field %s", err, errs.Invalid, f.field)
+				}
+			})
+		}
+	}
+}
+
 func TestNormalize(t *testing.T) {
 	s := testpki.Subject(pki.RolePractitioner, "sub_1", now)
 	s.Name = "  دكتر  علي   "
