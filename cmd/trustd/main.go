@@ -100,7 +100,7 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	httpListen := fs.String("http-listen", "127.0.0.1:8080", "plain-HTTP address for certificate URLs (AIA, CRL, OCSP)")
 	httpBase := fs.String("http-base-url", "", "base URL certificates point to (default http://<http-listen>)")
 	var officers, dns listFlag
-	fs.Var(&officers, "officer", "officer name, or NAME=KEY-URI to make the key on the officer's token (repeat; at least 2)")
+	fs.Var(&officers, "officer", "NAME=KEY-URI to make the officer's key on their token, NAME=csr:PATH to certify a CSR made with a key they hold, or NAME alone for a key file to hand over (repeat; at least 2)")
 	fs.Var(&dns, "dns", "trustd TLS name or IP (repeat; default localhost and 127.0.0.1)")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
@@ -131,9 +131,12 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if opts.HTTPBaseURL == "" && opts.HTTPListen != "" {
 		opts.HTTPBaseURL = "http://" + opts.HTTPListen
 	}
-	for _, o := range officers {
-		name, uri, _ := strings.Cut(o, "=")
-		opts.Officers = append(opts.Officers, trustd.Officer{Name: name, KeyURI: uri})
+	for _, arg := range officers {
+		o, err := trustd.ParseOfficer(arg)
+		if err != nil {
+			return cli.Usagef("-officer %s: %v", arg, err)
+		}
+		opts.Officers = append(opts.Officers, o)
 	}
 	keys := hsm.NewManager(hsm.NoPrompt)
 	defer keys.Close()
@@ -144,8 +147,22 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "CA created.\n  config:    %s\n  root cert: %s\n  root key:  %s\n", res.ConfigFile, res.RootCert, res.RootKeyURI)
 	fmt.Fprintln(stdout, "  The root key is not needed to run trustd: move it offline.")
+	handover := false
 	for _, o := range res.Officers {
-		fmt.Fprintf(stdout, "  officer %s (%s): cert %s key %s\n", o.Name, o.SubjectID, o.CertFile, o.KeyURI)
+		switch {
+		case o.Handover != "":
+			handover = true
+			fmt.Fprintf(stdout, "  officer %s (%s): cert %s; key, password and certificate to hand over in %s\n", o.Name, o.SubjectID, o.CertFile, o.Handover)
+		case o.KeyURI != "":
+			fmt.Fprintf(stdout, "  officer %s (%s): cert %s key %s\n", o.Name, o.SubjectID, o.CertFile, o.KeyURI)
+		default:
+			fmt.Fprintf(stdout, "  officer %s (%s): cert %s, for the key that made the CSR\n", o.Name, o.SubjectID, o.CertFile)
+		}
+	}
+	if handover {
+		fmt.Fprintln(stdout, "  Hand each officer their directory under handover/ and remove it from this host:")
+		fmt.Fprintln(stdout, "  whoever can read an officer's key and password acts as that officer. In production,")
+		fmt.Fprintln(stdout, "  officers bring their own keys: -officer NAME=pkcs11:… or -officer NAME=csr:FILE.")
 	}
 	fmt.Fprintf(stdout, "Start it with: trustd serve -config %s\n", res.ConfigFile)
 	return nil

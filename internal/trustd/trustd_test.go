@@ -2,9 +2,13 @@ package trustd_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
@@ -52,7 +56,7 @@ func TestInitThenServeConfig(t *testing.T) {
 	if strings.Contains(string(raw), "root.key") {
 		t.Fatal("the config references the root key; day-to-day issuance must not need it")
 	}
-	for _, secret := range []string{"secrets/intermediate.pass", "officers/alice.pass", "ca/intermediate.key"} {
+	for _, secret := range []string{"secrets/intermediate.pass", "handover/alice/alice.pass", "handover/alice/alice.key", "ca/intermediate.key"} {
 		fi, err := os.Stat(filepath.Join(dir, secret))
 		if err != nil || fi.Mode().Perm()&0o077 != 0 {
 			t.Fatalf("%s: %v, mode %v; want owner-only", secret, err, fi.Mode())
@@ -145,6 +149,110 @@ func TestStateIsPrivate(t *testing.T) {
 		if !slices.Contains(seen, want) {
 			t.Errorf("%s was not there to check (found %q)", want, seen)
 		}
+	}
+}
+
+// TestOfficersKeysAreNotLeftTogether: the CA host must not end up holding
+// every officer's key, or its owner can act as every officer. An officer who
+// brings a CSR gets only a certificate; a key init makes is in that
+// officer's own hand-over directory, not beside the others'.
+func TestOfficersKeysAreNotLeftTogether(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	bobKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFile := filepath.Join(t.TempDir(), "bob.csr")
+	if err := os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(t, bobKey).Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := trustd.ParseOfficer("bob=csr:" + csrFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := trustd.Init(context.Background(), trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, bob},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, deps(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	entries, _ := os.ReadDir(filepath.Join(dir, "officers"))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"alice.crt", "bob.crt"}) {
+		t.Fatalf("officers/ holds %q; want only the certificates", names)
+	}
+	alice := res.Officers[0]
+	if alice.Handover != filepath.Join(dir, "handover", "alice") || !strings.HasPrefix(alice.KeyURI, "softkey:path="+alice.Handover+"/") {
+		t.Fatalf("alice: hand-over %q, key %q", alice.Handover, alice.KeyURI)
+	}
+	for _, f := range []string{"alice.key", "alice.pass", "alice.crt"} {
+		if _, err := os.Stat(filepath.Join(alice.Handover, f)); err != nil {
+			t.Errorf("alice's hand-over directory: %v", err)
+		}
+	}
+	if res.Officers[1].KeyURI != "" || res.Officers[1].Handover != "" {
+		t.Fatalf("bob brought a CSR, yet init reports key %q, hand-over %q", res.Officers[1].KeyURI, res.Officers[1].Handover)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "handover", "bob")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a hand-over directory for bob: %v", err)
+	}
+	chain, err := pemutil.ReadCertificateBundle(res.Officers[1].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bobKey.PublicKey.Equal(chain[0].PublicKey) {
+		t.Fatal("bob's certificate is not for the key that made his CSR")
+	}
+	// Both can authenticate to the admin API: the certificate is an
+	// officer's, issued by this CA.
+	roots := x509.NewCertPool()
+	root, _ := pemutil.ReadCertificate(res.RootCert)
+	roots.AddCert(root)
+	inters := x509.NewCertPool()
+	inters.AddCert(chain[1])
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseOfficer(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := testpki.CSR(t, key).Raw
+	tampered := slices.Clone(csr)
+	tampered[len(tampered)-5] ^= 1 // in the signature
+	dir := t.TempDir()
+	for name, der := range map[string][]byte{"good.csr": csr, "tampered.csr": tampered} {
+		if err := os.WriteFile(filepath.Join(dir, name), der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		arg, err string
+		want     trustd.Officer
+	}{
+		{arg: "alice", want: trustd.Officer{Name: "alice"}},
+		{arg: "alice=pkcs11:token=alice;object=officer", want: trustd.Officer{Name: "alice", KeyURI: "pkcs11:token=alice;object=officer"}},
+		{arg: "bob=csr:" + filepath.Join(dir, "tampered.csr"), err: "proof of possession"},
+		{arg: "bob=csr:" + filepath.Join(dir, "absent.csr"), err: "no such file"},
+	} {
+		got, err := trustd.ParseOfficer(tc.arg)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, want an error containing %q", tc.arg, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %+v, %v", tc.arg, got, err)
+		}
+	}
+	got, err := trustd.ParseOfficer("bob=csr:" + filepath.Join(dir, "good.csr"))
+	if err != nil || got.Name != "bob" || got.KeyURI != "" || got.CSR == nil || !key.PublicKey.Equal(got.CSR.PublicKey) {
+		t.Fatalf("%+v, %v", got, err)
 	}
 }
 
