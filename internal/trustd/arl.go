@@ -56,18 +56,10 @@ func SignARL(ctx context.Context, cfg *Config, o ARLOptions, d Deps) (*x509.Revo
 	if err != nil {
 		return nil, err
 	}
-	rootKey, err := d.Keys.OpenKey(ctx, o.RootKey)
+	root, rootKey, err := openRoot(ctx, d, roots, o.RootKey)
 	if err != nil {
-		return nil, fmt.Errorf("sign-arl: opening the root key: %w", err)
+		return nil, fmt.Errorf("sign-arl: %w", err)
 	}
-	i := slices.IndexFunc(roots, func(r *x509.Certificate) bool {
-		pub, ok := r.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-		return ok && pub.Equal(rootKey.Public())
-	})
-	if i < 0 {
-		return nil, errors.New("sign-arl: the key is not the key of any root in ca.root_certs")
-	}
-	root := roots[i]
 	number := big.NewInt(1)
 	var entries []crl.Entry
 	path := cfg.Path(cfg.CA.ARL)
@@ -106,6 +98,23 @@ func SignARL(ctx context.Context, cfg *Config, o ARLOptions, d Deps) (*x509.Revo
 	defer db.Close()
 	rec := audit.NewLog(db, d.Log, d.Now)
 	return signARL(ctx, rec, ceremony.ARLRequest{Number: number, ThisUpdate: now, Validity: o.Validity, Revoked: entries}, root, rootKey, linter, path)
+}
+
+// openRoot opens the root key at uri (brought back from offline for a
+// ceremony) and returns it with the root certificate it belongs to.
+func openRoot(ctx context.Context, d Deps, roots []*x509.Certificate, uri string) (*x509.Certificate, crypto.Signer, error) {
+	rootKey, err := d.Keys.OpenKey(ctx, uri)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the root key: %w", err)
+	}
+	i := slices.IndexFunc(roots, func(r *x509.Certificate) bool {
+		pub, ok := r.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+		return ok && pub.Equal(rootKey.Public())
+	})
+	if i < 0 {
+		return nil, nil, errors.New("the key is not the key of any root in ca.root_certs")
+	}
+	return roots[i], rootKey, nil
 }
 
 // signARL signs the ARL, recording the intent (with the linted TBS's hash)

@@ -29,6 +29,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/profile"
 	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
@@ -112,18 +113,11 @@ type InitResult struct {
 // linted before it is signed and the whole ceremony is audited. The root key is created but not referenced by
 // the config: move it offline after init.
 func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
-	if len(o.Officers) < 2 {
+	if len(o.Officers) < revoke.Quorum {
 		return nil, errors.New("init: at least two officers are needed (dual control)")
 	}
-	seen := map[string]bool{}
-	for _, off := range o.Officers {
-		if off.Name == "" || seen[off.Name] || filepath.Base(off.Name) != off.Name {
-			return nil, fmt.Errorf("init: officer names must be unique plain names, got %q", off.Name)
-		}
-		if off.KeyURI != "" && off.CSR != nil {
-			return nil, fmt.Errorf("init: officer %s: a key URI or a CSR, not both", off.Name)
-		}
-		seen[off.Name] = true
+	if err := checkOfficers(o.Officers); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
 	}
 	if err := emptyDir(o.Dir); err != nil {
 		return nil, err
@@ -315,6 +309,23 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	started.Close()
 	d.Log.Info("ceremony complete", "config", res.ConfigFile, "root", res.RootCert)
 	return res, nil
+}
+
+// checkOfficers refuses duplicate names, names that are not plain file
+// names (they name the officer's files), and an officer with both a key URI
+// and a CSR.
+func checkOfficers(officers []Officer) error {
+	seen := map[string]bool{}
+	for _, off := range officers {
+		if off.Name == "" || seen[off.Name] || filepath.Base(off.Name) != off.Name {
+			return fmt.Errorf("officer names must be unique plain names, got %q", off.Name)
+		}
+		if off.KeyURI != "" && off.CSR != nil {
+			return fmt.Errorf("officer %s: a key URI or a CSR, not both", off.Name)
+		}
+		seen[off.Name] = true
+	}
+	return nil
 }
 
 type bootstrapper struct {

@@ -24,8 +24,11 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/tlsconf"
@@ -504,4 +507,99 @@ func TestMissingDatabase(t *testing.T) {
 	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a database was made at %s: %v", db, err)
 	}
+}
+
+// TestAddOfficersRestoresTheQuorum: when fewer than two officers can act
+// (Bob revoked his compromised key himself), nothing can be approved; the
+// recovery ceremony, with the offline root key present, certifies new
+// officers. It refuses while the quorum holds and without the root key.
+func TestAddOfficersRestoresTheQuorum(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := trustd.AddOfficersOptions{RootKey: res.RootKeyURI, Officers: []trustd.Officer{{Name: "carol"}}}
+	if _, err := trustd.AddOfficers(ctx, cfg, carol, d); errs.CodeOf(err) != errs.Conflict {
+		t.Fatalf("with the quorum intact: %v", err)
+	}
+	active := func() int {
+		db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		ids, err := revoke.ActiveOfficers(ctx, db, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ids)
+	}
+	// Bob's key is compromised and he revokes it, as the holder may alone.
+	chain, err := pemutil.ReadCertificateBundle(res.Officers[1].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := chain[0]
+	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := db.RecordStatus(ctx, &revoke.Event{Serial: bob.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise,
+		EffectiveAt: now, RecordedAt: now, RequestedBy: revoke.Holder}, revoke.Good, revoke.OnHold); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if n := active(); n != 1 {
+		t.Fatalf("%d officers can act after bob's revocation", n)
+	}
+
+	keyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(keyDir, "k.pass"), []byte("not the root, whatever it says\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notRoot := hsm.SoftKeyURI(filepath.Join(keyDir, "k.key"), filepath.Join(keyDir, "k.pass"))
+	if _, err := d.Keys.CreateKey(ctx, notRoot, hsm.ECP256); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, want string
+		o          trustd.AddOfficersOptions
+	}{
+		{"without the root key", "not the key of any root", trustd.AddOfficersOptions{RootKey: notRoot, Officers: carol.Officers}},
+		{"reusing a first officer's name", "officers/alice.crt exists", trustd.AddOfficersOptions{RootKey: res.RootKeyURI, Officers: []trustd.Officer{{Name: "alice"}}}},
+	} {
+		if _, err := trustd.AddOfficers(ctx, cfg, tc.o, d); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if n := active(); n != 1 {
+		t.Fatalf("refused ceremonies changed the officers: %d can act", n)
+	}
+	made, err := trustd.AddOfficers(ctx, cfg, carol, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(made) != 1 || made[0].Handover != filepath.Join(dir, "handover", "carol") {
+		t.Fatalf("made %+v", made)
+	}
+	if n := active(); n != 2 {
+		t.Fatalf("%d officers can act after the ceremony", n)
+	}
+	// The running service accepts her.
+	svc, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
 }
