@@ -35,6 +35,11 @@ wait_for() {
 
 say "building trustd, rxd and rxctl into bin/ (the first build takes a few minutes)"
 bash deploy/build.sh
+# From here on everything made is state: keys, passwords, the registry with
+# national ids, the insured registry. It is the owner's alone.
+umask 077
+mkdir -p "$STATE" "$RXD_STATE"
+chmod 700 "$STATE" "$RXD_STATE"
 first=
 if [ ! -f "$STATE/trustd.json" ]; then
   say "CA ceremony: root and issuing CA, officers alice and bob, into $STATE"
@@ -52,7 +57,9 @@ wait_for trustd $! "$public"
 export NUSKHA_CA_FILE=$STATE/ca/root.crt
 export NUSKHA_PUBLIC_URL=https://$public
 export NUSKHA_ADMIN_URL=https://$(sed -n '/"admin"/,/}/s/.*"listen": *"\([^"]*\)".*/\1/p' "$STATE/trustd.json" | head -1)
-officer() { echo -cert "$STATE/officers/$1.crt" -key "softkey:path=$STATE/officers/$1.key?pin-source=$STATE/officers/$1.pass"; }
+# The officers' keys are in their hand-over directories: on a real CA they
+# would be on their own tokens, not on this host.
+officer() { local h=$STATE/handover/$1; echo -cert "$h/$1.crt" -key "softkey:path=$h/$1.key?pin-source=$h/$1.pass"; }
 
 # certify NAME KIND PROFILE: an encrypted key file for NAME, registered as a
 # vendor or service, its enrolment entered by alice and approved by bob.
@@ -94,8 +101,8 @@ trustd and rxd are running (Ctrl-C stops both).${first:+ First run: the CA, offi
 
 As officer alice:
   export NUSKHA_CA_FILE=$STATE/ca/root.crt NUSKHA_ADMIN_URL=$NUSKHA_ADMIN_URL NUSKHA_PUBLIC_URL=$NUSKHA_PUBLIC_URL
-  export NUSKHA_OFFICER_CERT=$STATE/officers/alice.crt
-  export NUSKHA_OFFICER_KEY='softkey:path=$STATE/officers/alice.key?pin-source=$STATE/officers/alice.pass'
+  export NUSKHA_OFFICER_CERT=$STATE/handover/alice/alice.crt
+  export NUSKHA_OFFICER_KEY='softkey:path=$STATE/handover/alice/alice.key?pin-source=$STATE/handover/alice/alice.pass'
   bin/rxctl subject list
 
 As the demo vendor's software, against rxd:

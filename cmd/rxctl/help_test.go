@@ -182,6 +182,7 @@ func TestHelpHarnessSeesActions(t *testing.T) {
 		want string
 	}{
 		{[]string{"cert", "revoke", "-serial", "01", "-reason", "keyCompromise"}, "POST /admin/v1/certificates/01/revoke"},
+		{[]string{"cert", "revoke", "-request", "-serial", "01", "-reason", "keyCompromise", "-comment", "lost"}, "POST /admin/v1/status-changes"},
 		{[]string{"cert", "status", "-serial", "01"}, "GET /v1/certificates/01/status"},
 		{[]string{"subject", "list"}, "GET /admin/v1/subjects"},
 		{[]string{"trust", "pull", "-out", h.out}, "GET /v1/trust-bundle"},

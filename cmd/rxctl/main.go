@@ -57,9 +57,10 @@ const usage = `usage: rxctl <group> <command> [flags]
   cert fetch         fetch a certificate by enrolment id or serial (anyone)
   cert status        ask trustd for a certificate's status (anyone)
   cert check         check a certificate offline against a trust bundle, or online by OCSP
-  cert revoke        revoke a certificate for good (officer)
+  cert revoke        revoke a certificate for good (officer; an officer's certificate
+                     with -request, and a second officer approves)
   cert hold|release  suspend a certificate or lift the suspension (officer; a second approves)
-  change approve|reject|list   decide holds and releases (a different officer)
+  change approve|reject|list   decide holds, releases and requested revocations (a different officer)
 
   trust pull         fetch and verify the signed trust bundle for offline use
 

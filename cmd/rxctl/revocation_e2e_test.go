@@ -18,6 +18,8 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/trustd"
@@ -251,6 +253,45 @@ func TestRevocationEndToEnd(t *testing.T) {
 // TestHostileRelyingPartyInputs: garbage, truncated and huge OCSP requests
 // and a certificate of another CA get OCSP error answers, never a crash or
 // a signature.
+// TestOfficerRevocationEndToEnd: a third officer, Carol, is enrolled like
+// any subject; one officer alone cannot revoke her certificate, two can
+// (rxctl cert revoke -request, then change approve), and then she is no
+// longer an officer. The last two officers cannot be revoked away.
+func TestOfficerRevocationEndToEnd(t *testing.T) {
+	d := deploy(t, trustd.StoreConfig{Driver: "sqlite", Path: "trustd.db"})
+	work := t.TempDir()
+	keyURI := hsm.SoftKeyURI(filepath.Join(work, "carol.key"), writeFile(t, work, "carol.pass", "carol's passphrase\n"))
+	key, err := d.keys.CreateKey(context.Background(), keyURI, hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := writeFile(t, work, "carol.csr", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(t, key).Raw})))
+	subj := d.ok("alice", "subject", "add", "-q", "-file", writeFile(t, work, "carol.json",
+		`{"kind": "officer", "name": "Carol", "organization": "Nuskha", "licence_valid_from": "2024-03-20", "licence_valid_until": "2030-03-20"}`))
+	req := d.ok("alice", "enrol", "request", "-q", "-subject", strings.TrimSpace(subj), "-profile", "officer", "-csr", csr)
+	chain := filepath.Join(work, "carol.pem")
+	carol := field(t, d.ok("bob", "enrol", "approve", "-out", chain, strings.TrimSpace(req)), "serial")
+	d.officer["carol"] = trustd.OfficerCredential{CertFile: chain, KeyURI: key.URI()}
+	d.ok("carol", "subject", "list")
+
+	d.refused("alice", "dual-control-violation", "cert", "revoke", "-serial", carol, "-reason", "affiliationChanged")
+	d.ok("carol", "subject", "list")
+	change := strings.TrimSpace(d.ok("alice", "cert", "revoke", "-request", "-q", "-serial", carol, "-reason", "affiliationChanged", "-comment", "moved to another ministry"))
+	d.refused("alice", "dual-control-violation", "change", "approve", change)
+	d.ok("bob", "change", "approve", change)
+	if status := d.ok("", "cert", "status", "-serial", carol); !strings.Contains(status, `"status": "revoked"`) || !strings.Contains(status, "affiliationChanged") {
+		t.Fatalf("carol's certificate: %s", status)
+	}
+	d.refused("carol", "not-an-officer", "subject", "list")
+
+	bob, err := pemutil.ReadCertificateBundle(d.officer["bob"].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.refused("alice", "officer-quorum", "cert", "revoke", "-request", "-serial", enrol.SerialHex(bob[0].SerialNumber), "-reason", "superseded", "-comment", "x")
+	d.ok("bob", "subject", "list")
+}
+
 func TestHostileRelyingPartyInputs(t *testing.T) {
 	d := deploy(t, trustd.StoreConfig{Driver: "sqlite", Path: "trustd.db"})
 	post := func(body []byte) []byte {

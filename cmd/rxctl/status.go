@@ -35,12 +35,17 @@ func serialFlag(s string) (string, error) {
 	return s, nil
 }
 
-// certRevoke: an officer revokes a certificate for good.
+// certRevoke: an officer revokes a certificate for good; or, with
+// -request, enters the revocation for a second officer to approve — the
+// way a security officer's certificate is revoked.
 func certRevoke(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "cert revoke")
 	sf := addServerFlags(fs)
 	serial := fs.String("serial", "", "certificate serial (hex)")
 	reason := fs.String("reason", "", "keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn or unspecified")
+	request := fs.Bool("request", false, "enter the revocation for a second officer to approve (rxctl change approve); required for an officer's certificate")
+	comment := fs.String("comment", "", "with -request: why (recorded for ever)")
+	quiet := addQuiet(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -51,7 +56,14 @@ func certRevoke(ctx context.Context, e *env, args []string) error {
 	if *reason == "" {
 		return usageError{errors.New("-reason is required")}
 	}
-	return officerCall(ctx, e, sf, "POST", "/admin/v1/certificates/"+s+"/revoke", map[string]string{"reason": *reason})
+	if !*request {
+		if *comment != "" || *quiet {
+			return usageError{errors.New("-comment and -q go with -request")}
+		}
+		return officerCall(ctx, e, sf, "POST", "/admin/v1/certificates/"+s+"/revoke", map[string]string{"reason": *reason})
+	}
+	return officerCreate(ctx, e, sf, *quiet, "POST", "/admin/v1/status-changes",
+		map[string]string{"serial": s, "action": "revoke", "reason": *reason, "comment": *comment})
 }
 
 // certHold and certRelease enter a suspension or its release; a second

@@ -29,6 +29,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -67,6 +68,42 @@ func TestImportRegistryCommand(t *testing.T) {
 	s, _ := sqlstore.NewInsured(context.Background(), d)
 	if n, _ := s.Count(context.Background()); n != 1000 {
 		t.Fatalf("count after a rejected update = %d", n)
+	}
+}
+
+// TestCreatedDatabaseIsPrivate: the database -create makes holds the
+// insured registry (national ids, names, coverage): it, its directory and
+// its WAL and shared-memory files are the owner's alone, whatever the umask.
+func TestCreatedDatabaseIsPrivate(t *testing.T) {
+	filemode.PermissiveUmask(t)
+	state := filepath.Join(t.TempDir(), "var", "rxd")
+	csv := filepath.Join(t.TempDir(), "registry.csv")
+	if err := os.WriteFile(csv, []byte(insuredtest.Rows(10)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(state, "rxd.db")
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"import-registry", "-db", db, "-create", "-mode", "full", "-quiet", csv}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	// As rxd serve holds it: open, with its WAL and shared memory.
+	d, err := sqlstore.Open(context.Background(), sqlstore.SQLite, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s, err := sqlstore.NewInsured(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(context.Background()); err != nil || n != 10 {
+		t.Fatalf("count %d, %v", n, err)
+	}
+	seen := filemode.Private(t, filepath.Dir(state))
+	for _, want := range []string{".", "rxd", "rxd/rxd.db", "rxd/rxd.db-wal", "rxd/rxd.db-shm"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("%s was not there to check (found %q)", want, seen)
+		}
 	}
 }
 

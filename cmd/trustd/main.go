@@ -4,6 +4,7 @@
 //	trustd init  -dir DIR -officer NAME -officer NAME [flags]   the CA ceremony
 //	trustd serve -config DIR/trustd.json                        run the service
 //	trustd sign-arl -config DIR/trustd.json -root-key URI       re-sign the root's ARL (root key present)
+//	trustd add-officer -config … -root-key URI -officer NAME    restore a lost officer quorum (root key present)
 package main
 
 import (
@@ -34,6 +35,8 @@ const usage = `usage:
   trustd check -config FILE                                  validate the config and open keys and database
   trustd sign-arl -config FILE -root-key URI [-revoke-intermediate CERT -reason R]
                                                              re-sign the root's ARL (yearly), or revoke an intermediate
+  trustd add-officer -config FILE -root-key URI -officer NAME…
+                                                             add officers when fewer than two can act (recovery)
   trustd version                                             which build this is: version, commit, Go version
 Run "trustd <command> -h" for a command's flags.`
 
@@ -47,7 +50,8 @@ var commands = map[string]command{
 	"check": func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args, stdout, stderr, true)
 	},
-	"sign-arl": cmdSignARL,
+	"sign-arl":    cmdSignARL,
+	"add-officer": cmdAddOfficer,
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("trustd", args, stdout, stderr)
 	},
@@ -100,7 +104,7 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	httpListen := fs.String("http-listen", "127.0.0.1:8080", "plain-HTTP address for certificate URLs (AIA, CRL, OCSP)")
 	httpBase := fs.String("http-base-url", "", "base URL certificates point to (default http://<http-listen>)")
 	var officers, dns listFlag
-	fs.Var(&officers, "officer", "officer name, or NAME=KEY-URI to make the key on the officer's token (repeat; at least 2)")
+	fs.Var(&officers, "officer", "NAME=KEY-URI to make the officer's key on their token, NAME=csr:PATH to certify a CSR made with a key they hold, or NAME alone for a key file to hand over (repeat; at least 2)")
 	fs.Var(&dns, "dns", "trustd TLS name or IP (repeat; default localhost and 127.0.0.1)")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
@@ -131,9 +135,12 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if opts.HTTPBaseURL == "" && opts.HTTPListen != "" {
 		opts.HTTPBaseURL = "http://" + opts.HTTPListen
 	}
-	for _, o := range officers {
-		name, uri, _ := strings.Cut(o, "=")
-		opts.Officers = append(opts.Officers, trustd.Officer{Name: name, KeyURI: uri})
+	for _, arg := range officers {
+		o, err := trustd.ParseOfficer(arg)
+		if err != nil {
+			return cli.Usagef("-officer %s: %v", arg, err)
+		}
+		opts.Officers = append(opts.Officers, o)
 	}
 	keys := hsm.NewManager(hsm.NoPrompt)
 	defer keys.Close()
@@ -144,10 +151,68 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "CA created.\n  config:    %s\n  root cert: %s\n  root key:  %s\n", res.ConfigFile, res.RootCert, res.RootKeyURI)
 	fmt.Fprintln(stdout, "  The root key is not needed to run trustd: move it offline.")
-	for _, o := range res.Officers {
-		fmt.Fprintf(stdout, "  officer %s (%s): cert %s key %s\n", o.Name, o.SubjectID, o.CertFile, o.KeyURI)
-	}
+	printOfficers(stdout, res.Officers)
 	fmt.Fprintf(stdout, "Start it with: trustd serve -config %s\n", res.ConfigFile)
+	return nil
+}
+
+// printOfficers says what init or add-officer made for each officer, and
+// that keys it made must leave the CA host.
+func printOfficers(stdout io.Writer, officers []trustd.OfficerCredential) {
+	handover := false
+	for _, o := range officers {
+		switch {
+		case o.Handover != "":
+			handover = true
+			fmt.Fprintf(stdout, "  officer %s (%s): cert %s; key, password and certificate to hand over in %s\n", o.Name, o.SubjectID, o.CertFile, o.Handover)
+		case o.KeyURI != "":
+			fmt.Fprintf(stdout, "  officer %s (%s): cert %s key %s\n", o.Name, o.SubjectID, o.CertFile, o.KeyURI)
+		default:
+			fmt.Fprintf(stdout, "  officer %s (%s): cert %s, for the key that made the CSR\n", o.Name, o.SubjectID, o.CertFile)
+		}
+	}
+	if handover {
+		fmt.Fprintln(stdout, "  Hand each officer their directory under handover/ and remove it from this host:")
+		fmt.Fprintln(stdout, "  whoever can read an officer's key and password acts as that officer. In production,")
+		fmt.Fprintln(stdout, "  officers bring their own keys: -officer NAME=pkcs11:… or -officer NAME=csr:FILE.")
+	}
+}
+
+// cmdAddOfficer is the recovery ceremony when fewer than two officers can
+// act: with the root key present, it certifies new officers directly.
+func cmdAddOfficer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("trustd add-officer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "trustd.json (required)")
+	rootKey := fs.String("root-key", "", "root key URI, as printed by init (required: the offline root is brought back for this ceremony)")
+	var officers listFlag
+	fs.Var(&officers, "officer", "NAME=KEY-URI, NAME=csr:PATH or NAME, as for init (repeat)")
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if *path == "" || *rootKey == "" || len(officers) == 0 || fs.NArg() != 0 {
+		return cli.Usagef("usage: trustd add-officer -config FILE -root-key URI -officer NAME[=KEY-URI|=csr:PATH] [-officer …]")
+	}
+	opts := trustd.AddOfficersOptions{RootKey: *rootKey}
+	for _, arg := range officers {
+		o, err := trustd.ParseOfficer(arg)
+		if err != nil {
+			return cli.Usagef("-officer %s: %v", arg, err)
+		}
+		opts.Officers = append(opts.Officers, o)
+	}
+	cfg, err := trustd.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	keys := hsm.NewManager(hsm.NoPrompt)
+	defer keys.Close()
+	made, err := trustd.AddOfficers(ctx, cfg, opts, trustd.Deps{Log: slog.New(slog.NewTextHandler(stderr, nil)), Now: time.Now, Keys: keys})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "Officers added; dual control is restored.")
+	printOfficers(stdout, made)
 	return nil
 }
 

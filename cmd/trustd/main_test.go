@@ -83,6 +83,7 @@ func TestUsage(t *testing.T) {
 		{"unknown command", []string{"start"}, cli.ExitUsage, "", `unknown command "start"`},
 		{"unknown flag", []string{"init", "-dri", "x"}, cli.ExitUsage, "", "Usage of trustd init:"},
 		{"init without -dir", []string{"init", "-officer", "a"}, cli.ExitUsage, "", "-dir is required"},
+		{"init with a missing CSR", []string{"init", "-dir", "ca", "-officer", "a", "-officer", "b=csr:absent.csr"}, cli.ExitUsage, "", "-officer b=csr:absent.csr: open absent.csr: no such file"},
 		{"serve without -config", []string{"serve"}, cli.ExitUsage, "", "-config is required"},
 		{"serve with an argument", []string{"serve", "-config", "x.json", "extra"}, cli.ExitUsage, "", "no arguments"},
 	} {
@@ -107,5 +108,24 @@ func TestVersion(t *testing.T) {
 	}
 	if _, stderr, code := runTrustd("version", "extra"); code != cli.ExitUsage || !strings.Contains(stderr, "no arguments") {
 		t.Errorf("version extra: exit %d, %q", code, stderr)
+	}
+}
+
+// TestInitSaysWhatToHandOver: keys init makes for officers are each in the
+// officer's own directory, and init says they must leave the CA host.
+func TestInitSaysWhatToHandOver(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	stdout, stderr, code := runTrustd("init", "-dir", dir, "-officer", "alice", "-officer", "bob",
+		"-admin-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"officer alice (sub_", "cert " + filepath.Join(dir, "officers", "alice.crt") + "; key, password and certificate to hand over in " + filepath.Join(dir, "handover", "alice") + "\n",
+		"Hand each officer their directory under handover/ and remove it from this host",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("init's output lacks %q:\n%s", want, stdout)
+		}
 	}
 }

@@ -39,7 +39,7 @@ const (
 	KeyReused       Code = "key-reused"               // the public key was already enrolled
 	UnknownProfile  Code = "unknown-profile"          // no such certificate profile
 	ProfileMismatch Code = "profile-subject-mismatch" // the profile is not for this kind of subject
-	DualControl     Code = "dual-control-violation"   // the requesting officer tried to approve
+	DualControl     Code = "dual-control-violation"   // the requesting officer tried to approve, or one officer to do alone what needs two
 	NotPending      Code = "enrolment-not-pending"    // enrolment already decided
 	LintFailed      Code = "lint-failed"              // the to-be-signed certificate failed linting
 	NotIssued       Code = "certificate-not-issued"   // the enrolment has no certificate (yet)
@@ -51,6 +51,7 @@ const (
 	BadRevocationRequest Code = "bad-revocation-request"    // a holder's signed request does not parse or verify
 	ChangeNotPending     Code = "status-change-not-pending" // the hold/release request was decided, expired, or overtaken by another change
 	ChangeAlreadyPending Code = "change-already-pending"    // a hold/release request for the certificate already awaits a second officer
+	OfficerQuorum        Code = "officer-quorum"            // the change would leave fewer than two active officers, and no one could approve anything
 	CertificateRevoked   Code = "certificate-revoked"       // the certificate was revoked (or suspended) at the time that matters
 	RevocationUnknown    Code = "revocation-status-unknown" // no fresh evidence of status: refused, never assumed good
 	StaleTrustBundle     Code = "stale-trust-bundle"        // the offline trust bundle is older than allowed

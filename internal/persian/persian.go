@@ -125,3 +125,23 @@ func nfcStable(r rune) bool {
 	}
 	return false
 }
+
+// HiddenRune returns the first rune of s that can hide or disguise what the
+// text says, and true; or false if there is none. Names go into
+// certificates and onto officers' and pharmacists' screens, where
+// "Dr Ali\u202Eirahk" shows as another name: refused are control
+// characters (Cc), format characters (Cf: bidirectional embeddings,
+// overrides, isolates and marks, the zero-width joiner, the byte-order mark,
+// the soft hyphen…), private-use characters (Co, which show as whatever a
+// font makes of them), and U+FFFD or bytes that are not UTF-8 (text garbled
+// on its way here). The zero-width non-joiner (U+200C) is the one format
+// character allowed: Persian spelling needs it (می‌خواهم).
+func HiddenRune(s string) (rune, bool) {
+	for _, r := range s {
+		// range yields utf8.RuneError for a byte that is not UTF-8.
+		if r != '\u200C' && (r == utf8.RuneError || unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co)) {
+			return r, true
+		}
+	}
+	return 0, false
+}

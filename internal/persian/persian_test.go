@@ -1,6 +1,7 @@
 package persian
 
 import (
+	"fmt"
 	"testing"
 
 	"golang.org/x/text/unicode/norm"
@@ -73,5 +74,37 @@ func TestNFCStableRunes(t *testing.T) {
 	// The letter and a combining maddah compose: not the fast path.
 	if isText("\u0627\u0653") {
 		t.Fatal("alef + combining maddah taken as NFC")
+	}
+}
+
+func TestHiddenRune(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{ // want: the rune found, or "" for none
+		{"right-to-left override", "Dr Ali\u202Eirahk", "U+202E"},
+		{"left-to-right isolate", "\u2066علی\u2069", "U+2066"},
+		{"right-to-left mark", "علی\u200F رضایی", "U+200F"},
+		{"byte-order mark", "\uFEFFداروخانه", "U+FEFF"},
+		{"soft hyphen", "Ahma\u00ADdi", "U+00AD"},
+		{"zero-width joiner", "می\u200Dخواهم", "U+200D"},
+		{"Arabic letter mark", "علی\u061C", "U+061C"},
+		{"NUL", "Ali\x00", "U+0000"},
+		{"bell", "Ali\a", "U+0007"},
+		{"next line (C1 control)", "Ali\u0085", "U+0085"},
+		{"private use", "Ali\uE000", "U+E000"},
+		{"replacement character", "Ali\uFFFD", "U+FFFD"},
+		{"not UTF-8", "Ali\xff", "U+FFFD"},
+		{"zero-width non-joiner", "می\u200Cخواهم", ""},
+		{"Persian name with ZWNJ", "زهرا محمدی\u200Cنیا", ""},
+		{"Latin name", "Dr. Sara Ahmadi & Sons (Tehran)", ""},
+		{"digits and tatweel", "داروخانه ۱۲ ـ شفا", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ""
+			if r, found := HiddenRune(tc.in); found {
+				got = fmt.Sprintf("%U", r)
+			}
+			if got != tc.want {
+				t.Fatalf("HiddenRune(%q) found %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }

@@ -73,6 +73,7 @@ var codes = map[errs.Code]meta{
 	errs.BadRevocationRequest:  {http.StatusBadRequest, "Bad revocation request"},
 	errs.ChangeNotPending:      {http.StatusConflict, "Status change not pending"},
 	errs.ChangeAlreadyPending:  {http.StatusConflict, "Status change already pending"},
+	errs.OfficerQuorum:         {http.StatusConflict, "Officer quorum"},
 	errs.CertificateRevoked:    {http.StatusUnprocessableEntity, "Certificate revoked"},
 	errs.RevocationUnknown:     {http.StatusUnprocessableEntity, "Revocation status unknown"},
 	errs.StaleTrustBundle:      {http.StatusUnprocessableEntity, "Trust bundle too old"},

@@ -14,6 +14,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/nationalid"
@@ -178,8 +182,35 @@ func (s *Subject) Validate() error {
 	if !slices.Contains(Kinds, s.Kind) {
 		return bad("kind", "must be one of %v", Kinds)
 	}
-	if n := len([]rune(s.Name)); n == 0 || n > 128 {
-		return bad("name", "must be 1 to 128 characters")
+	if s.Name == "" {
+		return bad("name", "is required")
+	}
+	// Free text that reaches a certificate or an officer's screen. The
+	// limits are what issuance will require: a name longer than the
+	// certificate's field can hold (counted in characters, as the linter
+	// counts them) would pass registration and enrolment, and fail only at
+	// approval.
+	for _, f := range []struct {
+		field, value string
+		max          int
+		inCert       string // the X.520 upper bound the limit comes from
+	}{
+		{"name", s.Name, MaxName, "ub-common-name"},
+		{"organization", s.Organization, MaxOrganization, "ub-organization-name"},
+		{"responsible_name", s.ResponsibleName, MaxResponsibleName, ""},
+	} {
+		if r, found := persian.HiddenRune(f.value); found {
+			return bad(f.field, "must not contain %U: control, format (such as bidirectional overrides) and private-use characters can disguise a name; only the zero-width non-joiner is allowed", r)
+		}
+		if n := utf8.RuneCountInString(f.value); n > f.max {
+			if f.inCert != "" {
+				return bad(f.field, "has %d characters; a certificate holds at most %d (%s)", n, f.max, f.inCert)
+			}
+			return bad(f.field, "has %d characters; at most %d are allowed", n, f.max)
+		}
+		if f.inCert != "" && latin1Mixup(f.value) {
+			return bad(f.field, "looks like UTF-8 read as Latin-1 (such as \"Ã©\" for \"é\"); type it again")
+		}
 	}
 	switch s.LicenceStatus {
 	case Active, Suspended, Revoked:
@@ -236,11 +267,62 @@ func (s *Subject) Validate() error {
 		}
 		for _, d := range s.DNSNames {
 			if net.ParseIP(d) == nil && (!reDNS.MatchString(d) || len(d) > 253) {
-				return bad("dns_names", "%q is not a DNS name or IP address", d)
+				return bad("dns_names", "%q is not a DNS name (at most 253 characters, labels of 1 to 63 letters, digits and '-') or IP address", d)
+			}
+			if label, ok := badIDN(d); ok {
+				return bad("dns_names", "%q: the label %q is not a valid internationalised (xn--) label", d, label)
 			}
 		}
 	}
 	return nil
+}
+
+// Limits on free text, in characters (Unicode code points). A name and an
+// organization go into certificates, whose fields have X.520 upper bounds
+// (RFC 5280 Appendix A: ub-common-name and ub-organization-name, 64) that
+// the linter enforces before anything is signed.
+const (
+	MaxName            = 64
+	MaxOrganization    = 64
+	MaxResponsibleName = 128
+)
+
+// cp1252Shown is how Windows-1252 shows the bytes 0x80–0x9F; with
+// U+00A0–U+00BF they are what a UTF-8 continuation byte looks like when
+// UTF-8 is read as Latin-1.
+const cp1252Shown = "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ"
+
+// latin1Mixup reports text that looks like UTF-8 read as Latin-1: "Ã"
+// followed by a continuation byte shown as a character ("Ã©" for "é"). The
+// linter refuses it in a certificate's subject (e_utf8_latin1_mixup); this
+// is a superset of its list.
+func latin1Mixup(s string) bool {
+	for i, r := range s {
+		if r != 'Ã' {
+			continue
+		}
+		next, _ := utf8.DecodeRuneInString(s[i+utf8.RuneLen(r):])
+		if (next >= 0xA0 && next <= 0xBF) || strings.ContainsRune(cp1252Shown, next) {
+			return true
+		}
+	}
+	return false
+}
+
+// badIDN returns the first xn-- label of the DNS name d that is not a valid
+// IDNA label in NFC: the linter refuses one (e_idn_dnsname_malformed_unicode,
+// e_idn_dnsname_must_be_nfc). The registration profile is stricter than
+// the linter's decoding, never laxer.
+func badIDN(d string) (string, bool) {
+	for label := range strings.SplitSeq(d, ".") {
+		if !strings.HasPrefix(label, "xn--") {
+			continue
+		}
+		if u, err := idna.Registration.ToUnicode(label); err != nil || !norm.NFC.IsNormalString(u) {
+			return label, true
+		}
+	}
+	return "", false
 }
 
 // Kinds lists every subject kind.

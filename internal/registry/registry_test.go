@@ -2,8 +2,14 @@ package registry_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +65,56 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("got %v, want %s on field %s", err, tc.code, tc.field)
 			}
 		})
+	}
+}
+
+// TestHiddenCharacters: a name that reaches a certificate or an officer's
+// screen cannot carry characters that hide or disguise what it says
+// (U+202E shows "Ali\u202Eirahk" as another name); the zero-width
+// non-joiner, which Persian spelling needs, stays allowed.
+func TestHiddenCharacters(t *testing.T) {
+	fields := []struct {
+		field string
+		kind  registry.Kind
+		set   func(s *registry.Subject, v string)
+	}{
+		{"name", pki.RolePractitioner, func(s *registry.Subject, v string) { s.Name = v }},
+		{"organization", pki.RoleVendor, func(s *registry.Subject, v string) { s.Organization = v }},
+		{"responsible_name", pki.RolePharmacy, func(s *registry.Subject, v string) { s.ResponsibleName = v }},
+	}
+	for _, tc := range []struct {
+		name, value string
+		refused     bool
+	}{
+		{"right-to-left override", "Dr Ali\u202Eirahk", true},
+		{"left-to-right isolate", "\u2066سارا احمدی\u2069", true},
+		{"right-to-left mark", "سارا\u200F احمدی", true},
+		{"byte-order mark", "\uFEFFسارا احمدی", true},
+		{"soft hyphen", "Ahma\u00ADdi", true},
+		{"zero-width joiner", "سارا\u200Dاحمدی", true},
+		{"control character", "Ahmadi\x1b[2J", true},
+		{"replacement character", "Ahmadi \uFFFD", true},
+		{"zero-width non-joiner", "می\u200Cخواهم", false},
+		{"Persian name with ZWNJ", "دکتر زهرا محمدی\u200Cنیا", false},
+	} {
+		for _, f := range fields {
+			t.Run(tc.name+" in "+f.field, func(t *testing.T) {
+				s := testpki.Subject(f.kind, "sub_1", now)
+				f.set(s, tc.value)
+				s.Normalize()
+				err := s.Validate()
+				if !tc.refused {
+					if err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Field != f.field || e.Code != errs.Invalid {
+					t.Fatalf("got %v, want %s on field %s", err, errs.Invalid, f.field)
+				}
+			})
+		}
 	}
 }
 
@@ -162,6 +218,134 @@ func TestLicencePeriod(t *testing.T) {
 		`"licence_valid_until":"2025-03-20"`, `"licence_valid_until_hijri":"1403-12-30"`} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("JSON lacks %s: %s", want, b)
+		}
+	}
+}
+
+// TestRegistryAcceptsWhatIssuanceAccepts: the registry refuses, at
+// registration, every subject that issuance would refuse at approval —
+// otherwise an enrolment is approved and no certificate comes of it. For each
+// kind, the longest subject accepted issues, under every profile of its kind,
+// a certificate that lints clean; a field one character longer is refused
+// by the registry, naming the limit, and (where it reaches the certificate)
+// by the linter. So are other things the linter refuses.
+func TestRegistryAcceptsWhatIssuanceAccepts(t *testing.T) {
+	issuedAt := time.Now()
+	p := testpki.New(t, nil, func() time.Time { return issuedAt })
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profilesOf := func(kind registry.Kind) []string {
+		var out []string
+		for _, name := range p.Profiles.Names() {
+			prof, _ := p.Profiles.Get(name)
+			if slices.Contains(prof.SubjectKinds, kind) {
+				out = append(out, name)
+			}
+		}
+		if len(out) == 0 {
+			t.Fatalf("no profile for %s", kind)
+		}
+		return out
+	}
+	issue := func(profileName string, s *registry.Subject) (*x509.Certificate, error) {
+		prof, _ := p.Profiles.Get(profileName)
+		return p.TryIssue(t, profileName, s, key, issuedAt.Add(-time.Minute), issuedAt.Add(prof.Validity))
+	}
+	// Names of exactly n characters, as zlint counts them (code points,
+	// the ZWNJ among them), that normalisation leaves as they are.
+	persianName := func(n int) string {
+		r := []rune(strings.Repeat("زهرا محمدی\u200cنیا ", n))[:n]
+		r[0], r[n-1] = 'د', 'ا'
+		return string(r)
+	}
+	latinName := func(n int) string { return "A" + strings.Repeat("b&c (d) e-f. ", n)[:n-2] + "Z" }
+	longestDNS := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+	code := func(n int) string { return "A" + strings.Repeat("7/-", n)[:n-2] + "9" }
+
+	longest := func(kind registry.Kind) *registry.Subject {
+		s := testpki.Subject(kind, "sub_"+string(kind), issuedAt)
+		s.Name, s.Organization = persianName(64), latinName(64)
+		switch kind {
+		case pki.RolePractitioner:
+			s.CouncilNumber, s.Profession, s.Specialty = code(32), registry.Physician, "a"+strings.Repeat("b._-", 8)[:31]
+		case pki.RolePharmacy, pki.RoleParaclinic:
+			s.LicenceNumber, s.ResponsibleCouncilNumber, s.Province = code(32), code(32), "IR-17" // the longest province name
+			s.ResponsibleName = persianName(128)
+		case pki.RoleVendor, pki.RoleService:
+			s.DNSNames = []string{longestDNS, "xn--mgba3a4f16a.example", "127.0.0.1", "::1"}
+		}
+		return s
+	}
+	for _, kind := range registry.Kinds {
+		t.Run("longest "+string(kind), func(t *testing.T) {
+			s := longest(kind)
+			s.Normalize()
+			if n := len([]rune(s.Name)); n != 64 {
+				t.Fatalf("the test's name has %d characters after normalisation", n)
+			}
+			if err := s.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range profilesOf(kind) {
+				cert, err := issue(name, s)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				findings, err := p.Linter.Certificate(cert.Raw)
+				if err != nil || len(findings) > 0 || cert.Subject.CommonName != s.Name {
+					t.Fatalf("%s: findings %v, %v; common name %q", name, findings, err, cert.Subject.CommonName)
+				}
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name  string
+		kinds []registry.Kind
+		mod   func(s *registry.Subject)
+		field string
+		limit string // in the registry's message
+		// lint: issuance would refuse the subject too (under at least one
+		// profile of the kind); false where the field is not in certificates.
+		lint bool
+	}{
+		{"name of 65 characters", registry.Kinds, func(s *registry.Subject) { s.Name = persianName(65) }, "name", "64", true},
+		{"Latin name of 65 characters", registry.Kinds, func(s *registry.Subject) { s.Name = latinName(65) }, "name", "64", true},
+		{"organization of 65 characters", []registry.Kind{pki.RoleVendor, pki.RoleService, pki.RoleOfficer}, func(s *registry.Subject) { s.Organization = latinName(65) }, "organization", "64", true},
+		{"organization of 65 characters, not in the certificate", []registry.Kind{pki.RolePractitioner}, func(s *registry.Subject) { s.Organization = latinName(65) }, "organization", "64", false},
+		{"responsible name of 129 characters", []registry.Kind{pki.RolePharmacy, pki.RoleParaclinic}, func(s *registry.Subject) { s.ResponsibleName = persianName(129) }, "responsible_name", "128", false},
+		{"DNS name of 254 characters", []registry.Kind{pki.RoleVendor, pki.RoleService}, func(s *registry.Subject) { s.DNSNames[0] += "e" }, "dns_names", "", true},
+		{"council number of 33 characters", []registry.Kind{pki.RolePractitioner}, func(s *registry.Subject) { s.CouncilNumber = code(33) }, "council_number", "32", false},
+		{"UTF-8 read as Latin-1 in the name", []registry.Kind{pki.RoleVendor}, func(s *registry.Subject) { s.Name = "JosÃ© Health" }, "name", "", true},
+		{"UTF-8 read as Latin-1 in the organization", []registry.Kind{pki.RoleService}, func(s *registry.Subject) { s.Organization = "MÃ¼ller GmbH" }, "organization", "", true},
+		{"malformed IDN label", []registry.Kind{pki.RoleVendor}, func(s *registry.Subject) { s.DNSNames = []string{"xn--zz.example"} }, "dns_names", "", true},
+	} {
+		for _, kind := range tc.kinds {
+			t.Run(tc.name+" for "+string(kind), func(t *testing.T) {
+				s := longest(kind)
+				tc.mod(s)
+				s.Normalize()
+				err := s.Validate()
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Field != tc.field || e.Code != errs.Invalid || !strings.Contains(e.Detail, tc.limit) {
+					t.Fatalf("registration: got %v, want %s on field %s naming %q", err, errs.Invalid, tc.field, tc.limit)
+				}
+				if !tc.lint {
+					return
+				}
+				var refusals []string
+				for _, name := range profilesOf(kind) {
+					if _, err := issue(name, s); errs.CodeOf(err) == errs.LintFailed {
+						refusals = append(refusals, name+": "+err.Error())
+					}
+				}
+				if len(refusals) == 0 {
+					t.Fatal("issuance accepts what the registry refuses: the limit is stricter than the certificate's")
+				}
+				t.Log(refusals)
+			})
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -21,14 +22,15 @@ import (
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
 // Store is what revocation needs from trustd's store.
 type Store interface {
+	OfficerStore
 	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	RecordStatus(ctx context.Context, ev *Event, from ...Status) (Status, error)
-	CertificateStatus(ctx context.Context, serial *big.Int) (Record, error)
 	CreateStatusChange(ctx context.Context, c *Change) error
 	GetStatusChange(ctx context.Context, id string) (*Change, error)
 	ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*Change, error)
@@ -54,6 +56,10 @@ type Config struct {
 // Service changes certificate statuses.
 type Service struct {
 	cfg Config
+	// quorum serialises approvals that can remove an officer, so that two
+	// approved at once cannot each leave the other's officer counted and
+	// together break the quorum (within this process: trustd runs one).
+	quorum sync.Mutex
 }
 
 // New checks cfg.
@@ -136,13 +142,23 @@ func (s *Service) transition(ctx context.Context, ev *Event, from ...Status) (Re
 }
 
 // Revoke revokes a certificate for good, on an officer's word. It takes
-// effect at once: OCSP answers "revoked" before Revoke returns.
+// effect at once: OCSP answers "revoked" before Revoke returns. An
+// officer's certificate cannot be revoked by one officer: that goes through
+// RequestRevocation and a second officer's approval.
 func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, reason Reason) (Record, error) {
 	const action = "certificate.revoke"
 	detail := map[string]string{"reason": reason.String()}
 	if !slices.Contains(officerReasons, reason) {
 		return Record{}, s.record(ctx, officer, action, serial, errs.FieldError(errs.ReasonNotAllowed, "reason",
 			"%s is not a reason for revocation here (use %v; holds go through the hold request)", reason, officerReasons), detail)
+	}
+	cert, err := s.certificate(ctx, serial)
+	if err == nil && cert.Profile == OfficerProfile {
+		err = errs.New(errs.DualControl, "certificate %s is a security officer's: revoking it needs two officers; request the revocation (rxctl cert revoke -request) for another officer to approve",
+			enrol.SerialHex(serial))
+	}
+	if err != nil {
+		return Record{}, s.record(ctx, officer, action, serial, err, detail)
 	}
 	now := s.cfg.Now().UTC()
 	rec, err := s.transition(ctx, &Event{Serial: serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: officer}, Good, OnHold)
@@ -199,6 +215,9 @@ func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, err
 	detail := map[string]string{"reason": reason.String(), "requested_by": "holder"}
 	now := s.cfg.Now().UTC()
 	rec, err := s.transition(ctx, &Event{Serial: cert.Serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: Holder}, Good, OnHold)
+	if err == nil && cert.Profile == OfficerProfile {
+		s.noteQuorum(ctx, detail)
+	}
 	aerr := s.record(ctx, Holder, action, cert.Serial, err, detail)
 	if err == nil {
 		// Recorded is recorded: it is published even if the audit write
@@ -209,6 +228,24 @@ func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, err
 		return Record{}, aerr
 	}
 	return rec, nil
+}
+
+// noteQuorum records, after the holder of an officer's key revoked it, how
+// many officers can still act. A compromised key must be revocable by its
+// holder alone and at once, even if that breaks the quorum; then nothing
+// can be approved until officers are added with the offline root (trustd
+// add-officer), and the log and the audit record say so.
+func (s *Service) noteQuorum(ctx context.Context, detail map[string]string) {
+	active, err := ActiveOfficers(ctx, s.cfg.Store, s.cfg.Now(), nil)
+	if err != nil {
+		s.cfg.Log.ErrorContext(ctx, "an officer's certificate was revoked and the active officers could not be counted", "err", err)
+		return
+	}
+	detail["active_officers"] = fmt.Sprint(len(active))
+	if len(active) < Quorum {
+		s.cfg.Log.ErrorContext(ctx, "an officer revoked their own certificate and fewer than two officers can act: nothing can be approved until officers are added with trustd add-officer and the root key",
+			"active_officers", len(active))
+	}
 }
 
 func (s *Service) verifyHolder(ctx context.Context, token string) (*HolderRequest, *enrol.Certificate, error) {
@@ -272,36 +309,97 @@ func newChangeID() string {
 
 // RequestChange enters a hold or release, to be approved by a second officer.
 func (s *Service) RequestChange(ctx context.Context, officer string, serial *big.Int, action Action, comment string) (*Change, error) {
+	if action == Revocation {
+		return nil, s.record(ctx, officer, "certificate.revoke.request", serial, errs.FieldError(errs.Invalid, "reason", "a revocation request needs a reason"), nil)
+	}
+	return s.request(ctx, officer, serial, action, "", comment)
+}
+
+// RequestRevocation enters the revocation of a certificate, to be approved
+// by a second officer: the only way an officer's certificate is revoked by
+// officers.
+func (s *Service) RequestRevocation(ctx context.Context, officer string, serial *big.Int, reason Reason, comment string) (*Change, error) {
+	if !slices.Contains(officerReasons, reason) {
+		return nil, s.record(ctx, officer, "certificate.revoke.request", serial, errs.FieldError(errs.ReasonNotAllowed, "reason",
+			"%s is not a reason for revocation here (use %v)", reason, officerReasons), map[string]string{"reason": reason.String()})
+	}
+	return s.request(ctx, officer, serial, Revocation, reason.String(), comment)
+}
+
+func (s *Service) request(ctx context.Context, officer string, serial *big.Int, action Action, reason, comment string) (*Change, error) {
 	act := "certificate." + string(action) + ".request"
 	comment = strings.TrimSpace(comment)
+	detail := map[string]string{}
+	if reason != "" {
+		detail["reason"] = reason
+	}
 	var err error
 	switch {
-	case action != Hold && action != Release:
-		err = errs.FieldError(errs.Invalid, "action", "must be hold or release")
+	case action != Hold && action != Release && action != Revocation:
+		err = errs.FieldError(errs.Invalid, "action", "must be hold, release or revoke")
 	case comment == "" || len(comment) > 500:
 		err = errs.FieldError(errs.Invalid, "comment", "a comment of 1 to 500 characters is required")
 	}
+	var cert *enrol.Certificate
 	var rec Record
 	if err == nil {
-		rec, err = s.checkChange(ctx, serial, action)
+		cert, rec, err = s.checkChange(ctx, serial, action)
 	}
 	if err == nil {
 		err = s.nonePending(ctx, serial, rec)
 	}
+	if err == nil {
+		err = s.keepsQuorum(ctx, cert, action)
+	}
 	if err != nil {
-		return nil, s.record(ctx, officer, act, serial, err, nil)
+		return nil, s.record(ctx, officer, act, serial, err, detail)
 	}
 	now := s.cfg.Now().UTC()
-	c := &Change{ID: newChangeID(), Serial: enrol.SerialHex(serial), Action: action, Comment: comment, RequestedBy: officer,
+	c := &Change{ID: newChangeID(), Serial: enrol.SerialHex(serial), Action: action, Reason: reason, Comment: comment, RequestedBy: officer,
 		RequestedAt: now, BaseSeq: rec.Seq}
 	if err := s.cfg.Store.CreateStatusChange(ctx, c); err != nil {
-		return nil, s.record(ctx, officer, act, serial, errs.Wrap(errs.Unavailable, err, "recording the request"), nil)
+		return nil, s.record(ctx, officer, act, serial, errs.Wrap(errs.Unavailable, err, "recording the request"), detail)
 	}
-	if err := s.record(ctx, officer, act, serial, nil, map[string]string{"change": c.ID}); err != nil {
+	detail["change"] = c.ID
+	if err := s.record(ctx, officer, act, serial, nil, detail); err != nil {
 		return nil, err
 	}
 	c.stateAt(now)
 	return c, nil
+}
+
+// keepsQuorum refuses to hold or revoke an officer's certificate when
+// fewer than Quorum officers could act without it: dual control would then
+// stop every approval, this one's undoing included.
+func (s *Service) keepsQuorum(ctx context.Context, cert *enrol.Certificate, action Action) error {
+	if cert.Profile != OfficerProfile || (action != Hold && action != Revocation) {
+		return nil
+	}
+	active, err := ActiveOfficers(ctx, s.cfg.Store, s.cfg.Now(), func(_ *registry.Subject, c *enrol.Certificate) bool {
+		return c.Serial.Cmp(cert.Serial) == 0
+	})
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "counting the officers who can act")
+	}
+	if len(active) < Quorum {
+		return errs.New(errs.OfficerQuorum, "a %s of officer certificate %s would leave %d officer(s) able to act; dual control needs %d: enrol another officer first",
+			action, cert.SerialHex(), len(active), Quorum)
+	}
+	return nil
+}
+
+// KeepsOfficerQuorum refuses to take the officer subjectID out of service
+// (suspending or ending their registration) when fewer than Quorum other
+// officers could act.
+func (s *Service) KeepsOfficerQuorum(ctx context.Context, subjectID string) error {
+	active, err := ActiveOfficers(ctx, s.cfg.Store, s.cfg.Now(), func(sub *registry.Subject, _ *enrol.Certificate) bool { return sub.ID == subjectID })
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "counting the officers who can act")
+	}
+	if len(active) < Quorum {
+		return errs.New(errs.OfficerQuorum, "without officer %s, %d officer(s) could act; dual control needs %d: enrol another officer first", subjectID, len(active), Quorum)
+	}
+	return nil
 }
 
 // nonePending refuses a second request while one for the certificate can
@@ -338,7 +436,7 @@ func (s *Service) Change(ctx context.Context, id string) (*Change, error) {
 	return c, nil
 }
 
-// Changes lists hold and release requests, newest first: all of them, or
+// Changes lists hold, release and revocation requests, newest first: all of them, or
 // only those still pending (undecided and unexpired), each with where it
 // stands now.
 func (s *Service) Changes(ctx context.Context, pendingOnly bool, limit int) ([]*Change, error) {
@@ -358,28 +456,30 @@ func (s *Service) Changes(ctx context.Context, pendingOnly bool, limit int) ([]*
 }
 
 // checkChange says whether action applies to the certificate's status now.
-func (s *Service) checkChange(ctx context.Context, serial *big.Int, action Action) (Record, error) {
-	if _, err := s.certificate(ctx, serial); err != nil {
-		return Record{}, err
+func (s *Service) checkChange(ctx context.Context, serial *big.Int, action Action) (*enrol.Certificate, Record, error) {
+	cert, err := s.certificate(ctx, serial)
+	if err != nil {
+		return nil, Record{}, err
 	}
 	rec, err := s.cfg.Store.CertificateStatus(ctx, serial)
 	if err != nil {
-		return Record{}, errs.Wrap(errs.Unavailable, err, "reading the status")
+		return nil, Record{}, errs.Wrap(errs.Unavailable, err, "reading the status")
 	}
 	switch {
 	case rec.Status == Revoked:
-		return rec, errs.New(errs.AlreadyRevoked, "certificate %s is revoked; revocation is final", enrol.SerialHex(serial))
+		return cert, rec, errs.New(errs.AlreadyRevoked, "certificate %s is revoked; revocation is final", enrol.SerialHex(serial))
 	case action == Hold && rec.Status == OnHold:
-		return rec, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", enrol.SerialHex(serial))
+		return cert, rec, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", enrol.SerialHex(serial))
 	case action == Release && rec.Status != OnHold:
-		return rec, errs.New(errs.NotOnHold, "certificate %s is not on hold", enrol.SerialHex(serial))
+		return cert, rec, errs.New(errs.NotOnHold, "certificate %s is not on hold", enrol.SerialHex(serial))
 	}
-	return rec, nil
+	return cert, rec, nil
 }
 
-// DecideChange approves or rejects a pending hold or release. The approver
-// MUST NOT be the officer who requested it. An approval applies the change
-// at once.
+// DecideChange approves or rejects a pending hold, release or revocation.
+// The approver MUST NOT be the officer who requested it. An approval
+// applies the change at once; holding or revoking an officer's certificate
+// is refused if it would break the officer quorum.
 func (s *Service) DecideChange(ctx context.Context, officer, id string, approve bool, comment string) (*Change, error) {
 	c, err := s.cfg.Store.GetStatusChange(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -394,15 +494,24 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		act = "certificate." + string(c.Action) + ".reject"
 	}
 	detail := map[string]string{"change": id}
+	if c.Reason != "" {
+		detail["reason"] = c.Reason
+	}
 	switch {
 	case c.Decided:
 		err = errs.New(errs.ChangeNotPending, "status change %s was already decided by %s", id, c.DecidedBy)
 	case approve && c.RequestedBy == officer:
 		err = errs.New(errs.DualControl, "the officer who requested a %s cannot approve it; a second officer must", c.Action)
 	}
+	if approve {
+		// Held until the change is recorded: see quorum.
+		s.quorum.Lock()
+		defer s.quorum.Unlock()
+	}
 	if err == nil && approve {
+		var cert *enrol.Certificate
 		var rec Record
-		rec, err = s.checkChange(ctx, serial, c.Action)
+		cert, rec, err = s.checkChange(ctx, serial, c.Action)
 		switch {
 		case err != nil:
 		case rec.Seq != c.BaseSeq:
@@ -411,6 +520,8 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 			err = errs.New(errs.ChangeNotPending, "the certificate's status changed after %s was requested; request it again", id)
 		case c.RequestedAt.Before(openSince(s.cfg.Now())):
 			err = errs.New(errs.ChangeNotPending, "status change %s expired after %s; request it again", id, ChangeLifetime)
+		default:
+			err = s.keepsQuorum(ctx, cert, c.Action)
 		}
 	}
 	if err != nil {
@@ -432,8 +543,12 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 	}
 	ev := &Event{Serial: serial, Status: OnHold, Reason: CertificateHold, EffectiveAt: now, RecordedAt: now, RequestedBy: c.RequestedBy, ApprovedBy: officer, ChangeID: id}
 	from := []Status{Good}
-	if c.Action == Release {
+	switch c.Action {
+	case Release:
 		ev.Status, ev.Reason, from = Good, RemoveFromCRL, []Status{OnHold}
+	case Revocation:
+		reason, _ := ParseReason(c.Reason)
+		ev.Status, ev.Reason, from = Revoked, reason, []Status{Good, OnHold}
 	}
 	rec, err := s.transition(ctx, ev, from...)
 	aerr := s.record(ctx, officer, act, serial, err, detail)

@@ -99,17 +99,23 @@ type Record struct {
 // Action is what a dual-control status change does.
 type Action string
 
-// Actions that need two officers.
+// Actions that need two officers. Revocation is the revocation of a
+// security officer's certificate (or any certificate two officers choose to
+// revoke together): one officer alone could otherwise remove the others.
 const (
-	Hold    Action = "hold"
-	Release Action = "release"
+	Hold       Action = "hold"
+	Release    Action = "release"
+	Revocation Action = "revoke"
 )
 
-// Change is a hold or release awaiting a second officer.
+// Change is a hold, release or revocation awaiting a second officer.
 type Change struct {
-	ID          string    `json:"id"`
-	Serial      string    `json:"serial"`
-	Action      Action    `json:"action"`
+	ID     string `json:"id"`
+	Serial string `json:"serial"`
+	Action Action `json:"action"`
+	// Reason is a revocation's CRLReason (its RFC 5280 name); empty for
+	// holds and releases.
+	Reason      string    `json:"reason,omitempty"`
 	Comment     string    `json:"comment"`
 	RequestedBy string    `json:"requested_by"`
 	RequestedAt time.Time `json:"requested_at"`

@@ -15,6 +15,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/persian"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
@@ -164,6 +165,14 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.ID, s.CreatedAt, s.UpdatedAt, s.Version = cur.ID, cur.CreatedAt, a.cfg.Now().UTC(), in.Version+1
+	// Suspending an officer, or ending their registration, takes them out
+	// of service: never below the quorum dual control needs.
+	if now := a.cfg.Now(); cur.Kind == pki.RoleOfficer && cur.CanBeCertified(now) == nil && s.CanBeCertified(now) != nil {
+		if err := a.cfg.Revoke.KeepsOfficerQuorum(r.Context(), cur.ID); err != nil {
+			a.fail(w, r, a.record(r, "subject.update", object, err, nil))
+			return
+		}
+	}
 	if err := a.cfg.Store.UpdateSubject(r.Context(), s, officerFrom(r.Context())); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			err = errs.New(errs.Conflict, "the subject changed since version %d; read it again", in.Version)

@@ -304,11 +304,7 @@ func TestOfficerAuthentication(t *testing.T) {
 		if r := e.do(carol, "GET", url, "", nil); r.status != 200 {
 			t.Fatalf("before revocation: %d %s", r.status, r.body)
 		}
-		serial := enrol.SerialHex(cred.Leaf.SerialNumber)
-		body := []byte(`{"reason":"affiliationChanged"}`)
-		if r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/certificates/"+serial+"/revoke", "application/json", body); r.status != 200 {
-			t.Fatalf("revoking carol: %d %s", r.status, r.body)
-		}
+		e.revokeOfficer(enrol.SerialHex(cred.Leaf.SerialNumber))
 		r := e.do(e.client(cred), "GET", url, "", nil)
 		if r.status != 403 || r.problem.Code != "not-an-officer" {
 			t.Fatalf("revoked officer: %d %s", r.status, r.body)
@@ -378,5 +374,74 @@ func TestApprovalOverTheAPI(t *testing.T) {
 	}
 	if strings.Count(cert.ChainPEM, "BEGIN CERTIFICATE") != 2 {
 		t.Fatal("chain_pem is not leaf + intermediate")
+	}
+}
+
+// revokeOfficer revokes an officer's certificate as two officers must:
+// alice requests, bob approves.
+func (e *env) revokeOfficer(serial string) {
+	e.t.Helper()
+	body, _ := json.Marshal(map[string]string{"serial": serial, "action": "revoke", "reason": "affiliationChanged", "comment": "left the service"})
+	r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/status-changes", "application/json", body)
+	var ch revoke.Change
+	if err := json.Unmarshal(r.body, &ch); r.status != 201 || err != nil || ch.Reason != "affiliationChanged" {
+		e.t.Fatalf("requesting the revocation: %d %s", r.status, r.body)
+	}
+	if r := e.do(e.bob, "POST", e.admin.URL+"/admin/v1/status-changes/"+ch.ID+"/approve", "application/json", []byte(`{}`)); r.status != 200 {
+		e.t.Fatalf("approving the revocation: %d %s", r.status, r.body)
+	}
+}
+
+// TestOfficersUnderDualControl: one officer cannot revoke another's
+// certificate, and no change leaves fewer than two officers who can act —
+// not a revocation, not a hold, not a suspension in the registry.
+func TestOfficersUnderDualControl(t *testing.T) {
+	e := newEnv(t)
+	carol := e.credential(pki.RoleOfficer, "officer", nil)
+	serial := enrol.SerialHex(carol.Leaf.SerialNumber)
+	r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/certificates/"+serial+"/revoke", "application/json", []byte(`{"reason":"affiliationChanged"}`))
+	if r.status != 403 || r.problem.Code != "dual-control-violation" {
+		t.Fatalf("one officer revoking another: %d %s", r.status, r.body)
+	}
+	if r := e.do(e.client(carol), "GET", e.admin.URL+"/admin/v1/whoami", "", nil); r.status != 200 {
+		t.Fatalf("carol after a refused revocation: %d %s", r.status, r.body)
+	}
+	for name, body := range map[string]string{
+		"no reason":            `{"serial":"` + serial + `","action":"revoke","comment":"x"}`,
+		"unknown reason":       `{"serial":"` + serial + `","action":"revoke","reason":"boredom","comment":"x"}`,
+		"a hold with a reason": `{"serial":"` + serial + `","action":"hold","reason":"keyCompromise","comment":"x"}`,
+	} {
+		if r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/status-changes", "application/json", []byte(body)); r.status != 422 || r.problem.Field != "reason" {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	e.revokeOfficer(serial)
+	if r := e.do(e.client(carol), "GET", e.admin.URL+"/admin/v1/whoami", "", nil); r.status != 403 || r.problem.Code != "not-an-officer" {
+		t.Fatalf("carol after her revocation: %d %s", r.status, r.body)
+	}
+
+	// Alice and Bob are the last two.
+	var bob struct {
+		ID string `json:"officer_id"`
+	}
+	_ = json.Unmarshal(e.do(e.bob, "GET", e.admin.URL+"/admin/v1/whoami", "", nil).body, &bob)
+	certs, _ := e.db.ListCertificates(ctx, store.CertificateFilter{SubjectID: bob.ID})
+	if len(certs) != 1 {
+		t.Fatalf("bob has %d certificates", len(certs))
+	}
+	for _, action := range []string{`"action":"revoke","reason":"affiliationChanged"`, `"action":"hold"`} {
+		body := `{"serial":"` + certs[0].SerialHex() + `",` + action + `,"comment":"x"}`
+		if r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/status-changes", "application/json", []byte(body)); r.status != 409 || r.problem.Code != "officer-quorum" {
+			t.Errorf("%s of the last but one officer: %d %s", action, r.status, r.body)
+		}
+	}
+	cur, _ := e.db.GetSubject(ctx, bob.ID)
+	update, _ := json.Marshal(map[string]any{"kind": "officer", "name": cur.Name, "organization": cur.Organization,
+		"licence_valid_from": "2025-01-01", "licence_valid_until": "2030-01-01", "licence_status": "suspended", "version": cur.Version})
+	if r := e.do(e.alice, "PUT", e.admin.URL+"/admin/v1/subjects/"+bob.ID, "application/json", update); r.status != 409 || r.problem.Code != "officer-quorum" {
+		t.Fatalf("suspending the last but one officer: %d %s", r.status, r.body)
+	}
+	if r := e.do(e.bob, "GET", e.admin.URL+"/admin/v1/whoami", "", nil); r.status != 200 {
+		t.Fatalf("bob after the refusals: %d %s", r.status, r.body)
 	}
 }

@@ -104,6 +104,7 @@ func (a *API) requestChange(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Serial  string `json:"serial"`
 		Action  string `json:"action"`
+		Reason  string `json:"reason"` // for action revoke only
 		Comment string `json:"comment"`
 	}
 	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
@@ -115,7 +116,20 @@ func (a *API) requestChange(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex"))
 		return
 	}
-	c, err := a.cfg.Revoke.RequestChange(r.Context(), officerFrom(r.Context()), serial, revoke.Action(in.Action), in.Comment)
+	var c *revoke.Change
+	var err error
+	switch reason, known := revoke.ParseReason(in.Reason); {
+	case revoke.Action(in.Action) != revoke.Revocation && in.Reason != "":
+		err = errs.FieldError(errs.Invalid, "reason", "only a revocation (action revoke) has a reason")
+	case revoke.Action(in.Action) != revoke.Revocation:
+		c, err = a.cfg.Revoke.RequestChange(r.Context(), officerFrom(r.Context()), serial, revoke.Action(in.Action), in.Comment)
+	case in.Reason == "":
+		err = errs.FieldError(errs.Invalid, "reason", "a revocation needs a reason")
+	case !known:
+		err = errs.FieldError(errs.ReasonNotAllowed, "reason", "unknown reason %q", in.Reason)
+	default:
+		c, err = a.cfg.Revoke.RequestRevocation(r.Context(), officerFrom(r.Context()), serial, reason, in.Comment)
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -60,18 +60,10 @@ func SignARL(ctx context.Context, cfg *Config, o ARLOptions, d Deps) (*x509.Revo
 	if err != nil {
 		return nil, err
 	}
-	rootKey, err := d.Keys.OpenKey(ctx, o.RootKey)
+	root, rootKey, err := openRoot(ctx, d, roots, o.RootKey)
 	if err != nil {
-		return nil, fmt.Errorf("sign-arl: opening the root key: %w", err)
+		return nil, fmt.Errorf("sign-arl: %w", err)
 	}
-	i := slices.IndexFunc(roots, func(r *x509.Certificate) bool {
-		pub, ok := r.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-		return ok && pub.Equal(rootKey.Public())
-	})
-	if i < 0 {
-		return nil, errors.New("sign-arl: the key is not the key of any root in ca.root_certs")
-	}
-	root := roots[i]
 	db, err := OpenStore(ctx, cfg, false)
 	if err != nil {
 		return nil, err
@@ -146,6 +138,23 @@ func latestARL(ctx context.Context, db *sqlstore.Trust) (*big.Int, error) {
 			return latest, nil
 		}
 	}
+}
+
+// openRoot opens the root key at uri (brought back from offline for a
+// ceremony) and returns it with the root certificate it belongs to.
+func openRoot(ctx context.Context, d Deps, roots []*x509.Certificate, uri string) (*x509.Certificate, crypto.Signer, error) {
+	rootKey, err := d.Keys.OpenKey(ctx, uri)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the root key: %w", err)
+	}
+	i := slices.IndexFunc(roots, func(r *x509.Certificate) bool {
+		pub, ok := r.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+		return ok && pub.Equal(rootKey.Public())
+	})
+	if i < 0 {
+		return nil, nil, errors.New("the key is not the key of any root in ca.root_certs")
+	}
+	return roots[i], rootKey, nil
 }
 
 // signARL signs the ARL, recording the intent (with the linted TBS's hash)

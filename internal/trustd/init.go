@@ -14,27 +14,59 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/keycheck"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/profile"
 	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
-// Officer is one security officer bootstrapped at init.
+// Officer is one security officer bootstrapped at init. Each officer's key
+// should be made where only that officer holds it: on their token (KeyURI
+// pkcs11:…) or elsewhere, brought as a CSR. Only with neither does init
+// make the key itself, as a password-encrypted file in the officer's
+// hand-over directory, <dir>/handover/<name>/, which must be handed to the
+// officer and removed from the CA host: whoever can read every officer's key
+// and password can act as every officer.
 type Officer struct {
 	Name string
-	// KeyURI is where the officer's key is made; empty means a
-	// password-encrypted file under <dir>/officers.
+	// KeyURI is where init makes the officer's key.
 	KeyURI string
+	// CSR is a request made with a key the officer already holds: init
+	// certifies it and writes only the certificate.
+	CSR *x509.CertificateRequest
+}
+
+// ParseOfficer reads an -officer argument: NAME (a key file made by init,
+// to hand over), NAME=KEY-URI (the key made on the officer's token) or
+// NAME=csr:PATH (a CSR, PEM or DER, made with a key the officer holds).
+func ParseOfficer(arg string) (Officer, error) {
+	name, spec, _ := strings.Cut(arg, "=")
+	path, isCSR := strings.CutPrefix(spec, "csr:")
+	if !isCSR {
+		return Officer{Name: name, KeyURI: spec}, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Officer{}, err
+	}
+	csr, err := keycheck.ParseCSR(b)
+	if err != nil {
+		return Officer{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return Officer{Name: name, CSR: csr}, nil
 }
 
 // InitOptions are the ceremony's choices.
@@ -55,12 +87,16 @@ type InitOptions struct {
 	AdminListen, PublicListen, HTTPListen, HTTPBaseURL string
 }
 
-// OfficerCredential is what init hands each officer.
+// OfficerCredential is what init made for each officer.
 type OfficerCredential struct {
 	Name      string
 	SubjectID string
-	CertFile  string // leaf + intermediate, PEM
-	KeyURI    string
+	CertFile  string // leaf + intermediate, PEM, in <dir>/officers
+	KeyURI    string // empty for an officer who brought a CSR
+	// Handover is the directory holding the key, password and certificate
+	// init made for the officer, to be handed over and removed from the CA
+	// host; empty when the key is on the officer's token or was never here.
+	Handover string
 }
 
 // InitResult says where init put things.
@@ -77,15 +113,11 @@ type InitResult struct {
 // linted before it is signed and the whole ceremony is audited. The root key is created but not referenced by
 // the config: move it offline after init.
 func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
-	if len(o.Officers) < 2 {
+	if len(o.Officers) < revoke.Quorum {
 		return nil, errors.New("init: at least two officers are needed (dual control)")
 	}
-	seen := map[string]bool{}
-	for _, off := range o.Officers {
-		if off.Name == "" || seen[off.Name] || filepath.Base(off.Name) != off.Name {
-			return nil, fmt.Errorf("init: officer names must be unique plain names, got %q", off.Name)
-		}
-		seen[off.Name] = true
+	if err := checkOfficers(o.Officers); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
 	}
 	if err := emptyDir(o.Dir); err != nil {
 		return nil, err
@@ -94,8 +126,17 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The CA's state is its owner's alone: keys, passwords, the registry
+	// with national ids. An empty directory made beforehand (by packaging,
+	// say) is made private too.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
 	for _, sub := range []string{"ca", "secrets", "officers", "tls"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, err
 		}
 	}
@@ -236,7 +277,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 		tlsURI = hsm.SoftKeyURI(filepath.Join(dir, "tls", "trustd.key"), pass)
 	}
 	svcSubject := &registry.Subject{Kind: pki.RoleService, Name: "trustd", Organization: o.Names.Organization, DNSNames: dns}
-	tlsKeyURI, serviceID, err := b.issue(ctx, svcSubject, "service-tls-server", tlsURI, filepath.Join(dir, "tls", "trustd.crt"))
+	tlsKeyURI, serviceID, err := b.issue(ctx, svcSubject, "service-tls-server", tlsURI, nil, filepath.Join(dir, "tls", "trustd.crt"))
 	if err != nil {
 		return nil, fmt.Errorf("init: trustd TLS certificate: %w", err)
 	}
@@ -245,21 +286,11 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 
 	res := &InitResult{RootCert: filepath.Join(dir, "ca", "root.crt"), RootKeyURI: rootURI}
 	for _, off := range o.Officers {
-		uri := off.KeyURI
-		if uri == "" {
-			pass, err := writeSecret(filepath.Join(dir, "officers", off.Name+".pass"))
-			if err != nil {
-				return nil, err
-			}
-			uri = hsm.SoftKeyURI(filepath.Join(dir, "officers", off.Name+".key"), pass)
-		}
-		certFile := filepath.Join(dir, "officers", off.Name+".crt")
-		sub := &registry.Subject{Kind: pki.RoleOfficer, Name: off.Name, Organization: o.Names.Organization}
-		keyURI, subjectID, err := b.issue(ctx, sub, "officer", uri, certFile)
+		cred, err := b.officer(ctx, off, profiles)
 		if err != nil {
 			return nil, fmt.Errorf("init: officer %s: %w", off.Name, err)
 		}
-		res.Officers = append(res.Officers, OfficerCredential{Name: off.Name, SubjectID: subjectID, CertFile: certFile, KeyURI: keyURI})
+		res.Officers = append(res.Officers, cred)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("init: the config it wrote is invalid: %w", err)
@@ -280,6 +311,23 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	return res, nil
 }
 
+// checkOfficers refuses duplicate names, names that are not plain file
+// names (they name the officer's files), and an officer with both a key URI
+// and a CSR.
+func checkOfficers(officers []Officer) error {
+	seen := map[string]bool{}
+	for _, off := range officers {
+		if off.Name == "" || seen[off.Name] || filepath.Base(off.Name) != off.Name {
+			return fmt.Errorf("officer names must be unique plain names, got %q", off.Name)
+		}
+		if off.KeyURI != "" && off.CSR != nil {
+			return fmt.Errorf("officer %s: a key URI or a CSR, not both", off.Name)
+		}
+		seen[off.Name] = true
+	}
+	return nil
+}
+
 type bootstrapper struct {
 	dir   string
 	db    *sqlstore.Trust
@@ -290,9 +338,60 @@ type bootstrapper struct {
 	org   string
 }
 
-// issue registers sub, makes its key at keyURI, and issues and writes its
-// certificate chain.
-func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileName, keyURI, certFile string) (string, string, error) {
+// officer registers and certifies one of the first officers. Their
+// certificate goes into <dir>/officers; a key init makes itself goes, with
+// its password and a copy of the certificate, into the officer's hand-over
+// directory.
+func (b bootstrapper) officer(ctx context.Context, off Officer, profiles *profile.Set) (OfficerCredential, error) {
+	cred := OfficerCredential{Name: off.Name, CertFile: filepath.Join(b.dir, "officers", off.Name+".crt")}
+	uri := off.KeyURI
+	if off.CSR != nil {
+		p, err := profiles.Get("officer")
+		if err != nil {
+			return cred, err
+		}
+		kt, err := keycheck.Check(off.CSR.PublicKey)
+		if err != nil {
+			return cred, err
+		}
+		if !p.AllowsKey(profile.KeyType(kt)) {
+			return cred, errs.New(errs.WrongKeyType, "the officer profile accepts %v, the CSR's key is %s", p.KeyTypes, kt)
+		}
+	} else if uri == "" {
+		cred.Handover = filepath.Join(b.dir, "handover", off.Name)
+		if err := os.MkdirAll(cred.Handover, 0o700); err != nil {
+			return cred, err
+		}
+		pass, err := writeSecret(filepath.Join(cred.Handover, off.Name+".pass"))
+		if err != nil {
+			return cred, err
+		}
+		uri = hsm.SoftKeyURI(filepath.Join(cred.Handover, off.Name+".key"), pass)
+	}
+	sub := &registry.Subject{Kind: pki.RoleOfficer, Name: off.Name, Organization: b.org}
+	keyURI, subjectID, err := b.issue(ctx, sub, "officer", uri, off.CSR, cred.CertFile)
+	if err != nil {
+		return cred, err
+	}
+	cred.SubjectID = subjectID
+	if off.CSR == nil {
+		cred.KeyURI = keyURI
+	}
+	if cred.Handover != "" {
+		chain, err := os.ReadFile(cred.CertFile)
+		if err != nil {
+			return cred, err
+		}
+		if err := os.WriteFile(filepath.Join(cred.Handover, off.Name+".crt"), chain, 0o644); err != nil {
+			return cred, err
+		}
+	}
+	return cred, nil
+}
+
+// issue registers sub and issues and writes its certificate chain: for
+// csr, or for a key it makes at keyURI (whose URI it returns).
+func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileName, keyURI string, csr *x509.CertificateRequest, certFile string) (string, string, error) {
 	sub.ID = "sub_" + randomHex(12)
 	sub.LicenceStatus = registry.Active
 	// Whole days, as officers enter them: from today through the last
@@ -307,17 +406,19 @@ func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileN
 	if err := b.db.CreateSubject(ctx, sub, enrol.Ceremony); err != nil {
 		return "", "", err
 	}
-	key, err := b.keys.CreateKey(ctx, keyURI, hsm.ECP256)
-	if err != nil {
-		return "", "", err
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sub.Name}}, key)
-	if err != nil {
-		return "", "", err
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		return "", "", err
+	if csr == nil {
+		key, err := b.keys.CreateKey(ctx, keyURI, hsm.ECP256)
+		if err != nil {
+			return "", "", err
+		}
+		keyURI = key.URI()
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sub.Name}}, key)
+		if err != nil {
+			return "", "", err
+		}
+		if csr, err = x509.ParseCertificateRequest(der); err != nil {
+			return "", "", err
+		}
 	}
 	rec, err := b.svc.Bootstrap(ctx, enrol.Ceremony, sub, profileName, csr)
 	if err != nil {
@@ -330,7 +431,7 @@ func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileN
 	if err := writePEM(certFile, leaf, b.inter); err != nil {
 		return "", "", err
 	}
-	return key.URI(), sub.ID, nil
+	return keyURI, sub.ID, nil
 }
 
 func emptyDir(dir string) error {

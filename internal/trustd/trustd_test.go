@@ -2,9 +2,13 @@ package trustd_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
@@ -20,8 +24,12 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki/lint"
+	"github.com/nuskha/nuskha/internal/revoke"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustd"
@@ -51,7 +59,7 @@ func TestInitThenServeConfig(t *testing.T) {
 	if strings.Contains(string(raw), "root.key") {
 		t.Fatal("the config references the root key; day-to-day issuance must not need it")
 	}
-	for _, secret := range []string{"secrets/intermediate.pass", "officers/alice.pass", "ca/intermediate.key"} {
+	for _, secret := range []string{"secrets/intermediate.pass", "handover/alice/alice.pass", "handover/alice/alice.key", "ca/intermediate.key"} {
 		fi, err := os.Stat(filepath.Join(dir, secret))
 		if err != nil || fi.Mode().Perm()&0o077 != 0 {
 			t.Fatalf("%s: %v, mode %v; want owner-only", secret, err, fi.Mode())
@@ -108,6 +116,147 @@ func TestInitThenServeConfig(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestStateIsPrivate: everything init writes, and the database's WAL and
+// shared-memory files while trustd runs, is for the CA's owner alone —
+// the registry holds national ids — whatever the umask. Certificates and
+// revocation lists are public, but nobody else may write them.
+func TestStateIsPrivate(t *testing.T) {
+	filemode.PermissiveUmask(t)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "ca")
+	// An empty directory made by someone else's packaging, world-readable.
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := deps(t)
+	res, err := trustd.Init(context.Background(), trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := trustd.New(context.Background(), cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	seen := filemode.Private(t, dir, ".crt", ".crl")
+	for _, want := range []string{".", "trustd.db", "trustd.db-wal", "trustd.db-shm", "trustd.json", "secrets/intermediate.pass", "ca/intermediate.key"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("%s was not there to check (found %q)", want, seen)
+		}
+	}
+}
+
+// TestOfficersKeysAreNotLeftTogether: the CA host must not end up holding
+// every officer's key, or its owner can act as every officer. An officer who
+// brings a CSR gets only a certificate; a key init makes is in that
+// officer's own hand-over directory, not beside the others'.
+func TestOfficersKeysAreNotLeftTogether(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	bobKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFile := filepath.Join(t.TempDir(), "bob.csr")
+	if err := os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(t, bobKey).Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := trustd.ParseOfficer("bob=csr:" + csrFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := trustd.Init(context.Background(), trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, bob},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, deps(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	entries, _ := os.ReadDir(filepath.Join(dir, "officers"))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"alice.crt", "bob.crt"}) {
+		t.Fatalf("officers/ holds %q; want only the certificates", names)
+	}
+	alice := res.Officers[0]
+	if alice.Handover != filepath.Join(dir, "handover", "alice") || !strings.HasPrefix(alice.KeyURI, "softkey:path="+alice.Handover+"/") {
+		t.Fatalf("alice: hand-over %q, key %q", alice.Handover, alice.KeyURI)
+	}
+	for _, f := range []string{"alice.key", "alice.pass", "alice.crt"} {
+		if _, err := os.Stat(filepath.Join(alice.Handover, f)); err != nil {
+			t.Errorf("alice's hand-over directory: %v", err)
+		}
+	}
+	if res.Officers[1].KeyURI != "" || res.Officers[1].Handover != "" {
+		t.Fatalf("bob brought a CSR, yet init reports key %q, hand-over %q", res.Officers[1].KeyURI, res.Officers[1].Handover)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "handover", "bob")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a hand-over directory for bob: %v", err)
+	}
+	chain, err := pemutil.ReadCertificateBundle(res.Officers[1].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bobKey.PublicKey.Equal(chain[0].PublicKey) {
+		t.Fatal("bob's certificate is not for the key that made his CSR")
+	}
+	// Both can authenticate to the admin API: the certificate is an
+	// officer's, issued by this CA.
+	roots := x509.NewCertPool()
+	root, _ := pemutil.ReadCertificate(res.RootCert)
+	roots.AddCert(root)
+	inters := x509.NewCertPool()
+	inters.AddCert(chain[1])
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseOfficer(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := testpki.CSR(t, key).Raw
+	tampered := slices.Clone(csr)
+	tampered[len(tampered)-5] ^= 1 // in the signature
+	dir := t.TempDir()
+	for name, der := range map[string][]byte{"good.csr": csr, "tampered.csr": tampered} {
+		if err := os.WriteFile(filepath.Join(dir, name), der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		arg, err string
+		want     trustd.Officer
+	}{
+		{arg: "alice", want: trustd.Officer{Name: "alice"}},
+		{arg: "alice=pkcs11:token=alice;object=officer", want: trustd.Officer{Name: "alice", KeyURI: "pkcs11:token=alice;object=officer"}},
+		{arg: "bob=csr:" + filepath.Join(dir, "tampered.csr"), err: "proof of possession"},
+		{arg: "bob=csr:" + filepath.Join(dir, "absent.csr"), err: "no such file"},
+	} {
+		got, err := trustd.ParseOfficer(tc.arg)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, want an error containing %q", tc.arg, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %+v, %v", tc.arg, got, err)
+		}
+	}
+	got, err := trustd.ParseOfficer("bob=csr:" + filepath.Join(dir, "good.csr"))
+	if err != nil || got.Name != "bob" || got.KeyURI != "" || got.CSR == nil || !key.PublicKey.Equal(got.CSR.PublicKey) {
+		t.Fatalf("%+v, %v", got, err)
+	}
 }
 
 func TestInitRefusals(t *testing.T) {
@@ -358,6 +507,101 @@ func TestMissingDatabase(t *testing.T) {
 	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a database was made at %s: %v", db, err)
 	}
+}
+
+// TestAddOfficersRestoresTheQuorum: when fewer than two officers can act
+// (Bob revoked his compromised key himself), nothing can be approved; the
+// recovery ceremony, with the offline root key present, certifies new
+// officers. It refuses while the quorum holds and without the root key.
+func TestAddOfficersRestoresTheQuorum(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := trustd.AddOfficersOptions{RootKey: res.RootKeyURI, Officers: []trustd.Officer{{Name: "carol"}}}
+	if _, err := trustd.AddOfficers(ctx, cfg, carol, d); errs.CodeOf(err) != errs.Conflict {
+		t.Fatalf("with the quorum intact: %v", err)
+	}
+	active := func() int {
+		db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		ids, err := revoke.ActiveOfficers(ctx, db, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ids)
+	}
+	// Bob's key is compromised and he revokes it, as the holder may alone.
+	chain, err := pemutil.ReadCertificateBundle(res.Officers[1].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := chain[0]
+	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := db.RecordStatus(ctx, &revoke.Event{Serial: bob.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise,
+		EffectiveAt: now, RecordedAt: now, RequestedBy: revoke.Holder}, revoke.Good, revoke.OnHold); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if n := active(); n != 1 {
+		t.Fatalf("%d officers can act after bob's revocation", n)
+	}
+
+	keyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(keyDir, "k.pass"), []byte("not the root, whatever it says\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notRoot := hsm.SoftKeyURI(filepath.Join(keyDir, "k.key"), filepath.Join(keyDir, "k.pass"))
+	if _, err := d.Keys.CreateKey(ctx, notRoot, hsm.ECP256); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, want string
+		o          trustd.AddOfficersOptions
+	}{
+		{"without the root key", "not the key of any root", trustd.AddOfficersOptions{RootKey: notRoot, Officers: carol.Officers}},
+		{"reusing a first officer's name", "officers/alice.crt exists", trustd.AddOfficersOptions{RootKey: res.RootKeyURI, Officers: []trustd.Officer{{Name: "alice"}}}},
+	} {
+		if _, err := trustd.AddOfficers(ctx, cfg, tc.o, d); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if n := active(); n != 1 {
+		t.Fatalf("refused ceremonies changed the officers: %d can act", n)
+	}
+	made, err := trustd.AddOfficers(ctx, cfg, carol, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(made) != 1 || made[0].Handover != filepath.Join(dir, "handover", "carol") {
+		t.Fatalf("made %+v", made)
+	}
+	if n := active(); n != 2 {
+		t.Fatalf("%d officers can act after the ceremony", n)
+	}
+	// The running service accepts her.
+	svc, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
 }
 
 // TestSignARLKeepsHistory: the audit log, not the file, says which ARLs

@@ -187,14 +187,14 @@ func (t *Trust) StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Eve
 	return out, rows.Err()
 }
 
-// CreateStatusChange records a hold or release request.
+// CreateStatusChange records a hold, release or revocation request.
 func (t *Trust) CreateStatusChange(ctx context.Context, c *revoke.Change) error {
-	_, err := t.exec(ctx, t.db, `INSERT INTO status_changes (id, serial, action, comment, requested_by, requested_at, base_seq) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		c.ID, c.Serial, string(c.Action), c.Comment, c.RequestedBy, c.RequestedAt.UTC(), c.BaseSeq)
+	_, err := t.exec(ctx, t.db, `INSERT INTO status_changes (id, serial, action, reason, comment, requested_by, requested_at, base_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		c.ID, c.Serial, string(c.Action), c.Reason, c.Comment, c.RequestedBy, c.RequestedAt.UTC(), c.BaseSeq)
 	return err
 }
 
-const changeSelect = `SELECT c.id, c.serial, c.action, c.comment, c.requested_by, c.requested_at, c.base_seq, d.approved, d.decided_by, d.decided_at, d.comment
+const changeSelect = `SELECT c.id, c.serial, c.action, c.reason, c.comment, c.requested_by, c.requested_at, c.base_seq, d.approved, d.decided_by, d.decided_at, d.comment
 	FROM status_changes c LEFT JOIN status_change_decisions d ON d.change_id = c.id`
 
 func scanChange(r scanner) (*revoke.Change, error) {
@@ -203,7 +203,7 @@ func scanChange(r scanner) (*revoke.Change, error) {
 	var approved sql.NullBool
 	var by, comment sql.NullString
 	var at sql.NullTime
-	if err := r.Scan(&c.ID, &c.Serial, &action, &c.Comment, &c.RequestedBy, &c.RequestedAt, &c.BaseSeq, &approved, &by, &at, &comment); err != nil {
+	if err := r.Scan(&c.ID, &c.Serial, &action, &c.Reason, &c.Comment, &c.RequestedBy, &c.RequestedAt, &c.BaseSeq, &approved, &by, &at, &comment); err != nil {
 		return nil, err
 	}
 	c.Action, c.RequestedAt = revoke.Action(action), c.RequestedAt.UTC()

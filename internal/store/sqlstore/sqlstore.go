@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -120,6 +121,9 @@ func Open(ctx context.Context, driver, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("sqlstore: unknown driver %q (want %s or %s)", driver, Postgres, SQLite)
 	}
 	if driver == SQLite {
+		if err := createPrivate(dsn); err != nil {
+			return nil, fmt.Errorf("sqlstore: %w", err)
+		}
 		v := url.Values{}
 		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
 			v.Add("_pragma", p)
@@ -147,6 +151,23 @@ func Open(ctx context.Context, driver, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("sqlstore: connecting to %s: %w", driver, err)
 	}
 	return &DB{db: db, d: d}, nil
+}
+
+// createPrivate makes an empty SQLite database file at path, readable and
+// writable by its owner only, unless a file is already there. SQLite itself
+// would create it 0644 (SQLITE_DEFAULT_FILE_PERMISSIONS, whatever the
+// umask), and it gives the -wal and -shm files the database file's mode: so
+// the database, which holds national ids, is private from its first byte,
+// and so are they. An empty file is a valid empty database.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // Close closes the pool.

@@ -731,6 +731,18 @@ func testStatusChanges(t *testing.T, b Backend) {
 	if _, err := s.GetStatusChange(ctx, "chg_nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing change: %v", err)
 	}
+	// A revocation under dual control keeps its reason.
+	rv := &revoke.Change{ID: id("chg_"), Serial: other.SerialHex(), Action: revoke.Revocation, Reason: "keyCompromise", Comment: "laptop stolen",
+		RequestedBy: "officer-a", RequestedAt: now}
+	if err := s.CreateStatusChange(ctx, rv); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetStatusChange(ctx, rv.ID); err != nil || got.Action != revoke.Revocation || got.Reason != "keyCompromise" {
+		t.Fatalf("revocation request: %+v %v", got, err)
+	}
+	if got, _ := s.GetStatusChange(ctx, ch.ID); got.Reason != "" {
+		t.Fatalf("a hold has reason %q", got.Reason)
+	}
 }
 
 func testCRLsAndCredentials(t *testing.T, b Backend) {

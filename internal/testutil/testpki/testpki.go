@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,11 +254,15 @@ func certData(sub *registry.Subject, p *PKI) (profile.Data, error) {
 	}
 	d := profile.Data{
 		Identity: profile.IdentityData{Name: sub.Name, Title: sub.Title(), SerialNumber: sub.SerialNumberAttr(), Organization: sub.Organization,
-			ProvinceName: registry.ProvinceName(sub.Province), URI: sub.URI(), DNSNames: sub.DNSNames, IPAddresses: []string{}, Extension: ext},
+			ProvinceName: registry.ProvinceName(sub.Province), URI: sub.URI(), DNSNames: []string{}, IPAddresses: []string{}, Extension: ext},
 		OID: p.Arc.OIDs(), URL: p.URLs,
 	}
-	if d.Identity.DNSNames == nil {
-		d.Identity.DNSNames = []string{}
+	for _, n := range sub.DNSNames {
+		if net.ParseIP(n) != nil {
+			d.Identity.IPAddresses = append(d.Identity.IPAddresses, n)
+		} else {
+			d.Identity.DNSNames = append(d.Identity.DNSNames, n)
+		}
 	}
 	return d, nil
 }
@@ -266,6 +271,17 @@ func certData(sub *registry.Subject, p *PKI) (profile.Data, error) {
 // of certificates that expired or are not yet valid). The period must lie
 // within the intermediate's.
 func (p *PKI) IssueWithValidity(t testing.TB, profileName string, sub *registry.Subject, key crypto.Signer, notBefore, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	cert, err := p.TryIssue(t, profileName, sub, key, notBefore, notAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// TryIssue is IssueWithValidity returning the CA's refusal (a lint
+// failure, say) instead of failing the test.
+func (p *PKI) TryIssue(t testing.TB, profileName string, sub *registry.Subject, key crypto.Signer, notBefore, notAfter time.Time) (*x509.Certificate, error) {
 	t.Helper()
 	prof, err := p.Profiles.Get(profileName)
 	if err != nil {
@@ -276,10 +292,6 @@ func (p *PKI) IssueWithValidity(t testing.TB, profileName string, sub *registry.
 		t.Fatal(err)
 	}
 	serial, _ := ceremony.Serial()
-	cert, err := p.CA.Issue(context.Background(), ca.Request{CSR: CSR(t, key), Template: prof.Template, Data: data.TemplateData(),
+	return p.CA.Issue(context.Background(), ca.Request{CSR: CSR(t, key), Template: prof.Template, Data: data.TemplateData(),
 		Serial: serial, NotBefore: notBefore, NotAfter: notAfter}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
 }
