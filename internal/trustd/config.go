@@ -47,6 +47,9 @@ type Config struct {
 	Log  LogConfig      `json:"log"`
 	// Status is how revocation status is published (OCSP, CRL, bundle).
 	Status StatusConfig `json:"status"`
+	// AnonymousWrites throttles what anyone may write without a client
+	// certificate: holder revocation requests (POST /v1/revocations).
+	AnonymousWrites WriteLimitConfig `json:"anonymous_writes,omitzero"`
 
 	dir string
 }
@@ -114,6 +117,18 @@ type StatusConfig struct {
 	// RenewBefore is how long before expiry trustd replaces its own
 	// credentials [720h].
 	RenewBefore Duration `json:"renew_before,omitempty"`
+}
+
+// WriteLimitConfig bounds anonymous writes per client address (an IPv4
+// address or an IPv6 /64) and from all addresses together. Zero values
+// mean the defaults in brackets. Behind a reverse proxy every request
+// comes from the proxy's address: give the proxy its own per-address
+// limits, or raise these.
+type WriteLimitConfig struct {
+	PerIPPerMinute float64 `json:"per_ip_per_minute,omitempty"` // [10]
+	PerIPBurst     int     `json:"per_ip_burst,omitempty"`      // [10]
+	PerSecond      float64 `json:"per_second,omitempty"`        // all addresses [50]
+	Burst          int     `json:"burst,omitempty"`             // all addresses [100]
 }
 
 // Duration is a time.Duration written as "4h" in JSON.
@@ -269,6 +284,9 @@ func (c *Config) Validate() error {
 		if d.Duration < 0 {
 			bad("%s: must not be negative", field)
 		}
+	}
+	if w := c.AnonymousWrites; w.PerIPPerMinute < 0 || w.PerIPBurst < 0 || w.PerSecond < 0 || w.Burst < 0 {
+		bad("anonymous_writes: limits must not be negative")
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
