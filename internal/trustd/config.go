@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
@@ -92,9 +93,20 @@ type TLSConfig struct {
 	Key  string `json:"key"`
 }
 
-// ListenerConfig is one listener.
+// ListenerConfig is one listener. A connection beyond its caps is closed
+// as soon as it is accepted; zero means the default in brackets.
 type ListenerConfig struct {
 	Listen string `json:"listen"`
+	// MaxConnections caps the listener's open connections [4096].
+	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxConnectionsPerIP caps those of one client address (an IPv4
+	// address or an IPv6 /64) [256].
+	MaxConnectionsPerIP int `json:"max_connections_per_ip,omitempty"`
+}
+
+// Limits are the listener's connection caps.
+func (l ListenerConfig) Limits() netcap.Limits {
+	return netcap.Limits{Total: l.MaxConnections, PerIP: l.MaxConnectionsPerIP}
 }
 
 // StatusConfig tunes OCSP, CRL and trust-bundle publishing. Zero values
@@ -261,6 +273,9 @@ func (c *Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
 			bad("%s.listen: %v", name, err)
+		}
+		if err := l.Limits().Validate(); err != nil {
+			bad("%s: %v", name, err)
 		}
 	}
 	if c.Status.ServiceSubject == "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/lint"
@@ -340,11 +341,14 @@ func (s *Service) Serve(ctx context.Context) error {
 		http *http.Server
 	}
 	var servers []srv
-	listen := func(name, addr string, tcfg *tls.Config, h http.Handler) error {
-		ln, err := net.Listen("tcp", addr)
+	listen := func(name string, lc ListenerConfig, tcfg *tls.Config, h http.Handler) error {
+		ln, err := net.Listen("tcp", lc.Listen)
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", name, err)
 		}
+		// Capped before TLS: a connection over the caps is closed before
+		// its handshake costs anything.
+		ln = netcap.Wrap(ln, lc.Limits(), s.log, name)
 		if tcfg != nil {
 			ln = tls.NewListener(ln, tcfg)
 		}
@@ -361,15 +365,15 @@ func (s *Service) Serve(ctx context.Context) error {
 			sv.ln.Close()
 		}
 	}
-	if err := listen("admin", s.cfg.Admin.Listen, s.admin, s.api.AdminHandler()); err != nil {
+	if err := listen("admin", s.cfg.Admin, s.admin, s.api.AdminHandler()); err != nil {
 		return err
 	}
-	if err := listen("public", s.cfg.Public.Listen, s.public, s.api.PublicHandler()); err != nil {
+	if err := listen("public", s.cfg.Public, s.public, s.api.PublicHandler()); err != nil {
 		closeAll()
 		return err
 	}
 	if s.cfg.HTTP.Listen != "" {
-		if err := listen("http", s.cfg.HTTP.Listen, nil, s.api.RelyingPartyHandler()); err != nil {
+		if err := listen("http", s.cfg.HTTP, nil, s.api.RelyingPartyHandler()); err != nil {
 			closeAll()
 			return err
 		}
