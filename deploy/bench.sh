@@ -11,6 +11,7 @@ go test -run '^$' -bench 'BenchmarkIssue|BenchmarkAuthoritySign' -benchtime 3s -
 go test -run '^$' -bench 'BenchmarkApprove' -benchtime 3s -count 3 ./internal/enrol/
 # Revocation.
 go test -run '^$' -bench 'BenchmarkOCSPOverHTTP' -benchtime 5s -count 3 ./internal/pki/responder/
+go test -run '^$' -bench 'BenchmarkPresign/.*/10000' -benchtime 2x -count 3 ./internal/pki/responder/
 go test -run '^$' -bench 'BenchmarkRevocationToVisible' -benchtime 2s -count 3 ./internal/publish/
 go test -run '^$' -bench 'BenchmarkCheckCRL' -benchtime 2s ./internal/pki/revocation/
 go test -run '^$' -bench 'BenchmarkCertificateStatus' -benchtime 2s -timeout 60m ./internal/store/sqlstore/

@@ -65,10 +65,19 @@ func (d *deployment) intermediateFile(t *testing.T) string {
 // opensslOCSP asks trustd's responder with the openssl ocsp client.
 func (d *deployment) opensslOCSP(t *testing.T, leafFile string, extra ...string) string {
 	t.Helper()
+	return d.opensslOCSPAll(t, []string{leafFile}, extra...)
+}
+
+// opensslOCSPAll asks about several certificates in one request.
+func (d *deployment) opensslOCSPAll(t *testing.T, leafFiles []string, extra ...string) string {
+	t.Helper()
 	openssl := testpki.OpenSSL(t)
 	// openssl wants the digest before -cert.
-	args := append(append([]string{"ocsp", "-issuer", d.intermediateFile(t)}, extra...), "-cert", leafFile, "-url", d.rp+"/ocsp",
-		"-CAfile", d.init.RootCert, "-verify_other", d.intermediateFile(t))
+	args := append([]string{"ocsp", "-issuer", d.intermediateFile(t)}, extra...)
+	for _, f := range leafFiles {
+		args = append(args, "-cert", f)
+	}
+	args = append(args, "-url", d.rp+"/ocsp", "-CAfile", d.init.RootCert, "-verify_other", d.intermediateFile(t))
 	out, err := exec.Command(openssl, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("openssl ocsp: %v\n%s", err, out)
@@ -185,6 +194,15 @@ func TestRevocationEndToEnd(t *testing.T) {
 	d.refused("", "certificate-revoked", "cert", "check", "-cert", a.chainFile, "-bundle", bundleFile)
 	if out := d.ok("", "cert", "check", "-cert", b.chainFile, "-bundle", bundleFile); !strings.Contains(out, "good:") {
 		t.Fatalf("good certificate offline: %s", out)
+	}
+	// One OCSP request about both, with a nonce: openssl reads each
+	// status from the one response, for SHA-1 and SHA-256 CertIDs.
+	for _, hash := range []string{"-sha1", "-sha256"} {
+		out := d.opensslOCSPAll(t, []string{a.leafFile, b.leafFile}, hash)
+		if !strings.Contains(out, "Response verify OK") || !strings.Contains(out, a.leafFile+": revoked") ||
+			!strings.Contains(out, b.leafFile+": good") || strings.Contains(out, "no nonce") {
+			t.Fatalf("openssl ocsp %s about two certificates:\n%s", hash, out)
+		}
 	}
 	_, errOut, code := d.rxctl("", "cert", "check", "-cert", b.chainFile, "-bundle", bundleFile, "-max-age", "1ms")
 	if code != exitRefused || !strings.Contains(errOut, "revocation-status-unknown") || !strings.Contains(errOut, "old, more than") {

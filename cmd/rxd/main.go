@@ -38,6 +38,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
@@ -296,6 +297,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	statusAge := fs.Duration("status-max-age", 24*time.Hour, "oldest OCSP evidence accepted for a caller's certificate")
 	rulesFile := fs.String("rules", "", "rule set file (YAML), watched and reloaded when it changes; default: the starter set")
 	rulesPoll := fs.Duration("rules-poll", 5*time.Second, "how often the rule set file is checked for changes")
+	maxConns := fs.Int("max-conns", netcap.DefaultTotal, "open connections at most; more are closed as soon as they are accepted")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", netcap.DefaultPerIP, "open connections at most from one client address (an IPv4 address or an IPv6 /64)")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -304,6 +307,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
 		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
+	}
+	limits := netcap.Limits{Total: *maxConns, PerIP: *maxConnsPerIP}
+	if *maxConns <= 0 || *maxConnsPerIP <= 0 {
+		return cli.Usagef("-max-conns and -max-conns-per-ip must be positive")
+	}
+	if err := limits.Validate(); err != nil {
+		return cli.Usagef("%v", err)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -374,9 +384,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Capped before TLS: a connection over the caps is closed before its
+	// handshake costs anything.
+	ln = netcap.Wrap(ln, limits, log, "rxd")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	log.Info("rxd serving", "listen", ln.Addr().String(), "db", where, "rules", engine.Current().Version())
+	log.Info("rxd serving", "listen", ln.Addr().String(), "db", where, "rules", engine.Current().Version(),
+		"max_connections", limits.Total, "max_connections_per_ip", limits.PerIP)
 	select {
 	case err := <-errc:
 		return err

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
 )
 
 type memSink struct {
@@ -55,6 +58,65 @@ func TestRecord(t *testing.T) {
 		sink.fail = errors.New("disk full")
 		if err := l.Record(ctx, Event{Actor: "a", Action: "x", Object: "y", Outcome: Intent}); err == nil {
 			t.Fatal("a lost audit write was reported as success")
+		}
+	})
+}
+
+func TestTally(t *testing.T) {
+	var logs bytes.Buffer
+	sink := &memSink{}
+	now := time.Date(2026, 11, 22, 10, 0, 30, 0, time.UTC)
+	clock := func() time.Time { return now }
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	tally := NewTally(NewLog(sink, log, clock), log, clock, time.Minute)
+	ctx := context.Background()
+	for i := 0; i < 1000; i++ {
+		tally.Count("holder", "certificate.revoke", errs.BadRevocationRequest)
+	}
+	for i := 0; i < 5; i++ {
+		tally.Count("holder", "certificate.revoke", errs.RateLimited)
+	}
+	if err := tally.Flush(ctx, false); err != nil || len(sink.events) != 0 {
+		t.Fatalf("a window still open was recorded: %v %+v", err, sink.events)
+	}
+	if n := strings.Count(logs.String(), "refusing unauthenticated requests"); n != 2 {
+		t.Fatalf("%d log lines for 1005 refusals of two kinds; want one per kind and window", n)
+	}
+	now = now.Add(time.Minute)
+	tally.Count("holder", "certificate.revoke", errs.BadRevocationRequest) // the next window
+	if err := tally.Flush(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	want := []Event{
+		{Actor: "holder", Action: "certificate.revoke", Object: TallyObject, Outcome: Refused, Code: errs.BadRevocationRequest,
+			Detail: map[string]string{"count": "1000", "from": "2026-11-22T10:00:00Z", "until": "2026-11-22T10:01:00Z"}},
+		{Actor: "holder", Action: "certificate.revoke", Object: TallyObject, Outcome: Refused, Code: errs.RateLimited,
+			Detail: map[string]string{"count": "5", "from": "2026-11-22T10:00:00Z", "until": "2026-11-22T10:01:00Z"}},
+	}
+	if len(sink.events) != 2 {
+		t.Fatalf("%d summary events, want 2: %+v", len(sink.events), sink.events)
+	}
+	for i, w := range want {
+		got := sink.events[i]
+		if got.Actor != w.Actor || got.Action != w.Action || got.Object != w.Object || got.Outcome != w.Outcome || got.Code != w.Code || !maps.Equal(got.Detail, w.Detail) {
+			t.Fatalf("summary %d: %+v, want %+v", i, got, w)
+		}
+	}
+
+	t.Run("what the audit log refused is kept for the next flush", func(t *testing.T) {
+		sink.fail = errors.New("disk full")
+		now = now.Add(time.Minute)
+		if err := tally.Flush(ctx, false); err == nil {
+			t.Fatal("a failed write was reported as success")
+		}
+		sink.fail = nil
+		tally.Count("holder", "certificate.revoke", errs.Unavailable)
+		if err := tally.Flush(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		if len(sink.events) != 4 || sink.events[2].Detail["count"] != "1" || sink.events[3].Outcome != Failed ||
+			sink.events[3].Detail["until"] != now.Format(time.RFC3339) {
+			t.Fatalf("after the audit log came back: %+v", sink.events[2:])
 		}
 	})
 }

@@ -25,6 +25,7 @@ const (
 	TooLarge         Code = "request-too-large"   // body over the limit
 	Internal         Code = "internal"            // our fault; details are in the log
 	Unavailable      Code = "unavailable"         // a dependency (HSM, database) is down; retry later
+	RateLimited      Code = "rate-limited"        // too many requests from this client (or from everyone); retry after Retry-After
 	NotAnOfficer     Code = "not-an-officer"      // client certificate is not an active officer's
 	InvalidNID       Code = "invalid-national-id" // national id fails its format or check digit
 	SubjectExists    Code = "subject-exists"      // registry already has this person/organisation

@@ -125,7 +125,7 @@ func BenchmarkRevocationToVisible(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := revoke.New(revoke.Config{Store: s, Audit: rec, Publisher: pub, Log: log, Now: time.Now})
+	svc, err := revoke.New(revoke.Config{Store: s, Audit: rec, Refusals: audit.NewTally(rec, log, time.Now, time.Minute), Publisher: pub, Log: log, Now: time.Now})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -44,10 +44,17 @@ type Publisher interface {
 	StatusChanged(ctx context.Context, rec Record) error
 }
 
+// Refusals counts refused requests that proved nothing (audit.Tally):
+// they are summarised, not recorded one by one.
+type Refusals interface {
+	Count(actor, action string, code errs.Code)
+}
+
 // Config wires a Service; every field is required.
 type Config struct {
 	Store     Store
 	Audit     audit.Recorder
+	Refusals  Refusals
 	Publisher Publisher
 	Log       *slog.Logger
 	Now       func() time.Time
@@ -64,7 +71,7 @@ type Service struct {
 
 // New checks cfg.
 func New(cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.Audit == nil || cfg.Publisher == nil || cfg.Log == nil || cfg.Now == nil {
+	if cfg.Store == nil || cfg.Audit == nil || cfg.Refusals == nil || cfg.Publisher == nil || cfg.Log == nil || cfg.Now == nil {
 		return nil, errors.New("revoke: incomplete configuration")
 	}
 	return &Service{cfg: cfg}, nil
@@ -73,15 +80,17 @@ func New(cfg Config) (*Service, error) {
 // Holder is the actor of revocations requested by a certificate's holder.
 const Holder = "holder"
 
+// ActionRevoke is the audit action of a revocation, by an officer or the
+// holder.
+const ActionRevoke = "certificate.revoke"
+
 func object(serial *big.Int) string { return "certificate:" + enrol.SerialHex(serial) }
 
 func (s *Service) record(ctx context.Context, actor, action string, serial *big.Int, err error, detail map[string]string) error {
 	e := audit.Event{Actor: actor, Action: action, Object: object(serial), Outcome: audit.OK, Detail: detail}
 	if err != nil {
-		e.Outcome, e.Code = audit.Refused, errs.CodeOf(err)
-		if e.Code == errs.Internal || e.Code == errs.Unavailable {
-			e.Outcome = audit.Failed
-		}
+		e.Code = errs.CodeOf(err)
+		e.Outcome = audit.OutcomeOf(e.Code)
 	}
 	if aerr := s.cfg.Audit.Record(ctx, e); aerr != nil {
 		return errors.Join(err, errs.Wrap(errs.Unavailable, aerr, "the audit log is unavailable"))
@@ -146,7 +155,7 @@ func (s *Service) transition(ctx context.Context, ev *Event, from ...Status) (Re
 // officer's certificate cannot be revoked by one officer: that goes through
 // RequestRevocation and a second officer's approval.
 func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, reason Reason) (Record, error) {
-	const action = "certificate.revoke"
+	const action = ActionRevoke
 	detail := map[string]string{"reason": reason.String()}
 	if !slices.Contains(officerReasons, reason) {
 		return Record{}, s.record(ctx, officer, action, serial, errs.FieldError(errs.ReasonNotAllowed, "reason",
@@ -200,16 +209,22 @@ const MaxHolderRequest = 16 << 10
 // (proof of possession): what a practitioner does when a card is stolen
 // while still in reach of its PIN, or a vendor system when it is retired.
 func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, error) {
-	const action = "certificate.revoke"
+	const action = ActionRevoke
 	req, cert, err := s.verifyHolder(ctx, token)
+	if err != nil && cert == nil {
+		// Nothing was proved: the serial in a request whose signature did
+		// not verify is anyone's claim, and anyone can send such requests
+		// as fast as their network allows. They are counted, and
+		// summarised in the audit log once a minute, not recorded one by
+		// one.
+		s.cfg.Refusals.Count(Holder, action, errs.CodeOf(err))
+		return Record{}, err
+	}
 	if err != nil {
-		// The serial in a request whose signature did not verify is
-		// anyone's claim: such a refusal is not filed under it.
-		serial := big.NewInt(0)
-		if cert != nil {
-			serial = cert.Serial
-		}
-		return Record{}, s.record(ctx, Holder, action, serial, err, nil)
+		// Signed by the certificate's own key (stale, wrong type, a
+		// reason a holder may not give): recorded under the certificate,
+		// like every request its key made.
+		return Record{}, s.record(ctx, Holder, action, cert.Serial, err, nil)
 	}
 	reason, _ := ParseReason(req.Reason)
 	detail := map[string]string{"reason": reason.String(), "requested_by": "holder"}

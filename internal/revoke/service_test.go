@@ -50,12 +50,13 @@ func (r *recorder) StatusChanged(_ context.Context, rec revoke.Record) error {
 }
 
 type env struct {
-	svc  *revoke.Service
-	db   *sqlstore.Trust
-	pub  *recorder
-	p    *testpki.PKI
-	now  time.Time
-	keys map[string]crypto.Signer
+	svc   *revoke.Service
+	tally *audit.Tally
+	db    *sqlstore.Trust
+	pub   *recorder
+	p     *testpki.PKI
+	now   time.Time
+	keys  map[string]crypto.Signer
 }
 
 func setup(t *testing.T) *env {
@@ -66,7 +67,9 @@ func setup(t *testing.T) *env {
 	t.Cleanup(func() { db.Close() })
 	e := &env{db: db, pub: &recorder{}, p: testpki.New(t, nil, time.Now), now: time.Now().UTC().Truncate(time.Second), keys: map[string]crypto.Signer{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e.svc, err = revoke.New(revoke.Config{Store: db, Audit: audit.NewLog(db, log, e.clock), Publisher: e.pub, Log: log, Now: e.clock})
+	rec := audit.NewLog(db, log, e.clock)
+	e.tally = audit.NewTally(rec, log, e.clock, time.Minute)
+	e.svc, err = revoke.New(revoke.Config{Store: db, Audit: rec, Refusals: e.tally, Publisher: e.pub, Log: log, Now: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +205,60 @@ func TestHolderRevocation(t *testing.T) {
 	evs, _ := e.db.StatusEvents(ctx, c.Serial)
 	if evs[0].RequestedBy != revoke.Holder {
 		t.Fatalf("recorded as requested by %q", evs[0].RequestedBy)
+	}
+}
+
+// TestHolderRefusalsInTheAuditLog: a refused holder request whose
+// signature did not verify under a certificate of ours proved nothing and
+// is only counted (one summary per minute and code); one signed by the
+// certificate's own key is recorded under the certificate, as before.
+func TestHolderRefusalsInTheAuditLog(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	key := e.keys[c.SerialHex()]
+	req := revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: c.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now}
+	forged := holderToken(t, e.keys[e.issue(t).SerialHex()], req)
+	unknown := req
+	unknown.Serial = "0badc0de"
+	for _, tok := range []string{"junk", forged, holderToken(t, key, unknown), "eyJhbGciOiJub25lIn0.eyJ2IjoxfQ."} {
+		for i := 0; i < 50; i++ {
+			if _, err := e.svc.RevokeByHolder(ctx, tok); err == nil {
+				t.Fatal("accepted")
+			}
+		}
+	}
+	stale := req
+	stale.IssuedAt = e.now.Add(-time.Hour)
+	if _, err := e.svc.RevokeByHolder(ctx, holderToken(t, key, stale)); err == nil {
+		t.Fatal("a stale request was accepted")
+	}
+	if _, err := e.svc.RevokeByHolder(ctx, holderToken(t, key, req)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.RevokeByHolder(ctx, holderToken(t, key, req)); !errors.Is(err, errs.Of(errs.AlreadyRevoked)) {
+		t.Fatalf("revoking twice: %v", err)
+	}
+	all, _ := e.db.ListAudit(ctx, store.AuditFilter{Limit: 1000})
+	var mine []string
+	for _, ev := range all {
+		if ev.Object != "certificate:"+c.SerialHex() {
+			t.Fatalf("an unproved refusal was recorded on its own: %+v", ev)
+		}
+		mine = append(mine, string(ev.Outcome)+" "+string(ev.Code))
+	}
+	if want := []string{"refused bad-revocation-request", "ok ", "refused already-revoked"}; !slices.Equal(mine, want) {
+		t.Fatalf("the certificate's audit trail: %q, want %q", mine, want)
+	}
+	if err := e.tally.Flush(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	summaries, _ := e.db.ListAudit(ctx, store.AuditFilter{Object: audit.TallyObject})
+	counts := map[errs.Code]string{}
+	for _, ev := range summaries {
+		counts[ev.Code] = ev.Detail["count"]
+	}
+	if want := map[errs.Code]string{errs.BadRevocationRequest: "150", errs.NotFound: "50"}; !maps.Equal(counts, want) {
+		t.Fatalf("summaries: %v, want %v", counts, want)
 	}
 }
 

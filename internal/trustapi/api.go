@@ -73,11 +73,18 @@ type Enrolment interface {
 	Reject(ctx context.Context, officer, enrolmentID, reason string) (*enrol.Request, error)
 }
 
-// Config wires the API; every field is required.
+// Refusals counts refused requests that proved nothing (audit.Tally):
+// they are summarised in the audit log, not recorded one by one.
+type Refusals interface {
+	Count(actor, action string, code errs.Code)
+}
+
+// Config wires the API; every field but WriteLimits is required.
 type Config struct {
 	Store         Store
 	Enrol         Enrolment
 	Audit         audit.Recorder
+	Refusals      Refusals
 	Roots         []*x509.Certificate
 	Intermediates []*x509.Certificate
 	Arc           pki.Arc
@@ -89,20 +96,27 @@ type Config struct {
 	// Paths of the CRL and OCSP URLs in issued certificates, and of the
 	// ARL URL in the intermediate, on the relying-party listener.
 	CRLPath, OCSPPath, ARLPath string
+	// WriteLimits throttle anonymous writes; zero fields take defaults.
+	WriteLimits WriteLimits
 }
 
 // API serves both handlers.
 type API struct {
-	cfg Config
+	cfg    Config
+	writes *writeLimiter
 }
 
 // New checks cfg.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
+	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || cfg.Refusals == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
 		cfg.Revoke == nil || cfg.Status == nil || cfg.OCSP == nil || cfg.CRLPath == "" || cfg.OCSPPath == "" || cfg.ARLPath == "" {
 		return nil, errors.New("trustapi: incomplete configuration")
 	}
-	return &API{cfg: cfg}, nil
+	l := cfg.WriteLimits
+	if l.PerIPPerMinute < 0 || l.PerIPBurst < 0 || l.PerSecond < 0 || l.Burst < 0 {
+		return nil, errors.New("trustapi: negative write limit")
+	}
+	return &API{cfg: cfg, writes: newWriteLimiter(l, cfg.Now)}, nil
 }
 
 type ctxKey struct{}

@@ -39,6 +39,7 @@ import (
 
 type env struct {
 	t      *testing.T
+	tally  *audit.Tally
 	db     *sqlstore.Trust
 	svc    *enrol.Service
 	pki    *testpki.PKI
@@ -95,11 +96,12 @@ func newEnv(t *testing.T) *env {
 	if e.svc, err = enrol.New(enrolCfg); err != nil {
 		t.Fatal(err)
 	}
-	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Publisher: e.pub, Log: log, Now: now})
+	e.tally = audit.NewTally(rec, log, now, time.Minute)
+	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Refusals: e.tally, Publisher: e.pub, Log: log, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: e.svc, Audit: rec, Roots: []*x509.Certificate{p.Root},
+	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: e.svc, Audit: rec, Refusals: e.tally, Roots: []*x509.Certificate{p.Root},
 		Intermediates: []*x509.Certificate{p.Intermediate}, Arc: p.Arc, Log: log, Now: now,
 		Revoke: rev, Status: e.pub, OCSP: resp.Handler("/ocsp"), CRLPath: "/crl/issuing-ca-1.crl", OCSPPath: "/ocsp", ARLPath: "/crl/root-ca.crl"})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,16 +81,29 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 	problem.JSON(w, http.StatusOK, viewStatus(rec))
 }
 
-// holderRevocation takes a compact JWS signed with the certificate's own key.
+// holderRevocation takes a compact JWS signed with the certificate's own
+// key. Anyone may send one, so requests are throttled per client address
+// and in total, and refusals before the signature is checked are counted
+// (audit.Tally), not recorded one by one.
 func (a *API) holderRevocation(w http.ResponseWriter, r *http.Request) {
+	refuse := func(err *errs.Error) {
+		a.cfg.Refusals.Count(revoke.Holder, revoke.ActionRevoke, err.Code)
+		a.fail(w, r, err)
+	}
+	if ok, wait := a.writes.allow(r.RemoteAddr); !ok {
+		s := retryAfter(wait)
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+		refuse(errs.New(errs.RateLimited, "too many revocation requests from your address, or from everyone; retry in %d s", s))
+		return
+	}
 	ct := r.Header.Get("Content-Type")
 	if ct != "" && !strings.HasPrefix(ct, "application/jose") {
-		a.fail(w, r, errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)"))
+		refuse(errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)"))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, revoke.MaxHolderRequest+1))
 	if err != nil || len(body) > revoke.MaxHolderRequest {
-		a.fail(w, r, errs.New(errs.TooLarge, "a revocation request is at most %d bytes", revoke.MaxHolderRequest))
+		refuse(errs.New(errs.TooLarge, "a revocation request is at most %d bytes", revoke.MaxHolderRequest))
 		return
 	}
 	rec, err := a.cfg.Revoke.RevokeByHolder(r.Context(), string(body))

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
@@ -47,6 +48,9 @@ type Config struct {
 	Log  LogConfig      `json:"log"`
 	// Status is how revocation status is published (OCSP, CRL, bundle).
 	Status StatusConfig `json:"status"`
+	// AnonymousWrites throttles what anyone may write without a client
+	// certificate: holder revocation requests (POST /v1/revocations).
+	AnonymousWrites WriteLimitConfig `json:"anonymous_writes,omitzero"`
 
 	dir string
 }
@@ -89,9 +93,20 @@ type TLSConfig struct {
 	Key  string `json:"key"`
 }
 
-// ListenerConfig is one listener.
+// ListenerConfig is one listener. A connection beyond its caps is closed
+// as soon as it is accepted; zero means the default in brackets.
 type ListenerConfig struct {
 	Listen string `json:"listen"`
+	// MaxConnections caps the listener's open connections [4096].
+	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxConnectionsPerIP caps those of one client address (an IPv4
+	// address or an IPv6 /64) [256].
+	MaxConnectionsPerIP int `json:"max_connections_per_ip,omitempty"`
+}
+
+// Limits are the listener's connection caps.
+func (l ListenerConfig) Limits() netcap.Limits {
+	return netcap.Limits{Total: l.MaxConnections, PerIP: l.MaxConnectionsPerIP}
 }
 
 // StatusConfig tunes OCSP, CRL and trust-bundle publishing. Zero values
@@ -114,6 +129,18 @@ type StatusConfig struct {
 	// RenewBefore is how long before expiry trustd replaces its own
 	// credentials [720h].
 	RenewBefore Duration `json:"renew_before,omitempty"`
+}
+
+// WriteLimitConfig bounds anonymous writes per client address (an IPv4
+// address or an IPv6 /64) and from all addresses together. Zero values
+// mean the defaults in brackets. Behind a reverse proxy every request
+// comes from the proxy's address: give the proxy its own per-address
+// limits, or raise these.
+type WriteLimitConfig struct {
+	PerIPPerMinute float64 `json:"per_ip_per_minute,omitempty"` // [10]
+	PerIPBurst     int     `json:"per_ip_burst,omitempty"`      // [10]
+	PerSecond      float64 `json:"per_second,omitempty"`        // all addresses [50]
+	Burst          int     `json:"burst,omitempty"`             // all addresses [100]
 }
 
 // Duration is a time.Duration written as "4h" in JSON.
@@ -247,6 +274,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
 			bad("%s.listen: %v", name, err)
 		}
+		if err := l.Limits().Validate(); err != nil {
+			bad("%s: %v", name, err)
+		}
 	}
 	if c.Status.ServiceSubject == "" {
 		bad("status.service_subject: required (trustd init writes it)")
@@ -269,6 +299,9 @@ func (c *Config) Validate() error {
 		if d.Duration < 0 {
 			bad("%s: must not be negative", field)
 		}
+	}
+	if w := c.AnonymousWrites; w.PerIPPerMinute < 0 || w.PerIPBurst < 0 || w.PerSecond < 0 || w.Burst < 0 {
+		bad("anonymous_writes: limits must not be negative")
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":

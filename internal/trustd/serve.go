@@ -22,6 +22,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/lint"
@@ -38,6 +39,7 @@ import (
 type Service struct {
 	pub       *publish.Publisher
 	resp      *responder.Responder
+	refusals  *audit.Tally
 	creds     *credentials
 	ocspTpl   string
 	bundleTpl string
@@ -139,6 +141,8 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	rec := audit.NewLog(db, d.Log, d.Now)
+	// Refused anonymous requests: one summary per minute and reason.
+	refusals := audit.NewTally(rec, d.Log, d.Now, time.Minute)
 	urls := profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer}
 	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now}
 	// trustd's own credentials are issued without the OCSP hook (their
@@ -189,13 +193,15 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Publisher: pub, Log: d.Log, Now: d.Now})
+	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Refusals: refusals, Publisher: pub, Log: d.Log, Now: d.Now})
 	if err != nil {
 		return nil, err
 	}
 	crlPath, ocspPath, arlPath := urlPath(cfg.URLs.CRL, "/crl/issuing-ca-1.crl"), urlPath(cfg.URLs.OCSP, "/ocsp"), urlPath(cfg.URLs.ARL, arlURLPath)
-	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
-		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath})
+	w := cfg.AnonymousWrites
+	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Refusals: refusals, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
+		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath,
+		WriteLimits: trustapi.WriteLimits{PerIPPerMinute: w.PerIPPerMinute, PerIPBurst: w.PerIPBurst, PerSecond: w.PerSecond, Burst: w.Burst}})
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +219,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	admin.ClientAuth = tls.RequireAndVerifyClientCert
 	admin.ClientCAs = pool
 	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, api: api, admin: admin, public: base, inter: inters[0],
-		pub: pub, resp: resp, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew}
+		pub: pub, resp: resp, refusals: refusals, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew}
 	if err := s.ReloadARL(); err != nil {
 		return nil, err
 	}
@@ -277,8 +283,16 @@ func (s *Service) API() *trustapi.API { return s.api }
 func (s *Service) AdminTLS() *tls.Config  { return s.admin }
 func (s *Service) PublicTLS() *tls.Config { return s.public }
 
-// Close releases the store.
-func (s *Service) Close() error { return s.store.Close() }
+// Close records the refusals counted since the last summary and releases
+// the store.
+func (s *Service) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.refusals.Flush(ctx, true); err != nil {
+		s.log.Error("recording the last refusal summaries failed", "err", err)
+	}
+	return s.store.Close()
+}
 
 type certSource struct{ db *sqlstore.Trust }
 
@@ -327,11 +341,14 @@ func (s *Service) Serve(ctx context.Context) error {
 		http *http.Server
 	}
 	var servers []srv
-	listen := func(name, addr string, tcfg *tls.Config, h http.Handler) error {
-		ln, err := net.Listen("tcp", addr)
+	listen := func(name string, lc ListenerConfig, tcfg *tls.Config, h http.Handler) error {
+		ln, err := net.Listen("tcp", lc.Listen)
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", name, err)
 		}
+		// Capped before TLS: a connection over the caps is closed before
+		// its handshake costs anything.
+		ln = netcap.Wrap(ln, lc.Limits(), s.log, name)
 		if tcfg != nil {
 			ln = tls.NewListener(ln, tcfg)
 		}
@@ -348,20 +365,21 @@ func (s *Service) Serve(ctx context.Context) error {
 			sv.ln.Close()
 		}
 	}
-	if err := listen("admin", s.cfg.Admin.Listen, s.admin, s.api.AdminHandler()); err != nil {
+	if err := listen("admin", s.cfg.Admin, s.admin, s.api.AdminHandler()); err != nil {
 		return err
 	}
-	if err := listen("public", s.cfg.Public.Listen, s.public, s.api.PublicHandler()); err != nil {
+	if err := listen("public", s.cfg.Public, s.public, s.api.PublicHandler()); err != nil {
 		closeAll()
 		return err
 	}
 	if s.cfg.HTTP.Listen != "" {
-		if err := listen("http", s.cfg.HTTP.Listen, nil, s.api.RelyingPartyHandler()); err != nil {
+		if err := listen("http", s.cfg.HTTP, nil, s.api.RelyingPartyHandler()); err != nil {
 			closeAll()
 			return err
 		}
 	}
 	go s.pub.Run(ctx)
+	go s.refusals.Run(ctx)
 	go func() {
 		t := time.NewTicker(6 * time.Hour)
 		defer t.Stop()

@@ -322,6 +322,10 @@ func TestConfigValidation(t *testing.T) {
 			m["status"].(map[string]any)["crl_refresh"] = "48h"
 		}, "crl_refresh"},
 		{"duration that is not a string", func(m map[string]any) { m["status"].(map[string]any)["crl_validity"] = 24 }, "duration"},
+		{"per-address cap above the total", func(m map[string]any) {
+			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "max_connections": 10, "max_connections_per_ip": 20}
+		}, "public"},
+		{"negative write limit", func(m map[string]any) { m["anonymous_writes"] = map[string]any{"per_ip_burst": -1} }, "anonymous_writes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := clone()

@@ -15,11 +15,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	zx509 "github.com/zmap/zcrypto/x509"
 	"github.com/zmap/zlint/v3"
@@ -199,16 +203,84 @@ func (l *Linter) RevocationList(der []byte) ([]Finding, error) {
 // OCSPResponse lints a DER OCSP response whose signature verifies under
 // issuer (directly or through the delegated responder certificate it
 // carries). Error responses (tryLater, malformedRequest…) are unsigned and
-// have nothing to lint: they return no findings.
+// have nothing to lint: they return no findings. A response about several
+// certificates is linted once per certificate (zlint lints one status at
+// a time; two statuses for the same serial, under SHA-1 and SHA-256
+// CertIDs, share their times and are linted once).
 func (l *Linter) OCSPResponse(der []byte, issuer *x509.Certificate) ([]Finding, error) {
 	resp, err := ocsp.ParseResponse(der, issuer)
 	if re := (ocsp.ResponseError{}); errors.As(err, &re) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, errs.Wrap(errs.LintFailed, err, "the OCSP response does not parse or verify")
+	serials, serr := responseSerials(der)
+	if serr != nil || len(serials) <= 1 {
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			return nil, errs.Wrap(errs.LintFailed, err, "the OCSP response does not parse or verify")
+		}
+		return l.findings(zlint.LintOcspResponseEx(resp, l.ocsp)), nil
 	}
-	return l.findings(zlint.LintOcspResponseEx(resp, l.ocsp)), nil
+	var out []Finding
+	for i, serial := range serials {
+		if slices.ContainsFunc(serials[:i], func(s *big.Int) bool { return s.Cmp(serial) == 0 }) {
+			continue // x/crypto/ocsp finds only its first status
+		}
+		resp, err := ocsp.ParseResponseForCert(der, &x509.Certificate{SerialNumber: serial}, issuer)
+		if err != nil {
+			return nil, errs.Wrap(errs.LintFailed, err, "the OCSP response's status for serial %x does not parse or verify", serial)
+		}
+		for _, f := range l.findings(zlint.LintOcspResponseEx(resp, l.ocsp)) {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Finding) int { return strings.Compare(a.Lint, b.Lint) })
+	return out, nil
+}
+
+// responseSerials lists the serials of a successful response's
+// SingleResponses (x/crypto/ocsp reads one at a time, by serial).
+func responseSerials(der []byte) ([]*big.Int, error) {
+	var outer struct {
+		Status   asn1.Enumerated
+		Response struct {
+			Type asn1.ObjectIdentifier
+			Body []byte
+		} `asn1:"explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(der, &outer); err != nil {
+		return nil, err
+	}
+	var basic struct{ TBS asn1.RawValue }
+	if _, err := asn1.Unmarshal(outer.Response.Body, &basic); err != nil {
+		return nil, err
+	}
+	var data struct {
+		Version    int `asn1:"optional,default:0,explicit,tag:0"`
+		Responder  asn1.RawValue
+		ProducedAt time.Time `asn1:"generalized"`
+		Responses  []asn1.RawValue
+	}
+	if _, err := asn1.Unmarshal(basic.TBS.FullBytes, &data); err != nil {
+		return nil, err
+	}
+	var out []*big.Int
+	for _, r := range data.Responses {
+		var certID struct {
+			Hash              pkix.AlgorithmIdentifier
+			NameHash, KeyHash []byte
+			Serial            *big.Int
+		}
+		// A SingleResponse starts with its CertID; only that is read.
+		if _, err := asn1.Unmarshal(r.Bytes, &certID); err != nil {
+			return nil, err
+		}
+		out = append(out, certID.Serial)
+	}
+	return out, nil
 }
 
 func (l *Linter) findings(rs *zlint.ResultSet) []Finding {

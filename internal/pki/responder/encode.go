@@ -10,41 +10,101 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"math/big"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
 )
 
-// x/crypto/ocsp cannot read request extensions nor write response
-// extensions, and a nonce lives in both (RFC 6960 §4.4.1); its
-// CreateResponse also takes producedAt from the wall clock, truncated to
-// the minute. These few structures encode every response, with the
-// caller's producedAt and extensions; parsing requests is x/crypto/ocsp's.
+// x/crypto/ocsp reads only a request's first CertID, and neither request
+// extensions nor response extensions, and a nonce lives in both (RFC 6960
+// §4.4.1); its CreateResponse also takes producedAt from the wall clock,
+// truncated to the minute, and writes one SingleResponse. These few
+// structures parse every request and encode every response, with each
+// CertID asked, the caller's producedAt and extensions.
 
 var oidNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
 
-type requestWithExtensions struct {
+type ocspRequest struct {
 	TBSRequest struct {
 		Version           int           `asn1:"explicit,tag:0,default:0,optional"`
 		RequestorName     asn1.RawValue `asn1:"explicit,tag:1,optional"`
-		RequestList       []asn1.RawValue
+		RequestList       []singleRequest
 		RequestExtensions []pkix.Extension `asn1:"explicit,tag:2,optional"`
 	}
 	OptionalSignature asn1.RawValue `asn1:"explicit,tag:0,optional"`
 }
 
+type singleRequest struct {
+	Cert       certID
+	Extensions []pkix.Extension `asn1:"explicit,tag:0,optional"`
+}
+
+// MaxCertIDs bounds the certificates one request may ask about: a
+// relying party asks about a chain, and each CertID answered costs a
+// SingleResponse in a response signed on demand. More is a
+// malformedRequest.
+const MaxCertIDs = 20
+
+// query is one CertID of a request. hash is 0 for a hash algorithm this
+// responder does not answer for (it is then unauthorized for the CertID).
+type query struct {
+	hash     crypto.Hash
+	nameHash []byte
+	keyHash  []byte
+	serial   *big.Int
+}
+
+// parseRequest reads every CertID of an unsigned request and its nonce
+// extension, if any.
+func parseRequest(der []byte) ([]query, *pkix.Extension, error) {
+	var req ocspRequest
+	rest, err := asn1.Unmarshal(der, &req)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case len(rest) > 0:
+		return nil, nil, errors.New("trailing data")
+	case len(req.OptionalSignature.FullBytes) > 0:
+		return nil, nil, errors.New("signed requests are not supported")
+	case len(req.TBSRequest.RequestList) == 0 || len(req.TBSRequest.RequestList) > MaxCertIDs:
+		return nil, nil, fmt.Errorf("a request asks about 1 to %d certificates", MaxCertIDs)
+	}
+	qs := make([]query, len(req.TBSRequest.RequestList))
+	for i, r := range req.TBSRequest.RequestList {
+		h, known := requestHashes[r.Cert.HashAlgorithm.Algorithm.String()]
+		if !known {
+			return nil, nil, errors.New("unknown CertID hash algorithm")
+		}
+		if r.Cert.SerialNumber == nil || r.Cert.SerialNumber.Sign() < 0 {
+			return nil, nil, errors.New("negative serial")
+		}
+		if _, answered := hashOIDs[h]; !answered {
+			h = 0
+		}
+		qs[i] = query{hash: h, nameHash: r.Cert.NameHash, keyHash: r.Cert.IssuerKeyHash, serial: r.Cert.SerialNumber}
+	}
+	nonce, err := findNonce(req.TBSRequest.RequestExtensions)
+	return qs, nonce, err
+}
+
+// requestHashes are the CertID hash algorithms a request may name (the
+// ones x/crypto/ocsp knows), by OID; hashOIDs are those answered.
+var requestHashes = map[string]crypto.Hash{
+	"1.3.14.3.2.26":          crypto.SHA1,
+	"2.16.840.1.101.3.4.2.1": crypto.SHA256,
+	"2.16.840.1.101.3.4.2.2": crypto.SHA384,
+	"2.16.840.1.101.3.4.2.3": crypto.SHA512,
+}
+
 // maxNonce is RFC 8954's limit on a nonce's length.
 const maxNonce = 32
 
-// parseNonce returns the request's nonce extension, or nil.
-func parseNonce(der []byte) (*pkix.Extension, error) {
-	var req requestWithExtensions
-	if _, err := asn1.Unmarshal(der, &req); err != nil {
-		return nil, err
-	}
+// findNonce returns the nonce extension among a request's, or nil.
+func findNonce(exts []pkix.Extension) (*pkix.Extension, error) {
 	var found *pkix.Extension
-	for i, e := range req.TBSRequest.RequestExtensions {
+	for i, e := range exts {
 		if !e.Id.Equal(oidNonce) {
 			continue
 		}
@@ -55,7 +115,7 @@ func parseNonce(der []byte) (*pkix.Extension, error) {
 		if rest, err := asn1.Unmarshal(e.Value, &n); err != nil || len(rest) > 0 || len(n) == 0 || len(n) > maxNonce {
 			return nil, errors.New("nonce is not an OCTET STRING of 1 to 32 octets")
 		}
-		found = &req.TBSRequest.RequestExtensions[i]
+		found = &exts[i]
 	}
 	if found != nil {
 		ext := *found
@@ -127,9 +187,11 @@ var (
 	}
 )
 
-// create is ocsp.CreateResponse with producedAt given and optional
-// responseExtensions (nil: none, as ocsp.CreateResponse writes).
-func create(issuer, responder *x509.Certificate, t ocsp.Response, key crypto.Signer, producedAt time.Time, exts []pkix.Extension) ([]byte, error) {
+// create is ocsp.CreateResponse for one or more certificates (each
+// template's SerialNumber, IssuerHash, status and times), with producedAt
+// given and optional responseExtensions (nil: none, as
+// ocsp.CreateResponse writes).
+func create(issuer, responder *x509.Certificate, ts []ocsp.Response, key crypto.Signer, producedAt time.Time, exts []pkix.Extension) ([]byte, error) {
 	var spki struct {
 		Algorithm pkix.AlgorithmIdentifier
 		PublicKey asn1.BitString
@@ -137,32 +199,36 @@ func create(issuer, responder *x509.Certificate, t ocsp.Response, key crypto.Sig
 	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
 		return nil, err
 	}
-	hashOID, ok := hashOIDs[t.IssuerHash]
-	if !ok {
-		return nil, errors.New("unsupported CertID hash")
-	}
-	single := singleResponse{
-		CertID: certID{
-			HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: hashOID, Parameters: asn1.RawValue{Tag: 5}},
-			NameHash:      sum(t.IssuerHash, issuer.RawSubject),
-			IssuerKeyHash: sum(t.IssuerHash, spki.PublicKey.RightAlign()),
-			SerialNumber:  t.SerialNumber,
-		},
-		ThisUpdate: t.ThisUpdate.UTC(),
-		NextUpdate: t.NextUpdate.UTC(),
-	}
-	switch t.Status {
-	case ocsp.Good:
-		single.Good = true
-	case ocsp.Revoked:
-		single.Revoked = revokedInfo{RevocationTime: t.RevokedAt.UTC(), Reason: asn1.Enumerated(t.RevocationReason)}
-	default:
-		single.Unknown = true
+	singles := make([]singleResponse, len(ts))
+	for i, t := range ts {
+		hashOID, ok := hashOIDs[t.IssuerHash]
+		if !ok {
+			return nil, errors.New("unsupported CertID hash")
+		}
+		single := singleResponse{
+			CertID: certID{
+				HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: hashOID, Parameters: asn1.RawValue{Tag: 5}},
+				NameHash:      sum(t.IssuerHash, issuer.RawSubject),
+				IssuerKeyHash: sum(t.IssuerHash, spki.PublicKey.RightAlign()),
+				SerialNumber:  t.SerialNumber,
+			},
+			ThisUpdate: t.ThisUpdate.UTC(),
+			NextUpdate: t.NextUpdate.UTC(),
+		}
+		switch t.Status {
+		case ocsp.Good:
+			single.Good = true
+		case ocsp.Revoked:
+			single.Revoked = revokedInfo{RevocationTime: t.RevokedAt.UTC(), Reason: asn1.Enumerated(t.RevocationReason)}
+		default:
+			single.Unknown = true
+		}
+		singles[i] = single
 	}
 	tbs, err := asn1.Marshal(responseData{
 		RawResponderID:     asn1.RawValue{Class: 2, Tag: 1, IsCompound: true, Bytes: responder.RawSubject},
 		ProducedAt:         producedAt.UTC(),
-		Responses:          []singleResponse{single},
+		Responses:          singles,
 		ResponseExtensions: exts,
 	})
 	if err != nil {

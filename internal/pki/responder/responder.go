@@ -1,12 +1,16 @@
 // Package responder is trustd's OCSP responder (RFC 6960, with the RFC 5019
 // lightweight profile's caching). Responses are signed in advance by a
-// delegated responder certificate whose key is on the HSM, kept in memory,
-// re-signed the moment a certificate's status changes and before they
-// expire; answering a request is a map lookup. Two kinds of request are
-// signed on demand, under a rate limit so that a flood cannot exhaust the
-// HSM: requests carrying a nonce (which must be inside the signed response)
-// and serials this CA never issued ("unknown"). Beyond the limit a nonce is
-// dropped (RFC 8954 allows it) and unknown serials get tryLater.
+// delegated responder certificate whose key is on the HSM, for SHA-1 and
+// SHA-256 CertIDs alike, kept in memory, re-signed the moment a
+// certificate's status changes and before they expire; answering a
+// request for one certificate without a nonce is a map lookup. Other
+// requests are signed on demand, under two rate limits so that a flood
+// cannot exhaust the HSM, nor one kind of request starve the other:
+// serials this CA never issued ("unknown") have one budget; certificates
+// it issued (a nonce, which must be inside the signed response; several
+// CertIDs in one request; an answer whose signing in advance failed) have
+// another. Beyond its budget a nonce is dropped (RFC 8954 allows it) and
+// what has no answer signed in advance gets tryLater.
 package responder
 
 import (
@@ -21,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,11 +48,15 @@ type Config struct {
 	// Validity of each response (nextUpdate - thisUpdate). Relying parties
 	// may cache a response this long. Default 4h.
 	Validity time.Duration
-	// OnDemandPerSecond bounds signatures made while answering (nonces,
-	// unknown serials). Default 200.
-	OnDemandPerSecond float64
-	Now               func() time.Time
-	Log               *slog.Logger
+	// UnknownPerSecond bounds signatures made while answering about
+	// serials this CA never issued. Default 100.
+	UnknownPerSecond float64
+	// KnownPerSecond bounds signatures made while answering about
+	// certificates it issued: requests with a nonce or several CertIDs,
+	// and answers whose signing in advance failed. Default 200.
+	KnownPerSecond float64
+	Now            func() time.Time
+	Log            *slog.Logger
 }
 
 // Responder answers OCSP requests for one issuer.
@@ -56,7 +65,10 @@ type Responder struct {
 	cred     atomic.Pointer[Credential]
 	nameHash map[crypto.Hash][]byte
 	keyHash  map[crypto.Hash][]byte
-	limiter  *rate.Limiter
+	// Separate budgets: a flood of unknown serials cannot starve answers
+	// about real certificates, nor the reverse.
+	unknownBudget *rate.Limiter
+	knownBudget   *rate.Limiter
 
 	mu      sync.RWMutex
 	entries map[string]*entry // by serial bytes
@@ -74,8 +86,9 @@ type signed struct {
 	nextUpdate time.Time
 }
 
-// Hashes are the CertID hash algorithms answered. SHA-1 responses are made
-// in advance (RFC 5019 clients, OpenSSL's default); SHA-256 on first use.
+// Hashes are the CertID hash algorithms answered, each signed in advance
+// for every certificate: SHA-1 (RFC 5019 clients, OpenSSL's default) and
+// SHA-256.
 var Hashes = []crypto.Hash{crypto.SHA1, crypto.SHA256}
 
 // New builds a responder; it answers tryLater until SetCredential is called.
@@ -86,8 +99,11 @@ func New(cfg Config) (*Responder, error) {
 	if cfg.Validity == 0 {
 		cfg.Validity = 4 * time.Hour
 	}
-	if cfg.OnDemandPerSecond == 0 {
-		cfg.OnDemandPerSecond = 200
+	if cfg.UnknownPerSecond == 0 {
+		cfg.UnknownPerSecond = 100
+	}
+	if cfg.KnownPerSecond == 0 {
+		cfg.KnownPerSecond = 200
 	}
 	var spki struct {
 		Algorithm pkix.AlgorithmIdentifier
@@ -98,8 +114,9 @@ func New(cfg Config) (*Responder, error) {
 	}
 	r := &Responder{
 		cfg: cfg, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{},
-		limiter: rate.NewLimiter(rate.Limit(cfg.OnDemandPerSecond), int(cfg.OnDemandPerSecond)),
-		entries: map[string]*entry{}, unknown: map[string]*signed{},
+		unknownBudget: rate.NewLimiter(rate.Limit(cfg.UnknownPerSecond), max(1, int(cfg.UnknownPerSecond))),
+		knownBudget:   rate.NewLimiter(rate.Limit(cfg.KnownPerSecond), max(1, int(cfg.KnownPerSecond))),
+		entries:       map[string]*entry{}, unknown: map[string]*signed{},
 	}
 	for _, h := range Hashes {
 		r.nameHash[h] = sum(h, cfg.Issuer.RawSubject)
@@ -174,17 +191,18 @@ func supersedes(old *entry, rec revoke.Record) bool {
 	return true
 }
 
-// Update records a certificate's status and signs its response now, so that
-// a revocation is visible to the next request. The old response is dropped
-// before signing: if signing fails, requests get tryLater, never the stale
-// answer. A record older than the one held is ignored.
+// Update records a certificate's status and signs its responses now, so
+// that a revocation is visible to the next request. The old responses are
+// dropped before signing: if signing fails, requests get tryLater (or an
+// answer signed on demand), never the stale answer. A record older than
+// the one held is ignored.
 func (r *Responder) Update(rec revoke.Record) error {
 	k := key(rec.Serial)
 	r.mu.Lock()
 	if old := r.entries[k]; !supersedes(old, rec) {
 		r.mu.Unlock()
 		return nil
-	} else if old != nil && sameStatus(old.rec, rec) && old.resp[crypto.SHA1] != nil {
+	} else if old != nil && sameStatus(old.rec, rec) && len(old.resp) == len(Hashes) {
 		old.rec.NotAfter = rec.NotAfter
 		r.mu.Unlock()
 		return nil
@@ -192,11 +210,13 @@ func (r *Responder) Update(rec revoke.Record) error {
 	r.entries[k] = &entry{rec: rec, resp: map[crypto.Hash]*signed{}}
 	delete(r.unknown, k)
 	r.mu.Unlock()
-	s, err := r.sign(rec, crypto.SHA1, nil)
-	if err != nil {
-		return err
+	for _, h := range Hashes {
+		s, err := r.sign([]item{{rec, h}}, nil)
+		if err != nil {
+			return err
+		}
+		r.store(k, rec, h, s)
 	}
-	r.store(k, rec, crypto.SHA1, s)
 	return nil
 }
 
@@ -241,6 +261,8 @@ func (r *Responder) store(k string, rec revoke.Record, h crypto.Hash, s *signed)
 
 // Refresh signs every response that is missing or past half its validity,
 // and drops certificates that expired. It returns how many it signed.
+// Signing is spread over GOMAXPROCS goroutines: a sync signs two responses
+// per live certificate.
 func (r *Responder) Refresh() (int, error) {
 	now := r.cfg.Now()
 	type job struct {
@@ -256,8 +278,7 @@ func (r *Responder) Refresh() (int, error) {
 			continue
 		}
 		for _, h := range Hashes {
-			s, ok := e.resp[h]
-			if (!ok && h == crypto.SHA1) || (ok && now.After(s.thisUpdate.Add(r.cfg.Validity/2))) {
+			if s, ok := e.resp[h]; !ok || now.After(s.thisUpdate.Add(r.cfg.Validity/2)) {
 				jobs = append(jobs, job{k, e.rec, h})
 			}
 		}
@@ -268,15 +289,28 @@ func (r *Responder) Refresh() (int, error) {
 		}
 	}
 	r.mu.Unlock()
-	var errs []error
-	for _, j := range jobs {
-		s, err := r.sign(j.rec, j.h, nil)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		r.store(j.k, j.rec, j.h, s)
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(jobs)); i = next.Add(1) - 1 {
+				j := jobs[i]
+				s, err := r.sign([]item{{j.rec, j.h}}, nil)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					continue
+				}
+				r.store(j.k, j.rec, j.h, s)
+			}
+		})
 	}
+	wg.Wait()
 	return len(jobs) - len(errs), errors.Join(errs...)
 }
 
@@ -287,24 +321,33 @@ func (r *Responder) Len() int {
 	return len(r.entries)
 }
 
-// sign makes one response with the current credential.
-func (r *Responder) sign(rec revoke.Record, h crypto.Hash, nonce *pkix.Extension) (*signed, error) {
+// item is one certificate's status to put in a response, for a CertID
+// hashed with h.
+type item struct {
+	rec revoke.Record
+	h   crypto.Hash
+}
+
+// sign makes one response holding every item, with the current
+// credential.
+func (r *Responder) sign(items []item, nonce *pkix.Extension) (*signed, error) {
 	cred := r.cred.Load()
 	if cred == nil {
 		return nil, errors.New("responder: no responder credential")
 	}
 	now := r.cfg.Now().UTC().Truncate(time.Second)
-	tpl := ocsp.Response{
-		SerialNumber: rec.Serial, IssuerHash: h, Certificate: cred.Cert,
-		ThisUpdate: now, NextUpdate: now.Add(r.cfg.Validity),
-	}
-	switch rec.Status {
-	case revoke.Good:
-		tpl.Status = ocsp.Good
-	case revoke.Revoked, revoke.OnHold:
-		tpl.Status, tpl.RevokedAt, tpl.RevocationReason = ocsp.Revoked, rec.EffectiveAt, int(rec.Reason)
-	default:
-		tpl.Status = ocsp.Unknown
+	tpls := make([]ocsp.Response, len(items))
+	for i, it := range items {
+		tpl := ocsp.Response{SerialNumber: it.rec.Serial, IssuerHash: it.h, ThisUpdate: now, NextUpdate: now.Add(r.cfg.Validity)}
+		switch it.rec.Status {
+		case revoke.Good:
+			tpl.Status = ocsp.Good
+		case revoke.Revoked, revoke.OnHold:
+			tpl.Status, tpl.RevokedAt, tpl.RevocationReason = ocsp.Revoked, it.rec.EffectiveAt, int(it.rec.Reason)
+		default:
+			tpl.Status = ocsp.Unknown
+		}
+		tpls[i] = tpl
 	}
 	var exts []pkix.Extension
 	if nonce != nil {
@@ -314,11 +357,11 @@ func (r *Responder) sign(rec revoke.Record, h crypto.Hash, nonce *pkix.Extension
 	// thisUpdate is never after producedAt (RFC 6960 §2.4).
 	// ocsp.CreateResponse would take producedAt from the wall clock,
 	// truncated to the minute, behind a thisUpdate truncated to the second.
-	der, err := create(r.cfg.Issuer, cred.Cert, tpl, cred.Key, now, exts)
+	der, err := create(r.cfg.Issuer, cred.Cert, tpls, cred.Key, now, exts)
 	if err != nil {
 		return nil, fmt.Errorf("responder: signing: %w", err)
 	}
-	return &signed{der: der, thisUpdate: tpl.ThisUpdate, nextUpdate: tpl.NextUpdate}, nil
+	return &signed{der: der, thisUpdate: now, nextUpdate: now.Add(r.cfg.Validity)}, nil
 }
 
 // Errors answered without a signature (RFC 6960 §2.3).
@@ -326,7 +369,6 @@ var (
 	malformed    = ocsp.MalformedRequestErrorResponse
 	unauthorized = ocsp.UnauthorizedErrorResponse
 	tryLater     = ocsp.TryLaterErrorResponse
-	internalErr  = ocsp.InternalErrorErrorResponse
 )
 
 // Answer is a response and how long it may be cached.
@@ -338,8 +380,16 @@ type Answer struct {
 }
 
 // MaxRequestSize bounds an OCSP request; a one-certificate request with a
-// nonce is under 200 bytes.
+// nonce is under 200 bytes, one with MaxCertIDs under 2 KB.
 const MaxRequestSize = 4096
+
+// asked is one CertID of a request with what the responder holds for it.
+type asked struct {
+	k      string
+	known  bool
+	item   item
+	cached *signed // signed in advance for this CertID's hash, or nil
+}
 
 // Respond answers a DER OCSP request. It never fails: every problem is an
 // OCSP error response.
@@ -347,79 +397,79 @@ func (r *Responder) Respond(reqDER []byte) Answer {
 	if len(reqDER) > MaxRequestSize {
 		return Answer{DER: malformed}
 	}
-	req, err := ocsp.ParseRequest(reqDER)
+	qs, nonce, err := parseRequest(reqDER)
 	if err != nil {
 		return Answer{DER: malformed}
 	}
-	nonce, err := parseNonce(reqDER)
-	if err != nil {
-		return Answer{DER: malformed}
-	}
-	if req.SerialNumber == nil || req.SerialNumber.Sign() < 0 {
-		return Answer{DER: malformed}
-	}
-	nh, ok := r.nameHash[req.HashAlgorithm]
-	if !ok {
-		// A hash we do not answer for (e.g. SHA-512): we are not the
-		// authority for that CertID.
-		return Answer{DER: unauthorized}
-	}
-	if !bytes.Equal(nh, req.IssuerNameHash) || !bytes.Equal(r.keyHash[req.HashAlgorithm], req.IssuerKeyHash) {
-		return Answer{DER: unauthorized}
+	for _, q := range qs {
+		// A hash we do not answer for (e.g. SHA-512) or another issuer:
+		// we are not the authority for that CertID.
+		if q.hash == 0 || !bytes.Equal(r.nameHash[q.hash], q.nameHash) || !bytes.Equal(r.keyHash[q.hash], q.keyHash) {
+			return Answer{DER: unauthorized}
+		}
 	}
 	if r.cred.Load() == nil {
 		return Answer{DER: tryLater}
 	}
-	k := key(req.SerialNumber)
 	now := r.cfg.Now()
+	as := make([]asked, len(qs))
+	budget := r.knownBudget
 	r.mu.RLock()
-	e, known := r.entries[k]
-	var rec revoke.Record
-	var cached *signed
-	if known {
-		rec, cached = e.rec, e.resp[req.HashAlgorithm]
-	} else {
-		cached = r.unknown[k]
+	for i, q := range qs {
+		a := asked{k: key(q.serial), item: item{h: q.hash}}
+		if e, ok := r.entries[a.k]; ok {
+			a.known, a.item.rec, a.cached = true, e.rec, e.resp[q.hash]
+		} else {
+			a.item.rec, a.cached = revoke.Record{Serial: q.serial, Status: "unknown"}, r.unknown[a.k]
+			budget = r.unknownBudget
+		}
+		as[i] = a
 	}
 	r.mu.RUnlock()
-	if !known {
-		rec = revoke.Record{Serial: req.SerialNumber, Status: "unknown"}
-	}
-	if nonce != nil && r.limiter.Allow() {
-		s, err := r.sign(rec, req.HashAlgorithm, nonce)
-		if err != nil {
-			r.cfg.Log.Error("ocsp: signing a nonce response", "err", err)
-			return Answer{DER: internalErr}
+
+	if len(as) == 1 {
+		a := as[0]
+		fresh := a.cached != nil && now.Before(a.cached.nextUpdate)
+		if fresh && (nonce == nil || !budget.Allow()) {
+			// Signed in advance; a nonce beyond the budget is dropped.
+			return Answer{DER: a.cached.der, MaxAge: maxAge(a.cached, now), ThisUpdate: a.cached.thisUpdate}
 		}
-		if known && !r.current(k, rec) {
+		// With a nonce, the budget was just spent above; without one, the
+		// answer is missing (an unknown serial, a failed signing).
+		if !fresh && !budget.Allow() {
+			return Answer{DER: tryLater}
+		}
+	} else if !budget.Allow() {
+		return Answer{DER: tryLater}
+	}
+	items := make([]item, len(as))
+	for i, a := range as {
+		items[i] = a.item
+	}
+	s, err := r.sign(items, nonce)
+	if err != nil {
+		r.cfg.Log.Error("ocsp: signing on demand", "err", err, "certids", len(items), "nonce", nonce != nil)
+		return Answer{DER: tryLater}
+	}
+	for _, a := range as {
+		if a.known && !r.current(a.k, a.item.rec) {
 			return Answer{DER: tryLater} // the status changed while signing
 		}
+	}
+	if nonce != nil {
 		return Answer{DER: s.der, ThisUpdate: s.thisUpdate}
 	}
-	if cached != nil && now.Before(cached.nextUpdate) {
-		return Answer{DER: cached.der, MaxAge: maxAge(cached, now), ThisUpdate: cached.thisUpdate}
-	}
-	// No usable pre-signed response: a known certificate whose SHA-256
-	// answer is not made yet, one whose signing failed, or an unknown serial.
-	if !r.limiter.Allow() {
-		return Answer{DER: tryLater}
-	}
-	s, err := r.sign(rec, req.HashAlgorithm, nil)
-	if err != nil {
-		r.cfg.Log.Error("ocsp: signing on demand", "err", err)
-		return Answer{DER: tryLater}
-	}
-	if known {
-		if !r.current(k, rec) {
-			return Answer{DER: tryLater} // the status changed while signing
+	if len(as) == 1 {
+		// Kept for the next request like it.
+		if a := as[0]; a.known {
+			r.store(a.k, a.item.rec, a.item.h, s)
+		} else {
+			r.mu.Lock()
+			if len(r.unknown) < maxUnknown {
+				r.unknown[a.k] = s
+			}
+			r.mu.Unlock()
 		}
-		r.store(k, rec, req.HashAlgorithm, s)
-	} else {
-		r.mu.Lock()
-		if len(r.unknown) < maxUnknown {
-			r.unknown[k] = s
-		}
-		r.mu.Unlock()
 	}
 	return Answer{DER: s.der, MaxAge: maxAge(s, now), ThisUpdate: s.thisUpdate}
 }

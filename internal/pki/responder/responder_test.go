@@ -49,7 +49,7 @@ func setup(t *testing.T, perSecond float64) *fixture {
 func setupClock(t *testing.T, perSecond float64, now func() time.Time) *fixture {
 	t.Helper()
 	p := testpki.New(t, nil, time.Now)
-	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), OnDemandPerSecond: perSecond})
+	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), UnknownPerSecond: perSecond, KnownPerSecond: perSecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func setupClock(t *testing.T, perSecond float64, now func() time.Time) *fixture 
 	return f
 }
 
-func request(t *testing.T, cert, issuer *x509.Certificate, h crypto.Hash) []byte {
+func request(t testing.TB, cert, issuer *x509.Certificate, h crypto.Hash) []byte {
 	t.Helper()
 	der, err := ocsp.CreateRequest(cert, issuer, &ocsp.RequestOptions{Hash: h})
 	if err != nil {
@@ -244,10 +244,12 @@ func TestOnDemandSigningIsRateLimited(t *testing.T) {
 	if tryLater < 30 {
 		t.Fatalf("only %d of 40 unknown-serial requests were refused with tryLater at 5/s", tryLater)
 	}
-	// Pre-signed answers are not limited.
+	// Answers signed in advance, for either CertID hash, are not limited.
 	for i := 0; i < 50; i++ {
-		if got := f.ask(t, f.leaf, crypto.SHA1); got.Status != ocsp.Good {
-			t.Fatal("pre-signed answer refused under load")
+		for _, h := range responder.Hashes {
+			if got := f.ask(t, f.leaf, h); got.Status != ocsp.Good {
+				t.Fatalf("%v: answer signed in advance refused under load", h)
+			}
 		}
 	}
 }
@@ -303,8 +305,8 @@ func TestRefreshResignsBeforeExpiry(t *testing.T) {
 		t.Fatalf("fresh responses re-signed: %d %v", n, err)
 	}
 	now = now.Add(40 * time.Minute)
-	if n, err := r.Refresh(); err != nil || n != 1 {
-		t.Fatalf("past half-life: re-signed %d, %v; want 1", n, err)
+	if n, err := r.Refresh(); err != nil || n != len(responder.Hashes) {
+		t.Fatalf("past half-life: re-signed %d, %v; want %d (SHA-1 and SHA-256 CertIDs)", n, err, len(responder.Hashes))
 	}
 }
 
@@ -355,19 +357,72 @@ func FuzzRespond(f *testing.F) {
 	good, _ := ocsp.CreateRequest(leaf, p.Intermediate, nil)
 	f.Add(good)
 	f.Add([]byte{0x30, 0x00})
+	f.Add(multiRequest(f, p.Intermediate, crypto.SHA256, leaf, leaf))
 	f.Fuzz(func(t *testing.T, der []byte) {
 		ans := r.Respond(der)
 		// Invariant: every answer is an OCSP response that parses; a
-		// successful one verifies against the issuer and names a serial.
-		resp, err := ocsp.ParseResponse(ans.DER, p.Intermediate)
+		// successful one verifies against the issuer and answers each
+		// serial it names.
+		_, err := ocsp.ParseResponse(ans.DER, p.Intermediate)
 		var re ocsp.ResponseError
-		if err != nil && !errors.As(err, &re) {
+		if errors.As(err, &re) {
+			return
+		}
+		serials := responseSerials(t, ans.DER)
+		if len(serials) == 0 || len(serials) > responder.MaxCertIDs {
+			t.Fatalf("a successful answer with %d statuses", len(serials))
+		}
+		if len(serials) == 1 && err != nil {
 			t.Fatalf("answer does not parse: %v (%x)", err, ans.DER)
 		}
-		if err == nil && resp.SerialNumber == nil {
-			t.Fatal("successful answer without a serial")
+		for _, s := range serials {
+			if _, err := ocsp.ParseResponseForCert(ans.DER, &x509.Certificate{SerialNumber: s}, p.Intermediate); err != nil {
+				t.Fatalf("the status of serial %x does not verify: %v", s, err)
+			}
 		}
 	})
+}
+
+// responseSerials lists the serials a successful response answers for.
+func responseSerials(t *testing.T, der []byte) []*big.Int {
+	t.Helper()
+	var outer struct {
+		Status   asn1.Enumerated
+		Response struct {
+			Type asn1.ObjectIdentifier
+			Body []byte
+		} `asn1:"explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(der, &outer); err != nil {
+		t.Fatal(err)
+	}
+	var basic struct{ TBS asn1.RawValue }
+	if _, err := asn1.Unmarshal(outer.Response.Body, &basic); err != nil {
+		t.Fatal(err)
+	}
+	var data struct {
+		Version    int `asn1:"optional,default:0,explicit,tag:0"`
+		Responder  asn1.RawValue
+		ProducedAt time.Time `asn1:"generalized"`
+		Responses  []asn1.RawValue
+	}
+	if _, err := asn1.Unmarshal(basic.TBS.FullBytes, &data); err != nil {
+		t.Fatal(err)
+	}
+	var out []*big.Int
+	for _, r := range data.Responses {
+		var certID struct {
+			Hash              pkix.AlgorithmIdentifier
+			NameHash, KeyHash []byte
+			Serial            *big.Int
+		}
+		// A SingleResponse starts with its CertID; only that is read.
+		if _, err := asn1.Unmarshal(r.Bytes, &certID); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, certID.Serial)
+	}
+	return out
 }
 
 // A periodic sync's snapshot may arrive after a newer change: the
@@ -443,7 +498,7 @@ func TestEveryResponseLintsClean(t *testing.T) {
 		}
 		return body
 	}
-	for _, tc := range []struct {
+	cases := []struct {
 		name string
 		cert *x509.Certificate
 		want int
@@ -452,7 +507,8 @@ func TestEveryResponseLintsClean(t *testing.T) {
 		{"revoked", f.revoked, ocsp.Revoked},
 		{"suspended", held, ocsp.Revoked},
 		{"unknown", stranger, ocsp.Unknown},
-	} {
+	}
+	for _, tc := range cases {
 		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
 			for _, nonce := range [][]byte{nil, []byte("0123456789abcdef")} {
 				for _, method := range []string{http.MethodGet, http.MethodPost} {
@@ -482,6 +538,43 @@ func TestEveryResponseLintsClean(t *testing.T) {
 						}
 					})
 				}
+			}
+		}
+	}
+	// All four in one request: one response, every status in it.
+	everyone := make([]*x509.Certificate, len(cases))
+	for i, tc := range cases {
+		everyone[i] = tc.cert
+	}
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		for _, nonce := range [][]byte{nil, []byte("0123456789abcdef")} {
+			for _, method := range []string{http.MethodGet, http.MethodPost} {
+				t.Run(fmt.Sprintf("all four/%v/nonce=%v/%s", h, nonce != nil, method), func(t *testing.T) {
+					req := multiRequest(t, f.p.Intermediate, h, everyone...)
+					if nonce != nil {
+						req = withNonce(t, req, nonce)
+					}
+					der := fetch(method, req)
+					if n := len(responseSerials(t, der)); n != len(cases) {
+						t.Fatalf("%d statuses for %d CertIDs", n, len(cases))
+					}
+					for _, tc := range cases {
+						resp, err := ocsp.ParseResponseForCert(der, tc.cert, f.p.Intermediate)
+						if err != nil || resp.Status != tc.want {
+							t.Fatalf("%s: %v %v, want status %d", tc.name, resp, err, tc.want)
+						}
+						if !resp.ProducedAt.Equal(at.Truncate(time.Second)) || resp.ThisUpdate.After(resp.ProducedAt) {
+							t.Fatalf("%s: producedAt %s, thisUpdate %s; the responder's clock says %s", tc.name, resp.ProducedAt, resp.ThisUpdate, at)
+						}
+					}
+					if !bytes.Equal(responseNonce(t, der), nonce) {
+						t.Fatal("nonce not echoed")
+					}
+					findings, err := f.p.Linter.OCSPResponse(der, f.p.Intermediate)
+					if err != nil || len(findings) != 0 {
+						t.Fatalf("zlint: %v %v", findings, err)
+					}
+				})
 			}
 		}
 	}
