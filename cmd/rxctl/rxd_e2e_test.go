@@ -72,7 +72,13 @@ func TestRxdEndToEnd(t *testing.T) {
 	// rxd: its own database, registry and catalogue, the starter rules.
 	ctx := context.Background()
 	data := rxdtest.Open(t, sqlstore.SQLite, 20)
-	status, _ := revocation.New(revocation.Config{MaxAge: time.Hour, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
+	// Recheck 0: rxd asks trustd's responder on every call, so the
+	// revocation below is refused at the next call (the bound a real rxd
+	// keeps by default is TestRxdRefusesRevokedCallerWithinBound's).
+	status, err := revocation.New(revocation.Config{MaxAge: time.Hour, Recheck: 0, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	api := &rxapi.API{
 		Eligibility: data.Checker(), Catalogue: data.Catalogue, Rules: data.Rules, Arc: pki.MustArc(pki.DefaultArc), Status: status,
 		Adjudicator: data.Adjudicator(time.Now), DB: data.DB,
@@ -129,12 +135,9 @@ func TestRxdEndToEnd(t *testing.T) {
 	}
 	d.refused("", "unknown-scope", "rules", "check", writeFile(t, work, "bad.json", strings.Replace(req, `"prescribe"`, `"sell"`, 1)))
 
-	// The vendor's certificate is revoked: rxd learns it from trustd's
-	// OCSP responder and refuses the next call (the checker's cache holds
-	// an answer only until its nextUpdate, so ask a fresh checker, as a
-	// restarted rxd would).
+	// The vendor's certificate is revoked: rxd, its checker as it was,
+	// learns it from trustd's OCSP responder and refuses the next call.
 	vc, _ := pemutil.ReadCertificateBundle(vendorChain)
 	d.ok("alice", "cert", "revoke", "-serial", hex.EncodeToString(vc[0].SerialNumber.Bytes()), "-reason", "keyCompromise")
-	api.Status, _ = revocation.New(revocation.Config{MaxAge: time.Hour, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
 	d.refused("", "unauthenticated", "eligibility", "check", insuredtest.NationalID(3))
 }

@@ -294,6 +294,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	clientCA := fs.String("client-ca", "", "CA certificates (PEM) that client certificates must chain to")
 	arc := fs.String("oid-arc", pki.DefaultArc, "OID arc of the identity extension in our certificates (as trustd's)")
 	statusAge := fs.Duration("status-max-age", 24*time.Hour, "oldest OCSP evidence accepted for a caller's certificate")
+	recheck := fs.Duration("revocation-recheck", time.Minute, "how long an OCSP answer that a caller's certificate is good is reused: a caller revoked at trustd is refused within this (0: ask on every call)")
 	rulesFile := fs.String("rules", "", "rule set file (YAML), watched and reloaded when it changes; default: the starter set")
 	rulesPoll := fs.Duration("rules-poll", 5*time.Second, "how often the rule set file is checked for changes")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
@@ -301,6 +302,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if fs.NArg() != 0 {
 		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
+	}
+	if *recheck < 0 {
+		return cli.Usagef("-revocation-recheck must be 0 (ask on every call) or more, not %s", *recheck)
 	}
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
 		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
@@ -328,8 +332,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	// Callers' certificates are checked online with the OCSP responder
-	// they name; without an answer the call is refused.
-	status, err := revocation.New(revocation.Config{MaxAge: *statusAge, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
+	// they name; without an answer the call is refused. A "good" answer is
+	// reused for -revocation-recheck at most: the bound on how long a
+	// revoked caller is still served.
+	status, err := revocation.New(revocation.Config{MaxAge: *statusAge, Recheck: *recheck, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
 	if err != nil {
 		return err
 	}
