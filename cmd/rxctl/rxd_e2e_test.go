@@ -103,11 +103,13 @@ func TestRxdEndToEnd(t *testing.T) {
 	t.Setenv("NUSKHA_CLIENT_CERT", vendorChain)
 	t.Setenv("NUSKHA_CLIENT_KEY", vendorKey)
 
+	// A vendor gets the minimum, and may not ask for more.
 	out := d.ok("", "eligibility", "check", "-date", "1405-06-15", insuredtest.NationalID(3))
-	var res insured.Result
-	if json.Unmarshal([]byte(out), &res) != nil || !res.Eligible || !res.Coverage.Dependant {
+	var res insured.Minimal
+	if json.Unmarshal([]byte(out), &res) != nil || !res.Eligible || res.Coverage == nil || res.Coverage.Fund == "" || strings.Contains(out, "insurance_number") {
 		t.Fatalf("eligibility: %s", out)
 	}
+	d.refused("", "forbidden", "eligibility", "check", "-full", insuredtest.NationalID(3))
 	req := `{"scope": "prescribe", "date": "1405-06-15", "prescription": {"v": 1, "type": "prescription", "id": "` + "0b6f3f1e-8f0a-4c1e-9d2a-5b7c9e1f2a3b" + `",
 		"issued_at": "2026-09-06T06:00:00Z", "patient": {"national_id": "` + insuredtest.NationalID(0) + `", "name": "مریم کریمی", "birth_date": "1951-03-21", "sex": "female"},
 		"prescriber": {"council_number": "MC-1", "profession": "physician", "specialty": "general"}, "practice": {"name": "مطب"},

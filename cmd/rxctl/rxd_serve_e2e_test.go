@@ -143,8 +143,9 @@ func TestRxdRefusesRevokedCallerWithinBound(t *testing.T) {
 	db := filepath.Join(work, "rxd.db")
 	rxdCommand(t, bin, "import-registry", "-db", db, "-create", "-mode", "full", "-quiet", writeFile(t, work, "registry.csv", insuredtest.Rows(20)))
 	const recheck = 3 * time.Second
+	pseudonymKey := writeFile(t, work, "pseudonym.key", "0123456789abcdef0123456789abcdef")
 	rxd := startRxd(t, bin, "-db", db, "-tls-cert", rxdChain, "-tls-key", rxdKey, "-client-ca", d.init.RootCert,
-		"-revocation-recheck", recheck.String())
+		"-revocation-recheck", recheck.String(), "-pseudonym-key-file", pseudonymKey)
 	// rxctl, for the last word, as the vendor.
 	t.Setenv("NUSKHA_RXD_URL", rxd.url)
 	t.Setenv("NUSKHA_CLIENT_CERT", vendorChain)
@@ -193,7 +194,7 @@ func TestRxdRefusesRevokedCallerWithinBound(t *testing.T) {
 
 	// Waiting is the point here: the vendor keeps calling, as its software
 	// would, until refused or well past the bound.
-	const margin = 2 * time.Second
+	const margin = 3 * time.Second
 	deadline := revoked.Add(recheck + margin + 5*time.Second)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -218,4 +219,11 @@ func TestRxdRefusesRevokedCallerWithinBound(t *testing.T) {
 	}
 	// Revocation is final: the vendor stays refused.
 	d.refused("", "unauthenticated", "eligibility", "check", nid)
+
+	// rxd logged each lookup it answered under the vendor's name and a
+	// pseudonym of the person, and nowhere the national id.
+	logs := rxd.logs.String()
+	if n := strings.Count(logs, `"msg":"eligibility lookup","caller":"`); n < 2 || strings.Contains(logs, nid) || strings.Contains(logs, nid[:8]) || strings.Contains(logs, nid[2:]) {
+		t.Fatalf("rxd's log (%d lookups):\n%s", n, logs)
+	}
 }

@@ -25,6 +25,7 @@ const (
 	TooLarge         Code = "request-too-large"   // body over the limit
 	Internal         Code = "internal"            // our fault; details are in the log
 	Unavailable      Code = "unavailable"         // a dependency (HSM, database) is down; retry later
+	RateLimited      Code = "rate-limited"        // too many requests from this client (or from everyone); retry after Retry-After
 	NotAnOfficer     Code = "not-an-officer"      // client certificate is not an active officer's
 	InvalidNID       Code = "invalid-national-id" // national id fails its format or check digit
 	SubjectExists    Code = "subject-exists"      // registry already has this person/organisation
@@ -74,6 +75,7 @@ const (
 	InvalidRuleSet      Code = "invalid-rule-set"       // a rule set fails to parse, compile or type-check; the running set stays in force
 	CatalogueNotInForce Code = "catalogue-not-in-force" // no catalogue version is in force on the date asked for
 	UnknownScope        Code = "unknown-scope"          // the rules scope is not prescribe, dispense, paper or paraclinic
+	QuotaExceeded       Code = "quota-exceeded"         // the caller has used its lookups for the day; retry after Retry-After (the next day)
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

@@ -50,6 +50,7 @@ var codes = map[errs.Code]meta{
 	errs.TooLarge:              {http.StatusRequestEntityTooLarge, "Request too large"},
 	errs.Internal:              {http.StatusInternalServerError, "Internal error"},
 	errs.Unavailable:           {http.StatusServiceUnavailable, "Temporarily unavailable"},
+	errs.RateLimited:           {http.StatusTooManyRequests, "Too many requests"},
 	errs.NotAnOfficer:          {http.StatusForbidden, "Not an active security officer"},
 	errs.InvalidNID:            {http.StatusUnprocessableEntity, "Invalid national id"},
 	errs.SubjectExists:         {http.StatusConflict, "Subject already registered"},
@@ -94,6 +95,7 @@ var codes = map[errs.Code]meta{
 	errs.InvalidRuleSet:        {http.StatusUnprocessableEntity, "Invalid rule set"},
 	errs.CatalogueNotInForce:   {http.StatusUnprocessableEntity, "No catalogue in force on that date"},
 	errs.UnknownScope:          {http.StatusUnprocessableEntity, "Unknown rules scope"},
+	errs.QuotaExceeded:         {http.StatusTooManyRequests, "Daily quota used"},
 }
 
 // Status returns the HTTP status for a code.
