@@ -89,10 +89,15 @@ if [ ! -f "$RXD_STATE/rxd.db" ]; then
   bin/rxd import-catalogue -db "$RXD_STATE/rxd.db" -label sample -valid-from 1400-01-01 \
     -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
 fi
+if [ ! -f "$RXD_STATE/pseudonym.key" ]; then
+  # The key of the pseudonyms under which rxd logs who was looked up: kept,
+  # so that one person's lookups can be followed across restarts.
+  (umask 077 && head -c 32 /dev/urandom >"$RXD_STATE/pseudonym.key")
+fi
 say "starting rxd (on $RXD_LISTEN)"
 bin/rxd serve -db "$RXD_STATE/rxd.db" -listen "$RXD_LISTEN" -tls-cert "$RXD_STATE/rxd/chain.pem" \
   -tls-key "softkey:path=$RXD_STATE/rxd/key.pem?pin-source=$RXD_STATE/rxd/key.pass" \
-  -client-ca "$STATE/ca/root.crt" &
+  -client-ca "$STATE/ca/root.crt" -pseudonym-key-file "$RXD_STATE/pseudonym.key" &
 wait_for rxd $! "$RXD_LISTEN"
 
 cat <<MSG

@@ -47,11 +47,18 @@ func (f rxdFlags) client(ctx context.Context, e *env) (*client.Client, error) {
 	return client.New(client.Options{BaseURL: *f.url, Roots: roots, ClientChain: chain, ClientKey: key})
 }
 
+// fullFlag asks rxd for everything it knows of a person's cover, which it
+// gives only to the insurer's own services.
+func fullFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("full", false, "the full eligibility answer (insurance number, family, supplementary plan): for the insurer's own services; vendors get the minimum")
+}
+
 // eligibilityCheck: is this person covered on this date, and if not why.
 func eligibilityCheck(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "eligibility check")
 	rf := addRxdFlags(fs)
 	date := fs.String("date", "", "the day (Gregorian or Solar Hijri, e.g. 1405-06-15); default today")
+	full := fullFlag(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -62,9 +69,16 @@ func eligibilityCheck(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	path := "/v1/eligibility/" + url.PathEscape(fs.Arg(0))
+	q := url.Values{}
 	if *date != "" {
-		path += "?date=" + url.QueryEscape(*date)
+		q.Set("date", *date)
+	}
+	if *full {
+		q.Set("detail", "full")
+	}
+	path := "/v1/eligibility/" + url.PathEscape(fs.Arg(0))
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	var out json.RawMessage
 	if err := c.Do(ctx, "GET", path, nil, &out); err != nil {
@@ -78,6 +92,7 @@ func eligibilityCheck(ctx context.Context, e *env, args []string) error {
 func rulesCheck(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "rules check")
 	rf := addRxdFlags(fs)
+	full := fullFlag(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -92,8 +107,12 @@ func rulesCheck(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	path := "/v1/rules/check"
+	if *full {
+		path += "?detail=full"
+	}
 	var out json.RawMessage
-	if err := c.DoRaw(ctx, "POST", "/v1/rules/check", "application/json", body, &out); err != nil {
+	if err := c.DoRaw(ctx, "POST", path, "application/json", body, &out); err != nil {
 		return err
 	}
 	if err := printJSON(e.stdout, out); err != nil {

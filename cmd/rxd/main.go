@@ -295,15 +295,27 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	clientCA := fs.String("client-ca", "", "CA certificates (PEM) that client certificates must chain to")
 	arc := fs.String("oid-arc", pki.DefaultArc, "OID arc of the identity extension in our certificates (as trustd's)")
 	statusAge := fs.Duration("status-max-age", 24*time.Hour, "oldest OCSP evidence accepted for a caller's certificate")
+	recheck := fs.Duration("revocation-recheck", time.Minute, "how long an OCSP answer that a caller's certificate is good is reused: a caller revoked at trustd is refused within this (0: ask on every call)")
 	rulesFile := fs.String("rules", "", "rule set file (YAML), watched and reloaded when it changes; default: the starter set")
 	rulesPoll := fs.Duration("rules-poll", 5*time.Second, "how often the rule set file is checked for changes")
 	maxConns := fs.Int("max-conns", netcap.DefaultTotal, "open connections at most; more are closed as soon as they are accepted")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", netcap.DefaultPerIP, "open connections at most from one client address (an IPv4 address or an IPv6 /64)")
+	defaults := rxapi.DefaultLimits()
+	perSecond := fs.Float64("caller-rate", defaults.PerSecond, "requests a second each client certificate may make, after its burst")
+	burst := fs.Int("caller-burst", defaults.Burst, "requests each client certificate may make at once")
+	dailyLookups := fs.Int("daily-lookups", defaults.DailyLookups, "eligibility lookups (and rules checks) each client certificate may make per day")
+	pseudonymKey := fs.String("pseudonym-key-file", "", "file whose bytes (32 or more, e.g. head -c 32 /dev/urandom) key the pseudonyms under which lookups are logged; without it a random key, good for this run only")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return cli.Usagef("serve takes no arguments, got %q", fs.Args())
+	}
+	if *perSecond <= 0 || *burst < 1 || *dailyLookups < 1 {
+		return cli.Usagef("-caller-rate, -caller-burst and -daily-lookups must be positive")
+	}
+	if *recheck < 0 {
+		return cli.Usagef("-revocation-recheck must be 0 (ask on every call) or more, not %s", *recheck)
 	}
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
 		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
@@ -316,6 +328,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cli.Usagef("%v", err)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	pseudonyms := rxapi.RandomPseudonyms()
+	if *pseudonymKey != "" {
+		key, err := os.ReadFile(*pseudonymKey)
+		if err != nil {
+			return fmt.Errorf("-pseudonym-key-file: %w", err)
+		}
+		if pseudonyms, err = rxapi.NewPseudonyms(key); err != nil {
+			return fmt.Errorf("-pseudonym-key-file %s holds %d bytes; it needs at least %d (head -c 32 /dev/urandom > FILE)", *pseudonymKey, len(key), rxapi.MinPseudonymKey)
+		}
+	} else {
+		log.Warn("no -pseudonym-key-file: lookups are logged under pseudonyms from a random key, which tell persons apart only within this run")
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	keys := hsm.NewManager(hsm.NoPrompt)
@@ -338,8 +362,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	// Callers' certificates are checked online with the OCSP responder
-	// they name; without an answer the call is refused.
-	status, err := revocation.New(revocation.Config{MaxAge: *statusAge, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
+	// they name; without an answer the call is refused. A "good" answer is
+	// reused for -revocation-recheck at most: the bound on how long a
+	// revoked caller is still served.
+	status, err := revocation.New(revocation.Config{MaxAge: *statusAge, Recheck: *recheck, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
 	if err != nil {
 		return err
 	}
@@ -375,6 +401,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DB:          d,
 		Log:         log,
 		Now:         time.Now,
+		Limits:      rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups},
+		Pseudonyms:  pseudonyms,
 	}
 	srv := &http.Server{Addr: *listen, Handler: api.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}

@@ -375,3 +375,39 @@ func TestClientCAMustBeRoots(t *testing.T) {
 		t.Fatalf("serve with an intermediate in -client-ca: %v", err)
 	}
 }
+
+// TestServeRefusesBadLimitsAndKeys: serve refuses, before it serves,
+// limits that are not positive, a negative recheck interval and a
+// pseudonym key file that is missing or too short.
+func TestServeRefusesBadLimitsAndKeys(t *testing.T) {
+	f := newServeFixture(t)
+	short := filepath.Join(f.dir, "short.key")
+	if err := os.WriteFile(short, []byte("sixteen bytes!!!"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		flags []string
+		usage bool
+		want  string
+	}{
+		{"no lookups a day", []string{"-daily-lookups", "0"}, true, "-daily-lookups must be positive"},
+		{"no rate", []string{"-caller-rate", "0"}, true, "-caller-rate"},
+		{"negative recheck", []string{"-revocation-recheck", "-1s"}, true, "-revocation-recheck must be 0"},
+		{"key file missing", []string{"-pseudonym-key-file", filepath.Join(f.dir, "none.key")}, false, "-pseudonym-key-file: open"},
+		{"key too short", []string{"-pseudonym-key-file", short}, false, "holds 16 bytes; it needs at least 32"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Were the flags accepted, serve would serve until the deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var out, errb bytes.Buffer
+			args := slices.Concat(f.args, []string{"-db", filepath.Join(f.dir, "rxd.db"), "-create", "-listen", "127.0.0.1:0"}, c.flags)
+			err := run(ctx, args, &out, &errb)
+			var ue cli.UsageError
+			if err == nil || !strings.Contains(err.Error(), c.want) || errors.As(err, &ue) != c.usage {
+				t.Fatalf("got %v, want a refusal (usage: %v) saying %q", err, c.usage, c.want)
+			}
+		})
+	}
+}

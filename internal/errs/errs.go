@@ -76,6 +76,7 @@ const (
 	InvalidRuleSet      Code = "invalid-rule-set"       // a rule set fails to parse, compile or type-check; the running set stays in force
 	CatalogueNotInForce Code = "catalogue-not-in-force" // no catalogue version is in force on the date asked for
 	UnknownScope        Code = "unknown-scope"          // the rules scope is not prescribe, dispense, paper or paraclinic
+	QuotaExceeded       Code = "quota-exceeded"         // the caller has used its lookups for the day; retry after Retry-After (the next day)
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

@@ -93,6 +93,43 @@ type Result struct {
 	Coverage   *Coverage `json:"coverage,omitempty"`
 }
 
+// Minimal is the minimum a prescriber's or pharmacy's software needs of an
+// eligibility answer: whether the person is covered on the date and, if
+// not, why; and, if so, the fund and whether supplementary insurance pays
+// too. What identifies a person's insurance or family — the insurance
+// number, the main insured and the relation to them, the supplementary
+// insurer, plan and caps — is left out (Result has it, for the insurer's
+// own services).
+type Minimal struct {
+	NationalID string           `json:"national_id"` // masked
+	Date       string           `json:"date"`
+	DateHijri  string           `json:"date_hijri"`
+	Eligible   bool             `json:"eligible"`
+	Reason     Reason           `json:"reason,omitempty"`
+	Detail     string           `json:"detail,omitempty"`
+	Coverage   *MinimalCoverage `json:"coverage,omitempty"` // for an eligible person only
+}
+
+// MinimalCoverage is what applies to an eligible person, at its least.
+type MinimalCoverage struct {
+	Fund             Fund `json:"fund"`
+	HasSupplementary bool `json:"has_supplementary"`
+}
+
+// Minimal is r at its least (see Minimal). The reason stays; a detail
+// about the main insured's own record is not given, only that they are not
+// eligible.
+func (r Result) Minimal() Minimal {
+	s := Minimal{NationalID: r.NationalID, Date: r.Date, DateHijri: r.DateHijri, Eligible: r.Eligible, Reason: r.Reason, Detail: r.Detail}
+	if r.Reason == MainInsuredNotEligible {
+		s.Detail = "the main insured is not eligible"
+	}
+	if r.Eligible && r.Coverage != nil {
+		s.Coverage = &MinimalCoverage{Fund: r.Coverage.Fund, HasSupplementary: r.Coverage.Supplementary != nil}
+	}
+	return s
+}
+
 // Check decides whether the person with this (already parsed) national id
 // is covered on day, a date as persian.ParseDate and persian.Day return it
 // (UTC midnight of the day in Iran).

@@ -96,6 +96,7 @@ var codes = map[errs.Code]meta{
 	errs.InvalidRuleSet:        {http.StatusUnprocessableEntity, "Invalid rule set"},
 	errs.CatalogueNotInForce:   {http.StatusUnprocessableEntity, "No catalogue in force on that date"},
 	errs.UnknownScope:          {http.StatusUnprocessableEntity, "Unknown rules scope"},
+	errs.QuotaExceeded:         {http.StatusTooManyRequests, "Daily quota used"},
 }
 
 // Status returns the HTTP status for a code.

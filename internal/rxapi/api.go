@@ -5,8 +5,10 @@ package rxapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -44,6 +46,16 @@ type API struct {
 	DB  Pinger
 	Log *slog.Logger
 	Now func() time.Time
+	// Limits bound each caller's requests and lookups; zero fields take
+	// DefaultLimits'.
+	Limits Limits
+	// Pseudonyms name the persons looked up in Audit; nil uses a random
+	// key, good for this process's life only.
+	Pseudonyms *Pseudonyms
+	// Audit records every eligibility lookup; nil writes them to Log.
+	Audit Audit
+
+	budgets *budgets // Handler's
 }
 
 // ServerTLS is the TLS configuration Handler needs: the shared policy, and
@@ -67,6 +79,17 @@ var callerRoles = []pki.Role{pki.RoleVendor, pki.RoleService}
 // ServerTLS), then required and checked here for its role and revocation
 // status.
 func (a *API) Handler() http.Handler {
+	// The handler works on a copy with its defaults and state filled in;
+	// the API given is left as it was.
+	c := *a
+	a = &c
+	a.budgets = newBudgets(a.Limits)
+	if a.Pseudonyms == nil {
+		a.Pseudonyms = RandomPseudonyms()
+	}
+	if a.Audit == nil {
+		a.Audit = LogAudit{Log: a.Log}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
 	mux.Handle("POST /v1/rules/check", a.caller(a.rulesCheck))
@@ -156,6 +179,9 @@ type Caller struct {
 	Role      pki.Role
 	SubjectID string
 	Name      string
+	// cert is the SHA-256 of the caller's certificate: limits are per
+	// certificate.
+	cert string
 }
 
 // CallerFrom returns the request's caller.
@@ -192,9 +218,14 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 			a.fail(w, r, errs.Wrap(errs.Unauthorized, err, "the client certificate is not in good standing: %s", why))
 			return
 		}
-		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName}
+		fp := sha256.Sum256(chain[0].Raw)
+		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName, cert: hex.EncodeToString(fp[:])}
 		if slot, ok := r.Context().Value(callerSlot{}).(*Caller); ok {
 			*slot = c
+		}
+		if no := a.budgets.request(c.cert, a.Now()); no != nil {
+			a.refuse(w, r, no)
+			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
@@ -225,6 +256,35 @@ func (a *API) day(r *http.Request) (time.Time, error) {
 	return d, nil
 }
 
+// fullDetail reads the detail query parameter: the minimum (the
+// default), or everything rxd knows of the person's cover, which only the
+// insurer's own services may ask for.
+func fullDetail(r *http.Request, c Caller) (bool, error) {
+	switch r.URL.Query().Get("detail") {
+	case "", "minimal":
+		return false, nil
+	case "full":
+		if c.Role != pki.RoleService {
+			return false, errs.New(errs.Forbidden, "full detail (insurance number, family, supplementary plan) is for the insurer's own services")
+		}
+		return true, nil
+	}
+	return false, errs.FieldError(errs.Invalid, "detail", "must be minimal or full")
+}
+
+// lookedUp records a lookup of nid, answered with res, before it is
+// answered.
+func (a *API) lookedUp(r *http.Request, nid string, res insured.Result) error {
+	outcome := "eligible"
+	if !res.Eligible {
+		outcome = string(res.Reason)
+	}
+	if err := a.Audit.Lookup(r.Context(), CallerFrom(r.Context()), a.Pseudonyms.Of(nid), outcome); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the lookup cannot be recorded now, so it is not answered")
+	}
+	return nil
+}
+
 func (a *API) eligibility(w http.ResponseWriter, r *http.Request) {
 	nid, err := nationalid.Parse(r.PathValue("nationalId"))
 	if err != nil {
@@ -236,12 +296,30 @@ func (a *API) eligibility(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	caller := CallerFrom(r.Context())
+	full, err := fullDetail(r, caller)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if no := a.budgets.lookup(caller.cert, a.Now()); no != nil {
+		a.refuse(w, r, no)
+		return
+	}
 	res, err := a.Eligibility.Check(r.Context(), nid, day)
 	if err != nil {
 		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "the registry cannot be read now"))
 		return
 	}
-	problem.JSON(w, http.StatusOK, res)
+	if err := a.lookedUp(r, nid, res); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if full {
+		problem.JSON(w, http.StatusOK, res)
+		return
+	}
+	problem.JSON(w, http.StatusOK, res.Minimal())
 }
 
 // detail is what a caller may see of err.

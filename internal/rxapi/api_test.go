@@ -1,7 +1,6 @@
 package rxapi_test
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,13 +37,30 @@ import (
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
-var ctx = context.Background()
-
 type fixture struct {
 	srv     *httptest.Server
 	pki     *testpki.PKI
 	now     time.Time
+	clock   *clock // the API's; it starts at now
 	clients map[string]*http.Client
+}
+
+// clock is the API's time, moved by a test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 func newKey() crypto.Signer {
@@ -59,7 +76,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	now := time.Now().UTC().Truncate(time.Second)
 	interKey := newKey()
 	p := testpki.New(t, interKey, func() time.Time { return now })
-	f := &fixture{pki: p, now: now, clients: map[string]*http.Client{}}
+	f := &fixture{pki: p, now: now, clock: &clock{t: now}, clients: map[string]*http.Client{}}
 
 	data := rxdtest.Open(t, sqlstore.SQLite, 40)
 
@@ -71,6 +88,8 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	serverCert := issue("service-tls-server", pki.RoleService, "rxd")
 	vendor := issue("service-tls-client", pki.RoleVendor, "vendor-1")
 	revoked := issue("service-tls-client", pki.RoleVendor, "vendor-2")
+	vendorB := issue("service-tls-client", pki.RoleVendor, "vendor-3")
+	service := issue("service-tls-client", pki.RoleService, "insurer-claims")
 	officer := issue("officer", pki.RoleOfficer, "officer-1")
 
 	status, err := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: func() time.Time { return now }})
@@ -97,7 +116,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 		Rules:       data.Rules,
 		DB:          data.DB,
 		Arc:         p.Arc, Status: status,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now },
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now,
 	}
 	for _, e := range extra {
 		e(api)
@@ -108,7 +127,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 	f.srv.TLS = rxapi.ServerTLS(serverCert, roots)
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
-	for name, c := range map[string]tls.Certificate{"vendor": vendor, "revoked": revoked, "officer": officer} {
+	for name, c := range map[string]tls.Certificate{"vendor": vendor, "revoked": revoked, "officer": officer, "vendor-b": vendorB, "service": service} {
 		f.clients[name] = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}, ServerName: "localhost"}}}
 	}
 	f.clients["anonymous"] = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
@@ -141,7 +160,7 @@ func wantProblem(t *testing.T, resp *http.Response, body []byte, status int, cod
 func TestEligibilityEndpoint(t *testing.T) {
 	f := setup(t)
 	var r insured.Result
-	resp, body := f.do(t, "vendor", "GET", "/v1/eligibility/"+insuredtest.NationalID(3)+"?date=1405-06-15", nil)
+	resp, body := f.do(t, "service", "GET", "/v1/eligibility/"+insuredtest.NationalID(3)+"?date=1405-06-15&detail=full", nil)
 	if resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil || !r.Eligible || r.Date != "2026-09-06" || r.Coverage == nil || !r.Coverage.Dependant {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
@@ -157,10 +176,12 @@ func TestEligibilityEndpoint(t *testing.T) {
 	// Persian digits and a Gregorian date mean the same.
 	persianID := strings.Map(func(r rune) rune { return '۰' + (r - '0') }, insuredtest.NationalID(3))
 	resp, body = f.do(t, "vendor", "GET", "/v1/eligibility/"+url.PathEscape(persianID)+"?date=2026-09-06", nil)
+	r = insured.Result{}
 	if resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil || !r.Eligible || r.DateHijri != "1405-06-15" {
 		t.Fatalf("Persian digits: %d %s", resp.StatusCode, body)
 	}
 	resp, body = f.do(t, "vendor", "GET", "/v1/eligibility/"+insuredtest.NationalID(99), nil)
+	r = insured.Result{}
 	if resp.StatusCode != 200 || json.Unmarshal(body, &r) != nil || r.Eligible || r.Reason != insured.NoRecord {
 		t.Fatalf("no record: %d %s", resp.StatusCode, body)
 	}

@@ -8,6 +8,8 @@ import (
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
@@ -36,10 +38,29 @@ func decodeStrict(r *http.Request, v any) error {
 	return nil
 }
 
+// minimalDecision is a rules-check answer with its eligibility at its
+// least (insured.Minimal), for callers other than the insurer's services.
+type minimalDecision struct {
+	*adjudicate.Decision
+	Eligibility insured.Minimal `json:"eligibility"` // in place of the Decision's
+}
+
+// rulesCheck judges a draft. It looks the patient up in the registry, so
+// it counts as an eligibility lookup, recorded and limited as one.
 func (a *API) rulesCheck(w http.ResponseWriter, r *http.Request) {
 	var req adjudicate.Request
 	if err := decodeStrict(r, &req); err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	caller := CallerFrom(r.Context())
+	full, err := fullDetail(r, caller)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if no := a.budgets.lookup(caller.cert, a.Now()); no != nil {
+		a.refuse(w, r, no)
 		return
 	}
 	dec, err := a.Adjudicator.Check(r.Context(), req)
@@ -47,7 +68,21 @@ func (a *API) rulesCheck(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	problem.JSON(w, http.StatusOK, dec)
+	// Check has read and checked the id: the pseudonym is of its parsed
+	// form, as for GET /v1/eligibility.
+	nid, err := nationalid.Parse(req.Prescription.Patient.NationalID)
+	if err == nil {
+		err = a.lookedUp(r, nid, dec.Eligibility)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if full {
+		problem.JSON(w, http.StatusOK, dec)
+		return
+	}
+	problem.JSON(w, http.StatusOK, minimalDecision{Decision: dec, Eligibility: dec.Eligibility.Minimal()})
 }
 
 // ruleSet describes the rule set in force.

@@ -11,6 +11,11 @@
 // ARL at ceremonies, with a key kept offline, for a year at a time: an ARL
 // is judged by its nextUpdate alone, not by MaxAge, which is for the
 // hourly evidence about end-entity certificates.
+//
+// Online, an OCSP answer is reused within bounds (Config.Recheck): "good"
+// and "on hold" for at most Recheck and never past the evidence's own
+// freshness; "revoked", which is final, for the life of the Checker; a
+// failure never. Concurrent checks of one certificate share one request.
 package revocation
 
 import (
@@ -26,9 +31,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
@@ -105,9 +112,18 @@ type Config struct {
 	// hour): the ARL itself is valid for a year, but the revocation of an
 	// intermediate must reach online verifiers within the hour.
 	ARLRefresh time.Duration
+	// Recheck is the longest an OCSP answer that a certificate is good
+	// (or on hold) is reused before the responder is asked again: a
+	// certificate revoked at the responder is refused within Recheck
+	// (plus one request's time). Zero asks on every check; checks of a
+	// certificate that arrive while a request about it is in flight share
+	// its answer, whatever Recheck is. Evidence held as a CRL (AddCRL,
+	// UseBundle) is the holder's to renew and is judged by MaxAge alone.
+	Recheck time.Duration
 }
 
-// Checker holds evidence and answers from it.
+// Checker holds evidence and answers from it. It is safe for concurrent
+// use.
 type Checker struct {
 	cfg Config
 
@@ -115,7 +131,11 @@ type Checker struct {
 	crls map[string]*index // by issuer key id
 
 	ocspMu    sync.Mutex
-	ocspCache map[string]cached
+	ocspCache map[string]cached // by ocspKey
+	flight    singleflight.Group
+	// waiting counts checks waiting for an OCSP answer, for tests to see
+	// that a burst shares one request.
+	waiting atomic.Int32
 }
 
 type index struct {
@@ -135,10 +155,25 @@ type entry struct {
 	reason int
 }
 
+// cached is an OCSP answer held: a revoked one for good, any other until
+// expires.
 type cached struct {
 	res     Result
 	expires time.Time
 }
+
+func (h cached) usable(now time.Time) bool {
+	return h.res.Status == Revoked || now.Before(h.expires)
+}
+
+// maxOCSPCached bounds the answers held; past it, the expired ones are
+// dropped. Revoked answers are kept: they are few, and final.
+const maxOCSPCached = 100000
+
+// ocspTimeout bounds one OCSP request. A request is shared by every check
+// of the certificate that arrives while it is in flight, so it runs on its
+// own clock, not on the context of the check that started it.
+const ocspTimeout = 10 * time.Second
 
 // New returns an empty Checker; without evidence it answers nothing.
 func New(cfg Config) (*Checker, error) {
@@ -147,6 +182,9 @@ func New(cfg Config) (*Checker, error) {
 	}
 	if cfg.ARLRefresh <= 0 {
 		cfg.ARLRefresh = time.Hour
+	}
+	if cfg.Recheck < 0 {
+		return nil, errors.New("revocation: Recheck must not be negative")
 	}
 	return &Checker{cfg: cfg, crls: map[string]*index{}, ocspCache: map[string]cached{}}, nil
 }
@@ -273,6 +311,11 @@ func (c *Checker) Check(ctx context.Context, cert, issuer *x509.Certificate) (Re
 		return c.checkCA(ctx, cert, issuer)
 	}
 	now := c.cfg.Now()
+	// A revocation learnt by OCSP stands even where a CRL held here is
+	// older than it.
+	if res, ok := c.heldRevoked(cert, issuer); ok {
+		return res, nil
+	}
 	var why []string
 	c.mu.RLock()
 	idx := c.crls[issuerKey(issuer)]
@@ -375,14 +418,58 @@ func (c *Checker) fetchARL(ctx context.Context, url string, issuer *x509.Certifi
 	return c.addCRL(list, issuer, now)
 }
 
-func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now time.Time) (Result, error) {
-	k := issuerKey(issuer) + "/" + hex.EncodeToString(cert.SerialNumber.Bytes())
+func ocspKey(cert, issuer *x509.Certificate) string {
+	return issuerKey(issuer) + "/" + hex.EncodeToString(cert.SerialNumber.Bytes())
+}
+
+func (c *Checker) heldRevoked(cert, issuer *x509.Certificate) (Result, bool) {
 	c.ocspMu.Lock()
-	if hit, ok := c.ocspCache[k]; ok && now.Before(hit.expires) {
-		c.ocspMu.Unlock()
-		return hit.res, nil
+	defer c.ocspMu.Unlock()
+	hit, ok := c.ocspCache[ocspKey(cert, issuer)]
+	return hit.res, ok && hit.res.Status == Revoked
+}
+
+func (c *Checker) held(k string, now time.Time) (Result, bool) {
+	c.ocspMu.Lock()
+	defer c.ocspMu.Unlock()
+	hit, ok := c.ocspCache[k]
+	return hit.res, ok && hit.usable(now)
+}
+
+// ocsp answers from a held answer while it may be reused, else asks the
+// responder; checks of the same certificate that arrive while a request is
+// in flight wait for its answer instead of sending their own.
+func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now time.Time) (Result, error) {
+	k := ocspKey(cert, issuer)
+	if res, ok := c.held(k, now); ok {
+		return res, nil
 	}
-	c.ocspMu.Unlock()
+	answer := c.flight.DoChan(k, func() (any, error) {
+		// A check that missed the held answer just before another
+		// request's answer was stored finds it here.
+		if res, ok := c.held(k, c.cfg.Now()); ok {
+			return res, nil
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ocspTimeout)
+		defer cancel()
+		return c.fetchOCSP(fctx, k, cert, issuer)
+	})
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
+	select {
+	case r := <-answer:
+		if r.Err != nil {
+			return Result{}, r.Err
+		}
+		return r.Val.(Result), nil
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("no OCSP answer yet: %w", ctx.Err())
+	}
+}
+
+// fetchOCSP asks the certificate's responder, checks the answer and holds
+// it. Failures are returned, never held.
+func (c *Checker) fetchOCSP(ctx context.Context, k string, cert, issuer *x509.Certificate) (Result, error) {
 	reqDER, err := ocsp.CreateRequest(cert, issuer, nil)
 	if err != nil {
 		return Result{}, err
@@ -402,6 +489,8 @@ func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now 
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return Result{}, fmt.Errorf("OCSP responder %s answered HTTP %d", url, resp.StatusCode)
 	}
+	// Judged when it arrives: the request may have taken a while.
+	now := c.cfg.Now()
 	r, err := ocsp.ParseResponseForCert(body, cert, issuer)
 	if err != nil {
 		return Result{}, fmt.Errorf("OCSP answer from %s does not verify: %v", url, err)
@@ -436,14 +525,33 @@ func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now 
 	default:
 		return Result{}, fmt.Errorf("the OCSP responder does not know the certificate")
 	}
-	expires := r.ThisUpdate.Add(c.cfg.MaxAge)
+	// Good, or on hold (a hold may be lifted), is reused for Recheck at
+	// most, and never past the evidence's own freshness: thisUpdate plus
+	// MaxAge, and nextUpdate.
+	expires := now.Add(c.cfg.Recheck)
+	if e := r.ThisUpdate.Add(c.cfg.MaxAge); e.Before(expires) {
+		expires = e
+	}
 	if !r.NextUpdate.IsZero() && r.NextUpdate.Before(expires) {
 		expires = r.NextUpdate
 	}
-	c.ocspMu.Lock()
-	c.ocspCache[k] = cached{res: res, expires: expires}
-	c.ocspMu.Unlock()
+	if h := (cached{res: res, expires: expires}); h.usable(now) {
+		c.hold(k, h, now)
+	}
 	return res, nil
+}
+
+func (c *Checker) hold(k string, h cached, now time.Time) {
+	c.ocspMu.Lock()
+	defer c.ocspMu.Unlock()
+	if len(c.ocspCache) >= maxOCSPCached {
+		for key, old := range c.ocspCache {
+			if !old.usable(now) {
+				delete(c.ocspCache, key)
+			}
+		}
+	}
+	c.ocspCache[k] = h
 }
 
 func hasEKU(c *x509.Certificate, u x509.ExtKeyUsage) bool {

@@ -188,7 +188,10 @@ func TestFromOCSP(t *testing.T) {
 	good, stolen := *f.good, *f.stolen
 	good.OCSPServer, stolen.OCSPServer = []string{srv.URL}, []string{srv.URL}
 
-	c := checker(t, time.Now, time.Hour, srv.Client())
+	c, err := revocation.New(revocation.Config{MaxAge: time.Hour, Recheck: time.Minute, Now: time.Now, HTTP: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := c.Check(context.Background(), &good, f.p.Intermediate)
 	if err != nil || res.Status != revocation.Good || !strings.HasPrefix(res.Source, "OCSP") {
 		t.Fatalf("good via OCSP: %+v %v", res, err)
