@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"strings"
 	"time"
@@ -31,6 +33,19 @@ type Store interface {
 	GetEnrolment(ctx context.Context, id string) (*Request, error)
 	RecordDecision(ctx context.Context, d Decision) error
 	StoreCertificate(ctx context.Context, c *Certificate) error
+
+	// LatestIssuance returns the enrolment's latest issuance attempt
+	// (store.ErrNotFound: none yet).
+	LatestIssuance(ctx context.Context, enrolmentID string) (*Issuance, error)
+	// ReserveIssuance commits attempt a before anything is signed in it.
+	// An attempt number already taken gives a DuplicateError; an enrolment
+	// with a certificate signed (recorded or not) gives store.ErrConflict.
+	ReserveIssuance(ctx context.Context, a *Issuance) error
+	// EndIssuance records how an attempt ended without a recorded certificate.
+	EndIssuance(ctx context.Context, o IssuanceOutcome) error
+	// SignedUnrecorded returns a certificate signed but not recorded, built
+	// from the DER its attempt kept (store.ErrNotFound: none).
+	SignedUnrecorded(ctx context.Context, serial *big.Int) (*Certificate, error)
 }
 
 // Issuer signs certificates (package ca).
@@ -247,7 +262,117 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID string) (*Ce
 	if err != nil {
 		return nil, s.refuse(ctx, officer, action, object, errs.Wrap(errs.Internal, err, "stored CSR does not parse"), detail)
 	}
-	return s.issue(ctx, officer, sub, p, csr, r.ID)
+	return s.issueEnrolment(ctx, officer, r, sub, p, csr)
+}
+
+// IssuanceLease is how long an issuance attempt is left to its officer.
+// An attempt that neither recorded a certificate nor ended within it was
+// abandoned (trustd stopped while the issuing key was signing, or the
+// database went away just after): a later approval takes it over, with the
+// same serial and validity, so that a signature the abandoned attempt may
+// have made and the new one are over the same certificate.
+const IssuanceLease = 5 * time.Minute
+
+// issueEnrolment issues an approved enrolment's certificate: exactly one
+// signature, whatever the number of officers approving at once. The attempt
+// is reserved in the store before the issuing key signs; of callers racing
+// for it only one wins, and the others are refused with NotPending.
+func (s *Service) issueEnrolment(ctx context.Context, officer string, r *Request, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest) (*Certificate, error) {
+	const action = "certificate.issue"
+	object := "enrolment:" + r.ID
+	now := s.cfg.Now().UTC()
+	latest, err := s.cfg.Store.LatestIssuance(ctx, r.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, s.refuse(ctx, officer, action, object, errs.Wrap(errs.Unavailable, err, "reading the enrolment's issuance"), nil)
+	}
+	next := &Issuance{EnrolmentID: r.ID, Attempt: 1, ClaimedBy: officer, ClaimedAt: now}
+	switch {
+	case latest == nil:
+		if next.Serial, err = ceremony.Serial(); err != nil {
+			return nil, err
+		}
+		next.NotBefore, next.NotAfter = s.validity(sub, p, now)
+	case latest.Outcome != nil && latest.Outcome.End == IssuanceSigned:
+		return s.recordSigned(ctx, officer, latest)
+	case latest.Outcome == nil && now.Before(latest.ClaimedAt.Add(IssuanceLease)):
+		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending,
+			"officer %s is issuing this enrolment's certificate (since %s); if that fails, approve again", latest.ClaimedBy,
+			latest.ClaimedAt.Format(time.RFC3339)), nil)
+	case latest.Outcome == nil:
+		// Abandoned: it may have signed, so sign the same certificate.
+		next.Attempt, next.Serial, next.NotBefore, next.NotAfter = latest.Attempt+1, latest.Serial, latest.NotBefore, latest.NotAfter
+	default:
+		// Failed, having signed nothing: the same serial, a fresh validity.
+		next.Attempt, next.Serial = latest.Attempt+1, latest.Serial
+		next.NotBefore, next.NotAfter = s.validity(sub, p, now)
+	}
+	if err := s.cfg.Store.ReserveIssuance(ctx, next); err != nil {
+		if _, dup := store.IsDuplicate(err); dup || errors.Is(err, store.ErrConflict) {
+			err = errs.New(errs.NotPending, "another officer is issuing or has issued this enrolment's certificate")
+		} else {
+			err = errs.Wrap(errs.Unavailable, err, "reserving the issuance")
+		}
+		return nil, s.refuse(ctx, officer, action, object, err, nil)
+	}
+	c, signed, err := s.issue(ctx, officer, sub, p, csr, r.ID, next)
+	switch {
+	case err == nil:
+		return c, nil
+	case c != nil: // recorded, but its audit record failed
+		return nil, err
+	}
+	end := IssuanceOutcome{EnrolmentID: r.ID, Attempt: next.Attempt, End: IssuanceFailed, Code: errs.CodeOf(err), At: s.cfg.Now().UTC()}
+	if signed != nil {
+		end.End, end.DER = IssuanceSigned, signed.Raw
+	}
+	if eerr := s.cfg.Store.EndIssuance(ctx, end); eerr != nil {
+		// The attempt stays open until IssuanceLease passes; then an
+		// approval takes it over.
+		s.cfg.Log.ErrorContext(ctx, "issuance attempt outcome not recorded", "enrolment", r.ID, "attempt", next.Attempt, "err", eerr)
+	}
+	return nil, err
+}
+
+// validity is the validity of a certificate issued at now: the profile's,
+// never beyond the subject's licence nor the issuer's certificate.
+func (s *Service) validity(sub *registry.Subject, p *profile.Profile, now time.Time) (notBefore, notAfter time.Time) {
+	notAfter = now.Add(p.Validity)
+	if sub.LicenceValidUntil.Before(notAfter) {
+		notAfter = sub.LicenceValidUntil
+	}
+	if ia := s.cfg.Issuer.Intermediate().NotAfter; ia.Before(notAfter) {
+		notAfter = ia
+	}
+	return now.Add(-Backdate), notAfter
+}
+
+// recordSigned records a certificate that an earlier attempt signed but
+// could not record. It exists already: recording it signs nothing, and
+// makes it visible and revocable.
+func (s *Service) recordSigned(ctx context.Context, actor string, a *Issuance) (*Certificate, error) {
+	const action = "certificate.issue"
+	object := "certificate:" + SerialHex(a.Serial)
+	rec, err := s.cfg.Store.SignedUnrecorded(ctx, a.Serial)
+	if err == nil {
+		err = s.cfg.Store.StoreCertificate(ctx, rec)
+	}
+	if err != nil {
+		if _, dup := store.IsDuplicate(err); dup || errors.Is(err, store.ErrNotFound) {
+			err = errs.New(errs.NotPending, "another officer recorded this enrolment's certificate at the same time")
+		} else {
+			err = errs.Wrap(errs.Unavailable, err, "recording the certificate signed in attempt %d", a.Attempt)
+		}
+		return nil, s.refuse(ctx, actor, action, object, err, map[string]string{"enrolment": a.EnrolmentID})
+	}
+	detail := map[string]string{"enrolment": a.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": rec.Fingerprint,
+		"not_after": rec.NotAfter.Format(time.RFC3339)}
+	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Notify.Issued(ctx, rec); err != nil {
+		s.cfg.Log.WarnContext(ctx, "issued certificate not yet published to OCSP", "object", object, "err", err)
+	}
+	return rec, nil
 }
 
 // eligible is the policy re-checked immediately before signing.
@@ -309,38 +434,37 @@ func (s *Service) Bootstrap(ctx context.Context, actor string, sub *registry.Sub
 	if _, err := keycheck.Check(csr.PublicKey); err != nil {
 		return nil, err
 	}
-	return s.issue(ctx, actor, sub, p, csr, "")
-}
-
-// issue signs and records a certificate, with an audit record immediately
-// before the issuing key signs and another after.
-func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string) (*Certificate, error) {
-	const action = "certificate.issue"
 	serial, err := ceremony.Serial()
 	if err != nil {
 		return nil, err
 	}
-	object := "certificate:" + SerialHex(serial)
+	a := &Issuance{Serial: serial}
+	a.NotBefore, a.NotAfter = s.validity(sub, p, s.cfg.Now().UTC())
+	c, _, err := s.issue(ctx, actor, sub, p, csr, "", a)
+	return c, err
+}
+
+// issue signs and records a certificate with a's serial and validity, with
+// an audit record immediately before the issuing key signs and another
+// after. With an error, rec is the certificate if it was recorded (the
+// audit record after failed), and signed the certificate if it was signed
+// but could not be recorded: it exists, is logged, and must be recorded
+// later (see recordSigned).
+func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string, a *Issuance) (rec *Certificate, signed *x509.Certificate, err error) {
+	const action = "certificate.issue"
+	object := "certificate:" + SerialHex(a.Serial)
 	detail := map[string]string{"profile": p.Name, "subject": sub.ID}
 	if enrolmentID != "" {
 		detail["enrolment"] = enrolmentID
-	}
-	now := s.cfg.Now().UTC()
-	notAfter := now.Add(p.Validity)
-	// A certificate never outlives the licence it attests, nor its issuer.
-	if sub.LicenceValidUntil.Before(notAfter) {
-		notAfter = sub.LicenceValidUntil
-	}
-	if ia := s.cfg.Issuer.Intermediate().NotAfter; ia.Before(notAfter) {
-		notAfter = ia
+		detail["attempt"] = fmt.Sprint(a.Attempt)
 	}
 	data, err := CertificateData(sub, s.cfg.Arc, s.cfg.URLs)
 	if err != nil {
-		return nil, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Internal, err, "building certificate data"), detail)
+		return nil, nil, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Internal, err, "building certificate data"), detail)
 	}
 	req := ca.Request{
-		CSR: csr, Template: p.Template, Data: data.TemplateData(), Serial: serial,
-		NotBefore: now.Add(-Backdate), NotAfter: notAfter,
+		CSR: csr, Template: p.Template, Data: data.TemplateData(), Serial: a.Serial,
+		NotBefore: a.NotBefore, NotAfter: a.NotAfter,
 	}
 	cert, err := s.cfg.Issuer.Issue(ctx, req, func(tbs []byte) error {
 		h := sha256.Sum256(tbs)
@@ -355,30 +479,28 @@ func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject
 			s.cfg.Log.ErrorContext(ctx, "issuance failed", "object", object, "err", err)
 			err = errs.Wrap(errs.Unavailable, err, "the issuing key could not sign; try again")
 		}
-		return nil, s.refuse(ctx, actor, action, object, err, detail)
+		return nil, nil, s.refuse(ctx, actor, action, object, err, detail)
 	}
-	rec := NewCertificateRecord(cert, sub.ID, p.Name, enrolmentID, actor, now)
+	rec = NewCertificateRecord(cert, sub.ID, p.Name, enrolmentID, actor, s.cfg.Now().UTC())
 	if err := s.cfg.Store.StoreCertificate(ctx, rec); err != nil {
-		// Signed but not recorded: the certificate is withheld and the
-		// intent record names its serial.
-		s.cfg.Log.ErrorContext(ctx, "certificate signed but not stored; withheld", "object", object, "err", err)
-		code := errs.Unavailable
-		if f, dup := store.IsDuplicate(err); dup && (f == "enrolment_id" || f == "spki_sha256") {
-			code = errs.NotPending
-		}
-		return nil, s.refuse(ctx, actor, action, object, errs.Wrap(code, err, "the certificate could not be recorded and is withheld"), detail)
+		// Signed but not recorded. The certificate is public, so the log
+		// keeps it whole: should the store lose it too, it can be recorded
+		// from here.
+		s.cfg.Log.ErrorContext(ctx, "certificate signed but not recorded; approving the enrolment again records it", "object", object,
+			"enrolment", enrolmentID, "certificate_der_base64", base64.StdEncoding.EncodeToString(cert.Raw), "err", err)
+		return nil, cert, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Unavailable, err, "the certificate was signed but could not be recorded; approve again to record it"), detail)
 	}
 	detail["fingerprint_sha256"] = rec.Fingerprint
 	detail["not_after"] = rec.NotAfter.Format(time.RFC3339)
 	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
-		return nil, err
+		return rec, nil, err
 	}
 	// The certificate exists; if OCSP cannot sign for it now, the
 	// responder's periodic sync will.
 	if err := s.cfg.Notify.Issued(ctx, rec); err != nil {
 		s.cfg.Log.WarnContext(ctx, "issued certificate not yet published to OCSP", "object", object, "err", err)
 	}
-	return rec, nil
+	return rec, nil, nil
 }
 
 // CertificateData formats a registry subject for the profile templates.

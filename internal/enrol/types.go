@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"math/big"
 	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
 )
 
 // Status of an enrolment, derived from its records.
@@ -105,6 +107,49 @@ func NewCertificateRecord(cert *x509.Certificate, subjectID, profile, enrolmentI
 func SPKIHash(spki []byte) string {
 	h := sha256.Sum256(spki)
 	return hex.EncodeToString(h[:])
+}
+
+// Issuance is one attempt to sign an enrolment's certificate, reserved
+// (committed to the store) before the issuing key signs. Only the officer
+// who reserved an attempt signs in it.
+type Issuance struct {
+	EnrolmentID string
+	// Attempt counts from 1; every attempt of an enrolment has the first
+	// one's Serial.
+	Attempt   int
+	Serial    *big.Int
+	NotBefore time.Time
+	NotAfter  time.Time
+	ClaimedBy string
+	ClaimedAt time.Time
+	// Outcome is how the attempt ended, if it ended without a recorded
+	// certificate; nil while it runs, after it was abandoned, or when it
+	// succeeded (then the enrolment has its certificate).
+	Outcome *IssuanceOutcome
+}
+
+// IssuanceEnd is how an issuance attempt ended without a recorded
+// certificate.
+type IssuanceEnd string
+
+// Ends of an attempt.
+const (
+	// IssuanceFailed: nothing was signed (lint, the intent record or the
+	// issuing key refused); the enrolment may be approved again at once.
+	IssuanceFailed IssuanceEnd = "failed"
+	// IssuanceSigned: the issuing key signed but the certificate could not
+	// be recorded; DER holds it until an approval or a revocation records it.
+	IssuanceSigned IssuanceEnd = "signed"
+)
+
+// IssuanceOutcome records how an attempt ended.
+type IssuanceOutcome struct {
+	EnrolmentID string
+	Attempt     int
+	End         IssuanceEnd
+	DER         []byte    // IssuanceSigned only
+	Code        errs.Code // why an attempt failed
+	At          time.Time
 }
 
 // ServiceCredential is a certificate trustd holds for its own use (the OCSP

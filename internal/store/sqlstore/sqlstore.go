@@ -70,6 +70,9 @@ var pgConstraintField = map[string]string{
 	"status_change_decisions_pkey":       "change_id",
 	"crls_pkey":                          "number",
 	"service_credentials_pkey":           "serial",
+	"issuance_attempts_pkey":             "attempt",
+	"issuance_attempts_serial_uq":        "serial",
+	"issuance_outcomes_pkey":             "attempt",
 }
 
 func pgDuplicate(err error) (string, bool) {

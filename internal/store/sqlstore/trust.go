@@ -319,6 +319,11 @@ func (t *Trust) RecordDecision(ctx context.Context, d enrol.Decision) error {
 // key is claimed here, in the same transaction.
 func (t *Trust) StoreCertificate(ctx context.Context, c *enrol.Certificate) error {
 	return t.tx(ctx, func(tx *sql.Tx) error {
+		if c.EnrolmentID != "" {
+			if err := t.lockIssuance(ctx, tx, c.EnrolmentID); err != nil {
+				return err
+			}
+		}
 		if c.EnrolmentID == "" {
 			if _, err := t.exec(ctx, tx, `INSERT INTO public_keys (spki_sha256, first_seen_at, source) VALUES ($1, $2, $3)`,
 				c.SPKIHash, c.IssuedAt.UTC(), "certificate:"+c.SerialHex()); err != nil {

@@ -47,6 +47,18 @@ type Trust interface {
 	// StoreCertificate records an issued certificate. A certificate made
 	// without enrolment (at init) also claims its public key.
 	StoreCertificate(ctx context.Context, c *enrol.Certificate) error
+
+	// LatestIssuance returns an enrolment's latest issuance attempt, with
+	// its outcome if it has one; ErrNotFound before the first.
+	LatestIssuance(ctx context.Context, enrolmentID string) (*enrol.Issuance, error)
+	// ReserveIssuance commits an attempt: an attempt number taken gives a
+	// DuplicateError for attempt, an enrolment with a certificate (recorded
+	// or signed and awaiting its record) ErrConflict.
+	ReserveIssuance(ctx context.Context, a *enrol.Issuance) error
+	EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error
+	// SignedUnrecorded builds the record of a certificate signed in an
+	// attempt that ended IssuanceSigned and not recorded since.
+	SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
@@ -92,6 +104,8 @@ func Run(t *testing.T, b Backend) {
 	t.Run("subjects", func(t *testing.T) { testSubjects(t, b) })
 	t.Run("enrolment and decisions", func(t *testing.T) { testEnrolments(t, b) })
 	t.Run("certificates", func(t *testing.T) { testCertificates(t, b) })
+	t.Run("issuance attempts", func(t *testing.T) { testIssuance(t, b) })
+	t.Run("one issuance attempt under concurrency", func(t *testing.T) { testConcurrentIssuance(t, b) })
 	t.Run("audit", func(t *testing.T) { testAudit(t, b) })
 	t.Run("append-only tables", func(t *testing.T) { testAppendOnly(t, b) })
 	t.Run("one decision under concurrency", func(t *testing.T) { testConcurrentDecisions(t, b) })
@@ -389,6 +403,96 @@ func testCertificates(t *testing.T, b Backend) {
 	})
 }
 
+func attempt(enrolmentID string, n int, serial *big.Int) *enrol.Issuance {
+	return &enrol.Issuance{EnrolmentID: enrolmentID, Attempt: n, Serial: serial, NotBefore: now, NotAfter: now.AddDate(1, 0, 0),
+		ClaimedBy: "officer-b", ClaimedAt: now.Add(time.Duration(n) * time.Minute)}
+}
+
+func testIssuance(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-3101", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LatestIssuance(ctx, e.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before any attempt: %v", err)
+	}
+	c := certificate(p.ID, e.ID)
+	c.SPKIHash = e.SPKIHash
+	a1 := attempt(e.ID, 1, c.Serial)
+	if err := s.ReserveIssuance(ctx, a1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LatestIssuance(ctx, e.ID)
+	if err != nil || got.Attempt != 1 || got.Serial.Cmp(c.Serial) != 0 || got.Outcome != nil || !got.ClaimedAt.Equal(a1.ClaimedAt) || !got.NotAfter.Equal(a1.NotAfter) {
+		t.Fatalf("attempt 1 read back as %+v, %v", got, err)
+	}
+	// Two officers starting the first attempt at once draw their own serials.
+	mustDuplicate(t, s.ReserveIssuance(ctx, attempt(e.ID, 1, certificate(p.ID, e.ID).Serial)), "attempt")
+	t.Run("a serial belongs to one enrolment", func(t *testing.T) {
+		other := newEnrolment(p.ID)
+		if err := s.CreateEnrolment(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		mustDuplicate(t, s.ReserveIssuance(ctx, attempt(other.ID, 1, c.Serial)), "serial")
+	})
+	if err := s.EndIssuance(ctx, enrol.IssuanceOutcome{EnrolmentID: e.ID, Attempt: 1, End: enrol.IssuanceFailed, Code: "unavailable", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	mustDuplicate(t, s.EndIssuance(ctx, enrol.IssuanceOutcome{EnrolmentID: e.ID, Attempt: 1, End: enrol.IssuanceSigned, DER: c.DER, At: now}), "attempt")
+	if got, _ := s.LatestIssuance(ctx, e.ID); got.Outcome == nil || got.Outcome.End != enrol.IssuanceFailed || got.Outcome.Code != "unavailable" {
+		t.Fatalf("failed attempt read back as %+v", got)
+	}
+	if err := s.ReserveIssuance(ctx, attempt(e.ID, 2, c.Serial)); err != nil {
+		t.Fatalf("attempt 2 after a failure: %v", err)
+	}
+	if _, err := s.SignedUnrecorded(ctx, c.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("nothing signed yet: %v", err)
+	}
+	if err := s.StoreCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReserveIssuance(ctx, attempt(e.ID, 3, c.Serial)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("an attempt after the certificate was recorded: %v", err)
+	}
+}
+
+func testConcurrentIssuance(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-3201", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	var wins, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.ReserveIssuance(ctx, attempt(e.ID, 1, certificate(p.ID, e.ID).Serial))
+			if err == nil {
+				wins.Add(1)
+			} else if _, ok := store.IsDuplicate(err); ok {
+				refused.Add(1)
+			} else {
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 || refused.Load() != 15 {
+		t.Fatalf("%d reservations of one attempt, %d refused; want 1 and 15", wins.Load(), refused.Load())
+	}
+}
+
 func testAudit(t *testing.T, b Backend) {
 	s := b.Open(t)
 	var last int64
@@ -459,6 +563,16 @@ func testAppendOnly(t *testing.T, b Backend) {
 	if err := s.AddServiceCredential(ctx, enrol.ServiceCredential{Serial: c.Serial, Purpose: "ocsp", KeyURI: "k", NotAfter: now}, now); err != nil {
 		t.Fatal(err)
 	}
+	e2 := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReserveIssuance(ctx, attempt(e2.ID, 1, certificate(p.ID, "").Serial)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndIssuance(ctx, enrol.IssuanceOutcome{EnrolmentID: e2.ID, Attempt: 1, End: enrol.IssuanceFailed, At: now}); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ name, update, del string }{
 		{"enrolments", "UPDATE enrolments SET requested_by = 'mallory'", "DELETE FROM enrolments"},
 		{"decisions", "UPDATE decisions SET decided_by = 'mallory'", "DELETE FROM decisions"},
@@ -471,6 +585,8 @@ func testAppendOnly(t *testing.T, b Backend) {
 		{"status_change_decisions", "UPDATE status_change_decisions SET decided_by = 'mallory'", "DELETE FROM status_change_decisions"},
 		{"crls", "UPDATE crls SET entries = 0", "DELETE FROM crls"},
 		{"service_credentials", "UPDATE service_credentials SET key_uri = 'x'", "DELETE FROM service_credentials"},
+		{"issuance_attempts", "UPDATE issuance_attempts SET claimed_by = 'mallory'", "DELETE FROM issuance_attempts"},
+		{"issuance_outcomes", "UPDATE issuance_outcomes SET outcome = 'failed'", "DELETE FROM issuance_outcomes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := b.Exec(t, s, tc.update); err == nil {
