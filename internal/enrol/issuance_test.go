@@ -99,7 +99,7 @@ func TestParallelApprovalsSignOnce(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				_, err := h.svc.Approve(ctx, h.bob, r.ID)
+				_, err := h.svc.Approve(ctx, h.bob, r.ID, "")
 				switch {
 				case err == nil:
 					ok.Add(1)
@@ -152,7 +152,7 @@ func TestSignedButNotRecorded(t *testing.T) {
 			}
 			before := signer.n.Load()
 			lossy.fail.Store(1)
-			_, err = svc.Approve(ctx, h.bob, r.ID)
+			_, err = svc.Approve(ctx, h.bob, r.ID, "")
 			wantCode(t, err, errs.Unavailable)
 			a, err := db.LatestIssuance(ctx, r.ID)
 			if err != nil || a.Outcome == nil || a.Outcome.End != enrol.IssuanceSigned || len(a.Outcome.DER) == 0 || signer.n.Load() != before+1 {
@@ -163,14 +163,14 @@ func TestSignedButNotRecorded(t *testing.T) {
 		t.Run("approving again records it without signing again", func(t *testing.T) {
 			r, a := signedOnce(t)
 			before := signer.n.Load()
-			c, err := svc.Approve(ctx, h.carol, r.ID)
+			c, err := svc.Approve(ctx, h.carol, r.ID, "")
 			if err != nil {
 				t.Fatal(err)
 			}
 			if c.Serial.Cmp(a.Serial) != 0 || string(c.DER) != string(a.Outcome.DER) || signer.n.Load() != before {
 				t.Fatalf("recorded serial %s (signed %s), %d more signatures", c.SerialHex(), enrol.SerialHex(a.Serial), signer.n.Load()-before)
 			}
-			_, err = svc.Approve(ctx, h.carol, r.ID)
+			_, err = svc.Approve(ctx, h.carol, r.ID, "")
 			wantCode(t, err, errs.NotPending)
 		})
 		t.Run("revoking it by serial records and revokes it", func(t *testing.T) {
@@ -188,7 +188,7 @@ func TestSignedButNotRecorded(t *testing.T) {
 				t.Fatalf("enrolment after the revocation: %+v", got)
 			}
 			before := signer.n.Load()
-			_, err = svc.Approve(ctx, h.carol, r.ID)
+			_, err = svc.Approve(ctx, h.carol, r.ID, "")
 			wantCode(t, err, errs.NotPending)
 			if signer.n.Load() != before {
 				t.Fatal("signed again after the certificate was recorded")
@@ -218,13 +218,13 @@ func TestAbandonedIssuanceIsTakenOverAfterTheLease(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := signer.n.Load()
-		_, err = h.svc.Approve(ctx, h.carol, r.ID)
+		_, err = h.svc.Approve(ctx, h.carol, r.ID, "")
 		wantCode(t, err, errs.NotPending)
 		if signer.n.Load() != before {
 			t.Fatal("signed while another attempt held the lease")
 		}
 		h.clock.Set(now.Add(enrol.IssuanceLease + time.Second))
-		c, err := h.svc.Approve(ctx, h.carol, r.ID)
+		c, err := h.svc.Approve(ctx, h.carol, r.ID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,13 +244,13 @@ func TestFailedIssuanceKeepsTheSerial(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = svc.Approve(ctx, h.bob, r.ID)
+		_, err = svc.Approve(ctx, h.bob, r.ID, "")
 		wantCode(t, err, errs.Unavailable)
 		failed, err := db.LatestIssuance(ctx, r.ID)
 		if err != nil || failed.Outcome == nil || failed.Outcome.End != enrol.IssuanceFailed || failed.Outcome.Code != errs.Unavailable {
 			t.Fatalf("after the HSM failed: %+v %v", failed, err)
 		}
-		c, err := svc.Approve(ctx, h.bob, r.ID)
+		c, err := svc.Approve(ctx, h.bob, r.ID, "")
 		if err != nil {
 			t.Fatalf("retry at once: %v", err)
 		}

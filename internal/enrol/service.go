@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,10 @@ type Store interface {
 	// SignedUnrecorded returns a certificate signed but not recorded, built
 	// from the DER its attempt kept (store.ErrNotFound: none).
 	SignedUnrecorded(ctx context.Context, serial *big.Int) (*Certificate, error)
+
+	ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*Request, error)
+	// GoodCertificates is for checking that a requester is still an officer.
+	GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error)
 }
 
 // Issuer signs certificates (package ca).
@@ -66,17 +71,24 @@ type NoNotify struct{}
 // Issued does nothing.
 func (NoNotify) Issued(context.Context, *Certificate) error { return nil }
 
-// Config wires a Service. Every field is required.
+// DefaultRequestLifetime is how long a request waits for its second
+// officer unless configured otherwise.
+const DefaultRequestLifetime = 7 * 24 * time.Hour
+
+// Config wires a Service. Every field is required but RequestLifetime.
 type Config struct {
-	Notify   Notifier
-	Store    Store
-	Issuer   Issuer
-	Profiles *profile.Set
-	Arc      pki.Arc
-	URLs     profile.URLs
-	Audit    audit.Recorder
-	Log      *slog.Logger
-	Now      func() time.Time
+	// RequestLifetime is how long a request may wait for its second
+	// officer [DefaultRequestLifetime].
+	RequestLifetime time.Duration
+	Notify          Notifier
+	Store           Store
+	Issuer          Issuer
+	Profiles        *profile.Set
+	Arc             pki.Arc
+	URLs            profile.URLs
+	Audit           audit.Recorder
+	Log             *slog.Logger
+	Now             func() time.Time
 }
 
 // Service runs enrolment.
@@ -88,6 +100,12 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Issuer == nil || cfg.Profiles == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil || cfg.Notify == nil {
 		return nil, errors.New("enrol: incomplete configuration")
+	}
+	if cfg.RequestLifetime < 0 {
+		return nil, errors.New("enrol: negative request lifetime")
+	}
+	if cfg.RequestLifetime == 0 {
+		cfg.RequestLifetime = DefaultRequestLifetime
 	}
 	return &Service{cfg: cfg}, nil
 }
@@ -188,8 +206,12 @@ func (s *Service) request(ctx context.Context, officer string, in RequestInput) 
 	r := &Request{
 		ID: newID("enr_"), SubjectID: sub.ID, Profile: p.Name, CSR: csr.Raw, KeyType: kt,
 		SPKIHash: SPKIHash(csr.RawSubjectPublicKeyInfo), RequestedBy: officer, RequestedAt: s.cfg.Now().UTC(),
-		Status: Pending,
+		SubjectVersion: sub.Version, Status: Pending,
 	}
+	if r.Review, r.ReviewDigest, err = NewReview(sub, p.Name, kt, r.SPKIHash).Encode(); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "describing the certificate")
+	}
+	r.ExpiresAt = r.RequestedAt.Add(s.cfg.RequestLifetime)
 	if err := s.cfg.Store.CreateEnrolment(ctx, r); err != nil {
 		if f, ok := store.IsDuplicate(err); ok && f == "spki_sha256" {
 			return nil, errs.New(errs.KeyReused, "this public key was already enrolled; generate a new key on the token")
@@ -207,22 +229,67 @@ func (s *Service) enrolment(ctx context.Context, id string) (*Request, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "reading the enrolment")
 	}
+	s.stateAt(r, s.cfg.Now())
 	return r, nil
 }
 
+// openSince is the earliest request time of a request still open at now:
+// one entered exactly RequestLifetime ago may still be approved.
+func (s *Service) openSince(now time.Time) time.Time { return now.Add(-s.cfg.RequestLifetime) }
+
+// stateAt turns a pending request past its lifetime into an expired one
+// and fills in ExpiresAt for both.
+func (s *Service) stateAt(r *Request, now time.Time) {
+	if r.Status != Pending {
+		return
+	}
+	r.ExpiresAt = r.RequestedAt.Add(s.cfg.RequestLifetime)
+	if r.RequestedAt.Before(s.openSince(now)) {
+		r.Status = Expired
+	}
+}
+
+// Enrolment reads a request and where it stands now.
+func (s *Service) Enrolment(ctx context.Context, id string) (*Request, error) {
+	return s.enrolment(ctx, id)
+}
+
+// Enrolments lists requests, newest first, each as it stands now: pending
+// lists only those an officer may still approve.
+func (s *Service) Enrolments(ctx context.Context, f store.EnrolmentFilter) ([]*Request, error) {
+	if f.Status != "" && !slices.Contains(Statuses, Status(f.Status)) {
+		return nil, errs.FieldError(errs.Invalid, "status", "must be one of %v", Statuses)
+	}
+	now := s.cfg.Now()
+	f.OpenSince = s.openSince(now)
+	list, err := s.cfg.Store.ListEnrolments(ctx, f)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading enrolments")
+	}
+	for _, r := range list {
+		s.stateAt(r, now)
+	}
+	return list, nil
+}
+
 // Approve is the second officer's approval. The approver MUST NOT be the
-// officer who entered the request. The registry is checked again (a licence
-// may have lapsed since the request), the decision is recorded, and the
-// certificate is issued. If issuance fails after the approval was recorded,
-// Approve may be called again (by any officer but the requester) to retry.
-func (s *Service) Approve(ctx context.Context, officer, enrolmentID string) (*Certificate, error) {
+// officer who entered the request, and approves exactly what the request
+// was entered against: once the subject changes the request is stale and
+// can never be approved. reviewed, if not empty, is the ReviewDigest the
+// approver was shown; any other refuses. The request must still be within
+// its lifetime, its requester still an active officer, and the registry
+// must still allow issuance (a licence may have lapsed since). Then the
+// decision is recorded and the certificate issued. If issuance fails after
+// the approval was recorded, Approve may be called again (by any officer
+// but the requester) to retry.
+func (s *Service) Approve(ctx context.Context, officer, enrolmentID, reviewed string) (*Certificate, error) {
 	const action = "enrolment.approve"
 	object := "enrolment:" + enrolmentID
 	r, err := s.enrolment(ctx, enrolmentID)
 	if err != nil {
 		return nil, s.refuse(ctx, officer, action, object, err, nil)
 	}
-	detail := map[string]string{"profile": r.Profile, "subject": r.SubjectID}
+	detail := map[string]string{"profile": r.Profile, "subject": r.SubjectID, "review_digest": r.ReviewDigest}
 	if r.RequestedBy == officer {
 		return nil, s.refuse(ctx, officer, action, object,
 			errs.New(errs.DualControl, "the officer who entered an enrolment cannot approve it; a second officer must"), detail)
@@ -233,12 +300,25 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID string) (*Ce
 	case Rejected:
 		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending, "enrolment was rejected by %s", r.Decision.By), detail)
 	}
+	if r.Decision != nil {
+		// A certificate signed on an earlier approval and not recorded
+		// exists whatever has changed since: record it.
+		if a, err := s.cfg.Store.LatestIssuance(ctx, r.ID); err == nil && a.Outcome != nil && a.Outcome.End == IssuanceSigned {
+			return s.recordSigned(ctx, officer, a)
+		}
+	}
+	if err := s.approvable(ctx, r, reviewed); err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
 	p, err := s.cfg.Profiles.Get(r.Profile)
 	if err != nil {
 		return nil, s.refuse(ctx, officer, action, object, err, detail)
 	}
 	sub, err := s.subject(ctx, r.SubjectID)
 	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
+	if err := s.sameAsReviewed(r, sub); err != nil {
 		return nil, s.refuse(ctx, officer, action, object, err, detail)
 	}
 	if err := s.eligible(sub, p); err != nil {
@@ -373,6 +453,45 @@ func (s *Service) recordSigned(ctx context.Context, actor string, a *Issuance) (
 		s.cfg.Log.WarnContext(ctx, "issued certificate not yet published to OCSP", "object", object, "err", err)
 	}
 	return rec, nil
+}
+
+// approvable refuses a request that can no longer be approved: stale,
+// expired, not what the approver reviewed, or entered by an officer who
+// has left.
+func (s *Service) approvable(ctx context.Context, r *Request, reviewed string) error {
+	switch r.Status {
+	case Stale:
+		return errs.New(errs.EnrolmentStale, "the subject changed since the request was entered (version %d); enter a new request", r.SubjectVersion)
+	case Expired:
+		return errs.New(errs.EnrolmentExpired, "the request expired at %s, undecided for %s; enter a new request",
+			r.ExpiresAt.Format(time.RFC3339), s.cfg.RequestLifetime)
+	}
+	if reviewed != "" && reviewed != r.ReviewDigest {
+		return errs.FieldError(errs.ReviewMismatch, "reviewed", "the enrolment certifies review %s, not %s; show it again", r.ReviewDigest, reviewed)
+	}
+	if err := registry.ActiveOfficer(ctx, s.cfg.Store, r.RequestedBy, s.cfg.Now()); err != nil {
+		var e *errs.Error
+		if errors.As(err, &e) && e.Code == errs.NotAnOfficer {
+			return errs.New(errs.RequesterNotActive, "%s, who entered the request, is no longer an active officer (%s); enter a new request", r.RequestedBy, e.Detail)
+		}
+		return err
+	}
+	return nil
+}
+
+// sameAsReviewed checks the subject is still what the request was entered
+// against: the certificate is made from sub, so it must describe exactly
+// the review.
+func (s *Service) sameAsReviewed(r *Request, sub *registry.Subject) error {
+	raw, _, err := NewReview(sub, r.Profile, r.KeyType, r.SPKIHash).Encode()
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "describing the certificate")
+	}
+	if sub.Version != r.SubjectVersion || string(raw) != string(r.Review) {
+		return errs.New(errs.EnrolmentStale, "the subject changed since the request was entered (version %d, now %d); enter a new request",
+			r.SubjectVersion, sub.Version)
+	}
+	return nil
 }
 
 // eligible is the policy re-checked immediately before signing.

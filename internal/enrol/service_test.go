@@ -153,7 +153,7 @@ func TestDualControlIssuance(t *testing.T) {
 	}
 
 	t.Run("the requester cannot approve", func(t *testing.T) {
-		_, err := h.svc.Approve(ctx, h.alice, r.ID)
+		_, err := h.svc.Approve(ctx, h.alice, r.ID, "")
 		wantCode(t, err, errs.DualControl)
 		got, _ := h.db.GetEnrolment(ctx, r.ID)
 		if got.Status != enrol.Pending {
@@ -161,7 +161,7 @@ func TestDualControlIssuance(t *testing.T) {
 		}
 	})
 
-	cert, err := h.svc.Approve(ctx, h.bob, r.ID)
+	cert, err := h.svc.Approve(ctx, h.bob, r.ID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestDualControlIssuance(t *testing.T) {
 	}
 
 	t.Run("approving again is refused", func(t *testing.T) {
-		_, err := h.svc.Approve(ctx, h.carol, r.ID)
+		_, err := h.svc.Approve(ctx, h.carol, r.ID, "")
 		wantCode(t, err, errs.NotPending)
 	})
 
@@ -292,10 +292,11 @@ func TestLicenceChecks(t *testing.T) {
 		if err := h.db.UpdateSubject(ctx, &sus, h.carol); err != nil {
 			t.Fatal(err)
 		}
-		_, err = h.svc.Approve(ctx, h.bob, r.ID)
-		wantCode(t, err, errs.LicenceSuspended)
-		if got, _ := h.db.GetEnrolment(ctx, r.ID); got.Status != enrol.Pending {
-			t.Fatalf("enrolment is %s after a refused approval", got.Status)
+		// Any change to the subject ends the request: a suspension too.
+		_, err = h.svc.Approve(ctx, h.bob, r.ID, "")
+		wantCode(t, err, errs.EnrolmentStale)
+		if got, _ := h.db.GetEnrolment(ctx, r.ID); got.Status != enrol.Stale || got.Decision != nil {
+			t.Fatalf("enrolment is %s (%+v) after a refused approval", got.Status, got.Decision)
 		}
 	})
 	t.Run("licence expires between request and approval", func(t *testing.T) {
@@ -306,14 +307,14 @@ func TestLicenceChecks(t *testing.T) {
 		}
 		h.clock.Set(now.Add(2 * time.Hour))
 		defer h.clock.Set(now)
-		_, err = h.svc.Approve(ctx, h.bob, r.ID)
+		_, err = h.svc.Approve(ctx, h.bob, r.ID, "")
 		wantCode(t, err, errs.LicenceExpired)
 	})
 	t.Run("certificate never outlives the licence", func(t *testing.T) {
 		until := now.Add(30 * 24 * time.Hour)
 		sub := h.subject(t, pki.RolePractitioner, func(s *registry.Subject) { s.LicenceValidUntil = until })
 		r, _ := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
-		c, err := h.svc.Approve(ctx, h.bob, r.ID)
+		c, err := h.svc.Approve(ctx, h.bob, r.ID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -332,7 +333,7 @@ func TestReject(t *testing.T) {
 	if _, err := h.svc.Reject(ctx, h.bob, r.ID, "identity documents did not match"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.svc.Approve(ctx, h.carol, r.ID)
+	_, err = h.svc.Approve(ctx, h.carol, r.ID, "")
 	wantCode(t, err, errs.NotPending)
 	_, err = h.svc.Reject(ctx, h.carol, r.ID, "again")
 	wantCode(t, err, errs.NotPending)
@@ -383,15 +384,15 @@ func TestIssuanceFailureCanBeRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = svc.Approve(ctx, h.bob, r.ID)
+	_, err = svc.Approve(ctx, h.bob, r.ID, "")
 	wantCode(t, err, errs.Unavailable)
 	got, _ := h.db.GetEnrolment(ctx, r.ID)
 	if got.Status != enrol.Approved {
 		t.Fatalf("after a failed signature the enrolment is %s, want approved (issuance pending)", got.Status)
 	}
-	_, err = svc.Approve(ctx, h.alice, r.ID)
+	_, err = svc.Approve(ctx, h.alice, r.ID, "")
 	wantCode(t, err, errs.DualControl)
-	c, err := svc.Approve(ctx, h.carol, r.ID)
+	c, err := svc.Approve(ctx, h.carol, r.ID, "")
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
@@ -411,7 +412,7 @@ func TestNoSignatureWithoutAnIntentRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Approve(ctx, h.bob, r.ID); err == nil {
+	if _, err := svc.Approve(ctx, h.bob, r.ID, ""); err == nil {
 		t.Fatal("issued although the intent could not be recorded")
 	}
 	certs, _ := h.db.ListCertificates(ctx, store.CertificateFilter{SubjectID: sub.ID})

@@ -40,9 +40,15 @@ const (
 	UnknownProfile  Code = "unknown-profile"          // no such certificate profile
 	ProfileMismatch Code = "profile-subject-mismatch" // the profile is not for this kind of subject
 	DualControl     Code = "dual-control-violation"   // the requesting officer tried to approve
-	NotPending      Code = "enrolment-not-pending"    // enrolment already decided
+	NotPending      Code = "enrolment-not-pending"    // enrolment already decided, or issued on another approval
 	LintFailed      Code = "lint-failed"              // the to-be-signed certificate failed linting
 	NotIssued       Code = "certificate-not-issued"   // the enrolment has no certificate (yet)
+
+	EnrolmentStale          Code = "enrolment-stale"            // the subject changed since the request was entered; enter a new request
+	EnrolmentExpired        Code = "enrolment-expired"          // the request waited longer than its lifetime for a second officer
+	ReviewMismatch          Code = "review-mismatch"            // the approval names a review digest other than the enrolment's
+	RequesterNotActive      Code = "requester-not-active"       // the officer who entered the request is no longer an active officer
+	SubjectChangeNotPending Code = "subject-change-not-pending" // the registry change was decided, expired, or overtaken by another change
 
 	AlreadyRevoked       Code = "already-revoked"           // the certificate is revoked; revocation is final
 	AlreadyOnHold        Code = "already-on-hold"           // the certificate is already suspended

@@ -45,7 +45,11 @@ type SubjectFilter struct {
 
 // EnrolmentFilter selects enrolments, newest first.
 type EnrolmentFilter struct {
-	Status    string // pending, approved, issued, rejected
+	// Status is pending, approved, issued, rejected, stale or expired.
+	// Requests entered before OpenSince are expired rather than pending
+	// (none are, when it is zero).
+	Status    string
+	OpenSince time.Time
 	SubjectID string
 	Limit     int
 }

@@ -1,6 +1,7 @@
 package trustapi
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/pem"
@@ -244,9 +245,9 @@ func (a *API) createEnrolment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getEnrolment(w http.ResponseWriter, r *http.Request) {
-	e, err := a.cfg.Store.GetEnrolment(r.Context(), r.PathValue("id"))
+	e, err := a.cfg.Enrol.Enrolment(r.Context(), r.PathValue("id"))
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "enrolment "+r.PathValue("id")))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, enrolmentView{Request: e, CSRPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: e.CSR}))})
@@ -259,12 +260,8 @@ func (a *API) listEnrolments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	list, err := a.cfg.Store.ListEnrolments(r.Context(), store.EnrolmentFilter{Status: q.Get("status"), SubjectID: q.Get("subject_id"), Limit: limit})
+	list, err := a.cfg.Enrol.Enrolments(r.Context(), store.EnrolmentFilter{Status: q.Get("status"), SubjectID: q.Get("subject_id"), Limit: limit})
 	if err != nil {
-		var e *errs.Error
-		if !errors.As(err, &e) {
-			err = errs.Wrap(errs.Unavailable, err, "reading enrolments")
-		}
 		a.fail(w, r, err)
 		return
 	}
@@ -274,8 +271,23 @@ func (a *API) listEnrolments(w http.ResponseWriter, r *http.Request) {
 	problem.JSON(w, http.StatusOK, map[string]any{"enrolments": list})
 }
 
+// approveInput is the optional body of an approval: the review digest the
+// approving officer was shown (GET …/enrolments/{id}, review_digest).
+type approveInput struct {
+	Reviewed string `json:"reviewed"`
+}
+
 func (a *API) approve(w http.ResponseWriter, r *http.Request) {
-	c, err := a.cfg.Enrol.Approve(r.Context(), officerFrom(r.Context()), r.PathValue("id"))
+	var in approveInput
+	body, err := problem.Body(r, problem.MaxBody)
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = problem.Unmarshal(body, &in)
+	}
+	if err != nil {
+		a.fail(w, r, a.record(r, "enrolment.approve", "enrolment:"+r.PathValue("id"), err, nil))
+		return
+	}
+	c, err := a.cfg.Enrol.Approve(r.Context(), officerFrom(r.Context()), r.PathValue("id"), strings.TrimSpace(in.Reviewed))
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -35,7 +35,6 @@ type Store interface {
 	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
 	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
 	GetEnrolment(ctx context.Context, id string) (*enrol.Request, error)
-	ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
 	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
@@ -67,8 +66,10 @@ type Status interface {
 // Enrolment is the dual-control workflow (enrol.Service).
 type Enrolment interface {
 	Request(ctx context.Context, officer string, in enrol.RequestInput) (*enrol.Request, error)
-	Approve(ctx context.Context, officer, enrolmentID string) (*enrol.Certificate, error)
+	Approve(ctx context.Context, officer, enrolmentID, reviewed string) (*enrol.Certificate, error)
 	Reject(ctx context.Context, officer, enrolmentID, reason string) (*enrol.Request, error)
+	Enrolment(ctx context.Context, id string) (*enrol.Request, error)
+	Enrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
 }
 
 // Config wires the API; every field is required.
@@ -209,11 +210,10 @@ func (a *API) officerID(ctx context.Context, leaf *x509.Certificate) (string, er
 	if err != nil {
 		return "", errs.Wrap(errs.Unavailable, err, "reading the officer's record")
 	}
-	if sub.Kind != pki.RoleOfficer {
-		return "", errs.New(errs.NotAnOfficer, "the certificate's subject is not an officer")
-	}
-	if err := sub.CanBeCertified(a.cfg.Now()); err != nil {
-		return "", errs.New(errs.NotAnOfficer, "the officer's registration is not active")
+	// The same test applies to the officer who entered a request when it
+	// is approved (registry.ActiveOfficer).
+	if err := sub.CheckOfficer(a.cfg.Now()); err != nil {
+		return "", err
 	}
 	st, err := a.cfg.Store.CertificateStatus(ctx, leaf.SerialNumber)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -47,6 +48,8 @@ type Config struct {
 	Log  LogConfig      `json:"log"`
 	// Status is how revocation status is published (OCSP, CRL, bundle).
 	Status StatusConfig `json:"status"`
+	// Enrolment tunes enrolment under dual control.
+	Enrolment EnrolmentConfig `json:"enrolment,omitzero"`
 
 	dir string
 }
@@ -114,6 +117,19 @@ type StatusConfig struct {
 	// RenewBefore is how long before expiry trustd replaces its own
 	// credentials [720h].
 	RenewBefore Duration `json:"renew_before,omitempty"`
+}
+
+// EnrolmentConfig tunes enrolment. Zero values mean the defaults in
+// brackets.
+type EnrolmentConfig struct {
+	// RequestLifetime is how long an enrolment request waits for its
+	// second officer; then it expires and leaves the pending list [168h].
+	RequestLifetime Duration `json:"request_lifetime,omitzero"`
+}
+
+// Lifetime is the request lifetime in force.
+func (e EnrolmentConfig) Lifetime() time.Duration {
+	return e.RequestLifetime.or(enrol.DefaultRequestLifetime)
 }
 
 // Duration is a time.Duration written as "4h" in JSON.
@@ -265,7 +281,8 @@ func (c *Config) Validate() error {
 		bad("status.crl_refresh must be shorter than status.crl_validity")
 	}
 	for field, d := range map[string]Duration{"status.ocsp_validity": c.Status.OCSPValidity, "status.crl_validity": c.Status.CRLValidity,
-		"status.crl_refresh": c.Status.CRLRefresh, "status.renew_before": c.Status.RenewBefore} {
+		"status.crl_refresh": c.Status.CRLRefresh, "status.renew_before": c.Status.RenewBefore,
+		"enrolment.request_lifetime": c.Enrolment.RequestLifetime} {
 		if d.Duration < 0 {
 			bad("%s: must not be negative", field)
 		}

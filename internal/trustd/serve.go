@@ -140,7 +140,8 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	}
 	rec := audit.NewLog(db, d.Log, d.Now)
 	urls := profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer}
-	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now}
+	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
+		RequestLifetime: cfg.Enrolment.Lifetime()}
 	// trustd's own credentials are issued without the OCSP hook (their
 	// responder is the thing being set up); the periodic sync covers them.
 	credSvc, err := enrol.New(enrolCfg)

@@ -256,6 +256,7 @@ func newEnrolment(subjectID string) *enrol.Request {
 	return &enrol.Request{
 		ID: id("enr_"), SubjectID: subjectID, Profile: "practitioner-signing", CSR: []byte{0x30, 0x00},
 		KeyType: "EC-P256", SPKIHash: hex.EncodeToString(spki), RequestedBy: "officer-a", RequestedAt: now,
+		SubjectVersion: 1, Review: []byte(`{"v":1,"name":"دکتر سارا احمدی"}`), ReviewDigest: hex.EncodeToString(spki),
 	}
 }
 
@@ -273,7 +274,8 @@ func testEnrolments(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != enrol.Pending || got.Decision != nil || got.SPKIHash != e.SPKIHash || !got.RequestedAt.Equal(now) {
+	if got.Status != enrol.Pending || got.Decision != nil || got.SPKIHash != e.SPKIHash || !got.RequestedAt.Equal(now) ||
+		got.SubjectVersion != 1 || string(got.Review) != string(e.Review) || got.ReviewDigest != e.ReviewDigest {
 		t.Fatalf("new enrolment read back as %+v", got)
 	}
 
@@ -328,6 +330,78 @@ func testEnrolments(t *testing.T, b Backend) {
 		bySubject, _ := s.ListEnrolments(ctx, store.EnrolmentFilter{SubjectID: p.ID})
 		if len(bySubject) != 2 {
 			t.Fatalf("by subject: %d", len(bySubject))
+		}
+	})
+	t.Run("stale once the subject changes, expired once too old", func(t *testing.T) {
+		q := Practitioner("MC-2003", NationalIDFor(t))
+		if err := s.CreateSubject(ctx, q, "officer-a"); err != nil {
+			t.Fatal(err)
+		}
+		old, fresh, approved := newEnrolment(q.ID), newEnrolment(q.ID), newEnrolment(q.ID)
+		old.RequestedAt, approved.RequestedAt = now.Add(-48*time.Hour), now.Add(-time.Minute)
+		for _, r := range []*enrol.Request{old, fresh, approved} {
+			if err := s.CreateEnrolment(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.RecordDecision(ctx, enrol.Decision{EnrolmentID: approved.ID, Approved: true, By: "officer-b", At: now}); err != nil {
+			t.Fatal(err)
+		}
+		list := func(status string, since time.Time) []string {
+			got, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: status, SubjectID: q.ID, OpenSince: since})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, r := range got {
+				ids = append(ids, r.ID)
+			}
+			return ids
+		}
+		since := now.Add(-24 * time.Hour)
+		for _, tc := range []struct {
+			status string
+			since  time.Time
+			want   []string
+		}{
+			{"pending", since, []string{fresh.ID}},
+			{"pending", time.Time{}, []string{fresh.ID, old.ID}},
+			{"expired", since, []string{old.ID}},
+			{"expired", time.Time{}, nil},
+			{"approved", since, []string{approved.ID}},
+			{"stale", since, nil},
+		} {
+			if got := list(tc.status, tc.since); !slices.Equal(got, tc.want) {
+				t.Errorf("%s since %s: %v, want %v", tc.status, tc.since, got, tc.want)
+			}
+		}
+		u := *q
+		u.Version, u.Name = 2, "دکتر سارا احمدی نژاد"
+		if err := s.UpdateSubject(ctx, &u, "officer-c"); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			status string
+			want   []string
+		}{
+			{"pending", nil}, {"expired", nil}, {"approved", nil}, {"stale", []string{fresh.ID, approved.ID, old.ID}},
+		} {
+			if got := list(tc.status, since); !slices.Equal(got, tc.want) {
+				t.Errorf("after the subject changed, %s: %v, want %v", tc.status, got, tc.want)
+			}
+		}
+		if got, _ := s.GetEnrolment(ctx, approved.ID); got.Status != enrol.Stale || got.Decision == nil {
+			t.Fatalf("approved, not issued, subject changed: %+v", got)
+		}
+	})
+	t.Run("a request entered before requests were bound is stale", func(t *testing.T) {
+		legacy := id("enr_")
+		if err := b.Exec(t, s, `INSERT INTO enrolments (id, subject_id, profile, csr, key_type, spki_sha256, requested_by, requested_at)
+			VALUES ($1, $2, 'practitioner-signing', $3, 'EC-P256', $4, 'officer-a', $5)`, legacy, p.ID, []byte{0x30, 0x00}, id("spki"), now); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.GetEnrolment(ctx, legacy); err != nil || got.Status != enrol.Stale || got.SubjectVersion != 0 || got.Review != nil {
+			t.Fatalf("legacy request: %+v %v", got, err)
 		}
 	})
 }
