@@ -56,7 +56,7 @@ const (
 	ReasonNotAllowed     Code = "reason-not-allowed"        // this revocation reason is not accepted here
 	BadRevocationRequest Code = "bad-revocation-request"    // a holder's signed request does not parse or verify
 	ChangeNotPending     Code = "status-change-not-pending" // the hold/release request was decided, expired, or overtaken by another change
-	ChangeAlreadyPending Code = "change-already-pending"    // a hold/release request for the certificate already awaits a second officer
+	ChangeAlreadyPending Code = "change-already-pending"    // a hold/release of the certificate, or a change of the registry entry, already awaits a second officer
 	CertificateRevoked   Code = "certificate-revoked"       // the certificate was revoked (or suspended) at the time that matters
 	RevocationUnknown    Code = "revocation-status-unknown" // no fresh evidence of status: refused, never assumed good
 	StaleTrustBundle     Code = "stale-trust-bundle"        // the offline trust bundle is older than allowed

@@ -76,3 +76,14 @@ type StatusChangeFilter struct {
 	RequestedSince time.Time
 	Limit          int
 }
+
+// SubjectChangeFilter selects registry changes awaiting (or given) a second
+// officer's decision, newest first.
+type SubjectChangeFilter struct {
+	SubjectID string
+	// Undecided keeps only changes without a decision, RequestedSince
+	// only those made at or after it: together, the changes still open.
+	Undecided      bool
+	RequestedSince time.Time
+	Limit          int
+}

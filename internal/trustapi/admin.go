@@ -2,12 +2,9 @@ package trustapi
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -82,12 +79,6 @@ func (in subjectInput) subject() (*registry.Subject, error) {
 	return s, nil
 }
 
-func newSubjectID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "sub_" + hex.EncodeToString(b)
-}
-
 // record audits an officer action; a failed write fails the request.
 func (a *API) record(r *http.Request, action, object string, err error, detail map[string]string) error {
 	e := audit.Event{Actor: officerFrom(r.Context()), Action: action, Object: object, Outcome: audit.OK, Detail: detail}
@@ -103,11 +94,13 @@ func (a *API) record(r *http.Request, action, object string, err error, detail m
 	return err
 }
 
-func duplicateSubject(err error) error {
-	if f, ok := store.IsDuplicate(err); ok {
-		return errs.FieldError(errs.SubjectExists, f, "a subject with this %s is already registered", strings.ReplaceAll(f, "_", " "))
+// decodeOptional reads a JSON body that may be absent.
+func decodeOptional(r *http.Request, v any) error {
+	body, err := problem.Body(r, problem.MaxBody)
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = problem.Unmarshal(body, v)
 	}
-	return errs.Wrap(errs.Unavailable, err, "writing the registry")
+	return err
 }
 
 func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
@@ -124,13 +117,7 @@ func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, a.record(r, "subject.create", "subject:new", err, map[string]string{"kind": in.Kind}))
 		return
 	}
-	now := a.cfg.Now().UTC()
-	s.ID, s.CreatedAt, s.UpdatedAt = newSubjectID(), now, now
-	if err := a.cfg.Store.CreateSubject(r.Context(), s, officerFrom(r.Context())); err != nil {
-		a.fail(w, r, a.record(r, "subject.create", "subject:new", duplicateSubject(err), map[string]string{"kind": in.Kind}))
-		return
-	}
-	if err := a.record(r, "subject.create", "subject:"+s.ID, nil, map[string]string{"kind": string(s.Kind)}); err != nil {
+	if s, err = a.cfg.Registry.Create(r.Context(), officerFrom(r.Context()), s); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -138,6 +125,9 @@ func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 	problem.JSON(w, http.StatusCreated, s)
 }
 
+// updateSubject applies an update that only restricts the licence (200,
+// the subject) and enters any other as a registry change for a second
+// officer (202, the change).
 func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	object := "subject:" + id
@@ -146,42 +136,87 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
 		return
 	}
+	// The kind cannot change: say so rather than report the fields the
+	// other kind would need.
 	cur, err := a.cfg.Store.GetSubject(r.Context(), id)
 	if err != nil {
 		a.fail(w, r, a.record(r, "subject.update", object, lookupErr(err, "subject "+id), nil))
 		return
 	}
-	var s *registry.Subject
-	switch {
-	case registry.Kind(in.Kind) != cur.Kind:
+	var next *registry.Subject
+	if registry.Kind(in.Kind) != cur.Kind {
 		err = errs.FieldError(errs.Invalid, "kind", "cannot change from %s", cur.Kind)
-	case in.Version == 0:
-		err = errs.FieldError(errs.Invalid, "version", "the version you edited is required")
-	default:
-		s, err = in.subject()
+	} else {
+		next, err = in.subject()
 	}
 	if err != nil {
 		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
 		return
 	}
-	s.ID, s.CreatedAt, s.UpdatedAt, s.Version = cur.ID, cur.CreatedAt, a.cfg.Now().UTC(), in.Version+1
-	if err := a.cfg.Store.UpdateSubject(r.Context(), s, officerFrom(r.Context())); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			err = errs.New(errs.Conflict, "the subject changed since version %d; read it again", in.Version)
-		} else {
-			err = duplicateSubject(err)
-		}
-		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
-		return
+	s, c, err := a.cfg.Registry.Update(r.Context(), officerFrom(r.Context()), id, next, in.Version)
+	switch {
+	case err != nil:
+		a.fail(w, r, err)
+	case c != nil:
+		w.Header().Set("Location", "/admin/v1/subject-changes/"+c.ID)
+		problem.JSON(w, http.StatusAccepted, c)
+	default:
+		problem.JSON(w, http.StatusOK, s)
 	}
-	_, last := s.LicenceDays()
-	detail := map[string]string{"version": strconv.Itoa(s.Version), "licence_status": string(s.LicenceStatus),
-		"licence_valid_until": last.Format(time.DateOnly)}
-	if err := a.record(r, "subject.update", object, nil, detail); err != nil {
+}
+
+func (a *API) listSubjectChanges(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	problem.JSON(w, http.StatusOK, s)
+	list, err := a.cfg.Registry.Changes(r.Context(), r.URL.Query().Get("pending") == "true", limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	for _, c := range list {
+		if c.Proposed.NationalID != "" {
+			c.Proposed.NationalID = nationalid.Mask(c.Proposed.NationalID)
+		}
+	}
+	if list == nil {
+		list = []*registry.Change{}
+	}
+	problem.JSON(w, http.StatusOK, map[string]any{"subject_changes": list})
+}
+
+func (a *API) getSubjectChange(w http.ResponseWriter, r *http.Request) {
+	c, err := a.cfg.Registry.Change(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, c)
+}
+
+// decideSubjectChange answers an approval with the subject as it now is,
+// a rejection with the change.
+func (a *API) decideSubjectChange(approve bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Comment string `json:"comment"`
+		}
+		if err := decodeOptional(r, &in); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		c, s, err := a.cfg.Registry.DecideChange(r.Context(), officerFrom(r.Context()), r.PathValue("id"), approve, in.Comment)
+		switch {
+		case err != nil:
+			a.fail(w, r, err)
+		case approve:
+			problem.JSON(w, http.StatusOK, s)
+		default:
+			problem.JSON(w, http.StatusOK, c)
+		}
+	}
 }
 
 func (a *API) getSubject(w http.ResponseWriter, r *http.Request) {
@@ -279,11 +314,7 @@ type approveInput struct {
 
 func (a *API) approve(w http.ResponseWriter, r *http.Request) {
 	var in approveInput
-	body, err := problem.Body(r, problem.MaxBody)
-	if err == nil && len(bytes.TrimSpace(body)) > 0 {
-		err = problem.Unmarshal(body, &in)
-	}
-	if err != nil {
+	if err := decodeOptional(r, &in); err != nil {
 		a.fail(w, r, a.record(r, "enrolment.approve", "enrolment:"+r.PathValue("id"), err, nil))
 		return
 	}

@@ -28,10 +28,8 @@ import (
 	"github.com/nuskha/nuskha/internal/store"
 )
 
-// Store is what the API reads and writes directly.
+// Store is what the API reads directly.
 type Store interface {
-	CreateSubject(ctx context.Context, s *registry.Subject, by string) error
-	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
 	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
 	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
 	GetEnrolment(ctx context.Context, id string) (*enrol.Request, error)
@@ -63,6 +61,15 @@ type Status interface {
 	Bundle(ctx context.Context) ([]byte, error)
 }
 
+// Registry keeps the registry (registry.Service).
+type Registry interface {
+	Create(ctx context.Context, officer string, s *registry.Subject) (*registry.Subject, error)
+	Update(ctx context.Context, officer, id string, next *registry.Subject, baseVersion int) (*registry.Subject, *registry.Change, error)
+	Change(ctx context.Context, id string) (*registry.Change, error)
+	Changes(ctx context.Context, pendingOnly bool, limit int) ([]*registry.Change, error)
+	DecideChange(ctx context.Context, officer, id string, approve bool, comment string) (*registry.Change, *registry.Subject, error)
+}
+
 // Enrolment is the dual-control workflow (enrol.Service).
 type Enrolment interface {
 	Request(ctx context.Context, officer string, in enrol.RequestInput) (*enrol.Request, error)
@@ -75,6 +82,7 @@ type Enrolment interface {
 // Config wires the API; every field is required.
 type Config struct {
 	Store         Store
+	Registry      Registry
 	Enrol         Enrolment
 	Audit         audit.Recorder
 	Roots         []*x509.Certificate
@@ -97,7 +105,7 @@ type API struct {
 
 // New checks cfg.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
+	if cfg.Store == nil || cfg.Registry == nil || cfg.Enrol == nil || cfg.Audit == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
 		cfg.Revoke == nil || cfg.Status == nil || cfg.OCSP == nil || cfg.CRLPath == "" || cfg.OCSPPath == "" || cfg.ARLPath == "" {
 		return nil, errors.New("trustapi: incomplete configuration")
 	}
@@ -122,6 +130,10 @@ func (a *API) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /admin/v1/subjects", a.listSubjects)
 	mux.HandleFunc("GET /admin/v1/subjects/{id}", a.getSubject)
 	mux.HandleFunc("PUT /admin/v1/subjects/{id}", a.updateSubject)
+	mux.HandleFunc("GET /admin/v1/subject-changes", a.listSubjectChanges)
+	mux.HandleFunc("GET /admin/v1/subject-changes/{id}", a.getSubjectChange)
+	mux.HandleFunc("POST /admin/v1/subject-changes/{id}/approve", a.decideSubjectChange(true))
+	mux.HandleFunc("POST /admin/v1/subject-changes/{id}/reject", a.decideSubjectChange(false))
 	mux.HandleFunc("POST /admin/v1/enrolments", a.createEnrolment)
 	mux.HandleFunc("GET /admin/v1/enrolments", a.listEnrolments)
 	mux.HandleFunc("GET /admin/v1/enrolments/{id}", a.getEnrolment)

@@ -28,6 +28,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/profile"
 	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/publish"
+	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/tlsconf"
@@ -195,7 +196,11 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	crlPath, ocspPath, arlPath := urlPath(cfg.URLs.CRL, "/crl/issuing-ca-1.crl"), urlPath(cfg.URLs.OCSP, "/ocsp"), urlPath(cfg.URLs.ARL, arlURLPath)
-	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
+	reg, err := registry.NewService(registry.Config{Store: db, Audit: rec, Log: d.Log, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	api, err := trustapi.New(trustapi.Config{Store: db, Registry: reg, Enrol: svc, Audit: rec, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
 		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath})
 	if err != nil {
 		return nil, err

@@ -73,6 +73,8 @@ var pgConstraintField = map[string]string{
 	"issuance_attempts_pkey":             "attempt",
 	"issuance_attempts_serial_uq":        "serial",
 	"issuance_outcomes_pkey":             "attempt",
+	"subject_change_requests_pkey":       "id",
+	"subject_change_decisions_pkey":      "change_id",
 }
 
 func pgDuplicate(err error) (string, bool) {

@@ -145,31 +145,33 @@ func (t *Trust) CreateSubject(ctx context.Context, s *registry.Subject, by strin
 
 // UpdateSubject stores s if the stored version is s.Version-1.
 func (t *Trust) UpdateSubject(ctx context.Context, s *registry.Subject, by string) error {
+	return t.tx(ctx, func(tx *sql.Tx) error { return t.updateSubject(ctx, tx, s, by) })
+}
+
+func (t *Trust) updateSubject(ctx context.Context, tx *sql.Tx, s *registry.Subject, by string) error {
 	args, err := subjectArgs(s)
 	if err != nil {
 		return err
 	}
-	return t.tx(ctx, func(tx *sql.Tx) error {
-		res, err := t.exec(ctx, tx, `UPDATE subjects SET kind=$2, name=$3, national_id=$4, council_number=$5,
-			profession=$6, specialty=$7, licence_number=$8, centre_type=$9, province=$10, responsible_name=$11,
-			responsible_council_number=$12, organization=$13, dns_names=$14, licence_valid_from=$15,
-			licence_valid_until=$16, licence_status=$17, created_at=$18, updated_at=$19, version=$20
-			WHERE id=$1 AND version=$21`, append(args, s.Version-1)...)
-		if err != nil {
+	res, err := t.exec(ctx, tx, `UPDATE subjects SET kind=$2, name=$3, national_id=$4, council_number=$5,
+		profession=$6, specialty=$7, licence_number=$8, centre_type=$9, province=$10, responsible_name=$11,
+		responsible_council_number=$12, organization=$13, dns_names=$14, licence_valid_from=$15,
+		licence_valid_until=$16, licence_status=$17, created_at=$18, updated_at=$19, version=$20
+		WHERE id=$1 AND version=$21`, append(args, s.Version-1)...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		var exists int
+		if err := tx.QueryRowContext(ctx, t.Rebind(`SELECT COUNT(*) FROM subjects WHERE id=$1`), s.ID).Scan(&exists); err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			var exists int
-			if err := tx.QueryRowContext(ctx, t.Rebind(`SELECT COUNT(*) FROM subjects WHERE id=$1`), s.ID).Scan(&exists); err != nil {
-				return err
-			}
-			if exists == 0 {
-				return fmt.Errorf("%w: subject %s", store.ErrNotFound, s.ID)
-			}
-			return fmt.Errorf("%w: subject %s is no longer at version %d", store.ErrConflict, s.ID, s.Version-1)
+		if exists == 0 {
+			return fmt.Errorf("%w: subject %s", store.ErrNotFound, s.ID)
 		}
-		return t.recordChange(ctx, tx, s, by)
-	})
+		return fmt.Errorf("%w: subject %s is no longer at version %d", store.ErrConflict, s.ID, s.Version-1)
+	}
+	return t.recordChange(ctx, tx, s, by)
 }
 
 // GetSubject reads one subject.

@@ -34,6 +34,18 @@ type Trust interface {
 	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
 	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
 	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
+	// CreateSubjectChange records a registry change awaiting a second
+	// officer; DecideSubjectChange records its one decision (a second
+	// gives a DuplicateError for change_id) and, with apply, stores apply at
+	// the change's base version + 1 in the same transaction (ErrConflict,
+	// and nothing recorded, if the subject moved on).
+	CreateSubjectChange(ctx context.Context, c *registry.Change) error
+	GetSubjectChange(ctx context.Context, id string) (*registry.Change, error)
+	ListSubjectChanges(ctx context.Context, f store.SubjectChangeFilter) ([]*registry.Change, error)
+	DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject) error
+	// GoodCertificates counts a subject's certificates of a profile valid at
+	// a time and neither revoked nor on hold.
+	GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error)
 
 	// CreateEnrolment inserts r and claims its public key; a key seen before
 	// gives a DuplicateError for spki_sha256.
@@ -102,6 +114,7 @@ type Backend struct {
 // Run runs the suite.
 func Run(t *testing.T, b Backend) {
 	t.Run("subjects", func(t *testing.T) { testSubjects(t, b) })
+	t.Run("registry changes under dual control", func(t *testing.T) { testSubjectChanges(t, b) })
 	t.Run("enrolment and decisions", func(t *testing.T) { testEnrolments(t, b) })
 	t.Run("certificates", func(t *testing.T) { testCertificates(t, b) })
 	t.Run("issuance attempts", func(t *testing.T) { testIssuance(t, b) })
@@ -112,6 +125,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("acknowledged writes survive reopening", func(t *testing.T) { testDurable(t, b) })
 	t.Run("certificate status", func(t *testing.T) { testStatus(t, b) })
 	t.Run("one revocation under concurrency", func(t *testing.T) { testConcurrentRevocation(t, b) })
+	t.Run("good certificates", func(t *testing.T) { testGoodCertificates(t, b) })
 	t.Run("status changes under dual control", func(t *testing.T) { testStatusChanges(t, b) })
 	t.Run("CRLs and service credentials", func(t *testing.T) { testCRLsAndCredentials(t, b) })
 }
@@ -246,6 +260,73 @@ func testSubjects(t *testing.T, b Backend) {
 		page2, _ := s.ListSubjects(ctx, store.SubjectFilter{Limit: 2, AfterID: page1[len(page1)-1].ID})
 		if len(page1) != 2 || len(page2) != 1 || page2[0].ID <= page1[1].ID {
 			t.Fatalf("paging: %d then %d", len(page1), len(page2))
+		}
+	})
+}
+
+func subjectChange(cur *registry.Subject, by string) *registry.Change {
+	next := *cur
+	next.Name, next.Version, next.UpdatedAt = "دکتر سارا احمدی نژاد", cur.Version+1, now.Add(time.Hour)
+	return &registry.Change{ID: id("sch_"), SubjectID: cur.ID, BaseVersion: cur.Version, Fields: []string{"name"}, Proposed: &next,
+		RequestedBy: by, RequestedAt: now}
+}
+
+func testSubjectChanges(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-1501", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	c := subjectChange(p, "officer-a")
+	if err := s.CreateSubjectChange(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSubjectChange(ctx, c.ID)
+	if err != nil || got.Decided || got.BaseVersion != 1 || !slices.Equal(got.Fields, c.Fields) || !reflect.DeepEqual(got.Proposed, c.Proposed) {
+		t.Fatalf("change read back as %+v (proposed %+v), %v", got, got.Proposed, err)
+	}
+	if _, err := s.GetSubjectChange(ctx, "sch_nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing change: %v", err)
+	}
+	old := subjectChange(p, "officer-c")
+	old.RequestedAt = now.Add(-48 * time.Hour)
+	if err := s.CreateSubjectChange(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	open := store.SubjectChangeFilter{SubjectID: p.ID, Undecided: true, RequestedSince: now.Add(-24 * time.Hour)}
+	if l, _ := s.ListSubjectChanges(ctx, open); len(l) != 1 || l[0].ID != c.ID {
+		t.Fatalf("open changes: %v", l)
+	}
+	t.Run("approval applies the change only at its base version", func(t *testing.T) {
+		moved := *p
+		moved.LicenceStatus, moved.Version = registry.Suspended, 2
+		if err := s.UpdateSubject(ctx, &moved, "officer-b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DecideSubjectChange(ctx, c.ID, true, "officer-b", now, "", c.Proposed); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("approving a change overtaken: %v", err)
+		}
+		if got, _ := s.GetSubjectChange(ctx, c.ID); got.Decided {
+			t.Fatal("a refused approval was recorded")
+		}
+	})
+	t.Run("approval", func(t *testing.T) {
+		cur, _ := s.GetSubject(ctx, p.ID)
+		c2 := subjectChange(cur, "officer-a")
+		if err := s.CreateSubjectChange(ctx, c2); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DecideSubjectChange(ctx, c2.ID, true, "officer-b", now, "checked", c2.Proposed); err != nil {
+			t.Fatal(err)
+		}
+		mustDuplicate(t, s.DecideSubjectChange(ctx, c2.ID, false, "officer-c", now, "", nil), "change_id")
+		after, _ := s.GetSubject(ctx, p.ID)
+		if after.Version != 3 || after.Name != c2.Proposed.Name {
+			t.Fatalf("after approval: %+v", after)
+		}
+		got, _ := s.GetSubjectChange(ctx, c2.ID)
+		if !got.Decided || !got.Approved || got.DecidedBy != "officer-b" || got.Comment != "checked" {
+			t.Fatalf("decided change: %+v", got)
 		}
 	})
 }
@@ -637,6 +718,13 @@ func testAppendOnly(t *testing.T, b Backend) {
 	if err := s.AddServiceCredential(ctx, enrol.ServiceCredential{Serial: c.Serial, Purpose: "ocsp", KeyURI: "k", NotAfter: now}, now); err != nil {
 		t.Fatal(err)
 	}
+	sc := subjectChange(p, "officer-a")
+	if err := s.CreateSubjectChange(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DecideSubjectChange(ctx, sc.ID, false, "officer-b", now, "no", nil); err != nil {
+		t.Fatal(err)
+	}
 	e2 := newEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e2); err != nil {
 		t.Fatal(err)
@@ -661,6 +749,8 @@ func testAppendOnly(t *testing.T, b Backend) {
 		{"service_credentials", "UPDATE service_credentials SET key_uri = 'x'", "DELETE FROM service_credentials"},
 		{"issuance_attempts", "UPDATE issuance_attempts SET claimed_by = 'mallory'", "DELETE FROM issuance_attempts"},
 		{"issuance_outcomes", "UPDATE issuance_outcomes SET outcome = 'failed'", "DELETE FROM issuance_outcomes"},
+		{"subject_change_requests", "UPDATE subject_change_requests SET requested_by = 'mallory'", "DELETE FROM subject_change_requests"},
+		{"subject_change_decisions", "UPDATE subject_change_decisions SET decided_by = 'mallory'", "DELETE FROM subject_change_decisions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := b.Exec(t, s, tc.update); err == nil {
@@ -829,6 +919,51 @@ func testStatus(t *testing.T, b Backend) {
 	}
 	if all[c.SerialHex()] != revoke.Revoked || all[good.SerialHex()] != revoke.Good || len(all) != 2 {
 		t.Fatalf("ForEachCertificate: %v", all)
+	}
+}
+
+func testGoodCertificates(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-7101", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	add := func(profile string, notBefore, notAfter time.Time) *enrol.Certificate {
+		c := certificate(p.ID, "")
+		c.Profile, c.NotBefore, c.NotAfter = profile, notBefore, notAfter
+		if err := s.StoreCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	count := func() int {
+		n, err := s.GoodCertificates(ctx, p.ID, "officer", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	add("officer", now.AddDate(-2, 0, 0), now.Add(-time.Second)) // expired
+	add("officer", now.Add(time.Hour), now.AddDate(1, 0, 0))     // not yet valid
+	add("practitioner-signing", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	if n := count(); n != 0 {
+		t.Fatalf("%d good officer certificates, want 0", n)
+	}
+	good := add("officer", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	if n := count(); n != 1 {
+		t.Fatalf("%d good officer certificates, want 1", n)
+	}
+	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.OnHold, revoke.CertificateHold, now), revoke.Good); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("on hold: %d good", n)
+	}
+	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.Good, revoke.RemoveFromCRL, now), revoke.OnHold); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("released: %d good", n)
 	}
 }
 
