@@ -1,11 +1,13 @@
 package enrol_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,6 +22,7 @@ import (
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
@@ -269,4 +272,75 @@ func randomSerial() *big.Int {
 		panic(err)
 	}
 	return n
+}
+
+// lostStore loses the record of the next enrolment certificate and of how
+// its attempt ended: trustd's database went away just after the signature.
+type lostStore struct {
+	lossyStore
+	endFails atomic.Int32
+}
+
+func (l *lostStore) EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error {
+	if l.endFails.Add(-1) >= 0 {
+		return errors.New("database connection lost")
+	}
+	return l.Trust.EndIssuance(ctx, o)
+}
+
+// keepingIssuer keeps every certificate the issuing key signed.
+type keepingIssuer struct {
+	enrol.Issuer
+	mu     sync.Mutex
+	signed []*x509.Certificate
+}
+
+func (k *keepingIssuer) Issue(ctx context.Context, req ca.Request, before ca.BeforeSign) (*x509.Certificate, error) {
+	c, err := k.Issuer.Issue(ctx, req, before)
+	if err == nil {
+		k.mu.Lock()
+		k.signed = append(k.signed, c)
+		k.mu.Unlock()
+	}
+	return c, err
+}
+
+// When an attempt signed and nothing of it but its reservation survived,
+// the approval that takes it over signs the same to-be-signed certificate:
+// the two differ only in their signatures, and one serial revokes both.
+func TestATakeoverSignsTheSameCertificate(t *testing.T) {
+	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+		h := newHarnessOn(t, db, nil)
+		lost := &lostStore{lossyStore: lossyStore{Trust: db}}
+		lost.fail.Store(1)
+		lost.endFails.Store(1)
+		issuer := &keepingIssuer{Issuer: h.pki.CA}
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{}, Store: lost, Issuer: issuer, Profiles: h.pki.Profiles, Arc: h.pki.Arc,
+			URLs: h.pki.URLs, Audit: audit.NewLog(db, log, h.clock.Now), Log: log, Now: h.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub := h.subject(t, pki.RolePractitioner, nil)
+		r, err := svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.Approve(ctx, h.bob, r.ID, "")
+		wantCode(t, err, errs.Unavailable)
+		_, err = svc.Approve(ctx, h.carol, r.ID, "")
+		wantCode(t, err, errs.NotPending)
+		h.clock.Set(h.clock.Now().Add(enrol.IssuanceLease + time.Minute))
+		c, err := svc.Approve(ctx, h.carol, r.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(issuer.signed) != 2 {
+			t.Fatalf("%d signatures, want the lost one and the takeover's", len(issuer.signed))
+		}
+		first, second := issuer.signed[0], issuer.signed[1]
+		if !bytes.Equal(first.RawTBSCertificate, second.RawTBSCertificate) || c.Serial.Cmp(first.SerialNumber) != 0 {
+			t.Fatalf("the takeover signed another certificate: serial %s, then %s", first.SerialNumber, second.SerialNumber)
+		}
+	})
 }
