@@ -9,10 +9,13 @@ import (
 	"encoding/pem"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -172,4 +175,57 @@ func TestRestrictingALicenceTakesEffectAtOnce(t *testing.T) {
 	}
 	body["licence_status"], body["version"] = "active", 2
 	must(t, e.put(e.alice, "/subjects/"+sub["id"].(string), body), 202)
+}
+
+// The red-team's finding, over the API: parallel approvals of one
+// enrolment made the issuing key sign several certificates, all but one
+// recorded nowhere.
+func TestParallelApprovalsOverTheAPISignOnce(t *testing.T) {
+	e := newEnv(t)
+	const n = 16
+	// Officers with their TLS connections open, so that the approvals
+	// reach trustd together.
+	officers := make([]*http.Client, n)
+	for i := range officers {
+		officers[i] = e.client(e.credential(pki.RoleOfficer, "officer", nil))
+		must(t, e.get(officers[i], "/whoami"), 200)
+	}
+	sub := must(t, e.post(e.alice, "/subjects", json.RawMessage(subjectBody(testpki.NationalID(), "DC-79"))), 201)
+	en := must(t, e.post(e.alice, "/enrolments", map[string]string{"subject_id": sub["id"].(string), "profile": "practitioner-signing", "csr": csrOf(t)}), 201)
+	enID := en["id"].(string)
+	statuses := make([]response, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			statuses[i] = e.do(officers[i], "POST", e.admin.URL+"/admin/v1/enrolments/"+enID+"/approve", "application/json", []byte(`{}`))
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	created, refused := 0, 0
+	for _, r := range statuses {
+		switch {
+		case r.status == 201:
+			created++
+		case r.status == 409 && r.problem.Code == "enrolment-not-pending":
+			refused++
+		default:
+			t.Errorf("approval: %d %s", r.status, r.body)
+		}
+	}
+	evs, _ := e.db.ListAudit(ctx, store.AuditFilter{Limit: 1000})
+	intents := 0
+	for _, ev := range evs {
+		if ev.Action == "certificate.issue" && ev.Outcome == audit.Intent && ev.Detail["enrolment"] == enID {
+			intents++
+		}
+	}
+	certs, _ := e.db.ListCertificates(ctx, store.CertificateFilter{SubjectID: sub["id"].(string)})
+	if created != 1 || refused != n-1 || intents != 1 || len(certs) != 1 {
+		t.Fatalf("%d approvals issued, %d refused, %d signatures intended, %d certificates recorded; want 1, %d, 1, 1", created, refused, intents, len(certs), n-1)
+	}
 }
