@@ -218,10 +218,32 @@ func enrolmentEndToEnd(t *testing.T, store trustd.StoreConfig) {
 	// Nobody can fetch a certificate that does not exist yet.
 	d.refused("", "certificate-not-issued", "cert", "fetch", "-enrolment", enrolmentID)
 
+	// Alice alone cannot change whom the certificate names: her edit of
+	// the registry waits for a second officer, and Bob's approval names
+	// the review he was shown.
+	famous := strings.Replace(practitionerJSON(nid, "MC-99999", "۱۴۰۸/۱۲/۳۰"), "دكتر سارا احمدي", "Dr Famous Psychiatrist", 1)
+	famous = strings.Replace(famous, `"specialty": "cardiology",`, `"specialty": "psychiatry", "version": 1,`, 1)
+	out, errOut, code := d.rxctl("alice", "subject", "update", subjectID, "-q", "-file", writeFile(t, work, "famous.json", famous))
+	changeID := strings.TrimSpace(out)
+	if code != exitOK || !strings.HasPrefix(changeID, "sch_") || !strings.Contains(errOut, "rxctl subject approve-change "+changeID) {
+		t.Fatalf("subject update: exit %d, %q, %q", code, out, errOut)
+	}
+	d.refused("bob", "review-mismatch", "enrol", "approve", enrolmentID, "-reviewed", strings.Repeat("0", 64))
+
 	// Bob approves: the intermediate key on the HSM signs.
-	approved := d.ok("bob", "enrol", "approve", enrolmentID)
+	approved, shownReview, code := d.rxctl("bob", "enrol", "approve", enrolmentID)
+	if code != exitOK || !strings.Contains(shownReview, "دکتر سارا احمدی") || !strings.Contains(shownReview, field(t, req, "review_digest")) {
+		t.Fatalf("enrol approve: exit %d, review shown %q", code, shownReview)
+	}
 	serial := field(t, approved, "serial")
 	d.refused("bob", "enrolment-not-pending", "enrol", "approve", enrolmentID)
+	d.refused("alice", "dual-control-violation", "subject", "approve-change", changeID)
+	if applied := d.ok("bob", "subject", "approve-change", changeID); field(t, applied, "name") != "Dr Famous Psychiatrist" {
+		t.Fatalf("after the second officer's approval: %s", applied)
+	}
+	if changes := d.ok("bob", "subject", "changes", "-pending=false"); !strings.Contains(changes, `"state": "approved"`) {
+		t.Fatalf("subject changes: %s", changes)
+	}
 
 	// IT support fetches the certificate and writes it back to the card.
 	chainFile := filepath.Join(work, "chain.pem")
@@ -255,6 +277,9 @@ func enrolmentEndToEnd(t *testing.T, store trustd.StoreConfig) {
 	}
 	if chain[0].KeyUsage&x509.KeyUsageContentCommitment == 0 {
 		t.Fatal("no nonRepudiation")
+	}
+	if cn := chain[0].Subject.CommonName; cn != "دکتر سارا احمدی" {
+		t.Fatalf("the certificate names %q, not the subject Bob reviewed", cn)
 	}
 
 	// An expired licence blocks enrolment.

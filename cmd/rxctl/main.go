@@ -46,11 +46,13 @@ const usage = `usage: rxctl <group> <command> [flags]
   token revoke       revoke the token's certificate, signing the request with its key (holder)
 
   subject add        register a practitioner, pharmacy, centre, vendor or officer (officer)
-  subject update     change a registry entry, e.g. suspend a licence (officer)
+  subject update     change a registry entry: a restriction at once, the rest once a second officer approves (officer)
+  subject approve-change|reject-change   decide a registry change (a different officer)
+  subject changes|show-change            read registry changes (officer)
   subject show|list  read the registry (officer)
 
   enrol request      enter an enrolment: subject, profile and CSR (first officer)
-  enrol approve      approve it and issue the certificate (a different officer)
+  enrol approve      approve what it certifies and issue the certificate (a different officer)
   enrol reject       refuse it (officer)
   enrol show|list    read enrolments (officer)
 
@@ -94,9 +96,11 @@ type env struct {
 }
 
 var commands = map[string]map[string]command{
-	"token":   {"keygen": tokenKeygen, "csr": tokenCSR, "import-cert": tokenImportCert, "show": tokenShow, "revoke": tokenRevoke},
-	"subject": {"add": subjectAdd, "update": subjectUpdate, "show": subjectShow, "list": subjectList},
-	"enrol":   {"request": enrolRequest, "approve": enrolApprove, "reject": enrolReject, "show": enrolShow, "list": enrolList},
+	"token": {"keygen": tokenKeygen, "csr": tokenCSR, "import-cert": tokenImportCert, "show": tokenShow, "revoke": tokenRevoke},
+	"subject": {"add": subjectAdd, "update": subjectUpdate, "show": subjectShow, "list": subjectList,
+		"approve-change": subjectDecideChange(true), "reject-change": subjectDecideChange(false),
+		"changes": subjectChanges, "show-change": subjectShowChange},
+	"enrol": {"request": enrolRequest, "approve": enrolApprove, "reject": enrolReject, "show": enrolShow, "list": enrolList},
 	"cert": {"fetch": certFetch, "revoke": certRevoke, "hold": certHold, "release": certRelease, "status": certStatus,
 		"check": certCheck},
 	"change": {"approve": changeDecide(true), "reject": changeDecide(false), "list": changeList},

@@ -94,6 +94,7 @@ func subjectUpdate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "subject update")
 	sf := addServerFlags(fs)
 	file := fs.String("file", "", "the whole subject JSON with the version you edited")
+	quiet := fs.Bool("q", false, "print only the id: of the registry change awaiting a second officer, or of the subject when it took effect at once")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -105,7 +106,77 @@ func subjectUpdate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return officerCall(ctx, e, sf, "PUT", "/admin/v1/subjects/"+url.PathEscape(id), body)
+	c, err := sf.officer(ctx, e)
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	if err := c.Do(ctx, "PUT", "/admin/v1/subjects/"+url.PathEscape(id), body, &out); err != nil {
+		return err
+	}
+	var answer struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal(out, &answer); err != nil {
+		return err
+	}
+	// An identity change or a wider licence waits for a second officer;
+	// say so where a script's captured output does not hide it.
+	if answer.State == "pending" {
+		fmt.Fprintf(e.stderr, "rxctl: the change awaits a second officer: rxctl subject approve-change %s\n", answer.ID)
+	}
+	if *quiet {
+		_, err = fmt.Fprintln(e.stdout, answer.ID)
+		return err
+	}
+	_, err = e.stdout.Write(append(out, '\n'))
+	return err
+}
+
+// subjectDecideChange approves or rejects a registry change.
+func subjectDecideChange(approve bool) command {
+	verb := "approve"
+	if !approve {
+		verb = "reject"
+	}
+	return func(ctx context.Context, e *env, args []string) error {
+		fs := newFlags(e, "subject "+verb+"-change")
+		sf := addServerFlags(fs)
+		comment := fs.String("comment", "", "optional note")
+		if err := e.parse(fs, args); err != nil {
+			return err
+		}
+		id, err := oneArg(fs.Args(), "registry change id")
+		if err != nil {
+			return err
+		}
+		return officerCall(ctx, e, sf, "POST", "/admin/v1/subject-changes/"+url.PathEscape(id)+"/"+verb, map[string]string{"comment": *comment})
+	}
+}
+
+func subjectShowChange(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "subject show-change")
+	sf := addServerFlags(fs)
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	id, err := oneArg(fs.Args(), "registry change id")
+	if err != nil {
+		return err
+	}
+	return officerCall(ctx, e, sf, "GET", "/admin/v1/subject-changes/"+url.PathEscape(id), nil)
+}
+
+func subjectChanges(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "subject changes")
+	sf := addServerFlags(fs)
+	pending := fs.Bool("pending", true, "only those awaiting a decision")
+	limit := fs.Int("limit", 100, "at most this many")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	return officerCall(ctx, e, sf, "GET", fmt.Sprintf("/admin/v1/subject-changes?pending=%t&limit=%d", *pending, *limit), nil)
 }
 
 func subjectShow(ctx context.Context, e *env, args []string) error {
@@ -169,10 +240,18 @@ type certificateAnswer struct {
 	ChainPEM string `json:"chain_pem"`
 }
 
+// review is what an enrolment certifies, as trustd shows it.
+type review struct {
+	Digest string          `json:"review_digest"`
+	Review json.RawMessage `json:"review"`
+	Status string          `json:"status"`
+}
+
 func enrolApprove(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "enrol approve")
 	sf := addServerFlags(fs)
 	out := fs.String("out", "", "also write the certificate chain (PEM) here")
+	reviewed := fs.String("reviewed", "", "the review_digest you checked (enrol show); without it, what the enrolment certifies is printed on standard error and approved")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -184,8 +263,20 @@ func enrolApprove(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	path := "/admin/v1/enrolments/" + url.PathEscape(id)
+	digest := *reviewed
+	if digest == "" {
+		// Approve what is shown here: should the request change between
+		// this read and the approval, trustd refuses.
+		var rv review
+		if err := c.Do(ctx, "GET", path, nil, &rv); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "rxctl: approving enrolment %s (%s), which certifies:\n%s\nrxctl: review digest %s\n", id, rv.Status, rv.Review, rv.Digest)
+		digest = rv.Digest
+	}
 	var raw json.RawMessage
-	if err := c.Do(ctx, "POST", "/admin/v1/enrolments/"+url.PathEscape(id)+"/approve", struct{}{}, &raw); err != nil {
+	if err := c.Do(ctx, "POST", path+"/approve", map[string]string{"reviewed": digest}, &raw); err != nil {
 		return err
 	}
 	return emitCertificate(e, raw, *out)
@@ -235,7 +326,7 @@ func enrolShow(ctx context.Context, e *env, args []string) error {
 func enrolList(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "enrol list")
 	sf := addServerFlags(fs)
-	status := fs.String("status", "", "pending, approved, issued or rejected")
+	status := fs.String("status", "", "pending, approved, issued, rejected, stale or expired")
 	subject := fs.String("subject", "", "only this subject's")
 	if err := e.parse(fs, args); err != nil {
 		return err

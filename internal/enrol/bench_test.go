@@ -45,10 +45,18 @@ func BenchmarkApprove(b *testing.B) {
 	if err := db.CreateSubject(ctx, sub, "bench"); err != nil {
 		b.Fatal(err)
 	}
+	// The requester must be an officer with a good officer certificate.
+	officer := testpki.Subject(pki.RoleOfficer, "sub_bench_officer", time.Now())
+	if err := db.CreateSubject(ctx, officer, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := svc.Bootstrap(ctx, enrol.Ceremony, officer, "officer", testpki.CSR(b, newKey())); err != nil {
+		b.Fatal(err)
+	}
 	ids := make([]string, b.N)
 	for i := range ids {
 		t := &testing.T{}
-		r, err := svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+		r, err := svc.Request(ctx, officer.ID, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -56,7 +64,7 @@ func BenchmarkApprove(b *testing.B) {
 	}
 	b.ResetTimer()
 	for _, id := range ids {
-		if _, err := svc.Approve(ctx, "officer-b", id); err != nil {
+		if _, err := svc.Approve(ctx, "officer-b", id, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +34,23 @@ type Store interface {
 	GetEnrolment(ctx context.Context, id string) (*Request, error)
 	RecordDecision(ctx context.Context, d Decision) error
 	StoreCertificate(ctx context.Context, c *Certificate) error
+
+	// LatestIssuance returns the enrolment's latest issuance attempt
+	// (store.ErrNotFound: none yet).
+	LatestIssuance(ctx context.Context, enrolmentID string) (*Issuance, error)
+	// ReserveIssuance commits attempt a before anything is signed in it.
+	// An attempt number already taken gives a DuplicateError; an enrolment
+	// with a certificate signed (recorded or not) gives store.ErrConflict.
+	ReserveIssuance(ctx context.Context, a *Issuance) error
+	// EndIssuance records how an attempt ended without a recorded certificate.
+	EndIssuance(ctx context.Context, o IssuanceOutcome) error
+	// SignedUnrecorded returns a certificate signed but not recorded, built
+	// from the DER its attempt kept (store.ErrNotFound: none).
+	SignedUnrecorded(ctx context.Context, serial *big.Int) (*Certificate, error)
+
+	ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*Request, error)
+	// GoodCertificates is for checking that a requester is still an officer.
+	GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error)
 }
 
 // Issuer signs certificates (package ca).
@@ -51,17 +71,24 @@ type NoNotify struct{}
 // Issued does nothing.
 func (NoNotify) Issued(context.Context, *Certificate) error { return nil }
 
-// Config wires a Service. Every field is required.
+// DefaultRequestLifetime is how long a request waits for its second
+// officer unless configured otherwise.
+const DefaultRequestLifetime = 7 * 24 * time.Hour
+
+// Config wires a Service. Every field is required but RequestLifetime.
 type Config struct {
-	Notify   Notifier
-	Store    Store
-	Issuer   Issuer
-	Profiles *profile.Set
-	Arc      pki.Arc
-	URLs     profile.URLs
-	Audit    audit.Recorder
-	Log      *slog.Logger
-	Now      func() time.Time
+	// RequestLifetime is how long a request may wait for its second
+	// officer [DefaultRequestLifetime].
+	RequestLifetime time.Duration
+	Notify          Notifier
+	Store           Store
+	Issuer          Issuer
+	Profiles        *profile.Set
+	Arc             pki.Arc
+	URLs            profile.URLs
+	Audit           audit.Recorder
+	Log             *slog.Logger
+	Now             func() time.Time
 }
 
 // Service runs enrolment.
@@ -73,6 +100,12 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Issuer == nil || cfg.Profiles == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil || cfg.Notify == nil {
 		return nil, errors.New("enrol: incomplete configuration")
+	}
+	if cfg.RequestLifetime < 0 {
+		return nil, errors.New("enrol: negative request lifetime")
+	}
+	if cfg.RequestLifetime == 0 {
+		cfg.RequestLifetime = DefaultRequestLifetime
 	}
 	return &Service{cfg: cfg}, nil
 }
@@ -173,8 +206,12 @@ func (s *Service) request(ctx context.Context, officer string, in RequestInput) 
 	r := &Request{
 		ID: newID("enr_"), SubjectID: sub.ID, Profile: p.Name, CSR: csr.Raw, KeyType: kt,
 		SPKIHash: SPKIHash(csr.RawSubjectPublicKeyInfo), RequestedBy: officer, RequestedAt: s.cfg.Now().UTC(),
-		Status: Pending,
+		SubjectVersion: sub.Version, Status: Pending,
 	}
+	if r.Review, r.ReviewDigest, err = NewReview(sub, p.Name, kt, r.SPKIHash).Encode(); err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "describing the certificate")
+	}
+	r.ExpiresAt = r.RequestedAt.Add(s.cfg.RequestLifetime)
 	if err := s.cfg.Store.CreateEnrolment(ctx, r); err != nil {
 		if f, ok := store.IsDuplicate(err); ok && f == "spki_sha256" {
 			return nil, errs.New(errs.KeyReused, "this public key was already enrolled; generate a new key on the token")
@@ -192,22 +229,67 @@ func (s *Service) enrolment(ctx context.Context, id string) (*Request, error) {
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "reading the enrolment")
 	}
+	s.stateAt(r, s.cfg.Now())
 	return r, nil
 }
 
+// openSince is the earliest request time of a request still open at now:
+// one entered exactly RequestLifetime ago may still be approved.
+func (s *Service) openSince(now time.Time) time.Time { return now.Add(-s.cfg.RequestLifetime) }
+
+// stateAt turns a pending request past its lifetime into an expired one
+// and fills in ExpiresAt for both.
+func (s *Service) stateAt(r *Request, now time.Time) {
+	if r.Status != Pending {
+		return
+	}
+	r.ExpiresAt = r.RequestedAt.Add(s.cfg.RequestLifetime)
+	if r.RequestedAt.Before(s.openSince(now)) {
+		r.Status = Expired
+	}
+}
+
+// Enrolment reads a request and where it stands now.
+func (s *Service) Enrolment(ctx context.Context, id string) (*Request, error) {
+	return s.enrolment(ctx, id)
+}
+
+// Enrolments lists requests, newest first, each as it stands now: pending
+// lists only those an officer may still approve.
+func (s *Service) Enrolments(ctx context.Context, f store.EnrolmentFilter) ([]*Request, error) {
+	if f.Status != "" && !slices.Contains(Statuses, Status(f.Status)) {
+		return nil, errs.FieldError(errs.Invalid, "status", "must be one of %v", Statuses)
+	}
+	now := s.cfg.Now()
+	f.OpenSince = s.openSince(now)
+	list, err := s.cfg.Store.ListEnrolments(ctx, f)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading enrolments")
+	}
+	for _, r := range list {
+		s.stateAt(r, now)
+	}
+	return list, nil
+}
+
 // Approve is the second officer's approval. The approver MUST NOT be the
-// officer who entered the request. The registry is checked again (a licence
-// may have lapsed since the request), the decision is recorded, and the
-// certificate is issued. If issuance fails after the approval was recorded,
-// Approve may be called again (by any officer but the requester) to retry.
-func (s *Service) Approve(ctx context.Context, officer, enrolmentID string) (*Certificate, error) {
+// officer who entered the request, and approves exactly what the request
+// was entered against: once the subject changes the request is stale and
+// can never be approved. reviewed, if not empty, is the ReviewDigest the
+// approver was shown; any other refuses. The request must still be within
+// its lifetime, its requester still an active officer, and the registry
+// must still allow issuance (a licence may have lapsed since). Then the
+// decision is recorded and the certificate issued. If issuance fails after
+// the approval was recorded, Approve may be called again (by any officer
+// but the requester) to retry.
+func (s *Service) Approve(ctx context.Context, officer, enrolmentID, reviewed string) (*Certificate, error) {
 	const action = "enrolment.approve"
 	object := "enrolment:" + enrolmentID
 	r, err := s.enrolment(ctx, enrolmentID)
 	if err != nil {
 		return nil, s.refuse(ctx, officer, action, object, err, nil)
 	}
-	detail := map[string]string{"profile": r.Profile, "subject": r.SubjectID}
+	detail := map[string]string{"profile": r.Profile, "subject": r.SubjectID, "review_digest": r.ReviewDigest}
 	if r.RequestedBy == officer {
 		return nil, s.refuse(ctx, officer, action, object,
 			errs.New(errs.DualControl, "the officer who entered an enrolment cannot approve it; a second officer must"), detail)
@@ -218,12 +300,25 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID string) (*Ce
 	case Rejected:
 		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending, "enrolment was rejected by %s", r.Decision.By), detail)
 	}
+	if r.Decision != nil {
+		// A certificate signed on an earlier approval and not recorded
+		// exists whatever has changed since: record it.
+		if a, err := s.cfg.Store.LatestIssuance(ctx, r.ID); err == nil && a.Outcome != nil && a.Outcome.End == IssuanceSigned {
+			return s.recordSigned(ctx, officer, a)
+		}
+	}
+	if err := s.approvable(ctx, r, reviewed); err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
 	p, err := s.cfg.Profiles.Get(r.Profile)
 	if err != nil {
 		return nil, s.refuse(ctx, officer, action, object, err, detail)
 	}
 	sub, err := s.subject(ctx, r.SubjectID)
 	if err != nil {
+		return nil, s.refuse(ctx, officer, action, object, err, detail)
+	}
+	if err := s.sameAsReviewed(r, sub); err != nil {
 		return nil, s.refuse(ctx, officer, action, object, err, detail)
 	}
 	if err := s.eligible(sub, p); err != nil {
@@ -247,7 +342,156 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID string) (*Ce
 	if err != nil {
 		return nil, s.refuse(ctx, officer, action, object, errs.Wrap(errs.Internal, err, "stored CSR does not parse"), detail)
 	}
-	return s.issue(ctx, officer, sub, p, csr, r.ID)
+	return s.issueEnrolment(ctx, officer, r, sub, p, csr)
+}
+
+// IssuanceLease is how long an issuance attempt is left to its officer.
+// An attempt that neither recorded a certificate nor ended within it was
+// abandoned (trustd stopped while the issuing key was signing, or the
+// database went away just after): a later approval takes it over, with the
+// same serial and validity, so that a signature the abandoned attempt may
+// have made and the new one are over the same certificate.
+const IssuanceLease = 5 * time.Minute
+
+// issueEnrolment issues an approved enrolment's certificate: exactly one
+// signature, whatever the number of officers approving at once. The attempt
+// is reserved in the store before the issuing key signs; of callers racing
+// for it only one wins, and the others are refused with NotPending.
+func (s *Service) issueEnrolment(ctx context.Context, officer string, r *Request, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest) (*Certificate, error) {
+	const action = "certificate.issue"
+	object := "enrolment:" + r.ID
+	now := s.cfg.Now().UTC()
+	latest, err := s.cfg.Store.LatestIssuance(ctx, r.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, s.refuse(ctx, officer, action, object, errs.Wrap(errs.Unavailable, err, "reading the enrolment's issuance"), nil)
+	}
+	next := &Issuance{EnrolmentID: r.ID, Attempt: 1, ClaimedBy: officer, ClaimedAt: now}
+	switch {
+	case latest == nil:
+		if next.Serial, err = ceremony.Serial(); err != nil {
+			return nil, err
+		}
+		next.NotBefore, next.NotAfter = s.validity(sub, p, now)
+	case latest.Outcome != nil && latest.Outcome.End == IssuanceSigned:
+		return s.recordSigned(ctx, officer, latest)
+	case latest.Outcome == nil && now.Before(latest.ClaimedAt.Add(IssuanceLease)):
+		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending,
+			"officer %s is issuing this enrolment's certificate (since %s); if that fails, approve again", latest.ClaimedBy,
+			latest.ClaimedAt.Format(time.RFC3339)), nil)
+	case latest.Outcome == nil:
+		// Abandoned: it may have signed, so sign the same certificate.
+		next.Attempt, next.Serial, next.NotBefore, next.NotAfter = latest.Attempt+1, latest.Serial, latest.NotBefore, latest.NotAfter
+	default:
+		// Failed, having signed nothing: the same serial, a fresh validity.
+		next.Attempt, next.Serial = latest.Attempt+1, latest.Serial
+		next.NotBefore, next.NotAfter = s.validity(sub, p, now)
+	}
+	if err := s.cfg.Store.ReserveIssuance(ctx, next); err != nil {
+		if _, dup := store.IsDuplicate(err); dup || errors.Is(err, store.ErrConflict) {
+			err = errs.New(errs.NotPending, "another officer is issuing or has issued this enrolment's certificate")
+		} else {
+			err = errs.Wrap(errs.Unavailable, err, "reserving the issuance")
+		}
+		return nil, s.refuse(ctx, officer, action, object, err, nil)
+	}
+	c, signed, err := s.issue(ctx, officer, sub, p, csr, r.ID, next)
+	switch {
+	case err == nil:
+		return c, nil
+	case c != nil: // recorded, but its audit record failed
+		return nil, err
+	}
+	end := IssuanceOutcome{EnrolmentID: r.ID, Attempt: next.Attempt, End: IssuanceFailed, Code: errs.CodeOf(err), At: s.cfg.Now().UTC()}
+	if signed != nil {
+		end.End, end.DER = IssuanceSigned, signed.Raw
+	}
+	if eerr := s.cfg.Store.EndIssuance(ctx, end); eerr != nil {
+		// The attempt stays open until IssuanceLease passes; then an
+		// approval takes it over.
+		s.cfg.Log.ErrorContext(ctx, "issuance attempt outcome not recorded", "enrolment", r.ID, "attempt", next.Attempt, "err", eerr)
+	}
+	return nil, err
+}
+
+// validity is the validity of a certificate issued at now: the profile's,
+// never beyond the subject's licence nor the issuer's certificate.
+func (s *Service) validity(sub *registry.Subject, p *profile.Profile, now time.Time) (notBefore, notAfter time.Time) {
+	notAfter = now.Add(p.Validity)
+	if sub.LicenceValidUntil.Before(notAfter) {
+		notAfter = sub.LicenceValidUntil
+	}
+	if ia := s.cfg.Issuer.Intermediate().NotAfter; ia.Before(notAfter) {
+		notAfter = ia
+	}
+	return now.Add(-Backdate), notAfter
+}
+
+// recordSigned records a certificate that an earlier attempt signed but
+// could not record. It exists already: recording it signs nothing, and
+// makes it visible and revocable.
+func (s *Service) recordSigned(ctx context.Context, actor string, a *Issuance) (*Certificate, error) {
+	const action = "certificate.issue"
+	object := "certificate:" + SerialHex(a.Serial)
+	rec, err := s.cfg.Store.SignedUnrecorded(ctx, a.Serial)
+	if err == nil {
+		err = s.cfg.Store.StoreCertificate(ctx, rec)
+	}
+	if err != nil {
+		if _, dup := store.IsDuplicate(err); dup || errors.Is(err, store.ErrNotFound) {
+			err = errs.New(errs.NotPending, "another officer recorded this enrolment's certificate at the same time")
+		} else {
+			err = errs.Wrap(errs.Unavailable, err, "recording the certificate signed in attempt %d", a.Attempt)
+		}
+		return nil, s.refuse(ctx, actor, action, object, err, map[string]string{"enrolment": a.EnrolmentID})
+	}
+	detail := map[string]string{"enrolment": a.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": rec.Fingerprint,
+		"not_after": rec.NotAfter.Format(time.RFC3339)}
+	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Notify.Issued(ctx, rec); err != nil {
+		s.cfg.Log.WarnContext(ctx, "issued certificate not yet published to OCSP", "object", object, "err", err)
+	}
+	return rec, nil
+}
+
+// approvable refuses a request that can no longer be approved: stale,
+// expired, not what the approver reviewed, or entered by an officer who
+// has left.
+func (s *Service) approvable(ctx context.Context, r *Request, reviewed string) error {
+	switch r.Status {
+	case Stale:
+		return errs.New(errs.EnrolmentStale, "the subject changed since the request was entered (version %d); enter a new request", r.SubjectVersion)
+	case Expired:
+		return errs.New(errs.EnrolmentExpired, "the request expired at %s, undecided for %s; enter a new request",
+			r.ExpiresAt.Format(time.RFC3339), s.cfg.RequestLifetime)
+	}
+	if reviewed != "" && reviewed != r.ReviewDigest {
+		return errs.FieldError(errs.ReviewMismatch, "reviewed", "the enrolment certifies review %s, not %s; show it again", r.ReviewDigest, reviewed)
+	}
+	if err := registry.ActiveOfficer(ctx, s.cfg.Store, r.RequestedBy, s.cfg.Now()); err != nil {
+		var e *errs.Error
+		if errors.As(err, &e) && e.Code == errs.NotAnOfficer {
+			return errs.New(errs.RequesterNotActive, "%s, who entered the request, is no longer an active officer (%s); enter a new request", r.RequestedBy, e.Detail)
+		}
+		return err
+	}
+	return nil
+}
+
+// sameAsReviewed checks the subject is still what the request was entered
+// against: the certificate is made from sub, so it must describe exactly
+// the review.
+func (s *Service) sameAsReviewed(r *Request, sub *registry.Subject) error {
+	raw, _, err := NewReview(sub, r.Profile, r.KeyType, r.SPKIHash).Encode()
+	if err != nil {
+		return errs.Wrap(errs.Internal, err, "describing the certificate")
+	}
+	if sub.Version != r.SubjectVersion || string(raw) != string(r.Review) {
+		return errs.New(errs.EnrolmentStale, "the subject changed since the request was entered (version %d, now %d); enter a new request",
+			r.SubjectVersion, sub.Version)
+	}
+	return nil
 }
 
 // eligible is the policy re-checked immediately before signing.
@@ -309,38 +553,37 @@ func (s *Service) Bootstrap(ctx context.Context, actor string, sub *registry.Sub
 	if _, err := keycheck.Check(csr.PublicKey); err != nil {
 		return nil, err
 	}
-	return s.issue(ctx, actor, sub, p, csr, "")
-}
-
-// issue signs and records a certificate, with an audit record immediately
-// before the issuing key signs and another after.
-func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string) (*Certificate, error) {
-	const action = "certificate.issue"
 	serial, err := ceremony.Serial()
 	if err != nil {
 		return nil, err
 	}
-	object := "certificate:" + SerialHex(serial)
+	a := &Issuance{Serial: serial}
+	a.NotBefore, a.NotAfter = s.validity(sub, p, s.cfg.Now().UTC())
+	c, _, err := s.issue(ctx, actor, sub, p, csr, "", a)
+	return c, err
+}
+
+// issue signs and records a certificate with a's serial and validity, with
+// an audit record immediately before the issuing key signs and another
+// after. With an error, rec is the certificate if it was recorded (the
+// audit record after failed), and signed the certificate if it was signed
+// but could not be recorded: it exists, is logged, and must be recorded
+// later (see recordSigned).
+func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string, a *Issuance) (rec *Certificate, signed *x509.Certificate, err error) {
+	const action = "certificate.issue"
+	object := "certificate:" + SerialHex(a.Serial)
 	detail := map[string]string{"profile": p.Name, "subject": sub.ID}
 	if enrolmentID != "" {
 		detail["enrolment"] = enrolmentID
-	}
-	now := s.cfg.Now().UTC()
-	notAfter := now.Add(p.Validity)
-	// A certificate never outlives the licence it attests, nor its issuer.
-	if sub.LicenceValidUntil.Before(notAfter) {
-		notAfter = sub.LicenceValidUntil
-	}
-	if ia := s.cfg.Issuer.Intermediate().NotAfter; ia.Before(notAfter) {
-		notAfter = ia
+		detail["attempt"] = fmt.Sprint(a.Attempt)
 	}
 	data, err := CertificateData(sub, s.cfg.Arc, s.cfg.URLs)
 	if err != nil {
-		return nil, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Internal, err, "building certificate data"), detail)
+		return nil, nil, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Internal, err, "building certificate data"), detail)
 	}
 	req := ca.Request{
-		CSR: csr, Template: p.Template, Data: data.TemplateData(), Serial: serial,
-		NotBefore: now.Add(-Backdate), NotAfter: notAfter,
+		CSR: csr, Template: p.Template, Data: data.TemplateData(), Serial: a.Serial,
+		NotBefore: a.NotBefore, NotAfter: a.NotAfter,
 	}
 	cert, err := s.cfg.Issuer.Issue(ctx, req, func(tbs []byte) error {
 		h := sha256.Sum256(tbs)
@@ -355,30 +598,28 @@ func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject
 			s.cfg.Log.ErrorContext(ctx, "issuance failed", "object", object, "err", err)
 			err = errs.Wrap(errs.Unavailable, err, "the issuing key could not sign; try again")
 		}
-		return nil, s.refuse(ctx, actor, action, object, err, detail)
+		return nil, nil, s.refuse(ctx, actor, action, object, err, detail)
 	}
-	rec := NewCertificateRecord(cert, sub.ID, p.Name, enrolmentID, actor, now)
+	rec = NewCertificateRecord(cert, sub.ID, p.Name, enrolmentID, actor, s.cfg.Now().UTC())
 	if err := s.cfg.Store.StoreCertificate(ctx, rec); err != nil {
-		// Signed but not recorded: the certificate is withheld and the
-		// intent record names its serial.
-		s.cfg.Log.ErrorContext(ctx, "certificate signed but not stored; withheld", "object", object, "err", err)
-		code := errs.Unavailable
-		if f, dup := store.IsDuplicate(err); dup && (f == "enrolment_id" || f == "spki_sha256") {
-			code = errs.NotPending
-		}
-		return nil, s.refuse(ctx, actor, action, object, errs.Wrap(code, err, "the certificate could not be recorded and is withheld"), detail)
+		// Signed but not recorded. The certificate is public, so the log
+		// keeps it whole: should the store lose it too, it can be recorded
+		// from here.
+		s.cfg.Log.ErrorContext(ctx, "certificate signed but not recorded; approving the enrolment again records it", "object", object,
+			"enrolment", enrolmentID, "certificate_der_base64", base64.StdEncoding.EncodeToString(cert.Raw), "err", err)
+		return nil, cert, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Unavailable, err, "the certificate was signed but could not be recorded; approve again to record it"), detail)
 	}
 	detail["fingerprint_sha256"] = rec.Fingerprint
 	detail["not_after"] = rec.NotAfter.Format(time.RFC3339)
 	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
-		return nil, err
+		return rec, nil, err
 	}
 	// The certificate exists; if OCSP cannot sign for it now, the
 	// responder's periodic sync will.
 	if err := s.cfg.Notify.Issued(ctx, rec); err != nil {
 		s.cfg.Log.WarnContext(ctx, "issued certificate not yet published to OCSP", "object", object, "err", err)
 	}
-	return rec, nil
+	return rec, nil, nil
 }
 
 // CertificateData formats a registry subject for the profile templates.

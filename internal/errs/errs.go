@@ -41,9 +41,15 @@ const (
 	UnknownProfile  Code = "unknown-profile"          // no such certificate profile
 	ProfileMismatch Code = "profile-subject-mismatch" // the profile is not for this kind of subject
 	DualControl     Code = "dual-control-violation"   // the requesting officer tried to approve, or one officer to do alone what needs two
-	NotPending      Code = "enrolment-not-pending"    // enrolment already decided
+	NotPending      Code = "enrolment-not-pending"    // enrolment already decided, or issued on another approval
 	LintFailed      Code = "lint-failed"              // the to-be-signed certificate failed linting
 	NotIssued       Code = "certificate-not-issued"   // the enrolment has no certificate (yet)
+
+	EnrolmentStale          Code = "enrolment-stale"            // the subject changed since the request was entered; enter a new request
+	EnrolmentExpired        Code = "enrolment-expired"          // the request waited longer than its lifetime for a second officer
+	ReviewMismatch          Code = "review-mismatch"            // the approval names a review digest other than the enrolment's
+	RequesterNotActive      Code = "requester-not-active"       // the officer who entered the request is no longer an active officer
+	SubjectChangeNotPending Code = "subject-change-not-pending" // the registry change was decided, expired, or overtaken by another change
 
 	AlreadyRevoked       Code = "already-revoked"           // the certificate is revoked; revocation is final
 	AlreadyOnHold        Code = "already-on-hold"           // the certificate is already suspended
@@ -51,7 +57,7 @@ const (
 	ReasonNotAllowed     Code = "reason-not-allowed"        // this revocation reason is not accepted here
 	BadRevocationRequest Code = "bad-revocation-request"    // a holder's signed request does not parse or verify
 	ChangeNotPending     Code = "status-change-not-pending" // the hold/release request was decided, expired, or overtaken by another change
-	ChangeAlreadyPending Code = "change-already-pending"    // a hold/release request for the certificate already awaits a second officer
+	ChangeAlreadyPending Code = "change-already-pending"    // a hold/release/revocation of the certificate, or a change of the registry entry, already awaits a second officer
 	OfficerQuorum        Code = "officer-quorum"            // the change would leave fewer than two active officers, and no one could approve anything
 	CertificateRevoked   Code = "certificate-revoked"       // the certificate was revoked (or suspended) at the time that matters
 	RevocationUnknown    Code = "revocation-status-unknown" // no fresh evidence of status: refused, never assumed good

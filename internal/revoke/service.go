@@ -30,6 +30,10 @@ import (
 type Store interface {
 	OfficerStore
 	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
+	// SignedUnrecorded and StoreCertificate record a certificate that
+	// was signed but could not be recorded at issuance (enrol.Store).
+	SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
+	StoreCertificate(ctx context.Context, c *enrol.Certificate) error
 	RecordStatus(ctx context.Context, ev *Event, from ...Status) (Status, error)
 	CreateStatusChange(ctx context.Context, c *Change) error
 	GetStatusChange(ctx context.Context, id string) (*Change, error)
@@ -112,12 +116,35 @@ func (s *Service) publish(ctx context.Context, actor string, rec Record) {
 func (s *Service) certificate(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
 	c, err := s.cfg.Store.CertificateBySerial(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {
+		c, err = s.recordSigned(ctx, serial)
+	}
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, errs.New(errs.NotFound, "no certificate with serial %s was issued here", enrol.SerialHex(serial))
 	}
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "reading the certificate")
 	}
 	return c, nil
+}
+
+// recordSigned records a certificate the issuing key signed but that could
+// not be recorded at issuance (the database failed just after the
+// signature): it exists, so it must be revocable by its serial.
+func (s *Service) recordSigned(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
+	c, err := s.cfg.Store.SignedUnrecorded(ctx, serial)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Store.StoreCertificate(ctx, c); err != nil {
+		if _, dup := store.IsDuplicate(err); !dup {
+			return nil, err
+		}
+		// Recorded meanwhile by an approval.
+		return s.cfg.Store.CertificateBySerial(ctx, serial)
+	}
+	s.cfg.Log.WarnContext(ctx, "recorded a certificate signed at issuance but not recorded then", "serial", enrol.SerialHex(serial), "enrolment", c.EnrolmentID)
+	return c, s.cfg.Audit.Record(ctx, audit.Event{Actor: enrol.System, Action: "certificate.issue", Object: object(serial), Outcome: audit.OK,
+		Detail: map[string]string{"enrolment": c.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": c.Fingerprint}})
 }
 
 // transition records ev if the certificate's status allows it, mapping the

@@ -45,7 +45,11 @@ type SubjectFilter struct {
 
 // EnrolmentFilter selects enrolments, newest first.
 type EnrolmentFilter struct {
-	Status    string // pending, approved, issued, rejected
+	// Status is pending, approved, issued, rejected, stale or expired.
+	// Requests entered before OpenSince are expired rather than pending
+	// (none are, when it is zero).
+	Status    string
+	OpenSince time.Time
 	SubjectID string
 	Limit     int
 }
@@ -69,6 +73,17 @@ type StatusChangeFilter struct {
 	Serial string // the certificate's, in hex; empty for every certificate's
 	// Undecided keeps only requests without a decision, RequestedSince
 	// only those made at or after it: together, the requests still open.
+	Undecided      bool
+	RequestedSince time.Time
+	Limit          int
+}
+
+// SubjectChangeFilter selects registry changes awaiting (or given) a second
+// officer's decision, newest first.
+type SubjectChangeFilter struct {
+	SubjectID string
+	// Undecided keeps only changes without a decision, RequestedSince
+	// only those made at or after it: together, the changes still open.
 	Undecided      bool
 	RequestedSince time.Time
 	Limit          int

@@ -1,12 +1,10 @@
 package trustapi
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"bytes"
 	"encoding/pem"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/persian"
-	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
@@ -82,12 +79,6 @@ func (in subjectInput) subject() (*registry.Subject, error) {
 	return s, nil
 }
 
-func newSubjectID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "sub_" + hex.EncodeToString(b)
-}
-
 // record audits an officer action; a failed write fails the request.
 func (a *API) record(r *http.Request, action, object string, err error, detail map[string]string) error {
 	e := audit.Event{Actor: officerFrom(r.Context()), Action: action, Object: object, Outcome: audit.OK, Detail: detail}
@@ -103,11 +94,13 @@ func (a *API) record(r *http.Request, action, object string, err error, detail m
 	return err
 }
 
-func duplicateSubject(err error) error {
-	if f, ok := store.IsDuplicate(err); ok {
-		return errs.FieldError(errs.SubjectExists, f, "a subject with this %s is already registered", strings.ReplaceAll(f, "_", " "))
+// decodeOptional reads a JSON body that may be absent.
+func decodeOptional(r *http.Request, v any) error {
+	body, err := problem.Body(r, problem.MaxBody)
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = problem.Unmarshal(body, v)
 	}
-	return errs.Wrap(errs.Unavailable, err, "writing the registry")
+	return err
 }
 
 func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
@@ -124,13 +117,7 @@ func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, a.record(r, "subject.create", "subject:new", err, map[string]string{"kind": in.Kind}))
 		return
 	}
-	now := a.cfg.Now().UTC()
-	s.ID, s.CreatedAt, s.UpdatedAt = newSubjectID(), now, now
-	if err := a.cfg.Store.CreateSubject(r.Context(), s, officerFrom(r.Context())); err != nil {
-		a.fail(w, r, a.record(r, "subject.create", "subject:new", duplicateSubject(err), map[string]string{"kind": in.Kind}))
-		return
-	}
-	if err := a.record(r, "subject.create", "subject:"+s.ID, nil, map[string]string{"kind": string(s.Kind)}); err != nil {
+	if s, err = a.cfg.Registry.Create(r.Context(), officerFrom(r.Context()), s); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -138,6 +125,9 @@ func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 	problem.JSON(w, http.StatusCreated, s)
 }
 
+// updateSubject applies an update that only restricts the licence (200,
+// the subject) and enters any other as a registry change for a second
+// officer (202, the change).
 func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	object := "subject:" + id
@@ -146,50 +136,87 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
 		return
 	}
+	// The kind cannot change: say so rather than report the fields the
+	// other kind would need.
 	cur, err := a.cfg.Store.GetSubject(r.Context(), id)
 	if err != nil {
 		a.fail(w, r, a.record(r, "subject.update", object, lookupErr(err, "subject "+id), nil))
 		return
 	}
-	var s *registry.Subject
-	switch {
-	case registry.Kind(in.Kind) != cur.Kind:
+	var next *registry.Subject
+	if registry.Kind(in.Kind) != cur.Kind {
 		err = errs.FieldError(errs.Invalid, "kind", "cannot change from %s", cur.Kind)
-	case in.Version == 0:
-		err = errs.FieldError(errs.Invalid, "version", "the version you edited is required")
-	default:
-		s, err = in.subject()
+	} else {
+		next, err = in.subject()
 	}
 	if err != nil {
 		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
 		return
 	}
-	s.ID, s.CreatedAt, s.UpdatedAt, s.Version = cur.ID, cur.CreatedAt, a.cfg.Now().UTC(), in.Version+1
-	// Suspending an officer, or ending their registration, takes them out
-	// of service: never below the quorum dual control needs.
-	if now := a.cfg.Now(); cur.Kind == pki.RoleOfficer && cur.CanBeCertified(now) == nil && s.CanBeCertified(now) != nil {
-		if err := a.cfg.Revoke.KeepsOfficerQuorum(r.Context(), cur.ID); err != nil {
-			a.fail(w, r, a.record(r, "subject.update", object, err, nil))
-			return
-		}
+	s, c, err := a.cfg.Registry.Update(r.Context(), officerFrom(r.Context()), id, next, in.Version)
+	switch {
+	case err != nil:
+		a.fail(w, r, err)
+	case c != nil:
+		w.Header().Set("Location", "/admin/v1/subject-changes/"+c.ID)
+		problem.JSON(w, http.StatusAccepted, c)
+	default:
+		problem.JSON(w, http.StatusOK, s)
 	}
-	if err := a.cfg.Store.UpdateSubject(r.Context(), s, officerFrom(r.Context())); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			err = errs.New(errs.Conflict, "the subject changed since version %d; read it again", in.Version)
-		} else {
-			err = duplicateSubject(err)
-		}
-		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
-		return
-	}
-	_, last := s.LicenceDays()
-	detail := map[string]string{"version": strconv.Itoa(s.Version), "licence_status": string(s.LicenceStatus),
-		"licence_valid_until": last.Format(time.DateOnly)}
-	if err := a.record(r, "subject.update", object, nil, detail); err != nil {
+}
+
+func (a *API) listSubjectChanges(w http.ResponseWriter, r *http.Request) {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	problem.JSON(w, http.StatusOK, s)
+	list, err := a.cfg.Registry.Changes(r.Context(), r.URL.Query().Get("pending") == "true", limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	for _, c := range list {
+		if c.Proposed.NationalID != "" {
+			c.Proposed.NationalID = nationalid.Mask(c.Proposed.NationalID)
+		}
+	}
+	if list == nil {
+		list = []*registry.Change{}
+	}
+	problem.JSON(w, http.StatusOK, map[string]any{"subject_changes": list})
+}
+
+func (a *API) getSubjectChange(w http.ResponseWriter, r *http.Request) {
+	c, err := a.cfg.Registry.Change(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, c)
+}
+
+// decideSubjectChange answers an approval with the subject as it now is,
+// a rejection with the change.
+func (a *API) decideSubjectChange(approve bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Comment string `json:"comment"`
+		}
+		if err := decodeOptional(r, &in); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		c, s, err := a.cfg.Registry.DecideChange(r.Context(), officerFrom(r.Context()), r.PathValue("id"), approve, in.Comment)
+		switch {
+		case err != nil:
+			a.fail(w, r, err)
+		case approve:
+			problem.JSON(w, http.StatusOK, s)
+		default:
+			problem.JSON(w, http.StatusOK, c)
+		}
+	}
 }
 
 func (a *API) getSubject(w http.ResponseWriter, r *http.Request) {
@@ -253,9 +280,9 @@ func (a *API) createEnrolment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getEnrolment(w http.ResponseWriter, r *http.Request) {
-	e, err := a.cfg.Store.GetEnrolment(r.Context(), r.PathValue("id"))
+	e, err := a.cfg.Enrol.Enrolment(r.Context(), r.PathValue("id"))
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "enrolment "+r.PathValue("id")))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, enrolmentView{Request: e, CSRPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: e.CSR}))})
@@ -268,12 +295,8 @@ func (a *API) listEnrolments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	list, err := a.cfg.Store.ListEnrolments(r.Context(), store.EnrolmentFilter{Status: q.Get("status"), SubjectID: q.Get("subject_id"), Limit: limit})
+	list, err := a.cfg.Enrol.Enrolments(r.Context(), store.EnrolmentFilter{Status: q.Get("status"), SubjectID: q.Get("subject_id"), Limit: limit})
 	if err != nil {
-		var e *errs.Error
-		if !errors.As(err, &e) {
-			err = errs.Wrap(errs.Unavailable, err, "reading enrolments")
-		}
 		a.fail(w, r, err)
 		return
 	}
@@ -283,8 +306,19 @@ func (a *API) listEnrolments(w http.ResponseWriter, r *http.Request) {
 	problem.JSON(w, http.StatusOK, map[string]any{"enrolments": list})
 }
 
+// approveInput is the optional body of an approval: the review digest the
+// approving officer was shown (GET …/enrolments/{id}, review_digest).
+type approveInput struct {
+	Reviewed string `json:"reviewed"`
+}
+
 func (a *API) approve(w http.ResponseWriter, r *http.Request) {
-	c, err := a.cfg.Enrol.Approve(r.Context(), officerFrom(r.Context()), r.PathValue("id"))
+	var in approveInput
+	if err := decodeOptional(r, &in); err != nil {
+		a.fail(w, r, a.record(r, "enrolment.approve", "enrolment:"+r.PathValue("id"), err, nil))
+		return
+	}
+	c, err := a.cfg.Enrol.Approve(r.Context(), officerFrom(r.Context()), r.PathValue("id"), strings.TrimSpace(in.Reviewed))
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -28,14 +28,11 @@ import (
 	"github.com/nuskha/nuskha/internal/store"
 )
 
-// Store is what the API reads and writes directly.
+// Store is what the API reads directly.
 type Store interface {
-	CreateSubject(ctx context.Context, s *registry.Subject, by string) error
-	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
 	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
 	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
 	GetEnrolment(ctx context.Context, id string) (*enrol.Request, error)
-	ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
 	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
@@ -66,11 +63,22 @@ type Status interface {
 	Bundle(ctx context.Context) ([]byte, error)
 }
 
+// Registry keeps the registry (registry.Service).
+type Registry interface {
+	Create(ctx context.Context, officer string, s *registry.Subject) (*registry.Subject, error)
+	Update(ctx context.Context, officer, id string, next *registry.Subject, baseVersion int) (*registry.Subject, *registry.Change, error)
+	Change(ctx context.Context, id string) (*registry.Change, error)
+	Changes(ctx context.Context, pendingOnly bool, limit int) ([]*registry.Change, error)
+	DecideChange(ctx context.Context, officer, id string, approve bool, comment string) (*registry.Change, *registry.Subject, error)
+}
+
 // Enrolment is the dual-control workflow (enrol.Service).
 type Enrolment interface {
 	Request(ctx context.Context, officer string, in enrol.RequestInput) (*enrol.Request, error)
-	Approve(ctx context.Context, officer, enrolmentID string) (*enrol.Certificate, error)
+	Approve(ctx context.Context, officer, enrolmentID, reviewed string) (*enrol.Certificate, error)
 	Reject(ctx context.Context, officer, enrolmentID, reason string) (*enrol.Request, error)
+	Enrolment(ctx context.Context, id string) (*enrol.Request, error)
+	Enrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
 }
 
 // Refusals counts refused requests that proved nothing (audit.Tally):
@@ -82,6 +90,7 @@ type Refusals interface {
 // Config wires the API; every field but WriteLimits is required.
 type Config struct {
 	Store         Store
+	Registry      Registry
 	Enrol         Enrolment
 	Audit         audit.Recorder
 	Refusals      Refusals
@@ -108,7 +117,7 @@ type API struct {
 
 // New checks cfg.
 func New(cfg Config) (*API, error) {
-	if cfg.Store == nil || cfg.Enrol == nil || cfg.Audit == nil || cfg.Refusals == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
+	if cfg.Store == nil || cfg.Registry == nil || cfg.Enrol == nil || cfg.Audit == nil || cfg.Refusals == nil || len(cfg.Roots) == 0 || len(cfg.Intermediates) == 0 || cfg.Log == nil || cfg.Now == nil ||
 		cfg.Revoke == nil || cfg.Status == nil || cfg.OCSP == nil || cfg.CRLPath == "" || cfg.OCSPPath == "" || cfg.ARLPath == "" {
 		return nil, errors.New("trustapi: incomplete configuration")
 	}
@@ -137,6 +146,10 @@ func (a *API) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /admin/v1/subjects", a.listSubjects)
 	mux.HandleFunc("GET /admin/v1/subjects/{id}", a.getSubject)
 	mux.HandleFunc("PUT /admin/v1/subjects/{id}", a.updateSubject)
+	mux.HandleFunc("GET /admin/v1/subject-changes", a.listSubjectChanges)
+	mux.HandleFunc("GET /admin/v1/subject-changes/{id}", a.getSubjectChange)
+	mux.HandleFunc("POST /admin/v1/subject-changes/{id}/approve", a.decideSubjectChange(true))
+	mux.HandleFunc("POST /admin/v1/subject-changes/{id}/reject", a.decideSubjectChange(false))
 	mux.HandleFunc("POST /admin/v1/enrolments", a.createEnrolment)
 	mux.HandleFunc("GET /admin/v1/enrolments", a.listEnrolments)
 	mux.HandleFunc("GET /admin/v1/enrolments/{id}", a.getEnrolment)
@@ -225,11 +238,10 @@ func (a *API) officerID(ctx context.Context, leaf *x509.Certificate) (string, er
 	if err != nil {
 		return "", errs.Wrap(errs.Unavailable, err, "reading the officer's record")
 	}
-	if sub.Kind != pki.RoleOfficer {
-		return "", errs.New(errs.NotAnOfficer, "the certificate's subject is not an officer")
-	}
-	if err := sub.CanBeCertified(a.cfg.Now()); err != nil {
-		return "", errs.New(errs.NotAnOfficer, "the officer's registration is not active")
+	// The same test applies to the officer who entered a request when it
+	// is approved (registry.ActiveOfficer).
+	if err := sub.CheckOfficer(a.cfg.Now()); err != nil {
+		return "", err
 	}
 	st, err := a.cfg.Store.CertificateStatus(ctx, leaf.SerialNumber)
 	if err != nil {

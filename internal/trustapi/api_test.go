@@ -101,7 +101,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: e.svc, Audit: rec, Refusals: e.tally, Roots: []*x509.Certificate{p.Root},
+	reg, err := registry.NewService(registry.Config{Store: db, Quorum: rev, Audit: rec, Log: log, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := trustapi.New(trustapi.Config{Store: db, Registry: reg, Enrol: e.svc, Audit: rec, Refusals: e.tally, Roots: []*x509.Certificate{p.Root},
 		Intermediates: []*x509.Certificate{p.Intermediate}, Arc: p.Arc, Log: log, Now: now,
 		Revoke: rev, Status: e.pub, OCSP: resp.Handler("/ocsp"), CRLPath: "/crl/issuing-ca-1.crl", OCSPPath: "/ocsp", ARLPath: "/crl/root-ca.crl"})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -51,6 +52,8 @@ type Config struct {
 	// AnonymousWrites throttles what anyone may write without a client
 	// certificate: holder revocation requests (POST /v1/revocations).
 	AnonymousWrites WriteLimitConfig `json:"anonymous_writes,omitzero"`
+	// Enrolment tunes enrolment under dual control.
+	Enrolment EnrolmentConfig `json:"enrolment,omitzero"`
 
 	dir string
 }
@@ -141,6 +144,19 @@ type WriteLimitConfig struct {
 	PerIPBurst     int     `json:"per_ip_burst,omitempty"`      // [10]
 	PerSecond      float64 `json:"per_second,omitempty"`        // all addresses [50]
 	Burst          int     `json:"burst,omitempty"`             // all addresses [100]
+}
+
+// EnrolmentConfig tunes enrolment. Zero values mean the defaults in
+// brackets.
+type EnrolmentConfig struct {
+	// RequestLifetime is how long an enrolment request waits for its
+	// second officer; then it expires and leaves the pending list [168h].
+	RequestLifetime Duration `json:"request_lifetime,omitzero"`
+}
+
+// Lifetime is the request lifetime in force.
+func (e EnrolmentConfig) Lifetime() time.Duration {
+	return e.RequestLifetime.or(enrol.DefaultRequestLifetime)
 }
 
 // Duration is a time.Duration written as "4h" in JSON.
@@ -295,7 +311,8 @@ func (c *Config) Validate() error {
 		bad("status.crl_refresh must be shorter than status.crl_validity")
 	}
 	for field, d := range map[string]Duration{"status.ocsp_validity": c.Status.OCSPValidity, "status.crl_validity": c.Status.CRLValidity,
-		"status.crl_refresh": c.Status.CRLRefresh, "status.renew_before": c.Status.RenewBefore} {
+		"status.crl_refresh": c.Status.CRLRefresh, "status.renew_before": c.Status.RenewBefore,
+		"enrolment.request_lifetime": c.Enrolment.RequestLifetime} {
 		if d.Duration < 0 {
 			bad("%s: must not be negative", field)
 		}

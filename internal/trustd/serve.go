@@ -29,6 +29,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/profile"
 	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/publish"
+	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/tlsconf"
@@ -144,7 +145,8 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	// Refused anonymous requests: one summary per minute and reason.
 	refusals := audit.NewTally(rec, d.Log, d.Now, time.Minute)
 	urls := profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer}
-	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now}
+	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
+		RequestLifetime: cfg.Enrolment.Lifetime()}
 	// trustd's own credentials are issued without the OCSP hook (their
 	// responder is the thing being set up); the periodic sync covers them.
 	credSvc, err := enrol.New(enrolCfg)
@@ -198,8 +200,12 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	crlPath, ocspPath, arlPath := urlPath(cfg.URLs.CRL, "/crl/issuing-ca-1.crl"), urlPath(cfg.URLs.OCSP, "/ocsp"), urlPath(cfg.URLs.ARL, arlURLPath)
+	reg, err := registry.NewService(registry.Config{Store: db, Quorum: rev, Audit: rec, Log: d.Log, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
 	w := cfg.AnonymousWrites
-	api, err := trustapi.New(trustapi.Config{Store: db, Enrol: svc, Audit: rec, Refusals: refusals, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
+	api, err := trustapi.New(trustapi.Config{Store: db, Registry: reg, Enrol: svc, Audit: rec, Refusals: refusals, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
 		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath,
 		WriteLimits: trustapi.WriteLimits{PerIPPerMinute: w.PerIPPerMinute, PerIPBurst: w.PerIPBurst, PerSecond: w.PerSecond, Burst: w.Burst}})
 	if err != nil {

@@ -292,7 +292,8 @@ func TestConfigValidation(t *testing.T) {
 		os.WriteFile(p, b, 0o600)
 		return p
 	}
-	if _, err := trustd.LoadConfig(write(t, good)); err != nil {
+	cfg, err := trustd.LoadConfig(write(t, good))
+	if err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}
 	clone := func() map[string]any {
@@ -301,6 +302,17 @@ func TestConfigValidation(t *testing.T) {
 		json.Unmarshal(b, &m)
 		return m
 	}
+	t.Run("enrolment request lifetime", func(t *testing.T) {
+		if got := cfg.Enrolment.Lifetime(); got != 7*24*time.Hour {
+			t.Fatalf("without enrolment.request_lifetime requests live %s, want 7 days", got)
+		}
+		m := clone()
+		m["enrolment"] = map[string]any{"request_lifetime": "72h"}
+		c, err := trustd.LoadConfig(write(t, m))
+		if err != nil || c.Enrolment.Lifetime() != 72*time.Hour {
+			t.Fatalf("request_lifetime 72h: %v, %v", c, err)
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		mod  func(m map[string]any)
@@ -322,6 +334,7 @@ func TestConfigValidation(t *testing.T) {
 			m["status"].(map[string]any)["crl_refresh"] = "48h"
 		}, "crl_refresh"},
 		{"duration that is not a string", func(m map[string]any) { m["status"].(map[string]any)["crl_validity"] = 24 }, "duration"},
+		{"negative request lifetime", func(m map[string]any) { m["enrolment"] = map[string]any{"request_lifetime": "-1h"} }, "enrolment.request_lifetime"},
 		{"per-address cap above the total", func(m map[string]any) {
 			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "max_connections": 10, "max_connections_per_ip": 20}
 		}, "public"},

@@ -71,6 +71,11 @@ var pgConstraintField = map[string]string{
 	"status_change_decisions_pkey":       "change_id",
 	"crls_pkey":                          "number",
 	"service_credentials_pkey":           "serial",
+	"issuance_attempts_pkey":             "attempt",
+	"issuance_attempts_serial_uq":        "serial",
+	"issuance_outcomes_pkey":             "attempt",
+	"subject_change_requests_pkey":       "id",
+	"subject_change_decisions_pkey":      "change_id",
 }
 
 func pgDuplicate(err error) (string, bool) {
@@ -237,11 +242,18 @@ func (s *DB) Migrate(ctx context.Context, schema string) error {
 		name    string
 	}
 	var migs []mig
+	seen := map[int]string{}
 	for _, e := range entries {
 		n, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
 		if err != nil || !strings.HasSuffix(e.Name(), ".sql") {
 			return fmt.Errorf("sqlstore: migration file %s is not NNNN_name.sql", e.Name())
 		}
+		// Two files with one number: the second would be taken as applied
+		// and silently never run.
+		if other, dup := seen[n]; dup {
+			return fmt.Errorf("sqlstore: migrations %s and %s have the same number", other, e.Name())
+		}
+		seen[n] = e.Name()
 		migs = append(migs, mig{n, e.Name()})
 	}
 	sort.Slice(migs, func(i, j int) bool { return migs[i].version < migs[j].version })

@@ -14,6 +14,7 @@ import (
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
@@ -144,31 +145,33 @@ func (t *Trust) CreateSubject(ctx context.Context, s *registry.Subject, by strin
 
 // UpdateSubject stores s if the stored version is s.Version-1.
 func (t *Trust) UpdateSubject(ctx context.Context, s *registry.Subject, by string) error {
+	return t.tx(ctx, func(tx *sql.Tx) error { return t.updateSubject(ctx, tx, s, by) })
+}
+
+func (t *Trust) updateSubject(ctx context.Context, tx *sql.Tx, s *registry.Subject, by string) error {
 	args, err := subjectArgs(s)
 	if err != nil {
 		return err
 	}
-	return t.tx(ctx, func(tx *sql.Tx) error {
-		res, err := t.exec(ctx, tx, `UPDATE subjects SET kind=$2, name=$3, national_id=$4, council_number=$5,
-			profession=$6, specialty=$7, licence_number=$8, centre_type=$9, province=$10, responsible_name=$11,
-			responsible_council_number=$12, organization=$13, dns_names=$14, licence_valid_from=$15,
-			licence_valid_until=$16, licence_status=$17, created_at=$18, updated_at=$19, version=$20
-			WHERE id=$1 AND version=$21`, append(args, s.Version-1)...)
-		if err != nil {
+	res, err := t.exec(ctx, tx, `UPDATE subjects SET kind=$2, name=$3, national_id=$4, council_number=$5,
+		profession=$6, specialty=$7, licence_number=$8, centre_type=$9, province=$10, responsible_name=$11,
+		responsible_council_number=$12, organization=$13, dns_names=$14, licence_valid_from=$15,
+		licence_valid_until=$16, licence_status=$17, created_at=$18, updated_at=$19, version=$20
+		WHERE id=$1 AND version=$21`, append(args, s.Version-1)...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		var exists int
+		if err := tx.QueryRowContext(ctx, t.Rebind(`SELECT COUNT(*) FROM subjects WHERE id=$1`), s.ID).Scan(&exists); err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			var exists int
-			if err := tx.QueryRowContext(ctx, t.Rebind(`SELECT COUNT(*) FROM subjects WHERE id=$1`), s.ID).Scan(&exists); err != nil {
-				return err
-			}
-			if exists == 0 {
-				return fmt.Errorf("%w: subject %s", store.ErrNotFound, s.ID)
-			}
-			return fmt.Errorf("%w: subject %s is no longer at version %d", store.ErrConflict, s.ID, s.Version-1)
+		if exists == 0 {
+			return fmt.Errorf("%w: subject %s", store.ErrNotFound, s.ID)
 		}
-		return t.recordChange(ctx, tx, s, by)
-	})
+		return fmt.Errorf("%w: subject %s is no longer at version %d", store.ErrConflict, s.ID, s.Version-1)
+	}
+	return t.recordChange(ctx, tx, s, by)
 }
 
 // GetSubject reads one subject.
@@ -222,16 +225,21 @@ func (t *Trust) CreateEnrolment(ctx context.Context, r *enrol.Request) error {
 			r.SPKIHash, r.RequestedAt.UTC(), "enrolment:"+r.ID); err != nil {
 			return err
 		}
-		_, err := t.exec(ctx, tx, `INSERT INTO enrolments (id, subject_id, profile, csr, key_type, spki_sha256, requested_by, requested_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			r.ID, r.SubjectID, r.Profile, r.CSR, r.KeyType, r.SPKIHash, r.RequestedBy, r.RequestedAt.UTC())
+		_, err := t.exec(ctx, tx, `INSERT INTO enrolments (id, subject_id, profile, csr, key_type, spki_sha256, requested_by, requested_at,
+			subject_version, review, review_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			r.ID, r.SubjectID, r.Profile, r.CSR, r.KeyType, r.SPKIHash, r.RequestedBy, r.RequestedAt.UTC(),
+			r.SubjectVersion, string(r.Review), r.ReviewDigest)
 		return err
 	})
 }
 
+// An enrolment is stale when it has no certificate, was not rejected, and
+// its subject is no longer at the version it was entered against.
 const enrolmentSelect = `SELECT e.id, e.subject_id, e.profile, e.csr, e.key_type, e.spki_sha256, e.requested_by, e.requested_at,
+	e.subject_version, e.review, e.review_digest, s.version,
 	d.approved, d.decided_by, d.decided_at, d.reason, c.serial
 	FROM enrolments e
+	JOIN subjects s ON s.id = e.subject_id
 	LEFT JOIN decisions d ON d.enrolment_id = e.id
 	LEFT JOIN certificates c ON c.enrolment_id = e.id`
 
@@ -240,11 +248,17 @@ func scanEnrolment(r scanner) (*enrol.Request, error) {
 	var approved sql.NullBool
 	var by, reason, serial sql.NullString
 	var at sql.NullTime
+	var review string
+	var current int
 	if err := r.Scan(&e.ID, &e.SubjectID, &e.Profile, &e.CSR, &e.KeyType, &e.SPKIHash, &e.RequestedBy, &e.RequestedAt,
+		&e.SubjectVersion, &review, &e.ReviewDigest, &current,
 		&approved, &by, &at, &reason, &serial); err != nil {
 		return nil, err
 	}
 	e.RequestedAt = e.RequestedAt.UTC()
+	if review != "" {
+		e.Review = json.RawMessage(review)
+	}
 	e.Status = enrol.Pending
 	if approved.Valid {
 		e.Decision = &enrol.Decision{EnrolmentID: e.ID, Approved: approved.Bool, By: by.String, At: at.Time.UTC(), Reason: reason.String}
@@ -252,6 +266,9 @@ func scanEnrolment(r scanner) (*enrol.Request, error) {
 		if approved.Bool {
 			e.Status = enrol.Approved
 		}
+	}
+	if e.Status != enrol.Rejected && current != e.SubjectVersion {
+		e.Status = enrol.Stale
 	}
 	if serial.Valid {
 		e.Status = enrol.Issued
@@ -277,18 +294,31 @@ func (t *Trust) ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]
 		args = append(args, f.SubjectID)
 		q += fmt.Sprintf(" AND e.subject_id = $%d", len(args))
 	}
+	const undecided, fresh = " AND d.enrolment_id IS NULL", " AND e.subject_version = s.version"
 	switch enrol.Status(f.Status) {
 	case "":
 	case enrol.Pending:
-		q += " AND d.enrolment_id IS NULL"
+		q += undecided + fresh
+		if !f.OpenSince.IsZero() {
+			args = append(args, f.OpenSince.UTC())
+			q += fmt.Sprintf(" AND e.requested_at >= $%d", len(args))
+		}
+	case enrol.Expired:
+		if f.OpenSince.IsZero() {
+			return nil, nil
+		}
+		args = append(args, f.OpenSince.UTC())
+		q += undecided + fresh + fmt.Sprintf(" AND e.requested_at < $%d", len(args))
+	case enrol.Stale:
+		q += " AND c.serial IS NULL AND (d.approved IS NULL OR d.approved = TRUE) AND e.subject_version <> s.version"
 	case enrol.Rejected:
 		q += " AND d.approved = FALSE"
 	case enrol.Approved:
-		q += " AND d.approved = TRUE AND c.serial IS NULL"
+		q += " AND d.approved = TRUE AND c.serial IS NULL" + fresh
 	case enrol.Issued:
 		q += " AND c.serial IS NOT NULL"
 	default:
-		return nil, errs.FieldError(errs.Invalid, "status", "must be pending, approved, issued or rejected")
+		return nil, errs.FieldError(errs.Invalid, "status", "must be one of %v", enrol.Statuses)
 	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY e.requested_at DESC, e.id LIMIT $%d", len(args))
@@ -319,6 +349,11 @@ func (t *Trust) RecordDecision(ctx context.Context, d enrol.Decision) error {
 // key is claimed here, in the same transaction.
 func (t *Trust) StoreCertificate(ctx context.Context, c *enrol.Certificate) error {
 	return t.tx(ctx, func(tx *sql.Tx) error {
+		if c.EnrolmentID != "" {
+			if err := t.lockIssuance(ctx, tx, c.EnrolmentID); err != nil {
+				return err
+			}
+		}
 		if c.EnrolmentID == "" {
 			if _, err := t.exec(ctx, tx, `INSERT INTO public_keys (spki_sha256, first_seen_at, source) VALUES ($1, $2, $3)`,
 				c.SPKIHash, c.IssuedAt.UTC(), "certificate:"+c.SerialHex()); err != nil {
@@ -450,4 +485,15 @@ func (t *Trust) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// GoodCertificates counts the subject's certificates of the profile valid
+// at at and neither revoked nor on hold (certificate_status has no row for
+// a certificate never changed, and status good for one released).
+func (t *Trust) GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error) {
+	var n int
+	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT COUNT(*) FROM certificates c LEFT JOIN certificate_status s ON s.serial = c.serial
+		WHERE c.subject_id = $1 AND c.profile = $2 AND c.not_before <= $3 AND c.not_after > $3 AND (s.status IS NULL OR s.status = $4)`),
+		subjectID, profile, at.UTC(), string(revoke.Good)).Scan(&n)
+	return n, err
 }

@@ -34,6 +34,18 @@ type Trust interface {
 	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
 	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
 	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
+	// CreateSubjectChange records a registry change awaiting a second
+	// officer; DecideSubjectChange records its one decision (a second
+	// gives a DuplicateError for change_id) and, with apply, stores apply at
+	// the change's base version + 1 in the same transaction (ErrConflict,
+	// and nothing recorded, if the subject moved on).
+	CreateSubjectChange(ctx context.Context, c *registry.Change) error
+	GetSubjectChange(ctx context.Context, id string) (*registry.Change, error)
+	ListSubjectChanges(ctx context.Context, f store.SubjectChangeFilter) ([]*registry.Change, error)
+	DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject) error
+	// GoodCertificates counts a subject's certificates of a profile valid at
+	// a time and neither revoked nor on hold.
+	GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error)
 
 	// CreateEnrolment inserts r and claims its public key; a key seen before
 	// gives a DuplicateError for spki_sha256.
@@ -47,6 +59,18 @@ type Trust interface {
 	// StoreCertificate records an issued certificate. A certificate made
 	// without enrolment (at init) also claims its public key.
 	StoreCertificate(ctx context.Context, c *enrol.Certificate) error
+
+	// LatestIssuance returns an enrolment's latest issuance attempt, with
+	// its outcome if it has one; ErrNotFound before the first.
+	LatestIssuance(ctx context.Context, enrolmentID string) (*enrol.Issuance, error)
+	// ReserveIssuance commits an attempt: an attempt number taken gives a
+	// DuplicateError for attempt, an enrolment with a certificate (recorded
+	// or signed and awaiting its record) ErrConflict.
+	ReserveIssuance(ctx context.Context, a *enrol.Issuance) error
+	EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error
+	// SignedUnrecorded builds the record of a certificate signed in an
+	// attempt that ended IssuanceSigned and not recorded since.
+	SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
 	CertificateByFingerprint(ctx context.Context, sha256Hex string) (*enrol.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error)
@@ -90,14 +114,18 @@ type Backend struct {
 // Run runs the suite.
 func Run(t *testing.T, b Backend) {
 	t.Run("subjects", func(t *testing.T) { testSubjects(t, b) })
+	t.Run("registry changes under dual control", func(t *testing.T) { testSubjectChanges(t, b) })
 	t.Run("enrolment and decisions", func(t *testing.T) { testEnrolments(t, b) })
 	t.Run("certificates", func(t *testing.T) { testCertificates(t, b) })
+	t.Run("issuance attempts", func(t *testing.T) { testIssuance(t, b) })
+	t.Run("one issuance attempt under concurrency", func(t *testing.T) { testConcurrentIssuance(t, b) })
 	t.Run("audit", func(t *testing.T) { testAudit(t, b) })
 	t.Run("append-only tables", func(t *testing.T) { testAppendOnly(t, b) })
 	t.Run("one decision under concurrency", func(t *testing.T) { testConcurrentDecisions(t, b) })
 	t.Run("acknowledged writes survive reopening", func(t *testing.T) { testDurable(t, b) })
 	t.Run("certificate status", func(t *testing.T) { testStatus(t, b) })
 	t.Run("one revocation under concurrency", func(t *testing.T) { testConcurrentRevocation(t, b) })
+	t.Run("good certificates", func(t *testing.T) { testGoodCertificates(t, b) })
 	t.Run("status changes under dual control", func(t *testing.T) { testStatusChanges(t, b) })
 	t.Run("CRLs and service credentials", func(t *testing.T) { testCRLsAndCredentials(t, b) })
 }
@@ -236,12 +264,80 @@ func testSubjects(t *testing.T, b Backend) {
 	})
 }
 
+func subjectChange(cur *registry.Subject, by string) *registry.Change {
+	next := *cur
+	next.Name, next.Version, next.UpdatedAt = "دکتر سارا احمدی نژاد", cur.Version+1, now.Add(time.Hour)
+	return &registry.Change{ID: id("sch_"), SubjectID: cur.ID, BaseVersion: cur.Version, Fields: []string{"name"}, Proposed: &next,
+		RequestedBy: by, RequestedAt: now}
+}
+
+func testSubjectChanges(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-1501", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	c := subjectChange(p, "officer-a")
+	if err := s.CreateSubjectChange(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSubjectChange(ctx, c.ID)
+	if err != nil || got.Decided || got.BaseVersion != 1 || !slices.Equal(got.Fields, c.Fields) || !reflect.DeepEqual(got.Proposed, c.Proposed) {
+		t.Fatalf("change read back as %+v (proposed %+v), %v", got, got.Proposed, err)
+	}
+	if _, err := s.GetSubjectChange(ctx, "sch_nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing change: %v", err)
+	}
+	old := subjectChange(p, "officer-c")
+	old.RequestedAt = now.Add(-48 * time.Hour)
+	if err := s.CreateSubjectChange(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	open := store.SubjectChangeFilter{SubjectID: p.ID, Undecided: true, RequestedSince: now.Add(-24 * time.Hour)}
+	if l, _ := s.ListSubjectChanges(ctx, open); len(l) != 1 || l[0].ID != c.ID {
+		t.Fatalf("open changes: %v", l)
+	}
+	t.Run("approval applies the change only at its base version", func(t *testing.T) {
+		moved := *p
+		moved.LicenceStatus, moved.Version = registry.Suspended, 2
+		if err := s.UpdateSubject(ctx, &moved, "officer-b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DecideSubjectChange(ctx, c.ID, true, "officer-b", now, "", c.Proposed); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("approving a change overtaken: %v", err)
+		}
+		if got, _ := s.GetSubjectChange(ctx, c.ID); got.Decided {
+			t.Fatal("a refused approval was recorded")
+		}
+	})
+	t.Run("approval", func(t *testing.T) {
+		cur, _ := s.GetSubject(ctx, p.ID)
+		c2 := subjectChange(cur, "officer-a")
+		if err := s.CreateSubjectChange(ctx, c2); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DecideSubjectChange(ctx, c2.ID, true, "officer-b", now, "checked", c2.Proposed); err != nil {
+			t.Fatal(err)
+		}
+		mustDuplicate(t, s.DecideSubjectChange(ctx, c2.ID, false, "officer-c", now, "", nil), "change_id")
+		after, _ := s.GetSubject(ctx, p.ID)
+		if after.Version != 3 || after.Name != c2.Proposed.Name {
+			t.Fatalf("after approval: %+v", after)
+		}
+		got, _ := s.GetSubjectChange(ctx, c2.ID)
+		if !got.Decided || !got.Approved || got.DecidedBy != "officer-b" || got.Comment != "checked" {
+			t.Fatalf("decided change: %+v", got)
+		}
+	})
+}
+
 func newEnrolment(subjectID string) *enrol.Request {
 	spki := make([]byte, 32)
 	_, _ = rand.Read(spki)
 	return &enrol.Request{
 		ID: id("enr_"), SubjectID: subjectID, Profile: "practitioner-signing", CSR: []byte{0x30, 0x00},
 		KeyType: "EC-P256", SPKIHash: hex.EncodeToString(spki), RequestedBy: "officer-a", RequestedAt: now,
+		SubjectVersion: 1, Review: []byte(`{"v":1,"name":"دکتر سارا احمدی"}`), ReviewDigest: hex.EncodeToString(spki),
 	}
 }
 
@@ -259,7 +355,8 @@ func testEnrolments(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != enrol.Pending || got.Decision != nil || got.SPKIHash != e.SPKIHash || !got.RequestedAt.Equal(now) {
+	if got.Status != enrol.Pending || got.Decision != nil || got.SPKIHash != e.SPKIHash || !got.RequestedAt.Equal(now) ||
+		got.SubjectVersion != 1 || string(got.Review) != string(e.Review) || got.ReviewDigest != e.ReviewDigest {
 		t.Fatalf("new enrolment read back as %+v", got)
 	}
 
@@ -314,6 +411,78 @@ func testEnrolments(t *testing.T, b Backend) {
 		bySubject, _ := s.ListEnrolments(ctx, store.EnrolmentFilter{SubjectID: p.ID})
 		if len(bySubject) != 2 {
 			t.Fatalf("by subject: %d", len(bySubject))
+		}
+	})
+	t.Run("stale once the subject changes, expired once too old", func(t *testing.T) {
+		q := Practitioner("MC-2003", NationalIDFor(t))
+		if err := s.CreateSubject(ctx, q, "officer-a"); err != nil {
+			t.Fatal(err)
+		}
+		old, fresh, approved := newEnrolment(q.ID), newEnrolment(q.ID), newEnrolment(q.ID)
+		old.RequestedAt, approved.RequestedAt = now.Add(-48*time.Hour), now.Add(-time.Minute)
+		for _, r := range []*enrol.Request{old, fresh, approved} {
+			if err := s.CreateEnrolment(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.RecordDecision(ctx, enrol.Decision{EnrolmentID: approved.ID, Approved: true, By: "officer-b", At: now}); err != nil {
+			t.Fatal(err)
+		}
+		list := func(status string, since time.Time) []string {
+			got, err := s.ListEnrolments(ctx, store.EnrolmentFilter{Status: status, SubjectID: q.ID, OpenSince: since})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, r := range got {
+				ids = append(ids, r.ID)
+			}
+			return ids
+		}
+		since := now.Add(-24 * time.Hour)
+		for _, tc := range []struct {
+			status string
+			since  time.Time
+			want   []string
+		}{
+			{"pending", since, []string{fresh.ID}},
+			{"pending", time.Time{}, []string{fresh.ID, old.ID}},
+			{"expired", since, []string{old.ID}},
+			{"expired", time.Time{}, nil},
+			{"approved", since, []string{approved.ID}},
+			{"stale", since, nil},
+		} {
+			if got := list(tc.status, tc.since); !slices.Equal(got, tc.want) {
+				t.Errorf("%s since %s: %v, want %v", tc.status, tc.since, got, tc.want)
+			}
+		}
+		u := *q
+		u.Version, u.Name = 2, "دکتر سارا احمدی نژاد"
+		if err := s.UpdateSubject(ctx, &u, "officer-c"); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			status string
+			want   []string
+		}{
+			{"pending", nil}, {"expired", nil}, {"approved", nil}, {"stale", []string{fresh.ID, approved.ID, old.ID}},
+		} {
+			if got := list(tc.status, since); !slices.Equal(got, tc.want) {
+				t.Errorf("after the subject changed, %s: %v, want %v", tc.status, got, tc.want)
+			}
+		}
+		if got, _ := s.GetEnrolment(ctx, approved.ID); got.Status != enrol.Stale || got.Decision == nil {
+			t.Fatalf("approved, not issued, subject changed: %+v", got)
+		}
+	})
+	t.Run("a request entered before requests were bound is stale", func(t *testing.T) {
+		legacy := id("enr_")
+		if err := b.Exec(t, s, `INSERT INTO enrolments (id, subject_id, profile, csr, key_type, spki_sha256, requested_by, requested_at)
+			VALUES ($1, $2, 'practitioner-signing', $3, 'EC-P256', $4, 'officer-a', $5)`, legacy, p.ID, []byte{0x30, 0x00}, id("spki"), now); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.GetEnrolment(ctx, legacy); err != nil || got.Status != enrol.Stale || got.SubjectVersion != 0 || got.Review != nil {
+			t.Fatalf("legacy request: %+v %v", got, err)
 		}
 	})
 }
@@ -387,6 +556,96 @@ func testCertificates(t *testing.T, b Backend) {
 			t.Fatalf("%d certificates, %v", len(l), err)
 		}
 	})
+}
+
+func attempt(enrolmentID string, n int, serial *big.Int) *enrol.Issuance {
+	return &enrol.Issuance{EnrolmentID: enrolmentID, Attempt: n, Serial: serial, NotBefore: now, NotAfter: now.AddDate(1, 0, 0),
+		ClaimedBy: "officer-b", ClaimedAt: now.Add(time.Duration(n) * time.Minute)}
+}
+
+func testIssuance(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-3101", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LatestIssuance(ctx, e.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before any attempt: %v", err)
+	}
+	c := certificate(p.ID, e.ID)
+	c.SPKIHash = e.SPKIHash
+	a1 := attempt(e.ID, 1, c.Serial)
+	if err := s.ReserveIssuance(ctx, a1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LatestIssuance(ctx, e.ID)
+	if err != nil || got.Attempt != 1 || got.Serial.Cmp(c.Serial) != 0 || got.Outcome != nil || !got.ClaimedAt.Equal(a1.ClaimedAt) || !got.NotAfter.Equal(a1.NotAfter) {
+		t.Fatalf("attempt 1 read back as %+v, %v", got, err)
+	}
+	// Two officers starting the first attempt at once draw their own serials.
+	mustDuplicate(t, s.ReserveIssuance(ctx, attempt(e.ID, 1, certificate(p.ID, e.ID).Serial)), "attempt")
+	t.Run("a serial belongs to one enrolment", func(t *testing.T) {
+		other := newEnrolment(p.ID)
+		if err := s.CreateEnrolment(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		mustDuplicate(t, s.ReserveIssuance(ctx, attempt(other.ID, 1, c.Serial)), "serial")
+	})
+	if err := s.EndIssuance(ctx, enrol.IssuanceOutcome{EnrolmentID: e.ID, Attempt: 1, End: enrol.IssuanceFailed, Code: "unavailable", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	mustDuplicate(t, s.EndIssuance(ctx, enrol.IssuanceOutcome{EnrolmentID: e.ID, Attempt: 1, End: enrol.IssuanceSigned, DER: c.DER, At: now}), "attempt")
+	if got, _ := s.LatestIssuance(ctx, e.ID); got.Outcome == nil || got.Outcome.End != enrol.IssuanceFailed || got.Outcome.Code != "unavailable" {
+		t.Fatalf("failed attempt read back as %+v", got)
+	}
+	if err := s.ReserveIssuance(ctx, attempt(e.ID, 2, c.Serial)); err != nil {
+		t.Fatalf("attempt 2 after a failure: %v", err)
+	}
+	if _, err := s.SignedUnrecorded(ctx, c.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("nothing signed yet: %v", err)
+	}
+	if err := s.StoreCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReserveIssuance(ctx, attempt(e.ID, 3, c.Serial)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("an attempt after the certificate was recorded: %v", err)
+	}
+}
+
+func testConcurrentIssuance(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-3201", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	var wins, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.ReserveIssuance(ctx, attempt(e.ID, 1, certificate(p.ID, e.ID).Serial))
+			if err == nil {
+				wins.Add(1)
+			} else if _, ok := store.IsDuplicate(err); ok {
+				refused.Add(1)
+			} else {
+				t.Errorf("unexpected: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 || refused.Load() != 15 {
+		t.Fatalf("%d reservations of one attempt, %d refused; want 1 and 15", wins.Load(), refused.Load())
+	}
 }
 
 func testAudit(t *testing.T, b Backend) {
@@ -466,6 +725,23 @@ func testAppendOnly(t *testing.T, b Backend) {
 	if err := s.AddServiceCredential(ctx, enrol.ServiceCredential{Serial: c.Serial, Purpose: "ocsp", KeyURI: "k", NotAfter: now}, now); err != nil {
 		t.Fatal(err)
 	}
+	sc := subjectChange(p, "officer-a")
+	if err := s.CreateSubjectChange(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DecideSubjectChange(ctx, sc.ID, false, "officer-b", now, "no", nil); err != nil {
+		t.Fatal(err)
+	}
+	e2 := newEnrolment(p.ID)
+	if err := s.CreateEnrolment(ctx, e2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReserveIssuance(ctx, attempt(e2.ID, 1, certificate(p.ID, "").Serial)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndIssuance(ctx, enrol.IssuanceOutcome{EnrolmentID: e2.ID, Attempt: 1, End: enrol.IssuanceFailed, At: now}); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ name, update, del string }{
 		{"enrolments", "UPDATE enrolments SET requested_by = 'mallory'", "DELETE FROM enrolments"},
 		{"decisions", "UPDATE decisions SET decided_by = 'mallory'", "DELETE FROM decisions"},
@@ -478,6 +754,10 @@ func testAppendOnly(t *testing.T, b Backend) {
 		{"status_change_decisions", "UPDATE status_change_decisions SET decided_by = 'mallory'", "DELETE FROM status_change_decisions"},
 		{"crls", "UPDATE crls SET entries = 0", "DELETE FROM crls"},
 		{"service_credentials", "UPDATE service_credentials SET key_uri = 'x'", "DELETE FROM service_credentials"},
+		{"issuance_attempts", "UPDATE issuance_attempts SET claimed_by = 'mallory'", "DELETE FROM issuance_attempts"},
+		{"issuance_outcomes", "UPDATE issuance_outcomes SET outcome = 'failed'", "DELETE FROM issuance_outcomes"},
+		{"subject_change_requests", "UPDATE subject_change_requests SET requested_by = 'mallory'", "DELETE FROM subject_change_requests"},
+		{"subject_change_decisions", "UPDATE subject_change_decisions SET decided_by = 'mallory'", "DELETE FROM subject_change_decisions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := b.Exec(t, s, tc.update); err == nil {
@@ -646,6 +926,51 @@ func testStatus(t *testing.T, b Backend) {
 	}
 	if all[c.SerialHex()] != revoke.Revoked || all[good.SerialHex()] != revoke.Good || len(all) != 2 {
 		t.Fatalf("ForEachCertificate: %v", all)
+	}
+}
+
+func testGoodCertificates(t *testing.T, b Backend) {
+	s := b.Open(t)
+	p := Practitioner("MC-7101", "0499370899")
+	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	add := func(profile string, notBefore, notAfter time.Time) *enrol.Certificate {
+		c := certificate(p.ID, "")
+		c.Profile, c.NotBefore, c.NotAfter = profile, notBefore, notAfter
+		if err := s.StoreCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	count := func() int {
+		n, err := s.GoodCertificates(ctx, p.ID, "officer", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	add("officer", now.AddDate(-2, 0, 0), now.Add(-time.Second)) // expired
+	add("officer", now.Add(time.Hour), now.AddDate(1, 0, 0))     // not yet valid
+	add("practitioner-signing", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	if n := count(); n != 0 {
+		t.Fatalf("%d good officer certificates, want 0", n)
+	}
+	good := add("officer", now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	if n := count(); n != 1 {
+		t.Fatalf("%d good officer certificates, want 1", n)
+	}
+	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.OnHold, revoke.CertificateHold, now), revoke.Good); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("on hold: %d good", n)
+	}
+	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.Good, revoke.RemoveFromCRL, now), revoke.OnHold); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("released: %d good", n)
 	}
 }
 
