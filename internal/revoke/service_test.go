@@ -456,7 +456,7 @@ func TestPublishedWhenTheAuditFails(t *testing.T) {
 	e := setup(t)
 	c := e.issue(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := revoke.New(revoke.Config{Store: e.db, Audit: &failingAudit{inner: audit.NewLog(e.db, log, e.clock)}, Publisher: e.pub, Log: log, Now: e.clock})
+	svc, err := revoke.New(revoke.Config{Store: e.db, Audit: &failingAudit{inner: audit.NewLog(e.db, log, e.clock)}, Refusals: audit.NewTally(audit.NewLog(e.db, log, e.clock), log, e.clock, time.Minute), Publisher: e.pub, Log: log, Now: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

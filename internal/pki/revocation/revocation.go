@@ -384,11 +384,20 @@ func (c *Checker) checkCA(ctx context.Context, cert, issuer *x509.Certificate) (
 	case !now.Before(idx.nextUpdate):
 		why = fmt.Sprintf("the ARL of %q expired at %s (the root must re-sign it)", issuer.Subject.CommonName, idx.nextUpdate.UTC().Format(time.RFC3339))
 	case now.Sub(idx.confirmed) > c.cfg.MaxAge:
-		why = fmt.Sprintf("the ARL of %q was last known current %s ago, more than the %s allowed", issuer.Subject.CommonName, now.Sub(idx.confirmed).Round(time.Second), c.cfg.MaxAge)
+		why = fmt.Sprintf("the ARL of %q was last known current %s ago: that evidence is too old, more than the %s allowed", issuer.Subject.CommonName, roughly(now.Sub(idx.confirmed)), c.cfg.MaxAge)
 	default:
 		return idx.lookup(cert, "ARL "), nil
 	}
 	return Result{}, errs.New(errs.RevocationUnknown, "no fresh evidence of the status of the CA %q: %s", cert.Subject.CommonName, why)
+}
+
+// roughly rounds an age for people: to the second, or the millisecond
+// below one.
+func roughly(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
 }
 
 // maxARL bounds a fetched ARL: it lists a handful of CAs.
