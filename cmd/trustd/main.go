@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -37,6 +39,7 @@ const usage = `usage:
                                                              re-sign the root's ARL (yearly), or revoke an intermediate
   trustd add-officer -config FILE -root-key URI -officer NAME…
                                                              add officers when fewer than two can act (recovery)
+  trustd record-certificate -config FILE -cert FILE           record a certificate signed but lost with the database (from the log)
   trustd version                                             which build this is: version, commit, Go version
 Run "trustd <command> -h" for a command's flags.`
 
@@ -50,8 +53,9 @@ var commands = map[string]command{
 	"check": func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args, stdout, stderr, true)
 	},
-	"sign-arl":    cmdSignARL,
-	"add-officer": cmdAddOfficer,
+	"sign-arl":           cmdSignARL,
+	"add-officer":        cmdAddOfficer,
+	"record-certificate": cmdRecordCertificate,
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("trustd", args, stdout, stderr)
 	},
@@ -252,4 +256,40 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, chec
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return svc.Serve(ctx)
+}
+
+// cmdRecordCertificate records a certificate whose record was lost with
+// the database, from trustd's error log, so that it can be revoked.
+func cmdRecordCertificate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("trustd record-certificate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "trustd.json (required)")
+	certFile := fs.String("cert", "", "the certificate: PEM, DER, or the base64 of certificate_der_base64 in trustd's log (required)")
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if *path == "" || *certFile == "" || fs.NArg() != 0 {
+		return cli.Usagef("usage: trustd record-certificate -config FILE -cert FILE")
+	}
+	raw, err := os.ReadFile(*certFile)
+	if err != nil {
+		return err
+	}
+	der := raw
+	if b, _ := pem.Decode(raw); b != nil {
+		der = b.Bytes
+	} else if d, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw))); err == nil {
+		der = d
+	}
+	cfg, err := trustd.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	rec, err := trustd.RecordCertificate(ctx, cfg, der, trustd.Deps{Log: slog.New(slog.NewTextHandler(stderr, nil)), Now: time.Now})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "recorded certificate %s of enrolment %s; revoke it if it should not stand: rxctl cert revoke -serial %s -reason …\n",
+		rec.SerialHex(), rec.EnrolmentID, rec.SerialHex())
+	return nil
 }

@@ -178,7 +178,7 @@ func TestSignedButNotRecorded(t *testing.T) {
 		})
 		t.Run("revoking it by serial records and revokes it", func(t *testing.T) {
 			r, a := signedOnce(t)
-			rev, err := revoke.New(revoke.Config{Store: db, Audit: audit.NewLog(db, log, h.clock.Now), Publisher: noPublish{}, Log: log, Now: h.clock.Now})
+			rev, err := revoke.New(revoke.Config{Store: db, Audit: audit.NewLog(db, log, h.clock.Now), Refusals: audit.NewTally(audit.NewLog(db, log, h.clock.Now), log, h.clock.Now, time.Minute), Publisher: noPublish{}, Log: log, Now: h.clock.Now})
 			if err != nil {
 				t.Fatal(err)
 			}

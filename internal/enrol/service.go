@@ -42,6 +42,11 @@ type Store interface {
 	// An attempt number already taken gives a DuplicateError; an enrolment
 	// with a certificate signed (recorded or not) gives store.ErrConflict.
 	ReserveIssuance(ctx context.Context, a *Issuance) error
+	// ConfirmIssuance is the fence before the issuing key signs in attempt
+	// a: store.ErrConflict unless a is still the enrolment's latest
+	// attempt, has no outcome, the enrolment has no certificate, and a's
+	// lease (claimed at, plus lease) has not run out at now.
+	ConfirmIssuance(ctx context.Context, a *Issuance, now time.Time, lease time.Duration) error
 	// EndIssuance records how an attempt ended without a recorded certificate.
 	EndIssuance(ctx context.Context, o IssuanceOutcome) error
 	// SignedUnrecorded returns a certificate signed but not recorded, built
@@ -308,6 +313,13 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID, reviewed st
 		}
 	}
 	if err := s.approvable(ctx, r, reviewed); err != nil {
+		if a, lerr := s.cfg.Store.LatestIssuance(ctx, r.ID); lerr == nil && a.Outcome == nil {
+			// An attempt that never ended may have signed, its certificate
+			// lost with the database; the request can no longer be
+			// approved to finish it, so say where to look.
+			s.cfg.Log.ErrorContext(ctx, "an issuance attempt of this enrolment never ended and may have signed; if trustd's log holds its certificate (certificate signed but not recorded), record it with trustd record-certificate, then revoke it",
+				"enrolment", r.ID, "serial", SerialHex(a.Serial), "attempt", a.Attempt)
+		}
 		return nil, s.refuse(ctx, officer, action, object, err, detail)
 	}
 	p, err := s.cfg.Profiles.Get(r.Profile)
@@ -348,9 +360,15 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID, reviewed st
 // IssuanceLease is how long an issuance attempt is left to its officer.
 // An attempt that neither recorded a certificate nor ended within it was
 // abandoned (trustd stopped while the issuing key was signing, or the
-// database went away just after): a later approval takes it over, with the
-// same serial and validity, so that a signature the abandoned attempt may
-// have made and the new one are over the same certificate.
+// database went away just after): a later approval takes it over. Its
+// signer is fenced: immediately before the issuing key signs, the attempt
+// must still be the latest and within its lease (ConfirmIssuance), so an
+// attempt taken over signs nothing more. A signer already past the fence
+// when it stalled could still finish; so every attempt of an enrolment
+// signs the same to-be-signed certificate — the first attempt's serial and
+// validity, the certificate data the enrolment is bound to — and at worst
+// one certificate carries two signatures, never two certificates one
+// serial.
 const IssuanceLease = 5 * time.Minute
 
 // issueEnrolment issues an approved enrolment's certificate: exactly one
@@ -378,13 +396,11 @@ func (s *Service) issueEnrolment(ctx context.Context, officer string, r *Request
 		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending,
 			"officer %s is issuing this enrolment's certificate (since %s); if that fails, approve again", latest.ClaimedBy,
 			latest.ClaimedAt.Format(time.RFC3339)), nil)
-	case latest.Outcome == nil:
-		// Abandoned: it may have signed, so sign the same certificate.
-		next.Attempt, next.Serial, next.NotBefore, next.NotAfter = latest.Attempt+1, latest.Serial, latest.NotBefore, latest.NotAfter
 	default:
-		// Failed, having signed nothing: the same serial, a fresh validity.
-		next.Attempt, next.Serial = latest.Attempt+1, latest.Serial
-		next.NotBefore, next.NotAfter = s.validity(sub, p, now)
+		// Abandoned (it may have signed), or failed (having signed nothing,
+		// but an earlier attempt it took over may yet): the same serial and
+		// validity, so the same certificate.
+		next.Attempt, next.Serial, next.NotBefore, next.NotAfter = latest.Attempt+1, latest.Serial, latest.NotBefore, latest.NotAfter
 	}
 	if err := s.cfg.Store.ReserveIssuance(ctx, next); err != nil {
 		if _, dup := store.IsDuplicate(err); dup || errors.Is(err, store.ErrConflict) {
@@ -586,6 +602,14 @@ func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject
 		NotBefore: a.NotBefore, NotAfter: a.NotAfter,
 	}
 	cert, err := s.cfg.Issuer.Issue(ctx, req, func(tbs []byte) error {
+		if enrolmentID != "" {
+			if err := s.cfg.Store.ConfirmIssuance(ctx, a, s.cfg.Now().UTC(), IssuanceLease); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					return errs.New(errs.NotPending, "this approval's issuance was taken over by another officer's (its lease ran out); nothing was signed")
+				}
+				return errs.Wrap(errs.Unavailable, err, "confirming the issuance before signing")
+			}
+		}
 		h := sha256.Sum256(tbs)
 		intent := map[string]string{"tbs_sha256": hex.EncodeToString(h[:])}
 		for k, v := range detail {

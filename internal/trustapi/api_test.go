@@ -442,8 +442,9 @@ func TestOfficersUnderDualControl(t *testing.T) {
 		}
 	}
 	cur, _ := e.db.GetSubject(ctx, bob.ID)
-	update, _ := json.Marshal(map[string]any{"kind": "officer", "name": cur.Name, "organization": cur.Organization,
-		"licence_valid_from": "2025-01-01", "licence_valid_until": "2030-01-01", "licence_status": "suspended", "version": cur.Version})
+	first, last := cur.LicenceDays()
+	update, _ := json.Marshal(map[string]any{"kind": "officer", "name": cur.Name, "national_id": cur.NationalID, "organization": cur.Organization,
+		"licence_valid_from": first.Format(time.DateOnly), "licence_valid_until": last.Format(time.DateOnly), "licence_status": "suspended", "version": cur.Version})
 	if r := e.do(e.alice, "PUT", e.admin.URL+"/admin/v1/subjects/"+bob.ID, "application/json", update); r.status != 409 || r.problem.Code != "officer-quorum" {
 		t.Fatalf("suspending the last but one officer: %d %s", r.status, r.body)
 	}

@@ -1,18 +1,22 @@
 package trustd_test
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,11 +28,13 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/storetest"
 	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/tlsconf"
@@ -679,5 +685,91 @@ func TestSignARLKeepsHistory(t *testing.T) {
 	third, err := trustd.SignARL(ctx, cfg, trustd.ARLOptions{RootKey: res.RootKeyURI}, d)
 	if err != nil || third.Number.Int64() != 3 || len(third.RevokedCertificateEntries) != 1 {
 		t.Fatalf("with the latest file restored: %v %+v", err, third)
+	}
+}
+
+// TestRecordCertificate: a certificate the issuing key signed for a
+// reserved issuance attempt, whose record was lost with the database, is
+// recorded from the log (and so becomes revocable by its serial); one the
+// key signed outside any attempt, or not signed by the key, is refused.
+func TestRecordCertificate(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path(cfg.Store.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := storetest.Practitioner("MC-7001", "0499370899")
+	if err := db.CreateSubject(ctx, sub, "officer-a"); err != nil {
+		t.Fatal(err)
+	}
+	e := storetest.NewEnrolment(sub.ID)
+	if err := db.CreateEnrolment(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	a := &enrol.Issuance{EnrolmentID: e.ID, Attempt: 1, Serial: big.NewInt(0x7001), NotBefore: now.Add(-time.Minute), NotAfter: now.AddDate(1, 0, 0),
+		ClaimedBy: "officer-b", ClaimedAt: now}
+	if err := db.ReserveIssuance(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	inter, err := pemutil.ReadCertificate(filepath.Join(dir, "ca", "intermediate.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	interKey, err := d.Keys.OpenKey(ctx, cfg.CA.IntermediateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sign := func(serial int64, notBefore, notAfter time.Time, issuer *x509.Certificate, key crypto.Signer) []byte {
+		tpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "lost"}, NotBefore: notBefore, NotAfter: notAfter}
+		der, err := x509.CreateCertificate(rand.Reader, tpl, issuer, leafKey.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	impostor := *inter // the issuing CA's name, another key
+	impostor.PublicKey = otherKey.Public()
+	for name, der := range map[string][]byte{
+		"a serial no attempt reserved":  sign(0x7002, a.NotBefore, a.NotAfter, inter, interKey),
+		"another validity":              sign(0x7001, a.NotBefore, a.NotAfter.Add(time.Hour), inter, interKey),
+		"not signed by the issuing key": sign(0x7001, a.NotBefore, a.NotAfter, &impostor, otherKey),
+	} {
+		if _, err := trustd.RecordCertificate(ctx, cfg, der, d); err == nil {
+			t.Errorf("%s: recorded", name)
+		}
+	}
+	lost := sign(0x7001, a.NotBefore, a.NotAfter, inter, interKey)
+	rec, err := trustd.RecordCertificate(ctx, cfg, lost, d)
+	if err != nil || rec.EnrolmentID != e.ID || rec.SubjectID != sub.ID {
+		t.Fatalf("recording the lost certificate: %+v %v", rec, err)
+	}
+	if _, err := trustd.RecordCertificate(ctx, cfg, lost, d); err == nil || !strings.Contains(err.Error(), "recorded already") {
+		t.Fatalf("recorded twice: %v", err)
+	}
+	db, err = sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path(cfg.Store.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if c, err := db.CertificateBySerial(ctx, big.NewInt(0x7001)); err != nil || !bytes.Equal(c.DER, lost) {
+		t.Fatalf("the recorded certificate: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
@@ -82,6 +83,33 @@ func (t *Trust) ReserveIssuance(ctx context.Context, a *enrol.Issuance) error {
 	})
 }
 
+// ConfirmIssuance is enrol.Store's fence before the issuing key signs.
+func (t *Trust) ConfirmIssuance(ctx context.Context, a *enrol.Issuance, now time.Time, lease time.Duration) error {
+	return t.tx(ctx, func(tx *sql.Tx) error {
+		if err := t.lockIssuance(ctx, tx, a.EnrolmentID); err != nil {
+			return err
+		}
+		var latest sql.NullInt64
+		var ended, certs int
+		var claimed sql.NullTime
+		err := tx.QueryRowContext(ctx, t.Rebind(`SELECT
+			(SELECT MAX(attempt) FROM issuance_attempts WHERE enrolment_id = $1),
+			(SELECT COUNT(*) FROM issuance_outcomes WHERE enrolment_id = $1 AND attempt = $2),
+			(SELECT COUNT(*) FROM certificates WHERE enrolment_id = $1),
+			(SELECT claimed_at FROM issuance_attempts WHERE enrolment_id = $1 AND attempt = $2)`), a.EnrolmentID, a.Attempt).
+			Scan(&latest, &ended, &certs, &claimed)
+		switch {
+		case err != nil:
+			return err
+		case !claimed.Valid || !latest.Valid || latest.Int64 != int64(a.Attempt) || ended > 0 || certs > 0:
+			return fmt.Errorf("%w: attempt %d of enrolment %s is no longer the one to sign", store.ErrConflict, a.Attempt, a.EnrolmentID)
+		case !now.Before(claimed.Time.Add(lease)):
+			return fmt.Errorf("%w: attempt %d of enrolment %s outlived its lease", store.ErrConflict, a.Attempt, a.EnrolmentID)
+		}
+		return nil
+	})
+}
+
 // EndIssuance records how an attempt ended without a recorded certificate.
 func (t *Trust) EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error {
 	return t.tx(ctx, func(tx *sql.Tx) error {
@@ -119,4 +147,25 @@ func (t *Trust) SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.C
 		return nil, fmt.Errorf("sqlstore: unrecorded certificate %s does not parse: %w", enrol.SerialHex(serial), err)
 	}
 	return enrol.NewCertificateRecord(cert, subjectID, profile, enrolmentID, by, at.Time.UTC()), nil
+}
+
+// UnrecordedAttempt returns the latest issuance attempt with this serial
+// whose enrolment has no recorded certificate, with the enrolment's
+// subject and profile: a serial the issuing key may have signed for
+// without the certificate reaching the database (store.ErrNotFound: none).
+func (t *Trust) UnrecordedAttempt(ctx context.Context, serial *big.Int) (a *enrol.Issuance, subjectID, profile string, err error) {
+	a = &enrol.Issuance{Serial: serial}
+	err = t.db.QueryRowContext(ctx, t.Rebind(`SELECT a.enrolment_id, a.attempt, a.not_before, a.not_after, a.claimed_by, a.claimed_at, e.subject_id, e.profile
+		FROM issuance_attempts a JOIN enrolments e ON e.id = a.enrolment_id
+		WHERE a.serial = $1 AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.enrolment_id = a.enrolment_id OR c.serial = a.serial)
+		ORDER BY a.attempt DESC LIMIT 1`), enrol.SerialHex(serial)).
+		Scan(&a.EnrolmentID, &a.Attempt, &a.NotBefore, &a.NotAfter, &a.ClaimedBy, &a.ClaimedAt, &subjectID, &profile)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", "", fmt.Errorf("%w: no unrecorded issuance of serial %s", store.ErrNotFound, enrol.SerialHex(serial))
+	}
+	if err != nil {
+		return nil, "", "", err
+	}
+	a.NotBefore, a.NotAfter, a.ClaimedAt = a.NotBefore.UTC(), a.NotAfter.UTC(), a.ClaimedAt.UTC()
+	return a, subjectID, profile, nil
 }

@@ -67,6 +67,8 @@ type Trust interface {
 	// DuplicateError for attempt, an enrolment with a certificate (recorded
 	// or signed and awaiting its record) ErrConflict.
 	ReserveIssuance(ctx context.Context, a *enrol.Issuance) error
+	// ConfirmIssuance is the fence before signing in an attempt.
+	ConfirmIssuance(ctx context.Context, a *enrol.Issuance, now time.Time, lease time.Duration) error
 	EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error
 	// SignedUnrecorded builds the record of a certificate signed in an
 	// attempt that ended IssuanceSigned and not recorded since.
@@ -331,7 +333,8 @@ func testSubjectChanges(t *testing.T, b Backend) {
 	})
 }
 
-func newEnrolment(subjectID string) *enrol.Request {
+// NewEnrolment returns a pending enrolment of the subject, as stored.
+func NewEnrolment(subjectID string) *enrol.Request {
 	spki := make([]byte, 32)
 	_, _ = rand.Read(spki)
 	return &enrol.Request{
@@ -347,7 +350,7 @@ func testEnrolments(t *testing.T, b Backend) {
 	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnrolment(p.ID)
+	e := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +368,7 @@ func testEnrolments(t *testing.T, b Backend) {
 		if err := s.CreateSubject(ctx, other, "officer-a"); err != nil {
 			t.Fatal(err)
 		}
-		again := newEnrolment(other.ID)
+		again := NewEnrolment(other.ID)
 		again.SPKIHash = e.SPKIHash
 		mustDuplicate(t, s.CreateEnrolment(ctx, again), "spki_sha256")
 		if _, err := s.GetEnrolment(ctx, again.ID); !errors.Is(err, store.ErrNotFound) {
@@ -373,7 +376,7 @@ func testEnrolments(t *testing.T, b Backend) {
 		}
 	})
 	t.Run("unknown subject refused", func(t *testing.T) {
-		if err := s.CreateEnrolment(ctx, newEnrolment("sub_missing")); err == nil {
+		if err := s.CreateEnrolment(ctx, NewEnrolment("sub_missing")); err == nil {
 			t.Fatal("enrolment for a missing subject accepted")
 		}
 	})
@@ -389,7 +392,7 @@ func testEnrolments(t *testing.T, b Backend) {
 		mustDuplicate(t, s.RecordDecision(ctx, enrol.Decision{EnrolmentID: e.ID, Approved: false, By: "officer-c", At: now}), "enrolment_id")
 	})
 	t.Run("rejection and listing by status", func(t *testing.T) {
-		r := newEnrolment(p.ID)
+		r := NewEnrolment(p.ID)
 		if err := s.CreateEnrolment(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -418,7 +421,7 @@ func testEnrolments(t *testing.T, b Backend) {
 		if err := s.CreateSubject(ctx, q, "officer-a"); err != nil {
 			t.Fatal(err)
 		}
-		old, fresh, approved := newEnrolment(q.ID), newEnrolment(q.ID), newEnrolment(q.ID)
+		old, fresh, approved := NewEnrolment(q.ID), NewEnrolment(q.ID), NewEnrolment(q.ID)
 		old.RequestedAt, approved.RequestedAt = now.Add(-48*time.Hour), now.Add(-time.Minute)
 		for _, r := range []*enrol.Request{old, fresh, approved} {
 			if err := s.CreateEnrolment(ctx, r); err != nil {
@@ -506,7 +509,7 @@ func testCertificates(t *testing.T, b Backend) {
 	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnrolment(p.ID)
+	e := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +544,7 @@ func testCertificates(t *testing.T, b Backend) {
 		if err := s.StoreCertificate(ctx, boot); err != nil {
 			t.Fatal(err)
 		}
-		reuse := newEnrolment(p.ID)
+		reuse := NewEnrolment(p.ID)
 		reuse.SPKIHash = boot.SPKIHash
 		mustDuplicate(t, s.CreateEnrolment(ctx, reuse), "spki_sha256")
 	})
@@ -569,7 +572,7 @@ func testIssuance(t *testing.T, b Backend) {
 	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnrolment(p.ID)
+	e := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -588,8 +591,19 @@ func testIssuance(t *testing.T, b Backend) {
 	}
 	// Two officers starting the first attempt at once draw their own serials.
 	mustDuplicate(t, s.ReserveIssuance(ctx, attempt(e.ID, 1, certificate(p.ID, e.ID).Serial)), "attempt")
+	// The fence before signing: the latest attempt, open, within its lease.
+	const lease = 5 * time.Minute
+	if err := s.ConfirmIssuance(ctx, a1, a1.ClaimedAt.Add(lease-time.Second), lease); err != nil {
+		t.Fatalf("attempt 1 within its lease: %v", err)
+	}
+	if err := s.ConfirmIssuance(ctx, a1, a1.ClaimedAt.Add(lease), lease); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("attempt 1 past its lease: %v", err)
+	}
+	if err := s.ConfirmIssuance(ctx, attempt(e.ID, 2, c.Serial), now, lease); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("an attempt not reserved: %v", err)
+	}
 	t.Run("a serial belongs to one enrolment", func(t *testing.T) {
-		other := newEnrolment(p.ID)
+		other := NewEnrolment(p.ID)
 		if err := s.CreateEnrolment(ctx, other); err != nil {
 			t.Fatal(err)
 		}
@@ -602,8 +616,15 @@ func testIssuance(t *testing.T, b Backend) {
 	if got, _ := s.LatestIssuance(ctx, e.ID); got.Outcome == nil || got.Outcome.End != enrol.IssuanceFailed || got.Outcome.Code != "unavailable" {
 		t.Fatalf("failed attempt read back as %+v", got)
 	}
-	if err := s.ReserveIssuance(ctx, attempt(e.ID, 2, c.Serial)); err != nil {
+	if err := s.ConfirmIssuance(ctx, a1, a1.ClaimedAt, lease); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("an attempt that ended: %v", err)
+	}
+	a2 := attempt(e.ID, 2, c.Serial)
+	if err := s.ReserveIssuance(ctx, a2); err != nil {
 		t.Fatalf("attempt 2 after a failure: %v", err)
+	}
+	if err := s.ConfirmIssuance(ctx, a2, a2.ClaimedAt, lease); err != nil {
+		t.Fatalf("attempt 2: %v", err)
 	}
 	if _, err := s.SignedUnrecorded(ctx, c.Serial); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("nothing signed yet: %v", err)
@@ -622,7 +643,7 @@ func testConcurrentIssuance(t *testing.T, b Backend) {
 	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnrolment(p.ID)
+	e := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -692,7 +713,7 @@ func testAppendOnly(t *testing.T, b Backend) {
 	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnrolment(p.ID)
+	e := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -732,7 +753,7 @@ func testAppendOnly(t *testing.T, b Backend) {
 	if err := s.DecideSubjectChange(ctx, sc.ID, false, "officer-b", now, "no", nil); err != nil {
 		t.Fatal(err)
 	}
-	e2 := newEnrolment(p.ID)
+	e2 := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e2); err != nil {
 		t.Fatal(err)
 	}
@@ -780,7 +801,7 @@ func testConcurrentDecisions(t *testing.T, b Backend) {
 	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnrolment(p.ID)
+	e := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -812,7 +833,7 @@ func testDurable(t *testing.T, b Backend) {
 	if err := s.CreateSubject(ctx, p, "officer-a"); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnrolment(p.ID)
+	e := NewEnrolment(p.ID)
 	if err := s.CreateEnrolment(ctx, e); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nuskha/nuskha/certs"
 	"github.com/nuskha/nuskha/internal/nationalid"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
@@ -122,9 +123,12 @@ func CSR(t testing.TB, key crypto.Signer) *x509.CertificateRequest {
 
 // Subject returns a valid registry subject of the kind, licensed around now.
 func Subject(kind registry.Kind, id string, now time.Time) *registry.Subject {
+	// Whole days in Iran, as the registry keeps licences entered through
+	// its API, so that an update naming the same days changes nothing.
+	from, until := registry.LicencePeriod(persian.Day(now.AddDate(-1, 0, 0)), persian.Day(now.AddDate(3, 0, 0)))
 	s := &registry.Subject{
 		ID: id, Kind: kind, LicenceStatus: registry.Active,
-		LicenceValidFrom: now.AddDate(-1, 0, 0), LicenceValidUntil: now.AddDate(3, 0, 0),
+		LicenceValidFrom: from, LicenceValidUntil: until,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	switch kind {
