@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,11 +35,12 @@ type Store interface {
 	DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *Subject) error
 }
 
-// OfficerQuorum says whether an officer may be taken out of service:
-// never when fewer than two officers could then act, for nothing could be
-// approved again (package revoke counts them).
+// OfficerQuorum takes an officer out of service by running apply, unless
+// fewer than two officers could then act, for nothing could be approved
+// again (package revoke counts them). It serialises such removals: the
+// count and apply happen under one lock.
 type OfficerQuorum interface {
-	KeepsOfficerQuorum(ctx context.Context, subjectID string) error
+	WithOfficerQuorum(ctx context.Context, subjectID string, apply func() error) error
 }
 
 // Config wires a Service; every field is required.
@@ -139,6 +141,19 @@ func (s *Service) Update(ctx context.Context, officer, id string, next *Subject,
 		err = errs.New(errs.Conflict, "the subject changed since version %d; read it again", baseVersion)
 	default:
 		restricting, others = Diff(cur, next)
+		if cur.Kind == pki.RoleOfficer {
+			// An officer's licence ending earlier takes them out of
+			// service later, unseen by the quorum check at the time:
+			// a second officer decides it. Suspension takes effect now,
+			// under that check.
+			restricting = slices.DeleteFunc(restricting, func(f string) bool {
+				if f == "licence_valid_from" || f == "licence_valid_until" {
+					others = append(others, f)
+					return true
+				}
+				return false
+			})
+		}
 		if len(restricting) > 0 && len(others) > 0 {
 			err = errs.New(errs.Invalid, "this update restricts the licence (%s) and changes %s, which needs a second officer: submit the restriction alone, then the rest",
 				strings.Join(restricting, ", "), strings.Join(others, ", "))
@@ -155,17 +170,17 @@ func (s *Service) Update(ctx context.Context, officer, id string, next *Subject,
 	case len(restricting) == 0:
 		return cur, nil, nil // nothing changes
 	}
-	// Suspending an officer, or ending their registration, takes them out
-	// of service: never below the quorum dual control needs.
+	write := func() error { return s.cfg.Store.UpdateSubject(ctx, next, officer) }
 	if now := s.cfg.Now(); cur.Kind == pki.RoleOfficer && cur.CanBeCertified(now) == nil && next.CanBeCertified(now) != nil {
-		if err := s.cfg.Quorum.KeepsOfficerQuorum(ctx, cur.ID); err != nil {
-			return nil, nil, s.record(ctx, officer, action, object, err, nil)
-		}
+		// Suspending an officer takes them out of service: never below
+		// the quorum dual control needs, and never two at once.
+		apply := write
+		write = func() error { return s.cfg.Quorum.WithOfficerQuorum(ctx, cur.ID, apply) }
 	}
-	if err := s.cfg.Store.UpdateSubject(ctx, next, officer); err != nil {
+	if err := write(); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			err = errs.New(errs.Conflict, "the subject changed since version %d; read it again", baseVersion)
-		} else {
+		} else if errs.CodeOf(err) == errs.Internal {
 			err = duplicateSubject(err)
 		}
 		return nil, nil, s.record(ctx, officer, action, object, err, nil)
@@ -284,8 +299,15 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		next.UpdatedAt = now
 		apply = &next
 	}
-	if err := s.cfg.Store.DecideSubjectChange(ctx, id, approve, officer, now, comment, apply); err != nil {
+	decide := func() error { return s.cfg.Store.DecideSubjectChange(ctx, id, approve, officer, now, comment, apply) }
+	if apply != nil && cur.Kind == pki.RoleOfficer && cur.CanBeCertified(now) == nil && apply.CanBeCertified(now) != nil {
+		// Two officers may end a third's licence, but not the quorum.
+		d := decide
+		decide = func() error { return s.cfg.Quorum.WithOfficerQuorum(ctx, cur.ID, d) }
+	}
+	if err := decide(); err != nil {
 		switch f, dup := store.IsDuplicate(err); {
+		case errs.CodeOf(err) == errs.OfficerQuorum:
 		case dup && f == "change_id":
 			err = errs.New(errs.SubjectChangeNotPending, "another officer decided registry change %s at the same time", id)
 		case errors.Is(err, store.ErrConflict):

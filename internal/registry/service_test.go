@@ -317,4 +317,4 @@ func TestRegistryChangesUnderDualControl(t *testing.T) {
 // is package revoke's, tested there and through trustd's API.
 type quorumKept struct{}
 
-func (quorumKept) KeepsOfficerQuorum(context.Context, string) error { return nil }
+func (quorumKept) WithOfficerQuorum(_ context.Context, _ string, apply func() error) error { return apply() }

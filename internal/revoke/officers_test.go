@@ -124,12 +124,12 @@ func TestOfficerQuorum(t *testing.T) {
 	wantCode(t, err, errs.OfficerQuorum)
 	_, err = e.svc.RequestChange(ctx, alice.SubjectID, bob.Serial, revoke.Hold, "on leave")
 	wantCode(t, err, errs.OfficerQuorum)
-	wantCode(t, e.svc.KeepsOfficerQuorum(ctx, bob.SubjectID), errs.OfficerQuorum)
+	wantCode(t, e.svc.WithOfficerQuorum(ctx, bob.SubjectID, func() error { return nil }), errs.OfficerQuorum)
 
 	// With a third officer each change alone keeps two; both approved
 	// would leave one: the second approval is refused.
 	carol := e.officer(t)
-	if err := e.svc.KeepsOfficerQuorum(ctx, bob.SubjectID); err != nil {
+	if err := e.svc.WithOfficerQuorum(ctx, bob.SubjectID, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	revokeBob, err := e.svc.RequestRevocation(ctx, alice.SubjectID, bob.Serial, revoke.PrivilegeWithdrawn, "leaving")

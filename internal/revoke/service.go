@@ -430,10 +430,14 @@ func (s *Service) keepsQuorum(ctx context.Context, cert *enrol.Certificate, acti
 	return nil
 }
 
-// KeepsOfficerQuorum refuses to take the officer subjectID out of service
-// (suspending or ending their registration) when fewer than Quorum other
-// officers could act.
-func (s *Service) KeepsOfficerQuorum(ctx context.Context, subjectID string) error {
+// WithOfficerQuorum takes the officer subjectID out of service by running
+// apply (suspending or ending their registration), unless fewer than
+// Quorum other officers could then act. The count and apply run under the
+// lock that approvals removing an officer hold, so that two removals at
+// once cannot together break the quorum.
+func (s *Service) WithOfficerQuorum(ctx context.Context, subjectID string, apply func() error) error {
+	s.quorum.Lock()
+	defer s.quorum.Unlock()
 	active, err := ActiveOfficers(ctx, s.cfg.Store, s.cfg.Now(), func(sub *registry.Subject, _ *enrol.Certificate) bool { return sub.ID == subjectID })
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "counting the officers who can act")
@@ -441,7 +445,7 @@ func (s *Service) KeepsOfficerQuorum(ctx context.Context, subjectID string) erro
 	if len(active) < Quorum {
 		return errs.New(errs.OfficerQuorum, "without officer %s, %d officer(s) could act; dual control needs %d: enrol another officer first", subjectID, len(active), Quorum)
 	}
-	return nil
+	return apply()
 }
 
 // nonePending refuses a second request while one for the certificate can

@@ -47,7 +47,6 @@ type Revoker interface {
 	RevokeByHolder(ctx context.Context, token string) (revoke.Record, error)
 	RequestChange(ctx context.Context, officer string, serial *big.Int, action revoke.Action, comment string) (*revoke.Change, error)
 	RequestRevocation(ctx context.Context, officer string, serial *big.Int, reason revoke.Reason, comment string) (*revoke.Change, error)
-	KeepsOfficerQuorum(ctx context.Context, subjectID string) error
 	DecideChange(ctx context.Context, officer, id string, approve bool, comment string) (*revoke.Change, error)
 	Change(ctx context.Context, id string) (*revoke.Change, error)
 	Changes(ctx context.Context, pendingOnly bool, limit int) ([]*revoke.Change, error)

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -314,11 +315,14 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 // checkOfficers refuses duplicate names, names that are not plain file
 // names (they name the officer's files), and an officer with both a key URI
 // and a CSR.
+var officerName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$`)
+
 func checkOfficers(officers []Officer) error {
 	seen := map[string]bool{}
 	for _, off := range officers {
-		if off.Name == "" || seen[off.Name] || filepath.Base(off.Name) != off.Name {
-			return fmt.Errorf("officer names must be unique plain names, got %q", off.Name)
+		// The name becomes file names (officers/NAME.crt, handover/NAME/).
+		if !officerName.MatchString(off.Name) || seen[off.Name] {
+			return fmt.Errorf("officer names must be unique, of letters, digits, '.', '_' or '-', not starting with '.' (at most 64), got %q", off.Name)
 		}
 		if off.KeyURI != "" && off.CSR != nil {
 			return fmt.Errorf("officer %s: a key URI or a CSR, not both", off.Name)

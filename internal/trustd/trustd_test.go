@@ -271,6 +271,8 @@ func TestInitRefusals(t *testing.T) {
 		"one officer cannot satisfy dual control": {{Name: "alice"}},
 		"duplicate officer names":                 {{Name: "alice"}, {Name: "alice"}},
 		"officer name with a path":                {{Name: "alice"}, {Name: "../bob"}},
+		"officer named ..":                        {{Name: "alice"}, {Name: ".."}},
+		"officer name starting with a dot":        {{Name: "alice"}, {Name: ".bob"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "ca")

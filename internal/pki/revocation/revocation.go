@@ -133,6 +133,10 @@ type Checker struct {
 	ocspMu    sync.Mutex
 	ocspCache map[string]cached // by ocspKey
 	flight    singleflight.Group
+	// arlFailed is when fetching each issuer's ARL last failed: it is not
+	// tried again for arlRetry, so that a distribution point that is down
+	// is not asked on every check while the ARL held serves.
+	arlFailed map[string]time.Time
 	// waiting counts checks waiting for an OCSP answer, for tests to see
 	// that a burst shares one request.
 	waiting atomic.Int32
@@ -186,7 +190,7 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.Recheck < 0 {
 		return nil, errors.New("revocation: Recheck must not be negative")
 	}
-	return &Checker{cfg: cfg, crls: map[string]*index{}, ocspCache: map[string]cached{}}, nil
+	return &Checker{cfg: cfg, crls: map[string]*index{}, ocspCache: map[string]cached{}, arlFailed: map[string]time.Time{}}, nil
 }
 
 func issuerKey(issuer *x509.Certificate) string {
@@ -368,10 +372,36 @@ func (c *Checker) checkCA(ctx context.Context, cert, issuer *x509.Certificate) (
 	}
 	idx := held()
 	if c.cfg.HTTP != nil && len(cert.CRLDistributionPoints) > 0 && (idx == nil || now.Sub(idx.confirmed) >= c.cfg.ARLRefresh) {
-		err := c.fetchARL(ctx, cert.CRLDistributionPoints[0], issuer, now)
-		idx = held()
-		if err != nil && idx == nil {
-			return Result{}, errs.New(errs.RevocationUnknown, "no evidence of the status of the CA %q: %v", cert.Subject.CommonName, err)
+		c.mu.RLock()
+		failed, tried := c.arlFailed[k]
+		c.mu.RUnlock()
+		if !tried || now.Sub(failed) >= arlRetry {
+			// Checks that need the ARL at once share one fetch.
+			url := cert.CRLDistributionPoints[0]
+			_, err, _ := c.flight.Do("arl/"+k, func() (any, error) {
+				c.mu.RLock()
+				failed, tried := c.arlFailed[k]
+				c.mu.RUnlock()
+				if tried && now.Sub(failed) < arlRetry {
+					// A fetch that ended just before this one began.
+					return nil, fmt.Errorf("the ARL's distribution point %s failed at %s", url, failed.UTC().Format(time.RFC3339))
+				}
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ocspTimeout)
+				defer cancel()
+				err := c.fetchARL(fctx, url, issuer, now)
+				c.mu.Lock()
+				if err != nil {
+					c.arlFailed[k] = now
+				} else {
+					delete(c.arlFailed, k)
+				}
+				c.mu.Unlock()
+				return nil, err
+			})
+			idx = held()
+			if err != nil && idx == nil {
+				return Result{}, errs.New(errs.RevocationUnknown, "no evidence of the status of the CA %q: %v", cert.Subject.CommonName, err)
+			}
 		}
 		// A failed refresh leaves the ARL held, judged below by MaxAge.
 	}
@@ -399,6 +429,10 @@ func roughly(d time.Duration) time.Duration {
 	}
 	return d.Round(time.Second)
 }
+
+// arlRetry is how long after a failed fetch an issuer's ARL is not asked
+// for again.
+const arlRetry = time.Minute
 
 // maxARL bounds a fetched ARL: it lists a handful of CAs.
 const maxARL = 1 << 20

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -446,5 +447,58 @@ func TestAnchorMustBeARoot(t *testing.T) {
 	}
 	if !revocation.SelfSigned(f.p.Root) || revocation.SelfSigned(f.p.Intermediate) {
 		t.Fatal("SelfSigned")
+	}
+}
+
+// TestFailingARLRefreshBacksOff: while the ARL's distribution point fails,
+// the checks of a chain (one per caller request in rxd) share one fetch and
+// do not try again for a minute, using the ARL held meanwhile.
+func TestFailingARLRefreshBacksOff(t *testing.T) {
+	f := setup(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	var hits atomic.Int32
+	var down atomic.Bool
+	arl := f.p.ARL(t, now.Add(-time.Minute))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(arl.Raw)
+	}))
+	defer srv.Close()
+	inter := *f.p.Intermediate
+	inter.CRLDistributionPoints = []string{srv.URL + "/crl/root-ca.crl"}
+	chain := []*x509.Certificate{f.good, &inter, f.p.Root}
+	c, err := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, ARLRefresh: time.Hour, Now: clock, HTTP: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddCRL(f.crl(t, now.Unix(), now.Add(-time.Minute), 48*time.Hour), f.p.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CheckChain(context.Background(), chain); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	now = now.Add(61 * time.Minute)
+	hits.Store(0)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if _, err := c.CheckChain(context.Background(), chain); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("50 checks while the distribution point is down fetched the ARL %d times", n)
+	}
+	now = now.Add(61 * time.Second)
+	if _, err := c.CheckChain(context.Background(), chain); err != nil || hits.Load() != 2 {
+		t.Fatalf("a minute later: %v, %d fetches", err, hits.Load())
 	}
 }
