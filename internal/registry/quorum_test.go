@@ -49,7 +49,6 @@ func active(t *testing.T, h *harness) int {
 	return len(ids)
 }
 
-
 // TestShorteningAnOfficersLicenceNeedsTwo: one officer cannot end the
 // others' licences early alone (it would take them out of service later,
 // unseen by the quorum check at the time): the change awaits a second

@@ -317,4 +317,6 @@ func TestRegistryChangesUnderDualControl(t *testing.T) {
 // is package revoke's, tested there and through trustd's API.
 type quorumKept struct{}
 
-func (quorumKept) WithOfficerQuorum(_ context.Context, _ string, apply func() error) error { return apply() }
+func (quorumKept) WithOfficerQuorum(_ context.Context, _ string, apply func() error) error {
+	return apply()
+}
