@@ -168,3 +168,55 @@ func TestTakenOverSignerIsFenced(t *testing.T) {
 		}
 	})
 }
+
+// changingIssuer restricts the subject's licence between the approval's
+// checks and the signature, as another officer might at that moment.
+type changingIssuer struct {
+	enrol.Issuer
+	change func()
+	signed atomic.Int32
+}
+
+func (c *changingIssuer) Issue(ctx context.Context, req ca.Request, before ca.BeforeSign) (*x509.Certificate, error) {
+	cert, err := c.Issuer.Issue(ctx, req, func(tbs []byte) error {
+		c.change()
+		return before(tbs)
+	})
+	if err == nil {
+		c.signed.Add(1)
+	}
+	return cert, err
+}
+
+// TestSubjectChangedBeforeSigningIsFenced: a suspension recorded after the
+// approval checked the registry, but before the issuing key signs, stops
+// the signature: the fence checks the subject is still the version the
+// enrolment is bound to.
+func TestSubjectChangedBeforeSigningIsFenced(t *testing.T) {
+	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+		h := newHarnessOn(t, db, nil)
+		sub := h.subject(t, pki.RolePractitioner, nil)
+		iss := &changingIssuer{Issuer: h.pki.CA, change: func() {
+			cur, err := db.GetSubject(ctx, sub.ID)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			next := *cur
+			next.LicenceStatus, next.Version = "suspended", cur.Version+1
+			if err := db.UpdateSubject(ctx, &next, h.alice); err != nil {
+				t.Error(err)
+			}
+		}}
+		svc := serviceWith(t, h, iss, audit.NewLog(db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now))
+		r, err := svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.Approve(ctx, h.bob, r.ID, "")
+		wantCode(t, err, errs.NotPending)
+		if n := iss.signed.Load(); n != 0 {
+			t.Fatalf("%d signatures for a suspended practitioner", n)
+		}
+	})
+}

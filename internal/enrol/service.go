@@ -605,7 +605,7 @@ func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject
 		if enrolmentID != "" {
 			if err := s.cfg.Store.ConfirmIssuance(ctx, a, s.cfg.Now().UTC(), IssuanceLease); err != nil {
 				if errors.Is(err, store.ErrConflict) {
-					return errs.New(errs.NotPending, "this approval's issuance was taken over by another officer's (its lease ran out); nothing was signed")
+					return errs.New(errs.NotPending, "this approval can no longer sign: its issuance was taken over by another officer's (its lease ran out), or the subject changed since it was approved; nothing was signed")
 				}
 				return errs.Wrap(errs.Unavailable, err, "confirming the issuance before signing")
 			}

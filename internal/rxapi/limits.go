@@ -76,7 +76,10 @@ type refusal struct {
 }
 
 func (b *budgets) of(caller string, now time.Time) *budget {
-	if day := persian.Day(now); !day.Equal(b.day) {
+	// Only a later day starts the counts afresh: requests' clocks, read
+	// before they queue for the lock, may arrive a little out of order
+	// around midnight.
+	if day := persian.Day(now); day.After(b.day) {
 		b.day, b.by = day, map[string]*budget{}
 	}
 	c := b.by[caller]

@@ -90,17 +90,23 @@ func (t *Trust) ConfirmIssuance(ctx context.Context, a *enrol.Issuance, now time
 			return err
 		}
 		var latest sql.NullInt64
-		var ended, certs int
+		var ended, certs, moved int
 		var claimed sql.NullTime
 		err := tx.QueryRowContext(ctx, t.Rebind(`SELECT
 			(SELECT MAX(attempt) FROM issuance_attempts WHERE enrolment_id = $1),
 			(SELECT COUNT(*) FROM issuance_outcomes WHERE enrolment_id = $1 AND attempt = $2),
 			(SELECT COUNT(*) FROM certificates WHERE enrolment_id = $1),
-			(SELECT claimed_at FROM issuance_attempts WHERE enrolment_id = $1 AND attempt = $2)`), a.EnrolmentID, a.Attempt).
-			Scan(&latest, &ended, &certs, &claimed)
+			(SELECT claimed_at FROM issuance_attempts WHERE enrolment_id = $1 AND attempt = $2),
+			(SELECT COUNT(*) FROM enrolments e JOIN subjects s ON s.id = e.subject_id WHERE e.id = $1 AND s.version <> e.subject_version)`),
+			a.EnrolmentID, a.Attempt).
+			Scan(&latest, &ended, &certs, &claimed, &moved)
 		switch {
 		case err != nil:
 			return err
+		case moved > 0:
+			// The subject changed (a suspension, say) after approval
+			// checked it: the enrolment is stale, nothing is signed.
+			return fmt.Errorf("%w: the subject of enrolment %s changed since it was approved", store.ErrConflict, a.EnrolmentID)
 		case !claimed.Valid || !latest.Valid || latest.Int64 != int64(a.Attempt) || ended > 0 || certs > 0:
 			return fmt.Errorf("%w: attempt %d of enrolment %s is no longer the one to sign", store.ErrConflict, a.Attempt, a.EnrolmentID)
 		case !now.Before(claimed.Time.Add(lease)):
