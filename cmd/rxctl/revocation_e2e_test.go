@@ -18,8 +18,8 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
-	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/trustd"
@@ -306,7 +306,7 @@ func TestOfficerRevocationEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.refused("alice", "officer-quorum", "cert", "revoke", "-request", "-serial", enrol.SerialHex(bob[0].SerialNumber), "-reason", "superseded", "-comment", "x")
+	d.refused("alice", "officer-quorum", "cert", "revoke", "-request", "-serial", pki.SerialHex(bob[0].SerialNumber), "-reason", "superseded", "-comment", "x")
 	d.ok("bob", "subject", "list")
 }
 

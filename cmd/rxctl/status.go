@@ -19,7 +19,6 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/nuskha/nuskha/internal/client"
-	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
@@ -29,7 +28,7 @@ import (
 )
 
 func serialFlag(s string) (string, error) {
-	if _, ok := enrol.ParseSerialHex(s); !ok {
+	if _, ok := pki.ParseSerialHex(s); !ok {
 		return "", usageError{errors.New("-serial must be the certificate serial in hex")}
 	}
 	return s, nil
@@ -168,7 +167,7 @@ func tokenRevoke(ctx context.Context, e *env, args []string) error {
 	} else if cert, err = e.keys.LoadCertificate(ctx, uri); err != nil {
 		return err
 	}
-	token, err := signHolderRequest(k, revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: enrol.SerialHex(cert.SerialNumber), Reason: *reason, IssuedAt: time.Now().UTC()})
+	token, err := signHolderRequest(k, revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: pki.SerialHex(cert.SerialNumber), Reason: *reason, IssuedAt: time.Now().UTC()})
 	if err != nil {
 		return err
 	}

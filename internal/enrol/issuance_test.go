@@ -171,7 +171,7 @@ func TestSignedButNotRecorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			if c.Serial.Cmp(a.Serial) != 0 || string(c.DER) != string(a.Outcome.DER) || signer.n.Load() != before {
-				t.Fatalf("recorded serial %s (signed %s), %d more signatures", c.SerialHex(), enrol.SerialHex(a.Serial), signer.n.Load()-before)
+				t.Fatalf("recorded serial %s (signed %s), %d more signatures", c.SerialHex(), pki.SerialHex(a.Serial), signer.n.Load()-before)
 			}
 			_, err = svc.Approve(ctx, h.carol, r.ID, "")
 			wantCode(t, err, errs.NotPending)
@@ -187,7 +187,7 @@ func TestSignedButNotRecorded(t *testing.T) {
 				t.Fatalf("revoking the unrecorded certificate: %+v %v", rec, err)
 			}
 			got, _ := db.GetEnrolment(ctx, r.ID)
-			if got.Status != enrol.Issued || got.CertificateSerial != enrol.SerialHex(a.Serial) {
+			if got.Status != enrol.Issued || got.CertificateSerial != pki.SerialHex(a.Serial) {
 				t.Fatalf("enrolment after the revocation: %+v", got)
 			}
 			before := signer.n.Load()
@@ -233,7 +233,7 @@ func TestAbandonedIssuanceIsTakenOverAfterTheLease(t *testing.T) {
 		}
 		if c.Serial.Cmp(abandoned.Serial) != 0 || !c.NotBefore.Equal(abandoned.NotBefore) || !c.NotAfter.Equal(abandoned.NotAfter) {
 			t.Fatalf("the takeover signed serial %s valid %s to %s; want the abandoned attempt's %s, %s to %s",
-				c.SerialHex(), c.NotBefore, c.NotAfter, enrol.SerialHex(abandoned.Serial), abandoned.NotBefore, abandoned.NotAfter)
+				c.SerialHex(), c.NotBefore, c.NotAfter, pki.SerialHex(abandoned.Serial), abandoned.NotBefore, abandoned.NotAfter)
 		}
 	})
 }
@@ -258,7 +258,7 @@ func TestFailedIssuanceKeepsTheSerial(t *testing.T) {
 			t.Fatalf("retry at once: %v", err)
 		}
 		if c.Serial.Cmp(failed.Serial) != 0 {
-			t.Fatalf("retry signed serial %s, the enrolment's is %s", c.SerialHex(), enrol.SerialHex(failed.Serial))
+			t.Fatalf("retry signed serial %s, the enrolment's is %s", c.SerialHex(), pki.SerialHex(failed.Serial))
 		}
 		if certs, _ := db.ListCertificates(ctx, store.CertificateFilter{SubjectID: sub.ID}); len(certs) != 1 {
 			t.Fatalf("%d certificates", len(certs))

@@ -318,7 +318,7 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID, reviewed st
 			// lost with the database; the request can no longer be
 			// approved to finish it, so say where to look.
 			s.cfg.Log.ErrorContext(ctx, "an issuance attempt of this enrolment never ended and may have signed; if trustd's log holds its certificate (certificate signed but not recorded), record it with trustd record-certificate, then revoke it",
-				"enrolment", r.ID, "serial", SerialHex(a.Serial), "attempt", a.Attempt)
+				"enrolment", r.ID, "serial", pki.SerialHex(a.Serial), "attempt", a.Attempt)
 		}
 		return nil, s.refuse(ctx, officer, action, object, err, detail)
 	}
@@ -447,7 +447,7 @@ func (s *Service) validity(sub *registry.Subject, p *profile.Profile, now time.T
 // makes it visible and revocable.
 func (s *Service) recordSigned(ctx context.Context, actor string, a *Issuance) (*Certificate, error) {
 	const action = "certificate.issue"
-	object := "certificate:" + SerialHex(a.Serial)
+	object := "certificate:" + pki.SerialHex(a.Serial)
 	rec, err := s.cfg.Store.SignedUnrecorded(ctx, a.Serial)
 	if err == nil {
 		err = s.cfg.Store.StoreCertificate(ctx, rec)
@@ -587,7 +587,7 @@ func (s *Service) Bootstrap(ctx context.Context, actor string, sub *registry.Sub
 // later (see recordSigned).
 func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string, a *Issuance) (rec *Certificate, signed *x509.Certificate, err error) {
 	const action = "certificate.issue"
-	object := "certificate:" + SerialHex(a.Serial)
+	object := "certificate:" + pki.SerialHex(a.Serial)
 	detail := map[string]string{"profile": p.Name, "subject": sub.ID}
 	if enrolmentID != "" {
 		detail["enrolment"] = enrolmentID

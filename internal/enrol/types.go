@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/registry"
 )
 
@@ -141,19 +142,7 @@ type Certificate struct {
 }
 
 // SerialHex is the serial as lower-case hex, the form used in URLs and logs.
-func (c *Certificate) SerialHex() string { return SerialHex(c.Serial) }
-
-// SerialHex renders a serial as lower-case hex.
-func SerialHex(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
-
-// ParseSerialHex parses the form SerialHex writes.
-func ParseSerialHex(s string) (*big.Int, bool) {
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) == 0 || len(b) > 20 {
-		return nil, false
-	}
-	return new(big.Int).SetBytes(b), true
-}
+func (c *Certificate) SerialHex() string { return pki.SerialHex(c.Serial) }
 
 // NewCertificateRecord describes an issued certificate for the store.
 func NewCertificateRecord(cert *x509.Certificate, subjectID, profile, enrolmentID, issuedBy string, at time.Time) *Certificate {

@@ -140,7 +140,7 @@ func BenchmarkRevocationToVisible(b *testing.B) {
 		serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 150))
 		serials[i] = serial
 		c := enrol.NewCertificateRecord(leaf, sub.ID, "practitioner-signing", "", "bench", time.Now())
-		c.Serial, c.Fingerprint, c.SPKIHash = serial, enrol.SerialHex(serial), "spki"+enrol.SerialHex(serial)
+		c.Serial, c.Fingerprint, c.SPKIHash = serial, pki.SerialHex(serial), "spki"+pki.SerialHex(serial)
 		if err := s.StoreCertificate(ctx, c); err != nil {
 			b.Fatal(err)
 		}

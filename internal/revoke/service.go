@@ -88,7 +88,7 @@ const Holder = "holder"
 // holder.
 const ActionRevoke = "certificate.revoke"
 
-func object(serial *big.Int) string { return "certificate:" + enrol.SerialHex(serial) }
+func object(serial *big.Int) string { return "certificate:" + pki.SerialHex(serial) }
 
 func (s *Service) record(ctx context.Context, actor, action string, serial *big.Int, err error, detail map[string]string) error {
 	e := audit.Event{Actor: actor, Action: action, Object: object(serial), Outcome: audit.OK, Detail: detail}
@@ -107,7 +107,7 @@ func (s *Service) record(ctx context.Context, actor, action string, serial *big.
 // for the certificate until it can sign again; it is logged and audited.
 func (s *Service) publish(ctx context.Context, actor string, rec Record) {
 	if err := s.cfg.Publisher.StatusChanged(ctx, rec); err != nil {
-		s.cfg.Log.ErrorContext(ctx, "status change recorded but not yet published", "serial", enrol.SerialHex(rec.Serial), "err", err)
+		s.cfg.Log.ErrorContext(ctx, "status change recorded but not yet published", "serial", pki.SerialHex(rec.Serial), "err", err)
 		_ = s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: "certificate.status.publish", Object: object(rec.Serial),
 			Outcome: audit.Failed, Code: errs.Unavailable})
 	}
@@ -119,7 +119,7 @@ func (s *Service) certificate(ctx context.Context, serial *big.Int) (*enrol.Cert
 		c, err = s.recordSigned(ctx, serial)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errs.New(errs.NotFound, "no certificate with serial %s was issued here", enrol.SerialHex(serial))
+		return nil, errs.New(errs.NotFound, "no certificate with serial %s was issued here", pki.SerialHex(serial))
 	}
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "reading the certificate")
@@ -142,7 +142,7 @@ func (s *Service) recordSigned(ctx context.Context, serial *big.Int) (*enrol.Cer
 		// Recorded meanwhile by an approval.
 		return s.cfg.Store.CertificateBySerial(ctx, serial)
 	}
-	s.cfg.Log.WarnContext(ctx, "recorded a certificate signed at issuance but not recorded then", "serial", enrol.SerialHex(serial), "enrolment", c.EnrolmentID)
+	s.cfg.Log.WarnContext(ctx, "recorded a certificate signed at issuance but not recorded then", "serial", pki.SerialHex(serial), "enrolment", c.EnrolmentID)
 	return c, s.cfg.Audit.Record(ctx, audit.Event{Actor: enrol.System, Action: "certificate.issue", Object: object(serial), Outcome: audit.OK,
 		Detail: map[string]string{"enrolment": c.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": c.Fingerprint}})
 }
@@ -158,15 +158,15 @@ func (s *Service) transition(ctx context.Context, ev *Event, from ...Status) (Re
 	case errors.Is(err, store.ErrConflict):
 		switch cur {
 		case Revoked:
-			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked; revocation is final", enrol.SerialHex(ev.Serial))
+			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked; revocation is final", pki.SerialHex(ev.Serial))
 		case OnHold:
-			return Record{}, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", enrol.SerialHex(ev.Serial))
+			return Record{}, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", pki.SerialHex(ev.Serial))
 		default:
-			return Record{}, errs.New(errs.NotOnHold, "certificate %s is not on hold", enrol.SerialHex(ev.Serial))
+			return Record{}, errs.New(errs.NotOnHold, "certificate %s is not on hold", pki.SerialHex(ev.Serial))
 		}
 	case err != nil:
 		if f, dup := store.IsDuplicate(err); dup && f == "serial" {
-			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked", enrol.SerialHex(ev.Serial))
+			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked", pki.SerialHex(ev.Serial))
 		}
 		return Record{}, errs.Wrap(errs.Unavailable, err, "recording the status change")
 	}
@@ -191,7 +191,7 @@ func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, r
 	cert, err := s.certificate(ctx, serial)
 	if err == nil && cert.Profile == OfficerProfile {
 		err = errs.New(errs.DualControl, "certificate %s is a security officer's: revoking it needs two officers; request the revocation (rxctl cert revoke -request) for another officer to approve",
-			enrol.SerialHex(serial))
+			pki.SerialHex(serial))
 	}
 	if err != nil {
 		return Record{}, s.record(ctx, officer, action, serial, err, detail)
@@ -309,7 +309,7 @@ func (s *Service) verifyHolder(ctx context.Context, token string) (*HolderReques
 	if err := dec.Decode(&req); err != nil {
 		return nil, nil, bad("payload is not a revocation request: %v", err)
 	}
-	serial, ok := enrol.ParseSerialHex(req.Serial)
+	serial, ok := pki.ParseSerialHex(req.Serial)
 	if !ok {
 		return &req, nil, bad("serial must be hex")
 	}
@@ -397,7 +397,7 @@ func (s *Service) request(ctx context.Context, officer string, serial *big.Int, 
 		return nil, s.record(ctx, officer, act, serial, err, detail)
 	}
 	now := s.cfg.Now().UTC()
-	c := &Change{ID: newChangeID(), Serial: enrol.SerialHex(serial), Action: action, Reason: reason, Comment: comment, RequestedBy: officer,
+	c := &Change{ID: newChangeID(), Serial: pki.SerialHex(serial), Action: action, Reason: reason, Comment: comment, RequestedBy: officer,
 		RequestedAt: now, BaseSeq: rec.Seq}
 	if err := s.cfg.Store.CreateStatusChange(ctx, c); err != nil {
 		return nil, s.record(ctx, officer, act, serial, errs.Wrap(errs.Unavailable, err, "recording the request"), detail)
@@ -455,7 +455,7 @@ func (s *Service) WithOfficerQuorum(ctx context.Context, subjectID string, apply
 // the same instant can both pass; then approving one overtakes the other,
 // which the base-sequence check refuses.)
 func (s *Service) nonePending(ctx context.Context, serial *big.Int, rec Record) error {
-	open, err := s.cfg.Store.ListStatusChanges(ctx, store.StatusChangeFilter{Serial: enrol.SerialHex(serial), Undecided: true,
+	open, err := s.cfg.Store.ListStatusChanges(ctx, store.StatusChangeFilter{Serial: pki.SerialHex(serial), Undecided: true,
 		RequestedSince: openSince(s.cfg.Now())})
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "reading the certificate's pending requests")
@@ -513,11 +513,11 @@ func (s *Service) checkChange(ctx context.Context, serial *big.Int, action Actio
 	}
 	switch {
 	case rec.Status == Revoked:
-		return cert, rec, errs.New(errs.AlreadyRevoked, "certificate %s is revoked; revocation is final", enrol.SerialHex(serial))
+		return cert, rec, errs.New(errs.AlreadyRevoked, "certificate %s is revoked; revocation is final", pki.SerialHex(serial))
 	case action == Hold && rec.Status == OnHold:
-		return cert, rec, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", enrol.SerialHex(serial))
+		return cert, rec, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", pki.SerialHex(serial))
 	case action == Release && rec.Status != OnHold:
-		return cert, rec, errs.New(errs.NotOnHold, "certificate %s is not on hold", enrol.SerialHex(serial))
+		return cert, rec, errs.New(errs.NotOnHold, "certificate %s is not on hold", pki.SerialHex(serial))
 	}
 	return cert, rec, nil
 }
@@ -534,7 +534,7 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "reading the status change")
 	}
-	serial, _ := enrol.ParseSerialHex(c.Serial)
+	serial, _ := pki.ParseSerialHex(c.Serial)
 	act := "certificate." + string(c.Action) + ".approve"
 	if !approve {
 		act = "certificate." + string(c.Action) + ".reject"
@@ -622,7 +622,7 @@ func (s *Service) Status(ctx context.Context, serial *big.Int) (Record, error) {
 // String renders a record for people.
 func (r Record) String() string {
 	if r.Status == Good {
-		return fmt.Sprintf("%s: good", enrol.SerialHex(r.Serial))
+		return fmt.Sprintf("%s: good", pki.SerialHex(r.Serial))
 	}
-	return fmt.Sprintf("%s: %s (%s) since %s", enrol.SerialHex(r.Serial), r.Status, r.Reason, r.EffectiveAt.Format(time.RFC3339))
+	return fmt.Sprintf("%s: %s (%s) since %s", pki.SerialHex(r.Serial), r.Status, r.Reason, r.EffectiveAt.Format(time.RFC3339))
 }

@@ -336,7 +336,7 @@ func (a *API) certificateView(c *enrol.Certificate) certificateView {
 }
 
 func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
-	serial, ok := enrol.ParseSerialHex(r.PathValue("serial"))
+	serial, ok := pki.ParseSerialHex(r.PathValue("serial"))
 	if !ok {
 		a.fail(w, r, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex"))
 		return
@@ -362,7 +362,7 @@ func (a *API) enrolmentCertificate(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errs.New(errs.NotIssued, "enrolment is %s", e.Status))
 		return
 	}
-	serial, _ := enrol.ParseSerialHex(e.CertificateSerial)
+	serial, _ := pki.ParseSerialHex(e.CertificateSerial)
 	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
 	if err != nil {
 		a.fail(w, r, lookupErr(err, "certificate "+e.CertificateSerial))

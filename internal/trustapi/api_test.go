@@ -310,7 +310,7 @@ func TestOfficerAuthentication(t *testing.T) {
 		if r := e.do(carol, "GET", url, "", nil); r.status != 200 {
 			t.Fatalf("before revocation: %d %s", r.status, r.body)
 		}
-		e.revokeOfficer(enrol.SerialHex(cred.Leaf.SerialNumber))
+		e.revokeOfficer(pki.SerialHex(cred.Leaf.SerialNumber))
 		r := e.do(e.client(cred), "GET", url, "", nil)
 		if r.status != 403 || r.problem.Code != "not-an-officer" {
 			t.Fatalf("revoked officer: %d %s", r.status, r.body)
@@ -404,7 +404,7 @@ func (e *env) revokeOfficer(serial string) {
 func TestOfficersUnderDualControl(t *testing.T) {
 	e := newEnv(t)
 	carol := e.credential(pki.RoleOfficer, "officer", nil)
-	serial := enrol.SerialHex(carol.Leaf.SerialNumber)
+	serial := pki.SerialHex(carol.Leaf.SerialNumber)
 	r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/certificates/"+serial+"/revoke", "application/json", []byte(`{"reason":"affiliationChanged"}`))
 	if r.status != 403 || r.problem.Code != "dual-control-violation" {
 		t.Fatalf("one officer revoking another: %d %s", r.status, r.body)

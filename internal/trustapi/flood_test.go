@@ -15,7 +15,6 @@ import (
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 
 	"github.com/nuskha/nuskha/internal/audit"
-	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
@@ -66,7 +65,7 @@ func holderToken(t *testing.T, cred tls.Certificate, reason string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: enrol.SerialHex(cred.Leaf.SerialNumber),
+	body, _ := json.Marshal(revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: pki.SerialHex(cred.Leaf.SerialNumber),
 		Reason: reason, IssuedAt: time.Now().UTC()})
 	jws, err := s.Sign(body)
 	if err != nil {
@@ -137,7 +136,7 @@ func TestAnonymousRevocationFlood(t *testing.T) {
 	// One row per reason (bad request, rate limited) and minute, in the
 	// minute or two the test spans, and the real revocation's own row.
 	if len(rows) > 5 || summarised != flood+2 || len(individual) != 1 ||
-		individual[0].Object != "certificate:"+enrol.SerialHex(card.Leaf.SerialNumber) || individual[0].Outcome != audit.OK {
+		individual[0].Object != "certificate:"+pki.SerialHex(card.Leaf.SerialNumber) || individual[0].Outcome != audit.OK {
 		for _, ev := range rows {
 			t.Logf("%+v", ev)
 		}

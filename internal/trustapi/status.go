@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/revoke"
@@ -25,7 +25,7 @@ type statusView struct {
 }
 
 func viewStatus(r revoke.Record) statusView {
-	v := statusView{Serial: enrol.SerialHex(r.Serial), Status: string(r.Status)}
+	v := statusView{Serial: pki.SerialHex(r.Serial), Status: string(r.Status)}
 	if r.Status != revoke.Good {
 		at := r.EffectiveAt
 		v.Reason, v.EffectiveAt = r.Reason.String(), &at
@@ -34,7 +34,7 @@ func viewStatus(r revoke.Record) statusView {
 }
 
 func serialParam(r *http.Request) (*big.Int, error) {
-	serial, ok := enrol.ParseSerialHex(r.PathValue("serial"))
+	serial, ok := pki.ParseSerialHex(r.PathValue("serial"))
 	if !ok {
 		return nil, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex")
 	}
@@ -125,7 +125,7 @@ func (a *API) requestChange(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	serial, ok := enrol.ParseSerialHex(in.Serial)
+	serial, ok := pki.ParseSerialHex(in.Serial)
 	if !ok {
 		a.fail(w, r, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex"))
 		return

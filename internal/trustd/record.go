@@ -10,6 +10,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
@@ -48,15 +49,15 @@ func RecordCertificate(ctx context.Context, cfg *Config, der []byte, d Deps) (*e
 	if errors.Is(err, store.ErrNotFound) {
 		// Signed by our key, yet no issuance reserved it: not a lost
 		// record but a key used outside trustd.
-		d.Log.ErrorContext(ctx, "a certificate signed by the issuing key matches no issuance attempt", "serial", enrol.SerialHex(cert.SerialNumber))
-		return nil, fmt.Errorf("record-certificate: no issuance attempt reserved serial %s: this certificate was not issued by trustd; treat the issuing key as compromised", enrol.SerialHex(cert.SerialNumber))
+		d.Log.ErrorContext(ctx, "a certificate signed by the issuing key matches no issuance attempt", "serial", pki.SerialHex(cert.SerialNumber))
+		return nil, fmt.Errorf("record-certificate: no issuance attempt reserved serial %s: this certificate was not issued by trustd; treat the issuing key as compromised", pki.SerialHex(cert.SerialNumber))
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !cert.NotBefore.Equal(a.NotBefore) || !cert.NotAfter.Equal(a.NotAfter) {
 		return nil, fmt.Errorf("record-certificate: serial %s was reserved for %s to %s, the certificate is valid %s to %s",
-			enrol.SerialHex(cert.SerialNumber), a.NotBefore, a.NotAfter, cert.NotBefore, cert.NotAfter)
+			pki.SerialHex(cert.SerialNumber), a.NotBefore, a.NotAfter, cert.NotBefore, cert.NotAfter)
 	}
 	rec := enrol.NewCertificateRecord(cert, subjectID, profile, a.EnrolmentID, a.ClaimedBy, d.Now().UTC())
 	if err := db.StoreCertificate(ctx, rec); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
@@ -44,7 +45,7 @@ func (t *Trust) LatestIssuance(ctx context.Context, enrolmentID string) (*enrol.
 	if err != nil {
 		return nil, err
 	}
-	n, ok := enrol.ParseSerialHex(serial)
+	n, ok := pki.ParseSerialHex(serial)
 	if !ok {
 		return nil, fmt.Errorf("sqlstore: stored serial %q is not hex", serial)
 	}
@@ -77,7 +78,7 @@ func (t *Trust) ReserveIssuance(ctx context.Context, a *enrol.Issuance) error {
 			return fmt.Errorf("%w: enrolment %s already has a signed certificate", store.ErrConflict, a.EnrolmentID)
 		}
 		_, err := t.exec(ctx, tx, `INSERT INTO issuance_attempts (enrolment_id, attempt, serial, not_before, not_after, claimed_by, claimed_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.EnrolmentID, a.Attempt, enrol.SerialHex(a.Serial), a.NotBefore.UTC(), a.NotAfter.UTC(),
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.EnrolmentID, a.Attempt, pki.SerialHex(a.Serial), a.NotBefore.UTC(), a.NotAfter.UTC(),
 			a.ClaimedBy, a.ClaimedAt.UTC())
 		return err
 	})
@@ -140,17 +141,17 @@ func (t *Trust) SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.C
 		JOIN issuance_attempts a ON a.enrolment_id = o.enrolment_id AND a.attempt = o.attempt
 		JOIN enrolments e ON e.id = a.enrolment_id
 		WHERE a.serial = $1 AND o.outcome = $2 AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = a.serial)
-		ORDER BY a.attempt DESC LIMIT 1`), enrol.SerialHex(serial), string(enrol.IssuanceSigned)).
+		ORDER BY a.attempt DESC LIMIT 1`), pki.SerialHex(serial), string(enrol.IssuanceSigned)).
 		Scan(&enrolmentID, &subjectID, &profile, &by, &der, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: no unrecorded certificate %s", store.ErrNotFound, enrol.SerialHex(serial))
+		return nil, fmt.Errorf("%w: no unrecorded certificate %s", store.ErrNotFound, pki.SerialHex(serial))
 	}
 	if err != nil {
 		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: unrecorded certificate %s does not parse: %w", enrol.SerialHex(serial), err)
+		return nil, fmt.Errorf("sqlstore: unrecorded certificate %s does not parse: %w", pki.SerialHex(serial), err)
 	}
 	return enrol.NewCertificateRecord(cert, subjectID, profile, enrolmentID, by, at.Time.UTC()), nil
 }
@@ -164,10 +165,10 @@ func (t *Trust) UnrecordedAttempt(ctx context.Context, serial *big.Int) (a *enro
 	err = t.db.QueryRowContext(ctx, t.Rebind(`SELECT a.enrolment_id, a.attempt, a.not_before, a.not_after, a.claimed_by, a.claimed_at, e.subject_id, e.profile
 		FROM issuance_attempts a JOIN enrolments e ON e.id = a.enrolment_id
 		WHERE a.serial = $1 AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.enrolment_id = a.enrolment_id OR c.serial = a.serial)
-		ORDER BY a.attempt DESC LIMIT 1`), enrol.SerialHex(serial)).
+		ORDER BY a.attempt DESC LIMIT 1`), pki.SerialHex(serial)).
 		Scan(&a.EnrolmentID, &a.Attempt, &a.NotBefore, &a.NotAfter, &a.ClaimedBy, &a.ClaimedAt, &subjectID, &profile)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", "", fmt.Errorf("%w: no unrecorded issuance of serial %s", store.ErrNotFound, enrol.SerialHex(serial))
+		return nil, "", "", fmt.Errorf("%w: no unrecorded issuance of serial %s", store.ErrNotFound, pki.SerialHex(serial))
 	}
 	if err != nil {
 		return nil, "", "", err

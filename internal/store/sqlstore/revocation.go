@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/enrol"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 )
@@ -29,7 +30,7 @@ func (t *Trust) lockSerial(ctx context.Context, tx *sql.Tx, serial string) error
 // current status and an error wrapping store.ErrConflict; a missing
 // certificate gives store.ErrNotFound.
 func (t *Trust) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revoke.Status) (revoke.Status, error) {
-	serial := enrol.SerialHex(ev.Serial)
+	serial := pki.SerialHex(ev.Serial)
 	current := revoke.Good
 	err := t.tx(ctx, func(tx *sql.Tx) error {
 		if err := t.lockSerial(ctx, tx, serial); err != nil {
@@ -75,7 +76,7 @@ func (t *Trust) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revo
 
 // CertificateStatus returns a certificate's current status.
 func (t *Trust) CertificateStatus(ctx context.Context, serial *big.Int) (revoke.Record, error) {
-	s := enrol.SerialHex(serial)
+	s := pki.SerialHex(serial)
 	rec := revoke.Record{Serial: serial, Status: revoke.Good}
 	var st string
 	var reason int
@@ -115,7 +116,7 @@ func (t *Trust) ForEachStatus(ctx context.Context, notAfter time.Time, fn func(r
 		if err := rows.Scan(&s, &st, &reason, &r.EffectiveAt, &r.NotAfter, &r.Seq); err != nil {
 			return err
 		}
-		n, ok := enrol.ParseSerialHex(s)
+		n, ok := pki.ParseSerialHex(s)
 		if !ok {
 			return fmt.Errorf("sqlstore: stored serial %q is not hex", s)
 		}
@@ -145,7 +146,7 @@ func (t *Trust) ForEachCertificate(ctx context.Context, notAfter time.Time, fn f
 		if err := rows.Scan(&s, &r.NotAfter, nullStr{&st}, nullInt{&reason}, nullTime{&r.EffectiveAt}, nullInt{&seq}); err != nil {
 			return err
 		}
-		n, ok := enrol.ParseSerialHex(s)
+		n, ok := pki.ParseSerialHex(s)
 		if !ok {
 			return fmt.Errorf("sqlstore: stored serial %q is not hex", s)
 		}
@@ -167,7 +168,7 @@ func (t *Trust) ForEachCertificate(ctx context.Context, notAfter time.Time, fn f
 // StatusEvents lists a certificate's history in order.
 func (t *Trust) StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Event, error) {
 	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT seq, status, reason, effective_at, recorded_at, requested_by, approved_by, change_id
-		FROM status_events WHERE serial = $1 ORDER BY seq`), enrol.SerialHex(serial))
+		FROM status_events WHERE serial = $1 ORDER BY seq`), pki.SerialHex(serial))
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +285,7 @@ func (t *Trust) LatestCRL(ctx context.Context) (revoke.CRL, error) {
 // AddServiceCredential records a new credential (its certificate is stored).
 func (t *Trust) AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error {
 	_, err := t.exec(ctx, t.db, `INSERT INTO service_credentials (serial, purpose, key_uri, not_after, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		enrol.SerialHex(c.Serial), c.Purpose, c.KeyURI, c.NotAfter.UTC(), at.UTC())
+		pki.SerialHex(c.Serial), c.Purpose, c.KeyURI, c.NotAfter.UTC(), at.UTC())
 	return err
 }
 
@@ -300,7 +301,7 @@ func (t *Trust) LatestServiceCredential(ctx context.Context, purpose string) (en
 	if err != nil {
 		return c, err
 	}
-	n, ok := enrol.ParseSerialHex(s)
+	n, ok := pki.ParseSerialHex(s)
 	if !ok {
 		return c, fmt.Errorf("sqlstore: stored serial %q is not hex", s)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
@@ -379,7 +380,7 @@ func scanCertificate(r scanner) (*enrol.Certificate, error) {
 		&c.NotBefore, &c.NotAfter, &c.IssuedAt, &c.IssuedBy); err != nil {
 		return nil, err
 	}
-	n, ok := enrol.ParseSerialHex(serial)
+	n, ok := pki.ParseSerialHex(serial)
 	if !ok {
 		return nil, fmt.Errorf("sqlstore: stored serial %q is not hex", serial)
 	}
@@ -398,7 +399,7 @@ func (t *Trust) oneCertificate(ctx context.Context, where string, arg any) (*enr
 
 // CertificateBySerial finds a certificate.
 func (t *Trust) CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
-	return t.oneCertificate(ctx, `serial = $1`, enrol.SerialHex(serial))
+	return t.oneCertificate(ctx, `serial = $1`, pki.SerialHex(serial))
 }
 
 // CertificateByFingerprint finds a certificate by the SHA-256 of its DER.

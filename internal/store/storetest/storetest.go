@@ -935,14 +935,14 @@ func testStatus(t *testing.T, b Backend) {
 	}
 	good := issued(t, s, now.AddDate(1, 0, 0))
 	var listed []string
-	if err := s.ForEachStatus(ctx, now, func(r revoke.Record) error { listed = append(listed, enrol.SerialHex(r.Serial)); return nil }); err != nil {
+	if err := s.ForEachStatus(ctx, now, func(r revoke.Record) error { listed = append(listed, pki.SerialHex(r.Serial)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(listed) != 1 || listed[0] != c.SerialHex() {
 		t.Fatalf("ForEachStatus listed %v, want only %s", listed, c.SerialHex())
 	}
 	all := map[string]revoke.Status{}
-	if err := s.ForEachCertificate(ctx, now, func(r revoke.Record) error { all[enrol.SerialHex(r.Serial)] = r.Status; return nil }); err != nil {
+	if err := s.ForEachCertificate(ctx, now, func(r revoke.Record) error { all[pki.SerialHex(r.Serial)] = r.Status; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if all[c.SerialHex()] != revoke.Revoked || all[good.SerialHex()] != revoke.Good || len(all) != 2 {
