@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -14,17 +13,15 @@ import (
 	"os"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/nuskha/nuskha/internal/client"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
+	"github.com/nuskha/nuskha/internal/pki/holder"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
-	"github.com/nuskha/nuskha/internal/revoke"
 )
 
 func serialFlag(s string) (string, error) {
@@ -167,7 +164,7 @@ func tokenRevoke(ctx context.Context, e *env, args []string) error {
 	} else if cert, err = e.keys.LoadCertificate(ctx, uri); err != nil {
 		return err
 	}
-	token, err := signHolderRequest(k, revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: pki.SerialHex(cert.SerialNumber), Reason: *reason, IssuedAt: time.Now().UTC()})
+	token, err := holder.Sign(k, holder.Request{V: 1, Type: holder.Type, Serial: pki.SerialHex(cert.SerialNumber), Reason: *reason, IssuedAt: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -181,28 +178,6 @@ func tokenRevoke(ctx context.Context, e *env, args []string) error {
 	}
 	_, err = e.stdout.Write(append(out, '\n'))
 	return err
-}
-
-// signHolderRequest makes the compact JWS that proves the holder has the
-// certified key: signed on the token, never leaving it.
-func signHolderRequest(key crypto.Signer, req revoke.HolderRequest) (string, error) {
-	alg, err := pki.JOSEAlgorithm(key.Public())
-	if err != nil {
-		return "", err
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return "", err
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: cryptosigner.Opaque(key)}, nil)
-	if err != nil {
-		return "", err
-	}
-	jws, err := signer.Sign(body)
-	if err != nil {
-		return "", fmt.Errorf("signing on the token: %w", err)
-	}
-	return jws.CompactSerialize()
 }
 
 // trustPull fetches and verifies the trust bundle and writes it for

@@ -11,6 +11,7 @@ import (
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/holder"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
@@ -186,7 +187,7 @@ func (e *env) issueFor(t *testing.T, c *enrol.Certificate) *enrol.Certificate {
 func TestOfficerRevokesOwnCompromisedKey(t *testing.T) {
 	e := setup(t)
 	alice, bob := e.officer(t), e.officer(t)
-	token := holderToken(t, e.keys[bob.SerialHex()], revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: bob.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now})
+	token := holderToken(t, e.keys[bob.SerialHex()], holder.Request{V: 1, Type: holder.Type, Serial: bob.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now})
 	if _, err := e.svc.RevokeByHolder(ctx, token); err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,10 @@
 package revoke
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,12 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/holder"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
 )
@@ -210,27 +207,8 @@ func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, r
 	return rec, nil
 }
 
-// HolderRequest is the payload a holder signs, as a compact JWS, with the
-// key of the certificate to revoke.
-type HolderRequest struct {
-	V        int       `json:"v"`
-	Type     string    `json:"typ"`
-	Serial   string    `json:"serial"`
-	Reason   string    `json:"reason"`
-	IssuedAt time.Time `json:"iat"`
-}
-
-// HolderRequestType is the typ of HolderRequest.
-const HolderRequestType = "nuskha.revocation-request"
-
 // holderWindow is how far a holder request's iat may be from now.
 const holderWindow = 10 * time.Minute
-
-// HolderAlgorithms are accepted for holder requests.
-var HolderAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256, jose.RS256}
-
-// MaxHolderRequest bounds the size of a holder's JWS.
-const MaxHolderRequest = 16 << 10
 
 // RevokeByHolder revokes on a request signed with the certificate's own key
 // (proof of possession): what a practitioner does when a card is stolen
@@ -290,57 +268,40 @@ func (s *Service) noteQuorum(ctx context.Context, detail map[string]string) {
 	}
 }
 
-func (s *Service) verifyHolder(ctx context.Context, token string) (*HolderRequest, *enrol.Certificate, error) {
-	bad := func(format string, args ...any) error { return errs.New(errs.BadRevocationRequest, format, args...) }
-	token = strings.TrimSpace(token)
-	if len(token) == 0 || len(token) > MaxHolderRequest {
-		return nil, nil, bad("the request must be a compact JWS of at most %d bytes", MaxHolderRequest)
-	}
-	if !pki.CanonicalCompact(token) {
-		return nil, nil, bad("not a compact JWS of three base64url parts")
-	}
-	jws, err := jose.ParseSignedCompact(token, HolderAlgorithms)
+func (s *Service) verifyHolder(ctx context.Context, token string) (*holder.Request, *enrol.Certificate, error) {
+	signed, err := holder.Parse(token)
 	if err != nil {
-		return nil, nil, bad("not a compact JWS with an accepted algorithm (%v)", HolderAlgorithms)
+		return nil, nil, err
 	}
-	var req HolderRequest
-	dec := json.NewDecoder(bytes.NewReader(jws.UnsafePayloadWithoutVerification()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, nil, bad("payload is not a revocation request: %v", err)
-	}
+	req := &signed.Request
 	serial, ok := pki.ParseSerialHex(req.Serial)
 	if !ok {
-		return &req, nil, bad("serial must be hex")
+		return req, nil, errs.New(errs.BadRevocationRequest, "serial must be hex")
 	}
 	cert, err := s.certificate(ctx, serial)
 	if err != nil {
-		return &req, nil, err
+		return req, nil, err
 	}
 	parsed, err := x509.ParseCertificate(cert.DER)
 	if err != nil {
-		return &req, nil, errs.Wrap(errs.Internal, err, "stored certificate does not parse")
+		return req, nil, errs.Wrap(errs.Internal, err, "stored certificate does not parse")
 	}
-	payload, err := jws.Verify(parsed.PublicKey)
-	if err != nil {
-		return &req, nil, bad("the signature does not verify with certificate %s's key", req.Serial)
+	if err := signed.Verify(parsed.PublicKey); err != nil {
+		return req, nil, err
 	}
 	// Only now, with the signature checked, is the content trusted (and
 	// refusals from here on are filed under the certificate).
-	if !bytes.Equal(payload, jws.UnsafePayloadWithoutVerification()) {
-		return &req, nil, bad("payload changed during verification")
-	}
-	if req.V != 1 || req.Type != HolderRequestType {
-		return &req, cert, bad("v must be 1 and typ %q", HolderRequestType)
+	if err := req.CheckVersion(); err != nil {
+		return req, cert, err
 	}
 	if d := s.cfg.Now().Sub(req.IssuedAt); d > holderWindow || d < -holderWindow {
-		return &req, cert, bad("iat is more than %s from now; sign a fresh request", holderWindow)
+		return req, cert, errs.New(errs.BadRevocationRequest, "iat is more than %s from now; sign a fresh request", holderWindow)
 	}
 	reason, ok := ParseReason(req.Reason)
 	if !ok || !slices.Contains(holderReasons, reason) {
-		return &req, cert, errs.FieldError(errs.ReasonNotAllowed, "reason", "a holder may give %v", holderReasons)
+		return req, cert, errs.FieldError(errs.ReasonNotAllowed, "reason", "a holder may give %v", holderReasons)
 	}
-	return &req, cert, nil
+	return req, cert, nil
 }
 
 func newChangeID() string {

@@ -21,13 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/cryptosigner"
-
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/holder"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -108,15 +106,12 @@ func wantCode(t *testing.T, err error, code errs.Code) {
 	}
 }
 
-func holderToken(t *testing.T, key crypto.Signer, req revoke.HolderRequest) string {
-	alg, _ := pki.JOSEAlgorithm(key.Public())
-	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: cryptosigner.Opaque(key)}, nil)
-	body, _ := json.Marshal(req)
-	jws, err := s.Sign(body)
+func holderToken(t *testing.T, key crypto.Signer, req holder.Request) string {
+	t.Helper()
+	out, err := holder.Sign(key, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := jws.CompactSerialize()
 	return out
 }
 
@@ -163,8 +158,8 @@ func TestHolderRevocation(t *testing.T) {
 	e := setup(t)
 	c := e.issue(t)
 	other := e.issue(t)
-	req := func(mod func(*revoke.HolderRequest)) revoke.HolderRequest {
-		r := revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: c.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now}
+	req := func(mod func(*holder.Request)) holder.Request {
+		r := holder.Request{V: 1, Type: holder.Type, Serial: c.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now}
 		if mod != nil {
 			mod(&r)
 		}
@@ -177,11 +172,11 @@ func TestHolderRevocation(t *testing.T) {
 		code  errs.Code
 	}{
 		{"signed by another certificate's key", holderToken(t, e.keys[other.SerialHex()], req(nil)), errs.BadRevocationRequest},
-		{"stale", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.IssuedAt = e.now.Add(-time.Hour) })), errs.BadRevocationRequest},
-		{"wrong typ", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Type = "login" })), errs.BadRevocationRequest},
-		{"wrong version", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.V = 2 })), errs.BadRevocationRequest},
-		{"hold is not for holders", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Reason = "certificateHold" })), errs.ReasonNotAllowed},
-		{"unknown serial", holderToken(t, key, req(func(r *revoke.HolderRequest) { r.Serial = "0badc0de" })), errs.NotFound},
+		{"stale", holderToken(t, key, req(func(r *holder.Request) { r.IssuedAt = e.now.Add(-time.Hour) })), errs.BadRevocationRequest},
+		{"wrong typ", holderToken(t, key, req(func(r *holder.Request) { r.Type = "login" })), errs.BadRevocationRequest},
+		{"wrong version", holderToken(t, key, req(func(r *holder.Request) { r.V = 2 })), errs.BadRevocationRequest},
+		{"hold is not for holders", holderToken(t, key, req(func(r *holder.Request) { r.Reason = "certificateHold" })), errs.ReasonNotAllowed},
+		{"unknown serial", holderToken(t, key, req(func(r *holder.Request) { r.Serial = "0badc0de" })), errs.NotFound},
 		{"not a JWS", "hello", errs.BadRevocationRequest},
 		{"line break in the signature", func() string {
 			tok := holderToken(t, key, req(nil))
@@ -216,7 +211,7 @@ func TestHolderRefusalsInTheAuditLog(t *testing.T) {
 	e := setup(t)
 	c := e.issue(t)
 	key := e.keys[c.SerialHex()]
-	req := revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: c.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now}
+	req := holder.Request{V: 1, Type: holder.Type, Serial: c.SerialHex(), Reason: "keyCompromise", IssuedAt: e.now}
 	forged := holderToken(t, e.keys[e.issue(t).SerialHex()], req)
 	unknown := req
 	unknown.Serial = "0badc0de"

@@ -3,7 +3,6 @@ package trustapi_test
 import (
 	"crypto"
 	"crypto/tls"
-	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/cryptosigner"
-
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/holder"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 )
@@ -56,22 +53,11 @@ func (e *env) lastAuditSeq() int64 {
 // signed with the certificate's own key.
 func holderToken(t *testing.T, cred tls.Certificate, reason string) []byte {
 	t.Helper()
-	key := cred.PrivateKey.(crypto.Signer)
-	alg, err := pki.JOSEAlgorithm(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: cryptosigner.Opaque(key)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(revoke.HolderRequest{V: 1, Type: revoke.HolderRequestType, Serial: pki.SerialHex(cred.Leaf.SerialNumber),
+	out, err := holder.Sign(cred.PrivateKey.(crypto.Signer), holder.Request{V: 1, Type: holder.Type, Serial: pki.SerialHex(cred.Leaf.SerialNumber),
 		Reason: reason, IssuedAt: time.Now().UTC()})
-	jws, err := s.Sign(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := jws.CompactSerialize()
 	return []byte(out)
 }
 

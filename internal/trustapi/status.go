@@ -12,6 +12,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
+	"github.com/nuskha/nuskha/internal/pki/holder"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/revoke"
 )
@@ -101,9 +102,9 @@ func (a *API) holderRevocation(w http.ResponseWriter, r *http.Request) {
 		refuse(errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, revoke.MaxHolderRequest+1))
-	if err != nil || len(body) > revoke.MaxHolderRequest {
-		refuse(errs.New(errs.TooLarge, "a revocation request is at most %d bytes", revoke.MaxHolderRequest))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, holder.MaxSize+1))
+	if err != nil || len(body) > holder.MaxSize {
+		refuse(errs.New(errs.TooLarge, "a revocation request is at most %d bytes", holder.MaxSize))
 		return
 	}
 	rec, err := a.cfg.Revoke.RevokeByHolder(r.Context(), string(body))
