@@ -14,7 +14,7 @@ go test -run '^$' -bench 'BenchmarkOCSPOverHTTP' -benchtime 5s -count 3 ./intern
 go test -run '^$' -bench 'BenchmarkPresign/.*/10000' -benchtime 2x -count 3 ./internal/pki/responder/
 go test -run '^$' -bench 'BenchmarkRevocationToVisible' -benchtime 2s -count 3 ./internal/publish/
 go test -run '^$' -bench 'BenchmarkCheckCRL' -benchtime 2s ./internal/pki/revocation/
-go test -run '^$' -bench 'BenchmarkCertificateStatus' -benchtime 2s -timeout 60m ./internal/store/sqlstore/
+go test -run '^$' -bench 'BenchmarkCertificateStatus' -benchtime 2s -timeout 60m ./internal/store/truststore/
 go test -run '^$' -bench 'BenchmarkGenerateCRL' -benchtime 3x -timeout 60m ./internal/publish/
 # Verifying signed prescriptions.
 go test -run '^$' -bench 'BenchmarkVerify$|BenchmarkBareECDSA' -benchtime 3s -count 3 -cpu 1 ./internal/rx/
@@ -22,5 +22,5 @@ go test -run '^$' -bench 'BenchmarkVerify$|BenchmarkBareECDSA' -benchtime 3s -co
 go test -run '^$' -bench . -benchtime 2s -count 3 ./internal/rules/
 go test -run '^$' -bench 'BenchmarkLookup|BenchmarkSearch|BenchmarkAt' -benchtime 2s ./internal/catalogue/
 go test -run '^$' -bench 'BenchmarkCheck' -benchtime 3s -count 3 ./internal/adjudicate/
-NUSKHA_BENCH_REGISTRY=1000000 go test -run '^$' -bench 'BenchmarkImport' -benchtime 1x -timeout 60m ./internal/store/sqlstore/
-NUSKHA_BENCH_REGISTRY=1000000,10000000 go test -run '^$' -bench 'BenchmarkEligibility' -benchtime 20000x -timeout 120m ./internal/store/sqlstore/
+NUSKHA_BENCH_REGISTRY=1000000 go test -run '^$' -bench 'BenchmarkImport' -benchtime 1x -timeout 60m ./internal/store/rxstore/
+NUSKHA_BENCH_REGISTRY=1000000,10000000 go test -run '^$' -bench 'BenchmarkEligibility' -benchtime 20000x -timeout 120m ./internal/store/rxstore/

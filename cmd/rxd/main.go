@@ -44,6 +44,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rxapi"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
@@ -196,7 +197,7 @@ func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	defer d.Close()
 	fmt.Fprintf(stderr, "rxd: importing %s into the %s\n", fs.Arg(0), where)
-	s, err := sqlstore.NewInsured(ctx, d)
+	s, err := rxstore.NewInsured(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -353,7 +354,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer d.Close()
-	reg, err := sqlstore.NewInsured(ctx, d)
+	reg, err := rxstore.NewInsured(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -369,7 +370,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cstore, err := sqlstore.NewCatalogue(ctx, d)
+	cstore, err := rxstore.NewCatalogue(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -525,7 +526,7 @@ func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	defer d.Close()
 	fmt.Fprintf(stderr, "rxd: importing catalogue version %q into the %s\n", *label, where)
-	cstore, err := sqlstore.NewCatalogue(ctx, d)
+	cstore, err := rxstore.NewCatalogue(ctx, d)
 	if err != nil {
 		return err
 	}

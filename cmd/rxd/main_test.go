@@ -28,6 +28,7 @@ import (
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -65,7 +66,7 @@ func TestImportRegistryCommand(t *testing.T) {
 	}
 	d, _ := sqlstore.Open(context.Background(), sqlstore.SQLite, db)
 	defer d.Close()
-	s, _ := sqlstore.NewInsured(context.Background(), d)
+	s, _ := rxstore.NewInsured(context.Background(), d)
 	if n, _ := s.Count(context.Background()); n != 1000 {
 		t.Fatalf("count after a rejected update = %d", n)
 	}
@@ -92,7 +93,7 @@ func TestCreatedDatabaseIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	s, err := sqlstore.NewInsured(context.Background(), d)
+	s, err := rxstore.NewInsured(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}

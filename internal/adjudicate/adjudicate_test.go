@@ -17,6 +17,7 @@ import (
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 )
@@ -28,7 +29,7 @@ var day = insuredtest.Day
 
 type fixture struct {
 	a   *adjudicate.Adjudicator
-	reg *sqlstore.Insured
+	reg *rxstore.Insured
 }
 
 // on moves the fixture's clock to 10:00 UTC of a day (Gregorian or Solar

@@ -12,11 +12,12 @@ import (
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
 // openSQLite is a fresh embedded store; the PostgreSQL runs of the same
-// suites are in store/sqlstore.
+// suites are in store/rxstore.
 func openSQLite(t testing.TB) catalogue.Store {
 	t.Helper()
 	db, err := sqlstore.Open(context.Background(), sqlstore.SQLite, filepath.Join(t.TempDir(), "rxd.db"))
@@ -24,7 +25,7 @@ func openSQLite(t testing.TB) catalogue.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := sqlstore.NewCatalogue(context.Background(), db)
+	s, err := rxstore.NewCatalogue(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}

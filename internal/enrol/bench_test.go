@@ -13,6 +13,7 @@ import (
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
@@ -29,7 +30,7 @@ func BenchmarkApprove(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(b.TempDir(), "bench.db"))
+	db, err := truststore.Open(ctx, sqlstore.SQLite, filepath.Join(b.TempDir(), "bench.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

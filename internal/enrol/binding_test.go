@@ -18,14 +18,14 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
-	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 )
 
 // The red-team's finding: officer A registers a dentist and enters the
 // request; officer B reviews it; A alone rewrites the subject as a
 // psychiatrist; B approves the enrolment id they reviewed.
 func TestApprovalCertifiesWhatWasReviewed(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		sub := h.subject(t, pki.RolePractitioner, func(s *registry.Subject) {
 			s.Name, s.CouncilNumber, s.Profession, s.Specialty = "Dr Honest Applicant", "MC-22222", registry.Dentist, "general"
@@ -60,7 +60,7 @@ func TestApprovalCertifiesWhatWasReviewed(t *testing.T) {
 }
 
 func TestRequesterNoLongerAnOfficer(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		for _, tc := range []struct {
 			name  string
@@ -103,7 +103,7 @@ func TestRequesterNoLongerAnOfficer(t *testing.T) {
 }
 
 func TestPendingRequestsExpire(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		sub := h.subject(t, pki.RolePractitioner, nil)
 		r, err := h.svc.Request(ctx, h.alice, enrol.RequestInput{SubjectID: sub.ID, Profile: "practitioner-signing", CSR: csrPEM(t, newKey())})

@@ -17,7 +17,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
-	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 )
 
 // slowThenFlaky: call 1 is a slow HSM (held after its intent is recorded,
@@ -72,7 +72,7 @@ func (s *slowThenFlaky) Issue(ctx context.Context, req ca.Request, before ca.Bef
 // certificate — every attempt keeps the first one's serial and validity —
 // never two certificates under one serial.
 func TestStalledSignerAndRetrySignOneCertificate(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		iss := &slowThenFlaky{Issuer: h.pki.CA, held: make(chan struct{}), hold: make(chan struct{})}
 		svc := serviceWith(t, h, iss, audit.NewLog(db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now))
@@ -114,7 +114,7 @@ func TestStalledSignerAndRetrySignOneCertificate(t *testing.T) {
 // the two signatures are over the same certificate, and only one is
 // recorded.
 func TestStalledSignerAndTakeoverSignOneCertificate(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		iss := &slowThenFlaky{Issuer: h.pki.CA, held: make(chan struct{}), hold: make(chan struct{}), noFail: true}
 		svc := serviceWith(t, h, iss, audit.NewLog(db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now))
@@ -144,7 +144,7 @@ func TestStalledSignerAndTakeoverSignOneCertificate(t *testing.T) {
 // when it wakes, the fence stops it, and the enrolment has exactly one
 // signature.
 func TestTakenOverSignerIsFenced(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		iss := &slowThenFlaky{Issuer: h.pki.CA, held: make(chan struct{}), hold: make(chan struct{}), noFail: true, stallFirst: true}
 		svc := serviceWith(t, h, iss, audit.NewLog(db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now))
@@ -193,7 +193,7 @@ func (c *changingIssuer) Issue(ctx context.Context, req ca.Request, before ca.Be
 // the signature: the fence checks the subject is still the version the
 // enrolment is bound to.
 func TestSubjectChangedBeforeSigningIsFenced(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		sub := h.subject(t, pki.RolePractitioner, nil)
 		iss := &changingIssuer{Issuer: h.pki.CA, change: func() {

@@ -27,13 +27,14 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
 // lossyStore is the real store whose database fails to record the next
 // enrolment certificate, as when it goes away just after the signature.
 type lossyStore struct {
-	*sqlstore.Trust
+	*truststore.Store
 	fail atomic.Int32
 }
 
@@ -41,7 +42,7 @@ func (l *lossyStore) StoreCertificate(ctx context.Context, c *enrol.Certificate)
 	if c.EnrolmentID != "" && l.fail.Add(-1) >= 0 {
 		return errors.New("database connection lost")
 	}
-	return l.Trust.StoreCertificate(ctx, c)
+	return l.Store.StoreCertificate(ctx, c)
 }
 
 // countingSigner is the issuing key, counting every signature it makes.
@@ -61,9 +62,9 @@ func newCountingSigner() *countingSigner {
 }
 
 // stores runs f on the embedded store and on PostgreSQL.
-func stores(t *testing.T, f func(t *testing.T, db *sqlstore.Trust)) {
+func stores(t *testing.T, f func(t *testing.T, db *truststore.Store)) {
 	t.Run("sqlite", func(t *testing.T) {
-		db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "trustd.db"))
+		db, err := truststore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "trustd.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +72,7 @@ func stores(t *testing.T, f func(t *testing.T, db *sqlstore.Trust)) {
 		f(t, db)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		db, err := sqlstore.OpenTrust(ctx, sqlstore.Postgres, pgtest.Schema(t))
+		db, err := truststore.Open(ctx, sqlstore.Postgres, pgtest.Schema(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func stores(t *testing.T, f func(t *testing.T, db *sqlstore.Trust)) {
 // the issuing key sign five certificates, of which one was recorded and
 // four existed nowhere but in the signer's output.
 func TestParallelApprovalsSignOnce(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		signer := newCountingSigner()
 		h := newHarnessOn(t, db, signer)
 		sub := h.subject(t, pki.RolePractitioner, nil)
@@ -136,10 +137,10 @@ type noPublish struct{}
 func (noPublish) StatusChanged(context.Context, revoke.Record) error { return nil }
 
 func TestSignedButNotRecorded(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		signer := newCountingSigner()
 		h := newHarnessOn(t, db, signer)
-		lossy := &lossyStore{Trust: db}
+		lossy := &lossyStore{Store: db}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		svc, err := enrol.New(enrol.Config{Notify: enrol.NoNotify{}, Store: lossy, Issuer: h.pki.CA, Profiles: h.pki.Profiles, Arc: h.pki.Arc,
 			URLs: h.pki.URLs, Audit: audit.NewLog(db, log, h.clock.Now), Log: log, Now: h.clock.Now})
@@ -201,7 +202,7 @@ func TestSignedButNotRecorded(t *testing.T) {
 }
 
 func TestAbandonedIssuanceIsTakenOverAfterTheLease(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		signer := newCountingSigner()
 		h := newHarnessOn(t, db, signer)
 		sub := h.subject(t, pki.RolePractitioner, nil)
@@ -239,7 +240,7 @@ func TestAbandonedIssuanceIsTakenOverAfterTheLease(t *testing.T) {
 }
 
 func TestFailedIssuanceKeepsTheSerial(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
 		svc := serviceWith(t, h, &flakyIssuer{Issuer: h.pki.CA, fails: 1}, audit.NewLog(db, slog.New(slog.NewTextHandler(io.Discard, nil)), h.clock.Now))
 		sub := h.subject(t, pki.RolePractitioner, nil)
@@ -285,7 +286,7 @@ func (l *lostStore) EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) er
 	if l.endFails.Add(-1) >= 0 {
 		return errors.New("database connection lost")
 	}
-	return l.Trust.EndIssuance(ctx, o)
+	return l.Store.EndIssuance(ctx, o)
 }
 
 // keepingIssuer keeps every certificate the issuing key signed.
@@ -309,9 +310,9 @@ func (k *keepingIssuer) Issue(ctx context.Context, req ca.Request, before ca.Bef
 // the approval that takes it over signs the same to-be-signed certificate:
 // the two differ only in their signatures, and one serial revokes both.
 func TestATakeoverSignsTheSameCertificate(t *testing.T) {
-	stores(t, func(t *testing.T, db *sqlstore.Trust) {
+	stores(t, func(t *testing.T, db *truststore.Store) {
 		h := newHarnessOn(t, db, nil)
-		lost := &lostStore{lossyStore: lossyStore{Trust: db}}
+		lost := &lostStore{lossyStore: lossyStore{Store: db}}
 		lost.fail.Store(1)
 		lost.endFails.Store(1)
 		issuer := &keepingIssuer{Issuer: h.pki.CA}

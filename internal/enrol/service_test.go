@@ -26,13 +26,14 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
 type harness struct {
 	svc   *enrol.Service
-	db    *sqlstore.Trust
+	db    *truststore.Store
 	pki   *testpki.PKI
 	logs  *logbuf.Buffer
 	clock *clock
@@ -54,7 +55,7 @@ var ctx = context.Background()
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "trustd.db"))
+	db, err := truststore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "trustd.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func newHarness(t *testing.T) *harness {
 
 // newHarnessOn runs enrolment over db, signing with issuingKey (nil: a
 // fresh in-memory key).
-func newHarnessOn(t *testing.T, db *sqlstore.Trust, issuingKey crypto.Signer) *harness {
+func newHarnessOn(t *testing.T, db *truststore.Store, issuingKey crypto.Signer) *harness {
 	t.Helper()
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	p := testpki.New(t, issuingKey, c.Now)

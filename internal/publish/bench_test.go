@@ -24,6 +24,7 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/storetest"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/bulk"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -61,14 +62,14 @@ func BenchmarkGenerateCRL(b *testing.B) {
 	}
 }
 
-func newPublisher(b testing.TB, s *sqlstore.Trust) *publish.Publisher {
+func newPublisher(b testing.TB, s *truststore.Store) *publish.Publisher {
 	pub, _, _ := newPublisherWithPKI(b, s)
 	return pub
 }
 
 // newPublisherWithPKI makes a publisher over s with a fresh hierarchy
 // (intermediate key in memory) and returns the hierarchy and responder.
-func newPublisherWithPKI(b testing.TB, s *sqlstore.Trust) (*publish.Publisher, *testpki.PKI, *responder.Responder) {
+func newPublisherWithPKI(b testing.TB, s *truststore.Store) (*publish.Publisher, *testpki.PKI, *responder.Responder) {
 	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p := testpki.New(b, interKey, time.Now)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -104,7 +105,7 @@ func BenchmarkRevocationToVisible(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(b.TempDir(), "bench.db"))
+	s, err := truststore.Open(ctx, sqlstore.SQLite, filepath.Join(b.TempDir(), "bench.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 )
 
 type nopPub struct{}
@@ -20,7 +21,7 @@ type nopPub struct{}
 func (nopPub) StatusChanged(context.Context, revoke.Record) error { return nil }
 
 func quorumHarness(t *testing.T, q func(revoke *revoke.Service) registry.OfficerQuorum) *harness {
-	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "trustd.db"))
+	db, err := truststore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "trustd.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

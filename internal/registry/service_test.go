@@ -23,6 +23,7 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
@@ -78,7 +79,7 @@ func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 type harness struct {
 	svc               *registry.Service
-	db                *sqlstore.Trust
+	db                *truststore.Store
 	clock             *clock
 	alice, bob, carol string
 }
@@ -90,7 +91,7 @@ func stores(t *testing.T, f func(t *testing.T, h *harness)) {
 	}
 	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
 		t.Run(driver, func(t *testing.T) {
-			db, err := sqlstore.OpenTrust(ctx, driver, open[driver](t))
+			db, err := truststore.Open(ctx, driver, open[driver](t))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -50,7 +51,7 @@ func (r *recorder) StatusChanged(_ context.Context, rec revoke.Record) error {
 type env struct {
 	svc   *revoke.Service
 	tally *audit.Tally
-	db    *sqlstore.Trust
+	db    *truststore.Store
 	pub   *recorder
 	p     *testpki.PKI
 	now   time.Time
@@ -58,7 +59,7 @@ type env struct {
 }
 
 func setup(t *testing.T) *env {
-	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	db, err := truststore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
 // Package store holds what every store implementation and its callers
 // share: the errors and the query filters. The implementations live in
+// store/truststore (trustd's tables) and store/rxstore (rxd's), both over
 // store/sqlstore (PostgreSQL through pgx, and the embedded SQLite default);
-// store/storetest is the conformance suite both pass, and states the
-// contract. Callers declare the narrow interfaces they need.
+// store/storetest is the conformance suite of trustd's store, and states
+// its contract. Callers declare the narrow interfaces they need.
 package store
 
 import (

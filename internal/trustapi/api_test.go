@@ -33,6 +33,7 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/trustapi"
 )
@@ -40,7 +41,7 @@ import (
 type env struct {
 	t      *testing.T
 	tally  *audit.Tally
-	db     *sqlstore.Trust
+	db     *truststore.Store
 	svc    *enrol.Service
 	pki    *testpki.PKI
 	pub    *publish.Publisher
@@ -59,7 +60,7 @@ func newEnv(t *testing.T) *env {
 	now := time.Now
 	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p := testpki.New(t, interKey, now)
-	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	db, err := truststore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

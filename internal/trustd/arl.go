@@ -23,7 +23,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/store"
-	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 )
 
 // ARL file and URL path written by init.
@@ -119,7 +119,7 @@ func SignARL(ctx context.Context, cfg *Config, o ARLOptions, d Deps) (*x509.Revo
 
 // latestARL is the number of the latest ARL the audit log records as
 // signed (0 if none).
-func latestARL(ctx context.Context, db *sqlstore.Trust) (*big.Int, error) {
+func latestARL(ctx context.Context, db *truststore.Store) (*big.Int, error) {
 	latest := new(big.Int)
 	var after int64
 	for {

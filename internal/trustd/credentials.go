@@ -15,7 +15,7 @@ import (
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/store"
-	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 )
 
 // Purposes of trustd's own credentials, and the profiles they are issued with.
@@ -30,7 +30,7 @@ const (
 // certificate carries id-pkix-ocsp-nocheck and cannot be revoked, so it is
 // short-lived and replaced well before it expires.
 type credentials struct {
-	db      *sqlstore.Trust
+	db      *truststore.Store
 	keys    *hsm.Manager
 	svc     *enrol.Service
 	subject string

@@ -32,6 +32,7 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 )
 
 // Officer is one security officer bootstrapped at init. Each officer's key
@@ -334,7 +335,7 @@ func checkOfficers(officers []Officer) error {
 
 type bootstrapper struct {
 	dir   string
-	db    *sqlstore.Trust
+	db    *truststore.Store
 	svc   *enrol.Service
 	keys  *hsm.Manager
 	inter *x509.Certificate

@@ -32,6 +32,7 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustapi"
 )
@@ -50,7 +51,7 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	keys   *hsm.Manager
-	store  *sqlstore.Trust
+	store  *truststore.Store
 	api    *trustapi.API
 	admin  *tls.Config
 	public *tls.Config
@@ -71,7 +72,7 @@ type Deps struct {
 // Only init makes a new embedded database (create): anything else that
 // finds none at the configured path refuses, rather than run a CA whose
 // registry, certificates and revocations are silently empty.
-func OpenStore(ctx context.Context, cfg *Config, create bool) (*sqlstore.Trust, error) {
+func OpenStore(ctx context.Context, cfg *Config, create bool) (*truststore.Store, error) {
 	dsn := cfg.Path(cfg.Store.Path)
 	if cfg.Store.Driver != sqlstore.Postgres && !create {
 		if _, err := os.Stat(dsn); errors.Is(err, fs.ErrNotExist) {
@@ -85,7 +86,7 @@ func OpenStore(ctx context.Context, cfg *Config, create bool) (*sqlstore.Trust, 
 		}
 		dsn = strings.TrimSpace(string(b))
 	}
-	return sqlstore.OpenTrust(ctx, cfg.Store.Driver, dsn)
+	return truststore.Open(ctx, cfg.Store.Driver, dsn)
 }
 
 // Profiles loads the configured or built-in certificate profiles.
@@ -280,7 +281,7 @@ func (s *Service) RenewCredentials(ctx context.Context) error {
 }
 
 // Store is the service's database (for the CLI's offline commands).
-func (s *Service) Store() *sqlstore.Trust { return s.store }
+func (s *Service) Store() *truststore.Store { return s.store }
 
 // API is the HTTP API (tests serve it on their own listeners).
 func (s *Service) API() *trustapi.API { return s.api }
@@ -300,7 +301,7 @@ func (s *Service) Close() error {
 	return s.store.Close()
 }
 
-type certSource struct{ db *sqlstore.Trust }
+type certSource struct{ db *truststore.Store }
 
 func (c certSource) CertificateBySerial(ctx context.Context, serial *big.Int) (*x509.Certificate, error) {
 	rec, err := c.db.CertificateBySerial(ctx, serial)

@@ -35,6 +35,7 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/storetest"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/tlsconf"
@@ -558,7 +559,7 @@ func TestAddOfficersRestoresTheQuorum(t *testing.T) {
 		t.Fatalf("with the quorum intact: %v", err)
 	}
 	active := func() int {
-		db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
+		db, err := truststore.Open(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -575,7 +576,7 @@ func TestAddOfficersRestoresTheQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob := chain[0]
-	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
+	db, err := truststore.Open(ctx, sqlstore.SQLite, cfg.Path("trustd.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,7 +710,7 @@ func TestRecordCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path(cfg.Store.Path))
+	db, err := truststore.Open(ctx, sqlstore.SQLite, cfg.Path(cfg.Store.Path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -766,7 +767,7 @@ func TestRecordCertificate(t *testing.T) {
 	if _, err := trustd.RecordCertificate(ctx, cfg, lost, d); err == nil || !strings.Contains(err.Error(), "recorded already") {
 		t.Fatalf("recorded twice: %v", err)
 	}
-	db, err = sqlstore.OpenTrust(ctx, sqlstore.SQLite, cfg.Path(cfg.Store.Path))
+	db, err = truststore.Open(ctx, sqlstore.SQLite, cfg.Path(cfg.Store.Path))
 	if err != nil {
 		t.Fatal(err)
 	}

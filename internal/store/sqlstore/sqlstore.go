@@ -1,14 +1,16 @@
-// Package sqlstore implements the stores over database/sql with two
-// dialects: PostgreSQL through pgx (production) and SQLite through
-// modernc.org/sqlite (the embedded default, no server needed). The SQL is
-// shared; each dialect supplies its migrations, placeholders and error codes,
-// and one conformance suite (store/storetest) holds both to the same contract.
+// Package sqlstore is what the stores of both daemons build on: a
+// database/sql pool of one of two dialects, PostgreSQL through pgx
+// (production) and SQLite through modernc.org/sqlite (the embedded default,
+// no server needed), with placeholders rebound and unique-constraint
+// violations classified for the dialect, and the machinery that applies a
+// schema's migrations. It knows no domain: trustd's tables are in
+// store/truststore, rxd's in store/rxstore, each with its own migrations,
+// and their conformance suites hold both dialects to one contract.
 package sqlstore
 
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,9 +30,6 @@ import (
 	"github.com/nuskha/nuskha/internal/store"
 )
 
-//go:embed migrations
-var migrations embed.FS
-
 // Driver names accepted by Open.
 const (
 	Postgres = "postgres"
@@ -42,8 +41,9 @@ type dialect struct {
 	sqlDriver string
 	// rebind turns $1-style placeholders into the dialect's.
 	rebind func(string) string
-	// duplicate recognises a unique-constraint violation.
-	duplicate func(error) (field string, ok bool)
+	// duplicate recognises a unique-constraint violation, naming the
+	// field through fields (constraint name to field) where it can.
+	duplicate func(err error, fields map[string]string) (field string, ok bool)
 }
 
 var rePlaceholder = regexp.MustCompile(`\$(\d+)`)
@@ -54,34 +54,10 @@ var dialects = map[string]dialect{
 	SQLite: {name: SQLite, sqlDriver: "sqlite", rebind: func(q string) string { return rePlaceholder.ReplaceAllString(q, "?$1") }, duplicate: sqliteDuplicate},
 }
 
-// pgConstraintField maps constraint names to the field a caller can act on.
-var pgConstraintField = map[string]string{
-	"subjects_pkey":                      "id",
-	"subjects_council_number_uq":         "council_number",
-	"subjects_national_id_uq":            "national_id",
-	"subjects_licence_number_uq":         "licence_number",
-	"enrolments_pkey":                    "id",
-	"public_keys_pkey":                   "spki_sha256",
-	"decisions_pkey":                     "enrolment_id",
-	"certificates_pkey":                  "serial",
-	"certificates_enrolment_id_uq":       "enrolment_id",
-	"certificates_fingerprint_sha256_uq": "fingerprint_sha256",
-	"status_events_revoked_uq":           "serial",
-	"status_changes_pkey":                "id",
-	"status_change_decisions_pkey":       "change_id",
-	"crls_pkey":                          "number",
-	"service_credentials_pkey":           "serial",
-	"issuance_attempts_pkey":             "attempt",
-	"issuance_attempts_serial_uq":        "serial",
-	"issuance_outcomes_pkey":             "attempt",
-	"subject_change_requests_pkey":       "id",
-	"subject_change_decisions_pkey":      "change_id",
-}
-
-func pgDuplicate(err error) (string, bool) {
+func pgDuplicate(err error, fields map[string]string) (string, bool) {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
-		if f, ok := pgConstraintField[pe.ConstraintName]; ok {
+		if f, ok := fields[pe.ConstraintName]; ok {
 			return f, true
 		}
 		return pe.ConstraintName, true
@@ -94,7 +70,8 @@ const (
 	sqliteConstraintUnique     = 2067
 )
 
-func sqliteDuplicate(err error) (string, bool) {
+// sqliteDuplicate names the column, which SQLite's message gives.
+func sqliteDuplicate(err error, _ map[string]string) (string, bool) {
 	var se *sqlite.Error
 	if !errors.As(err, &se) || (se.Code() != sqliteConstraintUnique && se.Code() != sqliteConstraintPrimaryKey) {
 		return "", false
@@ -114,6 +91,19 @@ var reSQLiteUnique = regexp.MustCompile(`constraint failed: (?:\w+\.\w+, )*\w+\.
 type DB struct {
 	db *sql.DB
 	d  dialect
+	// fields names, for PostgreSQL's unique constraints, the field a
+	// caller can act on (SQLite's errors name the column themselves).
+	fields map[string]string
+}
+
+// WithConstraintFields returns the database (the same pool) reporting a
+// violation of one of these PostgreSQL unique constraints as a
+// store.DuplicateError for the field it maps to, rather than for the
+// constraint's name: a store passes the names its migrations gave.
+func (s *DB) WithConstraintFields(fields map[string]string) *DB {
+	c := *s
+	c.fields = fields
+	return &c
 }
 
 // Open connects. For SQLite, dsn is a file path; the connection is set up
@@ -191,29 +181,38 @@ func (s *DB) SQL() *sql.DB { return s.db }
 // Rebind converts $n placeholders for this dialect.
 func (s *DB) Rebind(q string) string { return s.d.rebind(q) }
 
-func (s *DB) exec(ctx context.Context, q execer, query string, args ...any) (sql.Result, error) {
+// Exec runs query on q (the pool or a transaction) with its placeholders
+// rebound, classifying the error.
+func (s *DB) Exec(ctx context.Context, q Execer, query string, args ...any) (sql.Result, error) {
 	r, err := q.ExecContext(ctx, s.d.rebind(query), args...)
-	return r, s.classify(err)
+	return r, s.Classify(err)
 }
 
-func (s *DB) classify(err error) error {
+// Classify wraps a unique-constraint violation as a store.DuplicateError
+// (see WithConstraintFields); other errors are returned as they are.
+func (s *DB) Classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	if f, ok := s.d.duplicate(err); ok {
+	if f, ok := s.Duplicate(err); ok {
 		return fmt.Errorf("%w (%v)", &store.DuplicateError{Field: f}, err)
 	}
 	return err
 }
 
-type execer interface {
+// Duplicate reports whether err is a unique-constraint violation, and the
+// field (or constraint) it names.
+func (s *DB) Duplicate(err error) (field string, ok bool) { return s.d.duplicate(err, s.fields) }
+
+// Execer is what the pool and a transaction share.
+type Execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// tx runs f in a transaction, committing if it returns nil.
-func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
+// Tx runs f in a transaction, committing if it returns nil.
+func (s *DB) Tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
@@ -223,17 +222,40 @@ func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return s.classify(fmt.Errorf("sqlstore: commit: %w", err))
+		return s.Classify(fmt.Errorf("sqlstore: commit: %w", err))
 	}
 	return nil
 }
 
+// Nullable is s, or NULL for an empty string.
+func Nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Schema is one schema's migrations, embedded by the store that owns its
+// tables.
+type Schema struct {
+	// Name is the schema's: its migrations are applied once per database
+	// and recorded in schema_migrations_<Name>. It MUST NOT change once
+	// databases exist, or they would be migrated again.
+	Name string
+	// Files holds migrations/<Name>/<dialect>/NNNN_name.sql for each
+	// dialect (postgres, sqlite), with the same files for both.
+	Files fs.FS
+}
+
+// Dir is where Files holds the schema's migrations for dialect.
+func (sc Schema) Dir(dialect string) string { return "migrations/" + sc.Name + "/" + dialect }
+
 // Migrate applies the schema's migrations not yet applied, each in its own
 // transaction, in order. Concurrent starts are serialised (an advisory lock
 // on PostgreSQL, the write lock on SQLite).
-func (s *DB) Migrate(ctx context.Context, schema string) error {
-	dir := "migrations/" + schema + "/" + s.d.name
-	entries, err := fs.ReadDir(migrations, dir)
+func (s *DB) Migrate(ctx context.Context, sc Schema) error {
+	schema, dir := sc.Name, sc.Dir(s.d.name)
+	entries, err := fs.ReadDir(sc.Files, dir)
 	if err != nil {
 		return fmt.Errorf("sqlstore: no migrations for %s/%s: %w", schema, s.d.name, err)
 	}
@@ -263,11 +285,11 @@ func (s *DB) Migrate(ctx context.Context, schema string) error {
 		return fmt.Errorf("sqlstore: creating %s: %w", table, err)
 	}
 	for _, m := range migs {
-		body, err := migrations.ReadFile(dir + "/" + m.name)
+		body, err := fs.ReadFile(sc.Files, dir+"/"+m.name)
 		if err != nil {
 			return err
 		}
-		err = s.tx(ctx, func(tx *sql.Tx) error {
+		err = s.Tx(ctx, func(tx *sql.Tx) error {
 			if s.d.name == Postgres {
 				if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7193)"); err != nil {
 					return err

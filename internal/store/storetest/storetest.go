@@ -1,5 +1,6 @@
-// Package storetest is the conformance suite for Trust: every backend
-// (PostgreSQL and the embedded SQLite) runs exactly these tests.
+// Package storetest is the conformance suite for trustd's store (Trust, as
+// store/truststore implements it): every backend (PostgreSQL and the
+// embedded SQLite) runs exactly these tests.
 package storetest
 
 import (

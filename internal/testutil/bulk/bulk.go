@@ -16,6 +16,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/storetest"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
@@ -62,14 +63,14 @@ func Revoked(ctx context.Context, db *sql.DB, rebind func(string) string, subjec
 // Store opens a fresh trustd store of driver (a temporary SQLite file, or
 // a PostgreSQL schema from pgtest) holding n revoked certificates, and
 // returns it with one of their serials.
-func Store(tb testing.TB, driver string, n int) (*sqlstore.Trust, *big.Int) {
+func Store(tb testing.TB, driver string, n int) (*truststore.Store, *big.Int) {
 	tb.Helper()
 	ctx := context.Background()
 	dsn := filepath.Join(tb.TempDir(), "bench.db")
 	if driver == sqlstore.Postgres {
 		dsn = pgtest.Schema(tb)
 	}
-	s, err := sqlstore.OpenTrust(ctx, driver, dsn)
+	s, err := truststore.Open(ctx, driver, dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}

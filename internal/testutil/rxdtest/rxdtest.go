@@ -16,6 +16,7 @@ import (
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
@@ -23,7 +24,7 @@ import (
 // Data is rxd's database with its stores.
 type Data struct {
 	DB        *sqlstore.DB
-	Registry  *sqlstore.Insured
+	Registry  *rxstore.Insured
 	Catalogue *catalogue.Catalogue
 	Rules     *rules.Engine
 }
@@ -43,12 +44,12 @@ func Open(t testing.TB, driver string, persons int) *Data {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	reg, err := sqlstore.NewInsured(ctx, db)
+	reg, err := rxstore.NewInsured(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	insuredtest.MustImport(t, reg, insured.Full, insuredtest.Rows(persons))
-	cs, err := sqlstore.NewCatalogue(ctx, db)
+	cs, err := rxstore.NewCatalogue(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sqlstore_test
+package truststore_test
 
 import (
 	"context"
@@ -7,15 +7,16 @@ import (
 
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/storetest"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
-var _ storetest.Trust = (*sqlstore.Trust)(nil)
+var _ storetest.Trust = (*truststore.Store)(nil)
 
 func backend(driver string, dsn func(t *testing.T) string) storetest.Backend {
 	dsns := map[storetest.Trust]string{}
 	open := func(t *testing.T, d string) storetest.Trust {
-		s, err := sqlstore.OpenTrust(context.Background(), driver, d)
+		s, err := truststore.Open(context.Background(), driver, d)
 		if err != nil {
 			t.Fatalf("OpenTrust(%s): %v", driver, err)
 		}
@@ -26,7 +27,7 @@ func backend(driver string, dsn func(t *testing.T) string) storetest.Backend {
 	return storetest.Backend{
 		Open: func(t *testing.T) storetest.Trust { return open(t, dsn(t)) },
 		Exec: func(t *testing.T, s storetest.Trust, q string, args ...any) error {
-			db := s.(*sqlstore.Trust)
+			db := s.(*truststore.Store)
 			_, err := db.SQL().ExecContext(context.Background(), db.Rebind(q), args...)
 			return err
 		},
@@ -52,7 +53,7 @@ func TestTrustPostgres(t *testing.T) {
 func TestMigrateIsIdempotent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "trustd.db")
 	for i := 0; i < 2; i++ {
-		s, err := sqlstore.OpenTrust(context.Background(), sqlstore.SQLite, path)
+		s, err := truststore.Open(context.Background(), sqlstore.SQLite, path)
 		if err != nil {
 			t.Fatalf("open %d: %v", i, err)
 		}

@@ -1,4 +1,4 @@
-package sqlstore
+package truststore
 
 import (
 	"context"
@@ -13,13 +13,14 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
 // lockIssuance serialises the issuance records of one enrolment: the
 // reservation of an attempt, its outcome and the certificate. SQLite's
 // immediate transactions already serialise all writers.
-func (t *Trust) lockIssuance(ctx context.Context, tx *sql.Tx, enrolmentID string) error {
-	if t.d.name != Postgres {
+func (t *Store) lockIssuance(ctx context.Context, tx *sql.Tx, enrolmentID string) error {
+	if t.Dialect() != sqlstore.Postgres {
 		return nil
 	}
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "issuance:"+enrolmentID)
@@ -28,13 +29,13 @@ func (t *Trust) lockIssuance(ctx context.Context, tx *sql.Tx, enrolmentID string
 
 // LatestIssuance returns the enrolment's latest issuance attempt with its
 // outcome, if it has one; store.ErrNotFound if no attempt was made.
-func (t *Trust) LatestIssuance(ctx context.Context, enrolmentID string) (*enrol.Issuance, error) {
+func (t *Store) LatestIssuance(ctx context.Context, enrolmentID string) (*enrol.Issuance, error) {
 	var a enrol.Issuance
 	var serial string
 	var end, code sql.NullString
 	var der []byte
 	var at sql.NullTime
-	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT a.enrolment_id, a.attempt, a.serial, a.not_before, a.not_after, a.claimed_by, a.claimed_at,
+	err := t.SQL().QueryRowContext(ctx, t.Rebind(`SELECT a.enrolment_id, a.attempt, a.serial, a.not_before, a.not_after, a.claimed_by, a.claimed_at,
 		o.outcome, o.der, o.code, o.recorded_at
 		FROM issuance_attempts a LEFT JOIN issuance_outcomes o ON o.enrolment_id = a.enrolment_id AND o.attempt = a.attempt
 		WHERE a.enrolment_id = $1 ORDER BY a.attempt DESC LIMIT 1`), enrolmentID).
@@ -62,8 +63,8 @@ func (t *Trust) LatestIssuance(ctx context.Context, enrolmentID string) (*enrol.
 // another caller took gives a DuplicateError for attempt; an enrolment that
 // already has a certificate, or one signed and awaiting its record, gives
 // store.ErrConflict: nothing more may be signed for it.
-func (t *Trust) ReserveIssuance(ctx context.Context, a *enrol.Issuance) error {
-	return t.tx(ctx, func(tx *sql.Tx) error {
+func (t *Store) ReserveIssuance(ctx context.Context, a *enrol.Issuance) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
 		if err := t.lockIssuance(ctx, tx, a.EnrolmentID); err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (t *Trust) ReserveIssuance(ctx context.Context, a *enrol.Issuance) error {
 		if n > 0 {
 			return fmt.Errorf("%w: enrolment %s already has a signed certificate", store.ErrConflict, a.EnrolmentID)
 		}
-		_, err := t.exec(ctx, tx, `INSERT INTO issuance_attempts (enrolment_id, attempt, serial, not_before, not_after, claimed_by, claimed_at)
+		_, err := t.Exec(ctx, tx, `INSERT INTO issuance_attempts (enrolment_id, attempt, serial, not_before, not_after, claimed_by, claimed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.EnrolmentID, a.Attempt, pki.SerialHex(a.Serial), a.NotBefore.UTC(), a.NotAfter.UTC(),
 			a.ClaimedBy, a.ClaimedAt.UTC())
 		return err
@@ -85,8 +86,8 @@ func (t *Trust) ReserveIssuance(ctx context.Context, a *enrol.Issuance) error {
 }
 
 // ConfirmIssuance is enrol.Store's fence before the issuing key signs.
-func (t *Trust) ConfirmIssuance(ctx context.Context, a *enrol.Issuance, now time.Time, lease time.Duration) error {
-	return t.tx(ctx, func(tx *sql.Tx) error {
+func (t *Store) ConfirmIssuance(ctx context.Context, a *enrol.Issuance, now time.Time, lease time.Duration) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
 		if err := t.lockIssuance(ctx, tx, a.EnrolmentID); err != nil {
 			return err
 		}
@@ -118,12 +119,12 @@ func (t *Trust) ConfirmIssuance(ctx context.Context, a *enrol.Issuance, now time
 }
 
 // EndIssuance records how an attempt ended without a recorded certificate.
-func (t *Trust) EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error {
-	return t.tx(ctx, func(tx *sql.Tx) error {
+func (t *Store) EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
 		if err := t.lockIssuance(ctx, tx, o.EnrolmentID); err != nil {
 			return err
 		}
-		_, err := t.exec(ctx, tx, `INSERT INTO issuance_outcomes (enrolment_id, attempt, outcome, der, code, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		_, err := t.Exec(ctx, tx, `INSERT INTO issuance_outcomes (enrolment_id, attempt, outcome, der, code, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 			o.EnrolmentID, o.Attempt, string(o.End), o.DER, string(o.Code), o.At.UTC())
 		return err
 	})
@@ -132,11 +133,11 @@ func (t *Trust) EndIssuance(ctx context.Context, o enrol.IssuanceOutcome) error 
 // SignedUnrecorded returns the certificate with this serial that was
 // signed but could not be recorded, as its record would be (store.ErrNotFound:
 // there is none, or it has been recorded since).
-func (t *Trust) SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
+func (t *Store) SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
 	var enrolmentID, subjectID, profile, by string
 	var der []byte
 	var at sql.NullTime
-	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT e.id, e.subject_id, e.profile, a.claimed_by, o.der, o.recorded_at
+	err := t.SQL().QueryRowContext(ctx, t.Rebind(`SELECT e.id, e.subject_id, e.profile, a.claimed_by, o.der, o.recorded_at
 		FROM issuance_outcomes o
 		JOIN issuance_attempts a ON a.enrolment_id = o.enrolment_id AND a.attempt = o.attempt
 		JOIN enrolments e ON e.id = a.enrolment_id
@@ -160,9 +161,9 @@ func (t *Trust) SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.C
 // whose enrolment has no recorded certificate, with the enrolment's
 // subject and profile: a serial the issuing key may have signed for
 // without the certificate reaching the database (store.ErrNotFound: none).
-func (t *Trust) UnrecordedAttempt(ctx context.Context, serial *big.Int) (a *enrol.Issuance, subjectID, profile string, err error) {
+func (t *Store) UnrecordedAttempt(ctx context.Context, serial *big.Int) (a *enrol.Issuance, subjectID, profile string, err error) {
 	a = &enrol.Issuance{Serial: serial}
-	err = t.db.QueryRowContext(ctx, t.Rebind(`SELECT a.enrolment_id, a.attempt, a.not_before, a.not_after, a.claimed_by, a.claimed_at, e.subject_id, e.profile
+	err = t.SQL().QueryRowContext(ctx, t.Rebind(`SELECT a.enrolment_id, a.attempt, a.not_before, a.not_after, a.claimed_by, a.claimed_at, e.subject_id, e.profile
 		FROM issuance_attempts a JOIN enrolments e ON e.id = a.enrolment_id
 		WHERE a.serial = $1 AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.enrolment_id = a.enrolment_id OR c.serial = a.serial)
 		ORDER BY a.attempt DESC LIMIT 1`), pki.SerialHex(serial)).

@@ -1,4 +1,4 @@
-package sqlstore
+package rxstore
 
 import (
 	"context"
@@ -11,19 +11,20 @@ import (
 
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
 // Catalogue stores the coding catalogue's versions (catalogue.Store).
 type Catalogue struct {
-	db *DB
+	db *sqlstore.DB
 }
 
 var _ catalogue.Store = (*Catalogue)(nil)
 
 // NewCatalogue migrates the catalogue's tables in db and returns a store
 // over them. The caller keeps ownership of db.
-func NewCatalogue(ctx context.Context, db *DB) (*Catalogue, error) {
-	if err := db.Migrate(ctx, "catalogue"); err != nil {
+func NewCatalogue(ctx context.Context, db *sqlstore.DB) (*Catalogue, error) {
+	if err := db.Migrate(ctx, catalogueSchema); err != nil {
 		return nil, err
 	}
 	return &Catalogue{db: db}, nil
@@ -46,7 +47,7 @@ const itemParams = 19
 // INSERT is fastest there (about 75 000 items/s against 40 000 for 20
 // rows a statement).
 func (c *Catalogue) itemBatch() int {
-	if c.db.Dialect() == SQLite {
+	if c.db.Dialect() == sqlstore.SQLite {
 		return 1
 	}
 	return 500
@@ -56,12 +57,12 @@ func (c *Catalogue) itemBatch() int {
 // transaction. A ValidFrom already used gives a store.DuplicateError for
 // valid_from, whatever the dialect calls the constraint.
 func (c *Catalogue) CreateVersion(ctx context.Context, info catalogue.VersionInfo, items []catalogue.Item) error {
-	return c.db.tx(ctx, func(tx *sql.Tx) error {
+	return c.db.Tx(ctx, func(tx *sql.Tx) error {
 		var validTo any
 		if !info.ValidTo.IsZero() {
 			validTo = info.ValidTo.UTC()
 		}
-		_, err := c.db.exec(ctx, tx, `INSERT INTO catalogue_versions (id, label, valid_from, valid_to, item_count, imported_at)
+		_, err := c.db.Exec(ctx, tx, `INSERT INTO catalogue_versions (id, label, valid_from, valid_to, item_count, imported_at)
 			VALUES ($1, $2, $3, $4, $5, $6)`, info.ID, info.Label, info.ValidFrom.UTC(), validTo, len(items), info.ImportedAt.UTC())
 		if field, dup := store.IsDuplicate(err); dup && (field == "valid_from" || field == "catalogue_versions_valid_from_uq") {
 			// PostgreSQL names the constraint, SQLite the column: callers
@@ -96,9 +97,9 @@ func (c *Catalogue) CreateVersion(ctx context.Context, info catalogue.VersionInf
 					}
 				}
 				_, err = full.ExecContext(ctx, args...)
-				err = c.db.classify(err)
+				err = c.db.Classify(err)
 			} else {
-				_, err = c.db.exec(ctx, tx, c.insertItems(len(batch)), args...)
+				_, err = c.db.Exec(ctx, tx, c.insertItems(len(batch)), args...)
 			}
 			if err != nil {
 				return fmt.Errorf("sqlstore: inserting catalogue items: %w", err)
@@ -112,7 +113,7 @@ func (c *Catalogue) CreateVersion(ctx context.Context, info catalogue.VersionInf
 // placeholders: modernc.org/sqlite binds those by position, where each
 // numbered one costs a string conversion per argument it is compared with.
 func (c *Catalogue) insertItems(n int) string {
-	anonymous := c.db.Dialect() == SQLite
+	anonymous := c.db.Dialect() == sqlstore.SQLite
 	var b strings.Builder
 	b.WriteString("INSERT INTO catalogue_items (version_id, ")
 	b.WriteString(catalogueItemColumns)
@@ -164,7 +165,7 @@ func jsonList(l []string) (string, error) {
 
 // ListVersions returns every version.
 func (c *Catalogue) ListVersions(ctx context.Context) ([]catalogue.VersionInfo, error) {
-	rows, err := c.db.db.QueryContext(ctx, `SELECT id, label, valid_from, valid_to, item_count, imported_at
+	rows, err := c.db.SQL().QueryContext(ctx, `SELECT id, label, valid_from, valid_to, item_count, imported_at
 		FROM catalogue_versions ORDER BY valid_from`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: listing catalogue versions: %w", err)
@@ -200,14 +201,14 @@ func utcDay(t time.Time) time.Time {
 // LoadItems returns the items of a version, or store.ErrNotFound.
 func (c *Catalogue) LoadItems(ctx context.Context, versionID string) ([]catalogue.Item, error) {
 	var n int
-	err := c.db.db.QueryRowContext(ctx, c.db.Rebind(`SELECT item_count FROM catalogue_versions WHERE id = $1`), versionID).Scan(&n)
+	err := c.db.SQL().QueryRowContext(ctx, c.db.Rebind(`SELECT item_count FROM catalogue_versions WHERE id = $1`), versionID).Scan(&n)
 	if err == sql.ErrNoRows {
 		return nil, fmt.Errorf("sqlstore: catalogue version %s: %w", versionID, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: reading catalogue version %s: %w", versionID, err)
 	}
-	rows, err := c.db.db.QueryContext(ctx, c.db.Rebind(`SELECT `+catalogueItemColumns+`
+	rows, err := c.db.SQL().QueryContext(ctx, c.db.Rebind(`SELECT `+catalogueItemColumns+`
 		FROM catalogue_items WHERE version_id = $1`), versionID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: loading catalogue version %s: %w", versionID, err)

@@ -1,8 +1,15 @@
-package sqlstore
+// Package truststore is trustd's store: the registry's subjects and their
+// changes, enrolments and their decisions, issuance attempts, certificates,
+// their status events and changes, CRLs, service credentials and the audit
+// log. Its tables are trustd's alone; rxd never opens this database.
+// store/storetest is its conformance suite, run here over SQLite and
+// PostgreSQL.
+package truststore
 
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,24 +24,59 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
-// Trust is trustd's store.
-type Trust struct {
-	*DB
+// Store is trustd's store.
+type Store struct {
+	*sqlstore.DB
 }
 
-// OpenTrust opens and migrates trustd's database.
-func OpenTrust(ctx context.Context, driver, dsn string) (*Trust, error) {
-	db, err := Open(ctx, driver, dsn)
+//go:embed migrations
+var migrations embed.FS
+
+// Schemas are the schemas this package owns, with their migrations.
+func Schemas() []sqlstore.Schema { return []sqlstore.Schema{{Name: "trust", Files: migrations}} }
+
+// constraintFields maps the trust schema's PostgreSQL unique constraints
+// to the field a caller can act on.
+var constraintFields = map[string]string{
+	"subjects_pkey":                      "id",
+	"subjects_council_number_uq":         "council_number",
+	"subjects_national_id_uq":            "national_id",
+	"subjects_licence_number_uq":         "licence_number",
+	"enrolments_pkey":                    "id",
+	"public_keys_pkey":                   "spki_sha256",
+	"decisions_pkey":                     "enrolment_id",
+	"certificates_pkey":                  "serial",
+	"certificates_enrolment_id_uq":       "enrolment_id",
+	"certificates_fingerprint_sha256_uq": "fingerprint_sha256",
+	"status_events_revoked_uq":           "serial",
+	"status_changes_pkey":                "id",
+	"status_change_decisions_pkey":       "change_id",
+	"crls_pkey":                          "number",
+	"service_credentials_pkey":           "serial",
+	"issuance_attempts_pkey":             "attempt",
+	"issuance_attempts_serial_uq":        "serial",
+	"issuance_outcomes_pkey":             "attempt",
+	"subject_change_requests_pkey":       "id",
+	"subject_change_decisions_pkey":      "change_id",
+}
+
+// Open opens and migrates trustd's database.
+func Open(ctx context.Context, driver, dsn string) (*Store, error) {
+	db, err := sqlstore.Open(ctx, driver, dsn)
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Migrate(ctx, "trust"); err != nil {
-		db.Close()
-		return nil, err
+	db = db.WithConstraintFields(constraintFields)
+	for _, sc := range Schemas() {
+		if err := db.Migrate(ctx, sc); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
-	return &Trust{DB: db}, nil
+	return &Store{DB: db}, nil
 }
 
 const defaultLimit, maxLimit = 100, 1000
@@ -47,13 +89,6 @@ func limit(n int) int {
 		return maxLimit
 	}
 	return n
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 const subjectColumns = `id, kind, name, national_id, council_number, profession, specialty,
@@ -70,10 +105,10 @@ func subjectArgs(s *registry.Subject) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{s.ID, string(s.Kind), s.Name, nullable(s.NationalID), nullable(s.CouncilNumber),
-		nullable(string(s.Profession)), nullable(s.Specialty), nullable(s.LicenceNumber),
-		nullable(string(s.CentreType)), nullable(s.Province), nullable(s.ResponsibleName),
-		nullable(s.ResponsibleCouncilNumber), nullable(s.Organization), string(dnsJSON),
+	return []any{s.ID, string(s.Kind), s.Name, sqlstore.Nullable(s.NationalID), sqlstore.Nullable(s.CouncilNumber),
+		sqlstore.Nullable(string(s.Profession)), sqlstore.Nullable(s.Specialty), sqlstore.Nullable(s.LicenceNumber),
+		sqlstore.Nullable(string(s.CentreType)), sqlstore.Nullable(s.Province), sqlstore.Nullable(s.ResponsibleName),
+		sqlstore.Nullable(s.ResponsibleCouncilNumber), sqlstore.Nullable(s.Organization), string(dnsJSON),
 		s.LicenceValidFrom.UTC(), s.LicenceValidUntil.UTC(), string(s.LicenceStatus),
 		s.CreatedAt.UTC(), s.UpdatedAt.UTC(), s.Version}, nil
 }
@@ -118,25 +153,25 @@ func (n nullStr) Scan(v any) error {
 	return nil
 }
 
-func (t *Trust) recordChange(ctx context.Context, tx *sql.Tx, s *registry.Subject, by string) error {
+func (t *Store) recordChange(ctx context.Context, tx *sql.Tx, s *registry.Subject, by string) error {
 	snap, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(ctx, tx, `INSERT INTO subject_changes (subject_id, version, changed_by, changed_at, snapshot)
+	_, err = t.Exec(ctx, tx, `INSERT INTO subject_changes (subject_id, version, changed_by, changed_at, snapshot)
 		VALUES ($1, $2, $3, $4, $5)`, s.ID, s.Version, by, s.UpdatedAt.UTC(), string(snap))
 	return err
 }
 
 // CreateSubject inserts a new subject at version 1.
-func (t *Trust) CreateSubject(ctx context.Context, s *registry.Subject, by string) error {
+func (t *Store) CreateSubject(ctx context.Context, s *registry.Subject, by string) error {
 	s.Version = 1
 	args, err := subjectArgs(s)
 	if err != nil {
 		return err
 	}
-	return t.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := t.exec(ctx, tx, `INSERT INTO subjects (`+subjectColumns+`) VALUES
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO subjects (`+subjectColumns+`) VALUES
 			($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`, args...); err != nil {
 			return err
 		}
@@ -145,16 +180,16 @@ func (t *Trust) CreateSubject(ctx context.Context, s *registry.Subject, by strin
 }
 
 // UpdateSubject stores s if the stored version is s.Version-1.
-func (t *Trust) UpdateSubject(ctx context.Context, s *registry.Subject, by string) error {
-	return t.tx(ctx, func(tx *sql.Tx) error { return t.updateSubject(ctx, tx, s, by) })
+func (t *Store) UpdateSubject(ctx context.Context, s *registry.Subject, by string) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error { return t.updateSubject(ctx, tx, s, by) })
 }
 
-func (t *Trust) updateSubject(ctx context.Context, tx *sql.Tx, s *registry.Subject, by string) error {
+func (t *Store) updateSubject(ctx context.Context, tx *sql.Tx, s *registry.Subject, by string) error {
 	args, err := subjectArgs(s)
 	if err != nil {
 		return err
 	}
-	res, err := t.exec(ctx, tx, `UPDATE subjects SET kind=$2, name=$3, national_id=$4, council_number=$5,
+	res, err := t.Exec(ctx, tx, `UPDATE subjects SET kind=$2, name=$3, national_id=$4, council_number=$5,
 		profession=$6, specialty=$7, licence_number=$8, centre_type=$9, province=$10, responsible_name=$11,
 		responsible_council_number=$12, organization=$13, dns_names=$14, licence_valid_from=$15,
 		licence_valid_until=$16, licence_status=$17, created_at=$18, updated_at=$19, version=$20
@@ -176,8 +211,8 @@ func (t *Trust) updateSubject(ctx context.Context, tx *sql.Tx, s *registry.Subje
 }
 
 // GetSubject reads one subject.
-func (t *Trust) GetSubject(ctx context.Context, id string) (*registry.Subject, error) {
-	s, err := scanSubject(t.db.QueryRowContext(ctx, t.Rebind(`SELECT `+subjectColumns+` FROM subjects WHERE id=$1`), id))
+func (t *Store) GetSubject(ctx context.Context, id string) (*registry.Subject, error) {
+	s, err := scanSubject(t.SQL().QueryRowContext(ctx, t.Rebind(`SELECT `+subjectColumns+` FROM subjects WHERE id=$1`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: subject %s", store.ErrNotFound, id)
 	}
@@ -185,7 +220,7 @@ func (t *Trust) GetSubject(ctx context.Context, id string) (*registry.Subject, e
 }
 
 // ListSubjects pages through subjects in id order.
-func (t *Trust) ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error) {
+func (t *Store) ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error) {
 	q := `SELECT ` + subjectColumns + ` FROM subjects WHERE id > $1`
 	args := []any{f.AfterID}
 	if f.Kind != "" {
@@ -199,7 +234,7 @@ func (t *Trust) ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*reg
 	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY id LIMIT $%d", len(args))
-	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -220,13 +255,13 @@ func escapeLike(s string) string {
 }
 
 // CreateEnrolment inserts the request and claims its key, atomically.
-func (t *Trust) CreateEnrolment(ctx context.Context, r *enrol.Request) error {
-	return t.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := t.exec(ctx, tx, `INSERT INTO public_keys (spki_sha256, first_seen_at, source) VALUES ($1, $2, $3)`,
+func (t *Store) CreateEnrolment(ctx context.Context, r *enrol.Request) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO public_keys (spki_sha256, first_seen_at, source) VALUES ($1, $2, $3)`,
 			r.SPKIHash, r.RequestedAt.UTC(), "enrolment:"+r.ID); err != nil {
 			return err
 		}
-		_, err := t.exec(ctx, tx, `INSERT INTO enrolments (id, subject_id, profile, csr, key_type, spki_sha256, requested_by, requested_at,
+		_, err := t.Exec(ctx, tx, `INSERT INTO enrolments (id, subject_id, profile, csr, key_type, spki_sha256, requested_by, requested_at,
 			subject_version, review, review_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			r.ID, r.SubjectID, r.Profile, r.CSR, r.KeyType, r.SPKIHash, r.RequestedBy, r.RequestedAt.UTC(),
 			r.SubjectVersion, string(r.Review), r.ReviewDigest)
@@ -279,8 +314,8 @@ func scanEnrolment(r scanner) (*enrol.Request, error) {
 }
 
 // GetEnrolment reads one request with its decision and certificate.
-func (t *Trust) GetEnrolment(ctx context.Context, id string) (*enrol.Request, error) {
-	e, err := scanEnrolment(t.db.QueryRowContext(ctx, t.Rebind(enrolmentSelect+` WHERE e.id = $1`), id))
+func (t *Store) GetEnrolment(ctx context.Context, id string) (*enrol.Request, error) {
+	e, err := scanEnrolment(t.SQL().QueryRowContext(ctx, t.Rebind(enrolmentSelect+` WHERE e.id = $1`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: enrolment %s", store.ErrNotFound, id)
 	}
@@ -288,7 +323,7 @@ func (t *Trust) GetEnrolment(ctx context.Context, id string) (*enrol.Request, er
 }
 
 // ListEnrolments lists requests, newest first.
-func (t *Trust) ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error) {
+func (t *Store) ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error) {
 	q := enrolmentSelect + ` WHERE 1=1`
 	var args []any
 	if f.SubjectID != "" {
@@ -323,7 +358,7 @@ func (t *Trust) ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]
 	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY e.requested_at DESC, e.id LIMIT $%d", len(args))
-	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -340,30 +375,30 @@ func (t *Trust) ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]
 }
 
 // RecordDecision inserts the decision; the primary key makes it the only one.
-func (t *Trust) RecordDecision(ctx context.Context, d enrol.Decision) error {
-	_, err := t.exec(ctx, t.db, `INSERT INTO decisions (enrolment_id, approved, decided_by, decided_at, reason) VALUES ($1, $2, $3, $4, $5)`,
+func (t *Store) RecordDecision(ctx context.Context, d enrol.Decision) error {
+	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO decisions (enrolment_id, approved, decided_by, decided_at, reason) VALUES ($1, $2, $3, $4, $5)`,
 		d.EnrolmentID, d.Approved, d.By, d.At.UTC(), d.Reason)
 	return err
 }
 
 // StoreCertificate records an issued certificate. Without an enrolment, the
 // key is claimed here, in the same transaction.
-func (t *Trust) StoreCertificate(ctx context.Context, c *enrol.Certificate) error {
-	return t.tx(ctx, func(tx *sql.Tx) error {
+func (t *Store) StoreCertificate(ctx context.Context, c *enrol.Certificate) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
 		if c.EnrolmentID != "" {
 			if err := t.lockIssuance(ctx, tx, c.EnrolmentID); err != nil {
 				return err
 			}
 		}
 		if c.EnrolmentID == "" {
-			if _, err := t.exec(ctx, tx, `INSERT INTO public_keys (spki_sha256, first_seen_at, source) VALUES ($1, $2, $3)`,
+			if _, err := t.Exec(ctx, tx, `INSERT INTO public_keys (spki_sha256, first_seen_at, source) VALUES ($1, $2, $3)`,
 				c.SPKIHash, c.IssuedAt.UTC(), "certificate:"+c.SerialHex()); err != nil {
 				return err
 			}
 		}
-		_, err := t.exec(ctx, tx, `INSERT INTO certificates (serial, subject_id, profile, enrolment_id, der, fingerprint_sha256,
+		_, err := t.Exec(ctx, tx, `INSERT INTO certificates (serial, subject_id, profile, enrolment_id, der, fingerprint_sha256,
 			spki_sha256, not_before, not_after, issued_at, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			c.SerialHex(), c.SubjectID, c.Profile, nullable(c.EnrolmentID), c.DER, c.Fingerprint, c.SPKIHash,
+			c.SerialHex(), c.SubjectID, c.Profile, sqlstore.Nullable(c.EnrolmentID), c.DER, c.Fingerprint, c.SPKIHash,
 			c.NotBefore.UTC(), c.NotAfter.UTC(), c.IssuedAt.UTC(), c.IssuedBy)
 		return err
 	})
@@ -389,8 +424,8 @@ func scanCertificate(r scanner) (*enrol.Certificate, error) {
 	return &c, nil
 }
 
-func (t *Trust) oneCertificate(ctx context.Context, where string, arg any) (*enrol.Certificate, error) {
-	c, err := scanCertificate(t.db.QueryRowContext(ctx, t.Rebind(certificateSelect+` WHERE `+where), arg))
+func (t *Store) oneCertificate(ctx context.Context, where string, arg any) (*enrol.Certificate, error) {
+	c, err := scanCertificate(t.SQL().QueryRowContext(ctx, t.Rebind(certificateSelect+` WHERE `+where), arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: certificate", store.ErrNotFound)
 	}
@@ -398,17 +433,17 @@ func (t *Trust) oneCertificate(ctx context.Context, where string, arg any) (*enr
 }
 
 // CertificateBySerial finds a certificate.
-func (t *Trust) CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
+func (t *Store) CertificateBySerial(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
 	return t.oneCertificate(ctx, `serial = $1`, pki.SerialHex(serial))
 }
 
 // CertificateByFingerprint finds a certificate by the SHA-256 of its DER.
-func (t *Trust) CertificateByFingerprint(ctx context.Context, fp string) (*enrol.Certificate, error) {
+func (t *Store) CertificateByFingerprint(ctx context.Context, fp string) (*enrol.Certificate, error) {
 	return t.oneCertificate(ctx, `fingerprint_sha256 = $1`, strings.ToLower(fp))
 }
 
 // ListCertificates lists certificates, newest first.
-func (t *Trust) ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error) {
+func (t *Store) ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*enrol.Certificate, error) {
 	q := certificateSelect + ` WHERE 1=1`
 	var args []any
 	if f.SubjectID != "" {
@@ -417,7 +452,7 @@ func (t *Trust) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY issued_at DESC, serial LIMIT $%d", len(args))
-	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -434,7 +469,7 @@ func (t *Trust) ListCertificates(ctx context.Context, f store.CertificateFilter)
 }
 
 // AppendAudit appends an event and returns its sequence number.
-func (t *Trust) AppendAudit(ctx context.Context, e audit.Event) (int64, error) {
+func (t *Store) AppendAudit(ctx context.Context, e audit.Event) (int64, error) {
 	detail := e.Detail
 	if detail == nil {
 		detail = map[string]string{}
@@ -444,14 +479,14 @@ func (t *Trust) AppendAudit(ctx context.Context, e audit.Event) (int64, error) {
 		return 0, err
 	}
 	var seq int64
-	err = t.db.QueryRowContext(ctx, t.Rebind(`INSERT INTO audit_events (at, actor, action, object, outcome, code, detail)
+	err = t.SQL().QueryRowContext(ctx, t.Rebind(`INSERT INTO audit_events (at, actor, action, object, outcome, code, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`),
 		e.Time.UTC(), e.Actor, e.Action, e.Object, string(e.Outcome), string(e.Code), string(d)).Scan(&seq)
-	return seq, t.classify(err)
+	return seq, t.Classify(err)
 }
 
 // ListAudit reads events in order.
-func (t *Trust) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error) {
+func (t *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error) {
 	q := `SELECT seq, at, actor, action, object, outcome, code, detail FROM audit_events WHERE seq > $1`
 	args := []any{f.AfterSeq}
 	if f.Object != "" {
@@ -464,7 +499,7 @@ func (t *Trust) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY seq LIMIT $%d", len(args))
-	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -491,9 +526,9 @@ func (t *Trust) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 // GoodCertificates counts the subject's certificates of the profile valid
 // at at and neither revoked nor on hold (certificate_status has no row for
 // a certificate never changed, and status good for one released).
-func (t *Trust) GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error) {
+func (t *Store) GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error) {
 	var n int
-	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT COUNT(*) FROM certificates c LEFT JOIN certificate_status s ON s.serial = c.serial
+	err := t.SQL().QueryRowContext(ctx, t.Rebind(`SELECT COUNT(*) FROM certificates c LEFT JOIN certificate_status s ON s.serial = c.serial
 		WHERE c.subject_id = $1 AND c.profile = $2 AND c.not_before <= $3 AND c.not_after > $3 AND (s.status IS NULL OR s.status = $4)`),
 		subjectID, profile, at.UTC(), string(revoke.Good)).Scan(&n)
 	return n, err

@@ -1,4 +1,4 @@
-package sqlstore_test
+package rxstore_test
 
 import (
 	"context"
@@ -6,17 +6,18 @@ import (
 	"testing"
 
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
-func openInsured(t testing.TB, driver, dsn string) *sqlstore.Insured {
+func openInsured(t testing.TB, driver, dsn string) *rxstore.Insured {
 	db, err := sqlstore.Open(context.Background(), driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := sqlstore.NewInsured(context.Background(), db)
+	s, err := rxstore.NewInsured(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sqlstore_test
+package rxstore_test
 
 import (
 	"context"
@@ -9,16 +9,17 @@ import (
 
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
 // catalogueBackend opens a fresh database of one dialect with the
 // catalogue migrated, returning the store and the database under it.
-type catalogueBackend func(t *testing.T) (*sqlstore.Catalogue, *sqlstore.DB)
+type catalogueBackend func(t *testing.T) (*rxstore.Catalogue, *sqlstore.DB)
 
 func openCatalogue(driver string, dsn func(t *testing.T) string) catalogueBackend {
-	return func(t *testing.T) (*sqlstore.Catalogue, *sqlstore.DB) {
+	return func(t *testing.T) (*rxstore.Catalogue, *sqlstore.DB) {
 		t.Helper()
 		ctx := context.Background()
 		db, err := sqlstore.Open(ctx, driver, dsn(t))
@@ -26,7 +27,7 @@ func openCatalogue(driver string, dsn func(t *testing.T) string) catalogueBacken
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		s, err := sqlstore.NewCatalogue(ctx, db)
+		s, err := rxstore.NewCatalogue(ctx, db)
 		if err != nil {
 			t.Fatalf("NewCatalogue(%s): %v", driver, err)
 		}
@@ -92,35 +93,6 @@ func testCatalogueImmutable(t *testing.T, open catalogueBackend) {
 	}
 }
 
-// The catalogue shares rxd's database with other schemas; its migrations
-// must not collide with theirs, whichever runs first.
-func TestCatalogueBesideTrustSchema(t *testing.T) {
-	for name, dsn := range map[string]func(t *testing.T) (string, string){
-		sqlstore.SQLite:   func(t *testing.T) (string, string) { return sqlstore.SQLite, filepath.Join(t.TempDir(), "one.db") },
-		sqlstore.Postgres: func(t *testing.T) (string, string) { return sqlstore.Postgres, pgtest.Schema(t) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			driver, path := dsn(t)
-			ctx := context.Background()
-			db, err := sqlstore.Open(ctx, driver, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			for i := 0; i < 2; i++ { // and idempotently
-				if _, err := sqlstore.NewCatalogue(ctx, db); err != nil {
-					t.Fatalf("NewCatalogue %d: %v", i, err)
-				}
-			}
-			tr, err := sqlstore.OpenTrust(ctx, driver, path)
-			if err != nil {
-				t.Fatalf("trust migrations after the catalogue's: %v", err)
-			}
-			tr.Close()
-		})
-	}
-}
-
 // BenchmarkCatalogueCreateVersion measures committing a national-size
 // catalogue version (30 000 items) in one transaction.
 func BenchmarkCatalogueCreateVersion(b *testing.B) {
@@ -141,7 +113,7 @@ func BenchmarkCatalogueCreateVersion(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			s, err := sqlstore.NewCatalogue(ctx, db)
+			s, err := rxstore.NewCatalogue(ctx, db)
 			if err != nil {
 				b.Fatal(err)
 			}

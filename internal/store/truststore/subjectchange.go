@@ -1,4 +1,4 @@
-package sqlstore
+package truststore
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func unmarshalSubject(raw string) (*registry.Subject, error) {
 }
 
 // CreateSubjectChange records a registry change awaiting a second officer.
-func (t *Trust) CreateSubjectChange(ctx context.Context, c *registry.Change) error {
+func (t *Store) CreateSubjectChange(ctx context.Context, c *registry.Change) error {
 	proposed, err := marshalSubject(c.Proposed)
 	if err != nil {
 		return err
@@ -49,7 +49,7 @@ func (t *Trust) CreateSubjectChange(ctx context.Context, c *registry.Change) err
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(ctx, t.db, `INSERT INTO subject_change_requests (id, subject_id, base_version, fields, proposed, requested_by, requested_at)
+	_, err = t.Exec(ctx, t.SQL(), `INSERT INTO subject_change_requests (id, subject_id, base_version, fields, proposed, requested_by, requested_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.ID, c.SubjectID, c.BaseVersion, string(fields), proposed, c.RequestedBy, c.RequestedAt.UTC())
 	return err
 }
@@ -83,8 +83,8 @@ func scanSubjectChange(r scanner) (*registry.Change, error) {
 }
 
 // GetSubjectChange reads a registry change with its decision.
-func (t *Trust) GetSubjectChange(ctx context.Context, id string) (*registry.Change, error) {
-	c, err := scanSubjectChange(t.db.QueryRowContext(ctx, t.Rebind(subjectChangeSelect+` WHERE r.id = $1`), id))
+func (t *Store) GetSubjectChange(ctx context.Context, id string) (*registry.Change, error) {
+	c, err := scanSubjectChange(t.SQL().QueryRowContext(ctx, t.Rebind(subjectChangeSelect+` WHERE r.id = $1`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: registry change %s", store.ErrNotFound, id)
 	}
@@ -92,7 +92,7 @@ func (t *Trust) GetSubjectChange(ctx context.Context, id string) (*registry.Chan
 }
 
 // ListSubjectChanges lists registry changes, newest first.
-func (t *Trust) ListSubjectChanges(ctx context.Context, f store.SubjectChangeFilter) ([]*registry.Change, error) {
+func (t *Store) ListSubjectChanges(ctx context.Context, f store.SubjectChangeFilter) ([]*registry.Change, error) {
 	q := subjectChangeSelect + ` WHERE 1=1`
 	var args []any
 	if f.SubjectID != "" {
@@ -108,7 +108,7 @@ func (t *Trust) ListSubjectChanges(ctx context.Context, f store.SubjectChangeFil
 	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY r.requested_at DESC, r.id LIMIT $%d", len(args))
-	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -126,9 +126,9 @@ func (t *Trust) ListSubjectChanges(ctx context.Context, f store.SubjectChangeFil
 
 // DecideSubjectChange records the decision and, for an approval, stores
 // apply (at the change's base version + 1) in the same transaction.
-func (t *Trust) DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject) error {
-	return t.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := t.exec(ctx, tx, `INSERT INTO subject_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
+func (t *Store) DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO subject_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
 			id, approved, by, at.UTC(), comment); err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package sqlstore_test
+package truststore_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/bulk"
 )
 
@@ -17,7 +18,7 @@ func BenchmarkCertificateStatus(b *testing.B) {
 	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
 		for _, n := range []int{1000, 1000000} {
 			parent := b
-			var s *sqlstore.Trust
+			var s *truststore.Store
 			var sample *big.Int
 			b.Run(driver+"/"+bulk.Label(n), func(b *testing.B) {
 				// b.Run calls this several times; the database is filled

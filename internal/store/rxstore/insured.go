@@ -1,4 +1,4 @@
-package sqlstore
+package rxstore
 
 import (
 	"context"
@@ -15,11 +15,12 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
 // Insured is the insured-person registry and supplementary-cap usage.
 type Insured struct {
-	*DB
+	*sqlstore.DB
 	// The lookups, prepared once: SQLite through database/sql otherwise
 	// parses and plans the statement on every call, which cost three times
 	// the lookup itself.
@@ -27,8 +28,8 @@ type Insured struct {
 }
 
 // NewInsured migrates the registry's schema on db.
-func NewInsured(ctx context.Context, db *DB) (*Insured, error) {
-	if err := db.Migrate(ctx, "insured"); err != nil {
+func NewInsured(ctx context.Context, db *sqlstore.DB) (*Insured, error) {
+	if err := db.Migrate(ctx, insuredSchema); err != nil {
 		return nil, err
 	}
 	s := &Insured{DB: db}
@@ -41,7 +42,7 @@ func NewInsured(ctx context.Context, db *DB) (*Insured, error) {
 		{&s.used, usedQuery},
 		{&s.since, sinceQuery},
 	} {
-		if *st.to, err = db.db.PrepareContext(ctx, db.d.rebind(st.q)); err != nil {
+		if *st.to, err = db.SQL().PrepareContext(ctx, db.Rebind(st.q)); err != nil {
 			return nil, fmt.Errorf("sqlstore: preparing the registry's reads: %w", err)
 		}
 	}
@@ -86,7 +87,7 @@ func dateText(t time.Time) any {
 // personValues is a person as a row, in insuredColumns order.
 func personValues(p *insured.Person) []any {
 	v := []any{
-		p.NationalID, p.InsuranceNumber, string(p.Fund), nullable(p.MainNationalID), nullable(p.Relation),
+		p.NationalID, p.InsuranceNumber, string(p.Fund), sqlstore.Nullable(p.MainNationalID), sqlstore.Nullable(p.Relation),
 		p.CoverageStart.Format(time.DateOnly), dateText(p.CoverageEnd), string(p.Status),
 		p.BirthDate.Format(time.DateOnly), p.Sex, p.Contributions.String(),
 		nil, nil, nil, nil, nil,
@@ -100,7 +101,7 @@ func personValues(p *insured.Person) []any {
 // Load writes an import in one transaction (see insured.Writer). Imports
 // are serialised by a lock on the registry's state row.
 func (s *Insured) Load(ctx context.Context, mode insured.Mode, src *insured.Source) (insured.Summary, error) {
-	if s.d.name == Postgres {
+	if s.Dialect() == sqlstore.Postgres {
 		return s.loadPostgres(ctx, mode, src)
 	}
 	return s.loadSQLite(ctx, mode, src)
@@ -115,7 +116,7 @@ func (c copySource) Err() error             { return c.src.Err() }
 
 func (s *Insured) loadPostgres(ctx context.Context, mode insured.Mode, src *insured.Source) (insured.Summary, error) {
 	started := time.Now().UTC()
-	conn, err := s.db.Conn(ctx)
+	conn, err := s.SQL().Conn(ctx)
 	if err != nil {
 		return insured.Summary{}, err
 	}
@@ -213,7 +214,7 @@ func (s *Insured) loadPostgres(ctx context.Context, mode insured.Mode, src *insu
 		// view; a query still running on it holds its lock and the drop
 		// waits. A failed drop leaves only garbage, which the next full
 		// import's drop of older tables does not need.
-		if _, err := s.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+generationTable(drop)); err != nil {
+		if _, err := s.SQL().ExecContext(ctx, "DROP TABLE IF EXISTS "+generationTable(drop)); err != nil {
 			return sum, fmt.Errorf("sqlstore: imported generation %d, but dropping generation %d: %w", sum.Generation, drop, err)
 		}
 	}
@@ -223,7 +224,7 @@ func (s *Insured) loadPostgres(ctx context.Context, mode insured.Mode, src *insu
 func (s *Insured) loadSQLite(ctx context.Context, mode insured.Mode, src *insured.Source) (insured.Summary, error) {
 	started := time.Now().UTC()
 	var sum insured.Summary
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		var gen int64
 		if err := tx.QueryRowContext(ctx, "SELECT generation FROM registry_state WHERE id = 1").Scan(&gen); err != nil {
 			return err
@@ -254,7 +255,7 @@ func (s *Insured) loadSQLite(ctx context.Context, mode insured.Mode, src *insure
 		defer stmt.Close()
 		for src.Next() {
 			if _, err := stmt.ExecContext(ctx, personValues(src.Person())...); err != nil {
-				if _, dup := s.d.duplicate(err); dup && mode == insured.Full {
+				if _, dup := s.Duplicate(err); dup && mode == insured.Full {
 					continue // no index yet, so this cannot happen; Finish reports duplicates by line
 				}
 				return err
@@ -415,14 +416,14 @@ func personFromRow(f [16]sql.NullString) (insured.Person, error) {
 // Generation is the registry version in force (0 before the first import).
 func (s *Insured) Generation(ctx context.Context) (int64, error) {
 	var g int64
-	err := s.db.QueryRowContext(ctx, "SELECT generation FROM registry_state WHERE id = 1").Scan(&g)
+	err := s.SQL().QueryRowContext(ctx, "SELECT generation FROM registry_state WHERE id = 1").Scan(&g)
 	return g, err
 }
 
 // Count is how many persons the version in force holds.
 func (s *Insured) Count(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM insured_current").Scan(&n)
+	err := s.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM insured_current").Scan(&n)
 	return n, err
 }
 
@@ -434,39 +435,39 @@ func (s *Insured) Consume(ctx context.Context, c insured.Consumption) (int64, er
 		return 0, errors.New("sqlstore: a consumption needs a key and non-negative amounts")
 	}
 	var paid int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		done, p, err := s.consumed(ctx, tx, c)
 		if err != nil || done {
 			paid = p // already consumed: the same answer again
 			return err
 		}
 		k := c.Cap
-		if _, err := s.exec(ctx, tx, "INSERT INTO supplementary_usage (national_id, insurer, plan, year, category, used) VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT DO NOTHING",
+		if _, err := s.Exec(ctx, tx, "INSERT INTO supplementary_usage (national_id, insurer, plan, year, category, used) VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT DO NOTHING",
 			k.NationalID, k.Insurer, k.Plan, k.Year, k.Category); err != nil {
 			return err
 		}
 		lock := ""
-		if s.d.name == Postgres {
+		if s.Dialect() == sqlstore.Postgres {
 			lock = " FOR UPDATE"
 		}
 		var used int64
-		if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT used FROM supplementary_usage WHERE national_id = $1 AND insurer = $2 AND plan = $3 AND year = $4 AND category = $5"+lock),
+		if err := tx.QueryRowContext(ctx, s.Rebind("SELECT used FROM supplementary_usage WHERE national_id = $1 AND insurer = $2 AND plan = $3 AND year = $4 AND category = $5"+lock),
 			k.NationalID, k.Insurer, k.Plan, k.Year, k.Category).Scan(&used); err != nil {
 			return err
 		}
 		paid = min(c.Amount, max(0, c.Limit-used))
-		if _, err := s.exec(ctx, tx, "UPDATE supplementary_usage SET used = used + $1 WHERE national_id = $2 AND insurer = $3 AND plan = $4 AND year = $5 AND category = $6",
+		if _, err := s.Exec(ctx, tx, "UPDATE supplementary_usage SET used = used + $1 WHERE national_id = $2 AND insurer = $3 AND plan = $4 AND year = $5 AND category = $6",
 			paid, k.NationalID, k.Insurer, k.Plan, k.Year, k.Category); err != nil {
 			return err
 		}
-		_, err = s.exec(ctx, tx, "INSERT INTO supplementary_ledger (key, national_id, insurer, plan, year, category, requested, paid, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		_, err = s.Exec(ctx, tx, "INSERT INTO supplementary_ledger (key, national_id, insurer, plan, year, category, requested, paid, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 			c.Key, k.NationalID, k.Insurer, k.Plan, k.Year, k.Category, c.Amount, paid, time.Now().UTC())
 		return err
 	})
 	if _, dup := store.IsDuplicate(err); dup {
 		// A concurrent call with the same key committed first: its
 		// answer is the answer, if it was the same request.
-		if done, p, err2 := s.consumed(ctx, s.db, c); done || err2 != nil {
+		if done, p, err2 := s.consumed(ctx, s.SQL(), c); done || err2 != nil {
 			return p, err2
 		}
 	}
@@ -481,10 +482,10 @@ func (s *Insured) Consume(ctx context.Context, c insured.Consumption) (int64, er
 // different one (another patient's cap, another amount) — a retry must be
 // the same request, or a reused dispense id would be handed someone
 // else's payment.
-func (s *Insured) consumed(ctx context.Context, q execer, c insured.Consumption) (bool, int64, error) {
+func (s *Insured) consumed(ctx context.Context, q sqlstore.Execer, c insured.Consumption) (bool, int64, error) {
 	var k insured.Cap
 	var requested, paid int64
-	err := q.QueryRowContext(ctx, s.d.rebind("SELECT national_id, insurer, plan, year, category, requested, paid FROM supplementary_ledger WHERE key = $1"), c.Key).
+	err := q.QueryRowContext(ctx, s.Rebind("SELECT national_id, insurer, plan, year, category, requested, paid FROM supplementary_ledger WHERE key = $1"), c.Key).
 		Scan(&k.NationalID, &k.Insurer, &k.Plan, &k.Year, &k.Category, &requested, &paid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, 0, nil
@@ -510,9 +511,9 @@ func (s *Insured) Used(ctx context.Context, k insured.Cap) (int64, error) {
 
 // Record appends dispensed items (see insured.History).
 func (s *Insured) Record(ctx context.Context, items []insured.Dispensed) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.Tx(ctx, func(tx *sql.Tx) error {
 		for _, it := range items {
-			res, err := s.exec(ctx, tx, "INSERT INTO dispense_history (dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+			res, err := s.Exec(ctx, tx, "INSERT INTO dispense_history (dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
 				it.DispenseID, it.Item, it.NationalID, it.Code, it.ATC, it.Quantity, it.DaysSupply, it.DispensedAt.UTC())
 			if err != nil {
 				return fmt.Errorf("sqlstore: recording a dispense: %w", err)
@@ -522,7 +523,7 @@ func (s *Insured) Record(ctx context.Context, items []insured.Dispensed) error {
 			}
 			// Already recorded: only the same item again is a retry.
 			var had insured.Dispensed
-			if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE dispense_id = $1 AND item = $2"), it.DispenseID, it.Item).
+			if err := tx.QueryRowContext(ctx, s.Rebind("SELECT national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE dispense_id = $1 AND item = $2"), it.DispenseID, it.Item).
 				Scan(&had.NationalID, &had.Code, &had.ATC, &had.Quantity, &had.DaysSupply, &had.DispensedAt); err != nil {
 				return fmt.Errorf("sqlstore: recording a dispense: %w", err)
 			}

@@ -1,4 +1,4 @@
-package sqlstore
+package truststore
 
 import (
 	"context"
@@ -13,12 +13,13 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
 // lockSerial serialises status changes of one certificate. SQLite's
 // immediate transactions already serialise all writers.
-func (t *Trust) lockSerial(ctx context.Context, tx *sql.Tx, serial string) error {
-	if t.d.name != Postgres {
+func (t *Store) lockSerial(ctx context.Context, tx *sql.Tx, serial string) error {
+	if t.Dialect() != sqlstore.Postgres {
 		return nil
 	}
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "status:"+serial)
@@ -29,10 +30,10 @@ func (t *Trust) lockSerial(ctx context.Context, tx *sql.Tx, serial string) error
 // certificate's current status is one of from. Otherwise it returns the
 // current status and an error wrapping store.ErrConflict; a missing
 // certificate gives store.ErrNotFound.
-func (t *Trust) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revoke.Status) (revoke.Status, error) {
+func (t *Store) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revoke.Status) (revoke.Status, error) {
 	serial := pki.SerialHex(ev.Serial)
 	current := revoke.Good
-	err := t.tx(ctx, func(tx *sql.Tx) error {
+	err := t.Tx(ctx, func(tx *sql.Tx) error {
 		if err := t.lockSerial(ctx, tx, serial); err != nil {
 			return err
 		}
@@ -62,11 +63,11 @@ func (t *Trust) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revo
 		if err := tx.QueryRowContext(ctx, t.Rebind(`INSERT INTO status_events (serial, status, reason, effective_at, recorded_at, requested_by, approved_by, change_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`),
 			serial, string(ev.Status), int(ev.Reason), ev.EffectiveAt.UTC(), ev.RecordedAt.UTC(), ev.RequestedBy, ev.ApprovedBy, change).Scan(&ev.Seq); err != nil {
-			return t.classify(err)
+			return t.Classify(err)
 		}
 		// A release keeps the row (status good) so that its sequence number
 		// is known: consumers order status changes by it.
-		_, err = t.exec(ctx, tx, `INSERT INTO certificate_status (serial, status, reason, effective_at, not_after, seq) VALUES ($1, $2, $3, $4, $5, $6)
+		_, err = t.Exec(ctx, tx, `INSERT INTO certificate_status (serial, status, reason, effective_at, not_after, seq) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (serial) DO UPDATE SET status = excluded.status, reason = excluded.reason, effective_at = excluded.effective_at, seq = excluded.seq`,
 			serial, string(ev.Status), int(ev.Reason), ev.EffectiveAt.UTC(), notAfter.UTC(), ev.Seq)
 		return err
@@ -75,13 +76,13 @@ func (t *Trust) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revo
 }
 
 // CertificateStatus returns a certificate's current status.
-func (t *Trust) CertificateStatus(ctx context.Context, serial *big.Int) (revoke.Record, error) {
+func (t *Store) CertificateStatus(ctx context.Context, serial *big.Int) (revoke.Record, error) {
 	s := pki.SerialHex(serial)
 	rec := revoke.Record{Serial: serial, Status: revoke.Good}
 	var st string
 	var reason int
 	var seq int
-	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT c.not_after, s.status, s.reason, s.effective_at, s.seq FROM certificates c
+	err := t.SQL().QueryRowContext(ctx, t.Rebind(`SELECT c.not_after, s.status, s.reason, s.effective_at, s.seq FROM certificates c
 		LEFT JOIN certificate_status s ON s.serial = c.serial WHERE c.serial = $1`), s).
 		Scan(&rec.NotAfter, nullStr{&st}, nullInt{&reason}, nullTime{&rec.EffectiveAt}, nullInt{&seq})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -102,8 +103,8 @@ func (t *Trust) CertificateStatus(ctx context.Context, serial *big.Int) (revoke.
 
 // ForEachStatus calls fn for every certificate that is not good and has not
 // expired before notAfter, in serial order.
-func (t *Trust) ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error {
-	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT serial, status, reason, effective_at, not_after, seq FROM certificate_status
+func (t *Store) ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error {
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(`SELECT serial, status, reason, effective_at, not_after, seq FROM certificate_status
 		WHERE not_after > $1 AND status <> 'good' ORDER BY serial`), notAfter.UTC())
 	if err != nil {
 		return err
@@ -131,8 +132,8 @@ func (t *Trust) ForEachStatus(ctx context.Context, notAfter time.Time, fn func(r
 
 // ForEachCertificate calls fn for every certificate (with its current
 // status) that has not expired before notAfter.
-func (t *Trust) ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error {
-	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT c.serial, c.not_after, s.status, s.reason, s.effective_at, s.seq FROM certificates c
+func (t *Store) ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error {
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(`SELECT c.serial, c.not_after, s.status, s.reason, s.effective_at, s.seq FROM certificates c
 		LEFT JOIN certificate_status s ON s.serial = c.serial WHERE c.not_after > $1 ORDER BY c.serial`), notAfter.UTC())
 	if err != nil {
 		return err
@@ -166,8 +167,8 @@ func (t *Trust) ForEachCertificate(ctx context.Context, notAfter time.Time, fn f
 }
 
 // StatusEvents lists a certificate's history in order.
-func (t *Trust) StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Event, error) {
-	rows, err := t.db.QueryContext(ctx, t.Rebind(`SELECT seq, status, reason, effective_at, recorded_at, requested_by, approved_by, change_id
+func (t *Store) StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Event, error) {
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(`SELECT seq, status, reason, effective_at, recorded_at, requested_by, approved_by, change_id
 		FROM status_events WHERE serial = $1 ORDER BY seq`), pki.SerialHex(serial))
 	if err != nil {
 		return nil, err
@@ -189,8 +190,8 @@ func (t *Trust) StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Eve
 }
 
 // CreateStatusChange records a hold, release or revocation request.
-func (t *Trust) CreateStatusChange(ctx context.Context, c *revoke.Change) error {
-	_, err := t.exec(ctx, t.db, `INSERT INTO status_changes (id, serial, action, reason, comment, requested_by, requested_at, base_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+func (t *Store) CreateStatusChange(ctx context.Context, c *revoke.Change) error {
+	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO status_changes (id, serial, action, reason, comment, requested_by, requested_at, base_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		c.ID, c.Serial, string(c.Action), c.Reason, c.Comment, c.RequestedBy, c.RequestedAt.UTC(), c.BaseSeq)
 	return err
 }
@@ -215,8 +216,8 @@ func scanChange(r scanner) (*revoke.Change, error) {
 }
 
 // GetStatusChange reads a request with its decision.
-func (t *Trust) GetStatusChange(ctx context.Context, id string) (*revoke.Change, error) {
-	c, err := scanChange(t.db.QueryRowContext(ctx, t.Rebind(changeSelect+` WHERE c.id = $1`), id))
+func (t *Store) GetStatusChange(ctx context.Context, id string) (*revoke.Change, error) {
+	c, err := scanChange(t.SQL().QueryRowContext(ctx, t.Rebind(changeSelect+` WHERE c.id = $1`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: status change %s", store.ErrNotFound, id)
 	}
@@ -224,7 +225,7 @@ func (t *Trust) GetStatusChange(ctx context.Context, id string) (*revoke.Change,
 }
 
 // ListStatusChanges lists requests, newest first.
-func (t *Trust) ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*revoke.Change, error) {
+func (t *Store) ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*revoke.Change, error) {
 	q := changeSelect + ` WHERE 1=1`
 	var args []any
 	if f.Serial != "" {
@@ -240,7 +241,7 @@ func (t *Trust) ListStatusChanges(ctx context.Context, f store.StatusChangeFilte
 	}
 	args = append(args, limit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY c.requested_at DESC, c.id LIMIT $%d", len(args))
-	rows, err := t.db.QueryContext(ctx, t.Rebind(q), args...)
+	rows, err := t.SQL().QueryContext(ctx, t.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -257,23 +258,23 @@ func (t *Trust) ListStatusChanges(ctx context.Context, f store.StatusChangeFilte
 }
 
 // DecideStatusChange records the one decision on a request.
-func (t *Trust) DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error {
-	_, err := t.exec(ctx, t.db, `INSERT INTO status_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
+func (t *Store) DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error {
+	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO status_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
 		id, approved, by, at.UTC(), comment)
 	return err
 }
 
 // StoreCRL records a CRL; its number must be new.
-func (t *Trust) StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error {
-	_, err := t.exec(ctx, t.db, `INSERT INTO crls (number, this_update, next_update, entries, der, generated_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+func (t *Store) StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error {
+	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO crls (number, this_update, next_update, entries, der, generated_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 		c.Number, c.ThisUpdate.UTC(), c.NextUpdate.UTC(), c.Entries, c.DER, generatedAt.UTC())
 	return err
 }
 
 // LatestCRL returns the CRL with the highest number, or store.ErrNotFound.
-func (t *Trust) LatestCRL(ctx context.Context) (revoke.CRL, error) {
+func (t *Store) LatestCRL(ctx context.Context) (revoke.CRL, error) {
 	var c revoke.CRL
-	err := t.db.QueryRowContext(ctx, `SELECT number, this_update, next_update, entries, der FROM crls ORDER BY number DESC LIMIT 1`).
+	err := t.SQL().QueryRowContext(ctx, `SELECT number, this_update, next_update, entries, der FROM crls ORDER BY number DESC LIMIT 1`).
 		Scan(&c.Number, &c.ThisUpdate, &c.NextUpdate, &c.Entries, &c.DER)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("%w: no CRL yet", store.ErrNotFound)
@@ -283,17 +284,17 @@ func (t *Trust) LatestCRL(ctx context.Context) (revoke.CRL, error) {
 }
 
 // AddServiceCredential records a new credential (its certificate is stored).
-func (t *Trust) AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error {
-	_, err := t.exec(ctx, t.db, `INSERT INTO service_credentials (serial, purpose, key_uri, not_after, created_at) VALUES ($1, $2, $3, $4, $5)`,
+func (t *Store) AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error {
+	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO service_credentials (serial, purpose, key_uri, not_after, created_at) VALUES ($1, $2, $3, $4, $5)`,
 		pki.SerialHex(c.Serial), c.Purpose, c.KeyURI, c.NotAfter.UTC(), at.UTC())
 	return err
 }
 
 // LatestServiceCredential returns the credential of purpose that expires last.
-func (t *Trust) LatestServiceCredential(ctx context.Context, purpose string) (enrol.ServiceCredential, error) {
+func (t *Store) LatestServiceCredential(ctx context.Context, purpose string) (enrol.ServiceCredential, error) {
 	c := enrol.ServiceCredential{Purpose: purpose}
 	var s string
-	err := t.db.QueryRowContext(ctx, t.Rebind(`SELECT serial, key_uri, not_after FROM service_credentials WHERE purpose = $1
+	err := t.SQL().QueryRowContext(ctx, t.Rebind(`SELECT serial, key_uri, not_after FROM service_credentials WHERE purpose = $1
 		ORDER BY not_after DESC LIMIT 1`), purpose).Scan(&s, &c.KeyURI, &c.NotAfter)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("%w: no %s credential", store.ErrNotFound, purpose)

@@ -1,0 +1,23 @@
+// Package rxstore is rxd's store: the insured-person registry (its
+// generations, supplementary-cap usage and dispense history) and the coding
+// catalogue's versions. Its tables are rxd's alone; trustd never opens this
+// database. insured/insuredtest and catalogue/catalogtest are its
+// conformance suites, run here over SQLite and PostgreSQL.
+package rxstore
+
+import (
+	"embed"
+
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+var (
+	insuredSchema   = sqlstore.Schema{Name: "insured", Files: migrations}
+	catalogueSchema = sqlstore.Schema{Name: "catalogue", Files: migrations}
+)
+
+// Schemas are the schemas this package owns, with their migrations.
+func Schemas() []sqlstore.Schema { return []sqlstore.Schema{insuredSchema, catalogueSchema} }
