@@ -1,0 +1,211 @@
+package archtest
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/nuskha/nuskha"
+
+// The sides, as module-relative package paths; a path covers the packages
+// below it.
+var (
+	trustSide = []string{
+		"certs",
+		"cmd/trustd",
+		"internal/enrol",
+		"internal/pki/ca",
+		"internal/pki/ceremony",
+		"internal/pki/crl",
+		"internal/pki/lint",
+		"internal/pki/profile",
+		"internal/pki/responder",
+		"internal/publish",
+		"internal/registry",
+		"internal/revoke",
+		"internal/store/storetest",
+		"internal/store/truststore",
+		"internal/trustapi",
+		"internal/trustd",
+	}
+	rxSide = []string{
+		"cmd/rxd",
+		"internal/adjudicate",
+		"internal/catalogue",
+		"internal/insured",
+		"internal/rules",
+		"internal/rxapi",
+		"internal/store/rxstore",
+	}
+	// caLibraries are what only trustd's side may link from outside the
+	// module: step-ca's authority and the certificate linter.
+	caLibraries = []string{
+		"github.com/smallstep/certificates",
+		"github.com/zmap/zlint/v3",
+	}
+	// neitherSide are neither a side nor shared libraries: the client
+	// binary (held to its own rule) and the test helpers.
+	neitherSide = []string{
+		"cmd/rxctl",
+		"internal/archtest",
+		"internal/testutil",
+	}
+)
+
+// TestExchangeAndClientLinkNoCA: the exchange and the client binary link
+// nothing of trustd's side — no CA, linter, enrolment, registry,
+// revocation service, publishing or trust store.
+func TestExchangeAndClientLinkNoCA(t *testing.T) {
+	check(t, "cmd/rxd and cmd/rxctl MUST NOT link trustd's side or step-ca and zlint",
+		[]string{module + "/cmd/rxd", module + "/cmd/rxctl"},
+		func(p string) bool { return under(p, trustSide) || under(p, caLibraries) })
+}
+
+// TestTrustSideLinksNoExchange: trustd's side links nothing of rxd's.
+func TestTrustSideLinksNoExchange(t *testing.T) {
+	var pats []string
+	for _, p := range trustSide {
+		pats = append(pats, "./"+p+"/...")
+	}
+	check(t, "trustd's side MUST NOT link rxd's side", strings.Fields(golist(t, pats...)),
+		func(p string) bool { return under(p, rxSide) })
+}
+
+// TestSharedLinksNeitherSide: the shared libraries link neither side, nor
+// step-ca and zlint.
+func TestSharedLinksNeitherSide(t *testing.T) {
+	var shared []string
+	for _, p := range strings.Fields(golist(t, "./...")) {
+		if !under(p, trustSide) && !under(p, rxSide) && !under(p, neitherSide) {
+			shared = append(shared, p)
+		}
+	}
+	if !slices.Contains(shared, module+"/internal/rx") || !slices.Contains(shared, module+"/internal/store/sqlstore") {
+		t.Fatalf("the shared libraries were not found: %v", shared)
+	}
+	check(t, "a shared library MUST NOT link trustd's side, rxd's side, step-ca or zlint (a new package that belongs to a side is named in internal/archtest)", shared,
+		func(p string) bool { return under(p, trustSide) || under(p, rxSide) || under(p, caLibraries) })
+}
+
+// TestCrossings holds the chain search to a graph small enough to check by
+// hand: the shortest chain to each forbidden package, ending there.
+func TestCrossings(t *testing.T) {
+	g := importGraph{
+		"cmd/a":   {"fmt", "store"},
+		"store":   {"enrol", "shared"},
+		"shared":  {"enrol"},
+		"enrol":   {"ca"},
+		"ca":      {"authority"},
+		"cmd/b":   {"shared2"},
+		"shared2": {"fmt"},
+	}
+	forbidden := func(p string) bool { return p == "enrol" || p == "ca" || p == "authority" }
+	got := g.crossings([]string{"cmd/a", "cmd/b"}, forbidden)
+	if want := []string{"cmd/a → store → enrol"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for _, tc := range []struct {
+		pkg      string
+		prefixes []string
+		want     bool
+	}{
+		{module + "/internal/pki/ca", trustSide, true},
+		{module + "/internal/pki/cab", trustSide, false},
+		{module + "/internal/pki", trustSide, false},
+		{module + "/internal/catalogue/catalogtest", rxSide, true},
+		{"github.com/smallstep/certificates/authority", caLibraries, true},
+	} {
+		if got := under(tc.pkg, tc.prefixes); got != tc.want {
+			t.Errorf("under(%s) = %v", tc.pkg, got)
+		}
+	}
+}
+
+func check(t *testing.T, rule string, roots []string, forbidden func(string) bool) {
+	t.Helper()
+	out := golist(t, append([]string{"-deps", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}"}, roots...)...)
+	if c := parseGraph(out).crossings(roots, forbidden); len(c) > 0 {
+		t.Errorf("%s; %d import chain(s) cross it:\n\t%s", rule, len(c), strings.Join(c, "\n\t"))
+	}
+}
+
+// golist runs go list in the module root.
+func golist(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("go list %v: %v\n%s", args, err, stderr)
+	}
+	return string(out)
+}
+
+// under reports whether pkg (a full import path) is one of prefixes or
+// below one; a prefix whose first element has no dot is module-relative.
+func under(pkg string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if first, _, _ := strings.Cut(p, "/"); !strings.Contains(first, ".") {
+			p = module + "/" + p
+		}
+		if pkg == p || strings.HasPrefix(pkg, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// importGraph maps each package to the packages it imports.
+type importGraph map[string][]string
+
+// parseGraph reads go list -deps -f '{{.ImportPath}}{{range .Imports}}
+// {{.}}{{end}}': a package a line, followed by its imports.
+func parseGraph(out string) importGraph {
+	g := importGraph{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			g[f[0]] = f[1:]
+		}
+	}
+	return g
+}
+
+// crossings returns, for each root, the shortest chain of imports from it
+// to each forbidden package it reaches, as "a → b → c". A chain ends at
+// the first forbidden package: what that one links in turn is the same
+// crossing.
+func (g importGraph) crossings(roots []string, forbidden func(string) bool) []string {
+	var out []string
+	for _, root := range roots {
+		prev := map[string]string{root: ""}
+		for queue := []string{root}; len(queue) > 0; queue = queue[1:] {
+			for _, q := range g[queue[0]] {
+				if _, seen := prev[q]; seen {
+					continue
+				}
+				prev[q] = queue[0]
+				if forbidden(q) {
+					out = append(out, chainTo(prev, q))
+				} else {
+					queue = append(queue, q)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func chainTo(prev map[string]string, last string) string {
+	var c []string
+	for p := last; p != ""; p = prev[p] {
+		c = append(c, strings.TrimPrefix(p, module+"/"))
+	}
+	slices.Reverse(c)
+	return strings.Join(c, " → ")
+}
