@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
+	"go.step.sm/crypto/pemutil"
 )
 
 // backend is one key custody under test. Every case below runs against each,
@@ -470,5 +472,26 @@ func TestSoftKeyRefusesPlaintextAndShortPasswords(t *testing.T) {
 	os.WriteFile(long, []byte("a long enough password"), 0o600)
 	if _, err := m.OpenKey(ctx, hsm.SoftKeyURI(plain, long)); err == nil {
 		t.Fatal("unencrypted key file was accepted")
+	}
+}
+
+// A wrong password decrypts without a padding error about once in 256
+// tries; what comes out is not a key, and that must read as a wrong
+// password too. The file here encrypts non-key bytes under the right
+// password, which takes the same path every time.
+func TestSoftKeyDecryptingToGarbageIsWrongPassword(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "pass")
+	os.WriteFile(pass, []byte("a long enough password"), 0o600)
+	block, err := pemutil.EncryptPKCS8PrivateKey(rand.Reader, []byte("not a DER private key at all"), []byte("a long enough password"), x509.PEMCipherAES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "garbage.key")
+	os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	if _, err := m.OpenKey(context.Background(), hsm.SoftKeyURI(path, pass)); !errors.Is(err, hsm.ErrPINIncorrect) {
+		t.Fatalf("got %v, want ErrPINIncorrect", err)
 	}
 }

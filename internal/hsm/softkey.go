@@ -153,7 +153,11 @@ func (s *SoftKeys) OpenKey(ctx context.Context, u *URI) (Key, error) {
 	}
 	priv, err := pemutil.ParseDER(der)
 	if err != nil {
-		return nil, fmt.Errorf("hsm: parsing %s: %w", path, err)
+		// AES-CBC under a wrong password still ends in valid PKCS#7
+		// padding about once in 256 tries, so "decrypted" bytes that are
+		// not a key mean the password is wrong (or the file damaged),
+		// not that the key is of some unknown kind.
+		return nil, fmt.Errorf("%w: %s does not decrypt to a key", ErrPINIncorrect, path)
 	}
 	signer, ok := priv.(crypto.Signer)
 	if !ok {
