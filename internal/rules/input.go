@@ -1,6 +1,3 @@
-// Package rules evaluates the insurer's rule sets: versioned data files of
-// CEL expressions, written by the insurer's medical and actuarial staff,
-// compiled and type-checked when loaded, over the typed Input below.
 package rules
 
 import "time"
