@@ -121,8 +121,8 @@ type Adjudicator struct {
 // a store that cannot be read); a request that is judged and refused is a
 // Decision with Allowed false.
 func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error) {
-	if !slices.Contains(rules.Scopes, req.Scope) {
-		return nil, errs.FieldError(errs.UnknownScope, "scope", "scope %q is not one of %v", req.Scope, rules.Scopes)
+	if !slices.Contains(rules.Scopes(), req.Scope) {
+		return nil, errs.FieldError(errs.UnknownScope, "scope", "scope %q is not one of %v", req.Scope, rules.Scopes())
 	}
 	p := req.Prescription
 	if p == nil {

@@ -21,8 +21,8 @@ import (
 // applies, and a pool of evaluation state sized for the set's fast
 // programs.
 func (s *Set) finish() {
-	s.plans = make([]plan, len(Scopes))
-	for si, sc := range Scopes {
+	s.plans = make([]plan, len(scopes))
+	for si, sc := range scopes {
 		p := &s.plans[si]
 		for _, r := range s.rules {
 			switch {
@@ -53,7 +53,7 @@ func (s *Set) finish() {
 }
 
 func scopeIndex(sc Scope) int {
-	return slices.Index(Scopes, sc)
+	return slices.Index(scopes, sc)
 }
 
 // guardState caches a when guard's answer for the item being judged.
@@ -124,8 +124,8 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 // scopeValues are the CEL strings for `scope`, made once rather than on
 // every Evaluate.
 var scopeValues = func() []ref.Val {
-	out := make([]ref.Val, len(Scopes))
-	for i, s := range Scopes {
+	out := make([]ref.Val, len(scopes))
+	for i, s := range scopes {
 		out[i] = types.String(s)
 	}
 	return out

@@ -436,7 +436,7 @@ func (l *loader) scopes(n *yaml.Node, rule string) ([]Scope, bool) {
 		switch {
 		case !good:
 			ok = false
-		case !slices.Contains(Scopes, Scope(s)):
+		case !slices.Contains(scopes, Scope(s)):
 			l.at(sn, rule, "scopes", "unknown scope %q (allowed: %s)", s, scopeList())
 			ok = false
 		case slices.Contains(out, Scope(s)):
@@ -450,8 +450,8 @@ func (l *loader) scopes(n *yaml.Node, rule string) ([]Scope, bool) {
 }
 
 func scopeList() string {
-	names := make([]string, len(Scopes))
-	for i, s := range Scopes {
+	names := make([]string, len(scopes))
+	for i, s := range scopes {
 		names[i] = string(s)
 	}
 	return strings.Join(names, ", ")

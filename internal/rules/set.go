@@ -67,7 +67,7 @@ type Set struct {
 	digest      string
 	rules       []*compiledRule
 	guards      []program // the distinct when guards
-	plans       []plan    // indexed like Scopes
+	plans       []plan    // indexed like scopes
 	slots       int       // the most comprehension slots any fast program needs
 	failures    atomic.Uint64
 	states      sync.Pool // *evalState
