@@ -328,7 +328,7 @@ func (e *evaluation) failClosed(r *compiledRule, field string, err error) {
 		RuleID:    r.ID,
 		Severity:  Reject,
 		Message:   fmt.Sprintf("Rule %s could not be evaluated, so it is treated as broken until the insurer corrects the rule set.", r.ID),
-		MessageFA: fmt.Sprintf("قاعدهٔ %s قابل ارزیابی نبود؛ تا اصلاح مجموعهٔ قواعد از سوی بیمه، نقض‌شده به شمار می‌آید.", r.ID),
+		MessageFA: fmt.Sprintf("قاعدهٔ %s قابل ارزیابی نبود؛ تا اصلاح مجموعهٔ قواعد از سوی بیمه، نقض\u200cشده به شمار می\u200cآید.", r.ID),
 		Item:      e.item,
 	})
 }

@@ -299,7 +299,7 @@ func RunService(t *testing.T, open Opener) {
 	t.Run("duplicate code across the two files", func(t *testing.T) {
 		c, _ := setUp(t)
 		d, s := Sample()
-		s += Amoxicillin + ",lab,Amoxicillin level,سطح آموکسی‌سیلین,300000,70,1,,,0,0,,true\n"
+		s += Amoxicillin + ",lab,Amoxicillin level,سطح آموکسی\u200cسیلین,300000,70,1,,,0,0,,true\n"
 		_, err := c.Import(ctx, catalogue.ImportSpec{Label: "x", ValidFrom: Date(2026, 3, 21)}, strings.NewReader(d), strings.NewReader(s))
 		var ie *catalogue.ImportError
 		if !errors.As(err, &ie) || ie.Total != 1 {
