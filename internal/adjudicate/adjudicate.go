@@ -154,7 +154,7 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 	}
 
 	dec, wideReject := newDecision(req.Scope, day, set.Version(), f, p.Patient.NationalID, in, violations)
-	caps := a.capsLeft(dec, day)
+	caps := a.caps(dec, day)
 	for i, l := range lines {
 		it, err := judgeItem(i, l, entries[i], in.Items[i], violations, !wideReject && f.elig.Eligible, day)
 		if err != nil {
@@ -392,7 +392,7 @@ type capsLeft struct {
 	left  map[string]int64
 }
 
-func (a *Adjudicator) capsLeft(dec *Decision, day time.Time) *capsLeft {
+func (a *Adjudicator) caps(dec *Decision, day time.Time) *capsLeft {
 	return &capsLeft{usage: a.Usage, dec: dec, year: persian.Hijri(day).Year, left: map[string]int64{}}
 }
 
