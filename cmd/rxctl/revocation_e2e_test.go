@@ -121,9 +121,10 @@ func (d *deployment) fetchCRL(t *testing.T, url string) *x509.RevocationList {
 
 // TestRevocationEndToEnd: issue → good in OCSP (openssl ocsp) and CRL
 // (openssl verify -crl_check) → revoke for key compromise → revoked with
-// its reason in OCSP within a second and in the next CRL; the offline
+// its reason in OCSP and in the CRL as soon as the call returns; the offline
 // bundle says the same, and refuses when stale.
 func TestRevocationEndToEnd(t *testing.T) {
+	testpki.OpenSSL(t) // asked first: most of what is checked here is checked by openssl
 	cardA := softhsm.NewToken(t, "card-a")
 	cardB := softhsm.NewToken(t, "card-b")
 	cardC := softhsm.NewToken(t, "card-c")
@@ -149,28 +150,20 @@ func TestRevocationEndToEnd(t *testing.T) {
 	}
 	before := crl.Number
 
-	// Officer Alice revokes for key compromise; OCSP says so within a second.
+	// Officer Alice revokes for key compromise; the OCSP answer says so
+	// before the revocation's API call returns (docs/trustd.md), so the
+	// first question after it gets it.
 	start := time.Now()
 	d.ok("alice", "cert", "revoke", "-serial", a.serial, "-reason", "keyCompromise")
-	var out string
-	for {
-		out = d.opensslOCSP(t, a.leafFile)
-		if strings.Contains(out, ": revoked") || time.Since(start) > time.Second {
-			break
-		}
-	}
+	out := d.opensslOCSP(t, a.leafFile)
 	if !strings.Contains(out, a.leafFile+": revoked") || !strings.Contains(out, "Reason: keyCompromise") {
-		t.Fatalf("OCSP one second after revocation:\n%s", out)
+		t.Fatalf("OCSP right after the revocation:\n%s", out)
 	}
 	t.Logf("revocation visible in OCSP %s after the request", time.Since(start))
 
-	// The next CRL carries it.
-	deadline := time.Now().Add(10 * time.Second)
-	for crl = d.currentCRL(t); crl.Number.Cmp(before) <= 0 && time.Now().Before(deadline); crl = d.currentCRL(t) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if crl.Number.Cmp(before) <= 0 {
-		t.Fatal("no new CRL within 10 s of the revocation")
+	// A CRL fetched after the change is a new one that carries it.
+	if crl = d.currentCRL(t); crl.Number.Cmp(before) <= 0 {
+		t.Fatalf("the CRL fetched after the revocation is number %s, not after %s", crl.Number, before)
 	}
 	if vout, err := testpki.OpenSSLVerifyCRL(t, roots[0], inters[0], a.leaf, crl.Raw); err == nil || !strings.Contains(vout, "certificate revoked") {
 		t.Fatalf("openssl verify -crl_check after revocation: %v\n%s", err, vout)

@@ -43,6 +43,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/rules/watch"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -386,7 +387,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		go func() {
-			if err := engine.Watch(ctx, *rulesFile, *rulesPoll, log); err != nil && ctx.Err() == nil {
+			if err := watch.Run(ctx, engine, *rulesFile, *rulesPoll, log); err != nil && ctx.Err() == nil {
 				log.Error("rule set watch stopped", "err", err)
 			}
 		}()

@@ -120,9 +120,68 @@ type Adjudicator struct {
 // request that cannot be judged at all (bad input, no catalogue in force,
 // a store that cannot be read); a request that is judged and refused is a
 // Decision with Allowed false.
+//
+// It goes in steps, each a function below: the request is checked before
+// anything is read; the day judged by decides what is read (eligibility,
+// the catalogue, the history); the rules judge an Input built from those;
+// then each item is priced and shared between the insurer, supplementary
+// insurance (within what its caps have left) and the patient.
 func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error) {
-	if !slices.Contains(rules.Scopes, req.Scope) {
-		return nil, errs.FieldError(errs.UnknownScope, "scope", "scope %q is not one of %v", req.Scope, rules.Scopes)
+	p, err := checkRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	day, err := judgedDay(req, p, persian.Day(a.Now()))
+	if err != nil {
+		return nil, err
+	}
+	lines, err := judgedLines(req, p)
+	if err != nil {
+		return nil, err
+	}
+	f, err := a.read(ctx, p.Patient.NationalID, day)
+	if err != nil {
+		return nil, err
+	}
+	set := a.Rules.Current() // once: a reload meanwhile does not split the decision
+	in, entries, err := ruleInput(req.Scope, day, p, lines, f)
+	if err != nil {
+		return nil, err
+	}
+	violations, err := a.evaluate(ctx, set, in)
+	if err != nil {
+		return nil, err
+	}
+
+	dec, wideReject := newDecision(req.Scope, day, set.Version(), f, p.Patient.NationalID, in, violations)
+	caps := a.caps(dec, day)
+	for i, l := range lines {
+		it, err := judgeItem(i, l, entries[i], in.Items[i], violations, !wideReject && f.elig.Eligible, day)
+		if err != nil {
+			return nil, err
+		}
+		if it.Allowed {
+			covered := cover(&it, entries[i])
+			if err := caps.supplementary(ctx, &it, covered); err != nil {
+				return nil, err
+			}
+		}
+		it.PatientPays = it.Total - it.InsurerPays - it.SupplementaryPays // what nobody else pays
+		if err := dec.add(it); err != nil {
+			return nil, err
+		}
+	}
+	if wideReject || !f.elig.Eligible {
+		dec.Allowed = false
+	}
+	return dec, nil
+}
+
+// checkRequest refuses a request that cannot be judged, before anything
+// is read for it, and returns its prescription normalised (rx.Prepare).
+func checkRequest(req Request) (*rx.Prescription, error) {
+	if !slices.Contains(rules.Scopes(), req.Scope) {
+		return nil, errs.FieldError(errs.UnknownScope, "scope", "scope %q is not one of %v", req.Scope, rules.Scopes())
 	}
 	p := req.Prescription
 	if p == nil {
@@ -141,68 +200,86 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("prescription.items[%d].code", i), "%s appears twice; one line per code", it.Code)
 		}
 	}
-	today := persian.Day(a.Now())
+	return p, nil
+}
+
+// judgedDay is the day a request is judged by. A prescription is judged
+// by its issue day (a vendor may ask about another day, for planning).
+// What is handed out is judged today, whatever the caller would prefer:
+// eligibility, the catalogue, the caps and the refill window are those of
+// the day it happens.
+func judgedDay(req Request, p *rx.Prescription, today time.Time) (time.Time, error) {
 	issued := persian.Day(p.IssuedAt)
 	if issued.After(today) {
-		return nil, errs.FieldError(errs.Invalid, "prescription.issued_at", "is in the future")
+		return time.Time{}, errs.FieldError(errs.Invalid, "prescription.issued_at", "is in the future")
 	}
-	// The day judged by. A prescription is judged by its issue day (a
-	// vendor may ask about another day, for planning). What is handed out
-	// is judged today, whatever the caller would prefer: eligibility, the
-	// catalogue, the caps and the refill window are those of the day it
-	// happens.
-	day := today
-	if req.Scope == rules.ScopePrescribe {
-		day = issued
+	if req.Scope != rules.ScopePrescribe {
 		if req.Date != "" {
-			d, err := persian.ParseDate(req.Date)
-			if err != nil {
-				return nil, errs.FieldError(errs.Invalid, "date", "%v", err)
+			if d, err := persian.ParseDate(req.Date); err != nil || !d.Equal(today) {
+				return time.Time{}, errs.FieldError(errs.Invalid, "date", "what is handed out is judged on the day it is handed out (today, %s); date is for prescribe only", today.Format(time.DateOnly))
 			}
-			if d.Before(issued) {
-				return nil, errs.FieldError(errs.Invalid, "date", "is before the prescription's issue day")
-			}
-			day = d
 		}
-	} else if req.Date != "" {
-		if d, err := persian.ParseDate(req.Date); err != nil || !d.Equal(today) {
-			return nil, errs.FieldError(errs.Invalid, "date", "what is handed out is judged on the day it is handed out (today, %s); date is for prescribe only", today.Format(time.DateOnly))
-		}
+		return today, nil
 	}
-	lines, err := judgedLines(req, p)
+	if req.Date == "" {
+		return issued, nil
+	}
+	d, err := persian.ParseDate(req.Date)
 	if err != nil {
-		return nil, err
+		return time.Time{}, errs.FieldError(errs.Invalid, "date", "%v", err)
 	}
+	if d.Before(issued) {
+		return time.Time{}, errs.FieldError(errs.Invalid, "date", "is before the prescription's issue day")
+	}
+	return d, nil
+}
 
-	elig, err := a.Eligibility.Check(ctx, p.Patient.NationalID, day)
+// facts are what a decision is made from besides the request, as they
+// stand on the day judged.
+type facts struct {
+	elig insured.Result
+	cat  *catalogue.Version
+	hist []insured.Dispensed // the look-back window, newest first
+}
+
+// read gathers the facts for a patient on day. A store that cannot be
+// read is errs.Unavailable: the request may be asked again, and is not
+// refused for it.
+func (a *Adjudicator) read(ctx context.Context, nationalID string, day time.Time) (facts, error) {
+	elig, err := a.Eligibility.Check(ctx, nationalID, day)
 	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "the insured-person registry cannot be read now")
+		return facts{}, errs.Wrap(errs.Unavailable, err, "the insured-person registry cannot be read now")
 	}
 	cat, err := a.Catalogue.At(ctx, day)
 	if err != nil {
-		return nil, err
+		return facts{}, err
 	}
 	lookBack := a.LookBack
 	if lookBack == 0 {
 		lookBack = 365 * 24 * time.Hour
 	}
-	hist, err := a.History.Since(ctx, p.Patient.NationalID, day.Add(-lookBack))
+	hist, err := a.History.Since(ctx, nationalID, day.Add(-lookBack))
 	if err != nil {
-		return nil, errs.Wrap(errs.Unavailable, err, "the dispense history cannot be read now")
+		return facts{}, errs.Wrap(errs.Unavailable, err, "the dispense history cannot be read now")
 	}
-	set := a.Rules.Current()
+	return facts{elig: elig, cat: cat, hist: hist}, nil
+}
 
-	in := &rules.Input{Scope: req.Scope, Date: day}
-	in.Patient = patient(p, elig, day)
+// ruleInput is what the rules see, and each line's catalogue entry (the
+// zero Item when its code is not in the catalogue). A substitute is
+// refused here, where both codes' entries are at hand.
+func ruleInput(scope rules.Scope, day time.Time, p *rx.Prescription, lines []line, f facts) (*rules.Input, []catalogue.Item, error) {
+	in := &rules.Input{Scope: scope, Date: day}
+	in.Patient = patient(p, f.elig, day)
 	in.Prescriber = rules.Prescriber{Profession: p.Prescriber.Profession, Specialty: p.Prescriber.Specialty}
-	in.Prescription.IssuedDaysAgo = days(issued, day)
+	in.Prescription.IssuedDaysAgo = days(persian.Day(p.IssuedAt), day)
 	entries := make([]catalogue.Item, len(lines))
 	for i, l := range lines {
-		e, found := cat.Lookup(l.Code)
+		e, found := f.cat.Lookup(l.Code)
 		if l.SubstituteFor != "" {
-			orig, ok := cat.Lookup(l.SubstituteFor)
+			orig, ok := f.cat.Lookup(l.SubstituteFor)
 			if !ok || !found || !substitutable(orig, e) {
-				return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("dispensed[%d].code", i), "%s is not a substitute for %s (a drug needs the same active substance, ATC level 5)", l.Code, l.SubstituteFor)
+				return nil, nil, errs.FieldError(errs.Invalid, fmt.Sprintf("dispensed[%d].code", i), "%s is not a substitute for %s (a drug needs the same active substance, ATC level 5)", l.Code, l.SubstituteFor)
 			}
 		}
 		entries[i] = e
@@ -217,34 +294,42 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 		}
 	}
 	in.Prescription.ItemCount = len(in.Items)
-	for _, h := range hist {
+	for _, h := range f.hist {
 		in.History = append(in.History, rules.Dispensed{Code: h.Code, ATC: h.ATC, Quantity: h.Quantity, DaysSupply: h.DaysSupply,
 			DaysAgo: days(persian.Day(h.DispensedAt), day)})
 	}
+	return in, entries, nil
+}
+
+// evaluate judges in by set. A rule that could not be evaluated has
+// already failed closed: it is a reject violation among the others. The
+// decision stands; the failure is the rule author's to fix, and is
+// counted by the set and logged here.
+func (a *Adjudicator) evaluate(ctx context.Context, set *rules.Set, in *rules.Input) ([]rules.Violation, error) {
 	violations, err := set.Evaluate(in)
 	var evalErr *rules.EvalError
 	switch {
 	case errors.As(err, &evalErr):
-		// A rule that could not be evaluated has already failed closed:
-		// it is a reject violation among the others. The decision stands;
-		// the failure is the rule author's to fix, and is counted by the set
-		// and logged here.
 		if a.Log != nil {
 			a.Log.ErrorContext(ctx, "rule evaluation failed; the rule rejected", "rule_set", set.Version(), "err", evalErr)
 		}
 	case err != nil:
 		return nil, err
 	}
+	return violations, nil
+}
 
-	dec := &Decision{
-		Scope: req.Scope, Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String(),
-		RuleSet: set.Version(), CatalogueVersion: cat.ID, Eligibility: elig, Allowed: true,
-		Violations: []rules.Violation{}, nationalID: p.Patient.NationalID, input: in,
+// newDecision starts the decision with the prescription-wide violations,
+// and says whether one of them rejects, which rejects every item.
+func newDecision(scope rules.Scope, day time.Time, ruleSet string, f facts, nationalID string, in *rules.Input, violations []rules.Violation) (dec *Decision, wideReject bool) {
+	dec = &Decision{
+		Scope: scope, Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String(),
+		RuleSet: ruleSet, CatalogueVersion: f.cat.ID, Eligibility: f.elig, Allowed: true,
+		Violations: []rules.Violation{}, nationalID: nationalID, input: in,
 	}
-	if elig.Coverage != nil && elig.Eligible {
-		dec.supp = elig.Coverage.Supplementary
+	if f.elig.Coverage != nil && f.elig.Eligible {
+		dec.supp = f.elig.Coverage.Supplementary
 	}
-	wideReject := false
 	for _, v := range violations {
 		if v.Item < 0 {
 			dec.Violations = append(dec.Violations, v)
@@ -253,75 +338,107 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 			}
 		}
 	}
-	year := persian.Hijri(day).Year
-	// What each supplementary cap has left: read once per category, then
-	// less what this request's earlier items take.
-	left := map[string]int64{}
-	for i, l := range lines {
-		e := entries[i]
-		it := Item{Index: i, Code: l.Code, Kind: in.Items[i].Kind, Name: e.Name, NameFA: e.NameFA, Quantity: l.Quantity,
-			UnitPrice: e.Price, MaxCoveredQuantity: e.MaxQuantity, Allowed: !wideReject && elig.Eligible, Violations: []rules.Violation{}, atc: e.ATC}
-		if !in.Items[i].Catalogue.Found {
-			// Said first and in its own words: a mistyped code is not a
-			// coverage decision, whatever the rules made of an empty entry.
-			it.Violations = append(it.Violations, unknownCode(i, l.Code, day))
-			it.Allowed = false
-		}
-		for _, v := range violations {
-			if v.Item == i {
-				it.Violations = append(it.Violations, v)
-				if v.Severity == rules.Reject {
-					it.Allowed = false
-				}
-			}
-		}
-		if it.Total, err = mul(e.Price, int64(l.Quantity)); err != nil {
-			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "the amount does not fit in rials arithmetic")
-		}
-		if it.Allowed {
-			it.CoveredQuantity = l.Quantity
-			if e.MaxQuantity > 0 {
-				it.CoveredQuantity = min(l.Quantity, e.MaxQuantity)
-			}
-			covered := e.Price * int64(it.CoveredQuantity) // ≤ Total, which fitted
-			// The insurer's share is rounded down to the rial: the
-			// patient never pays a fraction, and the insurer never more
-			// than its percentage.
-			it.InsurerPays = share(covered, e.CoveragePercent)
-			patientShareOfCovered := covered - it.InsurerPays
-			if dec.supp != nil {
-				category := capCategory(it.Kind)
-				if limit, ok := dec.supp.Caps[category]; ok {
-					remaining, read := left[category]
-					if !read {
-						used, err := a.Usage.Used(ctx, dec.cap(category, year))
-						if err != nil {
-							return nil, errs.Wrap(errs.Unavailable, err, "supplementary usage cannot be read now")
-						}
-						remaining = max(0, limit-used)
-					}
-					it.suppAsk = patientShareOfCovered
-					it.SupplementaryPays = min(patientShareOfCovered, remaining)
-					left[category] = remaining - it.SupplementaryPays
-				}
-			}
-		}
-		it.PatientPays = it.Total - it.InsurerPays - it.SupplementaryPays
-		if !it.Allowed {
-			dec.Allowed = false
-		}
-		if dec.Total, err = add(dec.Total, it.Total); err != nil {
-			return nil, errs.FieldError(errs.Invalid, "prescription.items", "the amounts do not fit in rials arithmetic")
-		}
-		dec.InsurerPays += it.InsurerPays // each ≤ its item's total, so the sums fit too
-		dec.SupplementaryPay += it.SupplementaryPays
-		dec.PatientPays += it.PatientPays
-		dec.Items = append(dec.Items, it)
+	return dec, wideReject
+}
+
+// judgeItem is item i's ruling and price before anyone's share: its own
+// violations, whether it is allowed (allowed says whether the patient is
+// eligible and no prescription-wide rule rejects), and its total.
+func judgeItem(i int, l line, e catalogue.Item, ri rules.Item, violations []rules.Violation, allowed bool, day time.Time) (Item, error) {
+	it := Item{Index: i, Code: l.Code, Kind: ri.Kind, Name: e.Name, NameFA: e.NameFA, Quantity: l.Quantity,
+		UnitPrice: e.Price, MaxCoveredQuantity: e.MaxQuantity, Allowed: allowed, Violations: []rules.Violation{}, atc: e.ATC}
+	if !ri.Catalogue.Found {
+		// Said first and in its own words: a mistyped code is not a
+		// coverage decision, whatever the rules made of an empty entry.
+		it.Violations = append(it.Violations, unknownCode(i, l.Code, day))
+		it.Allowed = false
 	}
-	if wideReject || !elig.Eligible {
-		dec.Allowed = false
+	for _, v := range violations {
+		if v.Item == i {
+			it.Violations = append(it.Violations, v)
+			if v.Severity == rules.Reject {
+				it.Allowed = false
+			}
+		}
 	}
-	return dec, nil
+	var err error
+	if it.Total, err = mul(e.Price, int64(l.Quantity)); err != nil {
+		return Item{}, errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "the amount does not fit in rials arithmetic")
+	}
+	return it, nil
+}
+
+// cover sets an allowed item's covered quantity (up to the catalogue's
+// maximum) and the insurer's share of it, and returns the covered amount.
+// The share is rounded down to the rial: the patient never pays a
+// fraction, and the insurer never more than its percentage.
+func cover(it *Item, e catalogue.Item) int64 {
+	it.CoveredQuantity = it.Quantity
+	if e.MaxQuantity > 0 {
+		it.CoveredQuantity = min(it.Quantity, e.MaxQuantity)
+	}
+	covered := e.Price * int64(it.CoveredQuantity) // ≤ Total, which fitted
+	it.InsurerPays = share(covered, e.CoveragePercent)
+	return covered
+}
+
+// capsLeft is what each supplementary cap has left for one request: read
+// once per category, then less what the request's earlier items take, so
+// that two items of one request cannot both spend the same remainder.
+type capsLeft struct {
+	usage insured.Usage
+	dec   *Decision
+	year  int
+	left  map[string]int64
+}
+
+func (a *Adjudicator) caps(dec *Decision, day time.Time) *capsLeft {
+	return &capsLeft{usage: a.Usage, dec: dec, year: persian.Hijri(day).Year, left: map[string]int64{}}
+}
+
+// supplementary sets what supplementary insurance pays of the patient's
+// share of the covered amount, up to what its cap for the item's
+// category has left; nothing when the patient has no supplementary plan
+// or the plan has no cap for the category.
+func (c *capsLeft) supplementary(ctx context.Context, it *Item, covered int64) error {
+	if c.dec.supp == nil {
+		return nil
+	}
+	category := capCategory(it.Kind)
+	limit, ok := c.dec.supp.Caps[category]
+	if !ok {
+		return nil
+	}
+	remaining, read := c.left[category]
+	if !read {
+		used, err := c.usage.Used(ctx, c.dec.cap(category, c.year))
+		if err != nil {
+			return errs.Wrap(errs.Unavailable, err, "supplementary usage cannot be read now")
+		}
+		remaining = max(0, limit-used)
+	}
+	patientShareOfCovered := covered - it.InsurerPays
+	it.suppAsk = patientShareOfCovered
+	it.SupplementaryPays = min(patientShareOfCovered, remaining)
+	c.left[category] = remaining - it.SupplementaryPays
+	return nil
+}
+
+// add appends a decided item and adds its amounts to the decision's. An
+// item not allowed makes the decision not allowed.
+func (d *Decision) add(it Item) error {
+	if !it.Allowed {
+		d.Allowed = false
+	}
+	var err error
+	if d.Total, err = add(d.Total, it.Total); err != nil {
+		return errs.FieldError(errs.Invalid, "prescription.items", "the amounts do not fit in rials arithmetic")
+	}
+	d.InsurerPays += it.InsurerPays // each ≤ its item's total, so the sums fit too
+	d.SupplementaryPay += it.SupplementaryPays
+	d.PatientPays += it.PatientPays
+	d.Items = append(d.Items, it)
+	return nil
 }
 
 // unknownCode is the violation of item i, whose code is not in the

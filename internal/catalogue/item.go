@@ -8,7 +8,6 @@ package catalogue
 
 import (
 	"regexp"
-	"slices"
 	"strings"
 )
 
@@ -125,5 +124,3 @@ func ValidATC(s string) bool {
 	}
 	return strings.IndexByte(atcGroups, s[0]) >= 0
 }
-
-func validKind(k string) bool { return k == KindDrug || slices.Contains(ServiceKinds, k) }

@@ -1,6 +1,11 @@
 package persian
 
 import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,7 +48,7 @@ func TestHijriRoundTrip(t *testing.T) {
 			t.Fatalf("%s → %s → %v, %v", d.Format(time.DateOnly), h, back, err)
 		}
 	}
-	if got := Hijri(time.Date(2024, 3, 20, 23, 0, 0, 0, time.FixedZone("IRST", 3*3600+1800))); got.String() != "1403-01-01" {
+	if got := Hijri(time.Date(2024, 3, 20, 23, 0, 0, 0, Tehran)); got.String() != "1403-01-01" {
 		t.Fatalf("a Tehran-evening time is judged by its UTC day: got %s", got)
 	}
 	if a, b := (HijriDate{1403, 1, 1}).MonthIndex(), (HijriDate{1402, 12, 29}).MonthIndex(); a-b != 1 {
@@ -89,5 +94,36 @@ func TestDayStart(t *testing.T) {
 	}
 	if g, h := Dates(nowruz); g != "2024-03-20" || h != "1403-01-01" {
 		t.Fatalf("Dates = %s, %s", g, h)
+	}
+}
+
+// TestOneTehranZone: Tehran is the only Iranian time zone in the tree. A
+// second one (a copy of the offset, or the IANA zone, which needs a
+// time-zone database on the host) could disagree with it on which day an
+// instant falls.
+func TestOneTehranZone(t *testing.T) {
+	other := regexp.MustCompile(`FixedZone\([^)]*(12600|3\s*\*\s*3600\s*\+\s*1800|"IRST")|LoadLocation\(\s*"Asia/Tehran"|"time/tzdata"`)
+	root := filepath.Join("..", "..")
+	here := filepath.Join(root, "internal", "persian") // holds the one zone
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules" || d.Name() == "testdata"):
+			return filepath.SkipDir
+		case d.IsDir() || !strings.HasSuffix(path, ".go") || filepath.Dir(path) == here:
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if loc := other.FindIndex(src); loc != nil {
+			t.Errorf("%s: %s: use persian.Tehran", path, src[loc[0]:loc[1]])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

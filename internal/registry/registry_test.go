@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -182,7 +183,7 @@ func TestLicencePeriod(t *testing.T) {
 	last := time.Date(2025, 3, 20, 0, 0, 0, 0, time.UTC)  // 1403-12-30
 	s := testpki.Subject(pki.RolePractitioner, "sub_1", now)
 	s.LicenceValidFrom, s.LicenceValidUntil = registry.LicencePeriod(first, last)
-	tehran := time.FixedZone("IRST", 3*3600+1800)
+	tehran := persian.Tehran
 	for _, tc := range []struct {
 		name string
 		at   time.Time

@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"sync"
+
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/ext"
 )
@@ -37,12 +39,16 @@ const maxExprLen = 4096
 // (substring, lowerAscii, split, ...). There is no clock, no I/O and no
 // randomness: a rule's answer depends only on the Input.
 //
-// celtypes.go holds the field tables; docs/rules.md documents the same
+// fields.go holds the field tables; docs/rules.md documents the same
 // environment for rule authors.
 type environment struct {
 	prescription *cel.Env // for per: prescription rules
 	item         *cel.Env // the above plus `item`, for per: item rules
 }
+
+// The environment is immutable and safe for concurrent use; building it
+// costs about a millisecond, so every Load shares one.
+var sharedEnvironment = sync.OnceValues(newEnvironment)
 
 // MaxComprehensionNesting is how deeply exists/all/exists_one/filter/map
 // may nest in one expression.

@@ -80,7 +80,7 @@ func randomInput(r *rand.Rand) *Input {
 		return out
 	}
 	in := &Input{
-		Scope:        Scopes[r.IntN(len(Scopes))],
+		Scope:        scopes[r.IntN(len(scopes))],
 		Patient:      Patient{AgeYears: i(), AgeMonths: i(), Sex: s(), Eligible: r.IntN(2) == 0, Fund: s(), Dependant: r.IntN(2) == 0},
 		Prescriber:   Prescriber{Profession: s(), Specialty: s()},
 		Prescription: Prescription{IssuedDaysAgo: i(), ItemCount: i(), DrugCount: i()},

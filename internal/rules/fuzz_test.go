@@ -45,7 +45,7 @@ func FuzzLoad(f *testing.F) {
 			}
 			ids = append(ids, r.ID)
 		}
-		for _, sc := range Scopes {
+		for _, sc := range Scopes() {
 			vs, _ := set.Evaluate(cleanInput(sc))
 			for _, v := range vs {
 				if !slices.Contains(ids, v.RuleID) || (v.Item < -1 || v.Item >= 2) {

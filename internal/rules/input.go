@@ -1,9 +1,9 @@
-// Package rules evaluates the insurer's rule sets: versioned data files of
-// CEL expressions, written by the insurer's medical and actuarial staff,
-// compiled and type-checked when loaded, over the typed Input below.
 package rules
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Scope is the moment a rule set is consulted.
 type Scope string
@@ -16,8 +16,12 @@ const (
 	ScopeParaclinic Scope = "paraclinic" // a lab or imaging centre performing services
 )
 
-// Scopes lists every scope.
-var Scopes = []Scope{ScopePrescribe, ScopeDispense, ScopePaper, ScopeParaclinic}
+// scopes lists every scope. It is unexported, and Scopes hands out
+// copies, so that no importer can widen what Load and Evaluate accept.
+var scopes = []Scope{ScopePrescribe, ScopeDispense, ScopePaper, ScopeParaclinic}
+
+// Scopes lists every scope, in a new slice on each call.
+func Scopes() []Scope { return slices.Clone(scopes) }
 
 // Severity is what a violated rule does to its item (or prescription).
 type Severity string

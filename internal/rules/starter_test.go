@@ -251,7 +251,7 @@ func TestStarterRules(t *testing.T) {
 // rules to the same troubled input.
 func TestScopeFiltering(t *testing.T) {
 	set := Starter()
-	for _, sc := range Scopes {
+	for _, sc := range Scopes() {
 		if got, err := set.Evaluate(cleanInput(sc)); err != nil || got != nil {
 			t.Errorf("%s: clean input gave %+v, %v", sc, got, err)
 		}
@@ -270,7 +270,7 @@ func TestScopeFiltering(t *testing.T) {
 		ScopePaper:      {{"paper-max-age", Reject, -1}, {"patient-eligible", Reject, -1}, {"refill-too-early", Reject, 0}, {"paper-item-allowed", Reject, 0}},
 		ScopeParaclinic: {{"patient-eligible", Reject, -1}},
 	}
-	for _, sc := range Scopes {
+	for _, sc := range Scopes() {
 		got, err := set.Evaluate(troubled(sc))
 		if err != nil {
 			t.Fatal(err)

@@ -29,10 +29,15 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 )
 
-// Algorithms are the only JWS algorithms accepted: ECDSA on P-256 and
+// algorithms are the only JWS algorithms accepted: ECDSA on P-256 and
 // P-384, and RSASSA-PSS for the RSA keys smart cards often hold. Never
-// "none", never HMAC, never PKCS#1 v1.5.
-var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256}
+// "none", never HMAC, never PKCS#1 v1.5. Unexported, so that no importer
+// can widen what the verifier accepts.
+var algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256}
+
+// Algorithms lists the JWS algorithms the verifier accepts, in a new slice
+// on each call.
+func Algorithms() []jose.SignatureAlgorithm { return slices.Clone(algorithms) }
 
 // Header parameter names (RFC 7515 and ETSI TS 119 182-1).
 const (
@@ -196,8 +201,8 @@ func parseCompact(token string) (*compact, error) {
 		return nil, errs.New(errs.BadSignatureHeader, "alg is missing or not a string")
 	}
 	c.alg = jose.SignatureAlgorithm(alg)
-	if !slices.Contains(Algorithms, c.alg) {
-		return nil, errs.New(errs.UnsupportedAlgorithm, "alg %q is not accepted (%v)", alg, Algorithms)
+	if !slices.Contains(algorithms, c.alg) {
+		return nil, errs.New(errs.UnsupportedAlgorithm, "alg %q is not accepted (%v)", alg, algorithms)
 	}
 	if err := c.checkCrit(); err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/nuskha/nuskha/internal/persian"
 )
 
 func sampleDocuments() []Document {
@@ -98,7 +100,7 @@ func TestNormalTimes(t *testing.T) {
 	}{
 		{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), true},
 		{time.Date(2026, 1, 2, 3, 4, 5, 1, time.UTC), false},
-		{time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("IRST", 12600)), false},
+		{time.Date(2026, 1, 2, 3, 4, 5, 0, persian.Tehran), false},
 		{time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 0)), false},
 	} {
 		for _, doc := range sampleDocuments() {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/store"
 )
 
@@ -298,7 +299,7 @@ func RunService(t *testing.T, open Opener) {
 	t.Run("duplicate code across the two files", func(t *testing.T) {
 		c, _ := setUp(t)
 		d, s := Sample()
-		s += Amoxicillin + ",lab,Amoxicillin level,سطح آموکسی‌سیلین,300000,70,1,,,0,0,,true\n"
+		s += Amoxicillin + ",lab,Amoxicillin level,سطح آموکسی\u200cسیلین,300000,70,1,,,0,0,,true\n"
 		_, err := c.Import(ctx, catalogue.ImportSpec{Label: "x", ValidFrom: Date(2026, 3, 21)}, strings.NewReader(d), strings.NewReader(s))
 		var ie *catalogue.ImportError
 		if !errors.As(err, &ie) || ie.Total != 1 {
@@ -368,7 +369,6 @@ func RunService(t *testing.T, open Opener) {
 		v1 := importSample(t, c, catalogue.ImportSpec{Label: "v1", ValidFrom: Date(2026, 3, 21)}).Version
 		v2 := importSample(t, c, catalogue.ImportSpec{Label: "v2", ValidFrom: Date(2026, 9, 23)}).Version
 		v3 := importSample(t, c, catalogue.ImportSpec{Label: "v3", ValidFrom: Date(2026, 11, 1), ValidTo: Date(2026, 11, 11)}).Version
-		tehran := time.FixedZone("IRST", 3*3600+1800)
 		for _, tc := range []struct {
 			name string
 			date time.Time
@@ -379,7 +379,7 @@ func RunService(t *testing.T, open Opener) {
 			{"v1's first day, late evening", time.Date(2026, 3, 21, 23, 59, 59, 0, time.UTC), v1.ID},
 			{"the day before v2", Date(2026, 9, 22), v1.ID},
 			{"v2's first day", Date(2026, 9, 23), v2.ID},
-			{"just after midnight in Tehran is that Tehran day", time.Date(2026, 9, 23, 0, 30, 0, 0, tehran), v2.ID},
+			{"just after midnight in Tehran is that Tehran day", time.Date(2026, 9, 23, 0, 30, 0, 0, persian.Tehran), v2.ID},
 			{"v3's first day", Date(2026, 11, 1), v3.ID},
 			{"v3's last day", Date(2026, 11, 10), v3.ID},
 			{"v3's valid_to is exclusive", Date(2026, 11, 11), v2.ID},

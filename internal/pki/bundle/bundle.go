@@ -49,8 +49,13 @@ type Payload struct {
 	CRLs          [][]byte  `json:"crls"`
 }
 
-// Algorithms accepted on bundles.
-var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256}
+// algorithms are the JWS algorithms accepted on bundles. Unexported, so
+// that no importer can widen what Verify accepts.
+var algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.PS256}
+
+// Algorithms lists the JWS algorithms accepted on bundles, in a new slice
+// on each call.
+func Algorithms() []jose.SignatureAlgorithm { return slices.Clone(algorithms) }
 
 // Sign makes a bundle. chain is the signer's certificate and the
 // intermediate that issued it.
@@ -108,7 +113,7 @@ func Verify(data []byte, pinned []*x509.Certificate, arc pki.Arc, now time.Time)
 	if !pki.CanonicalCompact(token) {
 		return nil, bad("not a compact JWS of three base64url parts")
 	}
-	jws, err := jose.ParseSignedCompact(token, Algorithms)
+	jws, err := jose.ParseSignedCompact(token, algorithms)
 	if err != nil {
 		return nil, bad("not a compact JWS with an accepted algorithm: %v", err)
 	}

@@ -98,10 +98,11 @@ func Check(pub crypto.PublicKey) (string, error) {
 	}
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		// The parser already checked the point is on the curve; the identity
-		// point cannot be encoded. Nothing more to do.
-		if k.X.Sign() == 0 && k.Y.Sign() == 0 {
-			return "", errs.New(errs.WeakKey, "EC public key is the point at infinity")
+		// A parsed key is already a point on its curve, and the identity
+		// cannot be encoded; a key built some other way is held to the
+		// same (Bytes refuses anything but a valid point).
+		if _, err := k.Bytes(); err != nil {
+			return "", errs.New(errs.WeakKey, "EC public key is not a valid point on its curve")
 		}
 	case *rsa.PublicKey:
 		if err := checkRSA(k); err != nil {

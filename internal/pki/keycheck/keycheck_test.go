@@ -76,6 +76,11 @@ func TestCheck(t *testing.T) {
 	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	r2048, _ := rsa.GenerateKey(rand.Reader, 2048)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	// Invalid points, built on purpose through the deprecated fields.
+	//lint:ignore SA1019 an invalid key cannot be made any other way
+	infinity := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int), Y: new(big.Int)}
+	//lint:ignore SA1019 an invalid key cannot be made any other way
+	offCurve := &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}
 
 	for _, tc := range []struct {
 		name string
@@ -88,6 +93,8 @@ func TestCheck(t *testing.T) {
 		{"RSA-2048", &r2048.PublicKey, "RSA-2048", ""},
 		{"P-521 is not a curve we sign with", &p521.PublicKey, "", errs.WrongKeyType},
 		{"Ed25519 not accepted", ed.Public(), "", errs.WrongKeyType},
+		{"EC point at infinity", infinity, "", errs.WeakKey},
+		{"EC point off the curve", offCurve, "", errs.WeakKey},
 		{"RSA-1024 too small", &rsa.PublicKey{N: new(big.Int).SetBit(big.NewInt(1), 1023, 1), E: 65537}, "", errs.WeakKey},
 		{"RSA exponent 3", &rsa.PublicKey{N: r2048.N, E: 3}, "", errs.WeakKey},
 		{"RSA even modulus", &rsa.PublicKey{N: new(big.Int).SetBit(new(big.Int).Lsh(big.NewInt(1), 2047), 1, 1), E: 65537}, "", errs.WeakKey},

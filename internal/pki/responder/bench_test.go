@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/big"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,9 +33,7 @@ import (
 // and certificates, from `openssl ocsp` acting as a responder (which signs
 // every answer). The client and servers share the machine's cores.
 func BenchmarkOCSPOverHTTP(b *testing.B) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		b.Skip("openssl not installed")
-	}
+	openssl := testpki.OpenSSL(b)
 	p := testpki.New(b, nil, time.Now)
 	respKey := newKey()
 	respCert := p.Issue(b, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_ocsp", time.Now()), respKey)
@@ -96,12 +93,13 @@ func BenchmarkOCSPOverHTTP(b *testing.B) {
 	}
 	targets := []target{{"nuskha-keepalive", ours.URL + "/", true}, {"nuskha-newconn", ours.URL + "/", false}}
 	for _, multi := range []int{1, 2} {
-		port := freePort(b)
-		args := []string{"ocsp", "-index", idx, "-port", fmt.Sprint(port), "-rsigner", rcert, "-rkey", rkey, "-CA", ca, "-nmin", "60", "-ignore_err"}
+		// Port 0: openssl binds a port of the kernel's choosing and says
+		// which, so no port is freed here for it to take.
+		args := []string{"ocsp", "-index", idx, "-port", "0", "-rsigner", rcert, "-rkey", rkey, "-CA", ca, "-nmin", "60", "-ignore_err"}
 		if multi > 1 {
 			args = append(args, "-multi", fmt.Sprint(multi))
 		}
-		cmd := exec.Command("openssl", args...)
+		cmd := exec.Command(openssl, args...)
 		// It announces readiness on stdout or stderr, depending on version.
 		out, w := io.Pipe()
 		cmd.Stdout, cmd.Stderr = w, w
@@ -109,8 +107,8 @@ func BenchmarkOCSPOverHTTP(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer cmd.Process.Kill()
-		waitReady(b, out)
-		targets = append(targets, target{fmt.Sprintf("openssl-multi%d-newconn", multi), fmt.Sprintf("http://127.0.0.1:%d/", port), false})
+		port := waitReady(b, out)
+		targets = append(targets, target{fmt.Sprintf("openssl-multi%d-newconn", multi), "http://127.0.0.1:" + port + "/", false})
 	}
 	for _, tg := range targets {
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, DisableKeepAlives: !tg.keepAlive}}
@@ -148,20 +146,11 @@ func BenchmarkOCSPOverHTTP(b *testing.B) {
 	}
 }
 
-func freePort(b *testing.B) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// waitReady waits for openssl to say it listens. Probing the port instead
-// would not do: OpenSSL 3.0's responder spins at full CPU after a
-// connection that closes without a request.
-func waitReady(b *testing.B, stderr io.Reader) {
-	ready := make(chan struct{})
+// waitReady waits for openssl to say it listens, and returns the port it
+// says. Probing the port instead would not do: OpenSSL 3.0's responder
+// spins at full CPU after a connection that closes without a request.
+func waitReady(b *testing.B, stderr io.Reader) string {
+	ready := make(chan string, 1)
 	var seen strings.Builder
 	var mu sync.Mutex
 	go func() {
@@ -172,17 +161,20 @@ func waitReady(b *testing.B, stderr io.Reader) {
 			seen.WriteString(sc.Text() + "\n")
 			mu.Unlock()
 			// "ACCEPT [::]:port PID=n" is printed once the socket listens.
-			if !signalled && strings.HasPrefix(sc.Text(), "ACCEPT ") {
-				close(ready)
+			if addr, ok := strings.CutPrefix(sc.Text(), "ACCEPT "); ok && !signalled {
+				addr, _, _ = strings.Cut(addr, " ")
+				ready <- addr[strings.LastIndexByte(addr, ':')+1:]
 				signalled = true
 			}
 		}
 	}()
 	select {
-	case <-ready:
+	case port := <-ready:
+		return port
 	case <-time.After(10 * time.Second):
 		mu.Lock()
 		defer mu.Unlock()
 		b.Fatalf("openssl ocsp did not start:\n%s", seen.String())
 	}
+	return ""
 }

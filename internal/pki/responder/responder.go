@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"math/big"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,10 +87,15 @@ type signed struct {
 	nextUpdate time.Time
 }
 
-// Hashes are the CertID hash algorithms answered, each signed in advance
+// hashes are the CertID hash algorithms answered, each signed in advance
 // for every certificate: SHA-1 (RFC 5019 clients, OpenSSL's default) and
-// SHA-256.
-var Hashes = []crypto.Hash{crypto.SHA1, crypto.SHA256}
+// SHA-256. Unexported, so that no importer can change what the responder
+// answers for.
+var hashes = []crypto.Hash{crypto.SHA1, crypto.SHA256}
+
+// Hashes lists the CertID hash algorithms answered, in a new slice on each
+// call.
+func Hashes() []crypto.Hash { return slices.Clone(hashes) }
 
 // New builds a responder; it answers tryLater until SetCredential is called.
 func New(cfg Config) (*Responder, error) {
@@ -118,7 +124,7 @@ func New(cfg Config) (*Responder, error) {
 		knownBudget:   rate.NewLimiter(rate.Limit(cfg.KnownPerSecond), max(1, int(cfg.KnownPerSecond))),
 		entries:       map[string]*entry{}, unknown: map[string]*signed{},
 	}
-	for _, h := range Hashes {
+	for _, h := range hashes {
 		r.nameHash[h] = sum(h, cfg.Issuer.RawSubject)
 		r.keyHash[h] = sum(h, spki.PublicKey.RightAlign())
 	}
@@ -202,7 +208,7 @@ func (r *Responder) Update(rec revoke.Record) error {
 	if old := r.entries[k]; !supersedes(old, rec) {
 		r.mu.Unlock()
 		return nil
-	} else if old != nil && sameStatus(old.rec, rec) && len(old.resp) == len(Hashes) {
+	} else if old != nil && sameStatus(old.rec, rec) && len(old.resp) == len(hashes) {
 		old.rec.NotAfter = rec.NotAfter
 		r.mu.Unlock()
 		return nil
@@ -210,7 +216,7 @@ func (r *Responder) Update(rec revoke.Record) error {
 	r.entries[k] = &entry{rec: rec, resp: map[crypto.Hash]*signed{}}
 	delete(r.unknown, k)
 	r.mu.Unlock()
-	for _, h := range Hashes {
+	for _, h := range hashes {
 		s, err := r.sign([]item{{rec, h}}, nil)
 		if err != nil {
 			return err
@@ -277,7 +283,7 @@ func (r *Responder) Refresh() (int, error) {
 			delete(r.entries, k)
 			continue
 		}
-		for _, h := range Hashes {
+		for _, h := range hashes {
 			if s, ok := e.resp[h]; !ok || now.After(s.thisUpdate.Add(r.cfg.Validity/2)) {
 				jobs = append(jobs, job{k, e.rec, h})
 			}

@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -147,6 +148,31 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestHashesIsACopy: changing what Hashes returns changes nothing the
+// responder answers for: SHA-1 is still answered with it overwritten in
+// the copy, and SHA-512 still refused with it written in.
+func TestHashesIsACopy(t *testing.T) {
+	want := []crypto.Hash{crypto.SHA1, crypto.SHA256}
+	hs := responder.Hashes()
+	if !slices.Equal(hs, want) {
+		t.Fatalf("Hashes() = %v", hs)
+	}
+	hs[0] = crypto.SHA512
+	_ = append(hs[:1], crypto.SHA384)
+	if got := responder.Hashes(); !slices.Equal(got, want) {
+		t.Fatalf("Hashes() after its copy was changed: %v", got)
+	}
+	f := setup(t, 1000)
+	if got := f.ask(t, f.leaf, crypto.SHA1); got.Status != ocsp.Good {
+		t.Fatalf("SHA-1 after the copy was changed: status %d", got.Status)
+	}
+	for _, h := range []crypto.Hash{crypto.SHA512, crypto.SHA384} {
+		if got := f.r.Respond(request(t, f.leaf, f.p.Intermediate, h)).DER; !bytes.Equal(got, ocsp.UnauthorizedErrorResponse) {
+			t.Fatalf("%v after the copy was changed: answered %x, want unauthorized", h, got)
+		}
+	}
+}
+
 // withNonces rewrites an x/crypto request to carry nonce extensions.
 func withNonces(t *testing.T, req []byte, nonces [][]byte) []byte {
 	t.Helper()
@@ -246,7 +272,7 @@ func TestOnDemandSigningIsRateLimited(t *testing.T) {
 	}
 	// Answers signed in advance, for either CertID hash, are not limited.
 	for i := 0; i < 50; i++ {
-		for _, h := range responder.Hashes {
+		for _, h := range responder.Hashes() {
 			if got := f.ask(t, f.leaf, h); got.Status != ocsp.Good {
 				t.Fatalf("%v: answer signed in advance refused under load", h)
 			}
@@ -305,8 +331,8 @@ func TestRefreshResignsBeforeExpiry(t *testing.T) {
 		t.Fatalf("fresh responses re-signed: %d %v", n, err)
 	}
 	now = now.Add(40 * time.Minute)
-	if n, err := r.Refresh(); err != nil || n != len(responder.Hashes) {
-		t.Fatalf("past half-life: re-signed %d, %v; want %d (SHA-1 and SHA-256 CertIDs)", n, err, len(responder.Hashes))
+	if n, err := r.Refresh(); err != nil || n != len(responder.Hashes()) {
+		t.Fatalf("past half-life: re-signed %d, %v; want %d (SHA-1 and SHA-256 CertIDs)", n, err, len(responder.Hashes()))
 	}
 }
 

@@ -47,14 +47,16 @@ type ocspServer struct {
 	srv  *httptest.Server
 	hits atomic.Int32
 	down atomic.Bool
-	// While holding, requests wait for gate to close.
+	// While holding, requests say they arrived on held, then wait for
+	// gate to close.
 	holding atomic.Bool
+	held    chan struct{}
 	gate    chan struct{}
 }
 
 func newOCSPServer(t *testing.T, f *fixture) *ocspServer {
 	t.Helper()
-	s := &ocspServer{gate: make(chan struct{})}
+	s := &ocspServer{held: make(chan struct{}, 100), gate: make(chan struct{})}
 	var err error
 	s.r, err = responder.New(responder.Config{Issuer: f.p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -67,6 +69,10 @@ func newOCSPServer(t *testing.T, f *fixture) *ocspServer {
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.hits.Add(1)
 		if s.holding.Load() {
+			select {
+			case s.held <- struct{}{}:
+			default: // nobody counts this many
+			}
 			<-s.gate
 		}
 		if s.down.Load() {
@@ -271,7 +277,11 @@ func TestOCSPBurstSharesOneRequest(t *testing.T) {
 		_, err := c.Check(firstCtx, cert, f.p.Intermediate)
 		firstErr <- err
 	}()
-	waitFor(t, "the first request to reach the responder", func() bool { return s.hits.Load() == 1 })
+	select {
+	case <-s.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first request did not reach the responder within 10 s")
+	}
 	const burst = 50
 	var wg sync.WaitGroup
 	results := make([]error, burst)
@@ -286,7 +296,9 @@ func TestOCSPBurstSharesOneRequest(t *testing.T) {
 			results[i] = err
 		}()
 	}
-	waitFor(t, "every check to wait for the answer", func() bool { return c.Waiting() == burst+1 })
+	if !c.AwaitWaiting(burst+1, 10*time.Second) {
+		t.Fatal("the checks were not all waiting for the answer within 10 s")
+	}
 	cancelFirst()
 	if err := <-firstErr; !errors.Is(err, errs.Of(errs.RevocationUnknown)) || !strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("the check whose caller left: %v", err)
@@ -300,17 +312,5 @@ func TestOCSPBurstSharesOneRequest(t *testing.T) {
 	}
 	if n := s.hits.Load(); n != 1 {
 		t.Fatalf("%d checks at once sent %d OCSP requests, want 1", burst+1, n)
-	}
-}
-
-// waitFor polls cond until it holds, for at most ten seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

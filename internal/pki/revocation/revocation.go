@@ -31,7 +31,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -139,7 +138,39 @@ type Checker struct {
 	arlFailed map[string]time.Time
 	// waiting counts checks waiting for an OCSP answer, for tests to see
 	// that a burst shares one request.
-	waiting atomic.Int32
+	waiting waitCount
+}
+
+// waitCount is a count whose changes can be waited for, so that a test
+// learns when it reaches a value rather than polling for it.
+type waitCount struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed at the next change; nil until asked for
+}
+
+func (w *waitCount) add(d int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n += d
+	if w.changed != nil {
+		close(w.changed)
+		w.changed = nil
+	}
+}
+
+// is reports whether the count is n and, when it is not, returns a
+// channel closed at its next change.
+func (w *waitCount) is(n int) (bool, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == n {
+		return true, nil
+	}
+	if w.changed == nil {
+		w.changed = make(chan struct{})
+	}
+	return false, w.changed
 }
 
 type index struct {
@@ -497,8 +528,8 @@ func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now 
 		defer cancel()
 		return c.fetchOCSP(fctx, k, cert, issuer)
 	})
-	c.waiting.Add(1)
-	defer c.waiting.Add(-1)
+	c.waiting.add(1)
+	defer c.waiting.add(-1)
 	select {
 	case r := <-answer:
 		if r.Err != nil {

@@ -125,6 +125,30 @@ func TestEvaluateRefuses(t *testing.T) {
 	}
 }
 
+// TestScopesIsACopy: changing what Scopes returns changes neither the
+// scopes Load accepts in a file nor those Evaluate judges.
+func TestScopesIsACopy(t *testing.T) {
+	got := Scopes()
+	if !slices.Equal(got, []Scope{ScopePrescribe, ScopeDispense, ScopePaper, ScopeParaclinic}) {
+		t.Fatalf("Scopes() = %v", got)
+	}
+	got[0] = "pharmacy"
+	_ = append(got[:1], "anything")
+	if s := Scopes(); s[0] != ScopePrescribe || s[1] != ScopeDispense {
+		t.Fatalf("Scopes() after its copy was changed: %v", s)
+	}
+	if _, err := Starter().Evaluate(cleanInput("pharmacy")); !errors.Is(err, errs.Of(errs.UnknownScope)) {
+		t.Errorf("Evaluate with a scope written into the copy: %v", err)
+	}
+	src := "version: t1\nrules:\n  - id: r\n    description: {fa: ق, en: r}\n    scopes: [pharmacy]\n    per: item\n    expr: 'true'\n    severity: warn\n    message: {fa: ن, en: r}\n"
+	if _, err := Load("t.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), `unknown scope "pharmacy"`) {
+		t.Errorf("Load of a scope written into the copy: %v", err)
+	}
+	if vs, err := Starter().Evaluate(cleanInput(ScopePrescribe)); err != nil {
+		t.Errorf("Evaluate(prescribe) after the copy was changed: %v %v", vs, err)
+	}
+}
+
 // Guards are cached per item: a rule is skipped when its when is false, and
 // rules sharing a guard see the same answer.
 func TestWhenGuards(t *testing.T) {
