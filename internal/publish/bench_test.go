@@ -78,8 +78,8 @@ func newPublisherWithPKI(b testing.TB, s *sqlstore.Trust) (*publish.Publisher, *
 	}
 	bk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	bc := p.Issue(b, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_b", time.Now()), bk)
-	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey,
-		Linter: p.Linter, Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
+	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.CA,
+		Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
 		Audit: audit.NewLog(s, log, time.Now), Log: log, Now: time.Now})
 	if err != nil {
 		b.Fatal(err)
@@ -119,8 +119,8 @@ func BenchmarkRevocationToVisible(b *testing.B) {
 	bk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	bc := p.Issue(b, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_b", time.Now()), bk)
 	rec := audit.NewLog(s, log, time.Now)
-	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey,
-		Linter: p.Linter, Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
+	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.CA,
+		Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
 		Audit: rec, Log: log, Now: time.Now})
 	if err != nil {
 		b.Fatal(err)

@@ -28,7 +28,6 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/pki/crl"
-	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
@@ -42,6 +41,15 @@ type Store interface {
 	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
 }
 
+// Issuer is the issuing CA as publishing needs it: its certificate, and
+// CRLs signed with its key. The key stays behind it (ca.CA is one): the
+// CRL is linted, before sees the linted TBS immediately before the key
+// signs, and the DER returned covers exactly that TBS.
+type Issuer interface {
+	Intermediate() *x509.Certificate
+	SignCRL(req crl.Request, before crl.BeforeSign) ([]byte, error)
+}
+
 // Signer is a key with its certificate chain (leaf first).
 type Signer struct {
 	Key   crypto.Signer
@@ -50,11 +58,10 @@ type Signer struct {
 
 // Config wires a Publisher. All fields but the durations are required.
 type Config struct {
-	Store     Store
-	Roots     []*x509.Certificate
-	Issuer    *x509.Certificate
-	IssuerKey crypto.Signer // signs CRLs; on the HSM
-	Linter    *lint.Linter
+	Store Store
+	Roots []*x509.Certificate
+	// Issuer signs the CRLs (its key is on the HSM).
+	Issuer    Issuer
 	Responder *responder.Responder
 	// BundleSigner signs trust bundles (trust-bundle-signing profile).
 	BundleSigner Signer
@@ -89,7 +96,7 @@ type Publisher struct {
 
 // New checks cfg.
 func New(cfg Config) (*Publisher, error) {
-	if cfg.Store == nil || len(cfg.Roots) == 0 || cfg.Issuer == nil || cfg.IssuerKey == nil || cfg.Linter == nil ||
+	if cfg.Store == nil || len(cfg.Roots) == 0 || cfg.Issuer == nil ||
 		cfg.Responder == nil || cfg.BundleSigner.Key == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil {
 		return nil, errors.New("publish: incomplete configuration")
 	}
@@ -266,8 +273,8 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 		return revoke.CRL{}, fmt.Errorf("publish: reading statuses: %w", err)
 	}
 	object := fmt.Sprintf("crl:%d", number)
-	der, err := crl.Sign(crl.Request{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: entries},
-		p.cfg.Issuer, p.cfg.IssuerKey, p.cfg.Linter, func(tbs []byte) error {
+	der, err := p.cfg.Issuer.SignCRL(crl.Request{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: entries},
+		func(tbs []byte) error {
 			h := sha256.Sum256(tbs)
 			return p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Intent,
 				Detail: map[string]string{"entries": fmt.Sprint(len(entries)), "tbs_sha256": hex.EncodeToString(h[:])}})
@@ -362,7 +369,7 @@ func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
 	if p.bundle != nil && p.bundleFor == c.Number {
 		return p.bundle, nil
 	}
-	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Raw}, CRLs: [][]byte{c.DER}}
+	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Intermediate().Raw}, CRLs: [][]byte{c.DER}}
 	if a := p.arl.Load(); a != nil {
 		payload.CRLs = append(payload.CRLs, a.Raw)
 	}

@@ -83,7 +83,7 @@ func newEnv(t *testing.T) *env {
 	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.Leaf, Key: ocspCred.PrivateKey.(crypto.Signer)}); err != nil {
 		t.Fatal(err)
 	}
-	e.pub, err = publish.New(publish.Config{Store: db, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey, Linter: p.Linter,
+	e.pub, err = publish.New(publish.Config{Store: db, Roots: []*x509.Certificate{p.Root}, Issuer: p.CA,
 		Responder: resp, BundleSigner: publish.Signer{Key: bundleCred.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{bundleCred.Leaf, p.Intermediate}},
 		Audit: rec, Log: log, Now: now})
 	if err != nil {

@@ -179,7 +179,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	pub, err := publish.New(publish.Config{
-		Store: db, Roots: roots, Issuer: inters[0], IssuerKey: interKey, Linter: linter, Responder: resp,
+		Store: db, Roots: roots, Issuer: issuer, Responder: resp,
 		BundleSigner: publish.Signer{Key: bundleCred.key, Chain: bundleCred.chain},
 		Audit:        rec, Log: d.Log, Now: d.Now,
 		CRLValidity: cfg.Status.CRLValidity.Duration, CRLRefresh: cfg.Status.CRLRefresh.Duration,
