@@ -38,6 +38,9 @@ type Store interface {
 	ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	LatestCRL(ctx context.Context) (revoke.CRL, error)
+	// ReserveCRLNumber durably takes a CRL number above every one taken or
+	// stored before, and at least atLeast.
+	ReserveCRLNumber(ctx context.Context, atLeast int64, at time.Time) (int64, error)
 	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
 }
 
@@ -115,8 +118,8 @@ func New(cfg Config) (*Publisher, error) {
 	return p, nil
 }
 
-// Start publishes: a new CRL of every status recorded (numbered after the
-// latest stored), and every live certificate's status in the OCSP
+// Start publishes: a new CRL of every status recorded (numbered above
+// every CRL before it), and every live certificate's status in the OCSP
 // responder, signed. It returns when both can be served.
 //
 // The CRL is made anew at every start rather than the latest stored one
@@ -248,14 +251,8 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	// Changes reported by now were recorded before they were reported, so
 	// the statuses read below include them.
 	seen := p.changes.Load()
-	now := p.cfg.Now().UTC().Truncate(time.Second)
-	number := int64(1)
-	if c := p.crl.Load(); c != nil {
-		number = c.Number + 1
-	}
-	if latest, err := p.cfg.Store.LatestCRL(ctx); err == nil && latest.Number >= number {
-		number = latest.Number + 1 // another trustd published in between
-	}
+	clock := p.cfg.Now()
+	now := clock.UTC().Truncate(time.Second)
 	var entries []crl.Entry
 	err := p.cfg.Store.ForEachStatus(ctx, now, func(r revoke.Record) error {
 		reason := int(r.Reason)
@@ -272,7 +269,24 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	if err != nil {
 		return revoke.CRL{}, fmt.Errorf("publish: reading statuses: %w", err)
 	}
+	// The number is the time in nanoseconds (as Boulder numbers its CRLs),
+	// or one more than every number used before if that is larger, and it
+	// is reserved in the database before the key signs. So a number is
+	// never signed twice over different contents: not after a CRL that
+	// was signed but not recorded, not by two trustd on one database; and
+	// numbers keep growing across restarts, and past a database restored
+	// from a backup older than the last CRL relying parties saw.
+	number, err := p.cfg.Store.ReserveCRLNumber(ctx, clock.UnixNano(), clock)
+	if err != nil {
+		return revoke.CRL{}, fmt.Errorf("publish: reserving a CRL number: %w", err)
+	}
 	object := fmt.Sprintf("crl:%d", number)
+	fail := func(err error, code errs.Code) error {
+		if aerr := p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Failed, Code: code}); aerr != nil {
+			return errors.Join(err, fmt.Errorf("publish: auditing the failure of CRL %d: %w", number, aerr))
+		}
+		return err
+	}
 	der, err := p.cfg.Issuer.SignCRL(crl.Request{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: entries},
 		func(tbs []byte) error {
 			h := sha256.Sum256(tbs)
@@ -280,12 +294,13 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 				Detail: map[string]string{"entries": fmt.Sprint(len(entries)), "tbs_sha256": hex.EncodeToString(h[:])}})
 		})
 	if err != nil {
-		_ = p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Failed, Code: errs.CodeOf(err)})
-		return revoke.CRL{}, err
+		return revoke.CRL{}, fail(err, errs.CodeOf(err))
 	}
 	c := revoke.CRL{Number: number, ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: len(entries), DER: der}
 	if err := p.cfg.Store.StoreCRL(ctx, c, p.cfg.Now()); err != nil {
-		return revoke.CRL{}, fmt.Errorf("publish: recording CRL %d: %w", number, err)
+		// Signed but not served; its number stays reserved, so the next
+		// CRL has another.
+		return revoke.CRL{}, fail(fmt.Errorf("publish: recording CRL %d: %w", number, err), errs.Unavailable)
 	}
 	p.crl.Store(&c)
 	if p.covered.Load() < seen {
