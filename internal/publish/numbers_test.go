@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/crl"
@@ -261,5 +262,45 @@ func TestCRLNumbersGrowAcrossRestarts(t *testing.T) {
 	}
 	if n3 := start(at.Add(time.Minute)); n3 != at.Add(time.Minute).UnixNano() {
 		t.Fatalf("a minute later: number %d, want %d", n3, at.Add(time.Minute).UnixNano())
+	}
+}
+
+// downIssuer is an issuing key that cannot sign (the HSM is gone).
+type downIssuer struct{ publish.Issuer }
+
+var errHSMDown = errors.New("hsm down")
+
+func (downIssuer) SignCRL(crl.Request, crl.BeforeSign) ([]byte, error) { return nil, errHSMDown }
+
+// failedAuditDown fails the audit writes of failed outcomes.
+type failedAuditDown struct{ inner audit.Recorder }
+
+var errAuditDown = errors.New("audit disk full")
+
+func (f failedAuditDown) Record(ctx context.Context, e audit.Event) error {
+	if e.Outcome == audit.Failed {
+		return errAuditDown
+	}
+	return f.inner.Record(ctx, e)
+}
+
+// TestFailedGenerationWithoutItsAudit: a CRL generation that fails, and
+// whose failure the audit log cannot record, reports both.
+func TestFailedGenerationWithoutItsAudit(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlstore.OpenTrust(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := testpki.New(t, nil, time.Now)
+	cfg := publisherConfig(t, s, p, time.Now)
+	cfg.Issuer, cfg.Audit = downIssuer{p.CA}, failedAuditDown{cfg.Audit}
+	pub, err := publish.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.GenerateCRL(ctx); !errors.Is(err, errHSMDown) || !errors.Is(err, errAuditDown) {
+		t.Fatalf("got %v; want the signing failure and the audit failure", err)
 	}
 }

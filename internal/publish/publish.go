@@ -282,10 +282,7 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	}
 	object := fmt.Sprintf("crl:%d", number)
 	fail := func(err error, code errs.Code) error {
-		if aerr := p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Failed, Code: code}); aerr != nil {
-			return errors.Join(err, fmt.Errorf("publish: auditing the failure of CRL %d: %w", number, aerr))
-		}
-		return err
+		return audit.RecordFailure(ctx, p.cfg.Audit, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Code: code}, err)
 	}
 	der, err := p.cfg.Issuer.SignCRL(crl.Request{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: entries},
 		func(tbs []byte) error {

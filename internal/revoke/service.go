@@ -105,12 +105,23 @@ func (s *Service) record(ctx context.Context, actor, action string, serial *big.
 // publish makes rec visible. A failure leaves the change recorded (an
 // acknowledged write is never lost) and the responder refusing to answer
 // for the certificate until it can sign again; it is logged and audited.
-func (s *Service) publish(ctx context.Context, actor string, rec Record) {
-	if err := s.cfg.Publisher.StatusChanged(ctx, rec); err != nil {
-		s.cfg.Log.ErrorContext(ctx, "status change recorded but not yet published", "serial", enrol.SerialHex(rec.Serial), "err", err)
-		_ = s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: "certificate.status.publish", Object: object(rec.Serial),
-			Outcome: audit.Failed, Code: errs.Unavailable})
+// If that audit write fails as well, the caller is told, as when the
+// change's own audit write fails, and the log keeps what the audit log
+// lacks.
+func (s *Service) publish(ctx context.Context, actor string, rec Record) error {
+	err := s.cfg.Publisher.StatusChanged(ctx, rec)
+	if err == nil {
+		return nil
 	}
+	serial := enrol.SerialHex(rec.Serial)
+	s.cfg.Log.ErrorContext(ctx, "status change recorded but not yet published", "serial", serial, "err", err)
+	if aerr := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: "certificate.status.publish", Object: object(rec.Serial),
+		Outcome: audit.Failed, Code: errs.Unavailable}); aerr != nil {
+		s.cfg.Log.ErrorContext(ctx, "the audit log did not record that a status change was not published", "actor", actor, "serial", serial,
+			"status", rec.Status, "reason", rec.Reason, "effective_at", rec.EffectiveAt, "err", aerr)
+		return errs.Wrap(errs.Unavailable, aerr, "the audit log is unavailable")
+	}
+	return nil
 }
 
 func (s *Service) certificate(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
@@ -202,7 +213,9 @@ func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, r
 	if err == nil {
 		// Recorded is recorded: it is published even if the audit write
 		// failed, or verifiers would not learn of it for an hour.
-		s.publish(ctx, officer, rec)
+		if perr := s.publish(ctx, officer, rec); aerr == nil {
+			aerr = perr
+		}
 	}
 	if aerr != nil {
 		return Record{}, aerr
@@ -264,7 +277,9 @@ func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, err
 	if err == nil {
 		// Recorded is recorded: it is published even if the audit write
 		// failed, or verifiers would not learn of it for an hour.
-		s.publish(ctx, Holder, rec)
+		if perr := s.publish(ctx, Holder, rec); aerr == nil {
+			aerr = perr
+		}
 	}
 	if aerr != nil {
 		return Record{}, aerr
@@ -599,7 +614,10 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 	rec, err := s.transition(ctx, ev, from...)
 	aerr := s.record(ctx, officer, act, serial, err, detail)
 	if err == nil {
-		s.publish(ctx, officer, rec) // whatever the audit write did: see Revoke
+		// Whatever the audit write did: see Revoke.
+		if perr := s.publish(ctx, officer, rec); aerr == nil {
+			aerr = perr
+		}
 	}
 	if aerr != nil {
 		return nil, aerr

@@ -91,7 +91,7 @@ func BenchmarkAuthoritySign(b *testing.B) {
 			csr := testpki.CSR(b, leafKey)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := auth.Sign(csr, provisioner.SignOptions{}, opts, validity); err != nil {
+				if _, err := auth.SignWithContext(context.Background(), csr, provisioner.SignOptions{}, opts, validity); err != nil {
 					b.Fatal(err)
 				}
 			}
