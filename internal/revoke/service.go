@@ -549,7 +549,10 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "reading the status change")
 	}
-	serial, _ := enrol.ParseSerialHex(c.Serial)
+	serial, ok := enrol.ParseSerialHex(c.Serial)
+	if !ok {
+		return nil, errs.New(errs.Internal, "status change %s names the serial %q, which is not one: the database is damaged", id, c.Serial)
+	}
 	act := "certificate." + string(c.Action) + ".approve"
 	if !approve {
 		act = "certificate." + string(c.Action) + ".reject"

@@ -514,3 +514,32 @@ func TestPublishedWhenTheAuditFails(t *testing.T) {
 		t.Fatalf("status %s (%v), published %d time(s)", st.Status, err, len(e.pub.seen))
 	}
 }
+
+// damagedCopy records, behind the store's back, a copy of certificate c
+// under a serial that is not hex: a damaged row.
+func damagedCopy(t *testing.T, db *sqlstore.Trust, c *enrol.Certificate, serial string) {
+	t.Helper()
+	if _, err := db.SQL().ExecContext(ctx, db.Rebind(`INSERT INTO certificates (serial, subject_id, profile, der, fingerprint_sha256, spki_sha256, not_before, not_after, issued_at, issued_by)
+		SELECT $1, subject_id, profile, der, $2, spki_sha256, not_before, not_after, issued_at, issued_by FROM certificates WHERE serial = $3`),
+		serial, "damaged-"+randHex(), c.SerialHex()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedSerialIsAnError: deciding a status change whose stored
+// serial is not a serial fails with an internal error, not a panic, and
+// changes nothing.
+func TestDamagedSerialIsAnError(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	damagedCopy(t, e.db, c, "not-a-serial")
+	ch := &revoke.Change{ID: "chg_" + randHex(), Serial: "not-a-serial", Action: revoke.Hold, Comment: "damaged", RequestedBy: "officer-a", RequestedAt: e.now}
+	if err := e.db.CreateStatusChange(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.DecideChange(ctx, "officer-b", ch.ID, true, "")
+	wantCode(t, err, errs.Internal)
+	if got, _ := e.db.GetStatusChange(ctx, ch.ID); got.Decided {
+		t.Fatal("a change naming a damaged serial was decided")
+	}
+}
