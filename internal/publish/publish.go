@@ -164,7 +164,9 @@ func (p *Publisher) SyncResponder(ctx context.Context) (int, error) {
 }
 
 // Run regenerates the CRL when triggered and on schedule, and keeps OCSP
-// responses fresh, until ctx ends. Failures are retried with back-off.
+// responses fresh, until ctx ends. Failures are retried with back-off. It
+// returns once a generation or refresh in progress has ended: after it,
+// nothing here uses the store or the keys.
 func (p *Publisher) Run(ctx context.Context) {
 	crlTick := time.NewTicker(p.cfg.CRLRefresh)
 	defer crlTick.Stop()
@@ -175,6 +177,9 @@ func (p *Publisher) Run(ctx context.Context) {
 	retry.Stop()
 	generate := func() {
 		if _, err := p.GenerateCRL(ctx); err != nil {
+			if ctx.Err() != nil {
+				return // stopping: the next start makes a CRL anew
+			}
 			p.cfg.Log.ErrorContext(ctx, "CRL generation failed; retrying", "err", err, "in", backoff)
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 5*time.Minute)
@@ -193,7 +198,7 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-retry.C:
 			generate()
 		case <-ocspTick.C:
-			if _, err := p.SyncResponder(ctx); err != nil {
+			if _, err := p.SyncResponder(ctx); err != nil && ctx.Err() == nil {
 				p.cfg.Log.ErrorContext(ctx, "OCSP refresh failed", "err", err)
 			}
 		}
