@@ -38,6 +38,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -380,17 +381,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	engine := rules.NewEngine(rules.Starter())
+	var background []lifecycle.Task
 	if *rulesFile != "" {
 		// A broken file at start is fatal: the operator is there to see it.
 		// Later a broken edit is logged and the running set stays.
 		if err := engine.ReloadFile(*rulesFile); err != nil {
 			return err
 		}
-		go func() {
+		background = append(background, lifecycle.Task{Name: "rules watch", Run: func(ctx context.Context) {
 			if err := watch.Run(ctx, engine, *rulesFile, *rulesPoll, log); err != nil && ctx.Err() == nil {
 				log.Error("rule set watch stopped", "err", err)
 			}
-		}()
+		}})
 	}
 	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	api := &rxapi.API{
@@ -406,7 +408,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Limits:      rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups},
 		Pseudonyms:  pseudonyms,
 	}
-	srv := &http.Server{Addr: *listen, Handler: api.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: api.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	// Bound before serving, so that the address logged (and a port 0's
 	// choice) is where rxd answers.
@@ -417,18 +419,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Capped before TLS: a connection over the caps is closed before its
 	// handshake costs anything.
 	ln = netcap.Wrap(ln, limits, log, "rxd")
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	log.Info("rxd serving", "listen", ln.Addr().String(), "db", where, "rules", engine.Current().Version(),
 		"max_connections", limits.Total, "max_connections_per_ip", limits.PerIP)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(shut)
+	// Until ctx ends; then the requests in flight are drained and the
+	// rules watch stopped before the database and the keys are closed
+	// (deferred above).
+	return lifecycle.Run(ctx, log, 10*time.Second, []lifecycle.Server{{Name: "rxd", Listener: ln, HTTP: srv}}, background...)
 }
 
 func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, error) {

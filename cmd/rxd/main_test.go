@@ -26,6 +26,7 @@ import (
 	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
@@ -209,6 +210,43 @@ func TestServe(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 || !strings.Contains(string(body), "no fresh evidence") {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// TestServeStopsInOrder: when its context ends, rxd serve stops the rules
+// file watch and waits for it, and for the server, before it returns and
+// closes the database and the keys.
+func TestServeStopsInOrder(t *testing.T) {
+	f := newServeFixture(t)
+	rulesFile := filepath.Join(f.dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, rules.StarterYAML(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logWatch{found: make(chan string, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, slices.Concat(f.args, []string{"-db", filepath.Join(f.dir, "rxd.db"), "-create", "-rules", rulesFile, "-listen", "127.0.0.1:0"}), io.Discard, logs)
+	}()
+	select {
+	case <-logs.found:
+	case err := <-done:
+		t.Fatalf("serve ended before it listened: %v\n%s", err, logs)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	var order []string
+	for line := range strings.Lines(logs.String()) {
+		var l struct{ Msg, Task string }
+		if json.Unmarshal([]byte(line), &l) == nil && (l.Msg == lifecycle.MsgTaskStopped || l.Msg == lifecycle.MsgStopped) {
+			order = append(order, strings.TrimSpace(l.Msg+" "+l.Task))
+		}
+	}
+	if want := []string{lifecycle.MsgTaskStopped + " rules watch", lifecycle.MsgStopped}; !slices.Equal(order, want) {
+		t.Fatalf("serve returned after %q, want %q:\n%s", order, want, logs)
 	}
 }
 

@@ -102,6 +102,21 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 	return nil
 }
 
+// RecordFailure records e as the failure, with err, of the action it
+// names, and returns err: joined with the audit write's own error if that
+// failed too, so that a failure the audit log missed is reported with the
+// one it was about, never dropped.
+func RecordFailure(ctx context.Context, rec Recorder, e Event, err error) error {
+	e.Outcome = Failed
+	if e.Code == "" {
+		e.Code = errs.CodeOf(err)
+	}
+	if aerr := rec.Record(ctx, e); aerr != nil {
+		return errors.Join(err, fmt.Errorf("the audit log did not record this failure of %s %s: %w", e.Action, e.Object, aerr))
+	}
+	return err
+}
+
 func values(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for _, v := range m {

@@ -62,6 +62,24 @@ func TestRecord(t *testing.T) {
 	})
 }
 
+// TestRecordFailure: a failure is recorded with its code, and returned;
+// when the audit write fails too, both are returned.
+func TestRecordFailure(t *testing.T) {
+	ctx := context.Background()
+	sink := &memSink{}
+	l := NewLog(sink, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), time.Now)
+	opErr := errs.New(errs.LintFailed, "the CRL failed lint")
+	err := RecordFailure(ctx, l, Event{Actor: "system", Action: "crl.generate", Object: "crl:7"}, opErr)
+	if err != opErr || len(sink.events) != 1 || sink.events[0].Outcome != Failed || sink.events[0].Code != errs.LintFailed {
+		t.Fatalf("got %v; recorded %+v", err, sink.events)
+	}
+	sink.fail = errors.New("disk full")
+	err = RecordFailure(ctx, l, Event{Actor: "system", Action: "crl.generate", Object: "crl:8"}, opErr)
+	if !errors.Is(err, opErr) || !errors.Is(err, sink.fail) || errs.CodeOf(err) != errs.LintFailed {
+		t.Fatalf("got %v; want the failure (its code kept) and the audit log's", err)
+	}
+}
+
 func TestTally(t *testing.T) {
 	var logs bytes.Buffer
 	sink := &memSink{}

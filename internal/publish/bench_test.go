@@ -70,26 +70,32 @@ func newPublisher(b testing.TB, s *truststore.Store) *publish.Publisher {
 // newPublisherWithPKI makes a publisher over s with a fresh hierarchy
 // (intermediate key in memory) and returns the hierarchy and responder.
 func newPublisherWithPKI(b testing.TB, s *truststore.Store) (*publish.Publisher, *testpki.PKI, *responder.Responder) {
-	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	p := testpki.New(b, interKey, time.Now)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: log})
+	p := testpki.New(b, nil, time.Now)
+	cfg := publisherConfig(b, s, p, time.Now)
+	pub, err := publish.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	bk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	bc := p.Issue(b, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_b", time.Now()), bk)
-	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey,
-		Linter: p.Linter, Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
-		Audit: audit.NewLog(s, log, time.Now), Log: log, Now: time.Now})
+	return pub, p, cfg.Responder
+}
+
+// publisherConfig configures a publisher over s, signing with p's
+// intermediate, with a responder and a bundle signer of their own.
+func publisherConfig(b testing.TB, s *truststore.Store, p *testpki.PKI, now func() time.Time) publish.Config {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: now, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}
 	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err := r.SetCredential(responder.Credential{Cert: p.Issue(b, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), rk), Key: rk}); err != nil {
+	if err := r.SetCredential(responder.Credential{Cert: p.Issue(b, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", now()), rk), Key: rk}); err != nil {
 		b.Fatal(err)
 	}
-	return pub, p, r
+	bk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	bc := p.Issue(b, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_b", now()), bk)
+	return publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.CA,
+		Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
+		Audit: audit.NewLog(s, log, now), Log: log, Now: now}
 }
 
 // BenchmarkRevocationToVisible is the time from an officer's revocation
@@ -120,8 +126,8 @@ func BenchmarkRevocationToVisible(b *testing.B) {
 	bk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	bc := p.Issue(b, "trust-bundle-signing", testpki.Subject(pki.RoleService, "sub_b", time.Now()), bk)
 	rec := audit.NewLog(s, log, time.Now)
-	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey,
-		Linter: p.Linter, Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
+	pub, err := publish.New(publish.Config{Store: s, Roots: []*x509.Certificate{p.Root}, Issuer: p.CA,
+		Responder: r, BundleSigner: publish.Signer{Key: bk, Chain: []*x509.Certificate{bc, p.Intermediate}},
 		Audit: rec, Log: log, Now: time.Now})
 	if err != nil {
 		b.Fatal(err)

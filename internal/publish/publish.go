@@ -28,7 +28,6 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/pki/crl"
-	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
@@ -39,7 +38,19 @@ type Store interface {
 	ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	LatestCRL(ctx context.Context) (revoke.CRL, error)
+	// ReserveCRLNumber durably takes a CRL number above every one taken or
+	// stored before, and at least atLeast.
+	ReserveCRLNumber(ctx context.Context, atLeast int64, at time.Time) (int64, error)
 	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
+}
+
+// Issuer is the issuing CA as publishing needs it: its certificate, and
+// CRLs signed with its key. The key stays behind it (ca.CA is one): the
+// CRL is linted, before sees the linted TBS immediately before the key
+// signs, and the DER returned covers exactly that TBS.
+type Issuer interface {
+	Intermediate() *x509.Certificate
+	SignCRL(req crl.Request, before crl.BeforeSign) ([]byte, error)
 }
 
 // Signer is a key with its certificate chain (leaf first).
@@ -50,11 +61,10 @@ type Signer struct {
 
 // Config wires a Publisher. All fields but the durations are required.
 type Config struct {
-	Store     Store
-	Roots     []*x509.Certificate
-	Issuer    *x509.Certificate
-	IssuerKey crypto.Signer // signs CRLs; on the HSM
-	Linter    *lint.Linter
+	Store Store
+	Roots []*x509.Certificate
+	// Issuer signs the CRLs (its key is on the HSM).
+	Issuer    Issuer
 	Responder *responder.Responder
 	// BundleSigner signs trust bundles (trust-bundle-signing profile).
 	BundleSigner Signer
@@ -89,7 +99,7 @@ type Publisher struct {
 
 // New checks cfg.
 func New(cfg Config) (*Publisher, error) {
-	if cfg.Store == nil || len(cfg.Roots) == 0 || cfg.Issuer == nil || cfg.IssuerKey == nil || cfg.Linter == nil ||
+	if cfg.Store == nil || len(cfg.Roots) == 0 || cfg.Issuer == nil ||
 		cfg.Responder == nil || cfg.BundleSigner.Key == nil || cfg.Audit == nil || cfg.Log == nil || cfg.Now == nil {
 		return nil, errors.New("publish: incomplete configuration")
 	}
@@ -108,8 +118,8 @@ func New(cfg Config) (*Publisher, error) {
 	return p, nil
 }
 
-// Start publishes: a new CRL of every status recorded (numbered after the
-// latest stored), and every live certificate's status in the OCSP
+// Start publishes: a new CRL of every status recorded (numbered above
+// every CRL before it), and every live certificate's status in the OCSP
 // responder, signed. It returns when both can be served.
 //
 // The CRL is made anew at every start rather than the latest stored one
@@ -154,7 +164,9 @@ func (p *Publisher) SyncResponder(ctx context.Context) (int, error) {
 }
 
 // Run regenerates the CRL when triggered and on schedule, and keeps OCSP
-// responses fresh, until ctx ends. Failures are retried with back-off.
+// responses fresh, until ctx ends. Failures are retried with back-off. It
+// returns once a generation or refresh in progress has ended: after it,
+// nothing here uses the store or the keys.
 func (p *Publisher) Run(ctx context.Context) {
 	crlTick := time.NewTicker(p.cfg.CRLRefresh)
 	defer crlTick.Stop()
@@ -165,6 +177,9 @@ func (p *Publisher) Run(ctx context.Context) {
 	retry.Stop()
 	generate := func() {
 		if _, err := p.GenerateCRL(ctx); err != nil {
+			if ctx.Err() != nil {
+				return // stopping: the next start makes a CRL anew
+			}
 			p.cfg.Log.ErrorContext(ctx, "CRL generation failed; retrying", "err", err, "in", backoff)
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 5*time.Minute)
@@ -183,7 +198,7 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-retry.C:
 			generate()
 		case <-ocspTick.C:
-			if _, err := p.SyncResponder(ctx); err != nil {
+			if _, err := p.SyncResponder(ctx); err != nil && ctx.Err() == nil {
 				p.cfg.Log.ErrorContext(ctx, "OCSP refresh failed", "err", err)
 			}
 		}
@@ -241,14 +256,8 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	// Changes reported by now were recorded before they were reported, so
 	// the statuses read below include them.
 	seen := p.changes.Load()
-	now := p.cfg.Now().UTC().Truncate(time.Second)
-	number := int64(1)
-	if c := p.crl.Load(); c != nil {
-		number = c.Number + 1
-	}
-	if latest, err := p.cfg.Store.LatestCRL(ctx); err == nil && latest.Number >= number {
-		number = latest.Number + 1 // another trustd published in between
-	}
+	clock := p.cfg.Now()
+	now := clock.UTC().Truncate(time.Second)
 	var entries []crl.Entry
 	err := p.cfg.Store.ForEachStatus(ctx, now, func(r revoke.Record) error {
 		reason := int(r.Reason)
@@ -265,20 +274,35 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	if err != nil {
 		return revoke.CRL{}, fmt.Errorf("publish: reading statuses: %w", err)
 	}
+	// The number is the time in nanoseconds (as Boulder numbers its CRLs),
+	// or one more than every number used before if that is larger, and it
+	// is reserved in the database before the key signs. So a number is
+	// never signed twice over different contents: not after a CRL that
+	// was signed but not recorded, not by two trustd on one database; and
+	// numbers keep growing across restarts, and past a database restored
+	// from a backup older than the last CRL relying parties saw.
+	number, err := p.cfg.Store.ReserveCRLNumber(ctx, clock.UnixNano(), clock)
+	if err != nil {
+		return revoke.CRL{}, fmt.Errorf("publish: reserving a CRL number: %w", err)
+	}
 	object := fmt.Sprintf("crl:%d", number)
-	der, err := crl.Sign(crl.Request{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: entries},
-		p.cfg.Issuer, p.cfg.IssuerKey, p.cfg.Linter, func(tbs []byte) error {
+	fail := func(err error, code errs.Code) error {
+		return audit.RecordFailure(ctx, p.cfg.Audit, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Code: code}, err)
+	}
+	der, err := p.cfg.Issuer.SignCRL(crl.Request{Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: entries},
+		func(tbs []byte) error {
 			h := sha256.Sum256(tbs)
 			return p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Intent,
 				Detail: map[string]string{"entries": fmt.Sprint(len(entries)), "tbs_sha256": hex.EncodeToString(h[:])}})
 		})
 	if err != nil {
-		_ = p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.Failed, Code: errs.CodeOf(err)})
-		return revoke.CRL{}, err
+		return revoke.CRL{}, fail(err, errs.CodeOf(err))
 	}
 	c := revoke.CRL{Number: number, ThisUpdate: now, NextUpdate: now.Add(p.cfg.CRLValidity), Entries: len(entries), DER: der}
 	if err := p.cfg.Store.StoreCRL(ctx, c, p.cfg.Now()); err != nil {
-		return revoke.CRL{}, fmt.Errorf("publish: recording CRL %d: %w", number, err)
+		// Signed but not served; its number stays reserved, so the next
+		// CRL has another.
+		return revoke.CRL{}, fail(fmt.Errorf("publish: recording CRL %d: %w", number, err), errs.Unavailable)
 	}
 	p.crl.Store(&c)
 	if p.covered.Load() < seen {
@@ -362,7 +386,7 @@ func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
 	if p.bundle != nil && p.bundleFor == c.Number {
 		return p.bundle, nil
 	}
-	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Raw}, CRLs: [][]byte{c.DER}}
+	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Intermediate().Raw}, CRLs: [][]byte{c.DER}}
 	if a := p.arl.Load(); a != nil {
 		payload.CRLs = append(payload.CRLs, a.Raw)
 	}

@@ -102,12 +102,23 @@ func (s *Service) record(ctx context.Context, actor, action string, serial *big.
 // publish makes rec visible. A failure leaves the change recorded (an
 // acknowledged write is never lost) and the responder refusing to answer
 // for the certificate until it can sign again; it is logged and audited.
-func (s *Service) publish(ctx context.Context, actor string, rec Record) {
-	if err := s.cfg.Publisher.StatusChanged(ctx, rec); err != nil {
-		s.cfg.Log.ErrorContext(ctx, "status change recorded but not yet published", "serial", pki.SerialHex(rec.Serial), "err", err)
-		_ = s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: "certificate.status.publish", Object: object(rec.Serial),
-			Outcome: audit.Failed, Code: errs.Unavailable})
+// If that audit write fails as well, the caller is told, as when the
+// change's own audit write fails, and the log keeps what the audit log
+// lacks.
+func (s *Service) publish(ctx context.Context, actor string, rec Record) error {
+	err := s.cfg.Publisher.StatusChanged(ctx, rec)
+	if err == nil {
+		return nil
 	}
+	serial := pki.SerialHex(rec.Serial)
+	s.cfg.Log.ErrorContext(ctx, "status change recorded but not yet published", "serial", serial, "err", err)
+	if aerr := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: "certificate.status.publish", Object: object(rec.Serial),
+		Outcome: audit.Failed, Code: errs.Unavailable}); aerr != nil {
+		s.cfg.Log.ErrorContext(ctx, "the audit log did not record that a status change was not published", "actor", actor, "serial", serial,
+			"status", rec.Status, "reason", rec.Reason, "effective_at", rec.EffectiveAt, "err", aerr)
+		return errs.Wrap(errs.Unavailable, aerr, "the audit log is unavailable")
+	}
+	return nil
 }
 
 func (s *Service) certificate(ctx context.Context, serial *big.Int) (*enrol.Certificate, error) {
@@ -199,7 +210,9 @@ func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, r
 	if err == nil {
 		// Recorded is recorded: it is published even if the audit write
 		// failed, or verifiers would not learn of it for an hour.
-		s.publish(ctx, officer, rec)
+		if perr := s.publish(ctx, officer, rec); aerr == nil {
+			aerr = perr
+		}
 	}
 	if aerr != nil {
 		return Record{}, aerr
@@ -242,7 +255,9 @@ func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, err
 	if err == nil {
 		// Recorded is recorded: it is published even if the audit write
 		// failed, or verifiers would not learn of it for an hour.
-		s.publish(ctx, Holder, rec)
+		if perr := s.publish(ctx, Holder, rec); aerr == nil {
+			aerr = perr
+		}
 	}
 	if aerr != nil {
 		return Record{}, aerr
@@ -495,7 +510,10 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "reading the status change")
 	}
-	serial, _ := pki.ParseSerialHex(c.Serial)
+	serial, ok := pki.ParseSerialHex(c.Serial)
+	if !ok {
+		return nil, errs.New(errs.Internal, "status change %s names the serial %q, which is not one: the database is damaged", id, c.Serial)
+	}
 	act := "certificate." + string(c.Action) + ".approve"
 	if !approve {
 		act = "certificate." + string(c.Action) + ".reject"
@@ -560,7 +578,10 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 	rec, err := s.transition(ctx, ev, from...)
 	aerr := s.record(ctx, officer, act, serial, err, detail)
 	if err == nil {
-		s.publish(ctx, officer, rec) // whatever the audit write did: see Revoke
+		// Whatever the audit write did: see Revoke.
+		if perr := s.publish(ctx, officer, rec); aerr == nil {
+			aerr = perr
+		}
 	}
 	if aerr != nil {
 		return nil, aerr

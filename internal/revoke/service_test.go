@@ -30,6 +30,7 @@ import (
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/truststore"
+	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -152,6 +153,51 @@ func TestPublishingFailureKeepsTheRevocation(t *testing.T) {
 	trail, _ := e.db.ListAudit(ctx, store.AuditFilter{Object: "certificate:" + c.SerialHex()})
 	if last := trail[len(trail)-1]; last.Action != "certificate.status.publish" || last.Outcome != audit.Failed {
 		t.Fatalf("publishing failure not audited: %+v", last)
+	}
+}
+
+// auditDownFor fails the audit writes of one action.
+type auditDownFor struct {
+	inner  audit.Recorder
+	action string
+}
+
+func (a auditDownFor) Record(ctx context.Context, e audit.Event) error {
+	if e.Action == a.action {
+		return errors.New("audit disk full")
+	}
+	return a.inner.Record(ctx, e)
+}
+
+// TestPublishingFailureNotAuditedIsReported: when publishing fails and the
+// audit write saying so fails too, the revocation stands, the caller is
+// told the audit log is unavailable, and the log keeps what the audit log
+// lacks.
+func TestPublishingFailureNotAuditedIsReported(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	var logs logbuf.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	svc, err := revoke.New(revoke.Config{Store: e.db, Audit: auditDownFor{inner: audit.NewLog(e.db, log, e.clock), action: "certificate.status.publish"},
+		Refusals: e.tally, Publisher: e.pub, Log: log, Now: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pub.fail = errors.New("hsm unavailable")
+	_, err = svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise)
+	wantCode(t, err, errs.Unavailable)
+	if st, _ := e.db.CertificateStatus(ctx, c.Serial); st.Status != revoke.Revoked {
+		t.Fatal("revocation lost")
+	}
+	var found bool
+	for line := range strings.Lines(logs.String()) {
+		var r struct{ Level, Msg, Serial, Status, Err string }
+		if json.Unmarshal([]byte(line), &r) == nil && r.Level == "ERROR" && strings.Contains(r.Msg, "audit log did not record") {
+			found = r.Serial == c.SerialHex() && r.Status == string(revoke.Revoked) && strings.Contains(r.Err, "audit disk full")
+		}
+	}
+	if !found {
+		t.Fatalf("the lost audit event is not in the log:\n%s", logs.String())
 	}
 }
 
@@ -462,5 +508,34 @@ func TestPublishedWhenTheAuditFails(t *testing.T) {
 	st, err := e.db.CertificateStatus(ctx, c.Serial)
 	if err != nil || st.Status != revoke.Revoked || len(e.pub.seen) != 1 {
 		t.Fatalf("status %s (%v), published %d time(s)", st.Status, err, len(e.pub.seen))
+	}
+}
+
+// damagedCopy records, behind the store's back, a copy of certificate c
+// under a serial that is not hex: a damaged row.
+func damagedCopy(t *testing.T, db *truststore.Store, c *enrol.Certificate, serial string) {
+	t.Helper()
+	if _, err := db.SQL().ExecContext(ctx, db.Rebind(`INSERT INTO certificates (serial, subject_id, profile, der, fingerprint_sha256, spki_sha256, not_before, not_after, issued_at, issued_by)
+		SELECT $1, subject_id, profile, der, $2, spki_sha256, not_before, not_after, issued_at, issued_by FROM certificates WHERE serial = $3`),
+		serial, "damaged-"+randHex(), c.SerialHex()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedSerialIsAnError: deciding a status change whose stored
+// serial is not a serial fails with an internal error, not a panic, and
+// changes nothing.
+func TestDamagedSerialIsAnError(t *testing.T) {
+	e := setup(t)
+	c := e.issue(t)
+	damagedCopy(t, e.db, c, "not-a-serial")
+	ch := &revoke.Change{ID: "chg_" + randHex(), Serial: "not-a-serial", Action: revoke.Hold, Comment: "damaged", RequestedBy: "officer-a", RequestedAt: e.now}
+	if err := e.db.CreateStatusChange(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.DecideChange(ctx, "officer-b", ch.ID, true, "")
+	wantCode(t, err, errs.Internal)
+	if got, _ := e.db.GetStatusChange(ctx, ch.ID); got.Decided {
+		t.Fatal("a change naming a damaged serial was decided")
 	}
 }

@@ -362,7 +362,11 @@ func (a *API) enrolmentCertificate(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errs.New(errs.NotIssued, "enrolment is %s", e.Status))
 		return
 	}
-	serial, _ := pki.ParseSerialHex(e.CertificateSerial)
+	serial, ok := pki.ParseSerialHex(e.CertificateSerial)
+	if !ok {
+		a.fail(w, r, errs.New(errs.Internal, "the certificate of enrolment %s is recorded under a damaged serial", e.ID))
+		return
+	}
 	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
 	if err != nil {
 		a.fail(w, r, lookupErr(err, "certificate "+e.CertificateSerial))

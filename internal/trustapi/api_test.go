@@ -84,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.Leaf, Key: ocspCred.PrivateKey.(crypto.Signer)}); err != nil {
 		t.Fatal(err)
 	}
-	e.pub, err = publish.New(publish.Config{Store: db, Roots: []*x509.Certificate{p.Root}, Issuer: p.Intermediate, IssuerKey: interKey, Linter: p.Linter,
+	e.pub, err = publish.New(publish.Config{Store: db, Roots: []*x509.Certificate{p.Root}, Issuer: p.CA,
 		Responder: resp, BundleSigner: publish.Signer{Key: bundleCred.PrivateKey.(crypto.Signer), Chain: []*x509.Certificate{bundleCred.Leaf, p.Intermediate}},
 		Audit: rec, Log: log, Now: now})
 	if err != nil {
@@ -451,5 +451,34 @@ func TestOfficersUnderDualControl(t *testing.T) {
 	}
 	if r := e.do(e.bob, "GET", e.admin.URL+"/admin/v1/whoami", "", nil); r.status != 200 {
 		t.Fatalf("bob after the refusals: %d %s", r.status, r.body)
+	}
+}
+
+// TestDamagedCertificateSerial: an enrolment whose certificate row has a
+// serial that is not one (a damaged database) is answered with an
+// internal error, not a panic.
+func TestDamagedCertificateSerial(t *testing.T) {
+	e := newEnv(t)
+	created := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/subjects", "application/json", subjectBody(testpki.NationalID(), "DC-7"))
+	var sub registry.Subject
+	_ = json.Unmarshal(created.body, &sub)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	body, _ := json.Marshal(map[string]string{"subject_id": sub.ID, "profile": "practitioner-signing",
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: testpki.CSR(t, key).Raw}))})
+	r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/enrolments", "application/json", body)
+	var en enrol.Request
+	if err := json.Unmarshal(r.body, &en); err != nil || r.status != 201 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	// Behind the store's back: a certificate of this enrolment under a
+	// serial that is not hex.
+	if _, err := e.db.SQL().ExecContext(ctx, e.db.Rebind(`INSERT INTO certificates (serial, subject_id, profile, enrolment_id, der, fingerprint_sha256, spki_sha256, not_before, not_after, issued_at, issued_by)
+		SELECT $1, subject_id, profile, $2, der, $3, spki_sha256, not_before, not_after, issued_at, issued_by FROM certificates LIMIT 1`),
+		"not-a-serial", en.ID, "damaged"); err != nil {
+		t.Fatal(err)
+	}
+	got := e.do(&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots}}}, "GET", e.public.URL+"/v1/enrolments/"+en.ID+"/certificate", "", nil)
+	if got.status != 500 || got.problem.Code != "internal" {
+		t.Fatalf("%d %s", got.status, got.body)
 	}
 }

@@ -167,8 +167,7 @@ func signARL(ctx context.Context, rec audit.Recorder, req ceremony.ARLRequest, r
 			Detail: map[string]string{"revoked": fmt.Sprint(len(req.Revoked)), "tbs_sha256": hex.EncodeToString(h[:])}})
 	})
 	if err != nil {
-		_ = rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: arlAction, Object: object, Outcome: audit.Failed, Code: errs.CodeOf(err)})
-		return nil, err
+		return nil, audit.RecordFailure(ctx, rec, audit.Event{Actor: enrol.Ceremony, Action: arlAction, Object: object}, err)
 	}
 	list, err := x509.ParseRevocationList(der)
 	if err != nil {

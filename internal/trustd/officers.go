@@ -130,8 +130,8 @@ func AddOfficers(ctx context.Context, cfg *Config, o AddOfficersOptions, d Deps)
 	for _, off := range o.Officers {
 		cred, err := b.officer(ctx, off, profiles)
 		if err != nil {
-			_ = rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: "ceremony.officer.add", Object: "officers", Outcome: audit.Failed, Code: errs.CodeOf(err), Detail: detail})
-			return creds, fmt.Errorf("add-officer: officer %s: %w", off.Name, err)
+			return creds, audit.RecordFailure(ctx, rec, audit.Event{Actor: enrol.Ceremony, Action: "ceremony.officer.add", Object: "officers", Code: errs.CodeOf(err), Detail: detail},
+				fmt.Errorf("add-officer: officer %s: %w", off.Name, err))
 		}
 		creds = append(creds, cred)
 	}

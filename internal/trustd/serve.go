@@ -22,6 +22,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
@@ -180,7 +181,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	pub, err := publish.New(publish.Config{
-		Store: db, Roots: roots, Issuer: inters[0], IssuerKey: interKey, Linter: linter, Responder: resp,
+		Store: db, Roots: roots, Issuer: issuer, Responder: resp,
 		BundleSigner: publish.Signer{Key: bundleCred.key, Chain: bundleCred.chain},
 		Audit:        rec, Log: d.Log, Now: d.Now,
 		CRLValidity: cfg.Status.CRLValidity.Duration, CRLRefresh: cfg.Status.CRLRefresh.Duration,
@@ -291,7 +292,8 @@ func (s *Service) AdminTLS() *tls.Config  { return s.admin }
 func (s *Service) PublicTLS() *tls.Config { return s.public }
 
 // Close records the refusals counted since the last summary and releases
-// the store.
+// the store. It MUST NOT be called before Serve has returned: until then
+// requests and background work may still use the store.
 func (s *Service) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -340,14 +342,13 @@ func serverCertificate(ctx context.Context, cfg *Config, keys *hsm.Manager) (tls
 }
 
 // Serve listens on the configured addresses until ctx is done, then shuts
-// down gracefully.
+// down in order: the listeners stop accepting, the requests in flight are
+// drained (for at most drainTimeout), and the background work (CRL and
+// OCSP publishing, refusal summaries, credential renewal, ARL reload) is
+// stopped and waited for. When it returns nothing uses the store or the
+// keys any more: Close, and then the key manager, may be closed.
 func (s *Service) Serve(ctx context.Context) error {
-	type srv struct {
-		name string
-		ln   net.Listener
-		http *http.Server
-	}
-	var servers []srv
+	var servers []lifecycle.Server
 	listen := func(name string, lc ListenerConfig, tcfg *tls.Config, h http.Handler) error {
 		ln, err := net.Listen("tcp", lc.Listen)
 		if err != nil {
@@ -359,7 +360,7 @@ func (s *Service) Serve(ctx context.Context) error {
 		if tcfg != nil {
 			ln = tls.NewListener(ln, tcfg)
 		}
-		servers = append(servers, srv{name, ln, &http.Server{
+		servers = append(servers, lifecycle.Server{Name: name, Listener: ln, HTTP: &http.Server{
 			Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -369,7 +370,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	}
 	closeAll := func() {
 		for _, sv := range servers {
-			sv.ln.Close()
+			sv.Listener.Close()
 		}
 	}
 	if err := listen("admin", s.cfg.Admin, s.admin, s.api.AdminHandler()); err != nil {
@@ -385,47 +386,61 @@ func (s *Service) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	go s.pub.Run(ctx)
-	go s.refusals.Run(ctx)
-	go func() {
-		t := time.NewTicker(6 * time.Hour)
-		defer t.Stop()
-		arl := time.NewTicker(arlReload)
-		defer arl.Stop()
-		for {
-			select {
-			case <-ctx.Done():
+	return lifecycle.Run(ctx, s.log, drainTimeout, servers,
+		lifecycle.Task{Name: "publisher", Run: s.pub.Run},
+		lifecycle.Task{Name: "refusal summaries", Run: s.refusals.Run},
+		lifecycle.Task{Name: "credential renewal", Run: func(ctx context.Context) { s.keepCredentials(ctx, time.After) }},
+		lifecycle.Task{Name: "ARL reload", Run: s.reloadARLs},
+	)
+}
+
+// drainTimeout bounds how long a shutdown waits for requests in flight.
+const drainTimeout = 15 * time.Second
+
+// renewEvery is how often trustd looks at its own credentials (and warns
+// of an ARL near expiry); a failed renewal is tried again after
+// renewRetry, doubling up to renewEvery.
+const (
+	renewEvery = 6 * time.Hour
+	renewRetry = time.Minute
+)
+
+// keepCredentials renews trustd's own credentials when they near expiry
+// until ctx ends; after is time.After (tests drive the clock).
+func (s *Service) keepCredentials(ctx context.Context, after func(time.Duration) <-chan time.Time) {
+	wait, retry := renewEvery, renewRetry
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-after(wait):
+		}
+		if err := s.RenewCredentials(ctx); err != nil {
+			if ctx.Err() != nil {
 				return
-			case <-t.C:
-				if err := s.RenewCredentials(ctx); err != nil {
-					s.log.ErrorContext(ctx, "renewing trustd's own credentials failed", "err", err)
-				}
-				s.checkARLExpiry()
-			case <-arl.C:
-				// A bad file keeps the ARL being served.
-				if err := s.ReloadARL(); err != nil {
-					s.log.ErrorContext(ctx, "the ARL file was not loaded", "err", err)
-				}
+			}
+			s.log.ErrorContext(ctx, "renewing trustd's own credentials failed; trying again", "err", err, "in", retry.String())
+			wait, retry = retry, min(2*retry, renewEvery)
+		} else {
+			wait, retry = renewEvery, renewRetry
+		}
+		s.checkARLExpiry()
+	}
+}
+
+// reloadARLs serves a re-signed ARL file within arlReload of its writing,
+// until ctx ends. A bad file keeps the ARL being served.
+func (s *Service) reloadARLs(ctx context.Context) {
+	t := time.NewTicker(arlReload)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.ReloadARL(); err != nil {
+				s.log.ErrorContext(ctx, "the ARL file was not loaded", "err", err)
 			}
 		}
-	}()
-	errc := make(chan error, len(servers))
-	for _, sv := range servers {
-		go func() {
-			if err := sv.http.Serve(sv.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s: %w", sv.name, err)
-			}
-		}()
 	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for _, sv := range servers {
-		_ = sv.http.Shutdown(shutdown)
-	}
-	return err
 }

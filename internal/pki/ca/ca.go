@@ -1,8 +1,11 @@
-// Package ca is the only place that touches step-ca: its authority is
-// embedded as a library and used for exactly one thing, signing a
-// certificate from a CSR and a profile template with the intermediate key.
-// Everything around it (who may have a certificate, validity, linting,
-// records) is ours, so the rest of the code sees the narrow CA type below.
+// Package ca holds the issuing key. Its CA type is the one holder of the
+// intermediate's crypto.Signer: it signs certificates (step-ca, embedded as
+// a library, renders a CSR and a profile template; this is the only place
+// that touches step-ca) and CRLs. Everything around signing (who may have a
+// certificate, validity, records) is the callers'; every signature goes
+// through the same steps here: lint the to-be-signed bytes, let the caller
+// record the intent, sign, and check that what was signed is what was
+// linted.
 package ca
 
 import (
@@ -21,6 +24,7 @@ import (
 	"go.step.sm/crypto/x509util"
 
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 )
 
@@ -40,7 +44,8 @@ type Config struct {
 	Certs  CertificateSource
 }
 
-// CA issues certificates under one intermediate.
+// CA issues certificates and CRLs under one intermediate. It keeps the
+// intermediate's key to itself: nothing else in the process MUST hold it.
 type CA struct {
 	auth         *authority.Authority
 	intermediate *x509.Certificate
@@ -158,6 +163,13 @@ func (c *CA) Issue(ctx context.Context, req Request, before BeforeSign) (*x509.C
 		return nil, err
 	}
 	return chain[0], nil
+}
+
+// SignCRL lints and signs a CRL with the issuing key, as crl.Sign does:
+// before (if not nil) sees the linted TBS immediately before the key signs,
+// and the DER returned covers exactly that TBS.
+func (c *CA) SignCRL(req crl.Request, before crl.BeforeSign) ([]byte, error) {
+	return crl.Sign(req, c.intermediate, c.signer, c.linter, before)
 }
 
 func (c *CA) checkRequest(req Request) error {

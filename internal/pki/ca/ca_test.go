@@ -20,6 +20,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
@@ -217,5 +218,34 @@ func TestNewRefusesMismatchedKey(t *testing.T) {
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if _, err := ca.New(ca.Config{Roots: []*x509.Certificate{p.Root}, Intermediate: p.Intermediate, Signer: other, Linter: p.Linter, Now: now}); err == nil {
 		t.Fatal("a CA with a key that does not match its certificate was built")
+	}
+}
+
+// TestSignCRL: the CA signs CRLs with the issuing key by the same steps as
+// certificates: the intent (hook) sees the linted TBS, the CRL verifies
+// under the intermediate and covers exactly that TBS, and a failed hook
+// means no signature.
+func TestSignCRL(t *testing.T) {
+	p := testpki.New(t, nil, now)
+	req := crl.Request{Number: big.NewInt(7), ThisUpdate: now(), NextUpdate: now().Add(time.Hour),
+		Entries: []crl.Entry{{Serial: big.NewInt(42), RevokedAt: now().Add(-time.Minute), Reason: 1}}}
+	var linted []byte
+	der, err := p.CA.SignCRL(req, func(tbs []byte) error { linted = tbs; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := list.CheckSignatureFrom(p.Intermediate); err != nil {
+		t.Fatalf("the CRL does not verify under the intermediate: %v", err)
+	}
+	if !bytes.Equal(list.RawTBSRevocationList, linted) || list.Number.Int64() != 7 || len(list.RevokedCertificateEntries) != 1 {
+		t.Fatalf("CRL %s with %d entries; TBS as linted: %v", list.Number, len(list.RevokedCertificateEntries), bytes.Equal(list.RawTBSRevocationList, linted))
+	}
+	auditDown := errors.New("audit store down")
+	if der, err := p.CA.SignCRL(req, func([]byte) error { return auditDown }); !errors.Is(err, auditDown) || der != nil {
+		t.Fatalf("got %d bytes, %v; want the audit error and no CRL", len(der), err)
 	}
 }

@@ -91,6 +91,7 @@ type Trust interface {
 	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
 	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
 	LatestCRL(ctx context.Context) (revoke.CRL, error)
+	ReserveCRLNumber(ctx context.Context, atLeast int64, at time.Time) (int64, error)
 	AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error
 	LatestServiceCredential(ctx context.Context, purpose string) (enrol.ServiceCredential, error)
 
@@ -1106,6 +1107,34 @@ func testCRLsAndCredentials(t *testing.T, b Backend) {
 	latest, err := s.LatestCRL(ctx)
 	if err != nil || latest.Number != 3 || latest.DER[0] != 3 || !latest.NextUpdate.Equal(now.Add(time.Hour)) {
 		t.Fatalf("latest CRL: %+v %v", latest, err)
+	}
+	// A reserved number is above every number stored or reserved before,
+	// and at least the one asked for.
+	for _, step := range []struct{ atLeast, want int64 }{{0, 4}, {2, 5}, {100, 100}, {100, 101}, {50, 102}} {
+		if n, err := s.ReserveCRLNumber(ctx, step.atLeast, now); err != nil || n != step.want {
+			t.Fatalf("reserving at least %d: %d %v; want %d", step.atLeast, n, err, step.want)
+		}
+	}
+	if err := s.StoreCRL(ctx, revoke.CRL{Number: 200, ThisUpdate: now, NextUpdate: now.Add(time.Hour), DER: []byte{200}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ReserveCRLNumber(ctx, 1, now); err != nil || n != 201 {
+		t.Fatalf("reserving after CRL 200 was stored: %d %v; want 201", n, err)
+	}
+	// Concurrent reservations never share a number.
+	var wg sync.WaitGroup
+	got := make([]int64, 8)
+	errc := make([]error, len(got))
+	for i := range got {
+		wg.Go(func() { got[i], errc[i] = s.ReserveCRLNumber(ctx, 1000, now) })
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for i, n := range got {
+		if errc[i] != nil || seen[n] {
+			t.Fatalf("concurrent reservations: %v, errors %v", got, errc)
+		}
+		seen[n] = true
 	}
 	c1 := issued(t, s, now.AddDate(0, 3, 0))
 	c2 := issued(t, s, now.AddDate(0, 6, 0))

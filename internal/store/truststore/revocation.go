@@ -271,6 +271,32 @@ func (t *Store) StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Tim
 	return err
 }
 
+// ReserveCRLNumber takes the next CRL number, durably, before a CRL is
+// signed with it: atLeast, or one more than every number reserved or
+// stored before, whichever is larger. A number is reserved once; one that
+// goes unused (the signature or StoreCRL failed) is never given again.
+func (t *Store) ReserveCRLNumber(ctx context.Context, atLeast int64, at time.Time) (int64, error) {
+	var n int64
+	err := t.Tx(ctx, func(tx *sql.Tx) error {
+		if t.Dialect() == sqlstore.Postgres {
+			// Serialises reservations (SQLite's immediate transactions
+			// already serialise all writers).
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('crl_numbers'))`); err != nil {
+				return err
+			}
+		}
+		var hi int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(n), 0) FROM
+			(SELECT MAX(number) AS n FROM crl_numbers UNION ALL SELECT MAX(number) AS n FROM crls) m`).Scan(&hi); err != nil {
+			return err
+		}
+		n = max(atLeast, hi+1)
+		_, err := t.Exec(ctx, tx, `INSERT INTO crl_numbers (number, reserved_at) VALUES ($1, $2)`, n, at.UTC())
+		return err
+	})
+	return n, err
+}
+
 // LatestCRL returns the CRL with the highest number, or store.ErrNotFound.
 func (t *Store) LatestCRL(ctx context.Context) (revoke.CRL, error) {
 	var c revoke.CRL

@@ -1,0 +1,361 @@
+package trustd_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.step.sm/crypto/pemutil"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/lifecycle"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
+	"github.com/nuskha/nuskha/internal/testutil/logbuf"
+	"github.com/nuskha/nuskha/internal/trustd"
+)
+
+// logLines is trustd's JSON log in a test: every line, and channels
+// closed when a message has been logged so many times.
+type logLines struct {
+	mu      sync.Mutex
+	lines   []map[string]any
+	count   map[string]int
+	waiters []waiter
+}
+
+type waiter struct {
+	msg string
+	n   int
+	c   chan struct{}
+}
+
+func newLogLines() *logLines { return &logLines{count: map[string]int{}} }
+
+// logged is closed once msg has been logged n times.
+func (l *logLines) logged(msg string, n int) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := make(chan struct{})
+	if l.count[msg] >= n {
+		close(c)
+	} else {
+		l.waiters = append(l.waiters, waiter{msg, n, c})
+	}
+	return c
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	var line map[string]any
+	if json.Unmarshal(p, &line) == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.lines = append(l.lines, line)
+		msg, _ := line["msg"].(string)
+		l.count[msg]++
+		l.waiters = slices.DeleteFunc(l.waiters, func(w waiter) bool {
+			if w.msg == msg && l.count[msg] >= w.n {
+				close(w.c)
+				return true
+			}
+			return false
+		})
+	}
+	return len(p), nil
+}
+
+// find returns the lines with msg.
+func (l *logLines) find(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range l.lines {
+		if line["msg"] == msg {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// initCA makes a CA in a temporary directory with its listeners on ports
+// of the kernel's choosing, and returns its config.
+func initCA(t *testing.T, d trustd.Deps) (*trustd.Config, *trustd.InitResult) {
+	t.Helper()
+	res, err := trustd.Init(context.Background(), trustd.InitOptions{
+		Dir: filepath.Join(t.TempDir(), "ca"), Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, res
+}
+
+// ocspRequest asks for the status of an officer's certificate.
+func ocspRequest(t *testing.T, res *trustd.InitResult) []byte {
+	t.Helper()
+	chain, err := pemutil.ReadCertificateBundle(res.Officers[0].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := ocsp.CreateRequest(chain[0], chain[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// TestServeStopsInOrder: trustd serving is stopped (its context ends)
+// with a request in flight. The listener stops accepting, the request is
+// served to the end, and only then does the background work stop; Serve
+// returns after all of it ended, before the store and the keys close.
+func TestServeStopsInOrder(t *testing.T) {
+	ctx := context.Background()
+	d := deps(t)
+	cfg, res := initCA(t, d)
+	logs := newLogLines()
+	d.Log = slog.New(slog.NewJSONHandler(logs, nil))
+	svc, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- svc.Serve(runCtx) }()
+	select {
+	case <-logs.logged("listening", 3):
+	case err := <-done:
+		t.Fatalf("serve ended before it listened: %v", err)
+	}
+	var addr string
+	for _, l := range logs.find("listening") {
+		if l["listener"] == "http" {
+			addr, _ = l["addr"].(string)
+		}
+	}
+
+	// An OCSP request over plain HTTP, held in flight: its headers are
+	// read and the handler waits for the body (the server's "100
+	// Continue" says it has begun reading it).
+	body := ocspRequest(t, res)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /ocsp HTTP/1.1\r\nHost: %s\r\nContent-Type: application/ocsp-request\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", addr, len(body))
+	rd := bufio.NewReader(conn)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("no 100 Continue: %q %v", line, err)
+	}
+	if _, err := rd.ReadString('\n'); err != nil { // the blank line after it
+		t.Fatal(err)
+	}
+
+	stop()
+	select {
+	case <-logs.logged(lifecycle.MsgDraining, 1):
+	case err := <-done:
+		t.Fatalf("Serve returned (%v) with a request in flight", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned (%v) with a request in flight", err)
+	default:
+	}
+	if n := len(logs.find(lifecycle.MsgTaskStopped)); n != 0 {
+		t.Fatalf("%d background task(s) stopped before the requests drained", n)
+	}
+	if _, err := conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var der bytes.Buffer
+	_, _ = der.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the request in flight: %d", resp.StatusCode)
+	}
+	if _, err := ocsp.ParseResponse(der.Bytes(), nil); err != nil {
+		t.Fatalf("the request in flight got no OCSP response: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	// Serve has returned: every background task has, too.
+	stopped := map[string]bool{}
+	for _, l := range logs.find(lifecycle.MsgTaskStopped) {
+		stopped[l["task"].(string)] = true
+	}
+	for _, task := range []string{"publisher", "refusal summaries", "credential renewal", "ARL reload"} {
+		if !stopped[task] {
+			t.Errorf("Serve returned before %q stopped (stopped: %v)", task, stopped)
+		}
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("the http listener still accepts after Serve returned")
+	}
+}
+
+// testClock is a clock the test sets.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// TestRenewCredentials: trustd's renewal loop replaces a credential near
+// its expiry, after which the OCSP responder signs with the new
+// certificate and the trust bundle with the new signer; a renewal that
+// fails is logged and tried again sooner than the next scheduled check.
+func TestRenewCredentials(t *testing.T) {
+	ctx := context.Background()
+	d := deps(t)
+	start := time.Now()
+	clock := &testClock{t: start}
+	d.Now = clock.Now
+	cfg, res := initCA(t, d)
+	var logs logbuf.Buffer
+	d.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	svc, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	latest := func(purpose string) (serial string, keyPath string) {
+		t.Helper()
+		c, err := svc.Store().LatestServiceCredential(ctx, purpose)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := hsm.ParseURI(c.KeyURI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Serial.String(), u.Path["path"]
+	}
+	// ocspSigner is the certificate the responder's answers carry and
+	// verify under.
+	req := ocspRequest(t, res)
+	ocspSigner := func() string {
+		t.Helper()
+		r, err := ocsp.ParseResponse(svc.Responder().Respond(req).DER, nil)
+		if err != nil || r.Certificate == nil {
+			t.Fatalf("OCSP answer: %v", err)
+		}
+		return r.Certificate.SerialNumber.String()
+	}
+	roots, err := pemutil.ReadCertificateBundle(res.RootCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundleSigner := func() string {
+		t.Helper()
+		b, err := svc.Publisher().Bundle(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := bundle.Verify(b, roots, pki.MustArc(cfg.OIDArc), clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Signer.SerialNumber.String()
+	}
+	ocsp0, ocspKey0 := latest(trustd.PurposeOCSP)
+	bundle0, _ := latest(trustd.PurposeBundle)
+	if ocspSigner() != ocsp0 || bundleSigner() != bundle0 {
+		t.Fatal("the responder or the bundle does not sign with the credentials recorded")
+	}
+
+	asked, fire := make(chan time.Duration, 1), make(chan time.Time)
+	loopCtx, stop := context.WithCancel(ctx)
+	ended := make(chan struct{})
+	go func() {
+		svc.KeepCredentials(loopCtx, func(d time.Duration) <-chan time.Time { asked <- d; return fire })
+		close(ended)
+	}()
+	defer func() { stop(); <-ended }()
+	next := func(want time.Duration) {
+		t.Helper()
+		if d := <-asked; d != want {
+			t.Fatalf("next check in %s, want %s", d, want)
+		}
+	}
+	next(trustd.RenewEvery)
+
+	// 61 days on, the OCSP responder's certificate (90 days) is within the
+	// 30-day renewal window; its key cannot be opened, and renewal fails.
+	clock.set(start.AddDate(0, 0, 61))
+	if err := os.Rename(ocspKey0, ocspKey0+".away"); err != nil {
+		t.Fatal(err)
+	}
+	fire <- clock.Now()
+	next(trustd.RenewRetry)
+	if !strings.Contains(logs.String(), `"level":"ERROR","msg":"renewing trustd's own credentials failed; trying again"`) {
+		t.Fatalf("the failed renewal was not logged as an error:\n%s", logs.String())
+	}
+	if ocspSigner() != ocsp0 {
+		t.Fatal("the responder changed its certificate although renewal failed")
+	}
+
+	// The retry succeeds: a new responder certificate signs the answers;
+	// the bundle signer (a year) is not due yet.
+	if err := os.Rename(ocspKey0+".away", ocspKey0); err != nil {
+		t.Fatal(err)
+	}
+	fire <- clock.Now()
+	next(trustd.RenewEvery)
+	ocsp1, _ := latest(trustd.PurposeOCSP)
+	if ocsp1 == ocsp0 || ocspSigner() != ocsp1 {
+		t.Fatalf("OCSP credential %s (was %s); the responder signs with %s", ocsp1, ocsp0, ocspSigner())
+	}
+	if b, _ := latest(trustd.PurposeBundle); b != bundle0 || bundleSigner() != bundle0 {
+		t.Fatal("the bundle signer was renewed before its window")
+	}
+
+	// 340 days on, the bundle signer is due: the bundle is signed anew by
+	// the new one.
+	clock.set(start.AddDate(0, 0, 340))
+	fire <- clock.Now()
+	next(trustd.RenewEvery)
+	bundle1, _ := latest(trustd.PurposeBundle)
+	if bundle1 == bundle0 || bundleSigner() != bundle1 {
+		t.Fatalf("bundle credential %s (was %s); the bundle is signed by %s", bundle1, bundle0, bundleSigner())
+	}
+}
