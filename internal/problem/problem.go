@@ -21,6 +21,11 @@ const TypePrefix = "urn:nuskha:problem:"
 // ContentType of problem documents.
 const ContentType = "application/problem+json"
 
+// RequestIDHeader carries a request's id, in the request (the client's
+// own, which the edge keeps when it is a safe token) and in the response
+// (the id the request was logged under).
+const RequestIDHeader = "X-Request-Id"
+
 // Problem is an RFC 9457 problem document with our extension members.
 type Problem struct {
 	Type     string `json:"type"`
@@ -32,6 +37,9 @@ type Problem struct {
 	Code errs.Code `json:"code"`
 	// Field names the offending input field, when there is one.
 	Field string `json:"field,omitempty"`
+	// RequestID is the id the request was logged under, for a vendor's
+	// error report to be matched with the daemon's log.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 type meta struct {
@@ -148,13 +156,17 @@ func From(err error) Problem {
 	return p
 }
 
-// Write sends err as a problem document. Server-side failures are logged
-// with their cause; client errors are not (they are audited where it matters).
+// Write sends err as a problem document, with the request id the edge
+// gave the response (its RequestIDHeader, set before any handler runs).
+// Server-side failures are logged with their cause, by route and request
+// id (never the path, which may hold a national id); client errors are not
+// (they are audited where it matters).
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p := From(err)
 	p.Instance = r.URL.Path
+	p.RequestID = w.Header().Get(RequestIDHeader)
 	if p.Status >= 500 && log != nil {
-		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", string(p.Code), "err", err)
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "request_id", p.RequestID, "code", string(p.Code), "err", err)
 	}
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Cache-Control", "no-store")

@@ -1,0 +1,101 @@
+package httpedge
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/problem"
+)
+
+// Routes is a ServeMux that answers unknown paths and wrong methods with
+// problem documents rather than the mux's plain text, caps every request
+// body (problem.MaxBody, or the route's own limit), and tells the edge
+// which route it matched, for the access log.
+type Routes struct {
+	mux    *http.ServeMux
+	limits map[string]int64
+}
+
+// NewRoutes returns an empty set of routes.
+func NewRoutes() *Routes {
+	return &Routes{mux: http.NewServeMux(), limits: map[string]int64{}}
+}
+
+// Handle routes pattern (a ServeMux pattern) to h, with bodies of at most
+// problem.MaxBody bytes.
+func (rt *Routes) Handle(pattern string, h http.Handler) {
+	rt.HandleLimit(pattern, problem.MaxBody, h)
+}
+
+// HandleFunc is Handle for a function.
+func (rt *Routes) HandleFunc(pattern string, h http.HandlerFunc) {
+	rt.HandleLimit(pattern, problem.MaxBody, h)
+}
+
+// HandleLimit routes pattern to h, with bodies of at most limit bytes.
+func (rt *Routes) HandleLimit(pattern string, limit int64, h http.Handler) {
+	rt.mux.Handle(pattern, h)
+	rt.limits[pattern] = limit
+}
+
+func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := rt.mux.Handler(r)
+	if pattern == "" {
+		rec := &statusOnly{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		if rec.status == http.StatusMethodNotAllowed {
+			problem.Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource: %s", r.URL.Path))
+		return
+	}
+	limit := rt.limits[pattern]
+	req := from(r.Context())
+	if req == nil {
+		// Routes served without an Edge (in tests): the limit is still
+		// the route's.
+		req = &request{}
+		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, req))
+	}
+	req.route, req.limit = pattern, limit
+	// With w, a body over the limit also closes the connection once the
+	// answer is sent, rather than read on.
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	// ServeHTTP, not h: only the mux sets the path values.
+	rt.mux.ServeHTTP(w, r)
+}
+
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int)        { s.status = code }
+
+// Limit is the body limit of the request's route: problem.MaxBody when
+// it was not routed by Routes.
+func Limit(r *http.Request) int64 {
+	if req := from(r.Context()); req != nil && req.limit > 0 {
+		return req.limit
+	}
+	return problem.MaxBody
+}
+
+// Decode reads the request's JSON body strictly (problem.Decode) within
+// its route's limit.
+func Decode(r *http.Request, v any) error {
+	return problem.Decode(r, Limit(r), v)
+}
+
+// Body reads the request's JSON body within its route's limit, for
+// handlers that need the bytes as well (then problem.Unmarshal them).
+func Body(r *http.Request) ([]byte, error) {
+	return problem.Body(r, Limit(r))
+}
