@@ -189,35 +189,3 @@ func JSON(w http.ResponseWriter, status int, v any) {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
-
-// Mux wraps a ServeMux so that unknown paths and wrong methods also answer
-// with problem documents rather than the mux's plain text.
-func Mux(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			// ServeMux.ServeHTTP, not h: only it sets the path values.
-			mux.ServeHTTP(w, r)
-			return
-		}
-		rec := &statusOnly{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		if allow := rec.header.Get("Allow"); allow != "" {
-			w.Header().Set("Allow", allow)
-		}
-		if rec.status == http.StatusMethodNotAllowed {
-			Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
-			return
-		}
-		Write(w, r, nil, errs.New(errs.NotFound, "no such resource: %s", r.URL.Path))
-	})
-}
-
-type statusOnly struct {
-	header http.Header
-	status int
-}
-
-func (s *statusOnly) Header() http.Header         { return s.header }
-func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
-func (s *statusOnly) WriteHeader(code int)        { s.status = code }
