@@ -148,8 +148,13 @@ func (e Edge) panicked(r *http.Request, req *request, p any) {
 	if e.Log == nil {
 		return
 	}
-	e.Log.ErrorContext(r.Context(), "panic serving a request", "listener", e.Listener, "method", r.Method, "route", req.route,
-		"request_id", req.id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	var attrs []slog.Attr
+	if e.Listener != "" {
+		attrs = append(attrs, slog.String("listener", e.Listener))
+	}
+	attrs = append(attrs, slog.String("method", r.Method), slog.String("route", req.route), slog.String("request_id", req.id),
+		slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+	e.Log.LogAttrs(r.Context(), slog.LevelError, "panic serving a request", attrs...)
 }
 
 // requestID is the client's id when it is a safe token (1 to MaxRequestID

@@ -1,6 +1,7 @@
 package rxapi_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -437,5 +438,40 @@ func TestIntermediateAsAnchorRefused(t *testing.T) {
 	defer r2.Body.Close()
 	if r2.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a vendor under a revoked intermediate is served (%d) when the intermediate is a trust anchor", r2.StatusCode)
+	}
+}
+
+// panicking is an Eligibility with a bug.
+type panicking struct{}
+
+func (panicking) Check(context.Context, string, time.Time) (insured.Result, error) {
+	var none []insured.Result
+	return none[len(none)], nil
+}
+
+// TestPanicIsAProblem: a bug behind a route answers 500 with a problem
+// document carrying the request id, logs its stack by route, and rxd goes
+// on serving.
+func TestPanicIsAProblem(t *testing.T) {
+	var logs logbuf.Buffer
+	f := setup(t, func(a *rxapi.API) {
+		a.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+		a.Eligibility = panicking{}
+	})
+	id := insuredtest.NationalID(3)
+	resp, body := f.do(t, "vendor", "GET", "/v1/eligibility/"+id, nil)
+	wantProblem(t, resp, body, 500, "internal")
+	var p problem.Problem
+	_ = json.Unmarshal(body, &p)
+	if p.RequestID == "" || p.RequestID != resp.Header.Get(problem.RequestIDHeader) || strings.Contains(string(body), "index out of range") {
+		t.Fatalf("problem %s, header %q", body, resp.Header.Get(problem.RequestIDHeader))
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"panic serving a request"`) || !strings.Contains(out, `"route":"GET /v1/eligibility/{nationalId}","request_id":"`+p.RequestID+`"`) ||
+		!strings.Contains(out, "index out of range") || !strings.Contains(out, "api_test.go") || strings.Contains(out, id) || strings.Contains(out, id[:8]) {
+		t.Fatalf("panic log:\n%s", out)
+	}
+	if resp, body := f.do(t, "vendor", "GET", "/v1/rules", nil); resp.StatusCode != 200 {
+		t.Fatalf("after a panic: %d %s", resp.StatusCode, body)
 	}
 }
