@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
@@ -242,6 +243,56 @@ func TestRoutes(t *testing.T) {
 		}
 		if tc.status == 405 && resp.Header.Get("Allow") == "" {
 			t.Fatalf("%s %s: no Allow header", tc.method, tc.path)
+		}
+	}
+}
+
+// TestGuardedRoutes: the guard sees every request, to a route or not,
+// once its route is known: a refusal is logged with the route it refused,
+// and an unknown path is not answered before the guard has run.
+func TestGuardedRoutes(t *testing.T) {
+	guard := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Test-Officer") == "" {
+				problem.Write(w, r, nil, errs.New(errs.Unauthorized, "no officer"))
+				return
+			}
+			httpedge.SetCaller(r.Context(), r.Header.Get("X-Test-Officer"), "officer")
+			next.ServeHTTP(w, r)
+		})
+	}
+	rt := httpedge.GuardedRoutes(guard)
+	rt.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(r.PathValue("id"))) })
+	var logs logbuf.Buffer
+	srv := httptest.NewServer(httpedge.Edge{Log: slog.New(slog.NewJSONHandler(&logs, nil))}.Handler(rt))
+	defer srv.Close()
+	for _, tc := range []struct {
+		path, officer string
+		status        int
+		line          string
+	}{
+		{"/things/7", "", 401, `"route":"GET /things/{id}","status":401,"ms":`},
+		{"/things/7", "off-1", 200, `"route":"GET /things/{id}","status":200,"ms":`},
+		{"/nothing", "", 401, `"route":"(no route)","status":401,"ms":`},
+		{"/nothing", "off-1", 404, `"route":"(no route)","status":404,"ms":`},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+tc.path, nil)
+		if tc.officer != "" {
+			req.Header.Set("X-Test-Officer", tc.officer)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s as %q: %d %s", tc.path, tc.officer, resp.StatusCode, body)
+		}
+		last := lines(t, logs.String(), "request")
+		got, _ := json.Marshal(last[len(last)-1])
+		if !strings.Contains(logs.String(), tc.line) || tc.officer != "" && last[len(last)-1]["caller"] != tc.officer {
+			t.Fatalf("%s as %q: access line %s", tc.path, tc.officer, got)
 		}
 	}
 }

@@ -15,11 +15,23 @@ import (
 type Routes struct {
 	mux    *http.ServeMux
 	limits map[string]int64
+	serve  http.Handler // dispatch, behind the guard if there is one
 }
 
 // NewRoutes returns an empty set of routes.
-func NewRoutes() *Routes {
-	return &Routes{mux: http.NewServeMux(), limits: map[string]int64{}}
+func NewRoutes() *Routes { return GuardedRoutes(nil) }
+
+// GuardedRoutes returns an empty set of routes that passes every request,
+// to a route or not, through guard (a daemon's authentication) once its
+// route is known: no route can be added without the guard, and a refusal
+// is logged with the route it refused.
+func GuardedRoutes(guard func(http.Handler) http.Handler) *Routes {
+	rt := &Routes{mux: http.NewServeMux(), limits: map[string]int64{}}
+	rt.serve = http.HandlerFunc(rt.dispatch)
+	if guard != nil {
+		rt.serve = guard(rt.serve)
+	}
+	return rt
 }
 
 // Handle routes pattern (a ServeMux pattern) to h, with bodies of at most
@@ -40,21 +52,7 @@ func (rt *Routes) HandleLimit(pattern string, limit int64, h http.Handler) {
 }
 
 func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, pattern := rt.mux.Handler(r)
-	if pattern == "" {
-		rec := &statusOnly{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		if allow := rec.header.Get("Allow"); allow != "" {
-			w.Header().Set("Allow", allow)
-		}
-		if rec.status == http.StatusMethodNotAllowed {
-			problem.Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
-			return
-		}
-		problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource: %s", r.URL.Path))
-		return
-	}
-	limit := rt.limits[pattern]
+	_, pattern := rt.mux.Handler(r)
 	req := from(r.Context())
 	if req == nil {
 		// Routes served without an Edge (in tests): the limit is still
@@ -62,12 +60,39 @@ func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req = &request{}
 		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, req))
 	}
-	req.route, req.limit = pattern, limit
+	req.route, req.limit = pattern, problem.MaxBody
+	if pattern != "" {
+		req.limit = rt.limits[pattern]
+	}
+	// For the guard's own refusals (problem.Write logs a 5xx by it); the
+	// mux sets it again.
+	r.Pattern = pattern
 	// With w, a body over the limit also closes the connection once the
 	// answer is sent, rather than read on.
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	// ServeHTTP, not h: only the mux sets the path values.
-	rt.mux.ServeHTTP(w, r)
+	r.Body = http.MaxBytesReader(w, r.Body, req.limit)
+	rt.serve.ServeHTTP(w, r)
+}
+
+// dispatch serves a request past the guard: to its route, or with a
+// problem document.
+func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
+	if r.Pattern != "" {
+		// ServeHTTP, not the route's handler: only the mux sets the path
+		// values.
+		rt.mux.ServeHTTP(w, r)
+		return
+	}
+	h, _ := rt.mux.Handler(r)
+	rec := &statusOnly{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if allow := rec.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	if rec.status == http.StatusMethodNotAllowed {
+		problem.Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
+		return
+	}
+	problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource: %s", r.URL.Path))
 }
 
 type statusOnly struct {

@@ -144,11 +144,12 @@ func officerFrom(ctx context.Context) string {
 }
 
 // AdminHandler serves /admin/v1/ to officers only. The TLS listener MUST
-// require and verify client certificates against our roots; every route
-// then insists the certificate is a registered, current officer's.
+// require and verify client certificates against our roots; this handler
+// then insists, for every path, that the certificate is a registered,
+// current officer's.
 func (a *API) AdminHandler() http.Handler {
-	rt := httpedge.NewRoutes()
-	handle := func(pattern string, h http.HandlerFunc) { rt.Handle(pattern, a.officer(h)) }
+	rt := httpedge.GuardedRoutes(a.officer)
+	handle := rt.HandleFunc
 	handle("GET /admin/v1/whoami", a.whoami)
 	handle("POST /admin/v1/subjects", a.createSubject)
 	handle("GET /admin/v1/subjects", a.listSubjects)

@@ -103,7 +103,7 @@ func TestAccessLogEveryListener(t *testing.T) {
 		{Listener: "admin", Method: "GET", Route: "GET /admin/v1/subjects", Status: 200, Caller: me.ID, Role: "officer"},
 		{Listener: "admin", Method: "POST", Route: "POST /admin/v1/subjects", Status: 409, Caller: me.ID, Role: "officer"},
 		{Listener: "admin", Method: "GET", Route: "GET /admin/v1/subjects/{id}", Status: 404, Caller: me.ID, Role: "officer"},
-		{Listener: "admin", Method: "GET", Route: "(no route)", Status: 404, Caller: "anonymous"},
+		{Listener: "admin", Method: "GET", Route: "(no route)", Status: 404, Caller: me.ID, Role: "officer"},
 		{Listener: "public", Method: "GET", Route: "GET /v1/certificates/{serial}/status", Status: 200, Caller: "anonymous"},
 		{Listener: "public", Method: "GET", Route: "(no route)", Status: 404, Caller: "anonymous"},
 		{Listener: "http", Method: "GET", Route: "/ocsp/", Status: 200, Caller: "anonymous"},
