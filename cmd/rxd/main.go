@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -37,6 +36,7 @@ import (
 	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
@@ -428,28 +428,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, error) {
-	var cert tls.Certificate
-	if strings.HasPrefix(keyRef, "softkey:") || strings.HasPrefix(keyRef, "pkcs11:") {
-		chain, err := pemutil.ReadCertificateBundle(certFile)
-		if err != nil {
-			return nil, fmt.Errorf("server certificate: %w", err)
-		}
-		key, err := keys.OpenKey(ctx, keyRef)
-		if err != nil {
-			return nil, fmt.Errorf("server key: %w", err)
-		}
-		if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(chain[0].PublicKey) {
-			return nil, errors.New("the server key is not the certificate's")
-		}
-		for _, c := range chain {
-			cert.Certificate = append(cert.Certificate, c.Raw)
-		}
-		cert.PrivateKey, cert.Leaf = key, chain[0]
-	} else {
-		var err error
-		if cert, err = tls.LoadX509KeyPair(certFile, keyRef); err != nil {
-			return nil, fmt.Errorf("server certificate: %w", err)
-		}
+	cert, err := httpedge.KeyPair(ctx, keys, certFile, keyRef)
+	if err != nil {
+		return nil, err
 	}
 	pemCA, err := os.ReadFile(clientCA)
 	if err != nil {

@@ -254,6 +254,13 @@ func TestServeStopsInOrder(t *testing.T) {
 // until the test ends, and returns the address once rxd says it listens.
 func serving(t *testing.T, args []string) string {
 	t.Helper()
+	addr, _ := servingLogged(t, args)
+	return addr
+}
+
+// servingLogged is serving, with rxd's log.
+func servingLogged(t *testing.T, args []string) (string, *logWatch) {
+	t.Helper()
 	logs := &logWatch{found: make(chan string, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -266,12 +273,12 @@ func serving(t *testing.T, args []string) string {
 	})
 	select {
 	case addr := <-logs.found:
-		return addr
+		return addr, logs
 	case err := <-done:
 		done <- err
 		t.Fatalf("serve ended before it listened: %v\n%s", err, logs)
 	}
-	return ""
+	return "", nil
 }
 
 // logWatch is rxd's stderr in a test: it keeps the log and hands over the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,9 +15,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -139,5 +144,91 @@ func TestServeConnectionCaps(t *testing.T) {
 	}
 	if !closedAtOnce(dialFrom("127.0.0.3")) {
 		t.Fatal("a fourth connection, from 127.0.0.3, was not closed at once")
+	}
+}
+
+// TestServeRefusesKeyNotTheCertificates: a -tls-key that is not the key
+// of -tls-cert is refused at start, saying so, whether it is a PEM file or
+// a key URI.
+func TestServeRefusesKeyNotTheCertificates(t *testing.T) {
+	args, _ := serveArgs(t)
+	dir := t.TempDir()
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(other)
+	pemKey := filepath.Join(dir, "other.key")
+	if err := os.WriteFile(pemKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pass := filepath.Join(dir, "other.pass")
+	if err := os.WriteFile(pass, []byte("a long enough password"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	uri := "softkey:path=" + filepath.Join(dir, "soft.key") + "?pin-source=" + pass
+	keys := hsm.NewManager(hsm.NoPrompt)
+	defer keys.Close()
+	if _, err := keys.CreateKey(context.Background(), uri, hsm.ECP256); err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string]string{"PEM file": pemKey, "key URI": uri} {
+		t.Run(name, func(t *testing.T) {
+			a := slices.Clone(args)
+			a[slices.Index(a, "-tls-key")+1] = key
+			err := run(context.Background(), append(a, "-listen", "127.0.0.1:0"), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "is not the key of the certificate") {
+				t.Fatalf("rxd serve with another key: %v", err)
+			}
+		})
+	}
+}
+
+// TestServeAccessLog: a request through the real command is logged by its
+// route, with the caller and its request id, and nothing of the national
+// id in its path or the date in its query; the request id is echoed, kept
+// when the client's is a safe token and replaced when it is not.
+func TestServeAccessLog(t *testing.T) {
+	args, roots := serveArgs(t)
+	addr, logs := servingLogged(t, args)
+	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
+	nid := insuredtest.NationalID(3)
+	ask := func(requestID string) (*http.Response, problem.Problem) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+addr+"/v1/eligibility/"+nid+"?date=1405-06-15", nil)
+		req.Header.Set(problem.RequestIDHeader, requestID)
+		resp, err := anonymous.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var p problem.Problem
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		return resp, p
+	}
+	resp, p := ask("vendor-ticket-8812")
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(problem.RequestIDHeader) != "vendor-ticket-8812" || p.RequestID != "vendor-ticket-8812" {
+		t.Fatalf("a safe request id: %d, header %q, problem %+v", resp.StatusCode, resp.Header.Get(problem.RequestIDHeader), p)
+	}
+	resp, p = ask("id with spaces " + nid)
+	replaced := resp.Header.Get(problem.RequestIDHeader)
+	if replaced == "" || strings.Contains(replaced, " ") || p.RequestID != replaced {
+		t.Fatalf("an unsafe request id: header %q, problem %+v", replaced, p)
+	}
+	// An answer this small is sent only once the handler, and the edge's
+	// access line with it, is done: the log is complete here.
+	out := logs.String()
+	for _, part := range []string{nid, nid[:8], nid[2:], "1405-06-15"} {
+		if strings.Contains(out, part) {
+			t.Fatalf("the log holds %q:\n%s", part, out)
+		}
+	}
+	for _, want := range []string{
+		`"route":"GET /v1/eligibility/{nationalId}","status":401`,
+		`"caller":"anonymous","remote":"127.0.0.1:`,
+		`"request_id":"vendor-ticket-8812"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the log has no %s:\n%s", want, out)
+		}
 	}
 }

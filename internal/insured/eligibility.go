@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/persian"
 )
@@ -132,13 +133,14 @@ func (r Result) Minimal() Minimal {
 
 // Check decides whether the person with this (already parsed) national id
 // is covered on day, a date as persian.ParseDate and persian.Day return it
-// (UTC midnight of the day in Iran).
+// (UTC midnight of the day in Iran). A registry that cannot be read is
+// errs.Unavailable.
 func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result, error) {
 	day = day.UTC().Truncate(24 * time.Hour)
 	res := Result{NationalID: nationalid.Mask(nid), Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String()}
 	p, main, ok, err := c.Registry.PersonWithMain(ctx, nid)
 	if err != nil {
-		return Result{}, err
+		return Result{}, errs.Wrap(errs.Unavailable, err, "the insured-person registry cannot be read now")
 	}
 	if !ok {
 		res.Reason, res.Detail = NoRecord, "not in the insured-person registry"

@@ -18,7 +18,8 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 )
 
-// MaxBody is the default limit for JSON request bodies.
+// MaxBody is the default limit for request bodies (a route may set its
+// own: httpedge.Routes).
 const MaxBody = 64 << 10
 
 // Decode reads one JSON value from the body into v: the content type must
@@ -40,8 +41,9 @@ func Body(r *http.Request, limit int64) ([]byte, error) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
+		// The limit may be the edge's, for the route, rather than limit.
 		if mbe := new(http.MaxBytesError); errors.As(err, &mbe) {
-			return nil, errs.New(errs.TooLarge, "body larger than %d bytes", limit)
+			return nil, errs.New(errs.TooLarge, "body larger than %d bytes", mbe.Limit)
 		}
 		return nil, errs.New(errs.Malformed, "the body could not be read")
 	}

@@ -21,6 +21,11 @@ const TypePrefix = "urn:nuskha:problem:"
 // ContentType of problem documents.
 const ContentType = "application/problem+json"
 
+// RequestIDHeader carries a request's id, in the request (the client's
+// own, which the edge keeps when it is a safe token) and in the response
+// (the id the request was logged under).
+const RequestIDHeader = "X-Request-Id"
+
 // Problem is an RFC 9457 problem document with our extension members.
 type Problem struct {
 	Type     string `json:"type"`
@@ -32,6 +37,9 @@ type Problem struct {
 	Code errs.Code `json:"code"`
 	// Field names the offending input field, when there is one.
 	Field string `json:"field,omitempty"`
+	// RequestID is the id the request was logged under, for a vendor's
+	// error report to be matched with the daemon's log.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 type meta struct {
@@ -148,13 +156,17 @@ func From(err error) Problem {
 	return p
 }
 
-// Write sends err as a problem document. Server-side failures are logged
-// with their cause; client errors are not (they are audited where it matters).
+// Write sends err as a problem document, with the request id the edge
+// gave the response (its RequestIDHeader, set before any handler runs).
+// Server-side failures are logged with their cause, by route and request
+// id (never the path, which may hold a national id); client errors are not
+// (they are audited where it matters).
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p := From(err)
 	p.Instance = r.URL.Path
+	p.RequestID = w.Header().Get(RequestIDHeader)
 	if p.Status >= 500 && log != nil {
-		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", string(p.Code), "err", err)
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "request_id", p.RequestID, "code", string(p.Code), "err", err)
 	}
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Cache-Control", "no-store")
@@ -177,35 +189,3 @@ func JSON(w http.ResponseWriter, status int, v any) {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
-
-// Mux wraps a ServeMux so that unknown paths and wrong methods also answer
-// with problem documents rather than the mux's plain text.
-func Mux(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			// ServeMux.ServeHTTP, not h: only it sets the path values.
-			mux.ServeHTTP(w, r)
-			return
-		}
-		rec := &statusOnly{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		if allow := rec.header.Get("Allow"); allow != "" {
-			w.Header().Set("Allow", allow)
-		}
-		if rec.status == http.StatusMethodNotAllowed {
-			Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
-			return
-		}
-		Write(w, r, nil, errs.New(errs.NotFound, "no such resource: %s", r.URL.Path))
-	})
-}
-
-type statusOnly struct {
-	header http.Header
-	status int
-}
-
-func (s *statusOnly) Header() http.Header         { return s.header }
-func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
-func (s *statusOnly) WriteHeader(code int)        { s.status = code }

@@ -19,6 +19,7 @@ import (
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/persian"
@@ -26,22 +27,51 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
-	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
-// API serves rxd's endpoints.
-type API struct {
-	Eligibility *insured.Checker
-	Adjudicator *adjudicate.Adjudicator
-	Catalogue   *catalogue.Catalogue
-	Rules       *rules.Engine
-	// Arc reads the identity extension of callers' certificates.
-	Arc pki.Arc
-	// Status answers whether a caller's certificate, or its CA, is
-	// revoked; a caller whose status cannot be established is refused.
+// The API's dependencies, each as narrow as the API uses it.
+type (
+	// Eligibility says whether a person is covered on a day
+	// (insured.Checker).
+	Eligibility interface {
+		Check(ctx context.Context, nationalID string, day time.Time) (insured.Result, error)
+	}
+	// Adjudicator judges a draft prescription or dispense
+	// (adjudicate.Adjudicator).
+	Adjudicator interface {
+		Check(ctx context.Context, req adjudicate.Request) (*adjudicate.Decision, error)
+	}
+	// Catalogue is the coding catalogue version in force on a day
+	// (catalogue.Catalogue).
+	Catalogue interface {
+		At(ctx context.Context, day time.Time) (*catalogue.Version, error)
+	}
+	// Rules is the rule set in force (rules.Engine).
+	Rules interface {
+		Current() *rules.Set
+	}
+	// Status answers whether a caller's certificate, or its CA, is revoked
+	// (revocation.Checker).
 	Status interface {
 		CheckChain(ctx context.Context, chain []*x509.Certificate) (revocation.Result, error)
 	}
+	// Pinger is the database as health sees it.
+	Pinger interface {
+		Ping(ctx context.Context) error
+	}
+)
+
+// API serves rxd's endpoints. Its dependencies return errs codes; the
+// edge (problem.Write) alone turns them into HTTP statuses.
+type API struct {
+	Eligibility Eligibility
+	Adjudicator Adjudicator
+	Catalogue   Catalogue
+	Rules       Rules
+	// Arc reads the identity extension of callers' certificates.
+	Arc pki.Arc
+	// Status: a caller whose status cannot be established is refused.
+	Status Status
 	// DB is pinged by /healthz; nil skips the check.
 	DB  Pinger
 	Log *slog.Logger
@@ -64,11 +94,7 @@ type API struct {
 // one and every other route refuses a request without one with a problem
 // document (unauthenticated) rather than a bare handshake failure.
 func ServerTLS(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
-	c := tlsconf.New()
-	c.Certificates = []tls.Certificate{cert}
-	c.ClientAuth = tls.VerifyClientCertIfGiven
-	c.ClientCAs = clientCAs
-	return c
+	return httpedge.ServerTLS(cert, tls.VerifyClientCertIfGiven, clientCAs)
 }
 
 // Callers' roles: the software of vendors and the insurer's own services.
@@ -90,14 +116,14 @@ func (a *API) Handler() http.Handler {
 	if a.Audit == nil {
 		a.Audit = LogAudit{Log: a.Log}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
-	mux.Handle("POST /v1/rules/check", a.caller(a.rulesCheck))
-	mux.Handle("GET /v1/rules", a.caller(a.ruleSet))
-	mux.Handle("GET /v1/catalogue/items", a.caller(a.catalogueSearch))
-	mux.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
-	mux.HandleFunc("GET /healthz", a.health)
-	return a.accessLog(problem.Mux(mux))
+	rt := httpedge.NewRoutes()
+	rt.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
+	rt.HandleLimit("POST /v1/rules/check", maxCheckBody, a.caller(a.rulesCheck))
+	rt.Handle("GET /v1/rules", a.caller(a.ruleSet))
+	rt.Handle("GET /v1/catalogue/items", a.caller(a.catalogueSearch))
+	rt.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
+	rt.HandleFunc("GET /healthz", a.health)
+	return httpedge.Edge{Log: a.Log}.Handler(rt)
 }
 
 // Health is what /healthz reports: enough for an operator (or a load
@@ -107,11 +133,6 @@ type Health struct {
 	Problem          string `json:"problem,omitempty"`
 	RuleSet          string `json:"rule_set,omitempty"`
 	CatalogueVersion string `json:"catalogue_version,omitempty"` // in force today; empty when none is
-}
-
-// Pinger is the database as health sees it.
-type Pinger interface {
-	Ping(ctx context.Context) error
 }
 
 func (a *API) health(w http.ResponseWriter, r *http.Request) {
@@ -134,42 +155,6 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	problem.JSON(w, http.StatusOK, h)
-}
-
-// accessLog writes one line per request: the route (never the path, which
-// may hold a national id), the status, the time taken and the caller.
-func (a *API) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		who := &Caller{}
-		// The mux records the matched route on the request it is given.
-		r = r.WithContext(context.WithValue(r.Context(), callerSlot{}, who))
-		next.ServeHTTP(rec, r)
-		if a.Log == nil {
-			return
-		}
-		route := r.Pattern
-		if route == "" {
-			route = "(no route)"
-		}
-		a.Log.InfoContext(r.Context(), "request", "method", r.Method, "route", route, "status", rec.status,
-			"ms", float64(time.Since(start).Microseconds())/1000, "caller", who.SubjectID, "role", string(who.Role))
-	})
-}
-
-// callerSlot carries a place for the caller middleware to leave who the
-// caller was, for the access log written outside it.
-type callerSlot struct{}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
 }
 
 type callerKey struct{}
@@ -198,6 +183,10 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 		}
 		chain := r.TLS.VerifiedChains[0]
 		id, err := a.Arc.IdentityOf(chain[0])
+		if err == nil {
+			// Named in the access log even when refused below.
+			httpedge.SetCaller(r.Context(), id.SubjectID, string(id.Role))
+		}
 		if err != nil || !slices.Contains(callerRoles, id.Role) {
 			a.fail(w, r, errs.New(errs.Forbidden, "the client certificate is not a vendor's or service's"))
 			return
@@ -220,9 +209,6 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 		}
 		fp := sha256.Sum256(chain[0].Raw)
 		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName, cert: hex.EncodeToString(fp[:])}
-		if slot, ok := r.Context().Value(callerSlot{}).(*Caller); ok {
-			*slot = c
-		}
 		if no := a.budgets.request(c.cert, a.Now()); no != nil {
 			a.refuse(w, r, no)
 			return
@@ -232,7 +218,8 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 }
 
 // fail writes a problem; a path carrying a national id is replaced by its
-// route first, so that no log line holds any of its digits.
+// route in the document's instance, so that a vendor's error report that
+// quotes it holds none of its digits.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if strings.HasPrefix(r.URL.Path, "/v1/eligibility/") {
 		r2 := r.Clone(r.Context())
@@ -308,7 +295,7 @@ func (a *API) eligibility(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.Eligibility.Check(r.Context(), nid, day)
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "the registry cannot be read now"))
+		a.fail(w, r, err)
 		return
 	}
 	if err := a.lookedUp(r, nid, res); err != nil {

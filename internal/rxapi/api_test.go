@@ -1,6 +1,7 @@
 package rxapi_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -335,7 +336,9 @@ func TestCatalogueEndpoints(t *testing.T) {
 
 // TestHealthAndAccessLog: /healthz says what rxd answers with; every
 // request is logged by its route, never its path (which may hold a
-// national id), with the caller.
+// national id) or its query, with the caller (named even when refused)
+// and the request id; a log captured over lookups, rules checks and
+// refusals holds none of the national ids' digits.
 func TestHealthAndAccessLog(t *testing.T) {
 	var logs logbuf.Buffer
 	f := setup(t, func(a *rxapi.API) { a.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
@@ -345,15 +348,54 @@ func TestHealthAndAccessLog(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	id := insuredtest.NationalID(3)
-	f.do(t, "vendor", "GET", "/v1/eligibility/"+id, nil)
+	persianID := strings.Map(func(r rune) rune { return '۰' + (r - '0') }, id)
+	f.do(t, "vendor", "GET", "/v1/eligibility/"+id+"?date=1405-06-15&detail=minimal", nil)
+	f.do(t, "vendor", "GET", "/v1/eligibility/"+url.PathEscape(persianID), nil)
 	f.do(t, "officer", "GET", "/v1/eligibility/"+id, nil)
+	f.do(t, "anonymous", "GET", "/v1/eligibility/"+id, nil)
+	f.do(t, "vendor", "GET", "/v1/eligibility/"+id[:9]+"x", nil)
+	f.do(t, "vendor", "POST", "/v1/rules/check", strings.NewReader(checkBody("prescribe", "")))
+	f.do(t, "vendor", "POST", "/v1/rules/check", strings.NewReader(checkBody("prescribe", `,"colour":"`+id+`"`)))
+	f.do(t, "vendor", "DELETE", "/v1/eligibility/"+id, nil)
 	out := logs.String()
-	if strings.Contains(out, id) || strings.Contains(out, id[:8]) {
-		t.Fatalf("the access log holds the national id:\n%s", out)
+	for _, nid := range []string{id, insuredtest.NationalID(0)} {
+		for _, part := range []string{nid, nid[:8], nid[2:], persianID, url.PathEscape(persianID)} {
+			if strings.Contains(out, part) {
+				t.Fatalf("the log holds %q:\n%s", part, out)
+			}
+		}
 	}
-	if !strings.Contains(out, `"route":"GET /v1/eligibility/{nationalId}","status":200`) || !strings.Contains(out, `"caller":"vendor-1","role":"vendor"`) ||
-		!strings.Contains(out, `"status":403`) {
-		t.Fatalf("access log:\n%s", out)
+	for _, want := range []string{
+		`"route":"GET /v1/eligibility/{nationalId}","status":200`,
+		`"caller":"vendor-1","role":"vendor"`,
+		`"route":"GET /v1/eligibility/{nationalId}","status":403`,
+		`"caller":"officer-1","role":"officer"`,
+		`"status":401`, `"caller":"anonymous"`,
+		`"route":"POST /v1/rules/check","status":200`,
+		`"route":"POST /v1/rules/check","status":400`,
+		`"route":"(no route)","status":405`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("no %s in the access log:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "1405-06-15") || strings.Contains(out, "minimal") {
+		t.Fatalf("the access log holds the query:\n%s", out)
+	}
+	// A lookup's audit line and its access line share the request id.
+	// (An answer this small is sent only once the edge has logged it.)
+	req, _ := http.NewRequest("GET", f.srv.URL+"/v1/eligibility/"+id, nil)
+	req.Header.Set(problem.RequestIDHeader, "his-7781")
+	r2, err := f.clients["vendor"].Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.Header.Get(problem.RequestIDHeader) != "his-7781" {
+		t.Fatalf("request id answered: %q", r2.Header.Get(problem.RequestIDHeader))
+	}
+	if n := strings.Count(logs.String(), `"request_id":"his-7781"`); n != 2 {
+		t.Fatalf("%d lines with the request id, want the lookup's and the access line:\n%s", n, logs.String())
 	}
 }
 
@@ -396,5 +438,40 @@ func TestIntermediateAsAnchorRefused(t *testing.T) {
 	defer r2.Body.Close()
 	if r2.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a vendor under a revoked intermediate is served (%d) when the intermediate is a trust anchor", r2.StatusCode)
+	}
+}
+
+// panicking is an Eligibility with a bug.
+type panicking struct{}
+
+func (panicking) Check(context.Context, string, time.Time) (insured.Result, error) {
+	var none []insured.Result
+	return none[len(none)], nil
+}
+
+// TestPanicIsAProblem: a bug behind a route answers 500 with a problem
+// document carrying the request id, logs its stack by route, and rxd goes
+// on serving.
+func TestPanicIsAProblem(t *testing.T) {
+	var logs logbuf.Buffer
+	f := setup(t, func(a *rxapi.API) {
+		a.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+		a.Eligibility = panicking{}
+	})
+	id := insuredtest.NationalID(3)
+	resp, body := f.do(t, "vendor", "GET", "/v1/eligibility/"+id, nil)
+	wantProblem(t, resp, body, 500, "internal")
+	var p problem.Problem
+	_ = json.Unmarshal(body, &p)
+	if p.RequestID == "" || p.RequestID != resp.Header.Get(problem.RequestIDHeader) || strings.Contains(string(body), "index out of range") {
+		t.Fatalf("problem %s, header %q", body, resp.Header.Get(problem.RequestIDHeader))
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"panic serving a request"`) || !strings.Contains(out, `"route":"GET /v1/eligibility/{nationalId}","request_id":"`+p.RequestID+`"`) ||
+		!strings.Contains(out, "index out of range") || !strings.Contains(out, "api_test.go") || strings.Contains(out, id) || strings.Contains(out, id[:8]) {
+		t.Fatalf("panic log:\n%s", out)
+	}
+	if resp, body := f.do(t, "vendor", "GET", "/v1/rules", nil); resp.StatusCode != 200 {
+		t.Fatalf("after a panic: %d %s", resp.StatusCode, body)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+
+	"github.com/nuskha/nuskha/internal/httpedge"
 )
 
 // Audit records every eligibility lookup: who asked (the caller) about
@@ -25,7 +27,8 @@ type LogAudit struct{ Log *slog.Logger }
 // Lookup logs the lookup; nil Log writes nothing.
 func (l LogAudit) Lookup(ctx context.Context, caller Caller, pseudonym, outcome string) error {
 	if l.Log != nil {
-		l.Log.InfoContext(ctx, "eligibility lookup", "caller", caller.SubjectID, "role", string(caller.Role), "person", pseudonym, "outcome", outcome)
+		l.Log.InfoContext(ctx, "eligibility lookup", "caller", caller.SubjectID, "role", string(caller.Role), "person", pseudonym, "outcome", outcome,
+			"request_id", httpedge.RequestID(ctx))
 	}
 	return nil
 }

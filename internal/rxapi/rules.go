@@ -8,6 +8,7 @@ import (
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/problem"
@@ -15,8 +16,8 @@ import (
 	"github.com/nuskha/nuskha/internal/rx"
 )
 
-// maxCheckBody bounds a rules check: a prescription of fifty items with
-// its dispense is a few kilobytes.
+// maxCheckBody bounds a rules check (its route's body limit): a
+// prescription of fifty items with its dispense is a few kilobytes.
 const maxCheckBody = 256 << 10
 
 // decodeStrict reads one JSON value as the signature verifier reads a
@@ -25,7 +26,7 @@ const maxCheckBody = 256 << 10
 // rules service accepts is one the verifier would read the same way once
 // signed.
 func decodeStrict(r *http.Request, v any) error {
-	body, err := problem.Body(r, maxCheckBody)
+	body, err := httpedge.Body(r)
 	if err != nil {
 		return err
 	}

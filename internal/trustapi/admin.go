@@ -11,6 +11,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/problem"
@@ -96,7 +97,7 @@ func (a *API) record(r *http.Request, action, object string, err error, detail m
 
 // decodeOptional reads a JSON body that may be absent.
 func decodeOptional(r *http.Request, v any) error {
-	body, err := problem.Body(r, problem.MaxBody)
+	body, err := httpedge.Body(r)
 	if err == nil && len(bytes.TrimSpace(body)) > 0 {
 		err = problem.Unmarshal(body, v)
 	}
@@ -105,7 +106,7 @@ func decodeOptional(r *http.Request, v any) error {
 
 func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 	var in subjectInput
-	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+	if err := httpedge.Decode(r, &in); err != nil {
 		a.fail(w, r, a.record(r, "subject.create", "subject:new", err, nil))
 		return
 	}
@@ -132,15 +133,15 @@ func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	object := "subject:" + id
 	var in subjectInput
-	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+	if err := httpedge.Decode(r, &in); err != nil {
 		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
 		return
 	}
 	// The kind cannot change: say so rather than report the fields the
 	// other kind would need.
-	cur, err := a.cfg.Store.GetSubject(r.Context(), id)
+	cur, err := a.store.GetSubject(r.Context(), id)
 	if err != nil {
-		a.fail(w, r, a.record(r, "subject.update", object, lookupErr(err, "subject "+id), nil))
+		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
 		return
 	}
 	var next *registry.Subject
@@ -220,9 +221,9 @@ func (a *API) decideSubjectChange(approve bool) http.HandlerFunc {
 }
 
 func (a *API) getSubject(w http.ResponseWriter, r *http.Request) {
-	s, err := a.cfg.Store.GetSubject(r.Context(), r.PathValue("id"))
+	s, err := a.store.GetSubject(r.Context(), r.PathValue("id"))
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "subject "+r.PathValue("id")))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, s)
@@ -237,9 +238,9 @@ func (a *API) listSubjects(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	subs, err := a.cfg.Store.ListSubjects(r.Context(), store.SubjectFilter{Kind: q.Get("kind"), Query: q.Get("q"), AfterID: q.Get("after"), Limit: limit})
+	subs, err := a.store.ListSubjects(r.Context(), store.SubjectFilter{Kind: q.Get("kind"), Query: q.Get("q"), AfterID: q.Get("after"), Limit: limit})
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the registry"))
+		a.fail(w, r, err)
 		return
 	}
 	for _, s := range subs {
@@ -266,7 +267,7 @@ type enrolmentView struct {
 
 func (a *API) createEnrolment(w http.ResponseWriter, r *http.Request) {
 	var in enrolmentInput
-	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+	if err := httpedge.Decode(r, &in); err != nil {
 		a.fail(w, r, a.record(r, "enrolment.request", "enrolment:new", err, nil))
 		return
 	}
@@ -330,7 +331,7 @@ func (a *API) reject(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+	if err := httpedge.Decode(r, &in); err != nil {
 		a.fail(w, r, a.record(r, "enrolment.reject", "enrolment:"+r.PathValue("id"), err, nil))
 		return
 	}
@@ -348,9 +349,9 @@ func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	list, err := a.cfg.Store.ListCertificates(r.Context(), store.CertificateFilter{SubjectID: r.URL.Query().Get("subject_id"), Limit: limit})
+	list, err := a.store.ListCertificates(r.Context(), store.CertificateFilter{SubjectID: r.URL.Query().Get("subject_id"), Limit: limit})
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading certificates"))
+		a.fail(w, r, err)
 		return
 	}
 	views := make([]certificateView, len(list))
@@ -371,9 +372,9 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	evs, err := a.cfg.Store.ListAudit(r.Context(), store.AuditFilter{AfterSeq: int64(after), Object: r.URL.Query().Get("object"), Limit: limit})
+	evs, err := a.store.ListAudit(r.Context(), store.AuditFilter{AfterSeq: int64(after), Object: r.URL.Query().Get("object"), Limit: limit})
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the audit log"))
+		a.fail(w, r, err)
 		return
 	}
 	if evs == nil {

@@ -21,7 +21,9 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/holder"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
@@ -80,6 +82,12 @@ type Enrolment interface {
 	Enrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
 }
 
+// Auditor records officers' actions (audit.Log); a failed write fails
+// the action.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Event) error
+}
+
 // Refusals counts refused requests that proved nothing (audit.Tally):
 // they are summarised in the audit log, not recorded one by one.
 type Refusals interface {
@@ -91,7 +99,7 @@ type Config struct {
 	Store         Store
 	Registry      Registry
 	Enrol         Enrolment
-	Audit         audit.Recorder
+	Audit         Auditor
 	Refusals      Refusals
 	Roots         []*x509.Certificate
 	Intermediates []*x509.Certificate
@@ -108,9 +116,10 @@ type Config struct {
 	WriteLimits WriteLimits
 }
 
-// API serves both handlers.
+// API serves the three listeners' handlers.
 type API struct {
 	cfg    Config
+	store  records // cfg.Store, its errors coded
 	writes *writeLimiter
 }
 
@@ -124,7 +133,7 @@ func New(cfg Config) (*API, error) {
 	if l.PerIPPerMinute < 0 || l.PerIPBurst < 0 || l.PerSecond < 0 || l.Burst < 0 {
 		return nil, errors.New("trustapi: negative write limit")
 	}
-	return &API{cfg: cfg, writes: newWriteLimiter(l, cfg.Now)}, nil
+	return &API{cfg: cfg, store: records{cfg.Store}, writes: newWriteLimiter(l, cfg.Now)}, nil
 }
 
 type ctxKey struct{}
@@ -137,68 +146,68 @@ func officerFrom(ctx context.Context) string {
 
 // AdminHandler serves /admin/v1/ to officers only. The TLS listener MUST
 // require and verify client certificates against our roots; this handler
-// then insists the certificate is a registered, current officer's.
+// then insists, for every path, that the certificate is a registered,
+// current officer's.
 func (a *API) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /admin/v1/whoami", a.whoami)
-	mux.HandleFunc("POST /admin/v1/subjects", a.createSubject)
-	mux.HandleFunc("GET /admin/v1/subjects", a.listSubjects)
-	mux.HandleFunc("GET /admin/v1/subjects/{id}", a.getSubject)
-	mux.HandleFunc("PUT /admin/v1/subjects/{id}", a.updateSubject)
-	mux.HandleFunc("GET /admin/v1/subject-changes", a.listSubjectChanges)
-	mux.HandleFunc("GET /admin/v1/subject-changes/{id}", a.getSubjectChange)
-	mux.HandleFunc("POST /admin/v1/subject-changes/{id}/approve", a.decideSubjectChange(true))
-	mux.HandleFunc("POST /admin/v1/subject-changes/{id}/reject", a.decideSubjectChange(false))
-	mux.HandleFunc("POST /admin/v1/enrolments", a.createEnrolment)
-	mux.HandleFunc("GET /admin/v1/enrolments", a.listEnrolments)
-	mux.HandleFunc("GET /admin/v1/enrolments/{id}", a.getEnrolment)
-	mux.HandleFunc("POST /admin/v1/enrolments/{id}/approve", a.approve)
-	mux.HandleFunc("POST /admin/v1/enrolments/{id}/reject", a.reject)
-	mux.HandleFunc("GET /admin/v1/certificates", a.listCertificates)
-	mux.HandleFunc("GET /admin/v1/certificates/{serial}", a.getCertificate)
-	mux.HandleFunc("GET /admin/v1/audit", a.listAudit)
-	mux.HandleFunc("POST /admin/v1/certificates/{serial}/revoke", a.revoke)
-	mux.HandleFunc("POST /admin/v1/status-changes", a.requestChange)
-	mux.HandleFunc("GET /admin/v1/status-changes", a.listChanges)
-	mux.HandleFunc("GET /admin/v1/status-changes/{id}", a.getChange)
-	mux.HandleFunc("POST /admin/v1/status-changes/{id}/approve", a.decideChange(true))
-	mux.HandleFunc("POST /admin/v1/status-changes/{id}/reject", a.decideChange(false))
-	mux.HandleFunc("POST /admin/v1/crl", a.regenerateCRL)
-	return a.officer(problem.Mux(mux))
+	rt := httpedge.GuardedRoutes(a.officer)
+	handle := rt.HandleFunc
+	handle("GET /admin/v1/whoami", a.whoami)
+	handle("POST /admin/v1/subjects", a.createSubject)
+	handle("GET /admin/v1/subjects", a.listSubjects)
+	handle("GET /admin/v1/subjects/{id}", a.getSubject)
+	handle("PUT /admin/v1/subjects/{id}", a.updateSubject)
+	handle("GET /admin/v1/subject-changes", a.listSubjectChanges)
+	handle("GET /admin/v1/subject-changes/{id}", a.getSubjectChange)
+	handle("POST /admin/v1/subject-changes/{id}/approve", a.decideSubjectChange(true))
+	handle("POST /admin/v1/subject-changes/{id}/reject", a.decideSubjectChange(false))
+	handle("POST /admin/v1/enrolments", a.createEnrolment)
+	handle("GET /admin/v1/enrolments", a.listEnrolments)
+	handle("GET /admin/v1/enrolments/{id}", a.getEnrolment)
+	handle("POST /admin/v1/enrolments/{id}/approve", a.approve)
+	handle("POST /admin/v1/enrolments/{id}/reject", a.reject)
+	handle("GET /admin/v1/certificates", a.listCertificates)
+	handle("GET /admin/v1/certificates/{serial}", a.getCertificate)
+	handle("GET /admin/v1/audit", a.listAudit)
+	handle("POST /admin/v1/certificates/{serial}/revoke", a.revoke)
+	handle("POST /admin/v1/status-changes", a.requestChange)
+	handle("GET /admin/v1/status-changes", a.listChanges)
+	handle("GET /admin/v1/status-changes/{id}", a.getChange)
+	handle("POST /admin/v1/status-changes/{id}/approve", a.decideChange(true))
+	handle("POST /admin/v1/status-changes/{id}/reject", a.decideChange(false))
+	handle("POST /admin/v1/crl", a.regenerateCRL)
+	return a.edge("admin", rt)
 }
 
 // PublicHandler serves what anyone may read.
 func (a *API) PublicHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/ca", a.caJSON)
-	mux.HandleFunc("GET /v1/ca/roots.pem", a.caPEM(func() []*x509.Certificate { return a.cfg.Roots }))
-	mux.HandleFunc("GET /v1/ca/intermediates.pem", a.caPEM(func() []*x509.Certificate { return a.cfg.Intermediates }))
-	mux.HandleFunc("GET /v1/ca/intermediate.crt", a.intermediateDER)
-	mux.HandleFunc("GET /v1/certificates/{serial}", a.getCertificate)
-	mux.HandleFunc("GET /v1/enrolments/{id}/certificate", a.enrolmentCertificate)
-	mux.HandleFunc("GET /v1/certificates/{serial}/status", a.certificateStatus)
-	mux.HandleFunc("POST /v1/revocations", a.holderRevocation)
-	mux.HandleFunc("GET /v1/trust-bundle", a.trustBundle)
-	mux.Handle("GET /v1/crl", a.cfg.Status.CRLHandler())
-	mux.Handle("GET /v1/arl", a.cfg.Status.ARLHandler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	rt := httpedge.NewRoutes()
+	rt.HandleFunc("GET /v1/ca", a.caJSON)
+	rt.HandleFunc("GET /v1/ca/roots.pem", a.caPEM(func() []*x509.Certificate { return a.cfg.Roots }))
+	rt.HandleFunc("GET /v1/ca/intermediates.pem", a.caPEM(func() []*x509.Certificate { return a.cfg.Intermediates }))
+	rt.HandleFunc("GET /v1/ca/intermediate.crt", a.intermediateDER)
+	rt.HandleFunc("GET /v1/certificates/{serial}", a.getCertificate)
+	rt.HandleFunc("GET /v1/enrolments/{id}/certificate", a.enrolmentCertificate)
+	rt.HandleFunc("GET /v1/certificates/{serial}/status", a.certificateStatus)
+	rt.HandleLimit("POST /v1/revocations", holder.MaxSize, http.HandlerFunc(a.holderRevocation))
+	rt.HandleFunc("GET /v1/trust-bundle", a.trustBundle)
+	rt.Handle("GET /v1/crl", a.cfg.Status.CRLHandler())
+	rt.Handle("GET /v1/arl", a.cfg.Status.ARLHandler())
+	rt.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", a.ready)
-	return problem.Mux(mux)
+	rt.HandleFunc("GET /readyz", a.ready)
+	return a.edge("public", rt)
+}
+
+// edge is the listener's edge (httpedge): request ids, the access log
+// (every request, OCSP and CRL fetches included, at info level), panics
+// recovered.
+func (a *API) edge(listener string, h http.Handler) http.Handler {
+	return httpedge.Edge{Log: a.cfg.Log, Listener: listener}.Handler(h)
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	problem.Write(w, r, a.cfg.Log, err)
-}
-
-// lookupErr is the problem a caller sees when reading what (e.g. "subject
-// sub_x") from the store failed: it does not exist, or the store is down.
-func lookupErr(err error, what string) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return errs.New(errs.NotFound, "no %s", what)
-	}
-	return errs.Wrap(errs.Unavailable, err, "reading %s", what)
 }
 
 // officer authenticates the client certificate as an officer's.
@@ -209,6 +218,10 @@ func (a *API) officer(next http.Handler) http.Handler {
 			return
 		}
 		leaf := r.TLS.VerifiedChains[0][0]
+		if id, err := a.cfg.Arc.IdentityOf(leaf); err == nil {
+			// Named in the access log even when refused below.
+			httpedge.SetCaller(r.Context(), id.SubjectID, string(id.Role))
+		}
 		id, err := a.officerID(r.Context(), leaf)
 		if err != nil {
 			a.fail(w, r, err)
@@ -220,12 +233,12 @@ func (a *API) officer(next http.Handler) http.Handler {
 
 func (a *API) officerID(ctx context.Context, leaf *x509.Certificate) (string, error) {
 	fp := sha256.Sum256(leaf.Raw)
-	rec, err := a.cfg.Store.CertificateByFingerprint(ctx, hex.EncodeToString(fp[:]))
-	if errors.Is(err, store.ErrNotFound) {
+	rec, err := a.store.CertificateByFingerprint(ctx, hex.EncodeToString(fp[:]))
+	if errs.CodeOf(err) == errs.NotFound {
 		return "", errs.New(errs.NotAnOfficer, "the client certificate was not issued by this trustd")
 	}
 	if err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "checking the client certificate")
+		return "", err
 	}
 	if rec.Profile != "officer" {
 		return "", errs.New(errs.NotAnOfficer, "the client certificate is a %s certificate, not an officer's", rec.Profile)
@@ -233,18 +246,18 @@ func (a *API) officerID(ctx context.Context, leaf *x509.Certificate) (string, er
 	if id, err := a.cfg.Arc.IdentityOf(leaf); err != nil || id.Role != pki.RoleOfficer || id.SubjectID != rec.SubjectID {
 		return "", errs.New(errs.NotAnOfficer, "the client certificate does not name an officer")
 	}
-	sub, err := a.cfg.Store.GetSubject(ctx, rec.SubjectID)
+	sub, err := a.store.GetSubject(ctx, rec.SubjectID)
 	if err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "reading the officer's record")
+		return "", err
 	}
 	// The same test applies to the officer who entered a request when it
 	// is approved (registry.ActiveOfficer).
 	if err := sub.CheckOfficer(a.cfg.Now()); err != nil {
 		return "", err
 	}
-	st, err := a.cfg.Store.CertificateStatus(ctx, leaf.SerialNumber)
+	st, err := a.store.CertificateStatus(ctx, leaf.SerialNumber)
 	if err != nil {
-		return "", errs.Wrap(errs.Unavailable, err, "checking the client certificate's status")
+		return "", err
 	}
 	if st.Status != revoke.Good {
 		return "", errs.New(errs.NotAnOfficer, "the officer's certificate is %s", st.Status)
@@ -253,9 +266,9 @@ func (a *API) officerID(ctx context.Context, leaf *x509.Certificate) (string, er
 }
 
 func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
-	sub, err := a.cfg.Store.GetSubject(r.Context(), officerFrom(r.Context()))
+	sub, err := a.store.GetSubject(r.Context(), officerFrom(r.Context()))
 	if err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "reading the officer's record"))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, map[string]string{"officer_id": sub.ID, "name": sub.Name})
@@ -264,8 +277,8 @@ func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := a.cfg.Store.Ping(ctx); err != nil {
-		a.fail(w, r, errs.Wrap(errs.Unavailable, err, "database unreachable"))
+	if err := a.store.Ping(ctx); err != nil {
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -341,9 +354,9 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errs.FieldError(errs.Malformed, "serial", "a serial is 1 to 20 bytes of hex"))
 		return
 	}
-	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
+	c, err := a.store.CertificateBySerial(r.Context(), serial)
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "certificate with serial "+r.PathValue("serial")))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, a.certificateView(c))
@@ -353,9 +366,9 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
 // certificate of an enrolment they know the (unguessable) id of.
 // Certificates are public: they travel inside every signed prescription.
 func (a *API) enrolmentCertificate(w http.ResponseWriter, r *http.Request) {
-	e, err := a.cfg.Store.GetEnrolment(r.Context(), r.PathValue("id"))
+	e, err := a.store.GetEnrolment(r.Context(), r.PathValue("id"))
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "enrolment "+r.PathValue("id")))
+		a.fail(w, r, err)
 		return
 	}
 	if e.Status != enrol.Issued {
@@ -367,9 +380,9 @@ func (a *API) enrolmentCertificate(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errs.New(errs.Internal, "the certificate of enrolment %s is recorded under a damaged serial", e.ID))
 		return
 	}
-	c, err := a.cfg.Store.CertificateBySerial(r.Context(), serial)
+	c, err := a.store.CertificateBySerial(r.Context(), serial)
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "certificate "+e.CertificateSerial))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, a.certificateView(c))
@@ -392,15 +405,17 @@ func queryInt(r *http.Request, name string) (int, error) {
 // ARL and OCSP. Everything here is signed or public, so TLS would add
 // nothing but a bootstrapping loop.
 func (a *API) RelyingPartyHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ca/intermediate.crt", a.intermediateDER)
-	mux.Handle("GET "+a.cfg.CRLPath, a.cfg.Status.CRLHandler())
-	mux.Handle("GET "+a.cfg.ARLPath, a.cfg.Status.ARLHandler())
+	rt := httpedge.NewRoutes()
+	rt.HandleFunc("GET /ca/intermediate.crt", a.intermediateDER)
+	rt.Handle("GET "+a.cfg.CRLPath, a.cfg.Status.CRLHandler())
+	rt.Handle("GET "+a.cfg.ARLPath, a.cfg.Status.ARLHandler())
 	ocspPath := strings.TrimSuffix(a.cfg.OCSPPath, "/")
-	mux.Handle(ocspPath, a.cfg.OCSP)
-	mux.Handle(ocspPath+"/", a.cfg.OCSP)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	// GET requests carry the OCSP request in the path: logged as the
+	// route, ocspPath + "/".
+	rt.Handle(ocspPath, a.cfg.OCSP)
+	rt.Handle(ocspPath+"/", a.cfg.OCSP)
+	rt.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	return problem.Mux(mux)
+	return a.edge("http", rt)
 }

@@ -57,6 +57,12 @@ var ctx = context.Background()
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvLogged(t, io.Discard)
+}
+
+// newEnvLogged is newEnv with the API's log (JSON) written to logs.
+func newEnvLogged(t *testing.T, logs io.Writer) *env {
+	t.Helper()
 	now := time.Now
 	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p := testpki.New(t, interKey, now)
@@ -65,7 +71,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewJSONHandler(logs, nil))
 	rec := audit.NewLog(db, log, now)
 	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: p.CA, Profiles: p.Profiles, Arc: p.Arc, URLs: p.URLs, Audit: rec, Log: log, Now: now}
 	svc, err := enrol.New(enrolCfg)

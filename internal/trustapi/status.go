@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/pki/holder"
@@ -48,9 +49,9 @@ func (a *API) certificateStatus(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	st, err := a.cfg.Store.CertificateStatus(r.Context(), serial)
+	st, err := a.store.CertificateStatus(r.Context(), serial)
 	if err != nil {
-		a.fail(w, r, lookupErr(err, "certificate "+r.PathValue("serial")))
+		a.fail(w, r, err)
 		return
 	}
 	problem.JSON(w, http.StatusOK, viewStatus(st))
@@ -65,7 +66,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+	if err := httpedge.Decode(r, &in); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -102,9 +103,14 @@ func (a *API) holderRevocation(w http.ResponseWriter, r *http.Request) {
 		refuse(errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, holder.MaxSize+1))
-	if err != nil || len(body) > holder.MaxSize {
+	// The route caps the body at holder.MaxSize.
+	body, err := io.ReadAll(r.Body)
+	if mbe := new(http.MaxBytesError); errors.As(err, &mbe) {
 		refuse(errs.New(errs.TooLarge, "a revocation request is at most %d bytes", holder.MaxSize))
+		return
+	}
+	if err != nil {
+		refuse(errs.New(errs.Malformed, "the body could not be read"))
 		return
 	}
 	rec, err := a.cfg.Revoke.RevokeByHolder(r.Context(), string(body))
@@ -122,7 +128,7 @@ func (a *API) requestChange(w http.ResponseWriter, r *http.Request) {
 		Reason  string `json:"reason"` // for action revoke only
 		Comment string `json:"comment"`
 	}
-	if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+	if err := httpedge.Decode(r, &in); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -158,7 +164,7 @@ func (a *API) decideChange(approve bool) http.HandlerFunc {
 		var in struct {
 			Comment string `json:"comment"`
 		}
-		if err := problem.Decode(r, problem.MaxBody, &in); err != nil {
+		if err := httpedge.Decode(r, &in); err != nil {
 			a.fail(w, r, err)
 			return
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -34,7 +35,6 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/truststore"
-	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustapi"
 )
 
@@ -129,6 +129,12 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the intermediate key: %w", err)
 	}
+	// Before the store is opened and status published: a TLS key that is
+	// not the certificate's is refused at once.
+	serverCert, err := httpedge.KeyPair(ctx, d.Keys, cfg.Path(cfg.TLS.Cert), cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
 	db, err := OpenStore(ctx, cfg, false)
 	if err != nil {
 		return nil, err
@@ -213,20 +219,15 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	serverCert, err := serverCertificate(ctx, cfg, d.Keys)
-	if err != nil {
-		return nil, err
-	}
 	pool := x509.NewCertPool()
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	base := tlsconf.New()
-	base.Certificates = []tls.Certificate{serverCert}
-	admin := base.Clone()
-	admin.ClientAuth = tls.RequireAndVerifyClientCert
-	admin.ClientCAs = pool
-	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, api: api, admin: admin, public: base, inter: inters[0],
+	// Officers only on the admin listener: a client certificate is
+	// required there and verified to the roots at the handshake.
+	admin := httpedge.ServerTLS(serverCert, tls.RequireAndVerifyClientCert, pool)
+	public := httpedge.ServerTLS(serverCert, tls.NoClientCert, nil)
+	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, api: api, admin: admin, public: public, inter: inters[0],
 		pub: pub, resp: resp, refusals: refusals, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew}
 	if err := s.ReloadARL(); err != nil {
 		return nil, err
@@ -323,22 +324,6 @@ func readCerts(cfg *Config, paths ...string) ([]*x509.Certificate, error) {
 		out = append(out, cs...)
 	}
 	return out, nil
-}
-
-func serverCertificate(ctx context.Context, cfg *Config, keys *hsm.Manager) (tls.Certificate, error) {
-	chain, err := readCerts(cfg, cfg.TLS.Cert)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	key, err := keys.OpenKey(ctx, cfg.TLS.Key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("opening the TLS key: %w", err)
-	}
-	c := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
-	for _, x := range chain {
-		c.Certificate = append(c.Certificate, x.Raw)
-	}
-	return c, nil
 }
 
 // Serve listens on the configured addresses until ctx is done, then shuts

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,62 +82,12 @@ func closedAtOnce(t *testing.T, c net.Conn) bool {
 // closed at once, while a request from another address is served; then a
 // third address finds the listener full.
 func TestConnectionCaps(t *testing.T) {
-	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "ca")
-	d := deps(t)
-	res, err := trustd.Init(ctx, trustd.InitOptions{
-		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
-		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-	}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := trustd.LoadConfig(res.ConfigFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []*trustd.ListenerConfig{&cfg.Admin, &cfg.Public, &cfg.HTTP} {
-		l.MaxConnections, l.MaxConnectionsPerIP = 3, 2
-	}
-	logs := &listenWatch{addrs: map[string]string{}, ready: make(chan struct{}), want: 3}
-	d.Log = slog.New(slog.NewJSONHandler(logs, nil))
-	svc, err := trustd.New(ctx, cfg, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+	s := serveAll(t, func(cfg *trustd.Config) {
+		for _, l := range []*trustd.ListenerConfig{&cfg.Admin, &cfg.Public, &cfg.HTTP} {
+			l.MaxConnections, l.MaxConnectionsPerIP = 3, 2
 		}
-	}()
-	select {
-	case <-logs.ready:
-	case err := <-done:
-		t.Fatalf("serve ended before it listened: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("trustd did not listen within 30 s")
-	}
-
-	roots := x509.NewCertPool()
-	pemRoot, _ := os.ReadFile(res.RootCert)
-	roots.AppendCertsFromPEM(pemRoot)
-	chain, err := pemutil.ReadCertificateBundle(res.Officers[0].CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := d.Keys.OpenKey(ctx, res.Officers[0].KeyURI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	officer := tls.Certificate{PrivateKey: crypto.Signer(key), Leaf: chain[0]}
-	for _, c := range chain {
-		officer.Certificate = append(officer.Certificate, c.Raw)
-	}
+	})
+	logs, roots, officer := s.logs, s.roots, s.officer
 	client := func(ip string, tlsCfg *tls.Config) *http.Client {
 		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
 		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dialer.DialContext, TLSClientConfig: tlsCfg}}
@@ -173,5 +124,149 @@ func TestConnectionCaps(t *testing.T) {
 				t.Fatal("a fourth connection, from 127.0.0.3, was not closed at once")
 			}
 		})
+	}
+}
+
+// served is trustd serving its three listeners in a test.
+type served struct {
+	logs    *listenWatch
+	roots   *x509.CertPool
+	officer tls.Certificate // alice's
+}
+
+// serveAll initialises a CA with three listeners on loopback ports, lets
+// edit change its config, and serves it until the test ends.
+func serveAll(t *testing.T, edit func(*trustd.Config)) served {
+	t.Helper()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{
+		Dir: dir, Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	logs := &listenWatch{addrs: map[string]string{}, ready: make(chan struct{}), want: 3}
+	d.Log = slog.New(slog.NewJSONHandler(logs, nil))
+	svc, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Serve(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		svc.Close()
+	})
+	select {
+	case <-logs.ready:
+	case err := <-done:
+		done <- err
+		t.Fatalf("serve ended before it listened: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("trustd did not listen within 30 s")
+	}
+	roots := x509.NewCertPool()
+	pemRoot, _ := os.ReadFile(res.RootCert)
+	roots.AppendCertsFromPEM(pemRoot)
+	chain, err := pemutil.ReadCertificateBundle(res.Officers[0].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := d.Keys.OpenKey(ctx, res.Officers[0].KeyURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	officer := tls.Certificate{PrivateKey: crypto.Signer(key), Leaf: chain[0]}
+	for _, c := range chain {
+		officer.Certificate = append(officer.Certificate, c.Raw)
+	}
+	return served{logs: logs, roots: roots, officer: officer}
+}
+
+func (w *listenWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestAccessLogEveryListener: trustd as served writes an access line for
+// every request on each of its listeners (admin, public and the
+// relying-party HTTP one, CRL fetches included), named by listener and
+// route, echoing the request id.
+func TestAccessLogEveryListener(t *testing.T) {
+	s := serveAll(t, nil)
+	officer := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.roots, Certificates: []tls.Certificate{s.officer}}}}
+	anonymous := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.roots}}}
+	for _, l := range []struct {
+		listener, url, route string
+		client               *http.Client
+	}{
+		{"admin", "https://" + s.logs.addrs["admin"] + "/admin/v1/whoami", "GET /admin/v1/whoami", officer},
+		{"public", "https://" + s.logs.addrs["public"] + "/v1/ca", "GET /v1/ca", anonymous},
+		{"http", "http://" + s.logs.addrs["http"] + "/crl/issuing-ca-1.crl", "GET /crl/issuing-ca-1.crl", http.DefaultClient},
+	} {
+		t.Run(l.listener, func(t *testing.T) {
+			id := "t-" + l.listener
+			req, _ := http.NewRequest("GET", l.url, nil)
+			req.Header.Set("X-Request-Id", id)
+			resp, err := l.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Request-Id") != id {
+				t.Fatalf("%d, request id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+			}
+			var found bool
+			for _, line := range strings.Split(s.logs.String(), "\n") {
+				var a struct{ Msg, Listener, Route, RequestID string }
+				found = found || json.Unmarshal([]byte(line), &a) == nil && a.Msg == "request" && a.Listener == l.listener &&
+					a.Route == l.route && strings.Contains(line, `"request_id":"`+id+`"`)
+			}
+			if !found {
+				t.Fatalf("no access line for %s on %s:\n%s", l.route, l.listener, s.logs)
+			}
+		})
+	}
+}
+
+// TestTLSKeyNotTheCertificates: a tls.key that is not the key of tls.cert
+// is refused when trustd starts, rather than failing every handshake.
+func TestTLSKeyNotTheCertificates(t *testing.T) {
+	ctx := context.Background()
+	d := deps(t)
+	res, err := trustd.Init(ctx, trustd.InitOptions{Dir: filepath.Join(t.TempDir(), "ca"), Officers: []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0"}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := trustd.LoadConfig(res.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A key trustd can open, but another certificate's.
+	cfg.TLS.Key = res.Officers[0].KeyURI
+	svc, err := trustd.New(ctx, cfg, d)
+	if err == nil {
+		svc.Close()
+		t.Fatal("trustd started with a TLS key that is not its certificate's")
+	}
+	if !strings.Contains(err.Error(), "is not the key of the certificate") {
+		t.Fatalf("the refusal does not say why: %v", err)
 	}
 }

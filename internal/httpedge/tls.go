@@ -1,0 +1,123 @@
+package httpedge
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/tlsconf"
+)
+
+// Keys opens keys by URI (hsm.Manager).
+type Keys interface {
+	OpenKey(ctx context.Context, uri string) (hsm.Key, error)
+}
+
+// KeyPair loads a server's certificate chain (PEM, leaf first) and its
+// key: a key URI (softkey:…, pkcs11:…) opened through keys, or else an
+// unencrypted PEM key file. A key that is not the leaf's is refused here,
+// at start, with a message saying so, rather than failing every
+// handshake later.
+func KeyPair(ctx context.Context, keys Keys, chainFile, key string) (tls.Certificate, error) {
+	chain, err := pemutil.ReadCertificateBundle(chainFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
+	}
+	var signer crypto.Signer
+	if isKeyURI(key) {
+		k, err := keys.OpenKey(ctx, key)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("server key: %w", err)
+		}
+		signer = k
+	} else if signer, err = readKeyFile(key); err != nil {
+		return tls.Certificate{}, fmt.Errorf("server key %s: %w", key, err)
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(chain[0].PublicKey) {
+		return tls.Certificate{}, fmt.Errorf("the server key %s is not the key of the certificate in %s (%q)", describeKey(key), chainFile, chain[0].Subject.CommonName)
+	}
+	c := tls.Certificate{PrivateKey: signer, Leaf: chain[0]}
+	for _, x := range chain {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	return c, nil
+}
+
+// ServerTLS is the shared TLS policy (tlsconf) serving cert, with clients
+// authenticated as auth says against clientCAs. Requiring or verifying a
+// client certificate without anchors to verify it to is a programming
+// error, refused with a panic rather than served open.
+func ServerTLS(cert tls.Certificate, auth tls.ClientAuthType, clientCAs *x509.CertPool) *tls.Config {
+	if auth >= tls.VerifyClientCertIfGiven && clientCAs == nil {
+		panic("httpedge: client certificates verified against no anchors")
+	}
+	c := tlsconf.New()
+	c.Certificates = []tls.Certificate{cert}
+	c.ClientAuth = auth
+	c.ClientCAs = clientCAs
+	return c
+}
+
+func isKeyURI(s string) bool {
+	scheme, _, ok := strings.Cut(s, ":")
+	return ok && (strings.EqualFold(scheme, hsm.SchemeSoftKey) || strings.EqualFold(scheme, hsm.SchemePKCS11))
+}
+
+// describeKey names a key for a message: a URI's path attributes only
+// (its query names PIN files and modules), or the file.
+func describeKey(key string) string {
+	if isKeyURI(key) {
+		path, _, _ := strings.Cut(key, "?")
+		return path
+	}
+	return key
+}
+
+// readKeyFile reads the first private key of a PEM file, never prompting
+// for a password: an encrypted key is refused (a daemon has no one to ask;
+// use a softkey: URI with a pin-source).
+func readKeyFile(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			return nil, errors.New("no PEM private key in the file")
+		}
+		if !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			continue
+		}
+		if b.Type == "ENCRYPTED PRIVATE KEY" || b.Headers["Proc-Type"] != "" {
+			return nil, errors.New("the key is encrypted; give a softkey: URI with a pin-source instead")
+		}
+		var k any
+		switch b.Type {
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(b.Bytes)
+		case "RSA PRIVATE KEY":
+			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+		default:
+			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+		}
+		if err != nil {
+			return nil, err
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("a %T cannot sign", k)
+		}
+		return s, nil
+	}
+}
