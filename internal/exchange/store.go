@@ -21,8 +21,8 @@ type Store interface {
 	// InsertPrescription stores p and its Lines (which MUST be non-empty,
 	// each quantity > 0; ExpiresAt is set from them), in state Active —
 	// or, for a paper prescription with its dispense d (nil otherwise,
-	// d.ClaimID empty), in the state d leaves it in, d recorded in the
-	// same transaction as for Dispense. p.ID already stored: the stored
+	// d.ClaimID empty), in the state d leaves it in, d recorded (its
+	// lines' Fill set) in the same transaction, checked as by Dispense. p.ID already stored: the stored
 	// prescription is returned with ErrReplay if its JWSSHA256 is p's,
 	// else with a document-id-conflict error; nothing is written. A
 	// tracking code already another prescription's: ErrTrackingCodeTaken.
