@@ -55,10 +55,6 @@ func fromNull(t sql.NullTime) time.Time {
 	return t.Time.UTC()
 }
 
-// lock: prescription takes the row lock on PostgreSQL. SQLite needs none:
-// every transaction here begins IMMEDIATE (sqlstore.Open), holding the
-// database's one write lock from its first statement.
-
 const prescriptionColumns = "p.id, p.tracking_code, p.kind, p.jws, p.jws_sha256, p.patient_national_id, p.prescriber_council, p.prescriber_serial, p.issued_at, p.accepted_at, p.expires_at, p.state, p.answer"
 const lineColumns = "l.fill, l.item, l.code, l.kind, l.quantity, l.dispensed, l.valid_from, l.valid_until"
 
@@ -109,7 +105,10 @@ func (s *Exchange) readPrescriptions(ctx context.Context, q sqlstore.Execer, fro
 }
 
 // prescription reads one prescription with its lines and (withClaim) the
-// claim holding it at now; lock takes its row lock (in a transaction).
+// claim holding it at now; lock takes its row lock (in a transaction) on
+// PostgreSQL. SQLite needs none: every transaction here begins IMMEDIATE
+// (sqlstore.Open), holding the database's one write lock from its first
+// statement.
 func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock, withClaim bool, now time.Time, where string, args ...any) (*exchange.Prescription, error) {
 	if lock && s.Dialect() == sqlstore.Postgres {
 		// The lock first, in a statement of its own, and the read after
@@ -123,7 +122,7 @@ func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock, wi
 		var id string
 		err := q.QueryRowContext(ctx, s.Rebind("SELECT p.id FROM prescriptions p WHERE "+where+" FOR UPDATE"), args...).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, exchange.ErrNotFound("prescription")
+			return nil, exchange.NotFound("prescription")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("rxstore: locking a prescription: %w", err)
@@ -134,7 +133,7 @@ func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock, wi
 		return nil, err
 	}
 	if len(ps) == 0 {
-		return nil, exchange.ErrNotFound("prescription")
+		return nil, exchange.NotFound("prescription")
 	}
 	p := ps[0]
 	if !withClaim {
@@ -432,7 +431,7 @@ func (s *Exchange) lockedClaim(ctx context.Context, tx *sql.Tx, claimID string, 
 		return nil, nil, err
 	}
 	if len(cs) == 0 {
-		return nil, nil, exchange.ErrNotFound("claim")
+		return nil, nil, exchange.NotFound("claim")
 	}
 	p, err := s.prescription(ctx, tx, true, true, now, "p.id = $1", cs[0].PrescriptionID)
 	if err != nil {
@@ -535,7 +534,7 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 			return err
 		}
 		if len(cs) == 0 {
-			return exchange.ErrNotFound("claim")
+			return exchange.NotFound("claim")
 		}
 		c := cs[0]
 		if subtle.ConstantTimeCompare(c.SecretSHA256, secretSHA256) != 1 {
