@@ -83,6 +83,15 @@ const (
 	CatalogueNotInForce Code = "catalogue-not-in-force" // no catalogue version is in force on the date asked for
 	UnknownScope        Code = "unknown-scope"          // the rules scope is not prescribe, dispense, paper or paraclinic
 	QuotaExceeded       Code = "quota-exceeded"         // the caller has used its lookups for the day; retry after Retry-After (the next day)
+
+	DocumentIDConflict         Code = "document-id-conflict"         // a different document (another signing input) is stored under this id
+	PrescriptionClaimed        Code = "prescription-claimed"         // another organisation holds a claim on the prescription (until the time given)
+	PrescriptionNotDispensable Code = "prescription-not-dispensable" // expired, cancelled, fully dispensed, or no fill of the item in force
+	OverDispense               Code = "over-dispense"                // more than remains of an item in the fill in force
+	ClaimSecretWrong           Code = "claim-secret-wrong"           // the Claim-Secret is not the claim's current secret
+	ClaimNotActive             Code = "claim-not-active"             // the claim was released, closed or has expired
+	SessionIDUsed              Code = "session-id-used"              // the session document's id was used before; sign a new one
+	IdempotencyKeyReused       Code = "idempotency-key-reused"       // the Idempotency-Key was used by this caller for a different request
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

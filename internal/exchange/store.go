@@ -1,0 +1,120 @@
+package exchange
+
+import (
+	"context"
+	"time"
+)
+
+// Store is what the exchange service keeps its state in. Every method that
+// writes is ONE transaction: it commits all of its effect or none, and a
+// write it returns without error is durable (synchronous commit). A
+// refusal changes nothing. Times passed in are the caller's clock; the
+// store reads no clock of its own.
+//
+// Medicine is guarded in the database itself: every write that changes a
+// prescription or its lines first locks the prescription's row (SELECT …
+// FOR UPDATE on PostgreSQL, the write lock SQLite's immediate transactions
+// take), so claims, dispenses, closes and cancellations of one prescription
+// are serialised, and a CHECK (0 <= dispensed <= quantity) on every line is
+// the last guard should the code ever be wrong.
+type Store interface {
+	// InsertPrescription stores p and its Lines (which MUST be non-empty,
+	// each quantity > 0; ExpiresAt is set from them), in state Active —
+	// or, for a paper prescription with its dispense d (nil otherwise,
+	// d.ClaimID empty), in the state d leaves it in, d recorded in the
+	// same transaction as for Dispense. p.ID already stored: the stored
+	// prescription is returned with ErrReplay if its JWSSHA256 is p's,
+	// else with a document-id-conflict error; nothing is written. A
+	// tracking code already another prescription's: ErrTrackingCodeTaken.
+	InsertPrescription(ctx context.Context, p *Prescription, d *Dispense) (*Prescription, error)
+
+	// PrescriptionByCode reads the prescription with this tracking code
+	// (canonical form) for this patient, with its lines and the claim
+	// holding it at now, its state as at now. A code that does not exist
+	// and a code whose patient is another give the same not-found error.
+	PrescriptionByCode(ctx context.Context, trackingCode, nationalID string, now time.Time) (*Prescription, error)
+	// PrescriptionByID reads a prescription by id, as PrescriptionByCode.
+	PrescriptionByID(ctx context.Context, id string, now time.Time) (*Prescription, error)
+
+	// Claim gives c.Organisation the prescription c.PrescriptionID from
+	// c.CreatedAt until c.ExpiresAt, under the prescription's lock. A
+	// prescription not dispensable at c.CreatedAt: NotDispensableError.
+	// Held by another organisation's claim: ClaimedError with its expiry.
+	// Held by the same organisation's claim: that claim is returned, now
+	// with c's secret hash, acting certificate and expiry (the old secret
+	// stops working). Otherwise c is stored and returned. Unknown
+	// prescription: not-found.
+	Claim(ctx context.Context, c *Claim) (*Claim, error)
+	// Release ends the claim. Unknown claim: not-found; a hash that is not
+	// the claim's current secret's: ErrSecretWrong; a closed claim:
+	// ErrClaimEnded. Releasing a released or expired claim succeeds and
+	// changes nothing.
+	Release(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time) error
+
+	// Dispense records d (ClaimID set) under the prescription's lock,
+	// judged at d.At: the claim MUST exist (else not-found), be for
+	// d.PrescriptionID, have this secret (ErrSecretWrong) and hold the
+	// prescription (ErrClaimEnded); the prescription MUST be dispensable
+	// (NotDispensableError with its state); each line of d is counted
+	// against the earliest fill of its item in force at d.At with
+	// something left (NotDispensableError naming the item when none is in
+	// force) and MUST NOT exceed what remains of it (OverDispenseError).
+	// The store sets each line's Fill, updates the prescription's lines
+	// and state, and stores as d.Answer what answer returns (if answer is
+	// not nil) given the prescription as it now stands — in the same
+	// transaction, so a replay gets the same answer. d.ID already stored:
+	// the stored dispense and the prescription as it stands, with
+	// ErrReplay if its JWSSHA256 is d's, else document-id-conflict.
+	Dispense(ctx context.Context, claimID string, secretSHA256 []byte, d *Dispense, answer func(*Prescription, *Dispense) ([]byte, error)) (*Dispense, *Prescription, error)
+
+	// Close ends the claim with a receipt, under the prescription's lock:
+	// sign is called with the claim, the prescription and the claim's
+	// dispenses (oldest first) and its receipt stored, the claim closed at
+	// now. A closed claim's stored receipt is returned (sign is not
+	// called): one receipt per claim, however many closes race. Unknown
+	// claim: not-found; wrong secret: ErrSecretWrong; a released claim:
+	// ErrClaimEnded. An expired claim may be closed: what it dispensed
+	// needs its receipt. An error from sign is returned and nothing is
+	// written.
+	Close(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time, sign func(*Claim, *Prescription, []*Dispense) (*Receipt, error)) (*Receipt, error)
+
+	// Cancel records c against c.PrescriptionID under its lock, judged at
+	// c.At: a claim holding it: ClaimedError; not dispensable:
+	// NotDispensableError. Nothing dispensed: Cancelled; else
+	// RemainderCancelled, c.RemainderOnly set. c.ID already stored: the
+	// stored cancellation with ErrReplay (same JWSSHA256) or
+	// document-id-conflict. Returns the cancellation and the prescription
+	// as it now stands.
+	Cancel(ctx context.Context, c *Cancellation) (*Cancellation, *Prescription, error)
+
+	// History is a patient's prescriptions newest first (by IssuedAt, then
+	// ID, both descending), after the cursor (nil: from the newest), at
+	// most limit (1..MaxHistoryPage, else ErrHistoryLimit), each with its
+	// dispenses and cancellations, states as at now. next is the cursor
+	// of the last entry, nil when the page is the last.
+	History(ctx context.Context, nationalID string, after *Cursor, limit int, now time.Time) (entries []HistoryEntry, next *Cursor, err error)
+
+	// CreateSession stores s and marks s.DocumentID used, in one
+	// transaction: a document id used before gives ErrSessionUsed.
+	CreateSession(ctx context.Context, s *Session) error
+	// Session reads the session whose token hashes to tokenSHA256 if it
+	// has not ended and now is before its ExpiresAt; else ErrNoSession.
+	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (*Session, error)
+	// EndSession ends the session (ending one that has ended succeeds).
+	// Its document id stays used.
+	EndSession(ctx context.Context, tokenSHA256 []byte) error
+
+	// Idempotent looks up the answer kept for (key, caller) at now: nil if
+	// there is none (or it expired), ErrKeyReused if it was kept for
+	// another request hash.
+	Idempotent(ctx context.Context, key, caller string, requestSHA256 []byte, now time.Time) (*IdempotencyRecord, error)
+	// Remember keeps r's answer unless an unexpired one is kept for
+	// (r.Key, r.Caller): for the same request hash that one is returned
+	// (the first answer wins a race), for another ErrKeyReused. An expired
+	// record under the key is replaced.
+	Remember(ctx context.Context, r *IdempotencyRecord) (*IdempotencyRecord, error)
+
+	// Purge deletes sessions and idempotency records expired before now.
+	// Prescription expiry needs no purge: it is derived (see Expired).
+	Purge(ctx context.Context, now time.Time) error
+}
