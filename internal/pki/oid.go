@@ -91,13 +91,14 @@ const (
 )
 
 // Policy OIDs (A.1.n). A certificate carries exactly the policy of its profile.
-func (a Arc) PolicyPractitionerSigning() asn1.ObjectIdentifier { return a.sub(1, 1) }
-func (a Arc) PolicyPharmacySigning() asn1.ObjectIdentifier     { return a.sub(1, 2) }
-func (a Arc) PolicyParaclinicSigning() asn1.ObjectIdentifier   { return a.sub(1, 3) }
-func (a Arc) PolicyServiceTLS() asn1.ObjectIdentifier          { return a.sub(1, 4) }
-func (a Arc) PolicyOCSPResponder() asn1.ObjectIdentifier       { return a.sub(1, 5) }
-func (a Arc) PolicyOfficer() asn1.ObjectIdentifier             { return a.sub(1, 6) }
-func (a Arc) PolicyTrustBundleSigning() asn1.ObjectIdentifier  { return a.sub(1, 7) }
+func (a Arc) PolicyPractitionerSigning() asn1.ObjectIdentifier    { return a.sub(1, 1) }
+func (a Arc) PolicyPharmacySigning() asn1.ObjectIdentifier        { return a.sub(1, 2) }
+func (a Arc) PolicyParaclinicSigning() asn1.ObjectIdentifier      { return a.sub(1, 3) }
+func (a Arc) PolicyServiceTLS() asn1.ObjectIdentifier             { return a.sub(1, 4) }
+func (a Arc) PolicyOCSPResponder() asn1.ObjectIdentifier          { return a.sub(1, 5) }
+func (a Arc) PolicyOfficer() asn1.ObjectIdentifier                { return a.sub(1, 6) }
+func (a Arc) PolicyTrustBundleSigning() asn1.ObjectIdentifier     { return a.sub(1, 7) }
+func (a Arc) PolicyExchangeReceiptSigning() asn1.ObjectIdentifier { return a.sub(1, 8) }
 
 // Extended key usages (A.2.n): what a signature by the key may mean.
 func (a Arc) EKUPrescriptionSigning() asn1.ObjectIdentifier { return a.sub(2, 1) }
@@ -105,6 +106,11 @@ func (a Arc) EKUDispenseSigning() asn1.ObjectIdentifier     { return a.sub(2, 2)
 func (a Arc) EKUParaclinicSigning() asn1.ObjectIdentifier   { return a.sub(2, 3) }
 func (a Arc) EKUOfficer() asn1.ObjectIdentifier             { return a.sub(2, 4) }
 func (a Arc) EKUTrustBundleSigning() asn1.ObjectIdentifier  { return a.sub(2, 5) }
+
+// EKUExchangeReceiptSigning marks the exchange's (rxd's) key: what it signs
+// (acknowledgements of accepted prescriptions, receipts of closed visits)
+// commits the exchange to having accepted or recorded it.
+func (a Arc) EKUExchangeReceiptSigning() asn1.ObjectIdentifier { return a.sub(2, 6) }
 
 // IdentityExtension is the OID of the subject-identity extension (A.3.1).
 func (a Arc) IdentityExtension() asn1.ObjectIdentifier { return a.sub(3, 1) }
@@ -115,20 +121,22 @@ func (a Arc) OIDs() map[string]any {
 	return map[string]any{
 		"Arc": a.String(),
 		"Policy": map[string]string{
-			"PractitionerSigning": s(a.PolicyPractitionerSigning()),
-			"PharmacySigning":     s(a.PolicyPharmacySigning()),
-			"ParaclinicSigning":   s(a.PolicyParaclinicSigning()),
-			"ServiceTLS":          s(a.PolicyServiceTLS()),
-			"OCSPResponder":       s(a.PolicyOCSPResponder()),
-			"Officer":             s(a.PolicyOfficer()),
-			"TrustBundleSigning":  s(a.PolicyTrustBundleSigning()),
+			"PractitionerSigning":    s(a.PolicyPractitionerSigning()),
+			"PharmacySigning":        s(a.PolicyPharmacySigning()),
+			"ParaclinicSigning":      s(a.PolicyParaclinicSigning()),
+			"ServiceTLS":             s(a.PolicyServiceTLS()),
+			"OCSPResponder":          s(a.PolicyOCSPResponder()),
+			"Officer":                s(a.PolicyOfficer()),
+			"TrustBundleSigning":     s(a.PolicyTrustBundleSigning()),
+			"ExchangeReceiptSigning": s(a.PolicyExchangeReceiptSigning()),
 		},
 		"EKU": map[string]string{
-			"PrescriptionSigning": s(a.EKUPrescriptionSigning()),
-			"DispenseSigning":     s(a.EKUDispenseSigning()),
-			"ParaclinicSigning":   s(a.EKUParaclinicSigning()),
-			"Officer":             s(a.EKUOfficer()),
-			"TrustBundleSigning":  s(a.EKUTrustBundleSigning()),
+			"PrescriptionSigning":    s(a.EKUPrescriptionSigning()),
+			"DispenseSigning":        s(a.EKUDispenseSigning()),
+			"ParaclinicSigning":      s(a.EKUParaclinicSigning()),
+			"Officer":                s(a.EKUOfficer()),
+			"TrustBundleSigning":     s(a.EKUTrustBundleSigning()),
+			"ExchangeReceiptSigning": s(a.EKUExchangeReceiptSigning()),
 		},
 		"IdentityExtension": s(a.IdentityExtension()),
 	}

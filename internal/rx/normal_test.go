@@ -3,6 +3,7 @@ package rx
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -12,7 +13,7 @@ import (
 
 func sampleDocuments() []Document {
 	at := time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
-	ref := Reference{ID: "0b6a1f6e-8c1d-4e3b-9a6f-2d1c3b4a5e6f", JWSSHA256: "ab"}
+	ref := Reference{ID: "0b6a1f6e-8c1d-4e3b-9a6f-2d1c3b4a5e6f", JWSSHA256: strings.Repeat("ab", 32)}
 	pr := Prescriber{CouncilNumber: "12345", Profession: "physician", Specialty: "cardiology", Name: "دکتر سارا احمدی"}
 	return []Document{
 		&Prescription{V: 1, Type: KindPrescription, ID: ref.ID, IssuedAt: at,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/nuskha/nuskha/internal/persian"
 )
 
 // The JSON Schemas in schema/ are the published contract. The verifier
@@ -70,6 +72,16 @@ func (r *rules) length(field, v string, min, max int) {
 	}
 }
 
+// name is a person's or an organisation's name, shown to pharmacists,
+// insurers and patients: nothing in it may hide or disguise what it says
+// (the schema's name pattern; the registry refuses the same runes).
+func (r *rules) name(field, v string, min int) {
+	r.length(field, v, min, 128)
+	if c, found := persian.HiddenRune(v); found {
+		r.fail(field, "must not contain %U: control, format (such as bidirectional overrides) and private-use characters can disguise a name; only the zero-width non-joiner is allowed", c)
+	}
+}
+
 func (r *rules) between(field string, v, min, max int) {
 	if v < min || v > max {
 		r.fail(field, "must be from %d to %d", min, max)
@@ -90,7 +102,7 @@ func (r *rules) prescriber(p Prescriber) {
 	r.match("prescriber.council_number", p.CouncilNumber, reCode)
 	r.oneOf("prescriber.profession", p.Profession, professions)
 	r.match("prescriber.specialty", p.Specialty, reSpecialty)
-	r.length("prescriber.name", p.Name, 0, 128)
+	r.name("prescriber.name", p.Name, 0)
 }
 
 func (r *rules) reference(p Reference) {
@@ -105,11 +117,11 @@ func (p *Prescription) rules() error {
 		r.fail("issued_at", "required")
 	}
 	r.match("patient.national_id", p.Patient.NationalID, reNID)
-	r.length("patient.name", p.Patient.Name, 1, 128)
+	r.name("patient.name", p.Patient.Name, 1)
 	r.match("patient.birth_date", p.Patient.BirthDate, reDate)
 	r.oneOf("patient.sex", p.Patient.Sex, sexes)
 	r.prescriber(p.Prescriber)
-	r.length("practice.name", p.Practice.Name, 1, 128)
+	r.name("practice.name", p.Practice.Name, 1)
 	r.optMatch("practice.id", p.Practice.ID, reCode)
 	r.optMatch("practice.province", p.Practice.Province, reProvince)
 	if len(p.Diagnoses) > 20 {
@@ -150,7 +162,7 @@ func (d *Dispense) rules() error {
 	r.reference(d.Prescription)
 	r.match("dispenser.licence_number", d.Dispenser.LicenceNumber, reCode)
 	r.oneOf("dispenser.role", d.Dispenser.Role, roles)
-	r.length("dispenser.name", d.Dispenser.Name, 0, 128)
+	r.name("dispenser.name", d.Dispenser.Name, 0)
 	if len(d.Items) < 1 || len(d.Items) > 50 {
 		r.fail("items", "must have 1 to 50 items")
 	}

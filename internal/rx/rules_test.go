@@ -2,9 +2,12 @@ package rx
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
 )
 
 func validPrescription() *Prescription {
@@ -117,4 +120,64 @@ func FuzzRulesAgreeWithSchema(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Names reach pharmacists' and insurers' screens: a control, format or
+// private-use character in one (a right-to-left override showing another
+// name, a zero-width joiner, a byte-order mark) is refused, naming the
+// field, by the verifier and by the published schema. The zero-width
+// non-joiner, part of Persian spelling, is not.
+func TestNamesRefuseHiddenRunes(t *testing.T) {
+	docs := sampleDocuments()
+	for _, tc := range []struct {
+		kind  Kind
+		field string
+		set   func(Document, string)
+	}{
+		{KindPrescription, "patient.name", func(d Document, s string) { d.(*Prescription).Patient.Name = s }},
+		{KindPrescription, "prescriber.name", func(d Document, s string) { d.(*Prescription).Prescriber.Name = s }},
+		{KindPrescription, "practice.name", func(d Document, s string) { d.(*Prescription).Practice.Name = s }},
+		{KindDispense, "dispenser.name", func(d Document, s string) { d.(*Dispense).Dispenser.Name = s }},
+		{KindCancellation, "prescriber.name", func(d Document, s string) { d.(*Cancellation).Prescriber.Name = s }},
+	} {
+		var doc Document
+		for _, d := range docs {
+			if d.Kind() == tc.kind {
+				doc = d
+			}
+		}
+		for name, s := range map[string]string{
+			"right-to-left override": "دکتر علی\u202eیرمحا",
+			"zero-width joiner":      "علی\u200dرضا",
+			"byte-order mark":        "\ufeffعلی",
+			"private use":            "علی\ue000",
+			"control character":      "علی\x07",
+			"replacement character":  "علی\ufffd",
+		} {
+			t.Run(string(tc.kind)+"/"+tc.field+"/"+name, func(t *testing.T) {
+				d := deepCopy(t, doc)
+				tc.set(d, s)
+				payload := marshal(t, d)
+				_, err := decode(tc.kind, payload)
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Code != errs.InvalidDocument || e.Field != tc.field {
+					t.Fatalf("decode: %v, want invalid-document on %s", err, tc.field)
+				}
+				if validateSchema(tc.kind, payload) == nil {
+					t.Fatal("the published schema accepts it")
+				}
+			})
+		}
+		t.Run(string(tc.kind)+"/"+tc.field+"/zero-width non-joiner", func(t *testing.T) {
+			d := deepCopy(t, doc)
+			tc.set(d, "محمد\u200cعلی")
+			payload := marshal(t, d)
+			if _, err := decode(tc.kind, payload); err != nil {
+				t.Fatal(err)
+			}
+			if err := validateSchema(tc.kind, payload); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -62,6 +62,7 @@ func TestEveryProfileIssuesStrictlyValidLintCleanCertificates(t *testing.T) {
 		{"ocsp-responder", pki.RoleService, []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}, "ocsphelper"},
 		{"officer", pki.RoleOfficer, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, "sslclient"},
 		{"trust-bundle-signing", pki.RoleService, nil, ""},
+		{"exchange-receipt-signing", pki.RoleService, nil, ""},
 	}
 	for _, tc := range cases {
 		for _, keyName := range []string{"EC-P256", "RSA-2048"} {
@@ -150,6 +151,35 @@ func TestSigningProfilesCarryWhatVerifiersCheck(t *testing.T) {
 	}
 	if strings.Contains(string(cert.Raw), "0499370899") {
 		t.Fatal("the practitioner's national id is in the certificate")
+	}
+}
+
+// The exchange's receipt key: non-repudiation, its own EKU and policy
+// (so that no other service key, the trust bundle's included, can sign a
+// receipt), and a service's identity.
+func TestExchangeReceiptProfile(t *testing.T) {
+	p := testpki.New(t, nil, now)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sub := testpki.Subject(pki.RoleService, "sub_rxd", now())
+	cert, _, err := issue(t, p, "exchange-receipt-signing", sub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.KeyUsage != x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment {
+		t.Fatalf("key usage = %v, want digitalSignature+nonRepudiation only", cert.KeyUsage)
+	}
+	if len(cert.UnknownExtKeyUsage) != 1 || !cert.UnknownExtKeyUsage[0].Equal(p.Arc.EKUExchangeReceiptSigning()) || len(cert.ExtKeyUsage) != 0 {
+		t.Fatalf("EKU = %v %v, want only exchange receipt signing", cert.ExtKeyUsage, cert.UnknownExtKeyUsage)
+	}
+	if len(cert.PolicyIdentifiers) != 1 || !cert.PolicyIdentifiers[0].Equal(p.Arc.PolicyExchangeReceiptSigning()) {
+		t.Fatalf("policies = %v", cert.PolicyIdentifiers)
+	}
+	if id, err := p.Arc.IdentityOf(cert); err != nil || id.Role != pki.RoleService {
+		t.Fatalf("identity %+v %v", id, err)
+	}
+	prof, _ := p.Profiles.Get("exchange-receipt-signing")
+	if !prof.DualControl || prof.AllowsKind(pki.RoleVendor) {
+		t.Fatalf("profile %+v: want dual control, services only", prof)
 	}
 }
 

@@ -18,13 +18,16 @@ func TestShippedProfilesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"officer", "ocsp-responder", "paraclinic-signing", "pharmacy-signing", "practitioner-signing", "service-tls-client", "service-tls-server", "trust-bundle-signing"}
+	want := []string{"exchange-receipt-signing", "officer", "ocsp-responder", "paraclinic-signing", "pharmacy-signing", "practitioner-signing", "service-tls-client", "service-tls-server", "trust-bundle-signing"}
 	if got := strings.Join(s.Names(), ","); got != strings.Join(slices.Sorted(slices.Values(want)), ",") {
 		t.Fatalf("profiles = %s", got)
 	}
 	p, _ := s.Get("practitioner-signing")
 	if !p.DualControl || !p.AllowsKind(pki.RolePractitioner) || p.AllowsKind(pki.RolePharmacy) || !p.AllowsKey("RSA-2048") {
 		t.Fatalf("practitioner-signing loaded as %+v", p)
+	}
+	if p, _ := s.Get("exchange-receipt-signing"); !p.DualControl || !p.AllowsKind(pki.RoleService) || p.AllowsKind(pki.RoleVendor) || p.AllowsKind(pki.RolePharmacy) {
+		t.Fatalf("exchange-receipt-signing loaded as %+v", p)
 	}
 	if _, err := s.Get("nope"); !errors.Is(err, errs.Of(errs.UnknownProfile)) {
 		t.Fatalf("unknown profile: %v", err)
