@@ -1,7 +1,9 @@
-// Package rx is the signed-prescription format: version-1 documents
-// (prescription, dispense record, cancellation) as JSON, signed as compact
-// JWS following the JAdES baseline B-B profile (ETSI TS 119 182-1), and the
-// one verifier that rxd, rxctl and offline pharmacies all use.
+// Package rx is the signed-prescription format: version-1 documents as
+// JSON — the prescription, dispense record and cancellation, and the
+// exchange's session, paper prescription, acknowledgement and receipt
+// (exchange.go) — signed as compact JWS following the JAdES baseline B-B
+// profile (ETSI TS 119 182-1), and the one verifier that rxd, rxctl,
+// vendors' software and offline pharmacies all use.
 //
 // A document MUST be in normal form before it is signed (Normalize): Persian
 // letters unified, digits ASCII, white space collapsed, times UTC to the
@@ -29,7 +31,16 @@ const (
 	KindPrescription Kind = "prescription"
 	KindDispense     Kind = "dispense"
 	KindCancellation Kind = "cancellation"
+	KindSession      Kind = "session" // a card opening a session at the exchange
+	KindPaper        Kind = "paper"   // a pharmacy entering a paper prescription
+	KindAck          Kind = "ack"     // the exchange acknowledging a prescription
+	KindReceipt      Kind = "receipt" // the exchange's receipt of a closed visit
 )
+
+// Kinds returns every kind of document.
+func Kinds() []Kind {
+	return []Kind{KindPrescription, KindDispense, KindCancellation, KindSession, KindPaper, KindAck, KindReceipt}
+}
 
 // Typ is the JWS typ header of each kind.
 func (k Kind) Typ() string { return "nuskha-" + string(k) + "+jws" }
@@ -37,7 +48,7 @@ func (k Kind) Typ() string { return "nuskha-" + string(k) + "+jws" }
 // Version of the documents this package reads and writes.
 const Version = 1
 
-// Document is one of the three kinds.
+// Document is one of the kinds.
 type Document interface {
 	Kind() Kind
 	// Normalize puts the document in its normal form, in place.
@@ -208,26 +219,49 @@ func (r *Reference) walk(n *normalizer) {
 	n.str(&r.JWSSHA256, lower)
 }
 
+func (p *Patient) walk(n *normalizer) {
+	n.str(&p.NationalID, nationalid.Normalize)
+	n.str(&p.Name, text)
+	n.str(&p.BirthDate, digits)
+	n.str(&p.Sex, lower)
+}
+
+func (p *Practice) walk(n *normalizer) {
+	n.str(&p.Name, text)
+	n.str(&p.ID, digits)
+	n.str(&p.Province, upperCode)
+}
+
+func (it *Item) walk(n *normalizer) {
+	n.str(&it.Kind, lower)
+	n.str(&it.Code, digits)
+	n.str(&it.Dosage, text)
+	n.str(&it.Note, text)
+}
+
+func (it *DispensedItem) walk(n *normalizer) {
+	n.str(&it.Code, digits)
+	n.str(&it.SubstituteFor, digits)
+	n.str(&it.Note, text)
+}
+
+func (d *Dispenser) walk(n *normalizer) {
+	n.str(&d.LicenceNumber, digits)
+	n.str(&d.Role, lower)
+	n.str(&d.Name, text)
+}
+
 func (p *Prescription) walk(n *normalizer) {
 	n.str(&p.ID, lower)
 	n.instant(&p.IssuedAt)
-	n.str(&p.Patient.NationalID, nationalid.Normalize)
-	n.str(&p.Patient.Name, text)
-	n.str(&p.Patient.BirthDate, digits)
-	n.str(&p.Patient.Sex, lower)
+	p.Patient.walk(n)
 	p.Prescriber.walk(n)
-	n.str(&p.Practice.Name, text)
-	n.str(&p.Practice.ID, digits)
-	n.str(&p.Practice.Province, upperCode)
+	p.Practice.walk(n)
 	for i := range p.Diagnoses {
 		n.str(&p.Diagnoses[i], upperCode)
 	}
 	for i := range p.Items {
-		it := &p.Items[i]
-		n.str(&it.Kind, lower)
-		n.str(&it.Code, digits)
-		n.str(&it.Dosage, text)
-		n.str(&it.Note, text)
+		p.Items[i].walk(n)
 	}
 	n.str(&p.Notes, text)
 }
@@ -236,14 +270,9 @@ func (d *Dispense) walk(n *normalizer) {
 	n.str(&d.ID, lower)
 	n.instant(&d.DispensedAt)
 	d.Prescription.walk(n)
-	n.str(&d.Dispenser.LicenceNumber, digits)
-	n.str(&d.Dispenser.Role, lower)
-	n.str(&d.Dispenser.Name, text)
+	d.Dispenser.walk(n)
 	for i := range d.Items {
-		it := &d.Items[i]
-		n.str(&it.Code, digits)
-		n.str(&it.SubstituteFor, digits)
-		n.str(&it.Note, text)
+		d.Items[i].walk(n)
 	}
 	n.str(&d.Notes, text)
 }
@@ -278,40 +307,61 @@ func bad(field, format string, args ...any) error {
 
 // Check validates the prescription beyond its schema.
 func (p *Prescription) Check() error {
-	if _, err := nationalid.Parse(p.Patient.NationalID); err != nil {
+	if err := p.Patient.check(p.IssuedAt); err != nil {
+		return err
+	}
+	if err := checkDiagnoses(p.Diagnoses); err != nil {
+		return err
+	}
+	return checkItems("items", p.Items)
+}
+
+// check validates the patient of a document written at t.
+func (p *Patient) check(t time.Time) error {
+	if _, err := nationalid.Parse(p.NationalID); err != nil {
 		e := err.(*errs.Error)
 		return &errs.Error{Code: e.Code, Field: "patient.national_id", Detail: e.Detail}
 	}
-	birth, err := time.Parse(time.DateOnly, p.Patient.BirthDate)
+	birth, err := time.Parse(time.DateOnly, p.BirthDate)
 	if err != nil {
 		return bad("patient.birth_date", "must be a date YYYY-MM-DD")
 	}
-	if birth.After(p.IssuedAt) || birth.Before(p.IssuedAt.AddDate(-130, 0, 0)) {
+	if birth.After(t) || birth.Before(t.AddDate(-130, 0, 0)) {
 		return bad("patient.birth_date", "must be a real birth date before the prescription")
 	}
-	for i, d := range p.Diagnoses {
+	return nil
+}
+
+func checkDiagnoses(diagnoses []string) error {
+	for i, d := range diagnoses {
 		if !reICD10.MatchString(d) {
 			return bad(fmt.Sprintf("diagnoses[%d]", i), "%q is not an ICD-10 code", d)
 		}
 	}
-	for i, it := range p.Items {
+	return nil
+}
+
+func checkItems(list string, items []Item) error {
+	for i, it := range items {
 		if (it.Repeats > 0) != (it.RepeatIntervalDays > 0) {
-			return bad(fmt.Sprintf("items[%d].repeat_interval_days", i), "repeats and repeat_interval_days go together")
+			return bad(fmt.Sprintf("%s[%d].repeat_interval_days", list, i), "repeats and repeat_interval_days go together")
 		}
 	}
 	return nil
 }
 
 // Check validates the dispense record beyond its schema.
-func (d *Dispense) Check() error {
+func (d *Dispense) Check() error { return checkDispensed("items", d.Items) }
+
+func checkDispensed(list string, items []DispensedItem) error {
 	seen := map[string]bool{}
-	for i, it := range d.Items {
+	for i, it := range items {
 		if seen[it.Code] {
-			return bad(fmt.Sprintf("items[%d].code", i), "code %s appears twice", it.Code)
+			return bad(fmt.Sprintf("%s[%d].code", list, i), "code %s appears twice", it.Code)
 		}
 		seen[it.Code] = true
 		if it.SubstituteFor == it.Code {
-			return bad(fmt.Sprintf("items[%d].substitute_for", i), "an item cannot substitute for itself")
+			return bad(fmt.Sprintf("%s[%d].substitute_for", list, i), "an item cannot substitute for itself")
 		}
 	}
 	return nil

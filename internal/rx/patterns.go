@@ -1,6 +1,9 @@
 package rx
 
-import "regexp"
+import (
+	"regexp"
+	"strings"
+)
 
 // pattern is one of the schema's string patterns: the regular expression
 // is the published one (and what errors quote); match is the same language
@@ -107,8 +110,41 @@ var (
 	}}
 )
 
+var (
+	// reTrackingCode is a tracking code in canonical form (trackcode):
+	// 11 symbols of Crockford's base32; the check symbol is Check's.
+	reTrackingCode = pattern{regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{11}$`), func(s string) bool {
+		if len(s) != 11 {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			if !isCrockford(s[i]) {
+				return false
+			}
+		}
+		return true
+	}}
+	// reThumbprint is an unpadded base64url SHA-256 (x5t#S256) in its one
+	// spelling: 43 symbols, the last carrying 4 bits and two zero bits.
+	reThumbprint = pattern{regexp.MustCompile(`^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$`), func(s string) bool {
+		if len(s) != 43 {
+			return false
+		}
+		for i := 0; i < 42; i++ {
+			if c := s[i]; !isAlnum(c) && c != '_' && c != '-' {
+				return false
+			}
+		}
+		return strings.IndexByte("AEIMQUYcgkosw048", s[42]) >= 0
+	}}
+)
+
 // patterns lists every pattern for the tests.
-var patterns = []pattern{reUUID, reCode, reSpecialty, reNID, reDate, reProvince, reSHA256, reICD10}
+var patterns = []pattern{reUUID, reCode, reSpecialty, reNID, reDate, reProvince, reSHA256, reICD10, reTrackingCode, reThumbprint}
+
+func isCrockford(c byte) bool {
+	return isDigit(c) || 'A' <= c && c <= 'Z' && c != 'I' && c != 'L' && c != 'O' && c != 'U'
+}
 
 func isDigit(c byte) bool      { return '0' <= c && c <= '9' }
 func isLowerHex(c byte) bool   { return isDigit(c) || 'a' <= c && c <= 'f' }

@@ -10,6 +10,9 @@ var patternSeeds = []string{
 	"cardiology", "Cardiology", "x.y_z-1", "ABC/12.3", "/x", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeF",
 	"J45\n", "0123456789\n",
+	"0123456789A", "ABCDEFGHJKM", "ABCDEFGHIJK", "abcdefghjkm", "0123456789U", "0123456789AB", "NPQRSTVWXYZ",
+	"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU", "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFV", "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuF",
+	"47DEQpj8HBSa+/TImW-5JCeuQeRkm5NMpJWZG3hSuFU", "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU=",
 }
 
 func TestPatternsAgreeWithRegexps(t *testing.T) {

@@ -3,6 +3,7 @@ package rx
 import (
 	"fmt"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nuskha/nuskha/internal/persian"
@@ -19,6 +20,7 @@ var (
 	itemKinds   = []string{"drug", "lab", "imaging", "procedure"}
 	sexes       = []string{"female", "male"}
 	roles       = []string{"pharmacy", "paraclinic"}
+	pharmacy    = []string{"pharmacy"}
 )
 
 // rules collects the first failure. Inside a list (items, diagnoses) the
@@ -110,35 +112,39 @@ func (r *rules) reference(p Reference) {
 	r.match("prescription.jws_sha256", p.JWSSHA256, reSHA256)
 }
 
-func (p *Prescription) rules() error {
-	var r rules
-	r.header(p.V, p.Type, KindPrescription, p.ID)
-	if p.IssuedAt.IsZero() {
-		r.fail("issued_at", "required")
-	}
-	r.match("patient.national_id", p.Patient.NationalID, reNID)
-	r.name("patient.name", p.Patient.Name, 1)
-	r.match("patient.birth_date", p.Patient.BirthDate, reDate)
-	r.oneOf("patient.sex", p.Patient.Sex, sexes)
-	r.prescriber(p.Prescriber)
-	r.name("practice.name", p.Practice.Name, 1)
-	r.optMatch("practice.id", p.Practice.ID, reCode)
-	r.optMatch("practice.province", p.Practice.Province, reProvince)
-	if len(p.Diagnoses) > 20 {
+func (r *rules) patient(p Patient) {
+	r.match("patient.national_id", p.NationalID, reNID)
+	r.name("patient.name", p.Name, 1)
+	r.match("patient.birth_date", p.BirthDate, reDate)
+	r.oneOf("patient.sex", p.Sex, sexes)
+}
+
+func (r *rules) practice(p Practice) {
+	r.name("practice.name", p.Name, 1)
+	r.optMatch("practice.id", p.ID, reCode)
+	r.optMatch("practice.province", p.Province, reProvince)
+}
+
+func (r *rules) diagnoses(diagnoses []string) {
+	if len(diagnoses) > 20 {
 		r.fail("diagnoses", "at most 20")
 	}
-	for i, d := range p.Diagnoses {
+	for i, d := range diagnoses {
 		r.in("diagnoses", i)
 		r.match("", d, reICD10)
-		if slices.Contains(p.Diagnoses[:i], d) {
+		if slices.Contains(diagnoses[:i], d) {
 			r.fail("", "%s appears twice", d)
 		}
 	}
 	r.in("", 0)
-	if len(p.Items) < 1 || len(p.Items) > 50 {
+}
+
+// items are a prescription's, or a paper's as written.
+func (r *rules) items(items []Item) {
+	if len(items) < 1 || len(items) > 50 {
 		r.fail("items", "must have 1 to 50 items")
 	}
-	for i, it := range p.Items {
+	for i, it := range items {
 		r.in("items", i)
 		r.oneOf("kind", it.Kind, itemKinds)
 		r.match("code", it.Code, reCode)
@@ -149,6 +155,44 @@ func (p *Prescription) rules() error {
 		r.length("note", it.Note, 0, 1000)
 	}
 	r.in("", 0)
+}
+
+// dispensed are a dispense record's items, or a paper's dispensed.
+func (r *rules) dispensed(list string, items []DispensedItem) {
+	if len(items) < 1 || len(items) > 50 {
+		r.fail(list, "must have 1 to 50 items")
+	}
+	for i, it := range items {
+		r.in(list, i)
+		r.match("code", it.Code, reCode)
+		r.between("quantity", it.Quantity, 1, 10000)
+		r.optMatch("substitute_for", it.SubstituteFor, reCode)
+		r.length("note", it.Note, 0, 1000)
+	}
+	r.in("", 0)
+}
+
+func (r *rules) dispenser(d Dispenser, allowed []string) {
+	r.match("dispenser.licence_number", d.LicenceNumber, reCode)
+	r.oneOf("dispenser.role", d.Role, allowed)
+	r.name("dispenser.name", d.Name, 0)
+}
+
+func (r *rules) required(field string, t time.Time) {
+	if t.IsZero() {
+		r.fail(field, "required")
+	}
+}
+
+func (p *Prescription) rules() error {
+	var r rules
+	r.header(p.V, p.Type, KindPrescription, p.ID)
+	r.required("issued_at", p.IssuedAt)
+	r.patient(p.Patient)
+	r.prescriber(p.Prescriber)
+	r.practice(p.Practice)
+	r.diagnoses(p.Diagnoses)
+	r.items(p.Items)
 	r.length("notes", p.Notes, 0, 1000)
 	return r.err
 }
@@ -156,24 +200,10 @@ func (p *Prescription) rules() error {
 func (d *Dispense) rules() error {
 	var r rules
 	r.header(d.V, d.Type, KindDispense, d.ID)
-	if d.DispensedAt.IsZero() {
-		r.fail("dispensed_at", "required")
-	}
+	r.required("dispensed_at", d.DispensedAt)
 	r.reference(d.Prescription)
-	r.match("dispenser.licence_number", d.Dispenser.LicenceNumber, reCode)
-	r.oneOf("dispenser.role", d.Dispenser.Role, roles)
-	r.name("dispenser.name", d.Dispenser.Name, 0)
-	if len(d.Items) < 1 || len(d.Items) > 50 {
-		r.fail("items", "must have 1 to 50 items")
-	}
-	for i, it := range d.Items {
-		r.in("items", i)
-		r.match("code", it.Code, reCode)
-		r.between("quantity", it.Quantity, 1, 10000)
-		r.optMatch("substitute_for", it.SubstituteFor, reCode)
-		r.length("note", it.Note, 0, 1000)
-	}
-	r.in("", 0)
+	r.dispenser(d.Dispenser, roles)
+	r.dispensed("items", d.Items)
 	r.length("notes", d.Notes, 0, 1000)
 	return r.err
 }
@@ -181,11 +211,73 @@ func (d *Dispense) rules() error {
 func (c *Cancellation) rules() error {
 	var r rules
 	r.header(c.V, c.Type, KindCancellation, c.ID)
-	if c.CancelledAt.IsZero() {
-		r.fail("cancelled_at", "required")
-	}
+	r.required("cancelled_at", c.CancelledAt)
 	r.reference(c.Prescription)
 	r.prescriber(c.Prescriber)
 	r.length("reason", c.Reason, 1, 500)
+	return r.err
+}
+
+func (s *Session) rules() error {
+	var r rules
+	r.header(s.V, s.Type, KindSession, s.ID)
+	if s.Aud != SessionAudience {
+		r.fail("aud", "must be %q", SessionAudience)
+	}
+	r.required("issued_at", s.IssuedAt)
+	r.match("vendor", s.Vendor, reThumbprint)
+	return r.err
+}
+
+func (p *Paper) rules() error {
+	var r rules
+	r.header(p.V, p.Type, KindPaper, p.ID)
+	r.required("entered_at", p.EnteredAt)
+	r.prescriber(p.Prescriber)
+	r.patient(p.Patient)
+	if p.Practice != nil {
+		r.practice(*p.Practice)
+	}
+	r.diagnoses(p.Diagnoses)
+	r.items(p.Items)
+	r.dispensed("dispensed", p.Dispensed)
+	r.dispenser(p.Dispenser, pharmacy)
+	return r.err
+}
+
+func (a *Ack) rules() error {
+	var r rules
+	r.header(a.V, a.Type, KindAck, a.ID)
+	r.reference(a.Prescription)
+	r.match("tracking_code", a.TrackingCode, reTrackingCode)
+	r.required("accepted_at", a.AcceptedAt)
+	return r.err
+}
+
+func (rc *Receipt) rules() error {
+	var r rules
+	r.header(rc.V, rc.Type, KindReceipt, rc.ID)
+	r.match("tracking_code", rc.TrackingCode, reTrackingCode)
+	r.reference(rc.Prescription)
+	if len(rc.Dispenses) < 1 || len(rc.Dispenses) > 50 {
+		r.fail("dispenses", "must list 1 to 50 dispenses")
+	}
+	for i, d := range rc.Dispenses {
+		r.in("dispenses", i)
+		r.match("id", d.ID, reUUID)
+		r.match("jws_sha256", d.JWSSHA256, reSHA256)
+	}
+	r.in("", 0)
+	for _, a := range []struct {
+		field string
+		v     int64
+	}{{"amounts.total", rc.Amounts.Total}, {"amounts.insurer", rc.Amounts.Insurer},
+		{"amounts.supplementary", rc.Amounts.Supplementary}, {"amounts.patient", rc.Amounts.Patient}} {
+		if a.v < 0 || a.v > MaxAmount {
+			r.fail(a.field, "must be from 0 to %d rials", int64(MaxAmount))
+		}
+	}
+	r.dispenser(rc.Dispenser, roles)
+	r.required("closed_at", rc.ClosedAt)
 	return r.err
 }

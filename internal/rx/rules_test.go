@@ -3,6 +3,7 @@ package rx
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -112,9 +113,12 @@ func repeatDistinct(n int) []any {
 // accept only what the published JSON Schema accepts.
 func FuzzRulesAgreeWithSchema(f *testing.F) {
 	f.Add(marshal(f, validPrescription()))
+	for _, doc := range sampleDocuments() {
+		f.Add(marshal(f, doc))
+	}
 	f.Add([]byte(`{"v":1}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		for _, k := range []Kind{KindPrescription, KindDispense, KindCancellation} {
+		for _, k := range Kinds() {
 			if _, err := decode(k, payload); err == nil && validateSchema(k, payload) != nil {
 				t.Fatalf("%s: verifier accepts what the schema refuses: %s (%v)", k, payload, validateSchema(k, payload))
 			}
@@ -139,6 +143,11 @@ func TestNamesRefuseHiddenRunes(t *testing.T) {
 		{KindPrescription, "practice.name", func(d Document, s string) { d.(*Prescription).Practice.Name = s }},
 		{KindDispense, "dispenser.name", func(d Document, s string) { d.(*Dispense).Dispenser.Name = s }},
 		{KindCancellation, "prescriber.name", func(d Document, s string) { d.(*Cancellation).Prescriber.Name = s }},
+		{KindPaper, "prescriber.name", func(d Document, s string) { d.(*Paper).Prescriber.Name = s }},
+		{KindPaper, "patient.name", func(d Document, s string) { d.(*Paper).Patient.Name = s }},
+		{KindPaper, "practice.name", func(d Document, s string) { d.(*Paper).Practice.Name = s }},
+		{KindPaper, "dispenser.name", func(d Document, s string) { d.(*Paper).Dispenser.Name = s }},
+		{KindReceipt, "dispenser.name", func(d Document, s string) { d.(*Receipt).Dispenser.Name = s }},
 	} {
 		var doc Document
 		for _, d := range docs {
@@ -179,5 +188,99 @@ func TestNamesRefuseHiddenRunes(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// The exchange's kinds: a valid document of each is accepted by both; each
+// mutation is refused by the verifier (naming the field where given) and
+// whatever the verifier accepts, the schema accepts.
+func TestExchangeKindsAgreeWithSchema(t *testing.T) {
+	samples := map[Kind][]byte{}
+	for _, doc := range sampleDocuments() {
+		samples[doc.Kind()] = marshal(t, doc)
+	}
+	other := "2b6a1f6e-8c1d-4e3b-9a6f-2d1c3b4a5e6f"
+	wrongCheck := sampleTrackingCode[:10] + map[bool]string{true: "1", false: "0"}[sampleTrackingCode[10] == '0']
+	for _, tc := range []struct {
+		kind  Kind
+		name  string
+		field string // "" when only the schema's wording names it
+		mod   func(m map[string]any)
+	}{
+		{KindSession, "aud of another service", "aud", func(m map[string]any) { m["aud"] = "nuskha-trust" }},
+		{KindSession, "no aud", "aud", func(m map[string]any) { delete(m, "aud") }},
+		{KindSession, "vendor in hex", "vendor", func(m map[string]any) { m["vendor"] = strings.Repeat("ab", 32) }},
+		{KindSession, "vendor padded", "vendor", func(m map[string]any) { m["vendor"] = sampleThumbprint + "=" }},
+		{KindSession, "vendor in standard base64", "vendor", func(m map[string]any) { m["vendor"] = "+" + sampleThumbprint[1:] }},
+		{KindSession, "vendor with non-zero trailing bits", "vendor", func(m map[string]any) { m["vendor"] = sampleThumbprint[:42] + "V" }},
+		{KindSession, "no issued_at", "issued_at", func(m map[string]any) { delete(m, "issued_at") }},
+		{KindSession, "unknown member", "", func(m map[string]any) { m["exp"] = 1 }},
+		{KindPaper, "no dispensed", "dispensed", func(m map[string]any) { m["dispensed"] = []any{} }},
+		{KindPaper, "dispenser a centre", "dispenser.role", func(m map[string]any) { sub(m, "dispenser")["role"] = "paraclinic" }},
+		{KindPaper, "dispensed what was not written", "dispensed[0].substitute_for", func(m map[string]any) {
+			m["dispensed"].([]any)[0].(map[string]any)["substitute_for"] = "999"
+		}},
+		{KindPaper, "dispensed a lab test", "dispensed[0].substitute_for", func(m map[string]any) { item(m)["kind"] = "lab" }},
+		{KindPaper, "dispensed twice", "dispensed[1].code", func(m map[string]any) {
+			m["dispensed"] = append(m["dispensed"].([]any), m["dispensed"].([]any)[0])
+		}},
+		{KindPaper, "repeats without interval", "items[0].repeat_interval_days", func(m map[string]any) { item(m)["repeats"] = 2 }},
+		{KindPaper, "practice without name", "practice.name", func(m map[string]any) { delete(sub(m, "practice"), "name") }},
+		{KindPaper, "invalid national id", "patient.national_id", func(m map[string]any) { sub(m, "patient")["national_id"] = "0499370898" }},
+		{KindPaper, "born after entry", "patient.birth_date", func(m map[string]any) { sub(m, "patient")["birth_date"] = "2030-01-01" }},
+		{KindPaper, "prescriber a nurse", "prescriber.profession", func(m map[string]any) { sub(m, "prescriber")["profession"] = "nurse" }},
+		{KindAck, "tracking code with a wrong check symbol", "tracking_code", func(m map[string]any) { m["tracking_code"] = wrongCheck }},
+		{KindAck, "tracking code formatted", "tracking_code", func(m map[string]any) { m["tracking_code"] = "ABCDE-12345-" + sampleTrackingCode[10:] }},
+		{KindAck, "tracking code with U", "tracking_code", func(m map[string]any) { m["tracking_code"] = "U" + sampleTrackingCode[1:] }},
+		{KindAck, "no accepted_at", "accepted_at", func(m map[string]any) { delete(m, "accepted_at") }},
+		{KindAck, "reference without digest", "prescription.jws_sha256", func(m map[string]any) { delete(sub(m, "prescription"), "jws_sha256") }},
+		{KindReceipt, "amounts that do not add up", "amounts.total", func(m map[string]any) { sub(m, "amounts")["total"] = 1001 }},
+		{KindReceipt, "a negative amount", "amounts.patient", func(m map[string]any) { sub(m, "amounts")["patient"] = -100; sub(m, "amounts")["insurer"] = 900 }},
+		{KindReceipt, "an amount past 2^53", "amounts.total", func(m map[string]any) { sub(m, "amounts")["total"] = 1 << 53 }},
+		{KindReceipt, "a fractional amount", "", func(m map[string]any) { sub(m, "amounts")["patient"] = 99.5 }},
+		{KindReceipt, "no dispenses", "dispenses", func(m map[string]any) { m["dispenses"] = []any{} }},
+		{KindReceipt, "51 dispenses", "dispenses", func(m map[string]any) {
+			var ds []any
+			for i := range 51 {
+				ds = append(ds, map[string]any{"id": fmt.Sprintf("1b6a1f6e-8c1d-4e3b-9a6f-2d1c3b4a%04x", i), "jws_sha256": strings.Repeat("cd", 32)})
+			}
+			m["dispenses"] = ds
+		}},
+		{KindReceipt, "a dispense listed twice", "dispenses[1].id", func(m map[string]any) {
+			m["dispenses"] = append(m["dispenses"].([]any), m["dispenses"].([]any)[0])
+		}},
+		{KindReceipt, "a dispense not a uuid", "dispenses[0].id", func(m map[string]any) { m["dispenses"].([]any)[0].(map[string]any)["id"] = "d-1" }},
+		{KindReceipt, "dispenser role other", "dispenser.role", func(m map[string]any) { sub(m, "dispenser")["role"] = "insurer" }},
+		{KindReceipt, "no closed_at", "closed_at", func(m map[string]any) { delete(m, "closed_at") }},
+		{KindReceipt, "another prescription's id is fine", "-", func(m map[string]any) { sub(m, "prescription")["id"] = other }},
+	} {
+		t.Run(string(tc.kind)+"/"+tc.name, func(t *testing.T) {
+			var m map[string]any
+			if err := json.Unmarshal(samples[tc.kind], &m); err != nil {
+				t.Fatal(err)
+			}
+			tc.mod(m)
+			payload := marshal(t, m)
+			goOK, _ := agree(t, tc.kind, payload)
+			if tc.field == "-" {
+				if !goOK {
+					t.Fatalf("refused: %v", validateSchema(tc.kind, payload))
+				}
+				return
+			}
+			_, err := decode(tc.kind, payload)
+			var e *errs.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("accepted %s", payload)
+			}
+			if tc.field != "" && e.Field != tc.field {
+				t.Fatalf("refused on %q (%v), want %q", e.Field, err, tc.field)
+			}
+		})
+	}
+	for k, payload := range samples {
+		if goOK, schemaOK := agree(t, k, payload); !goOK || !schemaOK {
+			t.Fatalf("%s sample: verifier %v, schema %v (%v)", k, goOK, schemaOK, validateSchema(k, payload))
+		}
 	}
 }

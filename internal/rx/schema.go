@@ -29,7 +29,7 @@ func compiled() (map[Kind]*jsonschema.Schema, error) {
 	schemaOnce.Do(func() {
 		c := jsonschema.NewCompiler()
 		out := map[Kind]*jsonschema.Schema{}
-		for _, k := range []Kind{KindPrescription, KindDispense, KindCancellation} {
+		for _, k := range Kinds() {
 			name := "schema/" + string(k) + "-v1.json"
 			raw, err := Schemas.ReadFile(name)
 			if err != nil {

@@ -105,6 +105,10 @@ type Verified struct {
 	Prescription *Prescription // set for KindPrescription
 	Dispense     *Dispense     // set for KindDispense
 	Cancellation *Cancellation // set for KindCancellation
+	Session      *Session      // set for KindSession
+	Paper        *Paper        // set for KindPaper
+	Ack          *Ack          // set for KindAck
+	Receipt      *Receipt      // set for KindReceipt
 	Payload      []byte        // exactly the signed bytes
 	SigningTime  time.Time
 	Chain        []*x509.Certificate // leaf first, ending at a configured root
@@ -165,6 +169,14 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 		out.Dispense = d
 	case *Cancellation:
 		out.Cancellation = d
+	case *Session:
+		out.Session = d
+	case *Paper:
+		out.Paper = d
+	case *Ack:
+		out.Ack = d
+	case *Receipt:
+		out.Receipt = d
 	}
 	return out, nil
 }
@@ -253,7 +265,7 @@ func Peek(token string) (Kind, []byte, error) {
 		return "", nil, err
 	}
 	typ, _ := jsonString(c.header[hTyp])
-	for _, k := range []Kind{KindPrescription, KindDispense, KindCancellation} {
+	for _, k := range Kinds() {
 		if typ == k.Typ() {
 			return k, c.payload, nil
 		}
@@ -318,8 +330,7 @@ func newParsedX5c(certs []*x509.Certificate) (parsedX5c, error) {
 	if len(certs) < 2 || len(certs) > 4 {
 		return parsedX5c{}, errs.New(errs.BadSignatureHeader, "x5c must list the signer's certificate and its intermediate(s)")
 	}
-	leafDigest := sha256.Sum256(certs[0].Raw)
-	p := parsedX5c{certs: certs, thumb: b64.EncodeToString(leafDigest[:])}
+	p := parsedX5c{certs: certs, thumb: Thumbprint(certs[0])}
 	h := sha256.New()
 	for _, c := range certs {
 		h.Write(c.Raw)
@@ -387,13 +398,26 @@ func (v *Verifier) signerProfile(built builtChain, k Kind) (pki.Identity, error)
 		roles          []pki.Role
 	}
 	a := v.cfg.Arc
+	oids := func(o ...asn1.ObjectIdentifier) []asn1.ObjectIdentifier { return o }
+	practitioner := rule{oids(a.EKUPrescriptionSigning()), oids(a.PolicyPractitionerSigning()), []pki.Role{pki.RolePractitioner}}
+	exchange := rule{oids(a.EKUExchangeReceiptSigning()), oids(a.PolicyExchangeReceiptSigning()), []pki.Role{pki.RoleService}}
 	rules := map[Kind]rule{
-		KindPrescription: {[]asn1.ObjectIdentifier{a.EKUPrescriptionSigning()}, []asn1.ObjectIdentifier{a.PolicyPractitionerSigning()}, []pki.Role{pki.RolePractitioner}},
-		KindCancellation: {[]asn1.ObjectIdentifier{a.EKUPrescriptionSigning()}, []asn1.ObjectIdentifier{a.PolicyPractitionerSigning()}, []pki.Role{pki.RolePractitioner}},
-		KindDispense: {[]asn1.ObjectIdentifier{a.EKUDispenseSigning(), a.EKUParaclinicSigning()},
-			[]asn1.ObjectIdentifier{a.PolicyPharmacySigning(), a.PolicyParaclinicSigning()}, []pki.Role{pki.RolePharmacy, pki.RoleParaclinic}},
+		KindPrescription: practitioner,
+		KindCancellation: practitioner,
+		KindDispense: {oids(a.EKUDispenseSigning(), a.EKUParaclinicSigning()),
+			oids(a.PolicyPharmacySigning(), a.PolicyParaclinicSigning()), []pki.Role{pki.RolePharmacy, pki.RoleParaclinic}},
+		// Whoever acts at the exchange opens a session with their card.
+		KindSession: {oids(a.EKUPrescriptionSigning(), a.EKUDispenseSigning(), a.EKUParaclinicSigning()),
+			oids(a.PolicyPractitionerSigning(), a.PolicyPharmacySigning(), a.PolicyParaclinicSigning()),
+			[]pki.Role{pki.RolePractitioner, pki.RolePharmacy, pki.RoleParaclinic}},
+		KindPaper:   {oids(a.EKUDispenseSigning()), oids(a.PolicyPharmacySigning()), []pki.Role{pki.RolePharmacy}},
+		KindAck:     exchange,
+		KindReceipt: exchange,
 	}
-	r := rules[k]
+	r, ok := rules[k]
+	if !ok {
+		return wrong("no certificate signs a %s", k)
+	}
 	id, err := built.identity, built.idErr
 	if err != nil {
 		return wrong("the certificate carries no registry identity")
@@ -423,10 +447,17 @@ func bindSigner(doc Document, id pki.Identity) error {
 	case *Cancellation:
 		p = d.Prescriber
 	case *Dispense:
-		if d.Dispenser.LicenceNumber != id.RegistrationNumber || d.Dispenser.Role != string(id.Role) {
-			return mismatch("dispenser", "the record names %s %s, the certificate %s %s", d.Dispenser.Role, d.Dispenser.LicenceNumber, id.Role, id.RegistrationNumber)
-		}
+		return bindDispenser(d.Dispenser, id)
+	case *Paper:
+		// The paper's prescriber is whoever wrote it; the pharmacy signs.
+		return bindDispenser(d.Dispenser, id)
+	case *Session, *Ack, *Receipt:
+		// A session names no one: its signer is who acts. An
+		// acknowledgement or a receipt is the exchange's own; its
+		// certificate's profile (signerProfile) is all there is to bind.
 		return nil
+	default:
+		return errs.New(errs.WrongDocumentType, "no signer binding for a %s", doc.Kind())
 	}
 	switch {
 	case p.CouncilNumber != id.RegistrationNumber:
@@ -435,6 +466,15 @@ func bindSigner(doc Document, id pki.Identity) error {
 		return mismatch("prescriber.profession", "the document says %s, the certificate %s", p.Profession, id.Profession)
 	case p.Specialty != id.Specialty:
 		return mismatch("prescriber.specialty", "the document says %s, the certificate %s", p.Specialty, id.Specialty)
+	}
+	return nil
+}
+
+// bindDispenser checks that a dispense record or paper prescription names
+// the signing pharmacy or centre.
+func bindDispenser(d Dispenser, id pki.Identity) error {
+	if d.LicenceNumber != id.RegistrationNumber || d.Role != string(id.Role) {
+		return errs.FieldError(errs.PrescriberMismatch, "dispenser", "the record names %s %s, the certificate %s %s", d.Role, d.LicenceNumber, id.Role, id.RegistrationNumber)
 	}
 	return nil
 }
@@ -454,6 +494,14 @@ func decode(k Kind, payload []byte) (Document, error) {
 		doc = &Dispense{}
 	case KindCancellation:
 		doc = &Cancellation{}
+	case KindSession:
+		doc = &Session{}
+	case KindPaper:
+		doc = &Paper{}
+	case KindAck:
+		doc = &Ack{}
+	case KindReceipt:
+		doc = &Receipt{}
 	default:
 		return nil, errs.New(errs.WrongDocumentType, "unknown kind %q", k)
 	}

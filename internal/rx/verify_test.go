@@ -735,7 +735,7 @@ func TestPeek(t *testing.T) {
 	if err != nil || kind != rx.KindPrescription || string(payload) != string(payloadOf(tok)) {
 		t.Fatalf("peek: %s %v", kind, err)
 	}
-	for _, k := range []rx.Kind{rx.KindDispense, rx.KindCancellation} {
+	for _, k := range rx.Kinds() {
 		h := headerOf(tok)
 		h["typ"] = k.Typ()
 		if got, _, err := rx.Peek(forge(t, h, payloadOf(tok), f.key)); err != nil || got != k {

@@ -1,8 +1,10 @@
 // Package rxstore is rxd's store: the insured-person registry (its
-// generations, supplementary-cap usage and dispense history) and the coding
-// catalogue's versions. Its tables are rxd's alone; trustd never opens this
-// database. insured/insuredtest and catalogue/catalogtest are its
-// conformance suites, run here over SQLite and PostgreSQL.
+// generations, supplementary-cap usage and dispense history), the coding
+// catalogue's versions, and the prescription exchange (prescriptions, their
+// fills, claims, dispenses, receipts, cancellations, sessions, idempotency
+// keys). Its tables are rxd's alone; trustd never opens this database.
+// insured/insuredtest, catalogue/catalogtest and exchange/exchangetest are
+// its conformance suites, run here over SQLite and PostgreSQL.
 package rxstore
 
 import (
@@ -17,7 +19,10 @@ var migrations embed.FS
 var (
 	insuredSchema   = sqlstore.Schema{Name: "insured", Files: migrations}
 	catalogueSchema = sqlstore.Schema{Name: "catalogue", Files: migrations}
+	exchangeSchema  = sqlstore.Schema{Name: "exchange", Files: migrations}
 )
 
 // Schemas are the schemas this package owns, with their migrations.
-func Schemas() []sqlstore.Schema { return []sqlstore.Schema{insuredSchema, catalogueSchema} }
+func Schemas() []sqlstore.Schema {
+	return []sqlstore.Schema{insuredSchema, catalogueSchema, exchangeSchema}
+}

@@ -1,0 +1,833 @@
+package rxstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+)
+
+// Exchange is the prescription exchange's store (exchange.Store).
+type Exchange struct {
+	*sqlstore.DB
+}
+
+var _ exchange.Store = (*Exchange)(nil)
+
+// exchangeFields names, for PostgreSQL, the unique constraints a caller
+// acts on (SQLite names the column itself).
+var exchangeFields = map[string]string{
+	"prescriptions_tracking_code": "tracking_code",
+	"prescriptions_pkey":          "id",
+	"dispenses_pkey":              "id",
+	"cancellations_pkey":          "id",
+	"cancellations_prescription":  "prescription_id",
+	"receipts_claim":              "claim_id",
+	"session_documents_pkey":      "id",
+}
+
+// NewExchange migrates the exchange's schema on db.
+func NewExchange(ctx context.Context, db *sqlstore.DB) (*Exchange, error) {
+	if err := db.Migrate(ctx, exchangeSchema); err != nil {
+		return nil, err
+	}
+	return &Exchange{DB: db.WithConstraintFields(exchangeFields)}, nil
+}
+
+// utc is how instants are stored: UTC, to the microsecond (PostgreSQL's
+// precision), so that what is read back equals what was written.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func fromNull(t sql.NullTime) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}
+
+// lock: prescription takes the row lock on PostgreSQL. SQLite needs none:
+// every transaction here begins IMMEDIATE (sqlstore.Open), holding the
+// database's one write lock from its first statement.
+
+const prescriptionColumns = "p.id, p.tracking_code, p.kind, p.jws, p.jws_sha256, p.patient_national_id, p.prescriber_council, p.prescriber_serial, p.issued_at, p.accepted_at, p.expires_at, p.state, p.answer"
+const lineColumns = "l.fill, l.item, l.code, l.kind, l.quantity, l.dispensed, l.valid_from, l.valid_until"
+
+// effective is a stored state as at now: expired is derived.
+func effective(p *exchange.Prescription, now time.Time) exchange.State {
+	if p.State.Dispensable() && !now.Before(p.ExpiresAt) {
+		return exchange.Expired
+	}
+	return p.State
+}
+
+// readPrescriptions reads prescriptions with their lines in one statement
+// (so the two are from one snapshot), in the order of the query's ORDER BY
+// over the prescription's columns, then fill and item. from names the
+// prescriptions as p; where (if any) selects among them.
+func (s *Exchange) readPrescriptions(ctx context.Context, q sqlstore.Execer, from, where, order string, now time.Time, args ...any) ([]*exchange.Prescription, error) {
+	if where != "" {
+		where = " WHERE " + where
+	}
+	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+prescriptionColumns+", "+lineColumns+" FROM "+from+
+		" JOIN prescription_lines l ON l.prescription_id = p.id"+where+" ORDER BY "+order+"l.fill, l.item"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("rxstore: reading prescriptions: %w", err)
+	}
+	defer rows.Close()
+	var out []*exchange.Prescription
+	for rows.Next() {
+		var p exchange.Prescription
+		var l exchange.Line
+		var kind, state string
+		if err := rows.Scan(&p.ID, &p.TrackingCode, &kind, &p.JWS, &p.JWSSHA256, &p.PatientNationalID, &p.PrescriberCouncil, &p.PrescriberSerial,
+			&p.IssuedAt, &p.AcceptedAt, &p.ExpiresAt, &state, &p.Answer,
+			&l.Fill, &l.Item, &l.Code, &l.Kind, &l.Quantity, &l.Dispensed, &l.From, &l.Until); err != nil {
+			return nil, fmt.Errorf("rxstore: reading prescriptions: %w", err)
+		}
+		l.From, l.Until = l.From.UTC(), l.Until.UTC()
+		if n := len(out); n > 0 && out[n-1].ID == p.ID {
+			out[n-1].Lines = append(out[n-1].Lines, l)
+			continue
+		}
+		p.Kind, p.State = exchange.Kind(kind), exchange.State(state)
+		p.IssuedAt, p.AcceptedAt, p.ExpiresAt = p.IssuedAt.UTC(), p.AcceptedAt.UTC(), p.ExpiresAt.UTC()
+		p.State = effective(&p, now)
+		p.Lines = []exchange.Line{l}
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}
+
+// prescription reads one prescription with its lines and the claim holding
+// it at now; lock takes its row lock (in a transaction).
+func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock bool, now time.Time, where string, args ...any) (*exchange.Prescription, error) {
+	if lock && s.Dialect() == sqlstore.Postgres {
+		// The lock first, in a statement of its own, and the read after
+		// it: READ COMMITTED gives each statement a new snapshot, so the
+		// read sees what the transaction that held the lock committed.
+		// Reading the lines in the locking statement would not: when a
+		// FOR UPDATE waits, PostgreSQL re-reads only the locked row
+		// (EvalPlanQual), and the joined lines would be the ones from
+		// before the wait — the concurrent dispense test caught it, as
+		// dispenses counted against stale lines, stopped by the CHECK.
+		var id string
+		err := q.QueryRowContext(ctx, s.Rebind("SELECT p.id FROM prescriptions p WHERE "+where+" FOR UPDATE"), args...).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, exchange.ErrNotFound("prescription")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rxstore: locking a prescription: %w", err)
+		}
+	}
+	ps, err := s.readPrescriptions(ctx, q, "prescriptions p", where, "", now, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, exchange.ErrNotFound("prescription")
+	}
+	p := ps[0]
+	claims, err := s.claims(ctx, q, "prescription_id = $1 AND released_at IS NULL AND closed_at IS NULL AND expires_at > $2 ORDER BY created_at DESC", p.ID, utc(now))
+	if err != nil {
+		return nil, err
+	}
+	if len(claims) > 0 {
+		p.Claim = claims[0]
+		p.Claim.SecretSHA256 = nil
+	}
+	return p, nil
+}
+
+const claimColumns = "id, prescription_id, organisation, cert_serial, secret_sha256, created_at, expires_at, released_at, closed_at"
+
+func (s *Exchange) claims(ctx context.Context, q sqlstore.Execer, where string, args ...any) ([]*exchange.Claim, error) {
+	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+claimColumns+" FROM claims WHERE "+where), args...)
+	if err != nil {
+		return nil, fmt.Errorf("rxstore: reading claims: %w", err)
+	}
+	defer rows.Close()
+	var out []*exchange.Claim
+	for rows.Next() {
+		var c exchange.Claim
+		var released, closed sql.NullTime
+		if err := rows.Scan(&c.ID, &c.PrescriptionID, &c.Organisation, &c.CertSerial, &c.SecretSHA256, &c.CreatedAt, &c.ExpiresAt, &released, &closed); err != nil {
+			return nil, fmt.Errorf("rxstore: reading claims: %w", err)
+		}
+		c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.ExpiresAt.UTC()
+		c.ReleasedAt, c.ClosedAt = fromNull(released), fromNull(closed)
+		out = append(out, &c)
+	}
+	return out, rows.Err()
+}
+
+// PrescriptionByCode implements exchange.Store.
+func (s *Exchange) PrescriptionByCode(ctx context.Context, code, nationalID string, now time.Time) (*exchange.Prescription, error) {
+	return s.prescription(ctx, s.SQL(), false, now, "p.tracking_code = $1 AND p.patient_national_id = $2", code, nationalID)
+}
+
+// PrescriptionByID implements exchange.Store.
+func (s *Exchange) PrescriptionByID(ctx context.Context, id string, now time.Time) (*exchange.Prescription, error) {
+	return s.prescription(ctx, s.SQL(), false, now, "p.id = $1", id)
+}
+
+// replay is the answer to a document whose id is stored: a replay if the
+// signing input is the same, else a conflict.
+func replay(kind, id, stored, given string) error {
+	if stored == given {
+		return exchange.ErrReplay
+	}
+	return exchange.Conflict(kind, id)
+}
+
+func checkPrescription(p *exchange.Prescription) error {
+	if p.ID == "" || p.TrackingCode == "" || p.JWS == "" || p.JWSSHA256 == "" || p.PatientNationalID == "" || len(p.Lines) == 0 ||
+		(p.Kind != exchange.Electronic && p.Kind != exchange.Paper) || p.Answer == nil {
+		return errors.New("rxstore: a prescription needs an id, a tracking code, its kind, JWS, hash, patient, answer and lines")
+	}
+	for _, l := range p.Lines {
+		if l.Quantity <= 0 || l.Dispensed != 0 || !l.Until.After(l.From) {
+			return fmt.Errorf("rxstore: line %d/%d: quantity %d, dispensed %d, window %s–%s", l.Fill, l.Item, l.Quantity, l.Dispensed, l.From, l.Until)
+		}
+	}
+	return nil
+}
+
+// InsertPrescription implements exchange.Store.
+func (s *Exchange) InsertPrescription(ctx context.Context, p *exchange.Prescription, d *exchange.Dispense) (*exchange.Prescription, error) {
+	if err := checkPrescription(p); err != nil {
+		return nil, err
+	}
+	if d != nil && (p.Kind != exchange.Paper || d.ClaimID != "" || d.PrescriptionID != p.ID) {
+		return nil, errors.New("rxstore: only a paper prescription is dispensed as it is stored, by a dispense naming it and no claim")
+	}
+	out := *p
+	out.Lines = append([]exchange.Line(nil), p.Lines...)
+	for i := range out.Lines {
+		out.Lines[i].From, out.Lines[i].Until = utc(out.Lines[i].From), utc(out.Lines[i].Until)
+	}
+	out.IssuedAt, out.AcceptedAt = utc(p.IssuedAt), utc(p.AcceptedAt)
+	out.ExpiresAt = exchange.LastUntil(out.Lines)
+	out.State, out.Claim = exchange.Active, nil
+	var stored *exchange.Prescription
+	var storedErr error
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := s.Exec(ctx, tx, "INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer)"+
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
+			out.ID, out.TrackingCode, string(out.Kind), out.JWS, out.JWSSHA256, out.PatientNationalID, out.PrescriberCouncil, out.PrescriberSerial,
+			out.IssuedAt, out.AcceptedAt, out.ExpiresAt, string(out.State), out.Answer)
+		if f, dup := store.IsDuplicate(err); dup && f == "tracking_code" {
+			return exchange.ErrTrackingCodeTaken
+		}
+		if err != nil {
+			return fmt.Errorf("rxstore: storing a prescription: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			// Stored before (or by a concurrent call that committed
+			// first: ON CONFLICT waited for it).
+			if stored, err = s.prescription(ctx, tx, false, out.AcceptedAt, "p.id = $1", out.ID); err != nil {
+				return err
+			}
+			storedErr = replay("prescription", out.ID, stored.JWSSHA256, out.JWSSHA256)
+			return nil
+		}
+		if err := s.insertLines(ctx, tx, &out); err != nil {
+			return err
+		}
+		if d != nil {
+			return s.dispense(ctx, tx, &out, d, nil)
+		}
+		return nil
+	})
+	if errors.Is(err, exchange.ErrTrackingCodeTaken) {
+		// The code may be taken by this very prescription, stored by a
+		// concurrent call: PostgreSQL can report the tracking code's
+		// unique index rather than ON CONFLICT (id) when both collide
+		// with a row not yet committed.
+		if stored, err2 := s.PrescriptionByID(ctx, out.ID, out.AcceptedAt); err2 == nil {
+			return stored, replay("prescription", out.ID, stored.JWSSHA256, out.JWSSHA256)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if stored != nil {
+		return stored, storedErr
+	}
+	out.State = effective(&out, out.AcceptedAt)
+	return &out, nil
+}
+
+func (s *Exchange) insertLines(ctx context.Context, tx *sql.Tx, p *exchange.Prescription) error {
+	var q strings.Builder
+	q.WriteString("INSERT INTO prescription_lines (prescription_id, fill, item, code, kind, quantity, dispensed, valid_from, valid_until) VALUES ")
+	args := make([]any, 0, 8*len(p.Lines)+1)
+	args = append(args, p.ID)
+	for i, l := range p.Lines {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		n := len(args)
+		q.WriteString("($1")
+		for k := 1; k <= 8; k++ {
+			q.WriteString(", $" + strconv.Itoa(n+k))
+		}
+		q.WriteString(")")
+		args = append(args, l.Fill, l.Item, l.Code, l.Kind, l.Quantity, 0, l.From, l.Until)
+	}
+	if _, err := s.Exec(ctx, tx, q.String(), args...); err != nil {
+		return fmt.Errorf("rxstore: storing a prescription's lines: %w", err)
+	}
+	return nil
+}
+
+// dispense checks d against p (read under its lock, judged at d.At), sets
+// each line's fill, and records it: the dispense and its lines, the
+// prescription's lines and state (in p too), and the answer.
+func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescription, d *exchange.Dispense, answer func(*exchange.Prescription, *exchange.Dispense) ([]byte, error)) error {
+	if d.ID == "" || d.JWS == "" || d.JWSSHA256 == "" || len(d.Lines) == 0 {
+		return errors.New("rxstore: a dispense needs an id, its JWS and hash, and lines")
+	}
+	if st := effective(p, d.At); !st.Dispensable() {
+		return &exchange.NotDispensableError{State: st, Item: -1}
+	}
+	seen := map[int]bool{}
+	chosen := make([]int, len(d.Lines)) // index into p.Lines
+	for i, dl := range d.Lines {
+		if dl.Quantity <= 0 || seen[dl.Item] {
+			return errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "each item once, with a positive quantity")
+		}
+		seen[dl.Item] = true
+		at := -1
+		known := false
+		for j, l := range p.Lines {
+			if l.Item != dl.Item {
+				continue
+			}
+			known = true
+			if !l.InForce(d.At) {
+				continue
+			}
+			if at < 0 || (p.Lines[at].Remaining() == 0 && l.Remaining() > 0) {
+				at = j
+			}
+		}
+		if !known {
+			return errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "the prescription has no item %d", dl.Item)
+		}
+		if at < 0 {
+			return &exchange.NotDispensableError{State: p.State, Item: dl.Item}
+		}
+		if l := p.Lines[at]; dl.Quantity > l.Remaining() {
+			return &exchange.OverDispenseError{Item: dl.Item, Fill: l.Fill, Asked: dl.Quantity, Remaining: l.Remaining()}
+		}
+		chosen[i] = at
+	}
+	all := true
+	for i := range d.Lines {
+		l := &p.Lines[chosen[i]]
+		d.Lines[i].Fill = l.Fill
+		l.Dispensed += d.Lines[i].Quantity
+		if _, err := s.Exec(ctx, tx, "UPDATE prescription_lines SET dispensed = dispensed + $1 WHERE prescription_id = $2 AND fill = $3 AND item = $4",
+			d.Lines[i].Quantity, p.ID, l.Fill, l.Item); err != nil {
+			return fmt.Errorf("rxstore: counting a dispense: %w", err)
+		}
+	}
+	for _, l := range p.Lines {
+		all = all && l.Remaining() == 0
+	}
+	p.State = exchange.PartlyDispensed
+	if all {
+		p.State = exchange.Dispensed
+	}
+	if _, err := s.Exec(ctx, tx, "UPDATE prescriptions SET state = $1 WHERE id = $2", string(p.State), p.ID); err != nil {
+		return fmt.Errorf("rxstore: counting a dispense: %w", err)
+	}
+	if answer != nil {
+		a, err := answer(p, d)
+		if err != nil {
+			return err
+		}
+		d.Answer = a
+	}
+	if d.Answer == nil {
+		d.Answer = []byte{}
+	}
+	d.At = utc(d.At)
+	if _, err := s.Exec(ctx, tx, "INSERT INTO dispenses (id, prescription_id, claim_id, jws, jws_sha256, at, answer) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		d.ID, p.ID, sqlstore.Nullable(d.ClaimID), d.JWS, d.JWSSHA256, d.At, d.Answer); err != nil {
+		if _, dup := store.IsDuplicate(err); dup {
+			// Stored against another prescription (one of this
+			// prescription's would have been found under its lock).
+			return exchange.Conflict("dispense", d.ID)
+		}
+		return fmt.Errorf("rxstore: storing a dispense: %w", err)
+	}
+	for _, dl := range d.Lines {
+		if _, err := s.Exec(ctx, tx, "INSERT INTO dispense_lines (dispense_id, item, fill, quantity) VALUES ($1, $2, $3, $4)", d.ID, dl.Item, dl.Fill, dl.Quantity); err != nil {
+			return fmt.Errorf("rxstore: storing a dispense: %w", err)
+		}
+	}
+	return nil
+}
+
+const dispenseColumns = "d.id, d.prescription_id, d.claim_id, d.jws, d.jws_sha256, d.at, d.answer, dl.item, dl.fill, dl.quantity"
+
+// dispenses reads dispenses with their lines, oldest first.
+func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where string, args ...any) ([]*exchange.Dispense, error) {
+	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+dispenseColumns+" FROM dispenses d JOIN dispense_lines dl ON dl.dispense_id = d.id WHERE "+where+" ORDER BY d.at, d.id, dl.item"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("rxstore: reading dispenses: %w", err)
+	}
+	defer rows.Close()
+	var out []*exchange.Dispense
+	for rows.Next() {
+		var d exchange.Dispense
+		var claim sql.NullString
+		var l exchange.DispensedLine
+		if err := rows.Scan(&d.ID, &d.PrescriptionID, &claim, &d.JWS, &d.JWSSHA256, &d.At, &d.Answer, &l.Item, &l.Fill, &l.Quantity); err != nil {
+			return nil, fmt.Errorf("rxstore: reading dispenses: %w", err)
+		}
+		if n := len(out); n > 0 && out[n-1].ID == d.ID {
+			out[n-1].Lines = append(out[n-1].Lines, l)
+			continue
+		}
+		d.ClaimID, d.At = claim.String, d.At.UTC()
+		d.Lines = []exchange.DispensedLine{l}
+		out = append(out, &d)
+	}
+	return out, rows.Err()
+}
+
+// lockedClaim reads a claim and locks its prescription (the lock every
+// write about a prescription takes first), reading both under the lock.
+func (s *Exchange) lockedClaim(ctx context.Context, tx *sql.Tx, claimID string, secretSHA256 []byte, now time.Time) (*exchange.Claim, *exchange.Prescription, error) {
+	cs, err := s.claims(ctx, tx, "id = $1", claimID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cs) == 0 {
+		return nil, nil, exchange.ErrNotFound("claim")
+	}
+	p, err := s.prescription(ctx, tx, true, now, "p.id = $1", cs[0].PrescriptionID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cs, err = s.claims(ctx, tx, "id = $1", claimID); err != nil {
+		return nil, nil, err
+	}
+	c := cs[0]
+	if subtle.ConstantTimeCompare(c.SecretSHA256, secretSHA256) != 1 {
+		return nil, nil, exchange.ErrSecretWrong
+	}
+	return c, p, nil
+}
+
+// Claim implements exchange.Store.
+func (s *Exchange) Claim(ctx context.Context, c *exchange.Claim) (*exchange.Claim, error) {
+	if c.ID == "" || c.PrescriptionID == "" || c.Organisation == "" || len(c.SecretSHA256) != 32 || !c.ExpiresAt.After(c.CreatedAt) {
+		return nil, errors.New("rxstore: a claim needs an id, a prescription, an organisation, a secret hash and an expiry after its creation")
+	}
+	out := *c
+	out.CreatedAt, out.ExpiresAt, out.ReleasedAt, out.ClosedAt = utc(c.CreatedAt), utc(c.ExpiresAt), time.Time{}, time.Time{}
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		p, err := s.prescription(ctx, tx, true, out.CreatedAt, "p.id = $1", out.PrescriptionID)
+		if err != nil {
+			return err
+		}
+		if st := p.State; !st.Dispensable() {
+			return &exchange.NotDispensableError{State: st, Item: -1}
+		}
+		if held := p.Claim; held != nil {
+			if held.Organisation != out.Organisation {
+				return &exchange.ClaimedError{Until: held.ExpiresAt}
+			}
+			// The same organisation again: its claim, with the new
+			// secret (a lost secret recovered; the old one stops
+			// working).
+			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2, expires_at = $3 WHERE id = $4",
+				out.SecretSHA256, out.CertSerial, out.ExpiresAt, held.ID); err != nil {
+				return fmt.Errorf("rxstore: renewing a claim: %w", err)
+			}
+			out.ID, out.CreatedAt = held.ID, held.CreatedAt
+			return nil
+		}
+		if _, err := s.Exec(ctx, tx, "INSERT INTO claims (id, prescription_id, organisation, cert_serial, secret_sha256, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			out.ID, out.PrescriptionID, out.Organisation, out.CertSerial, out.SecretSHA256, out.CreatedAt, out.ExpiresAt); err != nil {
+			return fmt.Errorf("rxstore: storing a claim: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Release implements exchange.Store.
+func (s *Exchange) Release(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time) error {
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		c, _, err := s.lockedClaim(ctx, tx, claimID, secretSHA256, now)
+		if err != nil {
+			return err
+		}
+		if !c.ClosedAt.IsZero() {
+			return exchange.ErrClaimEnded
+		}
+		if !c.ReleasedAt.IsZero() || !now.Before(c.ExpiresAt) {
+			return nil
+		}
+		_, err = s.Exec(ctx, tx, "UPDATE claims SET released_at = $1 WHERE id = $2", utc(now), c.ID)
+		return err
+	})
+}
+
+// Dispense implements exchange.Store.
+func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []byte, d *exchange.Dispense, answer func(*exchange.Prescription, *exchange.Dispense) ([]byte, error)) (*exchange.Dispense, *exchange.Prescription, error) {
+	out := *d
+	out.ClaimID = claimID
+	out.Lines = append([]exchange.DispensedLine(nil), d.Lines...)
+	var p *exchange.Prescription
+	var stored *exchange.Dispense
+	var storedErr error
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = s.prescription(ctx, tx, true, out.At, "p.id = $1", out.PrescriptionID); err != nil {
+			return err
+		}
+		ds, err := s.dispenses(ctx, tx, "d.id = $1", out.ID)
+		if err != nil {
+			return err
+		}
+		if len(ds) > 0 {
+			stored, storedErr = ds[0], replay("dispense", out.ID, ds[0].JWSSHA256, out.JWSSHA256)
+			return nil
+		}
+		cs, err := s.claims(ctx, tx, "id = $1", claimID)
+		if err != nil {
+			return err
+		}
+		if len(cs) == 0 {
+			return exchange.ErrNotFound("claim")
+		}
+		c := cs[0]
+		if subtle.ConstantTimeCompare(c.SecretSHA256, secretSHA256) != 1 {
+			return exchange.ErrSecretWrong
+		}
+		if c.PrescriptionID != out.PrescriptionID {
+			return errs.New(errs.Invalid, "the dispense is for a prescription the claim does not hold")
+		}
+		if !c.Holds(out.At) {
+			return exchange.ErrClaimEnded
+		}
+		return s.dispense(ctx, tx, p, &out, answer)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if stored != nil {
+		return stored, p, storedErr
+	}
+	return &out, p, nil
+}
+
+// Close implements exchange.Store.
+func (s *Exchange) Close(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time, sign func(*exchange.Claim, *exchange.Prescription, []*exchange.Dispense) (*exchange.Receipt, error)) (*exchange.Receipt, error) {
+	var r *exchange.Receipt
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		c, p, err := s.lockedClaim(ctx, tx, claimID, secretSHA256, now)
+		if err != nil {
+			return err
+		}
+		if !c.ClosedAt.IsZero() {
+			r = &exchange.Receipt{ClaimID: c.ID}
+			err := tx.QueryRowContext(ctx, s.Rebind("SELECT id, jws, at FROM receipts WHERE claim_id = $1"), c.ID).Scan(&r.ID, &r.JWS, &r.At)
+			r.At = r.At.UTC()
+			return err
+		}
+		if !c.ReleasedAt.IsZero() {
+			return exchange.ErrClaimEnded
+		}
+		ds, err := s.dispenses(ctx, tx, "d.claim_id = $1", c.ID)
+		if err != nil {
+			return err
+		}
+		if r, err = sign(c, p, ds); err != nil {
+			return err
+		}
+		if r == nil || r.ID == "" || r.JWS == "" {
+			return errors.New("rxstore: a receipt needs an id and its JWS")
+		}
+		r.ClaimID = c.ID
+		if r.At.IsZero() {
+			r.At = now
+		}
+		r.At = utc(r.At)
+		if _, err := s.Exec(ctx, tx, "INSERT INTO receipts (id, claim_id, jws, at) VALUES ($1, $2, $3, $4)", r.ID, r.ClaimID, r.JWS, r.At); err != nil {
+			return fmt.Errorf("rxstore: storing a receipt: %w", err)
+		}
+		_, err = s.Exec(ctx, tx, "UPDATE claims SET closed_at = $1 WHERE id = $2", utc(now), c.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+const cancellationColumns = "id, prescription_id, jws, jws_sha256, at, remainder_only"
+
+func (s *Exchange) cancellations(ctx context.Context, q sqlstore.Execer, where string, args ...any) ([]*exchange.Cancellation, error) {
+	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+cancellationColumns+" FROM cancellations WHERE "+where+" ORDER BY at, id"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("rxstore: reading cancellations: %w", err)
+	}
+	defer rows.Close()
+	var out []*exchange.Cancellation
+	for rows.Next() {
+		var c exchange.Cancellation
+		if err := rows.Scan(&c.ID, &c.PrescriptionID, &c.JWS, &c.JWSSHA256, &c.At, &c.RemainderOnly); err != nil {
+			return nil, fmt.Errorf("rxstore: reading cancellations: %w", err)
+		}
+		c.At = c.At.UTC()
+		out = append(out, &c)
+	}
+	return out, rows.Err()
+}
+
+// Cancel implements exchange.Store.
+func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*exchange.Cancellation, *exchange.Prescription, error) {
+	if c.ID == "" || c.PrescriptionID == "" || c.JWS == "" || c.JWSSHA256 == "" {
+		return nil, nil, errors.New("rxstore: a cancellation needs an id, a prescription, its JWS and hash")
+	}
+	out := *c
+	out.At = utc(c.At)
+	var p *exchange.Prescription
+	var stored *exchange.Cancellation
+	var storedErr error
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = s.prescription(ctx, tx, true, out.At, "p.id = $1", out.PrescriptionID); err != nil {
+			return err
+		}
+		cs, err := s.cancellations(ctx, tx, "id = $1", out.ID)
+		if err != nil {
+			return err
+		}
+		if len(cs) > 0 {
+			stored, storedErr = cs[0], replay("cancellation", out.ID, cs[0].JWSSHA256, out.JWSSHA256)
+			return nil
+		}
+		if !p.State.Dispensable() {
+			return &exchange.NotDispensableError{State: p.State, Item: -1}
+		}
+		if p.Claim != nil {
+			return &exchange.ClaimedError{Until: p.Claim.ExpiresAt}
+		}
+		p.State = exchange.Cancelled
+		for _, l := range p.Lines {
+			if l.Dispensed > 0 {
+				p.State, out.RemainderOnly = exchange.RemainderCancelled, true
+			}
+		}
+		if _, err := s.Exec(ctx, tx, "INSERT INTO cancellations (id, prescription_id, jws, jws_sha256, at, remainder_only) VALUES ($1, $2, $3, $4, $5, $6)",
+			out.ID, out.PrescriptionID, out.JWS, out.JWSSHA256, out.At, out.RemainderOnly); err != nil {
+			if _, dup := store.IsDuplicate(err); dup {
+				return exchange.Conflict("cancellation", out.ID)
+			}
+			return fmt.Errorf("rxstore: storing a cancellation: %w", err)
+		}
+		_, err = s.Exec(ctx, tx, "UPDATE prescriptions SET state = $1 WHERE id = $2", string(p.State), p.ID)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if stored != nil {
+		return stored, p, storedErr
+	}
+	return &out, p, nil
+}
+
+// History implements exchange.Store.
+func (s *Exchange) History(ctx context.Context, nationalID string, after *exchange.Cursor, limit int, now time.Time) ([]exchange.HistoryEntry, *exchange.Cursor, error) {
+	if limit < 1 || limit > exchange.MaxHistoryPage {
+		return nil, nil, exchange.ErrHistoryLimit
+	}
+	where, args := "patient_national_id = $1", []any{nationalID}
+	if after != nil {
+		where += " AND (issued_at < $2 OR (issued_at = $2 AND id < $3))"
+		args = append(args, utc(after.IssuedAt), after.ID)
+	}
+	// One more than the page, to know whether another follows.
+	page := "(SELECT * FROM prescriptions WHERE " + where + " ORDER BY issued_at DESC, id DESC LIMIT " + strconv.Itoa(limit+1) + ") p"
+	ps, err := s.readPrescriptions(ctx, s.SQL(), page, "", "p.issued_at DESC, p.id DESC, ", now, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var next *exchange.Cursor
+	if len(ps) > limit {
+		ps = ps[:limit]
+		last := ps[limit-1]
+		next = &exchange.Cursor{IssuedAt: last.IssuedAt, ID: last.ID}
+	}
+	if len(ps) == 0 {
+		return nil, nil, nil
+	}
+	in := make([]string, len(ps))
+	ids := make([]any, len(ps))
+	byID := make(map[string]int, len(ps))
+	out := make([]exchange.HistoryEntry, len(ps))
+	for i, p := range ps {
+		in[i], ids[i], byID[p.ID] = "$"+strconv.Itoa(i+1), p.ID, i
+		out[i].Prescription = p
+	}
+	ds, err := s.dispenses(ctx, s.SQL(), "d.prescription_id IN ("+strings.Join(in, ", ")+")", ids...)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range ds {
+		out[byID[d.PrescriptionID]].Dispenses = append(out[byID[d.PrescriptionID]].Dispenses, d)
+	}
+	cs, err := s.cancellations(ctx, s.SQL(), "prescription_id IN ("+strings.Join(in, ", ")+")", ids...)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range cs {
+		out[byID[c.PrescriptionID]].Cancellations = append(out[byID[c.PrescriptionID]].Cancellations, c)
+	}
+	return out, next, nil
+}
+
+// CreateSession implements exchange.Store.
+func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) error {
+	if len(se.TokenSHA256) != 32 || se.DocumentID == "" || se.VendorThumbprint == "" || !se.ExpiresAt.After(se.CreatedAt) {
+		return errors.New("rxstore: a session needs a token hash, its document id, the vendor thumbprint and an expiry after its creation")
+	}
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.Exec(ctx, tx, "INSERT INTO session_documents (id, used_at) VALUES ($1, $2)", se.DocumentID, utc(se.CreatedAt)); err != nil {
+			if _, dup := store.IsDuplicate(err); dup {
+				return exchange.ErrSessionUsed
+			}
+			return fmt.Errorf("rxstore: storing a session: %w", err)
+		}
+		a := se.Actor
+		if _, err := s.Exec(ctx, tx, "INSERT INTO sessions (token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+			se.TokenSHA256, se.DocumentID, a.CertSerial, a.Role, a.Organisation, a.CouncilNumber, se.VendorThumbprint, utc(se.CreatedAt), utc(se.ExpiresAt)); err != nil {
+			return fmt.Errorf("rxstore: storing a session: %w", err)
+		}
+		return nil
+	})
+}
+
+// Session implements exchange.Store.
+func (s *Exchange) Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (*exchange.Session, error) {
+	var se exchange.Session
+	a := &se.Actor
+	err := s.SQL().QueryRowContext(ctx, s.Rebind("SELECT token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, created_at, expires_at FROM sessions WHERE token_sha256 = $1 AND expires_at > $2"),
+		tokenSHA256, utc(now)).Scan(&se.TokenSHA256, &se.DocumentID, &a.CertSerial, &a.Role, &a.Organisation, &a.CouncilNumber, &se.VendorThumbprint, &se.CreatedAt, &se.ExpiresAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, exchange.ErrNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rxstore: reading a session: %w", err)
+	}
+	se.CreatedAt, se.ExpiresAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC()
+	return &se, nil
+}
+
+// EndSession implements exchange.Store.
+func (s *Exchange) EndSession(ctx context.Context, tokenSHA256 []byte) error {
+	_, err := s.Exec(ctx, s.SQL(), "DELETE FROM sessions WHERE token_sha256 = $1", tokenSHA256)
+	return err
+}
+
+func (s *Exchange) idempotency(ctx context.Context, q sqlstore.Execer, key, caller string, now time.Time) (*exchange.IdempotencyRecord, error) {
+	r := exchange.IdempotencyRecord{Key: key, Caller: caller}
+	err := q.QueryRowContext(ctx, s.Rebind("SELECT request_sha256, status, body, created_at, expires_at FROM idempotency_keys WHERE key = $1 AND caller = $2 AND expires_at > $3"),
+		key, caller, utc(now)).Scan(&r.RequestSHA256, &r.Status, &r.Body, &r.CreatedAt, &r.ExpiresAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rxstore: reading an idempotency key: %w", err)
+	}
+	r.CreatedAt, r.ExpiresAt = r.CreatedAt.UTC(), r.ExpiresAt.UTC()
+	return &r, nil
+}
+
+// Idempotent implements exchange.Store.
+func (s *Exchange) Idempotent(ctx context.Context, key, caller string, requestSHA256 []byte, now time.Time) (*exchange.IdempotencyRecord, error) {
+	r, err := s.idempotency(ctx, s.SQL(), key, caller, now)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	if !bytes.Equal(r.RequestSHA256, requestSHA256) {
+		return nil, exchange.ErrKeyReused
+	}
+	return r, nil
+}
+
+// Remember implements exchange.Store.
+func (s *Exchange) Remember(ctx context.Context, r *exchange.IdempotencyRecord) (*exchange.IdempotencyRecord, error) {
+	if r.Key == "" || r.Caller == "" || len(r.RequestSHA256) == 0 || !r.ExpiresAt.After(r.CreatedAt) {
+		return nil, errors.New("rxstore: an idempotency record needs a key, a caller, a request hash and an expiry after its creation")
+	}
+	out := *r
+	out.CreatedAt, out.ExpiresAt = utc(r.CreatedAt), utc(r.ExpiresAt)
+	if out.Body == nil {
+		out.Body = []byte{}
+	}
+	var kept *exchange.IdempotencyRecord
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.Exec(ctx, tx, "DELETE FROM idempotency_keys WHERE key = $1 AND caller = $2 AND expires_at <= $3", out.Key, out.Caller, out.CreatedAt); err != nil {
+			return err
+		}
+		res, err := s.Exec(ctx, tx, "INSERT INTO idempotency_keys (key, caller, request_sha256, status, body, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key, caller) DO NOTHING",
+			out.Key, out.Caller, out.RequestSHA256, out.Status, out.Body, out.CreatedAt, out.ExpiresAt)
+		if err != nil {
+			return fmt.Errorf("rxstore: keeping an idempotency key: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			kept = &out
+			return err
+		}
+		// Kept first by another call (that committed first).
+		if kept, err = s.idempotency(ctx, tx, out.Key, out.Caller, out.CreatedAt); err != nil {
+			return err
+		}
+		if kept == nil {
+			return errors.New("rxstore: an idempotency key neither kept nor found")
+		}
+		if !bytes.Equal(kept.RequestSHA256, out.RequestSHA256) {
+			return exchange.ErrKeyReused
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return kept, nil
+}
+
+// Purge implements exchange.Store.
+func (s *Exchange) Purge(ctx context.Context, now time.Time) error {
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.Exec(ctx, tx, "DELETE FROM sessions WHERE expires_at <= $1", utc(now)); err != nil {
+			return err
+		}
+		_, err := s.Exec(ctx, tx, "DELETE FROM idempotency_keys WHERE expires_at <= $1", utc(now))
+		return err
+	})
+}

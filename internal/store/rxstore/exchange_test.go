@@ -1,0 +1,77 @@
+package rxstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+)
+
+func openExchange(t testing.TB, driver string) *rxstore.Exchange {
+	t.Helper()
+	db, err := sqlstore.Open(context.Background(), driver, dsnFor(t, driver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := rxstore.NewExchange(context.Background(), db)
+	if err != nil {
+		t.Fatalf("NewExchange(%s): %v", driver, err)
+	}
+	return s
+}
+
+func TestExchangeSQLite(t *testing.T) {
+	exchangetest.Run(t, func(t *testing.T) exchange.Store { return openExchange(t, sqlstore.SQLite) })
+}
+
+func TestExchangePostgres(t *testing.T) {
+	openExchange(t, sqlstore.Postgres) // skips (or fails, if required) without PostgreSQL
+	exchangetest.Run(t, func(t *testing.T) exchange.Store { return openExchange(t, sqlstore.Postgres) })
+}
+
+// TestExchangeLastGuards: what the database itself refuses, whatever the
+// code above it does — more dispensed than prescribed, or less than
+// nothing, and any change to a recorded act.
+func TestExchangeLastGuards(t *testing.T) {
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(driver, func(t *testing.T) {
+			s := openExchange(t, driver)
+			ctx := context.Background()
+			p, err := s.InsertPrescription(ctx, exchangetest.Prescription(t, rx.Item{Kind: "drug", Code: "A", Quantity: 2}), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, h := exchangetest.Secret()
+			c, err := s.Claim(ctx, &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: "PH-1", CertSerial: "01", SecretSHA256: h, CreatedAt: exchangetest.Now, ExpiresAt: exchangetest.Now.Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := exchangetest.Dispense(p, exchangetest.Now, exchange.DispensedLine{Item: 0, Quantity: 1})
+			if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
+				t.Fatal(err)
+			}
+			db := s.SQL()
+			for _, q := range []string{
+				"UPDATE prescription_lines SET dispensed = quantity + 1",
+				"UPDATE prescription_lines SET dispensed = -1",
+				"UPDATE dispenses SET jws = 'x'",
+				"DELETE FROM dispense_lines",
+				"DELETE FROM dispenses",
+			} {
+				if _, err := db.ExecContext(ctx, q); err == nil {
+					t.Errorf("%s: the database allowed it", q)
+				}
+			}
+			r, err := s.PrescriptionByID(ctx, p.ID, exchangetest.Now)
+			if err != nil || r.Lines[0].Dispensed != 1 {
+				t.Fatalf("after the refused statements: %+v %v", r, err)
+			}
+		})
+	}
+}
