@@ -205,7 +205,7 @@ func certSerial(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialN
 // internal wraps an unexpected failure (a store that cannot be written, a
 // key that cannot sign) for the log; callers see errs.Internal.
 func internal(err error, what string) error {
-	if errs.CodeOf(err) != errs.Internal {
+	if err == nil || errs.CodeOf(err) != errs.Internal {
 		return err
 	}
 	return fmt.Errorf("exchange: %s: %w", what, err)
