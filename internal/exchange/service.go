@@ -85,7 +85,8 @@ type Config struct {
 // one to the operations of api/openapi.yaml, and their answers are the
 // contract's schemas. Refusals are *errs.Error (or carry one: errs.CodeOf).
 type Service struct {
-	cfg Config
+	cfg    Config
+	chains *cardChains
 }
 
 // New checks cfg and fills in its defaults.
@@ -110,7 +111,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg}, nil
+	return &Service{cfg: cfg, chains: &cardChains{}}, nil
 }
 
 // Caller is the software calling: the TLS client certificate the request
@@ -119,15 +120,9 @@ func New(cfg Config) (*Service, error) {
 type Caller struct {
 	Role      pki.Role // vendor or service
 	SubjectID string
-	// Thumbprint is the certificate's x5t#S256: base64url (no padding) of
-	// the SHA-256 of its DER. Sessions are bound to it.
+	// Thumbprint is the certificate's x5t#S256 (rx.Thumbprint): sessions
+	// are bound to it.
 	Thumbprint string
-}
-
-// Thumbprint is a certificate's x5t#S256.
-func Thumbprint(c *x509.Certificate) string {
-	h := sha256.Sum256(c.Raw)
-	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 // roleNotAllowed is the refusal of an act the actor's role may not do.
