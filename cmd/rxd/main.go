@@ -10,42 +10,29 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"go.step.sm/crypto/pemutil"
-
-	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
-	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/insured"
-	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
-	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/rules"
-	"github.com/nuskha/nuskha/internal/rules/watch"
 	"github.com/nuskha/nuskha/internal/rxapi"
+	"github.com/nuskha/nuskha/internal/rxd"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
@@ -111,63 +98,22 @@ func addDB(fs *flag.FlagSet) dbFlags {
 	}
 }
 
-// open opens the database and says which one it is, for the command to
-// tell the operator. A missing SQLite file is refused unless -create is
-// given: a mistyped -db (or a run from another directory, -db being
-// relative) would otherwise import into, or serve from, a new empty
-// database without a word.
-func (f dbFlags) open(ctx context.Context) (d *sqlstore.DB, where string, err error) {
-	if *f.driver != sqlstore.SQLite {
-		if *f.create {
-			return nil, "", cli.Usagef("-create is for SQLite: a PostgreSQL database is made by its administrator (rxd creates its tables)")
-		}
-		if *f.driver != sqlstore.Postgres {
-			return nil, "", cli.Usagef("-db-driver must be sqlite or postgres, not %q", *f.driver)
-		}
-		if *f.dsnFile == "" {
-			return nil, "", cli.Usagef("-db-driver postgres needs -dsn-file")
-		}
-		b, err := os.ReadFile(*f.dsnFile)
-		if err != nil {
-			return nil, "", err
-		}
-		dsn := strings.TrimSpace(string(b))
-		d, err := sqlstore.Open(ctx, sqlstore.Postgres, dsn)
-		return d, "PostgreSQL database " + describePostgres(dsn, *f.dsnFile), err
-	}
-	path, err := filepath.Abs(*f.dsn)
+// open opens the database and says which one it is (rxd.OpenStore); a
+// combination of flags that cannot be opened is a usage error.
+func (f dbFlags) open(ctx context.Context) (*sqlstore.DB, string, error) {
+	st, err := f.store()
 	if err != nil {
 		return nil, "", err
 	}
-	where = "SQLite database " + path
-	switch _, err := os.Stat(path); {
-	case errors.Is(err, fs.ErrNotExist) && !*f.create:
-		return nil, "", fmt.Errorf("there is no database at %s: give -db the right file, or -create to make a new one there", path)
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, "", err
-		}
-		where = "new " + where
-	case err != nil:
-		return nil, "", err
-	}
-	d, err = sqlstore.Open(ctx, sqlstore.SQLite, path)
-	return d, where, err
+	return rxd.OpenStore(ctx, st)
 }
 
-// describePostgres names the server and database of a PostgreSQL URL
-// without its password or parameters; a keyword/value DSN is named by the
-// file it came from.
-func describePostgres(dsn, file string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "named in " + file
+func (f dbFlags) store() (rxd.Store, error) {
+	st := rxd.Store{Driver: *f.driver, Path: *f.dsn, DSNFile: *f.dsnFile, Create: *f.create}
+	if err := st.Validate(); err != nil {
+		return rxd.Store{}, cli.Usagef("%v", err)
 	}
-	if u.User != nil {
-		u.User = url.User(u.User.Username())
-	}
-	u.RawQuery, u.Fragment = "", ""
-	return u.String()
+	return st, nil
 }
 
 func cmdImportRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -323,133 +269,34 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
 		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
 	}
-	limits := netcap.Limits{Total: *maxConns, PerIP: *maxConnsPerIP}
+	conns := netcap.Limits{Total: *maxConns, PerIP: *maxConnsPerIP}
 	if *maxConns <= 0 || *maxConnsPerIP <= 0 {
 		return cli.Usagef("-max-conns and -max-conns-per-ip must be positive")
 	}
-	if err := limits.Validate(); err != nil {
+	if err := conns.Validate(); err != nil {
 		return cli.Usagef("%v", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	pseudonyms := rxapi.RandomPseudonyms()
-	if *pseudonymKey != "" {
-		key, err := os.ReadFile(*pseudonymKey)
-		if err != nil {
-			return fmt.Errorf("-pseudonym-key-file: %w", err)
-		}
-		if pseudonyms, err = rxapi.NewPseudonyms(key); err != nil {
-			return fmt.Errorf("-pseudonym-key-file %s holds %d bytes; it needs at least %d (head -c 32 /dev/urandom > FILE)", *pseudonymKey, len(key), rxapi.MinPseudonymKey)
-		}
-	} else {
-		log.Warn("no -pseudonym-key-file: lookups are logged under pseudonyms from a random key, which tell persons apart only within this run")
+	st, err := db.store()
+	if err != nil {
+		return err
+	}
+	cfg := rxd.Config{
+		Store: st, Listen: *listen, TLSCert: *certFile, TLSKey: *keyFile, ClientCA: *clientCA, Arc: *arc,
+		StatusMaxAge: *statusAge, Recheck: *recheck, RulesFile: *rulesFile, RulesPoll: *rulesPoll, Conns: conns,
+		Limits: rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups}, PseudonymKeyFile: *pseudonymKey,
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	keys := hsm.NewManager(hsm.NoPrompt)
 	defer keys.Close()
-	tlsCfg, err := serverTLS(ctx, keys, *certFile, *keyFile, *clientCA)
+	svc, err := rxd.New(ctx, cfg, rxd.Deps{Log: slog.New(slog.NewJSONHandler(stderr, nil)), Now: time.Now, Keys: keys})
 	if err != nil {
 		return err
 	}
-	d, where, err := db.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	reg, err := rxstore.NewInsured(ctx, d)
-	if err != nil {
-		return err
-	}
-	a, err := pki.ParseArc(*arc)
-	if err != nil {
-		return err
-	}
-	// Callers' certificates are checked online with the OCSP responder
-	// they name; without an answer the call is refused. A "good" answer is
-	// reused for -revocation-recheck at most: the bound on how long a
-	// revoked caller is still served.
-	status, err := revocation.New(revocation.Config{MaxAge: *statusAge, Recheck: *recheck, Now: time.Now, HTTP: &http.Client{Timeout: 5 * time.Second}})
-	if err != nil {
-		return err
-	}
-	cstore, err := rxstore.NewCatalogue(ctx, d)
-	if err != nil {
-		return err
-	}
-	cat, err := catalogue.New(catalogue.Config{Store: cstore})
-	if err != nil {
-		return err
-	}
-	engine := rules.NewEngine(rules.Starter())
-	var background []lifecycle.Task
-	if *rulesFile != "" {
-		// A broken file at start is fatal: the operator is there to see it.
-		// Later a broken edit is logged and the running set stays.
-		if err := engine.ReloadFile(*rulesFile); err != nil {
-			return err
-		}
-		background = append(background, lifecycle.Task{Name: "rules watch", Run: func(ctx context.Context) {
-			if err := watch.Run(ctx, engine, *rulesFile, *rulesPoll, log); err != nil && ctx.Err() == nil {
-				log.Error("rule set watch stopped", "err", err)
-			}
-		}})
-	}
-	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
-	api := &rxapi.API{
-		Eligibility: elig,
-		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: time.Now, Log: log},
-		Catalogue:   cat,
-		Rules:       engine,
-		Arc:         a,
-		Status:      status,
-		DB:          d,
-		Log:         log,
-		Now:         time.Now,
-		Limits:      rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups},
-		Pseudonyms:  pseudonyms,
-	}
-	srv := &http.Server{Handler: api.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	// Bound before serving, so that the address logged (and a port 0's
-	// choice) is where rxd answers.
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	// Capped before TLS: a connection over the caps is closed before its
-	// handshake costs anything.
-	ln = netcap.Wrap(ln, limits, log, "rxd")
-	log.Info("rxd serving", "listen", ln.Addr().String(), "db", where, "rules", engine.Current().Version(),
-		"max_connections", limits.Total, "max_connections_per_ip", limits.PerIP)
-	// Until ctx ends; then the requests in flight are drained and the
-	// rules watch stopped before the database and the keys are closed
-	// (deferred above).
-	return lifecycle.Run(ctx, log, 10*time.Second, []lifecycle.Server{{Name: "rxd", Listener: ln, HTTP: srv}}, background...)
-}
-
-func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, error) {
-	cert, err := httpedge.KeyPair(ctx, keys, certFile, keyRef)
-	if err != nil {
-		return nil, err
-	}
-	pemCA, err := os.ReadFile(clientCA)
-	if err != nil {
-		return nil, err
-	}
-	anchors, err := pemutil.ParseCertificateBundle(pemCA)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", clientCA, err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range anchors {
-		// An intermediate as an anchor would never be checked against the
-		// root's ARL: only roots are trusted.
-		if !revocation.SelfSigned(c) {
-			return nil, fmt.Errorf("%s: %q is not a self-signed root; -client-ca takes the root certificate(s) only", clientCA, c.Subject.CommonName)
-		}
-		pool.AddCert(c)
-	}
-	return rxapi.ServerTLS(cert, pool), nil
+	// Serve returns once the requests in flight are drained and the rules
+	// watch has stopped: only then are the database and the keys closed.
+	serveErr := svc.Serve(ctx)
+	return errors.Join(serveErr, svc.Close())
 }
 
 func cmdImportCatalogue(ctx context.Context, args []string, stdout, stderr io.Writer) error {

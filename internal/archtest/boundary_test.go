@@ -38,6 +38,7 @@ var (
 		"internal/insured",
 		"internal/rules",
 		"internal/rxapi",
+		"internal/rxd",
 		"internal/store/rxstore",
 	}
 	// caLibraries are what only trustd's side may link from outside the

@@ -92,6 +92,9 @@ const (
 	ClaimNotActive             Code = "claim-not-active"             // the claim was released, closed or has expired
 	SessionIDUsed              Code = "session-id-used"              // the session document's id was used before; sign a new one
 	IdempotencyKeyReused       Code = "idempotency-key-reused"       // the Idempotency-Key was used by this caller for a different request
+	RoleNotAllowed             Code = "role-not-allowed"             // the acting card's role may not do this (e.g. a pharmacy prescribing)
+	NotEligible                Code = "not-eligible"                 // the patient is not insured on the day judged
+	RuleViolation              Code = "rule-violation"               // a rule with severity reject applies; the decision says which, per item
 )
 
 // Error is a domain failure with a stable code. Detail is safe to show to

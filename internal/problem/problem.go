@@ -118,6 +118,9 @@ var codes = map[errs.Code]meta{
 	errs.ClaimNotActive:             {http.StatusConflict, "Claim not active"},
 	errs.SessionIDUsed:              {http.StatusConflict, "Session document already used"},
 	errs.IdempotencyKeyReused:       {http.StatusUnprocessableEntity, "Idempotency key reused"},
+	errs.RoleNotAllowed:             {http.StatusForbidden, "Role not allowed"},
+	errs.NotEligible:                {http.StatusUnprocessableEntity, "Patient not eligible"},
+	errs.RuleViolation:              {http.StatusUnprocessableEntity, "Rule violation"},
 }
 
 // Status returns the HTTP status for a code.

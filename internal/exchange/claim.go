@@ -1,0 +1,84 @@
+package exchange
+
+import (
+	"context"
+	"slices"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/nationalid"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/rx/trackcode"
+)
+
+// dispensers are the roles that find, claim and dispense.
+var dispensers = []pki.Role{pki.RolePharmacy, pki.RoleParaclinic}
+
+// find reads the prescription a tracking code and a national id name
+// together, and verifies it again (reverify). A pair that does not belong
+// together answers exactly as a code that does not exist.
+func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string) (*Prescription, error) {
+	if !slices.Contains(dispensers, pki.Role(actor.Role)) {
+		return nil, roleNotAllowed(pki.Role(actor.Role), act)
+	}
+	code, err := trackcode.Parse(f.TrackingCode)
+	if err != nil {
+		return nil, err
+	}
+	nid, err := nationalid.Parse(f.NationalID)
+	if err != nil {
+		e, _ := err.(*errs.Error)
+		if e == nil {
+			return nil, err
+		}
+		return nil, &errs.Error{Code: e.Code, Field: "national_id", Detail: e.Detail}
+	}
+	p, err := s.cfg.Store.PrescriptionByCode(ctx, code, nid, s.cfg.Now())
+	if err != nil {
+		return nil, internal(err, "reading a prescription")
+	}
+	if _, err := s.reverified(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Lookup finds a prescription by its tracking code and its patient's
+// national id, for a pharmacy or paraclinic centre
+// (POST /v1/prescriptions/lookup), verified again.
+func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*PrescriptionView, error) {
+	p, err := s.find(ctx, actor, f, "look up prescriptions")
+	if err != nil {
+		return nil, err
+	}
+	return viewOf(p), nil
+}
+
+// Claim gives the actor's organisation an exclusive hold on a
+// prescription for ClaimTTL, with a new secret (POST /v1/claims). The same
+// organisation claiming again gets its claim back with a new secret (the
+// old one stops working); another's unexpired claim is
+// prescription-claimed.
+func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
+	p, err := s.find(ctx, actor, f, "claim prescriptions")
+	if err != nil {
+		return nil, err
+	}
+	sec, hash := secret()
+	now := s.cfg.Now()
+	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: actor.Organisation, CertSerial: actor.CertSerial,
+		SecretSHA256: hash, CreatedAt: now, ExpiresAt: now.Add(s.cfg.ClaimTTL)})
+	if err != nil {
+		return nil, internal(err, "claiming")
+	}
+	p.Claim = c
+	return &ClaimGranted{ClaimID: c.ID, Secret: sec, ExpiresAt: c.ExpiresAt.UTC(), Prescription: viewOf(p)}, nil
+}
+
+// Release ends a claim without closing it (DELETE /v1/claims/{id}).
+func (s *Service) Release(ctx context.Context, actor *Actor, claimID, claimSecret string) error {
+	if !slices.Contains(dispensers, pki.Role(actor.Role)) {
+		return roleNotAllowed(pki.Role(actor.Role), "release claims")
+	}
+	return internal(s.cfg.Store.Release(ctx, claimID, hashSecret(claimSecret), s.cfg.Now()), "releasing a claim")
+}

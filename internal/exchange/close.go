@@ -1,0 +1,111 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/rx"
+)
+
+// Close ends a visit with the exchange's signed receipt
+// (POST /v1/claims/{id}/close): it binds the prescription's and each
+// dispense's signing-input hashes, the amounts, the dispenser and the
+// time. It is signed inside the store's transaction, under the
+// prescription's lock: one close, one receipt, and a retried or racing
+// close answers that same receipt.
+func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret string) (*Closed, error) {
+	role := pki.Role(actor.Role)
+	if !slices.Contains(dispensers, role) {
+		return nil, roleNotAllowed(role, "close claims")
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	r, err := s.cfg.Store.Close(ctx, claimID, hashSecret(claimSecret), now, func(c *Claim, p *Prescription, ds []*Dispense) (*Receipt, error) {
+		if c.Organisation != actor.Organisation {
+			return nil, errs.New(errs.Forbidden, "the claim is not %s %s's", role, actor.Organisation)
+		}
+		if len(ds) == 0 {
+			return nil, errs.New(errs.Conflict, "nothing was dispensed under this claim: release it instead of closing it")
+		}
+		var total Amounts
+		refs := make([]rx.Reference, len(ds))
+		for i, d := range ds {
+			var a DispenseAccepted
+			if err := json.Unmarshal(d.Answer, &a); err != nil {
+				return nil, fmt.Errorf("exchange: the stored answer of dispense %s does not decode: %w", d.ID, err)
+			}
+			total = total.plus(a.Amounts)
+			refs[i] = rx.Reference{ID: d.ID, JWSSHA256: d.JWSSHA256}
+		}
+		doc := &rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode,
+			Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}, Dispenses: refs,
+			Amounts:   rx.Amounts{Total: total.Total, Insurer: total.Insurer, Supplementary: total.Supplementary, Patient: total.Patient},
+			Dispenser: rx.Dispenser{LicenceNumber: c.Organisation, Role: string(role)}, ClosedAt: now}
+		jws, err := s.sign(ctx, doc, now)
+		if err != nil {
+			return nil, err
+		}
+		return &Receipt{ID: doc.ID, JWS: jws, At: now}, nil
+	})
+	if err != nil {
+		return nil, internal(err, "closing a claim")
+	}
+	doc, err := receiptOf(r.JWS)
+	if err != nil {
+		return nil, err
+	}
+	a := doc.Amounts
+	return &Closed{ReceiptID: r.ID, Receipt: r.JWS, Amounts: Amounts{Total: a.Total, Insurer: a.Insurer, Supplementary: a.Supplementary, Patient: a.Patient}}, nil
+}
+
+// receiptOf reads a receipt the exchange signed and stored.
+func receiptOf(jws string) (*rx.Receipt, error) {
+	_, payload, err := rx.Peek(jws)
+	var doc rx.Receipt
+	if err == nil {
+		err = json.Unmarshal(payload, &doc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exchange: a stored receipt does not decode: %w", err)
+	}
+	return &doc, nil
+}
+
+// Cancel records a prescription's cancellation signed by its prescriber
+// (POST /v1/prescriptions/{id}/cancellations): refused while a claim is
+// held; nothing dispensed makes it cancelled, something dispensed
+// remainder-cancelled (what was dispensed stands). The same cancellation
+// again answers as the first time, with replay set.
+func (s *Service) Cancel(ctx context.Context, caller Caller, prescriptionID, jws string) (ans *CancellationAccepted, replay bool, err error) {
+	v, err := s.verify(ctx, jws, rx.KindCancellation, "cancel prescriptions", pki.RolePractitioner)
+	if err != nil {
+		return nil, false, err
+	}
+	c := v.Cancellation
+	if c.Prescription.ID != prescriptionID {
+		return nil, false, errs.FieldError(errs.Invalid, "prescription.id", "the cancellation is of another prescription than the one in the path")
+	}
+	p, err := s.cfg.Store.PrescriptionByID(ctx, prescriptionID, s.cfg.Now())
+	if err != nil {
+		return nil, false, internal(err, "reading a prescription")
+	}
+	switch {
+	case p.Kind == Paper:
+		return nil, false, errs.New(errs.RoleNotAllowed, "a paper prescription was dispensed as it was entered; its prescriber has no card at the exchange to cancel it with")
+	case p.PrescriberCouncil != v.Signer.RegistrationNumber:
+		return nil, false, errs.New(errs.RoleNotAllowed, "only the prescription's prescriber may cancel it")
+	case p.JWSSHA256 != c.Prescription.JWSSHA256:
+		return nil, false, errs.FieldError(errs.Invalid, "prescription.jws_sha256", "is not the signing-input hash of the prescription stored under this id")
+	}
+	got, after, err := s.cfg.Store.Cancel(ctx, &Cancellation{ID: c.ID, PrescriptionID: p.ID, JWS: jws, JWSSHA256: v.SHA256(), At: s.cfg.Now()})
+	replay = errors.Is(err, ErrReplay)
+	if err != nil && !replay {
+		return nil, false, internal(err, "cancelling")
+	}
+	return &CancellationAccepted{PrescriptionID: p.ID, State: after.State, CancelledAt: got.At.UTC()}, replay, nil
+}

@@ -1,0 +1,173 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/rx"
+)
+
+// performs says which item kinds each role hands out or performs.
+var performs = map[pki.Role][]string{
+	pki.RolePharmacy:   {ItemDrug},
+	pki.RoleParaclinic: {ItemLab, ItemImaging, ItemProcedure},
+}
+
+// scopeOf is the rules scope of what a role hands out.
+func scopeOf(r pki.Role) rules.Scope {
+	if r == pki.RoleParaclinic {
+		return rules.ScopeParaclinic
+	}
+	return rules.ScopeDispense
+}
+
+// dispensedLines maps what a dispense gives to the prescribed items (as
+// itself, or as the substitute for one), each prescribed item once with
+// the sum given of it, and refuses an item the role may not hand out.
+func dispensedLines(role pki.Role, items []rx.Item, given []rx.DispensedItem, list string) ([]DispensedLine, error) {
+	var out []DispensedLine
+	for i, g := range given {
+		prescribed := g.Code
+		if g.SubstituteFor != "" {
+			prescribed = g.SubstituteFor
+		}
+		j := slices.IndexFunc(items, func(it rx.Item) bool { return it.Code == prescribed })
+		if j < 0 {
+			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("%s[%d].code", list, i), "%s is not on the prescription (a substitute names the prescribed code in substitute_for)", prescribed)
+		}
+		if !slices.Contains(performs[role], items[j].Kind) {
+			return nil, &errs.Error{Code: errs.RoleNotAllowed, Field: fmt.Sprintf("%s[%d]", list, i),
+				Detail: fmt.Sprintf("a %s may not hand out or perform a %s item", role, items[j].Kind)}
+		}
+		if k := slices.IndexFunc(out, func(l DispensedLine) bool { return l.Item == j }); k >= 0 {
+			out[k].Quantity += g.Quantity
+		} else {
+			out = append(out, DispensedLine{Item: j, Quantity: g.Quantity})
+		}
+	}
+	return out, nil
+}
+
+// paperPractice names the practice of a paper prescription that names
+// none: "paper prescription".
+const paperPractice = "نسخه کاغذی"
+
+// prescribed is the prescription a stored document holds, as the rules
+// judge it: the prescription itself, or what a paper prescription says
+// was written (issued when it was entered).
+func prescribed(v *rx.Verified) *rx.Prescription {
+	if v.Prescription != nil {
+		return v.Prescription
+	}
+	pp := v.Paper
+	p := &rx.Prescription{V: rx.Version, Type: rx.KindPrescription, ID: pp.ID, IssuedAt: pp.EnteredAt, Patient: pp.Patient,
+		Prescriber: pp.Prescriber, Diagnoses: pp.Diagnoses, Items: pp.Items}
+	if pp.Practice != nil {
+		p.Practice = *pp.Practice
+	} else {
+		// A paper need not say where it was written; a prescription
+		// judged by the rules names a practice. No rule reads its name.
+		p.Practice.Name = paperPractice
+	}
+	return p
+}
+
+// Dispense records what a pharmacy dispensed or a centre performed under a
+// claim (POST /v1/claims/{id}/dispenses): the record is verified and MUST
+// be signed on a card of the session's organisation, which MUST hold the
+// claim; it MUST reference the stored prescription (id and signing-input
+// hash), which is verified again; a pharmacy hands out drugs only, a
+// centre lab, imaging and procedure items; the dispense-time rules and
+// adjudication run; the store counts it against what remains, under the
+// prescription's lock; supplementary caps are then consumed, once per
+// dispense id. The same record again answers the first answer with
+// replay set (and completes the adjudication should the first attempt have
+// stopped after storing).
+func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecret, jws string) (ans *DispenseAccepted, replay bool, err error) {
+	role := pki.Role(actor.Role)
+	if !slices.Contains(dispensers, role) {
+		return nil, false, roleNotAllowed(role, "dispense")
+	}
+	v, err := s.verify(ctx, jws, rx.KindDispense, "dispense", dispensers...)
+	if err != nil {
+		return nil, false, err
+	}
+	d := v.Dispense
+	if v.Signer.RegistrationNumber != actor.Organisation || v.Signer.Role != role {
+		return nil, false, errs.FieldError(errs.Forbidden, "dispenser", "the record is signed for %s %s, the session is %s %s's", v.Signer.Role, v.Signer.RegistrationNumber, role, actor.Organisation)
+	}
+	now := s.cfg.Now()
+	p, err := s.cfg.Store.PrescriptionByID(ctx, d.Prescription.ID, now)
+	if err != nil {
+		return nil, false, internal(err, "reading a prescription")
+	}
+	// A claim's organisation never changes, and a claim that does not
+	// hold the prescription now never holds it again: the claim read here
+	// is the one the store will find holding it, or the store refuses.
+	if p.Claim != nil && p.Claim.ID == claimID && p.Claim.Organisation != actor.Organisation {
+		return nil, false, errs.New(errs.Forbidden, "the claim is not held by %s %s", role, actor.Organisation)
+	}
+	if p.JWSSHA256 != d.Prescription.JWSSHA256 {
+		return nil, false, errs.FieldError(errs.Invalid, "prescription.jws_sha256", "is not the signing-input hash of the prescription stored under this id")
+	}
+	stored, err := s.reverified(ctx, p)
+	if err != nil {
+		return nil, false, err
+	}
+	rxp := prescribed(stored)
+	lines, err := dispensedLines(role, rxp.Items, d.Items, "items")
+	if err != nil {
+		return nil, false, err
+	}
+	// Judged, not yet refused: a replay answers its first answer whatever
+	// the rules say now (the store finds it before asking for an answer).
+	dec, err := s.cfg.Adjudicator.Check(ctx, adjudicate.Request{Scope: scopeOf(role), Prescription: rxp, Dispensed: d.Items})
+	if err != nil {
+		return nil, false, err
+	}
+	rec := &Dispense{ID: d.ID, PrescriptionID: p.ID, ClaimID: claimID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
+	got, _, err := s.cfg.Store.Dispense(ctx, claimID, hashSecret(claimSecret), rec, func(p *Prescription, d *Dispense) ([]byte, error) {
+		if !dec.Allowed {
+			return nil, &RuleViolationError{Decision: dec}
+		}
+		return json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State, Decision: dec, Amounts: amountsOf(dec), Lines: linesView(p.Lines)})
+	})
+	replay = errors.Is(err, ErrReplay)
+	if err != nil && !replay {
+		return nil, false, internal(err, "recording a dispense")
+	}
+	// Consumed once per dispense id: a retry after a failure here (or
+	// after a crash between the store and here) completes it.
+	if err := s.cfg.Adjudicator.Commit(ctx, dec, got.ID, got.At); err != nil {
+		return nil, false, internal(err, "committing a dispense's adjudication")
+	}
+	var out DispenseAccepted
+	if err := json.Unmarshal(got.Answer, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the stored answer of dispense %s does not decode: %w", got.ID, err)
+	}
+	return &out, replay, nil
+}
+
+// reverified verifies a stored prescription again, as the signer
+// re-checks policy at every use, and returns what it holds: its signature
+// and chain, and its signer's revocation judged against the time the
+// exchange accepted it (AtAcceptance).
+func (s *Service) reverified(ctx context.Context, p *Prescription) (*rx.Verified, error) {
+	kind := rx.KindPrescription
+	if p.Kind == Paper {
+		kind = rx.KindPaper
+	}
+	v, err := s.cfg.Reverifier.Verify(withAcceptedAt(ctx, p.AcceptedAt), p.JWS, kind)
+	if err != nil {
+		s.cfg.Log.WarnContext(ctx, "a stored prescription no longer verifies", "prescription", p.ID, "code", string(errs.CodeOf(err)), "err", err)
+		return nil, err
+	}
+	return v, nil
+}

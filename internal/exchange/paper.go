@@ -1,0 +1,111 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/rx/trackcode"
+)
+
+// PaperAccepted answers an entered paper prescription (schema
+// PaperAccepted).
+type PaperAccepted struct {
+	ID           string               `json:"id"`
+	TrackingCode string               `json:"tracking_code"`
+	Decision     *adjudicate.Decision `json:"decision"`
+	Amounts      Amounts              `json:"amounts"`
+	// Receipt is the exchange's receipt of what was dispensed.
+	Receipt string `json:"receipt"`
+}
+
+// Paper enters a paper prescription signed on a pharmacy's card and
+// dispenses it in the same transaction (POST /v1/paper-prescriptions):
+// eligibility and the paper-scope rules run as for an electronic one; it
+// is stored marked paper, with its dispense (the document itself, under
+// its id), and answered with the amounts and a receipt. The same document
+// again answers the first answer with replay set.
+func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *PaperAccepted, replay bool, err error) {
+	v, err := s.verify(ctx, jws, rx.KindPaper, "enter paper prescriptions", pki.RolePharmacy)
+	if err != nil {
+		return nil, false, err
+	}
+	pp := v.Paper
+	rxp := prescribed(v)
+	req := adjudicate.Request{Scope: rules.ScopePaper, Prescription: rxp, Dispensed: pp.Dispensed}
+	if stored, err := s.cfg.Store.PrescriptionByID(ctx, pp.ID, s.cfg.Now()); err == nil {
+		if stored.JWSSHA256 != v.SHA256() {
+			return nil, false, Conflict("paper prescription", pp.ID)
+		}
+		return s.paperReplayed(ctx, stored, req)
+	} else if errs.CodeOf(err) != errs.NotFound {
+		return nil, false, internal(err, "reading a prescription")
+	}
+	lines, err := dispensedLines(pki.RolePharmacy, pp.Items, pp.Dispensed, "dispensed")
+	if err != nil {
+		return nil, false, err
+	}
+	dec, err := s.judge(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	fills, err := Fills(pp.Items, pp.EnteredAt, s.cfg.WindowDays)
+	if err != nil {
+		return nil, false, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
+	}
+	amounts := amountsOf(dec)
+	p := &Prescription{ID: pp.ID, Kind: Paper, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: pp.Patient.NationalID,
+		PrescriberCouncil: pp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: pp.EnteredAt, Lines: fills}
+	d := &Dispense{ID: pp.ID, PrescriptionID: pp.ID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: s.cfg.Now()}
+	if d.Answer, err = json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, Decision: dec, Amounts: amounts}); err != nil {
+		return nil, false, err
+	}
+	stored, err := s.insert(ctx, p, d, func(p *Prescription) ([]byte, error) {
+		ref := rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}
+		receipt, err := s.sign(ctx, &rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode, Prescription: ref,
+			Dispenses: []rx.Reference{ref}, Amounts: rx.Amounts{Total: amounts.Total, Insurer: amounts.Insurer, Supplementary: amounts.Supplementary, Patient: amounts.Patient},
+			Dispenser: pp.Dispenser, ClosedAt: p.AcceptedAt}, p.AcceptedAt)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(&PaperAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), Decision: dec, Amounts: amounts, Receipt: receipt})
+	})
+	if errors.Is(err, ErrReplay) {
+		return s.paperReplayed(ctx, stored, req)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := s.cfg.Adjudicator.Commit(ctx, dec, d.ID, d.At); err != nil {
+		return nil, false, internal(err, "committing a paper prescription's adjudication")
+	}
+	var out PaperAccepted
+	if err := json.Unmarshal(stored.Answer, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the answer just stored does not decode: %w", err)
+	}
+	return &out, false, nil
+}
+
+// paperReplayed is the first answer of a paper prescription stored
+// before, once its adjudication is committed (again: once per dispense
+// id), should the first attempt have stopped after storing it.
+func (s *Service) paperReplayed(ctx context.Context, p *Prescription, req adjudicate.Request) (*PaperAccepted, bool, error) {
+	dec, err := s.cfg.Adjudicator.Check(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := s.cfg.Adjudicator.Commit(ctx, dec, p.ID, p.AcceptedAt); err != nil {
+		return nil, false, internal(err, "committing a paper prescription's adjudication")
+	}
+	var out PaperAccepted
+	if err := json.Unmarshal(p.Answer, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the stored answer of prescription %s does not decode: %w", p.ID, err)
+	}
+	return &out, true, nil
+}

@@ -1,0 +1,162 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/rx/trackcode"
+)
+
+// RuleViolationError refuses a document to which a rule with severity
+// reject applies. Its code is rule-violation; Decision is the per-item
+// outcome, for the problem document.
+type RuleViolationError struct {
+	Decision *adjudicate.Decision
+}
+
+func (e *RuleViolationError) Error() string { return e.Unwrap().Error() }
+
+// Unwrap gives the coded error.
+func (e *RuleViolationError) Unwrap() error {
+	n := len(e.Decision.Violations)
+	for _, it := range e.Decision.Items {
+		n += len(it.Violations)
+	}
+	return errs.New(errs.RuleViolation, "the %s is refused: %d rule violation(s), listed per item in the decision", e.Decision.Scope, n)
+}
+
+// judge adjudicates a request and refuses it when the patient is not
+// eligible (prescribe and paper: eligibility on the day judged) or when a
+// rule with severity reject applies.
+func (s *Service) judge(ctx context.Context, req adjudicate.Request) (*adjudicate.Decision, error) {
+	dec, err := s.cfg.Adjudicator.Check(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if e := dec.Eligibility; !e.Eligible && req.Scope != rules.ScopeDispense && req.Scope != rules.ScopeParaclinic {
+		return nil, errs.New(errs.NotEligible, "the patient is not insured on %s (%s)", dec.Date, e.Reason)
+	}
+	if !dec.Allowed {
+		return nil, &RuleViolationError{Decision: dec}
+	}
+	return dec, nil
+}
+
+// Prescribe accepts a prescription signed on a practitioner's card
+// (POST /v1/prescriptions): verified (signature, chain, profile, identity,
+// revocation now), the patient eligible on its issue day, no reject rule
+// at prescribe time, stored exactly as received under a fresh tracking
+// code, with the exchange's signed acknowledgement. The same document
+// again (same id and signing input) answers the first answer with replay
+// set, storing nothing; another document under a used id is
+// document-id-conflict.
+func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans *PrescriptionAccepted, replay bool, err error) {
+	v, err := s.verify(ctx, jws, rx.KindPrescription, "prescribe", pki.RolePractitioner)
+	if err != nil {
+		return nil, false, err
+	}
+	rxp := v.Prescription
+	// A replay answers before anything is judged again: the first answer
+	// stands even if the rules or the registry changed since.
+	if stored, err := s.cfg.Store.PrescriptionByID(ctx, rxp.ID, s.cfg.Now()); err == nil {
+		if stored.JWSSHA256 != v.SHA256() {
+			return nil, false, Conflict("prescription", rxp.ID)
+		}
+		return s.replayed(stored)
+	} else if errs.CodeOf(err) != errs.NotFound {
+		return nil, false, internal(err, "reading a prescription")
+	}
+	dec, err := s.judge(ctx, adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: rxp})
+	if err != nil {
+		return nil, false, err
+	}
+	lines, err := Fills(rxp.Items, rxp.IssuedAt, s.cfg.WindowDays)
+	if err != nil {
+		return nil, false, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
+	}
+	p := &Prescription{
+		ID: rxp.ID, Kind: Electronic, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: rxp.Patient.NationalID,
+		PrescriberCouncil: rxp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: rxp.IssuedAt, Lines: lines,
+	}
+	stored, err := s.insert(ctx, p, nil, func(p *Prescription) ([]byte, error) {
+		ack, err := s.sign(ctx, &rx.Ack{V: rx.Version, Type: rx.KindAck, ID: rx.NewID(), Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256},
+			TrackingCode: p.TrackingCode, AcceptedAt: p.AcceptedAt}, p.AcceptedAt)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(&PrescriptionAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), State: Active, AcceptedAt: p.AcceptedAt,
+			Lines: linesView(p.Lines), Decision: dec, Ack: ack})
+	})
+	if errors.Is(err, ErrReplay) {
+		return s.replayed(stored)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var out PrescriptionAccepted
+	if err := json.Unmarshal(stored.Answer, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the answer just stored does not decode: %w", err)
+	}
+	return &out, false, nil
+}
+
+// replayed is the first answer of a prescription stored before.
+func (s *Service) replayed(p *Prescription) (*PrescriptionAccepted, bool, error) {
+	var out PrescriptionAccepted
+	if err := json.Unmarshal(p.Answer, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the stored answer of prescription %s does not decode: %w", p.ID, err)
+	}
+	return &out, true, nil
+}
+
+// maxCodeDraws bounds the tracking-code draws of one insert: with 2^50
+// codes a second collision is already a sign of a broken random source.
+const maxCodeDraws = 5
+
+// insert stores p (with d for a paper prescription) under a fresh tracking
+// code, accepted now, its answer made by answer for that code and time:
+// a code already taken is drawn again. The stored prescription is returned
+// with ErrReplay or a conflict as the Store gives them.
+func (s *Service) insert(ctx context.Context, p *Prescription, d *Dispense, answer func(*Prescription) ([]byte, error)) (*Prescription, error) {
+	// Acceptance is a trusted time that documents refer to: to the
+	// second, as documents show times.
+	p.AcceptedAt = s.cfg.Now().UTC().Truncate(time.Second)
+	for range maxCodeDraws {
+		p.TrackingCode = trackcode.New()
+		var err error
+		if p.Answer, err = answer(p); err != nil {
+			return nil, err
+		}
+		stored, err := s.cfg.Store.InsertPrescription(ctx, p, d)
+		if errors.Is(err, ErrTrackingCodeTaken) {
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrReplay) {
+			return stored, internal(err, "storing a prescription")
+		}
+		return stored, err
+	}
+	return nil, fmt.Errorf("exchange: %d tracking codes drawn were all taken", maxCodeDraws)
+}
+
+// sign signs one of the exchange's own documents (an acknowledgement or a
+// receipt) with its key, at t — only once the verifier's own checks of the
+// signer pass (rx.Verifier.Sign): the exchange-receipt-signing profile, a
+// chain to a root, and the certificate in good standing. What the
+// exchange signs is what a pharmacy's verifier accepts.
+func (s *Service) sign(ctx context.Context, doc rx.Document, t time.Time) (string, error) {
+	jws, err := s.cfg.Verifier.Sign(ctx, doc, s.cfg.Key.Signer, s.cfg.Key.Chain, t)
+	if err != nil {
+		// Whatever the cause, it is ours, not the caller's: internal.
+		return "", errs.Wrap(errs.Internal, err, "exchange: signing a %s", doc.Kind())
+	}
+	return jws, nil
+}

@@ -1,0 +1,696 @@
+package exchange_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/crl"
+	"github.com/nuskha/nuskha/internal/pki/revocation"
+	"github.com/nuskha/nuskha/internal/registry"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+var ctx = context.Background()
+
+// card is a key with its certificate chain (leaf, intermediate).
+type card struct {
+	key   crypto.Signer
+	chain []*x509.Certificate
+	sub   *registry.Subject
+}
+
+// fixture is the whole exchange on a real store (SQLite or PostgreSQL)
+// with the generated registry, the sample catalogue and the starter rules,
+// real certificates from a test CA, and a revocation checker fed by CRLs
+// the test signs.
+type fixture struct {
+	now      time.Time
+	pki      *testpki.PKI
+	interKey crypto.Signer
+	checker  *revocation.Checker
+	crlNo    int64
+	revoked  []crl.Entry
+	verifier *rx.Verifier
+	store    *rxstore.Exchange
+	svc      *exchange.Service
+
+	doctor, pharmacy, rival, lab, exch card
+	vendor, vendor2                    exchange.Caller
+}
+
+func newKey() *ecdsa.PrivateKey {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k
+}
+
+// start is 09:00 UTC on the day the generated registry's persons are
+// covered (1405-06-15).
+var start = insuredtest.Day.Add(9 * time.Hour)
+
+func setup(t *testing.T, driver string) *fixture {
+	t.Helper()
+	f := &fixture{now: start, interKey: newKey()}
+	clock := func() time.Time { return f.now }
+	// The hierarchy is made two days before the tests' clock.
+	f.pki = testpki.New(t, f.interKey, func() time.Time { return start.Add(-48 * time.Hour) })
+	f.doctor = f.card(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_doctor", start))
+	f.pharmacy = f.card(t, "pharmacy-signing", testpki.Subject(pki.RolePharmacy, "sub_ph", start))
+	rival := testpki.Subject(pki.RolePharmacy, "sub_ph2", start)
+	rival.LicenceNumber = "PH-9001"
+	f.rival = f.card(t, "pharmacy-signing", rival)
+	f.lab = f.card(t, "paraclinic-signing", testpki.Subject(pki.RoleParaclinic, "sub_lab", start))
+	f.exch = f.card(t, "exchange-receipt-signing", testpki.Subject(pki.RoleService, "sub_rxd", start))
+	for i, c := range []*exchange.Caller{&f.vendor, &f.vendor2} {
+		v := f.card(t, "service-tls-client", testpki.Subject(pki.RoleVendor, []string{"sub_v1", "sub_v2"}[i], start))
+		*c = exchange.Caller{Role: pki.RoleVendor, SubjectID: v.sub.ID, Thumbprint: rx.Thumbprint(v.chain[0])}
+	}
+
+	var err error
+	if f.checker, err = revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: clock}); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t)
+	roots := []*x509.Certificate{f.pki.Root}
+	if f.verifier, err = rx.NewVerifier(rx.Config{Roots: roots, Arc: f.pki.Arc, Status: f.checker, Now: clock}); err != nil {
+		t.Fatal(err)
+	}
+	re, err := rx.NewVerifier(rx.Config{Roots: roots, Arc: f.pki.Arc, Status: exchange.AtAcceptance(f.checker), Now: clock, MaxAge: 2 * 365 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := rxdtest.Open(t, driver, 80)
+	if f.store, err = rxstore.NewExchange(ctx, data.DB); err != nil {
+		t.Fatal(err)
+	}
+	f.svc, err = exchange.New(exchange.Config{Store: f.store, Verifier: f.verifier, Reverifier: re, Status: f.checker,
+		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// card issues a certificate of profile to sub, valid from a day before
+// the tests' clock for a year.
+func (f *fixture) card(t *testing.T, profile string, sub *registry.Subject) card {
+	t.Helper()
+	k := newKey()
+	leaf := f.pki.IssueWithValidity(t, profile, sub, k, start.Add(-24*time.Hour), start.Add(365*24*time.Hour))
+	return card{k, []*x509.Certificate{leaf, f.pki.Intermediate}, sub}
+}
+
+// publish signs a new CRL at the clock's time listing what was revoked,
+// and the root's ARL, and gives both to the checker.
+func (f *fixture) publish(t *testing.T) {
+	t.Helper()
+	f.crlNo++
+	der, err := crl.Sign(crl.Request{Number: big.NewInt(f.crlNo), ThisUpdate: f.now, NextUpdate: f.now.Add(24 * time.Hour), Entries: f.revoked},
+		f.pki.Intermediate, f.interKey, f.pki.Linter, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := x509.ParseRevocationList(der)
+	if err := f.checker.AddCRL(list, f.pki.Intermediate); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.checker.AddCRL(f.pki.ARL(t, f.now), f.pki.Root); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) revoke(t *testing.T, c card, at time.Time, reason int) {
+	t.Helper()
+	f.revoked = append(f.revoked, crl.Entry{Serial: c.chain[0].SerialNumber, RevokedAt: at, Reason: reason})
+	f.publish(t)
+}
+
+// advance moves the clock, with fresh revocation evidence.
+func (f *fixture) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	f.now = f.now.Add(d)
+	f.publish(t)
+}
+
+func (f *fixture) sign(t *testing.T, c card, doc rx.Document) string {
+	t.Helper()
+	tok, err := rx.Sign(doc, c.key, c.chain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// prescription for person 0 of the registry (a woman born 1951, with
+// supplementary insurance), by the doctor card's holder.
+func (f *fixture) prescription(doctor card, items ...rx.Item) *rx.Prescription {
+	return &rx.Prescription{V: rx.Version, Type: rx.KindPrescription, ID: rx.NewID(), IssuedAt: f.now,
+		Patient:    rx.Patient{NationalID: insuredtest.NationalID(0), Name: "بیمار آزمایشی", BirthDate: "1951-03-21", Sex: "female"},
+		Prescriber: rx.Prescriber{CouncilNumber: doctor.sub.CouncilNumber, Profession: string(doctor.sub.Profession), Specialty: doctor.sub.Specialty},
+		Practice:   rx.Practice{Name: "درمانگاه نمونه"},
+		Items:      items}
+}
+
+func drug(code string, qty int) rx.Item { return rx.Item{Kind: "drug", Code: code, Quantity: qty} }
+
+func (f *fixture) prescribe(t *testing.T, doctor card, items ...rx.Item) (*rx.Prescription, string, *exchange.PrescriptionAccepted) {
+	t.Helper()
+	p := f.prescription(doctor, items...)
+	jws := f.sign(t, doctor, p)
+	ans, replay, err := f.svc.Prescribe(ctx, f.vendor, jws)
+	if err != nil || replay {
+		t.Fatalf("prescribe: %v (replay %v)", err, replay)
+	}
+	return p, jws, ans
+}
+
+// session opens a session for c through vendor.
+func (f *fixture) session(t *testing.T, c card, vendor exchange.Caller) (string, *exchange.Actor) {
+	t.Helper()
+	jws := f.sign(t, c, &rx.Session{V: rx.Version, Type: rx.KindSession, ID: rx.NewID(), Aud: rx.SessionAudience, IssuedAt: f.now, Vendor: vendor.Thumbprint})
+	s, err := f.svc.OpenSession(ctx, vendor, jws)
+	if err != nil {
+		t.Fatalf("session: %v", err)
+	}
+	a, err := f.svc.Authenticate(ctx, vendor, s.Token)
+	if err != nil {
+		t.Fatalf("authenticate: %v", err)
+	}
+	return s.Token, a
+}
+
+func (f *fixture) dispenseDoc(c card, jws string, id string, items ...rx.DispensedItem) *rx.Dispense {
+	return &rx.Dispense{V: rx.Version, Type: rx.KindDispense, ID: rx.NewID(), DispensedAt: f.now,
+		Prescription: rx.Reference{ID: id, JWSSHA256: rx.SHA256(jws)},
+		Dispenser:    rx.Dispenser{LicenceNumber: c.sub.LicenceNumber, Role: string(c.sub.Kind)}, Items: items}
+}
+
+func find(ans *exchange.PrescriptionAccepted, p *rx.Prescription) exchange.Find {
+	return exchange.Find{TrackingCode: strings.ToLower(ans.TrackingCode), NationalID: p.Patient.NationalID}
+}
+
+func wantCode(t *testing.T, err error, code errs.Code) {
+	t.Helper()
+	if !errors.Is(err, errs.Of(code)) {
+		t.Fatalf("got %v, want %s", err, code)
+	}
+}
+
+var drivers = []string{sqlstore.SQLite, sqlstore.Postgres}
+
+// TestWholePath: prescribe, look up, claim, dispense in two visits' worth
+// of items, close, and the receipt verifies as the exchange's and binds
+// what happened.
+func TestWholePath(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20), drug(catalogtest.Metformin, 60))
+			if ans.ID != p.ID || ans.State != exchange.Active || len(ans.Lines) != 2 || !ans.Decision.Allowed || len(ans.TrackingCode) != 13 {
+				t.Fatalf("answer %+v", ans)
+			}
+			ack, err := f.verifier.Verify(ctx, ans.Ack, rx.KindAck)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ack.Ack.Prescription.ID != p.ID || ack.Ack.Prescription.JWSSHA256 != rx.SHA256(jws) || ack.Ack.TrackingCode != strings.ReplaceAll(ans.TrackingCode, "-", "") ||
+				!ack.Ack.AcceptedAt.Equal(ans.AcceptedAt) || ack.Signer.Role != pki.RoleService {
+				t.Fatalf("ack %+v", ack.Ack)
+			}
+
+			// The same prescription again, even with its ECDSA signature
+			// rewritten to (r, n−s): the first answer, nothing stored.
+			again, replay, err := f.svc.Prescribe(ctx, f.vendor, malleate(t, jws))
+			if err != nil || !replay || again.TrackingCode != ans.TrackingCode || again.Ack != ans.Ack {
+				t.Fatalf("replay: %+v %v %v", again, replay, err)
+			}
+
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			view, err := f.svc.Lookup(ctx, ph, find(ans, p))
+			if err != nil || view.JWS != jws || view.State != exchange.Active || view.ClaimedUntil != nil {
+				t.Fatalf("lookup: %+v %v", view, err)
+			}
+			claim, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil || claim.Prescription.ClaimedUntil == nil || !claim.ExpiresAt.Equal(f.now.Add(2*time.Hour)) || len(claim.Secret) != 43 {
+				t.Fatalf("claim: %+v %v", claim, err)
+			}
+
+			var ids []string
+			var total exchange.Amounts
+			for i, item := range []rx.DispensedItem{{Code: catalogtest.Amoxicillin, Quantity: 20}, {Code: catalogtest.Metformin, Quantity: 60}} {
+				f.advance(t, 10*time.Minute)
+				d := f.dispenseDoc(f.pharmacy, jws, p.ID, item)
+				dj := f.sign(t, f.pharmacy, d)
+				got, replay, err := f.svc.Dispense(ctx, ph, claim.ClaimID, claim.Secret, dj)
+				if err != nil || replay {
+					t.Fatalf("dispense %d: %v", i, err)
+				}
+				want := []exchange.State{exchange.PartlyDispensed, exchange.Dispensed}[i]
+				if got.ID != d.ID || got.State != want || got.Amounts.Total == 0 || got.Amounts.Total != got.Amounts.Insurer+got.Amounts.Supplementary+got.Amounts.Patient {
+					t.Fatalf("dispense %d: %+v", i, got)
+				}
+				// A retry answers the first answer.
+				if again, replay, err := f.svc.Dispense(ctx, ph, claim.ClaimID, claim.Secret, dj); err != nil || !replay || again.Amounts != got.Amounts || again.State != want {
+					t.Fatalf("dispense %d again: %+v %v %v", i, again, replay, err)
+				}
+				ids = append(ids, d.ID)
+				total = exchange.Amounts{Total: total.Total + got.Amounts.Total, Insurer: total.Insurer + got.Amounts.Insurer,
+					Supplementary: total.Supplementary + got.Amounts.Supplementary, Patient: total.Patient + got.Amounts.Patient}
+			}
+
+			closed, err := f.svc.Close(ctx, ph, claim.ClaimID, claim.Secret)
+			if err != nil || closed.Amounts != total {
+				t.Fatalf("close: %+v %v (want %+v)", closed, err, total)
+			}
+			r, err := f.verifier.Verify(ctx, closed.Receipt, rx.KindReceipt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := r.Receipt
+			if rc.ID != closed.ReceiptID || rc.Prescription.ID != p.ID || rc.Prescription.JWSSHA256 != rx.SHA256(jws) || len(rc.Dispenses) != 2 ||
+				rc.Dispenses[0].ID != ids[0] || rc.Dispenses[1].ID != ids[1] || rc.Amounts.Total != total.Total || rc.Amounts.Patient != total.Patient ||
+				rc.Dispenser.LicenceNumber != f.pharmacy.sub.LicenceNumber || !rc.ClosedAt.Equal(f.now.Truncate(time.Second)) {
+				t.Fatalf("receipt %+v", rc)
+			}
+			// One close, one receipt.
+			f.advance(t, time.Minute)
+			if again, err := f.svc.Close(ctx, ph, claim.ClaimID, claim.Secret); err != nil || again.Receipt != closed.Receipt {
+				t.Fatalf("close again: %v", err)
+			}
+			// Fully dispensed: nothing more to claim.
+			_, err = f.svc.Claim(ctx, ph, find(ans, p))
+			wantCode(t, err, errs.PrescriptionNotDispensable)
+
+			// The patient's history, for the insurer's services only.
+			service := exchange.Caller{Role: pki.RoleService, SubjectID: "sub_portal", Thumbprint: "x"}
+			_, err = f.svc.History(ctx, f.vendor, exchange.HistoryQuery{NationalID: p.Patient.NationalID})
+			wantCode(t, err, errs.RoleNotAllowed)
+			page, err := f.svc.History(ctx, service, exchange.HistoryQuery{NationalID: p.Patient.NationalID})
+			if err != nil || len(page.Prescriptions) != 1 || page.Prescriptions[0].State != exchange.Dispensed || len(page.Prescriptions[0].Dispenses) != 2 ||
+				page.Prescriptions[0].Dispenses[0].Organisation != f.pharmacy.sub.LicenceNumber || page.Prescriptions[0].Prescriber.CouncilNumber != f.doctor.sub.CouncilNumber {
+				t.Fatalf("history %+v %v", page, err)
+			}
+		})
+	}
+}
+
+// malleate rewrites an ES256 signature (r, s) as (r, n−s), which verifies
+// as well and leaves the signing input as it is.
+func malleate(t *testing.T, jws string) string {
+	t.Helper()
+	i := strings.LastIndexByte(jws, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(jws[i+1:])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("signature %d bytes: %v", len(sig), err)
+	}
+	s := new(big.Int).SetBytes(sig[32:])
+	s.Sub(elliptic.P256().Params().N, s)
+	s.FillBytes(sig[32:])
+	return jws[:i+1] + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func decisionOf(t *testing.T, err error) *exchange.RuleViolationError {
+	t.Helper()
+	var rv *exchange.RuleViolationError
+	if !errors.As(err, &rv) || rv.Decision == nil {
+		t.Fatalf("no decision with %v", err)
+	}
+	return rv
+}
+
+// TestRefusals: each refusal, with its code, on both stores.
+func TestRefusals(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			amox := drug(catalogtest.Amoxicillin, 20)
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+
+			t.Run("bad signature", func(t *testing.T) {
+				jws := f.sign(t, f.doctor, f.prescription(f.doctor, amox))
+				i := strings.LastIndexByte(jws, '.')
+				sig, _ := base64.RawURLEncoding.DecodeString(jws[i+1:])
+				sig[5] ^= 1
+				_, _, err := f.svc.Prescribe(ctx, f.vendor, jws[:i+1]+base64.RawURLEncoding.EncodeToString(sig))
+				wantCode(t, err, errs.SignatureInvalid)
+			})
+			t.Run("not eligible", func(t *testing.T) {
+				p := f.prescription(f.doctor, amox)
+				p.Patient.NationalID = insuredtest.NationalID(99) // not in the registry
+				_, _, err := f.svc.Prescribe(ctx, f.vendor, f.sign(t, f.doctor, p))
+				wantCode(t, err, errs.NotEligible)
+			})
+			t.Run("rule violation", func(t *testing.T) {
+				// Sildenafil is for men; the patient is a woman.
+				p := f.prescription(f.doctor, amox, drug(catalogtest.Sildenafil, 4))
+				_, _, err := f.svc.Prescribe(ctx, f.vendor, f.sign(t, f.doctor, p))
+				wantCode(t, err, errs.RuleViolation)
+				if rv := decisionOf(t, err); rv.Decision.Allowed || !rv.Decision.Items[0].Allowed || rv.Decision.Items[1].Allowed {
+					t.Fatalf("decision %+v", rv.Decision.Items)
+				}
+				if _, err := f.store.PrescriptionByID(ctx, p.ID, f.now); !errors.Is(err, errs.Of(errs.NotFound)) {
+					t.Fatalf("a refused prescription was stored: %v", err)
+				}
+			})
+			t.Run("pharmacy prescribing", func(t *testing.T) {
+				p := f.prescription(f.doctor, amox)
+				_, _, err := f.svc.Prescribe(ctx, f.vendor, f.sign(t, f.pharmacy, p))
+				wantCode(t, err, errs.RoleNotAllowed)
+			})
+			t.Run("replay with changed content", func(t *testing.T) {
+				p, _, _ := f.prescribe(t, f.doctor, amox)
+				p.Items[0].Quantity = 30
+				_, _, err := f.svc.Prescribe(ctx, f.vendor, f.sign(t, f.doctor, p))
+				wantCode(t, err, errs.DocumentIDConflict)
+			})
+			t.Run("practitioner dispensing", func(t *testing.T) {
+				p, jws, ans := f.prescribe(t, f.doctor, amox)
+				_, doc := f.session(t, f.doctor, f.vendor)
+				_, err := f.svc.Claim(ctx, doc, find(ans, p))
+				wantCode(t, err, errs.RoleNotAllowed)
+				c, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5})
+				_, _, err = f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, f.sign(t, f.doctor, d))
+				wantCode(t, err, errs.RoleNotAllowed)
+				_, _, err = f.svc.Dispense(ctx, doc, c.ClaimID, c.Secret, f.sign(t, f.pharmacy, d))
+				wantCode(t, err, errs.RoleNotAllowed)
+			})
+			t.Run("paraclinic dispensing a drug", func(t *testing.T) {
+				p, jws, ans := f.prescribe(t, f.doctor, amox, rx.Item{Kind: "lab", Code: catalogtest.CBC, Quantity: 1})
+				_, lab := f.session(t, f.lab, f.vendor)
+				c, err := f.svc.Claim(ctx, lab, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _, err = f.svc.Dispense(ctx, lab, c.ClaimID, c.Secret, f.sign(t, f.lab, f.dispenseDoc(f.lab, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5})))
+				wantCode(t, err, errs.RoleNotAllowed)
+				// The lab item it performs.
+				got, _, err := f.svc.Dispense(ctx, lab, c.ClaimID, c.Secret, f.sign(t, f.lab, f.dispenseDoc(f.lab, jws, p.ID, rx.DispensedItem{Code: catalogtest.CBC, Quantity: 1})))
+				if err != nil || got.State != exchange.PartlyDispensed {
+					t.Fatalf("lab: %+v %v", got, err)
+				}
+				if _, err := f.svc.Close(ctx, lab, c.ClaimID, c.Secret); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("over-dispense, wrong secret, claimed by another", func(t *testing.T) {
+				p, jws, ans := f.prescribe(t, f.doctor, amox)
+				c, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, rival := f.session(t, f.rival, f.vendor2)
+				_, err = f.svc.Claim(ctx, rival, find(ans, p))
+				wantCode(t, err, errs.PrescriptionClaimed)
+
+				d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 15}))
+				_, _, err = f.svc.Dispense(ctx, ph, c.ClaimID, "not-the-secret-0123456789", d)
+				wantCode(t, err, errs.ClaimSecretWrong)
+				// The rival, even knowing the claim id and the secret, signs
+				// for another organisation.
+				_, _, err = f.svc.Dispense(ctx, rival, c.ClaimID, c.Secret, f.sign(t, f.rival, f.dispenseDoc(f.rival, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 1})))
+				wantCode(t, err, errs.Forbidden)
+				if _, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, d); err != nil {
+					t.Fatal(err)
+				}
+				more := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 6}))
+				_, _, err = f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, more)
+				wantCode(t, err, errs.OverDispense)
+				// Cancelling while claimed is refused; once closed, the
+				// remainder is cancelled.
+				cancel := f.sign(t, f.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
+					Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Prescriber: p.Prescriber, Reason: "تغییر درمان"})
+				_, _, err = f.svc.Cancel(ctx, f.vendor, p.ID, cancel)
+				wantCode(t, err, errs.PrescriptionClaimed)
+				if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
+					t.Fatal(err)
+				}
+				got, _, err := f.svc.Cancel(ctx, f.vendor, p.ID, cancel)
+				if err != nil || got.State != exchange.RemainderCancelled {
+					t.Fatalf("cancel: %+v %v", got, err)
+				}
+				_, err = f.svc.Claim(ctx, ph, find(ans, p))
+				wantCode(t, err, errs.PrescriptionNotDispensable)
+			})
+			t.Run("cancelled by another practitioner, then by its own", func(t *testing.T) {
+				p, jws, ans := f.prescribe(t, f.doctor, amox)
+				other := testpki.Subject(pki.RolePractitioner, "sub_doctor2", start)
+				other.CouncilNumber = "MC-54321"
+				od := f.card(t, "practitioner-signing", other)
+				c := &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
+					Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Reason: "اشتباه"}
+				c.Prescriber = rx.Prescriber{CouncilNumber: other.CouncilNumber, Profession: string(other.Profession), Specialty: other.Specialty}
+				_, _, err := f.svc.Cancel(ctx, f.vendor, p.ID, f.sign(t, od, c))
+				wantCode(t, err, errs.RoleNotAllowed)
+				c.ID, c.Prescriber = rx.NewID(), p.Prescriber
+				got, _, err := f.svc.Cancel(ctx, f.vendor, p.ID, f.sign(t, f.doctor, c))
+				if err != nil || got.State != exchange.Cancelled {
+					t.Fatalf("cancel: %+v %v", got, err)
+				}
+				_, err = f.svc.Claim(ctx, ph, find(ans, p))
+				wantCode(t, err, errs.PrescriptionNotDispensable)
+			})
+			t.Run("a wrong pair answers as a missing prescription", func(t *testing.T) {
+				p, _, ans := f.prescribe(t, f.doctor, amox)
+				q := find(ans, p)
+				q.NationalID = insuredtest.NationalID(1)
+				_, err := f.svc.Lookup(ctx, ph, q)
+				wantCode(t, err, errs.NotFound)
+			})
+			t.Run("sessions", func(t *testing.T) {
+				doc := func(vendor string) string {
+					return f.sign(t, f.pharmacy, &rx.Session{V: rx.Version, Type: rx.KindSession, ID: rx.NewID(), Aud: rx.SessionAudience, IssuedAt: f.now, Vendor: vendor})
+				}
+				jws := doc(f.vendor.Thumbprint)
+				s, err := f.svc.OpenSession(ctx, f.vendor, jws)
+				if err != nil || !s.ExpiresAt.Equal(f.now.Add(12*time.Hour)) || s.Actor.RegistrationNumber != f.pharmacy.sub.LicenceNumber {
+					t.Fatalf("session %+v %v", s, err)
+				}
+				// The same session document again.
+				_, err = f.svc.OpenSession(ctx, f.vendor, jws)
+				wantCode(t, err, errs.SessionIDUsed)
+				// The token through another vendor's certificate.
+				_, err = f.svc.Authenticate(ctx, f.vendor2, s.Token)
+				wantCode(t, err, errs.Unauthorized)
+				// A session document for another vendor's certificate.
+				_, err = f.svc.OpenSession(ctx, f.vendor2, doc(f.vendor.Thumbprint))
+				wantCode(t, err, errs.InvalidDocument)
+				// Issued more than 5 minutes ago.
+				old := &rx.Session{V: rx.Version, Type: rx.KindSession, ID: rx.NewID(), Aud: rx.SessionAudience, IssuedAt: f.now.Add(-6 * time.Minute), Vendor: f.vendor.Thumbprint}
+				_, err = f.svc.OpenSession(ctx, f.vendor, f.sign(t, f.pharmacy, old))
+				wantCode(t, err, errs.InvalidDocument)
+				// Ended, it is gone.
+				if err := f.svc.EndSession(ctx, f.vendor, s.Token); err != nil {
+					t.Fatal(err)
+				}
+				_, err = f.svc.Authenticate(ctx, f.vendor, s.Token)
+				wantCode(t, err, errs.Unauthorized)
+			})
+		})
+	}
+}
+
+// TestRevocation: a revoked prescriber's new prescription is refused; a
+// stored one stays dispensable after a revocation for another reason than
+// a compromise, not after a compromise or a revocation backdated before
+// its acceptance; a revoked pharmacy's session stops working at once.
+func TestRevocation(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			amox := drug(catalogtest.Amoxicillin, 20)
+			phToken, ph := f.session(t, f.pharmacy, f.vendor)
+			rivalToken, _ := f.session(t, f.rival, f.vendor2)
+			newDoctor := func(id string) card {
+				return f.card(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, id, start))
+			}
+
+			revoked := newDoctor("sub_d1")
+			f.revoke(t, revoked, f.now.Add(-time.Minute), 4)
+			_, _, err := f.svc.Prescribe(ctx, f.vendor, f.sign(t, revoked, f.prescription(revoked, amox)))
+			wantCode(t, err, errs.CertificateRevoked)
+
+			type stored struct {
+				doctor card
+				p      *rx.Prescription
+				ans    *exchange.PrescriptionAccepted
+			}
+			prescribeBy := func(id string) stored {
+				d := newDoctor(id)
+				p, _, ans := f.prescribe(t, d, amox)
+				return stored{d, p, ans}
+			}
+			superseded, compromised, backdated := prescribeBy("sub_d2"), prescribeBy("sub_d3"), prescribeBy("sub_d4")
+			accepted := f.now
+			f.advance(t, 2*time.Hour)
+			f.revoked = append(f.revoked,
+				crl.Entry{Serial: superseded.doctor.chain[0].SerialNumber, RevokedAt: accepted.Add(time.Hour), Reason: 4},
+				crl.Entry{Serial: compromised.doctor.chain[0].SerialNumber, RevokedAt: accepted.Add(time.Hour), Reason: 1},
+				crl.Entry{Serial: backdated.doctor.chain[0].SerialNumber, RevokedAt: accepted.Add(-time.Hour), Reason: 4})
+			f.publish(t)
+
+			if _, err := f.svc.Lookup(ctx, ph, find(superseded.ans, superseded.p)); err != nil {
+				t.Fatalf("superseded after acceptance: %v", err)
+			}
+			_, err = f.svc.Lookup(ctx, ph, find(compromised.ans, compromised.p))
+			wantCode(t, err, errs.CertificateRevoked)
+			_, err = f.svc.Claim(ctx, ph, find(backdated.ans, backdated.p))
+			wantCode(t, err, errs.CertificateRevoked)
+
+			// The pharmacy's card revoked: its session refuses the next call,
+			// and it cannot open another; another pharmacy's goes on.
+			f.revoke(t, f.pharmacy, f.now.Add(-time.Minute), 5)
+			_, err = f.svc.Authenticate(ctx, f.vendor, phToken)
+			wantCode(t, err, errs.Unauthorized)
+			if _, err := f.svc.Authenticate(ctx, f.vendor2, rivalToken); err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.svc.OpenSession(ctx, f.vendor, f.sign(t, f.pharmacy, &rx.Session{V: rx.Version, Type: rx.KindSession, ID: rx.NewID(), Aud: rx.SessionAudience, IssuedAt: f.now, Vendor: f.vendor.Thumbprint}))
+			wantCode(t, err, errs.CertificateRevoked)
+		})
+	}
+}
+
+// TestExpired: a prescription past its window cannot be claimed, and a
+// session ends after 12 hours.
+func TestExpired(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	p, _, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+	token, _ := f.session(t, f.pharmacy, f.vendor)
+	f.advance(t, 12*time.Hour)
+	_, err := f.svc.Authenticate(ctx, f.vendor, token)
+	wantCode(t, err, errs.Unauthorized)
+	f.advance(t, 31*24*time.Hour)
+	_, ph := f.session(t, f.pharmacy, f.vendor)
+	_, err = f.svc.Claim(ctx, ph, find(ans, p))
+	wantCode(t, err, errs.PrescriptionNotDispensable)
+	var nd *exchange.NotDispensableError
+	if !errors.As(err, &nd) || nd.State != exchange.Expired {
+		t.Fatalf("%v", err)
+	}
+}
+
+// The answers are the contract's: every member named as api/openapi.yaml
+// names it.
+func TestAnswerMembers(t *testing.T) {
+	b, _ := json.Marshal(exchange.ClaimGranted{})
+	for _, m := range []string{"claim_id", "secret", "expires_at", "prescription"} {
+		if !strings.Contains(string(b), `"`+m+`"`) {
+			t.Errorf("ClaimGranted lacks %s: %s", m, b)
+		}
+	}
+}
+
+func (f *fixture) paper(pharmacy card, items []rx.Item, given ...rx.DispensedItem) *rx.Paper {
+	return &rx.Paper{V: rx.Version, Type: rx.KindPaper, ID: rx.NewID(), EnteredAt: f.now,
+		Prescriber: rx.Prescriber{CouncilNumber: "MC-777", Profession: "physician", Specialty: "general", Name: "دکتر کاوه نیک"},
+		Patient:    rx.Patient{NationalID: insuredtest.NationalID(0), Name: "بیمار آزمایشی", BirthDate: "1951-03-21", Sex: "female"},
+		Items:      items, Dispensed: given,
+		Dispenser: rx.Dispenser{LicenceNumber: pharmacy.sub.LicenceNumber, Role: "pharmacy"}}
+}
+
+// TestPaper: a paper prescription entered and dispensed at once, with a
+// receipt; the same again answers the first answer; only a pharmacy
+// enters one, and the paper rules apply.
+func TestPaper(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			doc := f.paper(f.pharmacy, []rx.Item{drug(catalogtest.Amoxicillin, 20), drug(catalogtest.Metformin, 60)},
+				rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})
+			jws := f.sign(t, f.pharmacy, doc)
+			ans, replay, err := f.svc.Paper(ctx, f.vendor, jws)
+			if err != nil || replay || ans.ID != doc.ID || ans.Amounts.Total != 20*32000 {
+				t.Fatalf("paper: %+v %v %v", ans, replay, err)
+			}
+			r, err := f.verifier.Verify(ctx, ans.Receipt, rx.KindReceipt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc := r.Receipt; rc.Prescription.ID != doc.ID || rc.Prescription.JWSSHA256 != rx.SHA256(jws) || len(rc.Dispenses) != 1 ||
+				rc.Amounts.Total != ans.Amounts.Total || rc.Dispenser.LicenceNumber != f.pharmacy.sub.LicenceNumber {
+				t.Fatalf("receipt %+v", rc)
+			}
+			stored, err := f.store.PrescriptionByID(ctx, doc.ID, f.now)
+			if err != nil || stored.Kind != exchange.Paper || stored.State != exchange.PartlyDispensed || stored.Lines[0].Dispensed != 20 {
+				t.Fatalf("stored %+v %v", stored, err)
+			}
+			again, replay, err := f.svc.Paper(ctx, f.vendor, jws)
+			if err != nil || !replay || again.Receipt != ans.Receipt {
+				t.Fatalf("again: %v %v", replay, err)
+			}
+			// Another document under the same id.
+			doc.Dispensed[0].Quantity = 10
+			_, _, err = f.svc.Paper(ctx, f.vendor, f.sign(t, f.pharmacy, doc))
+			wantCode(t, err, errs.DocumentIDConflict)
+
+			// A practitioner does not enter paper prescriptions.
+			_, _, err = f.svc.Paper(ctx, f.vendor, f.sign(t, f.doctor, f.paper(f.pharmacy, []rx.Item{drug(catalogtest.Amoxicillin, 20)}, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})))
+			wantCode(t, err, errs.RoleNotAllowed)
+			// Methylphenidate, a controlled drug, is not accepted on paper.
+			_, _, err = f.svc.Paper(ctx, f.vendor, f.sign(t, f.pharmacy, f.paper(f.pharmacy, []rx.Item{drug(catalogtest.Methylphenidate, 30)}, rx.DispensedItem{Code: catalogtest.Methylphenidate, Quantity: 30})))
+			wantCode(t, err, errs.RuleViolation)
+		})
+	}
+}
+
+// TestHistoryPages: newest first, keyset-paged with an opaque cursor; a
+// cursor that is not one is refused.
+func TestHistoryPages(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	var ids []string
+	for range 3 {
+		p, _, _ := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+		ids = append(ids, p.ID)
+		f.advance(t, time.Minute)
+	}
+	service := exchange.Caller{Role: pki.RoleService, SubjectID: "sub_portal"}
+	q := exchange.HistoryQuery{NationalID: insuredtest.NationalID(0), Limit: 2}
+	page, err := f.svc.History(ctx, service, q)
+	if err != nil || len(page.Prescriptions) != 2 || page.Prescriptions[0].ID != ids[2] || page.Prescriptions[1].ID != ids[1] || page.NextCursor == "" {
+		t.Fatalf("first page %+v %v", page, err)
+	}
+	q.Cursor = page.NextCursor
+	page, err = f.svc.History(ctx, service, q)
+	if err != nil || len(page.Prescriptions) != 1 || page.Prescriptions[0].ID != ids[0] || page.NextCursor != "" {
+		t.Fatalf("second page %+v %v", page, err)
+	}
+	q.Cursor = "bm90LWEtY3Vyc29y"
+	_, err = f.svc.History(ctx, service, q)
+	wantCode(t, err, errs.Invalid)
+}
+
+// TestExchangeKeyRevoked: the exchange signs nothing with a revoked key,
+// and stores nothing it could not acknowledge.
+func TestExchangeKeyRevoked(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	f.revoke(t, f.exch, f.now.Add(-time.Minute), 4)
+	p := f.prescription(f.doctor, drug(catalogtest.Amoxicillin, 20))
+	_, _, err := f.svc.Prescribe(ctx, f.vendor, f.sign(t, f.doctor, p))
+	wantCode(t, err, errs.Internal)
+	if _, err := f.store.PrescriptionByID(ctx, p.ID, f.now); !errors.Is(err, errs.Of(errs.NotFound)) {
+		t.Fatalf("stored without an acknowledgement: %v", err)
+	}
+}

@@ -1,0 +1,165 @@
+package exchange
+
+import (
+	"context"
+	"crypto/x509"
+	"sync"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/rx"
+)
+
+// ActorView is who acts in a session, as the contract shows it (schema
+// Actor).
+type ActorView struct {
+	Role               string `json:"role"`
+	RegistrationNumber string `json:"registration_number"`
+	CertificateSerial  string `json:"certificate_serial"`
+	Name               string `json:"name,omitempty"`
+}
+
+// SessionOpened answers an opened session (schema Session). Token is
+// given here once; the exchange keeps only its SHA-256.
+type SessionOpened struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Actor     ActorView `json:"actor"`
+}
+
+// actors are the roles that open sessions: whoever acts with a card.
+var actors = []pki.Role{pki.RolePractitioner, pki.RolePharmacy, pki.RoleParaclinic}
+
+// cardChains keeps the certificate chain of each session's card, by the
+// card certificate's serial, for the revocation check of every call.
+//
+// The Store keeps no chain with a session (exchange.Session), so a session
+// is honoured, failing closed, only by the instance that opened it (and
+// until it restarts): another answers unauthenticated and the vendor opens
+// a new session. Keeping the chain with the session in the store lifts
+// this.
+type cardChains struct {
+	mu     sync.Mutex
+	chains map[string][]*x509.Certificate
+}
+
+func (c *cardChains) put(serial string, chain []*x509.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.chains == nil || len(c.chains) >= maxCardChains {
+		c.chains = map[string][]*x509.Certificate{}
+	}
+	c.chains[serial] = chain
+}
+
+func (c *cardChains) get(serial string) []*x509.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chains[serial]
+}
+
+// maxCardChains bounds the chains kept: past it, they are dropped and
+// sessions opened again.
+const maxCardChains = 200000
+
+// OpenSession opens a session for the card holder who signed the session
+// document (POST /v1/sessions): verified like any document (chain,
+// profile practitioner, pharmacy or paraclinic, revocation now), for the
+// exchange (aud), issued within SessionSkew of now, naming the calling
+// software's certificate (vendor), its id never used before. The token
+// (256 random bits) is answered once; the session lasts SessionTTL, never
+// past the card certificate's notAfter, and only through caller's
+// certificate.
+func (s *Service) OpenSession(ctx context.Context, caller Caller, jws string) (*SessionOpened, error) {
+	v, err := s.verify(ctx, jws, rx.KindSession, "open a session", actors...)
+	if err != nil {
+		return nil, err
+	}
+	sd := v.Session
+	now := s.cfg.Now()
+	switch {
+	case sd.Aud != rx.SessionAudience:
+		return nil, errs.FieldError(errs.InvalidDocument, "aud", "the session is for %q, not this exchange (%q)", sd.Aud, rx.SessionAudience)
+	case sd.IssuedAt.Before(now.Add(-s.cfg.SessionSkew)) || sd.IssuedAt.After(now.Add(s.cfg.SessionSkew)):
+		return nil, errs.FieldError(errs.InvalidDocument, "issued_at", "%s is more than %s from the exchange's clock (%s): sign a new session document now",
+			sd.IssuedAt.UTC().Format(time.RFC3339), s.cfg.SessionSkew, now.UTC().Format(time.RFC3339))
+	case caller.Thumbprint == "" || sd.Vendor != caller.Thumbprint:
+		return nil, errs.FieldError(errs.InvalidDocument, "vendor", "is not the thumbprint of the client certificate this request came through")
+	}
+	leaf := v.Chain[0]
+	expires := now.Add(s.cfg.SessionTTL)
+	if leaf.NotAfter.Before(expires) {
+		expires = leaf.NotAfter
+	}
+	actor := Actor{CertSerial: certSerial(leaf), Role: string(v.Signer.Role)}
+	if v.Signer.Role == pki.RolePractitioner {
+		actor.CouncilNumber = v.Signer.RegistrationNumber
+	} else {
+		actor.Organisation = v.Signer.RegistrationNumber
+	}
+	token, hash := secret()
+	if err := s.cfg.Store.CreateSession(ctx, &Session{TokenSHA256: hash, DocumentID: sd.ID, Actor: actor, VendorThumbprint: caller.Thumbprint,
+		CreatedAt: now, ExpiresAt: expires}); err != nil {
+		return nil, internal(err, "opening a session")
+	}
+	s.chains.put(actor.CertSerial, v.Chain)
+	return &SessionOpened{Token: token, ExpiresAt: expires.UTC(), Actor: ActorView{Role: actor.Role, RegistrationNumber: v.Signer.RegistrationNumber,
+		CertificateSerial: actor.CertSerial, Name: leaf.Subject.CommonName}}, nil
+}
+
+// Authenticate is who acts with a session token, presented through
+// caller's certificate: the session MUST be open and unexpired, opened
+// through that same certificate, and its card certificate in good
+// standing now (checked on every call, failing closed: no fresh evidence
+// is a refusal). Every refusal is unauthenticated.
+func (s *Service) Authenticate(ctx context.Context, caller Caller, token string) (*Actor, error) {
+	se, err := s.session(ctx, caller, token)
+	if err != nil {
+		return nil, err
+	}
+	chain := s.chains.get(se.Actor.CertSerial)
+	if chain == nil {
+		return nil, errs.New(errs.Unauthorized, "this exchange instance cannot check the session's card now; open a new session")
+	}
+	st, err := s.cfg.Status.CheckChain(ctx, chain)
+	if err == nil {
+		err = st.GoodAt(s.cfg.Now())
+	}
+	if err != nil {
+		why := "no fresh evidence of its revocation status can be had now; try again"
+		if errs.CodeOf(err) == errs.CertificateRevoked {
+			why = "it is revoked or suspended"
+		} else {
+			s.cfg.Log.WarnContext(ctx, "a session's card certificate status is unknown", "serial", se.Actor.CertSerial, "err", err)
+		}
+		return nil, errs.Wrap(errs.Unauthorized, err, "the session's card certificate is not in good standing: %s", why)
+	}
+	a := se.Actor
+	return &a, nil
+}
+
+// session reads the session of token, if it was opened through caller's
+// certificate.
+func (s *Service) session(ctx context.Context, caller Caller, token string) (*Session, error) {
+	if token == "" {
+		return nil, ErrNoSession
+	}
+	se, err := s.cfg.Store.Session(ctx, hashSecret(token), s.cfg.Now())
+	if err != nil {
+		return nil, internal(err, "reading a session")
+	}
+	if se.VendorThumbprint != caller.Thumbprint {
+		return nil, errs.New(errs.Unauthorized, "the session was opened through another client certificate; it is usable through that one only")
+	}
+	return se, nil
+}
+
+// EndSession ends the session of token (DELETE /v1/sessions/current),
+// presented through the certificate it was opened through.
+func (s *Service) EndSession(ctx context.Context, caller Caller, token string) error {
+	if _, err := s.session(ctx, caller, token); err != nil {
+		return err
+	}
+	return internal(s.cfg.Store.EndSession(ctx, hashSecret(token)), "ending a session")
+}
