@@ -178,7 +178,11 @@ func (p *Publisher) Run(ctx context.Context) {
 	generate := func() {
 		if _, err := p.GenerateCRL(ctx); err != nil {
 			if ctx.Err() != nil {
-				return // stopping: the next start makes a CRL anew
+				// Stopping: the next start makes a CRL anew. A number
+				// reserved was finished with regardless (generate), so
+				// this failure is its own, and is logged, not dropped.
+				p.cfg.Log.ErrorContext(ctx, "CRL generation failed while stopping", "err", err)
+				return
 			}
 			p.cfg.Log.ErrorContext(ctx, "CRL generation failed; retrying", "err", err, "in", backoff)
 			retry.Reset(backoff)
@@ -238,7 +242,9 @@ func (p *Publisher) current(ctx context.Context) (*revoke.CRL, error) {
 		defer p.genMu.Unlock()
 		// Made by someone else while this call waited for the lock?
 		if p.covered.Load() < p.changes.Load() {
-			if _, err := p.generate(ctx); err != nil {
+			// Not under the request's context: a client hanging up
+			// must not cut short a CRL being made for every client.
+			if _, err := p.generate(context.WithoutCancel(ctx)); err != nil {
 				p.cfg.Log.ErrorContext(ctx, "CRL generation failed; not serving one without the latest change", "err", err)
 				return nil, errs.Wrap(errs.Unavailable, err, "the CRL is being remade after a status change; try again")
 			}
@@ -250,6 +256,10 @@ func (p *Publisher) current(ctx context.Context) (*revoke.CRL, error) {
 	}
 	return c, nil
 }
+
+// finishWithin bounds the signing, recording and auditing of a CRL once
+// its number is reserved: a million entries sign in seconds.
+const finishWithin = 2 * time.Minute
 
 // generate is GenerateCRL with genMu held.
 func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
@@ -285,6 +295,13 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	if err != nil {
 		return revoke.CRL{}, fmt.Errorf("publish: reserving a CRL number: %w", err)
 	}
+	// With a number reserved, the CRL is signed, recorded and its outcome
+	// audited even if ctx ends meanwhile (a shutdown, a client hanging
+	// up): a signature made and then dropped would leave an audit intent
+	// without an outcome and a signed CRL nobody has. The time limit
+	// bounds how long a shutdown waits on a hung HSM or database.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishWithin)
+	defer cancel()
 	object := fmt.Sprintf("crl:%d", number)
 	fail := func(err error, code errs.Code) error {
 		return audit.RecordFailure(ctx, p.cfg.Audit, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Code: code}, err)
