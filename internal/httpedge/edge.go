@@ -104,7 +104,12 @@ func (e Edge) Handler(h http.Handler) http.Handler {
 			if p != nil && p != http.ErrAbortHandler {
 				e.panicked(r, req, p)
 				if !rec.wroteHeader {
-					problem.Write(rec, r, nil, errs.New(errs.Internal, "panic"))
+					// The document's instance is the route, as the
+					// access log has it (a guard's copy of the request
+					// may have had it set, not this one).
+					routed := r.WithContext(r.Context())
+					routed.Pattern = req.route
+					problem.Write(rec, routed, nil, errs.New(errs.Internal, "panic"))
 					p = nil
 				} else {
 					// Part of an answer has gone: cut the connection

@@ -296,3 +296,37 @@ func TestGuardedRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestProblemsHoldNoPath: the problem documents the edge writes itself (a
+// panic, an unknown path, a wrong method) and those a handler writes have
+// the route as their instance, or none, never the path: it may hold a
+// national id.
+func TestProblemsHoldNoPath(t *testing.T) {
+	const nid = "1000000036"
+	rt := httpedge.NewRoutes()
+	rt.HandleFunc("GET /v1/eligibility/{nationalId}", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("fail") != "" {
+			problem.Write(w, r, nil, errs.New(errs.NotFound, "not insured"))
+			return
+		}
+		panic("a bug")
+	})
+	srv := httptest.NewServer(httpedge.Edge{}.Handler(rt))
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		instance     string
+	}{
+		{"GET", "/v1/eligibility/" + nid, 500, "/v1/eligibility/{nationalId}"},
+		{"GET", "/v1/eligibility/" + nid + "?fail=1", 404, "/v1/eligibility/{nationalId}"},
+		{"POST", "/v1/eligibility/" + nid, 405, ""},
+		{"GET", "/v1/eligibility/" + nid + "/more", 404, ""},
+	} {
+		resp, body := get(t, srv, tc.method, tc.path, "", "")
+		var p problem.Problem
+		if resp.StatusCode != tc.status || json.Unmarshal(body, &p) != nil || p.Instance != tc.instance || strings.Contains(string(body), nid) {
+			t.Errorf("%s %s: %d %s; want %d with instance %q and no national id", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.instance)
+		}
+	}
+}
