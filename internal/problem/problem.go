@@ -22,9 +22,10 @@ const TypePrefix = "urn:nuskha:problem:"
 // ContentType of problem documents.
 const ContentType = "application/problem+json"
 
-// RequestIDHeader carries a request's id, in the request (the client's
-// own, which the edge keeps when it is a safe token) and in the response
-// (the id the request was logged under).
+// RequestIDHeader carries a request's id: in the response, the id the
+// server gave it and logged it under; in the request, the client's own,
+// which the edge logs beside it (client_request_id) when it is a safe
+// token.
 const RequestIDHeader = "X-Request-Id"
 
 // Problem is an RFC 9457 problem document with our extension members.
