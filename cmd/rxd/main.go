@@ -345,6 +345,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once a shutdown has begun, a second signal ends the process at
+	// once (the default action) rather than being swallowed.
+	context.AfterFunc(ctx, stop)
 	keys := hsm.NewManager(hsm.NoPrompt)
 	defer keys.Close()
 	tlsCfg, err := serverTLS(ctx, keys, *certFile, *keyFile, *clientCA)
