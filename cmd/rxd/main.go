@@ -287,6 +287,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once a shutdown has begun, a second signal ends the process at
+	// once (the default action) rather than being swallowed.
+	context.AfterFunc(ctx, stop)
 	keys := hsm.NewManager(hsm.NoPrompt)
 	defer keys.Close()
 	svc, err := rxd.New(ctx, cfg, rxd.Deps{Log: slog.New(slog.NewJSONHandler(stderr, nil)), Now: time.Now, Keys: keys})

@@ -206,7 +206,8 @@ func TestServeAccessLog(t *testing.T) {
 		return resp, p
 	}
 	resp, p := ask("vendor-ticket-8812")
-	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(problem.RequestIDHeader) != "vendor-ticket-8812" || p.RequestID != "vendor-ticket-8812" {
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Client-Request-Id") != "vendor-ticket-8812" ||
+		p.RequestID != resp.Header.Get(problem.RequestIDHeader) || p.RequestID == "vendor-ticket-8812" {
 		t.Fatalf("a safe request id: %d, header %q, problem %+v", resp.StatusCode, resp.Header.Get(problem.RequestIDHeader), p)
 	}
 	resp, p = ask("id with spaces " + nid)
@@ -225,7 +226,7 @@ func TestServeAccessLog(t *testing.T) {
 	for _, want := range []string{
 		`"route":"GET /v1/eligibility/{nationalId}","status":401`,
 		`"caller":"anonymous","remote":"127.0.0.1:`,
-		`"request_id":"vendor-ticket-8812"`,
+		`"client_request_id":"vendor-ticket-8812"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the log has no %s:\n%s", want, out)

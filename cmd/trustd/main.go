@@ -255,6 +255,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, chec
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once a shutdown has begun, a second signal ends the process at
+	// once (the default action) rather than being swallowed.
+	context.AfterFunc(ctx, stop)
 	return svc.Serve(ctx)
 }
 

@@ -12,6 +12,8 @@
 //     the test helpers) MUST NOT link either side: both daemons and the
 //     vendors' software build on them.
 //
-// A new package is a shared library until it is named in a side in
-// boundary_test.go. A failure names the chain of imports that crossed.
+// The graph is the one build with cgo on and the default tags; no file of
+// the module may be left out of it by build constraints (one would escape
+// the check). A new package is a shared library until it is named in a
+// side in boundary_test.go. A failure names the chain of imports that crossed.
 package archtest

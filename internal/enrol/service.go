@@ -410,6 +410,9 @@ func (s *Service) issueEnrolment(ctx context.Context, officer string, r *Request
 		}
 		return nil, s.refuse(ctx, officer, action, object, err, nil)
 	}
+	// Reserved: the attempt's outcome is recorded whatever becomes of ctx.
+	ctx, cancel := Finishing(ctx)
+	defer cancel()
 	c, signed, err := s.issue(ctx, officer, sub, p, csr, r.ID, next)
 	switch {
 	case err == nil:
@@ -427,6 +430,16 @@ func (s *Service) issueEnrolment(ctx context.Context, officer string, r *Request
 		s.cfg.Log.ErrorContext(ctx, "issuance attempt outcome not recorded", "enrolment", r.ID, "attempt", next.Attempt, "err", eerr)
 	}
 	return nil, err
+}
+
+// FinishWithin bounds the work that goes on, once a signature is under
+// way, after its caller's context has ended (Finishing).
+const FinishWithin = 2 * time.Minute
+
+// Finishing is ctx without its cancellation, for at most FinishWithin:
+// for the work that must end in a recorded outcome once it has begun.
+func Finishing(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), FinishWithin)
 }
 
 // validity is the validity of a certificate issued at now: the profile's,
@@ -586,6 +599,12 @@ func (s *Service) Bootstrap(ctx context.Context, actor string, sub *registry.Sub
 // but could not be recorded: it exists, is logged, and must be recorded
 // later (see recordSigned).
 func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string, a *Issuance) (rec *Certificate, signed *x509.Certificate, err error) {
+	// Signing, recording and auditing go to the end even if ctx ends
+	// meanwhile (an officer's client hanging up, trustd stopping during a
+	// credential renewal): a certificate signed and then dropped leaves an
+	// audit intent without an outcome.
+	ctx, cancel := Finishing(ctx)
+	defer cancel()
 	const action = "certificate.issue"
 	object := "certificate:" + pki.SerialHex(a.Serial)
 	detail := map[string]string{"profile": p.Name, "subject": sub.ID}

@@ -2,12 +2,14 @@
 // handlers, so that trustd's three listeners and rxd behave alike at the
 // HTTP edge:
 //
-//   - request ids: a client's X-Request-Id kept when it is a safe token,
-//     else a fresh one; echoed in the response header and, by
-//     problem.Write, in every problem document;
+//   - request ids: always the server's own, fresh, in the response header
+//     and, by problem.Write, in every problem document (a client cannot
+//     choose the id its request is logged under, nor make two requests
+//     share one); a client's own X-Request-Id, when a safe token, is kept
+//     beside it as client_request_id and echoed in X-Client-Request-Id;
 //   - an access log: one line per request with the route pattern (never
 //     the path, which may hold a national id, nor the query), the status,
-//     the time taken, the bytes sent, the caller and the request id;
+//     the time taken, the bytes sent, the caller and the request ids;
 //   - panic recovery: a 500 problem document, the stack in the log;
 //   - routes (Routes): unknown paths and wrong methods answered with
 //     problem documents, and every request body capped, at
@@ -39,6 +41,10 @@ import (
 // MaxRequestID is the longest client-supplied request id kept.
 const MaxRequestID = 64
 
+// ClientRequestIDHeader echoes the client's own request id (its
+// X-Request-Id, when kept) in the response.
+const ClientRequestIDHeader = "X-Client-Request-Id"
+
 // Anonymous is the caller of a request that authenticated no one.
 const Anonymous = "anonymous"
 
@@ -57,7 +63,7 @@ type Edge struct {
 // SetCaller). Each request has its own, filled in by the goroutine
 // serving it and read by the same goroutine once it is served.
 type request struct {
-	id           string
+	id, clientID string
 	route        string
 	limit        int64
 	caller, role string
@@ -93,10 +99,14 @@ func SetCaller(ctx context.Context, subjectID, role string) {
 func (e Edge) Handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		req := &request{id: requestID(r.Header.Get(problem.RequestIDHeader)), caller: Anonymous}
+		req := &request{id: newRequestID(), caller: Anonymous}
 		// Set before any handler runs: problem.Write copies it into the
 		// document, so the two always agree.
 		w.Header().Set(problem.RequestIDHeader, req.id)
+		if c := r.Header.Get(problem.RequestIDHeader); SafeRequestID(c) {
+			req.clientID = c
+			w.Header().Set(ClientRequestIDHeader, c)
+		}
 		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, req))
 		rec := &recorder{ResponseWriter: w}
 		defer func() {
@@ -104,7 +114,12 @@ func (e Edge) Handler(h http.Handler) http.Handler {
 			if p != nil && p != http.ErrAbortHandler {
 				e.panicked(r, req, p)
 				if !rec.wroteHeader {
-					problem.Write(rec, r, nil, errs.New(errs.Internal, "panic"))
+					// The document's instance is the route, as the
+					// access log has it (a guard's copy of the request
+					// may have had it set, not this one).
+					routed := r.WithContext(r.Context())
+					routed.Pattern = req.route
+					problem.Write(rec, routed, nil, errs.New(errs.Internal, "panic"))
 					p = nil
 				} else {
 					// Part of an answer has gone: cut the connection
@@ -139,6 +154,9 @@ func (e Edge) access(r *http.Request, req *request, rec *recorder, took time.Dur
 		attrs = append(attrs, slog.String("role", req.role))
 	}
 	attrs = append(attrs, slog.String("remote", r.RemoteAddr), slog.String("request_id", req.id))
+	if req.clientID != "" {
+		attrs = append(attrs, slog.String("client_request_id", req.clientID))
+	}
 	e.Log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
@@ -152,24 +170,24 @@ func (e Edge) panicked(r *http.Request, req *request, p any) {
 	if e.Listener != "" {
 		attrs = append(attrs, slog.String("listener", e.Listener))
 	}
-	attrs = append(attrs, slog.String("method", r.Method), slog.String("route", req.route), slog.String("request_id", req.id),
-		slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+	attrs = append(attrs, slog.String("method", r.Method), slog.String("route", req.route), slog.String("request_id", req.id))
+	if req.clientID != "" {
+		attrs = append(attrs, slog.String("client_request_id", req.clientID))
+	}
+	attrs = append(attrs, slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
 	e.Log.LogAttrs(r.Context(), slog.LevelError, "panic serving a request", attrs...)
 }
 
-// requestID is the client's id when it is a safe token (1 to MaxRequestID
-// of A-Z a-z 0-9 . _ -: nothing that could forge a log line or smuggle a
-// header), else a fresh random one.
-func requestID(client string) string {
-	if SafeRequestID(client) {
-		return client
-	}
+// newRequestID is a fresh random request id.
+func newRequestID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // crypto/rand.Read does not fail (Go 1.24)
 	return hex.EncodeToString(b)
 }
 
-// SafeRequestID says whether a client's request id is kept as it is.
+// SafeRequestID says whether a client's request id is kept (as
+// client_request_id): 1 to MaxRequestID of A-Z a-z 0-9 . _ -, nothing that
+// could forge a log line or smuggle a header.
 func SafeRequestID(s string) bool {
 	if s == "" || len(s) > MaxRequestID {
 		return false

@@ -112,9 +112,11 @@ func TestRequestIDs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// An unknown path: the problem document carries the id too.
 			resp, body := get(t, srv, "GET", "/nothing", tc.client, "")
-			got := resp.Header.Get(problem.RequestIDHeader)
-			if tc.kept && got != tc.client || !tc.kept && !fresh.MatchString(got) {
-				t.Fatalf("client id %q answered with %q", tc.client, got)
+			// The server's id is always its own; the client's is kept
+			// beside it.
+			got, echoed := resp.Header.Get(problem.RequestIDHeader), resp.Header.Get(httpedge.ClientRequestIDHeader)
+			if !fresh.MatchString(got) || tc.kept && echoed != tc.client || !tc.kept && echoed != "" {
+				t.Fatalf("client id %q answered with %q and %s %q", tc.client, got, httpedge.ClientRequestIDHeader, echoed)
 			}
 			var p problem.Problem
 			if json.Unmarshal(body, &p) != nil || p.RequestID != got || p.Code != "not-found" {
@@ -122,7 +124,8 @@ func TestRequestIDs(t *testing.T) {
 			}
 			found := false
 			for _, l := range lines(t, logs.String(), "request") {
-				found = found || l["request_id"] == got
+				client, logged := l["client_request_id"]
+				found = found || l["request_id"] == got && (tc.kept && client == tc.client || !tc.kept && !logged)
 			}
 			if !found {
 				t.Fatalf("no access line with request_id %q:\n%s", got, logs.String())
@@ -155,9 +158,9 @@ func TestAccessLog(t *testing.T) {
 		t.Fatalf("%d access lines for 3 requests:\n%s", len(got), out)
 	}
 	for i, want := range []map[string]any{
-		{"listener": "test", "method": "GET", "route": "GET /things/{id}", "status": 200.0, "bytes": 10.0, "caller": "vendor-1", "role": "vendor", "request_id": "r1"},
-		{"listener": "test", "method": "PUT", "route": "(no route)", "status": 405.0, "caller": "anonymous", "request_id": "r2"},
-		{"listener": "test", "method": "POST", "route": "POST /small", "status": 200.0, "caller": "anonymous", "request_id": "r3"},
+		{"listener": "test", "method": "GET", "route": "GET /things/{id}", "status": 200.0, "bytes": 10.0, "caller": "vendor-1", "role": "vendor", "client_request_id": "r1"},
+		{"listener": "test", "method": "PUT", "route": "(no route)", "status": 405.0, "caller": "anonymous", "client_request_id": "r2"},
+		{"listener": "test", "method": "POST", "route": "POST /small", "status": 200.0, "caller": "anonymous", "client_request_id": "r3"},
 	} {
 		for k, v := range want {
 			if got[i][k] != v {
@@ -182,11 +185,11 @@ func TestPanicRecovered(t *testing.T) {
 	resp, body := get(t, srv, "GET", "/panic", "p1", "")
 	var p problem.Problem
 	if resp.StatusCode != 500 || resp.Header.Get("Content-Type") != problem.ContentType || json.Unmarshal(body, &p) != nil ||
-		p.Code != "internal" || p.RequestID != "p1" || strings.Contains(string(body), "index out of range") {
+		p.Code != "internal" || p.RequestID != resp.Header.Get(problem.RequestIDHeader) || strings.Contains(string(body), "index out of range") {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	panics := lines(t, logs.String(), "panic serving a request")
-	if len(panics) != 1 || panics[0]["route"] != "GET /panic" || panics[0]["request_id"] != "p1" ||
+	if len(panics) != 1 || panics[0]["route"] != "GET /panic" || panics[0]["request_id"] != p.RequestID || panics[0]["client_request_id"] != "p1" ||
 		!strings.Contains(panics[0]["panic"].(string), "index out of range") || !strings.Contains(panics[0]["stack"].(string), "edge_test.go") {
 		t.Fatalf("panic log:\n%s", logs.String())
 	}
@@ -293,6 +296,40 @@ func TestGuardedRoutes(t *testing.T) {
 		got, _ := json.Marshal(last[len(last)-1])
 		if !strings.Contains(logs.String(), tc.line) || tc.officer != "" && last[len(last)-1]["caller"] != tc.officer {
 			t.Fatalf("%s as %q: access line %s", tc.path, tc.officer, got)
+		}
+	}
+}
+
+// TestProblemsHoldNoPath: the problem documents the edge writes itself (a
+// panic, an unknown path, a wrong method) and those a handler writes have
+// the route as their instance, or none, never the path: it may hold a
+// national id.
+func TestProblemsHoldNoPath(t *testing.T) {
+	const nid = "1000000036"
+	rt := httpedge.NewRoutes()
+	rt.HandleFunc("GET /v1/eligibility/{nationalId}", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("fail") != "" {
+			problem.Write(w, r, nil, errs.New(errs.NotFound, "not insured"))
+			return
+		}
+		panic("a bug")
+	})
+	srv := httptest.NewServer(httpedge.Edge{}.Handler(rt))
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		instance     string
+	}{
+		{"GET", "/v1/eligibility/" + nid, 500, "/v1/eligibility/{nationalId}"},
+		{"GET", "/v1/eligibility/" + nid + "?fail=1", 404, "/v1/eligibility/{nationalId}"},
+		{"POST", "/v1/eligibility/" + nid, 405, ""},
+		{"GET", "/v1/eligibility/" + nid + "/more", 404, ""},
+	} {
+		resp, body := get(t, srv, tc.method, tc.path, "", "")
+		var p problem.Problem
+		if resp.StatusCode != tc.status || json.Unmarshal(body, &p) != nil || p.Instance != tc.instance || strings.Contains(string(body), nid) {
+			t.Errorf("%s %s: %d %s; want %d with instance %q and no national id", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.instance)
 		}
 	}
 }

@@ -89,10 +89,11 @@ func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 	}
 	if rec.status == http.StatusMethodNotAllowed {
-		problem.Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on %s", r.Method, r.URL.Path))
+		problem.Write(w, r, nil, errs.New(errs.MethodNotAllowed, "method %s is not allowed on this resource", r.Method))
 		return
 	}
-	problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource: %s", r.URL.Path))
+	// The path is not repeated: it may hold a national id.
+	problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource"))
 }
 
 type statusOnly struct {

@@ -3,6 +3,11 @@ package httpedge
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -46,11 +51,62 @@ func KeyPair(ctx context.Context, keys Keys, chainFile, key string) (tls.Certifi
 	if !ok || !pub.Equal(chain[0].PublicKey) {
 		return tls.Certificate{}, fmt.Errorf("the server key %s is not the key of the certificate in %s (%q)", describeKey(key), chainFile, chain[0].Subject.CommonName)
 	}
+	// Public() alone proves nothing for a key on a token: it is read from
+	// the token's public-key object, which may belong to another key than
+	// the private one. A signature verified under the certificate's key
+	// proves the private key is the certificate's.
+	if err := proveKey(signer, chain[0].PublicKey); err != nil {
+		return tls.Certificate{}, fmt.Errorf("the server key %s does not sign for the certificate in %s (%q): %w", describeKey(key), chainFile, chain[0].Subject.CommonName, err)
+	}
 	c := tls.Certificate{PrivateKey: signer, Leaf: chain[0]}
 	for _, x := range chain {
 		c.Certificate = append(c.Certificate, x.Raw)
 	}
 	return c, nil
+}
+
+// proveKey signs a random digest with signer, as a TLS handshake would,
+// and verifies it under pub: RSA with PKCS #1 v1.5, or with PSS when the
+// key signs only that (some tokens), ECDSA, Ed25519.
+func proveKey(signer crypto.Signer, pub crypto.PublicKey) error {
+	msg := make([]byte, 32)
+	_, _ = rand.Read(msg) // crypto/rand.Read does not fail (Go 1.24)
+	digest := sha256.Sum256(msg)
+	switch pub := pub.(type) {
+	case *ecdsa.PublicKey:
+		sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			return err
+		}
+		if !ecdsa.VerifyASN1(pub, digest[:], sig) {
+			return errors.New("its signature does not verify under the certificate's key")
+		}
+	case *rsa.PublicKey:
+		sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err == nil {
+			err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig)
+		} else {
+			pss := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+			if sig, err = signer.Sign(rand.Reader, digest[:], pss); err != nil {
+				return err
+			}
+			err = rsa.VerifyPSS(pub, crypto.SHA256, digest[:], sig, pss)
+		}
+		if err != nil {
+			return errors.New("its signature does not verify under the certificate's key")
+		}
+	case ed25519.PublicKey:
+		sig, err := signer.Sign(rand.Reader, msg, crypto.Hash(0))
+		if err != nil {
+			return err
+		}
+		if !ed25519.Verify(pub, msg, sig) {
+			return errors.New("its signature does not verify under the certificate's key")
+		}
+	default:
+		return fmt.Errorf("a %T certificate key is not supported", pub)
+	}
+	return nil
 }
 
 // ServerTLS is the shared TLS policy (tlsconf) serving cert, with clients

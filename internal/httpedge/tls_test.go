@@ -21,6 +21,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/httpedge"
+	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
@@ -120,4 +121,63 @@ func TestServerTLS(t *testing.T) {
 		}
 	}()
 	httpedge.ServerTLS(tls.Certificate{}, tls.RequireAndVerifyClientCert, nil)
+}
+
+// TestKeyPairTokenWithAnotherKeysPublicObject: on a token, a key's public
+// key is read from the public-key object of its label and id, which can
+// be another key's. The certificate of that other key, given with the
+// private key, matches by Public() and would fail every handshake: it is
+// refused at start, by a signature that does not verify.
+func TestKeyPairTokenWithAnotherKeysPublicObject(t *testing.T) {
+	ctx := context.Background()
+	tok := softhsm.NewToken(t, "edge")
+	tok.PKCS11Tool(t, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "server", "--id", "01")
+	tok.PKCS11Tool(t, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "other", "--id", "02")
+	keys := hsm.NewManager(hsm.NoPrompt)
+	t.Cleanup(func() { keys.Close() })
+	uri := func(object string) string {
+		return "pkcs11:token=" + tok.Label + ";object=" + object + "?module-path=" + tok.Module + "&pin-source=" + tok.PINFile
+	}
+	other, err := keys.OpenKey(ctx, uri("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// A certificate for the other key (its issuer's signature is not what
+	// is checked), and the server's public object replaced by the other's.
+	issuer, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, other.Public(), issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCert := writePEM(t, dir, "other.crt", "CERTIFICATE", der)
+	spki, err := x509.MarshalPKIXPublicKey(other.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub := filepath.Join(dir, "other.pub.der")
+	if err := os.WriteFile(otherPub, spki, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := httpedge.KeyPair(ctx, keys, otherCert, uri("other")); err != nil {
+		t.Fatalf("the other key with its own certificate: %v", err)
+	}
+	tok.PKCS11Tool(t, "--delete-object", "--type", "pubkey", "--id", "01")
+	tok.PKCS11Tool(t, "--write-object", otherPub, "--type", "pubkey", "--label", "server", "--id", "01")
+
+	fresh := hsm.NewManager(hsm.NoPrompt) // nothing cached from before the swap
+	t.Cleanup(func() { fresh.Close() })
+	server, err := fresh.OpenKey(ctx, uri("server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !other.Public().(*ecdsa.PublicKey).Equal(server.Public()) {
+		t.Fatal("the token's public object for the server key is not the other key's: the test tests nothing")
+	}
+	_, err = httpedge.KeyPair(ctx, fresh, otherCert, uri("server"))
+	if err == nil || !strings.Contains(err.Error(), "does not sign for the certificate") {
+		t.Fatalf("got %v; want the private key refused as not the certificate's", err)
+	}
 }

@@ -38,6 +38,7 @@ const (
 	MsgDraining    = "shutting down: draining requests in flight"
 	MsgTaskStopped = "background work stopped"
 	MsgStopped     = "stopped"
+	MsgAbandoned   = "requests that did not end after being cut off were abandoned"
 )
 
 // Run serves every server and runs every task until ctx ends or a server
@@ -45,12 +46,15 @@ const (
 // flight are given drain to finish (those still running then have their
 // connections closed and are waited for); then the tasks are told to stop
 // and waited for. Background work thus goes on while requests drain (they
-// may need it), and nothing is left running when Run returns. It returns
-// the first server's failure, or nil after ctx ended.
+// may need it), and nothing is left running when Run returns — except a
+// request that does not end within another drain after it was cut off (a
+// call to a hung HSM that ignores its context): it is logged as abandoned
+// rather than waited for without end. It returns the first server's
+// failure, or nil after ctx ended.
 func Run(ctx context.Context, log *slog.Logger, drain time.Duration, servers []Server, tasks ...Task) error {
-	var reqs inFlight
+	reqs := inFlight{running: map[string]int{}}
 	for _, s := range servers {
-		s.HTTP.Handler = reqs.track(s.HTTP.Handler)
+		s.HTTP.Handler = reqs.track(s.Name, s.HTTP.Handler)
 	}
 	// The tasks' context outlives ctx until the requests are drained.
 	bg, stopTasks := context.WithCancel(context.WithoutCancel(ctx))
@@ -99,7 +103,9 @@ func Run(ctx context.Context, log *slog.Logger, drain time.Duration, servers []S
 	err := g.Wait()
 	// Requests cut off at the end of the drain end as soon as they notice
 	// their context is done; none may outlive Run.
-	reqs.wait()
+	if left := reqs.wait(drain); len(left) > 0 {
+		log.Error(MsgAbandoned, "running", left)
+	}
 	stopTasks()
 	running.Wait()
 	log.Info(MsgStopped)
@@ -112,9 +118,10 @@ type inFlight struct {
 	mu      sync.Mutex
 	stopped bool
 	wg      sync.WaitGroup
+	running map[string]int // by server name
 }
 
-func (f *inFlight) track(h http.Handler) http.Handler {
+func (f *inFlight) track(server string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		if f.stopped {
@@ -123,16 +130,40 @@ func (f *inFlight) track(h http.Handler) http.Handler {
 			return
 		}
 		f.wg.Add(1)
+		f.running[server]++
 		f.mu.Unlock()
-		defer f.wg.Done()
+		defer func() {
+			f.mu.Lock()
+			f.running[server]--
+			f.mu.Unlock()
+			f.wg.Done()
+		}()
 		h.ServeHTTP(w, r)
 	})
 }
 
-// wait refuses requests from now on and waits for those in flight.
-func (f *inFlight) wait() {
+// wait refuses requests from now on and waits for those in flight, for
+// at most limit. It returns how many are still running, by server.
+func (f *inFlight) wait(limit time.Duration) map[string]int {
 	f.mu.Lock()
 	f.stopped = true
 	f.mu.Unlock()
-	f.wg.Wait()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	left := map[string]int{}
+	for s, n := range f.running {
+		if n > 0 {
+			left[s] = n
+		}
+	}
+	return left
 }

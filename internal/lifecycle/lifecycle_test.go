@@ -223,3 +223,40 @@ func TestServerFailure(t *testing.T) {
 		t.Fatalf("background work still running: %q", ev.get())
 	}
 }
+
+// TestHungRequestAbandoned: a request that ignores its context (a call to
+// a hung HSM) does not hold Run for ever: after the drain and another
+// drain once it is cut off, it is logged as abandoned, the background
+// work is stopped and Run returns.
+func TestHungRequestAbandoned(t *testing.T) {
+	ev := &events{}
+	logs := newLogSignal(ev)
+	entered, hung := make(chan struct{}), make(chan struct{})
+	defer close(hung)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-hung
+	})
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- lifecycle.Run(ctx, slog.New(slog.NewJSONHandler(logs, nil)), 20*time.Millisecond,
+			[]lifecycle.Server{{Name: "api", Listener: ln, HTTP: &http.Server{Handler: h}}}, recordingTask(ev, "publisher"))
+	}()
+	go func() {
+		if resp, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	list := ev.get()
+	abandoned, stop := slices.Index(list, "log: "+lifecycle.MsgAbandoned), slices.Index(list, "publisher told to stop")
+	if abandoned < 0 || stop < abandoned {
+		t.Fatalf("events %q: the hung request must be logged as abandoned, then the background work stopped", list)
+	}
+}

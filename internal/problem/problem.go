@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/nuskha/nuskha/internal/errs"
 )
@@ -21,9 +22,10 @@ const TypePrefix = "urn:nuskha:problem:"
 // ContentType of problem documents.
 const ContentType = "application/problem+json"
 
-// RequestIDHeader carries a request's id, in the request (the client's
-// own, which the edge keeps when it is a safe token) and in the response
-// (the id the request was logged under).
+// RequestIDHeader carries a request's id: in the response, the id the
+// server gave it and logged it under; in the request, the client's own,
+// which the edge logs beside it (client_request_id) when it is a safe
+// token.
 const RequestIDHeader = "X-Request-Id"
 
 // Problem is an RFC 9457 problem document with our extension members.
@@ -169,12 +171,15 @@ func From(err error) Problem {
 
 // Write sends err as a problem document, with the request id the edge
 // gave the response (its RequestIDHeader, set before any handler runs).
+// Its instance is the route the request matched, never the path, which
+// may hold a national id (/v1/eligibility/{nationalId}); none without a
+// route.
 // Server-side failures are logged with their cause, by route and request
 // id (never the path, which may hold a national id); client errors are not
 // (they are audited where it matters).
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p := From(err)
-	p.Instance = r.URL.Path
+	p.Instance = routePath(r.Pattern)
 	p.RequestID = w.Header().Get(RequestIDHeader)
 	if p.Status >= 500 && log != nil {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "request_id", p.RequestID, "code", string(p.Code), "err", err)
@@ -185,6 +190,18 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(p)
+}
+
+// routePath is a ServeMux pattern's path ("GET /v1/x/{id}" → "/v1/x/{id}"):
+// without its method and host, a relative URI reference as an instance is.
+func routePath(pattern string) string {
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		pattern = strings.TrimLeft(path, " \t")
+	}
+	if i := strings.IndexByte(pattern, '/'); i >= 0 {
+		return pattern[i:]
+	}
+	return ""
 }
 
 // JSON writes v with status. Rule expressions, messages and names are

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"math/big"
+	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -303,5 +304,71 @@ func TestFailedGenerationWithoutItsAudit(t *testing.T) {
 	}
 	if _, err := pub.GenerateCRL(ctx); !errors.Is(err, errHSMDown) || !errors.Is(err, errAuditDown) {
 		t.Fatalf("got %v; want the signing failure and the audit failure", err)
+	}
+}
+
+// TestTwoTrustdServeTheLatestChange: with two trustd on one database, a
+// CRL fetched from either after a revocation made through one includes
+// it, and the CRL numbers served, whichever trustd answers, never go
+// back.
+func TestTwoTrustdServeTheLatestChange(t *testing.T) {
+	for name, dsn := range map[string]func(t *testing.T) (string, string){
+		sqlstore.SQLite:   func(t *testing.T) (string, string) { return sqlstore.SQLite, filepath.Join(t.TempDir(), "t.db") },
+		sqlstore.Postgres: func(t *testing.T) (string, string) { return sqlstore.Postgres, pgtest.Schema(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			driver, source := dsn(t)
+			p := testpki.New(t, nil, time.Now)
+			var pubs []*publish.Publisher
+			var stores []*truststore.Store
+			for range 2 {
+				s, err := truststore.Open(ctx, driver, source)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				pub, err := publish.New(publisherConfig(t, s, p, time.Now))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := pub.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+				pubs, stores = append(pubs, pub), append(stores, s)
+			}
+			var last *big.Int
+			fetch := func(i int) *x509.RevocationList {
+				t.Helper()
+				rr := httptest.NewRecorder()
+				pubs[i].CRLHandler().ServeHTTP(rr, httptest.NewRequest("GET", "/crl", nil))
+				l, err := x509.ParseRevocationList(rr.Body.Bytes())
+				if err != nil {
+					t.Fatalf("trustd %d: status %d: %v", i, rr.Code, err)
+				}
+				if last != nil && l.Number.Cmp(last) < 0 {
+					t.Fatalf("trustd %d serves CRL %s after CRL %s was served", i, l.Number, last)
+				}
+				last = l.Number
+				return l
+			}
+			// trustd 1 serves the CRL it started with; trustd 0 then makes a
+			// newer one, which trustd 1 serves rather than its own.
+			fetch(1)
+			if _, err := pubs[0].GenerateCRL(ctx); err != nil {
+				t.Fatal(err)
+			}
+			fetch(0)
+			fetch(1)
+			// trustd 0 records a revocation and tells its own publisher, as
+			// revoke does; trustd 1 hears nothing of it.
+			at := time.Now()
+			revokeOne(t, stores[0], p, at)
+			for _, i := range []int{1, 0, 1, 0} {
+				if l := fetch(i); len(l.RevokedCertificateEntries) != 1 {
+					t.Fatalf("trustd %d serves CRL %s with %d entries after the revocation", i, l.Number, len(l.RevokedCertificateEntries))
+				}
+			}
+		})
 	}
 }

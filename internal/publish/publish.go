@@ -38,6 +38,9 @@ type Store interface {
 	ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	LatestCRL(ctx context.Context) (revoke.CRL, error)
+	// CRLState is the highest CRL number recorded and the highest status
+	// event sequence number, by any trustd on the database.
+	CRLState(ctx context.Context) (crlNumber, statusSeq int64, err error)
 	// ReserveCRLNumber durably takes a CRL number above every one taken or
 	// stored before, and at least atLeast.
 	ReserveCRLNumber(ctx context.Context, atLeast int64, at time.Time) (int64, error)
@@ -91,6 +94,11 @@ type Publisher struct {
 	// fetches them after a revocation sees it.
 	changes atomic.Uint64
 	covered atomic.Uint64
+	// seq is the highest status event sequence number recorded before the
+	// CRL this publisher last made read the statuses: a higher one in the
+	// database is a change, perhaps made through another trustd, that the
+	// CRL may lack.
+	seq atomic.Int64
 
 	bundleMu  sync.Mutex
 	bundle    []byte
@@ -178,7 +186,11 @@ func (p *Publisher) Run(ctx context.Context) {
 	generate := func() {
 		if _, err := p.GenerateCRL(ctx); err != nil {
 			if ctx.Err() != nil {
-				return // stopping: the next start makes a CRL anew
+				// Stopping: the next start makes a CRL anew. A number
+				// reserved was finished with regardless (generate), so
+				// this failure is its own, and is logged, not dropped.
+				p.cfg.Log.ErrorContext(ctx, "CRL generation failed while stopping", "err", err)
+				return
 			}
 			p.cfg.Log.ErrorContext(ctx, "CRL generation failed; retrying", "err", err, "in", backoff)
 			retry.Reset(backoff)
@@ -230,17 +242,40 @@ func (p *Publisher) GenerateCRL(ctx context.Context) (revoke.CRL, error) {
 	return p.generate(ctx)
 }
 
-// current is the CRL to serve: the one published, unless a status change
-// has been reported since it was made, when a new one is made first.
+// current is the CRL to serve. Several trustd may share the database,
+// each serving what it made, so before serving the database is asked
+// what was done since: a status change recorded since the CRL was made
+// (here or through another trustd) has a new one made first; a CRL made
+// by another trustd with a higher number is served instead, so that
+// numbers served never go back. Without the database's answer nothing is
+// served: a CRL fetched after a change must include it.
 func (p *Publisher) current(ctx context.Context) (*revoke.CRL, error) {
-	if p.covered.Load() < p.changes.Load() {
+	stored, seq, err := p.cfg.Store.CRLState(ctx)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "the CRL's currency cannot be checked; try again")
+	}
+	stale := func() bool { return p.covered.Load() < p.changes.Load() || p.seq.Load() < seq }
+	behind := func() bool { c := p.crl.Load(); return c == nil || c.Number < stored }
+	if stale() || behind() {
 		p.genMu.Lock()
 		defer p.genMu.Unlock()
-		// Made by someone else while this call waited for the lock?
-		if p.covered.Load() < p.changes.Load() {
-			if _, err := p.generate(ctx); err != nil {
+		// Checked again: made by someone else while this call waited for
+		// the lock?
+		switch {
+		case stale():
+			// Not under the request's context: a client hanging up
+			// must not cut short a CRL being made for every client.
+			if _, err := p.generate(context.WithoutCancel(ctx)); err != nil {
 				p.cfg.Log.ErrorContext(ctx, "CRL generation failed; not serving one without the latest change", "err", err)
 				return nil, errs.Wrap(errs.Unavailable, err, "the CRL is being remade after a status change; try again")
+			}
+		case behind():
+			latest, err := p.cfg.Store.LatestCRL(ctx)
+			if err != nil {
+				return nil, errs.Wrap(errs.Unavailable, err, "reading the latest CRL")
+			}
+			if c := p.crl.Load(); c == nil || c.Number < latest.Number {
+				p.crl.Store(&latest)
 			}
 		}
 	}
@@ -251,15 +286,25 @@ func (p *Publisher) current(ctx context.Context) (*revoke.CRL, error) {
 	return c, nil
 }
 
+// finishWithin bounds the signing, recording and auditing of a CRL once
+// its number is reserved: a million entries sign in seconds.
+const finishWithin = 2 * time.Minute
+
 // generate is GenerateCRL with genMu held.
 func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	// Changes reported by now were recorded before they were reported, so
 	// the statuses read below include them.
 	seen := p.changes.Load()
+	// Likewise every status event up to seq was recorded before the
+	// statuses are read below.
+	_, seq, err := p.cfg.Store.CRLState(ctx)
+	if err != nil {
+		return revoke.CRL{}, fmt.Errorf("publish: reading the status sequence: %w", err)
+	}
 	clock := p.cfg.Now()
 	now := clock.UTC().Truncate(time.Second)
 	var entries []crl.Entry
-	err := p.cfg.Store.ForEachStatus(ctx, now, func(r revoke.Record) error {
+	err = p.cfg.Store.ForEachStatus(ctx, now, func(r revoke.Record) error {
 		reason := int(r.Reason)
 		if r.Status == revoke.OnHold {
 			reason = int(revoke.CertificateHold)
@@ -285,6 +330,13 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	if err != nil {
 		return revoke.CRL{}, fmt.Errorf("publish: reserving a CRL number: %w", err)
 	}
+	// With a number reserved, the CRL is signed, recorded and its outcome
+	// audited even if ctx ends meanwhile (a shutdown, a client hanging
+	// up): a signature made and then dropped would leave an audit intent
+	// without an outcome and a signed CRL nobody has. The time limit
+	// bounds how long a shutdown waits on a hung HSM or database.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishWithin)
+	defer cancel()
 	object := fmt.Sprintf("crl:%d", number)
 	fail := func(err error, code errs.Code) error {
 		return audit.RecordFailure(ctx, p.cfg.Audit, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Code: code}, err)
@@ -307,6 +359,9 @@ func (p *Publisher) generate(ctx context.Context) (revoke.CRL, error) {
 	p.crl.Store(&c)
 	if p.covered.Load() < seen {
 		p.covered.Store(seen) // genMu is held: no other writer
+	}
+	if p.seq.Load() < seq {
+		p.seq.Store(seq)
 	}
 	if err := p.cfg.Audit.Record(ctx, audit.Event{Actor: "system", Action: "crl.generate", Object: object, Outcome: audit.OK,
 		Detail: map[string]string{"entries": fmt.Sprint(len(entries)), "next_update": c.NextUpdate.Format(time.RFC3339)}}); err != nil {

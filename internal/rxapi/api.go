@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
@@ -217,15 +216,10 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 	})
 }
 
-// fail writes a problem; a path carrying a national id is replaced by its
-// route in the document's instance, so that a vendor's error report that
-// quotes it holds none of its digits.
+// fail writes a problem. Its instance is the route, not the path
+// (problem.Write), so that a vendor's error report that quotes an
+// eligibility lookup's holds none of the national id's digits.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if strings.HasPrefix(r.URL.Path, "/v1/eligibility/") {
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = "/v1/eligibility/{nationalId}"
-		r = r2
-	}
 	problem.Write(w, r, a.Log, err)
 }
 

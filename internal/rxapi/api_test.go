@@ -23,6 +23,7 @@ import (
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/persian"
@@ -391,11 +392,15 @@ func TestHealthAndAccessLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2.Body.Close()
-	if r2.Header.Get(problem.RequestIDHeader) != "his-7781" {
-		t.Fatalf("request id answered: %q", r2.Header.Get(problem.RequestIDHeader))
+	rid := r2.Header.Get(problem.RequestIDHeader)
+	if rid == "" || rid == "his-7781" || r2.Header.Get(httpedge.ClientRequestIDHeader) != "his-7781" {
+		t.Fatalf("request ids answered: %q, client's %q", rid, r2.Header.Get(httpedge.ClientRequestIDHeader))
 	}
-	if n := strings.Count(logs.String(), `"request_id":"his-7781"`); n != 2 {
+	if n := strings.Count(logs.String(), `"request_id":"`+rid+`"`); n != 2 {
 		t.Fatalf("%d lines with the request id, want the lookup's and the access line:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), `"request_id":"`+rid+`","client_request_id":"his-7781"`) {
+		t.Fatalf("the access line does not keep the client's request id:\n%s", logs.String())
 	}
 }
 

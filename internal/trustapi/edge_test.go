@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
@@ -147,7 +148,8 @@ func TestRequestIDInProblems(t *testing.T) {
 			err = json.NewDecoder(resp.Body).Decode(&p)
 			resp.Body.Close()
 			got := resp.Header.Get(problem.RequestIDHeader)
-			if err != nil || resp.StatusCode != tc.status || p.RequestID != got || (got == id) != (id == "case-2291.a") {
+			if err != nil || resp.StatusCode != tc.status || p.RequestID != got || got == id ||
+				(resp.Header.Get(httpedge.ClientRequestIDHeader) == id) != (id == "case-2291.a") {
 				t.Fatalf("%s with request id %q: %d, header %q, problem %+v", tc.url, id, resp.StatusCode, got, p)
 			}
 			if !strings.Contains(logs.String(), `"request_id":"`+got+`"`) {

@@ -81,6 +81,10 @@ func (c *credentials) ensure(ctx context.Context, purpose, keyTemplate string, r
 	if err != nil {
 		return nil, false, fmt.Errorf("trustd's service subject %s: %w", c.subject, err)
 	}
+	// A key made and a certificate issued for it are recorded and
+	// audited as installed even if ctx ends meanwhile (trustd stopping).
+	ctx, cancel := enrol.Finishing(ctx)
+	defer cancel()
 	suffix := c.now().UTC().Format("20060102T150405") + "-" + randomHex(3)
 	uri := strings.ReplaceAll(keyTemplate, "{n}", suffix)
 	key, err := c.keys.CreateKey(ctx, uri, hsm.ECP256)

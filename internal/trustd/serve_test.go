@@ -229,14 +229,14 @@ func TestAccessLogEveryListener(t *testing.T) {
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Request-Id") != id {
-				t.Fatalf("%d, request id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Client-Request-Id") != id {
+				t.Fatalf("%d, client's request id %q", resp.StatusCode, resp.Header.Get("X-Client-Request-Id"))
 			}
 			var found bool
 			for _, line := range strings.Split(s.logs.String(), "\n") {
 				var a struct{ Msg, Listener, Route, RequestID string }
 				found = found || json.Unmarshal([]byte(line), &a) == nil && a.Msg == "request" && a.Listener == l.listener &&
-					a.Route == l.route && strings.Contains(line, `"request_id":"`+id+`"`)
+					a.Route == l.route && strings.Contains(line, `"request_id":"`+resp.Header.Get("X-Request-Id")+`","client_request_id":"`+id+`"`)
 			}
 			if !found {
 				t.Fatalf("no access line for %s on %s:\n%s", l.route, l.listener, s.logs)

@@ -91,6 +91,7 @@ type Trust interface {
 	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
 	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
 	LatestCRL(ctx context.Context) (revoke.CRL, error)
+	CRLState(ctx context.Context) (crlNumber, statusSeq int64, err error)
 	ReserveCRLNumber(ctx context.Context, atLeast int64, at time.Time) (int64, error)
 	AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error
 	LatestServiceCredential(ctx context.Context, purpose string) (enrol.ServiceCredential, error)
@@ -1104,6 +1105,9 @@ func testCRLsAndCredentials(t *testing.T, b Backend) {
 		}
 	}
 	mustDuplicate(t, s.StoreCRL(ctx, revoke.CRL{Number: 2, ThisUpdate: now, NextUpdate: now, DER: []byte{9}}, now), "number")
+	if n, seq, err := s.CRLState(ctx); err != nil || n != 3 || seq != 0 {
+		t.Fatalf("CRL state: CRL %d, status event %d, %v; want CRL 3 and no status event", n, seq, err)
+	}
 	latest, err := s.LatestCRL(ctx)
 	if err != nil || latest.Number != 3 || latest.DER[0] != 3 || !latest.NextUpdate.Equal(now.Add(time.Hour)) {
 		t.Fatalf("latest CRL: %+v %v", latest, err)

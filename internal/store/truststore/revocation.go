@@ -309,6 +309,15 @@ func (t *Store) LatestCRL(ctx context.Context) (revoke.CRL, error) {
 	return c, err
 }
 
+// CRLState is the highest CRL number recorded and the highest status
+// event sequence number (0 for none): what a publisher compares with the
+// CRL it serves, to notice what other trustd on the database did.
+func (t *Store) CRLState(ctx context.Context) (crlNumber, statusSeq int64, err error) {
+	err = t.SQL().QueryRowContext(ctx, `SELECT (SELECT COALESCE(MAX(number), 0) FROM crls), (SELECT COALESCE(MAX(seq), 0) FROM status_events)`).
+		Scan(&crlNumber, &statusSeq)
+	return crlNumber, statusSeq, err
+}
+
 // AddServiceCredential records a new credential (its certificate is stored).
 func (t *Store) AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error {
 	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO service_credentials (serial, purpose, key_uri, not_after, created_at) VALUES ($1, $2, $3, $4, $5)`,
