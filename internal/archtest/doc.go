@@ -11,6 +11,8 @@
 //   - the shared libraries (every other package under internal/, except
 //     the test helpers) MUST NOT link either side: both daemons and the
 //     vendors' software build on them.
+//   - the OCSP responder MUST NOT link the CA or the services whose
+//     records it answers (enrolment, revocation, publishing).
 //
 // A new package is a shared library until it is named in a side in
 // boundary_test.go. A failure names the chain of imports that crossed.
