@@ -23,15 +23,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
+
 	"github.com/nuskha/nuskha/internal/audit"
-	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
-	"golang.org/x/crypto/ocsp"
 )
 
 // Store is what publishing reads and writes.
@@ -216,11 +216,6 @@ func (p *Publisher) StatusChanged(ctx context.Context, rec revoke.Record) error 
 	default: // a regeneration is already pending; it will include this change
 	}
 	return err
-}
-
-// Issued is enrol's hook: a new certificate is answered "good" at once.
-func (p *Publisher) Issued(_ context.Context, c *enrol.Certificate) error {
-	return p.cfg.Responder.Update(responder.Record{Serial: c.Serial, Status: ocsp.Good, NotAfter: c.NotAfter})
 }
 
 // ocspRecord is a certificate's status as the responder states it: a

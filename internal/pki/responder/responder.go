@@ -225,7 +225,9 @@ func supersedes(old *entry, rec Record) bool {
 // that a revocation is visible to the next request. The old responses are
 // dropped before signing: if signing fails, requests get tryLater (or an
 // answer signed on demand), never the stale answer. A record older than
-// the one held is ignored.
+// the one held is ignored. Before the responder has a credential it only
+// records the status, as Track does: every request is answered tryLater
+// until then, and the Refresh that follows SetCredential signs it.
 func (r *Responder) Update(rec Record) error {
 	k := key(rec.Serial)
 	r.mu.Lock()
@@ -240,6 +242,9 @@ func (r *Responder) Update(rec Record) error {
 	r.entries[k] = &entry{rec: rec, resp: map[crypto.Hash]*signed{}}
 	delete(r.unknown, k)
 	r.mu.Unlock()
+	if r.cred.Load() == nil {
+		return nil
+	}
 	for _, h := range hashes {
 		s, err := r.sign([]item{{rec, h}}, nil)
 		if err != nil {

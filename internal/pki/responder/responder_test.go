@@ -604,3 +604,34 @@ func TestEveryResponseLintsClean(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateBeforeCredential: before the responder has its credential (as
+// when trustd issues the responder's own certificate) an update records
+// the status without failing; requests get tryLater until the credential
+// is set, and the Refresh after it signs what was recorded.
+func TestUpdateBeforeCredential(t *testing.T) {
+	p := testpki.New(t, nil, time.Now)
+	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", time.Now()), newKey())
+	if err := r.Update(responder.Record{Serial: leaf.SerialNumber, Status: ocsp.Good, NotAfter: leaf.NotAfter}); err != nil {
+		t.Fatalf("an update before the credential: %v", err)
+	}
+	_, err = ocsp.ParseResponse(r.Respond(request(t, leaf, p.Intermediate, crypto.SHA256)).DER, p.Intermediate)
+	if re, ok := err.(ocsp.ResponseError); !ok || re.Status != ocsp.TryLater {
+		t.Fatalf("without a credential: %v, want tryLater", err)
+	}
+	respKey := newKey()
+	if err := r.SetCredential(responder.Credential{Cert: p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_ocsp", time.Now()), respKey), Key: respKey}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Refresh(); err != nil || n != len(responder.Hashes()) {
+		t.Fatalf("Refresh signed %d (%v), want %d", n, err, len(responder.Hashes()))
+	}
+	got, err := ocsp.ParseResponseForCert(r.Respond(request(t, leaf, p.Intermediate, crypto.SHA256)).DER, leaf, p.Intermediate)
+	if err != nil || got.Status != ocsp.Good {
+		t.Fatalf("after the credential: %v %v", got, err)
+	}
+}
