@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/pki/crl"
@@ -216,6 +217,17 @@ func (p *Publisher) StatusChanged(ctx context.Context, rec revoke.Record) error 
 	default: // a regeneration is already pending; it will include this change
 	}
 	return err
+}
+
+// Issued is enrolment's Notifier (enrol.Config.Notify): a new certificate
+// is answered "good" by the OCSP responder at once (SyncResponder catches
+// up if this fails). It needs only the responder, so that enrolment, which
+// issues the publisher's own credentials, is built before the Publisher.
+type Issued struct{ Responder *responder.Responder }
+
+// Issued tells the responder of c.
+func (i Issued) Issued(_ context.Context, c *enrol.Certificate) error {
+	return i.Responder.Update(responder.Record{Serial: c.Serial, Status: ocsp.Good, NotAfter: c.NotAfter})
 }
 
 // ocspRecord is a certificate's status as the responder states it: a

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"go.step.sm/crypto/pemutil"
-	"golang.org/x/crypto/ocsp"
 
 	"github.com/nuskha/nuskha/certs"
 	"github.com/nuskha/nuskha/internal/audit"
@@ -161,7 +160,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := enrol.New(enrol.Config{Notify: issued{resp}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
+	svc, err := enrol.New(enrol.Config{Notify: publish.Issued{Responder: resp}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
 		RequestLifetime: cfg.Enrolment.Lifetime()})
 	if err != nil {
 		return nil, err
@@ -298,15 +297,6 @@ func (s *Service) Close() error {
 		s.log.Error("recording the last refusal summaries failed", "err", err)
 	}
 	return s.store.Close()
-}
-
-// issued is enrolment's Notifier: a new certificate is answered "good" by
-// the OCSP responder at once (the publisher's periodic sync catches up if
-// this fails).
-type issued struct{ resp *responder.Responder }
-
-func (i issued) Issued(_ context.Context, c *enrol.Certificate) error {
-	return i.resp.Update(responder.Record{Serial: c.Serial, Status: ocsp.Good, NotAfter: c.NotAfter})
 }
 
 type certSource struct{ db *truststore.Store }
