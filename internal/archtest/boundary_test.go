@@ -92,6 +92,17 @@ func TestSharedLinksNeitherSide(t *testing.T) {
 		func(p string) bool { return under(p, trustSide) || under(p, rxSide) || under(p, caLibraries) })
 }
 
+// TestResponderLinksNoService: the OCSP responder answers from the records
+// it is given; it links neither the CA nor the services that decide those
+// records (enrolment, revocation, publishing), whose types would bring
+// them in.
+func TestResponderLinksNoService(t *testing.T) {
+	services := []string{"internal/pki/ca", "internal/pki/ceremony", "internal/enrol", "internal/revoke", "internal/publish", "internal/registry"}
+	check(t, "internal/pki/responder MUST NOT link the CA or the services whose records it answers",
+		[]string{module + "/internal/pki/responder"},
+		func(p string) bool { return under(p, services) || under(p, caLibraries) })
+}
+
 // TestCrossings holds the chain search to a graph small enough to check by
 // hand: the shortest chain to each forbidden package, ending there.
 func TestCrossings(t *testing.T) {

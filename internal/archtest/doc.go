@@ -11,6 +11,8 @@
 //   - the shared libraries (every other package under internal/, except
 //     the test helpers) MUST NOT link either side: both daemons and the
 //     vendors' software build on them.
+//   - the OCSP responder MUST NOT link the CA or the services whose
+//     records it answers (enrolment, revocation, publishing).
 //
 // The graph is the one build with cgo on and the default tags; no file of
 // the module may be left out of it by build constraints (one would escape

@@ -151,7 +151,7 @@ func BenchmarkRevocationToVisible(b *testing.B) {
 		if err := s.StoreCertificate(ctx, c); err != nil {
 			b.Fatal(err)
 		}
-		if err := r.Update(revoke.Record{Serial: serial, Status: revoke.Good, NotAfter: leaf.NotAfter}); err != nil {
+		if err := r.Update(responder.Record{Serial: serial, Status: ocsp.Good, NotAfter: leaf.NotAfter}); err != nil {
 			b.Fatal(err)
 		}
 		fake := *leaf

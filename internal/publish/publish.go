@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
+
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/errs"
@@ -159,7 +161,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 func (p *Publisher) SyncResponder(ctx context.Context) (int, error) {
 	now := p.cfg.Now()
 	err := p.cfg.Store.ForEachCertificate(ctx, now, func(r revoke.Record) error {
-		p.cfg.Responder.Track(r)
+		p.cfg.Responder.Track(ocspRecord(r))
 		return nil
 	})
 	if err != nil {
@@ -221,7 +223,7 @@ func (p *Publisher) Run(ctx context.Context) {
 // background, and in any case before the CRL or the bundle is next served.
 func (p *Publisher) StatusChanged(ctx context.Context, rec revoke.Record) error {
 	p.changes.Add(1)
-	err := p.cfg.Responder.Update(rec)
+	err := p.cfg.Responder.Update(ocspRecord(rec))
 	select {
 	case p.trigger <- struct{}{}:
 	default: // a regeneration is already pending; it will include this change
@@ -229,9 +231,32 @@ func (p *Publisher) StatusChanged(ctx context.Context, rec revoke.Record) error 
 	return err
 }
 
-// Issued is enrol's hook: a new certificate is answered "good" at once.
-func (p *Publisher) Issued(_ context.Context, c *enrol.Certificate) error {
-	return p.cfg.Responder.Update(revoke.Record{Serial: c.Serial, Status: revoke.Good, NotAfter: c.NotAfter})
+// Issued is enrolment's Notifier (enrol.Config.Notify): a new certificate
+// is answered "good" by the OCSP responder at once (SyncResponder catches
+// up if this fails). It needs only the responder, so that enrolment, which
+// issues the publisher's own credentials, is built before the Publisher.
+type Issued struct{ Responder *responder.Responder }
+
+// Issued tells the responder of c.
+func (i Issued) Issued(_ context.Context, c *enrol.Certificate) error {
+	return i.Responder.Update(responder.Record{Serial: c.Serial, Status: ocsp.Good, NotAfter: c.NotAfter})
+}
+
+// ocspRecord is a certificate's status as the responder states it: a
+// suspension is a revocation for certificateHold (as on the CRL), the one
+// the responder lets a later status replace.
+func ocspRecord(r revoke.Record) responder.Record {
+	o := responder.Record{Serial: r.Serial, Status: ocsp.Good, NotAfter: r.NotAfter, Seq: r.Seq}
+	switch r.Status {
+	case revoke.Good:
+	case revoke.OnHold:
+		o.Status, o.Reason, o.RevokedAt = ocsp.Revoked, ocsp.CertificateHold, r.EffectiveAt
+	case revoke.Revoked:
+		o.Status, o.Reason, o.RevokedAt = ocsp.Revoked, int(r.Reason), r.EffectiveAt
+	default:
+		o.Status = ocsp.Unknown
+	}
+	return o
 }
 
 // GenerateCRL makes, records and starts serving a new CRL of every live

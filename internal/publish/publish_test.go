@@ -86,14 +86,21 @@ func TestPublishing(t *testing.T) {
 	}
 
 	// OCSP knows every live certificate after Start.
-	for c, want := range map[*x509.Certificate]int{good: ocsp.Good, revoked: ocsp.Revoked, held: ocsp.Revoked} {
+	// A hold is a revocation for certificateHold, as on the CRL.
+	ocspStatus := func(c *x509.Certificate) *ocsp.Response {
+		t.Helper()
 		req, _ := ocsp.CreateRequest(c, pp.Intermediate, nil)
 		r, err := ocsp.ParseResponse(resp.Respond(req).DER, pp.Intermediate)
-		if err != nil || r.Status != want {
-			t.Fatalf("OCSP for %x: %v %v, want %d", c.SerialNumber, r, err, want)
+		if err != nil {
+			t.Fatalf("OCSP for %x: %v", c.SerialNumber, err)
+		}
+		return r
+	}
+	for c, want := range map[*x509.Certificate][2]int{good: {ocsp.Good, 0}, revoked: {ocsp.Revoked, ocsp.KeyCompromise}, held: {ocsp.Revoked, ocsp.CertificateHold}} {
+		if r := ocspStatus(c); r.Status != want[0] || r.RevocationReason != want[1] {
+			t.Fatalf("OCSP for %x: status %d reason %d, want %v", c.SerialNumber, r.Status, r.RevocationReason, want)
 		}
 	}
-
 	// A status change is in OCSP at once, and in the CRL and the bundle
 	// whoever fetches them next: made anew first if the background
 	// regeneration (racing here) has not made it yet.
@@ -145,6 +152,19 @@ func TestPublishing(t *testing.T) {
 	res.Body.Close()
 	if res.Header.Get("Content-Type") != "application/pkix-crl" || res.Header.Get("Cache-Control") == "" || string(der) != string(pub.CRL().DER) {
 		t.Fatalf("CRL over HTTP: %s %s", res.Header.Get("Content-Type"), res.Header.Get("Cache-Control"))
+	}
+
+	// A hold, unlike a revocation, may be released: OCSP says good again.
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: held.SerialNumber, Status: revoke.Good, Reason: revoke.RemoveFromCRL, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.OnHold); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.CertificateStatus(ctx, held.SerialNumber); err != nil {
+		t.Fatal(err)
+	} else if err := pub.StatusChanged(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if r := ocspStatus(held); r.Status != ocsp.Good {
+		t.Fatalf("OCSP for a released hold: status %d", r.Status)
 	}
 }
 

@@ -95,8 +95,18 @@ func duplicateSubject(err error) error {
 	return errs.Wrap(errs.Unavailable, err, "writing the registry")
 }
 
-// Create registers sub (validated by the caller) at version 1.
+// Create registers sub at version 1. sub is normalised and MUST be valid
+// (Validate) and new (no Version); a refusal is audited and registers
+// nothing.
 func (s *Service) Create(ctx context.Context, officer string, sub *Subject) (*Subject, error) {
+	sub.Normalize()
+	err := sub.Validate()
+	if err == nil && sub.Version != 0 {
+		err = errs.FieldError(errs.Invalid, "version", "must be absent when creating a subject")
+	}
+	if err != nil {
+		return nil, s.record(ctx, officer, "subject.create", "subject:new", err, map[string]string{"kind": string(sub.Kind)})
+	}
 	now := s.cfg.Now().UTC()
 	sub.ID, sub.CreatedAt, sub.UpdatedAt = newID("sub_"), now, now
 	if err := s.cfg.Store.CreateSubject(ctx, sub, officer); err != nil {
@@ -120,7 +130,8 @@ func (s *Service) subject(ctx context.Context, id string) (*Subject, error) {
 }
 
 // Update replaces subject id, as of baseVersion (the version the officer
-// edited), with next (validated by the caller). An update that only
+// edited), with next, which is normalised and MUST be valid and of the same
+// kind (a refusal is audited and changes nothing). An update that only
 // restricts the licence is applied at once and the subject returned; any
 // other is entered as a Change for a second officer and returned instead.
 // One mixing both is refused: the restriction would otherwise wait.
@@ -132,9 +143,16 @@ func (s *Service) Update(ctx context.Context, officer, id string, next *Subject,
 		return nil, nil, s.record(ctx, officer, action, object, err, nil)
 	}
 	var restricting, others []string
-	switch {
-	case next.Kind != cur.Kind:
+	next.Normalize()
+	// The kind first: the fields the other kind would need are not the
+	// error.
+	if next.Kind != cur.Kind {
 		err = errs.FieldError(errs.Invalid, "kind", "cannot change from %s", cur.Kind)
+	} else {
+		err = next.Validate()
+	}
+	switch {
+	case err != nil:
 	case baseVersion == 0:
 		err = errs.FieldError(errs.Invalid, "version", "the version you edited is required")
 	case baseVersion != cur.Version:

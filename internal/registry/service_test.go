@@ -321,3 +321,104 @@ type quorumKept struct{}
 func (quorumKept) WithOfficerQuorum(_ context.Context, _ string, apply func() error) error {
 	return apply()
 }
+
+// TestRefusals: the service, not its callers, holds a subject to the
+// registry's rules. An entry that is not valid, a new one that claims a
+// version, an update to another kind or to an invalid entry, and an update
+// of a subject that does not exist are each refused with their code,
+// change nothing and are audited as refused.
+func TestRefusals(t *testing.T) {
+	stores(t, func(t *testing.T, h *harness) {
+		refusedAudits := func(action, object string) int {
+			t.Helper()
+			events, err := h.db.ListAudit(ctx, store.AuditFilter{Action: action, Object: object})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, e := range events {
+				if e.Outcome == audit.Refused {
+					n++
+				}
+			}
+			return n
+		}
+		subjects := func() int {
+			t.Helper()
+			list, err := h.db.ListSubjects(ctx, store.SubjectFilter{Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(list)
+		}
+		for _, c := range []struct {
+			name  string
+			mod   func(s *registry.Subject)
+			field string
+			code  errs.Code
+		}{
+			{"no name", func(s *registry.Subject) { s.Name = "  " }, "name", errs.Invalid},
+			{"bad national id", func(s *registry.Subject) { s.NationalID = "0499370898" }, "national_id", errs.InvalidNID},
+			{"unknown kind", func(s *registry.Subject) { s.Kind = "doctor" }, "kind", errs.Invalid},
+			{"a version", func(s *registry.Subject) { s.Version = 3 }, "version", errs.Invalid},
+		} {
+			t.Run("create: "+c.name, func(t *testing.T) {
+				s := testpki.Subject(pki.RolePractitioner, "", h.clock.Now())
+				s.CouncilNumber, s.NationalID = "MC-"+randHex(3), testpki.NationalID()
+				c.mod(s)
+				before, audited := subjects(), refusedAudits("subject.create", "subject:new")
+				_, err := h.svc.Create(ctx, h.alice, s)
+				wantCode(t, err, c.code)
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Field != c.field {
+					t.Fatalf("refused %v, want the field %s named", err, c.field)
+				}
+				if n := subjects(); n != before {
+					t.Fatalf("%d subjects after the refusal, %d before", n, before)
+				}
+				if n := refusedAudits("subject.create", "subject:new"); n != audited+1 {
+					t.Fatalf("%d refusals audited, want %d", n, audited+1)
+				}
+			})
+		}
+		for _, c := range []struct {
+			name  string
+			mod   func(s *registry.Subject)
+			field string
+			code  errs.Code
+		}{
+			{"to another kind", func(s *registry.Subject) { s.Kind, s.NationalID = pki.RolePharmacy, "" }, "kind", errs.Invalid},
+			{"no name", func(s *registry.Subject) { s.Name = "" }, "name", errs.Invalid},
+			{"bad national id", func(s *registry.Subject) { s.NationalID = "0499370898" }, "national_id", errs.InvalidNID},
+			{"licence ends before it starts", func(s *registry.Subject) { s.LicenceValidUntil = s.LicenceValidFrom.Add(-time.Hour) }, "licence_valid_until", errs.Invalid},
+		} {
+			t.Run("update: "+c.name, func(t *testing.T) {
+				s := h.dentist(t)
+				next := *s
+				c.mod(&next)
+				object := "subject:" + s.ID
+				audited := refusedAudits("subject.update", object)
+				_, change, err := h.svc.Update(ctx, h.alice, s.ID, &next, s.Version)
+				wantCode(t, err, c.code)
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Field != c.field || change != nil {
+					t.Fatalf("refused %v (change %v), want the field %s named and no change", err, change, c.field)
+				}
+				if got, err := h.db.GetSubject(ctx, s.ID); err != nil || got.Version != s.Version || got.Name != s.Name || got.NationalID != s.NationalID {
+					t.Fatalf("the subject changed: %+v %v", got, err)
+				}
+				if n := refusedAudits("subject.update", object); n != audited+1 {
+					t.Fatalf("%d refusals audited, want %d", n, audited+1)
+				}
+			})
+		}
+		t.Run("update: no such subject", func(t *testing.T) {
+			next := testpki.Subject(pki.RolePractitioner, "", h.clock.Now())
+			_, _, err := h.svc.Update(ctx, h.alice, "sub_nobody", next, 1)
+			wantCode(t, err, errs.NotFound)
+			if n := refusedAudits("subject.update", "subject:sub_nobody"); n != 1 {
+				t.Fatalf("%d refusals audited, want 1", n)
+			}
+		})
+	})
+}

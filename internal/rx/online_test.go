@@ -16,9 +16,9 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
-	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"golang.org/x/crypto/ocsp"
 )
 
 // toServer sends every request, whatever its URL, to one test server: the
@@ -47,7 +47,7 @@ func TestVerifyOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	signer := f.chain[0].SerialNumber
-	if err := r.Update(revoke.Record{Serial: signer, Status: revoke.Good, Seq: 1}); err != nil {
+	if err := r.Update(responder.Record{Serial: signer, Status: ocsp.Good, Seq: 1}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(r.Handler("/ocsp"))
@@ -87,7 +87,7 @@ func TestVerifyOnline(t *testing.T) {
 	_, err = stale.Verify(ctx, tok, rx.KindPrescription)
 	wantCode(t, err, errs.RevocationUnknown)
 
-	if err := r.Update(revoke.Record{Serial: signer, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: time.Now(), Seq: 2}); err != nil {
+	if err := r.Update(responder.Record{Serial: signer, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: time.Now(), Seq: 2}); err != nil {
 		t.Fatal(err)
 	}
 	advance(recheck - time.Second)

@@ -55,6 +55,7 @@ func licenceDay(field, v string) (time.Time, error) {
 	return d, nil
 }
 
+// subject is the input as a registry entry; the registry validates it.
 func (in subjectInput) subject() (*registry.Subject, error) {
 	first, err := licenceDay("licence_valid_from", in.LicenceValidFrom)
 	if err != nil {
@@ -65,19 +66,14 @@ func (in subjectInput) subject() (*registry.Subject, error) {
 		return nil, err
 	}
 	from, until := registry.LicencePeriod(first, last)
-	s := &registry.Subject{
+	return &registry.Subject{
 		Kind: registry.Kind(in.Kind), Name: in.Name, NationalID: in.NationalID, CouncilNumber: in.CouncilNumber,
 		Profession: registry.Profession(in.Profession), Specialty: in.Specialty, LicenceNumber: in.LicenceNumber,
 		CentreType: registry.CentreType(in.CentreType), Province: in.Province, ResponsibleName: in.ResponsibleName,
 		ResponsibleCouncilNumber: in.ResponsibleCouncilNumber, Organization: in.Organization,
 		DNSNames: append([]string(nil), in.DNSNames...), LicenceValidFrom: from, LicenceValidUntil: until,
-		LicenceStatus: registry.LicenceStatus(in.LicenceStatus),
-	}
-	s.Normalize()
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return s, nil
+		LicenceStatus: registry.LicenceStatus(in.LicenceStatus), Version: in.Version,
+	}, nil
 }
 
 // record audits an officer action; a failed write fails the request.
@@ -104,6 +100,8 @@ func decodeOptional(r *http.Request, v any) error {
 	return err
 }
 
+// createSubject decodes a new registry entry; the registry validates,
+// audits and stores it.
 func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 	var in subjectInput
 	if err := httpedge.Decode(r, &in); err != nil {
@@ -111,9 +109,6 @@ func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, err := in.subject()
-	if err == nil && in.Version != 0 {
-		err = errs.FieldError(errs.Invalid, "version", "must be absent when creating a subject")
-	}
 	if err != nil {
 		a.fail(w, r, a.record(r, "subject.create", "subject:new", err, map[string]string{"kind": in.Kind}))
 		return
@@ -126,32 +121,19 @@ func (a *API) createSubject(w http.ResponseWriter, r *http.Request) {
 	problem.JSON(w, http.StatusCreated, s)
 }
 
-// updateSubject applies an update that only restricts the licence (200,
-// the subject) and enters any other as a registry change for a second
-// officer (202, the change).
+// updateSubject decodes an update; the registry applies one that only
+// restricts the licence (200, the subject) and enters any other as a
+// registry change for a second officer (202, the change).
 func (a *API) updateSubject(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	object := "subject:" + id
 	var in subjectInput
-	if err := httpedge.Decode(r, &in); err != nil {
-		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
-		return
-	}
-	// The kind cannot change: say so rather than report the fields the
-	// other kind would need.
-	cur, err := a.store.GetSubject(r.Context(), id)
-	if err != nil {
-		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
-		return
-	}
+	err := httpedge.Decode(r, &in)
 	var next *registry.Subject
-	if registry.Kind(in.Kind) != cur.Kind {
-		err = errs.FieldError(errs.Invalid, "kind", "cannot change from %s", cur.Kind)
-	} else {
+	if err == nil {
 		next, err = in.subject()
 	}
 	if err != nil {
-		a.fail(w, r, a.record(r, "subject.update", object, err, nil))
+		a.fail(w, r, a.record(r, "subject.update", "subject:"+id, err, nil))
 		return
 	}
 	s, c, err := a.cfg.Registry.Update(r.Context(), officerFrom(r.Context()), id, next, in.Version)

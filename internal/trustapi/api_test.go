@@ -99,7 +99,7 @@ func newEnvLogged(t *testing.T, logs io.Writer) *env {
 	if err := e.pub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	enrolCfg.Notify = e.pub
+	enrolCfg.Notify = publish.Issued{Responder: resp}
 	if e.svc, err = enrol.New(enrolCfg); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -357,5 +358,36 @@ func TestRenewCredentials(t *testing.T) {
 	bundle1, _ := latest(trustd.PurposeBundle)
 	if bundle1 == bundle0 || bundleSigner() != bundle1 {
 		t.Fatalf("bundle credential %s (was %s); the bundle is signed by %s", bundle1, bundle0, bundleSigner())
+	}
+
+	// The renewed certificate is answered "good" by OCSP at once, not
+	// after the publisher's next sync: renewal issues through the one
+	// enrolment service, which tells the responder of every certificate.
+	cred, err := svc.Store().LatestServiceCredential(ctx, trustd.PurposeBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certRec, err := svc.Store().CertificateBySerial(ctx, cred.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := x509.ParseCertificate(certRec.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	officer, err := pemutil.ReadCertificateBundle(res.Officers[0].CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewedReq, err := ocsp.CreateRequest(renewed, officer[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ocsp.ParseResponseForCert(svc.Responder().Respond(renewedReq).DER, renewed, officer[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != ocsp.Good {
+		t.Fatalf("OCSP for the renewed bundle certificate: status %d, want good (%d)", r.Status, ocsp.Good)
 	}
 }

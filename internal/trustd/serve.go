@@ -153,15 +153,19 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	// Refused anonymous requests: one summary per minute and reason.
 	refusals := audit.NewTally(rec, d.Log, d.Now, time.Minute)
 	urls := profile.URLs{CRL: cfg.URLs.CRL, OCSP: cfg.URLs.OCSP, Issuer: cfg.URLs.Issuer}
-	enrolCfg := enrol.Config{Notify: enrol.NoNotify{}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
-		RequestLifetime: cfg.Enrolment.Lifetime()}
-	// trustd's own credentials are issued without the OCSP hook (their
-	// responder is the thing being set up); the periodic sync covers them.
-	credSvc, err := enrol.New(enrolCfg)
+	// The responder first, without its credential (it answers tryLater
+	// until it has one): enrolment tells it of every certificate issued,
+	// trustd's own credentials among them, and the publisher feeds it.
+	resp, err := responder.New(responder.Config{Issuer: inters[0], Validity: cfg.Status.OCSPValidity.or(4 * time.Hour), Now: d.Now, Log: d.Log})
 	if err != nil {
 		return nil, err
 	}
-	creds := &credentials{db: db, keys: d.Keys, svc: credSvc, subject: cfg.Status.ServiceSubject, audit: rec, now: d.Now, log: d.Log}
+	svc, err := enrol.New(enrol.Config{Notify: publish.Issued{Responder: resp}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
+		RequestLifetime: cfg.Enrolment.Lifetime()})
+	if err != nil {
+		return nil, err
+	}
+	creds := &credentials{db: db, keys: d.Keys, svc: svc, subject: cfg.Status.ServiceSubject, audit: rec, now: d.Now, log: d.Log}
 	ocspTpl, err := keyTemplate(cfg.Status.OCSPKey, cfg.CA.IntermediateKey, "ocsp-responder")
 	if err != nil {
 		return nil, err
@@ -175,15 +179,11 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.chain[0], Key: ocspCred.key}); err != nil {
+		return nil, err
+	}
 	bundleCred, _, err := creds.ensure(ctx, PurposeBundle, bundleTpl, renew, inters[0])
 	if err != nil {
-		return nil, err
-	}
-	resp, err := responder.New(responder.Config{Issuer: inters[0], Validity: cfg.Status.OCSPValidity.or(4 * time.Hour), Now: d.Now, Log: d.Log})
-	if err != nil {
-		return nil, err
-	}
-	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.chain[0], Key: ocspCred.key}); err != nil {
 		return nil, err
 	}
 	pub, err := publish.New(publish.Config{
@@ -197,11 +197,6 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	}
 	if err := pub.Start(ctx); err != nil {
 		return nil, fmt.Errorf("publishing status: %w", err)
-	}
-	enrolCfg.Notify = pub
-	svc, err := enrol.New(enrolCfg)
-	if err != nil {
-		return nil, err
 	}
 	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Refusals: refusals, Publisher: pub, Log: d.Log, Now: d.Now})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/problem"
 )
 
 // Type is the typ of a Request.
@@ -102,10 +104,15 @@ func Parse(token string) (*Signed, error) {
 		return nil, bad("not a compact JWS with an accepted algorithm (%v)", Algorithms)
 	}
 	s := &Signed{jws: jws}
-	dec := json.NewDecoder(bytes.NewReader(jws.UnsafePayloadWithoutVerification()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s.Request); err != nil {
-		return nil, bad("payload is not a revocation request: %v", err)
+	// As strictly as trustd's other JSON input: no unknown or duplicate
+	// members, names as spelled, nothing after the value; an error names
+	// its line and column.
+	if err := problem.Unmarshal(jws.UnsafePayloadWithoutVerification(), &s.Request); err != nil {
+		detail := err.Error()
+		if e := new(errs.Error); errors.As(err, &e) {
+			detail = e.Detail
+		}
+		return nil, bad("payload is not a revocation request: %s", detail)
 	}
 	return s, nil
 }

@@ -71,6 +71,9 @@ func TestParseRefuses(t *testing.T) {
 		{"line break in the signature", parts[0] + "." + parts[1] + "." + parts[2][:10] + "\n" + parts[2][10:]},
 		{"padded payload", parts[0] + "." + parts[1] + "=." + parts[2]},
 		{"unknown field", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"v":1,"extra":true}`)) + "." + parts[2]},
+		{"duplicate member", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"v":1,"serial":"01","serial":"02"}`)) + "." + parts[2]},
+		{"member spelled otherwise", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"v":1,"Serial":"01"}`)) + "." + parts[2]},
+		{"data after the value", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"v":1} {"v":2}`)) + "." + parts[2]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := holder.Parse(tc.token)

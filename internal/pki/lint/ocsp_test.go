@@ -17,7 +17,6 @@ import (
 
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/responder"
-	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -63,7 +62,7 @@ func TestOCSPResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	other2 := p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_b", time.Now()), key)
-	if err := r.Update(revoke.Record{Serial: other2.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: time.Now().Add(-time.Hour)}); err != nil {
+	if err := r.Update(responder.Record{Serial: other2.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: time.Now().Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	var list []asn1.RawValue

@@ -24,7 +24,6 @@ import (
 
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/responder"
-	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -51,17 +50,17 @@ func BenchmarkOCSPOverHTTP(b *testing.B) {
 	for i := range reqs {
 		serial := new(big.Int).SetUint64(mrand.Uint64() | 1<<62)
 		tpl := &x509.Certificate{SerialNumber: serial}
-		st := revoke.Good
+		st := ocsp.Good
 		if i%10 == 0 {
-			st = revoke.Revoked
+			st = ocsp.Revoked
 		}
-		r.Track(revoke.Record{Serial: serial, Status: st, Reason: revoke.Superseded, EffectiveAt: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
+		r.Track(responder.Record{Serial: serial, Status: st, Reason: ocsp.Superseded, RevokedAt: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
 		reqs[i], err = ocsp.CreateRequest(tpl, p.Intermediate, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		flag, extra := "V", ""
-		if st == revoke.Revoked {
+		if st == ocsp.Revoked {
 			flag, extra = "R", time.Now().Add(-time.Hour).UTC().Format("060102150405Z")+",superseded"
 		}
 		fmt.Fprintf(&index, "%s\t%s\t%s\t%X\tunknown\t/CN=leaf%d\n", flag, time.Now().Add(24*time.Hour).UTC().Format("060102150405Z"), extra, serial, i)

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/nuskha/nuskha/internal/pki/responder"
-	"github.com/nuskha/nuskha/internal/revoke"
 )
 
 func post(t *testing.T, url string, req []byte) []byte {
@@ -131,7 +130,7 @@ func multiRequest(t testing.TB, issuer *x509.Certificate, h crypto.Hash, certs .
 func TestEveryCertIDIsAnswered(t *testing.T) {
 	f := setup(t, 1000)
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
-	if err := f.r.Update(revoke.Record{Serial: f.revoked.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: at}); err != nil {
+	if err := f.r.Update(responder.Record{Serial: f.revoked.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	stranger := f.stranger()

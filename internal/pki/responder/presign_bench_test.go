@@ -13,9 +13,9 @@ import (
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/responder"
-	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"golang.org/x/crypto/ocsp"
 )
 
 // BenchmarkPresign is a sync's signing: every live certificate's
@@ -45,7 +45,7 @@ func BenchmarkPresign(b *testing.B) {
 					b.Fatal(err)
 				}
 				for i := 0; i < n; i++ {
-					r.Track(revoke.Record{Serial: big.NewInt(int64(i + 1)), Status: revoke.Good, NotAfter: time.Now().Add(time.Hour)})
+					r.Track(responder.Record{Serial: big.NewInt(int64(i + 1)), Status: ocsp.Good, NotAfter: time.Now().Add(time.Hour)})
 				}
 				signed := 0
 				b.ResetTimer()

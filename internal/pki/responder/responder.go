@@ -33,9 +33,33 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 	"golang.org/x/time/rate"
-
-	"github.com/nuskha/nuskha/internal/revoke"
 )
+
+// Record is a certificate's status in OCSP's terms (RFC 6960): good, or
+// revoked at RevokedAt for an RFC 5280 reason. A suspension is a
+// revocation for certificateHold, the one revocation that may be undone.
+// The responder declares it, rather than take the revocation service's
+// records, so that it depends only on what it answers.
+type Record struct {
+	Serial *big.Int
+	// Status is ocsp.Good or ocsp.Revoked (ocsp.Unknown is the
+	// responder's own answer for a serial it does not hold).
+	Status int
+	// Reason (ocsp.KeyCompromise, …, ocsp.CertificateHold) and RevokedAt
+	// are a revocation's.
+	Reason    int
+	RevokedAt time.Time
+	// NotAfter is the certificate's: an expired certificate's entry is
+	// dropped a day after it.
+	NotAfter time.Time
+	// Seq orders the status changes of one certificate (0: never changed):
+	// a record with a lower Seq than the one held is stale and ignored.
+	Seq int64
+}
+
+// final says whether the status can never change again: a revocation for
+// any reason but certificateHold.
+func (r Record) final() bool { return r.Status == ocsp.Revoked && r.Reason != ocsp.CertificateHold }
 
 // Credential is the delegated responder certificate and its key.
 type Credential struct {
@@ -77,7 +101,7 @@ type Responder struct {
 }
 
 type entry struct {
-	rec  revoke.Record
+	rec  Record
 	resp map[crypto.Hash]*signed
 }
 
@@ -185,11 +209,11 @@ func key(serial *big.Int) string { return string(serial.Bytes()) }
 // status only moves to a later status event (records can arrive out of
 // order: a periodic sync's snapshot after a revocation's own update), and
 // a revocation is final.
-func supersedes(old *entry, rec revoke.Record) bool {
+func supersedes(old *entry, rec Record) bool {
 	switch {
 	case old == nil:
 		return true
-	case old.rec.Status == revoke.Revoked:
+	case old.rec.final():
 		return false
 	case rec.Seq < old.rec.Seq:
 		return false
@@ -201,8 +225,10 @@ func supersedes(old *entry, rec revoke.Record) bool {
 // that a revocation is visible to the next request. The old responses are
 // dropped before signing: if signing fails, requests get tryLater (or an
 // answer signed on demand), never the stale answer. A record older than
-// the one held is ignored.
-func (r *Responder) Update(rec revoke.Record) error {
+// the one held is ignored. Before the responder has a credential it only
+// records the status, as Track does: every request is answered tryLater
+// until then, and the Refresh that follows SetCredential signs it.
+func (r *Responder) Update(rec Record) error {
 	k := key(rec.Serial)
 	r.mu.Lock()
 	if old := r.entries[k]; !supersedes(old, rec) {
@@ -216,6 +242,9 @@ func (r *Responder) Update(rec revoke.Record) error {
 	r.entries[k] = &entry{rec: rec, resp: map[crypto.Hash]*signed{}}
 	delete(r.unknown, k)
 	r.mu.Unlock()
+	if r.cred.Load() == nil {
+		return nil
+	}
 	for _, h := range hashes {
 		s, err := r.sign([]item{{rec, h}}, nil)
 		if err != nil {
@@ -228,7 +257,7 @@ func (r *Responder) Update(rec revoke.Record) error {
 
 // Track records a certificate's status without signing; Refresh signs what
 // is missing. A changed status drops the old responses at once.
-func (r *Responder) Track(rec revoke.Record) {
+func (r *Responder) Track(rec Record) {
 	k := key(rec.Serial)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -244,12 +273,12 @@ func (r *Responder) Track(rec revoke.Record) {
 	delete(r.unknown, k)
 }
 
-func sameStatus(a, b revoke.Record) bool {
-	return a.Seq == b.Seq && a.Status == b.Status && a.Reason == b.Reason && a.EffectiveAt.Equal(b.EffectiveAt)
+func sameStatus(a, b Record) bool {
+	return a.Seq == b.Seq && a.Status == b.Status && a.Reason == b.Reason && a.RevokedAt.Equal(b.RevokedAt)
 }
 
 // current says whether the responder still holds rec as k's status.
-func (r *Responder) current(k string, rec revoke.Record) bool {
+func (r *Responder) current(k string, rec Record) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e, ok := r.entries[k]
@@ -257,7 +286,7 @@ func (r *Responder) current(k string, rec revoke.Record) bool {
 }
 
 // store caches s if the entry still has the status it was signed for.
-func (r *Responder) store(k string, rec revoke.Record, h crypto.Hash, s *signed) {
+func (r *Responder) store(k string, rec Record, h crypto.Hash, s *signed) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e, ok := r.entries[k]; ok && sameStatus(e.rec, rec) {
@@ -273,7 +302,7 @@ func (r *Responder) Refresh() (int, error) {
 	now := r.cfg.Now()
 	type job struct {
 		k   string
-		rec revoke.Record
+		rec Record
 		h   crypto.Hash
 	}
 	var jobs []job
@@ -330,7 +359,7 @@ func (r *Responder) Len() int {
 // item is one certificate's status to put in a response, for a CertID
 // hashed with h.
 type item struct {
-	rec revoke.Record
+	rec Record
 	h   crypto.Hash
 }
 
@@ -346,10 +375,10 @@ func (r *Responder) sign(items []item, nonce *pkix.Extension) (*signed, error) {
 	for i, it := range items {
 		tpl := ocsp.Response{SerialNumber: it.rec.Serial, IssuerHash: it.h, ThisUpdate: now, NextUpdate: now.Add(r.cfg.Validity)}
 		switch it.rec.Status {
-		case revoke.Good:
+		case ocsp.Good:
 			tpl.Status = ocsp.Good
-		case revoke.Revoked, revoke.OnHold:
-			tpl.Status, tpl.RevokedAt, tpl.RevocationReason = ocsp.Revoked, it.rec.EffectiveAt, int(it.rec.Reason)
+		case ocsp.Revoked:
+			tpl.Status, tpl.RevokedAt, tpl.RevocationReason = ocsp.Revoked, it.rec.RevokedAt, it.rec.Reason
 		default:
 			tpl.Status = ocsp.Unknown
 		}
@@ -426,7 +455,7 @@ func (r *Responder) Respond(reqDER []byte) Answer {
 		if e, ok := r.entries[a.k]; ok {
 			a.known, a.item.rec, a.cached = true, e.rec, e.resp[q.hash]
 		} else {
-			a.item.rec, a.cached = revoke.Record{Serial: q.serial, Status: "unknown"}, r.unknown[a.k]
+			a.item.rec, a.cached = Record{Serial: q.serial, Status: ocsp.Unknown}, r.unknown[a.k]
 			budget = r.unknownBudget
 		}
 		as[i] = a

@@ -25,7 +25,6 @@ import (
 
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/responder"
-	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -64,7 +63,7 @@ func setupClock(t *testing.T, perSecond float64, now func() time.Time) *fixture 
 		revoked: p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_b", time.Now()), newKey()),
 	}
 	for _, c := range []*x509.Certificate{f.leaf, f.revoked} {
-		if err := r.Update(revoke.Record{Serial: c.SerialNumber, Status: revoke.Good, NotAfter: c.NotAfter}); err != nil {
+		if err := r.Update(responder.Record{Serial: c.SerialNumber, Status: ocsp.Good, NotAfter: c.NotAfter}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,7 +97,7 @@ func TestStatuses(t *testing.T) {
 		}
 	}
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
-	if err := f.r.Update(revoke.Record{Serial: f.revoked.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: at}); err != nil {
+	if err := f.r.Update(responder.Record{Serial: f.revoked.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
@@ -107,7 +106,7 @@ func TestStatuses(t *testing.T) {
 			t.Fatalf("%v: revoked certificate answered %d reason %d at %s", h, got.Status, got.RevocationReason, got.RevokedAt)
 		}
 	}
-	if err := f.r.Update(revoke.Record{Serial: f.leaf.SerialNumber, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: at}); err != nil {
+	if err := f.r.Update(responder.Record{Serial: f.leaf.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.CertificateHold, RevokedAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.ask(t, f.leaf, crypto.SHA1); got.Status != ocsp.Revoked || got.RevocationReason != ocsp.CertificateHold {
@@ -294,7 +293,7 @@ func TestFailedResigningNeverServesTheOldAnswer(t *testing.T) {
 	if err := f.r.SetCredential(responder.Credential{Cert: respCert, Key: failingKey{key}}); err != nil {
 		t.Fatal(err)
 	}
-	err := f.r.Update(revoke.Record{Serial: f.leaf.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: time.Now()})
+	err := f.r.Update(responder.Record{Serial: f.leaf.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: time.Now()})
 	if err == nil {
 		t.Fatal("signing with a failing key succeeded")
 	}
@@ -326,7 +325,7 @@ func TestRefreshResignsBeforeExpiry(t *testing.T) {
 	key := newKey()
 	r.SetCredential(responder.Credential{Cert: p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", now), key), Key: key})
 	leaf := p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", now), newKey())
-	r.Update(revoke.Record{Serial: leaf.SerialNumber, Status: revoke.Good, NotAfter: leaf.NotAfter})
+	r.Update(responder.Record{Serial: leaf.SerialNumber, Status: ocsp.Good, NotAfter: leaf.NotAfter})
 	if n, err := r.Refresh(); err != nil || n != 0 {
 		t.Fatalf("fresh responses re-signed: %d %v", n, err)
 	}
@@ -379,7 +378,7 @@ func FuzzRespond(f *testing.F) {
 	key := newKey()
 	r.SetCredential(responder.Credential{Cert: p.Issue(f, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), key), Key: key})
 	leaf := p.Issue(f, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", time.Now()), newKey())
-	r.Update(revoke.Record{Serial: leaf.SerialNumber, Status: revoke.Good})
+	r.Update(responder.Record{Serial: leaf.SerialNumber, Status: ocsp.Good})
 	good, _ := ocsp.CreateRequest(leaf, p.Intermediate, nil)
 	f.Add(good)
 	f.Add([]byte{0x30, 0x00})
@@ -463,18 +462,18 @@ func TestStatusOnlyMovesForward(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: at, Seq: 3}))
-	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.Good, Seq: 4}))
-	f.r.Track(revoke.Record{Serial: serial, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: at, Seq: 3}) // stale snapshot
+	must(f.r.Update(responder.Record{Serial: serial, Status: ocsp.Revoked, Reason: ocsp.CertificateHold, RevokedAt: at, Seq: 3}))
+	must(f.r.Update(responder.Record{Serial: serial, Status: ocsp.Good, Seq: 4}))
+	f.r.Track(responder.Record{Serial: serial, Status: ocsp.Revoked, Reason: ocsp.CertificateHold, RevokedAt: at, Seq: 3}) // stale snapshot
 	if _, err := f.r.Refresh(); err != nil {
 		t.Fatal(err)
 	}
 	if status() != ocsp.Good {
 		t.Fatal("a stale snapshot put the released certificate back on hold")
 	}
-	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: at, Seq: 7}))
-	f.r.Track(revoke.Record{Serial: serial, Status: revoke.Good, Seq: 4}) // stale snapshot
-	must(f.r.Update(revoke.Record{Serial: serial, Status: revoke.Good, Seq: 9}))
+	must(f.r.Update(responder.Record{Serial: serial, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: at, Seq: 7}))
+	f.r.Track(responder.Record{Serial: serial, Status: ocsp.Good, Seq: 4}) // stale snapshot
+	must(f.r.Update(responder.Record{Serial: serial, Status: ocsp.Good, Seq: 9}))
 	if _, err := f.r.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -495,9 +494,9 @@ func TestEveryResponseLintsClean(t *testing.T) {
 	held := f.p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_h", time.Now()), newKey())
 	stranger := f.p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_x", time.Now()), newKey())
 	revokedAt := at.Add(-time.Hour).Truncate(time.Second)
-	for _, rec := range []revoke.Record{
-		{Serial: f.revoked.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: revokedAt},
-		{Serial: held.SerialNumber, Status: revoke.OnHold, Reason: revoke.CertificateHold, EffectiveAt: revokedAt},
+	for _, rec := range []responder.Record{
+		{Serial: f.revoked.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: revokedAt},
+		{Serial: held.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.CertificateHold, RevokedAt: revokedAt},
 	} {
 		if err := f.r.Update(rec); err != nil {
 			t.Fatal(err)
@@ -603,5 +602,36 @@ func TestEveryResponseLintsClean(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestUpdateBeforeCredential: before the responder has its credential (as
+// when trustd issues the responder's own certificate) an update records
+// the status without failing; requests get tryLater until the credential
+// is set, and the Refresh after it signs what was recorded.
+func TestUpdateBeforeCredential(t *testing.T) {
+	p := testpki.New(t, nil, time.Now)
+	r, err := responder.New(responder.Config{Issuer: p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := p.Issue(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_a", time.Now()), newKey())
+	if err := r.Update(responder.Record{Serial: leaf.SerialNumber, Status: ocsp.Good, NotAfter: leaf.NotAfter}); err != nil {
+		t.Fatalf("an update before the credential: %v", err)
+	}
+	_, err = ocsp.ParseResponse(r.Respond(request(t, leaf, p.Intermediate, crypto.SHA256)).DER, p.Intermediate)
+	if re, ok := err.(ocsp.ResponseError); !ok || re.Status != ocsp.TryLater {
+		t.Fatalf("without a credential: %v, want tryLater", err)
+	}
+	respKey := newKey()
+	if err := r.SetCredential(responder.Credential{Cert: p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_ocsp", time.Now()), respKey), Key: respKey}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Refresh(); err != nil || n != len(responder.Hashes()) {
+		t.Fatalf("Refresh signed %d (%v), want %d", n, err, len(responder.Hashes()))
+	}
+	got, err := ocsp.ParseResponseForCert(r.Respond(request(t, leaf, p.Intermediate, crypto.SHA256)).DER, leaf, p.Intermediate)
+	if err != nil || got.Status != ocsp.Good {
+		t.Fatalf("after the credential: %v %v", got, err)
 	}
 }

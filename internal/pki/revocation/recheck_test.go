@@ -20,6 +20,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"golang.org/x/crypto/ocsp"
 )
 
 // clock is a checker's injected time, moved by the test.
@@ -97,12 +98,12 @@ func (s *ocspServer) point(t *testing.T, cert *x509.Certificate, status revoke.S
 
 func (s *ocspServer) set(t *testing.T, cert *x509.Certificate, status revoke.Status, seq int64) {
 	t.Helper()
-	rec := revoke.Record{Serial: cert.SerialNumber, Status: status, EffectiveAt: time.Now().Add(-time.Second), Seq: seq}
+	rec := responder.Record{Serial: cert.SerialNumber, Seq: seq}
 	switch status {
 	case revoke.Revoked:
-		rec.Reason = revoke.KeyCompromise
+		rec.Status, rec.Reason, rec.RevokedAt = ocsp.Revoked, ocsp.KeyCompromise, time.Now().Add(-time.Second)
 	case revoke.OnHold:
-		rec.Reason = revoke.CertificateHold
+		rec.Status, rec.Reason, rec.RevokedAt = ocsp.Revoked, ocsp.CertificateHold, time.Now().Add(-time.Second)
 	}
 	if err := s.r.Update(rec); err != nil {
 		t.Fatal(err)

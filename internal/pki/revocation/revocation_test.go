@@ -25,8 +25,8 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/responder"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
-	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"golang.org/x/crypto/ocsp"
 )
 
 func newKey() *ecdsa.PrivateKey {
@@ -177,8 +177,8 @@ func TestFromOCSP(t *testing.T) {
 	r, _ := responder.New(responder.Config{Issuer: f.p.Intermediate, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	rk := newKey()
 	r.SetCredential(responder.Credential{Cert: f.p.Issue(t, "ocsp-responder", testpki.Subject(pki.RoleService, "sub_o", time.Now()), rk), Key: rk})
-	r.Update(revoke.Record{Serial: f.good.SerialNumber, Status: revoke.Good})
-	r.Update(revoke.Record{Serial: f.stolen.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: f.revokeAt})
+	r.Update(responder.Record{Serial: f.good.SerialNumber, Status: ocsp.Good})
+	r.Update(responder.Record{Serial: f.stolen.SerialNumber, Status: ocsp.Revoked, Reason: ocsp.KeyCompromise, RevokedAt: f.revokeAt})
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		hits.Add(1)
