@@ -17,6 +17,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/rx/trackcode"
 )
 
 // Exchange is the prescription exchange's service (exchange.Service):
@@ -275,10 +276,15 @@ func (a *API) withDocument(w http.ResponseWriter, r *http.Request, act func(jws 
 
 // find reads a Find body and spends a lookup of the caller's and of the
 // card's daily budgets: counted before the prescription is read, found or
-// not, so that a guesser pays for every guess.
+// not, so that a guesser pays for every guess. A code whose check symbol
+// fails (a typing error: a guesser computes the symbol) costs nothing.
 func (a *API) find(w http.ResponseWriter, r *http.Request) (exchange.Find, bool) {
 	var f exchange.Find
 	if err := httpedge.Decode(r, &f); err != nil {
+		a.failExchange(w, r, err)
+		return f, false
+	}
+	if _, err := trackcode.Parse(f.TrackingCode); err != nil {
 		a.failExchange(w, r, err)
 		return f, false
 	}

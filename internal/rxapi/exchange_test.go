@@ -99,7 +99,7 @@ type xfixture struct {
 // covered.
 var xstart = insuredtest.Day.Add(9 * time.Hour)
 
-func xsetup(t *testing.T) *xfixture {
+func xsetup(t *testing.T, extra ...func(*rxapi.API)) *xfixture {
 	t.Helper()
 	interKey := newKey()
 	f := &xfixture{clock: &clock{t: xstart}, clients: map[string]*http.Client{}}
@@ -154,6 +154,9 @@ func xsetup(t *testing.T) *xfixture {
 		Eligibility: data.Checker(), Adjudicator: data.Adjudicator(f.clock.Now), Catalogue: data.Catalogue, Rules: data.Rules, DB: data.DB,
 		Arc: f.pki.Arc, Status: checker, Log: slog.New(slog.DiscardHandler), Now: f.clock.Now,
 		Exchange: svc, Idempotency: store,
+	}
+	for _, e := range extra {
+		e(a)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(f.pki.Root)
@@ -572,9 +575,52 @@ func TestExchangeRefusals(t *testing.T) {
 	refused(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/sessions", body: f.sessionDoc(t, f.pharmacy, "vendor"), key: "no spaces", invalid: true}), 400, "malformed-request")
 	// A session document naming another certificate.
 	refused(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/sessions", body: f.sessionDoc(t, f.pharmacy, "vendor2")}), 422, "invalid-document")
+	// A rule with severity reject: the decision in the problem.
+	prv := refused(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/paper-prescriptions", body: f.sign(t, f.pharmacy, &rx.Paper{V: rx.Version, Type: rx.KindPaper,
+		ID: rx.NewID(), EnteredAt: f.clock.Now(), Prescriber: rx.Prescriber{CouncilNumber: "MC-777", Profession: "physician", Specialty: "general", Name: "دکتر کاوه نیک"},
+		Patient: p.Patient, Items: []rx.Item{drug(catalogtest.Methylphenidate, 30)}, Dispensed: []rx.DispensedItem{{Code: catalogtest.Methylphenidate, Quantity: 30}},
+		Dispenser: rx.Dispenser{LicenceNumber: f.pharmacy.sub.LicenceNumber, Role: "pharmacy"}})}), 422, "rule-violation")
+	if d, ok := prv["decision"].(map[string]any); !ok || d["allowed"] != false || strings.Contains(string(must(json.Marshal(d))), "insurance_number") {
+		t.Fatalf("rule-violation decision %v", prv["decision"])
+	}
 	// A practitioner looks nothing up.
 	doc := f.session(t, f.doctor, "vendor")
 	refused(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions/lookup", token: doc, body: findBody("00000-00000-0", p.Patient.NationalID)}), 403, "role-not-allowed")
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestExchangeLookupBudget: lookups and claims are counted per calling
+// software and per card, found or not; a mistyped code (its check symbol
+// fails) costs nothing.
+func TestExchangeLookupBudget(t *testing.T) {
+	f := xsetup(t, func(a *rxapi.API) { a.Limits = rxapi.Limits{DailyLookups: 3} })
+	nid := insuredtest.NationalID(0)
+	tok := f.session(t, f.pharmacy, "vendor")
+	lookup := func(client, token, code string) answer {
+		return f.do(t, req{client: client, method: "POST", path: "/v1/prescriptions/lookup", body: findBody(code, nid), token: token})
+	}
+	code := otherCode(t, "")
+	typo := code[:len(code)-1] + map[bool]string{true: "1", false: "0"}[code[len(code)-1] == '0']
+	for range 5 {
+		refused(t, lookup("vendor", tok, typo), 422, "invalid-field")
+	}
+	for range 3 {
+		refused(t, lookup("vendor", tok, otherCode(t, "")), 404, "not-found")
+	}
+	over := lookup("vendor", tok, code)
+	if refused(t, over, 429, "quota-exceeded"); over.header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After")
+	}
+	// The same card through other software: the card's budget is spent too.
+	refused(t, lookup("vendor2", f.session(t, f.pharmacy, "vendor2"), code), 429, "quota-exceeded")
+	// Another card through fresh software still has its own.
+	refused(t, lookup("vendor2", f.session(t, f.rival, "vendor2"), code), 404, "not-found")
 }
 
 // otherCode is a well-formed tracking code other than code.
