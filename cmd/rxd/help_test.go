@@ -51,6 +51,7 @@ func TestHelpNeverActs(t *testing.T) {
 		"label": "sample", "valid-from": "1405-01-01", "drugs": write("drugs.csv", drugs), "services": write("services.csv", services),
 		"listen": "127.0.0.1:0", "tls-cert": filepath.Join(in, "tls.crt"), "tls-key": filepath.Join(in, "tls.key"),
 		"client-ca": filepath.Join(in, "ca.crt"), "rules": write("rules.yaml", string(rules.StarterYAML())),
+		"exchange-key": "softkey:path=" + filepath.Join(in, "exchange.key"), "exchange-cert": filepath.Join(in, "exchange.crt"),
 	}
 	registry := write("registry.csv", insuredtest.Rows(10))
 	before := clitest.Files(t, root)

@@ -1,8 +1,9 @@
-// Command rxd is Nuskha's prescription service. It serves eligibility,
-// the coding catalogue and the rules service over HTTPS with client
-// certificates, and imports the insurer's registry and catalogue files.
+// Command rxd is Nuskha's prescription service. It serves the
+// prescription exchange, eligibility, the coding catalogue and the rules
+// service over HTTPS with client certificates, and imports the insurer's
+// registry and catalogue files.
 //
-//	rxd serve            -db-driver sqlite -db FILE -listen ADDR -tls-cert F -tls-key F -client-ca F [-rules F]
+//	rxd serve            -db-driver sqlite -db FILE -listen ADDR -tls-cert F -tls-key F -client-ca F [-rules F] [-exchange-key URI -exchange-cert F]
 //	rxd import-registry  -db-driver sqlite -db FILE -mode full|update FILE.csv
 //	rxd import-catalogue -db-driver sqlite -db FILE -valid-from DATE [-drugs F] [-services F]
 //	rxd check-rules      FILE.yaml
@@ -253,7 +254,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	perSecond := fs.Float64("caller-rate", defaults.PerSecond, "requests a second each client certificate may make, after its burst")
 	burst := fs.Int("caller-burst", defaults.Burst, "requests each client certificate may make at once")
 	dailyLookups := fs.Int("daily-lookups", defaults.DailyLookups, "eligibility lookups (and rules checks) each client certificate may make per day")
-	pseudonymKey := fs.String("pseudonym-key-file", "", "file whose bytes (32 or more, e.g. head -c 32 /dev/urandom) key the pseudonyms under which lookups are logged; without it a random key, good for this run only")
+	pseudonymKey := fs.String("pseudonym-key-file", "", "file whose bytes (32 or more, e.g. head -c 32 /dev/urandom) key the pseudonyms under which lookups are logged and seal the answers kept for Idempotency-Key retries; without it a random key, good for this run only (every instance on one database needs the same file)")
+	exchangeKey := fs.String("exchange-key", "", "the exchange's signing key for acknowledgements and receipts: a key URI (pkcs11:… for a key in an HSM); with -exchange-cert. Without both, the prescription exchange is not served")
+	exchangeCert := fs.String("exchange-cert", "", "the exchange's certificate (profile exchange-receipt-signing) and its intermediate, PEM, leaf first")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -265,6 +268,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *recheck < 0 {
 		return cli.Usagef("-revocation-recheck must be 0 (ask on every call) or more, not %s", *recheck)
+	}
+	if (*exchangeKey == "") != (*exchangeCert == "") {
+		return cli.Usagef("-exchange-key and -exchange-cert go together: the exchange's signing key and its certificate chain")
 	}
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
 		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
@@ -284,6 +290,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Store: st, Listen: *listen, TLSCert: *certFile, TLSKey: *keyFile, ClientCA: *clientCA, Arc: *arc,
 		StatusMaxAge: *statusAge, Recheck: *recheck, RulesFile: *rulesFile, RulesPoll: *rulesPoll, Conns: conns,
 		Limits: rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups}, PseudonymKeyFile: *pseudonymKey,
+		ExchangeKey: *exchangeKey, ExchangeCert: *exchangeCert,
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

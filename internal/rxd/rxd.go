@@ -1,13 +1,17 @@
 // Package rxd is the exchange daemon's composition root: from a Config it
 // opens rxd's store and TLS key, builds the caller checks (the identity
 // extension and online revocation checking), eligibility, the catalogue,
-// the rules engine and its file watch, and the vendors' API, and serves
-// them until told to stop, ending in order. cmd/rxd only parses flags
+// the rules engine and its file watch, the prescription exchange (its
+// store, verifiers, signing key and purge) and the vendors' API, and
+// serves them until told to stop, ending in order. cmd/rxd only parses flags
 // into a Config.
 package rxd
 
 import (
 	"context"
+	"crypto"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -22,6 +26,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue"
+	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/insured"
@@ -31,6 +36,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rules/watch"
+	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -66,8 +72,19 @@ type Config struct {
 	// [rxapi.DefaultLimits].
 	Limits rxapi.Limits
 	// PseudonymKeyFile keys the pseudonyms under which lookups are
-	// logged; without it a random key, good for this run only.
+	// logged, and seals the answers kept for the exchange's
+	// Idempotency-Key retries; without it a random key, good for this
+	// run only.
 	PseudonymKeyFile string
+	// ExchangeKey is the exchange's signing key for acknowledgements and
+	// receipts, a key URI (pkcs11:… in the HSM, softkey:… for tests);
+	// ExchangeCert its certificate (profile exchange-receipt-signing)
+	// with the intermediate(s), PEM, leaf first. Without both, rxd
+	// serves no exchange: its routes answer unavailable.
+	ExchangeKey, ExchangeCert string
+	// PurgeEvery is how often expired sessions and idempotency records
+	// are deleted [1h].
+	PurgeEvery time.Duration
 }
 
 // Deps are what a Service takes from its process.
@@ -88,6 +105,10 @@ type Service struct {
 	engine *rules.Engine
 	api    *rxapi.API
 	tls    *tls.Config
+	// purge deletes expired sessions and idempotency records; nil when
+	// rxd serves no exchange.
+	purge func(ctx context.Context, now time.Time) error
+	now   func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -99,6 +120,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StatusMaxAge == 0 {
 		c.StatusMaxAge = 24 * time.Hour
+	}
+	if c.PurgeEvery == 0 {
+		c.PurgeEvery = time.Hour
 	}
 	if c.RulesPoll == 0 {
 		c.RulesPoll = 5 * time.Second
@@ -118,6 +142,12 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	if c.TLSCert == "" || c.TLSKey == "" || c.ClientCA == "" {
 		return errors.New("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
+	}
+	if (c.ExchangeKey == "") != (c.ExchangeCert == "") {
+		return errors.New("-exchange-key and -exchange-cert go together: the exchange's signing key and its certificate chain")
+	}
+	if c.PurgeEvery < 0 {
+		return fmt.Errorf("-purge-every must be positive, not %s", c.PurgeEvery)
 	}
 	if c.Recheck < 0 {
 		return fmt.Errorf("-revocation-recheck must be 0 (ask on every call) or more, not %s", c.Recheck)
@@ -144,13 +174,21 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	pseudonyms, err := pseudonyms(cfg.PseudonymKeyFile, d.Log)
+	pseudonyms, sealKey, err := pseudonyms(cfg.PseudonymKeyFile, d.Log)
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, err := serverTLS(ctx, d.Keys, cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
+	tlsCfg, anchors, err := serverTLS(ctx, d.Keys, cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
 	if err != nil {
 		return nil, err
+	}
+	var exchKey exchange.SigningKey
+	if cfg.ExchangeKey != "" {
+		if exchKey, err = signingKey(ctx, d.Keys, cfg.ExchangeCert, cfg.ExchangeKey); err != nil {
+			return nil, err
+		}
+	} else {
+		d.Log.Warn("no -exchange-key: rxd serves eligibility, the catalogue and the rules, but not the prescription exchange")
 	}
 	engine := rules.NewEngine(rules.Starter())
 	if cfg.RulesFile != "" {
@@ -191,9 +229,10 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
+	adj := &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: d.Now, Log: d.Log}
 	api := &rxapi.API{
 		Eligibility: elig,
-		Adjudicator: &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: d.Now, Log: d.Log},
+		Adjudicator: adj,
 		Catalogue:   cat,
 		Rules:       engine,
 		Arc:         arc,
@@ -203,54 +242,116 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		Now:         d.Now,
 		Limits:      cfg.Limits,
 		Pseudonyms:  pseudonyms,
+		SealKey:     sealKey,
+	}
+	svc := &Service{cfg: cfg, log: d.Log, db: db, where: where, engine: engine, api: api, tls: tlsCfg, now: d.Now}
+	if exchKey.Signer != nil {
+		xstore, err := rxstore.NewExchange(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		xsvc, err := newExchange(xstore, anchors, arc, status, adj, exchKey, d)
+		if err != nil {
+			return nil, err
+		}
+		api.Exchange, api.Idempotency, svc.purge = xsvc, xstore, xstore.Purge
 	}
 	ok = true
-	return &Service{cfg: cfg, log: d.Log, db: db, where: where, engine: engine, api: api, tls: tlsCfg}, nil
+	return svc, nil
+}
+
+// reverifyMaxAge is how old a stored prescription's signature may be when
+// it is verified again: its last fill's window may end 12 repeats of 365
+// days after it was signed (rx's limits), plus the window itself.
+const reverifyMaxAge = (12*365 + exchange.DefaultWindowDays + 1) * 24 * time.Hour
+
+// newExchange builds the exchange's service: documents verified as they
+// arrive against the callers' roots with revocation now (failing closed),
+// stored documents verified again with revocation judged at the time the
+// exchange accepted them, sessions' cards checked on every call.
+func newExchange(store exchange.Store, anchors []*x509.Certificate, arc pki.Arc, status *revocation.Checker, adj *adjudicate.Adjudicator, key exchange.SigningKey, d Deps) (*exchange.Service, error) {
+	verifier, err := rx.NewVerifier(rx.Config{Roots: anchors, Arc: arc, Status: status, Now: d.Now})
+	if err != nil {
+		return nil, err
+	}
+	reverifier, err := rx.NewVerifier(rx.Config{Roots: anchors, Arc: arc, Status: exchange.AtAcceptance(status), Now: d.Now, MaxAge: reverifyMaxAge})
+	if err != nil {
+		return nil, err
+	}
+	return exchange.New(exchange.Config{Store: store, Verifier: verifier, Reverifier: reverifier, Status: status, Adjudicator: adj,
+		Key: key, Arc: arc, Now: d.Now, Log: d.Log})
+}
+
+// signingKey opens the exchange's key (a key URI) and reads its
+// certificate chain, refusing a key that is not the certificate's and a
+// chain without its intermediate.
+func signingKey(ctx context.Context, keys *hsm.Manager, chainFile, uri string) (exchange.SigningKey, error) {
+	chain, err := pemutil.ReadCertificateBundle(chainFile)
+	if err != nil {
+		return exchange.SigningKey{}, fmt.Errorf("-exchange-cert: %w", err)
+	}
+	if len(chain) < 2 {
+		return exchange.SigningKey{}, fmt.Errorf("-exchange-cert %s holds %d certificate(s); it needs the exchange's certificate and its intermediate, leaf first", chainFile, len(chain))
+	}
+	k, err := keys.OpenKey(ctx, uri)
+	if err != nil {
+		return exchange.SigningKey{}, fmt.Errorf("-exchange-key: %w", err)
+	}
+	pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(chain[0].PublicKey) {
+		return exchange.SigningKey{}, fmt.Errorf("-exchange-key is not the key of the certificate in %s (%q)", chainFile, chain[0].Subject.CommonName)
+	}
+	return exchange.SigningKey{Signer: k, Chain: chain}, nil
 }
 
 // pseudonyms keys the pseudonyms of looked-up persons from file, or from a
-// random key (with a warning) when there is none.
-func pseudonyms(file string, log *slog.Logger) (*rxapi.Pseudonyms, error) {
+// random key (with a warning) when there is none; and derives from the
+// same file the key that seals the answers kept for Idempotency-Key
+// retries (nil without it: a random key, good for this run only).
+func pseudonyms(file string, log *slog.Logger) (*rxapi.Pseudonyms, []byte, error) {
 	if file == "" {
-		log.Warn("no -pseudonym-key-file: lookups are logged under pseudonyms from a random key, which tell persons apart only within this run")
-		return rxapi.RandomPseudonyms(), nil
+		log.Warn("no -pseudonym-key-file: lookups are logged under pseudonyms from a random key, which tell persons apart only within this run, and a retry with an Idempotency-Key after a restart cannot be answered")
+		return rxapi.RandomPseudonyms(), nil, nil
 	}
 	key, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("-pseudonym-key-file: %w", err)
+		return nil, nil, fmt.Errorf("-pseudonym-key-file: %w", err)
 	}
 	p, err := rxapi.NewPseudonyms(key)
 	if err != nil {
-		return nil, fmt.Errorf("-pseudonym-key-file %s holds %d bytes; it needs at least %d (head -c 32 /dev/urandom > FILE)", file, len(key), rxapi.MinPseudonymKey)
+		return nil, nil, fmt.Errorf("-pseudonym-key-file %s holds %d bytes; it needs at least %d (head -c 32 /dev/urandom > FILE)", file, len(key), rxapi.MinPseudonymKey)
 	}
-	return p, nil
+	// A key of its own for each use, from the one secret the operator keeps.
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("nuskha rxd: idempotency seal v1"))
+	return p, mac.Sum(nil), nil
 }
 
 // serverTLS loads the server's certificate and key (refusing a key that is
 // not the certificate's) and the roots that callers must chain to.
-func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, error) {
+func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, []*x509.Certificate, error) {
 	cert, err := httpedge.KeyPair(ctx, keys, certFile, keyRef)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pemCA, err := os.ReadFile(clientCA)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	anchors, err := pemutil.ParseCertificateBundle(pemCA)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", clientCA, err)
+		return nil, nil, fmt.Errorf("%s: %w", clientCA, err)
 	}
 	pool := x509.NewCertPool()
 	for _, c := range anchors {
 		// An intermediate as an anchor would never be checked against the
 		// root's ARL: only roots are trusted.
 		if !revocation.SelfSigned(c) {
-			return nil, fmt.Errorf("%s: %q is not a self-signed root; -client-ca takes the root certificate(s) only", clientCA, c.Subject.CommonName)
+			return nil, nil, fmt.Errorf("%s: %q is not a self-signed root; -client-ca takes the root certificate(s) only", clientCA, c.Subject.CommonName)
 		}
 		pool.AddCert(c)
 	}
-	return rxapi.ServerTLS(cert, pool), nil
+	return rxapi.ServerTLS(cert, pool), anchors, nil
 }
 
 // MsgServing is logged, with the address, once rxd listens.
@@ -284,9 +385,40 @@ func (s *Service) Serve(ctx context.Context) error {
 			}
 		}})
 	}
-	s.log.Info(MsgServing, "listen", capped.Addr().String(), "db", s.where, "rules", s.engine.Current().Version(),
+	if s.purge != nil {
+		background = append(background, lifecycle.Task{Name: "exchange purge", Run: s.purgeEvery})
+	}
+	s.log.Info(MsgServing, "listen", capped.Addr().String(), "db", s.where, "rules", s.engine.Current().Version(), "exchange", s.purge != nil,
 		"max_connections", s.cfg.Conns.Total, "max_connections_per_ip", s.cfg.Conns.PerIP)
 	return lifecycle.Run(ctx, s.log, drainTimeout, []lifecycle.Server{{Name: "rxd", Listener: capped, HTTP: srv}}, background...)
+}
+
+// MsgPurged is logged each time expired sessions and idempotency records
+// have been deleted.
+const MsgPurged = "expired exchange sessions and idempotency records deleted"
+
+// purgeEvery deletes expired sessions and idempotency records now and
+// every PurgeEvery until ctx is done. Nothing depends on it for
+// correctness (the store never answers an expired one); it keeps the
+// tables small.
+func (s *Service) purgeEvery(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PurgeEvery)
+	defer t.Stop()
+	for {
+		if err := s.purge(ctx, s.now()); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("expired exchange sessions and idempotency records could not be deleted; trying again later", "err", err)
+		} else {
+			s.log.Debug(MsgPurged)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Close releases the store. It MUST NOT be called before Serve has

@@ -33,6 +33,13 @@ import (
 // database in a temporary directory.
 func config(t *testing.T) (rxd.Config, *x509.CertPool) {
 	t.Helper()
+	cfg, roots, _ := configPKI(t)
+	return cfg, roots
+}
+
+// configPKI is config with the test hierarchy it was made from.
+func configPKI(t *testing.T) (rxd.Config, *x509.CertPool, *testpki.PKI) {
+	t.Helper()
 	now := time.Now()
 	p := testpki.New(t, nil, func() time.Time { return now })
 	dir := t.TempDir()
@@ -58,7 +65,7 @@ func config(t *testing.T) (rxd.Config, *x509.CertPool) {
 		TLSCert:  write("rxd.crt", "CERTIFICATE", cert.Raw, p.Intermediate.Raw),
 		TLSKey:   write("rxd.key", "PRIVATE KEY", keyDER),
 		ClientCA: write("root.crt", "CERTIFICATE", p.Root.Raw),
-	}, roots
+	}, roots, p
 }
 
 func deps(t *testing.T, h slog.Handler) rxd.Deps {
