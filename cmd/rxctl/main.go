@@ -67,7 +67,8 @@ const usage = `usage: rxctl <group> <command> [flags]
   trust pull         fetch and verify the signed trust bundle for offline use
 
   rx sign            sign a prescription with the key on the smart card (practitioner)
-  rx verify          check a signed prescription, dispense record or cancellation, offline with a bundle
+  rx verify          check a signed document (prescription, dispense record, cancellation, or the
+                     exchange's session, paper prescription, acknowledgement or receipt), offline with a bundle
   rx dispense        sign a dispense record for a prescription (pharmacy, paraclinic centre)
   rx cancel          sign the cancellation of a prescription (its prescriber)
   audit list         read the audit trail (officer)

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/rx/trackcode"
 )
 
 // signingFlags are what every signing command needs besides the key.
@@ -259,7 +261,7 @@ func rxCancel(ctx context.Context, e *env, args []string) error {
 func rxVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "rx verify")
 	in := fs.String("in", "", "the signed document (JWS file)")
-	kindFlag := fs.String("kind", "", "prescription, dispense or cancellation: refuse a document of another kind (default: the kind its typ names)")
+	kindFlag := fs.String("kind", "", kindNames()+": refuse a document of another kind (default: the kind its typ names)")
 	bundleFile := fs.String("bundle", "", "trust bundle (from `rxctl trust pull`)")
 	caFile := fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "pinned root certificate(s)")
 	maxAge := fs.Duration("max-age", 24*time.Hour, "refuse revocation evidence older than this")
@@ -269,10 +271,8 @@ func rxVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	want := rx.Kind(*kindFlag)
-	switch want {
-	case "", rx.KindPrescription, rx.KindDispense, rx.KindCancellation:
-	default:
-		return usageError{fmt.Errorf("-kind %q: want prescription, dispense or cancellation", *kindFlag)}
+	if want != "" && !slices.Contains(rx.Kinds(), want) {
+		return usageError{fmt.Errorf("-kind %q: want %s", *kindFlag, kindNames())}
 	}
 	token, err := readSigned(*in)
 	if err != nil {
@@ -293,10 +293,20 @@ func rxVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return &client.Problem{Problem: problem.From(err)}
 	}
-	fmt.Fprintf(e.stdout, "valid %s %s\n  signed at %s by %s (%s %s)\n  certificate %x, status %s per %s\n  sha256 %s\n",
-		v.Kind, documentID(v), v.SigningTime.Format(time.RFC3339), v.Chain[0].Subject.CommonName, v.Signer.Role, v.Signer.RegistrationNumber,
+	fmt.Fprintf(e.stdout, "valid %s %s\n%s  signed at %s by %s (%s)\n  certificate %x, status %s per %s\n  sha256 %s\n",
+		v.Kind, documentID(v), documentDetails(v), v.SigningTime.Format(time.RFC3339), v.Chain[0].Subject.CommonName,
+		strings.TrimSpace(string(v.Signer.Role)+" "+v.Signer.RegistrationNumber),
 		v.Chain[0].SerialNumber, v.Status.Status, v.Status.Source, v.SHA256())
 	return nil
+}
+
+// kindNames lists the kinds -kind takes.
+func kindNames() string {
+	var names []string
+	for _, k := range rx.Kinds() {
+		names = append(names, string(k))
+	}
+	return strings.Join(names, ", ")
 }
 
 func documentID(v *rx.Verified) string {
@@ -307,6 +317,34 @@ func documentID(v *rx.Verified) string {
 		return v.Dispense.ID + " of prescription " + v.Dispense.Prescription.ID
 	case v.Cancellation != nil:
 		return v.Cancellation.ID + " of prescription " + v.Cancellation.Prescription.ID
+	case v.Session != nil:
+		return v.Session.ID
+	case v.Paper != nil:
+		return v.Paper.ID
+	case v.Ack != nil:
+		return v.Ack.ID + " of prescription " + v.Ack.Prescription.ID
+	case v.Receipt != nil:
+		return v.Receipt.ID + " of prescription " + v.Receipt.Prescription.ID
+	}
+	return ""
+}
+
+// documentDetails are the lines (each indented, ending in a newline) that
+// say what the exchange's documents attest; none for the others.
+func documentDetails(v *rx.Verified) string {
+	switch {
+	case v.Session != nil:
+		return fmt.Sprintf("  for the vendor certificate with x5t#S256 %s, issued at %s\n", v.Session.Vendor, v.Session.IssuedAt.Format(time.RFC3339))
+	case v.Paper != nil:
+		return fmt.Sprintf("  written by %s %s, entered at %s; %d item(s) written, %d dispensed\n", v.Paper.Prescriber.Profession,
+			v.Paper.Prescriber.CouncilNumber, v.Paper.EnteredAt.Format(time.RFC3339), len(v.Paper.Items), len(v.Paper.Dispensed))
+	case v.Ack != nil:
+		return fmt.Sprintf("  tracking code %s, accepted at %s\n", trackcode.Format(v.Ack.TrackingCode), v.Ack.AcceptedAt.Format(time.RFC3339))
+	case v.Receipt != nil:
+		r := v.Receipt
+		return fmt.Sprintf("  tracking code %s, closed at %s by %s %s, %d dispense record(s)\n  amounts (rials): total %d, insurer %d, supplementary %d, patient %d\n",
+			trackcode.Format(r.TrackingCode), r.ClosedAt.Format(time.RFC3339), r.Dispenser.Role, r.Dispenser.LicenceNumber, len(r.Dispenses),
+			r.Amounts.Total, r.Amounts.Insurer, r.Amounts.Supplementary, r.Amounts.Patient)
 	}
 	return ""
 }

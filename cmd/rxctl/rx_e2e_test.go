@@ -121,7 +121,8 @@ func TestPrescriptionEndToEnd(t *testing.T) {
 	}
 	d.ok("", "rx", "verify", "-kind", "dispense", "-in", dispFile, "-bundle", bundleFile)
 	d.refused("", "wrong-document-type", "rx", "verify", "-kind", "prescription", "-in", dispFile, "-bundle", bundleFile)
-	d.refused("", "want prescription, dispense or cancellation", "rx", "verify", "-kind", "receipt", "-in", dispFile, "-bundle", bundleFile)
+	d.refused("", "wrong-document-type", "rx", "verify", "-kind", "receipt", "-in", dispFile, "-bundle", bundleFile)
+	d.refused("", "want prescription, dispense, cancellation, session, paper, ack, receipt", "rx", "verify", "-kind", "bill", "-in", dispFile, "-bundle", bundleFile)
 	refusedToSign("not a prescription", append([]string{"rx", "dispense", "-prescription", dispFile, "-in", dFile, "-bundle", bundleFile}, pharmacy.flags...)...)
 	cancelFile := filepath.Join(work, "cancel.jws")
 	d.ok("", append([]string{"rx", "cancel", "-prescription", rxFile, "-reason", "دوز اشتباه", "-bundle", bundleFile, "-out", cancelFile}, doctor.flags...)...)

@@ -34,6 +34,7 @@ var (
 		"cmd/rxd",
 		"internal/adjudicate",
 		"internal/catalogue",
+		"internal/exchange",
 		"internal/insured",
 		"internal/rules",
 		"internal/rxapi",

@@ -18,11 +18,11 @@ var ErrReplay = errors.New("exchange: the same document was stored before")
 // again. It never reaches a client.
 var ErrTrackingCodeTaken = errors.New("exchange: tracking code already in use")
 
-// ErrNotFound is the one answer for a prescription, claim or session that
+// NotFound is the one answer for a prescription, claim or session that
 // does not exist or is not the caller's to see: a lookup by a tracking
 // code and a national id that do not belong together answers exactly as
 // for a code that does not exist.
-func ErrNotFound(what string) error { return errs.New(errs.NotFound, "no such %s", what) }
+func NotFound(what string) error { return errs.New(errs.NotFound, "no such %s", what) }
 
 // Conflict is the refusal of a document whose id is already another
 // document's (another signing input).

@@ -134,7 +134,7 @@ func TestErrorCodes(t *testing.T) {
 		{Conflict("dispense", "x"), errs.DocumentIDConflict},
 		{ErrSecretWrong, errs.ClaimSecretWrong},
 		{ErrKeyReused, errs.IdempotencyKeyReused},
-		{ErrNotFound("prescription"), errs.NotFound},
+		{NotFound("prescription"), errs.NotFound},
 	} {
 		wrapped := errors.Join(errors.New("context"), tc.err)
 		if got := errs.CodeOf(wrapped); got != tc.code {

@@ -21,8 +21,8 @@ type Store interface {
 	// InsertPrescription stores p and its Lines (which MUST be non-empty,
 	// each quantity > 0; ExpiresAt is set from them), in state Active —
 	// or, for a paper prescription with its dispense d (nil otherwise,
-	// d.ClaimID empty), in the state d leaves it in, d recorded in the
-	// same transaction as for Dispense. p.ID already stored: the stored
+	// d.ClaimID empty), in the state d leaves it in, d recorded (its
+	// lines' Fill set) in the same transaction, checked as by Dispense. p.ID already stored: the stored
 	// prescription is returned with ErrReplay if its JWSSHA256 is p's,
 	// else with a document-id-conflict error; nothing is written. A
 	// tracking code already another prescription's: ErrTrackingCodeTaken.
@@ -62,9 +62,11 @@ type Store interface {
 	// The store sets each line's Fill, updates the prescription's lines
 	// and state, and stores as d.Answer what answer returns (if answer is
 	// not nil) given the prescription as it now stands — in the same
-	// transaction, so a replay gets the same answer. d.ID already stored:
-	// the stored dispense and the prescription as it stands, with
-	// ErrReplay if its JWSSHA256 is d's, else document-id-conflict.
+	// transaction, so a replay gets the same answer; an error from answer
+	// is returned and nothing is written. d.ID already stored: the stored
+	// dispense and the prescription as it stands, with ErrReplay if its
+	// JWSSHA256 is d's, else document-id-conflict. The prescription
+	// returned has no Claim filled in (the caller holds it).
 	Dispense(ctx context.Context, claimID string, secretSHA256 []byte, d *Dispense, answer func(*Prescription, *Dispense) ([]byte, error)) (*Dispense, *Prescription, error)
 
 	// Close ends the claim with a receipt, under the prescription's lock:

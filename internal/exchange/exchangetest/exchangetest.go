@@ -32,6 +32,7 @@ func Run(t *testing.T, open Open) {
 	}{
 		{"insert and look up", testInsertAndLookUp},
 		{"insert again", testInsertAgain},
+		{"insert refuses", testInsertRefuses},
 		{"claims", testClaims},
 		{"dispense", testDispense},
 		{"dispense replay", testDispenseReplay},
@@ -528,6 +529,37 @@ func testClose(t *testing.T, s exchange.Store) {
 	wantCode(t, err, errs.ClaimNotActive)
 	_, err = s.Close(ctx, rx.NewID(), h2, Now, receiptFor(&calls))
 	wantCode(t, err, errs.NotFound)
+
+	// An expired claim is closed: what it dispensed needs its receipt.
+	c3, h3 := claim(t, s, p, "pharmacy-C", Now.Add(5*time.Minute))
+	d3 := Dispense(p, Now.Add(6*time.Minute), give(0, 1))
+	if _, _, err := s.Dispense(ctx, c3.ID, h3, d3, nil); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := s.Close(ctx, c3.ID, h3, c3.ExpiresAt.Add(time.Hour), receiptFor(&calls))
+	if err != nil || r3.JWS != fmt.Sprintf("receipt.%s.%s.1.%s", c3.ID, p.ID, d3.ID) {
+		t.Fatalf("close of an expired claim: %+v %v", r3, err)
+	}
+}
+
+func testInsertRefuses(t *testing.T, s exchange.Store) {
+	for name, change := range map[string]func(*exchange.Prescription){
+		"no lines":          func(p *exchange.Prescription) { p.Lines = nil },
+		"no tracking code":  func(p *exchange.Prescription) { p.TrackingCode = "" },
+		"no JWS":            func(p *exchange.Prescription) { p.JWS = "" },
+		"unknown kind":      func(p *exchange.Prescription) { p.Kind = "fax" },
+		"a zero quantity":   func(p *exchange.Prescription) { p.Lines[0].Quantity = 0 },
+		"already dispensed": func(p *exchange.Prescription) { p.Lines[0].Dispensed = 1 },
+	} {
+		p := Prescription(t, drug("A", 2))
+		change(p)
+		if _, err := s.InsertPrescription(ctx, p, nil); err == nil {
+			t.Errorf("%s: stored", name)
+		}
+		if _, err := s.PrescriptionByID(ctx, p.ID, Now); errs.CodeOf(err) != errs.NotFound {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
 
 func cancellation(p *exchange.Prescription, at time.Time) *exchange.Cancellation {

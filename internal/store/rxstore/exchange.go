@@ -55,10 +55,6 @@ func fromNull(t sql.NullTime) time.Time {
 	return t.Time.UTC()
 }
 
-// lock: prescription takes the row lock on PostgreSQL. SQLite needs none:
-// every transaction here begins IMMEDIATE (sqlstore.Open), holding the
-// database's one write lock from its first statement.
-
 const prescriptionColumns = "p.id, p.tracking_code, p.kind, p.jws, p.jws_sha256, p.patient_national_id, p.prescriber_council, p.prescriber_serial, p.issued_at, p.accepted_at, p.expires_at, p.state, p.answer"
 const lineColumns = "l.fill, l.item, l.code, l.kind, l.quantity, l.dispensed, l.valid_from, l.valid_until"
 
@@ -108,9 +104,12 @@ func (s *Exchange) readPrescriptions(ctx context.Context, q sqlstore.Execer, fro
 	return out, rows.Err()
 }
 
-// prescription reads one prescription with its lines and the claim holding
-// it at now; lock takes its row lock (in a transaction).
-func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock bool, now time.Time, where string, args ...any) (*exchange.Prescription, error) {
+// prescription reads one prescription with its lines and (withClaim) the
+// claim holding it at now; lock takes its row lock (in a transaction) on
+// PostgreSQL. SQLite needs none: every transaction here begins IMMEDIATE
+// (sqlstore.Open), holding the database's one write lock from its first
+// statement.
+func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock, withClaim bool, now time.Time, where string, args ...any) (*exchange.Prescription, error) {
 	if lock && s.Dialect() == sqlstore.Postgres {
 		// The lock first, in a statement of its own, and the read after
 		// it: READ COMMITTED gives each statement a new snapshot, so the
@@ -123,7 +122,7 @@ func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock boo
 		var id string
 		err := q.QueryRowContext(ctx, s.Rebind("SELECT p.id FROM prescriptions p WHERE "+where+" FOR UPDATE"), args...).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, exchange.ErrNotFound("prescription")
+			return nil, exchange.NotFound("prescription")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("rxstore: locking a prescription: %w", err)
@@ -134,9 +133,12 @@ func (s *Exchange) prescription(ctx context.Context, q sqlstore.Execer, lock boo
 		return nil, err
 	}
 	if len(ps) == 0 {
-		return nil, exchange.ErrNotFound("prescription")
+		return nil, exchange.NotFound("prescription")
 	}
 	p := ps[0]
+	if !withClaim {
+		return p, nil
+	}
 	claims, err := s.claims(ctx, q, "prescription_id = $1 AND released_at IS NULL AND closed_at IS NULL AND expires_at > $2 ORDER BY created_at DESC", p.ID, utc(now))
 	if err != nil {
 		return nil, err
@@ -172,12 +174,12 @@ func (s *Exchange) claims(ctx context.Context, q sqlstore.Execer, where string, 
 
 // PrescriptionByCode implements exchange.Store.
 func (s *Exchange) PrescriptionByCode(ctx context.Context, code, nationalID string, now time.Time) (*exchange.Prescription, error) {
-	return s.prescription(ctx, s.SQL(), false, now, "p.tracking_code = $1 AND p.patient_national_id = $2", code, nationalID)
+	return s.prescription(ctx, s.SQL(), false, true, now, "p.tracking_code = $1 AND p.patient_national_id = $2", code, nationalID)
 }
 
 // PrescriptionByID implements exchange.Store.
 func (s *Exchange) PrescriptionByID(ctx context.Context, id string, now time.Time) (*exchange.Prescription, error) {
-	return s.prescription(ctx, s.SQL(), false, now, "p.id = $1", id)
+	return s.prescription(ctx, s.SQL(), false, true, now, "p.id = $1", id)
 }
 
 // replay is the answer to a document whose id is stored: a replay if the
@@ -236,7 +238,7 @@ func (s *Exchange) InsertPrescription(ctx context.Context, p *exchange.Prescript
 		} else if n == 0 {
 			// Stored before (or by a concurrent call that committed
 			// first: ON CONFLICT waited for it).
-			if stored, err = s.prescription(ctx, tx, false, out.AcceptedAt, "p.id = $1", out.ID); err != nil {
+			if stored, err = s.prescription(ctx, tx, false, true, out.AcceptedAt, "p.id = $1", out.ID); err != nil {
 				return err
 			}
 			storedErr = replay("prescription", out.ID, stored.JWSSHA256, out.JWSSHA256)
@@ -347,12 +349,15 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 	for _, l := range p.Lines {
 		all = all && l.Remaining() == 0
 	}
-	p.State = exchange.PartlyDispensed
+	state := exchange.PartlyDispensed
 	if all {
-		p.State = exchange.Dispensed
+		state = exchange.Dispensed
 	}
-	if _, err := s.Exec(ctx, tx, "UPDATE prescriptions SET state = $1 WHERE id = $2", string(p.State), p.ID); err != nil {
-		return fmt.Errorf("rxstore: counting a dispense: %w", err)
+	if state != p.State {
+		p.State = state
+		if _, err := s.Exec(ctx, tx, "UPDATE prescriptions SET state = $1 WHERE id = $2", string(p.State), p.ID); err != nil {
+			return fmt.Errorf("rxstore: counting a dispense: %w", err)
+		}
 	}
 	if answer != nil {
 		a, err := answer(p, d)
@@ -374,10 +379,18 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 		}
 		return fmt.Errorf("rxstore: storing a dispense: %w", err)
 	}
-	for _, dl := range d.Lines {
-		if _, err := s.Exec(ctx, tx, "INSERT INTO dispense_lines (dispense_id, item, fill, quantity) VALUES ($1, $2, $3, $4)", d.ID, dl.Item, dl.Fill, dl.Quantity); err != nil {
-			return fmt.Errorf("rxstore: storing a dispense: %w", err)
+	q := "INSERT INTO dispense_lines (dispense_id, item, fill, quantity) VALUES "
+	args := []any{d.ID}
+	for i, dl := range d.Lines {
+		if i > 0 {
+			q += ", "
 		}
+		n := len(args)
+		q += fmt.Sprintf("($1, $%d, $%d, $%d)", n+1, n+2, n+3)
+		args = append(args, dl.Item, dl.Fill, dl.Quantity)
+	}
+	if _, err := s.Exec(ctx, tx, q, args...); err != nil {
+		return fmt.Errorf("rxstore: storing a dispense: %w", err)
 	}
 	return nil
 }
@@ -418,9 +431,9 @@ func (s *Exchange) lockedClaim(ctx context.Context, tx *sql.Tx, claimID string, 
 		return nil, nil, err
 	}
 	if len(cs) == 0 {
-		return nil, nil, exchange.ErrNotFound("claim")
+		return nil, nil, exchange.NotFound("claim")
 	}
-	p, err := s.prescription(ctx, tx, true, now, "p.id = $1", cs[0].PrescriptionID)
+	p, err := s.prescription(ctx, tx, true, true, now, "p.id = $1", cs[0].PrescriptionID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -442,7 +455,7 @@ func (s *Exchange) Claim(ctx context.Context, c *exchange.Claim) (*exchange.Clai
 	out := *c
 	out.CreatedAt, out.ExpiresAt, out.ReleasedAt, out.ClosedAt = utc(c.CreatedAt), utc(c.ExpiresAt), time.Time{}, time.Time{}
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		p, err := s.prescription(ctx, tx, true, out.CreatedAt, "p.id = $1", out.PrescriptionID)
+		p, err := s.prescription(ctx, tx, true, true, out.CreatedAt, "p.id = $1", out.PrescriptionID)
 		if err != nil {
 			return err
 		}
@@ -503,7 +516,9 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 	var storedErr error
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if p, err = s.prescription(ctx, tx, true, out.At, "p.id = $1", out.PrescriptionID); err != nil {
+		// The claim is read below by its id: the one holding the
+		// prescription is not needed.
+		if p, err = s.prescription(ctx, tx, true, false, out.At, "p.id = $1", out.PrescriptionID); err != nil {
 			return err
 		}
 		ds, err := s.dispenses(ctx, tx, "d.id = $1", out.ID)
@@ -519,7 +534,7 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 			return err
 		}
 		if len(cs) == 0 {
-			return exchange.ErrNotFound("claim")
+			return exchange.NotFound("claim")
 		}
 		c := cs[0]
 		if subtle.ConstantTimeCompare(c.SecretSHA256, secretSHA256) != 1 {
@@ -618,7 +633,7 @@ func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*excha
 	var storedErr error
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if p, err = s.prescription(ctx, tx, true, out.At, "p.id = $1", out.PrescriptionID); err != nil {
+		if p, err = s.prescription(ctx, tx, true, true, out.At, "p.id = $1", out.PrescriptionID); err != nil {
 			return err
 		}
 		cs, err := s.cancellations(ctx, tx, "id = $1", out.ID)
