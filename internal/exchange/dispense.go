@@ -55,6 +55,10 @@ func dispensedLines(role pki.Role, items []rx.Item, given []rx.DispensedItem, li
 	return out, nil
 }
 
+// paperPractice names the practice of a paper prescription that names
+// none: "paper prescription".
+const paperPractice = "نسخه کاغذی"
+
 // prescribed is the prescription a stored document holds, as the rules
 // judge it: the prescription itself, or what a paper prescription says
 // was written (issued when it was entered).
@@ -67,6 +71,10 @@ func prescribed(v *rx.Verified) *rx.Prescription {
 		Prescriber: pp.Prescriber, Diagnoses: pp.Diagnoses, Items: pp.Items}
 	if pp.Practice != nil {
 		p.Practice = *pp.Practice
+	} else {
+		// A paper need not say where it was written; a prescription
+		// judged by the rules names a practice. No rule reads its name.
+		p.Practice.Name = paperPractice
 	}
 	return p
 }

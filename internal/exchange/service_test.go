@@ -598,3 +598,82 @@ func TestAnswerMembers(t *testing.T) {
 		}
 	}
 }
+
+func (f *fixture) paper(pharmacy card, items []rx.Item, given ...rx.DispensedItem) *rx.Paper {
+	return &rx.Paper{V: rx.Version, Type: rx.KindPaper, ID: rx.NewID(), EnteredAt: f.now,
+		Prescriber: rx.Prescriber{CouncilNumber: "MC-777", Profession: "physician", Specialty: "general", Name: "دکتر کاوه نیک"},
+		Patient:    rx.Patient{NationalID: insuredtest.NationalID(0), Name: "بیمار آزمایشی", BirthDate: "1951-03-21", Sex: "female"},
+		Items:      items, Dispensed: given,
+		Dispenser: rx.Dispenser{LicenceNumber: pharmacy.sub.LicenceNumber, Role: "pharmacy"}}
+}
+
+// TestPaper: a paper prescription entered and dispensed at once, with a
+// receipt; the same again answers the first answer; only a pharmacy
+// enters one, and the paper rules apply.
+func TestPaper(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			doc := f.paper(f.pharmacy, []rx.Item{drug(catalogtest.Amoxicillin, 20), drug(catalogtest.Metformin, 60)},
+				rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})
+			jws := f.sign(t, f.pharmacy, doc)
+			ans, replay, err := f.svc.Paper(ctx, f.vendor, jws)
+			if err != nil || replay || ans.ID != doc.ID || ans.Amounts.Total != 20*32000 {
+				t.Fatalf("paper: %+v %v %v", ans, replay, err)
+			}
+			r, err := f.verifier.Verify(ctx, ans.Receipt, rx.KindReceipt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc := r.Receipt; rc.Prescription.ID != doc.ID || rc.Prescription.JWSSHA256 != rx.SHA256(jws) || len(rc.Dispenses) != 1 ||
+				rc.Amounts.Total != ans.Amounts.Total || rc.Dispenser.LicenceNumber != f.pharmacy.sub.LicenceNumber {
+				t.Fatalf("receipt %+v", rc)
+			}
+			stored, err := f.store.PrescriptionByID(ctx, doc.ID, f.now)
+			if err != nil || stored.Kind != exchange.Paper || stored.State != exchange.PartlyDispensed || stored.Lines[0].Dispensed != 20 {
+				t.Fatalf("stored %+v %v", stored, err)
+			}
+			again, replay, err := f.svc.Paper(ctx, f.vendor, jws)
+			if err != nil || !replay || again.Receipt != ans.Receipt {
+				t.Fatalf("again: %v %v", replay, err)
+			}
+			// Another document under the same id.
+			doc.Dispensed[0].Quantity = 10
+			_, _, err = f.svc.Paper(ctx, f.vendor, f.sign(t, f.pharmacy, doc))
+			wantCode(t, err, errs.DocumentIDConflict)
+
+			// A practitioner does not enter paper prescriptions.
+			_, _, err = f.svc.Paper(ctx, f.vendor, f.sign(t, f.doctor, f.paper(f.pharmacy, []rx.Item{drug(catalogtest.Amoxicillin, 20)}, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})))
+			wantCode(t, err, errs.RoleNotAllowed)
+			// Methylphenidate, a controlled drug, is not accepted on paper.
+			_, _, err = f.svc.Paper(ctx, f.vendor, f.sign(t, f.pharmacy, f.paper(f.pharmacy, []rx.Item{drug(catalogtest.Methylphenidate, 30)}, rx.DispensedItem{Code: catalogtest.Methylphenidate, Quantity: 30})))
+			wantCode(t, err, errs.RuleViolation)
+		})
+	}
+}
+
+// TestHistoryPages: newest first, keyset-paged with an opaque cursor; a
+// cursor that is not one is refused.
+func TestHistoryPages(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	var ids []string
+	for range 3 {
+		p, _, _ := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+		ids = append(ids, p.ID)
+		f.advance(t, time.Minute)
+	}
+	service := exchange.Caller{Role: pki.RoleService, SubjectID: "sub_portal"}
+	q := exchange.HistoryQuery{NationalID: insuredtest.NationalID(0), Limit: 2}
+	page, err := f.svc.History(ctx, service, q)
+	if err != nil || len(page.Prescriptions) != 2 || page.Prescriptions[0].ID != ids[2] || page.Prescriptions[1].ID != ids[1] || page.NextCursor == "" {
+		t.Fatalf("first page %+v %v", page, err)
+	}
+	q.Cursor = page.NextCursor
+	page, err = f.svc.History(ctx, service, q)
+	if err != nil || len(page.Prescriptions) != 1 || page.Prescriptions[0].ID != ids[0] || page.NextCursor != "" {
+		t.Fatalf("second page %+v %v", page, err)
+	}
+	q.Cursor = "bm90LWEtY3Vyc29y"
+	_, err = f.svc.History(ctx, service, q)
+	wantCode(t, err, errs.Invalid)
+}

@@ -1,10 +1,12 @@
 // Package rxapi is rxd's HTTP API: eligibility, the coding catalogue and
 // the rules service that vendors' software calls before a practitioner
-// signs and that the submit and dispense paths call again.
+// signs and that the submit and dispense paths call again, and the
+// prescription exchange (api/openapi.yaml; docs/exchange.md).
 package rxapi
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,6 +29,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
+	"github.com/nuskha/nuskha/internal/rx"
 )
 
 // The API's dependencies, each as narrow as the API uses it.
@@ -84,8 +87,23 @@ type API struct {
 	Pseudonyms *Pseudonyms
 	// Audit records every eligibility lookup; nil writes them to Log.
 	Audit Audit
+	// Exchange is the prescription exchange; nil answers its routes
+	// unavailable (an rxd started without the exchange's signing key).
+	Exchange Exchange
+	// Idempotency keeps the answers of writes made with an
+	// Idempotency-Key (the exchange's store).
+	Idempotency Idempotency
+	// SealKey (SealKeySize bytes) seals the answers kept for
+	// Idempotency-Key retries, which carry session tokens and claim
+	// secrets; every instance serving one database needs the same. nil:
+	// a random key, good for this process's life only.
+	SealKey []byte
 
-	budgets *budgets // Handler's
+	// Handler's:
+	budgets  *budgets // each caller's requests and eligibility lookups
+	finds    *budgets // prescription lookups and claims, per caller and per card
+	keyLocks *keyLocks
+	aead     cipher.AEAD
 }
 
 // ServerTLS is the TLS configuration Handler needs: the shared policy, and
@@ -109,7 +127,10 @@ func (a *API) Handler() http.Handler {
 	// the API given is left as it was.
 	c := *a
 	a = &c
-	a.budgets = newBudgets(a.Limits)
+	a.budgets = newBudgets(a.Limits, "eligibility lookups")
+	a.finds = newBudgets(a.Limits, "prescription lookups and claims")
+	a.keyLocks = &keyLocks{}
+	a.aead = newAEAD(a.SealKey)
 	if a.Pseudonyms == nil {
 		a.Pseudonyms = RandomPseudonyms()
 	}
@@ -122,6 +143,7 @@ func (a *API) Handler() http.Handler {
 	rt.Handle("GET /v1/rules", a.caller(a.ruleSet))
 	rt.Handle("GET /v1/catalogue/items", a.caller(a.catalogueSearch))
 	rt.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
+	a.exchangeRoutes(rt)
 	rt.HandleFunc("GET /healthz", a.health)
 	return httpedge.Edge{Log: a.Log}.Handler(rt)
 }
@@ -164,6 +186,9 @@ type Caller struct {
 	Role      pki.Role
 	SubjectID string
 	Name      string
+	// Thumbprint is the certificate's x5t#S256 (rx.Thumbprint): the
+	// exchange's sessions are bound to it.
+	Thumbprint string
 	// cert is the SHA-256 of the caller's certificate: limits are per
 	// certificate.
 	cert string
@@ -208,7 +233,7 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 			return
 		}
 		fp := sha256.Sum256(chain[0].Raw)
-		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName, cert: hex.EncodeToString(fp[:])}
+		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName, Thumbprint: rx.Thumbprint(chain[0]), cert: hex.EncodeToString(fp[:])}
 		if no := a.budgets.request(c.cert, a.Now()); no != nil {
 			a.refuse(w, r, no)
 			return

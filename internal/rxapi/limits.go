@@ -54,6 +54,8 @@ func (l Limits) withDefaults() Limits {
 // certificate that called that day.
 type budgets struct {
 	limits Limits
+	// what the daily count counts, for the refusal's detail.
+	what string
 
 	mu  sync.Mutex
 	day time.Time // the day counted, as persian.Day gives it
@@ -65,8 +67,8 @@ type budget struct {
 	lookups int
 }
 
-func newBudgets(l Limits) *budgets {
-	return &budgets{limits: l.withDefaults(), by: map[string]*budget{}}
+func newBudgets(l Limits, what string) *budgets {
+	return &budgets{limits: l.withDefaults(), what: what, by: map[string]*budget{}}
 }
 
 // refusal is a caller over a limit: the problem, and when to try again.
@@ -98,8 +100,8 @@ func (b *budgets) request(caller string, now time.Time) *refusal {
 	r := b.of(caller, now).bucket.ReserveN(now, 1)
 	if wait := r.DelayFrom(now); wait > 0 {
 		r.CancelAt(now)
-		return &refusal{errs.New(errs.RateLimited, "more than %g requests a second (bursts of %d) from this certificate; slow down",
-			b.limits.PerSecond, b.limits.Burst), wait}
+		return &refusal{errs.New(errs.RateLimited, "more than %g requests a second (bursts of %d) from %s; slow down",
+			b.limits.PerSecond, b.limits.Burst, who(caller)), wait}
 	}
 	return nil
 }
@@ -112,11 +114,23 @@ func (b *budgets) lookup(caller string, now time.Time) *refusal {
 	c := b.of(caller, now)
 	if c.lookups >= b.limits.DailyLookups {
 		next := persian.DayStart(b.day.AddDate(0, 0, 1))
-		return &refusal{errs.New(errs.QuotaExceeded, "this certificate has made its %d eligibility lookups for today; more from %s",
-			b.limits.DailyLookups, next.UTC().Format(time.RFC3339)), next.Sub(now)}
+		return &refusal{errs.New(errs.QuotaExceeded, "%s has made its %d %s for today; more from %s",
+			who(caller), b.limits.DailyLookups, b.what, next.UTC().Format(time.RFC3339)), next.Sub(now)}
 	}
 	c.lookups++
 	return nil
+}
+
+// Budgets are kept per client certificate (its SHA-256 in hex) and, for
+// the exchange's lookups and claims, per card too: a key cardPrefix+serial.
+const cardPrefix = "card:"
+
+// who names the holder of a budget in a refusal.
+func who(key string) string {
+	if len(key) > len(cardPrefix) && key[:len(cardPrefix)] == cardPrefix {
+		return "this card"
+	}
+	return "this certificate"
 }
 
 // refuse writes a refusal with its Retry-After, in whole seconds rounded
