@@ -46,7 +46,7 @@ func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret 
 			Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}, Dispenses: refs,
 			Amounts:   rx.Amounts{Total: total.Total, Insurer: total.Insurer, Supplementary: total.Supplementary, Patient: total.Patient},
 			Dispenser: rx.Dispenser{LicenceNumber: c.Organisation, Role: string(role)}, ClosedAt: now}
-		jws, err := s.sign(doc, now)
+		jws, err := s.sign(ctx, doc, now)
 		if err != nil {
 			return nil, err
 		}

@@ -108,6 +108,12 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if err != nil {
 		return nil, false, internal(err, "reading a prescription")
 	}
+	// A claim's organisation never changes, and a claim that does not
+	// hold the prescription now never holds it again: the claim read here
+	// is the one the store will find holding it, or the store refuses.
+	if p.Claim != nil && p.Claim.ID == claimID && p.Claim.Organisation != actor.Organisation {
+		return nil, false, errs.New(errs.Forbidden, "the claim is not held by %s %s", role, actor.Organisation)
+	}
 	if p.JWSSHA256 != d.Prescription.JWSSHA256 {
 		return nil, false, errs.FieldError(errs.Invalid, "prescription.jws_sha256", "is not the signing-input hash of the prescription stored under this id")
 	}
@@ -128,11 +134,6 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	}
 	rec := &Dispense{ID: d.ID, PrescriptionID: p.ID, ClaimID: claimID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
 	got, _, err := s.cfg.Store.Dispense(ctx, claimID, hashSecret(claimSecret), rec, func(p *Prescription, d *Dispense) ([]byte, error) {
-		// Under the prescription's lock: the claim this dispense is made
-		// under still holds it, and is the signer's organisation's.
-		if p.Claim == nil || p.Claim.ID != claimID || p.Claim.Organisation != actor.Organisation {
-			return nil, errs.New(errs.Forbidden, "the claim is not held by %s %s", role, actor.Organisation)
-		}
 		if !dec.Allowed {
 			return nil, &RuleViolationError{Decision: dec}
 		}

@@ -68,7 +68,7 @@ func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *Pa
 	}
 	stored, err := s.insert(ctx, p, d, func(p *Prescription) ([]byte, error) {
 		ref := rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}
-		receipt, err := s.sign(&rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode, Prescription: ref,
+		receipt, err := s.sign(ctx, &rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode, Prescription: ref,
 			Dispenses: []rx.Reference{ref}, Amounts: rx.Amounts{Total: amounts.Total, Insurer: amounts.Insurer, Supplementary: amounts.Supplementary, Patient: amounts.Patient},
 			Dispenser: pp.Dispenser, ClosedAt: p.AcceptedAt}, p.AcceptedAt)
 		if err != nil {

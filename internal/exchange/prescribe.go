@@ -87,7 +87,7 @@ func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans
 		PrescriberCouncil: rxp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: rxp.IssuedAt, Lines: lines,
 	}
 	stored, err := s.insert(ctx, p, nil, func(p *Prescription) ([]byte, error) {
-		ack, err := s.sign(&rx.Ack{V: rx.Version, Type: rx.KindAck, ID: rx.NewID(), Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256},
+		ack, err := s.sign(ctx, &rx.Ack{V: rx.Version, Type: rx.KindAck, ID: rx.NewID(), Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256},
 			TrackingCode: p.TrackingCode, AcceptedAt: p.AcceptedAt}, p.AcceptedAt)
 		if err != nil {
 			return nil, err
@@ -148,9 +148,12 @@ func (s *Service) insert(ctx context.Context, p *Prescription, d *Dispense, answ
 }
 
 // sign signs one of the exchange's own documents (an acknowledgement or a
-// receipt) with its key, at t.
-func (s *Service) sign(doc rx.Document, t time.Time) (string, error) {
-	jws, err := rx.Sign(doc, s.cfg.Key.Signer, s.cfg.Key.Chain, t)
+// receipt) with its key, at t — only once the verifier's own checks of the
+// signer pass (rx.Verifier.Sign): the exchange-receipt-signing profile, a
+// chain to a root, and the certificate in good standing. What the
+// exchange signs is what a pharmacy's verifier accepts.
+func (s *Service) sign(ctx context.Context, doc rx.Document, t time.Time) (string, error) {
+	jws, err := s.cfg.Verifier.Sign(ctx, doc, s.cfg.Key.Signer, s.cfg.Key.Chain, t)
 	if err != nil {
 		// Whatever the cause, it is ours, not the caller's: internal.
 		return "", errs.Wrap(errs.Internal, err, "exchange: signing a %s", doc.Kind())

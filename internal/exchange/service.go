@@ -26,6 +26,12 @@ type (
 	Verifier interface {
 		Verify(ctx context.Context, token string, want rx.Kind) (*rx.Verified, error)
 	}
+	// SigningVerifier is a Verifier that also signs, checking the signer
+	// as it would verify it (rx.Verifier).
+	SigningVerifier interface {
+		Verifier
+		Sign(ctx context.Context, doc rx.Document, key crypto.Signer, chain []*x509.Certificate, sigT time.Time) (string, error)
+	}
 	// Adjudicator judges a prescription, dispense or paper prescription
 	// and records what was dispensed (adjudicate.Adjudicator).
 	Adjudicator interface {
@@ -46,9 +52,9 @@ type SigningKey struct {
 // Status, Adjudicator, Key, Arc and Now are required.
 type Config struct {
 	Store Store
-	// Verifier verifies documents as they arrive: revocation as of now,
-	// failing closed.
-	Verifier Verifier
+	// Verifier verifies documents as they arrive (revocation as of now,
+	// failing closed) and signs the exchange's own.
+	Verifier SigningVerifier
 	// Reverifier verifies stored documents again (lookup, claim,
 	// dispense): an rx.Verifier whose status checker is wrapped by
 	// AtAcceptance, so that a revocation is judged against the time the

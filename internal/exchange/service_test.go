@@ -54,8 +54,8 @@ type fixture struct {
 	store    *rxstore.Exchange
 	svc      *exchange.Service
 
-	doctor, pharmacy, rival, lab card
-	vendor, vendor2              exchange.Caller
+	doctor, pharmacy, rival, lab, exch card
+	vendor, vendor2                    exchange.Caller
 }
 
 func newKey() *ecdsa.PrivateKey {
@@ -79,7 +79,7 @@ func setup(t *testing.T, driver string) *fixture {
 	rival.LicenceNumber = "PH-9001"
 	f.rival = f.card(t, "pharmacy-signing", rival)
 	f.lab = f.card(t, "paraclinic-signing", testpki.Subject(pki.RoleParaclinic, "sub_lab", start))
-	exch := f.card(t, "exchange-receipt-signing", testpki.Subject(pki.RoleService, "sub_rxd", start))
+	f.exch = f.card(t, "exchange-receipt-signing", testpki.Subject(pki.RoleService, "sub_rxd", start))
 	for i, c := range []*exchange.Caller{&f.vendor, &f.vendor2} {
 		v := f.card(t, "service-tls-client", testpki.Subject(pki.RoleVendor, []string{"sub_v1", "sub_v2"}[i], start))
 		*c = exchange.Caller{Role: pki.RoleVendor, SubjectID: v.sub.ID, Thumbprint: rx.Thumbprint(v.chain[0])}
@@ -103,7 +103,7 @@ func setup(t *testing.T, driver string) *fixture {
 		t.Fatal(err)
 	}
 	f.svc, err = exchange.New(exchange.Config{Store: f.store, Verifier: f.verifier, Reverifier: re, Status: f.checker,
-		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: exch.key, Chain: exch.chain}, Arc: f.pki.Arc, Now: clock})
+		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,6 +497,10 @@ func TestRefusals(t *testing.T) {
 				// A session document for another vendor's certificate.
 				_, err = f.svc.OpenSession(ctx, f.vendor2, doc(f.vendor.Thumbprint))
 				wantCode(t, err, errs.InvalidDocument)
+				// Issued more than 5 minutes ago.
+				old := &rx.Session{V: rx.Version, Type: rx.KindSession, ID: rx.NewID(), Aud: rx.SessionAudience, IssuedAt: f.now.Add(-6 * time.Minute), Vendor: f.vendor.Thumbprint}
+				_, err = f.svc.OpenSession(ctx, f.vendor, f.sign(t, f.pharmacy, old))
+				wantCode(t, err, errs.InvalidDocument)
 				// Ended, it is gone.
 				if err := f.svc.EndSession(ctx, f.vendor, s.Token); err != nil {
 					t.Fatal(err)
@@ -676,4 +680,17 @@ func TestHistoryPages(t *testing.T) {
 	q.Cursor = "bm90LWEtY3Vyc29y"
 	_, err = f.svc.History(ctx, service, q)
 	wantCode(t, err, errs.Invalid)
+}
+
+// TestExchangeKeyRevoked: the exchange signs nothing with a revoked key,
+// and stores nothing it could not acknowledge.
+func TestExchangeKeyRevoked(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	f.revoke(t, f.exch, f.now.Add(-time.Minute), 4)
+	p := f.prescription(f.doctor, drug(catalogtest.Amoxicillin, 20))
+	_, _, err := f.svc.Prescribe(ctx, f.vendor, f.sign(t, f.doctor, p))
+	wantCode(t, err, errs.Internal)
+	if _, err := f.store.PrescriptionByID(ctx, p.ID, f.now); !errors.Is(err, errs.Of(errs.NotFound)) {
+		t.Fatalf("stored without an acknowledgement: %v", err)
+	}
 }
