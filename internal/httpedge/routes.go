@@ -3,6 +3,7 @@ package httpedge
 import (
 	"context"
 	"net/http"
+	"slices"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/problem"
@@ -49,6 +50,17 @@ func (rt *Routes) HandleFunc(pattern string, h http.HandlerFunc) {
 func (rt *Routes) HandleLimit(pattern string, limit int64, h http.Handler) {
 	rt.mux.Handle(pattern, h)
 	rt.limits[pattern] = limit
+}
+
+// Patterns are the patterns routed ("METHOD /path/{name}"), sorted: for
+// tests that hold them to a published contract.
+func (rt *Routes) Patterns() []string {
+	out := make([]string, 0, len(rt.limits))
+	for p := range rt.limits {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -137,6 +137,11 @@ func (a *API) Handler() http.Handler {
 	if a.Audit == nil {
 		a.Audit = LogAudit{Log: a.Log}
 	}
+	return httpedge.Edge{Log: a.Log}.Handler(a.routes())
+}
+
+// routes are the API's routes.
+func (a *API) routes() *httpedge.Routes {
 	rt := httpedge.NewRoutes()
 	rt.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
 	rt.HandleLimit("POST /v1/rules/check", maxCheckBody, a.caller(a.rulesCheck))
@@ -145,7 +150,7 @@ func (a *API) Handler() http.Handler {
 	rt.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
 	a.exchangeRoutes(rt)
 	rt.HandleFunc("GET /healthz", a.health)
-	return httpedge.Edge{Log: a.Log}.Handler(rt)
+	return rt
 }
 
 // Health is what /healthz reports: enough for an operator (or a load
