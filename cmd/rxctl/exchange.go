@@ -652,7 +652,7 @@ func rxCancel(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "prescription %s %s\n", a.PrescriptionID, a.State)
+	fmt.Fprintf(e.stdout, "prescription %s %s (%s)\n", a.PrescriptionID, a.State, recorded(a.Replayed))
 	return nil
 }
 

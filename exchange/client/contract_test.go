@@ -284,7 +284,7 @@ func (s *contractServer) answer(op string, params map[string]string, replay bool
 	case "POST /v1/claims/{claimId}/close":
 		return 200, map[string]any{"receipt_id": exampleClaim, "receipt": exampleJWS, "amounts": amounts}
 	case "POST /v1/prescriptions/{id}/cancellations":
-		return 200, map[string]any{"prescription_id": params["id"], "state": "cancelled", "cancelled_at": "2026-12-05T09:00:00Z"}
+		return 201, map[string]any{"prescription_id": params["id"], "state": "cancelled", "cancelled_at": "2026-12-05T09:00:00Z"}
 	case "POST /v1/paper-prescriptions":
 		return 201, map[string]any{"id": examplePID, "tracking_code": exampleCode, "decision": decision, "amounts": amounts, "receipt": exampleJWS}
 	case "POST /v1/patient-history":
@@ -346,7 +346,7 @@ func TestEveryOperationHoldsToTheContract(t *testing.T) {
 		t.Fatalf("release: %v", err)
 	}
 	cancelled, err := c.Cancel(ctx, examplePID, exampleJWS)
-	if err != nil || cancelled.State != client.StateCancelled || cancelled.PrescriptionID != examplePID {
+	if err != nil || cancelled.State != client.StateCancelled || cancelled.PrescriptionID != examplePID || cancelled.Replayed {
 		t.Fatalf("cancel: %+v, %v", cancelled, err)
 	}
 	paper, err := c.Paper(ctx, exampleJWS)

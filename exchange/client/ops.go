@@ -111,10 +111,12 @@ func (c *Client) Close(ctx context.Context, claimID, secret string) (*Closed, er
 // Cancel submits a cancellation signed by the prescription's prescriber.
 func (c *Client) Cancel(ctx context.Context, prescriptionID, cancellationJWS string) (*CancellationAccepted, error) {
 	var a CancellationAccepted
-	if _, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/prescriptions/" + url.PathEscape(prescriptionID) + "/cancellations",
-		contentType: typeJOSE, body: jws(cancellationJWS)}, &a); err != nil {
+	status, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/prescriptions/" + url.PathEscape(prescriptionID) + "/cancellations",
+		contentType: typeJOSE, body: jws(cancellationJWS)}, &a)
+	if err != nil {
 		return nil, err
 	}
+	a.Replayed = status == http.StatusOK
 	return &a, nil
 }
 

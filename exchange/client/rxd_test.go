@@ -49,13 +49,13 @@ type card struct {
 // and the starter rules, on certificates from the real profiles; every
 // request and answer is also validated against api/openapi.yaml.
 type realRxd struct {
-	url                     string
-	roots                   *x509.CertPool
-	verifier                *rx.Verifier
-	now                     time.Time
-	doctor, pharmacy, rival card
-	vendor, vendor2         tls.Certificate
-	violations              *[]string
+	url                      string
+	roots                    *x509.CertPool
+	verifier                 *rx.Verifier
+	now                      time.Time
+	doctor, pharmacy, rival  card
+	vendor, vendor2, service tls.Certificate
+	violations               *[]string
 }
 
 func startRealRxd(t *testing.T) *realRxd {
@@ -82,6 +82,7 @@ func startRealRxd(t *testing.T) *realRxd {
 	server := issue("service-tls-server", testpki.Subject(pki.RoleService, "sub_rxd_tls", start))
 	r.vendor = tlsCert(issue("service-tls-client", testpki.Subject(pki.RoleVendor, "sub_v1", start)))
 	r.vendor2 = tlsCert(issue("service-tls-client", testpki.Subject(pki.RoleVendor, "sub_v2", start)))
+	r.service = tlsCert(issue("service-tls-client", testpki.Subject(pki.RoleService, "sub_portal", start)))
 
 	checker, err := revocation.New(revocation.Config{MaxAge: 24 * time.Hour, Now: clock})
 	if err != nil {
@@ -287,6 +288,25 @@ func TestClientAgainstRealRxd(t *testing.T) {
 	}
 	if err := pharmacy.Release(ctx, g.ClaimID, g.Secret); !client.IsCode(err, "claim-not-active") {
 		t.Fatalf("release after close: %v", err)
+	}
+
+	// The prescriber cancels what remains; the same cancellation again is
+	// the first answer.
+	cancel := r.sign(t, r.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: r.now,
+		Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(prescription)}, Prescriber: p.Prescriber, Reason: "دوز اشتباه"})
+	if c, err := doctorVendor.Cancel(ctx, p.ID, cancel); err != nil || c.State != client.StateRemainderCancelled || c.Replayed {
+		t.Fatalf("cancel: %+v, %v", c, err)
+	}
+	if c, err := doctorVendor.Cancel(ctx, p.ID, cancel); err != nil || !c.Replayed {
+		t.Fatalf("cancel again: %+v, %v", c, err)
+	}
+	page, err := r.client(t, r.service).History(ctx, client.HistoryQuery{NationalID: p.Patient.NationalID, Limit: 10})
+	if err != nil || len(page.Prescriptions) != 1 || page.Prescriptions[0].State != client.StateRemainderCancelled ||
+		len(page.Prescriptions[0].Dispenses) != 1 || page.Prescriptions[0].Dispenses[0].Items[0].Quantity != 10 {
+		t.Fatalf("history: %+v, %v", page, err)
+	}
+	if _, err := pharmacy.History(ctx, client.HistoryQuery{NationalID: p.Patient.NationalID}); !client.IsCode(err, "role-not-allowed") {
+		t.Fatalf("history for a vendor: %v", err)
 	}
 
 	if err := pharmacy.EndSession(ctx); err != nil {

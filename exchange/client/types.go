@@ -175,6 +175,8 @@ type CancellationAccepted struct {
 	PrescriptionID string    `json:"prescription_id"`
 	State          State     `json:"state"`
 	CancelledAt    time.Time `json:"cancelled_at,omitzero"`
+	// Replayed: the same cancellation was accepted before.
+	Replayed bool `json:"-"`
 }
 
 // PaperAccepted answers Paper (schema PaperAccepted).
