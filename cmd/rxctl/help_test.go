@@ -113,6 +113,8 @@ func newHelpHarness(t *testing.T) *helpHarness {
 		"out": h.out, "file": jsonFile, "in": jsonFile, "csr": jsonFile, "prescription": jsonFile,
 		"serial": "01", "reason": "keyCompromise", "comment": "why", "subject": "sub_1",
 		"limit": "5", "online": "true", "pending": "false",
+		"session": jsonFile, "claim": jsonFile, "signed": jsonFile, "code": "7K3QZ-M9XW2-P", "national-id": "0499370899",
+		"claim-out": h.out, "ack-out": h.out, "receipt-out": h.out, "cursor": "c1",
 	}
 	return h
 }
@@ -187,6 +189,7 @@ func TestHelpHarnessSeesActions(t *testing.T) {
 		{[]string{"subject", "list"}, "GET /admin/v1/subjects"},
 		{[]string{"trust", "pull", "-out", h.out}, "GET /v1/trust-bundle"},
 		{[]string{"rules", "show"}, "GET /v1/rules"},
+		{[]string{"rx", "history", "-national-id", "0499370899"}, "POST /v1/patient-history"},
 	} {
 		h.run(tc.args...)
 		if r := h.requestsSeen(); !slices.Contains(r, tc.want) {

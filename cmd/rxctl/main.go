@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	exclient "github.com/nuskha/nuskha/exchange/client"
 	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/client"
 	"github.com/nuskha/nuskha/internal/hsm"
@@ -69,8 +70,21 @@ const usage = `usage: rxctl <group> <command> [flags]
   rx sign            sign a prescription with the key on the smart card (practitioner)
   rx verify          check a signed document (prescription, dispense record, cancellation, or the
                      exchange's session, paper prescription, acknowledgement or receipt), offline with a bundle
-  rx dispense        sign a dispense record for a prescription (pharmacy, paraclinic centre)
-  rx cancel          sign the cancellation of a prescription (its prescriber)
+  rx dispense        sign a dispense record for a prescription (pharmacy, paraclinic centre); with
+                     -claim, record it at rxd under the claim
+  rx cancel          sign the cancellation of a prescription (its prescriber); with -rxd, submit it
+
+  session open       sign a session document on the card and open a session at rxd (pharmacy,
+                     paraclinic centre, practitioner); the token is kept in the -session file
+  session close      end the session
+  rx prescribe       sign a prescription on the card and submit it to rxd: tracking code, per-item
+                     outcome, the exchange's acknowledgement (practitioner)
+  rx lookup          find a prescription by tracking code and national id (session)
+  rx claim           claim a prescription for the organisation: claim id and secret (session)
+  rx release         give a claim up (session)
+  rx close           close a claim and keep the receipt the exchange signs (session)
+  rx paper           enter and dispense a paper prescription signed on the card (pharmacy)
+  rx history         a patient's prescriptions and dispenses (service)
   audit list         read the audit trail (officer)
 
   eligibility check  is a person covered on a date, and if not why (vendor, service; rxd)
@@ -106,8 +120,11 @@ var commands = map[string]map[string]command{
 		"check": certCheck},
 	"change": {"approve": changeDecide(true), "reject": changeDecide(false), "list": changeList},
 	"trust":  {"pull": trustPull},
-	"rx":     {"sign": rxSign, "verify": rxVerify, "dispense": rxDispense, "cancel": rxCancel},
-	"audit":  {"list": auditList},
+	"rx": {"sign": rxSign, "verify": rxVerify, "dispense": rxDispense, "cancel": rxCancel,
+		"prescribe": rxPrescribe, "lookup": rxLookup, "claim": rxClaim, "release": rxRelease, "close": rxClose,
+		"paper": rxPaper, "history": rxHistory},
+	"session": {"open": sessionOpen, "close": sessionClose},
+	"audit":   {"list": auditList},
 
 	"eligibility": {"check": eligibilityCheck},
 	"rules":       {"check": rulesCheck, "show": rulesShow},
@@ -155,6 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, keys *hsm
 // report prints err and returns the exit code for it.
 func report(stderr io.Writer, err error) int {
 	var p *client.Problem
+	var xp *exclient.Problem
 	var ue usageError
 	var cue cli.UsageError
 	switch {
@@ -165,6 +183,9 @@ func report(stderr io.Writer, err error) int {
 		return exitNotAllowed
 	case errors.As(err, &p):
 		fmt.Fprintf(stderr, "rxctl: refused: %v\n", p)
+		return exitRefused
+	case errors.As(err, &xp):
+		fmt.Fprintf(stderr, "rxctl: refused: %v\n", xp)
 		return exitRefused
 	case errors.As(err, &ue), errors.As(err, &cue):
 		fmt.Fprintf(stderr, "rxctl: %v\n", err)

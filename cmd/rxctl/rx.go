@@ -56,34 +56,44 @@ func signWith(ctx context.Context, e *env, fs *flag.FlagSet, kf keyFlags, sf sig
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	uri, err := kf.URI()
+	token, err := sf.sign(ctx, e, kf, prepare)
 	if err != nil {
 		return err
+	}
+	return writeOut(e.stdout, *sf.out, []byte(token+"\n"))
+}
+
+// sign is signWith once the flags are parsed: it returns the signed
+// document.
+func (sf signingFlags) sign(ctx context.Context, e *env, kf keyFlags, prepare func() (rx.Document, error)) (string, error) {
+	uri, err := kf.URI()
+	if err != nil {
+		return "", err
 	}
 	verifier, trusted, err := newVerifier(*sf.caFile, *sf.arc, *sf.maxAge, *sf.online, *sf.bundle)
 	if err != nil {
-		return err
+		return "", err
 	}
 	doc, err := prepare()
 	if err != nil {
-		return err
+		return "", err
 	}
 	key, err := e.keys.OpenKey(ctx, uri)
 	if err != nil {
-		return err
+		return "", err
 	}
 	chain, err := signerChain(ctx, e, uri, *sf.chain, trusted)
 	if err != nil {
-		return err
+		return "", err
 	}
 	token, err := verifier.Sign(ctx, doc, key, chain, time.Now())
 	if err != nil {
 		if errs.CodeOf(err) != errs.Internal {
-			return &client.Problem{Problem: problem.From(err)}
+			return "", &client.Problem{Problem: problem.From(err)}
 		}
-		return err
+		return "", err
 	}
-	return writeOut(e.stdout, *sf.out, []byte(token+"\n"))
+	return token, nil
 }
 
 // newVerifier is the document verifier of the signing and verifying
@@ -202,57 +212,6 @@ func referenceTo(token string) (rx.Reference, rx.Prescriber, error) {
 		return rx.Reference{}, rx.Prescriber{}, err
 	}
 	return rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(token)}, p.Prescriber, nil
-}
-
-// rxDispense: a pharmacy or centre signs what it handed out or performed.
-func rxDispense(ctx context.Context, e *env, args []string) error {
-	fs, kf, sf := addSigningFlags(e, "rx dispense")
-	in := fs.String("in", "", "the dispense record (JSON, version 1); the prescription reference, id and time are filled in")
-	prescription := fs.String("prescription", "", "the signed prescription (JWS file) being dispensed")
-	return signWith(ctx, e, fs, kf, sf, args, func() (rx.Document, error) {
-		token, err := readSigned(*prescription)
-		if err != nil {
-			return nil, err
-		}
-		ref, _, err := referenceTo(token)
-		if err != nil {
-			return nil, err
-		}
-		var d rx.Dispense
-		if err := readDocument(*in, &d); err != nil {
-			return nil, err
-		}
-		d.V, d.Type, d.Prescription = rx.Version, rx.KindDispense, ref
-		if d.ID == "" {
-			d.ID = rx.NewID()
-		}
-		if d.DispensedAt.IsZero() {
-			d.DispensedAt = time.Now()
-		}
-		return &d, nil
-	})
-}
-
-// rxCancel: the prescriber withdraws a prescription.
-func rxCancel(ctx context.Context, e *env, args []string) error {
-	fs, kf, sf := addSigningFlags(e, "rx cancel")
-	prescription := fs.String("prescription", "", "the signed prescription (JWS file) to cancel")
-	reason := fs.String("reason", "", "why (recorded in the signed cancellation)")
-	return signWith(ctx, e, fs, kf, sf, args, func() (rx.Document, error) {
-		token, err := readSigned(*prescription)
-		if err != nil {
-			return nil, err
-		}
-		ref, prescriber, err := referenceTo(token)
-		if err != nil {
-			return nil, err
-		}
-		if strings.TrimSpace(*reason) == "" {
-			return nil, usageError{errors.New("-reason is required")}
-		}
-		return &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: time.Now(),
-			Prescription: ref, Prescriber: prescriber, Reason: *reason}, nil
-	})
 }
 
 // rxVerify checks a signed document, offline with a trust bundle (or

@@ -103,6 +103,18 @@ func TestResponderLinksNoService(t *testing.T) {
 		func(p string) bool { return under(p, services) || under(p, caLibraries) })
 }
 
+// TestVendorClientImportsNoInternal: vendors import the exchange's Go
+// client, and Go forbids them the module's internal packages, so the
+// client (and what it links) MUST NOT import any.
+func TestVendorClientImportsNoInternal(t *testing.T) {
+	roots := []string{module + "/exchange/client"}
+	if got := strings.TrimSpace(golist(t, "./exchange/client")); got != roots[0] {
+		t.Fatalf("the vendors' client was not found: %q", got)
+	}
+	check(t, "the vendors' client MUST NOT import "+module+"/internal/...", roots,
+		func(p string) bool { return strings.HasPrefix(p, module+"/internal/") })
+}
+
 // TestCrossings holds the chain search to a graph small enough to check by
 // hand: the shortest chain to each forbidden package, ending there.
 func TestCrossings(t *testing.T) {
