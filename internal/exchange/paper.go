@@ -38,7 +38,16 @@ func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *Pa
 	}
 	pp := v.Paper
 	rxp := prescribed(v)
-	req := adjudicate.Request{Scope: rules.ScopePaper, Prescription: rxp, Dispensed: pp.Dispensed}
+	now := s.cfg.Now()
+	fills, err := Fills(pp.Items, pp.EnteredAt, s.cfg.WindowDays)
+	if err != nil {
+		return nil, false, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
+	}
+	lines, of, err := dispensedLines(pki.RolePharmacy, pp.Items, pp.Dispensed, "dispensed")
+	if err != nil {
+		return nil, false, err
+	}
+	req := adjudicate.Request{Scope: rules.ScopePaper, Prescription: rxp, Dispensed: pp.Dispensed, Fills: fillsJudged(fills, of, now)}
 	if stored, err := s.cfg.Store.PrescriptionByID(ctx, pp.ID, s.cfg.Now()); err == nil {
 		if stored.JWSSHA256 != v.SHA256() {
 			return nil, false, Conflict("paper prescription", pp.ID)
@@ -47,22 +56,14 @@ func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *Pa
 	} else if errs.CodeOf(err) != errs.NotFound {
 		return nil, false, internal(err, "reading a prescription")
 	}
-	lines, err := dispensedLines(pki.RolePharmacy, pp.Items, pp.Dispensed, "dispensed")
-	if err != nil {
-		return nil, false, err
-	}
 	dec, err := s.judge(ctx, req)
 	if err != nil {
 		return nil, false, err
 	}
-	fills, err := Fills(pp.Items, pp.EnteredAt, s.cfg.WindowDays)
-	if err != nil {
-		return nil, false, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
-	}
 	amounts := amountsOf(dec)
 	p := &Prescription{ID: pp.ID, Kind: Paper, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: pp.Patient.NationalID,
 		PrescriberCouncil: pp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: pp.EnteredAt, Lines: fills}
-	d := &Dispense{ID: pp.ID, PrescriptionID: pp.ID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: s.cfg.Now()}
+	d := &Dispense{ID: pp.ID, PrescriptionID: pp.ID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
 	if d.Answer, err = json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, Decision: dec, Amounts: amounts}); err != nil {
 		return nil, false, err
 	}

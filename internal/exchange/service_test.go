@@ -694,3 +694,68 @@ func TestExchangeKeyRevoked(t *testing.T) {
 		t.Fatalf("stored without an acknowledgement: %v", err)
 	}
 }
+
+// TestPartialDispensing: an item given in parts — over two visits, or in
+// two dispenses under one claim — is one supply, not a refill; another
+// prescription of the same drug given too early is still refused.
+func TestPartialDispensing(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			give := func(c *exchange.ClaimGranted, jws, id, code string, qty int) (*exchange.DispenseAccepted, error) {
+				t.Helper()
+				d := f.dispenseDoc(f.pharmacy, jws, id, rx.DispensedItem{Code: code, Quantity: qty})
+				got, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, f.sign(t, f.pharmacy, d))
+				return got, err
+			}
+			claim := func(p *rx.Prescription, ans *exchange.PrescriptionAccepted) *exchange.ClaimGranted {
+				t.Helper()
+				c, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			wantState := func(got *exchange.DispenseAccepted, err error, want exchange.State) {
+				t.Helper()
+				if err != nil || got.State != want {
+					t.Fatalf("dispense: %+v %v (want %s)", got, err, want)
+				}
+			}
+
+			// Two visits: 4 on one claim, 6 on another the next day.
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 10))
+			c := claim(p, ans)
+			got, err := give(c, jws, p.ID, catalogtest.Amoxicillin, 4)
+			wantState(got, err, exchange.PartlyDispensed)
+			if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(t, 24*time.Hour)
+			c = claim(p, ans)
+			got, err = give(c, jws, p.ID, catalogtest.Amoxicillin, 6)
+			wantState(got, err, exchange.Dispensed)
+			if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
+				t.Fatal(err)
+			}
+
+			// One visit, two parts.
+			p2, jws2, ans2 := f.prescribe(t, f.doctor, drug(catalogtest.Metformin, 10))
+			c = claim(p2, ans2)
+			got, err = give(c, jws2, p2.ID, catalogtest.Metformin, 4)
+			wantState(got, err, exchange.PartlyDispensed)
+			f.advance(t, 10*time.Minute)
+			got, err = give(c, jws2, p2.ID, catalogtest.Metformin, 6)
+			wantState(got, err, exchange.Dispensed)
+
+			// Another prescription of amoxicillin the day after: too early.
+			p3, jws3, ans3 := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 10))
+			_, err = give(claim(p3, ans3), jws3, p3.ID, catalogtest.Amoxicillin, 10)
+			wantCode(t, err, errs.RuleViolation)
+			if rv := decisionOf(t, err); rv.Decision.Items[0].Violations[0].RuleID != "refill-too-early" {
+				t.Fatalf("violations %+v", rv.Decision.Items[0].Violations)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -311,23 +312,10 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 			return errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "each item once, with a positive quantity")
 		}
 		seen[dl.Item] = true
-		at := -1
-		known := false
-		for j, l := range p.Lines {
-			if l.Item != dl.Item {
-				continue
-			}
-			known = true
-			if !l.InForce(d.At) {
-				continue
-			}
-			if at < 0 || (p.Lines[at].Remaining() == 0 && l.Remaining() > 0) {
-				at = j
-			}
-		}
-		if !known {
+		if !slices.ContainsFunc(p.Lines, func(l exchange.Line) bool { return l.Item == dl.Item }) {
 			return errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "the prescription has no item %d", dl.Item)
 		}
+		at := exchange.Counted(p.Lines, dl.Item, d.At)
 		if at < 0 {
 			return &exchange.NotDispensableError{State: p.State, Item: dl.Item}
 		}
