@@ -176,8 +176,12 @@ type Session struct {
 	// VendorThumbprint is the x5t#S256 of the mTLS certificate the
 	// session was opened through; it is usable through that one only.
 	VendorThumbprint string
-	CreatedAt        time.Time
-	ExpiresAt        time.Time
+	// CardChain is the card's certificate chain as verified when the
+	// session was opened, DER, leaf first: any instance checks its
+	// revocation again on every call.
+	CardChain [][]byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // IdempotencyRecord is the answer kept for an Idempotency-Key.

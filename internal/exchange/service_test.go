@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -52,6 +53,7 @@ type fixture struct {
 	revoked  []crl.Entry
 	verifier *rx.Verifier
 	store    *rxstore.Exchange
+	cfg      exchange.Config
 	svc      *exchange.Service
 
 	doctor, pharmacy, rival, lab, exch card
@@ -102,8 +104,9 @@ func setup(t *testing.T, driver string) *fixture {
 	if f.store, err = rxstore.NewExchange(ctx, data.DB); err != nil {
 		t.Fatal(err)
 	}
-	f.svc, err = exchange.New(exchange.Config{Store: f.store, Verifier: f.verifier, Reverifier: re, Status: f.checker,
-		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock})
+	f.cfg = exchange.Config{Store: f.store, Verifier: f.verifier, Reverifier: re, Status: f.checker,
+		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock}
+	f.svc, err = exchange.New(f.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -755,6 +758,34 @@ func TestPartialDispensing(t *testing.T) {
 			wantCode(t, err, errs.RuleViolation)
 			if rv := decisionOf(t, err); rv.Decision.Items[0].Violations[0].RuleID != "refill-too-early" {
 				t.Fatalf("violations %+v", rv.Decision.Items[0].Violations)
+			}
+		})
+	}
+}
+
+// TestSessionsAcrossInstances: rxd runs as stateless instances — a session
+// opened through one is honoured by another over the same store, which
+// checks the card's revocation on every call as the first would.
+func TestSessionsAcrossInstances(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			token, _ := f.session(t, f.pharmacy, f.vendor)
+			other, err := exchange.New(f.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := other.Authenticate(ctx, f.vendor, token)
+			if err != nil || a.Organisation != f.pharmacy.sub.LicenceNumber || a.CertSerial != fmt.Sprintf("%x", f.pharmacy.chain[0].SerialNumber) {
+				t.Fatalf("another instance: %+v %v", a, err)
+			}
+			_, err = other.Authenticate(ctx, f.vendor2, token)
+			wantCode(t, err, errs.Unauthorized)
+			f.revoke(t, f.pharmacy, f.now.Add(-time.Minute), 5)
+			_, err = other.Authenticate(ctx, f.vendor, token)
+			wantCode(t, err, errs.Unauthorized)
+			if !strings.Contains(err.Error(), "revoked") {
+				t.Fatalf("refused for another reason: %v", err)
 			}
 		})
 	}

@@ -96,11 +96,13 @@ type Store interface {
 	// of the last entry, nil when the page is the last.
 	History(ctx context.Context, nationalID string, after *Cursor, limit int, now time.Time) (entries []HistoryEntry, next *Cursor, err error)
 
-	// CreateSession stores s and marks s.DocumentID used, in one
+	// CreateSession stores s (its CardChain MUST hold at least one
+	// certificate, each one DER value) and marks s.DocumentID used, in one
 	// transaction: a document id used before gives ErrSessionUsed.
 	CreateSession(ctx context.Context, s *Session) error
-	// Session reads the session whose token hashes to tokenSHA256 if it
-	// has not ended and now is before its ExpiresAt; else ErrNoSession.
+	// Session reads the session whose token hashes to tokenSHA256, with
+	// its card chain as stored, if it has not ended and now is before its
+	// ExpiresAt; else ErrNoSession.
 	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (*Session, error)
 	// EndSession ends the session (ending one that has ended succeeds).
 	// Its document id stays used.

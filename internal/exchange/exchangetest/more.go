@@ -2,8 +2,10 @@ package exchangetest
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,8 +135,20 @@ func session(at time.Time) *exchange.Session {
 	return &exchange.Session{
 		TokenSHA256: h, DocumentID: rx.NewID(),
 		Actor:            exchange.Actor{CertSerial: "0abc", Role: "pharmacy", Organisation: "PH-1", CouncilNumber: "p-77"},
-		VendorThumbprint: "x5t-vendor", CreatedAt: at, ExpiresAt: at.Add(12 * time.Hour),
+		VendorThumbprint: "x5t-vendor", CardChain: cardChain(), CreatedAt: at, ExpiresAt: at.Add(12 * time.Hour),
 	}
+}
+
+// cardChain stands for a card's chain: two DER values (the store keeps
+// them as given, without parsing them as certificates), the first with a
+// long-form length.
+func cardChain() [][]byte {
+	leaf, _ := asn1.Marshal(struct {
+		Serial int
+		Name   string
+	}{0xabc, strings.Repeat("leaf ", 40)})
+	issuer, _ := asn1.Marshal(struct{ Name string }{"issuing CA"})
+	return [][]byte{leaf, issuer}
 }
 
 func testSessions(t *testing.T, s exchange.Store) {
@@ -147,8 +161,18 @@ func testSessions(t *testing.T, s exchange.Store) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.TokenSHA256, se.TokenSHA256) || got.DocumentID != se.DocumentID || got.Actor != se.Actor || got.VendorThumbprint != se.VendorThumbprint ||
-		!got.CreatedAt.Equal(se.CreatedAt) || !got.ExpiresAt.Equal(se.ExpiresAt) {
+		!got.CreatedAt.Equal(se.CreatedAt) || !got.ExpiresAt.Equal(se.ExpiresAt) ||
+		!slices.EqualFunc(got.CardChain, se.CardChain, bytes.Equal) {
 		t.Errorf("session read %+v, stored %+v", got, se)
+	}
+	// A session is nothing without the chain its card's revocation is
+	// checked by on every call.
+	for _, chain := range [][][]byte{nil, {[]byte("not DER")}, {append(slices.Clone(se.CardChain[0]), 0)}} {
+		bad := session(Now)
+		bad.CardChain = chain
+		if err := s.CreateSession(ctx, bad); err == nil {
+			t.Errorf("a session stored with card chain %x", chain)
+		}
 	}
 	_, err = s.Session(ctx, se.TokenSHA256, se.ExpiresAt)
 	wantCode(t, err, errs.Unauthorized)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"slices"
@@ -718,6 +719,10 @@ func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) erro
 	if len(se.TokenSHA256) != 32 || se.DocumentID == "" || se.VendorThumbprint == "" || !se.ExpiresAt.After(se.CreatedAt) {
 		return errors.New("rxstore: a session needs a token hash, its document id, the vendor thumbprint and an expiry after its creation")
 	}
+	chain, err := joinDER(se.CardChain)
+	if err != nil {
+		return err
+	}
 	return s.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.Exec(ctx, tx, "INSERT INTO session_documents (id, used_at) VALUES ($1, $2)", se.DocumentID, utc(se.CreatedAt)); err != nil {
 			if _, dup := store.IsDuplicate(err); dup {
@@ -726,8 +731,8 @@ func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) erro
 			return fmt.Errorf("rxstore: storing a session: %w", err)
 		}
 		a := se.Actor
-		if _, err := s.Exec(ctx, tx, "INSERT INTO sessions (token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-			se.TokenSHA256, se.DocumentID, a.CertSerial, a.Role, a.Organisation, a.CouncilNumber, se.VendorThumbprint, utc(se.CreatedAt), utc(se.ExpiresAt)); err != nil {
+		if _, err := s.Exec(ctx, tx, "INSERT INTO sessions (token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, card_chain, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+			se.TokenSHA256, se.DocumentID, a.CertSerial, a.Role, a.Organisation, a.CouncilNumber, se.VendorThumbprint, chain, utc(se.CreatedAt), utc(se.ExpiresAt)); err != nil {
 			return fmt.Errorf("rxstore: storing a session: %w", err)
 		}
 		return nil
@@ -737,17 +742,55 @@ func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) erro
 // Session implements exchange.Store.
 func (s *Exchange) Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (*exchange.Session, error) {
 	var se exchange.Session
+	var chain []byte
 	a := &se.Actor
-	err := s.SQL().QueryRowContext(ctx, s.Rebind("SELECT token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, created_at, expires_at FROM sessions WHERE token_sha256 = $1 AND expires_at > $2"),
-		tokenSHA256, utc(now)).Scan(&se.TokenSHA256, &se.DocumentID, &a.CertSerial, &a.Role, &a.Organisation, &a.CouncilNumber, &se.VendorThumbprint, &se.CreatedAt, &se.ExpiresAt)
+	err := s.SQL().QueryRowContext(ctx, s.Rebind("SELECT token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, card_chain, created_at, expires_at FROM sessions WHERE token_sha256 = $1 AND expires_at > $2"),
+		tokenSHA256, utc(now)).Scan(&se.TokenSHA256, &se.DocumentID, &a.CertSerial, &a.Role, &a.Organisation, &a.CouncilNumber, &se.VendorThumbprint, &chain, &se.CreatedAt, &se.ExpiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, exchange.ErrNoSession
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rxstore: reading a session: %w", err)
 	}
+	if se.CardChain, err = splitDER(chain); err != nil {
+		return nil, fmt.Errorf("rxstore: reading a session's card chain: %w", err)
+	}
 	se.CreatedAt, se.ExpiresAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC()
 	return &se, nil
+}
+
+// joinDER is how a chain of DER certificates is stored: concatenated, as
+// x509.ParseCertificates reads them. Each MUST be one DER value, so that
+// splitDER gives them back as they were.
+func joinDER(certs [][]byte) ([]byte, error) {
+	if len(certs) == 0 {
+		return nil, errors.New("rxstore: a session needs its card's certificate chain")
+	}
+	var out []byte
+	for i, c := range certs {
+		var v asn1.RawValue
+		if rest, err := asn1.Unmarshal(c, &v); err != nil || len(rest) > 0 {
+			return nil, fmt.Errorf("rxstore: certificate %d of a card chain is not one DER value", i)
+		}
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
+// splitDER splits what joinDER stored (nothing for a session stored before
+// chains were kept).
+func splitDER(b []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		var v asn1.RawValue
+		rest, err := asn1.Unmarshal(b, &v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v.FullBytes)
+		b = rest
+	}
+	return out, nil
 }
 
 // EndSession implements exchange.Store.
