@@ -181,14 +181,21 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if err != nil && !replay {
 		return nil, false, internal(err, "recording a dispense")
 	}
-	// Consumed once per dispense id: a retry after a failure here (or
-	// after a crash between the store and here) completes it.
-	if err := s.cfg.Adjudicator.Commit(ctx, dec, got.ID, got.At); err != nil {
-		return nil, false, internal(err, "committing a dispense's adjudication")
+	if replay {
+		// Settled with the decision of its first attempt, or judged
+		// again for the fills it was counted against: not this one's.
+		dec = nil
+	}
+	// The caps consumed once per dispense id, the answer settled with what
+	// they paid: a retry after a failure here (or after a crash between
+	// the store and here) completes it.
+	settled, err := s.settle(ctx, p, got, dec)
+	if err != nil {
+		return nil, false, err
 	}
 	var out DispenseAccepted
-	if err := json.Unmarshal(got.Answer, &out); err != nil {
-		return nil, false, fmt.Errorf("exchange: the stored answer of dispense %s does not decode: %w", got.ID, err)
+	if err := json.Unmarshal(settled, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the settled answer of dispense %s does not decode: %w", got.ID, err)
 	}
 	return &out, replay, nil
 }

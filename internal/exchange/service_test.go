@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -13,13 +14,17 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
@@ -53,6 +58,7 @@ type fixture struct {
 	revoked  []crl.Entry
 	verifier *rx.Verifier
 	store    *rxstore.Exchange
+	registry *rxstore.Insured
 	cfg      exchange.Config
 	svc      *exchange.Service
 
@@ -101,6 +107,7 @@ func setup(t *testing.T, driver string) *fixture {
 		t.Fatal(err)
 	}
 	data := rxdtest.Open(t, driver, 80)
+	f.registry = data.Registry
 	if f.store, err = rxstore.NewExchange(ctx, data.DB); err != nil {
 		t.Fatal(err)
 	}
@@ -789,4 +796,145 @@ func TestSessionsAcrossInstances(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkBarrier lets every one of n dispenses be judged before any goes on:
+// each sees the supplementary cap as it was before the others consumed it.
+type checkBarrier struct {
+	exchange.Adjudicator
+	judged *sync.WaitGroup
+}
+
+func (b checkBarrier) Check(ctx context.Context, req adjudicate.Request) (*adjudicate.Decision, error) {
+	d, err := b.Adjudicator.Check(ctx, req)
+	b.judged.Done()
+	b.judged.Wait()
+	return d, err
+}
+
+// TestSettledAmounts: two dispenses of one patient, judged while the
+// supplementary cap had 100 000 rials left, both estimating it: the caps
+// pay it once, and the answers, their replays and the receipts say what
+// was paid — never more than the cap.
+func TestSettledAmounts(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			nid := insuredtest.NationalID(0)
+			person, _, err := f.registry.Person(ctx, nid)
+			if err != nil || person.Supplementary == nil {
+				t.Fatalf("person 0: %+v %v", person, err)
+			}
+			const limit, left = 50_000_000, 100_000
+			drugCap := insured.Cap{NationalID: nid, Insurer: person.Supplementary.Insurer, Plan: person.Supplementary.Plan,
+				Year: persian.Hijri(f.now).Year, Category: "drug"}
+			if paid, err := f.registry.Consume(ctx, insured.Consumption{Key: "earlier", Cap: drugCap, Limit: limit, Amount: limit - left}); err != nil || paid != limit-left {
+				t.Fatalf("earlier use of the cap: %d %v", paid, err)
+			}
+
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			var judged sync.WaitGroup
+			judged.Add(2)
+			cfg := f.cfg
+			cfg.Adjudicator = checkBarrier{f.cfg.Adjudicator, &judged}
+			racing, err := exchange.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type visit struct {
+				claim *exchange.ClaimGranted
+				doc   string
+				ans   *exchange.DispenseAccepted
+				err   error
+			}
+			visits := make([]*visit, 2)
+			for i, item := range []rx.Item{drug(catalogtest.Amoxicillin, 20), drug(catalogtest.Atorvastatin, 30)} {
+				p, jws, ans := f.prescribe(t, f.doctor, item)
+				c, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				doc := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: item.Code, Quantity: item.Quantity}))
+				visits[i] = &visit{claim: c, doc: doc}
+			}
+			var wg sync.WaitGroup
+			for _, v := range visits {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					v.ans, _, v.err = racing.Dispense(ctx, ph, v.claim.ClaimID, v.claim.Secret, v.doc)
+				}()
+			}
+			wg.Wait()
+
+			var supplementary int64
+			for i, v := range visits {
+				if v.err != nil {
+					t.Fatalf("dispense %d: %v", i, v.err)
+				}
+				a := v.ans.Amounts
+				if a.Total != a.Insurer+a.Supplementary+a.Patient || a.Supplementary != v.ans.Decision.SupplementaryPay {
+					t.Fatalf("dispense %d: amounts %+v, decision %+v", i, a, v.ans.Decision)
+				}
+				again, replay, err := f.svc.Dispense(ctx, ph, v.claim.ClaimID, v.claim.Secret, v.doc)
+				if err != nil || !replay || again.Amounts != a {
+					t.Fatalf("dispense %d again: %+v %v %v, first %+v", i, again, replay, err, a)
+				}
+				closed, err := f.svc.Close(ctx, ph, v.claim.ClaimID, v.claim.Secret)
+				if err != nil || closed.Amounts != a {
+					t.Fatalf("close %d: %+v %v, dispensed %+v", i, closed, err, a)
+				}
+				r, err := f.verifier.Verify(ctx, closed.Receipt, rx.KindReceipt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				supplementary += r.Receipt.Amounts.Supplementary
+			}
+			if used, err := f.registry.Used(ctx, drugCap); err != nil || used != limit {
+				t.Fatalf("cap used %d %v", used, err)
+			}
+			if supplementary != left {
+				t.Fatalf("the receipts say supplementary insurance paid %d; it paid the %d left", supplementary, left)
+			}
+		})
+	}
+}
+
+// TestCloseSettlesFirst: a dispense stored but never settled (rxd stopped
+// between the store and the commit) is committed and settled by the close,
+// whose receipt then has its amounts.
+func TestCloseSettlesFirst(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+	_, ph := f.session(t, f.pharmacy, f.vendor)
+	c, err := f.svc.Claim(ctx, ph, find(ans, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})
+	dj := f.sign(t, f.pharmacy, doc)
+	stored := &exchange.Dispense{ID: doc.ID, PrescriptionID: p.ID, JWS: dj, JWSSHA256: rx.SHA256(dj), Lines: []exchange.DispensedLine{{Item: 0, Quantity: 20}}, At: f.now}
+	answer := func(p *exchange.Prescription, d *exchange.Dispense) ([]byte, error) {
+		return json.Marshal(&exchange.DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State})
+	}
+	if _, _, err := f.store.Dispense(ctx, c.ClaimID, sha(c.Secret), stored, answer); err != nil {
+		t.Fatal(err)
+	}
+	closed, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret)
+	// 20 × 32 000; the insurer's 70 %, the rest within the cap.
+	if err != nil || closed.Amounts != (exchange.Amounts{Total: 640000, Insurer: 448000, Supplementary: 192000}) {
+		t.Fatalf("close: %+v %v", closed, err)
+	}
+	hist, err := f.registry.Since(ctx, p.Patient.NationalID, f.now.AddDate(0, 0, -1))
+	if err != nil || len(hist) != 1 || hist[0].DispenseID != doc.ID || hist[0].PrescriptionID != p.ID {
+		t.Fatalf("history %+v %v", hist, err)
+	}
+	if d, err := f.store.DispenseByID(ctx, doc.ID); err != nil || d.Settled == nil {
+		t.Fatalf("not settled: %+v %v", d, err)
+	}
+}
+
+func sha(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, open Open) {
 		{"claims", testClaims},
 		{"dispense", testDispense},
 		{"dispense replay", testDispenseReplay},
+		{"settlements", testSettlements},
 		{"fills", testFills},
 		{"expiry", testExpiry},
 		{"close", testClose},

@@ -32,6 +32,7 @@ var exchangeFields = map[string]string{
 	"prescriptions_tracking_code": "tracking_code",
 	"prescriptions_pkey":          "id",
 	"dispenses_pkey":              "id",
+	"settlements_pkey":            "dispense_id",
 	"cancellations_pkey":          "id",
 	"cancellations_prescription":  "prescription_id",
 	"receipts_claim":              "claim_id",
@@ -384,11 +385,11 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 	return nil
 }
 
-const dispenseColumns = "d.id, d.prescription_id, d.claim_id, d.jws, d.jws_sha256, d.at, d.answer, dl.item, dl.fill, dl.quantity"
+const dispenseColumns = "d.id, d.prescription_id, d.claim_id, d.jws, d.jws_sha256, d.at, d.answer, st.answer, dl.item, dl.fill, dl.quantity"
 
 // dispenses reads dispenses with their lines, oldest first.
 func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where string, args ...any) ([]*exchange.Dispense, error) {
-	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+dispenseColumns+" FROM dispenses d JOIN dispense_lines dl ON dl.dispense_id = d.id WHERE "+where+" ORDER BY d.at, d.id, dl.item"), args...)
+	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+dispenseColumns+" FROM dispenses d JOIN dispense_lines dl ON dl.dispense_id = d.id LEFT JOIN settlements st ON st.dispense_id = d.id WHERE "+where+" ORDER BY d.at, d.id, dl.item"), args...)
 	if err != nil {
 		return nil, fmt.Errorf("rxstore: reading dispenses: %w", err)
 	}
@@ -398,7 +399,7 @@ func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where strin
 		var d exchange.Dispense
 		var claim sql.NullString
 		var l exchange.DispensedLine
-		if err := rows.Scan(&d.ID, &d.PrescriptionID, &claim, &d.JWS, &d.JWSSHA256, &d.At, &d.Answer, &l.Item, &l.Fill, &l.Quantity); err != nil {
+		if err := rows.Scan(&d.ID, &d.PrescriptionID, &claim, &d.JWS, &d.JWSSHA256, &d.At, &d.Answer, &d.Settled, &l.Item, &l.Fill, &l.Quantity); err != nil {
 			return nil, fmt.Errorf("rxstore: reading dispenses: %w", err)
 		}
 		if n := len(out); n > 0 && out[n-1].ID == d.ID {
@@ -410,6 +411,51 @@ func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where strin
 		out = append(out, &d)
 	}
 	return out, rows.Err()
+}
+
+// Settle implements exchange.Store.
+func (s *Exchange) Settle(ctx context.Context, dispenseID string, answer []byte, at time.Time) ([]byte, error) {
+	if dispenseID == "" || len(answer) == 0 {
+		return nil, errors.New("rxstore: a settlement needs a dispense id and its answer")
+	}
+	var kept []byte
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, s.Rebind("SELECT 1 FROM dispenses WHERE id = $1"), dispenseID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return exchange.NotFound("dispense")
+		}
+		if err != nil {
+			return fmt.Errorf("rxstore: reading a dispense: %w", err)
+		}
+		res, err := s.Exec(ctx, tx, "INSERT INTO settlements (dispense_id, answer, at) VALUES ($1, $2, $3) ON CONFLICT (dispense_id) DO NOTHING", dispenseID, answer, utc(at))
+		if err != nil {
+			return fmt.Errorf("rxstore: settling a dispense: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			kept = answer
+			return err
+		}
+		// Settled first by another call (ON CONFLICT waited for it to
+		// commit; this statement's snapshot sees it).
+		return tx.QueryRowContext(ctx, s.Rebind("SELECT answer FROM settlements WHERE dispense_id = $1"), dispenseID).Scan(&kept)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return kept, nil
+}
+
+// DispenseByID implements exchange.Store.
+func (s *Exchange) DispenseByID(ctx context.Context, id string) (*exchange.Dispense, error) {
+	ds, err := s.dispenses(ctx, s.SQL(), "d.id = $1", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) == 0 {
+		return nil, exchange.NotFound("dispense")
+	}
+	return ds[0], nil
 }
 
 // lockedClaim reads a claim and locks its prescription (the lock every
