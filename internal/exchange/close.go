@@ -125,6 +125,22 @@ func receiptOf(jws string) (*rx.Receipt, error) {
 // remainder-cancelled (what was dispensed stands). The same cancellation
 // again answers as the first time, with replay set.
 func (s *Service) Cancel(ctx context.Context, caller Caller, prescriptionID, jws string) (ans *CancellationAccepted, replay bool, err error) {
+	// Accepted before: answered as then, whatever has been revoked since.
+	if id, hash, ok := stored(jws, rx.KindCancellation); ok {
+		c, err := s.cfg.Store.CancellationByID(ctx, id)
+		switch {
+		case err == nil && c.JWSSHA256 != hash:
+			return nil, false, Conflict("cancellation", id)
+		case err == nil && c.PrescriptionID == prescriptionID:
+			p, err := s.cfg.Store.PrescriptionByID(ctx, prescriptionID, s.cfg.Now())
+			if err != nil {
+				return nil, false, internal(err, "reading a prescription")
+			}
+			return &CancellationAccepted{PrescriptionID: p.ID, State: p.State, CancelledAt: c.At.UTC()}, true, nil
+		case err != nil && errs.CodeOf(err) != errs.NotFound:
+			return nil, false, internal(err, "reading a cancellation")
+		}
+	}
 	v, err := s.verify(ctx, jws, rx.KindCancellation, "cancel prescriptions", pki.RolePractitioner)
 	if err != nil {
 		return nil, false, err

@@ -127,6 +127,11 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if !slices.Contains(dispensers, role) {
 		return nil, false, roleNotAllowed(role, "dispense")
 	}
+	// Accepted before under this claim: its settled answer, whatever has
+	// been revoked since.
+	if ans, err := s.dispenseReplayed(ctx, claimID, jws); ans != nil || err != nil {
+		return ans, ans != nil, err
+	}
 	v, err := s.verify(ctx, jws, rx.KindDispense, "dispense", dispensers...)
 	if err != nil {
 		return nil, false, err
@@ -198,6 +203,41 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 		return nil, false, fmt.Errorf("exchange: the settled answer of dispense %s does not decode: %w", got.ID, err)
 	}
 	return &out, replay, nil
+}
+
+// dispenseReplayed is the settled answer of a dispense record stored before
+// under claimID (nil if there is none), settled now should its first
+// attempt have stopped after storing it. Another record under its id is a
+// conflict.
+func (s *Service) dispenseReplayed(ctx context.Context, claimID, jws string) (*DispenseAccepted, error) {
+	id, hash, ok := stored(jws, rx.KindDispense)
+	if !ok {
+		return nil, nil
+	}
+	d, err := s.cfg.Store.DispenseByID(ctx, id)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil, nil
+	case err != nil:
+		return nil, internal(err, "reading a dispense")
+	case d.JWSSHA256 != hash:
+		return nil, Conflict("dispense", id)
+	case d.ClaimID != claimID:
+		return nil, nil // judged as new, and refused by the store as the record it is
+	}
+	p, err := s.cfg.Store.PrescriptionByID(ctx, d.PrescriptionID, s.cfg.Now())
+	if err != nil {
+		return nil, internal(err, "reading a prescription")
+	}
+	settled, err := s.settle(ctx, p, d, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out DispenseAccepted
+	if err := json.Unmarshal(settled, &out); err != nil {
+		return nil, fmt.Errorf("exchange: the settled answer of dispense %s does not decode: %w", d.ID, err)
+	}
+	return &out, nil
 }
 
 // reverified verifies a stored prescription again, as the signer

@@ -33,6 +33,18 @@ type PaperAccepted struct {
 // paid and a receipt of them. The same document again answers that
 // settled answer with replay set.
 func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *PaperAccepted, replay bool, err error) {
+	// Accepted before: its settled answer, whatever has been revoked since.
+	if id, hash, ok := stored(jws, rx.KindPaper); ok {
+		p, err := s.cfg.Store.PrescriptionByID(ctx, id, s.cfg.Now())
+		switch {
+		case err == nil && (p.JWSSHA256 != hash || p.Kind != Paper):
+			return nil, false, Conflict("paper prescription", id)
+		case err == nil:
+			return s.paperReplayed(ctx, p)
+		case errs.CodeOf(err) != errs.NotFound:
+			return nil, false, internal(err, "reading a prescription")
+		}
+	}
 	v, err := s.verify(ctx, jws, rx.KindPaper, "enter paper prescriptions", pki.RolePharmacy)
 	if err != nil {
 		return nil, false, err

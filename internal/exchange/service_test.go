@@ -938,3 +938,49 @@ func sha(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
 }
+
+// TestReplaysAfterRevocation: a document accepted before and sent again
+// after its signer's card was revoked gets its first answer: it was
+// judged when it came, and a retry is not a new act.
+func TestReplaysAfterRevocation(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			doctor := f.card(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_d9", start))
+			ph := f.card(t, "pharmacy-signing", testpki.Subject(pki.RolePharmacy, "sub_ph9", start))
+			p, jws, ans := f.prescribe(t, doctor, drug(catalogtest.Amoxicillin, 20))
+			p2, jws2, _ := f.prescribe(t, doctor, drug(catalogtest.Metformin, 60))
+			cancel := f.sign(t, doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
+				Prescription: rx.Reference{ID: p2.ID, JWSSHA256: rx.SHA256(jws2)}, Prescriber: p2.Prescriber, Reason: "تغییر درمان"})
+			cancelled, _, err := f.svc.Cancel(ctx, f.vendor, p2.ID, cancel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paper := f.sign(t, ph, f.paper(ph, []rx.Item{drug(catalogtest.Omeprazole, 10)}, rx.DispensedItem{Code: catalogtest.Omeprazole, Quantity: 10}))
+			entered, _, err := f.svc.Paper(ctx, f.vendor, paper)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			f.advance(t, time.Hour)
+			f.revoke(t, doctor, f.now.Add(-time.Minute), 4)
+			f.revoke(t, ph, f.now.Add(-time.Minute), 4)
+			// New documents of theirs are refused ...
+			_, _, err = f.svc.Prescribe(ctx, f.vendor, f.sign(t, doctor, f.prescription(doctor, drug(catalogtest.Amoxicillin, 20))))
+			wantCode(t, err, errs.CertificateRevoked)
+			// ... the ones accepted before answer as they did.
+			again, replay, err := f.svc.Prescribe(ctx, f.vendor, jws)
+			if err != nil || !replay || again.Ack != ans.Ack || again.ID != p.ID {
+				t.Fatalf("prescription again: %+v %v %v", again, replay, err)
+			}
+			c, replay, err := f.svc.Cancel(ctx, f.vendor, p2.ID, cancel)
+			if err != nil || !replay || *c != *cancelled {
+				t.Fatalf("cancellation again: %+v %v %v", c, replay, err)
+			}
+			e, replay, err := f.svc.Paper(ctx, f.vendor, paper)
+			if err != nil || !replay || e.Receipt != entered.Receipt || e.Amounts != entered.Amounts {
+				t.Fatalf("paper again: %+v %v %v", e, replay, err)
+			}
+		})
+	}
+}

@@ -99,6 +99,9 @@ type Store interface {
 	// as it now stands.
 	Cancel(ctx context.Context, c *Cancellation) (*Cancellation, *Prescription, error)
 
+	// CancellationByID reads a cancellation; not-found if there is none.
+	CancellationByID(ctx context.Context, id string) (*Cancellation, error)
+
 	// History is a patient's prescriptions newest first (by IssuedAt, then
 	// ID, both descending), after the cursor (nil: from the newest), at
 	// most limit (1..MaxHistoryPage, else ErrHistoryLimit), each with its

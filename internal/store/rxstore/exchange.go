@@ -656,6 +656,18 @@ func (s *Exchange) cancellations(ctx context.Context, q sqlstore.Execer, where s
 	return out, rows.Err()
 }
 
+// CancellationByID implements exchange.Store.
+func (s *Exchange) CancellationByID(ctx context.Context, id string) (*exchange.Cancellation, error) {
+	cs, err := s.cancellations(ctx, s.SQL(), "id = $1", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, exchange.NotFound("cancellation")
+	}
+	return cs[0], nil
+}
+
 // Cancel implements exchange.Store.
 func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*exchange.Cancellation, *exchange.Prescription, error) {
 	if c.ID == "" || c.PrescriptionID == "" || c.JWS == "" || c.JWSSHA256 == "" {
