@@ -38,6 +38,18 @@ type Request struct {
 	// Dispensed is what is handed out or performed (dispense, paraclinic,
 	// paper); absent means exactly what was prescribed.
 	Dispensed []rx.DispensedItem `json:"dispensed,omitempty"`
+	// Fills are, when a stored prescription is dispensed (set by the
+	// exchange, never read from a request body), the fill of the
+	// prescription each judged line is counted against, in the order of
+	// Dispensed (of the prescription's items when Dispensed is absent).
+	// The patient's earlier dispenses of the same prescription and fill
+	// complete the same supply — one fill given in parts over several
+	// visits — so the rules judging a line do not see them (that no fill
+	// is given more than its quantity is the exchange store's guard); an
+	// earlier fill of the same prescription is judged against as any
+	// other dispense. Without Fills every earlier dispense is seen, and
+	// Commit records the dispense as of no prescription.
+	Fills []int `json:"-"`
 }
 
 // Item is the decision for one item.
@@ -92,6 +104,9 @@ type Decision struct {
 	nationalID string
 	supp       *insured.SuppCoverage
 	input      *rules.Input
+	// prescriptionID and fills are the request's, when it gave fills.
+	prescriptionID string
+	fills          []int
 }
 
 // Catalogue finds the catalogue version in force on a day.
@@ -148,12 +163,18 @@ func (a *Adjudicator) Check(ctx context.Context, req Request) (*Decision, error)
 	if err != nil {
 		return nil, err
 	}
-	violations, err := a.evaluate(ctx, set, in)
+	if len(req.Fills) > 0 && (len(req.Fills) != len(lines) || p.ID == "") {
+		return nil, fmt.Errorf("adjudicate: %d fills for %d lines of prescription %q", len(req.Fills), len(lines), p.ID)
+	}
+	violations, err := a.evaluateByFill(ctx, set, in, f.hist, p.ID, req.Fills)
 	if err != nil {
 		return nil, err
 	}
 
 	dec, wideReject := newDecision(req.Scope, day, set.Version(), f, p.Patient.NationalID, in, violations)
+	if len(req.Fills) > 0 {
+		dec.prescriptionID, dec.fills = p.ID, slices.Clone(req.Fills)
+	}
 	caps := a.caps(dec, day)
 	for i, l := range lines {
 		it, err := judgeItem(i, l, entries[i], in.Items[i], violations, !wideReject && f.elig.Eligible, day)
@@ -319,6 +340,43 @@ func (a *Adjudicator) evaluate(ctx context.Context, set *rules.Set, in *rules.In
 	return violations, nil
 }
 
+// evaluateByFill judges in by set, each line against the history less
+// the earlier parts of its own fill (hist is in.History as read, row for
+// row): once per fill among the lines — once in all but the rare dispense
+// of items in different fills — each line's violations taken from its
+// fill's evaluation, the prescription-wide ones from any (once each).
+func (a *Adjudicator) evaluateByFill(ctx context.Context, set *rules.Set, in *rules.Input, hist []insured.Dispensed, prescriptionID string, fills []int) ([]rules.Violation, error) {
+	if len(fills) == 0 {
+		return a.evaluate(ctx, set, in)
+	}
+	var out []rules.Violation
+	for i, fill := range fills {
+		if slices.Contains(fills[:i], fill) {
+			continue
+		}
+		judged := *in
+		judged.History = make([]rules.Dispensed, 0, len(in.History))
+		for j, h := range hist {
+			if h.PrescriptionID != prescriptionID || h.Fill != fill {
+				judged.History = append(judged.History, in.History[j])
+			}
+		}
+		vs, err := a.evaluate(ctx, set, &judged)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vs {
+			switch {
+			case v.Item >= 0 && v.Item < len(fills) && fills[v.Item] != fill:
+			case v.Item < 0 && slices.ContainsFunc(out, func(o rules.Violation) bool { return o.Item < 0 && o.RuleID == v.RuleID }):
+			default:
+				out = append(out, v)
+			}
+		}
+	}
+	return out, nil
+}
+
 // newDecision starts the decision with the prescription-wide violations,
 // and says whether one of them rejects, which rejects every item.
 func newDecision(scope rules.Scope, day time.Time, ruleSet string, f facts, nationalID string, in *rules.Input, violations []rules.Violation) (dec *Decision, wideReject bool) {
@@ -453,10 +511,11 @@ func unknownCode(i int, code string, day time.Time) rules.Violation {
 // Commit records a dispense that Check decided: supplementary caps are
 // consumed (each item keyed by dispenseID and its index, so that a retried
 // commit consumes once and gets the same amounts) and the items enter the
-// patient's history for the rules that look back. The decision's
-// supplementary and patient amounts become what the caps actually paid,
-// which is less than Check estimated if another dispense used the cap in
-// between; a cap is never driven below zero.
+// patient's history for the rules that look back, with the prescription
+// and fill each was counted against when the request gave them (Fills).
+// The decision's supplementary and patient amounts become what the caps
+// actually paid, which is less than Check estimated if another dispense
+// used the cap in between; a cap is never driven below zero.
 func (a *Adjudicator) Commit(ctx context.Context, dec *Decision, dispenseID string, at time.Time) error {
 	if dec.Scope == rules.ScopePrescribe {
 		return errs.New(errs.Invalid, "a prescription is not dispensed; only dispense, paper and paraclinic decisions are committed")
@@ -487,8 +546,12 @@ func (a *Adjudicator) Commit(ctx context.Context, dec *Decision, dispenseID stri
 		it.PatientPays = it.Total - it.InsurerPays - it.SupplementaryPays
 		dec.SupplementaryPay += it.SupplementaryPays
 		dec.PatientPays += it.PatientPays
-		hist = append(hist, insured.Dispensed{DispenseID: dispenseID, Item: i, NationalID: dec.nationalID, Code: it.Code, ATC: it.atc,
-			Quantity: it.Quantity, DaysSupply: a.daysSupply(dec.input.Items[i]), DispensedAt: at.UTC()})
+		h := insured.Dispensed{DispenseID: dispenseID, Item: i, NationalID: dec.nationalID, Code: it.Code, ATC: it.atc,
+			Quantity: it.Quantity, DaysSupply: a.daysSupply(dec.input.Items[i]), DispensedAt: at.UTC()}
+		if dec.fills != nil {
+			h.PrescriptionID, h.Fill = dec.prescriptionID, dec.fills[i]
+		}
+		hist = append(hist, h)
 	}
 	if err := a.History.Record(ctx, hist); err != nil {
 		if errors.Is(err, &errs.Error{Code: errs.Conflict}) {

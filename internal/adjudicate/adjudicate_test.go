@@ -462,3 +462,69 @@ func TestParaclinic(t *testing.T) {
 		t.Fatalf("drug cap used %d by a lab test", used)
 	}
 }
+
+// TestPartialDispenses: one fill of an item given in parts — over several
+// visits or under one claim — is one supply: the later parts are not
+// refills of the earlier. Another prescription of the same drug, the next
+// fill of the same one, and a request that names no fill are still judged
+// against every part given.
+func TestPartialDispenses(t *testing.T) {
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			statin := drug(catalogtest.Atorvastatin, 10)
+			statin.Repeats, statin.RepeatIntervalDays = 1, 30
+			p := early(prescription(1, "general", statin))
+			check := func(p *rx.Prescription, qty int, fills ...int) *adjudicate.Decision {
+				t.Helper()
+				d, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: p,
+					Dispensed: []rx.DispensedItem{{Code: catalogtest.Atorvastatin, Quantity: qty}}, Fills: fills})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d
+			}
+			tooEarly := func(d *adjudicate.Decision) bool {
+				return !d.Allowed && slices.Contains(ruleIDs(d.Items[0].Violations), "refill-too-early")
+			}
+
+			at := f.on(t, "2026-08-01")
+			first := check(p, 4, 0)
+			if !first.Allowed {
+				t.Fatalf("first part: %+v", first.Items[0])
+			}
+			if err := f.a.Commit(ctx, first, "part-1", at); err != nil {
+				t.Fatal(err)
+			}
+			// The same day (one claim) and two days on (another visit).
+			for i, date := range []string{"2026-08-01", "2026-08-03"} {
+				at = f.on(t, date)
+				more := check(p, 3, 0)
+				if !more.Allowed {
+					t.Fatalf("part %d of the same fill: %+v", i+2, more.Items[0])
+				}
+				if err := f.a.Commit(ctx, more, fmt.Sprintf("part-%d", i+2), at); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hist, err := f.reg.Since(ctx, p.Patient.NationalID, day.AddDate(0, -3, 0))
+			if err != nil || len(hist) != 3 || hist[0].PrescriptionID != p.ID || hist[0].Fill != 0 || hist[0].DispenseID != "part-3" {
+				t.Fatalf("history %+v %v", hist, err)
+			}
+
+			// Another prescription of the same drug is a refill, too early.
+			if d := check(early(prescription(1, "general", drug(catalogtest.Atorvastatin, 10))), 10, 0); !tooEarly(d) {
+				t.Fatalf("another prescription: %+v", d.Items[0])
+			}
+			// Without fills (the rules service), every part is history.
+			if d := check(p, 3); !tooEarly(d) {
+				t.Fatalf("no fill named: %+v", d.Items[0])
+			}
+			// The next fill of the same prescription, eight days on.
+			f.on(t, "2026-08-09")
+			if d := check(p, 10, 1); !tooEarly(d) {
+				t.Fatalf("fill 1 after eight days: %+v", d.Items[0])
+			}
+		})
+	}
+}

@@ -16,44 +16,55 @@ import (
 // Close ends a visit with the exchange's signed receipt
 // (POST /v1/claims/{id}/close): it binds the prescription's and each
 // dispense's signing-input hashes, the amounts, the dispenser and the
-// time. It is signed inside the store's transaction, under the
-// prescription's lock: one close, one receipt, and a retried or racing
-// close answers that same receipt.
+// time. The amounts are the dispenses' settled ones (what supplementary
+// insurance actually paid); a dispense not yet settled is settled first.
+// It is signed inside the store's transaction, under the prescription's
+// lock: one close, one receipt, and a retried or racing close answers that
+// same receipt.
 func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret string) (*Closed, error) {
 	role := pki.Role(actor.Role)
 	if !slices.Contains(dispensers, role) {
 		return nil, roleNotAllowed(role, "close claims")
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
-	r, err := s.cfg.Store.Close(ctx, claimID, hashSecret(claimSecret), now, func(c *Claim, p *Prescription, ds []*Dispense) (*Receipt, error) {
-		if c.Organisation != actor.Organisation {
-			return nil, errs.New(errs.Forbidden, "the claim is not %s %s's", role, actor.Organisation)
-		}
-		if len(ds) == 0 {
-			return nil, errs.New(errs.Conflict, "nothing was dispensed under this claim: release it instead of closing it")
-		}
-		var total Amounts
-		refs := make([]rx.Reference, len(ds))
-		for i, d := range ds {
-			var a DispenseAccepted
-			if err := json.Unmarshal(d.Answer, &a); err != nil {
-				return nil, fmt.Errorf("exchange: the stored answer of dispense %s does not decode: %w", d.ID, err)
+	var r *Receipt
+	for attempt := 0; ; attempt++ {
+		var held *Prescription
+		var unsettled []*Dispense
+		var err error
+		r, err = s.cfg.Store.Close(ctx, claimID, hashSecret(claimSecret), now, func(c *Claim, p *Prescription, ds []*Dispense) (*Receipt, error) {
+			if c.Organisation != actor.Organisation {
+				return nil, errs.New(errs.Forbidden, "the claim is not %s %s's", role, actor.Organisation)
 			}
-			total = total.plus(a.Amounts)
-			refs[i] = rx.Reference{ID: d.ID, JWSSHA256: d.JWSSHA256}
+			if len(ds) == 0 {
+				return nil, errs.New(errs.Conflict, "nothing was dispensed under this claim: release it instead of closing it")
+			}
+			for _, d := range ds {
+				if d.Settled == nil {
+					unsettled = append(unsettled, d)
+				}
+			}
+			if len(unsettled) > 0 {
+				held = p
+				return nil, errUnsettled
+			}
+			return s.receipt(ctx, role, c, p, ds, now)
+		})
+		if errors.Is(err, errUnsettled) && attempt < maxSettleRounds {
+			// A dispense whose first attempt stopped before it was
+			// settled (or one still being settled): settled here, out
+			// of the store's transaction, before its amounts are added.
+			for _, d := range unsettled {
+				if _, err := s.settle(ctx, held, d, nil); err != nil {
+					return nil, err
+				}
+			}
+			continue
 		}
-		doc := &rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode,
-			Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}, Dispenses: refs,
-			Amounts:   rx.Amounts{Total: total.Total, Insurer: total.Insurer, Supplementary: total.Supplementary, Patient: total.Patient},
-			Dispenser: rx.Dispenser{LicenceNumber: c.Organisation, Role: string(role)}, ClosedAt: now}
-		jws, err := s.sign(ctx, doc, now)
 		if err != nil {
-			return nil, err
+			return nil, internal(err, "closing a claim")
 		}
-		return &Receipt{ID: doc.ID, JWS: jws, At: now}, nil
-	})
-	if err != nil {
-		return nil, internal(err, "closing a claim")
+		break
 	}
 	doc, err := receiptOf(r.JWS)
 	if err != nil {
@@ -61,6 +72,38 @@ func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret 
 	}
 	a := doc.Amounts
 	return &Closed{ReceiptID: r.ID, Receipt: r.JWS, Amounts: Amounts{Total: a.Total, Insurer: a.Insurer, Supplementary: a.Supplementary, Patient: a.Patient}}, nil
+}
+
+// maxSettleRounds bounds how often a close settles dispenses that were not
+// (each round settles every one it found; a new one appears only if a
+// dispense under the claim races the close).
+const maxSettleRounds = 3
+
+// errUnsettled stops a close that found a dispense not yet settled.
+var errUnsettled = errs.New(errs.Conflict, "a dispense under this claim is still being recorded: close it again")
+
+// receipt signs the receipt closing claim c: the settled amounts of its
+// dispenses ds, every one settled.
+func (s *Service) receipt(ctx context.Context, role pki.Role, c *Claim, p *Prescription, ds []*Dispense, now time.Time) (*Receipt, error) {
+	var total Amounts
+	refs := make([]rx.Reference, len(ds))
+	for i, d := range ds {
+		var a DispenseAccepted
+		if err := json.Unmarshal(d.Settled, &a); err != nil {
+			return nil, fmt.Errorf("exchange: the settled answer of dispense %s does not decode: %w", d.ID, err)
+		}
+		total = total.plus(a.Amounts)
+		refs[i] = rx.Reference{ID: d.ID, JWSSHA256: d.JWSSHA256}
+	}
+	doc := &rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode,
+		Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}, Dispenses: refs,
+		Amounts:   rx.Amounts{Total: total.Total, Insurer: total.Insurer, Supplementary: total.Supplementary, Patient: total.Patient},
+		Dispenser: rx.Dispenser{LicenceNumber: c.Organisation, Role: string(role)}, ClosedAt: now}
+	jws, err := s.sign(ctx, doc, now)
+	if err != nil {
+		return nil, err
+	}
+	return &Receipt{ID: doc.ID, JWS: jws, At: now}, nil
 }
 
 // receiptOf reads a receipt the exchange signed and stored.
@@ -82,6 +125,22 @@ func receiptOf(jws string) (*rx.Receipt, error) {
 // remainder-cancelled (what was dispensed stands). The same cancellation
 // again answers as the first time, with replay set.
 func (s *Service) Cancel(ctx context.Context, caller Caller, prescriptionID, jws string) (ans *CancellationAccepted, replay bool, err error) {
+	// Accepted before: answered as then, whatever has been revoked since.
+	if id, hash, ok := stored(jws, rx.KindCancellation); ok {
+		c, err := s.cfg.Store.CancellationByID(ctx, id)
+		switch {
+		case err == nil && c.JWSSHA256 != hash:
+			return nil, false, Conflict("cancellation", id)
+		case err == nil && c.PrescriptionID == prescriptionID:
+			p, err := s.cfg.Store.PrescriptionByID(ctx, prescriptionID, s.cfg.Now())
+			if err != nil {
+				return nil, false, internal(err, "reading a prescription")
+			}
+			return &CancellationAccepted{PrescriptionID: p.ID, State: p.State, CancelledAt: c.At.UTC()}, true, nil
+		case err != nil && errs.CodeOf(err) != errs.NotFound:
+			return nil, false, internal(err, "reading a cancellation")
+		}
+	}
 	v, err := s.verify(ctx, jws, rx.KindCancellation, "cancel prescriptions", pki.RolePractitioner)
 	if err != nil {
 		return nil, false, err

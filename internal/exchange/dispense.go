@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/errs"
@@ -31,8 +32,9 @@ func scopeOf(r pki.Role) rules.Scope {
 // dispensedLines maps what a dispense gives to the prescribed items (as
 // itself, or as the substitute for one), each prescribed item once with
 // the sum given of it, and refuses an item the role may not hand out.
-func dispensedLines(role pki.Role, items []rx.Item, given []rx.DispensedItem, list string) ([]DispensedLine, error) {
-	var out []DispensedLine
+// of[i] is the prescribed item given[i] is of.
+func dispensedLines(role pki.Role, items []rx.Item, given []rx.DispensedItem, list string) (out []DispensedLine, of []int, err error) {
+	of = make([]int, len(given))
 	for i, g := range given {
 		prescribed := g.Code
 		if g.SubstituteFor != "" {
@@ -40,19 +42,49 @@ func dispensedLines(role pki.Role, items []rx.Item, given []rx.DispensedItem, li
 		}
 		j := slices.IndexFunc(items, func(it rx.Item) bool { return it.Code == prescribed })
 		if j < 0 {
-			return nil, errs.FieldError(errs.Invalid, fmt.Sprintf("%s[%d].code", list, i), "%s is not on the prescription (a substitute names the prescribed code in substitute_for)", prescribed)
+			return nil, nil, errs.FieldError(errs.Invalid, fmt.Sprintf("%s[%d].code", list, i), "%s is not on the prescription (a substitute names the prescribed code in substitute_for)", prescribed)
 		}
 		if !slices.Contains(performs[role], items[j].Kind) {
-			return nil, &errs.Error{Code: errs.RoleNotAllowed, Field: fmt.Sprintf("%s[%d]", list, i),
+			return nil, nil, &errs.Error{Code: errs.RoleNotAllowed, Field: fmt.Sprintf("%s[%d]", list, i),
 				Detail: fmt.Sprintf("a %s may not hand out or perform a %s item", role, items[j].Kind)}
 		}
+		of[i] = j
 		if k := slices.IndexFunc(out, func(l DispensedLine) bool { return l.Item == j }); k >= 0 {
 			out[k].Quantity += g.Quantity
 		} else {
 			out = append(out, DispensedLine{Item: j, Quantity: g.Quantity})
 		}
 	}
-	return out, nil
+	return out, of, nil
+}
+
+// fillsJudged is the fill of lines each given item will be counted
+// against at t (-1 where none is in force: the store refuses it), as
+// adjudicate.Request.Fills wants them.
+func fillsJudged(lines []Line, of []int, t time.Time) []int {
+	fills := make([]int, len(of))
+	for i, item := range of {
+		fills[i] = -1
+		if k := Counted(lines, item, t); k >= 0 {
+			fills[i] = lines[k].Fill
+		}
+	}
+	return fills
+}
+
+// sameFills refuses a dispense the store counted against another fill than
+// the one it was judged for: another dispense of the prescription finished
+// a fill between the reading and the store's lock. Asked again, it is
+// judged for the fill it will be counted against.
+func sameFills(d *Dispense, of, fills []int) error {
+	for _, l := range d.Lines {
+		for i, item := range of {
+			if item == l.Item && fills[i] != l.Fill {
+				return errs.New(errs.Conflict, "item %d was judged for fill %d and is now counted against fill %d (another dispense came first): send the dispense again", l.Item, fills[i], l.Fill)
+			}
+		}
+	}
+	return nil
 }
 
 // paperPractice names the practice of a paper prescription that names
@@ -95,6 +127,11 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if !slices.Contains(dispensers, role) {
 		return nil, false, roleNotAllowed(role, "dispense")
 	}
+	// Accepted before under this claim: its settled answer, whatever has
+	// been revoked since.
+	if ans, err := s.dispenseReplayed(ctx, claimID, jws); ans != nil || err != nil {
+		return ans, ans != nil, err
+	}
 	v, err := s.verify(ctx, jws, rx.KindDispense, "dispense", dispensers...)
 	if err != nil {
 		return nil, false, err
@@ -122,18 +159,24 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 		return nil, false, err
 	}
 	rxp := prescribed(stored)
-	lines, err := dispensedLines(role, rxp.Items, d.Items, "items")
+	lines, of, err := dispensedLines(role, rxp.Items, d.Items, "items")
 	if err != nil {
 		return nil, false, err
 	}
+	// Each item is judged for the fill the store will count it against:
+	// the earlier parts of that fill are not refills.
+	fills := fillsJudged(p.Lines, of, now)
 	// Judged, not yet refused: a replay answers its first answer whatever
 	// the rules say now (the store finds it before asking for an answer).
-	dec, err := s.cfg.Adjudicator.Check(ctx, adjudicate.Request{Scope: scopeOf(role), Prescription: rxp, Dispensed: d.Items})
+	dec, err := s.cfg.Adjudicator.Check(ctx, adjudicate.Request{Scope: scopeOf(role), Prescription: rxp, Dispensed: d.Items, Fills: fills})
 	if err != nil {
 		return nil, false, err
 	}
 	rec := &Dispense{ID: d.ID, PrescriptionID: p.ID, ClaimID: claimID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
 	got, _, err := s.cfg.Store.Dispense(ctx, claimID, hashSecret(claimSecret), rec, func(p *Prescription, d *Dispense) ([]byte, error) {
+		if err := sameFills(d, of, fills); err != nil {
+			return nil, err
+		}
 		if !dec.Allowed {
 			return nil, &RuleViolationError{Decision: dec}
 		}
@@ -143,16 +186,58 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if err != nil && !replay {
 		return nil, false, internal(err, "recording a dispense")
 	}
-	// Consumed once per dispense id: a retry after a failure here (or
-	// after a crash between the store and here) completes it.
-	if err := s.cfg.Adjudicator.Commit(ctx, dec, got.ID, got.At); err != nil {
-		return nil, false, internal(err, "committing a dispense's adjudication")
+	if replay {
+		// Settled with the decision of its first attempt, or judged
+		// again for the fills it was counted against: not this one's.
+		dec = nil
+	}
+	// The caps consumed once per dispense id, the answer settled with what
+	// they paid: a retry after a failure here (or after a crash between
+	// the store and here) completes it.
+	settled, err := s.settle(ctx, p, got, dec)
+	if err != nil {
+		return nil, false, err
 	}
 	var out DispenseAccepted
-	if err := json.Unmarshal(got.Answer, &out); err != nil {
-		return nil, false, fmt.Errorf("exchange: the stored answer of dispense %s does not decode: %w", got.ID, err)
+	if err := json.Unmarshal(settled, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the settled answer of dispense %s does not decode: %w", got.ID, err)
 	}
 	return &out, replay, nil
+}
+
+// dispenseReplayed is the settled answer of a dispense record stored before
+// under claimID (nil if there is none), settled now should its first
+// attempt have stopped after storing it. Another record under its id is a
+// conflict.
+func (s *Service) dispenseReplayed(ctx context.Context, claimID, jws string) (*DispenseAccepted, error) {
+	id, hash, ok := stored(jws, rx.KindDispense)
+	if !ok {
+		return nil, nil
+	}
+	d, err := s.cfg.Store.DispenseByID(ctx, id)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil, nil
+	case err != nil:
+		return nil, internal(err, "reading a dispense")
+	case d.JWSSHA256 != hash:
+		return nil, Conflict("dispense", id)
+	case d.ClaimID != claimID:
+		return nil, nil // judged as new, and refused by the store as the record it is
+	}
+	p, err := s.cfg.Store.PrescriptionByID(ctx, d.PrescriptionID, s.cfg.Now())
+	if err != nil {
+		return nil, internal(err, "reading a prescription")
+	}
+	settled, err := s.settle(ctx, p, d, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out DispenseAccepted
+	if err := json.Unmarshal(settled, &out); err != nil {
+		return nil, fmt.Errorf("exchange: the settled answer of dispense %s does not decode: %w", d.ID, err)
+	}
+	return &out, nil
 }
 
 // reverified verifies a stored prescription again, as the signer

@@ -127,9 +127,14 @@ type Dispense struct {
 	JWSSHA256      string
 	Lines          []DispensedLine
 	At             time.Time
-	// Answer is the answer to the dispense request (opaque JSON),
-	// returned again to a replay.
+	// Answer is the answer to the dispense request (opaque JSON) as the
+	// store recorded it, with the amounts estimated before the
+	// adjudication was committed.
 	Answer []byte
+	// Settled is the answer settled once the adjudication was committed
+	// (Store.Settle), with the amounts actually paid: what replays answer
+	// and receipts add up. Nil until then.
+	Settled []byte
 }
 
 // DispensedLine is how much of one item a dispense gave.
@@ -176,8 +181,12 @@ type Session struct {
 	// VendorThumbprint is the x5t#S256 of the mTLS certificate the
 	// session was opened through; it is usable through that one only.
 	VendorThumbprint string
-	CreatedAt        time.Time
-	ExpiresAt        time.Time
+	// CardChain is the card's certificate chain as verified when the
+	// session was opened, DER, leaf first: any instance checks its
+	// revocation again on every call.
+	CardChain [][]byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // IdempotencyRecord is the answer kept for an Idempotency-Key.

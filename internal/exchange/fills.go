@@ -66,3 +66,21 @@ func LastUntil(lines []Line) time.Time {
 	}
 	return t
 }
+
+// Counted is the index in lines of the line a dispense of item at t is
+// counted against — the earliest fill of the item in force at t with
+// something left, or the earliest in force when none has — and -1 when no
+// fill of the item is in force. The Store counts by it, and the service
+// judges the same fill by it.
+func Counted(lines []Line, item int, t time.Time) int {
+	at := -1
+	for j, l := range lines {
+		if l.Item != item || !l.InForce(t) {
+			continue
+		}
+		if at < 0 || (lines[at].Remaining() == 0 && l.Remaining() > 0) {
+			at = j
+		}
+	}
+	return at
+}

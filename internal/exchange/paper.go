@@ -29,83 +29,94 @@ type PaperAccepted struct {
 // dispenses it in the same transaction (POST /v1/paper-prescriptions):
 // eligibility and the paper-scope rules run as for an electronic one; it
 // is stored marked paper, with its dispense (the document itself, under
-// its id), and answered with the amounts and a receipt. The same document
-// again answers the first answer with replay set.
+// its id), and answered, once the caps are committed, with the amounts
+// paid and a receipt of them. The same document again answers that
+// settled answer with replay set.
 func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *PaperAccepted, replay bool, err error) {
+	// Accepted before: its settled answer, whatever has been revoked since.
+	if id, hash, ok := stored(jws, rx.KindPaper); ok {
+		p, err := s.cfg.Store.PrescriptionByID(ctx, id, s.cfg.Now())
+		switch {
+		case err == nil && (p.JWSSHA256 != hash || p.Kind != Paper):
+			return nil, false, Conflict("paper prescription", id)
+		case err == nil:
+			return s.paperReplayed(ctx, p)
+		case errs.CodeOf(err) != errs.NotFound:
+			return nil, false, internal(err, "reading a prescription")
+		}
+	}
 	v, err := s.verify(ctx, jws, rx.KindPaper, "enter paper prescriptions", pki.RolePharmacy)
 	if err != nil {
 		return nil, false, err
 	}
 	pp := v.Paper
 	rxp := prescribed(v)
-	req := adjudicate.Request{Scope: rules.ScopePaper, Prescription: rxp, Dispensed: pp.Dispensed}
+	now := s.cfg.Now()
+	fills, err := Fills(pp.Items, pp.EnteredAt, s.cfg.WindowDays)
+	if err != nil {
+		return nil, false, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
+	}
+	lines, of, err := dispensedLines(pki.RolePharmacy, pp.Items, pp.Dispensed, "dispensed")
+	if err != nil {
+		return nil, false, err
+	}
+	req := adjudicate.Request{Scope: rules.ScopePaper, Prescription: rxp, Dispensed: pp.Dispensed, Fills: fillsJudged(fills, of, now)}
 	if stored, err := s.cfg.Store.PrescriptionByID(ctx, pp.ID, s.cfg.Now()); err == nil {
 		if stored.JWSSHA256 != v.SHA256() {
 			return nil, false, Conflict("paper prescription", pp.ID)
 		}
-		return s.paperReplayed(ctx, stored, req)
+		return s.paperReplayed(ctx, stored)
 	} else if errs.CodeOf(err) != errs.NotFound {
 		return nil, false, internal(err, "reading a prescription")
-	}
-	lines, err := dispensedLines(pki.RolePharmacy, pp.Items, pp.Dispensed, "dispensed")
-	if err != nil {
-		return nil, false, err
 	}
 	dec, err := s.judge(ctx, req)
 	if err != nil {
 		return nil, false, err
 	}
-	fills, err := Fills(pp.Items, pp.EnteredAt, s.cfg.WindowDays)
-	if err != nil {
-		return nil, false, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
-	}
 	amounts := amountsOf(dec)
 	p := &Prescription{ID: pp.ID, Kind: Paper, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: pp.Patient.NationalID,
 		PrescriberCouncil: pp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: pp.EnteredAt, Lines: fills}
-	d := &Dispense{ID: pp.ID, PrescriptionID: pp.ID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: s.cfg.Now()}
+	d := &Dispense{ID: pp.ID, PrescriptionID: pp.ID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
 	if d.Answer, err = json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, Decision: dec, Amounts: amounts}); err != nil {
 		return nil, false, err
 	}
+	// Stored with the amounts estimated; the answer with its receipt is
+	// the settled one, once the caps are committed.
 	stored, err := s.insert(ctx, p, d, func(p *Prescription) ([]byte, error) {
-		ref := rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}
-		receipt, err := s.sign(ctx, &rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode, Prescription: ref,
-			Dispenses: []rx.Reference{ref}, Amounts: rx.Amounts{Total: amounts.Total, Insurer: amounts.Insurer, Supplementary: amounts.Supplementary, Patient: amounts.Patient},
-			Dispenser: pp.Dispenser, ClosedAt: p.AcceptedAt}, p.AcceptedAt)
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(&PaperAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), Decision: dec, Amounts: amounts, Receipt: receipt})
+		return json.Marshal(&PaperAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), Decision: dec, Amounts: amounts})
 	})
 	if errors.Is(err, ErrReplay) {
-		return s.paperReplayed(ctx, stored, req)
+		return s.paperReplayed(ctx, stored)
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	if err := s.cfg.Adjudicator.Commit(ctx, dec, d.ID, d.At); err != nil {
-		return nil, false, internal(err, "committing a paper prescription's adjudication")
+	settled, err := s.settle(ctx, stored, d, dec)
+	if err != nil {
+		return nil, false, err
 	}
 	var out PaperAccepted
-	if err := json.Unmarshal(stored.Answer, &out); err != nil {
-		return nil, false, fmt.Errorf("exchange: the answer just stored does not decode: %w", err)
+	if err := json.Unmarshal(settled, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the settled answer of paper prescription %s does not decode: %w", p.ID, err)
 	}
 	return &out, false, nil
 }
 
-// paperReplayed is the first answer of a paper prescription stored
-// before, once its adjudication is committed (again: once per dispense
-// id), should the first attempt have stopped after storing it.
-func (s *Service) paperReplayed(ctx context.Context, p *Prescription, req adjudicate.Request) (*PaperAccepted, bool, error) {
-	dec, err := s.cfg.Adjudicator.Check(ctx, req)
+// paperReplayed is the settled answer of a paper prescription stored
+// before, settled now should the first attempt have stopped after storing
+// it.
+func (s *Service) paperReplayed(ctx context.Context, p *Prescription) (*PaperAccepted, bool, error) {
+	d, err := s.cfg.Store.DispenseByID(ctx, p.ID)
+	if err != nil {
+		return nil, false, internal(err, "reading a paper prescription's dispense")
+	}
+	settled, err := s.settle(ctx, p, d, nil)
 	if err != nil {
 		return nil, false, err
 	}
-	if err := s.cfg.Adjudicator.Commit(ctx, dec, p.ID, p.AcceptedAt); err != nil {
-		return nil, false, internal(err, "committing a paper prescription's adjudication")
-	}
 	var out PaperAccepted
-	if err := json.Unmarshal(p.Answer, &out); err != nil {
-		return nil, false, fmt.Errorf("exchange: the stored answer of prescription %s does not decode: %w", p.ID, err)
+	if err := json.Unmarshal(settled, &out); err != nil {
+		return nil, false, fmt.Errorf("exchange: the settled answer of paper prescription %s does not decode: %w", p.ID, err)
 	}
 	return &out, true, nil
 }

@@ -56,9 +56,22 @@ func (s *Service) judge(ctx context.Context, req adjudicate.Request) (*adjudicat
 // at prescribe time, stored exactly as received under a fresh tracking
 // code, with the exchange's signed acknowledgement. The same document
 // again (same id and signing input) answers the first answer with replay
-// set, storing nothing; another document under a used id is
+// set, storing nothing and judging nothing again (not even its signer's
+// revocation: it was accepted); another document under a used id is
 // document-id-conflict.
 func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans *PrescriptionAccepted, replay bool, err error) {
+	// Accepted before: the first answer, whatever has been revoked since.
+	if id, hash, ok := stored(jws, rx.KindPrescription); ok {
+		p, err := s.cfg.Store.PrescriptionByID(ctx, id, s.cfg.Now())
+		switch {
+		case err == nil && (p.JWSSHA256 != hash || p.Kind != Electronic):
+			return nil, false, Conflict("prescription", id)
+		case err == nil:
+			return s.replayed(p)
+		case errs.CodeOf(err) != errs.NotFound:
+			return nil, false, internal(err, "reading a prescription")
+		}
+	}
 	v, err := s.verify(ctx, jws, rx.KindPrescription, "prescribe", pki.RolePractitioner)
 	if err != nil {
 		return nil, false, err

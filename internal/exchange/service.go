@@ -91,8 +91,7 @@ type Config struct {
 // one to the operations of api/openapi.yaml, and their answers are the
 // contract's schemas. Refusals are *errs.Error (or carry one: errs.CodeOf).
 type Service struct {
-	cfg    Config
-	chains *cardChains
+	cfg Config
 }
 
 // New checks cfg and fills in its defaults.
@@ -117,7 +116,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, chains: &cardChains{}}, nil
+	return &Service{cfg: cfg}, nil
 }
 
 // Caller is the software calling: the TLS client certificate the request

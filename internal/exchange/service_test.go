@@ -6,19 +6,25 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/crl"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
@@ -52,6 +58,8 @@ type fixture struct {
 	revoked  []crl.Entry
 	verifier *rx.Verifier
 	store    *rxstore.Exchange
+	registry *rxstore.Insured
+	cfg      exchange.Config
 	svc      *exchange.Service
 
 	doctor, pharmacy, rival, lab, exch card
@@ -99,11 +107,13 @@ func setup(t *testing.T, driver string) *fixture {
 		t.Fatal(err)
 	}
 	data := rxdtest.Open(t, driver, 80)
+	f.registry = data.Registry
 	if f.store, err = rxstore.NewExchange(ctx, data.DB); err != nil {
 		t.Fatal(err)
 	}
-	f.svc, err = exchange.New(exchange.Config{Store: f.store, Verifier: f.verifier, Reverifier: re, Status: f.checker,
-		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock})
+	f.cfg = exchange.Config{Store: f.store, Verifier: f.verifier, Reverifier: re, Status: f.checker,
+		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock}
+	f.svc, err = exchange.New(f.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -692,5 +702,285 @@ func TestExchangeKeyRevoked(t *testing.T) {
 	wantCode(t, err, errs.Internal)
 	if _, err := f.store.PrescriptionByID(ctx, p.ID, f.now); !errors.Is(err, errs.Of(errs.NotFound)) {
 		t.Fatalf("stored without an acknowledgement: %v", err)
+	}
+}
+
+// TestPartialDispensing: an item given in parts — over two visits, or in
+// two dispenses under one claim — is one supply, not a refill; another
+// prescription of the same drug given too early is still refused.
+func TestPartialDispensing(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			give := func(c *exchange.ClaimGranted, jws, id, code string, qty int) (*exchange.DispenseAccepted, error) {
+				t.Helper()
+				d := f.dispenseDoc(f.pharmacy, jws, id, rx.DispensedItem{Code: code, Quantity: qty})
+				got, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, f.sign(t, f.pharmacy, d))
+				return got, err
+			}
+			claim := func(p *rx.Prescription, ans *exchange.PrescriptionAccepted) *exchange.ClaimGranted {
+				t.Helper()
+				c, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			wantState := func(got *exchange.DispenseAccepted, err error, want exchange.State) {
+				t.Helper()
+				if err != nil || got.State != want {
+					t.Fatalf("dispense: %+v %v (want %s)", got, err, want)
+				}
+			}
+
+			// Two visits: 4 on one claim, 6 on another the next day.
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 10))
+			c := claim(p, ans)
+			got, err := give(c, jws, p.ID, catalogtest.Amoxicillin, 4)
+			wantState(got, err, exchange.PartlyDispensed)
+			if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(t, 24*time.Hour)
+			c = claim(p, ans)
+			got, err = give(c, jws, p.ID, catalogtest.Amoxicillin, 6)
+			wantState(got, err, exchange.Dispensed)
+			if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
+				t.Fatal(err)
+			}
+
+			// One visit, two parts.
+			p2, jws2, ans2 := f.prescribe(t, f.doctor, drug(catalogtest.Metformin, 10))
+			c = claim(p2, ans2)
+			got, err = give(c, jws2, p2.ID, catalogtest.Metformin, 4)
+			wantState(got, err, exchange.PartlyDispensed)
+			f.advance(t, 10*time.Minute)
+			got, err = give(c, jws2, p2.ID, catalogtest.Metformin, 6)
+			wantState(got, err, exchange.Dispensed)
+
+			// Another prescription of amoxicillin the day after: too early.
+			p3, jws3, ans3 := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 10))
+			_, err = give(claim(p3, ans3), jws3, p3.ID, catalogtest.Amoxicillin, 10)
+			wantCode(t, err, errs.RuleViolation)
+			if rv := decisionOf(t, err); rv.Decision.Items[0].Violations[0].RuleID != "refill-too-early" {
+				t.Fatalf("violations %+v", rv.Decision.Items[0].Violations)
+			}
+		})
+	}
+}
+
+// TestSessionsAcrossInstances: rxd runs as stateless instances — a session
+// opened through one is honoured by another over the same store, which
+// checks the card's revocation on every call as the first would.
+func TestSessionsAcrossInstances(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			token, _ := f.session(t, f.pharmacy, f.vendor)
+			other, err := exchange.New(f.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := other.Authenticate(ctx, f.vendor, token)
+			if err != nil || a.Organisation != f.pharmacy.sub.LicenceNumber || a.CertSerial != fmt.Sprintf("%x", f.pharmacy.chain[0].SerialNumber) {
+				t.Fatalf("another instance: %+v %v", a, err)
+			}
+			_, err = other.Authenticate(ctx, f.vendor2, token)
+			wantCode(t, err, errs.Unauthorized)
+			f.revoke(t, f.pharmacy, f.now.Add(-time.Minute), 5)
+			_, err = other.Authenticate(ctx, f.vendor, token)
+			wantCode(t, err, errs.Unauthorized)
+			if !strings.Contains(err.Error(), "revoked") {
+				t.Fatalf("refused for another reason: %v", err)
+			}
+		})
+	}
+}
+
+// checkBarrier lets every one of n dispenses be judged before any goes on:
+// each sees the supplementary cap as it was before the others consumed it.
+type checkBarrier struct {
+	exchange.Adjudicator
+	judged *sync.WaitGroup
+}
+
+func (b checkBarrier) Check(ctx context.Context, req adjudicate.Request) (*adjudicate.Decision, error) {
+	d, err := b.Adjudicator.Check(ctx, req)
+	b.judged.Done()
+	b.judged.Wait()
+	return d, err
+}
+
+// TestSettledAmounts: two dispenses of one patient, judged while the
+// supplementary cap had 100 000 rials left, both estimating it: the caps
+// pay it once, and the answers, their replays and the receipts say what
+// was paid — never more than the cap.
+func TestSettledAmounts(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			nid := insuredtest.NationalID(0)
+			person, _, err := f.registry.Person(ctx, nid)
+			if err != nil || person.Supplementary == nil {
+				t.Fatalf("person 0: %+v %v", person, err)
+			}
+			const limit, left = 50_000_000, 100_000
+			drugCap := insured.Cap{NationalID: nid, Insurer: person.Supplementary.Insurer, Plan: person.Supplementary.Plan,
+				Year: persian.Hijri(f.now).Year, Category: "drug"}
+			if paid, err := f.registry.Consume(ctx, insured.Consumption{Key: "earlier", Cap: drugCap, Limit: limit, Amount: limit - left}); err != nil || paid != limit-left {
+				t.Fatalf("earlier use of the cap: %d %v", paid, err)
+			}
+
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			var judged sync.WaitGroup
+			judged.Add(2)
+			cfg := f.cfg
+			cfg.Adjudicator = checkBarrier{f.cfg.Adjudicator, &judged}
+			racing, err := exchange.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type visit struct {
+				claim *exchange.ClaimGranted
+				doc   string
+				ans   *exchange.DispenseAccepted
+				err   error
+			}
+			visits := make([]*visit, 2)
+			for i, item := range []rx.Item{drug(catalogtest.Amoxicillin, 20), drug(catalogtest.Atorvastatin, 30)} {
+				p, jws, ans := f.prescribe(t, f.doctor, item)
+				c, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				doc := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: item.Code, Quantity: item.Quantity}))
+				visits[i] = &visit{claim: c, doc: doc}
+			}
+			var wg sync.WaitGroup
+			for _, v := range visits {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					v.ans, _, v.err = racing.Dispense(ctx, ph, v.claim.ClaimID, v.claim.Secret, v.doc)
+				}()
+			}
+			wg.Wait()
+
+			var supplementary int64
+			for i, v := range visits {
+				if v.err != nil {
+					t.Fatalf("dispense %d: %v", i, v.err)
+				}
+				a := v.ans.Amounts
+				if a.Total != a.Insurer+a.Supplementary+a.Patient || a.Supplementary != v.ans.Decision.SupplementaryPay {
+					t.Fatalf("dispense %d: amounts %+v, decision %+v", i, a, v.ans.Decision)
+				}
+				again, replay, err := f.svc.Dispense(ctx, ph, v.claim.ClaimID, v.claim.Secret, v.doc)
+				if err != nil || !replay || again.Amounts != a {
+					t.Fatalf("dispense %d again: %+v %v %v, first %+v", i, again, replay, err, a)
+				}
+				closed, err := f.svc.Close(ctx, ph, v.claim.ClaimID, v.claim.Secret)
+				if err != nil || closed.Amounts != a {
+					t.Fatalf("close %d: %+v %v, dispensed %+v", i, closed, err, a)
+				}
+				r, err := f.verifier.Verify(ctx, closed.Receipt, rx.KindReceipt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				supplementary += r.Receipt.Amounts.Supplementary
+			}
+			if used, err := f.registry.Used(ctx, drugCap); err != nil || used != limit {
+				t.Fatalf("cap used %d %v", used, err)
+			}
+			if supplementary != left {
+				t.Fatalf("the receipts say supplementary insurance paid %d; it paid the %d left", supplementary, left)
+			}
+		})
+	}
+}
+
+// TestCloseSettlesFirst: a dispense stored but never settled (rxd stopped
+// between the store and the commit) is committed and settled by the close,
+// whose receipt then has its amounts.
+func TestCloseSettlesFirst(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+	_, ph := f.session(t, f.pharmacy, f.vendor)
+	c, err := f.svc.Claim(ctx, ph, find(ans, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})
+	dj := f.sign(t, f.pharmacy, doc)
+	stored := &exchange.Dispense{ID: doc.ID, PrescriptionID: p.ID, JWS: dj, JWSSHA256: rx.SHA256(dj), Lines: []exchange.DispensedLine{{Item: 0, Quantity: 20}}, At: f.now}
+	answer := func(p *exchange.Prescription, d *exchange.Dispense) ([]byte, error) {
+		return json.Marshal(&exchange.DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State})
+	}
+	if _, _, err := f.store.Dispense(ctx, c.ClaimID, sha(c.Secret), stored, answer); err != nil {
+		t.Fatal(err)
+	}
+	closed, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret)
+	// 20 × 32 000; the insurer's 70 %, the rest within the cap.
+	if err != nil || closed.Amounts != (exchange.Amounts{Total: 640000, Insurer: 448000, Supplementary: 192000}) {
+		t.Fatalf("close: %+v %v", closed, err)
+	}
+	hist, err := f.registry.Since(ctx, p.Patient.NationalID, f.now.AddDate(0, 0, -1))
+	if err != nil || len(hist) != 1 || hist[0].DispenseID != doc.ID || hist[0].PrescriptionID != p.ID {
+		t.Fatalf("history %+v %v", hist, err)
+	}
+	if d, err := f.store.DispenseByID(ctx, doc.ID); err != nil || d.Settled == nil {
+		t.Fatalf("not settled: %+v %v", d, err)
+	}
+}
+
+func sha(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
+
+// TestReplaysAfterRevocation: a document accepted before and sent again
+// after its signer's card was revoked gets its first answer: it was
+// judged when it came, and a retry is not a new act.
+func TestReplaysAfterRevocation(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			doctor := f.card(t, "practitioner-signing", testpki.Subject(pki.RolePractitioner, "sub_d9", start))
+			ph := f.card(t, "pharmacy-signing", testpki.Subject(pki.RolePharmacy, "sub_ph9", start))
+			p, jws, ans := f.prescribe(t, doctor, drug(catalogtest.Amoxicillin, 20))
+			p2, jws2, _ := f.prescribe(t, doctor, drug(catalogtest.Metformin, 60))
+			cancel := f.sign(t, doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
+				Prescription: rx.Reference{ID: p2.ID, JWSSHA256: rx.SHA256(jws2)}, Prescriber: p2.Prescriber, Reason: "تغییر درمان"})
+			cancelled, _, err := f.svc.Cancel(ctx, f.vendor, p2.ID, cancel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paper := f.sign(t, ph, f.paper(ph, []rx.Item{drug(catalogtest.Omeprazole, 10)}, rx.DispensedItem{Code: catalogtest.Omeprazole, Quantity: 10}))
+			entered, _, err := f.svc.Paper(ctx, f.vendor, paper)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			f.advance(t, time.Hour)
+			f.revoke(t, doctor, f.now.Add(-time.Minute), 4)
+			f.revoke(t, ph, f.now.Add(-time.Minute), 4)
+			// New documents of theirs are refused ...
+			_, _, err = f.svc.Prescribe(ctx, f.vendor, f.sign(t, doctor, f.prescription(doctor, drug(catalogtest.Amoxicillin, 20))))
+			wantCode(t, err, errs.CertificateRevoked)
+			// ... the ones accepted before answer as they did.
+			again, replay, err := f.svc.Prescribe(ctx, f.vendor, jws)
+			if err != nil || !replay || again.Ack != ans.Ack || again.ID != p.ID {
+				t.Fatalf("prescription again: %+v %v %v", again, replay, err)
+			}
+			c, replay, err := f.svc.Cancel(ctx, f.vendor, p2.ID, cancel)
+			if err != nil || !replay || *c != *cancelled {
+				t.Fatalf("cancellation again: %+v %v %v", c, replay, err)
+			}
+			e, replay, err := f.svc.Paper(ctx, f.vendor, paper)
+			if err != nil || !replay || e.Receipt != entered.Receipt || e.Amounts != entered.Amounts {
+				t.Fatalf("paper again: %+v %v %v", e, replay, err)
+			}
+		})
 	}
 }

@@ -3,7 +3,6 @@ package exchange
 import (
 	"context"
 	"crypto/x509"
-	"sync"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
@@ -30,38 +29,6 @@ type SessionOpened struct {
 
 // actors are the roles that open sessions: whoever acts with a card.
 var actors = []pki.Role{pki.RolePractitioner, pki.RolePharmacy, pki.RoleParaclinic}
-
-// cardChains keeps the certificate chain of each session's card, by the
-// card certificate's serial, for the revocation check of every call.
-//
-// The Store keeps no chain with a session (exchange.Session), so a session
-// is honoured, failing closed, only by the instance that opened it (and
-// until it restarts): another answers unauthenticated and the vendor opens
-// a new session. Keeping the chain with the session in the store lifts
-// this.
-type cardChains struct {
-	mu     sync.Mutex
-	chains map[string][]*x509.Certificate
-}
-
-func (c *cardChains) put(serial string, chain []*x509.Certificate) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.chains == nil || len(c.chains) >= maxCardChains {
-		c.chains = map[string][]*x509.Certificate{}
-	}
-	c.chains[serial] = chain
-}
-
-func (c *cardChains) get(serial string) []*x509.Certificate {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.chains[serial]
-}
-
-// maxCardChains bounds the chains kept: past it, they are dropped and
-// sessions opened again.
-const maxCardChains = 200000
 
 // OpenSession opens a session for the card holder who signed the session
 // document (POST /v1/sessions): verified like any document (chain,
@@ -98,12 +65,15 @@ func (s *Service) OpenSession(ctx context.Context, caller Caller, jws string) (*
 	} else {
 		actor.Organisation = v.Signer.RegistrationNumber
 	}
+	chain := make([][]byte, len(v.Chain))
+	for i, c := range v.Chain {
+		chain[i] = c.Raw
+	}
 	token, hash := secret()
 	if err := s.cfg.Store.CreateSession(ctx, &Session{TokenSHA256: hash, DocumentID: sd.ID, Actor: actor, VendorThumbprint: caller.Thumbprint,
-		CreatedAt: now, ExpiresAt: expires}); err != nil {
+		CardChain: chain, CreatedAt: now, ExpiresAt: expires}); err != nil {
 		return nil, internal(err, "opening a session")
 	}
-	s.chains.put(actor.CertSerial, v.Chain)
 	return &SessionOpened{Token: token, ExpiresAt: expires.UTC(), Actor: ActorView{Role: actor.Role, RegistrationNumber: v.Signer.RegistrationNumber,
 		CertificateSerial: actor.CertSerial, Name: leaf.Subject.CommonName}}, nil
 }
@@ -112,15 +82,18 @@ func (s *Service) OpenSession(ctx context.Context, caller Caller, jws string) (*
 // caller's certificate: the session MUST be open and unexpired, opened
 // through that same certificate, and its card certificate in good
 // standing now (checked on every call, failing closed: no fresh evidence
-// is a refusal). Every refusal is unauthenticated.
+// is a refusal). Every refusal is unauthenticated. The card's chain is
+// the session's, as stored when it was opened (and verified then), so
+// any instance honours any session.
 func (s *Service) Authenticate(ctx context.Context, caller Caller, token string) (*Actor, error) {
 	se, err := s.session(ctx, caller, token)
 	if err != nil {
 		return nil, err
 	}
-	chain := s.chains.get(se.Actor.CertSerial)
-	if chain == nil {
-		return nil, errs.New(errs.Unauthorized, "this exchange instance cannot check the session's card now; open a new session")
+	chain, err := parseChain(se.CardChain)
+	if err != nil || len(chain) < 2 || certSerial(chain[0]) != se.Actor.CertSerial {
+		s.cfg.Log.WarnContext(ctx, "a session's card chain is unusable", "serial", se.Actor.CertSerial, "err", err)
+		return nil, errs.New(errs.Unauthorized, "the session's card cannot be checked; open a new session")
 	}
 	st, err := s.cfg.Status.CheckChain(ctx, chain)
 	if err == nil {
@@ -137,6 +110,19 @@ func (s *Service) Authenticate(ctx context.Context, caller Caller, token string)
 	}
 	a := se.Actor
 	return &a, nil
+}
+
+// parseChain parses a stored chain of DER certificates.
+func parseChain(ders [][]byte) ([]*x509.Certificate, error) {
+	chain := make([]*x509.Certificate, len(ders))
+	for i, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		chain[i] = c
+	}
+	return chain, nil
 }
 
 // session reads the session of token, if it was opened through caller's

@@ -64,14 +64,24 @@ type Store interface {
 	// not nil) given the prescription as it now stands — in the same
 	// transaction, so a replay gets the same answer; an error from answer
 	// is returned and nothing is written. d.ID already stored: the stored
-	// dispense and the prescription as it stands, with ErrReplay if its
+	// dispense (Settled filled in) and the prescription as it stands, with ErrReplay if its
 	// JWSSHA256 is d's, else document-id-conflict. The prescription
 	// returned has no Claim filled in (the caller holds it).
 	Dispense(ctx context.Context, claimID string, secretSHA256 []byte, d *Dispense, answer func(*Prescription, *Dispense) ([]byte, error)) (*Dispense, *Prescription, error)
 
+	// Settle keeps answer as the settled answer of the dispense id (written
+	// once the dispense's adjudication is committed) unless one is kept:
+	// the one kept is returned — the first settlement wins, however many
+	// race. Unknown dispense: not-found. Settlements, as dispenses, are
+	// never changed or removed.
+	Settle(ctx context.Context, dispenseID string, answer []byte, at time.Time) ([]byte, error)
+	// DispenseByID reads a dispense (Settled filled in); not-found if
+	// there is none.
+	DispenseByID(ctx context.Context, id string) (*Dispense, error)
+
 	// Close ends the claim with a receipt, under the prescription's lock:
 	// sign is called with the claim, the prescription and the claim's
-	// dispenses (oldest first) and its receipt stored, the claim closed at
+	// dispenses (oldest first, Settled filled in) and its receipt stored, the claim closed at
 	// now. A closed claim's stored receipt is returned (sign is not
 	// called): one receipt per claim, however many closes race. Unknown
 	// claim: not-found; wrong secret: ErrSecretWrong; a released claim:
@@ -89,6 +99,9 @@ type Store interface {
 	// as it now stands.
 	Cancel(ctx context.Context, c *Cancellation) (*Cancellation, *Prescription, error)
 
+	// CancellationByID reads a cancellation; not-found if there is none.
+	CancellationByID(ctx context.Context, id string) (*Cancellation, error)
+
 	// History is a patient's prescriptions newest first (by IssuedAt, then
 	// ID, both descending), after the cursor (nil: from the newest), at
 	// most limit (1..MaxHistoryPage, else ErrHistoryLimit), each with its
@@ -96,11 +109,13 @@ type Store interface {
 	// of the last entry, nil when the page is the last.
 	History(ctx context.Context, nationalID string, after *Cursor, limit int, now time.Time) (entries []HistoryEntry, next *Cursor, err error)
 
-	// CreateSession stores s and marks s.DocumentID used, in one
+	// CreateSession stores s (its CardChain MUST hold at least one
+	// certificate, each one DER value) and marks s.DocumentID used, in one
 	// transaction: a document id used before gives ErrSessionUsed.
 	CreateSession(ctx context.Context, s *Session) error
-	// Session reads the session whose token hashes to tokenSHA256 if it
-	// has not ended and now is before its ExpiresAt; else ErrNoSession.
+	// Session reads the session whose token hashes to tokenSHA256, with
+	// its card chain as stored, if it has not ended and now is before its
+	// ExpiresAt; else ErrNoSession.
 	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (*Session, error)
 	// EndSession ends the session (ending one that has ended succeeds).
 	// Its document id stays used.

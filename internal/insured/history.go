@@ -15,6 +15,11 @@ type Dispensed struct {
 	Quantity    int
 	DaysSupply  int
 	DispensedAt time.Time
+	// PrescriptionID and Fill are the stored prescription and the fill of
+	// it the item was counted against (PrescriptionID empty: none): the
+	// parts of one fill dispensed over several visits complete one supply.
+	PrescriptionID string
+	Fill           int
 }
 
 // History is the record of what persons were handed out.

@@ -36,6 +36,7 @@ func Run(t *testing.T, open Open) {
 		{"claims", testClaims},
 		{"dispense", testDispense},
 		{"dispense replay", testDispenseReplay},
+		{"settlements", testSettlements},
 		{"fills", testFills},
 		{"expiry", testExpiry},
 		{"close", testClose},
@@ -579,6 +580,11 @@ func testCancel(t *testing.T, s exchange.Store) {
 	if _, _, err := s.Cancel(ctx, c); !errors.Is(err, exchange.ErrReplay) {
 		t.Fatalf("cancel again: %v", err)
 	}
+	if byID, err := s.CancellationByID(ctx, c.ID); err != nil || byID.JWSSHA256 != c.JWSSHA256 || byID.PrescriptionID != p.ID || !byID.At.Equal(got.At) {
+		t.Fatalf("cancellation by id: %+v %v", byID, err)
+	}
+	_, err = s.CancellationByID(ctx, rx.NewID())
+	wantCode(t, err, errs.NotFound)
 	other := cancellation(p, Now)
 	other.ID = c.ID
 	_, _, err = s.Cancel(ctx, other)

@@ -2,8 +2,11 @@ package exchangetest
 
 import (
 	"bytes"
+	"encoding/asn1"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,8 +136,20 @@ func session(at time.Time) *exchange.Session {
 	return &exchange.Session{
 		TokenSHA256: h, DocumentID: rx.NewID(),
 		Actor:            exchange.Actor{CertSerial: "0abc", Role: "pharmacy", Organisation: "PH-1", CouncilNumber: "p-77"},
-		VendorThumbprint: "x5t-vendor", CreatedAt: at, ExpiresAt: at.Add(12 * time.Hour),
+		VendorThumbprint: "x5t-vendor", CardChain: cardChain(), CreatedAt: at, ExpiresAt: at.Add(12 * time.Hour),
 	}
+}
+
+// cardChain stands for a card's chain: two DER values (the store keeps
+// them as given, without parsing them as certificates), the first with a
+// long-form length.
+func cardChain() [][]byte {
+	leaf, _ := asn1.Marshal(struct {
+		Serial int
+		Name   string
+	}{0xabc, strings.Repeat("leaf ", 40)})
+	issuer, _ := asn1.Marshal(struct{ Name string }{"issuing CA"})
+	return [][]byte{leaf, issuer}
 }
 
 func testSessions(t *testing.T, s exchange.Store) {
@@ -147,8 +162,18 @@ func testSessions(t *testing.T, s exchange.Store) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.TokenSHA256, se.TokenSHA256) || got.DocumentID != se.DocumentID || got.Actor != se.Actor || got.VendorThumbprint != se.VendorThumbprint ||
-		!got.CreatedAt.Equal(se.CreatedAt) || !got.ExpiresAt.Equal(se.ExpiresAt) {
+		!got.CreatedAt.Equal(se.CreatedAt) || !got.ExpiresAt.Equal(se.ExpiresAt) ||
+		!slices.EqualFunc(got.CardChain, se.CardChain, bytes.Equal) {
 		t.Errorf("session read %+v, stored %+v", got, se)
+	}
+	// A session is nothing without the chain its card's revocation is
+	// checked by on every call.
+	for _, chain := range [][][]byte{nil, {[]byte("not DER")}, {append(slices.Clone(se.CardChain[0]), 0)}} {
+		bad := session(Now)
+		bad.CardChain = chain
+		if err := s.CreateSession(ctx, bad); err == nil {
+			t.Errorf("a session stored with card chain %x", chain)
+		}
 	}
 	_, err = s.Session(ctx, se.TokenSHA256, se.ExpiresAt)
 	wantCode(t, err, errs.Unauthorized)
@@ -271,5 +296,68 @@ func testIdempotency(t *testing.T, s exchange.Store) {
 		if errsSeen[i] != nil || bodies[i] != bodies[0] {
 			t.Fatalf("racing remember %d: %q %v (first %q)", i, bodies[i], errsSeen[i], bodies[0])
 		}
+	}
+}
+
+// testSettlements: a dispense's settled answer is kept once, the first of
+// racing settlements wins, and every read of the dispense carries it.
+func testSettlements(t *testing.T, s exchange.Store) {
+	p := insert(t, s, Prescription(t, drug("A", 3)))
+	c, h := claim(t, s, p, "pharmacy-A", Now)
+	d := Dispense(p, Now, give(0, 1))
+	d.Answer = []byte(`{"estimated":true}`)
+	if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.DispenseByID(ctx, d.ID)
+	if err != nil || got.Settled != nil || string(got.Answer) != `{"estimated":true}` || got.Lines[0].Fill != 0 || got.JWSSHA256 != d.JWSSHA256 {
+		t.Fatalf("before settling: %+v %v", got, err)
+	}
+	_, err = s.DispenseByID(ctx, rx.NewID())
+	wantCode(t, err, errs.NotFound)
+	_, err = s.Settle(ctx, rx.NewID(), []byte(`{}`), Now)
+	wantCode(t, err, errs.NotFound)
+
+	const n = 8
+	kept := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if kept[i], err = s.Settle(ctx, d.ID, fmt.Appendf(nil, `{"settled":%d}`, i), Now.Add(time.Minute)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if !bytes.Equal(kept[i], kept[0]) {
+			t.Fatalf("settlements %d and 0 answered %s and %s", i, kept[i], kept[0])
+		}
+	}
+	if again, err := s.Settle(ctx, d.ID, []byte(`{"late":true}`), Now.Add(time.Hour)); err != nil || !bytes.Equal(again, kept[0]) {
+		t.Fatalf("settled again: %s %v", again, err)
+	}
+	// Every read of the dispense carries it: by id, in a replay, to a close.
+	if got, err := s.DispenseByID(ctx, d.ID); err != nil || !bytes.Equal(got.Settled, kept[0]) || string(got.Answer) != `{"estimated":true}` {
+		t.Fatalf("after settling: %+v %v", got, err)
+	}
+	if got, _, err := s.Dispense(ctx, c.ID, h, d, nil); !errors.Is(err, exchange.ErrReplay) || !bytes.Equal(got.Settled, kept[0]) {
+		t.Fatalf("replay: %+v %v", got, err)
+	}
+	unsettled := Dispense(p, Now.Add(time.Minute), give(0, 1))
+	if _, _, err := s.Dispense(ctx, c.ID, h, unsettled, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Close(ctx, c.ID, h, Now.Add(2*time.Minute), func(_ *exchange.Claim, _ *exchange.Prescription, ds []*exchange.Dispense) (*exchange.Receipt, error) {
+		if len(ds) != 2 || !bytes.Equal(ds[0].Settled, kept[0]) || ds[1].Settled != nil {
+			t.Errorf("close sees %+v", ds)
+		}
+		return &exchange.Receipt{ID: rx.NewID(), JWS: "receipt"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

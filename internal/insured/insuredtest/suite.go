@@ -76,7 +76,7 @@ func testHistory(t *testing.T, s Store) {
 	at := func(d int) time.Time { return Day.AddDate(0, 0, -d).Add(10 * time.Hour) }
 	first := []insured.Dispensed{
 		{DispenseID: "d1", Item: 0, NationalID: nid, Code: "A", ATC: "N02BE01", Quantity: 20, DaysSupply: 10, DispensedAt: at(40)},
-		{DispenseID: "d1", Item: 1, NationalID: nid, Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(40)},
+		{DispenseID: "d1", Item: 1, NationalID: nid, Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(40), PrescriptionID: "rx-1", Fill: 2},
 	}
 	for range 2 { // recording a dispense again adds nothing
 		if err := s.Record(ctx, first); err != nil {
@@ -89,6 +89,11 @@ func testHistory(t *testing.T, s Store) {
 	if err := s.Record(ctx, []insured.Dispensed{changed}); !errors.Is(err, &errs.Error{Code: errs.Conflict}) {
 		t.Fatalf("a reused dispense id: %v", err)
 	}
+	changed = first[1]
+	changed.Fill = 1
+	if err := s.Record(ctx, []insured.Dispensed{changed}); !errors.Is(err, &errs.Error{Code: errs.Conflict}) {
+		t.Fatalf("a dispense item recorded again against another fill: %v", err)
+	}
 	if err := s.Record(ctx, []insured.Dispensed{
 		{DispenseID: "d2", NationalID: nid, Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(5)},
 		{DispenseID: "d3", NationalID: NationalID(1), Code: "B", ATC: "C10AA05", Quantity: 30, DaysSupply: 30, DispensedAt: at(1)},
@@ -99,7 +104,8 @@ func testHistory(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[0].DispenseID != "d2" || !got[0].DispensedAt.Equal(at(5)) || got[2].Code != "B" || got[1].ATC != "N02BE01" {
+	if len(got) != 3 || got[0].DispenseID != "d2" || !got[0].DispensedAt.Equal(at(5)) || got[2].Code != "B" || got[1].ATC != "N02BE01" ||
+		got[2].PrescriptionID != "rx-1" || got[2].Fill != 2 || got[1].PrescriptionID != "" || got[1].Fill != 0 {
 		t.Fatalf("history = %+v", got)
 	}
 	if got, _ := s.Since(ctx, nid, Day.AddDate(0, 0, -30)); len(got) != 1 {

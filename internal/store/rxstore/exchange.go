@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/asn1"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +32,7 @@ var exchangeFields = map[string]string{
 	"prescriptions_tracking_code": "tracking_code",
 	"prescriptions_pkey":          "id",
 	"dispenses_pkey":              "id",
+	"settlements_pkey":            "dispense_id",
 	"cancellations_pkey":          "id",
 	"cancellations_prescription":  "prescription_id",
 	"receipts_claim":              "claim_id",
@@ -311,23 +314,10 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 			return errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "each item once, with a positive quantity")
 		}
 		seen[dl.Item] = true
-		at := -1
-		known := false
-		for j, l := range p.Lines {
-			if l.Item != dl.Item {
-				continue
-			}
-			known = true
-			if !l.InForce(d.At) {
-				continue
-			}
-			if at < 0 || (p.Lines[at].Remaining() == 0 && l.Remaining() > 0) {
-				at = j
-			}
-		}
-		if !known {
+		if !slices.ContainsFunc(p.Lines, func(l exchange.Line) bool { return l.Item == dl.Item }) {
 			return errs.FieldError(errs.Invalid, fmt.Sprintf("items[%d]", i), "the prescription has no item %d", dl.Item)
 		}
+		at := exchange.Counted(p.Lines, dl.Item, d.At)
 		if at < 0 {
 			return &exchange.NotDispensableError{State: p.State, Item: dl.Item}
 		}
@@ -395,11 +385,11 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 	return nil
 }
 
-const dispenseColumns = "d.id, d.prescription_id, d.claim_id, d.jws, d.jws_sha256, d.at, d.answer, dl.item, dl.fill, dl.quantity"
+const dispenseColumns = "d.id, d.prescription_id, d.claim_id, d.jws, d.jws_sha256, d.at, d.answer, st.answer, dl.item, dl.fill, dl.quantity"
 
 // dispenses reads dispenses with their lines, oldest first.
 func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where string, args ...any) ([]*exchange.Dispense, error) {
-	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+dispenseColumns+" FROM dispenses d JOIN dispense_lines dl ON dl.dispense_id = d.id WHERE "+where+" ORDER BY d.at, d.id, dl.item"), args...)
+	rows, err := q.QueryContext(ctx, s.Rebind("SELECT "+dispenseColumns+" FROM dispenses d JOIN dispense_lines dl ON dl.dispense_id = d.id LEFT JOIN settlements st ON st.dispense_id = d.id WHERE "+where+" ORDER BY d.at, d.id, dl.item"), args...)
 	if err != nil {
 		return nil, fmt.Errorf("rxstore: reading dispenses: %w", err)
 	}
@@ -409,7 +399,7 @@ func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where strin
 		var d exchange.Dispense
 		var claim sql.NullString
 		var l exchange.DispensedLine
-		if err := rows.Scan(&d.ID, &d.PrescriptionID, &claim, &d.JWS, &d.JWSSHA256, &d.At, &d.Answer, &l.Item, &l.Fill, &l.Quantity); err != nil {
+		if err := rows.Scan(&d.ID, &d.PrescriptionID, &claim, &d.JWS, &d.JWSSHA256, &d.At, &d.Answer, &d.Settled, &l.Item, &l.Fill, &l.Quantity); err != nil {
 			return nil, fmt.Errorf("rxstore: reading dispenses: %w", err)
 		}
 		if n := len(out); n > 0 && out[n-1].ID == d.ID {
@@ -421,6 +411,51 @@ func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where strin
 		out = append(out, &d)
 	}
 	return out, rows.Err()
+}
+
+// Settle implements exchange.Store.
+func (s *Exchange) Settle(ctx context.Context, dispenseID string, answer []byte, at time.Time) ([]byte, error) {
+	if dispenseID == "" || len(answer) == 0 {
+		return nil, errors.New("rxstore: a settlement needs a dispense id and its answer")
+	}
+	var kept []byte
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, s.Rebind("SELECT 1 FROM dispenses WHERE id = $1"), dispenseID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return exchange.NotFound("dispense")
+		}
+		if err != nil {
+			return fmt.Errorf("rxstore: reading a dispense: %w", err)
+		}
+		res, err := s.Exec(ctx, tx, "INSERT INTO settlements (dispense_id, answer, at) VALUES ($1, $2, $3) ON CONFLICT (dispense_id) DO NOTHING", dispenseID, answer, utc(at))
+		if err != nil {
+			return fmt.Errorf("rxstore: settling a dispense: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			kept = answer
+			return err
+		}
+		// Settled first by another call (ON CONFLICT waited for it to
+		// commit; this statement's snapshot sees it).
+		return tx.QueryRowContext(ctx, s.Rebind("SELECT answer FROM settlements WHERE dispense_id = $1"), dispenseID).Scan(&kept)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return kept, nil
+}
+
+// DispenseByID implements exchange.Store.
+func (s *Exchange) DispenseByID(ctx context.Context, id string) (*exchange.Dispense, error) {
+	ds, err := s.dispenses(ctx, s.SQL(), "d.id = $1", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) == 0 {
+		return nil, exchange.NotFound("dispense")
+	}
+	return ds[0], nil
 }
 
 // lockedClaim reads a claim and locks its prescription (the lock every
@@ -621,6 +656,18 @@ func (s *Exchange) cancellations(ctx context.Context, q sqlstore.Execer, where s
 	return out, rows.Err()
 }
 
+// CancellationByID implements exchange.Store.
+func (s *Exchange) CancellationByID(ctx context.Context, id string) (*exchange.Cancellation, error) {
+	cs, err := s.cancellations(ctx, s.SQL(), "id = $1", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, exchange.NotFound("cancellation")
+	}
+	return cs[0], nil
+}
+
 // Cancel implements exchange.Store.
 func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*exchange.Cancellation, *exchange.Prescription, error) {
 	if c.ID == "" || c.PrescriptionID == "" || c.JWS == "" || c.JWSSHA256 == "" {
@@ -730,6 +777,10 @@ func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) erro
 	if len(se.TokenSHA256) != 32 || se.DocumentID == "" || se.VendorThumbprint == "" || !se.ExpiresAt.After(se.CreatedAt) {
 		return errors.New("rxstore: a session needs a token hash, its document id, the vendor thumbprint and an expiry after its creation")
 	}
+	chain, err := joinDER(se.CardChain)
+	if err != nil {
+		return err
+	}
 	return s.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.Exec(ctx, tx, "INSERT INTO session_documents (id, used_at) VALUES ($1, $2)", se.DocumentID, utc(se.CreatedAt)); err != nil {
 			if _, dup := store.IsDuplicate(err); dup {
@@ -738,8 +789,8 @@ func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) erro
 			return fmt.Errorf("rxstore: storing a session: %w", err)
 		}
 		a := se.Actor
-		if _, err := s.Exec(ctx, tx, "INSERT INTO sessions (token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-			se.TokenSHA256, se.DocumentID, a.CertSerial, a.Role, a.Organisation, a.CouncilNumber, se.VendorThumbprint, utc(se.CreatedAt), utc(se.ExpiresAt)); err != nil {
+		if _, err := s.Exec(ctx, tx, "INSERT INTO sessions (token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, card_chain, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+			se.TokenSHA256, se.DocumentID, a.CertSerial, a.Role, a.Organisation, a.CouncilNumber, se.VendorThumbprint, chain, utc(se.CreatedAt), utc(se.ExpiresAt)); err != nil {
 			return fmt.Errorf("rxstore: storing a session: %w", err)
 		}
 		return nil
@@ -749,17 +800,55 @@ func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) erro
 // Session implements exchange.Store.
 func (s *Exchange) Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (*exchange.Session, error) {
 	var se exchange.Session
+	var chain []byte
 	a := &se.Actor
-	err := s.SQL().QueryRowContext(ctx, s.Rebind("SELECT token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, created_at, expires_at FROM sessions WHERE token_sha256 = $1 AND expires_at > $2"),
-		tokenSHA256, utc(now)).Scan(&se.TokenSHA256, &se.DocumentID, &a.CertSerial, &a.Role, &a.Organisation, &a.CouncilNumber, &se.VendorThumbprint, &se.CreatedAt, &se.ExpiresAt)
+	err := s.SQL().QueryRowContext(ctx, s.Rebind("SELECT token_sha256, document_id, cert_serial, role, organisation, council_number, vendor_thumbprint, card_chain, created_at, expires_at FROM sessions WHERE token_sha256 = $1 AND expires_at > $2"),
+		tokenSHA256, utc(now)).Scan(&se.TokenSHA256, &se.DocumentID, &a.CertSerial, &a.Role, &a.Organisation, &a.CouncilNumber, &se.VendorThumbprint, &chain, &se.CreatedAt, &se.ExpiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, exchange.ErrNoSession
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rxstore: reading a session: %w", err)
 	}
+	if se.CardChain, err = splitDER(chain); err != nil {
+		return nil, fmt.Errorf("rxstore: reading a session's card chain: %w", err)
+	}
 	se.CreatedAt, se.ExpiresAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC()
 	return &se, nil
+}
+
+// joinDER is how a chain of DER certificates is stored: concatenated, as
+// x509.ParseCertificates reads them. Each MUST be one DER value, so that
+// splitDER gives them back as they were.
+func joinDER(certs [][]byte) ([]byte, error) {
+	if len(certs) == 0 {
+		return nil, errors.New("rxstore: a session needs its card's certificate chain")
+	}
+	var out []byte
+	for i, c := range certs {
+		var v asn1.RawValue
+		if rest, err := asn1.Unmarshal(c, &v); err != nil || len(rest) > 0 {
+			return nil, fmt.Errorf("rxstore: certificate %d of a card chain is not one DER value", i)
+		}
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
+// splitDER splits what joinDER stored (nothing for a session stored before
+// chains were kept).
+func splitDER(b []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		var v asn1.RawValue
+		rest, err := asn1.Unmarshal(b, &v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v.FullBytes)
+		b = rest
+	}
+	return out, nil
 }
 
 // EndSession implements exchange.Store.

@@ -56,6 +56,9 @@ func TestExchangeLastGuards(t *testing.T) {
 			if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := s.Settle(ctx, d.ID, []byte(`{}`), exchangetest.Now); err != nil {
+				t.Fatal(err)
+			}
 			db := s.SQL()
 			for _, q := range []string{
 				"UPDATE prescription_lines SET dispensed = quantity + 1",
@@ -63,6 +66,8 @@ func TestExchangeLastGuards(t *testing.T) {
 				"UPDATE dispenses SET jws = 'x'",
 				"DELETE FROM dispense_lines",
 				"DELETE FROM dispenses",
+				"UPDATE settlements SET answer = answer",
+				"DELETE FROM settlements",
 			} {
 				if _, err := db.ExecContext(ctx, q); err == nil {
 					t.Errorf("%s: the database allowed it", q)

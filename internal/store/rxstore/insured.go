@@ -335,7 +335,7 @@ var (
 
 const (
 	usedQuery  = "SELECT used FROM supplementary_usage WHERE national_id = $1 AND insurer = $2 AND plan = $3 AND year = $4 AND category = $5"
-	sinceQuery = "SELECT dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE national_id = $1 AND dispensed_at >= $2 ORDER BY dispensed_at DESC, dispense_id, item"
+	sinceQuery = "SELECT dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at, prescription_id, fill FROM dispense_history WHERE national_id = $1 AND dispensed_at >= $2 ORDER BY dispensed_at DESC, dispense_id, item"
 )
 
 func prefixed(prefix string, cols []string) string {
@@ -513,8 +513,8 @@ func (s *Insured) Used(ctx context.Context, k insured.Cap) (int64, error) {
 func (s *Insured) Record(ctx context.Context, items []insured.Dispensed) error {
 	return s.Tx(ctx, func(tx *sql.Tx) error {
 		for _, it := range items {
-			res, err := s.Exec(ctx, tx, "INSERT INTO dispense_history (dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-				it.DispenseID, it.Item, it.NationalID, it.Code, it.ATC, it.Quantity, it.DaysSupply, it.DispensedAt.UTC())
+			res, err := s.Exec(ctx, tx, "INSERT INTO dispense_history (dispense_id, item, national_id, code, atc, quantity, days_supply, dispensed_at, prescription_id, fill) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+				it.DispenseID, it.Item, it.NationalID, it.Code, it.ATC, it.Quantity, it.DaysSupply, it.DispensedAt.UTC(), it.PrescriptionID, it.Fill)
 			if err != nil {
 				return fmt.Errorf("sqlstore: recording a dispense: %w", err)
 			}
@@ -523,11 +523,11 @@ func (s *Insured) Record(ctx context.Context, items []insured.Dispensed) error {
 			}
 			// Already recorded: only the same item again is a retry.
 			var had insured.Dispensed
-			if err := tx.QueryRowContext(ctx, s.Rebind("SELECT national_id, code, atc, quantity, days_supply, dispensed_at FROM dispense_history WHERE dispense_id = $1 AND item = $2"), it.DispenseID, it.Item).
-				Scan(&had.NationalID, &had.Code, &had.ATC, &had.Quantity, &had.DaysSupply, &had.DispensedAt); err != nil {
+			if err := tx.QueryRowContext(ctx, s.Rebind("SELECT national_id, code, atc, quantity, days_supply, dispensed_at, prescription_id, fill FROM dispense_history WHERE dispense_id = $1 AND item = $2"), it.DispenseID, it.Item).
+				Scan(&had.NationalID, &had.Code, &had.ATC, &had.Quantity, &had.DaysSupply, &had.DispensedAt, &had.PrescriptionID, &had.Fill); err != nil {
 				return fmt.Errorf("sqlstore: recording a dispense: %w", err)
 			}
-			if had.NationalID != it.NationalID || had.Code != it.Code || had.ATC != it.ATC || had.Quantity != it.Quantity || had.DaysSupply != it.DaysSupply || !had.DispensedAt.UTC().Truncate(time.Microsecond).Equal(it.DispensedAt.UTC().Truncate(time.Microsecond)) {
+			if had.NationalID != it.NationalID || had.Code != it.Code || had.ATC != it.ATC || had.Quantity != it.Quantity || had.DaysSupply != it.DaysSupply || had.PrescriptionID != it.PrescriptionID || had.Fill != it.Fill || !had.DispensedAt.UTC().Truncate(time.Microsecond).Equal(it.DispensedAt.UTC().Truncate(time.Microsecond)) {
 				return errs.New(errs.Conflict, "dispense %s item %d was recorded with different content", it.DispenseID, it.Item)
 			}
 		}
@@ -545,7 +545,7 @@ func (s *Insured) Since(ctx context.Context, nid string, since time.Time) ([]ins
 	var out []insured.Dispensed
 	for rows.Next() {
 		var d insured.Dispensed
-		if err := rows.Scan(&d.DispenseID, &d.Item, &d.NationalID, &d.Code, &d.ATC, &d.Quantity, &d.DaysSupply, &d.DispensedAt); err != nil {
+		if err := rows.Scan(&d.DispenseID, &d.Item, &d.NationalID, &d.Code, &d.ATC, &d.Quantity, &d.DaysSupply, &d.DispensedAt, &d.PrescriptionID, &d.Fill); err != nil {
 			return nil, err
 		}
 		d.DispensedAt = d.DispensedAt.UTC()
