@@ -16,6 +16,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/nationalid"
+	"github.com/nuskha/nuskha/internal/persian"
 )
 
 // Outcome of an audited action.
@@ -77,7 +78,7 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 		return errors.New("audit: event needs actor, action and outcome")
 	}
 	for _, v := range append([]string{e.Actor, e.Object}, values(e.Detail)...) {
-		if len(v) == 10 && nationalid.Valid(v) {
+		if identifying(v) {
 			return ErrIdentifying
 		}
 	}
@@ -115,6 +116,32 @@ func RecordFailure(ctx context.Context, rec Recorder, e Event, err error) error 
 		return errors.Join(err, fmt.Errorf("the audit log did not record this failure of %s %s: %w", e.Action, e.Object, aerr))
 	}
 	return err
+}
+
+// identifying reports whether v is a national id as one is written: ten
+// digits (ASCII, Persian or Arabic-Indic), or the printed ddd-dddddd-d,
+// with a valid check digit. Other shapes are not ids even when
+// nationalid.Normalize would make one of them: a date such as 2029-12-05
+// loses its hyphens, gains two leading zeros and passes the check digit
+// about once in eleven, which refused real events on such days.
+func identifying(v string) bool {
+	d := []rune(persian.Digits(v))
+	switch {
+	case len(d) == 10 && allDigits(d):
+	case len(d) == 12 && d[3] == '-' && d[10] == '-' && allDigits(d[:3]) && allDigits(d[4:10]) && allDigits(d[11:]):
+	default:
+		return false
+	}
+	return nationalid.Valid(string(d))
+}
+
+func allDigits(rs []rune) bool {
+	for _, r := range rs {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func values(m map[string]string) []string {

@@ -49,6 +49,17 @@ func TestRecord(t *testing.T) {
 			t.Fatalf("got %v; %d events; log has id: %v", err, len(sink.events), strings.Contains(logs.String(), "0499370899"))
 		}
 	})
+	t.Run("an id in any written form is refused, a date is not", func(t *testing.T) {
+		for _, v := range []string{"049-937089-9", "۰۴۹۹۳۷۰۸۹۹", "0020291205"} {
+			if err := l.Record(ctx, Event{Actor: "sub_a", Action: "x", Object: v, Outcome: OK}); !errors.Is(err, ErrIdentifying) {
+				t.Errorf("%q: got %v, want ErrIdentifying", v, err)
+			}
+		}
+		// 2029-12-05 normalises to 0020291205, whose check digit holds.
+		if err := l.Record(ctx, Event{Actor: "sub_a", Action: "x", Object: "y", Outcome: OK, Detail: map[string]string{"until": "2029-12-05"}}); err != nil {
+			t.Fatalf("a date was refused: %v", err)
+		}
+	})
 	t.Run("incomplete events are refused", func(t *testing.T) {
 		if err := l.Record(ctx, Event{Action: "x", Outcome: OK}); err == nil {
 			t.Fatal("event without actor recorded")
