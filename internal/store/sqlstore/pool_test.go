@@ -19,7 +19,9 @@ import (
 // transaction, which was most of the exchange's time under load.
 func TestPoolKeepsItsConnections(t *testing.T) {
 	for name, open := range map[string]func(t *testing.T) (string, string, int){
-		sqlstore.SQLite:   func(t *testing.T) (string, string, int) { return sqlstore.SQLite, filepath.Join(t.TempDir(), "pool.db"), 4 },
+		sqlstore.SQLite: func(t *testing.T) (string, string, int) {
+			return sqlstore.SQLite, filepath.Join(t.TempDir(), "pool.db"), 4
+		},
 		sqlstore.Postgres: func(t *testing.T) (string, string, int) { return sqlstore.Postgres, pgtest.Schema(t), 16 },
 	} {
 		t.Run(name, func(t *testing.T) {
