@@ -8,6 +8,7 @@
 # prescriptions a second open loop. Everything shares this machine's cores.
 #
 #   NUSKHA_TEST_POSTGRES=postgres://… bash deploy/loadbench.sh [N] [CLIENTS]
+#   (RATE_N=… prescriptions offered at 1000/s after; PERF=FILE records rxd with perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
@@ -64,6 +65,10 @@ rxd=$!
 wait_for rxd $rxd "$RXD"
 url=https://localhost:${RXD#*:}
 
+if [ -n "${PERF:-}" ]; then
+  # The CPU profile of rxd under the closed loop's first 20 s: perf report -i "$PERF".
+  perf record -F 499 -g -p "$rxd" -o "$PERF" -- sleep 20 >/dev/null 2>&1 &
+fi
 echo "== closed loop: $N prescriptions, $C clients, then claim + dispense + close"
 bin/rxload run -dir "$W/load" -url "$url" -n "$N" -c "$C"
 echo "== open loop: $RATE_N prescriptions offered at 1000/s"
