@@ -54,8 +54,20 @@ var (
 		"cmd/rxctl",
 		"internal/archtest",
 		"internal/testutil",
+		"cmd/rxload",
+		"internal/loadgen",
 	}
 )
+
+// TestLoadToolLinksNeitherSide: the load tool is a vendor's software and
+// two officers' client: it talks to trustd and rxd over their APIs and
+// links neither side, nor step-ca and zlint, so that what it measures is
+// what a vendor would see.
+func TestLoadToolLinksNeitherSide(t *testing.T) {
+	check(t, "cmd/rxload MUST NOT link trustd's side, rxd's side, step-ca or zlint",
+		[]string{module + "/cmd/rxload"},
+		func(p string) bool { return under(p, trustSide) || under(p, rxSide) || under(p, caLibraries) })
+}
 
 // TestExchangeAndClientLinkNoCA: the exchange and the client binary link
 // nothing of trustd's side — no CA, linter, enrolment, registry,

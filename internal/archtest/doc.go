@@ -11,6 +11,8 @@
 //   - the shared libraries (every other package under internal/, except
 //     the test helpers) MUST NOT link either side: both daemons and the
 //     vendors' software build on them.
+//   - the load tool (cmd/rxload, internal/loadgen) MUST NOT link either
+//     side: it is a vendor's software and two officers' client.
 //   - the OCSP responder MUST NOT link the CA or the services whose
 //     records it answers (enrolment, revocation, publishing).
 //

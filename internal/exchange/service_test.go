@@ -75,7 +75,13 @@ func newKey() *ecdsa.PrivateKey {
 // covered (1405-06-15).
 var start = insuredtest.Day.Add(9 * time.Hour)
 
-func setup(t *testing.T, driver string) *fixture {
+func setup(t testing.TB, driver string) *fixture {
+	return setupPersons(t, driver, 80)
+}
+
+// setupPersons is setup with a registry of the first persons of the
+// generated one.
+func setupPersons(t testing.TB, driver string, persons int) *fixture {
 	t.Helper()
 	f := &fixture{now: start, interKey: newKey()}
 	clock := func() time.Time { return f.now }
@@ -106,7 +112,7 @@ func setup(t *testing.T, driver string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := rxdtest.Open(t, driver, 80)
+	data := rxdtest.Open(t, driver, persons)
 	f.registry = data.Registry
 	if f.store, err = rxstore.NewExchange(ctx, data.DB); err != nil {
 		t.Fatal(err)
@@ -122,7 +128,7 @@ func setup(t *testing.T, driver string) *fixture {
 
 // card issues a certificate of profile to sub, valid from a day before
 // the tests' clock for a year.
-func (f *fixture) card(t *testing.T, profile string, sub *registry.Subject) card {
+func (f *fixture) card(t testing.TB, profile string, sub *registry.Subject) card {
 	t.Helper()
 	k := newKey()
 	leaf := f.pki.IssueWithValidity(t, profile, sub, k, start.Add(-24*time.Hour), start.Add(365*24*time.Hour))
@@ -131,7 +137,7 @@ func (f *fixture) card(t *testing.T, profile string, sub *registry.Subject) card
 
 // publish signs a new CRL at the clock's time listing what was revoked,
 // and the root's ARL, and gives both to the checker.
-func (f *fixture) publish(t *testing.T) {
+func (f *fixture) publish(t testing.TB) {
 	t.Helper()
 	f.crlNo++
 	der, err := crl.Sign(crl.Request{Number: big.NewInt(f.crlNo), ThisUpdate: f.now, NextUpdate: f.now.Add(24 * time.Hour), Entries: f.revoked},
@@ -161,7 +167,7 @@ func (f *fixture) advance(t *testing.T, d time.Duration) {
 	f.publish(t)
 }
 
-func (f *fixture) sign(t *testing.T, c card, doc rx.Document) string {
+func (f *fixture) sign(t testing.TB, c card, doc rx.Document) string {
 	t.Helper()
 	tok, err := rx.Sign(doc, c.key, c.chain, f.now)
 	if err != nil {

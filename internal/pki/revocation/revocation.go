@@ -128,6 +128,10 @@ type Checker struct {
 
 	mu   sync.RWMutex
 	crls map[string]*index // by issuer key id
+	// roots are the anchors found self-signed (by their DER): checking a
+	// root's own signature costs a P-384 verification, more than the rest
+	// of a chain's check, and the answer is a function of the bytes.
+	roots map[string]bool
 
 	ocspMu    sync.Mutex
 	ocspCache map[string]cached // by ocspKey
@@ -221,7 +225,7 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.Recheck < 0 {
 		return nil, errors.New("revocation: Recheck must not be negative")
 	}
-	return &Checker{cfg: cfg, crls: map[string]*index{}, ocspCache: map[string]cached{}, arlFailed: map[string]time.Time{}}, nil
+	return &Checker{cfg: cfg, crls: map[string]*index{}, roots: map[string]bool{}, ocspCache: map[string]cached{}, arlFailed: map[string]time.Time{}}, nil
 }
 
 func issuerKey(issuer *x509.Certificate) string {
@@ -316,7 +320,7 @@ func (c *Checker) CheckChain(ctx context.Context, chain []*x509.Certificate) (Re
 	if len(chain) < 2 {
 		return Result{}, errs.New(errs.RevocationUnknown, "a chain needs a certificate and its issuer")
 	}
-	if anchor := chain[len(chain)-1]; !SelfSigned(anchor) {
+	if anchor := chain[len(chain)-1]; !c.selfSigned(anchor) {
 		return Result{}, errs.New(errs.RevocationUnknown, "the chain ends at %q, which is not a self-signed root: its revocation cannot be checked", anchor.Subject.CommonName)
 	}
 	for i := len(chain) - 2; i >= 1; i-- {
@@ -330,6 +334,29 @@ func (c *Checker) CheckChain(ctx context.Context, chain []*x509.Certificate) (Re
 		}
 	}
 	return c.Check(ctx, chain[0], chain[1])
+}
+
+// maxRoots bounds the anchors remembered: a deployment trusts a root or
+// two (one more during a rollover).
+const maxRoots = 16
+
+// selfSigned is SelfSigned, remembered for the anchors found to be.
+func (c *Checker) selfSigned(anchor *x509.Certificate) bool {
+	c.mu.RLock()
+	known := c.roots[string(anchor.Raw)]
+	c.mu.RUnlock()
+	if known {
+		return true
+	}
+	if !SelfSigned(anchor) {
+		return false
+	}
+	c.mu.Lock()
+	if len(c.roots) < maxRoots {
+		c.roots[string(anchor.Raw)] = true
+	}
+	c.mu.Unlock()
+	return true
 }
 
 // SelfSigned reports whether c is a root: issued by itself, under its own

@@ -131,14 +131,20 @@ func Open(ctx context.Context, driver, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}
+	// The pool keeps every connection it may open: database/sql keeps two
+	// idle by default and closes the rest as they come back, so that
+	// concurrent requests reopened a connection each time — on PostgreSQL
+	// a new backend and a SCRAM exchange, costlier than the transaction.
+	pool := 32
 	if driver == SQLite {
 		// One writer at a time is SQLite's model; a small pool keeps readers
 		// from queueing behind it while WAL lets them proceed.
-		db.SetMaxOpenConns(4)
+		pool = 4
 	} else {
-		db.SetMaxOpenConns(32)
 		db.SetConnMaxIdleTime(5 * time.Minute)
 	}
+	db.SetMaxOpenConns(pool)
+	db.SetMaxIdleConns(pool)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {

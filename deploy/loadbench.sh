@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The exchange's end-to-end benchmark (docs/BENCHMARKS.md): a throwaway
+# trustd (the ceremony, keys in encrypted files) certifies, through its
+# admin API, the keys rxload setup makes; rxd serves the exchange on
+# PostgreSQL (a schema of its own in $NUSKHA_TEST_POSTGRES, which must
+# have synchronous_commit and fsync on); rxload submits prescriptions
+# over HTTPS and claims, dispenses and closes them, then offers 1,000
+# prescriptions a second open loop. Everything shares this machine's cores.
+#
+#   NUSKHA_TEST_POSTGRES=postgres://… bash deploy/loadbench.sh [N] [CLIENTS]
+#   (RATE_N=… prescriptions offered at 1000/s after; PERF=FILE records rxd with perf)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20000}
+C=${2:-32}
+RATE_N=${RATE_N:-20000}
+: "${NUSKHA_TEST_POSTGRES:?set NUSKHA_TEST_POSTGRES to a PostgreSQL URL}"
+for s in synchronous_commit fsync; do
+  v=$(psql "$NUSKHA_TEST_POSTGRES" -Atc "SHOW $s")
+  [ "$v" = on ] || { echo "PostgreSQL has $s=$v: the benchmark measures durable commits only" >&2; exit 1; }
+done
+echo "PostgreSQL: synchronous_commit=on fsync=on commit_delay=$(psql "$NUSKHA_TEST_POSTGRES" -Atc 'SHOW commit_delay')"
+W=$(mktemp -d)
+schema=lb_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql "$NUSKHA_TEST_POSTGRES" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { # NAME PID HOST:PORT
+  for _ in $(seq 1 600); do
+    openssl s_client -connect "$3" </dev/null >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { echo "$1 stopped" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$1 is not listening on $3" >&2; exit 1
+}
+
+bash deploy/build.sh
+ADMIN=127.0.0.1:$(port) PUBLIC=127.0.0.1:$(port) HTTP=127.0.0.1:$(port) RXD=127.0.0.1:$(port)
+bin/trustd init -dir "$W/trustd" -officer alice -officer bob -admin-listen "$ADMIN" -public-listen "$PUBLIC" -http-listen "$HTTP" >/dev/null 2>&1
+bin/trustd serve -config "$W/trustd/trustd.json" 2>"$W/trustd.log" &
+wait_for trustd $! "$ADMIN"
+h=$W/trustd/handover
+bin/rxload setup -dir "$W/load" -admin-url "https://$ADMIN" -ca-file "$W/trustd/ca/root.crt" \
+  -requester-cert "$h/alice/alice.crt" -requester-key "softkey:path=$h/alice/alice.key?pin-source=$h/alice/alice.pass" \
+  -approver-cert "$h/bob/bob.crt" -approver-key "softkey:path=$h/bob/bob.key?pin-source=$h/bob/bob.pass" \
+  -persons $((N + RATE_N))
+
+psql "$NUSKHA_TEST_POSTGRES" -qc "CREATE SCHEMA $schema"
+case $NUSKHA_TEST_POSTGRES in *\?*) sep='&' ;; *) sep='?' ;; esac
+echo "$NUSKHA_TEST_POSTGRES${sep}search_path=$schema" >"$W/dsn"
+db=(-db-driver postgres -dsn-file "$W/dsn")
+bin/rxd import-registry "${db[@]}" -mode full -quiet "$W/load/registry.csv"
+bin/rxd import-catalogue "${db[@]}" -label sample -valid-from 1400-01-01 -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
+mapfile -t tls <"$W/load/rxd.args"
+# The per-caller budgets are a pharmacy's; the load tool is thousands of
+# pharmacies' worth through one vendor certificate.
+bin/rxd serve "${db[@]}" -listen "$RXD" "${tls[@]}" -caller-rate 1000000 -caller-burst 1000000 \
+  -daily-lookups 100000000 -max-conns 4096 -max-conns-per-ip 4096 2>"$W/rxd.log" &
+rxd=$!
+wait_for rxd $rxd "$RXD"
+url=https://localhost:${RXD#*:}
+
+if [ -n "${PERF:-}" ]; then
+  # The CPU profile of rxd under the closed loop's first 20 s: perf report -i "$PERF".
+  perf record -F 499 -g -p "$rxd" -o "$PERF" -- sleep 20 >/dev/null 2>&1 &
+fi
+echo "== closed loop: $N prescriptions, $C clients, then claim + dispense + close"
+bin/rxload run -dir "$W/load" -url "$url" -n "$N" -c "$C"
+echo "== open loop: $RATE_N prescriptions offered at 1000/s"
+bin/rxload run -dir "$W/load" -url "$url" -n "$RATE_N" -first "$N" -c 256 -rate 1000 -dispense=false
