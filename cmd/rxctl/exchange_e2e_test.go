@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,7 +75,23 @@ func (b rxctlBinary) refused(code string, args ...string) string {
 	return errOut
 }
 
-var trackingCodeLine = regexp.MustCompile(`(?m)^tracking code ([0-9A-Z]{5}-[0-9A-Z]{5}-[0-9A-Z])$`)
+// patient is in deploy/sample/registry.csv, insured with supplementary
+// insurance; prescriptionDoc is Dr Ahmadi's prescription for her, two drugs.
+const (
+	patient         = "0010350829"
+	prescriptionDoc = `{
+  "patient": {"national_id": "` + patient + `", "name": "مریم کریمی", "birth_date": "1981-08-03", "sex": "female"},
+  "prescriber": {"council_number": "MC-90210", "profession": "physician", "specialty": "cardiology"},
+  "practice": {"name": "مطب دکتر احمدی", "province": "IR-23"},
+  "diagnoses": ["J02.9"],
+  "items": [
+    {"kind": "drug", "code": "1000210", "quantity": 20, "dosage": "هر ۸ ساعت یک عدد"},
+    {"kind": "drug", "code": "1000105", "quantity": 10, "dosage": "در صورت تب"}
+  ]
+}`
+)
+
+var trackingCodeLine = regexp.MustCompile(`(?m)^prescription ([0-9a-f-]{36}) accepted.*\ntracking code ([0-9A-Z]{5}-[0-9A-Z]{5}-[0-9A-Z])$`)
 
 // TestExchangeEndToEnd is issue 12's first acceptance point, with the
 // real binaries: trustd issues rxd's exchange certificate for a key on
@@ -83,7 +101,9 @@ var trackingCodeLine = regexp.MustCompile(`(?m)^tracking code ([0-9A-Z]{5}-[0-9A
 // visits and closes each with a receipt that rx verify accepts; a second
 // pharmacy is refused while the first holds it; the same prescription
 // submitted again gets the first answer; once the practitioner's card is
-// revoked, her new prescription is refused by the exchange.
+// revoked, her new prescription is refused by the exchange. On the way,
+// the other commands against the real rxd: release, cancel (refused while
+// claimed), paper, and the patient's history for a service caller.
 func TestExchangeEndToEnd(t *testing.T) {
 	// SoftHSM2 lists the tokens that existed when the module was loaded:
 	// every token before trustd opens its own.
@@ -134,24 +154,14 @@ func TestExchangeEndToEnd(t *testing.T) {
 
 	// The practitioner prescribes on her card: two drugs, the exchange's
 	// tracking code and its signed acknowledgement.
-	const patient = "0010350829"
-	prescription := writeFile(t, work, "p.json", `{
-  "patient": {"national_id": "`+patient+`", "name": "مریم کریمی", "birth_date": "1981-08-03", "sex": "female"},
-  "prescriber": {"council_number": "MC-90210", "profession": "physician", "specialty": "cardiology"},
-  "practice": {"name": "مطب دکتر احمدی", "province": "IR-23"},
-  "diagnoses": ["J02.9"],
-  "items": [
-    {"kind": "drug", "code": "1000210", "quantity": 20, "dosage": "هر ۸ ساعت یک عدد"},
-    {"kind": "drug", "code": "1000105", "quantity": 10, "dosage": "در صورت تب"}
-  ]
-}`)
+	prescription := writeFile(t, work, "p.json", prescriptionDoc)
 	rxFile, ackFile := filepath.Join(work, "rx.jws"), filepath.Join(work, "ack.jws")
 	first := rxctl.ok(append([]string{"rx", "prescribe", "-in", prescription, "-bundle", bundleFile, "-out", rxFile, "-ack-out", ackFile}, doctor.flags...)...)
 	m := trackingCodeLine.FindStringSubmatch(first)
 	if m == nil || !strings.Contains(first, " accepted (state active)") || !strings.Contains(first, "item 0 1000210 ×20: covered") {
 		t.Fatalf("rx prescribe:\n%s", first)
 	}
-	code := m[1]
+	id, code := m[1], m[2]
 	t.Logf("rx prescribe:\n%s", first)
 	if out := rxctl.ok("rx", "verify", "-kind", "ack", "-in", ackFile, "-bundle", bundleFile); !strings.Contains(out, "valid ack") {
 		t.Fatalf("rx verify of the acknowledgement: %s", out)
@@ -212,9 +222,70 @@ func TestExchangeEndToEnd(t *testing.T) {
 	if out := rxctl.ok(append([]string{"rx", "lookup", "-code", code}, pharmacy...)...); !strings.Contains(out, "state dispensed") {
 		t.Fatalf("rx lookup after the second visit: %s", out)
 	}
+	// Fully dispensed, it cannot be claimed again.
+	rxctl.refused("prescription-not-dispensable", append([]string{"rx", "claim", "-code", code, "-claim-out", filepath.Join(work, "claim3.json")}, pharmacy...)...)
+
+	// A second prescription, claimed by Daro: the prescriber cannot cancel
+	// it while Daro holds it, and can once Daro releases it.
+	rx2 := filepath.Join(work, "rx2.jws")
+	out := rxctl.ok(append([]string{"rx", "prescribe", "-in", writeFile(t, work, "p2.json", strings.Replace(prescriptionDoc, "1000105", "1000420", 1)),
+		"-bundle", bundleFile, "-out", rx2}, doctor.flags...)...)
+	m = trackingCodeLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("rx prescribe of the second prescription:\n%s", out)
+	}
+	id2, code2 := m[1], m[2]
+	daroClaim := filepath.Join(work, "daro-claim2.json")
+	rxctl.ok("rx", "claim", "-code", code2, "-national-id", patient, "-session", daroSession, "-claim-out", daroClaim)
+	cancel := append([]string{"rx", "cancel", "-prescription", rx2, "-reason", "دوز اشتباه", "-bundle", bundleFile, "-rxd", rxd.url}, doctor.flags...)
+	rxctl.refused("prescription-claimed", cancel...)
+	if out := rxctl.ok("rx", "release", "-claim", daroClaim, "-session", daroSession); !strings.Contains(out, "released") {
+		t.Fatalf("rx release: %s", out)
+	}
+	if out := rxctl.ok(cancel...); !strings.Contains(out, " cancelled (recorded)") {
+		t.Fatalf("rx cancel: %s", out)
+	}
+	rxctl.refused("prescription-not-dispensable", "rx", "claim", "-code", code2, "-national-id", patient, "-session", daroSession, "-claim-out", daroClaim)
+
+	// Shafa enters a paper prescription, dispensed in the same call, and
+	// keeps its receipt.
+	paperReceipt := filepath.Join(work, "paper-receipt.jws")
+	paper := writeFile(t, work, "paper.json", `{
+  "prescriber": {"council_number": "MC-77001", "profession": "physician", "specialty": "general"},
+  "patient": {"national_id": "`+patient+`", "name": "مریم کریمی", "birth_date": "1981-08-03", "sex": "female"},
+  "items": [{"kind": "drug", "code": "1000315", "quantity": 30}],
+  "dispensed": [{"code": "1000315", "quantity": 30}],
+  "dispenser": {"licence_number": "PH-8812", "role": "pharmacy"}
+}`)
+	if out := rxctl.ok(append([]string{"rx", "paper", "-in", paper, "-receipt-out", paperReceipt, "-bundle", bundleFile}, shafa.flags...)...); !strings.Contains(out, "paper prescription") {
+		t.Fatalf("rx paper: %s", out)
+	}
+	rxctl.ok("rx", "verify", "-kind", "receipt", "-in", paperReceipt, "-bundle", bundleFile)
 	rxctl.ok("session", "close", "-session", shafaSession)
 	if exists(shafaSession) {
 		t.Fatal("session close left the session file")
+	}
+
+	// The insurer's patient portal (a service, not a vendor) reads the
+	// patient's history: all three, each in its state.
+	rxctl.refused("role-not-allowed", "rx", "history", "-national-id", patient)
+	portalChain, portalKey := d.enrolService(work, "patient-portal", "service", "service-tls-client")
+	history := rxctl.ok("rx", "history", "-national-id", patient, "-cert", portalChain, "-key", portalKey)
+	var page struct {
+		Prescriptions []struct{ ID, Kind, State string } `json:"prescriptions"`
+	}
+	if err := json.Unmarshal([]byte(history), &page); err != nil {
+		t.Fatalf("rx history: %v\n%s", err, history)
+	}
+	got := map[string]string{}
+	for _, p := range page.Prescriptions {
+		if p.Kind == "paper" {
+			p.ID = "paper"
+		}
+		got[p.ID] = p.Kind + " " + p.State
+	}
+	if want := map[string]string{id: "electronic dispensed", id2: "electronic cancelled", "paper": "paper dispensed"}; !maps.Equal(got, want) {
+		t.Fatalf("rx history: %v, want %v\n%s", got, want, history)
 	}
 
 	// The practitioner's card is stolen and revoked. Her software last
