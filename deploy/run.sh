@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs Nuskha on the embedded default: SQLite and password-encrypted key
 # files, no external server. trustd (the CA, registry and revocation) and
-# rxd (eligibility, catalogue, rules service) run side by side.
+# rxd (the prescription exchange, eligibility, catalogue, rules service) run
+# side by side.
 #
 # The first run performs the CA ceremony into var/trustd with two officers,
-# alice and bob; then the officers certify rxd's server key and a demo
-# vendor's client key, and rxd loads the sample registry and catalogue in
-# deploy/sample. Later runs reuse all of it.
+# alice and bob; then the officers certify rxd's server key, the exchange's
+# receipt-signing key and a demo vendor's client key, and rxd loads the
+# sample registry and catalogue in deploy/sample. Later runs reuse all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
@@ -83,6 +84,12 @@ if [ ! -f "$RXD_STATE/rxd/chain.pem" ]; then
   certify rxd service service-tls-server
   certify demo-vendor vendor service-tls-client
 fi
+if [ ! -f "$RXD_STATE/rxd-exchange/chain.pem" ]; then
+  # The key rxd signs acknowledgements and receipts with: here an encrypted
+  # key file like every key of make run, in production a key in an HSM.
+  say "officers alice and bob certify the exchange's receipt-signing key"
+  certify rxd-exchange service exchange-receipt-signing
+fi
 if [ ! -f "$RXD_STATE/rxd.db" ]; then
   say "rxd loads the sample registry and catalogue from deploy/sample"
   bin/rxd import-registry -db "$RXD_STATE/rxd.db" -create -mode full -quiet deploy/sample/registry.csv
@@ -94,15 +101,21 @@ if [ ! -f "$RXD_STATE/pseudonym.key" ]; then
   # so that one person's lookups can be followed across restarts.
   (umask 077 && head -c 32 /dev/urandom >"$RXD_STATE/pseudonym.key")
 fi
-say "starting rxd (on $RXD_LISTEN)"
+say "starting rxd with the prescription exchange (on $RXD_LISTEN)"
+# -revocation-recheck 0: rxd asks trustd's OCSP responder on every call
+# rather than reusing a "good" answer for up to a minute, so that the
+# walkthrough's revoked card is refused at once (a production rxd keeps the
+# default bound, docs/rxd.md).
 bin/rxd serve -db "$RXD_STATE/rxd.db" -listen "$RXD_LISTEN" -tls-cert "$RXD_STATE/rxd/chain.pem" \
   -tls-key "softkey:path=$RXD_STATE/rxd/key.pem?pin-source=$RXD_STATE/rxd/key.pass" \
-  -client-ca "$STATE/ca/root.crt" -pseudonym-key-file "$RXD_STATE/pseudonym.key" &
+  -client-ca "$STATE/ca/root.crt" -pseudonym-key-file "$RXD_STATE/pseudonym.key" \
+  -exchange-key "softkey:path=$RXD_STATE/rxd-exchange/key.pem?pin-source=$RXD_STATE/rxd-exchange/key.pass" \
+  -exchange-cert "$RXD_STATE/rxd-exchange/chain.pem" -revocation-recheck 0 &
 wait_for rxd $! "$RXD_LISTEN"
 
 cat <<MSG
 
-trustd and rxd are running (Ctrl-C stops both).${first:+ First run: the CA, officers alice and bob, rxd's certificate and a demo vendor's were made.}
+trustd and rxd are running (Ctrl-C stops both).${first:+ First run: the CA, officers alice and bob, rxd's certificates and a demo vendor's were made.}
 
 As officer alice:
   export NUSKHA_CA_FILE=$STATE/ca/root.crt NUSKHA_ADMIN_URL=$NUSKHA_ADMIN_URL NUSKHA_PUBLIC_URL=$NUSKHA_PUBLIC_URL
@@ -118,7 +131,8 @@ As the demo vendor's software, against rxd:
   bin/rxctl rules check deploy/sample/check.json
   bin/rxctl catalogue search آموکسی
 
-(README.md walks through every role from here; docs/rxd.md through rxd. rxd
+(README.md walks through every role from here, the prescription exchange
+included; docs/exchange.md and docs/rxd.md through rxd. rxd
 runs the starter rule set; "bin/rxd serve -rules FILE" runs yours and
 reloads it when it changes.)
 MSG

@@ -154,17 +154,5 @@ func payloadOf(token string) []byte {
 // a key on its card.
 func (d *deployment) enrolPharmacy(t *testing.T, card *softhsm.Token) enrolled {
 	t.Helper()
-	work := t.TempDir()
-	e := enrolled{card: card, flags: []string{"-module", card.Module, "-token", card.Label, "-key-label", "dispense", "-pin-file", card.PINFile}}
-	d.ok("", append([]string{"token", "keygen"}, e.flags...)...)
-	csr := filepath.Join(work, "req.csr")
-	d.ok("", append([]string{"token", "csr", "-out", csr}, e.flags...)...)
-	subj := d.ok("alice", "subject", "add", "-file", writeFile(t, work, "ph.json", `{"kind": "pharmacy", "name": "داروخانه شفا",
-		"licence_number": "PH-8812", "province": "IR-23", "responsible_name": "دکتر رضا کریمی", "responsible_council_number": "P-5521",
-		"licence_valid_from": "2024-01-01", "licence_valid_until": "2030-01-01"}`))
-	req := d.ok("alice", "enrol", "request", "-subject", field(t, subj, "id"), "-profile", "pharmacy-signing", "-csr", csr)
-	e.chainFile = filepath.Join(work, "chain.pem")
-	e.serial = field(t, d.ok("bob", "enrol", "approve", "-out", e.chainFile, field(t, req, "id")), "serial")
-	d.ok("", append([]string{"token", "import-cert", "-cert", e.chainFile}, e.flags...)...)
-	return e
+	return d.enrolPharmacyAs(t, card, "PH-8812", "داروخانه شفا")
 }
