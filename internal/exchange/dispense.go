@@ -145,6 +145,9 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if err != nil {
 		return nil, false, internal(err, "reading a prescription")
 	}
+	if p.Kind == Paper {
+		return nil, false, errPaperClosed
+	}
 	// A claim's organisation never changes, and a claim that does not
 	// hold the prescription now never holds it again: the claim read here
 	// is the one the store will find holding it, or the store refuses.
