@@ -78,7 +78,7 @@ func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGrante
 	}
 	sec, hash := secret()
 	now := s.cfg.Now()
-	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: actor.Organisation, CertSerial: actor.CertSerial,
+	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(pki.Role(actor.Role), actor.Organisation), CertSerial: actor.CertSerial,
 		SecretSHA256: hash, CreatedAt: now, ExpiresAt: now.Add(s.cfg.ClaimTTL)})
 	if err != nil {
 		return nil, internal(err, "claiming")

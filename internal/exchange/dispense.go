@@ -151,7 +151,7 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	// A claim's organisation never changes, and a claim that does not
 	// hold the prescription now never holds it again: the claim read here
 	// is the one the store will find holding it, or the store refuses.
-	if p.Claim != nil && p.Claim.ID == claimID && p.Claim.Organisation != actor.Organisation {
+	if p.Claim != nil && p.Claim.ID == claimID && p.Claim.Organisation != ClaimHolder(role, actor.Organisation) {
 		return nil, false, errs.New(errs.Forbidden, "the claim is not held by %s %s", role, actor.Organisation)
 	}
 	if p.JWSSHA256 != d.Prescription.JWSSHA256 {
