@@ -69,16 +69,25 @@ func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*Prescripti
 // Claim gives the actor's organisation an exclusive hold on a
 // prescription for ClaimTTL, with a new secret (POST /v1/claims). The same
 // organisation claiming again gets its claim back with a new secret (the
-// old one stops working); another's unexpired claim is
-// prescription-claimed.
+// old one stops working), held at most 2 × ClaimTTL from its first
+// creation however often it is claimed again; another's unexpired claim
+// is prescription-claimed. An organisation whose role hands out or
+// performs none of the items (a paraclinic centre, a drugs-only
+// prescription) is refused: role-not-allowed.
 func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
 	p, err := s.find(ctx, actor, f, "claim prescriptions", true)
 	if err != nil {
 		return nil, err
 	}
+	// A claim by an organisation that can hand out or perform none of
+	// the items would only keep others (and a cancellation) from it.
+	role := pki.Role(actor.Role)
+	if !slices.ContainsFunc(p.Lines, func(l Line) bool { return slices.Contains(performs[role], l.Kind) }) {
+		return nil, errs.New(errs.RoleNotAllowed, "a %s hands out or performs none of this prescription's items", role)
+	}
 	sec, hash := secret()
 	now := s.cfg.Now()
-	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(pki.Role(actor.Role), actor.Organisation), CertSerial: actor.CertSerial,
+	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(role, actor.Organisation), CertSerial: actor.CertSerial,
 		SecretSHA256: hash, CreatedAt: now, ExpiresAt: now.Add(s.cfg.ClaimTTL)})
 	if err != nil {
 		return nil, internal(err, "claiming")

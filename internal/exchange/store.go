@@ -42,7 +42,10 @@ type Store interface {
 	// Held by another organisation's claim: ClaimedError with its expiry.
 	// Held by the same organisation's claim: that claim is returned, now
 	// with c's secret hash, acting certificate and expiry (the old secret
-	// stops working). Otherwise c is stored and returned. Unknown
+	// stops working) — the expiry never past the held claim's CreatedAt
+	// plus twice c's time to live (c.ExpiresAt − c.CreatedAt), so that
+	// claiming again and again holds a prescription (and keeps its
+	// prescriber from cancelling it) for a bounded time. Otherwise c is stored and returned. Unknown
 	// prescription: not-found.
 	Claim(ctx context.Context, c *Claim) (*Claim, error)
 	// ClaimByID reads a claim with its SecretSHA256 (the one read that

@@ -277,6 +277,20 @@ func testClaims(t *testing.T, s exchange.Store) {
 	if err := s.Release(ctx, rx.NewID(), newHash, Now); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("release of no claim: %v", err)
 	}
+	// Claimed again and again, the hold is never extended past twice
+	// the claim's time to live from its first creation.
+	if !again.ExpiresAt.Equal(Now.Add(time.Minute + 2*time.Hour)) {
+		t.Fatalf("renewed within the cap: expires %s", again.ExpiresAt)
+	}
+	claim(t, s, p, "pharmacy-A", Now.Add(2*time.Hour))
+	late, lateHash := claim(t, s, p, "pharmacy-A", Now.Add(3*time.Hour))
+	if late.ID != a.ID || !late.ExpiresAt.Equal(Now.Add(4*time.Hour)) {
+		t.Fatalf("renewed past the cap: %+v", late)
+	}
+	if r := read(t, s, p.ID, Now.Add(4*time.Hour)); r.Claim != nil {
+		t.Fatalf("held past the cap: %+v", r.Claim)
+	}
+	newHash = lateHash
 
 	// Released: another organisation may claim; the released claim can
 	// no longer dispense; releasing again changes nothing.

@@ -516,6 +516,11 @@ func (s *Exchange) Claim(ctx context.Context, c *exchange.Claim) (*exchange.Clai
 			// The same organisation again: its claim, with the new
 			// secret (a lost secret recovered; the old one stops
 			// working).
+			// Never held past twice its time to live from its first
+			// creation (exchange.Store).
+			if limit := utc(held.CreatedAt.Add(2 * out.ExpiresAt.Sub(out.CreatedAt))); out.ExpiresAt.After(limit) {
+				out.ExpiresAt = limit
+			}
 			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2, expires_at = $3 WHERE id = $4",
 				out.SecretSHA256, out.CertSerial, out.ExpiresAt, held.ID); err != nil {
 				return fmt.Errorf("rxstore: renewing a claim: %w", err)
