@@ -49,4 +49,3 @@ func TestDispenseReplayOnlyToClaimHolder(t *testing.T) {
 		})
 	}
 }
-
