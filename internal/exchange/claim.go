@@ -14,10 +14,19 @@ import (
 // dispensers are the roles that find, claim and dispense.
 var dispensers = []pki.Role{pki.RolePharmacy, pki.RoleParaclinic}
 
+// errPaperClosed refuses a claim or a dispense of a paper prescription:
+// it was judged by the paper rules and dispensed as it was entered, and
+// is closed then. What was written but not dispensed at entry needs a new
+// prescription; claimed later it would be dispensed under the dispense
+// rules, which a paper's items (controlled drugs among them) were never
+// judged for.
+var errPaperClosed = errs.New(errs.PrescriptionNotDispensable, "a paper prescription is dispensed as it is entered and closed then: it is never claimed or dispensed again")
+
 // find reads the prescription a tracking code and a national id name
 // together, and verifies it again (reverify). A pair that does not belong
-// together answers exactly as a code that does not exist.
-func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string) (*Prescription, error) {
+// together answers exactly as a code that does not exist. A paper
+// prescription is found to be looked at only (forClaim false).
+func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string, forClaim bool) (*Prescription, error) {
 	if !slices.Contains(dispensers, pki.Role(actor.Role)) {
 		return nil, roleNotAllowed(pki.Role(actor.Role), act)
 	}
@@ -37,6 +46,9 @@ func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string) (*
 	if err != nil {
 		return nil, internal(err, "reading a prescription")
 	}
+	if forClaim && p.Kind == Paper {
+		return nil, errPaperClosed
+	}
 	if _, err := s.reverified(ctx, p); err != nil {
 		return nil, err
 	}
@@ -47,7 +59,7 @@ func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string) (*
 // national id, for a pharmacy or paraclinic centre
 // (POST /v1/prescriptions/lookup), verified again.
 func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*PrescriptionView, error) {
-	p, err := s.find(ctx, actor, f, "look up prescriptions")
+	p, err := s.find(ctx, actor, f, "look up prescriptions", false)
 	if err != nil {
 		return nil, err
 	}
@@ -57,16 +69,25 @@ func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*Prescripti
 // Claim gives the actor's organisation an exclusive hold on a
 // prescription for ClaimTTL, with a new secret (POST /v1/claims). The same
 // organisation claiming again gets its claim back with a new secret (the
-// old one stops working); another's unexpired claim is
-// prescription-claimed.
+// old one stops working), held at most 2 × ClaimTTL from its first
+// creation however often it is claimed again; another's unexpired claim
+// is prescription-claimed. An organisation whose role hands out or
+// performs none of the items (a paraclinic centre, a drugs-only
+// prescription) is refused: role-not-allowed.
 func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
-	p, err := s.find(ctx, actor, f, "claim prescriptions")
+	p, err := s.find(ctx, actor, f, "claim prescriptions", true)
 	if err != nil {
 		return nil, err
 	}
+	// A claim by an organisation that can hand out or perform none of
+	// the items would only keep others (and a cancellation) from it.
+	role := pki.Role(actor.Role)
+	if !slices.ContainsFunc(p.Lines, func(l Line) bool { return slices.Contains(performs[role], l.Kind) }) {
+		return nil, errs.New(errs.RoleNotAllowed, "a %s hands out or performs none of this prescription's items", role)
+	}
 	sec, hash := secret()
 	now := s.cfg.Now()
-	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: actor.Organisation, CertSerial: actor.CertSerial,
+	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(role, actor.Organisation), CertSerial: actor.CertSerial,
 		SecretSHA256: hash, CreatedAt: now, ExpiresAt: now.Add(s.cfg.ClaimTTL)})
 	if err != nil {
 		return nil, internal(err, "claiming")

@@ -33,7 +33,7 @@ func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret 
 		var unsettled []*Dispense
 		var err error
 		r, err = s.cfg.Store.Close(ctx, claimID, hashSecret(claimSecret), now, func(c *Claim, p *Prescription, ds []*Dispense) (*Receipt, error) {
-			if c.Organisation != actor.Organisation {
+			if c.Organisation != ClaimHolder(role, actor.Organisation) {
 				return nil, errs.New(errs.Forbidden, "the claim is not %s %s's", role, actor.Organisation)
 			}
 			if len(ds) == 0 {
@@ -48,7 +48,7 @@ func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret 
 				held = p
 				return nil, errUnsettled
 			}
-			return s.receipt(ctx, role, c, p, ds, now)
+			return s.receipt(ctx, c, p, ds, now)
 		})
 		if errors.Is(err, errUnsettled) && attempt < maxSettleRounds {
 			// A dispense whose first attempt stopped before it was
@@ -83,8 +83,13 @@ const maxSettleRounds = 3
 var errUnsettled = errs.New(errs.Conflict, "a dispense under this claim is still being recorded: close it again")
 
 // receipt signs the receipt closing claim c: the settled amounts of its
-// dispenses ds, every one settled.
-func (s *Service) receipt(ctx context.Context, role pki.Role, c *Claim, p *Prescription, ds []*Dispense, now time.Time) (*Receipt, error) {
+// dispenses ds, every one settled. The dispenser is the claim's holder,
+// as the claim names it.
+func (s *Service) receipt(ctx context.Context, c *Claim, p *Prescription, ds []*Dispense, now time.Time) (*Receipt, error) {
+	role, licence, ok := c.holder()
+	if !ok {
+		return nil, fmt.Errorf("exchange: claim %s names no role and licence (%q)", c.ID, c.Organisation)
+	}
 	var total Amounts
 	refs := make([]rx.Reference, len(ds))
 	for i, d := range ds {
@@ -98,7 +103,7 @@ func (s *Service) receipt(ctx context.Context, role pki.Role, c *Claim, p *Presc
 	doc := &rx.Receipt{V: rx.Version, Type: rx.KindReceipt, ID: rx.NewID(), TrackingCode: p.TrackingCode,
 		Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256}, Dispenses: refs,
 		Amounts:   rx.Amounts{Total: total.Total, Insurer: total.Insurer, Supplementary: total.Supplementary, Patient: total.Patient},
-		Dispenser: rx.Dispenser{LicenceNumber: c.Organisation, Role: string(role)}, ClosedAt: now}
+		Dispenser: rx.Dispenser{LicenceNumber: licence, Role: string(role)}, ClosedAt: now}
 	jws, err := s.sign(ctx, doc, now)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,6 +128,11 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if !slices.Contains(dispensers, role) {
 		return nil, false, roleNotAllowed(role, "dispense")
 	}
+	// The claim, its secret and its holder before anything else: a
+	// replay is answered to the claim's holder only.
+	if err := s.heldBy(ctx, actor, claimID, claimSecret); err != nil {
+		return nil, false, err
+	}
 	// Accepted before under this claim: its settled answer, whatever has
 	// been revoked since.
 	if ans, err := s.dispenseReplayed(ctx, claimID, jws); ans != nil || err != nil {
@@ -145,11 +151,8 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	if err != nil {
 		return nil, false, internal(err, "reading a prescription")
 	}
-	// A claim's organisation never changes, and a claim that does not
-	// hold the prescription now never holds it again: the claim read here
-	// is the one the store will find holding it, or the store refuses.
-	if p.Claim != nil && p.Claim.ID == claimID && p.Claim.Organisation != actor.Organisation {
-		return nil, false, errs.New(errs.Forbidden, "the claim is not held by %s %s", role, actor.Organisation)
+	if p.Kind == Paper {
+		return nil, false, errPaperClosed
 	}
 	if p.JWSSHA256 != d.Prescription.JWSSHA256 {
 		return nil, false, errs.FieldError(errs.Invalid, "prescription.jws_sha256", "is not the signing-input hash of the prescription stored under this id")
@@ -203,6 +206,24 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 		return nil, false, fmt.Errorf("exchange: the settled answer of dispense %s does not decode: %w", got.ID, err)
 	}
 	return &out, replay, nil
+}
+
+// heldBy refuses a claim that does not exist, a secret that is not its
+// current one, and a claim of another organisation than the actor's (a
+// claim's organisation never changes; the store checks the secret again
+// under the prescription's lock).
+func (s *Service) heldBy(ctx context.Context, actor *Actor, claimID, claimSecret string) error {
+	c, err := s.cfg.Store.ClaimByID(ctx, claimID)
+	if err != nil {
+		return internal(err, "reading a claim")
+	}
+	if subtle.ConstantTimeCompare(c.SecretSHA256, hashSecret(claimSecret)) != 1 {
+		return ErrSecretWrong
+	}
+	if c.Organisation != ClaimHolder(pki.Role(actor.Role), actor.Organisation) {
+		return errs.New(errs.Forbidden, "the claim is not held by %s %s", actor.Role, actor.Organisation)
+	}
+	return nil
 }
 
 // dispenseReplayed is the settled answer of a dispense record stored before

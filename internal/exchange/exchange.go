@@ -8,7 +8,10 @@
 package exchange
 
 import (
+	"strings"
 	"time"
+
+	"github.com/nuskha/nuskha/internal/pki"
 )
 
 // Kind is how a prescription reached the exchange.
@@ -102,8 +105,12 @@ func (l Line) InForce(t time.Time) bool { return !t.Before(l.From) && t.Before(l
 type Claim struct {
 	ID             string
 	PrescriptionID string
-	Organisation   string // pharmacy or centre licence from the card certificate
-	CertSerial     string // the acting card certificate's serial, hex
+	// Organisation is who holds the claim: the role and the licence
+	// from the card certificate, "pharmacy:PH-1001" (ClaimHolder). The
+	// registry makes licence numbers unique per role only, so a licence
+	// alone does not name one organisation.
+	Organisation string
+	CertSerial   string // the acting card certificate's serial, hex
 	// SecretSHA256 is the SHA-256 of the claim's secret; the secret
 	// itself is given to the holder once and never stored.
 	SecretSHA256 []byte
@@ -111,6 +118,16 @@ type Claim struct {
 	ExpiresAt    time.Time
 	ReleasedAt   time.Time // zero while not released
 	ClosedAt     time.Time // zero while not closed
+}
+
+// ClaimHolder is the Claim.Organisation of a licence acting in role.
+func ClaimHolder(role pki.Role, licence string) string { return string(role) + ":" + licence }
+
+// holder is the role and licence of the claim's organisation (ok false
+// for one not written by ClaimHolder).
+func (c *Claim) holder() (role pki.Role, licence string, ok bool) {
+	r, l, ok := strings.Cut(c.Organisation, ":")
+	return pki.Role(r), l, ok && r != "" && l != ""
 }
 
 // Holds reports whether the claim holds its prescription at t.

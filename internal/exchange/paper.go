@@ -69,6 +69,13 @@ func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *Pa
 	} else if errs.CodeOf(err) != errs.NotFound {
 		return nil, false, internal(err, "reading a prescription")
 	}
+	// Every item written is judged by the paper rules, not only what is
+	// dispensed now: a paper prescription is closed at entry (never
+	// claimed or dispensed later), and one carrying an item the paper
+	// rules refuse (a controlled drug) is refused whole.
+	if _, err := s.judge(ctx, adjudicate.Request{Scope: rules.ScopePaper, Prescription: rxp}); err != nil {
+		return nil, false, err
+	}
 	dec, err := s.judge(ctx, req)
 	if err != nil {
 		return nil, false, err

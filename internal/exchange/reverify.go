@@ -9,12 +9,16 @@ import (
 	"github.com/nuskha/nuskha/internal/rx"
 )
 
-// Revocation reasons (RFC 5280) after which no signature by the key can be
-// trusted, whenever it was made: the key (or its CA's) was compromised.
+// Revocation reasons (RFC 5280) that say the holder stopped using the
+// certificate for a reason that casts no doubt on what it signed before:
+// the only ones that leave a document accepted before the revocation good.
+// Every other reason — a compromise, privilegeWithdrawn, unspecified (0, or
+// none given), certificateHold, any reason unknown here — refuses it:
+// revocation judged at acceptance fails closed.
 const (
-	reasonKeyCompromise = 1
-	reasonCACompromise  = 2
-	reasonAACompromise  = 10
+	reasonAffiliationChanged   = 3
+	reasonSuperseded           = 4
+	reasonCessationOfOperation = 5
 )
 
 type acceptedAtKey struct{}
@@ -30,14 +34,15 @@ func withAcceptedAt(ctx context.Context, t time.Time) context.Context {
 // (sigT) is whatever the key holder wrote, so a verifier of a new document
 // trusts no revoked certificate; but the exchange's acceptance time is a
 // time the signer did not choose. When verifying a document accepted at
-// t, a signer's certificate revoked after t for a reason other than a
-// compromise (the practitioner retired, changed practice, the card was
-// superseded), or suspended after t, does not undo what it signed: the
-// result reads good. A compromise at any time, and any revocation or
-// suspension before t, stands, as does a revoked CA (an error from the
-// chain check) and missing evidence. Without an acceptance time in the
-// context (a new document) the wrapped checker's answer is returned
-// unchanged.
+// t, a signer's certificate revoked after t because its holder changed
+// affiliation, was superseded or ceased operation (the practitioner
+// retired, changed practice, the card was replaced) does not undo what it
+// signed: the result reads good. Any other reason after t — a compromise,
+// privilege withdrawn, unspecified, a suspension (certificateHold) — and
+// any revocation or suspension before t stands, as does a revoked CA (an
+// error from the chain check) and missing evidence. Without an acceptance
+// time in the context (a new document) the wrapped checker's answer is
+// returned unchanged.
 func AtAcceptance(st rx.StatusChecker) rx.StatusChecker { return atAcceptance{st} }
 
 type atAcceptance struct{ rx.StatusChecker }
@@ -51,10 +56,7 @@ func (a atAcceptance) CheckChain(ctx context.Context, chain []*x509.Certificate)
 	if !ok || !r.RevokedAt.After(at) {
 		return r, nil
 	}
-	switch {
-	case r.Status == revocation.OnHold:
-	case r.Status == revocation.Revoked && r.Reason != reasonKeyCompromise && r.Reason != reasonCACompromise && r.Reason != reasonAACompromise:
-	default:
+	if r.Status != revocation.Revoked || (r.Reason != reasonAffiliationChanged && r.Reason != reasonSuperseded && r.Reason != reasonCessationOfOperation) {
 		return r, nil
 	}
 	// Good for what was accepted before; RevokedAt and Reason still say

@@ -413,6 +413,15 @@ func TestRefusals(t *testing.T) {
 				_, _, err = f.svc.Dispense(ctx, doc, c.ClaimID, c.Secret, f.sign(t, f.pharmacy, d))
 				wantCode(t, err, errs.RoleNotAllowed)
 			})
+			t.Run("paraclinic claiming a drugs-only prescription", func(t *testing.T) {
+				p, _, ans := f.prescribe(t, f.doctor, amox)
+				_, lab := f.session(t, f.lab, f.vendor)
+				_, err := f.svc.Claim(ctx, lab, find(ans, p))
+				wantCode(t, err, errs.RoleNotAllowed)
+				if c, err := f.svc.Claim(ctx, ph, find(ans, p)); err != nil || c.ClaimID == "" {
+					t.Fatalf("the pharmacy's claim after the centre's refused one: %+v %v", c, err)
+				}
+			})
 			t.Run("paraclinic dispensing a drug", func(t *testing.T) {
 				p, jws, ans := f.prescribe(t, f.doctor, amox, rx.Item{Kind: "lab", Code: catalogtest.CBC, Quantity: 1})
 				_, lab := f.session(t, f.lab, f.vendor)

@@ -42,9 +42,16 @@ type Store interface {
 	// Held by another organisation's claim: ClaimedError with its expiry.
 	// Held by the same organisation's claim: that claim is returned, now
 	// with c's secret hash, acting certificate and expiry (the old secret
-	// stops working). Otherwise c is stored and returned. Unknown
+	// stops working) — the expiry never past the held claim's CreatedAt
+	// plus twice c's time to live (c.ExpiresAt − c.CreatedAt), so that
+	// claiming again and again holds a prescription (and keeps its
+	// prescriber from cancelling it) for a bounded time. Otherwise c is stored and returned. Unknown
 	// prescription: not-found.
 	Claim(ctx context.Context, c *Claim) (*Claim, error)
+	// ClaimByID reads a claim with its SecretSHA256 (the one read that
+	// fills it in: the caller checks a secret before anything else);
+	// not-found if there is none.
+	ClaimByID(ctx context.Context, id string) (*Claim, error)
 	// Release ends the claim. Unknown claim: not-found; a hash that is not
 	// the claim's current secret's: ErrSecretWrong; a closed claim:
 	// ErrClaimEnded. Releasing a released or expired claim succeeds and
@@ -52,9 +59,10 @@ type Store interface {
 	Release(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time) error
 
 	// Dispense records d (ClaimID set) under the prescription's lock,
-	// judged at d.At: the claim MUST exist (else not-found), be for
-	// d.PrescriptionID, have this secret (ErrSecretWrong) and hold the
-	// prescription (ErrClaimEnded); the prescription MUST be dispensable
+	// judged at d.At: the claim MUST exist (else not-found), have this
+	// secret (ErrSecretWrong) — checked before anything else, a replay
+	// included —, be for d.PrescriptionID and hold the prescription
+	// (ErrClaimEnded; a replay is answered whether or not it still holds); the prescription MUST be dispensable
 	// (NotDispensableError with its state); each line of d is counted
 	// against the earliest fill of its item in force at d.At with
 	// something left (NotDispensableError naming the item when none is in
@@ -65,7 +73,8 @@ type Store interface {
 	// transaction, so a replay gets the same answer; an error from answer
 	// is returned and nothing is written. d.ID already stored: the stored
 	// dispense (Settled filled in) and the prescription as it stands, with ErrReplay if its
-	// JWSSHA256 is d's, else document-id-conflict. The prescription
+	// JWSSHA256 is d's and it was recorded under this claim, else
+	// document-id-conflict. The prescription
 	// returned has no Claim filled in (the caller holds it).
 	Dispense(ctx context.Context, claimID string, secretSHA256 []byte, d *Dispense, answer func(*Prescription, *Dispense) ([]byte, error)) (*Dispense, *Prescription, error)
 

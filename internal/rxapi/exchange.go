@@ -14,6 +14,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/httpedge"
+	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rx"
@@ -209,8 +210,70 @@ func (a *API) endSession(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (a *API) prescribe(w http.ResponseWriter, r *http.Request) {
+// patientLookup spends a lookup of the caller's daily budget and audits
+// it, by the patient's pseudonym, before the exchange looks the patient up
+// (prescribe and paper check eligibility, the history reads a patient's
+// prescriptions): counted and recorded as GET /v1/eligibility and
+// POST /v1/rules/check are, and recorded first, so that no lookup is
+// answered unaudited (a failed audit write refuses the request). It
+// writes the refusal and returns false when the request may not go on.
+func (a *API) patientLookup(w http.ResponseWriter, r *http.Request, nationalID, what string) bool {
+	nid, err := nationalid.Parse(nationalID)
+	if err != nil {
+		a.failExchange(w, r, err)
+		return false
+	}
+	caller := CallerFrom(r.Context())
+	if no := a.budgets.lookup(caller.cert, a.Now()); no != nil {
+		a.refuse(w, r, no)
+		return false
+	}
+	if err := a.Audit.Lookup(r.Context(), caller, a.Pseudonyms.Of(nid), what); err != nil {
+		a.failExchange(w, r, errs.Wrap(errs.Unavailable, err, "the lookup cannot be recorded now, so it is not made"))
+		return false
+	}
+	return true
+}
+
+// documentPatient is the patient's national id a prescription or paper
+// prescription names, read before it is verified (the exchange verifies
+// it); a document that names none is refused as the verifier would.
+func documentPatient(jws string) (string, error) {
+	_, payload, err := rx.Peek(jws)
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		Patient struct {
+			NationalID string `json:"national_id"`
+		} `json:"patient"`
+	}
+	if err := json.Unmarshal(payload, &doc); err != nil {
+		return "", errs.Wrap(errs.InvalidDocument, err, "the payload is not a JSON object")
+	}
+	return doc.Patient.NationalID, nil
+}
+
+// withPatientDocument is withDocument for a document whose acceptance
+// looks its patient up (patientLookup).
+func (a *API) withPatientDocument(w http.ResponseWriter, r *http.Request, what string, act func(jws string) (any, bool, error)) {
 	a.withDocument(w, r, func(jws string) (any, bool, error) {
+		nid, err := documentPatient(jws)
+		if err != nil {
+			return nil, false, err
+		}
+		if !a.patientLookup(w, r, nid, what) {
+			return nil, false, errAnswered
+		}
+		return act(jws)
+	})
+}
+
+// errAnswered stops withDocument after the refusal was written.
+var errAnswered = errors.New("rxapi: answered")
+
+func (a *API) prescribe(w http.ResponseWriter, r *http.Request) {
+	a.withPatientDocument(w, r, "prescribe", func(jws string) (any, bool, error) {
 		ans, replay, err := a.Exchange.Prescribe(r.Context(), exchangeCaller(r.Context()), jws)
 		if err != nil {
 			return nil, false, err
@@ -226,7 +289,7 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) paper(w http.ResponseWriter, r *http.Request) {
-	a.withDocument(w, r, func(jws string) (any, bool, error) {
+	a.withPatientDocument(w, r, "paper", func(jws string) (any, bool, error) {
 		ans, replay, err := a.Exchange.Paper(r.Context(), exchangeCaller(r.Context()), jws)
 		if err != nil {
 			return nil, false, err
@@ -267,6 +330,9 @@ func (a *API) withDocument(w http.ResponseWriter, r *http.Request, act func(jws 
 		return
 	}
 	ans, replay, err := act(jws)
+	if errors.Is(err, errAnswered) {
+		return
+	}
 	if err != nil {
 		a.failExchange(w, r, err)
 		return
@@ -353,6 +419,9 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	var q exchange.HistoryQuery
 	if err := httpedge.Decode(r, &q); err != nil {
 		a.failExchange(w, r, err)
+		return
+	}
+	if !a.patientLookup(w, r, q.NationalID, "history") {
 		return
 	}
 	page, err := a.Exchange.History(r.Context(), exchangeCaller(r.Context()), q)

@@ -42,18 +42,27 @@ func validKey(k string) bool {
 	return true
 }
 
-// requestHash is the SHA-256 of a request as an Idempotency-Key binds it:
-// its method, path and body, each length-prefixed so that no two requests
-// hash alike by moving bytes between them.
-func requestHash(method, path string, body []byte) []byte {
+// requestHash is the SHA-256 of its parts, each length-prefixed so that
+// no two sequences hash alike by moving bytes between them.
+func requestHash(parts ...[]byte) []byte {
 	h := sha256.New()
-	for _, part := range [][]byte{[]byte(method), []byte(path), body} {
+	for _, part := range parts {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
 		h.Write(n[:])
 		h.Write(part)
 	}
 	return h.Sum(nil)
+}
+
+// boundRequest is the hash of a request as an Idempotency-Key binds it:
+// its method, path, body and the SHA-256 of its Claim-Secret (absent or
+// not), so that a kept answer is replayed only to a request that could
+// have made it — a close sent again with a wrong secret is not answered
+// the receipt.
+func boundRequest(r *http.Request, body []byte) []byte {
+	secret := sha256.Sum256([]byte(r.Header.Get("Claim-Secret")))
+	return requestHash([]byte(r.Method), []byte(r.URL.Path), body, secret[:])
 }
 
 // idempotencyCaller is who may replay an answer: the calling software's
@@ -103,7 +112,7 @@ func (a *API) idempotent(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		caller, hash := idempotencyCaller(r), requestHash(r.Method, r.URL.Path, body)
+		caller, hash := idempotencyCaller(r), boundRequest(r, body)
 		defer a.keyLocks.lock(caller + "\x00" + key)()
 		ctx := r.Context()
 		kept, err := a.Idempotency.Idempotent(ctx, key, caller, hash, a.Now())
@@ -154,7 +163,7 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request, kept *exchange.Idem
 }
 
 func sealAD(key, caller string, hash []byte) []byte {
-	return requestHash(key, caller, hash)
+	return requestHash([]byte(key), []byte(caller), hash)
 }
 
 func (a *API) seal(body []byte, key, caller string, hash []byte) []byte {

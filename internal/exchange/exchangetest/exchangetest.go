@@ -247,6 +247,12 @@ func testClaims(t *testing.T, s exchange.Store) {
 	if r := read(t, s, p.ID, Now); r.Claim == nil || r.Claim.ID != a.ID || r.Claim.Organisation != "pharmacy-A" || !r.Claim.ExpiresAt.Equal(a.ExpiresAt) || r.Claim.SecretSHA256 != nil {
 		t.Fatalf("claim as read: %+v", r.Claim)
 	}
+	if got, err := s.ClaimByID(ctx, a.ID); err != nil || got.ID != a.ID || got.Organisation != "pharmacy-A" || !bytes.Equal(got.SecretSHA256, aHash) {
+		t.Fatalf("claim by id: %+v %v", got, err)
+	}
+	if _, err := s.ClaimByID(ctx, rx.NewID()); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("unknown claim by id: %v", err)
+	}
 
 	// Another organisation: refused, told until when.
 	c, _ := newClaim(p, "pharmacy-B", Now.Add(time.Minute))
@@ -271,6 +277,20 @@ func testClaims(t *testing.T, s exchange.Store) {
 	if err := s.Release(ctx, rx.NewID(), newHash, Now); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("release of no claim: %v", err)
 	}
+	// Claimed again and again, the hold is never extended past twice
+	// the claim's time to live from its first creation.
+	if !again.ExpiresAt.Equal(Now.Add(time.Minute + 2*time.Hour)) {
+		t.Fatalf("renewed within the cap: expires %s", again.ExpiresAt)
+	}
+	claim(t, s, p, "pharmacy-A", Now.Add(2*time.Hour))
+	late, lateHash := claim(t, s, p, "pharmacy-A", Now.Add(3*time.Hour))
+	if late.ID != a.ID || !late.ExpiresAt.Equal(Now.Add(4*time.Hour)) {
+		t.Fatalf("renewed past the cap: %+v", late)
+	}
+	if r := read(t, s, p.ID, Now.Add(4*time.Hour)); r.Claim != nil {
+		t.Fatalf("held past the cap: %+v", r.Claim)
+	}
+	newHash = lateHash
 
 	// Released: another organisation may claim; the released claim can
 	// no longer dispense; releasing again changes nothing.
@@ -389,6 +409,13 @@ func testDispenseReplay(t *testing.T, s exchange.Store) {
 	if !errors.Is(err, exchange.ErrReplay) || got == nil || string(got.Answer) != `{"first":true}` || after == nil || after.Lines[0].Dispensed != 1 {
 		t.Fatalf("replay: %+v %v", got, err)
 	}
+	// A replay with a wrong secret, or under a claim that does not
+	// exist: refused, the claim checked before the replay.
+	wrong := sha256.Sum256([]byte("wrong"))
+	_, _, err = s.Dispense(ctx, c.ID, wrong[:], &again, nil)
+	wantCode(t, err, errs.ClaimSecretWrong)
+	_, _, err = s.Dispense(ctx, rx.NewID(), h, &again, nil)
+	wantCode(t, err, errs.NotFound)
 	// Another document under its id: refused.
 	other := Dispense(p, Now, give(0, 2))
 	other.ID = d.ID

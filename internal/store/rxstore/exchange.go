@@ -458,6 +458,18 @@ func (s *Exchange) DispenseByID(ctx context.Context, id string) (*exchange.Dispe
 	return ds[0], nil
 }
 
+// ClaimByID implements exchange.Store.
+func (s *Exchange) ClaimByID(ctx context.Context, id string) (*exchange.Claim, error) {
+	cs, err := s.claims(ctx, s.SQL(), "id = $1", id)
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, exchange.NotFound("claim")
+	}
+	return cs[0], nil
+}
+
 // lockedClaim reads a claim and locks its prescription (the lock every
 // write about a prescription takes first), reading both under the lock.
 func (s *Exchange) lockedClaim(ctx context.Context, tx *sql.Tx, claimID string, secretSHA256 []byte, now time.Time) (*exchange.Claim, *exchange.Prescription, error) {
@@ -504,6 +516,11 @@ func (s *Exchange) Claim(ctx context.Context, c *exchange.Claim) (*exchange.Clai
 			// The same organisation again: its claim, with the new
 			// secret (a lost secret recovered; the old one stops
 			// working).
+			// Never held past twice its time to live from its first
+			// creation (exchange.Store).
+			if limit := utc(held.CreatedAt.Add(2 * out.ExpiresAt.Sub(out.CreatedAt))); out.ExpiresAt.After(limit) {
+				out.ExpiresAt = limit
+			}
 			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2, expires_at = $3 WHERE id = $4",
 				out.SecretSHA256, out.CertSerial, out.ExpiresAt, held.ID); err != nil {
 				return fmt.Errorf("rxstore: renewing a claim: %w", err)
@@ -556,14 +573,8 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 		if p, err = s.prescription(ctx, tx, true, false, out.At, "p.id = $1", out.PrescriptionID); err != nil {
 			return err
 		}
-		ds, err := s.dispenses(ctx, tx, "d.id = $1", out.ID)
-		if err != nil {
-			return err
-		}
-		if len(ds) > 0 {
-			stored, storedErr = ds[0], replay("dispense", out.ID, ds[0].JWSSHA256, out.JWSSHA256)
-			return nil
-		}
+		// The claim and its secret first: a replay is answered to the
+		// claim's holder only.
 		cs, err := s.claims(ctx, tx, "id = $1", claimID)
 		if err != nil {
 			return err
@@ -574,6 +585,17 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 		c := cs[0]
 		if subtle.ConstantTimeCompare(c.SecretSHA256, secretSHA256) != 1 {
 			return exchange.ErrSecretWrong
+		}
+		ds, err := s.dispenses(ctx, tx, "d.id = $1", out.ID)
+		if err != nil {
+			return err
+		}
+		if len(ds) > 0 {
+			if ds[0].ClaimID != claimID {
+				return errs.New(errs.DocumentIDConflict, "dispense %s was recorded under another claim", out.ID)
+			}
+			stored, storedErr = ds[0], replay("dispense", out.ID, ds[0].JWSSHA256, out.JWSSHA256)
+			return nil
 		}
 		if c.PrescriptionID != out.PrescriptionID {
 			return errs.New(errs.Invalid, "the dispense is for a prescription the claim does not hold")

@@ -1,0 +1,53 @@
+package exchange_test
+
+import (
+	"testing"
+
+	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
+)
+
+// A claim is held by a role and a licence: a paraclinic centre whose
+// licence number is a pharmacy's (the registry allows it, licence numbers
+// being unique per role) neither takes over nor closes the pharmacy's
+// claim, and the receipt names the pharmacy, as the claim does.
+func TestClaimHolderIsRoleAndLicence(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			sub := testpki.Subject(pki.RoleParaclinic, "sub_lab_same", start)
+			sub.LicenceNumber = f.pharmacy.sub.LicenceNumber
+			lab := f.card(t, "paraclinic-signing", sub)
+
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20), rx.Item{Kind: "lab", Code: catalogtest.CBC, Quantity: 1})
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			c, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20}))); err != nil {
+				t.Fatal(err)
+			}
+			_, la := f.session(t, lab, f.vendor2)
+			_, err = f.svc.Claim(ctx, la, find(ans, p))
+			wantCode(t, err, errs.PrescriptionClaimed)
+			_, err = f.svc.Close(ctx, la, c.ClaimID, c.Secret)
+			wantCode(t, err, errs.Forbidden)
+
+			closed, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret)
+			if err != nil {
+				t.Fatalf("the pharmacy closing its own claim: %v", err)
+			}
+			r, err := f.verifier.Verify(ctx, closed.Receipt, rx.KindReceipt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := r.Receipt.Dispenser; d.Role != string(pki.RolePharmacy) || d.LicenceNumber != f.pharmacy.sub.LicenceNumber {
+				t.Errorf("the receipt names dispenser %+v, not the pharmacy holding the claim", d)
+			}
+		})
+	}
+}
