@@ -7,15 +7,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.step.sm/crypto/pemutil"
 
@@ -24,6 +19,7 @@ import (
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/testutil/trustdtest"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -44,60 +40,15 @@ type deployment struct {
 func deploy(t *testing.T, store trustd.StoreConfig) *deployment {
 	t.Helper()
 	caToken := softhsm.NewToken(t, "nuskha-ca")
-	keys := hsm.NewManager(hsm.NoPrompt)
-	t.Cleanup(func() { keys.Close() })
-	dir := filepath.Join(t.TempDir(), "trustd")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx := context.Background()
-	// The relying-party listener's address goes into every certificate, so
-	// it is bound before the ceremony.
-	rpListener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rpURL := "http://" + rpListener.Addr().String()
-	res, err := trustd.Init(ctx, trustd.InitOptions{
-		Dir:             dir,
-		IntermediateKey: hsm.PKCS11URI(caToken.Module, caToken.Label, "issuing-ca", nil, caToken.PINFile),
-		Officers:        []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
-		Store:           store,
-		AdminListen:     "127.0.0.1:0", PublicListen: "127.0.0.1:0",
-		HTTPBaseURL: rpURL,
-	}, trustd.Deps{Log: log, Now: time.Now, Keys: keys})
-	if err != nil {
-		t.Fatalf("trustd init: %v", err)
-	}
-	cfg, err := trustd.LoadConfig(res.ConfigFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := trustd.New(ctx, cfg, trustd.Deps{Log: log, Now: time.Now, Keys: keys})
-	if err != nil {
-		t.Fatalf("trustd: %v", err)
-	}
-	t.Cleanup(func() { svc.Close() })
-	adminSrv := httptest.NewUnstartedServer(svc.API().AdminHandler())
-	adminSrv.TLS = svc.AdminTLS()
-	adminSrv.StartTLS()
-	t.Cleanup(adminSrv.Close)
-	publicSrv := httptest.NewUnstartedServer(svc.API().PublicHandler())
-	publicSrv.TLS = svc.PublicTLS()
-	publicSrv.StartTLS()
-	t.Cleanup(publicSrv.Close)
-	rpSrv := httptest.NewUnstartedServer(svc.API().RelyingPartyHandler())
-	rpSrv.Listener.Close()
-	rpSrv.Listener = rpListener
-	rpSrv.Start()
-	t.Cleanup(rpSrv.Close)
-	runCtx, stop := context.WithCancel(ctx)
-	t.Cleanup(stop)
-	go svc.Publisher().Run(runCtx)
-	d := &deployment{t: t, dir: dir, keys: keys, init: res, svc: svc, admin: adminSrv.URL, public: publicSrv.URL, rp: rpURL, officer: map[string]trustd.OfficerCredential{}}
+	td := trustdtest.StartWith(t, trustdtest.Options{Store: store,
+		IntermediateKey: hsm.PKCS11URI(caToken.Module, caToken.Label, "issuing-ca", nil, caToken.PINFile)})
+	d := &deployment{t: t, dir: td.Dir, keys: td.Keys, init: td.Init, svc: td.Service, admin: td.AdminURL, public: td.PublicURL,
+		rp: td.RelyingPartyURL, officer: map[string]trustd.OfficerCredential{}}
 	// rxctl finds trustd and its root the way an operator's shell would.
-	t.Setenv("NUSKHA_CA_FILE", res.RootCert)
-	t.Setenv("NUSKHA_ADMIN_URL", adminSrv.URL)
-	t.Setenv("NUSKHA_PUBLIC_URL", publicSrv.URL)
-	for _, o := range res.Officers {
+	t.Setenv("NUSKHA_CA_FILE", td.RootFile)
+	t.Setenv("NUSKHA_ADMIN_URL", td.AdminURL)
+	t.Setenv("NUSKHA_PUBLIC_URL", td.PublicURL)
+	for _, o := range td.Officers {
 		d.officer[o.Name] = o
 	}
 	return d

@@ -28,11 +28,34 @@ type Trustd struct {
 	// means one requests and the other approves.
 	Officers []trustd.OfficerCredential
 	Service  *trustd.Service
+	// RelyingPartyURL is the plain-HTTP base of its CRL and OCSP, as
+	// written in every certificate.
+	RelyingPartyURL string
+	// Dir is trustd's directory, Init what the ceremony made there, and
+	// Keys the key manager it serves with.
+	Dir  string
+	Init *trustd.InitResult
+	Keys *hsm.Manager
+}
+
+// Options vary the trustd Start makes.
+type Options struct {
+	// Store is trustd's database [the embedded SQLite store].
+	Store trustd.StoreConfig
+	// IntermediateKey is the issuing key's URI (e.g. on a SoftHSM2
+	// token) [a password-encrypted file the ceremony makes].
+	IntermediateKey string
 }
 
 // Start runs the ceremony and serves trustd until the test ends.
-func Start(t testing.TB) *Trustd {
+func Start(t testing.TB) *Trustd { return StartWith(t, Options{}) }
+
+// StartWith is Start with o.
+func StartWith(t testing.TB, o Options) *Trustd {
 	t.Helper()
+	if o.Store == (trustd.StoreConfig{}) {
+		o.Store = trustd.StoreConfig{Driver: "sqlite", Path: "trustd.db"}
+	}
 	keys := hsm.NewManager(hsm.NoPrompt)
 	t.Cleanup(func() { keys.Close() })
 	dir := filepath.Join(t.TempDir(), "trustd")
@@ -45,10 +68,11 @@ func Start(t testing.TB) *Trustd {
 		t.Fatal(err)
 	}
 	res, err := trustd.Init(ctx, trustd.InitOptions{
-		Dir:         dir,
-		Officers:    []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
-		Store:       trustd.StoreConfig{Driver: "sqlite", Path: "trustd.db"},
-		AdminListen: "127.0.0.1:0", PublicListen: "127.0.0.1:0",
+		Dir:             dir,
+		IntermediateKey: o.IntermediateKey,
+		Officers:        []trustd.Officer{{Name: "alice"}, {Name: "bob"}},
+		Store:           o.Store,
+		AdminListen:     "127.0.0.1:0", PublicListen: "127.0.0.1:0",
 		HTTPBaseURL: "http://" + rpListener.Addr().String(),
 	}, trustd.Deps{Log: log, Now: time.Now, Keys: keys})
 	if err != nil {
@@ -79,5 +103,6 @@ func Start(t testing.TB) *Trustd {
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	go svc.Publisher().Run(runCtx)
-	return &Trustd{AdminURL: admin.URL, PublicURL: public.URL, RootFile: res.RootCert, Officers: res.Officers, Service: svc}
+	return &Trustd{AdminURL: admin.URL, PublicURL: public.URL, RootFile: res.RootCert, Officers: res.Officers, Service: svc,
+		RelyingPartyURL: "http://" + rpListener.Addr().String(), Dir: dir, Init: res, Keys: keys}
 }
