@@ -77,16 +77,8 @@ func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans
 		return nil, false, err
 	}
 	rxp := v.Prescription
-	// A replay answers before anything is judged again: the first answer
-	// stands even if the rules or the registry changed since.
-	if stored, err := s.cfg.Store.PrescriptionByID(ctx, rxp.ID, s.cfg.Now()); err == nil {
-		if stored.JWSSHA256 != v.SHA256() {
-			return nil, false, Conflict("prescription", rxp.ID)
-		}
-		return s.replayed(stored)
-	} else if errs.CodeOf(err) != errs.NotFound {
-		return nil, false, internal(err, "reading a prescription")
-	}
+	// Not stored when looked up above; one stored since by a concurrent
+	// call is found by the insert (ErrReplay, or a conflict).
 	dec, err := s.judge(ctx, adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: rxp})
 	if err != nil {
 		return nil, false, err
@@ -99,14 +91,17 @@ func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans
 		ID: rxp.ID, Kind: Electronic, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: rxp.Patient.NationalID,
 		PrescriberCouncil: rxp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: rxp.IssuedAt, Lines: lines,
 	}
+	// The answer of the last draw of a tracking code is the one stored.
+	var out *PrescriptionAccepted
 	stored, err := s.insert(ctx, p, nil, func(p *Prescription) ([]byte, error) {
 		ack, err := s.sign(ctx, &rx.Ack{V: rx.Version, Type: rx.KindAck, ID: rx.NewID(), Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256},
 			TrackingCode: p.TrackingCode, AcceptedAt: p.AcceptedAt}, p.AcceptedAt)
 		if err != nil {
 			return nil, err
 		}
-		return json.Marshal(&PrescriptionAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), State: Active, AcceptedAt: p.AcceptedAt,
-			Lines: linesView(p.Lines), Decision: dec, Ack: ack})
+		out = &PrescriptionAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), State: Active, AcceptedAt: p.AcceptedAt,
+			Lines: linesView(p.Lines), Decision: dec, Ack: ack}
+		return json.Marshal(out)
 	})
 	if errors.Is(err, ErrReplay) {
 		return s.replayed(stored)
@@ -114,11 +109,7 @@ func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans
 	if err != nil {
 		return nil, false, err
 	}
-	var out PrescriptionAccepted
-	if err := json.Unmarshal(stored.Answer, &out); err != nil {
-		return nil, false, fmt.Errorf("exchange: the answer just stored does not decode: %w", err)
-	}
-	return &out, false, nil
+	return out, false, nil
 }
 
 // replayed is the first answer of a prescription stored before.

@@ -1,6 +1,7 @@
 package exchange_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -258,6 +259,11 @@ func TestWholePath(t *testing.T) {
 			again, replay, err := f.svc.Prescribe(ctx, f.vendor, malleate(t, jws))
 			if err != nil || !replay || again.TrackingCode != ans.TrackingCode || again.Ack != ans.Ack {
 				t.Fatalf("replay: %+v %v %v", again, replay, err)
+			}
+			// The first answer and its replay (read back from the store)
+			// say the same, byte for byte.
+			if first, _ := json.Marshal(ans); !bytes.Equal(first, mustJSON(t, again)) {
+				t.Fatalf("the first answer and its replay differ:\n%s\n%s", first, mustJSON(t, again))
 			}
 
 			_, ph := f.session(t, f.pharmacy, f.vendor)
@@ -998,4 +1004,13 @@ func TestReplaysAfterRevocation(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -22,6 +22,7 @@ import (
 // Exchange is the prescription exchange's store (exchange.Store).
 type Exchange struct {
 	*sqlstore.DB
+	group groupCommit
 }
 
 var _ exchange.Store = (*Exchange)(nil)
@@ -207,7 +208,9 @@ func checkPrescription(p *exchange.Prescription) error {
 	return nil
 }
 
-// InsertPrescription implements exchange.Store.
+// InsertPrescription implements exchange.Store. A prescription alone
+// shares a transaction with concurrent ones (groupcommit.go); a paper
+// prescription and its dispense have one of their own.
 func (s *Exchange) InsertPrescription(ctx context.Context, p *exchange.Prescription, d *exchange.Dispense) (*exchange.Prescription, error) {
 	if err := checkPrescription(p); err != nil {
 		return nil, err
@@ -215,14 +218,31 @@ func (s *Exchange) InsertPrescription(ctx context.Context, p *exchange.Prescript
 	if d != nil && (p.Kind != exchange.Paper || d.ClaimID != "" || d.PrescriptionID != p.ID) {
 		return nil, errors.New("rxstore: only a paper prescription is dispensed as it is stored, by a dispense naming it and no claim")
 	}
+	if d == nil {
+		return s.groupInsert(ctx, prepared(p))
+	}
+	return s.insertOne(ctx, prepared(p), d)
+}
+
+// prepared is p as it is stored: times in UTC to the microsecond, its
+// expiry that of its last line, active and unclaimed.
+func prepared(p *exchange.Prescription) *exchange.Prescription {
 	out := *p
-	out.Lines = append([]exchange.Line(nil), p.Lines...)
+	out.Lines = slices.Clone(p.Lines)
 	for i := range out.Lines {
 		out.Lines[i].From, out.Lines[i].Until = utc(out.Lines[i].From), utc(out.Lines[i].Until)
 	}
 	out.IssuedAt, out.AcceptedAt = utc(p.IssuedAt), utc(p.AcceptedAt)
 	out.ExpiresAt = exchange.LastUntil(out.Lines)
 	out.State, out.Claim = exchange.Active, nil
+	return &out
+}
+
+// insertOne stores out (prepared by InsertPrescription), and d with it,
+// in a transaction of its own.
+func (s *Exchange) insertOne(ctx context.Context, p *exchange.Prescription, d *exchange.Dispense) (*exchange.Prescription, error) {
+	out := *p
+	out.Lines = slices.Clone(p.Lines)
 	var stored *exchange.Prescription
 	var storedErr error
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
@@ -274,27 +294,44 @@ func (s *Exchange) InsertPrescription(ctx context.Context, p *exchange.Prescript
 	return &out, nil
 }
 
-func (s *Exchange) insertLines(ctx context.Context, tx *sql.Tx, p *exchange.Prescription) error {
+// maxParams bounds one statement's parameters: SQLite allows 32,766,
+// PostgreSQL 65,535.
+const maxParams = 30000
+
+// insertLines stores the lines of ps, in as few statements as the
+// parameter limit allows.
+func (s *Exchange) insertLines(ctx context.Context, tx *sql.Tx, ps ...*exchange.Prescription) error {
+	const head = "INSERT INTO prescription_lines (prescription_id, fill, item, code, kind, quantity, dispensed, valid_from, valid_until) VALUES "
 	var q strings.Builder
-	q.WriteString("INSERT INTO prescription_lines (prescription_id, fill, item, code, kind, quantity, dispensed, valid_from, valid_until) VALUES ")
-	args := make([]any, 0, 8*len(p.Lines)+1)
-	args = append(args, p.ID)
-	for i, l := range p.Lines {
-		if i > 0 {
-			q.WriteString(", ")
+	var args []any
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
 		}
-		n := len(args)
-		q.WriteString("($1")
-		for k := 1; k <= 8; k++ {
-			q.WriteString(", $" + strconv.Itoa(n+k))
+		if _, err := s.Exec(ctx, tx, q.String(), args...); err != nil {
+			return fmt.Errorf("rxstore: storing prescriptions' lines: %w", err)
 		}
-		q.WriteString(")")
-		args = append(args, l.Fill, l.Item, l.Code, l.Kind, l.Quantity, 0, l.From, l.Until)
+		q.Reset()
+		args = args[:0]
+		return nil
 	}
-	if _, err := s.Exec(ctx, tx, q.String(), args...); err != nil {
-		return fmt.Errorf("rxstore: storing a prescription's lines: %w", err)
+	for _, p := range ps {
+		for _, l := range p.Lines {
+			if len(args)+9 > maxParams {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if len(args) == 0 {
+				q.WriteString(head)
+			} else {
+				q.WriteString(", ")
+			}
+			placeholders(&q, len(args), 9)
+			args = append(args, p.ID, l.Fill, l.Item, l.Code, l.Kind, l.Quantity, 0, l.From, l.Until)
+		}
 	}
-	return nil
+	return flush()
 }
 
 // dispense checks d against p (read under its lock, judged at d.At), sets

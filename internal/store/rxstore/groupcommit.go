@@ -1,0 +1,204 @@
+package rxstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/exchange"
+)
+
+// Group commit. Accepting a prescription is one INSERT of its row and one
+// of its lines; what costs is everything around them — a transaction's
+// BEGIN and COMMIT, a WAL flush, four round trips — and on two cores that,
+// not the disk, is what limits the exchange. So concurrent inserts share a
+// transaction: each caller queues its prescription; at most maxLeaders
+// callers at a time lead a batch — their own prescription and up to
+// maxBatch−1 queued ones, written by two multi-row statements and
+// committed together — and a leader hands leadership to the first caller
+// still queued when it is done, so a queue never waits without a leader
+// and callers are served in order.
+//
+// What each caller is told is what is durable: every caller of a batch
+// learns its outcome only after the batch's COMMIT returns. A batch that
+// fails for any reason (a tracking code drawn twice, a CHECK, a lost
+// connection) is not retried as a batch: each of its prescriptions is
+// inserted again in a transaction of its own, so one document's refusal
+// is never another's, and each document is still all or nothing.
+const (
+	maxBatch   = 64
+	maxLeaders = 4
+	// batchTimeout bounds a batch, which runs on behalf of many callers
+	// and so not under any one caller's context.
+	batchTimeout = 30 * time.Second
+)
+
+type queued struct {
+	p      *exchange.Prescription // prepared by InsertPrescription
+	stored *exchange.Prescription
+	err    error
+	// wake receives true when the outcome is set, false when this caller
+	// is to lead the next batch.
+	wake chan bool
+}
+
+type groupCommit struct {
+	mu      sync.Mutex
+	queue   []*queued
+	leaders int
+}
+
+// groupInsert stores p (prepared) through a batch.
+func (s *Exchange) groupInsert(ctx context.Context, p *exchange.Prescription) (*exchange.Prescription, error) {
+	q := &queued{p: p, wake: make(chan bool, 1)}
+	g := &s.group
+	g.mu.Lock()
+	if g.leaders >= maxLeaders {
+		g.queue = append(g.queue, q)
+		g.mu.Unlock()
+		if done := <-q.wake; done {
+			return q.stored, q.err
+		}
+	} else {
+		g.leaders++
+		g.mu.Unlock()
+	}
+	// Leading: this caller's prescription and those queued before it.
+	g.mu.Lock()
+	n := min(len(g.queue), maxBatch-1)
+	batch := append([]*queued{q}, g.queue[:n]...)
+	g.queue = g.queue[n:]
+	g.mu.Unlock()
+
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+	s.runBatch(bctx, batch)
+	cancel()
+
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		next := g.queue[0]
+		g.queue = g.queue[1:]
+		next.wake <- false
+	} else {
+		g.leaders--
+	}
+	g.mu.Unlock()
+	for _, b := range batch {
+		if b != q {
+			b.wake <- true
+		}
+	}
+	return q.stored, q.err
+}
+
+// runBatch sets every batch member's outcome, and reports whether the
+// batch was written in one transaction.
+func (s *Exchange) runBatch(ctx context.Context, batch []*queued) (together bool) {
+	// A second submission of an id already in the batch waits for the
+	// batch to commit, and is then a replay or a conflict like any other.
+	var first, again []*queued
+	seen := make(map[string]bool, len(batch))
+	for _, b := range batch {
+		if seen[b.p.ID] {
+			again = append(again, b)
+			continue
+		}
+		seen[b.p.ID] = true
+		first = append(first, b)
+	}
+	together = len(first) > 1 && s.insertBatch(ctx, first) == nil
+	if !together {
+		for _, b := range first {
+			b.stored, b.err = s.insertOne(ctx, b.p, nil)
+		}
+	}
+	for _, b := range again {
+		b.stored, b.err = s.insertOne(ctx, b.p, nil)
+	}
+	return together
+}
+
+// insertBatch writes the batch in one transaction and sets each outcome,
+// or changes nothing and returns an error.
+func (s *Exchange) insertBatch(ctx context.Context, batch []*queued) error {
+	type outcome struct {
+		stored *exchange.Prescription
+		err    error
+	}
+	outcomes := make([]outcome, len(batch))
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		var q strings.Builder
+		q.WriteString("INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer) VALUES ")
+		args := make([]any, 0, 13*len(batch))
+		for i, b := range batch {
+			p := b.p
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			placeholders(&q, len(args), 13)
+			args = append(args, p.ID, p.TrackingCode, string(p.Kind), p.JWS, p.JWSSHA256, p.PatientNationalID, p.PrescriberCouncil, p.PrescriberSerial,
+				p.IssuedAt, p.AcceptedAt, p.ExpiresAt, string(p.State), p.Answer)
+		}
+		q.WriteString(" ON CONFLICT (id) DO NOTHING RETURNING id")
+		rows, err := tx.QueryContext(ctx, s.Rebind(q.String()), args...)
+		if err != nil {
+			return err
+		}
+		inserted := make(map[string]bool, len(batch))
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			inserted[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var lines []*exchange.Prescription
+		for i, b := range batch {
+			if inserted[b.p.ID] {
+				lines = append(lines, b.p)
+				continue
+			}
+			// Stored before (or by a concurrent transaction that
+			// committed first: ON CONFLICT waited for it).
+			stored, err := s.prescription(ctx, tx, false, true, b.p.AcceptedAt, "p.id = $1", b.p.ID)
+			if err != nil {
+				return err
+			}
+			outcomes[i] = outcome{stored, replay("prescription", b.p.ID, stored.JWSSHA256, b.p.JWSSHA256)}
+		}
+		return s.insertLines(ctx, tx, lines...)
+	})
+	if err != nil {
+		return fmt.Errorf("rxstore: a batch of %d prescriptions: %w", len(batch), err)
+	}
+	for i, b := range batch {
+		if outcomes[i].stored == nil && outcomes[i].err == nil {
+			out := *b.p
+			out.State = effective(&out, out.AcceptedAt)
+			outcomes[i].stored = &out
+		}
+		b.stored, b.err = outcomes[i].stored, outcomes[i].err
+	}
+	return nil
+}
+
+// placeholders writes "($from+1, …, $from+n)".
+func placeholders(q *strings.Builder, from, n int) {
+	q.WriteString("(")
+	for k := 1; k <= n; k++ {
+		if k > 1 {
+			q.WriteString(", ")
+		}
+		q.WriteString("$" + strconv.Itoa(from+k))
+	}
+	q.WriteString(")")
+}

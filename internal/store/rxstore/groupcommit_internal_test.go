@@ -1,0 +1,158 @@
+package rxstore
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/pgtest"
+)
+
+func openGroup(t *testing.T, driver string) *Exchange {
+	t.Helper()
+	dsn := filepath.Join(t.TempDir(), "rxd.db")
+	if driver == sqlstore.Postgres {
+		dsn = pgtest.Schema(t)
+	}
+	db, err := sqlstore.Open(context.Background(), driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := NewExchange(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func item(code string, q int) rx.Item { return rx.Item{Kind: exchange.ItemDrug, Code: code, Quantity: q} }
+
+// TestBatchOutcomes: a batch is one transaction when all of it can be
+// stored, and each member's outcome is its own when any of it cannot —
+// a tracking code drawn twice refuses only the second, a replay in or
+// before the batch is a replay, another document under a used id a
+// conflict — and nothing is stored twice or half.
+func TestBatchOutcomes(t *testing.T) {
+	ctx := context.Background()
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(driver, func(t *testing.T) {
+			s := openGroup(t, driver)
+			clean := make([]*queued, 5)
+			for i := range clean {
+				clean[i] = &queued{p: prepared(exchangetest.Prescription(t, item("A", 1+i), item("B", 2)))}
+			}
+			if !s.runBatch(ctx, clean) {
+				t.Error("a batch with nothing in the way was not written in one transaction")
+			}
+			for i, b := range clean {
+				if b.err != nil || b.stored == nil || b.stored.State != exchange.Active {
+					t.Fatalf("member %d: %+v, %v", i, b.stored, b.err)
+				}
+				got, err := s.PrescriptionByID(ctx, b.p.ID, exchangetest.Now)
+				if err != nil || len(got.Lines) != 2 || got.Lines[0].Quantity != 1+i || got.JWSSHA256 != b.p.JWSSHA256 {
+					t.Fatalf("member %d as stored: %+v, %v", i, got, err)
+				}
+			}
+
+			before := prepared(exchangetest.Prescription(t, item("A", 1)))
+			if _, err := s.insertOne(ctx, before, nil); err != nil {
+				t.Fatal(err)
+			}
+			a := prepared(exchangetest.Prescription(t, item("A", 1)))
+			codeTwice := prepared(exchangetest.Prescription(t, item("A", 1)))
+			codeTwice.TrackingCode = a.TrackingCode
+			aAgain := *a
+			aChanged := *a
+			aChanged.JWS = strings.Replace(a.JWS, ".c2ln", "x.c2ln", 1) // another signing input
+			aChanged.JWSSHA256 = rx.SHA256(aChanged.JWS)
+			c := prepared(exchangetest.Prescription(t, item("C", 3)))
+			changedBefore := *before
+			changedBefore.JWS = strings.Replace(before.JWS, ".c2ln", "y.c2ln", 1)
+			changedBefore.JWSSHA256 = rx.SHA256(changedBefore.JWS)
+			mixed := []*queued{{p: a}, {p: codeTwice}, {p: &aAgain}, {p: before}, {p: &aChanged}, {p: c}, {p: &changedBefore}}
+			if s.runBatch(ctx, mixed) {
+				t.Error("a batch with a tracking code drawn twice was written in one transaction")
+			}
+			want := []func(error) bool{
+				func(err error) bool { return err == nil },
+				func(err error) bool { return errors.Is(err, exchange.ErrTrackingCodeTaken) },
+				func(err error) bool { return errors.Is(err, exchange.ErrReplay) },
+				func(err error) bool { return errors.Is(err, exchange.ErrReplay) },
+				func(err error) bool { return errs.CodeOf(err) == errs.DocumentIDConflict },
+				func(err error) bool { return err == nil },
+				func(err error) bool { return errs.CodeOf(err) == errs.DocumentIDConflict },
+			}
+			for i, b := range mixed {
+				if !want[i](b.err) {
+					t.Errorf("member %d: %v", i, b.err)
+				}
+			}
+			if _, err := s.PrescriptionByID(ctx, codeTwice.ID, exchangetest.Now); errs.CodeOf(err) != errs.NotFound {
+				t.Errorf("the refused member was stored: %v", err)
+			}
+			for _, p := range []*exchange.Prescription{a, c, before} {
+				got, err := s.PrescriptionByID(ctx, p.ID, exchangetest.Now)
+				if err != nil || got.JWSSHA256 != p.JWSSHA256 || len(got.Lines) != len(p.Lines) {
+					t.Errorf("%s as stored: %+v, %v", p.ID, got, err)
+				}
+			}
+		})
+	}
+}
+
+// TestGroupInsertUnderLoad: many concurrent inserts through the leaders
+// and the queue each learn their own outcome, and each is stored once.
+func TestGroupInsertUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(driver, func(t *testing.T) {
+			s := openGroup(t, driver)
+			const n = 300
+			ps := make([]*exchange.Prescription, n)
+			for i := range ps {
+				ps[i] = exchangetest.Prescription(t, item("A", 1))
+			}
+			// Every tenth is sent twice: one of the two stores it.
+			errsOf := make([]error, n+n/10)
+			var wg sync.WaitGroup
+			for i := range errsOf {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errsOf[i] = s.InsertPrescription(ctx, ps[i%n], nil)
+				}()
+			}
+			wg.Wait()
+			stored := map[string]int{}
+			for i, err := range errsOf {
+				switch {
+				case err == nil:
+					stored[ps[i%n].ID]++
+				case !errors.Is(err, exchange.ErrReplay):
+					t.Errorf("insert %d: %v", i, err)
+				}
+			}
+			for i, p := range ps {
+				if stored[p.ID] != 1 {
+					t.Errorf("prescription %d acknowledged as stored %d times", i, stored[p.ID])
+				}
+			}
+			var rows int
+			if err := s.SQL().QueryRowContext(ctx, "SELECT count(*) FROM prescriptions").Scan(&rows); err != nil || rows != n {
+				t.Errorf("%d rows, want %d (%v)", rows, n, err)
+			}
+			if s.group.leaders != 0 || len(s.group.queue) != 0 {
+				t.Errorf("after the load: %d leaders, %d queued", s.group.leaders, len(s.group.queue))
+			}
+		})
+	}
+}
