@@ -288,7 +288,7 @@ func (s *contractServer) answer(op string, params map[string]string, replay bool
 	case "POST /v1/paper-prescriptions":
 		return 201, map[string]any{"id": examplePID, "tracking_code": exampleCode, "decision": decision, "amounts": amounts, "receipt": exampleJWS}
 	case "POST /v1/patient-history":
-		return 200, map[string]any{"prescriptions": []any{map[string]any{"id": examplePID, "kind": "electronic", "state": "partly-dispensed",
+		return 200, map[string]any{"prescriptions": []any{map[string]any{"id": examplePID, "tracking_code": exampleCode, "kind": "electronic", "state": "partly-dispensed",
 			"issued_at": "2026-12-05T08:00:00Z", "prescriber": map[string]any{"council_number": "MC-2001"}, "lines": []any{line},
 			"dispenses": []any{map[string]any{"id": examplePID, "at": "2026-12-05T09:00:00Z", "organisation": "PH-8812", "role": "pharmacy",
 				"items": []any{map[string]any{"code": "1234567", "quantity": 10}}}}}}, "next_cursor": "c2"}

@@ -143,14 +143,15 @@ type HistoryPage struct {
 
 // HistoryItem is one prescription in a patient's history.
 type HistoryItem struct {
-	ID          string            `json:"id"`
-	Kind        Kind              `json:"kind"`
-	State       State             `json:"state"`
-	IssuedAt    time.Time         `json:"issued_at"`
-	Prescriber  HistoryPrescriber `json:"prescriber"`
-	Lines       []LineView        `json:"lines"`
-	Dispenses   []HistoryDispense `json:"dispenses"`
-	CancelledAt *time.Time        `json:"cancelled_at,omitempty"`
+	ID           string            `json:"id"`
+	TrackingCode string            `json:"tracking_code"` // what the patient takes to a pharmacy
+	Kind         Kind              `json:"kind"`
+	State        State             `json:"state"`
+	IssuedAt     time.Time         `json:"issued_at"`
+	Prescriber   HistoryPrescriber `json:"prescriber"`
+	Lines        []LineView        `json:"lines"`
+	Dispenses    []HistoryDispense `json:"dispenses"`
+	CancelledAt  *time.Time        `json:"cancelled_at,omitempty"`
 }
 
 // HistoryPrescriber is who prescribed, as the prescription says.

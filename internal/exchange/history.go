@@ -12,6 +12,7 @@ import (
 	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/rx/trackcode"
 )
 
 // DefaultHistoryPage is a history page's size when the query gives none.
@@ -63,7 +64,7 @@ func (s *Service) History(ctx context.Context, caller Caller, q HistoryQuery) (*
 
 func historyItem(e HistoryEntry) (HistoryItem, error) {
 	p := e.Prescription
-	it := HistoryItem{ID: p.ID, Kind: p.Kind, State: p.State, IssuedAt: p.IssuedAt.UTC(), Lines: linesView(p.Lines), Dispenses: []HistoryDispense{}}
+	it := HistoryItem{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), Kind: p.Kind, State: p.State, IssuedAt: p.IssuedAt.UTC(), Lines: linesView(p.Lines), Dispenses: []HistoryDispense{}}
 	// What the stored documents say, verified when they were accepted.
 	_, payload, err := rx.Peek(p.JWS)
 	if err != nil {

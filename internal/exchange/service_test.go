@@ -328,7 +328,7 @@ func TestWholePath(t *testing.T) {
 			wantCode(t, err, errs.RoleNotAllowed)
 			page, err := f.svc.History(ctx, service, exchange.HistoryQuery{NationalID: p.Patient.NationalID})
 			if err != nil || len(page.Prescriptions) != 1 || page.Prescriptions[0].State != exchange.Dispensed || len(page.Prescriptions[0].Dispenses) != 2 ||
-				page.Prescriptions[0].Dispenses[0].Organisation != f.pharmacy.sub.LicenceNumber || page.Prescriptions[0].Prescriber.CouncilNumber != f.doctor.sub.CouncilNumber {
+				page.Prescriptions[0].Dispenses[0].Organisation != f.pharmacy.sub.LicenceNumber || page.Prescriptions[0].Prescriber.CouncilNumber != f.doctor.sub.CouncilNumber || page.Prescriptions[0].TrackingCode != ans.TrackingCode {
 				t.Fatalf("history %+v %v", page, err)
 			}
 		})
