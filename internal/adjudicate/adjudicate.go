@@ -38,6 +38,12 @@ type Request struct {
 	// Dispensed is what is handed out or performed (dispense, paraclinic,
 	// paper); absent means exactly what was prescribed.
 	Dispensed []rx.DispensedItem `json:"dispensed,omitempty"`
+	// HandedOutAt is, when the exchange judges again a dispense it
+	// stored before (its settlement was interrupted), when it was handed
+	// out: it is judged by that day — its eligibility, catalogue, caps
+	// and refill window — not by the day it is settled (set by the
+	// exchange, never read from a request body).
+	HandedOutAt time.Time `json:"-"`
 	// Fills are, when a stored prescription is dispensed (set by the
 	// exchange, never read from a request body), the fill of the
 	// prescription each judged line is counted against, in the order of
@@ -235,6 +241,12 @@ func judgedDay(req Request, p *rx.Prescription, today time.Time) (time.Time, err
 		return time.Time{}, errs.FieldError(errs.Invalid, "prescription.issued_at", "is in the future")
 	}
 	if req.Scope != rules.ScopePrescribe {
+		if !req.HandedOutAt.IsZero() {
+			if d := persian.Day(req.HandedOutAt); !d.Before(issued) && !d.After(today) {
+				return d, nil
+			}
+			return time.Time{}, fmt.Errorf("adjudicate: a stored dispense handed out at %s, not between the prescription's issue day and today", req.HandedOutAt)
+		}
 		if req.Date != "" {
 			if d, err := persian.ParseDate(req.Date); err != nil || !d.Equal(today) {
 				return time.Time{}, errs.FieldError(errs.Invalid, "date", "what is handed out is judged on the day it is handed out (today, %s); date is for prescribe only", today.Format(time.DateOnly))

@@ -528,3 +528,33 @@ func TestPartialDispenses(t *testing.T) {
 		})
 	}
 }
+
+// TestStoredDispenseJudgedByItsDay: a stored dispense judged again (its
+// settlement interrupted) is judged by the day it was handed out, not by
+// the day it is settled, three days later; a time before the
+// prescription was issued, or after today, is refused.
+func TestStoredDispenseJudgedByItsDay(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	p := prescription(1, "general", drug(catalogtest.Amoxicillin, 10))
+	handed := day.Add(8 * time.Hour)
+	later := f.on(t, day.AddDate(0, 0, 3).Format(time.DateOnly))
+	d, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: p, HandedOutAt: handed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := day.Format(time.DateOnly); d.Date != want {
+		t.Errorf("judged by %s, want the day it was handed out, %s", d.Date, want)
+	}
+	today, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := persian.Day(later).Format(time.DateOnly); today.Date != want {
+		t.Errorf("a new dispense judged by %s, want today, %s", today.Date, want)
+	}
+	for _, at := range []time.Time{day.AddDate(0, 0, -1), later.AddDate(0, 0, 1)} {
+		if _, err := f.a.Check(ctx, adjudicate.Request{Scope: rules.ScopeDispense, Prescription: p, HandedOutAt: at}); err == nil {
+			t.Errorf("handed out at %s: judged", at)
+		}
+	}
+}

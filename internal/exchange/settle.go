@@ -113,7 +113,7 @@ func (s *Service) rejudge(ctx context.Context, p *Prescription, d *Dispense) (*a
 		}
 		fills[i] = d.Lines[k].Fill
 	}
-	return s.cfg.Adjudicator.Check(ctx, adjudicate.Request{Scope: scope, Prescription: rxp, Dispensed: given, Fills: fills})
+	return s.cfg.Adjudicator.Check(ctx, adjudicate.Request{Scope: scope, Prescription: rxp, Dispensed: given, Fills: fills, HandedOutAt: d.At})
 }
 
 // peek decodes the payload of a document the exchange verified and stored.
