@@ -55,37 +55,75 @@ func (s *Service) judge(ctx context.Context, req adjudicate.Request) (*adjudicat
 // revocation now), the patient eligible on its issue day, no reject rule
 // at prescribe time, stored exactly as received under a fresh tracking
 // code, with the exchange's signed acknowledgement. The same document
-// again (same id and signing input) answers the first answer with replay
-// set, storing nothing and judging nothing again (not even its signer's
-// revocation: it was accepted); another document under a used id is
+// again (same id and signing input) is answered the first answer with
+// replay set and stores nothing — even when it would be refused now (its
+// signer revoked since, the rules or the registry changed since): a retry
+// never turns into a refusal. Another document under a used id is
 // document-id-conflict.
 func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans *PrescriptionAccepted, replay bool, err error) {
-	// Accepted before: the first answer, whatever has been revoked since.
-	if id, hash, ok := stored(jws, rx.KindPrescription); ok {
-		p, err := s.cfg.Store.PrescriptionByID(ctx, id, s.cfg.Now())
-		switch {
-		case err == nil && (p.JWSSHA256 != hash || p.Kind != Electronic):
-			return nil, false, Conflict("prescription", id)
-		case err == nil:
-			return s.replayed(p)
-		case errs.CodeOf(err) != errs.NotFound:
-			return nil, false, internal(err, "reading a prescription")
-		}
+	ans, err = s.accept(ctx, jws)
+	if errors.Is(err, ErrReplay) {
+		return ans, true, nil
 	}
+	if err != nil {
+		// Refused: unless it was accepted before, when its first answer
+		// stands whatever has been revoked, or changed in the rules or
+		// the registry, since. Asked only now, so that a new
+		// prescription — nearly all of them — costs no read: a replay
+		// that passes is found by the insert itself.
+		first, before := s.acceptedBefore(ctx, jws)
+		switch {
+		case errors.Is(before, ErrReplay):
+			return first, true, nil
+		case before != nil:
+			return nil, false, before
+		}
+		return nil, false, err
+	}
+	return ans, false, nil
+}
+
+// acceptedBefore answers a refused document that names a stored
+// prescription: the first answer (found ErrReplay) if it is the same
+// document, a conflict if another; nothing (nil, nil) if none is stored
+// or the document names none.
+func (s *Service) acceptedBefore(ctx context.Context, jws string) (*PrescriptionAccepted, error) {
+	id, hash, ok := stored(jws, rx.KindPrescription)
+	if !ok {
+		return nil, nil
+	}
+	p, err := s.cfg.Store.PrescriptionByID(ctx, id, s.cfg.Now())
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil, nil
+	case err != nil:
+		return nil, internal(err, "reading a prescription")
+	case p.JWSSHA256 != hash || p.Kind != Electronic:
+		return nil, Conflict("prescription", id)
+	}
+	ans, _, err := s.replayed(p)
+	if err != nil {
+		return nil, err
+	}
+	return ans, ErrReplay
+}
+
+// accept verifies, judges and stores a prescription; one stored before
+// (by this call's first try, or a concurrent one) is its first answer
+// with ErrReplay, or a conflict.
+func (s *Service) accept(ctx context.Context, jws string) (*PrescriptionAccepted, error) {
 	v, err := s.verify(ctx, jws, rx.KindPrescription, "prescribe", pki.RolePractitioner)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	rxp := v.Prescription
-	// Not stored when looked up above; one stored since by a concurrent
-	// call is found by the insert (ErrReplay, or a conflict).
 	dec, err := s.judge(ctx, adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: rxp})
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	lines, err := Fills(rxp.Items, rxp.IssuedAt, s.cfg.WindowDays)
 	if err != nil {
-		return nil, false, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
+		return nil, errs.Wrap(errs.InvalidDocument, err, "the items' repeats do not make fills")
 	}
 	p := &Prescription{
 		ID: rxp.ID, Kind: Electronic, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: rxp.Patient.NationalID,
@@ -104,12 +142,16 @@ func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans
 		return json.Marshal(out)
 	})
 	if errors.Is(err, ErrReplay) {
-		return s.replayed(stored)
+		ans, _, err := s.replayed(stored)
+		if err != nil {
+			return nil, err
+		}
+		return ans, ErrReplay
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return out, false, nil
+	return out, nil
 }
 
 // replayed is the first answer of a prescription stored before.
