@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -184,6 +186,33 @@ func TestTileWidthAt(t *testing.T) {
 	} {
 		if got := TileWidthAt(tc.id, tc.size); got != tc.want {
 			t.Errorf("TileWidthAt(%v, %d) = %d, want %d", tc.id, tc.size, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkInclusionProofMemory: the proof's own work — reading the
+// nodes out of the tiles and hashing up the ones between tile levels —
+// with the tiles in memory, at NUSKHA_BENCH_TLOG_SIZE entries (default
+// 10,000,000): what a proof costs before the database's read.
+func BenchmarkInclusionProofMemory(b *testing.B) {
+	size := 10_000_000
+	if v := os.Getenv("NUSKHA_BENCH_TLOG_SIZE"); v != "" {
+		size, _ = strconv.Atoi(v)
+	}
+	m := newMemTiles()
+	batch := make([][]byte, 0, 4096)
+	for i := 0; i < size; i++ {
+		batch = append(batch, leaf(i))
+		if len(batch) == cap(batch) || i == size-1 {
+			m.add(b, batch)
+			batch = batch[:0]
+		}
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := InclusionProof(ctx, m, uint64(i*7919)%uint64(size), uint64(size)); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
