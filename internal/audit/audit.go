@@ -78,7 +78,7 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 		return errors.New("audit: event needs actor, action and outcome")
 	}
 	for _, v := range append([]string{e.Actor, e.Object}, values(e.Detail)...) {
-		if identifying(v) {
+		if Identifying(v) {
 			return ErrIdentifying
 		}
 	}
@@ -118,13 +118,13 @@ func RecordFailure(ctx context.Context, rec Recorder, e Event, err error) error 
 	return err
 }
 
-// identifying reports whether v is a national id as one is written: ten
+// Identifying reports whether v is a national id as one is written: ten
 // digits (ASCII, Persian or Arabic-Indic), or the printed ddd-dddddd-d,
 // with a valid check digit. Other shapes are not ids even when
 // nationalid.Normalize would make one of them: a date such as 2029-12-05
 // loses its hyphens, gains two leading zeros and passes the check digit
 // about once in eleven, which refused real events on such days.
-func identifying(v string) bool {
+func Identifying(v string) bool {
 	d := []rune(persian.Digits(v))
 	switch {
 	case len(d) == 10 && allDigits(d):

@@ -10,13 +10,16 @@ import (
 
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
 // schemas is every schema of every store. TestEverySchemaIsListed keeps it
 // complete.
-func schemas() []sqlstore.Schema { return slices.Concat(truststore.Schemas(), rxstore.Schemas()) }
+func schemas() []sqlstore.Schema {
+	return slices.Concat(truststore.Schemas(), rxstore.Schemas(), tlogstore.Schemas())
+}
 
 // TestEverySchemaIsListed: a store package's migrations directory holds
 // only schemas it declares, and every store package with migrations is

@@ -1,0 +1,479 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/ThalesIgnite/crypto11"
+	"github.com/miekg/pkcs11"
+	"go.step.sm/crypto/pemutil"
+)
+
+// SecretKind names a kind of secret (symmetric) key.
+type SecretKind string
+
+// Secret keys the audit log holds: the pseudonym key (HMAC) and the key that
+// seals its checkpoint-signing seed (AES-GCM).
+const (
+	HMACSHA256 SecretKind = "HMAC-SHA256"
+	AES256GCM  SecretKind = "AES-256-GCM"
+)
+
+// MAC is HMAC-SHA256 under a key that stays in custody. Implementations MUST
+// be safe for concurrent use.
+type MAC interface {
+	Sum(msg []byte) ([sha256.Size]byte, error)
+	URI() string
+}
+
+// AEAD is AES-256-GCM under a key that stays in custody. Seal draws a random
+// 96-bit nonce and returns nonce‖ciphertext‖tag; Open takes that back.
+// Implementations MUST be safe for concurrent use.
+type AEAD interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+	URI() string
+}
+
+// gcmNonce is the nonce size of every AEAD here: NIST SP 800-38D's 96 bits.
+// (crypto11 passes the nonce it is given to the token, whatever length its
+// NonceSize reports.)
+const gcmNonce = 12
+
+// secretKeys is what each backend does with secret keys.
+type secretKeys interface {
+	createSecret(ctx context.Context, u *URI, kind SecretKind) error
+	openMAC(ctx context.Context, u *URI) (MAC, error)
+	openAEAD(ctx context.Context, u *URI) (AEAD, error)
+}
+
+func (m *Manager) secrets(raw string) (secretKeys, *URI, error) {
+	b, u, err := m.route(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch k := b.(type) {
+	case *SoftKeys:
+		return k, u, nil
+	case *PKCS11Keys:
+		return k, u, nil
+	}
+	return nil, nil, fmt.Errorf("%w: %s keys hold no secret keys", ErrBadURI, u.Scheme)
+}
+
+// CreateSecret generates a secret key of kind at uri, in custody: on the
+// token (sensitive, not extractable) or in a password-encrypted file. It
+// MUST fail with ErrKeyExists rather than replace a key already there.
+func (m *Manager) CreateSecret(ctx context.Context, uri string, kind SecretKind) error {
+	if kind != HMACSHA256 && kind != AES256GCM {
+		return fmt.Errorf("%w: secret kind %q (want %s or %s)", ErrUnsupportedAlg, kind, HMACSHA256, AES256GCM)
+	}
+	b, u, err := m.secrets(uri)
+	if err != nil {
+		return err
+	}
+	return b.createSecret(ctx, u, kind)
+}
+
+// OpenMAC opens the HMAC-SHA256 key at uri.
+func (m *Manager) OpenMAC(ctx context.Context, uri string) (MAC, error) {
+	b, u, err := m.secrets(uri)
+	if err != nil {
+		return nil, err
+	}
+	return b.openMAC(ctx, u)
+}
+
+// OpenAEAD opens the AES-256-GCM key at uri.
+func (m *Manager) OpenAEAD(ctx context.Context, uri string) (AEAD, error) {
+	b, u, err := m.secrets(uri)
+	if err != nil {
+		return nil, err
+	}
+	return b.openAEAD(ctx, u)
+}
+
+// A software secret is kept as a PBES2-encrypted PEM block whose plaintext
+// starts with a header naming its kind: the header tells a wrong password
+// (whose CBC padding still checks out about once in 256 tries) from the
+// right one, and an AES key from an HMAC key.
+const (
+	softSecretPEM    = "NUSKHA ENCRYPTED SECRET KEY"
+	softSecretHeader = "nuskha-secret/v1 "
+	softSecretLen    = 32
+)
+
+func (s *SoftKeys) createSecret(ctx context.Context, u *URI, kind SecretKind) error {
+	path, err := softPath(u)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%w: %s", ErrKeyExists, path)
+	}
+	pass, err := readSecret(ctx, u, path, s.readPIN)
+	if err != nil {
+		return err
+	}
+	if len(pass) < minPasswordLen {
+		return fmt.Errorf("%w: password for %s is shorter than %d characters", ErrPINIncorrect, path, minPasswordLen)
+	}
+	plain := make([]byte, 0, 64)
+	plain = append(plain, softSecretHeader+string(kind)+"\n"...)
+	plain = append(plain, make([]byte, softSecretLen)...)
+	_, _ = rand.Read(plain[len(plain)-softSecretLen:])
+	block, err := pemutil.EncryptPKCS8PrivateKey(rand.Reader, plain, pass, x509.PEMCipherAES256)
+	if err != nil {
+		return fmt.Errorf("hsm: encrypting secret key: %w", err)
+	}
+	block.Type = softSecretPEM
+	return writeExclusive(path, pem.EncodeToMemory(block))
+}
+
+// readSoftSecret decrypts the secret key file at u, which MUST hold a key of
+// kind.
+func (s *SoftKeys) readSoftSecret(ctx context.Context, u *URI, kind SecretKind) ([]byte, error) {
+	path, err := softPath(u)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: no key file %s", ErrKeyNotFound, path)
+		}
+		return nil, fmt.Errorf("hsm: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != softSecretPEM {
+		return nil, fmt.Errorf("%w: %s is not an encrypted secret key", ErrKeyNotFound, path)
+	}
+	pass, err := readSecret(ctx, u, path, s.readPIN)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := pemutil.DecryptPKCS8PrivateKey(block.Bytes, pass)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot decrypt %s", ErrPINIncorrect, path)
+	}
+	kindLine, key, ok := bytes.Cut(plain, []byte("\n"))
+	gotKind, isHeader := strings.CutPrefix(string(kindLine), softSecretHeader)
+	switch {
+	case !ok || !isHeader || len(key) != softSecretLen:
+		return nil, fmt.Errorf("%w: %s does not decrypt to a secret key", ErrPINIncorrect, path)
+	case SecretKind(gotKind) != kind:
+		return nil, fmt.Errorf("%w: %s holds an %s key, not %s", ErrUnsupportedAlg, path, gotKind, kind)
+	}
+	return key, nil
+}
+
+func (s *SoftKeys) openMAC(ctx context.Context, u *URI) (MAC, error) {
+	key, err := s.readSoftSecret(ctx, u, HMACSHA256)
+	if err != nil {
+		return nil, err
+	}
+	return &softMAC{key: key, uri: u.String()}, nil
+}
+
+func (s *SoftKeys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
+	key, err := s.readSoftSecret(ctx, u, AES256GCM)
+	if err != nil {
+		return nil, err
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: %w", err)
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: %w", err)
+	}
+	return &aeadSealer{aead: func() (cipher.AEAD, func(error), error) { return g, func(error) {}, nil }, uri: u.String()}, nil
+}
+
+type softMAC struct {
+	key []byte
+	uri string
+}
+
+func (m *softMAC) URI() string { return m.uri }
+
+func (m *softMAC) Sum(msg []byte) ([sha256.Size]byte, error) {
+	h := hmac.New(sha256.New, m.key)
+	h.Write(msg)
+	return [sha256.Size]byte(h.Sum(nil)), nil
+}
+
+// aeadSealer frames a cipher.AEAD's output with its nonce. aead returns the
+// cipher to use now and a function to report how using it went (so a
+// PKCS#11 key can reconnect after the token went away).
+type aeadSealer struct {
+	aead func() (cipher.AEAD, func(error), error)
+	uri  string
+}
+
+func (a *aeadSealer) URI() string { return a.uri }
+
+func (a *aeadSealer) Seal(plaintext, aad []byte) (sealed []byte, err error) {
+	g, done, err := a.aead()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { done(err) }()
+	nonce := make([]byte, gcmNonce)
+	_, _ = rand.Read(nonce)
+	// crypto11's Seal panics when the token fails (cipher.AEAD has no
+	// error); a token that goes away is an error here, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			sealed, err = nil, fmt.Errorf("hsm: sealing: %v", r)
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("hsm: sealing: %w", e)
+			}
+		}
+	}()
+	return g.Seal(nonce, nonce, plaintext, aad), nil
+}
+
+func (a *aeadSealer) Open(sealed, aad []byte) (_ []byte, err error) {
+	if len(sealed) < gcmNonce+16 {
+		return nil, errors.New("hsm: sealed data too short")
+	}
+	g, done, err := a.aead()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { done(err) }()
+	plain, err := g.Open(nil, sealed[:gcmNonce], sealed[gcmNonce:], aad)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: unsealing: %w", err)
+	}
+	return plain, nil
+}
+
+// PKCS#11 secret keys.
+
+func (p *PKCS11Keys) createSecret(ctx context.Context, u *URI, kind SecretKind) error {
+	t, err := p.token(ctx, u)
+	if err != nil {
+		return err
+	}
+	id, label, err := keyID(u)
+	if err != nil {
+		return err
+	}
+	if id == nil {
+		id = make([]byte, 8)
+		_, _ = rand.Read(id)
+	}
+	return t.with(func(c *crypto11.Context, _ uint64) error {
+		// A label names one key; without one, the id does.
+		byID := []byte(nil)
+		if label == nil {
+			byID = id
+		}
+		existing, err := c.FindKey(byID, label)
+		if err != nil {
+			return err
+		}
+		if existing != nil {
+			return fmt.Errorf("%w: %s on token %q", ErrKeyExists, describeKey(u), t.label)
+		}
+		// CipherGeneric, not CipherHMACSHA256: the latter tries an nCipher
+		// vendor mechanism first, which other tokens (SoftHSM2 among them)
+		// refuse with an error crypto11 does not fall back from.
+		c11 := crypto11.CipherGeneric
+		if kind == AES256GCM {
+			c11 = crypto11.CipherAES
+		}
+		_, err = c.GenerateSecretKeyWithLabel(id, label, 256, c11)
+		return err
+	})
+}
+
+// pkcs11Secret is a secret key on a token, found again after a reconnect.
+type pkcs11Secret struct {
+	tok       *token
+	uri       string
+	id, label []byte
+	kind      SecretKind
+
+	mu  sync.Mutex
+	key *crypto11.SecretKey
+	gen uint64
+}
+
+func (p *PKCS11Keys) openSecret(ctx context.Context, u *URI, kind SecretKind) (*pkcs11Secret, error) {
+	t, err := p.token(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	id, label, err := keyID(u)
+	if err != nil {
+		return nil, err
+	}
+	s := &pkcs11Secret{tok: t, uri: u.String(), id: id, label: label, kind: kind}
+	err = t.with(func(c *crypto11.Context, gen uint64) error {
+		_, err := s.current(c, gen)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// current returns the key handle valid for the context of generation gen.
+func (s *pkcs11Secret) current(c *crypto11.Context, gen uint64) (*crypto11.SecretKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.key != nil && s.gen == gen {
+		return s.key, nil
+	}
+	k, err := c.FindKey(s.id, s.label)
+	if err != nil {
+		return nil, err
+	}
+	if k == nil {
+		return nil, fmt.Errorf("%w: no secret key %q on token %q", ErrKeyNotFound, s.label, s.tok.label)
+	}
+	switch {
+	case s.kind == HMACSHA256 && !k.Cipher.MAC, s.kind == AES256GCM && k.Cipher.GCMMech == 0:
+		return nil, fmt.Errorf("%w: key %q on token %q is not an %s key", ErrUnsupportedAlg, s.label, s.tok.label, s.kind)
+	}
+	s.key, s.gen = k, gen
+	return k, nil
+}
+
+// use runs f with the key, reconnecting once if the token went away.
+func (s *pkcs11Secret) use(f func(k *crypto11.SecretKey) error) error {
+	return s.tok.with(func(c *crypto11.Context, gen uint64) error {
+		k, err := s.current(c, gen)
+		if err != nil {
+			return err
+		}
+		return f(k)
+	})
+}
+
+// macCheck is MACed when a key is opened and again after every reconnect:
+// a token swapped for one holding another key of the same label would
+// otherwise give other pseudonyms without a word.
+var macCheck = []byte("nuskha key check value")
+
+type pkcs11MAC struct {
+	s     *pkcs11Secret
+	check [sha256.Size]byte
+}
+
+func (p *PKCS11Keys) openMAC(ctx context.Context, u *URI) (MAC, error) {
+	s, err := p.openSecret(ctx, u, HMACSHA256)
+	if err != nil {
+		return nil, err
+	}
+	m := &pkcs11MAC{s: s}
+	if m.check, err = m.sum(macCheck); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *pkcs11MAC) URI() string { return m.s.uri }
+
+func (m *pkcs11MAC) Sum(msg []byte) ([sha256.Size]byte, error) {
+	m.s.mu.Lock()
+	gen := m.s.gen
+	m.s.mu.Unlock()
+	out, err := m.sum(msg)
+	if err != nil {
+		return out, err
+	}
+	m.s.mu.Lock()
+	reconnected := m.s.gen != gen
+	m.s.mu.Unlock()
+	if reconnected {
+		check, err := m.sum(macCheck)
+		if err != nil {
+			return [sha256.Size]byte{}, err
+		}
+		if check != m.check {
+			return [sha256.Size]byte{}, fmt.Errorf("hsm: key %q on token %q has changed since it was opened", m.s.label, m.s.tok.label)
+		}
+	}
+	return out, nil
+}
+
+func (m *pkcs11MAC) sum(msg []byte) (out [sha256.Size]byte, err error) {
+	err = m.s.use(func(k *crypto11.SecretKey) (err error) {
+		h, err := k.NewHMAC(pkcs11.CKM_SHA256_HMAC, 0)
+		if err != nil {
+			return err
+		}
+		// crypto11's Sum panics when the token fails (hash.Hash has no
+		// error), and returns the session to its pool only from Sum.
+		defer func() {
+			if r := recover(); r != nil {
+				if e, ok := r.(error); ok {
+					err = e
+				} else {
+					err = fmt.Errorf("hsm: HMAC: %v", r)
+				}
+			}
+		}()
+		_, werr := h.Write(msg)
+		sum := h.Sum(nil)
+		if werr != nil {
+			return werr
+		}
+		if len(sum) != sha256.Size {
+			return fmt.Errorf("hsm: HMAC of %d bytes", len(sum))
+		}
+		out = [sha256.Size]byte(sum)
+		return nil
+	})
+	return out, err
+}
+
+func (p *PKCS11Keys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
+	s, err := p.openSecret(ctx, u, AES256GCM)
+	if err != nil {
+		return nil, err
+	}
+	// Each use finds the key on the live context (reconnecting once if the
+	// token went away) and reports failure so a dead context is dropped.
+	return &aeadSealer{uri: u.String(), aead: func() (cipher.AEAD, func(error), error) {
+		c, gen, err := s.tok.context()
+		if err != nil {
+			return nil, nil, err
+		}
+		k, err := s.current(c, gen)
+		if err != nil {
+			if gone(err) {
+				s.tok.invalidate(gen)
+			}
+			return nil, nil, err
+		}
+		g, err := k.NewGCM()
+		if err != nil {
+			return nil, nil, err
+		}
+		return g, func(err error) {
+			if err != nil && gone(err) {
+				s.tok.invalidate(gen)
+			}
+		}, nil
+	}}, nil
+}

@@ -1,0 +1,422 @@
+// Package tlogstore keeps the audit log (internal/tlog) in a daemon's own
+// database, PostgreSQL or the embedded SQLite, beside the tables of the
+// actions it records: so that an action and its entry commit in one
+// transaction (AppendTx), and are lost together or not at all.
+package tlogstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/tlog"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+var schema = sqlstore.Schema{Name: "tlog", Files: migrations}
+
+// Schemas are the schemas this package owns, with their migrations.
+func Schemas() []sqlstore.Schema { return []sqlstore.Schema{schema} }
+
+// Store is the audit log's storage; it implements tlog.Store and
+// tlog.AuditSource.
+type Store struct {
+	db *sqlstore.DB
+}
+
+var (
+	_ tlog.Store       = (*Store)(nil)
+	_ tlog.AuditSource = (*Store)(nil)
+)
+
+// New migrates the log's tables into db and returns the store.
+func New(ctx context.Context, db *sqlstore.DB) (*Store, error) {
+	if err := db.Migrate(ctx, schema); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// DB is the database the log lives in.
+func (s *Store) DB() *sqlstore.DB { return s.db }
+
+// rowsPerStatement bounds a multi-row statement's parameters (SQLite
+// allows 32766, PostgreSQL 65535).
+const rowsPerStatement = 500
+
+// AppendTx appends entries, unsequenced, in the caller's transaction tx
+// (which MUST be of this store's database): they commit or roll back with
+// whatever else tx does. Each is validated and encoded first; an invalid
+// one appends nothing and fails tx's work with tlog.ErrInvalidEntry.
+func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, entries ...*tlog.Entry) error {
+	encoded := make([][]byte, len(entries))
+	for i, e := range entries {
+		b, err := e.Encode()
+		if err != nil {
+			return err
+		}
+		encoded[i] = b
+	}
+	return s.appendEncoded(ctx, tx, encoded)
+}
+
+func (s *Store) appendEncoded(ctx context.Context, tx sqlstore.Execer, encoded [][]byte) error {
+	for len(encoded) > 0 {
+		n := min(len(encoded), rowsPerStatement)
+		var q strings.Builder
+		q.WriteString("INSERT INTO tlog_pending (entry) VALUES ")
+		args := make([]any, n)
+		for i := range n {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(&q, "($%d)", i+1)
+			args[i] = encoded[i]
+		}
+		if _, err := s.db.Exec(ctx, tx, q.String(), args...); err != nil {
+			return fmt.Errorf("tlogstore: append: %w", err)
+		}
+		encoded = encoded[n:]
+	}
+	return nil
+}
+
+// Append appends entries in a transaction of its own.
+func (s *Store) Append(ctx context.Context, entries ...*tlog.Entry) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error { return s.AppendTx(ctx, tx, entries...) })
+}
+
+// lockState reads the tree state, locking its row for the transaction
+// (SQLite's transactions already hold the write lock: they begin
+// IMMEDIATE).
+func (s *Store) lockState(ctx context.Context, tx *sql.Tx) (tlog.TreeState, error) {
+	q := "SELECT size, root, edge FROM tlog_state WHERE id = 1"
+	if s.db.Dialect() == sqlstore.Postgres {
+		q += " FOR UPDATE"
+	}
+	var size int64
+	var root, edge []byte
+	if err := tx.QueryRowContext(ctx, q).Scan(&size, &root, &edge); err != nil {
+		return tlog.TreeState{}, fmt.Errorf("tlogstore: reading the tree state: %w", err)
+	}
+	if len(edge)%tlog.HashSize != 0 {
+		return tlog.TreeState{}, fmt.Errorf("%w: tree state edge of %d bytes", tlog.ErrTree, len(edge))
+	}
+	st := tlog.TreeState{Size: uint64(size), Root: root}
+	for i := 0; i < len(edge); i += tlog.HashSize {
+		st.Edge = append(st.Edge, edge[i:i+tlog.HashSize])
+	}
+	return st, nil
+}
+
+// Sequence implements tlog.Store.
+func (s *Store) Sequence(ctx context.Context, max int, f func(tlog.TreeState, [][]byte) (*tlog.Batch, error)) (int, error) {
+	var n int
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		st, err := s.lockState(ctx, tx)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, s.db.Rebind("SELECT id, entry FROM tlog_pending ORDER BY id LIMIT $1"), max)
+		if err != nil {
+			return fmt.Errorf("tlogstore: reading pending entries: %w", err)
+		}
+		var ids []any
+		var pending [][]byte
+		for rows.Next() {
+			var id int64
+			var e []byte
+			if err := rows.Scan(&id, &e); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+			pending = append(pending, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		b, err := f(st, pending)
+		if err != nil || b == nil {
+			return err
+		}
+		if b.First != st.Size || len(b.Entries) != len(pending) || b.State.Size != st.Size+uint64(len(pending)) {
+			return errors.New("tlogstore: the batch does not follow the tree state")
+		}
+		if err := s.writeBatch(ctx, tx, b); err != nil {
+			return err
+		}
+		for len(ids) > 0 {
+			k := min(len(ids), rowsPerStatement)
+			if _, err := s.db.Exec(ctx, tx, "DELETE FROM tlog_pending WHERE id IN ("+placeholders(1, k)+")", ids[:k]...); err != nil {
+				return fmt.Errorf("tlogstore: removing sequenced entries: %w", err)
+			}
+			ids = ids[k:]
+		}
+		n = len(pending)
+		return nil
+	})
+	return n, err
+}
+
+func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *tlog.Batch) error {
+	for i := 0; i < len(b.Entries); i += rowsPerStatement {
+		chunk := b.Entries[i:min(i+rowsPerStatement, len(b.Entries))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO tlog_entries (idx, entry) VALUES ")
+		args := make([]any, 0, 2*len(chunk))
+		for j, e := range chunk {
+			if j > 0 {
+				q.WriteByte(',')
+			}
+			fmt.Fprintf(&q, "($%d, $%d)", 2*j+1, 2*j+2)
+			args = append(args, int64(b.First)+int64(i+j), e)
+		}
+		if _, err := s.db.Exec(ctx, tx, q.String(), args...); err != nil {
+			return fmt.Errorf("tlogstore: writing entries: %w", err)
+		}
+	}
+	ids := make([]tlog.TileID, len(b.Tiles))
+	for i, t := range b.Tiles {
+		ids[i] = t.ID
+	}
+	have, err := s.readTiles(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	for _, t := range b.Tiles {
+		old, exists := have[t.ID]
+		if len(old) != t.Offset*tlog.HashSize {
+			return fmt.Errorf("%w: tile %d/%d holds %d hashes, the batch appends at %d", tlog.ErrTree, t.ID.Level, t.ID.Index, len(old)/tlog.HashSize, t.Offset)
+		}
+		hashes := append(append([]byte(nil), old...), t.Hashes...)
+		q := "INSERT INTO tlog_tiles (level, idx, hashes) VALUES ($1, $2, $3)"
+		if exists {
+			q = "UPDATE tlog_tiles SET hashes = $3 WHERE level = $1 AND idx = $2"
+		}
+		if _, err := s.db.Exec(ctx, tx, q, t.ID.Level, int64(t.ID.Index), hashes); err != nil {
+			return fmt.Errorf("tlogstore: writing tile %d/%d: %w", t.ID.Level, t.ID.Index, err)
+		}
+	}
+	var edge []byte
+	for _, h := range b.State.Edge {
+		edge = append(edge, h...)
+	}
+	if _, err := s.db.Exec(ctx, tx, "UPDATE tlog_state SET size = $1, root = $2, edge = $3 WHERE id = 1",
+		int64(b.State.Size), b.State.Root, edge); err != nil {
+		return fmt.Errorf("tlogstore: writing the tree state: %w", err)
+	}
+	return nil
+}
+
+// placeholders is "$from, …" for n parameters.
+func placeholders(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+// ReadTiles implements tlog.TileReader.
+func (s *Store) ReadTiles(ctx context.Context, ids []tlog.TileID) (map[tlog.TileID][]byte, error) {
+	return s.readTiles(ctx, s.db.SQL(), ids)
+}
+
+func (s *Store) readTiles(ctx context.Context, q sqlstore.Execer, ids []tlog.TileID) (map[tlog.TileID][]byte, error) {
+	out := make(map[tlog.TileID][]byte, len(ids))
+	for len(ids) > 0 {
+		k := min(len(ids), rowsPerStatement/2)
+		var cond strings.Builder
+		args := make([]any, 0, 2*k)
+		for i, id := range ids[:k] {
+			if i > 0 {
+				cond.WriteString(" OR ")
+			}
+			fmt.Fprintf(&cond, "(level = $%d AND idx = $%d)", 2*i+1, 2*i+2)
+			args = append(args, id.Level, int64(id.Index))
+		}
+		rows, err := q.QueryContext(ctx, s.db.Rebind("SELECT level, idx, hashes FROM tlog_tiles WHERE "+cond.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("tlogstore: reading tiles: %w", err)
+		}
+		for rows.Next() {
+			var level int
+			var idx int64
+			var h []byte
+			if err := rows.Scan(&level, &idx, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[tlog.TileID{Level: level, Index: uint64(idx)}] = h
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		ids = ids[k:]
+	}
+	return out, nil
+}
+
+// txTiles reads tiles in a transaction.
+type txTiles struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func (t txTiles) ReadTiles(ctx context.Context, ids []tlog.TileID) (map[tlog.TileID][]byte, error) {
+	return t.s.readTiles(ctx, t.tx, ids)
+}
+
+// Publish implements tlog.Store.
+func (s *Store) Publish(ctx context.Context, f func(tlog.TreeState, *tlog.SignedCheckpoint, tlog.TileReader) (*tlog.SignedCheckpoint, error)) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		st, err := s.lockState(ctx, tx)
+		if err != nil {
+			return err
+		}
+		last, err := s.latest(ctx, tx)
+		if err != nil && !errors.Is(err, tlog.ErrNoCheckpoint) {
+			return err
+		}
+		cp, err := f(st, last, txTiles{s, tx})
+		if err != nil || cp == nil {
+			return err
+		}
+		if last != nil && cp.Size <= last.Size {
+			return fmt.Errorf("tlogstore: checkpoint of size %d after one of %d", cp.Size, last.Size)
+		}
+		if _, err := s.db.Exec(ctx, tx, "INSERT INTO tlog_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)",
+			int64(cp.Size), cp.Root, cp.Note, cp.SignedAt.UTC()); err != nil {
+			return fmt.Errorf("tlogstore: storing the checkpoint: %w", err)
+		}
+		return nil
+	})
+}
+
+const checkpointColumns = "SELECT size, root, note, signed_at FROM tlog_checkpoints"
+
+func scanCheckpoint(sc interface{ Scan(...any) error }) (*tlog.SignedCheckpoint, error) {
+	var size int64
+	var c tlog.SignedCheckpoint
+	if err := sc.Scan(&size, &c.Root, &c.Note, &c.SignedAt); err != nil {
+		return nil, err
+	}
+	c.Size = uint64(size)
+	parsed, err := tlog.ParseCheckpoint(noteBody(c.Note))
+	if err != nil {
+		return nil, fmt.Errorf("tlogstore: stored checkpoint %d: %w", size, err)
+	}
+	c.Origin = parsed.Origin
+	return &c, nil
+}
+
+// noteBody is a signed note's text, before the blank line and signatures.
+func noteBody(n []byte) []byte {
+	if i := strings.Index(string(n), "\n\n"); i >= 0 {
+		return n[:i+1]
+	}
+	return n
+}
+
+func (s *Store) latest(ctx context.Context, q sqlstore.Execer) (*tlog.SignedCheckpoint, error) {
+	c, err := scanCheckpoint(q.QueryRowContext(ctx, checkpointColumns+" ORDER BY size DESC LIMIT 1"))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, tlog.ErrNoCheckpoint
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tlogstore: reading the latest checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// LatestCheckpoint implements tlog.Store.
+func (s *Store) LatestCheckpoint(ctx context.Context) (*tlog.SignedCheckpoint, error) {
+	return s.latest(ctx, s.db.SQL())
+}
+
+// Checkpoints returns every checkpoint signed, oldest first (an auditor
+// verifies each and audits against them all).
+func (s *Store) Checkpoints(ctx context.Context) ([]*tlog.SignedCheckpoint, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, checkpointColumns+" ORDER BY size")
+	if err != nil {
+		return nil, fmt.Errorf("tlogstore: reading checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []*tlog.SignedCheckpoint
+	for rows.Next() {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// ReadEntries implements tlog.Store.
+func (s *Store) ReadEntries(ctx context.Context, first uint64, n int) ([][]byte, error) {
+	var out [][]byte
+	err := s.scan(ctx, first, n, func(idx uint64, e []byte) error {
+		if idx != first+uint64(len(out)) {
+			return errStop // a gap: what follows is not these entries
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return out, nil
+}
+
+var errStop = errors.New("stop")
+
+// ScanEntries implements tlog.AuditSource.
+func (s *Store) ScanEntries(ctx context.Context, first uint64, f func(uint64, []byte) error) error {
+	return s.scan(ctx, first, -1, f)
+}
+
+// scan reads up to limit entries (all, if negative) from index first.
+func (s *Store) scan(ctx context.Context, first uint64, limit int, f func(uint64, []byte) error) error {
+	q := "SELECT idx, entry FROM tlog_entries WHERE idx >= $1 ORDER BY idx"
+	args := []any{int64(first)}
+	if limit >= 0 {
+		q += " LIMIT $2"
+		args = append(args, limit)
+	}
+	rows, err := s.db.SQL().QueryContext(ctx, s.db.Rebind(q), args...)
+	if err != nil {
+		return fmt.Errorf("tlogstore: reading entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var idx int64
+		var e []byte
+		if err := rows.Scan(&idx, &e); err != nil {
+			return err
+		}
+		if err := f(uint64(idx), e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Pending is how many entries wait to be sequenced.
+func (s *Store) Pending(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_pending").Scan(&n)
+	return n, err
+}
