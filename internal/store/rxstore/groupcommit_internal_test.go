@@ -34,7 +34,9 @@ func openGroup(t *testing.T, driver string) *Exchange {
 	return s
 }
 
-func item(code string, q int) rx.Item { return rx.Item{Kind: exchange.ItemDrug, Code: code, Quantity: q} }
+func item(code string, q int) rx.Item {
+	return rx.Item{Kind: exchange.ItemDrug, Code: code, Quantity: q}
+}
 
 // TestBatchOutcomes: a batch is one transaction when all of it can be
 // stored, and each member's outcome is its own when any of it cannot —
