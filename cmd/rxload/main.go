@@ -89,6 +89,7 @@ func cmdSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	practitioners := fs.Int("practitioners", 16, "practitioners to certify (prescriptions are spread over them)")
 	pharmacies := fs.Int("pharmacies", 16, "pharmacies to certify")
 	persons := fs.Int("persons", 200000, "insured persons in the registry (a run uses one per prescription)")
+	exchangeKey := fs.String("exchange-key", "", "key URI where the exchange's signing key is made (pkcs11:token=…;object=…?module-path=…&pin-source=…, as on an HSM); default: an encrypted key file in -dir")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func cmdSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	path, err := loadgen.Setup(ctx, loadgen.SetupOptions{Dir: *dir, AdminURL: *adminURL, RootFile: *caFile,
-		Requester: requester, Approver: approver, Practitioners: *practitioners, Pharmacies: *pharmacies, Persons: *persons, Keys: keys})
+		Requester: requester, Approver: approver, Practitioners: *practitioners, Pharmacies: *pharmacies, Persons: *persons, ExchangeKey: *exchangeKey, Keys: keys})
 	if err != nil {
 		return err
 	}
