@@ -35,10 +35,32 @@ command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v curl >/dev/null || missing+=(curl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+# The highly available deployment's fault tests (deploy/faulttest.sh).
+ha=()
+command -v patroni >/dev/null || ha+=(patroni)
+command -v etcd >/dev/null || ha+=(etcd-server)
+command -v etcdctl >/dev/null || ha+=(etcd-client)
+command -v haproxy >/dev/null || ha+=(haproxy)
+command -v pgbackrest >/dev/null || ha+=(pgbackrest)
+missing+=("${ha[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt_install "${missing[@]}"
 fi
+# The packages' own services (etcd on 2379, HAProxy's default config,
+# Patroni without a config) are not the test's: the fault tests run their
+# own instances on loopback ports of their own. Stopped and disabled if
+# the installation started them.
+for svc in etcd haproxy patroni; do
+  case " ${ha[*]} " in *" $svc"*) ;; *) continue ;; esac
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  else
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done
 
 # PostgreSQL: start the installed cluster (exit code 2 means it already runs)
 # and make a password role reachable over 127.0.0.1, as production connects.
@@ -78,7 +100,7 @@ done
 
 export NUSKHA_TEST_POSTGRES="postgres://nuskha:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/nuskha_test?sslmode=disable"
 # Fail, never skip, when a real component is missing.
-export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1 NUSKHA_REQUIRE_OPENSSL=1
+export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1 NUSKHA_REQUIRE_OPENSSL=1 NUSKHA_REQUIRE_SYSTEMD_ANALYZE=1
 export CGO_ENABLED=1
 
 log "go vet"
@@ -91,3 +113,6 @@ log "go test -race ./..."
 go test -race -count=1 -timeout 30m "$@" ./...
 log "the README walkthrough (deploy/demo.sh)"
 bash deploy/demo.sh
+# Needs root (the PostgreSQL nodes run as postgres): under sudo otherwise.
+log "the fault tests of the highly available deployment (deploy/faulttest.sh)"
+$SUDO env "PATH=$PATH" bash deploy/faulttest.sh

@@ -1,7 +1,7 @@
 // Command rxload offers the prescription exchange a load and measures it.
 //
 //	rxload setup -dir DIR -admin-url URL -ca-file ROOT -requester-cert F -requester-key URI -approver-cert F -approver-key URI
-//	rxload run   -dir DIR -url https://localhost:8543 -n 20000 -c 32 [-rate 1000] [-pipeline]
+//	rxload run   -dir DIR -url https://localhost:8543 -n 20000 -c 32 [-rate 1000] [-pipeline] [-retry 60s -acked FILE]
 //
 // setup has trustd (through its admin API, as two officers) certify the
 // keys of a vendor, rxd's TLS server, the exchange's receipts, and of
@@ -20,7 +20,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"go.step.sm/crypto/pemutil"
 
@@ -87,6 +89,7 @@ func cmdSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	practitioners := fs.Int("practitioners", 16, "practitioners to certify (prescriptions are spread over them)")
 	pharmacies := fs.Int("pharmacies", 16, "pharmacies to certify")
 	persons := fs.Int("persons", 200000, "insured persons in the registry (a run uses one per prescription)")
+	exchangeKey := fs.String("exchange-key", "", "key URI where the exchange's signing key is made (pkcs11:token=…;object=…?module-path=…&pin-source=…, as on an HSM); default: an encrypted key file in -dir")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -119,7 +122,7 @@ func cmdSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	path, err := loadgen.Setup(ctx, loadgen.SetupOptions{Dir: *dir, AdminURL: *adminURL, RootFile: *caFile,
-		Requester: requester, Approver: approver, Practitioners: *practitioners, Pharmacies: *pharmacies, Persons: *persons, Keys: keys})
+		Requester: requester, Approver: approver, Practitioners: *practitioners, Pharmacies: *pharmacies, Persons: *persons, ExchangeKey: *exchangeKey, Keys: keys})
 	if err != nil {
 		return err
 	}
@@ -149,6 +152,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rate := fs.Float64("rate", 0, "prescriptions offered per second, open loop (latency then includes queueing for a client); 0: as fast as the clients are answered")
 	dispense := fs.Bool("dispense", true, "then claim, dispense and close every accepted prescription")
 	pipeline := fs.Bool("pipeline", false, "claim, dispense and close each prescription as soon as it is accepted, by the client that submitted it")
+	retry := fs.Duration("retry", 0, "send a prescription again for up to this long while rxd answers 503 or 429 or does not answer (a failover); 0: one attempt")
+	ackedFile := fs.String("acked", "", "append a line per acknowledged document to this file as its answer arrives: UNIX-NANOSECONDS OPERATION ID")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -157,13 +162,26 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return cli.Usagef("run takes no arguments, got %q", fs.Args())
 	case *dir == "" || *url == "":
 		return cli.Usagef("run needs -dir (what setup made) and -url (rxd)")
-	case *n < 1 || *clients < 1 || *first < 0 || *rate < 0:
-		return cli.Usagef("-n and -c must be positive, -first and -rate not negative")
+	case *n < 1 || *clients < 1 || *first < 0 || *rate < 0 || *retry < 0:
+		return cli.Usagef("-n and -c must be positive, -first, -rate and -retry not negative")
 	}
 	keys := hsm.NewManager(hsm.NoPrompt)
 	defer keys.Close()
-	rep, err := loadgen.Run(ctx, loadgen.RunOptions{Manifest: filepath.Join(*dir, loadgen.ManifestFile), URL: *url, N: *n, First: *first,
-		Clients: *clients, Rate: *rate, Dispense: *dispense, Pipeline: *pipeline, Keys: keys, Progress: stderr})
+	opts := loadgen.RunOptions{Manifest: filepath.Join(*dir, loadgen.ManifestFile), URL: *url, N: *n, First: *first,
+		Clients: *clients, Rate: *rate, Dispense: *dispense, Pipeline: *pipeline, Retry: *retry, Keys: keys, Progress: stderr}
+	var acked *ackLog
+	if *ackedFile != "" {
+		f, err := os.OpenFile(*ackedFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		acked = &ackLog{f: f}
+		opts.Acked = acked.add
+	}
+	rep, err := loadgen.Run(ctx, opts)
+	if acked != nil {
+		err = errors.Join(err, acked.close())
+	}
 	if err != nil {
 		return err
 	}
@@ -172,4 +190,28 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.New("interrupted: the figures above are of the part that ran")
 	}
 	return nil
+}
+
+// ackLog writes each acknowledgement as it arrives, a line at a time, so
+// that a fault test reading the file while the load runs sees every
+// acknowledgement given so far, and one killed mid-run loses none it saw.
+type ackLog struct {
+	mu  sync.Mutex
+	f   *os.File
+	err error
+}
+
+func (a *ackLog) add(op, id string) {
+	line := fmt.Sprintf("%d %s %s\n", time.Now().UnixNano(), op, id)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := a.f.WriteString(line); err != nil && a.err == nil {
+		a.err = err
+	}
+}
+
+func (a *ackLog) close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return errors.Join(a.err, a.f.Close())
 }

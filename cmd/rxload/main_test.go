@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"io"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,8 +46,8 @@ func setupArgs(td *trustdtest.Trustd, dir string) []string {
 // serveRxd starts the real rxd (internal/rxd, as rxd serve builds it) on
 // a new SQLite database holding setup's registry and the sample
 // catalogue, with the TLS and exchange flags setup wrote, and returns its
-// URL once it listens.
-func serveRxd(t *testing.T, dir string) (url, db string) {
+// URL once it listens (on listen, or a port of the kernel's choosing).
+func serveRxd(t *testing.T, dir string, listen ...string) (url, db string) {
 	t.Helper()
 	ctx := context.Background()
 	db = filepath.Join(t.TempDir(), "rxd.db")
@@ -79,7 +83,7 @@ func serveRxd(t *testing.T, dir string) (url, db string) {
 	for i := 0; i+1 < len(a); i += 2 {
 		flag[a[i]] = a[i+1]
 	}
-	cfg := rxd.Config{Store: rxd.Store{Driver: sqlstore.SQLite, Path: db}, Listen: "127.0.0.1:0",
+	cfg := rxd.Config{Store: rxd.Store{Driver: sqlstore.SQLite, Path: db}, Listen: append(listen, "127.0.0.1:0")[0],
 		TLSCert: flag["-tls-cert"], TLSKey: flag["-tls-key"], ClientCA: flag["-client-ca"],
 		ExchangeKey: flag["-exchange-key"], ExchangeCert: flag["-exchange-cert"], Recheck: time.Minute,
 		Limits: rxapi.Limits{PerSecond: 1e6, Burst: 1e6, DailyLookups: 1e6}}
@@ -186,6 +190,108 @@ func TestRunAgainstRealRxd(t *testing.T) {
 	if _, errOut, code := runLoad("run", "-dir", dir, "-url", url, "-n", "50", "-first", "60"); code != 1 || !strings.Contains(errOut, "the registry holds 100 persons") {
 		t.Fatalf("a run past the registry: exit %d, %s", code, errOut)
 	}
+}
+
+// TestRunRetriesUntilRxdAnswers: with -retry, prescriptions sent before
+// rxd listens (as during a failover, nothing answers) are sent again until
+// it does; every one is acknowledged, each acknowledgement is a line of
+// the -acked file as it arrives, those lines name exactly the
+// prescriptions rxd stored, and the report counts the attempts that found
+// no one listening.
+func TestRunRetriesUntilRxdAnswers(t *testing.T) {
+	td := trustdtest.Start(t)
+	dir := filepath.Join(t.TempDir(), "load")
+	if out, errOut, code := runLoad(append(setupArgs(td, dir), "-practitioners", "1", "-pharmacies", "1", "-persons", "30")...); code != 0 {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there until rxd does
+	_, port, _ := strings.Cut(addr, ":")
+	acked := filepath.Join(t.TempDir(), "acked")
+	const n = 30
+	signed := &lineWatch{want: "signed ", seen: make(chan struct{})}
+	type result struct {
+		out  string
+		code int
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out bytes.Buffer
+		code := cli.Exit("rxload", run(context.Background(), []string{"run", "-dir", dir, "-url", "https://localhost:" + port, "-n", strconv.Itoa(n), "-c", "3",
+			"-dispense=false", "-retry", "2m", "-acked", acked}, &out, signed), io.Discard)
+		done <- result{out.String(), code}
+	}()
+	select {
+	case <-signed.seen: // the prescriptions are being sent, to no one
+	case r := <-done:
+		t.Fatalf("run ended before it submitted: exit %d\n%s", r.code, r.out)
+	}
+	_, db := serveRxd(t, dir, addr)
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("run: exit %d\n%s", r.code, r.out)
+	}
+	t.Logf("rxload run:\n%s", r.out)
+	if m := row.FindStringSubmatch(r.out); m == nil || m[1] != "prescribe" || m[2] != strconv.Itoa(n) || m[3] != "0" {
+		t.Fatalf("want %d prescriptions accepted, none failed:\n%s", n, r.out)
+	}
+	if !regexp.MustCompile(`retried after transport\s+[1-9]`).MatchString(r.out) {
+		t.Fatalf("no attempt without an answer was counted:\n%s", r.out)
+	}
+	b, err := os.ReadFile(acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[1] != "prescribe" {
+			t.Fatalf("acked line %q is not UNIX-NANOSECONDS prescribe ID", line)
+		}
+		if _, err := strconv.ParseInt(f[0], 10, 64); err != nil {
+			t.Fatalf("acked line %q: %v", line, err)
+		}
+		ids[f[2]] = true
+	}
+	conn, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rows, err := conn.Query("SELECT id FROM prescriptions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	stored := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		stored[id] = true
+	}
+	if len(ids) != n || !maps.Equal(ids, stored) {
+		t.Fatalf("%d acknowledged, %d stored: not the same prescriptions", len(ids), len(stored))
+	}
+}
+
+// lineWatch closes seen once a line beginning with want is written.
+type lineWatch struct {
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	if strings.HasPrefix(string(p), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
 }
 
 // TestHelpNeverActs: help for any command prints on standard output, exits

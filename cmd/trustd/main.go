@@ -24,6 +24,7 @@ import (
 	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -40,6 +41,7 @@ const usage = `usage:
   trustd add-officer -config FILE -root-key URI -officer NAME…
                                                              add officers when fewer than two can act (recovery)
   trustd record-certificate -config FILE -cert FILE           record a certificate signed but lost with the database (from the log)
+  trustd backup -config FILE -out FILE                       copy the SQLite database, while trustd runs, to a new file
   trustd version                                             which build this is: version, commit, Go version
 Run "trustd <command> -h" for a command's flags.`
 
@@ -56,6 +58,7 @@ var commands = map[string]command{
 	"sign-arl":           cmdSignARL,
 	"add-officer":        cmdAddOfficer,
 	"record-certificate": cmdRecordCertificate,
+	"backup":             cmdBackup,
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("trustd", args, stdout, stderr)
 	},
@@ -294,5 +297,43 @@ func cmdRecordCertificate(ctx context.Context, args []string, stdout, stderr io.
 	}
 	fmt.Fprintf(stdout, "recorded certificate %s of enrolment %s; revoke it if it should not stand: rxctl cert revoke -serial %s -reason …\n",
 		rec.SerialHex(), rec.EnrolmentID, rec.SerialHex())
+	return nil
+}
+
+// cmdBackup copies the embedded SQLite database to a new file while
+// trustd serves from it (sqlstore.Backup: one consistent snapshot,
+// checked). A PostgreSQL database is backed up with pgBackRest.
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("trustd backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "trustd.json (required)")
+	out := fs.String("out", "", "the copy: a new file (one already there is refused), private to its owner")
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if *path == "" || *out == "" || fs.NArg() != 0 {
+		return cli.Usagef("usage: trustd backup -config FILE -out NEW-FILE")
+	}
+	cfg, err := trustd.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.Store.Driver == sqlstore.Postgres {
+		return cli.Usagef("trustd backup copies the embedded SQLite database; back PostgreSQL up with pgBackRest (docs/operations-ha.md)")
+	}
+	st, err := trustd.OpenStore(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	if err := st.Backup(ctx, *out); err != nil {
+		return err
+	}
+	info, err := os.Stat(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backed up %s to %s: %d bytes in %s, integrity check ok\n", cfg.Path(cfg.Store.Path), *out, info.Size(), time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -36,7 +36,7 @@ func TestHelpNeverActs(t *testing.T) {
 		"dir": filepath.Join(root, "ca"), "officer": "alice", "root-key": key("root"), "intermediate-key": key("issuing"),
 		"tls-key": key("tls"), "store": "sqlite", "dsn-file": filepath.Join(root, "dsn"), "dns": "localhost",
 		"admin-listen": "127.0.0.1:0", "public-listen": "127.0.0.1:0", "http-listen": "127.0.0.1:0",
-		"config": filepath.Join(root, "ca", "trustd.json"),
+		"config": filepath.Join(root, "ca", "trustd.json"), "out": filepath.Join(root, "copy.db"),
 	}
 	before := clitest.Files(t, root)
 	for name := range commands {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"slices"
 	"sort"
@@ -53,6 +54,13 @@ type RunOptions struct {
 	// Acked, if set, is told of each document rxd acknowledged (its
 	// operation and id), as the answer arrives.
 	Acked func(op, id string)
+	// Retry, if positive, is how long a prescription is sent again while
+	// rxd answers 503 or 429 or does not answer (a failover, rxd
+	// restarting): a prescription is content-addressed, so sending it
+	// again never stores it twice — the answer to a copy is the first
+	// answer. Each attempt that failed is counted in Report.Retried. Zero:
+	// one attempt, as a benchmark wants.
+	Retry time.Duration
 	Keys  *hsm.Manager
 	// Progress receives a line per phase.
 	Progress io.Writer
@@ -66,6 +74,10 @@ type Report struct {
 	Prescribe time.Duration // the prescribing phase, first submission to last answer
 	Pharmacy  time.Duration // the dispensing phase (or the whole run, pipelined)
 	Closed    int           // prescriptions claimed, dispensed and closed
+	// Retried counts the prescribing attempts that failed and were sent
+	// again (RunOptions.Retry), by problem code ("transport" without an
+	// answer).
+	Retried map[string]int
 }
 
 // Op is one operation's answers.
@@ -241,8 +253,28 @@ func (l *loaded) signOne(j *job, i int, o RunOptions, now time.Time) error {
 
 // recorder collects the answers of every client.
 type recorder struct {
-	mu  sync.Mutex
-	ops map[string]*Op
+	mu      sync.Mutex
+	ops     map[string]*Op
+	retried map[string]int
+}
+
+// code names an error as the report does: its problem code, "transport"
+// without an answer, "cancelled" when the run was.
+func code(err error) string {
+	var p *client.Problem
+	switch {
+	case errors.As(err, &p):
+		return p.Code
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return "cancelled"
+	}
+	return "transport"
+}
+
+func (r *recorder) retry(err error) {
+	r.mu.Lock()
+	r.retried[code(err)]++
+	r.mu.Unlock()
 }
 
 func (r *recorder) record(op string, took time.Duration, err error) {
@@ -258,14 +290,40 @@ func (r *recorder) record(op string, took time.Duration, err error) {
 		o.lat = append(o.lat, took)
 		return
 	}
-	var p *client.Problem
-	code := "transport"
-	if errors.As(err, &p) {
-		code = p.Code
-	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		code = "cancelled"
+	o.Errors[code(err)]++
+}
+
+// retryPause is the wait between two attempts of a prescription: short,
+// so that the end of an outage is seen within it.
+const retryPause = 200 * time.Millisecond
+
+// prescribe submits jws, and again for up to o.Retry while rxd asks to
+// come back later or does not answer.
+func (o RunOptions) prescribe(ctx context.Context, c *client.Client, jws string, rec *recorder) (*client.PrescriptionAccepted, error) {
+	deadline := time.Now().Add(o.Retry)
+	for {
+		acc, err := c.Prescribe(ctx, jws)
+		if err == nil || !retryable(err) || ctx.Err() != nil || !time.Now().Before(deadline) {
+			return acc, err
+		}
+		rec.retry(err)
+		t := time.NewTimer(retryPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
 	}
-	o.Errors[code]++
+}
+
+// retryable: rxd said to come back later (503, 429), or gave no answer.
+func retryable(err error) bool {
+	var p *client.Problem
+	if errors.As(err, &p) {
+		return p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests
+	}
+	return !errors.Is(err, context.Canceled)
 }
 
 // Run offers the load and measures it. A refusal or a failed call is
@@ -294,7 +352,7 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 	rep.Signed, rep.SignTime = len(jobs), time.Since(start)
 	fmt.Fprintf(o.Progress, "signed %d prescriptions and their dispense records in %s\n", rep.Signed, rep.SignTime.Round(time.Millisecond))
 
-	rec := &recorder{ops: map[string]*Op{}}
+	rec := &recorder{ops: map[string]*Op{}, retried: map[string]int{}}
 	clients := make([]*client.Client, o.Clients)
 	for i := range clients {
 		if clients[i], err = client.New(client.Config{BaseURL: o.URL, Roots: l.roots, Certificate: l.vendor, Retries: -1}); err != nil {
@@ -369,7 +427,7 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 				if o.Rate > 0 {
 					t0 = j.due
 				}
-				acc, err := clients[w].Prescribe(ctx, j.prescription)
+				acc, err := o.prescribe(ctx, clients[w], j.prescription, rec)
 				rec.record(OpPrescribe, time.Since(t0), err)
 				if err != nil {
 					continue
@@ -429,7 +487,7 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 	for _, op := range rec.ops {
 		slices.Sort(op.lat)
 	}
-	rep.Ops, rep.Closed = rec.ops, int(closed.Load())
+	rep.Ops, rep.Closed, rep.Retried = rec.ops, int(closed.Load()), rec.retried
 	return rep, nil
 }
 
@@ -459,6 +517,16 @@ func (r *Report) Print(w io.Writer) {
 		sort.Strings(codes)
 		for _, c := range codes {
 			fmt.Fprintf(w, "  refused %-28s %d\n", c, o.Errors[c])
+		}
+	}
+	if len(r.Retried) > 0 {
+		codes := make([]string, 0, len(r.Retried))
+		for c := range r.Retried {
+			codes = append(codes, c)
+		}
+		sort.Strings(codes)
+		for _, c := range codes {
+			fmt.Fprintf(w, "retried after %-22s %d attempts\n", c, r.Retried[c])
 		}
 	}
 	if r.Pharmacy > 0 {

@@ -58,7 +58,11 @@ type SetupOptions struct {
 	// Persons how many insured persons the registry holds (each
 	// prescription of a run is for a person of its own).
 	Practitioners, Pharmacies, Persons int
-	Keys                               *hsm.Manager
+	// ExchangeKey, if set, is the key URI where the exchange's signing
+	// key is made (pkcs11:… on an HSM token, as production keeps it);
+	// without it, an encrypted key file in Dir like every other key.
+	ExchangeKey string
+	Keys        *hsm.Manager
 }
 
 // Card is a certified signing key: a key URI and its chain (PEM file).
@@ -137,7 +141,7 @@ func Setup(ctx context.Context, o SetupOptions) (string, error) {
 	if m.RxdTLS, err = s.certify(ctx, "rxd-tls", service("service", "rxd "+s.tag), "service-tls-server", ""); err != nil {
 		return "", err
 	}
-	if m.Exchange, err = s.certify(ctx, "exchange", service("service", "rxd exchange "+s.tag), "exchange-receipt-signing", ""); err != nil {
+	if m.Exchange, err = s.certifyAt(ctx, o.ExchangeKey, "exchange", service("service", "rxd exchange "+s.tag), "exchange-receipt-signing", ""); err != nil {
 		return "", err
 	}
 	for i := range o.Practitioners {
@@ -182,11 +186,19 @@ type setup struct {
 // and has its enrolment requested by one officer and approved by the
 // other, as rxctl does.
 func (s *setup) certify(ctx context.Context, name string, subject map[string]any, profile, number string) (Card, error) {
-	pass := filepath.Join(s.dir, name+".pass")
-	if err := os.WriteFile(pass, []byte(randomHex(24)), 0o600); err != nil {
-		return Card{}, err
+	return s.certifyAt(ctx, "", name, subject, profile, number)
+}
+
+// certifyAt is certify with the key made at uri; "" is a key file in the
+// directory.
+func (s *setup) certifyAt(ctx context.Context, uri, name string, subject map[string]any, profile, number string) (Card, error) {
+	if uri == "" {
+		pass := filepath.Join(s.dir, name+".pass")
+		if err := os.WriteFile(pass, []byte(randomHex(24)), 0o600); err != nil {
+			return Card{}, err
+		}
+		uri = hsm.SoftKeyURI(filepath.Join(s.dir, name+".key"), pass)
 	}
-	uri := hsm.SoftKeyURI(filepath.Join(s.dir, name+".key"), pass)
 	key, err := s.keys.CreateKey(ctx, uri, hsm.ECP256)
 	if err != nil {
 		return Card{}, err

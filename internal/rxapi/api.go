@@ -29,6 +29,7 @@ import (
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/transient"
 )
 
 // The API's dependencies, each as narrow as the API uses it.
@@ -249,8 +250,14 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 // fail writes a problem. Its instance is the route, not the path
 // (problem.Write), so that a vendor's error report that quotes an
 // eligibility lookup's holds none of the national id's digits.
+//
+// A failure of a dependency that comes back by itself — the database in a
+// failover or short of room, the HSM's token pulled — is unavailable (503,
+// with Retry-After), not internal: nothing was acknowledged, and the
+// vendor's software sends the same request again (every write of the
+// exchange is safe to repeat) rather than reporting a fault.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	problem.Write(w, r, a.Log, err)
+	problem.Write(w, r, a.Log, transient.Header(w, err))
 }
 
 // day reads the date query parameter (Gregorian or Solar Hijri), today

@@ -28,6 +28,7 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/transient"
 )
 
 // Store is what the API reads directly.
@@ -206,8 +207,10 @@ func (a *API) edge(listener string, h http.Handler) http.Handler {
 	return httpedge.Edge{Log: a.cfg.Log, Listener: listener}.Handler(h)
 }
 
+// fail writes a problem: a failure of the database (a failover) or of the
+// HSM's token is unavailable, with Retry-After (transient).
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	problem.Write(w, r, a.cfg.Log, err)
+	problem.Write(w, r, a.cfg.Log, transient.Header(w, err))
 }
 
 // officer authenticates the client certificate as an officer's.

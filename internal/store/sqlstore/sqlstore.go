@@ -320,3 +320,55 @@ func (s *DB) Migrate(ctx context.Context, sc Schema) error {
 	}
 	return nil
 }
+
+// Backup copies a SQLite database to path, a new file, while it is in use:
+// VACUUM INTO reads one consistent snapshot (WAL lets writers go on
+// meanwhile) and writes a compacted copy, which is made private (0600:
+// it holds national ids) before a byte is written, synced, and checked
+// with PRAGMA integrity_check before Backup returns. A file already at
+// path is refused; a copy that fails is removed. PostgreSQL is backed up
+// with pgBackRest (docs/operations-ha.md), not here.
+func (s *DB) Backup(ctx context.Context, path string) (err error) {
+	d := s.d
+	if d.name != SQLite {
+		return errors.New("sqlstore: the online backup is SQLite's; back PostgreSQL up with pgBackRest (docs/operations-ha.md)")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlstore: backup: %w", err)
+	}
+	f.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+	// An empty file is one VACUUM INTO may write (it refuses any other).
+	if _, err := s.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("sqlstore: backup to %s: %w", path, err)
+	}
+	if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
+		return fmt.Errorf("sqlstore: backup: %w", err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: backup: syncing %s: %w", path, err)
+	}
+	// Read-only, as it is: the copy is not switched to WAL by the check.
+	copyDB, err := sql.Open(d.sqlDriver, "file:"+path+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("sqlstore: backup: opening the copy: %w", err)
+	}
+	defer copyDB.Close()
+	var check string
+	if err := copyDB.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&check); err != nil {
+		return fmt.Errorf("sqlstore: backup: checking the copy: %w", err)
+	}
+	if check != "ok" {
+		return fmt.Errorf("sqlstore: backup: the copy at %s fails its integrity check: %s", path, check)
+	}
+	return nil
+}
