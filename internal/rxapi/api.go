@@ -75,9 +75,13 @@ type API struct {
 	// Status: a caller whose status cannot be established is refused.
 	Status Status
 	// DB is pinged by /healthz; nil skips the check.
-	DB  Pinger
-	Log *slog.Logger
-	Now func() time.Time
+	DB Pinger
+	// Ready answers /readyz (observe.Readiness); nil serves no /readyz.
+	Ready http.Handler
+	// Metrics count requests at the edge; nil counts nothing.
+	Metrics *httpedge.Metrics
+	Log     *slog.Logger
+	Now     func() time.Time
 	// Limits bound each caller's requests and lookups; zero fields take
 	// DefaultLimits'.
 	Limits Limits
@@ -136,7 +140,7 @@ func (a *API) Handler() http.Handler {
 	if a.Audit == nil {
 		a.Audit = LogAudit{Log: a.Log}
 	}
-	return httpedge.Edge{Log: a.Log}.Handler(a.routes())
+	return httpedge.Edge{Log: a.Log, Metrics: a.Metrics}.Handler(a.routes())
 }
 
 // routes are the API's routes.
@@ -149,6 +153,9 @@ func (a *API) routes() *httpedge.Routes {
 	rt.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
 	a.exchangeRoutes(rt)
 	rt.HandleFunc("GET /healthz", a.health)
+	if a.Ready != nil {
+		rt.Handle("GET /readyz", a.Ready)
+	}
 	return rt
 }
 
@@ -249,8 +256,12 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 // fail writes a problem. Its instance is the route, not the path
 // (problem.Write), so that a vendor's error report that quotes an
 // eligibility lookup's holds none of the national id's digits.
+//
+// A failure that is internal only because the database or the HSM token
+// is down is answered unavailable, with a Retry-After (httpedge.Classify):
+// nothing was stored, and the same request may be sent again.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	problem.Write(w, r, a.Log, err)
+	problem.Write(w, r, a.Log, httpedge.Classify(err))
 }
 
 // day reads the date query parameter (Gregorian or Solar Hijri), today

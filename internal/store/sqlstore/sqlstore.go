@@ -11,15 +11,19 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -319,4 +323,77 @@ func (s *DB) Migrate(ctx context.Context, sc Schema) error {
 		}
 	}
 	return nil
+}
+
+// Unavailable reports whether err means the database cannot be used now
+// rather than that the statement was wrong: the server does not answer or
+// dropped the connection, is shutting down or out of connections, is a
+// read-only standby (after a failover), or SQLite's file cannot be
+// written or locked. Such a failure is a dependency being down: the
+// request is refused as unavailable, to be retried, never as internal.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			strings.HasPrefix(pe.Code, "53"),                           // insufficient resources (too many connections, disk full)
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutdown, crash, cannot connect now
+			pe.Code == "25006": // read-only transaction: a standby
+			return true
+		}
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	var se *sqlite.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), pgconn.SafeToRetry(err), pgconn.Timeout(err),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		return true
+	case errors.As(err, &se):
+		switch se.Code() & 0xff { // the primary code
+		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
+			return true
+		}
+	}
+	return false
+}
+
+// SQLite's primary result codes that mean the file cannot be used now.
+const (
+	sqliteBusy     = 5
+	sqliteLocked   = 6
+	sqliteReadOnly = 8
+	sqliteIOErr    = 10
+	sqliteFull     = 13
+	sqliteCantOpen = 14
+)
+
+// Writable checks that the database answers and takes writes: on
+// PostgreSQL that the server is a primary (not in recovery) and the
+// session is not read-only; on SQLite that the write lock can be taken
+// (BEGIN IMMEDIATE, rolled back), which fails on a read-only file or one
+// locked beyond busy_timeout. It writes nothing: a readiness check runs
+// it every few seconds.
+func (s *DB) Writable(ctx context.Context) error {
+	if s.d.name == Postgres {
+		var recovery bool
+		var readOnly string
+		if err := s.db.QueryRowContext(ctx, "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')").Scan(&recovery, &readOnly); err != nil {
+			return err
+		}
+		if recovery || readOnly == "on" {
+			return errors.New("sqlstore: the PostgreSQL server is read-only (in recovery: a standby)")
+		}
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // _txlock=immediate: takes the write lock
+	if err != nil {
+		return err
+	}
+	return tx.Rollback()
 }
