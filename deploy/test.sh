@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need, then runs every test with the
 # race detector: SoftHSM2 and OpenSC (a real PKCS#11 token), OpenSSL (an
-# independent verifier), and PostgreSQL (a real database). Safe to run again.
+# independent verifier), PostgreSQL (a real database) and promtool (the
+# Prometheus linter for /metrics). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,8 @@ command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# promtool (Debian package prometheus) lints what the daemons export on /metrics.
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt_install "${missing[@]}"
@@ -78,7 +81,7 @@ done
 
 export NUSKHA_TEST_POSTGRES="postgres://nuskha:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/nuskha_test?sslmode=disable"
 # Fail, never skip, when a real component is missing.
-export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1 NUSKHA_REQUIRE_OPENSSL=1
+export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1 NUSKHA_REQUIRE_OPENSSL=1 NUSKHA_REQUIRE_PROMTOOL=1
 export CGO_ENABLED=1
 
 log "go vet"
