@@ -57,6 +57,18 @@ func DB(reg prometheus.Registerer, db *sql.DB, name string) {
 	reg.MustRegister(collectors.NewDBStatsCollector(db, name))
 }
 
+// Commits returns a function that records a commit's duration in
+// nuskha_db_commit_duration_seconds (for sqlstore.DB.ObserveCommits).
+func Commits(reg prometheus.Registerer) func(time.Duration) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "nuskha_db_commit_duration_seconds",
+		Help:    "Time each database transaction's commit took: where a durable write waits for the disk (and, with synchronous replication, the standby).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+	reg.MustRegister(h)
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
+}
+
 // Info registers an info gauge: name with help, always 1, whose labels
 // are what label returns at each scrape (a rule set's version and digest,
 // the catalogue in force): what is in force now, not what was at start.

@@ -147,6 +147,8 @@ func TestOperations(t *testing.T) {
 		{string(trustdMetrics), `nuskha_certificates_issued_total{profile="pharmacy-signing"}`, 2},
 		{string(trustdMetrics), `nuskha_hsm_sign_duration_seconds_count{key="issuing"}`, 1},
 		{string(trustdMetrics), `nuskha_crl_age_seconds`, 0},
+		{string(rxdMetrics), `nuskha_db_commit_duration_seconds_count`, 2 * n},
+		{string(trustdMetrics), `nuskha_db_commit_duration_seconds_count`, 1},
 	} {
 		if v := value(t, c.text, c.series); v < c.atLeast {
 			t.Errorf("%s is %v, want at least %v", c.series, v, c.atLeast)
@@ -154,6 +156,18 @@ func TestOperations(t *testing.T) {
 	}
 	if !strings.Contains(string(rxdMetrics), `nuskha_rules_info{digest="`) || !strings.Contains(string(rxdMetrics), `nuskha_catalogue_info{id="cat_`) {
 		t.Error("rxd does not say which rule set and catalogue are in force")
+	}
+	// The runbook lists every metric of ours that either exports.
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{string(rxdMetrics), string(trustdMetrics)} {
+		for line := range strings.Lines(text) {
+			if f := strings.Fields(line); len(f) == 4 && f[1] == "TYPE" && strings.HasPrefix(f[2], "nuskha_") && !strings.Contains(string(doc), "`"+f[2]+"`") {
+				t.Errorf("docs/operations.md does not list %s", f[2])
+			}
+		}
 	}
 	personal := []string{"بیمار آزمون", "درمانگاه آزمون", "داروخانه آزمون"}
 	for i := range n + 1 {
@@ -351,6 +365,7 @@ func TestReload(t *testing.T) {
 	if v := rulesVersion(); v != "v1" {
 		t.Fatalf("rule set %q in force, want v1", v)
 	}
+	get(t, ops+"/readyz", 200) // SQLite: its write lock taken and released
 	before := serial()
 
 	setVersion("v2")

@@ -250,6 +250,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	adj := &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: d.Now, Log: d.Log}
 	observe.DB(metrics, db.SQL(), "rxd")
+	db.ObserveCommits(observe.Commits(metrics))
 	registerEvidence(metrics, status, d.Now)
 	registerInForce(metrics, engine, cat, d.Now)
 	ready := &observe.Readiness{Checks: readiness(db, engine, exchKey.Signer, exchKey.Chain, anchors, status), Log: d.Log}

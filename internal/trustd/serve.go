@@ -230,6 +230,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	observe.DB(metrics, db.SQL(), "trustd")
+	db.ObserveCommits(observe.Commits(metrics))
 	registerCRL(metrics, pub, d.Now)
 	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, inter: inters[0],
 		pub: pub, resp: resp, refusals: refusals, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew,

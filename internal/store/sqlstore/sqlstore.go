@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,7 +99,16 @@ type DB struct {
 	// fields names, for PostgreSQL's unique constraints, the field a
 	// caller can act on (SQLite's errors name the column themselves).
 	fields map[string]string
+	// commits is told how long each Tx's commit took; shared by every
+	// copy of the DB (WithConstraintFields).
+	commits *atomic.Pointer[func(time.Duration)]
 }
+
+// ObserveCommits has f told how long each commit of Tx takes (a
+// daemon's metrics: the commit is where a durable write waits for the
+// disk or the standby). It applies to every store built on this pool,
+// before or after the call.
+func (s *DB) ObserveCommits(f func(time.Duration)) { s.commits.Store(&f) }
 
 // WithConstraintFields returns the database (the same pool) reporting a
 // violation of one of these PostgreSQL unique constraints as a
@@ -155,7 +165,7 @@ func Open(ctx context.Context, driver, dsn string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connecting to %s: %w", driver, err)
 	}
-	return &DB{db: db, d: d}, nil
+	return &DB{db: db, d: d, commits: &atomic.Pointer[func(time.Duration)]{}}, nil
 }
 
 // createPrivate makes an empty SQLite database file at path, readable and
@@ -231,7 +241,12 @@ func (s *DB) Tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		_ = tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	start := time.Now()
+	err = tx.Commit()
+	if f := s.commits.Load(); f != nil && err == nil {
+		(*f)(time.Since(start))
+	}
+	if err != nil {
 		return s.Classify(fmt.Errorf("sqlstore: commit: %w", err))
 	}
 	return nil
