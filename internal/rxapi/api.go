@@ -76,7 +76,8 @@ type API struct {
 	Status Status
 	// DB is pinged by /healthz; nil skips the check.
 	DB Pinger
-	// Ready answers /readyz (observe.Readiness); nil serves no /readyz.
+	// Ready answers /readyz (observe.Readiness); nil answers it as
+	// /healthz.
 	Ready http.Handler
 	// Metrics count requests at the edge; nil counts nothing.
 	Metrics *httpedge.Metrics
@@ -155,6 +156,8 @@ func (a *API) routes() *httpedge.Routes {
 	rt.HandleFunc("GET /healthz", a.health)
 	if a.Ready != nil {
 		rt.Handle("GET /readyz", a.Ready)
+	} else {
+		rt.HandleFunc("GET /readyz", a.health)
 	}
 	return rt
 }
