@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need, then runs every test with the
 # race detector: SoftHSM2 and OpenSC (a real PKCS#11 token), OpenSSL (an
-# independent verifier), and PostgreSQL (a real database). Safe to run again.
+# independent verifier), PostgreSQL (a real database) and promtool (the
+# Prometheus linter for /metrics). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,9 @@ command -v etcd >/dev/null || ha+=(etcd-server)
 command -v etcdctl >/dev/null || ha+=(etcd-client)
 command -v haproxy >/dev/null || ha+=(haproxy)
 command -v pgbackrest >/dev/null || ha+=(pgbackrest)
+# promtool (Debian package prometheus) lints what the daemons export on
+# /metrics; the package's own Prometheus server is not the tests'.
+command -v promtool >/dev/null || ha+=(prometheus)
 missing+=("${ha[@]}")
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
@@ -53,7 +57,7 @@ fi
 # Patroni without a config) are not the test's: the fault tests run their
 # own instances on loopback ports of their own. Stopped and disabled if
 # the installation started them.
-for svc in etcd haproxy patroni; do
+for svc in etcd haproxy patroni prometheus; do
   case " ${ha[*]} " in *" $svc"*) ;; *) continue ;; esac
   if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
@@ -100,7 +104,7 @@ done
 
 export NUSKHA_TEST_POSTGRES="postgres://nuskha:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/nuskha_test?sslmode=disable"
 # Fail, never skip, when a real component is missing.
-export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1 NUSKHA_REQUIRE_OPENSSL=1 NUSKHA_REQUIRE_SYSTEMD_ANALYZE=1
+export NUSKHA_REQUIRE_SOFTHSM=1 NUSKHA_REQUIRE_POSTGRES=1 NUSKHA_REQUIRE_INTEROP=1 NUSKHA_REQUIRE_OPENSSL=1 NUSKHA_REQUIRE_SYSTEMD_ANALYZE=1 NUSKHA_REQUIRE_PROMTOOL=1
 export CGO_ENABLED=1
 
 log "go vet"

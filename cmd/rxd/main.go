@@ -3,7 +3,7 @@
 // service over HTTPS with client certificates, and imports the insurer's
 // registry and catalogue files.
 //
-//	rxd serve            -db-driver sqlite -db FILE -listen ADDR -tls-cert F -tls-key F -client-ca F [-rules F] [-exchange-key URI -exchange-cert F]
+//	rxd serve            -db-driver sqlite -db FILE -listen ADDR -tls-cert F -tls-key F -client-ca F [-rules F] [-exchange-key URI -exchange-cert F] [-metrics-listen 127.0.0.1:9543]
 //	rxd import-registry  -db-driver sqlite -db FILE -mode full|update FILE.csv
 //	rxd import-catalogue -db-driver sqlite -db FILE -valid-from DATE [-drugs F] [-services F]
 //	rxd check-rules      FILE.yaml
@@ -260,6 +260,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pseudonymKey := fs.String("pseudonym-key-file", "", "file whose bytes (32 or more, e.g. head -c 32 /dev/urandom) key the pseudonyms under which lookups are logged and seal the answers kept for Idempotency-Key retries; without it a random key, good for this run only (every instance on one database needs the same file)")
 	exchangeKey := fs.String("exchange-key", "", "the exchange's signing key for acknowledgements and receipts: a key URI (pkcs11:… for a key in an HSM); with -exchange-cert. Without both, the prescription exchange is not served")
 	exchangeCert := fs.String("exchange-cert", "", "the exchange's certificate (profile exchange-receipt-signing) and its intermediate, PEM, leaf first")
+	metricsListen := fs.String("metrics-listen", "", "operations address, plain HTTP: /metrics (Prometheus), /healthz, /readyz; no credential, no personal data — keep it on loopback (e.g. 127.0.0.1:9543) or a management network. Empty: none")
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -293,7 +294,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Store: st, Listen: *listen, TLSCert: *certFile, TLSKey: *keyFile, ClientCA: *clientCA, Arc: *arc,
 		StatusMaxAge: *statusAge, Recheck: *recheck, RulesFile: *rulesFile, RulesPoll: *rulesPoll, Conns: conns,
 		Limits: rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups}, PseudonymKeyFile: *pseudonymKey,
-		ExchangeKey: *exchangeKey, ExchangeCert: *exchangeCert,
+		ExchangeKey: *exchangeKey, ExchangeCert: *exchangeCert, MetricsListen: *metricsListen,
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -302,13 +303,36 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	context.AfterFunc(ctx, stop)
 	keys := hsm.NewManager(hsm.NoPrompt)
 	defer keys.Close()
-	svc, err := rxd.New(ctx, cfg, rxd.Deps{Log: slog.New(slog.NewJSONHandler(stderr, nil)), Now: time.Now, Keys: keys})
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	svc, err := rxd.New(ctx, cfg, rxd.Deps{Log: log, Now: time.Now, Keys: keys})
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the rule set file and the TLS certificate (Reload).
+	// It is waited for before the keys are closed.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		for {
+			select {
+			case <-reloadCtx.Done():
+				return
+			case <-hup:
+				if err := svc.Reload(reloadCtx); err != nil {
+					log.Error("SIGHUP: reload failed", "err", err)
+				}
+			}
+		}
+	}()
 	// Serve returns once the requests in flight are drained and the rules
 	// watch has stopped: only then are the database and the keys closed.
 	serveErr := svc.Serve(ctx)
+	stopReloads()
+	<-reloads
 	return errors.Join(serveErr, svc.Close())
 }
 

@@ -261,7 +261,30 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, chec
 	// Once a shutdown has begun, a second signal ends the process at
 	// once (the default action) rather than being swallowed.
 	context.AfterFunc(ctx, stop)
-	return svc.Serve(ctx)
+	// SIGHUP reloads the TLS certificate and the ARL (Reload); it is
+	// waited for before the service and the keys are closed.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		for {
+			select {
+			case <-reloadCtx.Done():
+				return
+			case <-hup:
+				if err := svc.Reload(reloadCtx); err != nil {
+					log.Error("SIGHUP: reload failed", "err", err)
+				}
+			}
+		}
+	}()
+	err = svc.Serve(ctx)
+	stopReloads()
+	<-reloads
+	return err
 }
 
 // cmdRecordCertificate records a certificate whose record was lost with

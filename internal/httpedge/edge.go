@@ -56,6 +56,8 @@ type Edge struct {
 	// Listener names the listener in each line, when a daemon has more
 	// than one (trustd: admin, public, http); empty leaves it out.
 	Listener string
+	// Metrics count requests and their latency; nil counts nothing.
+	Metrics *Metrics
 }
 
 // request is what the edge learns of a request while it is served: the
@@ -67,6 +69,7 @@ type request struct {
 	route        string
 	limit        int64
 	caller, role string
+	problem      errs.Code // of the problem document answered, if one was
 }
 
 type requestKey struct{}
@@ -107,7 +110,11 @@ func (e Edge) Handler(h http.Handler) http.Handler {
 			req.clientID = c
 			w.Header().Set(ClientRequestIDHeader, c)
 		}
-		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, req))
+		ctx := context.WithValue(r.Context(), requestKey{}, req)
+		if e.Metrics != nil {
+			ctx = problem.WithNote(ctx, func(c errs.Code) { req.problem = c })
+		}
+		r = r.WithContext(ctx)
 		rec := &recorder{ResponseWriter: w}
 		defer func() {
 			p := recover()
@@ -127,7 +134,13 @@ func (e Edge) Handler(h http.Handler) http.Handler {
 					p = http.ErrAbortHandler
 				}
 			}
-			e.access(r, req, rec, time.Since(start))
+			took := time.Since(start)
+			e.access(r, req, rec, took)
+			listener := e.Listener
+			if listener == "" {
+				listener = "main"
+			}
+			e.Metrics.observe(listener, r, req, rec.status(), took)
 			if p != nil {
 				panic(p)
 			}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"go.step.sm/crypto/pemutil"
 
@@ -176,4 +177,42 @@ func readKeyFile(path string) (crypto.Signer, error) {
 		}
 		return s, nil
 	}
+}
+
+// Certificates hold a server's certificate so that it can be replaced
+// while serving (trustd and rxd reload theirs on SIGHUP): connections
+// opened after Set get the new one, those open keep theirs.
+type Certificates struct {
+	cur atomic.Pointer[tls.Certificate]
+}
+
+// NewCertificates holds c.
+func NewCertificates(c tls.Certificate) *Certificates {
+	s := &Certificates{}
+	s.Set(c)
+	return s
+}
+
+// Set replaces the certificate served.
+func (s *Certificates) Set(c tls.Certificate) { s.cur.Store(&c) }
+
+// Current is the certificate served.
+func (s *Certificates) Current() *tls.Certificate { return s.cur.Load() }
+
+// ServeFrom makes cfg serve whatever s holds at each handshake. It
+// answers each handshake with a copy of cfg holding the current
+// certificate (GetConfigForClient) rather than through GetCertificate,
+// which crypto/tls consults only for clients that send a server name:
+// one connecting by IP address would keep the first certificate.
+// cfg.Certificates keeps the certificate it was made with, so that a
+// server that fills in a missing certificate (httptest) leaves it be.
+func (s *Certificates) ServeFrom(cfg *tls.Config) *tls.Config {
+	cfg.Certificates = []tls.Certificate{*s.Current()}
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := cfg.Clone()
+		c.GetConfigForClient = nil
+		c.Certificates = []tls.Certificate{*s.Current()}
+		return c, nil
+	}
+	return cfg
 }

@@ -36,6 +36,7 @@ type Task struct {
 // Log messages that mark the steps of a shutdown (tests wait for them).
 const (
 	MsgDraining    = "shutting down: draining requests in flight"
+	MsgRefusing    = "listener closed: new connections are refused"
 	MsgTaskStopped = "background work stopped"
 	MsgStopped     = "stopped"
 	MsgAbandoned   = "requests that did not end after being cut off were abandoned"
@@ -55,6 +56,8 @@ func Run(ctx context.Context, log *slog.Logger, drain time.Duration, servers []S
 	reqs := inFlight{running: map[string]int{}}
 	for _, s := range servers {
 		s.HTTP.Handler = reqs.track(s.Name, s.HTTP.Handler)
+		// Shutdown closes the listener before it calls these.
+		s.HTTP.RegisterOnShutdown(func() { log.Info(MsgRefusing, "listener", s.Name) })
 	}
 	// The tasks' context outlives ctx until the requests are drained.
 	bg, stopTasks := context.WithCancel(context.WithoutCancel(ctx))

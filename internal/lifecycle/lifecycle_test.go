@@ -137,9 +137,15 @@ func TestShutdownInOrder(t *testing.T) {
 	default:
 	}
 	// The request holds the shutdown: nothing is stopped yet. Shutdown
-	// closes the listener before it waits for the request.
+	// closes the listener before it waits for the request: a new
+	// connection is refused while the one in flight goes on.
 	if slices.Contains(ev.get(), "publisher told to stop") {
 		t.Fatal("background work was stopped before the requests drained")
+	}
+	<-logs.seen(lifecycle.MsgRefusing)
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("a new connection was accepted while draining")
 	}
 	close(release)
 	if body := <-got; body != "done" {

@@ -6,6 +6,7 @@
 package problem
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -177,6 +178,9 @@ func From(err error) Problem {
 // Server-side failures are logged with their cause, by route and request
 // id (never the path, which may hold a national id); client errors are not
 // (they are audited where it matters).
+//
+// An unavailable answer (a database or a token that is down) always says
+// when to try again: the Retry-After a handler set, or RetryAfter.
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p := From(err)
 	p.Instance = routePath(r.Pattern)
@@ -184,12 +188,40 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	if p.Status >= 500 && log != nil {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "request_id", p.RequestID, "code", string(p.Code), "err", err)
 	}
+	Note(r, p.Code)
+	if p.Code == errs.Unavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", RetryAfter)
+	}
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(p)
+}
+
+// RetryAfter is the Retry-After, in seconds, of an unavailable answer
+// whose handler set none: a PostgreSQL failover or a token found again
+// takes seconds, and a client that waits one second between tries neither
+// hammers the daemon nor waits long after it is back.
+const RetryAfter = "1"
+
+type noteKey struct{}
+
+// WithNote returns ctx under which Write tells note the code of the
+// problem it writes: the HTTP edge counts answers by problem type. note
+// is called on the goroutine serving the request.
+func WithNote(ctx context.Context, note func(errs.Code)) context.Context {
+	return context.WithValue(ctx, noteKey{}, note)
+}
+
+// Note tells the edge (WithNote) that the answer to r is a problem
+// document with code c: for a handler that writes one itself, with
+// members of its own, rather than through Write.
+func Note(r *http.Request, c errs.Code) {
+	if note, ok := r.Context().Value(noteKey{}).(func(errs.Code)); ok {
+		note(c)
+	}
 }
 
 // routePath is a ServeMux pattern's path ("GET /v1/x/{id}" → "/v1/x/{id}"):

@@ -311,6 +311,17 @@ func (p *Publisher) current(ctx context.Context) (*revoke.CRL, error) {
 	return c, nil
 }
 
+// Served is the CRL made or loaded last, which is served unless a
+// status change since asks for a new one; false before the first. For
+// readiness and metrics: it reads nothing.
+func (p *Publisher) Served() (revoke.CRL, bool) {
+	c := p.crl.Load()
+	if c == nil {
+		return revoke.CRL{}, false
+	}
+	return *c, true
+}
+
 // finishWithin bounds the signing, recording and auditing of a CRL once
 // its number is reserved: a million entries sign in seconds.
 const finishWithin = 2 * time.Minute

@@ -29,7 +29,6 @@ import (
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
-	"github.com/nuskha/nuskha/internal/transient"
 )
 
 // The API's dependencies, each as narrow as the API uses it.
@@ -76,9 +75,14 @@ type API struct {
 	// Status: a caller whose status cannot be established is refused.
 	Status Status
 	// DB is pinged by /healthz; nil skips the check.
-	DB  Pinger
-	Log *slog.Logger
-	Now func() time.Time
+	DB Pinger
+	// Ready answers /readyz (observe.Readiness); nil answers it as
+	// /healthz.
+	Ready http.Handler
+	// Metrics count requests at the edge; nil counts nothing.
+	Metrics *httpedge.Metrics
+	Log     *slog.Logger
+	Now     func() time.Time
 	// Limits bound each caller's requests and lookups; zero fields take
 	// DefaultLimits'.
 	Limits Limits
@@ -137,7 +141,7 @@ func (a *API) Handler() http.Handler {
 	if a.Audit == nil {
 		a.Audit = LogAudit{Log: a.Log}
 	}
-	return httpedge.Edge{Log: a.Log}.Handler(a.routes())
+	return httpedge.Edge{Log: a.Log, Metrics: a.Metrics}.Handler(a.routes())
 }
 
 // routes are the API's routes.
@@ -150,6 +154,11 @@ func (a *API) routes() *httpedge.Routes {
 	rt.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
 	a.exchangeRoutes(rt)
 	rt.HandleFunc("GET /healthz", a.health)
+	if a.Ready != nil {
+		rt.Handle("GET /readyz", a.Ready)
+	} else {
+		rt.HandleFunc("GET /readyz", a.health)
+	}
 	return rt
 }
 
@@ -251,13 +260,11 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 // (problem.Write), so that a vendor's error report that quotes an
 // eligibility lookup's holds none of the national id's digits.
 //
-// A failure of a dependency that comes back by itself — the database in a
-// failover or short of room, the HSM's token pulled — is unavailable (503,
-// with Retry-After), not internal: nothing was acknowledged, and the
-// vendor's software sends the same request again (every write of the
-// exchange is safe to repeat) rather than reporting a fault.
+// A failure that is internal only because the database or the HSM token
+// is down is answered unavailable, with a Retry-After (httpedge.Classify):
+// nothing was stored, and the same request may be sent again.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	problem.Write(w, r, a.Log, transient.Header(w, err))
+	problem.Write(w, r, a.Log, httpedge.Classify(err))
 }
 
 // day reads the date query parameter (Gregorian or Solar Hijri), today

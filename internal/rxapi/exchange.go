@@ -473,6 +473,7 @@ func (a *API) failExchange(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	p.Instance = r.URL.Path
 	p.RequestID = w.Header().Get(problem.RequestIDHeader)
+	problem.Note(r, p.Code)
 	w.Header().Set("Content-Type", problem.ContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)

@@ -89,6 +89,7 @@ type xfixture struct {
 	pki      *testpki.PKI
 	clock    *clock
 	verifier *rx.Verifier
+	checker  *revocation.Checker
 	contract *contract
 	clients  map[string]*http.Client
 
@@ -132,6 +133,7 @@ func xsetup(t *testing.T, extra ...func(*rxapi.API)) *xfixture {
 	if err := checker.AddCRL(f.pki.ARL(t, xstart), f.pki.Root); err != nil {
 		t.Fatal(err)
 	}
+	f.checker = checker
 	roots := []*x509.Certificate{f.pki.Root}
 	if f.verifier, err = rx.NewVerifier(rx.Config{Roots: roots, Arc: f.pki.Arc, Status: checker, Now: f.clock.Now}); err != nil {
 		t.Fatal(err)

@@ -2,72 +2,137 @@ package rxapi_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"errors"
-	"fmt"
-	"io"
+	"crypto/x509"
+	"database/sql"
+	"os"
+	"strconv"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgconn"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
-	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rxapi"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/pgtest"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
+	"github.com/nuskha/nuskha/internal/testutil/softhsm"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
-// failingExchange refuses every prescription with err, as the exchange
-// would when its store or its signing key failed.
-type failingExchange struct {
+// swapExchange is the API's exchange, put in once the fixture it is built
+// from exists.
+type swapExchange struct {
 	rxapi.Exchange
-	err error
+	rxapi.Idempotency
 }
 
-func (f failingExchange) Prescribe(context.Context, exchange.Caller, string) (*exchange.PrescriptionAccepted, bool, error) {
-	return nil, false, f.err
-}
+// TestDependencyDownIsUnavailable: when the exchange's signing key's
+// token is gone (its SoftHSM2 directory moved away) or its database is
+// (every connection to PostgreSQL cut, new ones refused), a prescription
+// is refused 503 unavailable with a Retry-After — never 500, never
+// accepted and dropped: nothing of it is stored. Once the token is back
+// the same document is accepted.
+func TestDependencyDownIsUnavailable(t *testing.T) {
+	swap := &swapExchange{}
+	f := xsetup(t, func(a *rxapi.API) { a.Exchange, a.Idempotency = swap, swap })
+	ctx := context.Background()
 
-// goneKey is a signing key whose token was pulled.
-type goneKey struct{ *ecdsa.PrivateKey }
-
-func (goneKey) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
-	return nil, fmt.Errorf("%w: token \"rxd\": CKR_DEVICE_REMOVED", hsm.ErrTokenUnavailable)
-}
-
-// TestExchangeUnavailable: a write that failed because the database was
-// unreachable (a failover) or the signing token was gone is answered 503
-// unavailable with Retry-After — the vendor's software sends it again —
-// and not 500, which tells it to give up; a fault of ours is still 500.
-func TestExchangeUnavailable(t *testing.T) {
-	f := xsetup(t)
-	// What rx.Sign (as the exchange signs its acknowledgements) makes of a
-	// pulled token, wrapped as the exchange wraps it.
-	_, signErr := rx.Sign(f.prescription(drug(catalogtest.Amoxicillin, 20)), goneKey{f.doctor.key.(*ecdsa.PrivateKey)}, f.doctor.chain, f.clock.Now())
-	if !errors.Is(signErr, hsm.ErrTokenUnavailable) {
-		t.Fatalf("rx.Sign lost the token's error: %v", signErr)
+	schema := pgtest.Schema(t)
+	proxy, proxied := pgtest.Through(t, schema)
+	data := rxdtest.OpenAt(t, sqlstore.Postgres, proxied, 40)
+	store, err := rxstore.NewExchange(ctx, data.DB)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		name   string
-		err    error
-		status int
-		code   string
-	}{
-		{"the leader shut down under the pool", fmt.Errorf("exchange: storing a prescription: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"}), 503, "unavailable"},
-		{"a replica not yet promoted", fmt.Errorf("exchange: storing a prescription: %w", &pgconn.PgError{Severity: "ERROR", Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}), 503, "unavailable"},
-		{"the signing token pulled", errs.Wrap(errs.Internal, signErr, "exchange: signing an ack"), 503, "unavailable"},
-		{"a fault of ours", errors.New("exchange: the stored answer does not decode"), 500, "internal"},
-		{"a refusal that names its own code", errs.Wrap(errs.RevocationUnknown, &pgconn.PgError{Code: "08006"}, "no fresh evidence"), 422, "revocation-status-unknown"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			g := xsetup(t, func(a *rxapi.API) { a.Exchange = failingExchange{a.Exchange, c.err} })
-			a := g.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: g.sign(t, g.doctor, g.prescription(drug(catalogtest.Amoxicillin, 20)))})
-			refused(t, a, c.status, c.code)
-			if got, want := a.header.Get("Retry-After"), map[bool]string{true: "1", false: ""}[c.status == 503]; got != want {
-				t.Fatalf("Retry-After %q, want %q", got, want)
+	tok := softhsm.NewToken(t, "exchange")
+	keys := hsm.NewManager(nil)
+	defer keys.Close()
+	key, err := keys.CreateKey(ctx, hsm.PKCS11URI(tok.Module, tok.Label, "exchange", nil, tok.PINFile), hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := f.pki.IssueWithValidity(t, "exchange-receipt-signing", testpki.Subject(pki.RoleService, "sub_rxd", xstart), key, xstart.Add(-24*time.Hour), xstart.Add(365*24*time.Hour))
+	re, err := rx.NewVerifier(rx.Config{Roots: []*x509.Certificate{f.pki.Root}, Arc: f.pki.Arc, Status: exchange.AtAcceptance(f.checker), Now: f.clock.Now, MaxAge: 2 * 365 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := exchange.New(exchange.Config{Store: store, Verifier: f.verifier, Reverifier: re, Status: f.checker, Adjudicator: data.Adjudicator(f.clock.Now),
+		Key: exchange.SigningKey{Signer: key, Chain: []*x509.Certificate{leaf, f.pki.Intermediate}}, Arc: f.pki.Arc, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap.Exchange, swap.Idempotency = svc, store
+
+	// Read without the proxy: what PostgreSQL holds, whatever rxd's pool.
+	direct, err := sql.Open("pgx", schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	stored := func(t *testing.T, id string) bool {
+		t.Helper()
+		var n int
+		if err := direct.QueryRowContext(ctx, "SELECT COUNT(*) FROM prescriptions WHERE id = $1", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	submit := func(t *testing.T, p *rx.Prescription) answer {
+		t.Helper()
+		return f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: f.sign(t, f.doctor, p)})
+	}
+	unavailable := func(t *testing.T, a answer) {
+		t.Helper()
+		refused(t, a, 503, "unavailable")
+		if s, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || s < 1 {
+			t.Fatalf("Retry-After %q, want whole seconds", a.header.Get("Retry-After"))
+		}
+	}
+
+	first := f.prescription(drug(catalogtest.Amoxicillin, 20))
+	want(t, submit(t, first), 201, nil)
+	if !stored(t, first.ID) {
+		t.Fatal("the accepted prescription is not stored")
+	}
+
+	t.Run("token gone", func(t *testing.T) {
+		away := tok.Dir + ".away"
+		if err := os.Rename(tok.Dir, away); err != nil {
+			t.Fatal(err)
+		}
+		back := false
+		defer func() {
+			if !back {
+				os.Rename(away, tok.Dir)
 			}
-		})
-	}
+		}()
+		p := f.prescription(drug(catalogtest.Metformin, 60))
+		unavailable(t, submit(t, p))
+		if stored(t, p.ID) {
+			t.Fatal("a prescription refused as unavailable was stored")
+		}
+		if err := os.Rename(away, tok.Dir); err != nil {
+			t.Fatal(err)
+		}
+		back = true
+		want(t, submit(t, p), 201, nil)
+		if !stored(t, p.ID) {
+			t.Fatal("the prescription accepted once the token was back is not stored")
+		}
+	})
+
+	t.Run("database gone", func(t *testing.T) {
+		proxy.Cut()
+		p := f.prescription(drug(catalogtest.Omeprazole, 14))
+		unavailable(t, submit(t, p))
+		// The replay of one accepted before cannot be answered either.
+		unavailable(t, submit(t, first))
+		if stored(t, p.ID) {
+			t.Fatal("a prescription refused as unavailable was stored")
+		}
+	})
 }

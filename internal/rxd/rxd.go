@@ -22,6 +22,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
@@ -32,6 +33,7 @@ import (
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
+	"github.com/nuskha/nuskha/internal/observe"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/revocation"
 	"github.com/nuskha/nuskha/internal/rules"
@@ -85,6 +87,11 @@ type Config struct {
 	// PurgeEvery is how often expired sessions and idempotency records
 	// are deleted [1h].
 	PurgeEvery time.Duration
+	// MetricsListen is the operations listener's address: plain HTTP
+	// serving /metrics, /healthz and /readyz, with no credential and no
+	// personal data. Keep it on loopback or a management network. Empty:
+	// none (the main listener still serves /healthz and /readyz).
+	MetricsListen string
 }
 
 // Deps are what a Service takes from its process.
@@ -94,6 +101,8 @@ type Deps struct {
 	// Keys is the process's one key manager; the caller closes it after
 	// Close.
 	Keys *hsm.Manager
+	// Metrics is the process's registry [a new one, observe.NewRegistry].
+	Metrics *prometheus.Registry
 }
 
 // Service is an rxd ready to serve: everything built from the Config.
@@ -105,6 +114,10 @@ type Service struct {
 	engine *rules.Engine
 	api    *rxapi.API
 	tls    *tls.Config
+	certs  *httpedge.Certificates
+	keys   *hsm.Manager
+	reg    *prometheus.Registry
+	ready  *observe.Readiness
 	// purge deletes expired sessions and idempotency records; nil when
 	// rxd serves no exchange.
 	purge func(ctx context.Context, now time.Time) error
@@ -178,15 +191,21 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, anchors, err := serverTLS(ctx, d.Keys, cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
+	tlsCfg, certs, anchors, err := serverTLS(ctx, d.Keys, cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
 	if err != nil {
 		return nil, err
 	}
+	metrics := d.Metrics
+	if metrics == nil {
+		metrics = observe.NewRegistry("rxd")
+	}
+	signers := observe.NewSigners(metrics)
 	var exchKey exchange.SigningKey
 	if cfg.ExchangeKey != "" {
 		if exchKey, err = signingKey(ctx, d.Keys, cfg.ExchangeCert, cfg.ExchangeKey); err != nil {
 			return nil, err
 		}
+		exchKey.Signer = signers.Wrap("exchange", exchKey.Signer)
 	} else {
 		d.Log.Warn("no -exchange-key: rxd serves eligibility, the catalogue and the rules, but not the prescription exchange")
 	}
@@ -230,6 +249,11 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	}
 	elig := &insured.Checker{Registry: reg, Policy: insured.DefaultPolicy()}
 	adj := &adjudicate.Adjudicator{Eligibility: elig, Catalogue: cat, Rules: engine, History: reg, Usage: reg, Now: d.Now, Log: d.Log}
+	observe.DB(metrics, db.SQL(), "rxd")
+	db.ObserveCommits(observe.Commits(metrics))
+	registerEvidence(metrics, status, d.Now)
+	registerInForce(metrics, engine, cat, d.Now)
+	ready := &observe.Readiness{Checks: readiness(db, engine, exchKey.Signer, exchKey.Chain, anchors, status), Log: d.Log}
 	api := &rxapi.API{
 		Eligibility: elig,
 		Adjudicator: adj,
@@ -243,18 +267,20 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		Limits:      cfg.Limits,
 		Pseudonyms:  pseudonyms,
 		SealKey:     sealKey,
+		Ready:       ready,
+		Metrics:     httpedge.NewMetrics(metrics),
 	}
-	svc := &Service{cfg: cfg, log: d.Log, db: db, where: where, engine: engine, api: api, tls: tlsCfg, now: d.Now}
+	svc := &Service{cfg: cfg, log: d.Log, db: db, where: where, engine: engine, api: api, tls: tlsCfg, certs: certs, keys: d.Keys, reg: metrics, ready: ready, now: d.Now}
 	if exchKey.Signer != nil {
 		xstore, err := rxstore.NewExchange(ctx, db)
 		if err != nil {
 			return nil, err
 		}
-		xsvc, err := newExchange(xstore, anchors, arc, status, adj, exchKey, d)
+		xsvc, err := newExchange(xstore, anchors, arc, status, adj, exchKey, d, newVerifications(metrics))
 		if err != nil {
 			return nil, err
 		}
-		api.Exchange, api.Idempotency, svc.purge = xsvc, xstore, xstore.Purge
+		api.Exchange, api.Idempotency, svc.purge = newMeteredExchange(metrics, xsvc, arc), xstore, xstore.Purge
 	}
 	ok = true
 	return svc, nil
@@ -269,7 +295,7 @@ const reverifyMaxAge = (12*365 + exchange.DefaultWindowDays + 1) * 24 * time.Hou
 // arrive against the callers' roots with revocation now (failing closed),
 // stored documents verified again with revocation judged at the time the
 // exchange accepted them, sessions' cards checked on every call.
-func newExchange(store exchange.Store, anchors []*x509.Certificate, arc pki.Arc, status *revocation.Checker, adj *adjudicate.Adjudicator, key exchange.SigningKey, d Deps) (*exchange.Service, error) {
+func newExchange(store exchange.Store, anchors []*x509.Certificate, arc pki.Arc, status *revocation.Checker, adj *adjudicate.Adjudicator, key exchange.SigningKey, d Deps, verifications *prometheus.CounterVec) (*exchange.Service, error) {
 	verifier, err := rx.NewVerifier(rx.Config{Roots: anchors, Arc: arc, Status: status, Now: d.Now})
 	if err != nil {
 		return nil, err
@@ -278,7 +304,7 @@ func newExchange(store exchange.Store, anchors []*x509.Certificate, arc pki.Arc,
 	if err != nil {
 		return nil, err
 	}
-	return exchange.New(exchange.Config{Store: store, Verifier: verifier, Reverifier: reverifier, Status: status, Adjudicator: adj,
+	return exchange.New(exchange.Config{Store: store, Verifier: meteredVerifier{verifier, verifications}, Reverifier: reverifier, Status: status, Adjudicator: adj,
 		Key: key, Arc: arc, Now: d.Now, Log: d.Log})
 }
 
@@ -328,30 +354,32 @@ func pseudonyms(file string, log *slog.Logger) (*rxapi.Pseudonyms, []byte, error
 }
 
 // serverTLS loads the server's certificate and key (refusing a key that is
-// not the certificate's) and the roots that callers must chain to.
-func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, []*x509.Certificate, error) {
+// not the certificate's) and the roots that callers must chain to. The
+// certificate is served from certs, which Reload replaces.
+func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientCA string) (*tls.Config, *httpedge.Certificates, []*x509.Certificate, error) {
 	cert, err := httpedge.KeyPair(ctx, keys, certFile, keyRef)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pemCA, err := os.ReadFile(clientCA)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	anchors, err := pemutil.ParseCertificateBundle(pemCA)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", clientCA, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", clientCA, err)
 	}
 	pool := x509.NewCertPool()
 	for _, c := range anchors {
 		// An intermediate as an anchor would never be checked against the
 		// root's ARL: only roots are trusted.
 		if !revocation.SelfSigned(c) {
-			return nil, nil, fmt.Errorf("%s: %q is not a self-signed root; -client-ca takes the root certificate(s) only", clientCA, c.Subject.CommonName)
+			return nil, nil, nil, fmt.Errorf("%s: %q is not a self-signed root; -client-ca takes the root certificate(s) only", clientCA, c.Subject.CommonName)
 		}
 		pool.AddCert(c)
 	}
-	return rxapi.ServerTLS(cert, pool), anchors, nil
+	certs := httpedge.NewCertificates(cert)
+	return certs.ServeFrom(rxapi.ServerTLS(cert, pool)), certs, anchors, nil
 }
 
 // MsgServing is logged, with the address, once rxd listens.
@@ -388,10 +416,55 @@ func (s *Service) Serve(ctx context.Context) error {
 	if s.purge != nil {
 		background = append(background, lifecycle.Task{Name: "exchange purge", Run: s.purgeEvery})
 	}
-	s.log.Info(MsgServing, "listen", capped.Addr().String(), "db", s.where, "rules", s.engine.Current().Version(), "exchange", s.purge != nil,
-		"max_connections", s.cfg.Conns.Total, "max_connections_per_ip", s.cfg.Conns.PerIP)
-	return lifecycle.Run(ctx, s.log, drainTimeout, []lifecycle.Server{{Name: "rxd", Listener: capped, HTTP: srv}}, background...)
+	servers := []lifecycle.Server{{Name: "rxd", Listener: capped, HTTP: srv}}
+	attrs := []any{"listen", capped.Addr().String(), "db", s.where, "rules", s.engine.Current().Version(), "exchange", s.purge != nil,
+		"max_connections", s.cfg.Conns.Total, "max_connections_per_ip", s.cfg.Conns.PerIP}
+	if s.cfg.MetricsListen != "" {
+		ops, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			capped.Close()
+			return fmt.Errorf("-metrics-listen: %w", err)
+		}
+		servers = append(servers, lifecycle.Server{Name: "ops", Listener: ops, HTTP: &http.Server{Handler: s.OpsHandler(),
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}})
+		attrs = append(attrs, "metrics", ops.Addr().String())
+	}
+	s.log.Info(MsgServing, attrs...)
+	return lifecycle.Run(ctx, s.log, drainTimeout, servers, background...)
 }
+
+// OpsHandler serves the operations listener: /metrics, /healthz, /readyz.
+func (s *Service) OpsHandler() http.Handler { return observe.Handler(s.reg, s.ready, s.log) }
+
+// Reload is what SIGHUP does: the rule set file (if one is configured) is
+// loaded again at once rather than at the next poll, and the TLS server
+// certificate and key are read again from their files (or key URI) and
+// served to new connections. What fails to load is reported and the
+// running one stays in force. The catalogue and the insured registry are
+// in the database, in force as they are imported: nothing to reload. The
+// client CA roots, the exchange's key and the flags are not reloaded:
+// they need a restart.
+func (s *Service) Reload(ctx context.Context) error {
+	var errsOut []error
+	if s.cfg.RulesFile != "" {
+		if err := s.engine.ReloadFile(s.cfg.RulesFile); err != nil {
+			errsOut = append(errsOut, fmt.Errorf("rule set %s not reloaded, the running set stays: %w", s.cfg.RulesFile, err))
+		} else {
+			s.log.Info(MsgReloaded, "what", "rules", "version", s.engine.Current().Version(), "digest", s.engine.Current().Digest())
+		}
+	}
+	cert, err := httpedge.KeyPair(ctx, s.keys, s.cfg.TLSCert, s.cfg.TLSKey)
+	if err != nil {
+		errsOut = append(errsOut, fmt.Errorf("TLS certificate not reloaded, the running one stays: %w", err))
+	} else {
+		s.certs.Set(cert)
+		s.log.Info(MsgReloaded, "what", "tls", "subject", cert.Leaf.Subject.CommonName, "not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return errors.Join(errsOut...)
+}
+
+// MsgReloaded is logged for each thing Reload loaded again.
+const MsgReloaded = "reloaded"
 
 // MsgPurged is logged each time expired sessions and idempotency records
 // have been deleted.

@@ -169,6 +169,9 @@ type serving struct {
 }
 
 func (s *serving) Handle(ctx context.Context, r slog.Record) error {
+	// Logged before the address is handed over: whoever receives it may
+	// read the line.
+	err := s.Handler.Handle(ctx, r)
 	switch r.Message {
 	case rxd.MsgServing:
 		r.Attrs(func(a slog.Attr) bool {
@@ -180,5 +183,5 @@ func (s *serving) Handle(ctx context.Context, r slog.Record) error {
 	case lifecycle.MsgStopped:
 		s.stopped = true
 	}
-	return s.Handler.Handle(ctx, r)
+	return err
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
-	"github.com/nuskha/nuskha/internal/transient"
 )
 
 // Store is what the API reads directly.
@@ -115,6 +114,12 @@ type Config struct {
 	CRLPath, OCSPPath, ARLPath string
 	// WriteLimits throttle anonymous writes; zero fields take defaults.
 	WriteLimits WriteLimits
+	// Metrics count requests at every listener's edge; nil counts
+	// nothing.
+	Metrics *httpedge.Metrics
+	// Ready answers /readyz on the public listener (observe.Readiness);
+	// nil: a database ping.
+	Ready http.Handler
 }
 
 // API serves the three listeners' handlers.
@@ -196,7 +201,11 @@ func (a *API) PublicHandler() http.Handler {
 	rt.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	rt.HandleFunc("GET /readyz", a.ready)
+	if a.cfg.Ready != nil {
+		rt.Handle("GET /readyz", a.cfg.Ready)
+	} else {
+		rt.HandleFunc("GET /readyz", a.ready)
+	}
 	return a.edge("public", rt)
 }
 
@@ -204,13 +213,14 @@ func (a *API) PublicHandler() http.Handler {
 // (every request, OCSP and CRL fetches included, at info level), panics
 // recovered.
 func (a *API) edge(listener string, h http.Handler) http.Handler {
-	return httpedge.Edge{Log: a.cfg.Log, Listener: listener}.Handler(h)
+	return httpedge.Edge{Log: a.cfg.Log, Listener: listener, Metrics: a.cfg.Metrics}.Handler(h)
 }
 
-// fail writes a problem: a failure of the database (a failover) or of the
-// HSM's token is unavailable, with Retry-After (transient).
+// fail writes a problem; a failure that is internal only because the
+// database or the HSM token is down is answered unavailable, with a
+// Retry-After (httpedge.Classify).
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	problem.Write(w, r, a.cfg.Log, transient.Header(w, err))
+	problem.Write(w, r, a.cfg.Log, httpedge.Classify(err))
 }
 
 // officer authenticates the client certificate as an officer's.

@@ -45,8 +45,12 @@ type Config struct {
 	// HTTP is the plain-HTTP listener for what relying parties fetch by URL
 	// from inside certificates (the issuer certificate; CRL and OCSP).
 	HTTP ListenerConfig `json:"http"`
-	Lint LintConfig     `json:"lint"`
-	Log  LogConfig      `json:"log"`
+	// Metrics is the optional operations listener: plain HTTP serving
+	// /metrics, /healthz and /readyz, with no credential and no personal
+	// data. Keep it on loopback or a management network.
+	Metrics ListenerConfig `json:"metrics,omitzero"`
+	Lint    LintConfig     `json:"lint"`
+	Log     LogConfig      `json:"log"`
 	// Status is how revocation status is published (OCSP, CRL, bundle).
 	Status StatusConfig `json:"status"`
 	// AnonymousWrites throttles what anyone may write without a client
@@ -279,9 +283,9 @@ func (c *Config) Validate() error {
 			bad("urls: %q is not an http(s) URL", u)
 		}
 	}
-	for name, l := range map[string]*ListenerConfig{"admin": &c.Admin, "public": &c.Public, "http": &c.HTTP} {
+	for name, l := range map[string]*ListenerConfig{"admin": &c.Admin, "public": &c.Public, "http": &c.HTTP, "metrics": &c.Metrics} {
 		if l.Listen == "" {
-			if name == "http" {
+			if name == "http" || name == "metrics" {
 				continue // optional
 			}
 			bad("%s.listen: required (host:port)", name)

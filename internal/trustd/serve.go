@@ -2,6 +2,7 @@ package trustd
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -14,8 +15,10 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/nuskha/nuskha/certs"
@@ -25,6 +28,7 @@ import (
 	"github.com/nuskha/nuskha/internal/httpedge"
 	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
+	"github.com/nuskha/nuskha/internal/observe"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/lint"
@@ -57,6 +61,12 @@ type Service struct {
 	admin  *tls.Config
 	public *tls.Config
 	inter  *x509.Certificate
+
+	certs   *httpedge.Certificates
+	reg     *prometheus.Registry
+	ready   *observe.Readiness
+	signers *observe.Signers
+	ocspKey atomic.Pointer[crypto.Signer] // the responder's, wrapped, for readiness
 }
 
 // Deps are what a Service takes from its process.
@@ -66,6 +76,8 @@ type Deps struct {
 	// Keys is the process's one key manager (one per process: PKCS#11
 	// modules are opened once).
 	Keys *hsm.Manager
+	// Metrics is the process's registry [a new one, observe.NewRegistry].
+	Metrics *prometheus.Registry
 }
 
 // OpenStore opens the configured database and migrates it.
@@ -125,10 +137,18 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	interKey, err := d.Keys.OpenKey(ctx, cfg.CA.IntermediateKey)
+	metrics := d.Metrics
+	if metrics == nil {
+		metrics = observe.NewRegistry("trustd")
+	}
+	signers := observe.NewSigners(metrics)
+	m := newMetrics(metrics)
+	hsmKey, err := d.Keys.OpenKey(ctx, cfg.CA.IntermediateKey)
 	if err != nil {
 		return nil, fmt.Errorf("opening the intermediate key: %w", err)
 	}
+	// Certificates and CRLs are signed with it.
+	interKey := signers.Wrap("issuing", hsmKey)
 	// Before the store is opened and status published: a TLS key that is
 	// not the certificate's is refused at once.
 	serverCert, err := httpedge.KeyPair(ctx, d.Keys, cfg.Path(cfg.TLS.Cert), cfg.TLS.Key)
@@ -156,11 +176,12 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	// The responder first, without its credential (it answers tryLater
 	// until it has one): enrolment tells it of every certificate issued,
 	// trustd's own credentials among them, and the publisher feeds it.
-	resp, err := responder.New(responder.Config{Issuer: inters[0], Validity: cfg.Status.OCSPValidity.or(4 * time.Hour), Now: d.Now, Log: d.Log})
+	resp, err := responder.New(responder.Config{Issuer: inters[0], Validity: cfg.Status.OCSPValidity.or(4 * time.Hour), Now: d.Now, Log: d.Log,
+		Answered: func(status string) { m.ocsp.WithLabelValues(status).Inc() }})
 	if err != nil {
 		return nil, err
 	}
-	svc, err := enrol.New(enrol.Config{Notify: publish.Issued{Responder: resp}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
+	svc, err := enrol.New(enrol.Config{Notify: countIssued{publish.Issued{Responder: resp}, m.issued}, Store: db, Issuer: issuer, Profiles: profiles, Arc: arc, URLs: urls, Audit: rec, Log: d.Log, Now: d.Now,
 		RequestLifetime: cfg.Enrolment.Lifetime()})
 	if err != nil {
 		return nil, err
@@ -179,7 +200,8 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.chain[0], Key: ocspCred.key}); err != nil {
+	ocspKey := signers.Wrap("ocsp", ocspCred.key)
+	if err := resp.SetCredential(responder.Credential{Cert: ocspCred.chain[0], Key: ocspKey}); err != nil {
 		return nil, err
 	}
 	bundleCred, _, err := creds.ensure(ctx, PurposeBundle, bundleTpl, renew, inters[0])
@@ -188,7 +210,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	}
 	pub, err := publish.New(publish.Config{
 		Store: db, Roots: roots, Issuer: issuer, Responder: resp,
-		BundleSigner: publish.Signer{Key: bundleCred.key, Chain: bundleCred.chain},
+		BundleSigner: publish.Signer{Key: signers.Wrap("bundle", bundleCred.key), Chain: bundleCred.chain},
 		Audit:        rec, Log: d.Log, Now: d.Now,
 		CRLValidity: cfg.Status.CRLValidity.Duration, CRLRefresh: cfg.Status.CRLRefresh.Duration,
 	})
@@ -198,7 +220,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err := pub.Start(ctx); err != nil {
 		return nil, fmt.Errorf("publishing status: %w", err)
 	}
-	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Refusals: refusals, Publisher: pub, Log: d.Log, Now: d.Now})
+	rev, err := revoke.New(revoke.Config{Store: db, Audit: rec, Refusals: refusals, Publisher: countChanges{pub, m.changes}, Log: d.Log, Now: d.Now})
 	if err != nil {
 		return nil, err
 	}
@@ -207,10 +229,19 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	observe.DB(metrics, db.SQL(), "trustd")
+	db.ObserveCommits(observe.Commits(metrics))
+	registerCRL(metrics, pub, d.Now)
+	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, inter: inters[0],
+		pub: pub, resp: resp, refusals: refusals, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew,
+		reg: metrics, signers: signers, certs: httpedge.NewCertificates(serverCert)}
+	s.ocspKey.Store(&ocspKey)
+	s.ready = &observe.Readiness{Checks: readiness(db, interKey, &s.ocspKey, pub, d.Now), Log: d.Log}
 	w := cfg.AnonymousWrites
 	api, err := trustapi.New(trustapi.Config{Store: db, Registry: reg, Enrol: svc, Audit: rec, Refusals: refusals, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
 		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath,
-		WriteLimits: trustapi.WriteLimits{PerIPPerMinute: w.PerIPPerMinute, PerIPBurst: w.PerIPBurst, PerSecond: w.PerSecond, Burst: w.Burst}})
+		WriteLimits: trustapi.WriteLimits{PerIPPerMinute: w.PerIPPerMinute, PerIPBurst: w.PerIPBurst, PerSecond: w.PerSecond, Burst: w.Burst},
+		Metrics:     httpedge.NewMetrics(metrics), Ready: s.ready})
 	if err != nil {
 		return nil, err
 	}
@@ -218,12 +249,11 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
+	s.api = api
 	// Officers only on the admin listener: a client certificate is
 	// required there and verified to the roots at the handshake.
-	admin := httpedge.ServerTLS(serverCert, tls.RequireAndVerifyClientCert, pool)
-	public := httpedge.ServerTLS(serverCert, tls.NoClientCert, nil)
-	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, api: api, admin: admin, public: public, inter: inters[0],
-		pub: pub, resp: resp, refusals: refusals, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew}
+	s.admin = s.certs.ServeFrom(httpedge.ServerTLS(serverCert, tls.RequireAndVerifyClientCert, pool))
+	s.public = s.certs.ServeFrom(httpedge.ServerTLS(serverCert, tls.NoClientCert, nil))
 	if err := s.ReloadARL(); err != nil {
 		return nil, err
 	}
@@ -260,9 +290,11 @@ func (s *Service) RenewCredentials(ctx context.Context) error {
 		return err
 	}
 	if rotated {
-		if err := s.resp.SetCredential(responder.Credential{Cert: c.chain[0], Key: c.key}); err != nil {
+		key := s.signers.Wrap("ocsp", c.key)
+		if err := s.resp.SetCredential(responder.Credential{Cert: c.chain[0], Key: key}); err != nil {
 			return err
 		}
+		s.ocspKey.Store(&key)
 		if _, err := s.resp.Refresh(); err != nil {
 			return err
 		}
@@ -272,7 +304,7 @@ func (s *Service) RenewCredentials(ctx context.Context) error {
 		return err
 	}
 	if rotated {
-		s.pub.SetBundleSigner(publish.Signer{Key: b.key, Chain: b.chain})
+		s.pub.SetBundleSigner(publish.Signer{Key: s.signers.Wrap("bundle", b.key), Chain: b.chain})
 	}
 	return nil
 }
@@ -366,6 +398,12 @@ func (s *Service) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.cfg.Metrics.Listen != "" {
+		if err := listen("ops", s.cfg.Metrics, nil, s.OpsHandler()); err != nil {
+			closeAll()
+			return err
+		}
+	}
 	return lifecycle.Run(ctx, s.log, drainTimeout, servers,
 		lifecycle.Task{Name: "publisher", Run: s.pub.Run},
 		lifecycle.Task{Name: "refusal summaries", Run: s.refusals.Run},
@@ -376,6 +414,33 @@ func (s *Service) Serve(ctx context.Context) error {
 
 // drainTimeout bounds how long a shutdown waits for requests in flight.
 const drainTimeout = 15 * time.Second
+
+// OpsHandler serves the operations listener: /metrics, /healthz, /readyz.
+func (s *Service) OpsHandler() http.Handler { return observe.Handler(s.reg, s.ready, s.log) }
+
+// MsgReloaded is logged for each thing Reload loaded again.
+const MsgReloaded = "reloaded"
+
+// Reload is what SIGHUP does: trustd's TLS certificate and key are read
+// again from tls.cert and tls.key and served to new connections on the
+// admin and public listeners, and the ARL file is read again (as it is
+// every few minutes anyway). What fails to load is reported and the
+// running one stays. trustd.json itself, the profiles, the CA
+// certificates and keys are not reloaded: they need a restart.
+func (s *Service) Reload(ctx context.Context) error {
+	var out []error
+	cert, err := httpedge.KeyPair(ctx, s.keys, s.cfg.Path(s.cfg.TLS.Cert), s.cfg.TLS.Key)
+	if err != nil {
+		out = append(out, fmt.Errorf("TLS certificate not reloaded, the running one stays: %w", err))
+	} else {
+		s.certs.Set(cert)
+		s.log.Info(MsgReloaded, "what", "tls", "subject", cert.Leaf.Subject.CommonName, "not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if err := s.ReloadARL(); err != nil {
+		out = append(out, fmt.Errorf("ARL not reloaded: %w", err))
+	}
+	return errors.Join(out...)
+}
 
 // renewEvery is how often trustd looks at its own credentials (and warns
 // of an ARL near expiry); a failed renewal is tried again after

@@ -82,6 +82,29 @@ type Config struct {
 	KnownPerSecond float64
 	Now            func() time.Time
 	Log            *slog.Logger
+	// Answered, if set, is told the Status of every answer (an operator's
+	// count of OCSP answers by status).
+	Answered func(status string)
+}
+
+// Statuses of an Answer: the certificate status of a signed response
+// (of its first CertID, when a request asks several), or AnswerError for
+// an error response (malformed, unauthorized, tryLater).
+const (
+	AnswerGood    = "good"
+	AnswerRevoked = "revoked"
+	AnswerUnknown = "unknown"
+	AnswerError   = "error"
+)
+
+func answerStatus(rec Record) string {
+	switch rec.Status {
+	case ocsp.Good:
+		return AnswerGood
+	case ocsp.Revoked:
+		return AnswerRevoked
+	}
+	return AnswerUnknown
 }
 
 // Responder answers OCSP requests for one issuer.
@@ -412,6 +435,8 @@ type Answer struct {
 	// MaxAge is how long HTTP caches may keep it; 0 means do not cache.
 	MaxAge     time.Duration
 	ThisUpdate time.Time
+	// Status is what the answer says (AnswerGood, …, AnswerError).
+	Status string
 }
 
 // MaxRequestSize bounds an OCSP request; a one-certificate request with a
@@ -429,22 +454,30 @@ type asked struct {
 // Respond answers a DER OCSP request. It never fails: every problem is an
 // OCSP error response.
 func (r *Responder) Respond(reqDER []byte) Answer {
+	a := r.respond(reqDER)
+	if r.cfg.Answered != nil {
+		r.cfg.Answered(a.Status)
+	}
+	return a
+}
+
+func (r *Responder) respond(reqDER []byte) Answer {
 	if len(reqDER) > MaxRequestSize {
-		return Answer{DER: malformed}
+		return Answer{DER: malformed, Status: AnswerError}
 	}
 	qs, nonce, err := parseRequest(reqDER)
 	if err != nil {
-		return Answer{DER: malformed}
+		return Answer{DER: malformed, Status: AnswerError}
 	}
 	for _, q := range qs {
 		// A hash we do not answer for (e.g. SHA-512) or another issuer:
 		// we are not the authority for that CertID.
 		if q.hash == 0 || !bytes.Equal(r.nameHash[q.hash], q.nameHash) || !bytes.Equal(r.keyHash[q.hash], q.keyHash) {
-			return Answer{DER: unauthorized}
+			return Answer{DER: unauthorized, Status: AnswerError}
 		}
 	}
 	if r.cred.Load() == nil {
-		return Answer{DER: tryLater}
+		return Answer{DER: tryLater, Status: AnswerError}
 	}
 	now := r.cfg.Now()
 	as := make([]asked, len(qs))
@@ -467,15 +500,15 @@ func (r *Responder) Respond(reqDER []byte) Answer {
 		fresh := a.cached != nil && now.Before(a.cached.nextUpdate)
 		if fresh && (nonce == nil || !budget.Allow()) {
 			// Signed in advance; a nonce beyond the budget is dropped.
-			return Answer{DER: a.cached.der, MaxAge: maxAge(a.cached, now), ThisUpdate: a.cached.thisUpdate}
+			return Answer{DER: a.cached.der, MaxAge: maxAge(a.cached, now), ThisUpdate: a.cached.thisUpdate, Status: answerStatus(a.item.rec)}
 		}
 		// With a nonce, the budget was just spent above; without one, the
 		// answer is missing (an unknown serial, a failed signing).
 		if !fresh && !budget.Allow() {
-			return Answer{DER: tryLater}
+			return Answer{DER: tryLater, Status: AnswerError}
 		}
 	} else if !budget.Allow() {
-		return Answer{DER: tryLater}
+		return Answer{DER: tryLater, Status: AnswerError}
 	}
 	items := make([]item, len(as))
 	for i, a := range as {
@@ -484,15 +517,15 @@ func (r *Responder) Respond(reqDER []byte) Answer {
 	s, err := r.sign(items, nonce)
 	if err != nil {
 		r.cfg.Log.Error("ocsp: signing on demand", "err", err, "certids", len(items), "nonce", nonce != nil)
-		return Answer{DER: tryLater}
+		return Answer{DER: tryLater, Status: AnswerError}
 	}
 	for _, a := range as {
 		if a.known && !r.current(a.k, a.item.rec) {
-			return Answer{DER: tryLater} // the status changed while signing
+			return Answer{DER: tryLater, Status: AnswerError} // the status changed while signing
 		}
 	}
 	if nonce != nil {
-		return Answer{DER: s.der, ThisUpdate: s.thisUpdate}
+		return Answer{DER: s.der, ThisUpdate: s.thisUpdate, Status: answerStatus(as[0].item.rec)}
 	}
 	if len(as) == 1 {
 		// Kept for the next request like it.
@@ -506,7 +539,7 @@ func (r *Responder) Respond(reqDER []byte) Answer {
 			r.mu.Unlock()
 		}
 	}
-	return Answer{DER: s.der, MaxAge: maxAge(s, now), ThisUpdate: s.thisUpdate}
+	return Answer{DER: s.der, MaxAge: maxAge(s, now), ThisUpdate: s.thisUpdate, Status: answerStatus(as[0].item.rec)}
 }
 
 // maxUnknown bounds the cache of answers for serials we never issued.

@@ -143,6 +143,57 @@ type Checker struct {
 	// waiting counts checks waiting for an OCSP answer, for tests to see
 	// that a burst shares one request.
 	waiting waitCount
+
+	fetchMu sync.Mutex
+	fetches map[string]*Fetches // by kind: FetchOCSP, FetchARL
+}
+
+// Kinds of evidence a Checker fetches.
+const (
+	FetchOCSP = "ocsp"
+	FetchARL  = "arl"
+)
+
+// Fetches is what a Checker fetched of one kind of evidence: for an
+// operator's metrics, how old the newest is and how often fetching fails.
+type Fetches struct {
+	Kind        string
+	OK, Failed  uint64
+	LastOK      time.Time // when the last good evidence was fetched; zero before any
+	LastFailure time.Time
+}
+
+// Fetched is a snapshot of what was fetched, by kind; a kind never
+// fetched is absent.
+func (c *Checker) Fetched() []Fetches {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	out := make([]Fetches, 0, len(c.fetches))
+	for _, k := range []string{FetchARL, FetchOCSP} {
+		if f := c.fetches[k]; f != nil {
+			out = append(out, *f)
+		}
+	}
+	return out
+}
+
+// fetched records a fetch of kind ending now with err.
+func (c *Checker) fetched(kind string, err error) {
+	now := c.cfg.Now()
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	f := c.fetches[kind]
+	if f == nil {
+		f = &Fetches{Kind: kind}
+		c.fetches[kind] = f
+	}
+	if err != nil {
+		f.Failed++
+		f.LastFailure = now
+		return
+	}
+	f.OK++
+	f.LastOK = now
 }
 
 // waitCount is a count whose changes can be waited for, so that a test
@@ -225,7 +276,8 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.Recheck < 0 {
 		return nil, errors.New("revocation: Recheck must not be negative")
 	}
-	return &Checker{cfg: cfg, crls: map[string]*index{}, roots: map[string]bool{}, ocspCache: map[string]cached{}, arlFailed: map[string]time.Time{}}, nil
+	return &Checker{cfg: cfg, crls: map[string]*index{}, roots: map[string]bool{}, ocspCache: map[string]cached{}, arlFailed: map[string]time.Time{},
+		fetches: map[string]*Fetches{}}, nil
 }
 
 func issuerKey(issuer *x509.Certificate) string {
@@ -496,6 +548,12 @@ const arlRetry = time.Minute
 const maxARL = 1 << 20
 
 func (c *Checker) fetchARL(ctx context.Context, url string, issuer *x509.Certificate, now time.Time) error {
+	err := c.fetchARLOnce(ctx, url, issuer, now)
+	c.fetched(FetchARL, err)
+	return err
+}
+
+func (c *Checker) fetchARLOnce(ctx context.Context, url string, issuer *x509.Certificate, now time.Time) error {
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		return fmt.Errorf("the ARL URL %q is not http(s)", url)
 	}
@@ -571,6 +629,12 @@ func (c *Checker) ocsp(ctx context.Context, cert, issuer *x509.Certificate, now 
 // fetchOCSP asks the certificate's responder, checks the answer and holds
 // it. Failures are returned, never held.
 func (c *Checker) fetchOCSP(ctx context.Context, k string, cert, issuer *x509.Certificate) (Result, error) {
+	res, err := c.fetchOCSPOnce(ctx, k, cert, issuer)
+	c.fetched(FetchOCSP, err)
+	return res, err
+}
+
+func (c *Checker) fetchOCSPOnce(ctx context.Context, k string, cert, issuer *x509.Certificate) (Result, error) {
 	reqDER, err := ocsp.CreateRequest(cert, issuer, nil)
 	if err != nil {
 		return Result{}, err

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -94,7 +95,16 @@ type DB struct {
 	// fields names, for PostgreSQL's unique constraints, the field a
 	// caller can act on (SQLite's errors name the column themselves).
 	fields map[string]string
+	// commits is told how long each Tx's commit took; shared by every
+	// copy of the DB (WithConstraintFields).
+	commits *atomic.Pointer[func(time.Duration)]
 }
+
+// ObserveCommits has f told how long each commit of Tx takes (a
+// daemon's metrics: the commit is where a durable write waits for the
+// disk or the standby). It applies to every store built on this pool,
+// before or after the call.
+func (s *DB) ObserveCommits(f func(time.Duration)) { s.commits.Store(&f) }
 
 // WithConstraintFields returns the database (the same pool) reporting a
 // violation of one of these PostgreSQL unique constraints as a
@@ -151,7 +161,7 @@ func Open(ctx context.Context, driver, dsn string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connecting to %s: %w", driver, err)
 	}
-	return &DB{db: db, d: d}, nil
+	return &DB{db: db, d: d, commits: &atomic.Pointer[func(time.Duration)]{}}, nil
 }
 
 // createPrivate makes an empty SQLite database file at path, readable and
@@ -227,7 +237,12 @@ func (s *DB) Tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		_ = tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	start := time.Now()
+	err = tx.Commit()
+	if f := s.commits.Load(); f != nil && err == nil {
+		(*f)(time.Since(start))
+	}
+	if err != nil {
 		return s.Classify(fmt.Errorf("sqlstore: commit: %w", err))
 	}
 	return nil
@@ -371,4 +386,29 @@ func (s *DB) Backup(ctx context.Context, path string) (err error) {
 		return fmt.Errorf("sqlstore: backup: the copy at %s fails its integrity check: %s", path, check)
 	}
 	return nil
+}
+
+// Writable checks that the database answers and takes writes: on
+// PostgreSQL that the server is a primary (not in recovery) and the
+// session is not read-only; on SQLite that the write lock can be taken
+// (BEGIN IMMEDIATE, rolled back), which fails on a read-only file or one
+// locked beyond busy_timeout. It writes nothing: a readiness check runs
+// it every few seconds.
+func (s *DB) Writable(ctx context.Context) error {
+	if s.d.name == Postgres {
+		var recovery bool
+		var readOnly string
+		if err := s.db.QueryRowContext(ctx, "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')").Scan(&recovery, &readOnly); err != nil {
+			return err
+		}
+		if recovery || readOnly == "on" {
+			return errors.New("sqlstore: the PostgreSQL server is read-only (in recovery: a standby)")
+		}
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // _txlock=immediate: takes the write lock
+	if err != nil {
+		return err
+	}
+	return tx.Rollback()
 }

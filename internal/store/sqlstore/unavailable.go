@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -47,22 +48,24 @@ func Unavailable(err error) bool {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff { // the primary result code
-		case sqliteBusy, sqliteLocked, sqliteFull, sqliteIOErr:
+		case sqliteBusy, sqliteLocked, sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
 			return true
 		}
 		return false
 	}
 	var ce *pgconn.ConnectError
 	var ne net.Error
-	return errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+	return errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
 		errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // SQLite's primary result codes that mean "not now" rather than "not this".
 const (
-	sqliteBusy   = 5
-	sqliteLocked = 6
-	sqliteIOErr  = 10
-	sqliteFull   = 13
+	sqliteBusy     = 5
+	sqliteLocked   = 6
+	sqliteReadOnly = 8 // the file cannot be written (a read-only mount)
+	sqliteIOErr    = 10
+	sqliteFull     = 13
+	sqliteCantOpen = 14
 )

@@ -34,11 +34,18 @@ type Data struct {
 // persons of the generated registry and the sample catalogue.
 func Open(t testing.TB, driver string, persons int) *Data {
 	t.Helper()
-	ctx := context.Background()
 	dsn := filepath.Join(t.TempDir(), "rxd.db")
 	if driver == sqlstore.Postgres {
 		dsn = pgtest.Schema(t)
 	}
+	return OpenAt(t, driver, dsn, persons)
+}
+
+// OpenAt is Open on the database at dsn (a PostgreSQL schema reached
+// through a pgtest.Proxy, say).
+func OpenAt(t testing.TB, driver, dsn string, persons int) *Data {
+	t.Helper()
+	ctx := context.Background()
 	db, err := sqlstore.Open(ctx, driver, dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,9 @@ type Trustd struct {
 	// RelyingPartyURL is the plain-HTTP base of its CRL and OCSP, as
 	// written in every certificate.
 	RelyingPartyURL string
+	// OpsURL is the plain-HTTP base of its operations listener
+	// (/metrics, /healthz, /readyz).
+	OpsURL string
 	// Dir is trustd's directory, Init what the ceremony made there, and
 	// Keys the key manager it serves with.
 	Dir  string
@@ -100,9 +103,11 @@ func StartWith(t testing.TB, o Options) *Trustd {
 	rp.Listener = rpListener
 	rp.Start()
 	t.Cleanup(rp.Close)
+	ops := httptest.NewServer(svc.OpsHandler())
+	t.Cleanup(ops.Close)
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	go svc.Publisher().Run(runCtx)
 	return &Trustd{AdminURL: admin.URL, PublicURL: public.URL, RootFile: res.RootCert, Officers: res.Officers, Service: svc,
-		RelyingPartyURL: "http://" + rpListener.Addr().String(), Dir: dir, Init: res, Keys: keys}
+		RelyingPartyURL: "http://" + rpListener.Addr().String(), OpsURL: ops.URL, Dir: dir, Init: res, Keys: keys}
 }

@@ -1,0 +1,102 @@
+package observe_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/observe"
+	"github.com/nuskha/nuskha/internal/testutil/promtool"
+)
+
+// flaky is a signer whose token can be taken away.
+type flaky struct {
+	crypto.Signer
+	gone bool
+}
+
+func (f *flaky) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	if f.gone {
+		return nil, errors.New("CKR_DEVICE_REMOVED at /secret/path?pin=1234")
+	}
+	return f.Signer.Sign(r, d, o)
+}
+
+// TestOpsListener: /healthz answers while a dependency is down; /readyz
+// is 200 with every check while they pass, and 503 unavailable (with a
+// Retry-After) naming the check that failed, with its own detail and not
+// its cause's text (a path, a PIN); the signing key's metrics follow the
+// probe; what /metrics exports passes promtool.
+func TestOpsListener(t *testing.T) {
+	reg := observe.NewRegistry("test")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	token := &flaky{Signer: key}
+	signer := observe.NewSigners(reg).Wrap("exchange", token)
+	dbDown := false
+	ready := &observe.Readiness{Checks: []observe.Check{
+		observe.SignerCheck("exchange-key", signer),
+		{Name: "database", Run: func(context.Context) error {
+			if dbDown {
+				return errs.Wrap(errs.Unavailable, errors.New("dial tcp 10.0.0.5:5432: user=nuskha"), "the database does not answer")
+			}
+			return nil
+		}},
+	}}
+	srv := httptest.NewServer(observe.Handler(reg, ready, nil))
+	defer srv.Close()
+	get := func(path string, status int) (http.Header, []byte) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != status {
+			t.Fatalf("%s: %d %s, want %d", path, resp.StatusCode, b, status)
+		}
+		return resp.Header, b
+	}
+	get("/readyz", 200)
+	if _, m := get("/metrics", 200); !strings.Contains(string(m), `nuskha_hsm_token_up{key="exchange"} 1`) {
+		t.Fatalf("token not up:\n%s", m)
+	}
+
+	token.gone, dbDown = true, true
+	get("/healthz", 200)
+	h, b := get("/readyz", 503)
+	if h.Get("Retry-After") == "" || h.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("headers %v", h)
+	}
+	var nr observe.NotReady
+	if err := json.Unmarshal(b, &nr); err != nil || nr.Code != errs.Unavailable || len(nr.Checks) != 2 {
+		t.Fatalf("%v %s", err, b)
+	}
+	for _, c := range nr.Checks {
+		if c.OK || c.Detail == "" {
+			t.Errorf("check %+v", c)
+		}
+	}
+	for _, secret := range []string{"1234", "/secret/path", "10.0.0.5", "user=nuskha", "CKR_"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("/readyz shows %q: %s", secret, b)
+		}
+	}
+	_, m := get("/metrics", 200)
+	for _, want := range []string{`nuskha_hsm_token_up{key="exchange"} 0`, `nuskha_hsm_sign_failures_total{key="exchange"} 1`, `nuskha_build_info{daemon="test"`} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("no %s in:\n%s", want, m)
+		}
+	}
+	promtool.Check(t, "/metrics", m)
+}
