@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/tlog"
 )
 
@@ -52,7 +53,7 @@ func TestEntryEncoding(t *testing.T) {
 	}
 	// A time in another zone is the same instant, written in UTC.
 	tehran := *e
-	tehran.Time = e.Time.In(time.FixedZone("IRST", 3*3600+1800))
+	tehran.Time = e.Time.In(persian.Tehran)
 	if b2, _ := tehran.Encode(); !bytes.Equal(b2, b) {
 		t.Fatalf("the zone changed the encoding:\n%s", b2)
 	}
