@@ -490,17 +490,11 @@ func (s *Store) indexPatients(ctx context.Context, tx *sql.Tx, b *tlog.Batch) er
 // MaxPatientPage is the most entries PatientEntries returns at once.
 const MaxPatientPage = 1000
 
-// IndexedEntry is a sequenced entry and its index in the log.
-type IndexedEntry struct {
-	Index uint64
-	Entry *tlog.Entry
-}
-
 // PatientEntries returns the sequenced entries that name patient p,
 // newest first: those with an index below before (all, if before is 0),
 // at most limit (1..MaxPatientPage). Entries still pending are not
 // among them until the sequencer has taken them (a second, in rxd).
-func (s *Store) PatientEntries(ctx context.Context, p tlog.Pseudonym, before uint64, limit int) ([]IndexedEntry, error) {
+func (s *Store) PatientEntries(ctx context.Context, p tlog.Pseudonym, before uint64, limit int) ([]tlog.Indexed, error) {
 	if limit < 1 || limit > MaxPatientPage {
 		return nil, fmt.Errorf("tlogstore: a page of %d entries (1 to %d)", limit, MaxPatientPage)
 	}
@@ -519,7 +513,7 @@ func (s *Store) PatientEntries(ctx context.Context, p tlog.Pseudonym, before uin
 		return nil, fmt.Errorf("tlogstore: reading a patient's entries: %w", err)
 	}
 	defer rows.Close()
-	var out []IndexedEntry
+	var out []tlog.Indexed
 	for rows.Next() {
 		var idx int64
 		var b []byte
@@ -533,7 +527,7 @@ func (s *Store) PatientEntries(ctx context.Context, p tlog.Pseudonym, before uin
 		if e.Patient != p {
 			return nil, fmt.Errorf("%w: entry %d is indexed under a patient it does not name", tlog.ErrTree, idx)
 		}
-		out = append(out, IndexedEntry{Index: uint64(idx), Entry: e})
+		out = append(out, tlog.Indexed{Index: uint64(idx), Entry: e})
 	}
 	return out, rows.Err()
 }
