@@ -242,12 +242,19 @@ bin/rxload setup -dir "$W/load" -admin-url "https://$H:$ADMIN" -ca-file "$W/trus
 db1=(-db-driver postgres -dsn-file "$W/rxd1.dsn")
 bin/rxd import-registry "${db1[@]}" -mode full -quiet "$W/load/registry.csv" >"$W/import.log" 2>&1 || die "rxd import-registry"
 bin/rxd import-catalogue "${db1[@]}" -label sample -valid-from 1400-01-01 -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv >>"$W/import.log" 2>&1 || die "rxd import-catalogue"
-head -c 32 /dev/urandom >"$W/pseudonym.key"
-chmod 600 "$W/pseudonym.key"
+# rxd's audit log keys, shared by both instances (one log, one pseudonym
+# key over one database): encrypted key files, as make run keeps them.
+AUDIT=$W/audit
+mkdir -p "$AUDIT" && chmod 700 "$AUDIT"
+head -c 24 /dev/urandom | base64 >"$AUDIT/keys.pass"
+AUDIT_FLAGS=(-audit-pseudonym-key "softkey:path=$AUDIT/pseudonym.key?pin-source=$AUDIT/keys.pass"
+  -audit-seal-key "softkey:path=$AUDIT/seal.key?pin-source=$AUDIT/keys.pass"
+  -audit-note-key "$AUDIT/note.key" -audit-origin faulttest/rxd-audit)
+bin/rxd audit-keys "${AUDIT_FLAGS[@]}" >"$AUDIT/note.vkey" 2>>"$W/import.log" || die "rxd audit-keys"
 mapfile -t TLS <"$W/load/rxd.args"
 start_rxd() {
   local i=$1 p=RXD$1
-  bin/rxd serve -db-driver postgres -dsn-file "$W/rxd$i.dsn" -listen "$H:${!p}" "${TLS[@]}" -pseudonym-key-file "$W/pseudonym.key" \
+  bin/rxd serve -db-driver postgres -dsn-file "$W/rxd$i.dsn" -listen "$H:${!p}" "${TLS[@]}" "${AUDIT_FLAGS[@]}" \
     -caller-rate 1000000 -caller-burst 1000000 -daily-lookups 100000000 -max-conns 4096 -max-conns-per-ip 4096 2>>"$W/rxd$i.log" &
   PID[rxd$i]=$!
   PIDS+=($!)

@@ -57,9 +57,16 @@ db=(-db-driver postgres -dsn-file "$W/dsn")
 bin/rxd import-registry "${db[@]}" -mode full -quiet "$W/load/registry.csv"
 bin/rxd import-catalogue "${db[@]}" -label sample -valid-from 1400-01-01 -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
 mapfile -t tls <"$W/load/rxd.args"
+# rxd's audit log keys (docs/audit-log.md), encrypted files as make run keeps them.
+A=$W/audit
+mkdir -p "$A" && chmod 700 "$A"
+head -c 24 /dev/urandom | base64 >"$A/keys.pass"
+audit=(-audit-pseudonym-key "softkey:path=$A/pseudonym.key?pin-source=$A/keys.pass"
+  -audit-seal-key "softkey:path=$A/seal.key?pin-source=$A/keys.pass" -audit-note-key "$A/note.key" -audit-origin loadbench/rxd-audit)
+bin/rxd audit-keys "${audit[@]}" >"$A/note.vkey"
 # The per-caller budgets are a pharmacy's; the load tool is thousands of
 # pharmacies' worth through one vendor certificate.
-bin/rxd serve "${db[@]}" -listen "$RXD" "${tls[@]}" -caller-rate 1000000 -caller-burst 1000000 \
+bin/rxd serve "${db[@]}" -listen "$RXD" "${tls[@]}" "${audit[@]}" -caller-rate 1000000 -caller-burst 1000000 \
   -daily-lookups 100000000 -max-conns 4096 -max-conns-per-ip 4096 2>"$W/rxd.log" &
 rxd=$!
 wait_for rxd $rxd "$RXD"

@@ -96,10 +96,20 @@ if [ ! -f "$RXD_STATE/rxd.db" ]; then
   bin/rxd import-catalogue -db "$RXD_STATE/rxd.db" -label sample -valid-from 1400-01-01 \
     -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
 fi
-if [ ! -f "$RXD_STATE/pseudonym.key" ]; then
-  # The key of the pseudonyms under which rxd logs who was looked up: kept,
-  # so that one person's lookups can be followed across restarts.
-  (umask 077 && head -c 32 /dev/urandom >"$RXD_STATE/pseudonym.key")
+# rxd's audit log (docs/audit-log.md): its pseudonym key and the key its
+# checkpoint key is sealed under, here encrypted key files like every key
+# of make run (in production, keys on the HSM token), and the sealed
+# checkpoint key. Made once and kept: a new pseudonym key would cut every
+# patient's record in two.
+AUDIT=$RXD_STATE/audit
+audit_flags=(-audit-pseudonym-key "softkey:path=$AUDIT/pseudonym.key?pin-source=$AUDIT/keys.pass"
+  -audit-seal-key "softkey:path=$AUDIT/seal.key?pin-source=$AUDIT/keys.pass"
+  -audit-note-key "$AUDIT/note.key" -audit-origin "${NUSKHA_RXD_AUDIT_ORIGIN:-localhost/rxd-audit}")
+if [ ! -f "$AUDIT/note.key" ]; then
+  say "rxd's audit log keys; the checkpoint verifier key is in $AUDIT/note.vkey"
+  mkdir -p "$AUDIT" && chmod 700 "$AUDIT"
+  [ -f "$AUDIT/keys.pass" ] || head -c 24 /dev/urandom | base64 >"$AUDIT/keys.pass"
+  bin/rxd audit-keys "${audit_flags[@]}" >"$AUDIT/note.vkey"
 fi
 say "starting rxd with the prescription exchange (on $RXD_LISTEN)"
 # -revocation-recheck 0: rxd asks trustd's OCSP responder on every call
@@ -108,7 +118,7 @@ say "starting rxd with the prescription exchange (on $RXD_LISTEN)"
 # default bound, docs/rxd.md).
 bin/rxd serve -db "$RXD_STATE/rxd.db" -listen "$RXD_LISTEN" -tls-cert "$RXD_STATE/rxd/chain.pem" \
   -tls-key "softkey:path=$RXD_STATE/rxd/key.pem?pin-source=$RXD_STATE/rxd/key.pass" \
-  -client-ca "$STATE/ca/root.crt" -pseudonym-key-file "$RXD_STATE/pseudonym.key" \
+  -client-ca "$STATE/ca/root.crt" "${audit_flags[@]}" \
   -exchange-key "softkey:path=$RXD_STATE/rxd-exchange/key.pem?pin-source=$RXD_STATE/rxd-exchange/key.pass" \
   -exchange-cert "$RXD_STATE/rxd-exchange/chain.pem" -revocation-recheck 0 &
 wait_for rxd $! "$RXD_LISTEN"

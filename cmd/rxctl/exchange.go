@@ -738,3 +738,34 @@ func rxHistory(ctx context.Context, e *env, args []string) error {
 	}
 	return printJSON(e.stdout, page)
 }
+
+// rxAccessLog: who acted on a patient's prescriptions, from rxd's audit
+// log (service callers).
+func rxAccessLog(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "rx access-log")
+	rf := addRxdFlags(fs)
+	nid := fs.String("national-id", "", "the patient's national id")
+	cursor := fs.String("cursor", "", "the next_cursor of the page before")
+	limit := fs.Int("limit", 0, "accesses a page, at most 200 (default: rxd's)")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs, "rxctl rx access-log -national-id ID [flags]"); err != nil {
+		return err
+	}
+	if *nid == "" {
+		return usageError{errors.New("-national-id is required")}
+	}
+	if *limit < 0 || *limit > 200 {
+		return usageError{errors.New("-limit: 1 to 200")}
+	}
+	c, err := rf.exchange(ctx, e, "")
+	if err != nil {
+		return err
+	}
+	page, err := c.AccessLog(ctx, exclient.AccessLogQuery{NationalID: strings.TrimSpace(*nid), Cursor: *cursor, Limit: *limit})
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, page)
+}

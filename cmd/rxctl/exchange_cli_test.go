@@ -40,6 +40,8 @@ func TestExchangeCommandsRefuseBadUsage(t *testing.T) {
 		{[]string{"rx", "paper", "-in", "p.json"}, "-receipt-out is required"},
 		{[]string{"rx", "history"}, "-national-id is required"},
 		{[]string{"rx", "history", "-national-id", "1", "-limit", "101"}, "-limit"},
+		{[]string{"rx", "access-log"}, "-national-id is required"},
+		{[]string{"rx", "access-log", "-national-id", "1", "-limit", "201"}, "-limit"},
 	} {
 		h.forgetRequests()
 		_, stderr, code := h.run(tc.args...)

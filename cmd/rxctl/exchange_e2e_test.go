@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
@@ -141,10 +143,16 @@ func TestExchangeEndToEnd(t *testing.T) {
 	// -revocation-recheck 0: rxd asks trustd's responder on every call, so
 	// the revocation below is refused at the next prescription, not within
 	// the minute a "good" answer is otherwise reused.
-	rxd := startRxd(t, bin, "-db", db, "-tls-cert", rxdChain, "-tls-key", rxdKey, "-client-ca", d.init.RootCert,
-		"-pseudonym-key-file", writeFile(t, work, "pseudonym.key", "0123456789abcdef0123456789abcdef"), "-revocation-recheck", "0",
+	// The audit log's keys on rxd's token, as in production: the pseudonym
+	// key (HMAC) and the key its checkpoint key is sealed under (AES).
+	audit := []string{"-audit-pseudonym-key", hsm.PKCS11URI(rxdToken.Module, rxdToken.Label, "audit-pseudonyms", []byte{0x0a}, rxdToken.PINFile),
+		"-audit-seal-key", hsm.PKCS11URI(rxdToken.Module, rxdToken.Label, "audit-seal", []byte{0x0b}, rxdToken.PINFile),
+		"-audit-note-key", filepath.Join(work, "audit-note.key"), "-audit-origin", "rxd.test/audit"}
+	rxdCommand(t, bin, append([]string{"audit-keys"}, audit...)...)
+	rxd := startRxd(t, bin, append([]string{"-db", db, "-tls-cert", rxdChain, "-tls-key", rxdKey, "-client-ca", d.init.RootCert,
+		"-revocation-recheck", "0",
 		"-exchange-key", hsm.PKCS11URI(rxdToken.Module, rxdToken.Label, "exchange-receipts", []byte{0x0e}, rxdToken.PINFile),
-		"-exchange-cert", exchangeChain)
+		"-exchange-cert", exchangeChain}, audit...)...)
 	// Every party's software calls through the same vendor certificate.
 	t.Setenv("NUSKHA_RXD_URL", rxd.url)
 	t.Setenv("NUSKHA_CLIENT_CERT", vendorChain)
@@ -286,6 +294,32 @@ func TestExchangeEndToEnd(t *testing.T) {
 	}
 	if want := map[string]string{id: "electronic dispensed", id2: "electronic cancelled", "paper": "paper dispensed"}; !maps.Equal(got, want) {
 		t.Fatalf("rx history: %v, want %v\n%s", got, want, history)
+	}
+	// And who acted on the patient's prescriptions, from rxd's audit log:
+	// the pharmacy's dispense of the first among them, once rxd has
+	// sequenced it (every second).
+	rxctl.refused("role-not-allowed", "rx", "access-log", "-national-id", patient)
+	type access struct {
+		Action, Role, Outcome string
+		Prescription          string `json:"prescription_id"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out := rxctl.ok("rx", "access-log", "-national-id", patient, "-limit", "200", "-cert", portalChain, "-key", portalKey)
+		var log struct {
+			Accesses []access `json:"accesses"`
+		}
+		if err := json.Unmarshal([]byte(out), &log); err != nil {
+			t.Fatalf("rx access-log: %v\n%s", err, out)
+		}
+		if slices.ContainsFunc(log.Accesses, func(a access) bool {
+			return a.Action == "dispense" && a.Role == "pharmacy" && a.Outcome == "ok" && a.Prescription == id
+		}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rx access-log: no dispense of %s by a pharmacy after 30 s\n%s", id, out)
+		}
+		time.Sleep(200 * time.Millisecond) // rxd sequences every second
 	}
 
 	// The practitioner's card is stolen and revoked. Her software last

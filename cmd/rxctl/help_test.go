@@ -190,6 +190,7 @@ func TestHelpHarnessSeesActions(t *testing.T) {
 		{[]string{"trust", "pull", "-out", h.out}, "GET /v1/trust-bundle"},
 		{[]string{"rules", "show"}, "GET /v1/rules"},
 		{[]string{"rx", "history", "-national-id", "0499370899"}, "POST /v1/patient-history"},
+		{[]string{"rx", "access-log", "-national-id", "0499370899"}, "POST /v1/patient-access-log"},
 	} {
 		h.run(tc.args...)
 		if r := h.requestsSeen(); !slices.Contains(r, tc.want) {

@@ -85,6 +85,7 @@ const usage = `usage: rxctl <group> <command> [flags]
   rx close           close a claim and keep the receipt the exchange signs (session)
   rx paper           enter and dispense a paper prescription signed on the card (pharmacy)
   rx history         a patient's prescriptions and dispenses (service)
+  rx access-log      who acted on a patient's prescriptions, from rxd's audit log (service)
   audit list         read the audit trail (officer)
 
   eligibility check  is a person covered on a date, and if not why (vendor, service; rxd)
@@ -122,7 +123,7 @@ var commands = map[string]map[string]command{
 	"trust":  {"pull": trustPull},
 	"rx": {"sign": rxSign, "verify": rxVerify, "dispense": rxDispense, "cancel": rxCancel,
 		"prescribe": rxPrescribe, "lookup": rxLookup, "claim": rxClaim, "release": rxRelease, "close": rxClose,
-		"paper": rxPaper, "history": rxHistory},
+		"paper": rxPaper, "history": rxHistory, "access-log": rxAccessLog},
 	"session": {"open": sessionOpen, "close": sessionClose},
 	"audit":   {"list": auditList},
 

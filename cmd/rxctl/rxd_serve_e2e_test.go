@@ -20,6 +20,7 @@ import (
 	"github.com/nuskha/nuskha/internal/client"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
+	"github.com/nuskha/nuskha/internal/testutil/audittest"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -143,9 +144,9 @@ func TestRxdRefusesRevokedCallerWithinBound(t *testing.T) {
 	db := filepath.Join(work, "rxd.db")
 	rxdCommand(t, bin, "import-registry", "-db", db, "-create", "-mode", "full", "-quiet", writeFile(t, work, "registry.csv", insuredtest.Rows(20)))
 	const recheck = 3 * time.Second
-	pseudonymKey := writeFile(t, work, "pseudonym.key", "0123456789abcdef0123456789abcdef")
-	rxd := startRxd(t, bin, "-db", db, "-tls-cert", rxdChain, "-tls-key", rxdKey, "-client-ca", d.init.RootCert,
-		"-revocation-recheck", recheck.String(), "-pseudonym-key-file", pseudonymKey)
+	audit, _ := audittest.Keys(t, work)
+	rxd := startRxd(t, bin, append([]string{"-db", db, "-tls-cert", rxdChain, "-tls-key", rxdKey, "-client-ca", d.init.RootCert,
+		"-revocation-recheck", recheck.String()}, audittest.Flags(audit)...)...)
 	// rxctl, for the last word, as the vendor.
 	t.Setenv("NUSKHA_RXD_URL", rxd.url)
 	t.Setenv("NUSKHA_CLIENT_CERT", vendorChain)

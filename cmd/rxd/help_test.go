@@ -53,6 +53,8 @@ func TestHelpNeverActs(t *testing.T) {
 		"client-ca": filepath.Join(in, "ca.crt"), "rules": write("rules.yaml", string(rules.StarterYAML())),
 		"exchange-key": "softkey:path=" + filepath.Join(in, "exchange.key"), "exchange-cert": filepath.Join(in, "exchange.crt"),
 		"out": filepath.Join(root, "data", "copy.db"),
+		"audit-pseudonym-key": "softkey:path=" + filepath.Join(in, "pseudonym.key"), "audit-seal-key": "softkey:path=" + filepath.Join(in, "seal.key"),
+		"audit-note-key": filepath.Join(in, "note.key"), "audit-origin": "rxd.test/audit", "name": "rxd.test/audit/k2",
 	}
 	registry := write("registry.csv", insuredtest.Rows(10))
 	before := clitest.Files(t, root)

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,11 +18,13 @@ import (
 
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/loadgen"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 	"github.com/nuskha/nuskha/internal/testutil/trustdtest"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // TestKillUnderLoad is issue 12's durability promise tested on the real
@@ -97,7 +101,7 @@ func killUnderLoad(t *testing.T, driver string) {
 	}
 	serve := append([]string{"serve", "-listen", "127.0.0.1:0", "-tls-cert", m.RxdTLS.Chain, "-tls-key", m.RxdTLS.Key, "-client-ca", m.Root,
 		"-exchange-key", m.Exchange.Key, "-exchange-cert", m.Exchange.Chain,
-		"-caller-rate", "1000000", "-caller-burst", "1000000", "-daily-lookups", "1000000"}, dbFlags...)
+		"-caller-rate", "1000000", "-caller-burst", "1000000", "-daily-lookups", "1000000"}, slices.Concat(dbFlags, testAuditFlags(t))...)
 
 	cmd, url := startServe(t, bin, serve)
 	// Enough of both acknowledged, then SIGKILL while the load goes on.
@@ -191,6 +195,7 @@ func killUnderLoad(t *testing.T, driver string) {
 			t.Errorf("%d %s", n, what)
 		}
 	}
+	checkAuditAfterKill(t, q, acked[loadgen.OpPrescribe])
 	// The restarted rxd serves: new prescriptions, for persons the first
 	// load did not reach, are accepted, claimed, dispensed and closed.
 	rep, err := loadgen.Run(ctx, loadgen.RunOptions{Manifest: manifest, URL: url, N: 20, First: 2500, Clients: 2, Dispense: true, Keys: keys})
@@ -245,4 +250,81 @@ func startServe(t *testing.T, bin string, args []string) (*exec.Cmd, string) {
 		t.Fatal("rxd serve did not listen within a minute")
 	}
 	return nil, ""
+}
+
+// checkAuditAfterKill: every acknowledged prescription has its audit
+// entry, every stored prescription and dispense its entry, and no entry
+// of a write exists without the write — the two committed together, or
+// neither, whatever the kill interrupted. Entries are read pending or
+// sequenced alike.
+func checkAuditAfterKill(t *testing.T, q *sql.DB, acked map[string]bool) {
+	t.Helper()
+	ctx := context.Background()
+	ok := map[string]map[string]int{} // action → object → entries
+	for _, table := range []string{"tlog_pending", "tlog_entries"} {
+		rows, err := q.QueryContext(ctx, "SELECT entry FROM "+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				t.Fatal(err)
+			}
+			e, err := tlog.Decode(b)
+			if err != nil {
+				t.Fatalf("%s: %v", table, err)
+			}
+			if e.Outcome == audit.OK {
+				if ok[e.Action] == nil {
+					ok[e.Action] = map[string]int{}
+				}
+				ok[e.Action][e.Object]++
+			}
+		}
+		rows.Close()
+	}
+	count := func(query string) map[string]int {
+		out := map[string]int{}
+		rows, err := q.QueryContext(ctx, query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			out["rx:"+id]++
+		}
+		return out
+	}
+	prescriptions := count("SELECT id FROM prescriptions")
+	dispenses := count("SELECT prescription_id FROM dispenses")
+	missing := 0
+	for id := range acked {
+		if ok["prescribe"]["rx:"+id] == 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d acknowledged prescriptions have no audit entry", missing, len(acked))
+	}
+	for what, c := range map[string]struct {
+		action string
+		stored map[string]int
+	}{"prescription": {"prescribe", prescriptions}, "dispense": {"dispense", dispenses}} {
+		for obj, n := range c.stored {
+			if ok[c.action][obj] < n {
+				t.Errorf("%s of %s: %d stored, %d entries", what, obj, n, ok[c.action][obj])
+			}
+		}
+		for obj := range ok[c.action] {
+			if c.stored[obj] == 0 {
+				t.Errorf("a %s entry of %s, which has no %s stored", c.action, obj, what)
+			}
+		}
+	}
+	t.Logf("audit: %d prescribe and %d dispense entries for %d prescriptions and their dispenses", len(ok["prescribe"]), len(ok["dispense"]), len(prescriptions))
 }

@@ -8,6 +8,7 @@
 //	rxd import-catalogue -db-driver sqlite -db FILE -valid-from DATE [-drugs F] [-services F]
 //	rxd check-rules      FILE.yaml
 //	rxd backup           -db FILE -out NEW-FILE
+//	rxd audit-keys       -audit-pseudonym-key URI -audit-seal-key URI -audit-note-key F -audit-origin NAME [-name NAME]
 package main
 
 import (
@@ -49,6 +50,7 @@ const usage = `usage:
   rxd import-catalogue [flags] -valid-from DATE    load a catalogue version from drugs and services CSV
   rxd check-rules FILE                            compile and type-check a rule set without loading it
   rxd backup [flags] -out FILE                    copy the SQLite database, while rxd runs, to a new file
+  rxd audit-keys      [flags]                      make the audit log's keys; print the checkpoint key's verifier key
   rxd version                                     which build this is: version, commit, Go version
 Run "rxd <command> -h" for a command's flags.`
 
@@ -60,6 +62,7 @@ var commands = map[string]command{
 	"import-catalogue": cmdImportCatalogue,
 	"check-rules":      cmdCheckRules,
 	"backup":           cmdBackup,
+	"audit-keys":       cmdAuditKeys,
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("rxd", args, stdout, stderr)
 	},
@@ -257,7 +260,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	perSecond := fs.Float64("caller-rate", defaults.PerSecond, "requests a second each client certificate may make, after its burst")
 	burst := fs.Int("caller-burst", defaults.Burst, "requests each client certificate may make at once")
 	dailyLookups := fs.Int("daily-lookups", defaults.DailyLookups, "eligibility lookups (and rules checks) each client certificate may make per day")
-	pseudonymKey := fs.String("pseudonym-key-file", "", "file whose bytes (32 or more, e.g. head -c 32 /dev/urandom) key the pseudonyms under which lookups are logged and seal the answers kept for Idempotency-Key retries; without it a random key, good for this run only (every instance on one database needs the same file)")
+	audit := addAudit(fs)
 	exchangeKey := fs.String("exchange-key", "", "the exchange's signing key for acknowledgements and receipts: a key URI (pkcs11:… for a key in an HSM); with -exchange-cert. Without both, the prescription exchange is not served")
 	exchangeCert := fs.String("exchange-cert", "", "the exchange's certificate (profile exchange-receipt-signing) and its intermediate, PEM, leaf first")
 	metricsListen := fs.String("metrics-listen", "", "operations address, plain HTTP: /metrics (Prometheus), /healthz, /readyz; no credential, no personal data — keep it on loopback (e.g. 127.0.0.1:9543) or a management network. Empty: none")
@@ -279,6 +282,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *certFile == "" || *keyFile == "" || *clientCA == "" {
 		return cli.Usagef("rxd serve needs -tls-cert, -tls-key and -client-ca: every caller is authenticated by its certificate")
 	}
+	if err := audit.check(); err != nil {
+		return err
+	}
 	conns := netcap.Limits{Total: *maxConns, PerIP: *maxConnsPerIP}
 	if *maxConns <= 0 || *maxConnsPerIP <= 0 {
 		return cli.Usagef("-max-conns and -max-conns-per-ip must be positive")
@@ -293,7 +299,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := rxd.Config{
 		Store: st, Listen: *listen, TLSCert: *certFile, TLSKey: *keyFile, ClientCA: *clientCA, Arc: *arc,
 		StatusMaxAge: *statusAge, Recheck: *recheck, RulesFile: *rulesFile, RulesPoll: *rulesPoll, Conns: conns,
-		Limits: rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups}, PseudonymKeyFile: *pseudonymKey,
+		Limits: rxapi.Limits{PerSecond: *perSecond, Burst: *burst, DailyLookups: *dailyLookups}, Audit: audit.config(),
 		ExchangeKey: *exchangeKey, ExchangeCert: *exchangeCert, MetricsListen: *metricsListen,
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -479,5 +485,63 @@ func cmdCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: rule set %s, %d rules, compiled and type-checked\n", file, set.Version(), len(set.Rules()))
+	return nil
+}
+
+// auditFlags name rxd's audit log: its keys and its origin.
+type auditFlags struct {
+	pseudonym, seal, note, origin *string
+}
+
+func addAudit(fs *flag.FlagSet) auditFlags {
+	return auditFlags{
+		pseudonym: fs.String("audit-pseudonym-key", "", "the audit log's pseudonym key (HMAC-SHA256), a key URI: pkcs11:… on the HSM, softkey:path=…?pin-source=… for the embedded default; the same for every rxd on one database, never changed. It also keys the seal of the answers kept for Idempotency-Key retries"),
+		seal:      fs.String("audit-seal-key", "", "the AES-256-GCM key (a key URI) the audit log's checkpoint key is sealed under"),
+		note:      fs.String("audit-note-key", "", "the audit log's sealed checkpoint key (a file made by rxd audit-keys)"),
+		origin:    fs.String("audit-origin", "", "the audit log's name in its checkpoints, e.g. rxd.example.ir/audit: never changed"),
+	}
+}
+
+func (f auditFlags) config() rxd.Audit {
+	return rxd.Audit{PseudonymKey: *f.pseudonym, SealKey: *f.seal, NoteKeyFile: *f.note, Origin: *f.origin}
+}
+
+func (f auditFlags) check() error {
+	if *f.pseudonym == "" || *f.seal == "" || *f.note == "" || *f.origin == "" {
+		return cli.Usagef("rxd records every action in its audit log: -audit-pseudonym-key, -audit-seal-key, -audit-note-key and -audit-origin are required (rxd audit-keys makes the keys)")
+	}
+	return nil
+}
+
+// cmdAuditKeys makes the audit log's keys — the pseudonym key and the
+// sealing key where they do not exist yet, and a new checkpoint key
+// sealed into -audit-note-key — and prints the checkpoint key's verifier
+// key, which operators give to auditors and to trustd's trust bundle.
+// Rotating the checkpoint key is running it again with a new file and a
+// new -name (the origin stays).
+func cmdAuditKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rxd audit-keys", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	audit := addAudit(fs)
+	name := fs.String("name", "", "the checkpoint key's name (default: the origin); a rotated key takes a new one, e.g. rxd.example.ir/audit/k2")
+	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("audit-keys takes no arguments, got %q", fs.Args())
+	}
+	if err := audit.check(); err != nil {
+		return err
+	}
+	if *name == "" {
+		*name = *audit.origin
+	}
+	keys := hsm.NewManager(hsm.NoPrompt)
+	defer keys.Close()
+	vkey, err := rxd.CreateAuditKeys(ctx, keys, audit.config(), *name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, vkey)
 	return nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/audittest"
 	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
@@ -186,7 +187,7 @@ func newServeFixture(t *testing.T) *serveFixture {
 	keyFile := writePEM("rxd.key", &pem.Block{Type: "PRIVATE KEY", Bytes: skDER})
 	caFile := writePEM("root.crt", &pem.Block{Type: "CERTIFICATE", Bytes: p.Root.Raw})
 	return &serveFixture{dir: dir, pki: p, issue: issue,
-		args: []string{"serve", "-tls-cert", certFile, "-tls-key", keyFile, "-client-ca", caFile}}
+		args: slices.Concat([]string{"serve", "-tls-cert", certFile, "-tls-key", keyFile, "-client-ca", caFile}, testAuditFlags(t))}
 }
 
 // TestServe starts the real command: TLS with a server certificate from a
@@ -245,7 +246,11 @@ func TestServeStopsInOrder(t *testing.T) {
 			order = append(order, strings.TrimSpace(l.Msg+" "+l.Task))
 		}
 	}
-	if want := []string{lifecycle.MsgTaskStopped + " rules watch", lifecycle.MsgStopped}; !slices.Equal(order, want) {
+	// The tasks stop in any order, all before the service says it stopped.
+	if len(order) > 0 && order[len(order)-1] == lifecycle.MsgStopped {
+		slices.Sort(order[:len(order)-1])
+	}
+	if want := []string{lifecycle.MsgTaskStopped + " audit log", lifecycle.MsgTaskStopped + " rules watch", lifecycle.MsgStopped}; !slices.Equal(order, want) {
 		t.Fatalf("serve returned after %q, want %q:\n%s", order, want, logs)
 	}
 }
@@ -411,8 +416,9 @@ func TestClientCAMustBeRoots(t *testing.T) {
 }
 
 // TestServeRefusesBadLimitsAndKeys: serve refuses, before it serves,
-// limits that are not positive, a negative recheck interval and a
-// pseudonym key file that is missing or too short.
+// limits that are not positive, a negative recheck interval, and an audit
+// log whose checkpoint key file is missing or not one, or without its
+// origin.
 func TestServeRefusesBadLimitsAndKeys(t *testing.T) {
 	f := newServeFixture(t)
 	short := filepath.Join(f.dir, "short.key")
@@ -428,8 +434,9 @@ func TestServeRefusesBadLimitsAndKeys(t *testing.T) {
 		{"no lookups a day", []string{"-daily-lookups", "0"}, true, "-daily-lookups must be positive"},
 		{"no rate", []string{"-caller-rate", "0"}, true, "-caller-rate"},
 		{"negative recheck", []string{"-revocation-recheck", "-1s"}, true, "-revocation-recheck must be 0"},
-		{"key file missing", []string{"-pseudonym-key-file", filepath.Join(f.dir, "none.key")}, false, "-pseudonym-key-file: open"},
-		{"key too short", []string{"-pseudonym-key-file", short}, false, "holds 16 bytes; it needs at least 32"},
+		{"note key file missing", []string{"-audit-note-key", filepath.Join(f.dir, "none.key")}, false, "-audit-note-key: open"},
+		{"note key file not one", []string{"-audit-note-key", short}, false, "sealed note key"},
+		{"no audit origin", []string{"-audit-origin", ""}, true, "-audit-origin are required"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// Were the flags accepted, serve would serve until the deadline.
@@ -444,4 +451,10 @@ func TestServeRefusesBadLimitsAndKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testAuditFlags name the audit log's keys, made once for the test process.
+func testAuditFlags(t testing.TB) []string {
+	a, _ := audittest.Shared(t)
+	return audittest.Flags(a)
 }

@@ -93,9 +93,9 @@ func serveArgs(t *testing.T) ([]string, *x509.CertPool) {
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
-	return []string{"serve", "-db", filepath.Join(dir, "rxd.db"), "-create",
+	return append([]string{"serve", "-db", filepath.Join(dir, "rxd.db"), "-create",
 		"-tls-cert", write("rxd.crt", "CERTIFICATE", cert.Raw, p.Intermediate.Raw), "-tls-key", write("rxd.key", "PRIVATE KEY", keyDER),
-		"-client-ca", write("root.crt", "CERTIFICATE", p.Root.Raw)}, roots
+		"-client-ca", write("root.crt", "CERTIFICATE", p.Root.Raw)}, testAuditFlags(t)...), roots
 }
 
 // TestServeConnectionCaps is the red team's file-descriptor exhaustion,

@@ -26,6 +26,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rxd"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/audittest"
 	"github.com/nuskha/nuskha/internal/testutil/clitest"
 	"github.com/nuskha/nuskha/internal/testutil/trustdtest"
 )
@@ -87,6 +88,7 @@ func serveRxd(t *testing.T, dir string, listen ...string) (url, db string) {
 		TLSCert: flag["-tls-cert"], TLSKey: flag["-tls-key"], ClientCA: flag["-client-ca"],
 		ExchangeKey: flag["-exchange-key"], ExchangeCert: flag["-exchange-cert"], Recheck: time.Minute,
 		Limits: rxapi.Limits{PerSecond: 1e6, Burst: 1e6, DailyLookups: 1e6}}
+	cfg.Audit, _ = audittest.Shared(t)
 	keys := hsm.NewManager(hsm.NoPrompt)
 	t.Cleanup(func() { keys.Close() })
 	h := &listening{Handler: slog.DiscardHandler, addr: make(chan string, 1)}

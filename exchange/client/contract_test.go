@@ -292,6 +292,9 @@ func (s *contractServer) answer(op string, params map[string]string, replay bool
 			"issued_at": "2026-12-05T08:00:00Z", "prescriber": map[string]any{"council_number": "MC-2001"}, "lines": []any{line},
 			"dispenses": []any{map[string]any{"id": examplePID, "at": "2026-12-05T09:00:00Z", "organisation": "PH-8812", "role": "pharmacy",
 				"items": []any{map[string]any{"code": "1234567", "quantity": 10}}}}}}, "next_cursor": "c2"}
+	case "POST /v1/patient-access-log":
+		return 200, map[string]any{"accesses": []any{map[string]any{"at": "2026-12-05T09:00:00Z", "action": "dispense", "outcome": "ok", "role": "pharmacy",
+			"organisation": "PH-8812", "prescription_id": examplePID, "log_index": 41}}, "next_cursor": "c2"}
 	}
 	return 404, map[string]any{"type": "urn:nuskha:problem:not-found", "title": "Not found", "status": 404, "code": "not-found"}
 }
@@ -357,6 +360,10 @@ func TestEveryOperationHoldsToTheContract(t *testing.T) {
 	if err != nil || len(page.Prescriptions) != 1 || page.NextCursor != "c2" || page.Prescriptions[0].Dispenses[0].Items[0].Quantity != 10 {
 		t.Fatalf("history: %+v, %v", page, err)
 	}
+	accesses, err := c.AccessLog(ctx, client.AccessLogQuery{NationalID: "0499370899", Limit: 10})
+	if err != nil || len(accesses.Accesses) != 1 || accesses.NextCursor != "c2" || accesses.Accesses[0].Action != "dispense" || accesses.Accesses[0].LogIndex != 41 {
+		t.Fatalf("access log: %+v, %v", accesses, err)
+	}
 	if err := c.EndSession(ctx); err != nil || c.Token() != "" {
 		t.Fatalf("end session: %v, token %q", err, c.Token())
 	}
@@ -382,8 +389,8 @@ func TestEveryOperationHoldsToTheContract(t *testing.T) {
 			t.Errorf("prescribe sent %q: the JWS as signed, without the file's newline", r.body)
 		}
 	}
-	if n := len(s.requests("")); n != 12 {
-		t.Errorf("%d requests, want 12 (one per call)", n)
+	if n := len(s.requests("")); n != 13 {
+		t.Errorf("%d requests, want 13 (one per call)", n)
 	}
 }
 

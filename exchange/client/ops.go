@@ -142,6 +142,17 @@ func (c *Client) History(ctx context.Context, q HistoryQuery) (*HistoryPage, err
 	return &p, nil
 }
 
+// AccessLog reads a page of a patient's access log: who acted on the
+// patient's prescriptions, newest first, from rxd's audit log (service
+// callers: the insurer's systems, the patient portal).
+func (c *Client) AccessLog(ctx context.Context, q AccessLogQuery) (*AccessLogPage, error) {
+	var p AccessLogPage
+	if _, err := c.postJSON(ctx, "/v1/patient-access-log", q, false, false, nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 func (c *Client) postJSON(ctx context.Context, path string, in any, session, idempotent bool, header http.Header, out any) (int, error) {
 	body, err := json.Marshal(in)
 	if err != nil {

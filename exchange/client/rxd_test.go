@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,8 +35,10 @@ import (
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 type card struct {
@@ -49,6 +52,7 @@ type card struct {
 // and the starter rules, on certificates from the real profiles; every
 // request and answer is also validated against api/openapi.yaml.
 type realRxd struct {
+	audit                    *tlogstore.Store
 	url                      string
 	roots                    *x509.CertPool
 	verifier                 *rx.Verifier
@@ -109,18 +113,21 @@ func startRealRxd(t *testing.T) *realRxd {
 	}
 	ctx := context.Background()
 	data := rxdtest.Open(t, sqlstore.SQLite, 20)
-	store, err := rxstore.NewExchange(ctx, data.DB)
+	r.audit = data.AuditLog(t)
+	store, err := rxstore.NewExchange(ctx, data.DB, r.audit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc, err := exchange.New(exchange.Config{Store: store, Verifier: r.verifier, Reverifier: re, Status: checker,
-		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: exch.key, Chain: exch.chain}, Arc: p.Arc, Now: clock, Log: log})
+		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: exch.key, Chain: exch.chain}, Arc: p.Arc, Now: clock, Log: log,
+		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: r.audit})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &rxapi.API{Eligibility: data.Checker(), Adjudicator: data.Adjudicator(clock), Catalogue: data.Catalogue, Rules: data.Rules, DB: data.DB,
-		Arc: p.Arc, Status: checker, Log: log, Now: clock, Exchange: svc, Idempotency: store}
+		Arc: p.Arc, Status: checker, Log: log, Now: clock, Exchange: svc, Idempotency: store,
+		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: r.audit, AuditStore: r.audit}
 	r.roots = x509.NewCertPool()
 	r.roots.AddCert(p.Root)
 	srv := httptest.NewUnstartedServer(validating(t, a.Handler(), r.violations))
@@ -307,6 +314,24 @@ func TestClientAgainstRealRxd(t *testing.T) {
 	}
 	if _, err := pharmacy.History(ctx, client.HistoryQuery{NationalID: p.Patient.NationalID}); !client.IsCode(err, "role-not-allowed") {
 		t.Fatalf("history for a vendor: %v", err)
+	}
+	// The access log, once the audit log has sequenced: the pharmacy's
+	// dispense is in it.
+	l, err := tlog.New(r.audit, tlog.Config{Origin: "rxd.test/audit", Key: rxdtest.NoteKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	accesses, err := r.client(t, r.service).AccessLog(ctx, client.AccessLogQuery{NationalID: p.Patient.NationalID, Limit: 200})
+	if err != nil || !slices.ContainsFunc(accesses.Accesses, func(a client.Access) bool {
+		return a.Action == "dispense" && a.Role == "pharmacy" && a.Outcome == "ok" && a.Prescription == p.ID
+	}) {
+		t.Fatalf("access log: %+v, %v", accesses, err)
+	}
+	if _, err := pharmacy.AccessLog(ctx, client.AccessLogQuery{NationalID: p.Patient.NationalID}); !client.IsCode(err, "role-not-allowed") {
+		t.Fatalf("access log for a vendor: %v", err)
 	}
 
 	if err := pharmacy.EndSession(ctx); err != nil {

@@ -205,6 +205,36 @@ type HistoryPage struct {
 	NextCursor    string        `json:"next_cursor,omitempty"`
 }
 
+// AccessLogQuery asks for a page of a patient's access log (schema
+// AccessLogQuery). Limit 0 is rxd's default; at most 200.
+type AccessLogQuery struct {
+	NationalID string `json:"national_id"`
+	Cursor     string `json:"cursor,omitempty"`
+	Limit      int    `json:"limit,omitempty"`
+}
+
+// AccessLogPage is one page, newest first (schema AccessLogPage).
+// NextCursor is "" on the last page.
+type AccessLogPage struct {
+	Accesses   []Access `json:"accesses"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+// Access is one action on the patient's records: when, what, how it
+// ended, and by whom (a role and an organisation: a licence or council
+// number, or the calling software's registry id).
+type Access struct {
+	At           time.Time `json:"at"`
+	Action       string    `json:"action"`
+	Outcome      string    `json:"outcome"`
+	Code         string    `json:"code,omitempty"`
+	Role         string    `json:"role,omitempty"`
+	Organisation string    `json:"organisation,omitempty"`
+	Prescription string    `json:"prescription_id,omitempty"`
+	// LogIndex is the entry's index in rxd's audit log.
+	LogIndex uint64 `json:"log_index"`
+}
+
 // HistoryItem is one prescription in a patient's history.
 type HistoryItem struct {
 	ID           string            `json:"id"`

@@ -26,7 +26,7 @@ var errPaperClosed = errs.New(errs.PrescriptionNotDispensable, "a paper prescrip
 // together, and verifies it again (reverify). A pair that does not belong
 // together answers exactly as a code that does not exist. A paper
 // prescription is found to be looked at only (forClaim false).
-func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string, forClaim bool) (*Prescription, error) {
+func (s *Service) find(ctx context.Context, a *action, actor *Actor, f Find, act string, forClaim bool) (*Prescription, error) {
 	if !slices.Contains(dispensers, pki.Role(actor.Role)) {
 		return nil, roleNotAllowed(pki.Role(actor.Role), act)
 	}
@@ -46,6 +46,12 @@ func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string, fo
 	if err != nil {
 		return nil, internal(err, "reading a prescription")
 	}
+	// Named only once found: a code and an id that do not belong together
+	// are nobody's prescription.
+	a.on("rx", p.ID)
+	if err := s.about(a, nid); err != nil {
+		return nil, err
+	}
 	if forClaim && p.Kind == Paper {
 		return nil, errPaperClosed
 	}
@@ -59,8 +65,10 @@ func (s *Service) find(ctx context.Context, actor *Actor, f Find, act string, fo
 // national id, for a pharmacy or paraclinic centre
 // (POST /v1/prescriptions/lookup), verified again.
 func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*PrescriptionView, error) {
-	p, err := s.find(ctx, actor, f, "look up prescriptions", false)
-	if err != nil {
+	a := s.begin(ActView, Caller{})
+	a.bySession(actor)
+	p, err := s.find(ctx, a, actor, f, "look up prescriptions", false)
+	if err = s.end(ctx, a, err); err != nil {
 		return nil, err
 	}
 	return viewOf(p), nil
@@ -75,7 +83,17 @@ func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*Prescripti
 // performs none of the items (a paraclinic centre, a drugs-only
 // prescription) is refused: role-not-allowed.
 func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
-	p, err := s.find(ctx, actor, f, "claim prescriptions", true)
+	a := s.begin(ActClaim, Caller{})
+	a.bySession(actor)
+	g, err := s.claim(ctx, a, actor, f)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (s *Service) claim(ctx context.Context, a *action, actor *Actor, f Find) (*ClaimGranted, error) {
+	p, err := s.find(ctx, a, actor, f, "claim prescriptions", true)
 	if err != nil {
 		return nil, err
 	}
@@ -87,8 +105,9 @@ func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGrante
 	}
 	sec, hash := secret()
 	now := s.cfg.Now()
-	c, err := s.cfg.Store.Claim(ctx, &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(role, actor.Organisation), CertSerial: actor.CertSerial,
+	c, err := s.cfg.Store.Claim(ctx, a.entry(), &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(role, actor.Organisation), CertSerial: actor.CertSerial,
 		SecretSHA256: hash, CreatedAt: now, ExpiresAt: now.Add(s.cfg.ClaimTTL)})
+	a.stored(err)
 	if err != nil {
 		return nil, internal(err, "claiming")
 	}
@@ -98,8 +117,36 @@ func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGrante
 
 // Release ends a claim without closing it (DELETE /v1/claims/{id}).
 func (s *Service) Release(ctx context.Context, actor *Actor, claimID, claimSecret string) error {
+	a := s.begin(ActRelease, Caller{})
+	a.bySession(actor)
+	return s.end(ctx, a, s.release(ctx, a, actor, claimID, claimSecret))
+}
+
+func (s *Service) release(ctx context.Context, a *action, actor *Actor, claimID, claimSecret string) error {
 	if !slices.Contains(dispensers, pki.Role(actor.Role)) {
 		return roleNotAllowed(pki.Role(actor.Role), "release claims")
 	}
-	return internal(s.cfg.Store.Release(ctx, claimID, hashSecret(claimSecret), s.cfg.Now()), "releasing a claim")
+	if err := s.claimed(ctx, a, claimID); err != nil {
+		return err
+	}
+	err := s.cfg.Store.Release(ctx, a.entry(), claimID, hashSecret(claimSecret), s.cfg.Now())
+	a.stored(err)
+	return internal(err, "releasing a claim")
+}
+
+// claimed names, in the action's record, the prescription a claim is of
+// and its patient (a claim that does not exist: the claim's id, and
+// not-found).
+func (s *Service) claimed(ctx context.Context, a *action, claimID string) error {
+	c, err := s.cfg.Store.ClaimByID(ctx, claimID)
+	if err != nil {
+		a.on("claim", claimID)
+		return internal(err, "reading a claim")
+	}
+	p, err := s.cfg.Store.PrescriptionByID(ctx, c.PrescriptionID, s.cfg.Now())
+	if err != nil {
+		return internal(err, "reading a prescription")
+	}
+	a.on("rx", p.ID)
+	return s.about(a, p.PatientNationalID)
 }

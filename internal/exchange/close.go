@@ -22,9 +22,22 @@ import (
 // lock: one close, one receipt, and a retried or racing close answers that
 // same receipt.
 func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret string) (*Closed, error) {
+	a := s.begin(ActClose, Caller{})
+	a.bySession(actor)
+	c, err := s.close(ctx, a, actor, claimID, claimSecret)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Service) close(ctx context.Context, a *action, actor *Actor, claimID, claimSecret string) (*Closed, error) {
 	role := pki.Role(actor.Role)
 	if !slices.Contains(dispensers, role) {
 		return nil, roleNotAllowed(role, "close claims")
+	}
+	if err := s.claimed(ctx, a, claimID); err != nil {
+		return nil, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	var r *Receipt
@@ -32,7 +45,7 @@ func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret 
 		var held *Prescription
 		var unsettled []*Dispense
 		var err error
-		r, err = s.cfg.Store.Close(ctx, claimID, hashSecret(claimSecret), now, func(c *Claim, p *Prescription, ds []*Dispense) (*Receipt, error) {
+		r, err = s.cfg.Store.Close(ctx, a.entry(), claimID, hashSecret(claimSecret), now, func(c *Claim, p *Prescription, ds []*Dispense) (*Receipt, error) {
 			if c.Organisation != ClaimHolder(role, actor.Organisation) {
 				return nil, errs.New(errs.Forbidden, "the claim is not %s %s's", role, actor.Organisation)
 			}
@@ -50,6 +63,7 @@ func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret 
 			}
 			return s.receipt(ctx, c, p, ds, now)
 		})
+		a.stored(err)
 		if errors.Is(err, errUnsettled) && attempt < maxSettleRounds {
 			// A dispense whose first attempt stopped before it was
 			// settled (or one still being settled): settled here, out
@@ -70,8 +84,8 @@ func (s *Service) Close(ctx context.Context, actor *Actor, claimID, claimSecret 
 	if err != nil {
 		return nil, err
 	}
-	a := doc.Amounts
-	return &Closed{ReceiptID: r.ID, Receipt: r.JWS, Amounts: Amounts{Total: a.Total, Insurer: a.Insurer, Supplementary: a.Supplementary, Patient: a.Patient}}, nil
+	am := doc.Amounts
+	return &Closed{ReceiptID: r.ID, Receipt: r.JWS, Amounts: Amounts{Total: am.Total, Insurer: am.Insurer, Supplementary: am.Supplementary, Patient: am.Patient}}, nil
 }
 
 // maxSettleRounds bounds how often a close settles dispenses that were not
@@ -130,6 +144,16 @@ func receiptOf(jws string) (*rx.Receipt, error) {
 // remainder-cancelled (what was dispensed stands). The same cancellation
 // again answers as the first time, with replay set.
 func (s *Service) Cancel(ctx context.Context, caller Caller, prescriptionID, jws string) (ans *CancellationAccepted, replay bool, err error) {
+	a := s.begin(ActCancel, caller)
+	a.on("rx", prescriptionID)
+	ans, replay, err = s.cancel(ctx, a, prescriptionID, jws)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, false, err
+	}
+	return ans, replay, nil
+}
+
+func (s *Service) cancel(ctx context.Context, a *action, prescriptionID, jws string) (ans *CancellationAccepted, replay bool, err error) {
 	// Accepted before: answered as then, whatever has been revoked since.
 	if id, hash, ok := stored(jws, rx.KindCancellation); ok {
 		c, err := s.cfg.Store.CancellationByID(ctx, id)
@@ -141,6 +165,9 @@ func (s *Service) Cancel(ctx context.Context, caller Caller, prescriptionID, jws
 			if err != nil {
 				return nil, false, internal(err, "reading a prescription")
 			}
+			if err := s.about(a, p.PatientNationalID); err != nil {
+				return nil, false, err
+			}
 			return &CancellationAccepted{PrescriptionID: p.ID, State: p.State, CancelledAt: c.At.UTC()}, true, nil
 		case err != nil && errs.CodeOf(err) != errs.NotFound:
 			return nil, false, internal(err, "reading a cancellation")
@@ -151,12 +178,16 @@ func (s *Service) Cancel(ctx context.Context, caller Caller, prescriptionID, jws
 		return nil, false, err
 	}
 	c := v.Cancellation
+	a.byCard(v.Chain[0], v.Signer.Role, v.Signer.RegistrationNumber)
 	if c.Prescription.ID != prescriptionID {
 		return nil, false, errs.FieldError(errs.Invalid, "prescription.id", "the cancellation is of another prescription than the one in the path")
 	}
 	p, err := s.cfg.Store.PrescriptionByID(ctx, prescriptionID, s.cfg.Now())
 	if err != nil {
 		return nil, false, internal(err, "reading a prescription")
+	}
+	if err := s.about(a, p.PatientNationalID); err != nil {
+		return nil, false, err
 	}
 	switch {
 	case p.Kind == Paper:
@@ -166,7 +197,8 @@ func (s *Service) Cancel(ctx context.Context, caller Caller, prescriptionID, jws
 	case p.JWSSHA256 != c.Prescription.JWSSHA256:
 		return nil, false, errs.FieldError(errs.Invalid, "prescription.jws_sha256", "is not the signing-input hash of the prescription stored under this id")
 	}
-	got, after, err := s.cfg.Store.Cancel(ctx, &Cancellation{ID: c.ID, PrescriptionID: p.ID, JWS: jws, JWSSHA256: v.SHA256(), At: s.cfg.Now()})
+	got, after, err := s.cfg.Store.Cancel(ctx, a.entry(), &Cancellation{ID: c.ID, PrescriptionID: p.ID, JWS: jws, JWSSHA256: v.SHA256(), At: s.cfg.Now()})
+	a.stored(err)
 	replay = errors.Is(err, ErrReplay)
 	if err != nil && !replay {
 		return nil, false, internal(err, "cancelling")

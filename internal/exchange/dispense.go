@@ -124,6 +124,16 @@ func prescribed(v *rx.Verified) *rx.Prescription {
 // replay set (and completes the adjudication should the first attempt have
 // stopped after storing).
 func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecret, jws string) (ans *DispenseAccepted, replay bool, err error) {
+	a := s.begin(ActDispense, Caller{})
+	a.bySession(actor)
+	ans, replay, err = s.dispense(ctx, a, actor, claimID, claimSecret, jws)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, false, err
+	}
+	return ans, replay, nil
+}
+
+func (s *Service) dispense(ctx context.Context, a *action, actor *Actor, claimID, claimSecret, jws string) (ans *DispenseAccepted, replay bool, err error) {
 	role := pki.Role(actor.Role)
 	if !slices.Contains(dispensers, role) {
 		return nil, false, roleNotAllowed(role, "dispense")
@@ -131,6 +141,10 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 	// The claim, its secret and its holder before anything else: a
 	// replay is answered to the claim's holder only.
 	if err := s.heldBy(ctx, actor, claimID, claimSecret); err != nil {
+		a.on("claim", claimID)
+		return nil, false, err
+	}
+	if err := s.claimed(ctx, a, claimID); err != nil {
 		return nil, false, err
 	}
 	// Accepted before under this claim: its settled answer, whatever has
@@ -176,7 +190,7 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 		return nil, false, err
 	}
 	rec := &Dispense{ID: d.ID, PrescriptionID: p.ID, ClaimID: claimID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
-	got, _, err := s.cfg.Store.Dispense(ctx, claimID, hashSecret(claimSecret), rec, func(p *Prescription, d *Dispense) ([]byte, error) {
+	got, _, err := s.cfg.Store.Dispense(ctx, a.entry(), claimID, hashSecret(claimSecret), rec, func(p *Prescription, d *Dispense) ([]byte, error) {
 		if err := sameFills(d, of, fills); err != nil {
 			return nil, err
 		}
@@ -185,6 +199,7 @@ func (s *Service) Dispense(ctx context.Context, actor *Actor, claimID, claimSecr
 		}
 		return json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State, Decision: dec, Amounts: amountsOf(dec), Lines: linesView(p.Lines)})
 	})
+	a.stored(err)
 	replay = errors.Is(err, ErrReplay)
 	if err != nil && !replay {
 		return nil, false, internal(err, "recording a dispense")

@@ -183,7 +183,10 @@ type Cancellation struct {
 
 // Actor is who acts in a session: the card's holder.
 type Actor struct {
-	CertSerial    string // hex
+	CertSerial string // hex
+	// CertSHA256 is the card certificate's SHA-256, lowercase hex: how
+	// the audit log names the actor (set by Authenticate, not stored).
+	CertSHA256    string
 	Role          string // practitioner, pharmacy, paraclinic
 	Organisation  string // pharmacy or centre licence, or the practice's registration number
 	CouncilNumber string // a practitioner's (or the responsible professional's)

@@ -24,14 +24,34 @@ const DefaultHistoryPage = 20
 // patient portal among them; how it authenticates the patient comes with
 // the portal). The cursor is opaque: the next_cursor of the page before.
 func (s *Service) History(ctx context.Context, caller Caller, q HistoryQuery) (*HistoryPage, error) {
-	if caller.Role != pki.RoleService {
-		return nil, roleNotAllowed(caller.Role, "read a patient's history")
+	a := s.begin(ActHistory, caller)
+	page, err := s.history(ctx, a, caller, q)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, err
 	}
-	nid, err := nationalid.Parse(q.NationalID)
+	return page, nil
+}
+
+// patientQuery checks a query of a patient's records by the insurer's
+// services: the caller's role, and the national id, whose patient the
+// action's record names.
+func (s *Service) patientQuery(a *action, caller Caller, nationalID, what string) (string, error) {
+	if caller.Role != pki.RoleService {
+		return "", roleNotAllowed(caller.Role, what)
+	}
+	nid, err := nationalid.Parse(nationalID)
 	if err != nil {
 		if e, ok := err.(*errs.Error); ok {
-			return nil, &errs.Error{Code: e.Code, Field: "national_id", Detail: e.Detail}
+			return "", &errs.Error{Code: e.Code, Field: "national_id", Detail: e.Detail}
 		}
+		return "", err
+	}
+	return nid, s.about(a, nid)
+}
+
+func (s *Service) history(ctx context.Context, a *action, caller Caller, q HistoryQuery) (*HistoryPage, error) {
+	nid, err := s.patientQuery(a, caller, q.NationalID, "read a patient's history")
+	if err != nil {
 		return nil, err
 	}
 	limit := q.Limit

@@ -33,6 +33,15 @@ type PaperAccepted struct {
 // paid and a receipt of them. The same document again answers that
 // settled answer with replay set.
 func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *PaperAccepted, replay bool, err error) {
+	a := s.begin(ActPaper, caller)
+	ans, replay, err = s.paper(ctx, a, jws)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, false, err
+	}
+	return ans, replay, nil
+}
+
+func (s *Service) paper(ctx context.Context, a *action, jws string) (ans *PaperAccepted, replay bool, err error) {
 	// Accepted before: its settled answer, whatever has been revoked since.
 	if id, hash, ok := stored(jws, rx.KindPaper); ok {
 		p, err := s.cfg.Store.PrescriptionByID(ctx, id, s.cfg.Now())
@@ -40,6 +49,10 @@ func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *Pa
 		case err == nil && (p.JWSSHA256 != hash || p.Kind != Paper):
 			return nil, false, Conflict("paper prescription", id)
 		case err == nil:
+			a.on("rx", p.ID)
+			if err := s.about(a, p.PatientNationalID); err != nil {
+				return nil, false, err
+			}
 			return s.paperReplayed(ctx, p)
 		case errs.CodeOf(err) != errs.NotFound:
 			return nil, false, internal(err, "reading a prescription")
@@ -50,6 +63,11 @@ func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *Pa
 		return nil, false, err
 	}
 	pp := v.Paper
+	a.byCard(v.Chain[0], v.Signer.Role, v.Signer.RegistrationNumber)
+	a.on("rx", pp.ID)
+	if err := s.about(a, pp.Patient.NationalID); err != nil {
+		return nil, false, err
+	}
 	rxp := prescribed(v)
 	now := s.cfg.Now()
 	fills, err := Fills(pp.Items, pp.EnteredAt, s.cfg.WindowDays)
@@ -89,7 +107,7 @@ func (s *Service) Paper(ctx context.Context, caller Caller, jws string) (ans *Pa
 	}
 	// Stored with the amounts estimated; the answer with its receipt is
 	// the settled one, once the caps are committed.
-	stored, err := s.insert(ctx, p, d, func(p *Prescription) ([]byte, error) {
+	stored, err := s.insert(ctx, a, p, d, func(p *Prescription) ([]byte, error) {
 		return json.Marshal(&PaperAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), Decision: dec, Amounts: amounts})
 	})
 	if errors.Is(err, ErrReplay) {

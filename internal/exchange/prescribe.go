@@ -61,7 +61,16 @@ func (s *Service) judge(ctx context.Context, req adjudicate.Request) (*adjudicat
 // never turns into a refusal. Another document under a used id is
 // document-id-conflict.
 func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans *PrescriptionAccepted, replay bool, err error) {
-	ans, err = s.accept(ctx, jws)
+	a := s.begin(ActPrescribe, caller)
+	ans, replay, err = s.prescribe(ctx, a, jws)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, false, err
+	}
+	return ans, replay, nil
+}
+
+func (s *Service) prescribe(ctx context.Context, a *action, jws string) (*PrescriptionAccepted, bool, error) {
+	ans, err := s.accept(ctx, a, jws)
 	if errors.Is(err, ErrReplay) {
 		return ans, true, nil
 	}
@@ -71,7 +80,7 @@ func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans
 		// the registry, since. Asked only now, so that a new
 		// prescription — nearly all of them — costs no read: a replay
 		// that passes is found by the insert itself.
-		first, before := s.acceptedBefore(ctx, jws)
+		first, before := s.acceptedBefore(ctx, a, jws)
 		switch {
 		case errors.Is(before, ErrReplay):
 			return first, true, nil
@@ -87,7 +96,7 @@ func (s *Service) Prescribe(ctx context.Context, caller Caller, jws string) (ans
 // prescription: the first answer (found ErrReplay) if it is the same
 // document, a conflict if another; nothing (nil, nil) if none is stored
 // or the document names none.
-func (s *Service) acceptedBefore(ctx context.Context, jws string) (*PrescriptionAccepted, error) {
+func (s *Service) acceptedBefore(ctx context.Context, a *action, jws string) (*PrescriptionAccepted, error) {
 	id, hash, ok := stored(jws, rx.KindPrescription)
 	if !ok {
 		return nil, nil
@@ -101,6 +110,10 @@ func (s *Service) acceptedBefore(ctx context.Context, jws string) (*Prescription
 	case p.JWSSHA256 != hash || p.Kind != Electronic:
 		return nil, Conflict("prescription", id)
 	}
+	a.on("rx", p.ID)
+	if err := s.about(a, p.PatientNationalID); err != nil {
+		return nil, err
+	}
 	ans, _, err := s.replayed(p)
 	if err != nil {
 		return nil, err
@@ -111,12 +124,17 @@ func (s *Service) acceptedBefore(ctx context.Context, jws string) (*Prescription
 // accept verifies, judges and stores a prescription; one stored before
 // (by this call's first try, or a concurrent one) is its first answer
 // with ErrReplay, or a conflict.
-func (s *Service) accept(ctx context.Context, jws string) (*PrescriptionAccepted, error) {
+func (s *Service) accept(ctx context.Context, a *action, jws string) (*PrescriptionAccepted, error) {
 	v, err := s.verify(ctx, jws, rx.KindPrescription, "prescribe", pki.RolePractitioner)
 	if err != nil {
 		return nil, err
 	}
 	rxp := v.Prescription
+	a.byCard(v.Chain[0], v.Signer.Role, v.Signer.RegistrationNumber)
+	a.on("rx", rxp.ID)
+	if err := s.about(a, rxp.Patient.NationalID); err != nil {
+		return nil, err
+	}
 	dec, err := s.judge(ctx, adjudicate.Request{Scope: rules.ScopePrescribe, Prescription: rxp})
 	if err != nil {
 		return nil, err
@@ -131,7 +149,7 @@ func (s *Service) accept(ctx context.Context, jws string) (*PrescriptionAccepted
 	}
 	// The answer of the last draw of a tracking code is the one stored.
 	var out *PrescriptionAccepted
-	stored, err := s.insert(ctx, p, nil, func(p *Prescription) ([]byte, error) {
+	stored, err := s.insert(ctx, a, p, nil, func(p *Prescription) ([]byte, error) {
 		ack, err := s.sign(ctx, &rx.Ack{V: rx.Version, Type: rx.KindAck, ID: rx.NewID(), Prescription: rx.Reference{ID: p.ID, JWSSHA256: p.JWSSHA256},
 			TrackingCode: p.TrackingCode, AcceptedAt: p.AcceptedAt}, p.AcceptedAt)
 		if err != nil {
@@ -171,7 +189,7 @@ const maxCodeDraws = 5
 // code, accepted now, its answer made by answer for that code and time:
 // a code already taken is drawn again. The stored prescription is returned
 // with ErrReplay or a conflict as the Store gives them.
-func (s *Service) insert(ctx context.Context, p *Prescription, d *Dispense, answer func(*Prescription) ([]byte, error)) (*Prescription, error) {
+func (s *Service) insert(ctx context.Context, a *action, p *Prescription, d *Dispense, answer func(*Prescription) ([]byte, error)) (*Prescription, error) {
 	// Acceptance is a trusted time that documents refer to: to the
 	// second, as documents show times.
 	p.AcceptedAt = s.cfg.Now().UTC().Truncate(time.Second)
@@ -181,7 +199,8 @@ func (s *Service) insert(ctx context.Context, p *Prescription, d *Dispense, answ
 		if p.Answer, err = answer(p); err != nil {
 			return nil, err
 		}
-		stored, err := s.cfg.Store.InsertPrescription(ctx, p, d)
+		stored, err := s.cfg.Store.InsertPrescription(ctx, a.entry(), p, d)
+		a.stored(err)
 		if errors.Is(err, ErrTrackingCodeTaken) {
 			continue
 		}

@@ -1,14 +1,21 @@
 package exchange_test
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // BenchmarkPrescribe is the exchange's in-process ceiling for accepting a
@@ -19,39 +26,84 @@ import (
 // no HTTP, TLS or session, from 16 goroutines (on PostgreSQL
 // synchronous_commit and fsync as the server has them: docs/BENCHMARKS.md
 // says which). Each prescription is for one of 2,000 persons, in turn.
+//
+// audit=on is rxd as it runs: the patient's pseudonym, the entry appended
+// in the insert's transaction, and the log sequencing and signing a
+// checkpoint every second meanwhile. audit=off takes the audit log out
+// (a test double that writes nothing): the difference is what the audit
+// log costs an accepted prescription.
 func BenchmarkPrescribe(b *testing.B) {
 	for _, driver := range []string{sqlstore.Postgres, sqlstore.SQLite} {
-		b.Run(driver, func(b *testing.B) {
-			const persons = 2000
-			f := setupPersons(b, driver, persons)
-			items := []rx.Item{drug(catalogtest.Amoxicillin, 20), drug(catalogtest.Omeprazole, 28)}
-			jws := make([]string, b.N)
-			for i := range jws {
-				p := f.prescription(f.doctor, items...)
-				// Persons are main insureds and dependants alike; a
-				// dependant's sex and birth date are the registry's, not
-				// the document's, for the rules.
-				p.Patient.NationalID = insuredtest.NationalID(i % persons)
-				jws[i] = f.sign(b, f.doctor, p)
-			}
-			var next, failed atomic.Int64
-			var first atomic.Value
-			b.SetParallelism(8) // 16 goroutines on 2 cores
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := next.Add(1) - 1
-					if _, _, err := f.svc.Prescribe(ctx, f.vendor, jws[i]); err != nil {
-						failed.Add(1)
-						first.CompareAndSwap(nil, fmt.Sprint(err))
-					}
-				}
+		for _, audited := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/audit=%s", driver, map[bool]string{false: "off", true: "on"}[audited]), func(b *testing.B) {
+				benchPrescribe(b, driver, audited)
 			})
-			b.StopTimer()
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d of %d refused, the first: %v", n, b.N, first.Load())
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accepted/s")
-		})
+		}
 	}
+}
+
+func benchPrescribe(b *testing.B, driver string, audited bool) {
+	const persons = 2000
+	f := setupPersons(b, driver, persons)
+	svc := f.svc
+	if audited {
+		l, err := tlog.New(f.log, tlog.Config{Origin: "rxd.bench/audit", Key: rxdtest.NoteKey(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		tick := time.NewTicker(time.Second)
+		done := make(chan struct{})
+		go func() { l.Run(runCtx, tick.C); close(done) }()
+		b.Cleanup(func() { stop(); <-done; tick.Stop() })
+	} else {
+		store, err := rxstore.NewExchange(ctx, f.log.DB(), noAudit{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := f.cfg
+		cfg.Store, cfg.Pseudonyms, cfg.AuditLog = store, noAudit{}, noAudit{}
+		if svc, err = exchange.New(cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	items := []rx.Item{drug(catalogtest.Amoxicillin, 20), drug(catalogtest.Omeprazole, 28)}
+	jws := make([]string, b.N)
+	for i := range jws {
+		p := f.prescription(f.doctor, items...)
+		// Persons are main insureds and dependants alike; a
+		// dependant's sex and birth date are the registry's, not
+		// the document's, for the rules.
+		p.Patient.NationalID = insuredtest.NationalID(i % persons)
+		jws[i] = f.sign(b, f.doctor, p)
+	}
+	var next, failed atomic.Int64
+	var first atomic.Value
+	b.SetParallelism(8) // 16 goroutines on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) - 1
+			if _, _, err := svc.Prescribe(ctx, f.vendor, jws[i]); err != nil {
+				failed.Add(1)
+				first.CompareAndSwap(nil, fmt.Sprint(err))
+			}
+		}
+	})
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d refused, the first: %v", n, b.N, first.Load())
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accepted/s")
+}
+
+// noAudit is the audit log taken out, for the benchmark's baseline only:
+// rxd never runs without it.
+type noAudit struct{}
+
+func (noAudit) AppendTx(context.Context, *sql.Tx, ...*tlog.Entry) error { return nil }
+func (noAudit) Append(context.Context, ...*tlog.Entry) error            { return nil }
+func (noAudit) Of(string) (tlog.Pseudonym, error)                       { return tlog.Pseudonym{}, nil }
+func (noAudit) PatientEntries(context.Context, tlog.Pseudonym, uint64, int) ([]tlog.Indexed, error) {
+	return nil, nil
 }

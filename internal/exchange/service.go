@@ -49,7 +49,8 @@ type SigningKey struct {
 }
 
 // Config is what a Service is made of. Store, Verifier, Reverifier,
-// Status, Adjudicator, Key, Arc and Now are required.
+// Status, Adjudicator, Key, Arc, Now, Pseudonyms and AuditLog are
+// required.
 type Config struct {
 	Store Store
 	// Verifier verifies documents as they arrive (revocation as of now,
@@ -71,6 +72,11 @@ type Config struct {
 	Arc pki.Arc
 	Now func() time.Time
 	Log *slog.Logger
+	// Pseudonyms name patients in the audit log, and AuditLog takes the
+	// entries of refusals and reads (a write's goes with it to the Store):
+	// both required.
+	Pseudonyms Pseudonyms
+	AuditLog   AuditLog
 
 	// WindowDays is how long each fill may be dispensed
 	// [DefaultWindowDays].
@@ -99,6 +105,8 @@ func New(cfg Config) (*Service, error) {
 	switch {
 	case cfg.Store == nil, cfg.Verifier == nil, cfg.Reverifier == nil, cfg.Status == nil, cfg.Adjudicator == nil, cfg.Now == nil:
 		return nil, errors.New("exchange: the service needs a store, verifiers, a status checker, an adjudicator and a clock")
+	case cfg.Pseudonyms == nil || cfg.AuditLog == nil:
+		return nil, errors.New("exchange: the service needs the audit log and its pseudonyms: every action is recorded")
 	case cfg.Key.Signer == nil || len(cfg.Key.Chain) < 2:
 		return nil, errors.New("exchange: the service needs its signing key with its certificate chain")
 	case cfg.WindowDays < 0 || cfg.ClaimTTL < 0 || cfg.SessionTTL < 0 || cfg.SessionSkew < 0:
@@ -128,6 +136,9 @@ type Caller struct {
 	// Thumbprint is the certificate's x5t#S256 (rx.Thumbprint): sessions
 	// are bound to it.
 	Thumbprint string
+	// CertSHA256 is the certificate's SHA-256, lowercase hex: how the
+	// audit log names the caller.
+	CertSHA256 string
 }
 
 // roleNotAllowed is the refusal of an act the actor's role may not do.

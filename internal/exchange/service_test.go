@@ -23,6 +23,7 @@ import (
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/persian"
@@ -33,6 +34,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
@@ -59,6 +61,7 @@ type fixture struct {
 	revoked  []crl.Entry
 	verifier *rx.Verifier
 	store    *rxstore.Exchange
+	log      *tlogstore.Store
 	registry *rxstore.Insured
 	cfg      exchange.Config
 	svc      *exchange.Service
@@ -97,7 +100,7 @@ func setupPersons(t testing.TB, driver string, persons int) *fixture {
 	f.exch = f.card(t, "exchange-receipt-signing", testpki.Subject(pki.RoleService, "sub_rxd", start))
 	for i, c := range []*exchange.Caller{&f.vendor, &f.vendor2} {
 		v := f.card(t, "service-tls-client", testpki.Subject(pki.RoleVendor, []string{"sub_v1", "sub_v2"}[i], start))
-		*c = exchange.Caller{Role: pki.RoleVendor, SubjectID: v.sub.ID, Thumbprint: rx.Thumbprint(v.chain[0])}
+		*c = exchange.Caller{Role: pki.RoleVendor, SubjectID: v.sub.ID, Thumbprint: rx.Thumbprint(v.chain[0]), CertSHA256: fingerprint(v.chain[0])}
 	}
 
 	var err error
@@ -115,11 +118,13 @@ func setupPersons(t testing.TB, driver string, persons int) *fixture {
 	}
 	data := rxdtest.Open(t, driver, persons)
 	f.registry = data.Registry
-	if f.store, err = rxstore.NewExchange(ctx, data.DB); err != nil {
+	f.log = data.AuditLog(t)
+	if f.store, err = rxstore.NewExchange(ctx, data.DB, f.log); err != nil {
 		t.Fatal(err)
 	}
 	f.cfg = exchange.Config{Store: f.store, Verifier: f.verifier, Reverifier: re, Status: f.checker,
-		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock}
+		Adjudicator: data.Adjudicator(clock), Key: exchange.SigningKey{Signer: f.exch.key, Chain: f.exch.chain}, Arc: f.pki.Arc, Now: clock,
+		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: f.log}
 	f.svc, err = exchange.New(f.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +328,7 @@ func TestWholePath(t *testing.T) {
 			wantCode(t, err, errs.PrescriptionNotDispensable)
 
 			// The patient's history, for the insurer's services only.
-			service := exchange.Caller{Role: pki.RoleService, SubjectID: "sub_portal", Thumbprint: "x"}
+			service := exchange.Caller{Role: pki.RoleService, SubjectID: "sub_portal", Thumbprint: "x", CertSHA256: portalSHA256}
 			_, err = f.svc.History(ctx, f.vendor, exchange.HistoryQuery{NationalID: p.Patient.NationalID})
 			wantCode(t, err, errs.RoleNotAllowed)
 			page, err := f.svc.History(ctx, service, exchange.HistoryQuery{NationalID: p.Patient.NationalID})
@@ -697,7 +702,7 @@ func TestHistoryPages(t *testing.T) {
 		ids = append(ids, p.ID)
 		f.advance(t, time.Minute)
 	}
-	service := exchange.Caller{Role: pki.RoleService, SubjectID: "sub_portal"}
+	service := exchange.Caller{Role: pki.RoleService, SubjectID: "sub_portal", CertSHA256: portalSHA256}
 	q := exchange.HistoryQuery{NationalID: insuredtest.NationalID(0), Limit: 2}
 	page, err := f.svc.History(ctx, service, q)
 	if err != nil || len(page.Prescriptions) != 2 || page.Prescriptions[0].ID != ids[2] || page.Prescriptions[1].ID != ids[1] || page.NextCursor == "" {
@@ -938,7 +943,7 @@ func TestCloseSettlesFirst(t *testing.T) {
 	answer := func(p *exchange.Prescription, d *exchange.Dispense) ([]byte, error) {
 		return json.Marshal(&exchange.DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State})
 	}
-	if _, _, err := f.store.Dispense(ctx, c.ClaimID, sha(c.Secret), stored, answer); err != nil {
+	if _, _, err := f.store.Dispense(ctx, exchangetest.Entry(), c.ClaimID, sha(c.Secret), stored, answer); err != nil {
 		t.Fatal(err)
 	}
 	closed, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret)

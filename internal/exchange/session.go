@@ -39,11 +39,22 @@ var actors = []pki.Role{pki.RolePractitioner, pki.RolePharmacy, pki.RoleParaclin
 // past the card certificate's notAfter, and only through caller's
 // certificate.
 func (s *Service) OpenSession(ctx context.Context, caller Caller, jws string) (*SessionOpened, error) {
+	a := s.begin(ActSessionOpen, caller)
+	opened, err := s.openSession(ctx, a, caller, jws)
+	if err = s.end(ctx, a, err); err != nil {
+		return nil, err
+	}
+	return opened, nil
+}
+
+func (s *Service) openSession(ctx context.Context, a *action, caller Caller, jws string) (*SessionOpened, error) {
 	v, err := s.verify(ctx, jws, rx.KindSession, "open a session", actors...)
 	if err != nil {
 		return nil, err
 	}
 	sd := v.Session
+	a.byCard(v.Chain[0], v.Signer.Role, v.Signer.RegistrationNumber)
+	a.on("session", sd.ID)
 	now := s.cfg.Now()
 	switch {
 	case sd.Aud != rx.SessionAudience:
@@ -70,8 +81,10 @@ func (s *Service) OpenSession(ctx context.Context, caller Caller, jws string) (*
 		chain[i] = c.Raw
 	}
 	token, hash := secret()
-	if err := s.cfg.Store.CreateSession(ctx, &Session{TokenSHA256: hash, DocumentID: sd.ID, Actor: actor, VendorThumbprint: caller.Thumbprint,
-		CardChain: chain, CreatedAt: now, ExpiresAt: expires}); err != nil {
+	err = s.cfg.Store.CreateSession(ctx, a.entry(), &Session{TokenSHA256: hash, DocumentID: sd.ID, Actor: actor, VendorThumbprint: caller.Thumbprint,
+		CardChain: chain, CreatedAt: now, ExpiresAt: expires})
+	a.stored(err)
+	if err != nil {
 		return nil, internal(err, "opening a session")
 	}
 	return &SessionOpened{Token: token, ExpiresAt: expires.UTC(), Actor: ActorView{Role: actor.Role, RegistrationNumber: v.Signer.RegistrationNumber,
@@ -109,6 +122,7 @@ func (s *Service) Authenticate(ctx context.Context, caller Caller, token string)
 		return nil, errs.Wrap(errs.Unauthorized, err, "the session's card certificate is not in good standing: %s", why)
 	}
 	a := se.Actor
+	a.CertSHA256 = fingerprint(chain[0].Raw)
 	return &a, nil
 }
 
@@ -144,8 +158,22 @@ func (s *Service) session(ctx context.Context, caller Caller, token string) (*Se
 // EndSession ends the session of token (DELETE /v1/sessions/current),
 // presented through the certificate it was opened through.
 func (s *Service) EndSession(ctx context.Context, caller Caller, token string) error {
-	if _, err := s.session(ctx, caller, token); err != nil {
+	a := s.begin(ActSessionClose, caller)
+	return s.end(ctx, a, s.endSession(ctx, a, caller, token))
+}
+
+func (s *Service) endSession(ctx context.Context, a *action, caller Caller, token string) error {
+	se, err := s.session(ctx, caller, token)
+	if err != nil {
 		return err
 	}
-	return internal(s.cfg.Store.EndSession(ctx, hashSecret(token)), "ending a session")
+	a.on("session", se.DocumentID)
+	if len(se.CardChain) > 0 {
+		actor := se.Actor
+		actor.CertSHA256 = fingerprint(se.CardChain[0])
+		a.bySession(&actor)
+	}
+	err = s.cfg.Store.EndSession(ctx, a.entry(), hashSecret(token))
+	a.stored(err)
+	return internal(err, "ending a session")
 }

@@ -3,6 +3,8 @@ package exchange
 import (
 	"context"
 	"time"
+
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Store is what the exchange service keeps its state in. Every method that
@@ -10,6 +12,12 @@ import (
 // write it returns without error is durable (synchronous commit). A
 // refusal changes nothing. Times passed in are the caller's clock; the
 // store reads no clock of its own.
+//
+// Every write of an action takes the action's audit entry, e (MUST NOT be
+// nil): the store appends it to the audit log in the write's own
+// transaction, whenever that transaction commits — a replay answered from
+// what is stored included — and never when it rolls back (a refusal, an
+// error). An entry that cannot be appended fails the write.
 //
 // Medicine is guarded in the database itself: every write that changes a
 // prescription or its lines first locks the prescription's row (SELECT …
@@ -26,7 +34,7 @@ type Store interface {
 	// prescription is returned with ErrReplay if its JWSSHA256 is p's,
 	// else with a document-id-conflict error; nothing is written. A
 	// tracking code already another prescription's: ErrTrackingCodeTaken.
-	InsertPrescription(ctx context.Context, p *Prescription, d *Dispense) (*Prescription, error)
+	InsertPrescription(ctx context.Context, e *tlog.Entry, p *Prescription, d *Dispense) (*Prescription, error)
 
 	// PrescriptionByCode reads the prescription with this tracking code
 	// (canonical form) for this patient, with its lines and the claim
@@ -47,7 +55,7 @@ type Store interface {
 	// claiming again and again holds a prescription (and keeps its
 	// prescriber from cancelling it) for a bounded time. Otherwise c is stored and returned. Unknown
 	// prescription: not-found.
-	Claim(ctx context.Context, c *Claim) (*Claim, error)
+	Claim(ctx context.Context, e *tlog.Entry, c *Claim) (*Claim, error)
 	// ClaimByID reads a claim with its SecretSHA256 (the one read that
 	// fills it in: the caller checks a secret before anything else);
 	// not-found if there is none.
@@ -56,7 +64,7 @@ type Store interface {
 	// the claim's current secret's: ErrSecretWrong; a closed claim:
 	// ErrClaimEnded. Releasing a released or expired claim succeeds and
 	// changes nothing.
-	Release(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time) error
+	Release(ctx context.Context, e *tlog.Entry, claimID string, secretSHA256 []byte, now time.Time) error
 
 	// Dispense records d (ClaimID set) under the prescription's lock,
 	// judged at d.At: the claim MUST exist (else not-found), have this
@@ -76,7 +84,7 @@ type Store interface {
 	// JWSSHA256 is d's and it was recorded under this claim, else
 	// document-id-conflict. The prescription
 	// returned has no Claim filled in (the caller holds it).
-	Dispense(ctx context.Context, claimID string, secretSHA256 []byte, d *Dispense, answer func(*Prescription, *Dispense) ([]byte, error)) (*Dispense, *Prescription, error)
+	Dispense(ctx context.Context, e *tlog.Entry, claimID string, secretSHA256 []byte, d *Dispense, answer func(*Prescription, *Dispense) ([]byte, error)) (*Dispense, *Prescription, error)
 
 	// Settle keeps answer as the settled answer of the dispense id (written
 	// once the dispense's adjudication is committed) unless one is kept:
@@ -97,7 +105,7 @@ type Store interface {
 	// ErrClaimEnded. An expired claim may be closed: what it dispensed
 	// needs its receipt. An error from sign is returned and nothing is
 	// written.
-	Close(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time, sign func(*Claim, *Prescription, []*Dispense) (*Receipt, error)) (*Receipt, error)
+	Close(ctx context.Context, e *tlog.Entry, claimID string, secretSHA256 []byte, now time.Time, sign func(*Claim, *Prescription, []*Dispense) (*Receipt, error)) (*Receipt, error)
 
 	// Cancel records c against c.PrescriptionID under its lock, judged at
 	// c.At: a claim holding it: ClaimedError; not dispensable:
@@ -106,7 +114,7 @@ type Store interface {
 	// stored cancellation with ErrReplay (same JWSSHA256) or
 	// document-id-conflict. Returns the cancellation and the prescription
 	// as it now stands.
-	Cancel(ctx context.Context, c *Cancellation) (*Cancellation, *Prescription, error)
+	Cancel(ctx context.Context, e *tlog.Entry, c *Cancellation) (*Cancellation, *Prescription, error)
 
 	// CancellationByID reads a cancellation; not-found if there is none.
 	CancellationByID(ctx context.Context, id string) (*Cancellation, error)
@@ -121,14 +129,14 @@ type Store interface {
 	// CreateSession stores s (its CardChain MUST hold at least one
 	// certificate, each one DER value) and marks s.DocumentID used, in one
 	// transaction: a document id used before gives ErrSessionUsed.
-	CreateSession(ctx context.Context, s *Session) error
+	CreateSession(ctx context.Context, e *tlog.Entry, s *Session) error
 	// Session reads the session whose token hashes to tokenSHA256, with
 	// its card chain as stored, if it has not ended and now is before its
 	// ExpiresAt; else ErrNoSession.
 	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (*Session, error)
 	// EndSession ends the session (ending one that has ended succeeds).
 	// Its document id stays used.
-	EndSession(ctx context.Context, tokenSHA256 []byte) error
+	EndSession(ctx context.Context, e *tlog.Entry, tokenSHA256 []byte) error
 
 	// Idempotent looks up the answer kept for (key, caller) at now: nil if
 	// there is none (or it expired), ErrKeyReused if it was kept for

@@ -29,6 +29,7 @@ import (
 	"github.com/nuskha/nuskha/internal/problem"
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // The API's dependencies, each as narrow as the API uses it.
@@ -86,11 +87,15 @@ type API struct {
 	// Limits bound each caller's requests and lookups; zero fields take
 	// DefaultLimits'.
 	Limits Limits
-	// Pseudonyms name the persons looked up in Audit; nil uses a random
-	// key, good for this process's life only.
-	Pseudonyms *Pseudonyms
-	// Audit records every eligibility lookup; nil writes them to Log.
-	Audit Audit
+	// Pseudonyms name patients in the audit log, and AuditLog records
+	// every eligibility lookup and rules check before it is answered:
+	// without them lookups are refused (unavailable), never answered
+	// unrecorded.
+	Pseudonyms Pseudonyms
+	AuditLog   AuditLog
+	// AuditStore is the audit log served read-only under /audit/ to the
+	// insurer's services and auditors; nil answers unavailable there.
+	AuditStore tlog.Store
 	// Exchange is the prescription exchange; nil answers its routes
 	// unavailable (an rxd started without the exchange's signing key).
 	Exchange Exchange
@@ -135,12 +140,6 @@ func (a *API) Handler() http.Handler {
 	a.finds = newBudgets(a.Limits, "prescription lookups and claims")
 	a.keyLocks = &keyLocks{}
 	a.aead = newAEAD(a.SealKey)
-	if a.Pseudonyms == nil {
-		a.Pseudonyms = RandomPseudonyms()
-	}
-	if a.Audit == nil {
-		a.Audit = LogAudit{Log: a.Log}
-	}
 	return httpedge.Edge{Log: a.Log, Metrics: a.Metrics}.Handler(a.routes())
 }
 
@@ -153,6 +152,7 @@ func (a *API) routes() *httpedge.Routes {
 	rt.Handle("GET /v1/catalogue/items", a.caller(a.catalogueSearch))
 	rt.Handle("GET /v1/catalogue/items/{code}", a.caller(a.catalogueItem))
 	a.exchangeRoutes(rt)
+	a.auditRoutes(rt)
 	rt.HandleFunc("GET /healthz", a.health)
 	if a.Ready != nil {
 		rt.Handle("GET /readyz", a.Ready)
@@ -297,19 +297,6 @@ func fullDetail(r *http.Request, c Caller) (bool, error) {
 	return false, errs.FieldError(errs.Invalid, "detail", "must be minimal or full")
 }
 
-// lookedUp records a lookup of nid, answered with res, before it is
-// answered.
-func (a *API) lookedUp(r *http.Request, nid string, res insured.Result) error {
-	outcome := "eligible"
-	if !res.Eligible {
-		outcome = string(res.Reason)
-	}
-	if err := a.Audit.Lookup(r.Context(), CallerFrom(r.Context()), a.Pseudonyms.Of(nid), outcome); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the lookup cannot be recorded now, so it is not answered")
-	}
-	return nil
-}
-
 func (a *API) eligibility(w http.ResponseWriter, r *http.Request) {
 	nid, err := nationalid.Parse(r.PathValue("nationalId"))
 	if err != nil {
@@ -336,7 +323,7 @@ func (a *API) eligibility(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.lookedUp(r, nid, res); err != nil {
+	if err := a.lookedUp(r, actEligibility, nid, res); err != nil {
 		a.fail(w, r, err)
 		return
 	}

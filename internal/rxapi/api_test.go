@@ -34,6 +34,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -45,6 +46,7 @@ type fixture struct {
 	now     time.Time
 	clock   *clock // the API's; it starts at now
 	clients map[string]*http.Client
+	log     *tlogstore.Store // the audit log
 }
 
 // clock is the API's time, moved by a test.
@@ -120,6 +122,8 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 		Arc:         p.Arc, Status: status,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now,
 	}
+	f.log = data.AuditLog(t)
+	api.Pseudonyms, api.AuditLog, api.AuditStore = rxdtest.Pseudonyms(), f.log, f.log
 	for _, e := range extra {
 		e(api)
 	}

@@ -36,6 +36,7 @@ type Exchange interface {
 	Cancel(ctx context.Context, caller exchange.Caller, prescriptionID, jws string) (*exchange.CancellationAccepted, bool, error)
 	Paper(ctx context.Context, caller exchange.Caller, jws string) (*exchange.PaperAccepted, bool, error)
 	History(ctx context.Context, caller exchange.Caller, q exchange.HistoryQuery) (*exchange.HistoryPage, error)
+	AccessLog(ctx context.Context, caller exchange.Caller, q exchange.AccessLogQuery) (*exchange.AccessLogPage, error)
 }
 
 // Idempotency keeps the answers of writes made with an Idempotency-Key
@@ -68,13 +69,14 @@ func (a *API) exchangeRoutes(rt *httpedge.Routes) {
 	rt.HandleLimit("POST /v1/claims/{claimId}/close", maxJSON, a.caller(a.session(a.idempotent(a.close))))
 	rt.HandleLimit("POST /v1/paper-prescriptions", maxDocument, a.caller(a.paper))
 	rt.HandleLimit("POST /v1/patient-history", maxJSON, a.caller(a.history))
+	rt.HandleLimit("POST /v1/patient-access-log", maxJSON, a.caller(a.accessLog))
 }
 
 // exchangeCaller is the request's caller as the exchange names it: its
 // certificate's x5t#S256 binds sessions.
 func exchangeCaller(ctx context.Context) exchange.Caller {
 	c := CallerFrom(ctx)
-	return exchange.Caller{Role: c.Role, SubjectID: c.SubjectID, Thumbprint: c.Thumbprint}
+	return exchange.Caller{Role: c.Role, SubjectID: c.SubjectID, Thumbprint: c.Thumbprint, CertSHA256: c.cert}
 }
 
 type actorKey struct{}
@@ -210,26 +212,19 @@ func (a *API) endSession(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// patientLookup spends a lookup of the caller's daily budget and audits
-// it, by the patient's pseudonym, before the exchange looks the patient up
-// (prescribe and paper check eligibility, the history reads a patient's
-// prescriptions): counted and recorded as GET /v1/eligibility and
-// POST /v1/rules/check are, and recorded first, so that no lookup is
-// answered unaudited (a failed audit write refuses the request). It
-// writes the refusal and returns false when the request may not go on.
-func (a *API) patientLookup(w http.ResponseWriter, r *http.Request, nationalID, what string) bool {
-	nid, err := nationalid.Parse(nationalID)
-	if err != nil {
+// patientLookup spends a lookup of the caller's daily budget before the
+// exchange looks the patient up (prescribe and paper check eligibility,
+// the history and the access log read a patient's records): counted as
+// GET /v1/eligibility and POST /v1/rules/check are. The exchange records
+// the action, by the patient's pseudonym, before it answers. It writes
+// the refusal and returns false when the request may not go on.
+func (a *API) patientLookup(w http.ResponseWriter, r *http.Request, nationalID string) bool {
+	if _, err := nationalid.Parse(nationalID); err != nil {
 		a.failExchange(w, r, err)
 		return false
 	}
-	caller := CallerFrom(r.Context())
-	if no := a.budgets.lookup(caller.cert, a.Now()); no != nil {
+	if no := a.budgets.lookup(CallerFrom(r.Context()).cert, a.Now()); no != nil {
 		a.refuse(w, r, no)
-		return false
-	}
-	if err := a.Audit.Lookup(r.Context(), caller, a.Pseudonyms.Of(nid), what); err != nil {
-		a.failExchange(w, r, errs.Wrap(errs.Unavailable, err, "the lookup cannot be recorded now, so it is not made"))
 		return false
 	}
 	return true
@@ -256,13 +251,13 @@ func documentPatient(jws string) (string, error) {
 
 // withPatientDocument is withDocument for a document whose acceptance
 // looks its patient up (patientLookup).
-func (a *API) withPatientDocument(w http.ResponseWriter, r *http.Request, what string, act func(jws string) (any, bool, error)) {
+func (a *API) withPatientDocument(w http.ResponseWriter, r *http.Request, act func(jws string) (any, bool, error)) {
 	a.withDocument(w, r, func(jws string) (any, bool, error) {
 		nid, err := documentPatient(jws)
 		if err != nil {
 			return nil, false, err
 		}
-		if !a.patientLookup(w, r, nid, what) {
+		if !a.patientLookup(w, r, nid) {
 			return nil, false, errAnswered
 		}
 		return act(jws)
@@ -273,7 +268,7 @@ func (a *API) withPatientDocument(w http.ResponseWriter, r *http.Request, what s
 var errAnswered = errors.New("rxapi: answered")
 
 func (a *API) prescribe(w http.ResponseWriter, r *http.Request) {
-	a.withPatientDocument(w, r, "prescribe", func(jws string) (any, bool, error) {
+	a.withPatientDocument(w, r, func(jws string) (any, bool, error) {
 		ans, replay, err := a.Exchange.Prescribe(r.Context(), exchangeCaller(r.Context()), jws)
 		if err != nil {
 			return nil, false, err
@@ -289,7 +284,7 @@ func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) paper(w http.ResponseWriter, r *http.Request) {
-	a.withPatientDocument(w, r, "paper", func(jws string) (any, bool, error) {
+	a.withPatientDocument(w, r, func(jws string) (any, bool, error) {
 		ans, replay, err := a.Exchange.Paper(r.Context(), exchangeCaller(r.Context()), jws)
 		if err != nil {
 			return nil, false, err
@@ -421,10 +416,31 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		a.failExchange(w, r, err)
 		return
 	}
-	if !a.patientLookup(w, r, q.NationalID, "history") {
+	if !a.patientLookup(w, r, q.NationalID) {
 		return
 	}
 	page, err := a.Exchange.History(r.Context(), exchangeCaller(r.Context()), q)
+	if err != nil {
+		a.failExchange(w, r, err)
+		return
+	}
+	problem.JSON(w, http.StatusOK, page)
+}
+
+func (a *API) accessLog(w http.ResponseWriter, r *http.Request) {
+	if a.Exchange == nil {
+		a.failExchange(w, r, errNoExchange)
+		return
+	}
+	var q exchange.AccessLogQuery
+	if err := httpedge.Decode(r, &q); err != nil {
+		a.failExchange(w, r, err)
+		return
+	}
+	if !a.patientLookup(w, r, q.NationalID) {
+		return
+	}
+	page, err := a.Exchange.AccessLog(r.Context(), exchangeCaller(r.Context()), q)
 	if err != nil {
 		a.failExchange(w, r, err)
 		return

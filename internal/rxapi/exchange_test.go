@@ -37,8 +37,10 @@ import (
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // contract is api/openapi.yaml, routed.
@@ -94,6 +96,7 @@ type xfixture struct {
 	clients  map[string]*http.Client
 
 	doctor, pharmacy, rival card
+	log                     *tlogstore.Store
 }
 
 // xstart is 09:00 UTC on the day the generated registry's persons are
@@ -143,19 +146,21 @@ func xsetup(t *testing.T, extra ...func(*rxapi.API)) *xfixture {
 		t.Fatal(err)
 	}
 	data := rxdtest.Open(t, sqlstore.SQLite, 40)
-	store, err := rxstore.NewExchange(context.Background(), data.DB)
+	f.log = data.AuditLog(t)
+	store, err := rxstore.NewExchange(context.Background(), data.DB, f.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc, err := exchange.New(exchange.Config{Store: store, Verifier: f.verifier, Reverifier: re, Status: checker,
-		Adjudicator: data.Adjudicator(f.clock.Now), Key: exchange.SigningKey{Signer: exch.key, Chain: exch.chain}, Arc: f.pki.Arc, Now: f.clock.Now})
+		Adjudicator: data.Adjudicator(f.clock.Now), Key: exchange.SigningKey{Signer: exch.key, Chain: exch.chain}, Arc: f.pki.Arc, Now: f.clock.Now,
+		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: f.log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &rxapi.API{
 		Eligibility: data.Checker(), Adjudicator: data.Adjudicator(f.clock.Now), Catalogue: data.Catalogue, Rules: data.Rules, DB: data.DB,
 		Arc: f.pki.Arc, Status: checker, Log: slog.New(slog.DiscardHandler), Now: f.clock.Now,
-		Exchange: svc, Idempotency: store,
+		Exchange: svc, Idempotency: store, Pseudonyms: rxdtest.Pseudonyms(), AuditLog: f.log, AuditStore: f.log,
 	}
 	for _, e := range extra {
 		e(a)
@@ -531,6 +536,48 @@ func TestExchangeContract(t *testing.T) {
 		t.Fatalf("history's last page %+v", rest)
 	}
 
+	// The patient's access log, once the audit log has sequenced what
+	// happened: the insurer's services only, and what the pharmacy did
+	// is in it.
+	auditLog, err := tlog.New(f.log, tlog.Config{Origin: "rxd.test/audit", Key: rxdtest.NoteKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auditLog.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	aq := `{"national_id":"` + nid + `","limit":200}`
+	refused(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/patient-access-log", body: aq}), 403, "role-not-allowed")
+	var accesses exchange.AccessLogPage
+	want(t, f.do(t, req{client: "service", method: "POST", path: "/v1/patient-access-log", body: aq}), 200, &accesses)
+	seen := map[string]bool{}
+	for _, a := range accesses.Accesses {
+		if a.Role == "pharmacy" && a.Organisation == f.pharmacy.sub.LicenceNumber && a.Outcome == "ok" {
+			seen[a.Action] = true
+		}
+	}
+	for _, act := range []string{"view", "claim", "dispense", "close", "paper"} {
+		if !seen[act] {
+			t.Fatalf("the access log has no %s by the pharmacy: %+v", act, accesses)
+		}
+	}
+	// The audit log itself: its checkpoint for the insurer's services and
+	// auditors only, and the tiles it commits to.
+	refused(t, f.do(t, req{client: "vendor", method: "GET", path: "/audit/checkpoint"}), 403, "forbidden")
+	cp := f.do(t, req{client: "service", method: "GET", path: "/audit/checkpoint"})
+	if cp.status != 200 || !strings.HasPrefix(string(cp.body), "rxd.test/audit\n") {
+		t.Fatalf("checkpoint: %d %s", cp.status, cp.body)
+	}
+	tile, err := f.clients["service"].Get(f.srv.URL + "/audit/tile/entries/000.p/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := io.ReadAll(tile.Body)
+	tile.Body.Close()
+	if entries, err := tlog.ParseBundle(bundle, 1); tile.StatusCode != 200 || err != nil || len(entries) != 1 {
+		t.Fatalf("entry bundle: %d %v", tile.StatusCode, err)
+	}
+
 	// End the session: 204; its token then opens nothing.
 	if a := f.do(t, req{client: "vendor", method: "DELETE", path: "/v1/sessions/current", token: ph}); a.status != 204 {
 		t.Fatalf("end session: %d %s", a.status, a.body)
@@ -653,7 +700,13 @@ func TestRoutesAreTheContract(t *testing.T) {
 		}
 	}
 	slices.Sort(inContract)
-	routed := rxapi.Patterns(&rxapi.API{})
+	// A ServeMux wildcard matching the rest of a path ({path...}) is an
+	// OpenAPI path parameter ({path}) whose value holds slashes.
+	var routed []string
+	for _, p := range rxapi.Patterns(&rxapi.API{}) {
+		routed = append(routed, strings.ReplaceAll(p, "...}", "}"))
+	}
+	slices.Sort(routed)
 	if !slices.Equal(routed, inContract) {
 		t.Fatalf("routed:\n  %s\nin api/openapi.yaml:\n  %s", strings.Join(routed, "\n  "), strings.Join(inContract, "\n  "))
 	}

@@ -2,67 +2,97 @@ package rxapi
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"log/slog"
+	"net/http"
 
+	"github.com/nuskha/nuskha/internal/audit"
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/httpedge"
+	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
-// Audit records every eligibility lookup: who asked (the caller) about
-// whom (a pseudonym of the national id, never the id) and what the answer
-// was. An error withholds the answer: a lookup that is not recorded is not
-// answered. For now LogAudit, the access log, implements it; the
-// tamper-evident audit log will.
-type Audit interface {
-	Lookup(ctx context.Context, caller Caller, pseudonym, outcome string) error
-}
-
-// LogAudit writes one "eligibility lookup" line per lookup to Log.
-type LogAudit struct{ Log *slog.Logger }
-
-// Lookup logs the lookup; nil Log writes nothing.
-func (l LogAudit) Lookup(ctx context.Context, caller Caller, pseudonym, outcome string) error {
-	if l.Log != nil {
-		l.Log.InfoContext(ctx, "eligibility lookup", "caller", caller.SubjectID, "role", string(caller.Role), "person", pseudonym, "outcome", outcome,
-			"request_id", httpedge.RequestID(ctx))
+// The audit log's dependencies: every eligibility lookup and rules check
+// is written to rxd's audit log (internal/tlog) — who asked (the calling
+// software's certificate), about whom (the patient's pseudonym, never the
+// id) — before it is answered. A lookup that cannot be recorded is not
+// answered. The exchange records its own actions (exchange.Service).
+type (
+	// Pseudonyms names patients in the audit log (tlog.Pseudonyms): one
+	// key, so one patient has one pseudonym in every entry.
+	Pseudonyms interface {
+		Of(nationalID string) (tlog.Pseudonym, error)
 	}
+	// AuditLog appends entries in a transaction of their own
+	// (tlogstore.Store).
+	AuditLog interface {
+		Append(ctx context.Context, entries ...*tlog.Entry) error
+	}
+)
+
+// Actions recorded here.
+const (
+	actEligibility = "eligibility"
+	actRulesCheck  = "rules-check"
+)
+
+// errNoAudit refuses a lookup on an API without its audit log.
+var errNoAudit = errs.New(errs.Unavailable, "lookups cannot be recorded in the audit log, so they are not answered")
+
+// lookedUp records a lookup of nid (action act), answered with res, before
+// it is answered: in the audit log, and a line in the process log (with
+// the request id, and the pseudonym) for operators.
+func (a *API) lookedUp(r *http.Request, act, nid string, res insured.Result) error {
+	if a.Pseudonyms == nil || a.AuditLog == nil {
+		return errNoAudit
+	}
+	ctx := r.Context()
+	p, err := a.Pseudonyms.Of(nid)
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the lookup cannot be recorded now, so it is not answered")
+	}
+	caller := CallerFrom(ctx)
+	e := &tlog.Entry{Time: a.Now().UTC(), Actor: tlog.Actor{Kind: tlog.ActorCert, ID: caller.cert, Role: string(caller.Role), Org: caller.SubjectID},
+		Action: act, Outcome: audit.OK, Patient: p}
+	if err := a.AuditLog.Append(ctx, e); err != nil {
+		a.Log.ErrorContext(ctx, "a lookup cannot be written to the audit log; it is not answered", "err", err)
+		return errs.Wrap(errs.Unavailable, err, "the lookup cannot be recorded now, so it is not answered")
+	}
+	outcome := "eligible"
+	if !res.Eligible {
+		outcome = string(res.Reason)
+	}
+	a.Log.InfoContext(ctx, "eligibility lookup", "caller", caller.SubjectID, "role", string(caller.Role), "person", hex.EncodeToString(p[:]),
+		"outcome", outcome, "request_id", httpedge.RequestID(ctx))
 	return nil
 }
 
-// MinPseudonymKey is the shortest key accepted: HMAC-SHA256's block
-// strength.
-const MinPseudonymKey = 32
-
-// Pseudonyms turns national ids into keyed pseudonyms: HMAC-SHA256 under
-// a per-deployment key, the first 128 bits in hex. The same id gives the
-// same pseudonym under the same key, so one person's lookups can be told
-// apart from another's, and by whom; without the key a pseudonym cannot
-// be turned back into an id by trying the billion or so valid ones.
-type Pseudonyms struct{ key []byte }
-
-// NewPseudonyms uses key (at least MinPseudonymKey bytes).
-func NewPseudonyms(key []byte) (*Pseudonyms, error) {
-	if len(key) < MinPseudonymKey {
-		return nil, errors.New("rxapi: a pseudonym key needs at least 32 bytes")
+// service lets through the insurer's own services only: the audit log's
+// tiles name no patient but by pseudonym, yet a vendor's software that
+// knows when its own user was served could find that patient's pseudonym
+// in them, and with it every other visit of the patient. Auditors read
+// the log with a service certificate.
+func (a *API) service(next http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c := CallerFrom(r.Context()); c.Role != pki.RoleService {
+			a.fail(w, r, errs.New(errs.Forbidden, "the audit log is read by the insurer's own services (and its auditors) only"))
+			return
+		}
+		next.ServeHTTP(w, r)
 	}
-	return &Pseudonyms{key: append([]byte(nil), key...)}, nil
 }
 
-// RandomPseudonyms uses a fresh random key: pseudonyms then correlate
-// lookups only within this process's life.
-func RandomPseudonyms() *Pseudonyms {
-	key := make([]byte, MinPseudonymKey)
-	_, _ = rand.Read(key) // crypto/rand.Read does not fail (Go 1.24)
-	return &Pseudonyms{key: key}
-}
-
-// Of is the pseudonym of a national id as nationalid.Parse returns it.
-func (p *Pseudonyms) Of(nationalID string) string {
-	m := hmac.New(sha256.New, p.key)
-	m.Write([]byte(nationalID))
-	return hex.EncodeToString(m.Sum(nil)[:16])
+// auditRoutes serve rxd's audit log read-only, as C2SP tlog-tiles, under
+// /audit/: the latest signed checkpoint and the tiles and entry bundles
+// it commits to.
+func (a *API) auditRoutes(rt *httpedge.Routes) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, errs.New(errs.Unavailable, "this rxd serves no audit log"))
+	})
+	if a.AuditStore != nil {
+		h = http.StripPrefix("/audit", tlog.Handler(a.AuditStore, a.Log))
+	}
+	rt.Handle("GET /audit/checkpoint", a.caller(a.service(h)))
+	rt.Handle("GET /audit/tile/{path...}", a.caller(a.service(h)))
 }

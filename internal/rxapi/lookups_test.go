@@ -1,8 +1,7 @@
 package rxapi_test
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
@@ -13,12 +12,16 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/insured"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/rxapi"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // TestEnumerationIsThrottled is issue 10's finding 6 as an attack: one
@@ -174,11 +177,7 @@ func TestMinimalAnswers(t *testing.T) {
 // line holds an id or a run of its digits.
 func TestLookupsArePseudonymous(t *testing.T) {
 	var logs logbuf.Buffer
-	key := []byte("a per-deployment key of 32 bytes")
-	f := setup(t, func(a *rxapi.API) {
-		a.Log = slog.New(slog.NewJSONHandler(&logs, nil))
-		a.Pseudonyms, _ = rxapi.NewPseudonyms(key)
-	})
+	f := setup(t, func(a *rxapi.API) { a.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	ids := []string{insuredtest.NationalID(0), insuredtest.NationalID(3), insuredtest.NationalID(1234)}
 	persianDigits := func(s string) string { return strings.Map(func(r rune) rune { return '۰' + (r - '0') }, s) }
 	for _, id := range ids {
@@ -201,10 +200,10 @@ func TestLookupsArePseudonymous(t *testing.T) {
 			lookups = append(lookups, e)
 		}
 	}
+	// The audit log's pseudonyms (tlog.Pseudonyms), one per person.
 	pseudonym := func(id string) string {
-		m := hmac.New(sha256.New, key)
-		m.Write([]byte(id))
-		return hex.EncodeToString(m.Sum(nil)[:16])
+		p := rxdtest.Pseudonym(t, id)
+		return hex.EncodeToString(p[:])
 	}
 	want := []line{
 		{"eligibility lookup", "vendor-1", "vendor", pseudonym(ids[0]), "eligible"},
@@ -221,6 +220,19 @@ func TestLookupsArePseudonymous(t *testing.T) {
 	for i := range want {
 		if lookups[i] != want[i] {
 			t.Fatalf("lookup %d logged as %+v, want %+v", i+1, lookups[i], want[i])
+		}
+	}
+	// And each in the audit log, under the same pseudonym, by the
+	// caller's certificate.
+	entries := auditEntries(t, f.log)
+	if len(entries) != len(want) {
+		t.Fatalf("%d audit entries, want %d", len(entries), len(want))
+	}
+	for i, e := range entries {
+		action := map[bool]string{true: "rules-check", false: "eligibility"}[i == len(want)-1]
+		if e.Action != action || hex.EncodeToString(e.Patient[:]) != want[i].Person || e.Actor.Org != want[i].Caller || e.Actor.Role != want[i].Role ||
+			e.Outcome != audit.OK || e.Actor.Kind != tlog.ActorCert || len(e.Actor.ID) != 64 {
+			t.Fatalf("audit entry %d: %+v, want %+v", i+1, e, want[i])
 		}
 	}
 	out := logs.String()
@@ -240,4 +252,30 @@ func windows(s string, n int) []string {
 		w = append(w, s[i:i+n])
 	}
 	return w
+}
+
+// auditEntries are the entries appended to the audit log, in order.
+func auditEntries(t *testing.T, log *tlogstore.Store) []*tlog.Entry {
+	t.Helper()
+	rows, err := log.DB().SQL().QueryContext(context.Background(), "SELECT entry FROM tlog_pending ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []*tlog.Entry
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		e, err := tlog.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

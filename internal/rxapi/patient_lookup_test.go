@@ -1,51 +1,33 @@
 package rxapi_test
 
 import (
-	"context"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rxapi"
+	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 )
 
-// recordedAudit keeps the audit lines written.
-type recordedAudit struct {
-	mu    sync.Mutex
-	lines []string // outcome, then pseudonym
-}
-
-func (a *recordedAudit) Lookup(_ context.Context, _ rxapi.Caller, pseudonym, outcome string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.lines = append(a.lines, outcome+" "+pseudonym)
-	return nil
-}
-
-func (a *recordedAudit) outcomes() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.lines)
-}
-
 // Prescribe, paper and the patient's history look a patient up: each is
-// audited by the patient's pseudonym and counted in the caller's daily
-// lookup budget, as POST /v1/rules/check is.
+// in the audit log by the patient's pseudonym (the exchange records it)
+// and counted in the caller's daily lookup budget, as POST
+// /v1/rules/check is.
 func TestPatientLookupsAuditedAndBudgeted(t *testing.T) {
-	audit := &recordedAudit{}
-	pseudonyms, err := rxapi.NewPseudonyms([]byte("0123456789abcdef0123456789abcdef"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := xsetup(t, func(a *rxapi.API) {
-		a.Limits = rxapi.Limits{DailyLookups: 3}
-		a.Audit, a.Pseudonyms = audit, pseudonyms
-	})
+	f := xsetup(t, func(a *rxapi.API) { a.Limits = rxapi.Limits{DailyLookups: 3} })
 	nid := insuredtest.NationalID(0)
-	who := pseudonyms.Of(nid)
+	who := rxdtest.Pseudonym(t, nid)
+	recorded := func() []string {
+		var out []string
+		for _, e := range auditEntries(t, f.log) {
+			if e.Patient == who {
+				out = append(out, e.Action+" "+string(e.Outcome))
+			}
+		}
+		return out
+	}
 
 	p := f.prescription(drug(catalogtest.Amoxicillin, 20))
 	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: f.sign(t, f.doctor, p)}), 201, nil)
@@ -57,8 +39,8 @@ func TestPatientLookupsAuditedAndBudgeted(t *testing.T) {
 	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/paper-prescriptions", body: paper}), 201, nil)
 	hq := `{"national_id":"` + nid + `"}`
 	want(t, f.do(t, req{client: "service", method: "POST", path: "/v1/patient-history", body: hq}), 200, nil)
-	if got, wantLines := audit.outcomes(), []string{"prescribe " + who, "paper " + who, "history " + who}; !slices.Equal(got, wantLines) {
-		t.Fatalf("audit lines %q, want %q", got, wantLines)
+	if got, wantLines := recorded(), []string{"prescribe ok", "paper ok", "history ok"}; !slices.Equal(got, wantLines) {
+		t.Fatalf("audit entries %q, want %q", got, wantLines)
 	}
 	// The vendor's budget of 3 is spent by two prescribes and a paper.
 	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: f.sign(t, f.doctor, f.prescription(drug(catalogtest.Amoxicillin, 20)))}), 201, nil)
@@ -68,7 +50,7 @@ func TestPatientLookupsAuditedAndBudgeted(t *testing.T) {
 		want(t, f.do(t, req{client: "service", method: "POST", path: "/v1/patient-history", body: hq}), 200, nil)
 	}
 	refused(t, f.do(t, req{client: "service", method: "POST", path: "/v1/patient-history", body: hq}), 429, "quota-exceeded")
-	if n := len(audit.outcomes()); n != 6 {
-		t.Errorf("%d audit lines, want 6 (a refused lookup is not made)", n)
+	if n := len(recorded()); n != 6 {
+		t.Errorf("%d audit entries, want 6 (a lookup refused by the budget is not made)", n)
 	}
 }

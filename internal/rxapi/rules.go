@@ -73,7 +73,7 @@ func (a *API) rulesCheck(w http.ResponseWriter, r *http.Request) {
 	// form, as for GET /v1/eligibility.
 	nid, err := nationalid.Parse(req.Prescription.Patient.NationalID)
 	if err == nil {
-		err = a.lookedUp(r, nid, dec.Eligibility)
+		err = a.lookedUp(r, actRulesCheck, nid, dec.Eligibility)
 	}
 	if err != nil {
 		a.fail(w, r, err)

@@ -44,7 +44,8 @@ func TestDependencyDownIsUnavailable(t *testing.T) {
 	schema := pgtest.Schema(t)
 	proxy, proxied := pgtest.Through(t, schema)
 	data := rxdtest.OpenAt(t, sqlstore.Postgres, proxied, 40)
-	store, err := rxstore.NewExchange(ctx, data.DB)
+	auditLog := data.AuditLog(t)
+	store, err := rxstore.NewExchange(ctx, data.DB, auditLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,8 @@ func TestDependencyDownIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc, err := exchange.New(exchange.Config{Store: store, Verifier: f.verifier, Reverifier: re, Status: f.checker, Adjudicator: data.Adjudicator(f.clock.Now),
-		Key: exchange.SigningKey{Signer: key, Chain: []*x509.Certificate{leaf, f.pki.Intermediate}}, Arc: f.pki.Arc, Now: f.clock.Now})
+		Key: exchange.SigningKey{Signer: key, Chain: []*x509.Certificate{leaf, f.pki.Intermediate}}, Arc: f.pki.Arc, Now: f.clock.Now,
+		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: auditLog})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ package rxd
 import (
 	"context"
 	"crypto"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -20,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +41,8 @@ import (
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Config is what rxd serve is told. A zero field takes the default given
@@ -73,11 +74,8 @@ type Config struct {
 	// Limits are each caller's request and lookup budgets
 	// [rxapi.DefaultLimits].
 	Limits rxapi.Limits
-	// PseudonymKeyFile keys the pseudonyms under which lookups are
-	// logged, and seals the answers kept for the exchange's
-	// Idempotency-Key retries; without it a random key, good for this
-	// run only.
-	PseudonymKeyFile string
+	// Audit is rxd's audit log: required, every action is recorded.
+	Audit Audit
 	// ExchangeKey is the exchange's signing key for acknowledgements and
 	// receipts, a key URI (pkcs11:… in the HSM, softkey:… for tests);
 	// ExchangeCert its certificate (profile exchange-receipt-signing)
@@ -92,6 +90,134 @@ type Config struct {
 	// personal data. Keep it on loopback or a management network. Empty:
 	// none (the main listener still serves /healthz and /readyz).
 	MetricsListen string
+}
+
+// Audit names rxd's audit log (docs/audit-log.md): its keys, made by
+// "rxd audit-keys" (CreateAuditKeys), and its name.
+type Audit struct {
+	// PseudonymKey is the HMAC-SHA256 key patients' pseudonyms are made
+	// with, a key URI (pkcs11:… on the HSM, softkey:… for the embedded
+	// default). It also keys the seal of the answers kept for
+	// Idempotency-Key retries. Every rxd over one database MUST use the
+	// same, and it is never changed (a new key makes new pseudonyms).
+	PseudonymKey string
+	// SealKey is the AES-256-GCM key NoteKeyFile is sealed under, a key
+	// URI; NoteKeyFile the sealed Ed25519 key checkpoints are signed with
+	// (tlog.GenerateNoteKey).
+	SealKey, NoteKeyFile string
+	// Origin is the log's name in its checkpoints, e.g.
+	// "rxd.example.ir/audit": fixed for the life of the log.
+	Origin string
+}
+
+func (a Audit) validate() error {
+	if a.PseudonymKey == "" || a.SealKey == "" || a.NoteKeyFile == "" || a.Origin == "" {
+		return errors.New("rxd records every action in its audit log: -audit-pseudonym-key, -audit-seal-key, -audit-note-key and -audit-origin are required (rxd audit-keys makes the keys)")
+	}
+	if strings.ContainsAny(a.Origin, " \t\r\n+") {
+		return fmt.Errorf("-audit-origin %q: one word, no spaces or '+' (e.g. rxd.example.ir/audit)", a.Origin)
+	}
+	return nil
+}
+
+// CreateAuditKeys makes what Audit names that does not exist yet: the
+// pseudonym key and the sealing key (in custody, where their URIs say;
+// a key already there is kept), and a new checkpoint key called name
+// sealed into a.NoteKeyFile (which MUST NOT exist: a new name is a new
+// key, as rotation wants). It returns the checkpoint key's verifier key,
+// for the auditors and for trustd's trust bundle.
+func CreateAuditKeys(ctx context.Context, keys *hsm.Manager, a Audit, name string) (vkey string, err error) {
+	if err := a.validate(); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(a.NoteKeyFile); err == nil {
+		return "", fmt.Errorf("-audit-note-key %s exists: a new checkpoint key goes into a new file, under a new name", a.NoteKeyFile)
+	}
+	for _, k := range []struct {
+		flag, uri string
+		kind      hsm.SecretKind
+	}{{"-audit-pseudonym-key", a.PseudonymKey, hsm.HMACSHA256}, {"-audit-seal-key", a.SealKey, hsm.AES256GCM}} {
+		if err := keys.CreateSecret(ctx, k.uri, k.kind); err != nil && !errors.Is(err, hsm.ErrKeyExists) {
+			return "", fmt.Errorf("%s: %w", k.flag, err)
+		}
+	}
+	if _, err := keys.OpenMAC(ctx, a.PseudonymKey); err != nil {
+		return "", fmt.Errorf("-audit-pseudonym-key: %w", err)
+	}
+	aead, err := keys.OpenAEAD(ctx, a.SealKey)
+	if err != nil {
+		return "", fmt.Errorf("-audit-seal-key: %w", err)
+	}
+	sealed, vkey, err := tlog.GenerateNoteKey(aead, name)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(a.NoteKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("-audit-note-key: %w", err)
+	}
+	if _, err := f.Write(sealed); err != nil {
+		f.Close()
+		return "", fmt.Errorf("-audit-note-key: %w", err)
+	}
+	return vkey, f.Close()
+}
+
+// auditLog is rxd's audit log, opened from its Audit.
+type auditLog struct {
+	store      *tlogstore.Store
+	log        *tlog.Log
+	pseudonyms *tlog.Pseudonyms
+	// sealKey seals the answers kept for Idempotency-Key retries:
+	// derived from the pseudonym key, the one secret every instance
+	// over the database shares.
+	sealKey []byte
+}
+
+// auditKeys are the audit log's keys, opened.
+type auditKeys struct {
+	pseudonyms *tlog.Pseudonyms
+	note       *tlog.NoteKey
+	seal       []byte
+}
+
+// openAuditKeys opens the audit log's keys (before the database, so that
+// a key that cannot be used stops rxd before anything is made).
+func openAuditKeys(ctx context.Context, keys *hsm.Manager, a Audit) (*auditKeys, error) {
+	mac, err := keys.OpenMAC(ctx, a.PseudonymKey)
+	if err != nil {
+		return nil, fmt.Errorf("-audit-pseudonym-key: %w", err)
+	}
+	aead, err := keys.OpenAEAD(ctx, a.SealKey)
+	if err != nil {
+		return nil, fmt.Errorf("-audit-seal-key: %w", err)
+	}
+	sealed, err := os.ReadFile(a.NoteKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-audit-note-key: %w", err)
+	}
+	noteKey, err := tlog.OpenNoteKey(aead, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("-audit-note-key %s: %w", a.NoteKeyFile, err)
+	}
+	seal, err := mac.Sum([]byte("nuskha rxd: idempotency seal v1"))
+	if err != nil {
+		return nil, fmt.Errorf("-audit-pseudonym-key: %w", err)
+	}
+	return &auditKeys{pseudonyms: tlog.NewPseudonyms(mac), note: noteKey, seal: seal[:]}, nil
+}
+
+// openAudit opens the audit log's tables in db, with its keys.
+func openAudit(ctx context.Context, k *auditKeys, origin string, db *sqlstore.DB, d Deps) (*auditLog, error) {
+	store, err := tlogstore.New(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	l, err := tlog.New(store, tlog.Config{Origin: origin, Key: k.note, Now: d.Now, Logger: d.Log})
+	if err != nil {
+		return nil, err
+	}
+	return &auditLog{store: store, log: l, pseudonyms: k.pseudonyms, sealKey: k.seal}, nil
 }
 
 // Deps are what a Service takes from its process.
@@ -122,6 +248,7 @@ type Service struct {
 	// rxd serves no exchange.
 	purge func(ctx context.Context, now time.Time) error
 	now   func() time.Time
+	audit *auditLog
 }
 
 func (c Config) withDefaults() Config {
@@ -168,6 +295,9 @@ func (c Config) validate() error {
 	if c.Limits.PerSecond <= 0 || c.Limits.Burst < 1 || c.Limits.DailyLookups < 1 {
 		return errors.New("-caller-rate, -caller-burst and -daily-lookups must be positive")
 	}
+	if err := c.Audit.validate(); err != nil {
+		return err
+	}
 	if err := c.Conns.Validate(); err != nil {
 		return err
 	}
@@ -187,7 +317,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	pseudonyms, sealKey, err := pseudonyms(cfg.PseudonymKeyFile, d.Log)
+	akeys, err := openAuditKeys(ctx, d.Keys, cfg.Audit)
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +357,10 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 			db.Close()
 		}
 	}()
+	audit, err := openAudit(ctx, akeys, cfg.Audit.Origin, db, d)
+	if err != nil {
+		return nil, err
+	}
 	reg, err := rxstore.NewInsured(ctx, db)
 	if err != nil {
 		return nil, err
@@ -265,18 +399,20 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		Log:         d.Log,
 		Now:         d.Now,
 		Limits:      cfg.Limits,
-		Pseudonyms:  pseudonyms,
-		SealKey:     sealKey,
+		Pseudonyms:  audit.pseudonyms,
+		AuditLog:    audit.store,
+		AuditStore:  audit.store,
+		SealKey:     audit.sealKey,
 		Ready:       ready,
 		Metrics:     httpedge.NewMetrics(metrics),
 	}
-	svc := &Service{cfg: cfg, log: d.Log, db: db, where: where, engine: engine, api: api, tls: tlsCfg, certs: certs, keys: d.Keys, reg: metrics, ready: ready, now: d.Now}
+	svc := &Service{cfg: cfg, log: d.Log, db: db, where: where, engine: engine, api: api, tls: tlsCfg, certs: certs, keys: d.Keys, reg: metrics, ready: ready, now: d.Now, audit: audit}
 	if exchKey.Signer != nil {
-		xstore, err := rxstore.NewExchange(ctx, db)
+		xstore, err := rxstore.NewExchange(ctx, db, audit.store)
 		if err != nil {
 			return nil, err
 		}
-		xsvc, err := newExchange(xstore, anchors, arc, status, adj, exchKey, d, newVerifications(metrics))
+		xsvc, err := newExchange(xstore, anchors, arc, status, adj, exchKey, audit, d, newVerifications(metrics))
 		if err != nil {
 			return nil, err
 		}
@@ -295,7 +431,7 @@ const reverifyMaxAge = (12*365 + exchange.DefaultWindowDays + 1) * 24 * time.Hou
 // arrive against the callers' roots with revocation now (failing closed),
 // stored documents verified again with revocation judged at the time the
 // exchange accepted them, sessions' cards checked on every call.
-func newExchange(store exchange.Store, anchors []*x509.Certificate, arc pki.Arc, status *revocation.Checker, adj *adjudicate.Adjudicator, key exchange.SigningKey, d Deps, verifications *prometheus.CounterVec) (*exchange.Service, error) {
+func newExchange(store exchange.Store, anchors []*x509.Certificate, arc pki.Arc, status *revocation.Checker, adj *adjudicate.Adjudicator, key exchange.SigningKey, audit *auditLog, d Deps, verifications *prometheus.CounterVec) (*exchange.Service, error) {
 	verifier, err := rx.NewVerifier(rx.Config{Roots: anchors, Arc: arc, Status: status, Now: d.Now})
 	if err != nil {
 		return nil, err
@@ -305,7 +441,7 @@ func newExchange(store exchange.Store, anchors []*x509.Certificate, arc pki.Arc,
 		return nil, err
 	}
 	return exchange.New(exchange.Config{Store: store, Verifier: meteredVerifier{verifier, verifications}, Reverifier: reverifier, Status: status, Adjudicator: adj,
-		Key: key, Arc: arc, Now: d.Now, Log: d.Log})
+		Key: key, Arc: arc, Now: d.Now, Log: d.Log, Pseudonyms: audit.pseudonyms, AuditLog: audit.store})
 }
 
 // signingKey opens the exchange's key (a key URI) and reads its
@@ -328,29 +464,6 @@ func signingKey(ctx context.Context, keys *hsm.Manager, chainFile, uri string) (
 		return exchange.SigningKey{}, fmt.Errorf("-exchange-key is not the key of the certificate in %s (%q)", chainFile, chain[0].Subject.CommonName)
 	}
 	return exchange.SigningKey{Signer: k, Chain: chain}, nil
-}
-
-// pseudonyms keys the pseudonyms of looked-up persons from file, or from a
-// random key (with a warning) when there is none; and derives from the
-// same file the key that seals the answers kept for Idempotency-Key
-// retries (nil without it: a random key, good for this run only).
-func pseudonyms(file string, log *slog.Logger) (*rxapi.Pseudonyms, []byte, error) {
-	if file == "" {
-		log.Warn("no -pseudonym-key-file: lookups are logged under pseudonyms from a random key, which tell persons apart only within this run, and a retry with an Idempotency-Key after a restart cannot be answered")
-		return rxapi.RandomPseudonyms(), nil, nil
-	}
-	key, err := os.ReadFile(file)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-pseudonym-key-file: %w", err)
-	}
-	p, err := rxapi.NewPseudonyms(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-pseudonym-key-file %s holds %d bytes; it needs at least %d (head -c 32 /dev/urandom > FILE)", file, len(key), rxapi.MinPseudonymKey)
-	}
-	// A key of its own for each use, from the one secret the operator keeps.
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte("nuskha rxd: idempotency seal v1"))
-	return p, mac.Sum(nil), nil
 }
 
 // serverTLS loads the server's certificate and key (refusing a key that is
@@ -416,6 +529,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	if s.purge != nil {
 		background = append(background, lifecycle.Task{Name: "exchange purge", Run: s.purgeEvery})
 	}
+	background = append(background, lifecycle.Task{Name: "audit log", Run: s.runAudit})
 	servers := []lifecycle.Server{{Name: "rxd", Listener: capped, HTTP: srv}}
 	attrs := []any{"listen", capped.Addr().String(), "db", s.where, "rules", s.engine.Current().Version(), "exchange", s.purge != nil,
 		"max_connections", s.cfg.Conns.Total, "max_connections_per_ip", s.cfg.Conns.PerIP}
@@ -465,6 +579,27 @@ func (s *Service) Reload(ctx context.Context) error {
 
 // MsgReloaded is logged for each thing Reload loaded again.
 const MsgReloaded = "reloaded"
+
+
+// auditEvery is how often the audit log sequences what was appended and
+// signs a checkpoint (when it grew): at least one a second while entries
+// arrive. Several rxd over one database each run it; the log's lock
+// orders them.
+const auditEvery = time.Second
+
+// runAudit sequences and publishes the audit log every second until ctx
+// is done (requests drained by then), and once more after, so that what
+// the last requests appended is in a checkpoint before rxd stops.
+func (s *Service) runAudit(ctx context.Context) {
+	t := time.NewTicker(auditEvery)
+	defer t.Stop()
+	s.audit.log.Run(ctx, t.C)
+	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.audit.log.Step(final); err != nil {
+		s.log.Warn("the audit log's last step before stopping failed; what is pending is sequenced at the next start", "err", err)
+	}
+}
 
 // MsgPurged is logged each time expired sessions and idempotency records
 // have been deleted.

@@ -25,6 +25,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rxd"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/audittest"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
@@ -59,7 +60,9 @@ func configPKI(t *testing.T) (rxd.Config, *x509.CertPool, *testpki.PKI) {
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
+	audit, _ := audittest.Shared(t)
 	return rxd.Config{
+		Audit:    audit,
 		Store:    rxd.Store{Driver: sqlstore.SQLite, Path: filepath.Join(dir, "db", "rxd.db"), Create: true},
 		Listen:   "127.0.0.1:0",
 		TLSCert:  write("rxd.crt", "CERTIFICATE", cert.Raw, p.Intermediate.Raw),
@@ -89,6 +92,8 @@ func TestNewRefuses(t *testing.T) {
 		{"unknown driver", func(c *rxd.Config) { c.Store.Driver = "mysql" }, `-db-driver must be sqlite or postgres, not "mysql"`},
 		{"postgres without a DSN file", func(c *rxd.Config) { c.Store = rxd.Store{Driver: sqlstore.Postgres} }, "needs -dsn-file"},
 		{"bad arc", func(c *rxd.Config) { c.Arc = "2.999.x" }, "2.999.x"},
+		{"no audit log", func(c *rxd.Config) { c.Audit.NoteKeyFile = "" }, "-audit-note-key"},
+		{"origin with a space", func(c *rxd.Config) { c.Audit.Origin = "rxd audit" }, "-audit-origin"},
 		{"missing database", func(c *rxd.Config) { c.Store.Create = false }, "there is no database at"},
 		{"rules file that does not compile", func(c *rxd.Config) {
 			c.RulesFile = filepath.Join(t.TempDir(), "rules.yaml")

@@ -54,7 +54,7 @@ func testConcurrentDispenses(t *testing.T, s exchange.Store) {
 			defer wg.Done()
 			<-start
 			at := Now.Add(time.Duration(i) * time.Millisecond)
-			_, _, err := s.Dispense(ctx, holder.ID, h, Dispense(p, at, give(i%len(quantities), 1)), nil)
+			_, _, err := s.Dispense(ctx, Entry(), holder.ID, h, Dispense(p, at, give(i%len(quantities), 1)), nil)
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -72,7 +72,7 @@ func testConcurrentDispenses(t *testing.T, s exchange.Store) {
 			defer wg.Done()
 			<-start
 			c, _ := newClaim(p, org, Now.Add(time.Second))
-			_, err := s.Claim(ctx, c)
+			_, err := s.Claim(ctx, Entry(), c)
 			var ce *exchange.ClaimedError
 			if errors.As(err, &ce) && ce.Until.Equal(holder.ExpiresAt) {
 				claimed.Add(1)
@@ -84,7 +84,7 @@ func testConcurrentDispenses(t *testing.T, s exchange.Store) {
 			defer wg.Done()
 			<-start
 			_, guess := Secret()
-			_, _, err := s.Dispense(ctx, holder.ID, guess, Dispense(p, Now.Add(time.Second), give(i%len(quantities), 1)), nil)
+			_, _, err := s.Dispense(ctx, Entry(), holder.ID, guess, Dispense(p, Now.Add(time.Second), give(i%len(quantities), 1)), nil)
 			if errors.Is(err, exchange.ErrSecretWrong) {
 				secret.Add(1)
 				return
@@ -113,10 +113,10 @@ func testConcurrentDispenses(t *testing.T, s exchange.Store) {
 			t.Errorf("line %d: %d dispensed of %d", i, l.Dispensed, q)
 		}
 	}
-	if _, after, err := s.Dispense(ctx, holder.ID, h, Dispense(p, Now.Add(time.Hour), give(3, 1)), nil); err != nil || after.State != exchange.Dispensed {
+	if _, after, err := s.Dispense(ctx, Entry(), holder.ID, h, Dispense(p, Now.Add(time.Hour), give(3, 1)), nil); err != nil || after.State != exchange.Dispensed {
 		t.Fatalf("the last item: %v", err)
 	}
-	_, _, err := s.Dispense(ctx, holder.ID, h, Dispense(p, Now.Add(time.Hour), give(0, 1)), nil)
+	_, _, err := s.Dispense(ctx, Entry(), holder.ID, h, Dispense(p, Now.Add(time.Hour), give(0, 1)), nil)
 	var nd *exchange.NotDispensableError
 	if !errors.As(err, &nd) || nd.State != exchange.Dispensed {
 		t.Errorf("a dispense after the last: %v", err)
@@ -141,7 +141,7 @@ func testConcurrentDispenses(t *testing.T, s exchange.Store) {
 func testConcurrentCloses(t *testing.T, s exchange.Store) {
 	p := insert(t, s, Prescription(t, drug("A", 3)))
 	c, h := claim(t, s, p, "pharmacy-A", Now)
-	if _, _, err := s.Dispense(ctx, c.ID, h, Dispense(p, Now, give(0, 2)), nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, Now, give(0, 2)), nil); err != nil {
 		t.Fatal(err)
 	}
 	const n = 24
@@ -155,7 +155,7 @@ func testConcurrentCloses(t *testing.T, s exchange.Store) {
 		go func() {
 			defer wg.Done()
 			<-start
-			receipts[i], failures[i] = s.Close(ctx, c.ID, h, Now.Add(time.Minute), receiptFor(&calls))
+			receipts[i], failures[i] = s.Close(ctx, Entry(), c.ID, h, Now.Add(time.Minute), receiptFor(&calls))
 		}()
 	}
 	close(start)
@@ -185,7 +185,7 @@ func testConcurrentClaims(t *testing.T, s exchange.Store) {
 			defer wg.Done()
 			<-start
 			c, _ := newClaim(p, fmt.Sprintf("pharmacy-%d", i), Now)
-			claims[i], refusals[i] = s.Claim(ctx, c)
+			claims[i], refusals[i] = s.Claim(ctx, Entry(), c)
 		}()
 	}
 	close(start)
@@ -226,7 +226,7 @@ func testConcurrentInserts(t *testing.T, s exchange.Store) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, refusals[i] = s.InsertPrescription(ctx, p, nil)
+			_, refusals[i] = s.InsertPrescription(ctx, Entry(), p, nil)
 		}()
 	}
 	close(start)

@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Open gives each test a new, empty store.
@@ -92,7 +94,7 @@ func drug(code string, q int) rx.Item {
 
 func insert(t testing.TB, s exchange.Store, p *exchange.Prescription) *exchange.Prescription {
 	t.Helper()
-	got, err := s.InsertPrescription(ctx, p, nil)
+	got, err := s.InsertPrescription(ctx, Entry(), p, nil)
 	if err != nil {
 		t.Fatalf("InsertPrescription: %v", err)
 	}
@@ -115,7 +117,7 @@ func newClaim(p *exchange.Prescription, org string, at time.Time) (*exchange.Cla
 func claim(t testing.TB, s exchange.Store, p *exchange.Prescription, org string, at time.Time) (*exchange.Claim, []byte) {
 	t.Helper()
 	c, h := newClaim(p, org, at)
-	got, err := s.Claim(ctx, c)
+	got, err := s.Claim(ctx, Entry(), c)
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
@@ -208,7 +210,7 @@ func testInsertAgain(t *testing.T, s exchange.Store) {
 	again.JWS = p.JWS[:len(p.JWS)-4] + "U0lH"
 	again.TrackingCode = "OTHER-CODE0-1"
 	again.Answer = []byte(`{"second":true}`)
-	got, err := s.InsertPrescription(ctx, &again, nil)
+	got, err := s.InsertPrescription(ctx, Entry(), &again, nil)
 	if !errors.Is(err, exchange.ErrReplay) || got == nil || !bytes.Equal(got.Answer, p.Answer) || got.TrackingCode != p.TrackingCode || got.JWS != p.JWS {
 		t.Fatalf("replay: %+v, %v", got, err)
 	}
@@ -219,7 +221,7 @@ func testInsertAgain(t *testing.T, s exchange.Store) {
 	// Another document under the same id: refused, the first stands.
 	other := Prescription(t, drug("B", 1))
 	other.ID = p.ID
-	got, err = s.InsertPrescription(ctx, other, nil)
+	got, err = s.InsertPrescription(ctx, Entry(), other, nil)
 	wantCode(t, err, errs.DocumentIDConflict)
 	if got == nil || got.JWSSHA256 != p.JWSSHA256 {
 		t.Errorf("conflict returned %+v", got)
@@ -231,7 +233,7 @@ func testInsertAgain(t *testing.T, s exchange.Store) {
 	// A tracking code already in use: the caller draws again.
 	clash := Prescription(t, drug("C", 1))
 	clash.TrackingCode = p.TrackingCode
-	if _, err := s.InsertPrescription(ctx, clash, nil); !errors.Is(err, exchange.ErrTrackingCodeTaken) {
+	if _, err := s.InsertPrescription(ctx, Entry(), clash, nil); !errors.Is(err, exchange.ErrTrackingCodeTaken) {
 		t.Fatalf("tracking code clash: %v", err)
 	}
 	if _, err := s.PrescriptionByID(ctx, clash.ID, Now); errs.CodeOf(err) != errs.NotFound {
@@ -256,7 +258,7 @@ func testClaims(t *testing.T, s exchange.Store) {
 
 	// Another organisation: refused, told until when.
 	c, _ := newClaim(p, "pharmacy-B", Now.Add(time.Minute))
-	_, err := s.Claim(ctx, c)
+	_, err := s.Claim(ctx, Entry(), c)
 	var claimed *exchange.ClaimedError
 	if !errors.As(err, &claimed) || !claimed.Until.Equal(a.ExpiresAt) {
 		t.Fatalf("second organisation: %v", err)
@@ -269,12 +271,12 @@ func testClaims(t *testing.T, s exchange.Store) {
 	if again.ID != a.ID || bytes.Equal(newHash, aHash) {
 		t.Fatalf("claim again: %+v", again)
 	}
-	if err := s.Release(ctx, a.ID, aHash, Now.Add(2*time.Minute)); !errors.Is(err, exchange.ErrSecretWrong) {
+	if err := s.Release(ctx, Entry(), a.ID, aHash, Now.Add(2*time.Minute)); !errors.Is(err, exchange.ErrSecretWrong) {
 		t.Fatalf("release with the old secret: %v", err)
 	}
-	_, _, err = s.Dispense(ctx, a.ID, aHash, Dispense(p, Now.Add(2*time.Minute), give(0, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), a.ID, aHash, Dispense(p, Now.Add(2*time.Minute), give(0, 1)), nil)
 	wantCode(t, err, errs.ClaimSecretWrong)
-	if err := s.Release(ctx, rx.NewID(), newHash, Now); errs.CodeOf(err) != errs.NotFound {
+	if err := s.Release(ctx, Entry(), rx.NewID(), newHash, Now); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("release of no claim: %v", err)
 	}
 	// Claimed again and again, the hold is never extended past twice
@@ -294,16 +296,16 @@ func testClaims(t *testing.T, s exchange.Store) {
 
 	// Released: another organisation may claim; the released claim can
 	// no longer dispense; releasing again changes nothing.
-	if err := s.Release(ctx, a.ID, newHash, Now.Add(3*time.Minute)); err != nil {
+	if err := s.Release(ctx, Entry(), a.ID, newHash, Now.Add(3*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Release(ctx, a.ID, newHash, Now.Add(4*time.Minute)); err != nil {
+	if err := s.Release(ctx, Entry(), a.ID, newHash, Now.Add(4*time.Minute)); err != nil {
 		t.Fatalf("second release: %v", err)
 	}
 	if r := read(t, s, p.ID, Now.Add(3*time.Minute)); r.Claim != nil {
 		t.Fatalf("released, still held: %+v", r.Claim)
 	}
-	_, _, err = s.Dispense(ctx, a.ID, newHash, Dispense(p, Now.Add(4*time.Minute), give(0, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), a.ID, newHash, Dispense(p, Now.Add(4*time.Minute), give(0, 1)), nil)
 	wantCode(t, err, errs.ClaimNotActive)
 	b, _ := claim(t, s, p, "pharmacy-B", Now.Add(4*time.Minute))
 	if b.ID == a.ID {
@@ -317,7 +319,7 @@ func testClaims(t *testing.T, s exchange.Store) {
 	}
 	claim(t, s, p, "pharmacy-C", after)
 
-	_, err = s.Claim(ctx, &exchange.Claim{ID: rx.NewID(), PrescriptionID: rx.NewID(), Organisation: "x", SecretSHA256: newHash, CreatedAt: Now, ExpiresAt: Now.Add(time.Hour)})
+	_, err = s.Claim(ctx, Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: rx.NewID(), Organisation: "x", SecretSHA256: newHash, CreatedAt: Now, ExpiresAt: Now.Add(time.Hour)})
 	wantCode(t, err, errs.NotFound)
 }
 
@@ -327,7 +329,7 @@ func testDispense(t *testing.T, s exchange.Store) {
 	at := Now.Add(time.Minute)
 
 	d := Dispense(p, at, give(0, 2))
-	got, after, err := s.Dispense(ctx, c.ID, h, d, func(p *exchange.Prescription, d *exchange.Dispense) ([]byte, error) {
+	got, after, err := s.Dispense(ctx, Entry(), c.ID, h, d, func(p *exchange.Prescription, d *exchange.Dispense) ([]byte, error) {
 		return []byte(fmt.Sprintf(`{"state":%q,"remaining":%d,"fill":%d}`, p.State, p.Lines[0].Remaining(), d.Lines[0].Fill)), nil
 	})
 	if err != nil {
@@ -341,7 +343,7 @@ func testDispense(t *testing.T, s exchange.Store) {
 	}
 
 	// More than remains: refused, nothing changes.
-	_, _, err = s.Dispense(ctx, c.ID, h, Dispense(p, at, give(1, 1), give(0, 2)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, at, give(1, 1), give(0, 2)), nil)
 	var over *exchange.OverDispenseError
 	if !errors.As(err, &over) || over.Item != 0 || over.Remaining != 1 || over.Asked != 2 {
 		t.Fatalf("over-dispense: %v", err)
@@ -355,33 +357,33 @@ func testDispense(t *testing.T, s exchange.Store) {
 		"zero":           {give(0, 0)},
 		"an item twice:": {give(1, 1), give(1, 1)},
 	} {
-		if _, _, err := s.Dispense(ctx, c.ID, h, Dispense(p, at, lines...), nil); errs.CodeOf(err) != errs.Invalid {
+		if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, at, lines...), nil); errs.CodeOf(err) != errs.Invalid {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	_, _, err = s.Dispense(ctx, rx.NewID(), h, Dispense(p, at, give(0, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), rx.NewID(), h, Dispense(p, at, give(0, 1)), nil)
 	wantCode(t, err, errs.NotFound)
 
 	// The rest: dispensed, and then nothing more may be, nor claimed.
-	_, after, err = s.Dispense(ctx, c.ID, h, Dispense(p, at, give(0, 1), give(1, 1)), nil)
+	_, after, err = s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, at, give(0, 1), give(1, 1)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if after.State != exchange.Dispensed || !slices.Equal(dispensed(after), []int{3, 1}) {
 		t.Errorf("after all: %s %v", after.State, dispensed(after))
 	}
-	_, _, err = s.Dispense(ctx, c.ID, h, Dispense(p, at, give(0, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, at, give(0, 1)), nil)
 	var nd *exchange.NotDispensableError
 	if !errors.As(err, &nd) || nd.State != exchange.Dispensed {
 		t.Fatalf("dispense of a dispensed prescription: %v", err)
 	}
-	_, err = s.Claim(ctx, func() *exchange.Claim { c, _ := newClaim(p, "pharmacy-B", at); return c }())
+	_, err = s.Claim(ctx, Entry(), func() *exchange.Claim { c, _ := newClaim(p, "pharmacy-B", at); return c }())
 	wantCode(t, err, errs.PrescriptionNotDispensable)
 
 	// A dispense under one prescription's claim for another: refused.
 	q := insert(t, s, Prescription(t, drug("A", 1)))
 	qc, qh := claim(t, s, q, "pharmacy-A", at)
-	_, _, err = s.Dispense(ctx, qc.ID, qh, Dispense(p, at, give(0, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), qc.ID, qh, Dispense(p, at, give(0, 1)), nil)
 	if err == nil {
 		t.Fatal("a claim dispensed another prescription")
 	}
@@ -392,17 +394,17 @@ func testDispenseReplay(t *testing.T, s exchange.Store) {
 	c, h := claim(t, s, p, "pharmacy-A", Now)
 	d := Dispense(p, Now, give(0, 1))
 	d.Answer = []byte(`{"first":true}`)
-	if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The same dispense again: the stored one and its answer, counted
 	// once — even after the claim was released.
-	if err := s.Release(ctx, c.ID, h, Now.Add(time.Minute)); err != nil {
+	if err := s.Release(ctx, Entry(), c.ID, h, Now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	again := *d
 	again.Answer = []byte(`{"second":true}`)
-	got, after, err := s.Dispense(ctx, c.ID, h, &again, func(*exchange.Prescription, *exchange.Dispense) ([]byte, error) {
+	got, after, err := s.Dispense(ctx, Entry(), c.ID, h, &again, func(*exchange.Prescription, *exchange.Dispense) ([]byte, error) {
 		t.Error("answer called for a replay")
 		return nil, nil
 	})
@@ -412,14 +414,14 @@ func testDispenseReplay(t *testing.T, s exchange.Store) {
 	// A replay with a wrong secret, or under a claim that does not
 	// exist: refused, the claim checked before the replay.
 	wrong := sha256.Sum256([]byte("wrong"))
-	_, _, err = s.Dispense(ctx, c.ID, wrong[:], &again, nil)
+	_, _, err = s.Dispense(ctx, Entry(), c.ID, wrong[:], &again, nil)
 	wantCode(t, err, errs.ClaimSecretWrong)
-	_, _, err = s.Dispense(ctx, rx.NewID(), h, &again, nil)
+	_, _, err = s.Dispense(ctx, Entry(), rx.NewID(), h, &again, nil)
 	wantCode(t, err, errs.NotFound)
 	// Another document under its id: refused.
 	other := Dispense(p, Now, give(0, 2))
 	other.ID = d.ID
-	_, _, err = s.Dispense(ctx, c.ID, h, other, nil)
+	_, _, err = s.Dispense(ctx, Entry(), c.ID, h, other, nil)
 	wantCode(t, err, errs.DocumentIDConflict)
 	if r := read(t, s, p.ID, Now); r.Lines[0].Dispensed != 1 {
 		t.Errorf("dispensed %d after a replay and a conflict, want 1", r.Lines[0].Dispensed)
@@ -427,7 +429,7 @@ func testDispenseReplay(t *testing.T, s exchange.Store) {
 	// An answer that fails: nothing recorded.
 	c2, h2 := claim(t, s, p, "pharmacy-A", Now.Add(2*time.Minute))
 	failing := Dispense(p, Now.Add(2*time.Minute), give(0, 1))
-	if _, _, err := s.Dispense(ctx, c2.ID, h2, failing, func(*exchange.Prescription, *exchange.Dispense) ([]byte, error) {
+	if _, _, err := s.Dispense(ctx, Entry(), c2.ID, h2, failing, func(*exchange.Prescription, *exchange.Dispense) ([]byte, error) {
 		return nil, errors.New("signer down")
 	}); err == nil || err.Error() != "signer down" {
 		t.Fatalf("failing answer: %v", err)
@@ -441,11 +443,11 @@ func testFills(t *testing.T, s exchange.Store) {
 	// 30 a fill, three fills 28 days apart; B in fill 0 only.
 	p := insert(t, s, Prescription(t, rx.Item{Kind: exchange.ItemDrug, Code: "A", Quantity: 30, Repeats: 2, RepeatIntervalDays: 28}, drug("B", 1)))
 	c, h := claim(t, s, p, "pharmacy-A", Now)
-	if _, _, err := s.Dispense(ctx, c.ID, h, Dispense(p, Now, give(0, 30)), nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, Now, give(0, 30)), nil); err != nil {
 		t.Fatal(err)
 	}
 	// Fill 1 has not begun: nothing of A in force with anything left.
-	_, _, err := s.Dispense(ctx, c.ID, h, Dispense(p, Now, give(0, 1)), nil)
+	_, _, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, Now, give(0, 1)), nil)
 	wantCode(t, err, errs.OverDispense)
 
 	fill1 := p.Lines[2].From // lines: (0,A) (0,B) (1,A) (2,A)
@@ -453,7 +455,7 @@ func testFills(t *testing.T, s exchange.Store) {
 		t.Fatalf("lines %+v", p.Lines)
 	}
 	c, h = claim(t, s, p, "pharmacy-A", fill1)
-	got, after, err := s.Dispense(ctx, c.ID, h, Dispense(p, fill1, give(0, 30), give(1, 1)), nil)
+	got, after, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, fill1, give(0, 30), give(1, 1)), nil)
 	if err != nil {
 		t.Fatalf("fill 1: %v", err)
 	}
@@ -463,12 +465,12 @@ func testFills(t *testing.T, s exchange.Store) {
 	// B's only fill has ended by fill 2: no fill of it in force.
 	fill2 := p.Lines[3].From
 	c, h = claim(t, s, p, "pharmacy-A", fill2)
-	_, _, err = s.Dispense(ctx, c.ID, h, Dispense(p, fill2, give(1, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, fill2, give(1, 1)), nil)
 	var nd *exchange.NotDispensableError
 	if !errors.As(err, &nd) || nd.Item != 1 {
 		t.Fatalf("item with no fill in force: %v", err)
 	}
-	if _, after, err = s.Dispense(ctx, c.ID, h, Dispense(p, fill2, give(0, 30)), nil); err != nil || after.State != exchange.Dispensed {
+	if _, after, err = s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, fill2, give(0, 30)), nil); err != nil || after.State != exchange.Dispensed {
 		t.Fatalf("fill 2: %v %+v", err, after)
 	}
 }
@@ -483,18 +485,18 @@ func testExpiry(t *testing.T, s exchange.Store) {
 		t.Fatalf("at expiry: %s", r.State)
 	}
 	c, _ := newClaim(p, "pharmacy-A", end)
-	_, err := s.Claim(ctx, c)
+	_, err := s.Claim(ctx, Entry(), c)
 	var nd *exchange.NotDispensableError
 	if !errors.As(err, &nd) || nd.State != exchange.Expired {
 		t.Fatalf("claim of an expired prescription: %v", err)
 	}
 	// A claim taken before expiry cannot dispense after it.
 	c2, h := claim(t, s, p, "pharmacy-A", end.Add(-time.Minute))
-	_, _, err = s.Dispense(ctx, c2.ID, h, Dispense(p, end, give(0, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), c2.ID, h, Dispense(p, end, give(0, 1)), nil)
 	if !errors.As(err, &nd) || nd.State != exchange.Expired {
 		t.Fatalf("dispense at expiry: %v", err)
 	}
-	_, _, err = s.Cancel(ctx, cancellation(p, end.Add(time.Hour)))
+	_, _, err = s.Cancel(ctx, Entry(), cancellation(p, end.Add(time.Hour)))
 	wantCode(t, err, errs.PrescriptionNotDispensable)
 }
 
@@ -515,28 +517,28 @@ func testClose(t *testing.T, s exchange.Store) {
 	d1 := Dispense(p, Now, give(0, 1))
 	d2 := Dispense(p, Now.Add(time.Second), give(0, 1))
 	for _, d := range []*exchange.Dispense{d1, d2} {
-		if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
+		if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, d, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var calls atomic.Int64
-	if _, err := s.Close(ctx, c.ID, h, Now, func(*exchange.Claim, *exchange.Prescription, []*exchange.Dispense) (*exchange.Receipt, error) {
+	if _, err := s.Close(ctx, Entry(), c.ID, h, Now, func(*exchange.Claim, *exchange.Prescription, []*exchange.Dispense) (*exchange.Receipt, error) {
 		return nil, errors.New("HSM down")
 	}); err == nil {
 		t.Fatal("close with a failing signer succeeded")
 	}
 	_, wrong := Secret()
-	_, err := s.Close(ctx, c.ID, wrong, Now, receiptFor(&calls))
+	_, err := s.Close(ctx, Entry(), c.ID, wrong, Now, receiptFor(&calls))
 	wantCode(t, err, errs.ClaimSecretWrong)
 
-	r, err := s.Close(ctx, c.ID, h, Now.Add(time.Minute), receiptFor(&calls))
+	r, err := s.Close(ctx, Entry(), c.ID, h, Now.Add(time.Minute), receiptFor(&calls))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := fmt.Sprintf("receipt.%s.%s.2.%s.%s", c.ID, p.ID, d1.ID, d2.ID); r.JWS != want || r.ClaimID != c.ID || !r.At.Equal(Now.Add(time.Minute)) {
 		t.Fatalf("receipt %+v, want JWS %s", r, want)
 	}
-	again, err := s.Close(ctx, c.ID, h, Now.Add(2*time.Minute), receiptFor(&calls))
+	again, err := s.Close(ctx, Entry(), c.ID, h, Now.Add(2*time.Minute), receiptFor(&calls))
 	if err != nil || *again != *r || calls.Load() != 1 {
 		t.Fatalf("second close: %+v %v (signed %d times)", again, err, calls.Load())
 	}
@@ -544,27 +546,27 @@ func testClose(t *testing.T, s exchange.Store) {
 	if rd := read(t, s, p.ID, Now.Add(2*time.Minute)); rd.Claim != nil {
 		t.Errorf("closed claim still holds")
 	}
-	_, _, err = s.Dispense(ctx, c.ID, h, Dispense(p, Now.Add(2*time.Minute), give(0, 1)), nil)
+	_, _, err = s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, Now.Add(2*time.Minute), give(0, 1)), nil)
 	wantCode(t, err, errs.ClaimNotActive)
-	wantCode(t, s.Release(ctx, c.ID, h, Now.Add(2*time.Minute)), errs.ClaimNotActive)
+	wantCode(t, s.Release(ctx, Entry(), c.ID, h, Now.Add(2*time.Minute)), errs.ClaimNotActive)
 
 	// A released claim is not closed.
 	c2, h2 := claim(t, s, p, "pharmacy-B", Now.Add(3*time.Minute))
-	if err := s.Release(ctx, c2.ID, h2, Now.Add(3*time.Minute)); err != nil {
+	if err := s.Release(ctx, Entry(), c2.ID, h2, Now.Add(3*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Close(ctx, c2.ID, h2, Now.Add(4*time.Minute), receiptFor(&calls))
+	_, err = s.Close(ctx, Entry(), c2.ID, h2, Now.Add(4*time.Minute), receiptFor(&calls))
 	wantCode(t, err, errs.ClaimNotActive)
-	_, err = s.Close(ctx, rx.NewID(), h2, Now, receiptFor(&calls))
+	_, err = s.Close(ctx, Entry(), rx.NewID(), h2, Now, receiptFor(&calls))
 	wantCode(t, err, errs.NotFound)
 
 	// An expired claim is closed: what it dispensed needs its receipt.
 	c3, h3 := claim(t, s, p, "pharmacy-C", Now.Add(5*time.Minute))
 	d3 := Dispense(p, Now.Add(6*time.Minute), give(0, 1))
-	if _, _, err := s.Dispense(ctx, c3.ID, h3, d3, nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), c3.ID, h3, d3, nil); err != nil {
 		t.Fatal(err)
 	}
-	r3, err := s.Close(ctx, c3.ID, h3, c3.ExpiresAt.Add(time.Hour), receiptFor(&calls))
+	r3, err := s.Close(ctx, Entry(), c3.ID, h3, c3.ExpiresAt.Add(time.Hour), receiptFor(&calls))
 	if err != nil || r3.JWS != fmt.Sprintf("receipt.%s.%s.1.%s", c3.ID, p.ID, d3.ID) {
 		t.Fatalf("close of an expired claim: %+v %v", r3, err)
 	}
@@ -581,7 +583,7 @@ func testInsertRefuses(t *testing.T, s exchange.Store) {
 	} {
 		p := Prescription(t, drug("A", 2))
 		change(p)
-		if _, err := s.InsertPrescription(ctx, p, nil); err == nil {
+		if _, err := s.InsertPrescription(ctx, Entry(), p, nil); err == nil {
 			t.Errorf("%s: stored", name)
 		}
 		if _, err := s.PrescriptionByID(ctx, p.ID, Now); errs.CodeOf(err) != errs.NotFound {
@@ -600,11 +602,11 @@ func testCancel(t *testing.T, s exchange.Store) {
 	// Nothing dispensed: cancelled; then nothing more happens to it.
 	p := insert(t, s, Prescription(t, drug("A", 3)))
 	c := cancellation(p, Now)
-	got, after, err := s.Cancel(ctx, c)
+	got, after, err := s.Cancel(ctx, Entry(), c)
 	if err != nil || got.RemainderOnly || after.State != exchange.Cancelled {
 		t.Fatalf("cancel: %+v %+v %v", got, after, err)
 	}
-	if _, _, err := s.Cancel(ctx, c); !errors.Is(err, exchange.ErrReplay) {
+	if _, _, err := s.Cancel(ctx, Entry(), c); !errors.Is(err, exchange.ErrReplay) {
 		t.Fatalf("cancel again: %v", err)
 	}
 	if byID, err := s.CancellationByID(ctx, c.ID); err != nil || byID.JWSSHA256 != c.JWSSHA256 || byID.PrescriptionID != p.ID || !byID.At.Equal(got.At) {
@@ -614,35 +616,41 @@ func testCancel(t *testing.T, s exchange.Store) {
 	wantCode(t, err, errs.NotFound)
 	other := cancellation(p, Now)
 	other.ID = c.ID
-	_, _, err = s.Cancel(ctx, other)
+	_, _, err = s.Cancel(ctx, Entry(), other)
 	wantCode(t, err, errs.DocumentIDConflict)
-	_, _, err = s.Cancel(ctx, cancellation(p, Now))
+	_, _, err = s.Cancel(ctx, Entry(), cancellation(p, Now))
 	wantCode(t, err, errs.PrescriptionNotDispensable)
 	cl, _ := newClaim(p, "pharmacy-A", Now)
-	_, err = s.Claim(ctx, cl)
+	_, err = s.Claim(ctx, Entry(), cl)
 	wantCode(t, err, errs.PrescriptionNotDispensable)
 
 	// Claimed: refused, with until when; partly dispensed: the remainder.
 	q := insert(t, s, Prescription(t, drug("A", 3)))
 	qc, qh := claim(t, s, q, "pharmacy-A", Now)
-	if _, _, err := s.Dispense(ctx, qc.ID, qh, Dispense(q, Now, give(0, 1)), nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), qc.ID, qh, Dispense(q, Now, give(0, 1)), nil); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = s.Cancel(ctx, cancellation(q, Now))
+	_, _, err = s.Cancel(ctx, Entry(), cancellation(q, Now))
 	var claimed *exchange.ClaimedError
 	if !errors.As(err, &claimed) || !claimed.Until.Equal(qc.ExpiresAt) {
 		t.Fatalf("cancel while claimed: %v", err)
 	}
-	if _, err := s.Close(ctx, qc.ID, qh, Now, receiptFor(new(atomic.Int64))); err != nil {
+	if _, err := s.Close(ctx, Entry(), qc.ID, qh, Now, receiptFor(new(atomic.Int64))); err != nil {
 		t.Fatal(err)
 	}
-	got, after, err = s.Cancel(ctx, cancellation(q, Now))
+	got, after, err = s.Cancel(ctx, Entry(), cancellation(q, Now))
 	if err != nil || !got.RemainderOnly || after.State != exchange.RemainderCancelled || after.Lines[0].Dispensed != 1 {
 		t.Fatalf("cancel the remainder: %+v %+v %v", got, after, err)
 	}
 	if r := read(t, s, q.ID, Now); r.State != exchange.RemainderCancelled {
 		t.Fatalf("read back: %s", r.State)
 	}
-	_, _, err = s.Cancel(ctx, cancellation(&exchange.Prescription{ID: rx.NewID()}, Now))
+	_, _, err = s.Cancel(ctx, Entry(), cancellation(&exchange.Prescription{ID: rx.NewID()}, Now))
 	wantCode(t, err, errs.NotFound)
+}
+
+// Entry is an audit entry for a write of the suite: every write takes
+// its action's entry (exchange.Store).
+func Entry() *tlog.Entry {
+	return &tlog.Entry{Time: Now, Actor: tlog.Actor{Kind: tlog.ActorSystem, ID: "exchangetest"}, Action: "test", Outcome: audit.OK}
 }

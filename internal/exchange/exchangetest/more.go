@@ -20,7 +20,7 @@ func testPaper(t *testing.T, s exchange.Store) {
 	p := Prescription(t, drug("A", 2), drug("B", 1))
 	p.Kind = exchange.Paper
 	d := Dispense(p, Now, give(0, 2))
-	got, err := s.InsertPrescription(ctx, p, d)
+	got, err := s.InsertPrescription(ctx, Entry(), p, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func testPaper(t *testing.T, s exchange.Store) {
 		t.Fatalf("paper read back: %s %s %v", r.Kind, r.State, dispensed(r))
 	}
 	// Entered again: the first answer, dispensed once.
-	if _, err := s.InsertPrescription(ctx, p, Dispense(p, Now, give(0, 2))); !errors.Is(err, exchange.ErrReplay) {
+	if _, err := s.InsertPrescription(ctx, Entry(), p, Dispense(p, Now, give(0, 2))); !errors.Is(err, exchange.ErrReplay) {
 		t.Fatalf("paper again: %v", err)
 	}
 	if r := read(t, s, p.ID, Now); !slices.Equal(dispensed(r), []int{2, 0}) {
@@ -41,14 +41,14 @@ func testPaper(t *testing.T, s exchange.Store) {
 	// A paper dispense that asks too much stores nothing.
 	q := Prescription(t, drug("A", 1))
 	q.Kind = exchange.Paper
-	_, err = s.InsertPrescription(ctx, q, Dispense(q, Now, give(0, 2)))
+	_, err = s.InsertPrescription(ctx, Entry(), q, Dispense(q, Now, give(0, 2)))
 	wantCode(t, err, errs.OverDispense)
 	if _, err := s.PrescriptionByID(ctx, q.ID, Now); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("a refused paper prescription was stored: %v", err)
 	}
 	// Only paper is dispensed as it is entered.
 	e := Prescription(t, drug("A", 1))
-	if _, err := s.InsertPrescription(ctx, e, Dispense(e, Now, give(0, 1))); err == nil {
+	if _, err := s.InsertPrescription(ctx, Entry(), e, Dispense(e, Now, give(0, 1))); err == nil {
 		t.Fatal("an electronic prescription was dispensed without a claim")
 	}
 }
@@ -66,11 +66,11 @@ func testHistory(t *testing.T, s exchange.Store) {
 
 	c, h := claim(t, s, mine[1], "pharmacy-A", Now)
 	d := Dispense(mine[1], Now, give(0, 1))
-	if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	cn := cancellation(mine[0], Now)
-	if _, _, err := s.Cancel(ctx, cn); err != nil {
+	if _, _, err := s.Cancel(ctx, Entry(), cn); err != nil {
 		t.Fatal(err)
 	}
 
@@ -154,7 +154,7 @@ func cardChain() [][]byte {
 
 func testSessions(t *testing.T, s exchange.Store) {
 	se := session(Now)
-	if err := s.CreateSession(ctx, se); err != nil {
+	if err := s.CreateSession(ctx, Entry(), se); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Session(ctx, se.TokenSHA256, Now.Add(time.Hour))
@@ -171,7 +171,7 @@ func testSessions(t *testing.T, s exchange.Store) {
 	for _, chain := range [][][]byte{nil, {[]byte("not DER")}, {append(slices.Clone(se.CardChain[0]), 0)}} {
 		bad := session(Now)
 		bad.CardChain = chain
-		if err := s.CreateSession(ctx, bad); err == nil {
+		if err := s.CreateSession(ctx, Entry(), bad); err == nil {
 			t.Errorf("a session stored with card chain %x", chain)
 		}
 	}
@@ -184,35 +184,35 @@ func testSessions(t *testing.T, s exchange.Store) {
 	// A session document opens one session.
 	again := session(Now)
 	again.DocumentID = se.DocumentID
-	if err := s.CreateSession(ctx, again); !errors.Is(err, exchange.ErrSessionUsed) {
+	if err := s.CreateSession(ctx, Entry(), again); !errors.Is(err, exchange.ErrSessionUsed) {
 		t.Fatalf("document used twice: %v", err)
 	}
-	wantCode(t, s.CreateSession(ctx, again), errs.SessionIDUsed)
+	wantCode(t, s.CreateSession(ctx, Entry(), again), errs.SessionIDUsed)
 	if _, err := s.Session(ctx, again.TokenSHA256, Now); errs.CodeOf(err) != errs.Unauthorized {
 		t.Fatalf("the refused session was stored: %v", err)
 	}
 
-	if err := s.EndSession(ctx, se.TokenSHA256); err != nil {
+	if err := s.EndSession(ctx, Entry(), se.TokenSHA256); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.Session(ctx, se.TokenSHA256, Now)
 	wantCode(t, err, errs.Unauthorized)
-	if err := s.EndSession(ctx, se.TokenSHA256); err != nil {
+	if err := s.EndSession(ctx, Entry(), se.TokenSHA256); err != nil {
 		t.Fatalf("ending an ended session: %v", err)
 	}
 	// Ended, its document is still used.
 	again.DocumentID = se.DocumentID
-	if err := s.CreateSession(ctx, again); !errors.Is(err, exchange.ErrSessionUsed) {
+	if err := s.CreateSession(ctx, Entry(), again); !errors.Is(err, exchange.ErrSessionUsed) {
 		t.Fatalf("document of an ended session reused: %v", err)
 	}
 
 	// Purge removes what has expired, and only that.
 	live := session(Now)
-	if err := s.CreateSession(ctx, live); err != nil {
+	if err := s.CreateSession(ctx, Entry(), live); err != nil {
 		t.Fatal(err)
 	}
 	old := session(Now.Add(-13 * time.Hour))
-	if err := s.CreateSession(ctx, old); err != nil {
+	if err := s.CreateSession(ctx, Entry(), old); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Purge(ctx, Now); err != nil {
@@ -306,7 +306,7 @@ func testSettlements(t *testing.T, s exchange.Store) {
 	c, h := claim(t, s, p, "pharmacy-A", Now)
 	d := Dispense(p, Now, give(0, 1))
 	d.Answer = []byte(`{"estimated":true}`)
-	if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.DispenseByID(ctx, d.ID)
@@ -344,14 +344,14 @@ func testSettlements(t *testing.T, s exchange.Store) {
 	if got, err := s.DispenseByID(ctx, d.ID); err != nil || !bytes.Equal(got.Settled, kept[0]) || string(got.Answer) != `{"estimated":true}` {
 		t.Fatalf("after settling: %+v %v", got, err)
 	}
-	if got, _, err := s.Dispense(ctx, c.ID, h, d, nil); !errors.Is(err, exchange.ErrReplay) || !bytes.Equal(got.Settled, kept[0]) {
+	if got, _, err := s.Dispense(ctx, Entry(), c.ID, h, d, nil); !errors.Is(err, exchange.ErrReplay) || !bytes.Equal(got.Settled, kept[0]) {
 		t.Fatalf("replay: %+v %v", got, err)
 	}
 	unsettled := Dispense(p, Now.Add(time.Minute), give(0, 1))
-	if _, _, err := s.Dispense(ctx, c.ID, h, unsettled, nil); err != nil {
+	if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, unsettled, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Close(ctx, c.ID, h, Now.Add(2*time.Minute), func(_ *exchange.Claim, _ *exchange.Prescription, ds []*exchange.Dispense) (*exchange.Receipt, error) {
+	_, err = s.Close(ctx, Entry(), c.ID, h, Now.Add(2*time.Minute), func(_ *exchange.Claim, _ *exchange.Prescription, ds []*exchange.Dispense) (*exchange.Receipt, error) {
 		if len(ds) != 2 || !bytes.Equal(ds[0].Settled, kept[0]) || ds[1].Settled != nil {
 			t.Errorf("close sees %+v", ds)
 		}

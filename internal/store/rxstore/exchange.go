@@ -17,12 +17,21 @@ import (
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Exchange is the prescription exchange's store (exchange.Store).
 type Exchange struct {
 	*sqlstore.DB
+	log   Appender
 	group groupCommit
+}
+
+// Appender appends audit entries in a transaction of the database
+// (tlogstore.Store): the exchange's writes append their entry with
+// themselves.
+type Appender interface {
+	AppendTx(ctx context.Context, tx *sql.Tx, entries ...*tlog.Entry) error
 }
 
 var _ exchange.Store = (*Exchange)(nil)
@@ -40,12 +49,35 @@ var exchangeFields = map[string]string{
 	"session_documents_pkey":      "id",
 }
 
-// NewExchange migrates the exchange's schema on db.
-func NewExchange(ctx context.Context, db *sqlstore.DB) (*Exchange, error) {
+// NewExchange migrates the exchange's schema on db. log is the audit
+// log, in the same database (every write appends its entry to it in its
+// own transaction).
+func NewExchange(ctx context.Context, db *sqlstore.DB, log Appender) (*Exchange, error) {
+	if log == nil {
+		return nil, errors.New("rxstore: the exchange's store needs the audit log: every write appends its entry")
+	}
 	if err := db.Migrate(ctx, exchangeSchema); err != nil {
 		return nil, err
 	}
-	return &Exchange{DB: db.WithConstraintFields(exchangeFields)}, nil
+	return &Exchange{DB: db.WithConstraintFields(exchangeFields), log: log}, nil
+}
+
+// errNoEntry refuses a write without its audit entry.
+var errNoEntry = errors.New("rxstore: a write needs its audit entry")
+
+// auditedTx runs f in a transaction and, if f succeeds, appends e to the
+// audit log in that same transaction: the write and its entry commit
+// together, or neither does.
+func (s *Exchange) auditedTx(ctx context.Context, e *tlog.Entry, f func(tx *sql.Tx) error) error {
+	if e == nil {
+		return errNoEntry
+	}
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		if err := f(tx); err != nil {
+			return err
+		}
+		return s.log.AppendTx(ctx, tx, e)
+	})
 }
 
 // utc is how instants are stored: UTC, to the microsecond (PostgreSQL's
@@ -186,6 +218,17 @@ func (s *Exchange) PrescriptionByID(ctx context.Context, id string, now time.Tim
 	return s.prescription(ctx, s.SQL(), false, true, now, "p.id = $1", id)
 }
 
+// replayed is what a write's transaction returns when it finds its
+// document stored: nil for a replay (the transaction commits, with the
+// replay's audit entry), the conflict itself otherwise (it rolls back:
+// a refusal's entry is the caller's to write).
+func replayed(err error) error {
+	if errors.Is(err, exchange.ErrReplay) {
+		return nil
+	}
+	return err
+}
+
 // replay is the answer to a document whose id is stored: a replay if the
 // signing input is the same, else a conflict.
 func replay(kind, id, stored, given string) error {
@@ -211,7 +254,10 @@ func checkPrescription(p *exchange.Prescription) error {
 // InsertPrescription implements exchange.Store. A prescription alone
 // shares a transaction with concurrent ones (groupcommit.go); a paper
 // prescription and its dispense have one of their own.
-func (s *Exchange) InsertPrescription(ctx context.Context, p *exchange.Prescription, d *exchange.Dispense) (*exchange.Prescription, error) {
+func (s *Exchange) InsertPrescription(ctx context.Context, e *tlog.Entry, p *exchange.Prescription, d *exchange.Dispense) (*exchange.Prescription, error) {
+	if e == nil {
+		return nil, errNoEntry
+	}
 	if err := checkPrescription(p); err != nil {
 		return nil, err
 	}
@@ -219,9 +265,9 @@ func (s *Exchange) InsertPrescription(ctx context.Context, p *exchange.Prescript
 		return nil, errors.New("rxstore: only a paper prescription is dispensed as it is stored, by a dispense naming it and no claim")
 	}
 	if d == nil {
-		return s.groupInsert(ctx, prepared(p))
+		return s.groupInsert(ctx, e, prepared(p))
 	}
-	return s.insertOne(ctx, prepared(p), d)
+	return s.insertOne(ctx, e, prepared(p), d)
 }
 
 // prepared is p as it is stored: times in UTC to the microsecond, its
@@ -240,12 +286,12 @@ func prepared(p *exchange.Prescription) *exchange.Prescription {
 
 // insertOne stores out (prepared by InsertPrescription), and d with it,
 // in a transaction of its own.
-func (s *Exchange) insertOne(ctx context.Context, p *exchange.Prescription, d *exchange.Dispense) (*exchange.Prescription, error) {
+func (s *Exchange) insertOne(ctx context.Context, e *tlog.Entry, p *exchange.Prescription, d *exchange.Dispense) (*exchange.Prescription, error) {
 	out := *p
 	out.Lines = slices.Clone(p.Lines)
 	var stored *exchange.Prescription
 	var storedErr error
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		res, err := s.Exec(ctx, tx, "INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer)"+
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
 			out.ID, out.TrackingCode, string(out.Kind), out.JWS, out.JWSSHA256, out.PatientNationalID, out.PrescriberCouncil, out.PrescriberSerial,
@@ -265,7 +311,7 @@ func (s *Exchange) insertOne(ctx context.Context, p *exchange.Prescription, d *e
 				return err
 			}
 			storedErr = replay("prescription", out.ID, stored.JWSSHA256, out.JWSSHA256)
-			return nil
+			return replayed(storedErr)
 		}
 		if err := s.insertLines(ctx, tx, &out); err != nil {
 			return err
@@ -275,12 +321,20 @@ func (s *Exchange) insertOne(ctx context.Context, p *exchange.Prescription, d *e
 		}
 		return nil
 	})
+	if stored != nil && err == storedErr {
+		return stored, err // a conflict
+	}
 	if errors.Is(err, exchange.ErrTrackingCodeTaken) {
 		// The code may be taken by this very prescription, stored by a
 		// concurrent call: PostgreSQL can report the tracking code's
 		// unique index rather than ON CONFLICT (id) when both collide
 		// with a row not yet committed.
 		if stored, err2 := s.PrescriptionByID(ctx, out.ID, out.AcceptedAt); err2 == nil {
+			// A replay after all, whose entry went with the rolled-back
+			// insert: it is appended on its own, as a replay's is.
+			if err := s.auditedTx(ctx, e, func(*sql.Tx) error { return nil }); err != nil {
+				return nil, err
+			}
 			return stored, replay("prescription", out.ID, stored.JWSSHA256, out.JWSSHA256)
 		}
 	}
@@ -532,13 +586,13 @@ func (s *Exchange) lockedClaim(ctx context.Context, tx *sql.Tx, claimID string, 
 }
 
 // Claim implements exchange.Store.
-func (s *Exchange) Claim(ctx context.Context, c *exchange.Claim) (*exchange.Claim, error) {
+func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) (*exchange.Claim, error) {
 	if c.ID == "" || c.PrescriptionID == "" || c.Organisation == "" || len(c.SecretSHA256) != 32 || !c.ExpiresAt.After(c.CreatedAt) {
 		return nil, errors.New("rxstore: a claim needs an id, a prescription, an organisation, a secret hash and an expiry after its creation")
 	}
 	out := *c
 	out.CreatedAt, out.ExpiresAt, out.ReleasedAt, out.ClosedAt = utc(c.CreatedAt), utc(c.ExpiresAt), time.Time{}, time.Time{}
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		p, err := s.prescription(ctx, tx, true, true, out.CreatedAt, "p.id = $1", out.PrescriptionID)
 		if err != nil {
 			return err
@@ -578,8 +632,8 @@ func (s *Exchange) Claim(ctx context.Context, c *exchange.Claim) (*exchange.Clai
 }
 
 // Release implements exchange.Store.
-func (s *Exchange) Release(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time) error {
-	return s.Tx(ctx, func(tx *sql.Tx) error {
+func (s *Exchange) Release(ctx context.Context, e *tlog.Entry, claimID string, secretSHA256 []byte, now time.Time) error {
+	return s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		c, _, err := s.lockedClaim(ctx, tx, claimID, secretSHA256, now)
 		if err != nil {
 			return err
@@ -596,14 +650,14 @@ func (s *Exchange) Release(ctx context.Context, claimID string, secretSHA256 []b
 }
 
 // Dispense implements exchange.Store.
-func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []byte, d *exchange.Dispense, answer func(*exchange.Prescription, *exchange.Dispense) ([]byte, error)) (*exchange.Dispense, *exchange.Prescription, error) {
+func (s *Exchange) Dispense(ctx context.Context, e *tlog.Entry, claimID string, secretSHA256 []byte, d *exchange.Dispense, answer func(*exchange.Prescription, *exchange.Dispense) ([]byte, error)) (*exchange.Dispense, *exchange.Prescription, error) {
 	out := *d
 	out.ClaimID = claimID
 	out.Lines = append([]exchange.DispensedLine(nil), d.Lines...)
 	var p *exchange.Prescription
 	var stored *exchange.Dispense
 	var storedErr error
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		var err error
 		// The claim is read below by its id: the one holding the
 		// prescription is not needed.
@@ -632,7 +686,7 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 				return errs.New(errs.DocumentIDConflict, "dispense %s was recorded under another claim", out.ID)
 			}
 			stored, storedErr = ds[0], replay("dispense", out.ID, ds[0].JWSSHA256, out.JWSSHA256)
-			return nil
+			return replayed(storedErr)
 		}
 		if c.PrescriptionID != out.PrescriptionID {
 			return errs.New(errs.Invalid, "the dispense is for a prescription the claim does not hold")
@@ -642,6 +696,9 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 		}
 		return s.dispense(ctx, tx, p, &out, answer)
 	})
+	if stored != nil && err == storedErr {
+		return stored, p, err // a conflict
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -652,9 +709,9 @@ func (s *Exchange) Dispense(ctx context.Context, claimID string, secretSHA256 []
 }
 
 // Close implements exchange.Store.
-func (s *Exchange) Close(ctx context.Context, claimID string, secretSHA256 []byte, now time.Time, sign func(*exchange.Claim, *exchange.Prescription, []*exchange.Dispense) (*exchange.Receipt, error)) (*exchange.Receipt, error) {
+func (s *Exchange) Close(ctx context.Context, e *tlog.Entry, claimID string, secretSHA256 []byte, now time.Time, sign func(*exchange.Claim, *exchange.Prescription, []*exchange.Dispense) (*exchange.Receipt, error)) (*exchange.Receipt, error) {
 	var r *exchange.Receipt
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		c, p, err := s.lockedClaim(ctx, tx, claimID, secretSHA256, now)
 		if err != nil {
 			return err
@@ -728,7 +785,7 @@ func (s *Exchange) CancellationByID(ctx context.Context, id string) (*exchange.C
 }
 
 // Cancel implements exchange.Store.
-func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*exchange.Cancellation, *exchange.Prescription, error) {
+func (s *Exchange) Cancel(ctx context.Context, e *tlog.Entry, c *exchange.Cancellation) (*exchange.Cancellation, *exchange.Prescription, error) {
 	if c.ID == "" || c.PrescriptionID == "" || c.JWS == "" || c.JWSSHA256 == "" {
 		return nil, nil, errors.New("rxstore: a cancellation needs an id, a prescription, its JWS and hash")
 	}
@@ -737,7 +794,7 @@ func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*excha
 	var p *exchange.Prescription
 	var stored *exchange.Cancellation
 	var storedErr error
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
+	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		var err error
 		if p, err = s.prescription(ctx, tx, true, true, out.At, "p.id = $1", out.PrescriptionID); err != nil {
 			return err
@@ -748,7 +805,7 @@ func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*excha
 		}
 		if len(cs) > 0 {
 			stored, storedErr = cs[0], replay("cancellation", out.ID, cs[0].JWSSHA256, out.JWSSHA256)
-			return nil
+			return replayed(storedErr)
 		}
 		if !p.State.Dispensable() {
 			return &exchange.NotDispensableError{State: p.State, Item: -1}
@@ -772,6 +829,9 @@ func (s *Exchange) Cancel(ctx context.Context, c *exchange.Cancellation) (*excha
 		_, err = s.Exec(ctx, tx, "UPDATE prescriptions SET state = $1 WHERE id = $2", string(p.State), p.ID)
 		return err
 	})
+	if stored != nil && err == storedErr {
+		return stored, p, err // a conflict
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -832,7 +892,7 @@ func (s *Exchange) History(ctx context.Context, nationalID string, after *exchan
 }
 
 // CreateSession implements exchange.Store.
-func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) error {
+func (s *Exchange) CreateSession(ctx context.Context, e *tlog.Entry, se *exchange.Session) error {
 	if len(se.TokenSHA256) != 32 || se.DocumentID == "" || se.VendorThumbprint == "" || !se.ExpiresAt.After(se.CreatedAt) {
 		return errors.New("rxstore: a session needs a token hash, its document id, the vendor thumbprint and an expiry after its creation")
 	}
@@ -840,7 +900,7 @@ func (s *Exchange) CreateSession(ctx context.Context, se *exchange.Session) erro
 	if err != nil {
 		return err
 	}
-	return s.Tx(ctx, func(tx *sql.Tx) error {
+	return s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		if _, err := s.Exec(ctx, tx, "INSERT INTO session_documents (id, used_at) VALUES ($1, $2)", se.DocumentID, utc(se.CreatedAt)); err != nil {
 			if _, dup := store.IsDuplicate(err); dup {
 				return exchange.ErrSessionUsed
@@ -911,9 +971,11 @@ func splitDER(b []byte) ([][]byte, error) {
 }
 
 // EndSession implements exchange.Store.
-func (s *Exchange) EndSession(ctx context.Context, tokenSHA256 []byte) error {
-	_, err := s.Exec(ctx, s.SQL(), "DELETE FROM sessions WHERE token_sha256 = $1", tokenSHA256)
-	return err
+func (s *Exchange) EndSession(ctx context.Context, e *tlog.Entry, tokenSHA256 []byte) error {
+	return s.auditedTx(ctx, e, func(tx *sql.Tx) error {
+		_, err := s.Exec(ctx, tx, "DELETE FROM sessions WHERE token_sha256 = $1", tokenSHA256)
+		return err
+	})
 }
 
 func (s *Exchange) idempotency(ctx context.Context, q sqlstore.Execer, key, caller string, now time.Time) (*exchange.IdempotencyRecord, error) {

@@ -133,7 +133,7 @@ func BenchmarkExchange(b *testing.B) {
 					ps[i] = benchPrescription(b, 30)
 				}
 				clients(b, n, func(_, i int) error {
-					_, err := s.InsertPrescription(ctx, ps[i], nil)
+					_, err := s.InsertPrescription(ctx, exchangetest.Entry(), ps[i], nil)
 					return err
 				})
 			})
@@ -156,12 +156,12 @@ func BenchmarkExchange(b *testing.B) {
 							holds[k] = holds[0]
 							continue
 						}
-						p, err := s.InsertPrescription(ctx, benchPrescription(b, 1_000_000), nil)
+						p, err := s.InsertPrescription(ctx, exchangetest.Entry(), benchPrescription(b, 1_000_000), nil)
 						if err != nil {
 							b.Fatal(err)
 						}
 						_, h := exchangetest.Secret()
-						c, err := s.Claim(ctx, &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: "PH-1", CertSerial: "01", SecretSHA256: h,
+						c, err := s.Claim(ctx, exchangetest.Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: "PH-1", CertSerial: "01", SecretSHA256: h,
 							CreatedAt: exchangetest.Now, ExpiresAt: exchangetest.Now.Add(2 * time.Hour)})
 						if err != nil {
 							b.Fatal(err)
@@ -179,7 +179,7 @@ func BenchmarkExchange(b *testing.B) {
 						h := holds[w]
 						d := *ds[i]
 						d.PrescriptionID = h.p.ID
-						_, _, err := s.Dispense(ctx, h.claim, h.secret, &d, nil)
+						_, _, err := s.Dispense(ctx, exchangetest.Entry(), h.claim, h.secret, &d, nil)
 						return err
 					})
 				})

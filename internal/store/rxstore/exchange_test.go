@@ -10,6 +10,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 )
 
 func openExchange(t testing.TB, driver string) *rxstore.Exchange {
@@ -19,7 +20,11 @@ func openExchange(t testing.TB, driver string) *rxstore.Exchange {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := rxstore.NewExchange(context.Background(), db)
+	log, err := tlogstore.New(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := rxstore.NewExchange(context.Background(), db, log)
 	if err != nil {
 		t.Fatalf("NewExchange(%s): %v", driver, err)
 	}
@@ -43,17 +48,17 @@ func TestExchangeLastGuards(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			s := openExchange(t, driver)
 			ctx := context.Background()
-			p, err := s.InsertPrescription(ctx, exchangetest.Prescription(t, rx.Item{Kind: "drug", Code: "A", Quantity: 2}), nil)
+			p, err := s.InsertPrescription(ctx, exchangetest.Entry(), exchangetest.Prescription(t, rx.Item{Kind: "drug", Code: "A", Quantity: 2}), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			_, h := exchangetest.Secret()
-			c, err := s.Claim(ctx, &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: "PH-1", CertSerial: "01", SecretSHA256: h, CreatedAt: exchangetest.Now, ExpiresAt: exchangetest.Now.Add(time.Hour)})
+			c, err := s.Claim(ctx, exchangetest.Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: "PH-1", CertSerial: "01", SecretSHA256: h, CreatedAt: exchangetest.Now, ExpiresAt: exchangetest.Now.Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			d := exchangetest.Dispense(p, exchangetest.Now, exchange.DispensedLine{Item: 0, Quantity: 1})
-			if _, _, err := s.Dispense(ctx, c.ID, h, d, nil); err != nil {
+			if _, _, err := s.Dispense(ctx, exchangetest.Entry(), c.ID, h, d, nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.Settle(ctx, d.ID, []byte(`{}`), exchangetest.Now); err != nil {

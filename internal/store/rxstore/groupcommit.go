@@ -3,6 +3,7 @@ package rxstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Group commit. Accepting a prescription is one INSERT of its row and one
@@ -22,6 +24,10 @@ import (
 // committed together — and a leader hands leadership to the first caller
 // still queued when it is done, so a queue never waits without a leader
 // and callers are served in order.
+//
+// Each prescription's audit entry is appended in the transaction that
+// stores it: a batch's entries in the batch's transaction, in one
+// multi-row insert, and a prescription inserted on its own with its own.
 //
 // What each caller is told is what is durable: every caller of a batch
 // learns its outcome only after the batch's COMMIT returns. A batch that
@@ -38,6 +44,7 @@ const (
 )
 
 type queued struct {
+	e      *tlog.Entry            // its audit entry
 	p      *exchange.Prescription // prepared by InsertPrescription
 	stored *exchange.Prescription
 	err    error
@@ -53,8 +60,8 @@ type groupCommit struct {
 }
 
 // groupInsert stores p (prepared) through a batch.
-func (s *Exchange) groupInsert(ctx context.Context, p *exchange.Prescription) (*exchange.Prescription, error) {
-	q := &queued{p: p, wake: make(chan bool, 1)}
+func (s *Exchange) groupInsert(ctx context.Context, e *tlog.Entry, p *exchange.Prescription) (*exchange.Prescription, error) {
+	q := &queued{e: e, p: p, wake: make(chan bool, 1)}
 	g := &s.group
 	g.mu.Lock()
 	if g.leaders >= maxLeaders {
@@ -113,11 +120,11 @@ func (s *Exchange) runBatch(ctx context.Context, batch []*queued) (together bool
 	together = len(first) > 1 && s.insertBatch(ctx, first) == nil
 	if !together {
 		for _, b := range first {
-			b.stored, b.err = s.insertOne(ctx, b.p, nil)
+			b.stored, b.err = s.insertOne(ctx, b.e, b.p, nil)
 		}
 	}
 	for _, b := range again {
-		b.stored, b.err = s.insertOne(ctx, b.p, nil)
+		b.stored, b.err = s.insertOne(ctx, b.e, b.p, nil)
 	}
 	return together
 }
@@ -175,7 +182,19 @@ func (s *Exchange) insertBatch(ctx context.Context, batch []*queued) error {
 			}
 			outcomes[i] = outcome{stored, replay("prescription", b.p.ID, stored.JWSSHA256, b.p.JWSSHA256)}
 		}
-		return s.insertLines(ctx, tx, lines...)
+		if err := s.insertLines(ctx, tx, lines...); err != nil {
+			return err
+		}
+		// Every stored member's entry, a replay's too (not a conflict's: a
+		// refusal's entry is the caller's to write), in the batch's one
+		// transaction, one multi-row insert.
+		entries := make([]*tlog.Entry, 0, len(batch))
+		for i, b := range batch {
+			if outcomes[i].err == nil || errors.Is(outcomes[i].err, exchange.ErrReplay) {
+				entries = append(entries, b.e)
+			}
+		}
+		return s.log.AppendTx(ctx, tx, entries...)
 	})
 	if err != nil {
 		return fmt.Errorf("rxstore: a batch of %d prescriptions: %w", len(batch), err)

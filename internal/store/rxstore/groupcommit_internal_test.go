@@ -13,6 +13,7 @@ import (
 	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 )
 
@@ -27,7 +28,11 @@ func openGroup(t *testing.T, driver string) *Exchange {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := NewExchange(context.Background(), db)
+	log, err := tlogstore.New(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewExchange(context.Background(), db, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +55,19 @@ func TestBatchOutcomes(t *testing.T) {
 			s := openGroup(t, driver)
 			clean := make([]*queued, 5)
 			for i := range clean {
-				clean[i] = &queued{p: prepared(exchangetest.Prescription(t, item("A", 1+i), item("B", 2)))}
+				clean[i] = &queued{e: exchangetest.Entry(), p: prepared(exchangetest.Prescription(t, item("A", 1+i), item("B", 2)))}
 			}
 			if !s.runBatch(ctx, clean) {
 				t.Error("a batch with nothing in the way was not written in one transaction")
 			}
+			log := s.log.(*tlogstore.Store)
+			pending := func(want int64) {
+				t.Helper()
+				if n, err := log.Pending(ctx); err != nil || n != want {
+					t.Fatalf("%d audit entries pending (%v), want %d", n, err, want)
+				}
+			}
+			pending(5)
 			for i, b := range clean {
 				if b.err != nil || b.stored == nil || b.stored.State != exchange.Active {
 					t.Fatalf("member %d: %+v, %v", i, b.stored, b.err)
@@ -66,7 +79,7 @@ func TestBatchOutcomes(t *testing.T) {
 			}
 
 			before := prepared(exchangetest.Prescription(t, item("A", 1)))
-			if _, err := s.insertOne(ctx, before, nil); err != nil {
+			if _, err := s.insertOne(ctx, exchangetest.Entry(), before, nil); err != nil {
 				t.Fatal(err)
 			}
 			a := prepared(exchangetest.Prescription(t, item("A", 1)))
@@ -80,10 +93,14 @@ func TestBatchOutcomes(t *testing.T) {
 			changedBefore := *before
 			changedBefore.JWS = strings.Replace(before.JWS, ".c2ln", "y.c2ln", 1)
 			changedBefore.JWSSHA256 = rx.SHA256(changedBefore.JWS)
-			mixed := []*queued{{p: a}, {p: codeTwice}, {p: &aAgain}, {p: before}, {p: &aChanged}, {p: c}, {p: &changedBefore}}
+			mixed := []*queued{{e: exchangetest.Entry(), p: a}, {e: exchangetest.Entry(), p: codeTwice}, {e: exchangetest.Entry(), p: &aAgain}, {e: exchangetest.Entry(), p: before}, {e: exchangetest.Entry(), p: &aChanged}, {e: exchangetest.Entry(), p: c}, {e: exchangetest.Entry(), p: &changedBefore}}
+			pending(6)
 			if s.runBatch(ctx, mixed) {
 				t.Error("a batch with a tracking code drawn twice was written in one transaction")
 			}
+			// Each member inserted on its own, its entry with it: the two
+			// stored and the two replays, not the three refused.
+			pending(10)
 			want := []func(error) bool{
 				func(err error) bool { return err == nil },
 				func(err error) bool { return errors.Is(err, exchange.ErrTrackingCodeTaken) },
@@ -130,7 +147,7 @@ func TestGroupInsertUnderLoad(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, errsOf[i] = s.InsertPrescription(ctx, ps[i%n], nil)
+					_, errsOf[i] = s.InsertPrescription(ctx, exchangetest.Entry(), ps[i%n], nil)
 				}()
 			}
 			wg.Wait()

@@ -5,9 +5,11 @@
 package tlogstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -182,6 +184,9 @@ func (s *Store) writeBatch(ctx context.Context, tx *sql.Tx, b *tlog.Batch) error
 		if _, err := s.db.Exec(ctx, tx, q.String(), args...); err != nil {
 			return fmt.Errorf("tlogstore: writing entries: %w", err)
 		}
+	}
+	if err := s.indexPatients(ctx, tx, b); err != nil {
+		return err
 	}
 	ids := make([]tlog.TileID, len(b.Tiles))
 	for i, t := range b.Tiles {
@@ -419,4 +424,110 @@ func (s *Store) Pending(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.db.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM tlog_pending").Scan(&n)
 	return n, err
+}
+
+// patientLine starts the last line of an entry that names a patient
+// (tlog's encoding: "patient" and 64 lowercase hex digits, then LF).
+var patientLine = []byte("\npatient ")
+
+// patientOf is the pseudonym an encoded entry names, if any. The entry
+// was validated when it was appended and decoded again by the sequencer,
+// so its last line is read without decoding the whole again.
+func patientOf(e []byte) (tlog.Pseudonym, bool) {
+	i := bytes.LastIndex(e, patientLine)
+	if i < 0 {
+		return tlog.Pseudonym{}, false
+	}
+	var p tlog.Pseudonym
+	h := bytes.TrimSuffix(e[i+len(patientLine):], []byte("\n"))
+	if len(h) != 2*len(p) {
+		return tlog.Pseudonym{}, false
+	}
+	if _, err := hex.Decode(p[:], h); err != nil {
+		return tlog.Pseudonym{}, false
+	}
+	return p, true
+}
+
+// indexPatients writes the (pseudonym, index) of each entry of the batch
+// that names a patient, with the batch.
+func (s *Store) indexPatients(ctx context.Context, tx *sql.Tx, b *tlog.Batch) error {
+	var q strings.Builder
+	var args []any
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		_, err := s.db.Exec(ctx, tx, q.String(), args...)
+		q.Reset()
+		args = args[:0]
+		if err != nil {
+			return fmt.Errorf("tlogstore: indexing entries by patient: %w", err)
+		}
+		return nil
+	}
+	for i, e := range b.Entries {
+		p, ok := patientOf(e)
+		if !ok {
+			continue
+		}
+		if len(args) == 0 {
+			q.WriteString("INSERT INTO tlog_patients (patient, idx) VALUES ")
+		} else {
+			q.WriteByte(',')
+		}
+		fmt.Fprintf(&q, "($%d, $%d)", len(args)+1, len(args)+2)
+		args = append(args, p[:], int64(b.First)+int64(i))
+		if len(args) >= 2*rowsPerStatement {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// MaxPatientPage is the most entries PatientEntries returns at once.
+const MaxPatientPage = 1000
+
+// PatientEntries returns the sequenced entries that name patient p,
+// newest first: those with an index below before (all, if before is 0),
+// at most limit (1..MaxPatientPage). Entries still pending are not
+// among them until the sequencer has taken them (a second, in rxd).
+func (s *Store) PatientEntries(ctx context.Context, p tlog.Pseudonym, before uint64, limit int) ([]tlog.Indexed, error) {
+	if limit < 1 || limit > MaxPatientPage {
+		return nil, fmt.Errorf("tlogstore: a page of %d entries (1 to %d)", limit, MaxPatientPage)
+	}
+	if p.IsZero() {
+		return nil, errors.New("tlogstore: the zero pseudonym names no patient")
+	}
+	q := "SELECT e.idx, e.entry FROM tlog_patients p JOIN tlog_entries e ON e.idx = p.idx WHERE p.patient = $1"
+	args := []any{p[:]}
+	if before > 0 {
+		q += " AND p.idx < $2"
+		args = append(args, int64(before))
+	}
+	q += fmt.Sprintf(" ORDER BY p.idx DESC LIMIT %d", limit)
+	rows, err := s.db.SQL().QueryContext(ctx, s.db.Rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("tlogstore: reading a patient's entries: %w", err)
+	}
+	defer rows.Close()
+	var out []tlog.Indexed
+	for rows.Next() {
+		var idx int64
+		var b []byte
+		if err := rows.Scan(&idx, &b); err != nil {
+			return nil, fmt.Errorf("tlogstore: reading a patient's entries: %w", err)
+		}
+		e, err := tlog.Decode(b)
+		if err != nil {
+			return nil, fmt.Errorf("tlogstore: entry %d: %w", idx, err)
+		}
+		if e.Patient != p {
+			return nil, fmt.Errorf("%w: entry %d is indexed under a patient it does not name", tlog.ErrTree, idx)
+		}
+		out = append(out, tlog.Indexed{Index: uint64(idx), Entry: e})
+	}
+	return out, rows.Err()
 }

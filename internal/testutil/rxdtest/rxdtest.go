@@ -6,6 +6,12 @@ package rxdtest
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,7 +24,9 @@ import (
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Data is rxd's database with its stores.
@@ -72,4 +80,77 @@ func (d *Data) Checker() *insured.Checker {
 func (d *Data) Adjudicator(now func() time.Time) *adjudicate.Adjudicator {
 	return &adjudicate.Adjudicator{Eligibility: d.Checker(), Catalogue: d.Catalogue, Rules: d.Rules,
 		History: d.Registry, Usage: d.Registry, Now: now}
+}
+
+// AuditLog is rxd's audit log in the database (its tables migrated).
+func (d *Data) AuditLog(t testing.TB) *tlogstore.Store {
+	t.Helper()
+	s, err := tlogstore.New(context.Background(), d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Pseudonyms are patients' pseudonyms under a fixed test key (held in
+// memory: the key's custody is internal/hsm's, tested there).
+func Pseudonyms() *tlog.Pseudonyms { return tlog.NewPseudonyms(testMAC{}) }
+
+// Pseudonym is the test pseudonym of a national id.
+func Pseudonym(t testing.TB, nationalID string) tlog.Pseudonym {
+	t.Helper()
+	p, err := Pseudonyms().Of(nationalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type testMAC struct{}
+
+func (testMAC) URI() string { return "test:pseudonym-key" }
+
+func (testMAC) Sum(msg []byte) ([sha256.Size]byte, error) {
+	h := hmac.New(sha256.New, []byte("rxdtest pseudonym key, 32 bytes."))
+	h.Write(msg)
+	return [sha256.Size]byte(h.Sum(nil)), nil
+}
+
+// NoteKey is a checkpoint key for tests, sealed and unsealed under an
+// AES key held in memory.
+func NoteKey(t testing.TB) *tlog.NoteKey {
+	t.Helper()
+	var k testAEAD
+	sealed, _, err := tlog.GenerateNoteKey(k, "rxd.test/k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tlog.OpenNoteKey(k, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+type testAEAD struct{}
+
+func (testAEAD) URI() string { return "test:seal-key" }
+
+func (testAEAD) gcm() cipher.AEAD {
+	b, _ := aes.NewCipher([]byte("rxdtest sealing key of 32 bytes."))
+	g, _ := cipher.NewGCM(b)
+	return g
+}
+
+func (k testAEAD) Seal(plaintext, aad []byte) ([]byte, error) {
+	nonce := make([]byte, 12)
+	_, _ = rand.Read(nonce)
+	return k.gcm().Seal(nonce, nonce, plaintext, aad), nil
+}
+
+func (k testAEAD) Open(sealed, aad []byte) ([]byte, error) {
+	if len(sealed) < 12 {
+		return nil, errors.New("rxdtest: sealed data too short")
+	}
+	return k.gcm().Open(nil, sealed[:12], sealed[12:], aad)
 }
