@@ -52,7 +52,7 @@ func TestHelpNeverActs(t *testing.T) {
 		"listen": "127.0.0.1:0", "tls-cert": filepath.Join(in, "tls.crt"), "tls-key": filepath.Join(in, "tls.key"),
 		"client-ca": filepath.Join(in, "ca.crt"), "rules": write("rules.yaml", string(rules.StarterYAML())),
 		"exchange-key": "softkey:path=" + filepath.Join(in, "exchange.key"), "exchange-cert": filepath.Join(in, "exchange.crt"),
-		"out": filepath.Join(root, "data", "copy.db"),
+		"out":                 filepath.Join(root, "data", "copy.db"),
 		"audit-pseudonym-key": "softkey:path=" + filepath.Join(in, "pseudonym.key"), "audit-seal-key": "softkey:path=" + filepath.Join(in, "seal.key"),
 		"audit-note-key": filepath.Join(in, "note.key"), "audit-origin": "rxd.test/audit", "name": "rxd.test/audit/k2",
 	}

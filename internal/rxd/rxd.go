@@ -580,7 +580,6 @@ func (s *Service) Reload(ctx context.Context) error {
 // MsgReloaded is logged for each thing Reload loaded again.
 const MsgReloaded = "reloaded"
 
-
 // auditEvery is how often the audit log sequences what was appended and
 // signs a checkpoint (when it grew): at least one a second while entries
 // arrive. Several rxd over one database each run it; the log's lock
