@@ -102,9 +102,47 @@ const CheckTimeout = 2 * time.Second
 // CheckTimeout. 200 with each check's "ok" when all pass; else 503, a
 // problem document (code unavailable) that lists every check with what
 // failed.
+//
+// On the operations listener (loopback or a management network) every
+// request runs the checks. On a daemon's public listener, answered
+// without a credential, Public serves them at most once per ReadyFor,
+// whoever asks and however often: each run signs with a key in the HSM
+// and takes the database's write lock, which nobody on the network may
+// make happen at will.
 type Readiness struct {
 	Checks []Check
 	Log    *slog.Logger
+
+	mu      sync.Mutex // held while Public's run runs: one at a time
+	ranAt   time.Time
+	results []CheckResult
+	// Now is Public's clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// ReadyFor is how long one run of the checks answers Public's /readyz.
+const ReadyFor = time.Second
+
+// Public answers /readyz from a run of the checks at most ReadyFor old.
+func (rd *Readiness) Public() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rd.answer(w, rd.recent(r.Context())) })
+}
+
+// recent is the results of a run at most ReadyFor old, made now if there
+// is none; concurrent callers wait for one run.
+func (rd *Readiness) recent(ctx context.Context) []CheckResult {
+	now := time.Now
+	if rd.Now != nil {
+		now = rd.Now
+	}
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if rd.results != nil && now().Sub(rd.ranAt) < ReadyFor {
+		return rd.results
+	}
+	// The run answers others too: not cut short by this caller leaving.
+	rd.results, rd.ranAt = rd.Run(context.WithoutCancel(ctx)), now()
+	return rd.results
 }
 
 // CheckResult is one check's outcome in /readyz.
@@ -120,7 +158,7 @@ type NotReady struct {
 	Checks []CheckResult `json:"checks"`
 }
 
-// Run runs every check and returns their results, in order.
+// Run runs every check, concurrently, and returns their results in order.
 func (rd *Readiness) Run(ctx context.Context) []CheckResult {
 	out := make([]CheckResult, len(rd.Checks))
 	var wg sync.WaitGroup
@@ -145,8 +183,10 @@ func (rd *Readiness) Run(ctx context.Context) []CheckResult {
 	return out
 }
 
-func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	results := rd.Run(r.Context())
+// ServeHTTP answers /readyz on the operations listener: the checks, now.
+func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) { rd.answer(w, rd.Run(r.Context())) }
+
+func (rd *Readiness) answer(w http.ResponseWriter, results []CheckResult) {
 	var failed []string
 	for _, c := range results {
 		if !c.OK {

@@ -12,7 +12,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/observe"
@@ -99,4 +102,60 @@ func TestOpsListener(t *testing.T) {
 		}
 	}
 	promtool.Check(t, "/metrics", m)
+}
+
+// TestPublicReadinessIsBounded: on a public listener, answered without a
+// credential, many requests at once and in a row run the checks (an HSM
+// signature, the database's write lock) once per observe.ReadyFor, not
+// once each; the operations listener's /readyz runs them every time.
+func TestPublicReadinessIsBounded(t *testing.T) {
+	var runs atomic.Int64
+	clock := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	rd := &observe.Readiness{Checks: []observe.Check{{Name: "key", Run: func(context.Context) error { runs.Add(1); return nil }}}, Now: now}
+	get := func(url string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	public := httptest.NewServer(rd.Public())
+	defer public.Close()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			resp, err := http.Get(public.URL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	if n := runs.Load(); n != 1 {
+		t.Errorf("50 public /readyz within ReadyFor ran the checks %d times", n)
+	}
+	mu.Lock()
+	clock = clock.Add(observe.ReadyFor)
+	mu.Unlock()
+	get(public.URL)
+	if n := runs.Load(); n != 2 {
+		t.Errorf("a public /readyz ReadyFor later: %d runs, want 2", n)
+	}
+	ops := httptest.NewServer(rd)
+	defer ops.Close()
+	before := runs.Load()
+	for range 3 {
+		get(ops.URL)
+	}
+	if n := runs.Load() - before; n != 3 {
+		t.Errorf("3 operations /readyz ran the checks %d times", n)
+	}
 }

@@ -403,7 +403,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		AuditLog:    audit.store,
 		AuditStore:  audit.store,
 		SealKey:     audit.sealKey,
-		Ready:       ready,
+		Ready:       ready.Public(),
 		Metrics:     httpedge.NewMetrics(metrics),
 	}
 	svc := &Service{cfg: cfg, log: d.Log, db: db, where: where, engine: engine, api: api, tls: tlsCfg, certs: certs, keys: d.Keys, reg: metrics, ready: ready, now: d.Now, audit: audit}

@@ -241,7 +241,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	api, err := trustapi.New(trustapi.Config{Store: db, Registry: reg, Enrol: svc, Audit: rec, Refusals: refusals, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
 		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath,
 		WriteLimits: trustapi.WriteLimits{PerIPPerMinute: w.PerIPPerMinute, PerIPBurst: w.PerIPBurst, PerSecond: w.PerSecond, Burst: w.Burst},
-		Metrics:     httpedge.NewMetrics(metrics), Ready: s.ready})
+		Metrics:     httpedge.NewMetrics(metrics), Ready: s.ready.Public()})
 	if err != nil {
 		return nil, err
 	}
