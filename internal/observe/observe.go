@@ -184,7 +184,9 @@ func (rd *Readiness) Run(ctx context.Context) []CheckResult {
 }
 
 // ServeHTTP answers /readyz on the operations listener: the checks, now.
-func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) { rd.answer(w, rd.Run(r.Context())) }
+func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rd.answer(w, rd.Run(r.Context()))
+}
 
 func (rd *Readiness) answer(w http.ResponseWriter, results []CheckResult) {
 	var failed []string
