@@ -408,7 +408,9 @@ func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileN
 	if err := sub.Validate(); err != nil {
 		return "", "", err
 	}
-	if err := b.db.CreateSubject(ctx, sub, enrol.Ceremony); err != nil {
+	e := audit.Event{Time: b.now.UTC(), Actor: enrol.Ceremony, Action: "subject.create", Object: "subject:" + sub.ID, Outcome: audit.OK,
+		Detail: map[string]string{"kind": string(sub.Kind)}}
+	if err := b.db.CreateSubject(ctx, sub, enrol.Ceremony, e); err != nil {
 		return "", "", err
 	}
 	if csr == nil {

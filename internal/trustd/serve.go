@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds := &credentials{db: db, keys: d.Keys, svc: svc, subject: cfg.Status.ServiceSubject, audit: rec, now: d.Now, log: d.Log}
+	creds := &credentials{db: db, keys: d.Keys, svc: svc, subject: cfg.Status.ServiceSubject, now: d.Now, log: d.Log}
 	ocspTpl, err := keyTemplate(cfg.Status.OCSPKey, cfg.CA.IntermediateKey, "ocsp-responder")
 	if err != nil {
 		return nil, err

@@ -582,7 +582,7 @@ func TestAddOfficersRestoresTheQuorum(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	if _, err := db.RecordStatus(ctx, &revoke.Event{Serial: bob.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise,
-		EffectiveAt: now, RecordedAt: now, RequestedBy: revoke.Holder}, revoke.Good, revoke.OnHold); err != nil {
+		EffectiveAt: now, RecordedAt: now, RequestedBy: revoke.Holder}, []revoke.Status{revoke.Good, revoke.OnHold}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
