@@ -348,6 +348,12 @@ func TestConfigValidation(t *testing.T) {
 			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "max_connections": 10, "max_connections_per_ip": 20}
 		}, "public"},
 		{"negative write limit", func(m map[string]any) { m["anonymous_writes"] = map[string]any{"per_ip_burst": -1} }, "anonymous_writes"},
+		{"audit log without its note key", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p"}
+		}, "audit_log.note_key"},
+		{"other log with a key that is not a note key", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"other_logs": []any{map[string]any{"origin": "rxd.example/rxd-audit", "vkey": "rxd+abc"}}}
+		}, "audit_log.other_logs[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := clone()
