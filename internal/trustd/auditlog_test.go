@@ -18,8 +18,8 @@ import (
 	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"github.com/nuskha/nuskha/internal/tlog"
-	"github.com/nuskha/nuskha/internal/trustd"
 	"github.com/nuskha/nuskha/internal/trustapi"
+	"github.com/nuskha/nuskha/internal/trustd"
 )
 
 // TestAuditLogFromInitToBundle: init makes the audit log's keys (the
