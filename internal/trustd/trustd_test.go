@@ -38,6 +38,7 @@ import (
 	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/tlog"
 	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
@@ -628,12 +629,32 @@ func TestAddOfficersRestoresTheQuorum(t *testing.T) {
 	if n := active(); n != 2 {
 		t.Fatalf("%d officers can act after the ceremony", n)
 	}
-	// The running service accepts her.
+	// The running service accepts her; its audit log holds the ceremony.
 	svc, err := trustd.New(ctx, cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.Close()
+	defer svc.Close()
+	if err := svc.AuditLog().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := svc.Store().AuditLog().ReadEntries(ctx, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range entries {
+		e, err := tlog.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.Actor.ID+" "+e.Action+" "+e.Object+" "+string(e.Outcome))
+	}
+	for _, want := range []string{"ceremony ceremony.officer.add officers intent", "ceremony ceremony.officer.add officers ok"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no entry %q among %q", want, got)
+		}
+	}
 }
 
 // TestSignARLKeepsHistory: the audit log, not the file, says which ARLs
