@@ -47,6 +47,7 @@ const usage = `usage:
   rxd import-registry [flags] -mode full|update F  load the insured-person registry from CSV
   rxd import-catalogue [flags] -valid-from DATE    load a catalogue version from drugs and services CSV
   rxd check-rules FILE                            compile and type-check a rule set without loading it
+  rxd audit-export [flags] -out FILE              archive old audit log entries (and prune them)
   rxd version                                     which build this is: version, commit, Go version
 Run "rxd <command> -h" for a command's flags.`
 
@@ -57,6 +58,7 @@ var commands = map[string]command{
 	"import-registry":  cmdImportRegistry,
 	"import-catalogue": cmdImportCatalogue,
 	"check-rules":      cmdCheckRules,
+	"audit-export":     cmdAuditExport, // audit_export.go
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("rxd", args, stdout, stderr)
 	},

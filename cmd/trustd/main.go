@@ -40,6 +40,8 @@ const usage = `usage:
   trustd add-officer -config FILE -root-key URI -officer NAME…
                                                              add officers when fewer than two can act (recovery)
   trustd record-certificate -config FILE -cert FILE           record a certificate signed but lost with the database (from the log)
+  trustd audit-export -config FILE (-before-index N | -before TIME) -out FILE [-prune]
+                                                             archive old audit log entries (and prune them)
   trustd version                                             which build this is: version, commit, Go version
 Run "trustd <command> -h" for a command's flags.`
 
@@ -56,6 +58,7 @@ var commands = map[string]command{
 	"sign-arl":           cmdSignARL,
 	"add-officer":        cmdAddOfficer,
 	"record-certificate": cmdRecordCertificate,
+	"audit-export":       cmdAuditExport,
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("trustd", args, stdout, stderr)
 	},
