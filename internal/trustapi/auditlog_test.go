@@ -216,6 +216,15 @@ func TestEveryActionHasItsEntry(t *testing.T) {
 			fp := sha256.Sum256(card.Leaf.Raw)
 			return []string{"cert:" + hex.EncodeToString(fp[:]) + " certificate.revoke certificate:" + pki.SerialHex(card.Leaf.SerialNumber) + " ok"}
 		}},
+		{"approval of an id no enrolment could have", func(t *testing.T) []string {
+			// The id comes from the URL: a refusal is recorded, whatever
+			// it holds, under its digest.
+			if r := e.post(e.bob, "/enrolments/not%20an%20id/approve", map[string]string{}); r.status != 404 {
+				t.Fatalf("got %d %s", r.status, r.body)
+			}
+			h := sha256.Sum256([]byte("enrolment:not an id"))
+			return []string{bob + " enrolment.approve unreadable:" + hex.EncodeToString(h[:16]) + " refused"}
+		}},
 		{"CRL signed", func(t *testing.T) []string {
 			a.mark()
 			must(t, e.post(e.alice, "/crl", map[string]string{}), 201)
