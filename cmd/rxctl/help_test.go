@@ -22,6 +22,10 @@ import (
 	"github.com/nuskha/nuskha/internal/testutil/clitest"
 )
 
+// testVerifierKey is a note verifier key (of no log: the harness's server
+// serves no checkpoint).
+const testVerifierKey = "audit.test/log/k1+cf42bbd3+ARhHIodB3pTWgEgY2I7FwMd0bCZVwO6TnVpziuudjjiE"
+
 // helpHarness is everything a command could act on, each watched: a TLS
 // server standing in for trustd and rxd that records every request, a
 // directory tree that must not change, a PKCS#11 module that does not exist
@@ -115,6 +119,7 @@ func newHelpHarness(t *testing.T) *helpHarness {
 		"limit": "5", "online": "true", "pending": "false",
 		"session": jsonFile, "claim": jsonFile, "signed": jsonFile, "code": "7K3QZ-M9XW2-P", "national-id": "0499370899",
 		"claim-out": h.out, "ack-out": h.out, "receipt-out": h.out, "cursor": "c1",
+		"log": srv.URL, "origin": "audit.test/log", "vkey": testVerifierKey, "tofu": "true", "entry": "0", "state": h.out,
 	}
 	return h
 }
@@ -191,6 +196,7 @@ func TestHelpHarnessSeesActions(t *testing.T) {
 		{[]string{"rules", "show"}, "GET /v1/rules"},
 		{[]string{"rx", "history", "-national-id", "0499370899"}, "POST /v1/patient-history"},
 		{[]string{"rx", "access-log", "-national-id", "0499370899"}, "POST /v1/patient-access-log"},
+		{[]string{"audit", "verify", "-log", h.values["log"], "-origin", "audit.test/log", "-vkey", testVerifierKey, "-tofu"}, "GET /checkpoint"},
 	} {
 		h.run(tc.args...)
 		if r := h.requestsSeen(); !slices.Contains(r, tc.want) {

@@ -87,6 +87,9 @@ const usage = `usage: rxctl <group> <command> [flags]
   rx history         a patient's prescriptions and dispenses (service)
   rx access-log      who acted on a patient's prescriptions, from rxd's audit log (service)
   audit list         read the audit trail (officer)
+  audit verify       check a tamper-evident audit log (trustd's, rxd's): its checkpoint under the
+                     bundle's key, consistent with the last one seen; entries, the stored database,
+                     archives of pruned entries (auditor)
 
   eligibility check  is a person covered on a date, and if not why (vendor, service; rxd)
   rules check        judge a draft prescription or dispense: coverage, cost, violated rules;
@@ -125,7 +128,7 @@ var commands = map[string]map[string]command{
 		"prescribe": rxPrescribe, "lookup": rxLookup, "claim": rxClaim, "release": rxRelease, "close": rxClose,
 		"paper": rxPaper, "history": rxHistory, "access-log": rxAccessLog},
 	"session": {"open": sessionOpen, "close": sessionClose},
-	"audit":   {"list": auditList},
+	"audit":   {"list": auditList, "verify": auditVerify},
 
 	"eligibility": {"check": eligibilityCheck},
 	"rules":       {"check": rulesCheck, "show": rulesShow},

@@ -51,6 +51,7 @@ const usage = `usage:
   rxd check-rules FILE                            compile and type-check a rule set without loading it
   rxd backup [flags] -out FILE                    copy the SQLite database, while rxd runs, to a new file
   rxd audit-keys      [flags]                      make the audit log's keys; print the checkpoint key's verifier key
+  rxd audit-export [flags] -out FILE              archive old audit log entries (and prune them)
   rxd version                                     which build this is: version, commit, Go version
 Run "rxd <command> -h" for a command's flags.`
 
@@ -63,6 +64,7 @@ var commands = map[string]command{
 	"check-rules":      cmdCheckRules,
 	"backup":           cmdBackup,
 	"audit-keys":       cmdAuditKeys,
+	"audit-export":     cmdAuditExport, // audit_export.go
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("rxd", args, stdout, stderr)
 	},

@@ -42,6 +42,8 @@ const usage = `usage:
                                                              add officers when fewer than two can act (recovery)
   trustd record-certificate -config FILE -cert FILE           record a certificate signed but lost with the database (from the log)
   trustd backup -config FILE -out FILE                       copy the SQLite database, while trustd runs, to a new file
+  trustd audit-export -config FILE (-before-index N | -before TIME) -out FILE [-prune]
+                                                             archive old audit log entries (and prune them)
   trustd version                                             which build this is: version, commit, Go version
 Run "trustd <command> -h" for a command's flags.`
 
@@ -59,6 +61,7 @@ var commands = map[string]command{
 	"add-officer":        cmdAddOfficer,
 	"record-certificate": cmdRecordCertificate,
 	"backup":             cmdBackup,
+	"audit-export":       cmdAuditExport,
 	"version": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Version("trustd", args, stdout, stderr)
 	},
@@ -98,6 +101,8 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rootKey := fs.String("root-key", "", "root key URI (pkcs11:… or softkey:…); default: an encrypted file in DIR/ca")
 	interKey := fs.String("intermediate-key", "", "issuing key URI, normally pkcs11:…; default: an encrypted file in DIR/ca")
 	tlsKey := fs.String("tls-key", "", "trustd TLS key URI; default: an encrypted file in DIR/tls")
+	auditKey := fs.String("audit-key", "", "URI of the AES key sealing the audit log's checkpoint key (pkcs11:…); default: an encrypted file in DIR/ca")
+	auditOrigin := fs.String("audit-origin", "", "the audit log's origin (default <host of -http-base-url>/trustd-audit)")
 	rootAlg := fs.String("root-alg", "EC-P384", "root key algorithm")
 	interAlg := fs.String("intermediate-alg", "EC-P256", "issuing key algorithm")
 	org := fs.String("org", ceremony.DefaultNames.Organization, "organisation name in CA certificates")
@@ -131,7 +136,7 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	opts := trustd.InitOptions{
-		Dir: *dir, RootKey: *rootKey, IntermediateKey: *interKey, TLSKey: *tlsKey, RootAlg: ra, IntermediateAlg: ia,
+		Dir: *dir, RootKey: *rootKey, IntermediateKey: *interKey, TLSKey: *tlsKey, AuditKey: *auditKey, AuditOrigin: *auditOrigin, RootAlg: ra, IntermediateAlg: ia,
 		Names:    ceremony.Names{Country: "IR", Organization: *org, RootCN: *rootCN, IntermediateCN: *interCN},
 		DNSNames: dns, OIDArc: *arc, AdminListen: *admin, PublicListen: *public, HTTPListen: *httpListen, HTTPBaseURL: *httpBase,
 		Store: trustd.StoreConfig{Driver: *storeDriver, DSNFile: *dsnFile},
@@ -158,6 +163,7 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "CA created.\n  config:    %s\n  root cert: %s\n  root key:  %s\n", res.ConfigFile, res.RootCert, res.RootKeyURI)
 	fmt.Fprintln(stdout, "  The root key is not needed to run trustd: move it offline.")
+	fmt.Fprintf(stdout, "  audit log: %s\n  its key:   %s\n", res.AuditOrigin, res.AuditVerifierKey)
 	printOfficers(stdout, res.Officers)
 	fmt.Fprintf(stdout, "Start it with: trustd serve -config %s\n", res.ConfigFile)
 	return nil

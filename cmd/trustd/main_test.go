@@ -3,14 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/nuskha/nuskha/internal/cli"
+	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/testutil/clitest"
+	"github.com/nuskha/nuskha/internal/tlog"
+	"github.com/nuskha/nuskha/internal/trustd"
 )
 
 func runTrustd(args ...string) (stdout, stderr string, code int) {
@@ -36,7 +43,8 @@ func TestHelpNeverActs(t *testing.T) {
 		"dir": filepath.Join(root, "ca"), "officer": "alice", "root-key": key("root"), "intermediate-key": key("issuing"),
 		"tls-key": key("tls"), "store": "sqlite", "dsn-file": filepath.Join(root, "dsn"), "dns": "localhost",
 		"admin-listen": "127.0.0.1:0", "public-listen": "127.0.0.1:0", "http-listen": "127.0.0.1:0",
-		"config": filepath.Join(root, "ca", "trustd.json"), "out": filepath.Join(root, "copy.db"),
+		"config": filepath.Join(root, "ca", "trustd.json"),
+		"out":    filepath.Join(root, "archive.json"), "before-index": "5", "before": "2026-12-05", "prune": "true",
 	}
 	before := clitest.Files(t, root)
 	for name := range commands {
@@ -127,5 +135,67 @@ func TestInitSaysWhatToHandOver(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("init's output lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// TestAuditExport: trustd audit-export archives the entries a checkpoint
+// covers and, with -prune, removes them from the database once the
+// archive is on disk; the archive verifies under the log's key.
+func TestAuditExport(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	stdout, stderr, code := runTrustd("init", "-dir", dir, "-officer", "alice", "-officer", "bob",
+		"-admin-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0")
+	if code != cli.ExitOK {
+		t.Fatalf("init: exit %d: %s", code, stderr)
+	}
+	_, vkey, _ := strings.Cut(stdout, "its key:   ")
+	vkey, _, _ = strings.Cut(vkey, "\n")
+	cfg, err := trustd.LoadConfig(filepath.Join(dir, "trustd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := hsm.NewManager(hsm.NoPrompt)
+	defer keys.Close()
+	svc, err := trustd.New(ctx, cfg, trustd.Deps{Log: slog.New(slog.DiscardHandler), Now: time.Now, Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AuditLog().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+
+	out := filepath.Join(t.TempDir(), "archive.json")
+	if _, stderr, code := runTrustd("audit-export", "-config", filepath.Join(dir, "trustd.json"), "-out", out); code != cli.ExitUsage ||
+		!strings.Contains(stderr, "-before-index N or -before TIME") {
+		t.Fatalf("without a range: exit %d, %s", code, stderr)
+	}
+	stdout, stderr, code = runTrustd("audit-export", "-config", filepath.Join(dir, "trustd.json"), "-before-index", "5", "-out", out, "-prune")
+	if code != cli.ExitOK || !strings.Contains(stdout, "archived entries 0 to 4 of ") || !strings.Contains(stdout, "pruned them") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tlog.ParseArchive(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatalf("init printed the key %q: %v", vkey, err)
+	}
+	if _, err := a.Verify(cfg.AuditLog.Origin, v); err != nil {
+		t.Fatal(err)
+	}
+	db, err := trustd.OpenStore(ctx, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if w, err := db.AuditLog().Pruned(ctx); err != nil || w != 5 {
+		t.Fatalf("watermark %d, %v", w, err)
 	}
 }

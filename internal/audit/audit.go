@@ -74,20 +74,23 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
-	if e.Actor == "" || e.Action == "" || e.Outcome == "" {
-		return errors.New("audit: event needs actor, action and outcome")
-	}
-	for _, v := range append([]string{e.Actor, e.Object}, values(e.Detail)...) {
-		if Identifying(v) {
-			return ErrIdentifying
-		}
+	if err := e.Check(); err != nil {
+		return err
 	}
 	seq, err := l.sink.AppendAudit(ctx, e)
 	if err != nil {
 		l.log.ErrorContext(ctx, "audit write failed", "action", e.Action, "object", e.Object, "err", err)
 		return fmt.Errorf("audit: %w", err)
 	}
-	attrs := []any{"seq", seq, "actor", e.Actor, "action", e.Action, "object", e.Object, "outcome", string(e.Outcome)}
+	mirror(ctx, l.log, e, seq)
+	return nil
+}
+
+func mirror(ctx context.Context, log *slog.Logger, e Event, seq int64) {
+	attrs := []any{"actor", e.Actor, "action", e.Action, "object", e.Object, "outcome", string(e.Outcome)}
+	if seq > 0 {
+		attrs = append([]any{"seq", seq}, attrs...)
+	}
 	if e.Code != "" {
 		attrs = append(attrs, "code", string(e.Code))
 	}
@@ -99,9 +102,28 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 	for _, k := range keys {
 		attrs = append(attrs, k, e.Detail[k])
 	}
-	l.log.InfoContext(ctx, "audit", attrs...)
+	log.InfoContext(ctx, "audit", attrs...)
+}
+
+// Check refuses an event without its time, actor, action or outcome, or
+// with a value that is a valid national id. A store that appends events in
+// the transaction of the change they record checks each with it, as
+// Record does.
+func (e *Event) Check() error {
+	if e.Time.IsZero() || e.Actor == "" || e.Action == "" || e.Outcome == "" {
+		return errors.New("audit: event needs time, actor, action and outcome")
+	}
+	for _, v := range append([]string{e.Actor, e.Object}, values(e.Detail)...) {
+		if Identifying(v) {
+			return ErrIdentifying
+		}
+	}
 	return nil
 }
+
+// Mirror writes an event a store committed to the process log, as Record
+// does for the events it appends.
+func Mirror(ctx context.Context, log *slog.Logger, e Event) { mirror(ctx, log, e, 0) }
 
 // RecordFailure records e as the failure, with err, of the action it
 // names, and returns err: joined with the audit write's own error if that

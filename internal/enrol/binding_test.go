@@ -71,7 +71,7 @@ func TestRequesterNoLongerAnOfficer(t *testing.T) {
 				for _, c := range certs {
 					now := h.clock.Now()
 					if _, err := h.db.RecordStatus(ctx, &revoke.Event{Serial: c.Serial, Status: revoke.Revoked, Reason: revoke.AffiliationChanged,
-						EffectiveAt: now, RecordedAt: now, RequestedBy: h.bob}, revoke.Good); err != nil {
+						EffectiveAt: now, RecordedAt: now, RequestedBy: h.bob}, []revoke.Status{revoke.Good}); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -38,11 +38,11 @@ type lossyStore struct {
 	fail atomic.Int32
 }
 
-func (l *lossyStore) StoreCertificate(ctx context.Context, c *enrol.Certificate) error {
+func (l *lossyStore) StoreCertificate(ctx context.Context, c *enrol.Certificate, events ...audit.Event) error {
 	if c.EnrolmentID != "" && l.fail.Add(-1) >= 0 {
 		return errors.New("database connection lost")
 	}
-	return l.Store.StoreCertificate(ctx, c)
+	return l.Store.StoreCertificate(ctx, c, events...)
 }
 
 // countingSigner is the issuing key, counting every signature it makes.

@@ -30,10 +30,10 @@ import (
 // Store is what enrolment needs from trustd's store.
 type Store interface {
 	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
-	CreateEnrolment(ctx context.Context, r *Request) error
+	CreateEnrolment(ctx context.Context, r *Request, events ...audit.Event) error
 	GetEnrolment(ctx context.Context, id string) (*Request, error)
-	RecordDecision(ctx context.Context, d Decision) error
-	StoreCertificate(ctx context.Context, c *Certificate) error
+	RecordDecision(ctx context.Context, d Decision, events ...audit.Event) error
+	StoreCertificate(ctx context.Context, c *Certificate, events ...audit.Event) error
 
 	// LatestIssuance returns the enrolment's latest issuance attempt
 	// (store.ErrNotFound: none yet).
@@ -132,6 +132,13 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// done is the event recording an action that changes the store: the
+// store appends it in the transaction of the change, so that the two
+// commit together or not at all.
+func (s *Service) done(actor, action, object string, detail map[string]string) audit.Event {
+	return audit.Event{Time: s.cfg.Now().UTC(), Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}
+}
+
 // refuse records a refusal and returns err unchanged.
 func (s *Service) refuse(ctx context.Context, actor, action, object string, err error, detail map[string]string) error {
 	outcome := audit.Refused
@@ -169,20 +176,17 @@ func (s *Service) Request(ctx context.Context, officer string, in RequestInput) 
 	const action = "enrolment.request"
 	object := "subject:" + in.SubjectID
 	detail := map[string]string{"profile": in.Profile}
-	r, err := s.request(ctx, officer, in)
+	r, err := s.request(ctx, officer, in, func(r *Request) audit.Event {
+		return s.done(officer, action, object, map[string]string{"profile": in.Profile, "enrolment": r.ID, "key_type": r.KeyType, "spki_sha256": r.SPKIHash})
+	})
 	if err != nil {
 		return nil, s.refuse(ctx, officer, action, object, err, detail)
-	}
-	detail["enrolment"] = r.ID
-	detail["key_type"] = r.KeyType
-	detail["spki_sha256"] = r.SPKIHash
-	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: officer, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
-		return nil, err
 	}
 	return r, nil
 }
 
-func (s *Service) request(ctx context.Context, officer string, in RequestInput) (*Request, error) {
+// request makes and records the request, with the event ok makes of it.
+func (s *Service) request(ctx context.Context, officer string, in RequestInput, ok func(*Request) audit.Event) (*Request, error) {
 	p, err := s.cfg.Profiles.Get(in.Profile)
 	if err != nil {
 		return nil, err
@@ -217,12 +221,14 @@ func (s *Service) request(ctx context.Context, officer string, in RequestInput) 
 		return nil, errs.Wrap(errs.Internal, err, "describing the certificate")
 	}
 	r.ExpiresAt = r.RequestedAt.Add(s.cfg.RequestLifetime)
-	if err := s.cfg.Store.CreateEnrolment(ctx, r); err != nil {
-		if f, ok := store.IsDuplicate(err); ok && f == "spki_sha256" {
+	e := ok(r)
+	if err := s.cfg.Store.CreateEnrolment(ctx, r, e); err != nil {
+		if f, dup := store.IsDuplicate(err); dup && f == "spki_sha256" {
 			return nil, errs.New(errs.KeyReused, "this public key was already enrolled; generate a new key on the token")
 		}
 		return nil, errs.Wrap(errs.Unavailable, err, "recording the enrolment")
 	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	return r, nil
 }
 
@@ -338,7 +344,8 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID, reviewed st
 	}
 	if r.Status == Pending {
 		d := Decision{EnrolmentID: r.ID, Approved: true, By: officer, At: s.cfg.Now().UTC()}
-		if err := s.cfg.Store.RecordDecision(ctx, d); err != nil {
+		e := s.done(officer, action, object, detail)
+		if err := s.cfg.Store.RecordDecision(ctx, d, e); err != nil {
 			if _, dup := store.IsDuplicate(err); dup {
 				err = errs.New(errs.NotPending, "another officer decided this enrolment at the same time")
 			} else {
@@ -346,9 +353,7 @@ func (s *Service) Approve(ctx context.Context, officer, enrolmentID, reviewed st
 			}
 			return nil, s.refuse(ctx, officer, action, object, err, detail)
 		}
-		if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: officer, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
-			return nil, err
-		}
+		audit.Mirror(ctx, s.cfg.Log, e)
 	}
 	csr, err := x509.ParseCertificateRequest(r.CSR)
 	if err != nil {
@@ -414,11 +419,8 @@ func (s *Service) issueEnrolment(ctx context.Context, officer string, r *Request
 	ctx, cancel := Finishing(ctx)
 	defer cancel()
 	c, signed, err := s.issue(ctx, officer, sub, p, csr, r.ID, next)
-	switch {
-	case err == nil:
+	if err == nil {
 		return c, nil
-	case c != nil: // recorded, but its audit record failed
-		return nil, err
 	}
 	end := IssuanceOutcome{EnrolmentID: r.ID, Attempt: next.Attempt, End: IssuanceFailed, Code: errs.CodeOf(err), At: s.cfg.Now().UTC()}
 	if signed != nil {
@@ -462,8 +464,11 @@ func (s *Service) recordSigned(ctx context.Context, actor string, a *Issuance) (
 	const action = "certificate.issue"
 	object := "certificate:" + pki.SerialHex(a.Serial)
 	rec, err := s.cfg.Store.SignedUnrecorded(ctx, a.Serial)
+	var e audit.Event
 	if err == nil {
-		err = s.cfg.Store.StoreCertificate(ctx, rec)
+		e = s.done(actor, action, object, map[string]string{"enrolment": a.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": rec.Fingerprint,
+			"not_after": rec.NotAfter.Format(time.RFC3339)})
+		err = s.cfg.Store.StoreCertificate(ctx, rec, e)
 	}
 	if err != nil {
 		if _, dup := store.IsDuplicate(err); dup || errors.Is(err, store.ErrNotFound) {
@@ -473,11 +478,7 @@ func (s *Service) recordSigned(ctx context.Context, actor string, a *Issuance) (
 		}
 		return nil, s.refuse(ctx, actor, action, object, err, map[string]string{"enrolment": a.EnrolmentID})
 	}
-	detail := map[string]string{"enrolment": a.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": rec.Fingerprint,
-		"not_after": rec.NotAfter.Format(time.RFC3339)}
-	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
-		return nil, err
-	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	if err := s.cfg.Notify.Issued(ctx, rec); err != nil {
 		s.cfg.Log.WarnContext(ctx, "issued certificate not yet published to OCSP", "object", object, "err", err)
 	}
@@ -548,7 +549,8 @@ func (s *Service) Reject(ctx context.Context, officer, enrolmentID, reason strin
 		return nil, s.refuse(ctx, officer, action, object, errs.New(errs.NotPending, "enrolment is %s", r.Status), nil)
 	}
 	d := Decision{EnrolmentID: r.ID, Approved: false, By: officer, At: s.cfg.Now().UTC(), Reason: reason}
-	if err := s.cfg.Store.RecordDecision(ctx, d); err != nil {
+	e := s.done(officer, action, object, nil)
+	if err := s.cfg.Store.RecordDecision(ctx, d, e); err != nil {
 		if _, dup := store.IsDuplicate(err); dup {
 			err = errs.New(errs.NotPending, "another officer decided this enrolment at the same time")
 		} else {
@@ -556,9 +558,7 @@ func (s *Service) Reject(ctx context.Context, officer, enrolmentID, reason strin
 		}
 		return nil, s.refuse(ctx, officer, action, object, err, nil)
 	}
-	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: officer, Action: action, Object: object, Outcome: audit.OK}); err != nil {
-		return nil, err
-	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	r.Status, r.Decision = Rejected, &d
 	return r, nil
 }
@@ -593,11 +593,10 @@ func (s *Service) Bootstrap(ctx context.Context, actor string, sub *registry.Sub
 }
 
 // issue signs and records a certificate with a's serial and validity, with
-// an audit record immediately before the issuing key signs and another
-// after. With an error, rec is the certificate if it was recorded (the
-// audit record after failed), and signed the certificate if it was signed
-// but could not be recorded: it exists, is logged, and must be recorded
-// later (see recordSigned).
+// an audit record immediately before the issuing key signs and another,
+// in the certificate's own transaction, after. With an error, signed is
+// the certificate if it was signed but could not be recorded: it exists,
+// is logged, and must be recorded later (see recordSigned).
 func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject, p *profile.Profile, csr *x509.CertificateRequest, enrolmentID string, a *Issuance) (rec *Certificate, signed *x509.Certificate, err error) {
 	// Signing, recording and auditing go to the end even if ctx ends
 	// meanwhile (an officer's client hanging up, trustd stopping during a
@@ -644,7 +643,12 @@ func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject
 		return nil, nil, s.refuse(ctx, actor, action, object, err, detail)
 	}
 	rec = NewCertificateRecord(cert, sub.ID, p.Name, enrolmentID, actor, s.cfg.Now().UTC())
-	if err := s.cfg.Store.StoreCertificate(ctx, rec); err != nil {
+	done := map[string]string{"fingerprint_sha256": rec.Fingerprint, "not_after": rec.NotAfter.Format(time.RFC3339)}
+	for k, v := range detail {
+		done[k] = v
+	}
+	e := s.done(actor, action, object, done)
+	if err := s.cfg.Store.StoreCertificate(ctx, rec, e); err != nil {
 		// Signed but not recorded. The certificate is public, so the log
 		// keeps it whole: should the store lose it too, it can be recorded
 		// from here.
@@ -652,11 +656,7 @@ func (s *Service) issue(ctx context.Context, actor string, sub *registry.Subject
 			"enrolment", enrolmentID, "certificate_der_base64", base64.StdEncoding.EncodeToString(cert.Raw), "err", err)
 		return nil, cert, s.refuse(ctx, actor, action, object, errs.Wrap(errs.Unavailable, err, "the certificate was signed but could not be recorded; approve again to record it"), detail)
 	}
-	detail["fingerprint_sha256"] = rec.Fingerprint
-	detail["not_after"] = rec.NotAfter.Format(time.RFC3339)
-	if err := s.cfg.Audit.Record(ctx, audit.Event{Actor: actor, Action: action, Object: object, Outcome: audit.OK, Detail: detail}); err != nil {
-		return rec, nil, err
-	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	// The certificate exists; if OCSP cannot sign for it now, the
 	// responder's periodic sync will.
 	if err := s.cfg.Notify.Issued(ctx, rec); err != nil {

@@ -150,7 +150,7 @@ func revokeOne(t *testing.T, s *truststore.Store, p *testpki.PKI, at time.Time) 
 		t.Fatal(err)
 	}
 	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise,
-		EffectiveAt: at, RecordedAt: at, RequestedBy: "t"}, revoke.Good); err != nil {
+		EffectiveAt: at, RecordedAt: at, RequestedBy: "t"}, []revoke.Status{revoke.Good}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -80,6 +80,9 @@ type Config struct {
 	// made every CRLRefresh (default 1h) and after every status change.
 	CRLValidity time.Duration
 	CRLRefresh  time.Duration
+	// Logs are the audit logs the trust bundle names, with their
+	// checkpoint keys (trustd's own and those configured).
+	Logs []bundle.Log
 }
 
 // Publisher publishes status.
@@ -477,7 +480,7 @@ func (p *Publisher) Bundle(ctx context.Context) ([]byte, error) {
 	if p.bundle != nil && p.bundleFor == c.Number {
 		return p.bundle, nil
 	}
-	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Intermediate().Raw}, CRLs: [][]byte{c.DER}}
+	payload := bundle.Payload{IssuedAt: p.cfg.Now().UTC(), Intermediates: [][]byte{p.cfg.Issuer.Intermediate().Raw}, CRLs: [][]byte{c.DER}, Logs: p.cfg.Logs}
 	if a := p.arl.Load(); a != nil {
 		payload.CRLs = append(payload.CRLs, a.Raw)
 	}

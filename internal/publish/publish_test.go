@@ -57,7 +57,7 @@ func TestPublishing(t *testing.T) {
 		if st == revoke.OnHold {
 			reason = revoke.CertificateHold
 		}
-		if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.SerialNumber, Status: st, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.Good); err != nil {
+		if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.SerialNumber, Status: st, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, []revoke.Status{revoke.Good}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestPublishing(t *testing.T) {
 	// A status change is in OCSP at once, and in the CRL and the bundle
 	// whoever fetches them next: made anew first if the background
 	// regeneration (racing here) has not made it yet.
-	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: good.SerialNumber, Status: revoke.Revoked, Reason: revoke.Superseded, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.Good); err != nil {
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: good.SerialNumber, Status: revoke.Revoked, Reason: revoke.Superseded, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, []revoke.Status{revoke.Good}); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := s.CertificateStatus(ctx, good.SerialNumber)
@@ -155,7 +155,7 @@ func TestPublishing(t *testing.T) {
 	}
 
 	// A hold, unlike a revocation, may be released: OCSP says good again.
-	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: held.SerialNumber, Status: revoke.Good, Reason: revoke.RemoveFromCRL, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.OnHold); err != nil {
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: held.SerialNumber, Status: revoke.Good, Reason: revoke.RemoveFromCRL, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, []revoke.Status{revoke.OnHold}); err != nil {
 		t.Fatal(err)
 	}
 	if rec, err := s.CertificateStatus(ctx, held.SerialNumber); err != nil {
@@ -250,7 +250,7 @@ func TestRestartPublishesRecordedChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, revoke.Good); err != nil {
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: now, RecordedAt: now, RequestedBy: "t"}, []revoke.Status{revoke.Good}); err != nil {
 		t.Fatal(err)
 	}
 	// trustd restarts.

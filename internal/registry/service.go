@@ -20,11 +20,11 @@ import (
 // Store is what the registry service needs from trustd's store.
 type Store interface {
 	OfficerRecords
-	CreateSubject(ctx context.Context, s *Subject, by string) error
+	CreateSubject(ctx context.Context, s *Subject, by string, events ...audit.Event) error
 	// UpdateSubject stores s if the stored version is s.Version-1
 	// (otherwise store.ErrConflict).
-	UpdateSubject(ctx context.Context, s *Subject, by string) error
-	CreateSubjectChange(ctx context.Context, c *Change) error
+	UpdateSubject(ctx context.Context, s *Subject, by string, events ...audit.Event) error
+	CreateSubjectChange(ctx context.Context, c *Change, events ...audit.Event) error
 	GetSubjectChange(ctx context.Context, id string) (*Change, error)
 	ListSubjectChanges(ctx context.Context, f store.SubjectChangeFilter) ([]*Change, error)
 	// DecideSubjectChange records the one decision on a change (a second
@@ -32,7 +32,7 @@ type Store interface {
 	// apply, at the change's BaseVersion+1, in the same transaction: if
 	// the subject is no longer at BaseVersion, nothing is recorded and it
 	// returns store.ErrConflict.
-	DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *Subject) error
+	DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *Subject, events ...audit.Event) error
 }
 
 // OfficerQuorum takes an officer out of service by running apply, unless
@@ -73,6 +73,12 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
+// done is the event of an officer's action that changes the store: the
+// store appends it in the change's own transaction.
+func (s *Service) done(officer, action, object string, detail map[string]string) audit.Event {
+	return audit.Event{Time: s.cfg.Now().UTC(), Actor: officer, Action: action, Object: object, Outcome: audit.OK, Detail: detail}
+}
+
 // record audits an officer's action; a failed write fails it.
 func (s *Service) record(ctx context.Context, officer, action, object string, err error, detail map[string]string) error {
 	e := audit.Event{Actor: officer, Action: action, Object: object, Outcome: audit.OK, Detail: detail}
@@ -109,12 +115,11 @@ func (s *Service) Create(ctx context.Context, officer string, sub *Subject) (*Su
 	}
 	now := s.cfg.Now().UTC()
 	sub.ID, sub.CreatedAt, sub.UpdatedAt = newID("sub_"), now, now
-	if err := s.cfg.Store.CreateSubject(ctx, sub, officer); err != nil {
+	e := s.done(officer, "subject.create", "subject:"+sub.ID, map[string]string{"kind": string(sub.Kind)})
+	if err := s.cfg.Store.CreateSubject(ctx, sub, officer, e); err != nil {
 		return nil, s.record(ctx, officer, "subject.create", "subject:new", duplicateSubject(err), map[string]string{"kind": string(sub.Kind)})
 	}
-	if err := s.record(ctx, officer, "subject.create", "subject:"+sub.ID, nil, map[string]string{"kind": string(sub.Kind)}); err != nil {
-		return nil, err
-	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	return sub, nil
 }
 
@@ -188,7 +193,8 @@ func (s *Service) Update(ctx context.Context, officer, id string, next *Subject,
 	case len(restricting) == 0:
 		return cur, nil, nil // nothing changes
 	}
-	write := func() error { return s.cfg.Store.UpdateSubject(ctx, next, officer) }
+	e := s.done(officer, action, object, changeDetail(next, restricting))
+	write := func() error { return s.cfg.Store.UpdateSubject(ctx, next, officer, e) }
 	if now := s.cfg.Now(); cur.Kind == pki.RoleOfficer && cur.CanBeCertified(now) == nil && next.CanBeCertified(now) != nil {
 		// Suspending an officer takes them out of service: never below
 		// the quorum dual control needs, and never two at once.
@@ -203,9 +209,7 @@ func (s *Service) Update(ctx context.Context, officer, id string, next *Subject,
 		}
 		return nil, nil, s.record(ctx, officer, action, object, err, nil)
 	}
-	if err := s.record(ctx, officer, action, object, nil, changeDetail(next, restricting)); err != nil {
-		return nil, nil, err
-	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	return next, nil, nil
 }
 
@@ -232,12 +236,11 @@ func (s *Service) requestChange(ctx context.Context, officer string, cur, next *
 	}
 	c := &Change{ID: newID("sch_"), SubjectID: cur.ID, BaseVersion: cur.Version, Fields: fields, Proposed: next,
 		RequestedBy: officer, RequestedAt: now}
-	if err := s.cfg.Store.CreateSubjectChange(ctx, c); err != nil {
+	e := s.done(officer, action, object, map[string]string{"change": c.ID, "fields": strings.Join(fields, ",")})
+	if err := s.cfg.Store.CreateSubjectChange(ctx, c, e); err != nil {
 		return nil, s.record(ctx, officer, action, object, errs.Wrap(errs.Unavailable, err, "recording the change"), nil)
 	}
-	if err := s.record(ctx, officer, action, object, nil, map[string]string{"change": c.ID, "fields": strings.Join(fields, ",")}); err != nil {
-		return nil, err
-	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	c.stateAt(now)
 	return c, nil
 }
@@ -317,7 +320,17 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		next.UpdatedAt = now
 		apply = &next
 	}
-	decide := func() error { return s.cfg.Store.DecideSubjectChange(ctx, id, approve, officer, now, comment, apply) }
+	done := map[string]string{"change": id}
+	if approve {
+		for k, v := range changeDetail(apply, c.Fields) {
+			done[k] = v
+		}
+		done["requested_by"] = c.RequestedBy
+	}
+	e := s.done(officer, act, object, done)
+	decide := func() error {
+		return s.cfg.Store.DecideSubjectChange(ctx, id, approve, officer, now, comment, apply, e)
+	}
 	if apply != nil && cur.Kind == pki.RoleOfficer && cur.CanBeCertified(now) == nil && apply.CanBeCertified(now) != nil {
 		// Two officers may end a third's licence, but not the quorum.
 		d := decide
@@ -337,17 +350,11 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		}
 		return nil, nil, s.record(ctx, officer, act, object, err, detail)
 	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	c.Decided, c.Approved, c.DecidedBy, c.DecidedAt, c.Comment = true, approve, officer, now, comment
 	c.stateAt(now)
 	if approve {
 		cur = apply
-		for k, v := range changeDetail(apply, c.Fields) {
-			detail[k] = v
-		}
-		detail["requested_by"] = c.RequestedBy
-	}
-	if err := s.record(ctx, officer, act, object, nil, detail); err != nil {
-		return nil, nil, err
 	}
 	return c, cur, nil
 }

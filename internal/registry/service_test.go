@@ -273,7 +273,7 @@ func TestRegistryChangesUnderDualControl(t *testing.T) {
 			certs, _ := h.db.ListCertificates(ctx, store.CertificateFilter{SubjectID: mallory})
 			now := h.clock.Now()
 			if _, err := h.db.RecordStatus(ctx, &revoke.Event{Serial: certs[0].Serial, Status: revoke.Revoked, Reason: revoke.AffiliationChanged,
-				EffectiveAt: now, RecordedAt: now, RequestedBy: h.bob}, revoke.Good); err != nil {
+				EffectiveAt: now, RecordedAt: now, RequestedBy: h.bob}, []revoke.Status{revoke.Good}); err != nil {
 				t.Fatal(err)
 			}
 			_, _, err = h.svc.DecideChange(ctx, h.bob, c.ID, true, "")

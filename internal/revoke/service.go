@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,12 +31,17 @@ type Store interface {
 	// SignedUnrecorded and StoreCertificate record a certificate that
 	// was signed but could not be recorded at issuance (enrol.Store).
 	SignedUnrecorded(ctx context.Context, serial *big.Int) (*enrol.Certificate, error)
-	StoreCertificate(ctx context.Context, c *enrol.Certificate) error
-	RecordStatus(ctx context.Context, ev *Event, from ...Status) (Status, error)
-	CreateStatusChange(ctx context.Context, c *Change) error
+	StoreCertificate(ctx context.Context, c *enrol.Certificate, events ...audit.Event) error
+	RecordStatus(ctx context.Context, ev *Event, from []Status, events ...audit.Event) (Status, error)
+	CreateStatusChange(ctx context.Context, c *Change, events ...audit.Event) error
 	GetStatusChange(ctx context.Context, id string) (*Change, error)
 	ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*Change, error)
-	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
+	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, events ...audit.Event) error
+	// ApproveStatusChange records the approval of a change and the status
+	// event it makes (as RecordStatus: ErrConflict, and nothing recorded,
+	// unless the status is one of from), with the audit events, in one
+	// transaction; a change already decided gives a DuplicateError.
+	ApproveStatusChange(ctx context.Context, id, by string, at time.Time, comment string, ev *Event, from []Status, events ...audit.Event) (Status, error)
 }
 
 // Publisher makes a recorded status change visible to relying parties. It
@@ -78,14 +84,27 @@ func New(cfg Config) (*Service, error) {
 	return &Service{cfg: cfg}, nil
 }
 
-// Holder is the actor of revocations requested by a certificate's holder.
+// Holder requested a revocation: the requester of its status event, and
+// the actor of the summaries of holder requests that proved nothing. A
+// request signed with the certificate's key is audited under the
+// certificate (HolderActor).
 const Holder = "holder"
+
+// HolderActor is the audit actor of a request signed with the key of the
+// certificate c: the certificate, by its SHA-256 fingerprint.
+func HolderActor(c *enrol.Certificate) string { return "cert:" + c.Fingerprint }
 
 // ActionRevoke is the audit action of a revocation, by an officer or the
 // holder.
 const ActionRevoke = "certificate.revoke"
 
 func object(serial *big.Int) string { return "certificate:" + pki.SerialHex(serial) }
+
+// done is the event of an action that changes the store: the store
+// appends it in the change's own transaction.
+func (s *Service) done(actor, action string, serial *big.Int, detail map[string]string) audit.Event {
+	return audit.Event{Time: s.cfg.Now().UTC(), Actor: actor, Action: action, Object: object(serial), Outcome: audit.OK, Detail: detail}
+}
 
 func (s *Service) record(ctx context.Context, actor, action string, serial *big.Int, err error, detail map[string]string) error {
 	e := audit.Event{Actor: actor, Action: action, Object: object(serial), Outcome: audit.OK, Detail: detail}
@@ -143,46 +162,57 @@ func (s *Service) recordSigned(ctx context.Context, serial *big.Int) (*enrol.Cer
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Store.StoreCertificate(ctx, c); err != nil {
+	e := s.done(enrol.System, "certificate.issue", serial, map[string]string{"enrolment": c.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": c.Fingerprint})
+	if err := s.cfg.Store.StoreCertificate(ctx, c, e); err != nil {
 		if _, dup := store.IsDuplicate(err); !dup {
 			return nil, err
 		}
 		// Recorded meanwhile by an approval.
 		return s.cfg.Store.CertificateBySerial(ctx, serial)
 	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	s.cfg.Log.WarnContext(ctx, "recorded a certificate signed at issuance but not recorded then", "serial", pki.SerialHex(serial), "enrolment", c.EnrolmentID)
-	return c, s.cfg.Audit.Record(ctx, audit.Event{Actor: enrol.System, Action: "certificate.issue", Object: object(serial), Outcome: audit.OK,
-		Detail: map[string]string{"enrolment": c.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": c.Fingerprint}})
+	return c, nil
 }
 
-// transition records ev if the certificate's status allows it, mapping the
-// store's answer to domain errors.
-func (s *Service) transition(ctx context.Context, ev *Event, from ...Status) (Record, error) {
+// transition records ev, with its audit event done, if the certificate's
+// status allows it, mapping the store's answer to domain errors.
+func (s *Service) transition(ctx context.Context, ev *Event, from []Status, done audit.Event) (Record, error) {
 	if _, err := s.certificate(ctx, ev.Serial); err != nil {
 		return Record{}, err
 	}
-	cur, err := s.cfg.Store.RecordStatus(ctx, ev, from...)
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		switch cur {
-		case Revoked:
-			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked; revocation is final", pki.SerialHex(ev.Serial))
-		case OnHold:
-			return Record{}, errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", pki.SerialHex(ev.Serial))
-		default:
-			return Record{}, errs.New(errs.NotOnHold, "certificate %s is not on hold", pki.SerialHex(ev.Serial))
-		}
-	case err != nil:
-		if f, dup := store.IsDuplicate(err); dup && f == "serial" {
-			return Record{}, errs.New(errs.AlreadyRevoked, "certificate %s is already revoked", pki.SerialHex(ev.Serial))
-		}
-		return Record{}, errs.Wrap(errs.Unavailable, err, "recording the status change")
+	cur, err := s.cfg.Store.RecordStatus(ctx, ev, from, done)
+	if err := s.transitionError(ev, cur, err); err != nil {
+		return Record{}, err
 	}
+	audit.Mirror(ctx, s.cfg.Log, done)
 	rec, err := s.cfg.Store.CertificateStatus(ctx, ev.Serial)
 	if err != nil {
 		return Record{}, errs.Wrap(errs.Unavailable, err, "reading the new status")
 	}
 	return rec, nil
+}
+
+// transitionError is the domain error of the store's answer to a status
+// event (nil for none).
+func (s *Service) transitionError(ev *Event, cur Status, err error) error {
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		switch cur {
+		case Revoked:
+			return errs.New(errs.AlreadyRevoked, "certificate %s is already revoked; revocation is final", pki.SerialHex(ev.Serial))
+		case OnHold:
+			return errs.New(errs.AlreadyOnHold, "certificate %s is already on hold", pki.SerialHex(ev.Serial))
+		default:
+			return errs.New(errs.NotOnHold, "certificate %s is not on hold", pki.SerialHex(ev.Serial))
+		}
+	case err != nil:
+		if f, dup := store.IsDuplicate(err); dup && f == "serial" {
+			return errs.New(errs.AlreadyRevoked, "certificate %s is already revoked", pki.SerialHex(ev.Serial))
+		}
+		return errs.Wrap(errs.Unavailable, err, "recording the status change")
+	}
+	return nil
 }
 
 // Revoke revokes a certificate for good, on an officer's word. It takes
@@ -205,17 +235,13 @@ func (s *Service) Revoke(ctx context.Context, officer string, serial *big.Int, r
 		return Record{}, s.record(ctx, officer, action, serial, err, detail)
 	}
 	now := s.cfg.Now().UTC()
-	rec, err := s.transition(ctx, &Event{Serial: serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: officer}, Good, OnHold)
-	aerr := s.record(ctx, officer, action, serial, err, detail)
-	if err == nil {
-		// Recorded is recorded: it is published even if the audit write
-		// failed, or verifiers would not learn of it for an hour.
-		if perr := s.publish(ctx, officer, rec); aerr == nil {
-			aerr = perr
-		}
+	rec, err := s.transition(ctx, &Event{Serial: serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: officer},
+		[]Status{Good, OnHold}, s.done(officer, action, serial, detail))
+	if err != nil {
+		return Record{}, s.record(ctx, officer, action, serial, err, detail)
 	}
-	if aerr != nil {
-		return Record{}, aerr
+	if err := s.publish(ctx, officer, rec); err != nil {
+		return Record{}, err
 	}
 	return rec, nil
 }
@@ -242,45 +268,48 @@ func (s *Service) RevokeByHolder(ctx context.Context, token string) (Record, err
 		// Signed by the certificate's own key (stale, wrong type, a
 		// reason a holder may not give): recorded under the certificate,
 		// like every request its key made.
-		return Record{}, s.record(ctx, Holder, action, cert.Serial, err, nil)
+		return Record{}, s.record(ctx, HolderActor(cert), action, cert.Serial, err, nil)
 	}
+	actor := HolderActor(cert)
 	reason, _ := ParseReason(req.Reason)
 	detail := map[string]string{"reason": reason.String(), "requested_by": "holder"}
-	now := s.cfg.Now().UTC()
-	rec, err := s.transition(ctx, &Event{Serial: cert.Serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: Holder}, Good, OnHold)
-	if err == nil && cert.Profile == OfficerProfile {
-		s.noteQuorum(ctx, detail)
+	if cert.Profile == OfficerProfile {
+		s.noteQuorum(ctx, cert, detail)
 	}
-	aerr := s.record(ctx, Holder, action, cert.Serial, err, detail)
-	if err == nil {
-		// Recorded is recorded: it is published even if the audit write
-		// failed, or verifiers would not learn of it for an hour.
-		if perr := s.publish(ctx, Holder, rec); aerr == nil {
-			aerr = perr
+	now := s.cfg.Now().UTC()
+	rec, err := s.transition(ctx, &Event{Serial: cert.Serial, Status: Revoked, Reason: reason, EffectiveAt: now, RecordedAt: now, RequestedBy: Holder},
+		[]Status{Good, OnHold}, s.done(actor, action, cert.Serial, detail))
+	if err != nil {
+		return Record{}, s.record(ctx, actor, action, cert.Serial, err, detail)
+	}
+	if cert.Profile == OfficerProfile && detail["active_officers"] != "" {
+		if n, _ := strconv.Atoi(detail["active_officers"]); n < Quorum {
+			s.cfg.Log.ErrorContext(ctx, "an officer revoked their own certificate and fewer than two officers can act: nothing can be approved until officers are added with trustd add-officer and the root key",
+				"active_officers", n)
 		}
 	}
-	if aerr != nil {
-		return Record{}, aerr
+	if err := s.publish(ctx, actor, rec); err != nil {
+		return Record{}, err
 	}
 	return rec, nil
 }
 
-// noteQuorum records, after the holder of an officer's key revoked it, how
-// many officers can still act. A compromised key must be revocable by its
-// holder alone and at once, even if that breaks the quorum; then nothing
-// can be approved until officers are added with the offline root (trustd
-// add-officer), and the log and the audit record say so.
-func (s *Service) noteQuorum(ctx context.Context, detail map[string]string) {
-	active, err := ActiveOfficers(ctx, s.cfg.Store, s.cfg.Now(), nil)
+// noteQuorum records, when the holder of an officer's key revokes it, how
+// many officers can act without it (counted before the revocation, which
+// carries the count in its own audit record). A compromised key must be
+// revocable by its holder alone and at once, even if that breaks the
+// quorum; then nothing can be approved until officers are added with the
+// offline root (trustd add-officer), and the log and the audit record say
+// so.
+func (s *Service) noteQuorum(ctx context.Context, cert *enrol.Certificate, detail map[string]string) {
+	active, err := ActiveOfficers(ctx, s.cfg.Store, s.cfg.Now(), func(_ *registry.Subject, c *enrol.Certificate) bool {
+		return c.Serial.Cmp(cert.Serial) == 0
+	})
 	if err != nil {
-		s.cfg.Log.ErrorContext(ctx, "an officer's certificate was revoked and the active officers could not be counted", "err", err)
+		s.cfg.Log.ErrorContext(ctx, "an officer's certificate is being revoked and the active officers could not be counted", "err", err)
 		return
 	}
 	detail["active_officers"] = fmt.Sprint(len(active))
-	if len(active) < Quorum {
-		s.cfg.Log.ErrorContext(ctx, "an officer revoked their own certificate and fewer than two officers can act: nothing can be approved until officers are added with trustd add-officer and the root key",
-			"active_officers", len(active))
-	}
 }
 
 func (s *Service) verifyHolder(ctx context.Context, token string) (*holder.Request, *enrol.Certificate, error) {
@@ -375,13 +404,15 @@ func (s *Service) request(ctx context.Context, officer string, serial *big.Int, 
 	now := s.cfg.Now().UTC()
 	c := &Change{ID: newChangeID(), Serial: pki.SerialHex(serial), Action: action, Reason: reason, Comment: comment, RequestedBy: officer,
 		RequestedAt: now, BaseSeq: rec.Seq}
-	if err := s.cfg.Store.CreateStatusChange(ctx, c); err != nil {
+	done := map[string]string{"change": c.ID}
+	for k, v := range detail {
+		done[k] = v
+	}
+	e := s.done(officer, act, serial, done)
+	if err := s.cfg.Store.CreateStatusChange(ctx, c, e); err != nil {
 		return nil, s.record(ctx, officer, act, serial, errs.Wrap(errs.Unavailable, err, "recording the request"), detail)
 	}
-	detail["change"] = c.ID
-	if err := s.record(ctx, officer, act, serial, nil, detail); err != nil {
-		return nil, err
-	}
+	audit.Mirror(ctx, s.cfg.Log, e)
 	c.stateAt(now)
 	return c, nil
 }
@@ -553,18 +584,30 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		return nil, s.record(ctx, officer, act, serial, err, detail)
 	}
 	now := s.cfg.Now().UTC()
-	if err := s.cfg.Store.DecideStatusChange(ctx, id, approve, officer, now, strings.TrimSpace(comment)); err != nil {
-		if _, dup := store.IsDuplicate(err); dup {
-			err = errs.New(errs.ChangeNotPending, "another officer decided status change %s at the same time", id)
-		} else {
-			err = errs.Wrap(errs.Unavailable, err, "recording the decision")
-		}
-		return nil, s.record(ctx, officer, act, serial, err, detail)
+	comment = strings.TrimSpace(comment)
+	decided := func() *Change {
+		c.Decided, c.Approved, c.DecidedBy, c.DecidedAt, c.DecisionOn = true, approve, officer, now, comment
+		c.stateAt(now)
+		return c
 	}
-	c.Decided, c.Approved, c.DecidedBy, c.DecidedAt, c.DecisionOn = true, approve, officer, now, strings.TrimSpace(comment)
-	c.stateAt(now)
+	dupDecision := func(err error) error {
+		if f, dup := store.IsDuplicate(err); dup && f == "change_id" {
+			return errs.New(errs.ChangeNotPending, "another officer decided status change %s at the same time", id)
+		}
+		return nil
+	}
+	e := s.done(officer, act, serial, detail)
 	if !approve {
-		return c, s.record(ctx, officer, act, serial, nil, detail)
+		if err := s.cfg.Store.DecideStatusChange(ctx, id, false, officer, now, comment, e); err != nil {
+			if derr := dupDecision(err); derr != nil {
+				err = derr
+			} else {
+				err = errs.Wrap(errs.Unavailable, err, "recording the decision")
+			}
+			return nil, s.record(ctx, officer, act, serial, err, detail)
+		}
+		audit.Mirror(ctx, s.cfg.Log, e)
+		return decided(), nil
 	}
 	ev := &Event{Serial: serial, Status: OnHold, Reason: CertificateHold, EffectiveAt: now, RecordedAt: now, RequestedBy: c.RequestedBy, ApprovedBy: officer, ChangeID: id}
 	from := []Status{Good}
@@ -575,18 +618,26 @@ func (s *Service) DecideChange(ctx context.Context, officer, id string, approve 
 		reason, _ := ParseReason(c.Reason)
 		ev.Status, ev.Reason, from = Revoked, reason, []Status{Good, OnHold}
 	}
-	rec, err := s.transition(ctx, ev, from...)
-	aerr := s.record(ctx, officer, act, serial, err, detail)
-	if err == nil {
-		// Whatever the audit write did: see Revoke.
-		if perr := s.publish(ctx, officer, rec); aerr == nil {
-			aerr = perr
-		}
+	// The decision, the status event and their audit record: one
+	// transaction.
+	cur, err := s.cfg.Store.ApproveStatusChange(ctx, id, officer, now, comment, ev, from, e)
+	if derr := dupDecision(err); derr != nil {
+		err = derr
+	} else {
+		err = s.transitionError(ev, cur, err)
 	}
-	if aerr != nil {
-		return nil, aerr
+	if err != nil {
+		return nil, s.record(ctx, officer, act, serial, err, detail)
 	}
-	return c, nil
+	audit.Mirror(ctx, s.cfg.Log, e)
+	rec, err := s.cfg.Store.CertificateStatus(ctx, serial)
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "reading the new status")
+	}
+	if err := s.publish(ctx, officer, rec); err != nil {
+		return nil, err
+	}
+	return decided(), nil
 }
 
 // Status returns a certificate's current status.

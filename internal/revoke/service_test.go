@@ -476,38 +476,40 @@ func TestChangeStates(t *testing.T) {
 	}
 }
 
-// failingAudit fails every record after the first n.
-type failingAudit struct {
-	inner audit.Recorder
-	n     int
-}
-
-func (f *failingAudit) Record(ctx context.Context, e audit.Event) error {
-	if f.n <= 0 {
-		return errors.New("audit disk full")
-	}
-	f.n--
-	return f.inner.Record(ctx, e)
-}
-
-// TestPublishedWhenTheAuditFails: a status change recorded in the database
-// is published even when the audit write after it fails (the caller is
-// told the audit failed), or the CRL, bundle and OCSP would miss it until
-// their next scheduled refresh while a retry finds it already revoked.
-func TestPublishedWhenTheAuditFails(t *testing.T) {
+// TestRevocationAndItsEntryCommitTogether: a revocation and its entry in
+// the audit log are one transaction. With the log's table unwritable (the
+// append fails inside the transaction, as a crash between the two would
+// leave it), the revocation is refused and nothing changed: the
+// certificate is good, nothing was published, no audit event stands. With
+// the table back, the same revocation goes through with its entry.
+func TestRevocationAndItsEntryCommitTogether(t *testing.T) {
 	e := setup(t)
 	c := e.issue(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := revoke.New(revoke.Config{Store: e.db, Audit: &failingAudit{inner: audit.NewLog(e.db, log, e.clock)}, Refusals: audit.NewTally(audit.NewLog(e.db, log, e.clock), log, e.clock, time.Minute), Publisher: e.pub, Log: log, Now: e.clock})
+	before, err := e.db.ListAudit(ctx, store.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise); err == nil {
-		t.Fatal("the audit failure was not reported")
+	if _, err := e.db.SQL().ExecContext(ctx, "ALTER TABLE tlog_pending RENAME TO tlog_pending_away"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise); err == nil {
+		t.Fatal("revoked with the audit log unwritable")
 	}
 	st, err := e.db.CertificateStatus(ctx, c.Serial)
-	if err != nil || st.Status != revoke.Revoked || len(e.pub.seen) != 1 {
-		t.Fatalf("status %s (%v), published %d time(s)", st.Status, err, len(e.pub.seen))
+	if err != nil || st.Status != revoke.Good || len(e.pub.seen) != 0 {
+		t.Fatalf("status %s (%v), published %d time(s): the revocation outlived its failed entry", st.Status, err, len(e.pub.seen))
+	}
+	if after, _ := e.db.ListAudit(ctx, store.AuditFilter{}); len(after) != len(before) {
+		t.Fatalf("%d audit events, were %d", len(after), len(before))
+	}
+	if _, err := e.db.SQL().ExecContext(ctx, "ALTER TABLE tlog_pending_away RENAME TO tlog_pending"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Revoke(ctx, "officer-a", c.Serial, revoke.KeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.db.AuditLog().Pending(ctx); err != nil || n != 1 {
+		t.Fatalf("%d entries pending (%v), want the revocation's", n, err)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/transparency-dev/merkle/compact"
 )
 
 // AuditSource is what an auditor with database access reads: the stored
@@ -17,6 +19,9 @@ type AuditSource interface {
 	// index order, as stored (gaps and all); f's error stops the scan and
 	// is returned.
 	ScanEntries(ctx context.Context, first uint64, f func(index uint64, entry []byte) error) error
+	// Pruned is how many entries, from the first, were archived and
+	// removed (their tiles stay).
+	Pruned(ctx context.Context) (uint64, error)
 }
 
 // TamperError reports where the stored log stops matching what was
@@ -45,6 +50,11 @@ type AuditReport struct {
 	// Beyond is how many entries are stored after it (sequenced since,
 	// covered by no checkpoint given).
 	Beyond uint64
+	// Pruned is how many entries, from the first, were archived and
+	// removed: the tree over them is taken from the stored tiles, and
+	// held to the checkpoints like the rest; their bytes are checked
+	// against their archives (Archive.Verify).
+	Pruned uint64
 }
 
 // Audit recomputes the tree from the stored entries and checks it against
@@ -61,8 +71,30 @@ func Audit(ctx context.Context, src AuditSource, checkpoints ...Checkpoint) (*Au
 	slices.SortFunc(cps, func(a, b Checkpoint) int { return cmp.Compare(a.Size, b.Size) })
 	size := cps[len(cps)-1].Size
 
+	pruned, err := src.Pruned(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cr := rangeFactory.NewEmptyRange(0)
-	next, verifiedUpTo := uint64(0), uint64(0)
+	if pruned > 0 {
+		// The pruned entries' subtrees, from the tiles: the roots below
+		// hold them to the checkpoints.
+		hashes, err := nodes(ctx, src, compact.RangeNodes(0, pruned, nil))
+		if err != nil {
+			return nil, &TamperError{Index: 0, Before: pruned, Reason: "the tiles over the pruned entries are missing: " + err.Error()}
+		}
+		if cr, err = rangeFactory.NewRange(0, pruned, hashes); err != nil {
+			return nil, err
+		}
+		for len(cps) > 0 && cps[0].Size < pruned {
+			root, err := RootAt(ctx, src, cps[0].Size)
+			if err != nil || !bytes.Equal(root, cps[0].Root) {
+				return nil, &TamperError{Index: 0, Before: cps[0].Size, Reason: "the tiles over the pruned entries do not give the checkpoint's root"}
+			}
+			cps = cps[1:]
+		}
+	}
+	next, verifiedUpTo := pruned, uint64(0)
 	var tile []byte
 	tileIndex := ^uint64(0)
 	// checkRoots compares the recomputed root with every checkpoint of
@@ -87,8 +119,8 @@ func Audit(ctx context.Context, src AuditSource, checkpoints ...Checkpoint) (*Au
 	if err := checkRoots(); err != nil {
 		return nil, err
 	}
-	report := &AuditReport{Checked: size}
-	err := src.ScanEntries(ctx, 0, func(idx uint64, entry []byte) error {
+	report := &AuditReport{Checked: size, Pruned: pruned}
+	err = src.ScanEntries(ctx, pruned, func(idx uint64, entry []byte) error {
 		if idx >= size {
 			report.Beyond++
 			return nil

@@ -158,6 +158,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, err)
 			return
 		}
+		if len(entries) == 0 {
+			// Archived and pruned (the tiles stay): the archive has them.
+			http.Error(w, "these entries were archived", http.StatusGone)
+			return
+		}
 		if len(entries) != width {
 			h.fail(w, r, fmt.Errorf("%w: %d entries of bundle %d, want %d", ErrTree, len(entries), index, width))
 			return

@@ -216,3 +216,15 @@ func VerifyExtends(older, newer Checkpoint, proof [][]byte) error {
 	}
 	return VerifyConsistency(older.Size, newer.Size, proof, older.Root, newer.Root)
 }
+
+// CheckLogKey checks a log's origin and its note verifier key
+// (name+hash+base64, an Ed25519 key), as an auditor configures them.
+func CheckLogKey(origin, vkey string) error {
+	if origin == "" || strings.ContainsAny(origin, " \t\r\n") {
+		return fmt.Errorf("%w: origin %q must be one line without spaces", ErrCheckpoint, origin)
+	}
+	if _, err := note.NewVerifier(vkey); err != nil {
+		return fmt.Errorf("%w: verifier key: %w", ErrCheckpoint, err)
+	}
+	return nil
+}

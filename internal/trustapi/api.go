@@ -109,6 +109,10 @@ type Config struct {
 	Revoke        Revoker
 	Status        Status
 	OCSP          http.Handler // the responder, mounted at OCSPPath
+	// AuditLog serves trustd's tamper-evident audit log (tlog.Handler:
+	// checkpoints, tiles and entries, public by design) under /audit/ on
+	// the public listener; nil serves none.
+	AuditLog http.Handler
 	// Paths of the CRL and OCSP URLs in issued certificates, and of the
 	// ARL URL in the intermediate, on the relying-party listener.
 	CRLPath, OCSPPath, ARLPath string
@@ -206,7 +210,21 @@ func (a *API) PublicHandler() http.Handler {
 	} else {
 		rt.HandleFunc("GET /readyz", a.ready)
 	}
+	a.mountAuditLog(rt)
 	return a.edge("public", rt)
+}
+
+// AuditLogPath is where the public listener serves trustd's audit log: a
+// C2SP tlog-tiles log whose base URL is the public URL and this path.
+const AuditLogPath = "/audit/"
+
+// mountAuditLog serves the audit log, if there is one, at AuditLogPath:
+// on the public listener and on the relying-party one (its checkpoints
+// are signed, so plain HTTP is enough, as for CRLs).
+func (a *API) mountAuditLog(rt *httpedge.Routes) {
+	if a.cfg.AuditLog != nil {
+		rt.Handle("GET "+AuditLogPath, http.StripPrefix(strings.TrimSuffix(AuditLogPath, "/"), a.cfg.AuditLog))
+	}
 }
 
 // edge is the listener's edge (httpedge): request ids, the access log
@@ -430,5 +448,6 @@ func (a *API) RelyingPartyHandler() http.Handler {
 	rt.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		problem.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	a.mountAuditLog(rt)
 	return a.edge("http", rt)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Config is trustd.json. Relative file paths are relative to the file's
@@ -58,6 +59,8 @@ type Config struct {
 	AnonymousWrites WriteLimitConfig `json:"anonymous_writes,omitzero"`
 	// Enrolment tunes enrolment under dual control.
 	Enrolment EnrolmentConfig `json:"enrolment,omitzero"`
+	// AuditLog is trustd's tamper-evident audit log (docs/audit-log.md).
+	AuditLog AuditLogConfig `json:"audit_log,omitzero"`
 
 	dir string
 }
@@ -161,6 +164,36 @@ type EnrolmentConfig struct {
 // Lifetime is the request lifetime in force.
 func (e EnrolmentConfig) Lifetime() time.Duration {
 	return e.RequestLifetime.or(enrol.DefaultRequestLifetime)
+}
+
+// AuditLogConfig is trustd's tamper-evident audit log: its entries are
+// in trustd's database; it signs checkpoints with a note key kept sealed
+// under a secret key in custody. trustd init writes it. Without it (a CA
+// made before the log), entries are kept but no checkpoint is signed or
+// served, and trustd says so at every start.
+type AuditLogConfig struct {
+	// Origin names the log in its checkpoints, e.g.
+	// "trustd.example/trustd-audit". It MUST NOT change for the log's life.
+	Origin string `json:"origin"`
+	// SealingKey is the URI of the AES-256-GCM key (pkcs11: or softkey:)
+	// that seals the note key.
+	SealingKey string `json:"sealing_key"`
+	// NoteKey is the sealed checkpoint-signing key's file.
+	NoteKey string `json:"note_key"`
+	// OtherLogs are the logs of other daemons (rxd's) whose verifier keys
+	// the trust bundle carries, so that auditors holding the bundle can
+	// check their checkpoints too.
+	OtherLogs []LogKeyConfig `json:"other_logs,omitempty"`
+}
+
+// LogKeyConfig names another log and its checkpoint verifier key.
+type LogKeyConfig struct {
+	Origin string `json:"origin"`
+	// VerifierKey is the note verifier key, name+hash+base64 (what `rxd
+	// audit-keys` prints).
+	VerifierKey string `json:"vkey"`
+	// URL is where the log is served (its base URL), if known.
+	URL string `json:"url,omitempty"`
 }
 
 // Duration is a time.Duration written as "4h" in JSON.
@@ -319,6 +352,25 @@ func (c *Config) Validate() error {
 		"enrolment.request_lifetime": c.Enrolment.RequestLifetime} {
 		if d.Duration < 0 {
 			bad("%s: must not be negative", field)
+		}
+	}
+	if a := c.AuditLog; a.Origin != "" || a.SealingKey != "" || a.NoteKey != "" {
+		if a.Origin == "" || strings.ContainsAny(a.Origin, " \t\r\n") {
+			bad("audit_log.origin: required, one line without spaces")
+		}
+		checkURI("audit_log.sealing_key", a.SealingKey)
+		if a.NoteKey == "" {
+			bad("audit_log.note_key: required (the sealed key file)")
+		}
+	}
+	for i, l := range c.AuditLog.OtherLogs {
+		if err := tlog.CheckLogKey(l.Origin, l.VerifierKey); err != nil {
+			bad("audit_log.other_logs[%d]: %v", i, err)
+		}
+		if l.URL != "" {
+			if pu, err := url.Parse(l.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				bad("audit_log.other_logs[%d].url: %q is not an http(s) URL", i, l.URL)
+			}
 		}
 	}
 	if w := c.AnonymousWrites; w.PerIPPerMinute < 0 || w.PerIPBurst < 0 || w.PerSecond < 0 || w.Burst < 0 {

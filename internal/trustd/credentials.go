@@ -34,7 +34,6 @@ type credentials struct {
 	keys    *hsm.Manager
 	svc     *enrol.Service
 	subject string
-	audit   audit.Recorder
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -103,19 +102,18 @@ func (c *credentials) ensure(ctx context.Context, purpose, keyTemplate string, r
 	if err != nil {
 		return nil, false, fmt.Errorf("issuing the %s certificate: %w", purpose, err)
 	}
-	if err := c.db.AddServiceCredential(ctx, enrol.ServiceCredential{Serial: rec.Serial, Purpose: purpose, KeyURI: key.URI(), NotAfter: rec.NotAfter}, c.now()); err != nil {
-		return nil, false, err
-	}
 	cert, err := x509.ParseCertificate(rec.DER)
 	if err != nil {
 		return nil, false, err
 	}
-	// The key and certificate were audited as made; this records that they
-	// now sign for the service.
-	if err := c.audit.Record(ctx, audit.Event{Actor: enrol.System, Action: "credential.install", Object: "certificate:" + rec.SerialHex(), Outcome: audit.OK,
-		Detail: map[string]string{"purpose": purpose, "not_after": rec.NotAfter.Format(time.RFC3339)}}); err != nil {
+	// The key and certificate were audited as made; this records, with
+	// the credential, that they now sign for the service.
+	e := audit.Event{Time: c.now().UTC(), Actor: enrol.System, Action: "credential.install", Object: "certificate:" + rec.SerialHex(), Outcome: audit.OK,
+		Detail: map[string]string{"purpose": purpose, "not_after": rec.NotAfter.Format(time.RFC3339)}}
+	if err := c.db.AddServiceCredential(ctx, enrol.ServiceCredential{Serial: rec.Serial, Purpose: purpose, KeyURI: key.URI(), NotAfter: rec.NotAfter}, c.now(), e); err != nil {
 		return nil, false, err
 	}
+	audit.Mirror(ctx, c.log, e)
 	c.log.InfoContext(ctx, "credential renewed", "purpose", purpose, "serial", rec.SerialHex(), "not_after", rec.NotAfter)
 	return &credential{chain: []*x509.Certificate{cert, inter}, key: key}, true, nil
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,6 +34,7 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/truststore"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // Officer is one security officer bootstrapped at init. Each officer's key
@@ -77,9 +79,13 @@ type InitOptions struct {
 	// Key URIs. Empty means a password-encrypted file in Dir, with a
 	// generated password in Dir/secrets — the embedded default.
 	RootKey, IntermediateKey, TLSKey string
-	RootAlg, IntermediateAlg         hsm.Algorithm
-	Names                            ceremony.Names
-	Officers                         []Officer
+	// AuditKey is the URI of the AES key that seals the audit log's
+	// checkpoint key; AuditOrigin the log's origin [<host>/trustd-audit,
+	// the host of HTTPBaseURL or the first DNS name].
+	AuditKey, AuditOrigin    string
+	RootAlg, IntermediateAlg hsm.Algorithm
+	Names                    ceremony.Names
+	Officers                 []Officer
 	// DNSNames are trustd's TLS names (host names and IP addresses).
 	DNSNames []string
 	Store    StoreConfig
@@ -107,6 +113,9 @@ type InitResult struct {
 	RootCert   string
 	RootKeyURI string
 	Officers   []OfficerCredential
+	// AuditOrigin and AuditVerifierKey name trustd's audit log and the key
+	// its checkpoints are signed with (the trust bundle carries both).
+	AuditOrigin, AuditVerifierKey string
 }
 
 // Init runs the CA ceremony into an empty directory: root and intermediate,
@@ -186,9 +195,14 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: intermediate key: %w", err)
 	}
+	auditLog, vkey, err := createAuditLogKey(ctx, d.Keys, dir, o, keyURI)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &Config{
-		Store:  o.Store,
-		OIDArc: o.OIDArc,
+		AuditLog: auditLog,
+		Store:    o.Store,
+		OIDArc:   o.OIDArc,
 		CA: CAConfig{
 			RootCerts: []string{"ca/root.crt"}, IntermediateCert: "ca/intermediate.crt", IntermediateKey: interKey.URI(), ARL: arlFile,
 		},
@@ -249,6 +263,10 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 			return nil, err
 		}
 	}
+	if err := rec.Record(ctx, audit.Event{Actor: enrol.Ceremony, Action: "ceremony.audit-log", Object: "log:" + auditLog.Origin, Outcome: audit.OK,
+		Detail: map[string]string{"vkey": vkey, "sealing_key": redactedKeyURI(auditLog.SealingKey)}}); err != nil {
+		return nil, err
+	}
 	// The root's first ARL, empty: relying parties can check the
 	// intermediate from the start.
 	if _, err := signARL(ctx, rec, ceremony.ARLRequest{Number: big.NewInt(1), ThisUpdate: now}, root, rootKey, linter, filepath.Join(dir, arlFile)); err != nil {
@@ -286,7 +304,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	cfg.TLS.Key = tlsKeyURI
 	cfg.Status.ServiceSubject = serviceID
 
-	res := &InitResult{RootCert: filepath.Join(dir, "ca", "root.crt"), RootKeyURI: rootURI}
+	res := &InitResult{RootCert: filepath.Join(dir, "ca", "root.crt"), RootKeyURI: rootURI, AuditOrigin: auditLog.Origin, AuditVerifierKey: vkey}
 	for _, off := range o.Officers {
 		cred, err := b.officer(ctx, off, profiles)
 		if err != nil {
@@ -311,6 +329,48 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	started.Close()
 	d.Log.Info("ceremony complete", "config", res.ConfigFile, "root", res.RootCert)
 	return res, nil
+}
+
+// auditNoteKeyFile is where init writes the audit log's sealed checkpoint
+// key, relative to the config.
+const auditNoteKeyFile = "ca/audit-note.key"
+
+// createAuditLogKey makes the audit log's sealing key (on the token, or an
+// encrypted file: keyURI decides as for the CA's keys) and its checkpoint
+// key, sealed under it, and returns the log's configuration and the
+// checkpoint key's verifier key.
+func createAuditLogKey(ctx context.Context, keys *hsm.Manager, dir string, o InitOptions, keyURI func(given, name string) (string, error)) (AuditLogConfig, string, error) {
+	origin := o.AuditOrigin
+	if origin == "" {
+		host := "localhost"
+		if len(o.DNSNames) > 0 {
+			host = o.DNSNames[0]
+		}
+		if u, err := url.Parse(o.HTTPBaseURL); err == nil && u.Hostname() != "" {
+			host = u.Hostname()
+		}
+		origin = host + "/trustd-audit"
+	}
+	uri, err := keyURI(o.AuditKey, "audit-sealing")
+	if err != nil {
+		return AuditLogConfig{}, "", err
+	}
+	if err := keys.CreateSecret(ctx, uri, hsm.AES256GCM); err != nil {
+		return AuditLogConfig{}, "", fmt.Errorf("init: the audit log's sealing key: %w", err)
+	}
+	aead, err := keys.OpenAEAD(ctx, uri)
+	if err != nil {
+		return AuditLogConfig{}, "", fmt.Errorf("init: the audit log's sealing key: %w", err)
+	}
+	// The key's name says which key it is: a rotation makes …/k2.
+	sealed, vkey, err := tlog.GenerateNoteKey(aead, origin+"/k1")
+	if err != nil {
+		return AuditLogConfig{}, "", fmt.Errorf("init: the audit log's checkpoint key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, auditNoteKeyFile), sealed, 0o600); err != nil {
+		return AuditLogConfig{}, "", err
+	}
+	return AuditLogConfig{Origin: origin, SealingKey: uri, NoteKey: auditNoteKeyFile}, vkey, nil
 }
 
 // checkOfficers refuses duplicate names, names that are not plain file
@@ -408,7 +468,9 @@ func (b bootstrapper) issue(ctx context.Context, sub *registry.Subject, profileN
 	if err := sub.Validate(); err != nil {
 		return "", "", err
 	}
-	if err := b.db.CreateSubject(ctx, sub, enrol.Ceremony); err != nil {
+	e := audit.Event{Time: b.now.UTC(), Actor: enrol.Ceremony, Action: "subject.create", Object: "subject:" + sub.ID, Outcome: audit.OK,
+		Detail: map[string]string{"kind": string(sub.Kind)}}
+	if err := b.db.CreateSubject(ctx, sub, enrol.Ceremony, e); err != nil {
 		return "", "", err
 	}
 	if csr == nil {

@@ -60,10 +60,11 @@ func RecordCertificate(ctx context.Context, cfg *Config, der []byte, d Deps) (*e
 			pki.SerialHex(cert.SerialNumber), a.NotBefore, a.NotAfter, cert.NotBefore, cert.NotAfter)
 	}
 	rec := enrol.NewCertificateRecord(cert, subjectID, profile, a.EnrolmentID, a.ClaimedBy, d.Now().UTC())
-	if err := db.StoreCertificate(ctx, rec); err != nil {
+	e := audit.Event{Time: d.Now().UTC(), Actor: enrol.System, Action: "certificate.issue", Object: "certificate:" + rec.SerialHex(),
+		Outcome: audit.OK, Detail: map[string]string{"enrolment": a.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": rec.Fingerprint}}
+	if err := db.StoreCertificate(ctx, rec, e); err != nil {
 		return nil, fmt.Errorf("record-certificate: %w", err)
 	}
-	err = audit.NewLog(db, d.Log, d.Now).Record(ctx, audit.Event{Actor: enrol.System, Action: "certificate.issue", Object: "certificate:" + rec.SerialHex(),
-		Outcome: audit.OK, Detail: map[string]string{"enrolment": a.EnrolmentID, "recorded_late": "true", "fingerprint_sha256": rec.Fingerprint}})
-	return rec, err
+	audit.Mirror(ctx, d.Log, e)
+	return rec, nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/observe"
 	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/pki/bundle"
 	"github.com/nuskha/nuskha/internal/pki/ca"
 	"github.com/nuskha/nuskha/internal/pki/lint"
 	"github.com/nuskha/nuskha/internal/pki/profile"
@@ -39,6 +40,7 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/truststore"
+	"github.com/nuskha/nuskha/internal/tlog"
 	"github.com/nuskha/nuskha/internal/trustapi"
 )
 
@@ -48,6 +50,7 @@ type Service struct {
 	resp      *responder.Responder
 	refusals  *audit.Tally
 	creds     *credentials
+	auditLog  *tlog.Log // nil when none is configured
 	ocspTpl   string
 	bundleTpl string
 	renew     time.Duration
@@ -169,6 +172,14 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	auditLog, logs, err := openAuditLog(ctx, cfg, d, db)
+	if err != nil {
+		return nil, err
+	}
+	var auditHandler http.Handler
+	if auditLog != nil {
+		auditHandler = tlog.Handler(db.AuditLog(), d.Log)
+	}
 	rec := audit.NewLog(db, d.Log, d.Now)
 	// Refused anonymous requests: one summary per minute and reason.
 	refusals := audit.NewTally(rec, d.Log, d.Now, time.Minute)
@@ -186,7 +197,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds := &credentials{db: db, keys: d.Keys, svc: svc, subject: cfg.Status.ServiceSubject, audit: rec, now: d.Now, log: d.Log}
+	creds := &credentials{db: db, keys: d.Keys, svc: svc, subject: cfg.Status.ServiceSubject, now: d.Now, log: d.Log}
 	ocspTpl, err := keyTemplate(cfg.Status.OCSPKey, cfg.CA.IntermediateKey, "ocsp-responder")
 	if err != nil {
 		return nil, err
@@ -213,6 +224,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 		BundleSigner: publish.Signer{Key: signers.Wrap("bundle", bundleCred.key), Chain: bundleCred.chain},
 		Audit:        rec, Log: d.Log, Now: d.Now,
 		CRLValidity: cfg.Status.CRLValidity.Duration, CRLRefresh: cfg.Status.CRLRefresh.Duration,
+		Logs: logs,
 	})
 	if err != nil {
 		return nil, err
@@ -234,12 +246,12 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	registerCRL(metrics, pub, d.Now)
 	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, inter: inters[0],
 		pub: pub, resp: resp, refusals: refusals, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew,
-		reg: metrics, signers: signers, certs: httpedge.NewCertificates(serverCert)}
+		reg: metrics, signers: signers, certs: httpedge.NewCertificates(serverCert), auditLog: auditLog}
 	s.ocspKey.Store(&ocspKey)
 	s.ready = &observe.Readiness{Checks: readiness(db, interKey, &s.ocspKey, pub, d.Now), Log: d.Log}
 	w := cfg.AnonymousWrites
 	api, err := trustapi.New(trustapi.Config{Store: db, Registry: reg, Enrol: svc, Audit: rec, Refusals: refusals, Roots: roots, Intermediates: inters, Arc: arc, Log: d.Log, Now: d.Now,
-		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath,
+		Revoke: rev, Status: pub, OCSP: resp.Handler(ocspPath), CRLPath: crlPath, OCSPPath: ocspPath, ARLPath: arlPath, AuditLog: auditHandler,
 		WriteLimits: trustapi.WriteLimits{PerIPPerMinute: w.PerIPPerMinute, PerIPBurst: w.PerIPBurst, PerSecond: w.PerSecond, Burst: w.Burst},
 		Metrics:     httpedge.NewMetrics(metrics), Ready: s.ready.Public()})
 	if err != nil {
@@ -263,6 +275,52 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	ok = true
 	return s, nil
 }
+
+// openAuditLog opens trustd's audit log: its checkpoint key, unsealed
+// with the sealing key, over the log's tables in db. It returns the logs
+// the trust bundle names: this one (served under /audit/ at the public
+// listener's URL, which the config does not know: auditors are told it)
+// and those configured. With no log configured it returns none, and says
+// that nothing is signed.
+func openAuditLog(ctx context.Context, cfg *Config, d Deps, db *truststore.Store) (*tlog.Log, []bundle.Log, error) {
+	var logs []bundle.Log
+	for _, o := range cfg.AuditLog.OtherLogs {
+		logs = append(logs, bundle.Log{Origin: o.Origin, VerifierKeys: []string{o.VerifierKey}, URL: o.URL})
+	}
+	a := cfg.AuditLog
+	if a.Origin == "" {
+		d.Log.Warn("no audit_log in the config: audit entries are kept but no checkpoint is signed or served; configure one (docs/audit-log.md)")
+		return nil, logs, nil
+	}
+	aead, err := d.Keys.OpenAEAD(ctx, a.SealingKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit_log.sealing_key: %w", err)
+	}
+	sealed, err := os.ReadFile(cfg.Path(a.NoteKey))
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit_log.note_key: %w", err)
+	}
+	key, err := tlog.OpenNoteKey(aead, sealed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit_log.note_key: %w", err)
+	}
+	l, err := tlog.New(db.AuditLog(), tlog.Config{Origin: a.Origin, Key: key, Logger: d.Log, Now: d.Now})
+	if err != nil {
+		return nil, nil, err
+	}
+	own := bundle.Log{Origin: a.Origin, VerifierKeys: []string{key.VerifierKey()}}
+	if len(cfg.URLs.Issuer) > 0 {
+		if u, err := url.Parse(cfg.URLs.Issuer[0]); err == nil {
+			// Served on the relying-party listener too: checkpoints are
+			// signed, so plain HTTP is enough.
+			own.URL = u.Scheme + "://" + u.Host + trustapi.AuditLogPath
+		}
+	}
+	return l, append([]bundle.Log{own}, logs...), nil
+}
+
+// AuditLog is trustd's audit log (nil when none is configured).
+func (s *Service) AuditLog() *tlog.Log { return s.auditLog }
 
 // urlPath is the path of the first URL, or def.
 func urlPath(urls []string, def string) string {
@@ -404,12 +462,21 @@ func (s *Service) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	return lifecycle.Run(ctx, s.log, drainTimeout, servers,
-		lifecycle.Task{Name: "publisher", Run: s.pub.Run},
-		lifecycle.Task{Name: "refusal summaries", Run: s.refusals.Run},
-		lifecycle.Task{Name: "credential renewal", Run: func(ctx context.Context) { s.keepCredentials(ctx, time.After) }},
-		lifecycle.Task{Name: "ARL reload", Run: s.reloadARLs},
-	)
+	tasks := []lifecycle.Task{{Name: "publisher", Run: s.pub.Run},
+		{Name: "refusal summaries", Run: s.refusals.Run},
+		{Name: "credential renewal", Run: func(ctx context.Context) { s.keepCredentials(ctx, time.After) }},
+		{Name: "ARL reload", Run: s.reloadARLs},
+	}
+	if s.auditLog != nil {
+		tasks = append(tasks, lifecycle.Task{Name: "audit log", Run: func(ctx context.Context) {
+			// Entries are sequenced and a checkpoint signed every second
+			// while they arrive.
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			s.auditLog.Run(ctx, t.C)
+		}})
+	}
+	return lifecycle.Run(ctx, s.log, drainTimeout, servers, tasks...)
 }
 
 // drainTimeout bounds how long a shutdown waits for requests in flight.

@@ -38,6 +38,7 @@ import (
 	"github.com/nuskha/nuskha/internal/store/truststore"
 	"github.com/nuskha/nuskha/internal/testutil/filemode"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
+	"github.com/nuskha/nuskha/internal/tlog"
 	"github.com/nuskha/nuskha/internal/tlsconf"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
@@ -348,6 +349,12 @@ func TestConfigValidation(t *testing.T) {
 			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "max_connections": 10, "max_connections_per_ip": 20}
 		}, "public"},
 		{"negative write limit", func(m map[string]any) { m["anonymous_writes"] = map[string]any{"per_ip_burst": -1} }, "anonymous_writes"},
+		{"audit log without its note key", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p"}
+		}, "audit_log.note_key"},
+		{"other log with a key that is not a note key", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"other_logs": []any{map[string]any{"origin": "rxd.example/rxd-audit", "vkey": "rxd+abc"}}}
+		}, "audit_log.other_logs[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := clone()
@@ -582,7 +589,7 @@ func TestAddOfficersRestoresTheQuorum(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	if _, err := db.RecordStatus(ctx, &revoke.Event{Serial: bob.SerialNumber, Status: revoke.Revoked, Reason: revoke.KeyCompromise,
-		EffectiveAt: now, RecordedAt: now, RequestedBy: revoke.Holder}, revoke.Good, revoke.OnHold); err != nil {
+		EffectiveAt: now, RecordedAt: now, RequestedBy: revoke.Holder}, []revoke.Status{revoke.Good, revoke.OnHold}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -622,12 +629,32 @@ func TestAddOfficersRestoresTheQuorum(t *testing.T) {
 	if n := active(); n != 2 {
 		t.Fatalf("%d officers can act after the ceremony", n)
 	}
-	// The running service accepts her.
+	// The running service accepts her; its audit log holds the ceremony.
 	svc, err := trustd.New(ctx, cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.Close()
+	defer svc.Close()
+	if err := svc.AuditLog().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := svc.Store().AuditLog().ReadEntries(ctx, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range entries {
+		e, err := tlog.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.Actor.ID+" "+e.Action+" "+e.Object+" "+string(e.Outcome))
+	}
+	for _, want := range []string{"ceremony ceremony.officer.add officers intent", "ceremony ceremony.officer.add officers ok"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no entry %q among %q", want, got)
+		}
+	}
 }
 
 // TestSignARLKeepsHistory: the audit log, not the file, says which ARLs

@@ -10,7 +10,14 @@
 //
 //	{"v": 1, "issued_at": RFC 3339, "roots": [b64 DER], "intermediates": [b64 DER], "crls": [b64 DER]}
 //
-// crls holds the intermediates' CRLs and the roots' ARLs.
+// crls holds the intermediates' CRLs and the roots' ARLs. Version 2 adds
+//
+//	"logs": [{"origin": "…", "vkeys": ["name+hash+base64", …], "url": "…"}]
+//
+// the tamper-evident audit logs (trustd's own, rxd's) and the note keys
+// their checkpoints are signed with (docs/audit-log.md): an auditor who
+// holds the bundle knows which keys to trust. A bundle without logs is
+// still written as version 1, which older verifiers read.
 package bundle
 
 import (
@@ -22,10 +29,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -47,6 +56,33 @@ type Payload struct {
 	Roots         [][]byte  `json:"roots"`
 	Intermediates [][]byte  `json:"intermediates"`
 	CRLs          [][]byte  `json:"crls"`
+	Logs          []Log     `json:"logs,omitempty"`
+}
+
+// Log is an audit log relying parties may audit: its origin (C2SP
+// tlog-checkpoint), the note verifier keys its checkpoints may be signed
+// with (current and retired), and where it is served, if known.
+type Log struct {
+	Origin       string   `json:"origin"`
+	VerifierKeys []string `json:"vkeys"`
+	URL          string   `json:"url,omitempty"`
+}
+
+// check refuses a log without an origin of one line, or with a key that is
+// not a note verifier key.
+func (l Log) check() error {
+	if l.Origin == "" || strings.ContainsAny(l.Origin, " \t\r\n") {
+		return fmt.Errorf("log origin %q must be one line without spaces", l.Origin)
+	}
+	if len(l.VerifierKeys) == 0 {
+		return fmt.Errorf("log %s has no verifier key", l.Origin)
+	}
+	for _, k := range l.VerifierKeys {
+		if _, err := note.NewVerifier(k); err != nil {
+			return fmt.Errorf("log %s: verifier key %q: %v", l.Origin, k, err)
+		}
+	}
+	return nil
 }
 
 // algorithms are the JWS algorithms accepted on bundles. Unexported, so
@@ -61,6 +97,14 @@ func Algorithms() []jose.SignatureAlgorithm { return slices.Clone(algorithms) }
 // intermediate that issued it.
 func Sign(p Payload, key crypto.Signer, chain []*x509.Certificate) ([]byte, error) {
 	p.V = 1
+	if len(p.Logs) > 0 {
+		p.V = 2
+	}
+	for _, l := range p.Logs {
+		if err := l.check(); err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+	}
 	body, err := json.Marshal(p)
 	if err != nil {
 		return nil, err
@@ -93,6 +137,18 @@ type Verified struct {
 	Intermediates []*x509.Certificate // each chains to a pinned root
 	CRLs          []CRL               // each signed by one of Intermediates or (an ARL) of Roots
 	Signer        *x509.Certificate
+	// Logs are the audit logs the bundle names (version 2).
+	Logs []Log
+}
+
+// Log returns the log of origin the bundle names, if it names it.
+func (v *Verified) Log(origin string) (Log, bool) {
+	for _, l := range v.Logs {
+		if l.Origin == origin {
+			return l, true
+		}
+	}
+	return Log{}, false
 }
 
 // CRL is a verified CRL and the certificate that signed it.
@@ -146,13 +202,21 @@ func Verify(data []byte, pinned []*x509.Certificate, arc pki.Arc, now time.Time)
 	if err := dec.Decode(&p); err != nil {
 		return nil, bad("payload: %v", err)
 	}
-	if p.V != 1 {
+	switch {
+	case p.V == 1 && len(p.Logs) > 0:
+		return nil, bad("version 1 has no logs")
+	case p.V != 1 && p.V != 2:
 		return nil, bad("version %d not supported", p.V)
+	}
+	for _, l := range p.Logs {
+		if err := l.check(); err != nil {
+			return nil, bad("%v", err)
+		}
 	}
 	if p.IssuedAt.After(now.Add(5 * time.Minute)) {
 		return nil, bad("issued in the future (%s)", p.IssuedAt.Format(time.RFC3339))
 	}
-	v := &Verified{IssuedAt: p.IssuedAt, Signer: signer}
+	v := &Verified{IssuedAt: p.IssuedAt, Signer: signer, Logs: p.Logs}
 	for _, der := range p.Roots {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"math/big"
 	"strings"
@@ -123,4 +124,54 @@ func mustCRL(t *testing.T, p *testpki.PKI) []byte {
 		t.Fatalf("zlint on the foreign CRL: %v %v", f, err)
 	}
 	return der
+}
+
+// TestLogs: a bundle naming audit logs is version 2 and gives them back
+// verified; one naming a log with a key that is not a note verifier key
+// is not signed; a bundle without logs stays version 1.
+func TestLogs(t *testing.T) {
+	f := setup(t)
+	const vkey = "rxd.example/rxd-audit/k1+35d4df94+AexSadJ0slXSUWXOtSzLBlAgcc9Ve98zn6M6E27CYbVS"
+	p := f.payload()
+	p.Logs = []bundle.Log{{Origin: "rxd.example/rxd-audit", VerifierKeys: []string{vkey}, URL: "https://rxd.example/audit/"}}
+	b, err := bundle.Sign(p, f.signer, f.chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(payloadOf(t, b)), `"v":2`) {
+		t.Fatalf("a bundle with logs is not version 2: %s", payloadOf(t, b))
+	}
+	v, err := bundle.Verify(b, []*x509.Certificate{f.p.Root}, f.p.Arc, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := v.Log("rxd.example/rxd-audit"); !ok || l.VerifierKeys[0] != vkey || l.URL != "https://rxd.example/audit/" {
+		t.Fatalf("logs read back: %+v", v.Logs)
+	}
+	if _, ok := v.Log("other"); ok {
+		t.Fatal("a log the bundle does not name was found")
+	}
+	for name, l := range map[string]bundle.Log{
+		"key that is not a note key": {Origin: "o", VerifierKeys: []string{"not-a-key"}},
+		"no key":                     {Origin: "o"},
+		"origin with a space":        {Origin: "o o", VerifierKeys: []string{vkey}},
+	} {
+		p.Logs = []bundle.Log{l}
+		if _, err := bundle.Sign(p, f.signer, f.chain); err == nil {
+			t.Errorf("%s: signed", name)
+		}
+	}
+	plain, err := bundle.Sign(f.payload(), f.signer, f.chain)
+	if err != nil || !strings.Contains(string(payloadOf(t, plain)), `"v":1`) {
+		t.Fatalf("a bundle without logs: %v, %s", err, payloadOf(t, plain))
+	}
+}
+
+func payloadOf(t *testing.T, jws []byte) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(strings.Split(string(jws), ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -29,10 +29,10 @@ import (
 // Trust is the contract trustd's store implementations are held to.
 type Trust interface {
 	// CreateSubject inserts s (Version 1) and its first change record.
-	CreateSubject(ctx context.Context, s *registry.Subject, by string) error
+	CreateSubject(ctx context.Context, s *registry.Subject, by string, events ...audit.Event) error
 	// UpdateSubject replaces the subject whose stored version is
 	// s.Version-1 and records the change; otherwise ErrConflict.
-	UpdateSubject(ctx context.Context, s *registry.Subject, by string) error
+	UpdateSubject(ctx context.Context, s *registry.Subject, by string, events ...audit.Event) error
 	GetSubject(ctx context.Context, id string) (*registry.Subject, error)
 	ListSubjects(ctx context.Context, f store.SubjectFilter) ([]*registry.Subject, error)
 	// CreateSubjectChange records a registry change awaiting a second
@@ -40,26 +40,26 @@ type Trust interface {
 	// gives a DuplicateError for change_id) and, with apply, stores apply at
 	// the change's base version + 1 in the same transaction (ErrConflict,
 	// and nothing recorded, if the subject moved on).
-	CreateSubjectChange(ctx context.Context, c *registry.Change) error
+	CreateSubjectChange(ctx context.Context, c *registry.Change, events ...audit.Event) error
 	GetSubjectChange(ctx context.Context, id string) (*registry.Change, error)
 	ListSubjectChanges(ctx context.Context, f store.SubjectChangeFilter) ([]*registry.Change, error)
-	DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject) error
+	DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject, events ...audit.Event) error
 	// GoodCertificates counts a subject's certificates of a profile valid at
 	// a time and neither revoked nor on hold.
 	GoodCertificates(ctx context.Context, subjectID, profile string, at time.Time) (int, error)
 
 	// CreateEnrolment inserts r and claims its public key; a key seen before
 	// gives a DuplicateError for spki_sha256.
-	CreateEnrolment(ctx context.Context, r *enrol.Request) error
+	CreateEnrolment(ctx context.Context, r *enrol.Request, events ...audit.Event) error
 	GetEnrolment(ctx context.Context, id string) (*enrol.Request, error)
 	ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]*enrol.Request, error)
 	// RecordDecision inserts the one decision of an enrolment; a second gives
 	// a DuplicateError for enrolment_id.
-	RecordDecision(ctx context.Context, d enrol.Decision) error
+	RecordDecision(ctx context.Context, d enrol.Decision, events ...audit.Event) error
 
 	// StoreCertificate records an issued certificate. A certificate made
 	// without enrolment (at init) also claims its public key.
-	StoreCertificate(ctx context.Context, c *enrol.Certificate) error
+	StoreCertificate(ctx context.Context, c *enrol.Certificate, events ...audit.Event) error
 
 	// LatestIssuance returns an enrolment's latest issuance attempt, with
 	// its outcome if it has one; ErrNotFound before the first.
@@ -80,20 +80,24 @@ type Trust interface {
 
 	// RecordStatus appends a status event if the current status is one of
 	// from; otherwise it returns the current status and store.ErrConflict.
-	RecordStatus(ctx context.Context, ev *revoke.Event, from ...revoke.Status) (revoke.Status, error)
+	RecordStatus(ctx context.Context, ev *revoke.Event, from []revoke.Status, events ...audit.Event) (revoke.Status, error)
 	CertificateStatus(ctx context.Context, serial *big.Int) (revoke.Record, error)
 	ForEachStatus(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	ForEachCertificate(ctx context.Context, notAfter time.Time, fn func(revoke.Record) error) error
 	StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Event, error)
-	CreateStatusChange(ctx context.Context, c *revoke.Change) error
+	CreateStatusChange(ctx context.Context, c *revoke.Change, events ...audit.Event) error
 	GetStatusChange(ctx context.Context, id string) (*revoke.Change, error)
 	ListStatusChanges(ctx context.Context, f store.StatusChangeFilter) ([]*revoke.Change, error)
-	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error
+	DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, events ...audit.Event) error
+	// ApproveStatusChange records a change's approval and the status event
+	// it makes in one transaction: neither, if the status is not one of
+	// from (ErrConflict) or the change was decided (DuplicateError).
+	ApproveStatusChange(ctx context.Context, id, by string, at time.Time, comment string, ev *revoke.Event, from []revoke.Status, events ...audit.Event) (revoke.Status, error)
 	StoreCRL(ctx context.Context, c revoke.CRL, generatedAt time.Time) error
 	LatestCRL(ctx context.Context) (revoke.CRL, error)
 	CRLState(ctx context.Context) (crlNumber, statusSeq int64, err error)
 	ReserveCRLNumber(ctx context.Context, atLeast int64, at time.Time) (int64, error)
-	AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error
+	AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time, events ...audit.Event) error
 	LatestServiceCredential(ctx context.Context, purpose string) (enrol.ServiceCredential, error)
 
 	AppendAudit(ctx context.Context, e audit.Event) (int64, error)
@@ -733,7 +737,7 @@ func testAppendOnly(t *testing.T, b Backend) {
 	if err := s.StoreCertificate(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.Serial, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: now, RecordedAt: now, RequestedBy: "officer-a"}, revoke.Good); err != nil {
+	if _, err := s.RecordStatus(ctx, &revoke.Event{Serial: c.Serial, Status: revoke.Revoked, Reason: revoke.KeyCompromise, EffectiveAt: now, RecordedAt: now, RequestedBy: "officer-a"}, []revoke.Status{revoke.Good}); err != nil {
 		t.Fatal(err)
 	}
 	ch := &revoke.Change{ID: id("chg_"), Serial: c.SerialHex(), Action: revoke.Hold, Comment: "x", RequestedBy: "a", RequestedAt: now}
@@ -900,7 +904,7 @@ func testStatus(t *testing.T, b Backend) {
 	if _, err := s.CertificateStatus(ctx, big.NewInt(77)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown serial: %v", err)
 	}
-	if _, err := s.RecordStatus(ctx, ev(big.NewInt(77), revoke.Revoked, revoke.KeyCompromise, now), revoke.Good); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.RecordStatus(ctx, ev(big.NewInt(77), revoke.Revoked, revoke.KeyCompromise, now), []revoke.Status{revoke.Good}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoking an unknown serial: %v", err)
 	}
 	// hold, release, hold, revoke: each allowed only from the right state
@@ -915,7 +919,7 @@ func testStatus(t *testing.T, b Backend) {
 		{revoke.Revoked, revoke.KeyCompromise, []revoke.Status{revoke.Good, revoke.OnHold}},
 	}
 	for i, st := range steps {
-		if _, err := s.RecordStatus(ctx, ev(c.Serial, st.to, st.reason, now.Add(time.Duration(i)*time.Minute)), st.from...); err != nil {
+		if _, err := s.RecordStatus(ctx, ev(c.Serial, st.to, st.reason, now.Add(time.Duration(i)*time.Minute)), st.from); err != nil {
 			t.Fatalf("step %d to %s: %v", i, st.to, err)
 		}
 		rec, _ := s.CertificateStatus(ctx, c.Serial)
@@ -923,7 +927,7 @@ func testStatus(t *testing.T, b Backend) {
 			t.Fatalf("after step %d: %s, want %s", i, rec.Status, st.to)
 		}
 	}
-	cur, err := s.RecordStatus(ctx, ev(c.Serial, revoke.Revoked, revoke.Superseded, now), revoke.Good, revoke.OnHold)
+	cur, err := s.RecordStatus(ctx, ev(c.Serial, revoke.Revoked, revoke.Superseded, now), []revoke.Status{revoke.Good, revoke.OnHold})
 	if !errors.Is(err, store.ErrConflict) || cur != revoke.Revoked {
 		t.Fatalf("second revocation: %s %v", cur, err)
 	}
@@ -933,7 +937,7 @@ func testStatus(t *testing.T, b Backend) {
 	}
 	// Listing: expired entries are left out; good certificates are not listed.
 	expired := issued(t, s, now.Add(-time.Hour))
-	if _, err := s.RecordStatus(ctx, ev(expired.Serial, revoke.Revoked, revoke.Superseded, now.Add(-2*time.Hour)), revoke.Good); err != nil {
+	if _, err := s.RecordStatus(ctx, ev(expired.Serial, revoke.Revoked, revoke.Superseded, now.Add(-2*time.Hour)), []revoke.Status{revoke.Good}); err != nil {
 		t.Fatal(err)
 	}
 	good := issued(t, s, now.AddDate(1, 0, 0))
@@ -984,13 +988,13 @@ func testGoodCertificates(t *testing.T, b Backend) {
 	if n := count(); n != 1 {
 		t.Fatalf("%d good officer certificates, want 1", n)
 	}
-	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.OnHold, revoke.CertificateHold, now), revoke.Good); err != nil {
+	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.OnHold, revoke.CertificateHold, now), []revoke.Status{revoke.Good}); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(); n != 0 {
 		t.Fatalf("on hold: %d good", n)
 	}
-	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.Good, revoke.RemoveFromCRL, now), revoke.OnHold); err != nil {
+	if _, err := s.RecordStatus(ctx, ev(good.Serial, revoke.Good, revoke.RemoveFromCRL, now), []revoke.Status{revoke.OnHold}); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(); n != 1 {
@@ -1007,7 +1011,7 @@ func testConcurrentRevocation(t *testing.T, b Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := s.RecordStatus(ctx, ev(c.Serial, revoke.Revoked, revoke.KeyCompromise, now), revoke.Good, revoke.OnHold)
+			_, err := s.RecordStatus(ctx, ev(c.Serial, revoke.Revoked, revoke.KeyCompromise, now), []revoke.Status{revoke.Good, revoke.OnHold})
 			switch {
 			case err == nil:
 				wins.Add(1)

@@ -21,7 +21,7 @@ func unguard(t *testing.T, s *tlogstore.Store) {
 	}
 	if s.DB().Dialect() == sqlstore.SQLite {
 		qs = []string{
-			"DROP TRIGGER tlog_entries_no_update", "DROP TRIGGER tlog_entries_no_delete",
+			"DROP TRIGGER tlog_entries_no_update", "DROP TRIGGER tlog_entries_pruned_only",
 			"DROP TRIGGER tlog_tiles_no_delete", "DROP TRIGGER tlog_tiles_grow",
 		}
 	}

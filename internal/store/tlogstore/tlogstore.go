@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/tlog"
@@ -44,6 +45,10 @@ func New(ctx context.Context, db *sqlstore.DB) (*Store, error) {
 	}
 	return &Store{db: db}, nil
 }
+
+// Attach returns the store over a database whose log's tables exist,
+// without migrating anything: what an auditor opens (it writes nothing).
+func Attach(db *sqlstore.DB) *Store { return &Store{db: db} }
 
 // DB is the database the log lives in.
 func (s *Store) DB() *sqlstore.DB { return s.db }
@@ -530,4 +535,97 @@ func (s *Store) PatientEntries(ctx context.Context, p tlog.Pseudonym, before uin
 		out = append(out, tlog.Indexed{Index: uint64(idx), Entry: e})
 	}
 	return out, rows.Err()
+}
+
+// Pruned implements tlog.AuditSource: entries below it were archived and
+// their bytes removed.
+func (s *Store) Pruned(ctx context.Context) (uint64, error) {
+	var n int64
+	if err := s.db.SQL().QueryRowContext(ctx, "SELECT below FROM tlog_prune WHERE id = 1").Scan(&n); err != nil {
+		return 0, fmt.Errorf("tlogstore: reading the prune watermark: %w", err)
+	}
+	return uint64(n), nil
+}
+
+// ErrNotCovered is returned for an export or a prune past the last
+// checkpoint signed: only entries a checkpoint commits to leave.
+var ErrNotCovered = errors.New("tlogstore: entries not covered by a checkpoint")
+
+// Export archives the entries from the prune watermark up to before
+// (exclusive), with their inclusion proofs in the latest checkpoint. The
+// archive is verified before it is returned; nothing is removed (Prune).
+func (s *Store) Export(ctx context.Context, before uint64) (*tlog.Archive, error) {
+	cp, err := s.LatestCheckpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if before > cp.Size {
+		return nil, fmt.Errorf("%w: entries below %d asked, the last checkpoint has %d", ErrNotCovered, before, cp.Size)
+	}
+	from, err := s.Pruned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if before < from {
+		return nil, fmt.Errorf("tlogstore: entries below %d were pruned already", from)
+	}
+	var entries [][]byte
+	for next := from; next < before; {
+		got, err := s.ReadEntries(ctx, next, int(min(before-next, 4096)))
+		if err != nil {
+			return nil, err
+		}
+		if len(got) == 0 {
+			return nil, fmt.Errorf("%w: entry %d is missing", tlog.ErrTree, next)
+		}
+		entries = append(entries, got...)
+		next += uint64(len(got))
+	}
+	return tlog.BuildArchive(ctx, s, cp, from, entries)
+}
+
+// ExportBefore is Export of the longest run of entries, from the
+// watermark, all made before cutoff, within the latest checkpoint.
+func (s *Store) ExportBefore(ctx context.Context, cutoff time.Time) (*tlog.Archive, error) {
+	cp, err := s.LatestCheckpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	from, err := s.Pruned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	end := from
+	err = s.ScanEntries(ctx, from, func(idx uint64, b []byte) error {
+		e, err := tlog.Decode(b)
+		if err != nil {
+			return fmt.Errorf("tlogstore: entry %d: %w", idx, err)
+		}
+		if idx != end || idx >= cp.Size || !e.Time.Before(cutoff) {
+			return errStop
+		}
+		end++
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return s.Export(ctx, end)
+}
+
+// Prune removes the bytes of entries below before, which MUST have been
+// archived (Export, the archive kept), and raises the watermark to it, in
+// one transaction. The database itself refuses to delete an entry at or
+// above the watermark, to lower it, or to raise it past the last
+// checkpoint.
+func (s *Store) Prune(ctx context.Context, before uint64) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.db.Exec(ctx, tx, "UPDATE tlog_prune SET below = $1 WHERE id = 1", int64(before)); err != nil {
+			return fmt.Errorf("tlogstore: raising the prune watermark to %d: %w", before, err)
+		}
+		if _, err := s.db.Exec(ctx, tx, "DELETE FROM tlog_entries WHERE idx < $1", int64(before)); err != nil {
+			return fmt.Errorf("tlogstore: pruning: %w", err)
+		}
+		return nil
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/enrol"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/revoke"
@@ -26,14 +27,42 @@ func (t *Store) lockSerial(ctx context.Context, tx *sql.Tx, serial string) error
 	return err
 }
 
-// RecordStatus appends ev and updates the derived current status, if the
-// certificate's current status is one of from. Otherwise it returns the
-// current status and an error wrapping store.ErrConflict; a missing
-// certificate gives store.ErrNotFound.
-func (t *Store) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revoke.Status) (revoke.Status, error) {
+// RecordStatus appends ev and updates the derived current status, with
+// the audit events that record it, if the certificate's current status is
+// one of from. Otherwise it returns the current status and an error
+// wrapping store.ErrConflict; a missing certificate gives
+// store.ErrNotFound.
+func (t *Store) RecordStatus(ctx context.Context, ev *revoke.Event, from []revoke.Status, events ...audit.Event) (revoke.Status, error) {
+	var current revoke.Status
+	err := t.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		current, err = t.recordStatus(ctx, tx, ev, from, events)
+		return err
+	})
+	return current, err
+}
+
+// ApproveStatusChange records the approval of change id and the status
+// event ev it makes, as RecordStatus does, with the audit events, in one
+// transaction.
+func (t *Store) ApproveStatusChange(ctx context.Context, id, by string, at time.Time, comment string, ev *revoke.Event, from []revoke.Status, events ...audit.Event) (revoke.Status, error) {
+	var current revoke.Status
+	err := t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO status_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
+			id, true, by, at.UTC(), comment); err != nil {
+			return err
+		}
+		var err error
+		current, err = t.recordStatus(ctx, tx, ev, from, events)
+		return err
+	})
+	return current, err
+}
+
+func (t *Store) recordStatus(ctx context.Context, tx *sql.Tx, ev *revoke.Event, from []revoke.Status, events []audit.Event) (revoke.Status, error) {
 	serial := pki.SerialHex(ev.Serial)
 	current := revoke.Good
-	err := t.Tx(ctx, func(tx *sql.Tx) error {
+	err := func() error {
 		if err := t.lockSerial(ctx, tx, serial); err != nil {
 			return err
 		}
@@ -70,8 +99,11 @@ func (t *Store) RecordStatus(ctx context.Context, ev *revoke.Event, from ...revo
 		_, err = t.Exec(ctx, tx, `INSERT INTO certificate_status (serial, status, reason, effective_at, not_after, seq) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (serial) DO UPDATE SET status = excluded.status, reason = excluded.reason, effective_at = excluded.effective_at, seq = excluded.seq`,
 			serial, string(ev.Status), int(ev.Reason), ev.EffectiveAt.UTC(), notAfter.UTC(), ev.Seq)
-		return err
-	})
+		if err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
+	}()
 	return current, err
 }
 
@@ -189,11 +221,16 @@ func (t *Store) StatusEvents(ctx context.Context, serial *big.Int) ([]revoke.Eve
 	return out, rows.Err()
 }
 
-// CreateStatusChange records a hold, release or revocation request.
-func (t *Store) CreateStatusChange(ctx context.Context, c *revoke.Change) error {
-	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO status_changes (id, serial, action, reason, comment, requested_by, requested_at, base_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.ID, c.Serial, string(c.Action), c.Reason, c.Comment, c.RequestedBy, c.RequestedAt.UTC(), c.BaseSeq)
-	return err
+// CreateStatusChange records a hold, release or revocation request, with
+// the audit events that record it.
+func (t *Store) CreateStatusChange(ctx context.Context, c *revoke.Change, events ...audit.Event) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO status_changes (id, serial, action, reason, comment, requested_by, requested_at, base_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			c.ID, c.Serial, string(c.Action), c.Reason, c.Comment, c.RequestedBy, c.RequestedAt.UTC(), c.BaseSeq); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
+	})
 }
 
 const changeSelect = `SELECT c.id, c.serial, c.action, c.reason, c.comment, c.requested_by, c.requested_at, c.base_seq, d.approved, d.decided_by, d.decided_at, d.comment
@@ -257,11 +294,16 @@ func (t *Store) ListStatusChanges(ctx context.Context, f store.StatusChangeFilte
 	return out, rows.Err()
 }
 
-// DecideStatusChange records the one decision on a request.
-func (t *Store) DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string) error {
-	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO status_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
-		id, approved, by, at.UTC(), comment)
-	return err
+// DecideStatusChange records the one decision on a request, with the
+// audit events that record it.
+func (t *Store) DecideStatusChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, events ...audit.Event) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO status_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
+			id, approved, by, at.UTC(), comment); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
+	})
 }
 
 // StoreCRL records a CRL; its number must be new.
@@ -318,11 +360,16 @@ func (t *Store) CRLState(ctx context.Context) (crlNumber, statusSeq int64, err e
 	return crlNumber, statusSeq, err
 }
 
-// AddServiceCredential records a new credential (its certificate is stored).
-func (t *Store) AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time) error {
-	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO service_credentials (serial, purpose, key_uri, not_after, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		pki.SerialHex(c.Serial), c.Purpose, c.KeyURI, c.NotAfter.UTC(), at.UTC())
-	return err
+// AddServiceCredential records a new credential (its certificate is
+// stored), with the audit events that record it.
+func (t *Store) AddServiceCredential(ctx context.Context, c enrol.ServiceCredential, at time.Time, events ...audit.Event) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO service_credentials (serial, purpose, key_uri, not_after, created_at) VALUES ($1, $2, $3, $4, $5)`,
+			pki.SerialHex(c.Serial), c.Purpose, c.KeyURI, c.NotAfter.UTC(), at.UTC()); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
+	})
 }
 
 // LatestServiceCredential returns the credential of purpose that expires last.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/registry"
 	"github.com/nuskha/nuskha/internal/store"
 )
@@ -39,8 +40,9 @@ func unmarshalSubject(raw string) (*registry.Subject, error) {
 	return &s, nil
 }
 
-// CreateSubjectChange records a registry change awaiting a second officer.
-func (t *Store) CreateSubjectChange(ctx context.Context, c *registry.Change) error {
+// CreateSubjectChange records a registry change awaiting a second officer,
+// with the audit events that record it.
+func (t *Store) CreateSubjectChange(ctx context.Context, c *registry.Change, events ...audit.Event) error {
 	proposed, err := marshalSubject(c.Proposed)
 	if err != nil {
 		return err
@@ -49,9 +51,13 @@ func (t *Store) CreateSubjectChange(ctx context.Context, c *registry.Change) err
 	if err != nil {
 		return err
 	}
-	_, err = t.Exec(ctx, t.SQL(), `INSERT INTO subject_change_requests (id, subject_id, base_version, fields, proposed, requested_by, requested_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.ID, c.SubjectID, c.BaseVersion, string(fields), proposed, c.RequestedBy, c.RequestedAt.UTC())
-	return err
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO subject_change_requests (id, subject_id, base_version, fields, proposed, requested_by, requested_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.ID, c.SubjectID, c.BaseVersion, string(fields), proposed, c.RequestedBy, c.RequestedAt.UTC()); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
+	})
 }
 
 const subjectChangeSelect = `SELECT r.id, r.subject_id, r.base_version, r.fields, r.proposed, r.requested_by, r.requested_at,
@@ -125,15 +131,16 @@ func (t *Store) ListSubjectChanges(ctx context.Context, f store.SubjectChangeFil
 }
 
 // DecideSubjectChange records the decision and, for an approval, stores
-// apply (at the change's base version + 1) in the same transaction.
-func (t *Store) DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject) error {
+// apply (at the change's base version + 1), with the audit events that
+// record it, in the same transaction.
+func (t *Store) DecideSubjectChange(ctx context.Context, id string, approved bool, by string, at time.Time, comment string, apply *registry.Subject, events ...audit.Event) error {
 	return t.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := t.Exec(ctx, tx, `INSERT INTO subject_change_decisions (change_id, approved, decided_by, decided_at, comment) VALUES ($1, $2, $3, $4, $5)`,
 			id, approved, by, at.UTC(), comment); err != nil {
 			return err
 		}
 		if apply == nil {
-			return nil
+			return t.record(ctx, tx, events)
 		}
 		var base int
 		if err := tx.QueryRowContext(ctx, t.Rebind(`SELECT base_version FROM subject_change_requests WHERE id = $1`), id).Scan(&base); err != nil {
@@ -142,6 +149,9 @@ func (t *Store) DecideSubjectChange(ctx context.Context, id string, approved boo
 		if apply.Version != base+1 {
 			return fmt.Errorf("sqlstore: registry change %s is based on version %d, not %d", id, base, apply.Version-1)
 		}
-		return t.updateSubject(ctx, tx, apply, by)
+		if err := t.updateSubject(ctx, tx, apply, by); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
 	})
 }

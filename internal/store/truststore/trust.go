@@ -25,17 +25,20 @@ import (
 	"github.com/nuskha/nuskha/internal/revoke"
 	"github.com/nuskha/nuskha/internal/store"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
 )
 
 // Store is trustd's store.
 type Store struct {
 	*sqlstore.DB
+	log *tlogstore.Store
 }
 
 //go:embed migrations
 var migrations embed.FS
 
-// Schemas are the schemas this package owns, with their migrations.
+// Schemas are the schemas this package owns, with their migrations (the
+// audit log's, tlogstore's, are migrated beside them by Open).
 func Schemas() []sqlstore.Schema { return []sqlstore.Schema{{Name: "trust", Files: migrations}} }
 
 // constraintFields maps the trust schema's PostgreSQL unique constraints
@@ -76,7 +79,12 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 			return nil, err
 		}
 	}
-	return &Store{DB: db}, nil
+	log, err := tlogstore.New(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{DB: db, log: log}, nil
 }
 
 const defaultLimit, maxLimit = 100, 1000
@@ -163,8 +171,9 @@ func (t *Store) recordChange(ctx context.Context, tx *sql.Tx, s *registry.Subjec
 	return err
 }
 
-// CreateSubject inserts a new subject at version 1.
-func (t *Store) CreateSubject(ctx context.Context, s *registry.Subject, by string) error {
+// CreateSubject inserts a new subject at version 1, with the audit events
+// that record it.
+func (t *Store) CreateSubject(ctx context.Context, s *registry.Subject, by string, events ...audit.Event) error {
 	s.Version = 1
 	args, err := subjectArgs(s)
 	if err != nil {
@@ -175,13 +184,22 @@ func (t *Store) CreateSubject(ctx context.Context, s *registry.Subject, by strin
 			($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`, args...); err != nil {
 			return err
 		}
-		return t.recordChange(ctx, tx, s, by)
+		if err := t.recordChange(ctx, tx, s, by); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
 	})
 }
 
-// UpdateSubject stores s if the stored version is s.Version-1.
-func (t *Store) UpdateSubject(ctx context.Context, s *registry.Subject, by string) error {
-	return t.Tx(ctx, func(tx *sql.Tx) error { return t.updateSubject(ctx, tx, s, by) })
+// UpdateSubject stores s if the stored version is s.Version-1, with the
+// audit events that record it.
+func (t *Store) UpdateSubject(ctx context.Context, s *registry.Subject, by string, events ...audit.Event) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if err := t.updateSubject(ctx, tx, s, by); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
+	})
 }
 
 func (t *Store) updateSubject(ctx context.Context, tx *sql.Tx, s *registry.Subject, by string) error {
@@ -254,8 +272,9 @@ func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
-// CreateEnrolment inserts the request and claims its key, atomically.
-func (t *Store) CreateEnrolment(ctx context.Context, r *enrol.Request) error {
+// CreateEnrolment inserts the request and claims its key, atomically,
+// with the audit events that record it.
+func (t *Store) CreateEnrolment(ctx context.Context, r *enrol.Request, events ...audit.Event) error {
 	return t.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := t.Exec(ctx, tx, `INSERT INTO public_keys (spki_sha256, first_seen_at, source) VALUES ($1, $2, $3)`,
 			r.SPKIHash, r.RequestedAt.UTC(), "enrolment:"+r.ID); err != nil {
@@ -265,7 +284,10 @@ func (t *Store) CreateEnrolment(ctx context.Context, r *enrol.Request) error {
 			subject_version, review, review_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			r.ID, r.SubjectID, r.Profile, r.CSR, r.KeyType, r.SPKIHash, r.RequestedBy, r.RequestedAt.UTC(),
 			r.SubjectVersion, string(r.Review), r.ReviewDigest)
-		return err
+		if err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
 	})
 }
 
@@ -374,16 +396,22 @@ func (t *Store) ListEnrolments(ctx context.Context, f store.EnrolmentFilter) ([]
 	return out, rows.Err()
 }
 
-// RecordDecision inserts the decision; the primary key makes it the only one.
-func (t *Store) RecordDecision(ctx context.Context, d enrol.Decision) error {
-	_, err := t.Exec(ctx, t.SQL(), `INSERT INTO decisions (enrolment_id, approved, decided_by, decided_at, reason) VALUES ($1, $2, $3, $4, $5)`,
-		d.EnrolmentID, d.Approved, d.By, d.At.UTC(), d.Reason)
-	return err
+// RecordDecision inserts the decision, with the audit events that record
+// it; the primary key makes it the only one.
+func (t *Store) RecordDecision(ctx context.Context, d enrol.Decision, events ...audit.Event) error {
+	return t.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := t.Exec(ctx, tx, `INSERT INTO decisions (enrolment_id, approved, decided_by, decided_at, reason) VALUES ($1, $2, $3, $4, $5)`,
+			d.EnrolmentID, d.Approved, d.By, d.At.UTC(), d.Reason); err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
+	})
 }
 
-// StoreCertificate records an issued certificate. Without an enrolment, the
-// key is claimed here, in the same transaction.
-func (t *Store) StoreCertificate(ctx context.Context, c *enrol.Certificate) error {
+// StoreCertificate records an issued certificate, with the audit events
+// that record it. Without an enrolment, the key is claimed here, in the
+// same transaction.
+func (t *Store) StoreCertificate(ctx context.Context, c *enrol.Certificate, events ...audit.Event) error {
 	return t.Tx(ctx, func(tx *sql.Tx) error {
 		if c.EnrolmentID != "" {
 			if err := t.lockIssuance(ctx, tx, c.EnrolmentID); err != nil {
@@ -400,7 +428,10 @@ func (t *Store) StoreCertificate(ctx context.Context, c *enrol.Certificate) erro
 			spki_sha256, not_before, not_after, issued_at, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			c.SerialHex(), c.SubjectID, c.Profile, sqlstore.Nullable(c.EnrolmentID), c.DER, c.Fingerprint, c.SPKIHash,
 			c.NotBefore.UTC(), c.NotAfter.UTC(), c.IssuedAt.UTC(), c.IssuedBy)
-		return err
+		if err != nil {
+			return err
+		}
+		return t.record(ctx, tx, events)
 	})
 }
 
@@ -466,23 +497,6 @@ func (t *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 		out = append(out, c)
 	}
 	return out, rows.Err()
-}
-
-// AppendAudit appends an event and returns its sequence number.
-func (t *Store) AppendAudit(ctx context.Context, e audit.Event) (int64, error) {
-	detail := e.Detail
-	if detail == nil {
-		detail = map[string]string{}
-	}
-	d, err := json.Marshal(detail)
-	if err != nil {
-		return 0, err
-	}
-	var seq int64
-	err = t.SQL().QueryRowContext(ctx, t.Rebind(`INSERT INTO audit_events (at, actor, action, object, outcome, code, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`),
-		e.Time.UTC(), e.Actor, e.Action, e.Object, string(e.Outcome), string(e.Code), string(d)).Scan(&seq)
-	return seq, t.Classify(err)
 }
 
 // ListAudit reads events in order.

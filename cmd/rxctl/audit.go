@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.step.sm/crypto/pemutil"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/nuskha/nuskha/internal/pki"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/store/tlogstore"
+	"github.com/nuskha/nuskha/internal/tlog"
+)
+
+// The auditor's tool: it trusts a log's checkpoints only under a verifier
+// key from the trust bundle (signed by trustd's bundle key, chained to the
+// pinned root) or given by hand, remembers the last checkpoint it saw, and
+// accepts a new one only with a proof, from the log's own tiles, that it
+// extends the remembered one. With database access it also recomputes the
+// tree from the stored entries (tlog.Audit) and names the first one wrong.
+
+// errTampered is a log that does not verify: the command did its job and
+// the answer is that the log was changed, or forked.
+var errTampered = errors.New("the audit log does not verify")
+
+type indexList []uint64
+
+func (l *indexList) String() string { return fmt.Sprint(*l) }
+func (l *indexList) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("an entry index is a number: %v", err)
+	}
+	*l = append(*l, n)
+	return nil
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// auditTarget is the log to check and the keys to check it with.
+type auditTarget struct {
+	origin    string
+	url       string
+	verifiers []note.Verifier
+	// fromBundle: the keys came from a verified trust bundle.
+	fromBundle bool
+}
+
+// auditLogFlags choose a log and its keys.
+type auditLogFlags struct {
+	log, origin, bundle, caFile, arc *string
+	vkeys                            stringList
+}
+
+func addAuditLogFlags(fs *flag.FlagSet) *auditLogFlags {
+	f := &auditLogFlags{
+		log:    fs.String("log", "", "the log's base URL (its checkpoint is <URL>/checkpoint); default: the URL the bundle gives the log"),
+		origin: fs.String("origin", "", "the log's origin; default: the first log the bundle names (trustd's own)"),
+		bundle: fs.String("bundle", "", "trust bundle (rxctl trust pull) naming the log and its verifier keys"),
+		caFile: fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "pinned root certificate(s): to verify the bundle, and the log's TLS"),
+		arc:    fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc"),
+	}
+	fs.Var(&f.vkeys, "vkey", "a verifier key of the log, name+hash+base64 (repeat for retired keys); instead of, or beside, the bundle's")
+	return f
+}
+
+// target resolves the flags: the keys of the log, from the bundle and -vkey.
+func (f *auditLogFlags) target() (*auditTarget, error) {
+	t := &auditTarget{origin: *f.origin, url: *f.log}
+	keys := []string(f.vkeys)
+	if *f.bundle != "" {
+		raw, err := os.ReadFile(*f.bundle)
+		if err != nil {
+			return nil, err
+		}
+		v, err := verifyBundle(raw, *f.caFile, *f.arc)
+		if err != nil {
+			return nil, err
+		}
+		if len(v.Logs) == 0 {
+			return nil, errors.New("the trust bundle names no audit log")
+		}
+		l := v.Logs[0]
+		if t.origin != "" {
+			var ok bool
+			if l, ok = v.Log(t.origin); !ok {
+				return nil, usageError{fmt.Errorf("the trust bundle names no log %q", t.origin)}
+			}
+		}
+		t.origin, t.fromBundle = l.Origin, true
+		keys = append(keys, l.VerifierKeys...)
+		if t.url == "" {
+			t.url = l.URL
+		}
+	}
+	if len(keys) == 0 {
+		return nil, usageError{errors.New("-bundle (a trust bundle naming the log) or -vkey is required: checkpoints are trusted only under a key")}
+	}
+	if t.origin == "" {
+		return nil, usageError{errors.New("-origin is required without -bundle")}
+	}
+	for _, k := range keys {
+		if err := tlog.CheckLogKey(t.origin, k); err != nil {
+			return nil, usageError{fmt.Errorf("-vkey: %v", err)}
+		}
+		v, _ := note.NewVerifier(k)
+		t.verifiers = append(t.verifiers, v)
+	}
+	return t, nil
+}
+
+// client reaches the log at base, trusting the pinned roots for HTTPS.
+func (f *auditLogFlags) client(base string) (*tlog.Client, error) {
+	if base == "" {
+		return nil, usageError{errors.New("-log (the log's base URL) is required: the bundle gives none for this log")}
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if *f.caFile != "" && strings.HasPrefix(base, "https:") {
+		certs, err := pemutil.ReadCertificateBundle(*f.caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool, err := systemPlus(certs)
+		if err != nil {
+			return nil, err
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	return &tlog.Client{Base: base, HTTP: hc}, nil
+}
+
+// auditState is what the auditor remembers of a log: the last checkpoint
+// verified, as the signed note the log served.
+func readState(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// writeState replaces path with note, atomically: a crash leaves the old
+// state or the new one.
+func writeState(path string, note []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".audit-state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(note); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// auditVerify is `rxctl audit verify`.
+func auditVerify(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "audit verify")
+	lf := addAuditLogFlags(fs)
+	state := fs.String("state", "", "file remembering the last checkpoint verified: the new one must extend it; written only when everything verified")
+	tofu := fs.Bool("tofu", false, "without a remembered checkpoint and a bundle, trust the log's current checkpoint as the start (trust on first use)")
+	var entries indexList
+	fs.Var(&entries, "entry", "check that entry N is in the log, and print it (repeat)")
+	driver := fs.String("db-driver", "", "with database access: sqlite or postgres; recompute the tree from the stored entries")
+	dbPath := fs.String("db", "", "SQLite file (with -db-driver sqlite)")
+	dsnFile := fs.String("dsn-file", "", "file holding the PostgreSQL URL (with -db-driver postgres)")
+	archive := fs.String("archive", "", "verify an archive of pruned entries (trustd/rxd audit export) against the log's checkpoints")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{fmt.Errorf("audit verify takes no arguments, got %q", fs.Args())}
+	}
+	t, err := lf.target()
+	if err != nil {
+		return err
+	}
+	remembered, err := readState(*state)
+	if err != nil {
+		return err
+	}
+	if remembered == nil && !t.fromBundle && !*tofu {
+		return usageError{errors.New("no remembered checkpoint (-state) and no trust bundle: give -bundle, or -tofu to trust the log's current checkpoint as the start")}
+	}
+	c, err := lf.client(t.url)
+	if err != nil {
+		return err
+	}
+	signed, err := c.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := tlog.VerifyCheckpoint(signed, t.origin, t.verifiers...)
+	if err != nil {
+		return fmt.Errorf("%w: the log's checkpoint: %w", errTampered, err)
+	}
+	fmt.Fprintf(e.stdout, "log %s: checkpoint of %d entries, signature verified\n", t.origin, cp.Size)
+	if remembered != nil {
+		old, err := tlog.ParseCheckpoint(noteText(remembered))
+		if err != nil {
+			return fmt.Errorf("-state %s: %w", *state, err)
+		}
+		if old.Origin != cp.Origin {
+			return usageError{fmt.Errorf("-state %s remembers log %q, not %q", *state, old.Origin, cp.Origin)}
+		}
+		if cp.Size < old.Size {
+			return fmt.Errorf("%w: the log now has %d entries, it had %d when last seen: it was cut short or forked", errTampered, cp.Size, old.Size)
+		}
+		var proof [][]byte
+		if old.Size > 0 && cp.Size > old.Size {
+			if proof, err = tlog.ConsistencyProof(ctx, c.Tiles(cp.Size), old.Size, cp.Size); err != nil {
+				return fmt.Errorf("%w: no consistency proof from %d to %d entries: %w", errTampered, old.Size, cp.Size, err)
+			}
+		}
+		if err := tlog.VerifyExtends(old, cp, proof); err != nil {
+			return fmt.Errorf("%w: the checkpoint of %d entries does not extend the one of %d remembered (a fork): %w", errTampered, cp.Size, old.Size, err)
+		}
+		fmt.Fprintf(e.stdout, "consistent with the %d entries remembered\n", old.Size)
+	}
+	for _, i := range entries {
+		en, err := checkEntry(ctx, c, cp, i)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "entry %d included: %s %s:%s %s %s %s%s\n", i, en.Time.UTC().Format(time.RFC3339), en.Actor.Kind, en.Actor.ID,
+			en.Action, en.Object, en.Outcome, codeSuffix(en.Code))
+	}
+	if *driver != "" {
+		if err := auditDatabase(ctx, e, t, cp, *driver, *dbPath, *dsnFile); err != nil {
+			return err
+		}
+	}
+	if *archive != "" {
+		if err := verifyArchive(ctx, e, t, c, cp, *archive); err != nil {
+			return err
+		}
+	}
+	if *state != "" {
+		if err := writeState(*state, signed); err != nil {
+			return fmt.Errorf("-state: %w", err)
+		}
+	}
+	fmt.Fprintln(e.stdout, "audit log verified")
+	return nil
+}
+
+func codeSuffix(code string) string {
+	if code == "" {
+		return ""
+	}
+	return " (" + code + ")"
+}
+
+// noteText is a signed note's text (before the blank line).
+func noteText(n []byte) []byte {
+	if i := strings.Index(string(n), "\n\n"); i >= 0 {
+		return n[:i+1]
+	}
+	return n
+}
+
+// checkEntry fetches entry i and proves it is in cp's tree.
+func checkEntry(ctx context.Context, c *tlog.Client, cp tlog.Checkpoint, i uint64) (*tlog.Entry, error) {
+	if i >= cp.Size {
+		return nil, usageError{fmt.Errorf("-entry %d: the log has %d entries", i, cp.Size)}
+	}
+	bundle, err := c.Entries(ctx, i/tlog.TileWidth, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	raw := bundle[i%tlog.TileWidth]
+	proof, err := tlog.InclusionProof(ctx, c.Tiles(cp.Size), i, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	if err := tlog.VerifyEntry(cp, i, raw, proof); err != nil {
+		return nil, fmt.Errorf("%w: entry %d is not in the checkpoint's tree: %w", errTampered, i, err)
+	}
+	en, err := tlog.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry %d: %w", errTampered, i, err)
+	}
+	return en, nil
+}
+
+// auditDatabase recomputes the tree from the entries stored in the log's
+// database and checks it against every checkpoint stored (each verified
+// under the log's keys) and the one just fetched.
+func auditDatabase(ctx context.Context, e *env, t *auditTarget, served tlog.Checkpoint, driver, path, dsnFile string) error {
+	var dsn string
+	switch driver {
+	case sqlstore.SQLite:
+		if path == "" {
+			return usageError{errors.New("-db (the SQLite file) is required with -db-driver sqlite")}
+		}
+		// Opening a missing file would make an empty database.
+		if _, err := os.Stat(path); err != nil {
+			return err
+		}
+		dsn = path
+	case sqlstore.Postgres:
+		if dsnFile == "" {
+			return usageError{errors.New("-dsn-file is required with -db-driver postgres")}
+		}
+		b, err := os.ReadFile(dsnFile)
+		if err != nil {
+			return err
+		}
+		dsn = strings.TrimSpace(string(b))
+	default:
+		return usageError{fmt.Errorf("-db-driver %q is not sqlite or postgres", driver)}
+	}
+	db, err := sqlstore.Open(ctx, driver, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st := tlogstore.Attach(db)
+	stored, err := st.Checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	cps := []tlog.Checkpoint{served}
+	for _, s := range stored {
+		cp, err := tlog.VerifyCheckpoint(s.Note, t.origin, t.verifiers...)
+		if err != nil {
+			return fmt.Errorf("%w: stored checkpoint of %d entries: %w", errTampered, s.Size, err)
+		}
+		cps = append(cps, cp)
+	}
+	report, err := tlog.Audit(ctx, st, cps...)
+	var te *tlog.TamperError
+	if errors.As(err, &te) {
+		if te.Exact {
+			return fmt.Errorf("%w: stored entry %d: %s", errTampered, te.Index, te.Reason)
+		}
+		return fmt.Errorf("%w: a stored entry in [%d, %d): %s", errTampered, te.Index, te.Before, te.Reason)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "database: %d stored entries recomputed against %d checkpoints", report.Checked, len(cps))
+	if report.Pruned > 0 {
+		fmt.Fprintf(e.stdout, " (the first %d pruned: verify their archives)", report.Pruned)
+	}
+	fmt.Fprintf(e.stdout, "; %d sequenced since\n", report.Beyond)
+	return nil
+}
+
+// verifyArchive checks an archive of pruned entries: its checkpoint under
+// the log's keys, every entry's inclusion in it, and that the log's
+// current checkpoint extends it — the archived entries are those the log
+// published.
+func verifyArchive(ctx context.Context, e *env, t *auditTarget, c *tlog.Client, current tlog.Checkpoint, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	a, err := tlog.ParseArchive(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", errTampered, path, err)
+	}
+	acp, err := a.Verify(t.origin, t.verifiers...)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", errTampered, path, err)
+	}
+	if acp.Size > current.Size {
+		return fmt.Errorf("%w: %s: its checkpoint has %d entries, the log %d", errTampered, path, acp.Size, current.Size)
+	}
+	var proof [][]byte
+	if acp.Size > 0 && current.Size > acp.Size {
+		if proof, err = tlog.ConsistencyProof(ctx, c.Tiles(current.Size), acp.Size, current.Size); err != nil {
+			return fmt.Errorf("%w: no consistency proof from the archive's %d entries to %d: %w", errTampered, acp.Size, current.Size, err)
+		}
+	}
+	if err := tlog.VerifyExtends(acp, current, proof); err != nil {
+		return fmt.Errorf("%w: %s: the log does not extend the archive's checkpoint: %w", errTampered, path, err)
+	}
+	fmt.Fprintf(e.stdout, "archive %s: entries %d to %d verified, in the log's checkpoint of %d entries\n", filepath.Base(path), a.First,
+		a.First+uint64(len(a.Entries)), current.Size)
+	return nil
+}
+
+// systemPlus is the system's roots and certs.
+func systemPlus(certs []*x509.Certificate) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
