@@ -33,6 +33,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rxd"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/audittest"
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 	"github.com/nuskha/nuskha/internal/testutil/promtool"
@@ -92,6 +93,7 @@ func TestOperations(t *testing.T) {
 	cfg := rxd.Config{Store: store, Listen: "127.0.0.1:0", TLSCert: m.RxdTLS.Chain, TLSKey: m.RxdTLS.Key, ClientCA: m.Root,
 		ExchangeKey: m.Exchange.Key, ExchangeCert: m.Exchange.Chain, MetricsListen: "127.0.0.1:0",
 		Limits: rxapi.Limits{PerSecond: 1e6, Burst: 1e6, DailyLookups: 1e6}}
+	cfg.Audit, _ = audittest.Shared(t)
 	svc, err := rxd.New(ctx, cfg, rxd.Deps{Log: slog.New(h), Now: time.Now, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
