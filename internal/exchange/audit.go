@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"regexp"
 	"strings"
 
 	"github.com/nuskha/nuskha/internal/audit"
@@ -89,9 +90,20 @@ func (a *action) byCard(leaf *x509.Certificate, role pki.Role, registration stri
 	a.e.Actor = tlog.Actor{Kind: tlog.ActorCert, ID: fingerprint(leaf.Raw), Role: string(role), Org: token(registration)}
 }
 
-// on names the object acted on (kind:id); an id the log cannot hold (too
-// long, outside its charset — it came from a caller) is left out.
-func (a *action) on(kind, id string) { a.e.Object = token(kind + ":" + id) }
+// on names the object acted on (kind:id). Every id the exchange names an
+// object by is a UUID — documents' (their schema's pattern), claims' and
+// sessions' (rx.NewID) — so anything else came from a caller's URL and is
+// left out: it is written into a log that keeps it for ever, and a text
+// such as "nid-0499370899" would carry a national id past the log's own
+// guard, which refuses only values that are one.
+func (a *action) on(kind, id string) {
+	if objectID.MatchString(id) {
+		a.e.Object = kind + ":" + id
+	}
+}
+
+// objectID is a UUID as the exchange writes them: lowercase hex.
+var objectID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // about names the patient of the prescription acted on, by pseudonym. An
 // id that is not one gives none; a key that cannot be used is an error
