@@ -5,11 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/tlog"
 )
@@ -38,6 +40,11 @@ import (
 const (
 	maxBatch   = 64
 	maxLeaders = 4
+	// maxQueued bounds the prescriptions waiting for a leader (each holds
+	// its document, a few KiB): past it, while the database stalls (a
+	// failover), a new one is refused as unavailable — to be sent again —
+	// rather than held without end.
+	maxQueued = 4096
 	// batchTimeout bounds a batch, which runs on behalf of many callers
 	// and so not under any one caller's context.
 	batchTimeout = 30 * time.Second
@@ -65,10 +72,30 @@ func (s *Exchange) groupInsert(ctx context.Context, e *tlog.Entry, p *exchange.P
 	g := &s.group
 	g.mu.Lock()
 	if g.leaders >= maxLeaders {
+		if len(g.queue) >= maxQueued {
+			g.mu.Unlock()
+			return nil, errs.New(errs.Unavailable, "%d prescriptions already wait for the database to take them; nothing was stored: send the same request again", maxQueued)
+		}
 		g.queue = append(g.queue, q)
 		g.mu.Unlock()
-		if done := <-q.wake; done {
-			return q.stored, q.err
+		select {
+		case done := <-q.wake:
+			if done {
+				return q.stored, q.err
+			}
+		case <-ctx.Done():
+			// Gone before a leader took it: never written. Taken
+			// already (into a batch, or to lead one): its turn comes.
+			g.mu.Lock()
+			if i := slices.Index(g.queue, q); i >= 0 {
+				g.queue = slices.Delete(g.queue, i, i+1)
+				g.mu.Unlock()
+				return nil, ctx.Err()
+			}
+			g.mu.Unlock()
+			if done := <-q.wake; done {
+				return q.stored, q.err
+			}
 		}
 	} else {
 		g.leaders++
