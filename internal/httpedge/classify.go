@@ -23,7 +23,7 @@ func Classify(err error) error {
 	case errors.Is(err, hsm.ErrTokenUnavailable):
 		return errs.Wrap(errs.Unavailable, err, "the HSM token is not available now; nothing was stored")
 	case sqlstore.Unavailable(err):
-		return errs.Wrap(errs.Unavailable, err, "the database is not available now; nothing was stored")
+		return errs.Wrap(errs.Unavailable, err, "the database is not available now; send the same request again — if the connection was lost while committing it may have been stored, and the retry is then answered as its replay")
 	}
 	return err
 }
