@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nuskha/nuskha/internal/store/rxstore"
@@ -160,5 +161,43 @@ func TestCatalogueBesideTrustSchema(t *testing.T) {
 			}
 			tr.Close()
 		})
+	}
+}
+
+// TestConcurrentMigrations: processes starting at once on one new
+// PostgreSQL database (two rxd instances, as the fault tests start them)
+// each migrate every schema, and all succeed. It failed before the
+// creation of each schema's migrations table took the migrations' lock:
+// CREATE TABLE IF NOT EXISTS races on pg_type's unique index.
+func TestConcurrentMigrations(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Schema(t)
+	const processes = 6
+	var wg sync.WaitGroup
+	errsOf := make([]error, processes)
+	start := make(chan struct{})
+	for i := range processes {
+		wg.Go(func() {
+			db, err := sqlstore.Open(ctx, sqlstore.Postgres, dsn)
+			if err != nil {
+				errsOf[i] = err
+				return
+			}
+			defer db.Close()
+			<-start
+			for _, sc := range schemas() {
+				if err := db.Migrate(ctx, sc); err != nil {
+					errsOf[i] = err
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errsOf {
+		if err != nil {
+			t.Errorf("process %d: %v", i, err)
+		}
 	}
 }

@@ -302,7 +302,20 @@ func (s *DB) Migrate(ctx context.Context, sc Schema) error {
 	sort.Slice(migs, func(i, j int) bool { return migs[i].version < migs[j].version })
 
 	table := "schema_migrations_" + schema
-	if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)"); err != nil {
+	// Under the migrations' lock, like each migration: two processes
+	// starting on one new database at once (two rxd instances) would
+	// otherwise race in CREATE TABLE IF NOT EXISTS, which PostgreSQL does
+	// not make safe (the loser fails on pg_type's unique index).
+	err = s.Tx(ctx, func(tx *sql.Tx) error {
+		if s.d.name == Postgres {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7193)"); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)")
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlstore: creating %s: %w", table, err)
 	}
 	for _, m := range migs {
