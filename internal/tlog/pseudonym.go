@@ -1,7 +1,10 @@
 package tlog
 
 import (
+	"container/list"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/nationalid"
@@ -17,10 +20,50 @@ const pseudonymDomain = "nuskha-patient/v1:"
 // ten-digit form. The same person has the same pseudonym in every entry,
 // so an auditor can follow one patient's records; without the key nobody
 // can test the billion or so valid ids against a pseudonym.
-type Pseudonyms struct{ mac hsm.MAC }
+//
+// One patient's prescription is touched several times within minutes —
+// an eligibility check, the prescription, a pharmacy's view, claim,
+// dispense and close — and each audited action needs the pseudonym, a
+// call to the token that costs SoftHSM2 more than the rest of the entry
+// together (docs/BENCHMARKS.md). So the pseudonyms of recently seen
+// patients are kept in memory, at most PseudonymCacheSize of them, each
+// used for PseudonymCacheTTL after it was computed and forgotten at the
+// next computation after that. The cache is in the process only: it holds what
+// the process already sees (the national ids of the documents it is
+// serving), never goes to disk or to the log, and gives nobody a way to
+// compute a pseudonym of an id the process has not been asked about.
+type Pseudonyms struct {
+	mac hsm.MAC
+	now func() time.Time
 
-// NewPseudonyms uses the key mac (hsm.Manager.OpenMAC).
-func NewPseudonyms(mac hsm.MAC) *Pseudonyms { return &Pseudonyms{mac: mac} }
+	mu    sync.Mutex
+	byID  map[string]*list.Element
+	byAge list.List // of cachedPseudonym, the newest first
+	max   int
+}
+
+type cachedPseudonym struct {
+	id string
+	p  Pseudonym
+	at time.Time
+}
+
+// The pseudonym cache's bounds: ten minutes of patients at a busy
+// exchange's rate, and 100,000 × ~150 bytes of memory at most.
+const (
+	PseudonymCacheSize = 100_000
+	PseudonymCacheTTL  = 10 * time.Minute
+)
+
+// NewPseudonyms uses the key mac (hsm.Manager.OpenMAC), with the cache.
+func NewPseudonyms(mac hsm.MAC) *Pseudonyms {
+	return &Pseudonyms{mac: mac, now: time.Now, byID: map[string]*list.Element{}, max: PseudonymCacheSize}
+}
+
+// NewUncachedPseudonyms uses the key for every pseudonym.
+func NewUncachedPseudonyms(mac hsm.MAC) *Pseudonyms {
+	return &Pseudonyms{mac: mac, now: time.Now, byID: map[string]*list.Element{}}
+}
 
 // Of returns the pseudonym of nationalID, in any form nationalid.Parse
 // accepts (Persian digits, dashes, a dropped leading zero): every way of
@@ -31,9 +74,61 @@ func (p *Pseudonyms) Of(nationalID string) (Pseudonym, error) {
 	if err != nil {
 		return Pseudonym{}, err
 	}
+	if ps, ok := p.cached(n); ok {
+		return ps, nil
+	}
 	sum, err := p.mac.Sum([]byte(pseudonymDomain + n))
 	if err != nil {
 		return Pseudonym{}, fmt.Errorf("tlog: pseudonym: %w", err)
 	}
+	p.keep(n, Pseudonym(sum))
 	return Pseudonym(sum), nil
+}
+
+func (p *Pseudonyms) cached(id string) (Pseudonym, bool) {
+	if p.max <= 0 {
+		return Pseudonym{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.byID[id]
+	if !ok {
+		return Pseudonym{}, false
+	}
+	c := e.Value.(cachedPseudonym)
+	if p.now().Sub(c.at) >= PseudonymCacheTTL {
+		p.byAge.Remove(e)
+		delete(p.byID, id)
+		return Pseudonym{}, false
+	}
+	return c.p, true
+}
+
+// keep caches a pseudonym just computed, and forgets the oldest ones past
+// the bound and all those past their time.
+func (p *Pseudonyms) keep(id string, ps Pseudonym) {
+	if p.max <= 0 {
+		return
+	}
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.byID[id]; ok { // computed meanwhile by another request
+		p.byAge.Remove(e)
+	}
+	p.byID[id] = p.byAge.PushFront(cachedPseudonym{id, ps, now})
+	for last := p.byAge.Back(); last != nil; last = p.byAge.Back() {
+		if p.byAge.Len() <= p.max && now.Sub(last.Value.(cachedPseudonym).at) < PseudonymCacheTTL {
+			break
+		}
+		p.byAge.Remove(last)
+		delete(p.byID, last.Value.(cachedPseudonym).id)
+	}
+}
+
+// Cached is how many pseudonyms are held in memory.
+func (p *Pseudonyms) Cached() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byAge.Len()
 }
