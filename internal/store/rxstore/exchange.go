@@ -325,17 +325,8 @@ func (s *Exchange) insertOne(ctx context.Context, e *tlog.Entry, p *exchange.Pre
 		return stored, err // a conflict
 	}
 	if errors.Is(err, exchange.ErrTrackingCodeTaken) {
-		// The code may be taken by this very prescription, stored by a
-		// concurrent call: PostgreSQL can report the tracking code's
-		// unique index rather than ON CONFLICT (id) when both collide
-		// with a row not yet committed.
-		if stored, err2 := s.PrescriptionByID(ctx, out.ID, out.AcceptedAt); err2 == nil {
-			// A replay after all, whose entry went with the rolled-back
-			// insert: it is appended on its own, as a replay's is.
-			if err := s.auditedTx(ctx, e, func(*sql.Tx) error { return nil }); err != nil {
-				return nil, err
-			}
-			return stored, replay("prescription", out.ID, stored.JWSSHA256, out.JWSSHA256)
+		if stored, found, err := s.storedMeanwhile(ctx, e, &out); found {
+			return stored, err
 		}
 	}
 	if err != nil {
@@ -346,6 +337,29 @@ func (s *Exchange) insertOne(ctx context.Context, e *tlog.Entry, p *exchange.Pre
 	}
 	out.State = effective(&out, out.AcceptedAt)
 	return &out, nil
+}
+
+// storedMeanwhile answers an insert refused for its tracking code, which
+// may be taken by this very prescription stored by a concurrent call:
+// PostgreSQL can report the tracking code's unique index rather than ON
+// CONFLICT (id) when both collide with a row not yet committed. found is
+// whether the prescription's id is stored. If it is, with the same
+// signing input, this is a replay after all, whose entry went with the
+// rolled-back insert and is appended on its own, as a replay's is; with
+// another signing input it is a conflict, refused like one, with no entry
+// of the store's (the caller writes the refusal's).
+func (s *Exchange) storedMeanwhile(ctx context.Context, e *tlog.Entry, p *exchange.Prescription) (*exchange.Prescription, bool, error) {
+	stored, err := s.PrescriptionByID(ctx, p.ID, p.AcceptedAt)
+	if err != nil {
+		return nil, false, nil
+	}
+	if err := replay("prescription", p.ID, stored.JWSSHA256, p.JWSSHA256); !errors.Is(err, exchange.ErrReplay) {
+		return stored, true, err
+	}
+	if err := s.auditedTx(ctx, e, func(*sql.Tx) error { return nil }); err != nil {
+		return nil, true, err
+	}
+	return stored, true, exchange.ErrReplay
 }
 
 // maxParams bounds one statement's parameters: SQLite allows 32,766,

@@ -175,3 +175,51 @@ func TestGroupInsertUnderLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestStoredMeanwhile: an insert refused for its tracking code whose id
+// turns out to be stored by a concurrent call is a replay (its entry
+// appended on its own) when the signing input is the same, and a
+// conflict with no entry of the store's when it is not — not an entry
+// saying the prescription was accepted.
+func TestStoredMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(driver, func(t *testing.T) {
+			s := openGroup(t, driver)
+			log := s.log.(*tlogstore.Store)
+			p := prepared(exchangetest.Prescription(t, item("A", 1)))
+			if _, err := s.insertOne(ctx, exchangetest.Entry(), p, nil); err != nil {
+				t.Fatal(err)
+			}
+			pending := func(want int64) {
+				t.Helper()
+				if n, err := log.Pending(ctx); err != nil || n != want {
+					t.Fatalf("%d audit entries pending (%v), want %d", n, err, want)
+				}
+			}
+			pending(1)
+
+			changed := *p
+			changed.JWS = strings.Replace(p.JWS, ".c2ln", "x.c2ln", 1)
+			changed.JWSSHA256 = rx.SHA256(changed.JWS)
+			stored, found, err := s.storedMeanwhile(ctx, exchangetest.Entry(), &changed)
+			if !found || stored == nil || errs.CodeOf(err) != errs.DocumentIDConflict {
+				t.Fatalf("another document under the id: %v, %v, %v", stored, found, err)
+			}
+			pending(1)
+
+			again := *p
+			stored, found, err = s.storedMeanwhile(ctx, exchangetest.Entry(), &again)
+			if !found || stored == nil || !errors.Is(err, exchange.ErrReplay) {
+				t.Fatalf("the same document: %v, %v, %v", stored, found, err)
+			}
+			pending(2)
+
+			other := prepared(exchangetest.Prescription(t, item("B", 1)))
+			if _, found, err := s.storedMeanwhile(ctx, exchangetest.Entry(), other); found || err != nil {
+				t.Fatalf("an id not stored: found %v, %v", found, err)
+			}
+			pending(2)
+		})
+	}
+}
