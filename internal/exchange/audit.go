@@ -17,7 +17,7 @@ import (
 
 // Every action of the exchange — prescribe, view, claim, release,
 // dispense, close, cancel, paper, history, access-log, session-open,
-// session-close — leaves one entry in rxd's audit log (internal/tlog):
+// session-close, and the settlement of a dispense — leaves one entry in rxd's audit log (internal/tlog):
 // who acted (the card's certificate, or the calling software's when no
 // card acts or the document's signer is not yet verified), the action,
 // the prescription (rx:<id>), the outcome and, when the exchange has read
@@ -57,6 +57,10 @@ const (
 	ActAccessLog    = "access-log"
 	ActSessionOpen  = "session-open"
 	ActSessionClose = "session-close"
+	// ActSettle is the exchange settling a stored dispense: its
+	// adjudication committed (supplementary caps consumed) and its amounts
+	// kept, by the dispense or close that completes it.
+	ActSettle = "settle"
 )
 
 // action is one action being recorded: its entry, filled in as the

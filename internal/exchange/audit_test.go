@@ -112,6 +112,30 @@ func (f *fixture) oneEntry(t *testing.T, w want) {
 	}
 }
 
+// settledEntries checks the entries of a dispense (or paper prescription)
+// that was settled in the same request: the action's entry, w, and then
+// the settlement's — the exchange's own, on the same prescription, about
+// the same patient.
+func (f *fixture) settledEntries(t *testing.T, w want) {
+	t.Helper()
+	es := f.newEntries(t)
+	if len(es) != 2 {
+		for _, e := range es {
+			t.Logf("entry: %+v", e)
+		}
+		t.Fatalf("%d entries for %s and its settlement, want 2", len(es), w.action)
+	}
+	e := es[0]
+	if got := (want{e.Action, e.Actor.ID, e.Actor.Role, e.Actor.Org, e.Object, e.Outcome, errs.Code(e.Code), e.Patient}); e.Actor.Kind != tlog.ActorCert || got != w {
+		t.Fatalf("entry\n got %+v\nwant %+v", got, w)
+	}
+	s := es[1]
+	if s.Action != exchange.ActSettle || s.Actor != (tlog.Actor{Kind: tlog.ActorSystem, ID: "rxd.exchange"}) || s.Object != w.object ||
+		s.Outcome != audit.OK || s.Code != "" || s.Patient != w.patient || !s.Time.Equal(f.now.UTC()) {
+		t.Fatalf("settlement's entry: %+v", s)
+	}
+}
+
 // TestAuditEveryAction: each action of the exchange leaves exactly one
 // entry — who (the card, or the calling software before a card is
 // verified), what, on which prescription, how it ended, and the
@@ -182,6 +206,11 @@ func TestAuditEveryAction(t *testing.T) {
 			if _, _, err := f.svc.Dispense(ctx, ph, claim.ClaimID, claim.Secret, d); err != nil {
 				t.Fatal(err)
 			}
+			f.settledEntries(t, want{"dispense", pharmacy, "pharmacy", licence, rxID, audit.OK, "", patient})
+			// A replay answers the settled dispense: no second settlement.
+			if _, _, err := f.svc.Dispense(ctx, ph, claim.ClaimID, claim.Secret, d); err != nil {
+				t.Fatal(err)
+			}
 			f.oneEntry(t, want{"dispense", pharmacy, "pharmacy", licence, rxID, audit.OK, "", patient})
 			_, _, err = f.svc.Dispense(ctx, ph, claim.ClaimID, "wrong", d)
 			wantCode(t, err, errs.ClaimSecretWrong)
@@ -213,7 +242,7 @@ func TestAuditEveryAction(t *testing.T) {
 			if _, _, err := f.svc.Paper(ctx, f.vendor, f.sign(t, f.pharmacy, paper)); err != nil {
 				t.Fatal(err)
 			}
-			f.oneEntry(t, want{"paper", pharmacy, "pharmacy", licence, "rx:" + paper.ID, audit.OK, "", patient})
+			f.settledEntries(t, want{"paper", pharmacy, "pharmacy", licence, "rx:" + paper.ID, audit.OK, "", patient})
 
 			if _, err := f.svc.History(ctx, portal, exchange.HistoryQuery{NationalID: insuredtest.NationalID(0)}); err != nil {
 				t.Fatal(err)
@@ -338,8 +367,10 @@ func TestAccessLog(t *testing.T) {
 				}
 				q.Cursor = page.NextCursor
 			}
-			// Newest first: dispense, claim, view, prescribe.
+			// Newest first: the dispense's settlement (by the exchange
+			// itself), dispense, claim, view, prescribe.
 			wantActs := []struct{ action, role, org string }{
+				{"settle", "", ""},
 				{"dispense", "pharmacy", f.pharmacy.sub.LicenceNumber},
 				{"claim", "pharmacy", f.pharmacy.sub.LicenceNumber},
 				{"view", "pharmacy", f.pharmacy.sub.LicenceNumber},

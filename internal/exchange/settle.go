@@ -11,6 +11,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rules"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rx/trackcode"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 // settle completes a stored dispense d of p: its adjudication committed
@@ -39,12 +40,34 @@ func (s *Service) settle(ctx context.Context, p *Prescription, d *Dispense, dec 
 	if err != nil {
 		return nil, err
 	}
-	settled, err := s.cfg.Store.Settle(ctx, d.ID, answer, s.cfg.Now())
+	e, err := s.settlement(p, d)
+	if err != nil {
+		return nil, err
+	}
+	settled, err := s.cfg.Store.Settle(ctx, e, d.ID, answer, s.cfg.Now())
 	if err != nil {
 		return nil, internal(err, "settling a dispense")
 	}
 	return settled, nil
 }
+
+// settlement is the audit entry of d's settlement: the exchange's own
+// action (whichever request completes it), on d's prescription, about p's
+// patient (the pseudonym computed for the request that dispensed is
+// still in tlog.Pseudonyms' cache). A key that cannot be used stops the
+// settlement like a store that cannot be written: the dispense is kept,
+// and its next replay, or the close, settles it.
+func (s *Service) settlement(p *Prescription, d *Dispense) (*tlog.Entry, error) {
+	a := &action{e: tlog.Entry{Time: s.cfg.Now().UTC(), Action: ActSettle, Actor: tlog.Actor{Kind: tlog.ActorSystem, ID: settlerID}}}
+	a.on("rx", p.ID)
+	if err := s.about(a, p.PatientNationalID); err != nil {
+		return nil, err
+	}
+	return a.entry(), nil
+}
+
+// settlerID names the exchange as the actor of what it does itself.
+const settlerID = "rxd.exchange"
 
 // settledAnswer is d's answer with the committed decision and amounts: for
 // a paper prescription the whole answer with its receipt, signed only now

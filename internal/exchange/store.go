@@ -90,8 +90,10 @@ type Store interface {
 	// once the dispense's adjudication is committed) unless one is kept:
 	// the one kept is returned — the first settlement wins, however many
 	// race. Unknown dispense: not-found. Settlements, as dispenses, are
-	// never changed or removed.
-	Settle(ctx context.Context, dispenseID string, answer []byte, at time.Time) ([]byte, error)
+	// never changed or removed. e, the settlement's audit entry, is
+	// appended in the transaction that keeps answer, and only then: one
+	// settlement, one entry.
+	Settle(ctx context.Context, e *tlog.Entry, dispenseID string, answer []byte, at time.Time) ([]byte, error)
 	// DispenseByID reads a dispense (Settled filled in); not-found if
 	// there is none.
 	DispenseByID(ctx context.Context, id string) (*Dispense, error)

@@ -39,7 +39,7 @@ func TestPatientLookupsAuditedAndBudgeted(t *testing.T) {
 	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/paper-prescriptions", body: paper}), 201, nil)
 	hq := `{"national_id":"` + nid + `"}`
 	want(t, f.do(t, req{client: "service", method: "POST", path: "/v1/patient-history", body: hq}), 200, nil)
-	if got, wantLines := recorded(), []string{"prescribe ok", "paper ok", "history ok"}; !slices.Equal(got, wantLines) {
+	if got, wantLines := recorded(), []string{"prescribe ok", "paper ok", "settle ok", "history ok"}; !slices.Equal(got, wantLines) {
 		t.Fatalf("audit entries %q, want %q", got, wantLines)
 	}
 	// The vendor's budget of 3 is spent by two prescribes and a paper.
@@ -50,7 +50,7 @@ func TestPatientLookupsAuditedAndBudgeted(t *testing.T) {
 		want(t, f.do(t, req{client: "service", method: "POST", path: "/v1/patient-history", body: hq}), 200, nil)
 	}
 	refused(t, f.do(t, req{client: "service", method: "POST", path: "/v1/patient-history", body: hq}), 429, "quota-exceeded")
-	if n := len(recorded()); n != 6 {
-		t.Errorf("%d audit entries, want 6 (a lookup refused by the budget is not made)", n)
+	if n := len(recorded()); n != 7 {
+		t.Errorf("%d audit entries, want 7 (a lookup refused by the budget is not made)", n)
 	}
 }

@@ -315,7 +315,7 @@ func testSettlements(t *testing.T, s exchange.Store) {
 	}
 	_, err = s.DispenseByID(ctx, rx.NewID())
 	wantCode(t, err, errs.NotFound)
-	_, err = s.Settle(ctx, rx.NewID(), []byte(`{}`), Now)
+	_, err = s.Settle(ctx, Entry(), rx.NewID(), []byte(`{}`), Now)
 	wantCode(t, err, errs.NotFound)
 
 	const n = 8
@@ -326,7 +326,7 @@ func testSettlements(t *testing.T, s exchange.Store) {
 		go func() {
 			defer wg.Done()
 			var err error
-			if kept[i], err = s.Settle(ctx, d.ID, fmt.Appendf(nil, `{"settled":%d}`, i), Now.Add(time.Minute)); err != nil {
+			if kept[i], err = s.Settle(ctx, Entry(), d.ID, fmt.Appendf(nil, `{"settled":%d}`, i), Now.Add(time.Minute)); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -337,7 +337,7 @@ func testSettlements(t *testing.T, s exchange.Store) {
 			t.Fatalf("settlements %d and 0 answered %s and %s", i, kept[i], kept[0])
 		}
 	}
-	if again, err := s.Settle(ctx, d.ID, []byte(`{"late":true}`), Now.Add(time.Hour)); err != nil || !bytes.Equal(again, kept[0]) {
+	if again, err := s.Settle(ctx, Entry(), d.ID, []byte(`{"late":true}`), Now.Add(time.Hour)); err != nil || !bytes.Equal(again, kept[0]) {
 		t.Fatalf("settled again: %s %v", again, err)
 	}
 	// Every read of the dispense carries it: by id, in a replay, to a close.

@@ -519,7 +519,10 @@ func (s *Exchange) dispenses(ctx context.Context, q sqlstore.Execer, where strin
 }
 
 // Settle implements exchange.Store.
-func (s *Exchange) Settle(ctx context.Context, dispenseID string, answer []byte, at time.Time) ([]byte, error) {
+func (s *Exchange) Settle(ctx context.Context, e *tlog.Entry, dispenseID string, answer []byte, at time.Time) ([]byte, error) {
+	if e == nil {
+		return nil, errNoEntry
+	}
 	if dispenseID == "" || len(answer) == 0 {
 		return nil, errors.New("rxstore: a settlement needs a dispense id and its answer")
 	}
@@ -537,9 +540,11 @@ func (s *Exchange) Settle(ctx context.Context, dispenseID string, answer []byte,
 		if err != nil {
 			return fmt.Errorf("rxstore: settling a dispense: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			kept = answer
+		if n, err := res.RowsAffected(); err != nil {
 			return err
+		} else if n == 1 {
+			kept = answer
+			return s.log.AppendTx(ctx, tx, e)
 		}
 		// Settled first by another call (ON CONFLICT waited for it to
 		// commit; this statement's snapshot sees it).

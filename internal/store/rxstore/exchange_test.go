@@ -61,7 +61,7 @@ func TestExchangeLastGuards(t *testing.T) {
 			if _, _, err := s.Dispense(ctx, exchangetest.Entry(), c.ID, h, d, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.Settle(ctx, d.ID, []byte(`{}`), exchangetest.Now); err != nil {
+			if _, err := s.Settle(ctx, exchangetest.Entry(), d.ID, []byte(`{}`), exchangetest.Now); err != nil {
 				t.Fatal(err)
 			}
 			db := s.SQL()

@@ -2,7 +2,9 @@ package tlogstore_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -10,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/tlogstore"
+	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 	"github.com/nuskha/nuskha/internal/tlog"
 )
 
@@ -84,6 +89,12 @@ func benchAppendAndSequence(b *testing.B, s *tlogstore.Store, l *tlog.Log, appen
 // BenchmarkInclusionProof: one inclusion proof, read from the stored tiles
 // of a log of NUSKHA_BENCH_TLOG_SIZE entries (default 1,000,000), built
 // through the real append-and-sequence path in setup.
+//
+// Building 10 M entries takes ten minutes; NUSKHA_BENCH_TLOG_KEEP=<schema>
+// keeps the PostgreSQL log in that schema after the run and, when it holds
+// a checkpoint of the size asked for, proves from it without building
+// again — so the log can be built on a busy machine and the proofs timed
+// on a quiet one.
 func BenchmarkInclusionProof(parent *testing.B) {
 	b := parent
 	size := 1_000_000
@@ -96,8 +107,20 @@ func BenchmarkInclusionProof(parent *testing.B) {
 		var cp *tlog.SignedCheckpoint
 		b.Run(fmt.Sprintf("%s/size=%d", driver, size), func(b *testing.B) {
 			ctx := context.Background()
+			if s == nil && driver == sqlstore.Postgres && os.Getenv("NUSKHA_BENCH_TLOG_KEEP") != "" {
+				s = keptStore(parent, os.Getenv("NUSKHA_BENCH_TLOG_KEEP"))
+				latest, err := s.LatestCheckpoint(ctx)
+				switch {
+				case err == nil && latest != nil && latest.Size == uint64(size):
+					cp = latest
+				case err == nil && latest != nil:
+					b.Fatalf("the kept log holds %d entries, not %d: drop the schema or ask for its size", latest.Size, size)
+				}
+			}
 			if s == nil {
 				s = openStore(parent, driver) // kept for every b.N tried
+			}
+			if cp == nil {
 				l := newLog(b, s, 4096)
 				setup := time.Now()
 				for from := 0; from < size; from += 4096 {
@@ -141,6 +164,41 @@ func BenchmarkInclusionProof(parent *testing.B) {
 			}
 		})
 	}
+}
+
+// keptStore opens the log in schema of the test database, making the
+// schema if it is not there, and leaves it when the benchmark ends.
+func keptStore(b *testing.B, schema string) *tlogstore.Store {
+	b.Helper()
+	base := os.Getenv(pgtest.DSNEnv)
+	if base == "" {
+		b.Fatalf("NUSKHA_BENCH_TLOG_KEEP needs %s", pgtest.DSNEnv)
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		b.Fatal(err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	db, err := sqlstore.Open(ctx, sqlstore.Postgres, u.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	s, err := tlogstore.New(ctx, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 // BenchmarkSequence: sequencing alone, the pending entries appended before
