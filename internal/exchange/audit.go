@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"regexp"
-	"strings"
 
 	"github.com/nuskha/nuskha/internal/audit"
 	"github.com/nuskha/nuskha/internal/errs"
@@ -75,7 +74,7 @@ type action struct {
 // that acts replaces it as the actor (byCard, bySession).
 func (s *Service) begin(name string, caller Caller) *action {
 	a := &action{e: tlog.Entry{Time: s.cfg.Now().UTC(), Action: name}}
-	a.e.Actor = tlog.Actor{Kind: tlog.ActorCert, ID: caller.CertSHA256, Role: string(caller.Role), Org: token(caller.SubjectID)}
+	a.e.Actor = tlog.Actor{Kind: tlog.ActorCert, ID: caller.CertSHA256, Role: string(caller.Role), Org: tlog.Holdable(caller.SubjectID)}
 	return a
 }
 
@@ -85,13 +84,13 @@ func (a *action) bySession(actor *Actor) {
 	if org == "" {
 		org = actor.CouncilNumber
 	}
-	a.e.Actor = tlog.Actor{Kind: tlog.ActorCert, ID: actor.CertSHA256, Role: actor.Role, Org: token(org)}
+	a.e.Actor = tlog.Actor{Kind: tlog.ActorCert, ID: actor.CertSHA256, Role: actor.Role, Org: tlog.Holdable(org)}
 }
 
 // byCard makes the verified signer of a document the actor: its
 // certificate, role and registration (council or licence) number.
 func (a *action) byCard(leaf *x509.Certificate, role pki.Role, registration string) {
-	a.e.Actor = tlog.Actor{Kind: tlog.ActorCert, ID: fingerprint(leaf.Raw), Role: string(role), Org: token(registration)}
+	a.e.Actor = tlog.Actor{Kind: tlog.ActorCert, ID: fingerprint(leaf.Raw), Role: string(role), Org: tlog.Holdable(registration)}
 }
 
 // on names the object acted on (kind:id). Every id the exchange names an
@@ -167,27 +166,4 @@ func (s *Service) end(ctx context.Context, a *action, err error) error {
 func fingerprint(der []byte) string {
 	h := sha256.Sum256(der)
 	return hex.EncodeToString(h[:])
-}
-
-// token is s if the audit log can hold it as an id — at most 128 of
-// A-Z a-z 0-9 . _ : / @ + = -, and neither it nor a ':'-separated part of
-// it written as a national id is (a ten-digit licence number can be) —
-// else "": what a caller chose, or a registration that happens to look
-// like an id, is left out of the entry rather than failing the action.
-func token(s string) string {
-	if len(s) > 128 || audit.Identifying(s) {
-		return ""
-	}
-	for _, part := range strings.Split(s, ":") {
-		if audit.Identifying(part) {
-			return ""
-		}
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:/@+=-", c) >= 0) {
-			return ""
-		}
-	}
-	return s
 }

@@ -53,7 +53,7 @@ func (a *API) lookedUp(r *http.Request, act, nid string, res insured.Result) err
 		return errs.Wrap(errs.Unavailable, err, "the lookup cannot be recorded now, so it is not answered")
 	}
 	caller := CallerFrom(ctx)
-	e := &tlog.Entry{Time: a.Now().UTC(), Actor: tlog.Actor{Kind: tlog.ActorCert, ID: caller.cert, Role: string(caller.Role), Org: caller.SubjectID},
+	e := &tlog.Entry{Time: a.Now().UTC(), Actor: tlog.Actor{Kind: tlog.ActorCert, ID: caller.cert, Role: string(caller.Role), Org: tlog.Holdable(caller.SubjectID)},
 		Action: act, Outcome: audit.OK, Patient: p}
 	if err := a.AuditLog.Append(ctx, e); err != nil {
 		a.Log.ErrorContext(ctx, "a lookup cannot be written to the audit log; it is not answered", "err", err)

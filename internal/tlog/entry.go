@@ -130,6 +130,19 @@ func (e *Entry) Validate() error {
 	return nil
 }
 
+// Holdable is s if an entry can hold it as an id, role, organisation or
+// object — at most 128 of A-Z a-z 0-9 . _ : / @ + = -, and neither it nor
+// a ':'-separated part of it written as a national id (a ten-digit
+// licence number can be) — else "". What a caller chose, or a
+// registration that happens to look like an id, is left out of an entry
+// rather than failing the action it records.
+func Holdable(s string) string {
+	if !isToken(s, 0) || identifying(s) {
+		return ""
+	}
+	return s
+}
+
 // identifying reports whether v, or one of its ':'-separated parts (an
 // object is kind:id), is a national id as one is written.
 func identifying(v string) bool {

@@ -163,3 +163,26 @@ func FuzzEntry(f *testing.F) {
 		}
 	})
 }
+
+// TestHoldable: what an entry can hold as an id is kept as it is, and
+// anything else — too long, characters outside the token set, another
+// script's digits, a national id or a part that is one — is left out.
+func TestHoldable(t *testing.T) {
+	for s, want := range map[string]string{
+		"sub_v1":                 "sub_v1",
+		"PH-8812":                "PH-8812",
+		"rx:4b6f0c1e-2f1a-4d8e":  "rx:4b6f0c1e-2f1a-4d8e",
+		"":                       "",
+		strings.Repeat("a", 128): strings.Repeat("a", 128),
+		strings.Repeat("a", 129): "",
+		"sub v1":                 "",
+		"۱۲۳":                    "",
+		"0499370899":             "",
+		"licence:0499370899":     "",
+		"a\nb":                   "",
+	} {
+		if got := tlog.Holdable(s); got != want {
+			t.Errorf("Holdable(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
