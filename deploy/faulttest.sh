@@ -13,7 +13,9 @@
 # and for each prints the unavailability (from the fault to the first
 # acknowledgement after the longest silence), the requests that failed for
 # good, the attempts retried, and the acknowledged prescriptions missing from
-# the leader (which MUST be 0). Then it restores a pgBackRest backup to a
+# the leader (which MUST be 0). In (a) it also times trustd (on the cluster
+# through HAProxy) going unready and ready again and answering an officer's
+# write again by itself, which it MUST within TRUSTD_BOUND seconds. Then it restores a pgBackRest backup to a
 # point in time into a fresh data directory and compares row counts and
 # checksums with what the leader held at that time.
 #
@@ -326,19 +328,63 @@ kill_node() { # kill -9 a whole node: Patroni and every PostgreSQL process of it
   wait "${PID[node$i]}" 2>/dev/null || true
 }
 
+# trustd through the failover, watched from the kill: an officer's write
+# (POST /admin/v1/crl: a CRL number reserved in the database, the CRL signed
+# and audited) tried every 0.2 s until it is answered 201, and /readyz on the
+# public listener going unready (503) and ready (200) again. Each probe
+# writes the time it saw its event, or gives up TRUSTD_BOUND s after the kill.
+TRUSTD_BOUND=${TRUSTD_BOUND:-60}
+trustd_crl() {
+  curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST --cacert "$W/trustd/ca/root.crt" \
+    --cert "$h/alice/alice.crt" --key "$h/alice/alice.key" --pass "$(<"$h/alice/alice.pass")" "https://$H:$ADMIN/admin/v1/crl"
+}
+trustd_ready() { curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$W/trustd/ca/root.crt" "https://$H:$PUBLIC/readyz"; }
+probe_trustd() { # T_NS: in the background, writes $W/trustd-{written,unready,ready}
+  local end=$(($1 / 1000000000 + TRUSTD_BOUND))
+  (
+    until [ "$(trustd_crl)" = 201 ]; do [ "$(date +%s)" -lt "$end" ] || exit 0; sleep 0.2; done
+    now_ns >"$W/trustd-written"
+  ) &
+  PIDS+=($!)
+  PROBES=($!)
+  (
+    until [ "$(trustd_ready)" != 200 ]; do [ "$(date +%s)" -lt "$end" ] || exit 0; sleep 0.2; done
+    now_ns >"$W/trustd-unready"
+    until [ "$(trustd_ready)" = 200 ]; do [ "$(date +%s)" -lt "$end" ] || exit 0; sleep 0.2; done
+    now_ns >"$W/trustd-ready"
+  ) &
+  PIDS+=($!)
+  PROBES+=($!)
+}
+# trustd_figures T_NS: seconds from the kill to each event; fails unless
+# trustd wrote again, and went unready and ready again, within the bound.
+trustd_figures() {
+  wait "${PROBES[@]}"
+  local e secs=()
+  for e in unready ready written; do
+    [ -s "$W/trustd-$e" ] || die "(a) trustd: not $e again within ${TRUSTD_BOUND}s of the kill by itself (see $W/trustd.log)"
+    secs+=("$(awk -v a="$1" -v b="$(<"$W/trustd-$e")" 'BEGIN {printf "%.2f", (b - a) / 1e9}')")
+  done
+  TRUSTD_RESULT="(a) trustd: /readyz unready after ${secs[0]} s, ready again after ${secs[1]} s; an officer's write (a new CRL) answered again ${secs[2]} s after the kill"
+  printf '    %s\n' "$TRUSTD_RESULT"
+}
+
 # (a) the leader node dies.
 log "(a) kill -9 the PostgreSQL leader node under $RATE prescriptions/s"
 start_load a
 settle a
+[ "$(trustd_crl)" = 201 ] && [ "$(trustd_ready)" = 200 ] || die "(a) trustd does not write or is not ready before the fault"
 old=$(leader)
 T=$(now_ns)
 kill_node "$old"
+probe_trustd "$T"
 wait_until 60 "(a) a replica promoted" leader
 new=$(leader)
 [ "$new" != "$old" ] || die "(a) node$old is still the leader"
 finish_load a
 log "(a) node$old killed, node$new promoted"
 figures a "$T" "(a) leader killed (node$old -> node$new)"
+trustd_figures "$T"
 # The killed node comes back as a replica (pg_rewind), so that the next
 # faults find three nodes again.
 start_node "$old"
@@ -431,5 +477,6 @@ echo
 echo "Fault tests (deploy/faulttest.sh): 3 Patroni nodes (synchronous_mode_strict), 3 etcd, HAProxy, 2 rxd, $RATE prescriptions/s offered, open loop"
 printf '%-36s %8s %10s %6s %7s %8s %5s\n' fault silence-s recovery-s acked failed retried lost
 for r in "${RESULTS[@]}"; do echo "$r"; done
+echo "$TRUSTD_RESULT"
 echo "point-in-time restore: $COUNT_R prescriptions and their checksum as at the target time ($COUNT_END at the end), restored and replayed in ${RESTORE_SECONDS}s"
 echo "PASS: every acknowledged prescription survived every fault ($(($(date +%s) - START)) s)"

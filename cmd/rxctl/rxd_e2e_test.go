@@ -83,7 +83,7 @@ func TestRxdEndToEnd(t *testing.T) {
 		Eligibility: data.Checker(), Catalogue: data.Catalogue, Rules: data.Rules, Arc: pki.MustArc(pki.DefaultArc), Status: status,
 		Adjudicator: data.Adjudicator(time.Now), DB: data.DB,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now,
-		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: data.AuditLog(t),
+		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: data.AuditLog(t), Budgets: data.Budgets(t),
 	}
 	serverKey, err := d.keys.OpenKey(ctx, rxdKey)
 	if err != nil {

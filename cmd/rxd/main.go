@@ -30,6 +30,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/insured"
+	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/netcap"
 	"github.com/nuskha/nuskha/internal/persian"
 	"github.com/nuskha/nuskha/internal/pki"
@@ -318,29 +319,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// SIGHUP reloads the rule set file and the TLS certificate (Reload).
 	// It is waited for before the keys are closed.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reloadCtx, stopReloads := context.WithCancel(ctx)
-	reloads := make(chan struct{})
-	go func() {
-		defer close(reloads)
-		for {
-			select {
-			case <-reloadCtx.Done():
-				return
-			case <-hup:
-				if err := svc.Reload(reloadCtx); err != nil {
-					log.Error("SIGHUP: reload failed", "err", err)
-				}
-			}
-		}
-	}()
+	stopReloads := lifecycle.ReloadOnHangup(ctx, log, svc.Reload)
 	// Serve returns once the requests in flight are drained and the rules
 	// watch has stopped: only then are the database and the keys closed.
 	serveErr := svc.Serve(ctx)
 	stopReloads()
-	<-reloads
 	return errors.Join(serveErr, svc.Close())
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/cli"
 	"github.com/nuskha/nuskha/internal/hsm"
+	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/trustd"
@@ -269,27 +270,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, chec
 	context.AfterFunc(ctx, stop)
 	// SIGHUP reloads the TLS certificate and the ARL (Reload); it is
 	// waited for before the service and the keys are closed.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reloadCtx, stopReloads := context.WithCancel(ctx)
-	reloads := make(chan struct{})
-	go func() {
-		defer close(reloads)
-		for {
-			select {
-			case <-reloadCtx.Done():
-				return
-			case <-hup:
-				if err := svc.Reload(reloadCtx); err != nil {
-					log.Error("SIGHUP: reload failed", "err", err)
-				}
-			}
-		}
-	}()
+	stopReloads := lifecycle.ReloadOnHangup(ctx, log, svc.Reload)
 	err = svc.Serve(ctx)
 	stopReloads()
-	<-reloads
 	return err
 }
 

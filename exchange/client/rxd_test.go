@@ -127,7 +127,7 @@ func startRealRxd(t *testing.T) *realRxd {
 	}
 	a := &rxapi.API{Eligibility: data.Checker(), Adjudicator: data.Adjudicator(clock), Catalogue: data.Catalogue, Rules: data.Rules, DB: data.DB,
 		Arc: p.Arc, Status: checker, Log: log, Now: clock, Exchange: svc, Idempotency: store,
-		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: r.audit, AuditStore: r.audit}
+		Pseudonyms: rxdtest.Pseudonyms(), AuditLog: r.audit, AuditStore: r.audit, Budgets: data.Budgets(t)}
 	r.roots = x509.NewCertPool()
 	r.roots.AddCert(p.Root)
 	srv := httptest.NewUnstartedServer(validating(t, a.Handler(), r.violations))

@@ -58,6 +58,14 @@ type (
 	Status interface {
 		CheckChain(ctx context.Context, chain []*x509.Certificate) (revocation.Result, error)
 	}
+	// Budgets counts callers' daily lookups (rxstore.Budgets).
+	Budgets interface {
+		// Spend counts one lookup against holder's budget of kind for
+		// day (persian.Day) and reports true, unless limit are counted
+		// already: then it counts nothing and reports false. It MUST be
+		// atomic across every instance sharing the budgets.
+		Spend(ctx context.Context, day time.Time, kind, holder string, limit int) (bool, error)
+	}
 	// Pinger is the database as health sees it.
 	Pinger interface {
 		Ping(ctx context.Context) error
@@ -108,11 +116,16 @@ type API struct {
 	// a random key, good for this process's life only.
 	SealKey []byte
 
+	// Budgets counts each caller's daily lookups in the database every
+	// instance shares (rxstore.Budgets); without it lookups are refused
+	// (unavailable), never answered uncounted.
+	Budgets Budgets
+
 	// Handler's:
-	budgets  *budgets // each caller's requests and eligibility lookups
-	finds    *budgets // prescription lookups and claims, per caller and per card
-	keyLocks *keyLocks
-	aead     cipher.AEAD
+	rates     *buckets // each caller's requests to this instance
+	cardRates *buckets // each card's prescription lookups and claims
+	keyLocks  *keyLocks
+	aead      cipher.AEAD
 }
 
 // ServerTLS is the TLS configuration Handler needs: the shared policy, and
@@ -136,8 +149,8 @@ func (a *API) Handler() http.Handler {
 	// the API given is left as it was.
 	c := *a
 	a = &c
-	a.budgets = newBudgets(a.Limits, "eligibility lookups")
-	a.finds = newBudgets(a.Limits, "prescription lookups and claims")
+	a.Limits = a.Limits.withDefaults()
+	a.rates, a.cardRates = newBuckets(a.Limits), newBuckets(a.Limits)
 	a.keyLocks = &keyLocks{}
 	a.aead = newAEAD(a.SealKey)
 	return httpedge.Edge{Log: a.Log, Metrics: a.Metrics}.Handler(a.routes())
@@ -248,7 +261,7 @@ func (a *API) caller(next http.HandlerFunc) http.Handler {
 		}
 		fp := sha256.Sum256(chain[0].Raw)
 		c := Caller{Role: id.Role, SubjectID: id.SubjectID, Name: chain[0].Subject.CommonName, Thumbprint: rx.Thumbprint(chain[0]), cert: hex.EncodeToString(fp[:])}
-		if no := a.budgets.request(c.cert, a.Now()); no != nil {
+		if no := a.rates.request(c.cert, a.Now()); no != nil {
 			a.refuse(w, r, no)
 			return
 		}
@@ -314,8 +327,7 @@ func (a *API) eligibility(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if no := a.budgets.lookup(caller.cert, a.Now()); no != nil {
-		a.refuse(w, r, no)
+	if !a.spend(w, r, budgetLookup, caller.cert) {
 		return
 	}
 	res, err := a.Eligibility.Check(r.Context(), nid, day)

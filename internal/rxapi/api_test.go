@@ -119,6 +119,7 @@ func setup(t *testing.T, extra ...func(*rxapi.API)) *fixture {
 		Catalogue:   data.Catalogue,
 		Rules:       data.Rules,
 		DB:          data.DB,
+		Budgets:     data.Budgets(t),
 		Arc:         p.Arc, Status: status,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now,
 	}

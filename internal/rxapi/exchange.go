@@ -223,11 +223,7 @@ func (a *API) patientLookup(w http.ResponseWriter, r *http.Request, nationalID s
 		a.failExchange(w, r, err)
 		return false
 	}
-	if no := a.budgets.lookup(CallerFrom(r.Context()).cert, a.Now()); no != nil {
-		a.refuse(w, r, no)
-		return false
-	}
-	return true
+	return a.spend(w, r, budgetLookup, CallerFrom(r.Context()).cert)
 }
 
 // documentPatient is the patient's national id a prescription or paper
@@ -349,14 +345,12 @@ func (a *API) find(w http.ResponseWriter, r *http.Request) (exchange.Find, bool)
 		a.failExchange(w, r, err)
 		return f, false
 	}
-	now := a.Now()
-	if no := a.finds.request(cardPrefix+actorFrom(r.Context()).CertSerial, now); no != nil {
+	if no := a.cardRates.request(cardPrefix+actorFrom(r.Context()).CertSerial, a.Now()); no != nil {
 		a.refuse(w, r, no)
 		return f, false
 	}
 	for _, key := range []string{CallerFrom(r.Context()).cert, cardPrefix + actorFrom(r.Context()).CertSerial} {
-		if no := a.finds.lookup(key, now); no != nil {
-			a.refuse(w, r, no)
+		if !a.spend(w, r, budgetFind, key) {
 			return f, false
 		}
 	}

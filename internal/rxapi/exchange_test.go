@@ -160,7 +160,7 @@ func xsetup(t *testing.T, extra ...func(*rxapi.API)) *xfixture {
 	a := &rxapi.API{
 		Eligibility: data.Checker(), Adjudicator: data.Adjudicator(f.clock.Now), Catalogue: data.Catalogue, Rules: data.Rules, DB: data.DB,
 		Arc: f.pki.Arc, Status: checker, Log: slog.New(slog.DiscardHandler), Now: f.clock.Now,
-		Exchange: svc, Idempotency: store, Pseudonyms: rxdtest.Pseudonyms(), AuditLog: f.log, AuditStore: f.log,
+		Exchange: svc, Idempotency: store, Pseudonyms: rxdtest.Pseudonyms(), AuditLog: f.log, AuditStore: f.log, Budgets: data.Budgets(t),
 	}
 	for _, e := range extra {
 		e(a)

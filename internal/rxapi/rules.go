@@ -60,8 +60,7 @@ func (a *API) rulesCheck(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if no := a.budgets.lookup(caller.cert, a.Now()); no != nil {
-		a.refuse(w, r, no)
+	if !a.spend(w, r, budgetLookup, caller.cert) {
 		return
 	}
 	dec, err := a.Adjudicator.Check(r.Context(), req)

@@ -377,6 +377,12 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The daily lookup budgets are in the database, shared by every
+	// instance over it.
+	budgets, err := rxstore.NewBudgets(ctx, db)
+	if err != nil {
+		return nil, err
+	}
 	cat, err := catalogue.New(catalogue.Config{Store: cstore})
 	if err != nil {
 		return nil, err
@@ -399,6 +405,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		Log:         d.Log,
 		Now:         d.Now,
 		Limits:      cfg.Limits,
+		Budgets:     budgets,
 		Pseudonyms:  audit.pseudonyms,
 		AuditLog:    audit.store,
 		AuditStore:  audit.store,

@@ -5,14 +5,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,68 +26,6 @@ import (
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
-
-// logLines is trustd's JSON log in a test: every line, and channels
-// closed when a message has been logged so many times.
-type logLines struct {
-	mu      sync.Mutex
-	lines   []map[string]any
-	count   map[string]int
-	waiters []waiter
-}
-
-type waiter struct {
-	msg string
-	n   int
-	c   chan struct{}
-}
-
-func newLogLines() *logLines { return &logLines{count: map[string]int{}} }
-
-// logged is closed once msg has been logged n times.
-func (l *logLines) logged(msg string, n int) <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := make(chan struct{})
-	if l.count[msg] >= n {
-		close(c)
-	} else {
-		l.waiters = append(l.waiters, waiter{msg, n, c})
-	}
-	return c
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	var line map[string]any
-	if json.Unmarshal(p, &line) == nil {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, line)
-		msg, _ := line["msg"].(string)
-		l.count[msg]++
-		l.waiters = slices.DeleteFunc(l.waiters, func(w waiter) bool {
-			if w.msg == msg && l.count[msg] >= w.n {
-				close(w.c)
-				return true
-			}
-			return false
-		})
-	}
-	return len(p), nil
-}
-
-// find returns the lines with msg.
-func (l *logLines) find(msg string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range l.lines {
-		if line["msg"] == msg {
-			out = append(out, line)
-		}
-	}
-	return out
-}
 
 // initCA makes a CA in a temporary directory with its listeners on ports
 // of the kernel's choosing, and returns its config.
@@ -131,7 +67,7 @@ func TestServeStopsInOrder(t *testing.T) {
 	ctx := context.Background()
 	d := deps(t)
 	cfg, res := initCA(t, d)
-	logs := newLogLines()
+	logs := logbuf.NewLines()
 	d.Log = slog.New(slog.NewJSONHandler(logs, nil))
 	svc, err := trustd.New(ctx, cfg, d)
 	if err != nil {
@@ -142,12 +78,12 @@ func TestServeStopsInOrder(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(runCtx) }()
 	select {
-	case <-logs.logged("listening", 3):
+	case <-logs.Logged("listening", 3):
 	case err := <-done:
 		t.Fatalf("serve ended before it listened: %v", err)
 	}
 	var addr string
-	for _, l := range logs.find("listening") {
+	for _, l := range logs.Find("listening") {
 		if l["listener"] == "http" {
 			addr, _ = l["addr"].(string)
 		}
@@ -173,7 +109,7 @@ func TestServeStopsInOrder(t *testing.T) {
 
 	stop()
 	select {
-	case <-logs.logged(lifecycle.MsgDraining, 1):
+	case <-logs.Logged(lifecycle.MsgDraining, 1):
 	case err := <-done:
 		t.Fatalf("Serve returned (%v) with a request in flight", err)
 	}
@@ -182,7 +118,7 @@ func TestServeStopsInOrder(t *testing.T) {
 		t.Fatalf("Serve returned (%v) with a request in flight", err)
 	default:
 	}
-	if n := len(logs.find(lifecycle.MsgTaskStopped)); n != 0 {
+	if n := len(logs.Find(lifecycle.MsgTaskStopped)); n != 0 {
 		t.Fatalf("%d background task(s) stopped before the requests drained", n)
 	}
 	if _, err := conn.Write(body); err != nil {
@@ -206,7 +142,7 @@ func TestServeStopsInOrder(t *testing.T) {
 	}
 	// Serve has returned: every background task has, too.
 	stopped := map[string]bool{}
-	for _, l := range logs.find(lifecycle.MsgTaskStopped) {
+	for _, l := range logs.Find(lifecycle.MsgTaskStopped) {
 		stopped[l["task"].(string)] = true
 	}
 	for _, task := range []string{"publisher", "refusal summaries", "credential renewal", "ARL reload"} {

@@ -2,7 +2,7 @@
 // generations, supplementary-cap usage and dispense history), the coding
 // catalogue's versions, and the prescription exchange (prescriptions, their
 // fills, claims, dispenses, receipts, cancellations, sessions, idempotency
-// keys). Its tables are rxd's alone; trustd never opens this database.
+// keys), and the callers' daily lookup budgets. Its tables are rxd's alone; trustd never opens this database.
 // insured/insuredtest, catalogue/catalogtest and exchange/exchangetest are
 // its conformance suites, run here over SQLite and PostgreSQL.
 package rxstore
@@ -24,5 +24,5 @@ var (
 
 // Schemas are the schemas this package owns, with their migrations.
 func Schemas() []sqlstore.Schema {
-	return []sqlstore.Schema{insuredSchema, catalogueSchema, exchangeSchema}
+	return []sqlstore.Schema{insuredSchema, catalogueSchema, exchangeSchema, budgetsSchema}
 }

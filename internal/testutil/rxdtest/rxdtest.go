@@ -92,6 +92,17 @@ func (d *Data) AuditLog(t testing.TB) *tlogstore.Store {
 	return s
 }
 
+// Budgets are the callers' daily lookup budgets in the database (their
+// table migrated).
+func (d *Data) Budgets(t testing.TB) *rxstore.Budgets {
+	t.Helper()
+	b, err := rxstore.NewBudgets(context.Background(), d.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // Pseudonyms are patients' pseudonyms under a fixed test key (held in
 // memory: the key's custody is internal/hsm's, tested there).
 func Pseudonyms() *tlog.Pseudonyms { return tlog.NewPseudonyms(testMAC{}) }

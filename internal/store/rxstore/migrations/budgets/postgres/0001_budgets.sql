@@ -1,0 +1,13 @@
+-- Each caller's lookups of a day, counted where every rxd instance over
+-- this database sees them, so that N instances behind a load balancer give
+-- a caller one daily budget, not N (rxapi.Limits). day is the calendar day
+-- in Iran; kind the budget (lookup: eligibility and patient lookups; find:
+-- prescription lookups and claims); holder a client certificate's SHA-256
+-- in hex, or card:SERIAL. Rows of past days are deleted.
+CREATE TABLE lookup_budgets (
+    day    DATE    NOT NULL,
+    kind   TEXT    NOT NULL,
+    holder TEXT    NOT NULL,
+    spent  INTEGER NOT NULL CHECK (spent > 0),
+    PRIMARY KEY (day, kind, holder)
+);
