@@ -3,11 +3,15 @@
 -- a caller one daily budget, not N (rxapi.Limits). day is the calendar day
 -- in Iran; kind the budget (lookup: eligibility and patient lookups; find:
 -- prescription lookups and claims); holder a client certificate's SHA-256
--- in hex, or card:SERIAL. Rows of past days are deleted.
+-- in hex, or card:SERIAL. spent is what instances have reserved — each
+-- takes a few lookups at a time when the budget is large (rxstore.Budgets)
+-- — and granted what the last reservation got. Rows of past days are
+-- deleted.
 CREATE TABLE lookup_budgets (
-    day    DATE    NOT NULL,
-    kind   TEXT    NOT NULL,
-    holder TEXT    NOT NULL,
-    spent  INTEGER NOT NULL CHECK (spent > 0),
+    day     DATE    NOT NULL,
+    kind    TEXT    NOT NULL,
+    holder  TEXT    NOT NULL,
+    spent   INTEGER NOT NULL CHECK (spent > 0),
+    granted INTEGER NOT NULL CHECK (granted > 0),
     PRIMARY KEY (day, kind, holder)
 );
