@@ -5,8 +5,8 @@
 // audit trail:
 //
 //  1. the answers of the patients' access log (POST /v1/patient-access-log,
-//     every registry id asked for, every page), as the insurer's service
-//     reads it;
+//     for each patient of the walkthrough's documents, every page), as the
+//     insurer's service reads it;
 //  2. the audit logs as an auditor fetches them (-audit, each a log's base
 //     URL): the checkpoint, every hash tile and every entry bundle of its
 //     tree, through tlog.Client, the client `rxctl audit verify` uses;
@@ -36,6 +36,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +47,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/leakscan"
+	"github.com/nuskha/nuskha/internal/nationalid"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/tlog"
 	"github.com/nuskha/nuskha/internal/tlsconf"
@@ -63,7 +68,7 @@ func main() {
 	flag.StringVar(&c.repo, "repo", ".", "the repository: README.md and deploy/sample, where the secrets come from")
 	flag.Var(&c.dbs, "db", "NAME=PATH: a daemon's SQLite database, whose audit tables are read (repeat)")
 	flag.Var(&c.audits, "audit", "an audit log's base URL (its checkpoint is <URL>/checkpoint) (repeat)")
-	flag.StringVar(&c.rxd, "rxd", "", "rxd's URL: the patients' access log is asked for every registry id")
+	flag.StringVar(&c.rxd, "rxd", "", "rxd's URL: the access log of each patient of deploy/sample's documents is read")
 	flag.StringVar(&c.caFile, "ca-file", "", "the root to trust for HTTPS")
 	flag.StringVar(&c.cert, "cert", "", "a service's client certificate chain (PEM): rxd serves its log and the access log to the insurer's services only")
 	flag.StringVar(&c.key, "key", "", "its key URI (softkey:… or pkcs11:…)")
@@ -106,7 +111,7 @@ func run(ctx context.Context, c config, out io.Writer) ([]*leakscan.Hit, error) 
 		}
 	}
 
-	ids, err := registryIDs(c.repo)
+	ids, err := patientIDs(c.repo)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +120,7 @@ func run(ctx context.Context, c config, out io.Writer) ([]*leakscan.Hit, error) 
 		return nil, err
 	}
 	if accesses == 0 {
-		return nil, errors.New("the patients' access log listed nothing for any registry id: nothing was scanned there")
+		return nil, errors.New("the patients' access log listed nothing for the walkthrough's patients: nothing was scanned there")
 	}
 	keep(scanAnswers(s, answers))
 	fmt.Fprintf(out, "demoscan: %d access-log answers (%d accesses) scanned\n", len(answers), accesses)
@@ -188,19 +193,38 @@ type recording struct {
 	answers []answer
 }
 
+// RoundTrip keeps the answer; rxd's 429 (a caller over its budget) is
+// waited out as its Retry-After says, a few times.
 func (r *recording) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := r.next.RoundTrip(req)
-	if err != nil {
-		return nil, err
+	for try := 0; ; try++ {
+		if try > 0 && req.GetBody != nil {
+			b, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			req.Body = b
+		}
+		resp, err := r.next.RoundTrip(req)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.answers = append(r.answers, answer{where: fmt.Sprintf("%s %s (%s)", req.Method, req.URL, resp.Status), body: body})
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		wait, werr := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if resp.StatusCode != http.StatusTooManyRequests || werr != nil || wait > 30 || try == 4 {
+			return resp, nil
+		}
+		select {
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		case <-time.After(time.Duration(wait)*time.Second + 100*time.Millisecond):
+		}
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	r.answers = append(r.answers, answer{where: fmt.Sprintf("%s %s (%s)", req.Method, req.URL, resp.Status), body: body})
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	return resp, nil
 }
 
 func httpClient(ctx context.Context, c config) (*recording, error) {
@@ -238,19 +262,38 @@ func httpClient(ctx context.Context, c config) (*recording, error) {
 	return r, nil
 }
 
-func registryIDs(repo string) ([]string, error) {
-	b, err := os.ReadFile(repo + "/deploy/sample/registry.csv")
+// patientIDs are the national ids of the patients of the walkthrough's
+// documents (deploy/sample/*.json): the patients whose access logs list
+// what the walkthrough did. (Asking for all the registry's would run into
+// rxd's per-caller budget for patient lookups.)
+func patientIDs(repo string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(repo, "deploy", "sample", "*.json"))
 	if err != nil {
 		return nil, err
 	}
 	var ids []string
-	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if id, _, _ := strings.Cut(line, ","); i > 0 && id != "" {
-			ids = append(ids, id)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
 		}
+		for _, m := range nationalID.FindAllSubmatch(b, -1) {
+			id, err := nationalid.Parse(string(m[1]))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("deploy/sample's documents name no patient")
 	}
 	return ids, nil
 }
+
+var nationalID = regexp.MustCompile(`"national_id":\s*"([^"]*)"`)
 
 // accessLogs asks rxd for every id's access log, every page, as the
 // insurer's service does.
@@ -279,7 +322,7 @@ func accessLogs(ctx context.Context, hc *http.Client, rxd string, ids []string) 
 			}
 			// The request names the patient; the place says which
 			// registry row it was, never the id.
-			answers = append(answers, answer{where: fmt.Sprintf("POST %s/v1/patient-access-log (registry row %d, page %d, %s)", rxd,
+			answers = append(answers, answer{where: fmt.Sprintf("POST %s/v1/patient-access-log (patient %d, page %d, %s)", rxd,
 				row+1, page+1, resp.Status), body: raw})
 			if resp.StatusCode != http.StatusOK {
 				return answers, total, fmt.Errorf("the access log answered %s: %.300s", resp.Status, raw)
