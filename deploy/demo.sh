@@ -12,6 +12,10 @@
 #
 # A block may be followed by <!-- expect: TEXT --> lines (invisible on the
 # rendered page): the block's output must contain each TEXT.
+#
+# Then it scans the audit tables, the audit logs' and access log's answers
+# and make run's output (the daemons' logs) for the walkthrough's national
+# ids, names and prescription contents (internal/leakscan/demoscan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 readme=$PWD/README.md
@@ -86,14 +90,16 @@ ready=
 while [ -z "$ready" ]; do
   if IFS= read -r -t 5 line <&3; then
     printf '    | %s\n' "$line" >&2
+    printf '%s\n' "$line" >>"$work/run.log"
     case $line in *"are running"*) ready=1 ;; esac
   else
     kill -0 "$runner" 2>/dev/null || { echo "make run ended before trustd and rxd were running" >&2; exit 1; }
     [ "$SECONDS" -lt "$deadline" ] || { echo "make run did not get trustd and rxd running in 20 minutes" >&2; exit 1; }
   fi
 done
-# keep draining make run's output so it never blocks on a full pipe
-cat <&3 >"$work/run.log" &
+# keep draining make run's output so it never blocks on a full pipe; all
+# of it is in run.log, which the scan below reads
+cat <&3 >>"$work/run.log" &
 
 # One shell for all the walkthrough's blocks, as in the user's second
 # terminal: what one block sets, the next one uses.
@@ -121,3 +127,21 @@ for i in $(seq 2 "$count"); do
   done <"$work/expect$i.txt"
 done
 log "README walkthrough complete: blocks 2-$count ran verbatim"
+
+# Issue 13: no national id, digits of one, or payload text anywhere in the
+# audit tables, the audit logs' HTTP answers or the daemons' logs. After the
+# walkthrough: every row of both daemons' audit tables, both logs' tiles and
+# entry bundles as an auditor fetches them, the patients' access log, and
+# everything make run and the daemons wrote (internal/leakscan/demoscan).
+log "scanning the audit tables, audit logs, access log and daemons' logs for the walkthrough's national ids, names and prescription contents"
+auditor=$PWD/var/rxd/auditor
+CGO_ENABLED=1 go run ./internal/leakscan/demoscan -repo . \
+  -db trustd=var/trustd/trustd.db -db rxd=var/rxd/rxd.db \
+  -audit "$NUSKHA_PUBLIC_URL/audit" -audit "http://$NUSKHA_HTTP_LISTEN/audit" -audit "$NUSKHA_RXD_URL/audit" \
+  -rxd "$NUSKHA_RXD_URL" -ca-file var/trustd/ca/root.crt \
+  -cert "$auditor/chain.pem" -key "softkey:path=$auditor/key.pem?pin-source=$auditor/key.pass" \
+  -log "$work/run.log" || {
+  echo "the scan found a national id, a name or prescription contents where none may be, or could not read what it scans (above)" >&2
+  exit 1
+}
+log "no national id, name or prescription contents in the audit tables, audit logs, access log or logs"

@@ -90,6 +90,12 @@ if [ ! -f "$RXD_STATE/rxd-exchange/chain.pem" ]; then
   say "officers alice and bob certify the exchange's receipt-signing key"
   certify rxd-exchange service exchange-receipt-signing
 fi
+if [ ! -f "$RXD_STATE/auditor/chain.pem" ]; then
+  # A service of the insurer's own (a service's client certificate): rxd
+  # shows patients' histories, access logs and its audit log to no one else.
+  say "officers alice and bob certify the insurer's auditing service's client key"
+  certify auditor service service-tls-client
+fi
 if [ ! -f "$RXD_STATE/rxd.db" ]; then
   say "rxd loads the sample registry and catalogue from deploy/sample"
   bin/rxd import-registry -db "$RXD_STATE/rxd.db" -create -mode full -quiet deploy/sample/registry.csv
@@ -123,6 +129,8 @@ bin/rxd serve -db "$RXD_STATE/rxd.db" -listen "$RXD_LISTEN" -tls-cert "$RXD_STAT
   -exchange-cert "$RXD_STATE/rxd-exchange/chain.pem" -revocation-recheck 0 &
 wait_for rxd $! "$RXD_LISTEN"
 
+# No national id in this message: make run's output is the daemons' log,
+# which deploy/demo.sh scans for the registry's ids.
 cat <<MSG
 
 trustd and rxd are running (Ctrl-C stops both).${first:+ First run: the CA, officers alice and bob, rxd's certificates and a demo vendor's were made.}
@@ -137,9 +145,12 @@ As the demo vendor's software, against rxd:
   export NUSKHA_CA_FILE=$STATE/ca/root.crt NUSKHA_RXD_URL=https://localhost:${RXD_LISTEN#*:}
   export NUSKHA_CLIENT_CERT=$RXD_STATE/demo-vendor/chain.pem
   export NUSKHA_CLIENT_KEY='softkey:path=$RXD_STATE/demo-vendor/key.pem?pin-source=$RXD_STATE/demo-vendor/key.pass'
-  bin/rxctl eligibility check 0010350829
+  bin/rxctl eligibility check NATIONAL-ID    (one of deploy/sample/registry.csv's)
   bin/rxctl rules check deploy/sample/check.json
   bin/rxctl catalogue search آموکسی
+
+As the insurer's auditing service (patients' histories and access logs, rxd's audit log):
+  bin/rxctl rx access-log -cert $RXD_STATE/auditor/chain.pem -key 'softkey:path=$RXD_STATE/auditor/key.pem?pin-source=$RXD_STATE/auditor/key.pass' -national-id NATIONAL-ID
 
 (README.md walks through every role from here, the prescription exchange
 included; docs/exchange.md and docs/rxd.md through rxd. rxd

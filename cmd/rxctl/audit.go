@@ -22,6 +22,7 @@ import (
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/tlog"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
 // The auditor's tool: it trusts a log's checkpoints only under a verifier
@@ -65,6 +66,11 @@ type auditTarget struct {
 type auditLogFlags struct {
 	log, origin, bundle, caFile, arc *string
 	vkeys                            stringList
+	// cert and key: a client certificate for a log served only to
+	// authenticated callers (rxd's, to the insurer's services). Not taken
+	// from NUSKHA_CLIENT_CERT: trustd's log is open to anyone, and a
+	// vendor's credentials in the environment are not an auditor's.
+	cert, key *string
 }
 
 func addAuditLogFlags(fs *flag.FlagSet) *auditLogFlags {
@@ -74,6 +80,8 @@ func addAuditLogFlags(fs *flag.FlagSet) *auditLogFlags {
 		bundle: fs.String("bundle", "", "trust bundle (rxctl trust pull) naming the log and its verifier keys"),
 		caFile: fs.String("ca-file", envOr("NUSKHA_CA_FILE", ""), "pinned root certificate(s): to verify the bundle, and the log's TLS"),
 		arc:    fs.String("oid-arc", pki.DefaultArc, "the deployment's OID arc"),
+		cert:   fs.String("cert", "", "client certificate chain (PEM), for a log served only to authenticated callers (rxd's: a service certificate)"),
+		key:    fs.String("key", "", "the client certificate's key URI (softkey:… or pkcs11:…), with -cert"),
 	}
 	fs.Var(&f.vkeys, "vkey", "a verifier key of the log, name+hash+base64 (repeat for retired keys); instead of, or beside, the bundle's")
 	return f
@@ -124,22 +132,46 @@ func (f *auditLogFlags) target() (*auditTarget, error) {
 	return t, nil
 }
 
-// client reaches the log at base, trusting the pinned roots for HTTPS.
-func (f *auditLogFlags) client(base string) (*tlog.Client, error) {
+// client reaches the log at base, trusting the pinned roots for HTTPS and
+// presenting the client certificate if one is given.
+func (f *auditLogFlags) client(ctx context.Context, e *env, base string) (*tlog.Client, error) {
 	if base == "" {
 		return nil, usageError{errors.New("-log (the log's base URL) is required: the bundle gives none for this log")}
 	}
+	if (*f.cert == "") != (*f.key == "") {
+		return nil, usageError{errors.New("-cert and -key go together")}
+	}
+	if *f.cert != "" && !strings.HasPrefix(base, "https:") {
+		return nil, usageError{fmt.Errorf("-cert: the log %s is not served over HTTPS", base)}
+	}
 	hc := &http.Client{Timeout: 30 * time.Second}
-	if *f.caFile != "" && strings.HasPrefix(base, "https:") {
-		certs, err := pemutil.ReadCertificateBundle(*f.caFile)
-		if err != nil {
-			return nil, err
+	if strings.HasPrefix(base, "https:") && (*f.caFile != "" || *f.cert != "") {
+		cfg := tlsconf.New()
+		if *f.caFile != "" {
+			certs, err := pemutil.ReadCertificateBundle(*f.caFile)
+			if err != nil {
+				return nil, err
+			}
+			if cfg.RootCAs, err = systemPlus(certs); err != nil {
+				return nil, err
+			}
 		}
-		pool, err := systemPlus(certs)
-		if err != nil {
-			return nil, err
+		if *f.cert != "" {
+			chain, err := pemutil.ReadCertificateBundle(*f.cert)
+			if err != nil {
+				return nil, err
+			}
+			key, err := e.keys.OpenKey(ctx, *f.key)
+			if err != nil {
+				return nil, err
+			}
+			c := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+			for _, x := range chain {
+				c.Certificate = append(c.Certificate, x.Raw)
+			}
+			cfg.Certificates = []tls.Certificate{c}
 		}
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		hc.Transport = &http.Transport{TLSClientConfig: cfg}
 	}
 	return &tlog.Client{Base: base, HTTP: hc}, nil
 }
@@ -208,7 +240,7 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	if remembered == nil && !t.fromBundle && !*tofu {
 		return usageError{errors.New("no remembered checkpoint (-state) and no trust bundle: give -bundle, or -tofu to trust the log's current checkpoint as the start")}
 	}
-	c, err := lf.client(t.url)
+	c, err := lf.client(ctx, e, t.url)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -16,6 +24,7 @@ import (
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/tlog"
 )
 
@@ -319,4 +328,89 @@ func TestAuditVerifyArchives(t *testing.T) {
 			t.Fatalf("archive of another history: exit %d, %s", code, errb.String())
 		}
 	})
+}
+
+// TestAuditVerifyWithClientCertificate: a log served only to callers with
+// a client certificate (rxd's, to the insurer's services) verifies with
+// -cert and -key, and is not read without them.
+func TestAuditVerifyWithClientCertificate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := newAuditedLog(t, sqlstore.SQLite, noteKeyForTest(t, auditOrigin+"/k1"))
+	a.grow(0, 3, "officer-a")
+
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, tmpl *x509.Certificate, pub any) *x509.Certificate {
+		tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = big.NewInt(serial), now.Add(-time.Hour), now.Add(time.Hour)
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return c
+	}
+	serverKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := issue(2, &x509.Certificate{Subject: pkix.Name{CommonName: "log"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, serverKey.Public())
+	pw := filepath.Join(dir, "client.pass")
+	if err := os.WriteFile(pw, []byte("client key pass"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyURI := hsm.SoftKeyURI(filepath.Join(dir, "client.key"), pw)
+	m := hsm.NewManager(nil)
+	t.Cleanup(func() { m.Close() })
+	clientKey, err := m.CreateKey(ctx, keyURI, hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := issue(3, &x509.Certificate{Subject: pkix.Name{CommonName: "auditor"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+		clientKey.Public())
+	caFile, certFile := filepath.Join(dir, "root.pem"), filepath.Join(dir, "client.pem")
+	if err := os.WriteFile(caFile, testpki.PEM(ca), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, testpki.PEM(client), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := httptest.NewUnstartedServer(tlog.Handler(a.store, nil))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{server.Raw}, PrivateKey: serverKey, Leaf: server}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	run := func(extra ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		args := append([]string{"audit", "verify", "-log", srv.URL, "-origin", auditOrigin, "-vkey", a.vkey, "-tofu", "-ca-file", caFile}, extra...)
+		code := run(ctx, args, &out, &errb, hsm.NewManager(nil))
+		return out.String(), errb.String(), code
+	}
+	if stdout, stderr, code := run(); code == exitOK || strings.Contains(stdout, "audit log verified") {
+		t.Fatalf("without a client certificate: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, stderr, code := run("-cert", certFile); code != exitRefused || !strings.Contains(stderr, "-cert and -key go together") {
+		t.Fatalf("-cert without -key: exit %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code := run("-cert", certFile, "-key", keyURI, "-entry", "2")
+	if code != exitOK || !strings.Contains(stdout, "checkpoint of 3 entries, signature verified") || !strings.Contains(stdout, "entry 2 included") ||
+		!strings.Contains(stdout, "audit log verified") {
+		t.Fatalf("with a client certificate: exit %d\n%s%s", code, stdout, stderr)
+	}
 }
