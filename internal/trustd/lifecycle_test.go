@@ -327,3 +327,60 @@ func TestRenewCredentials(t *testing.T) {
 		t.Fatalf("OCSP for the renewed bundle certificate: status %d, want good (%d)", r.Status, ocsp.Good)
 	}
 }
+
+// TestStandbyTakesUpRenewedCredentials: two trustd over one database, an
+// active and a standby. When the active renews its OCSP-responder
+// credential, the standby's next credential check installs it: its
+// answers are signed by the new certificate, not the old one until it
+// expires.
+func TestStandbyTakesUpRenewedCredentials(t *testing.T) {
+	ctx := context.Background()
+	d := deps(t)
+	start := time.Now()
+	clock := &testClock{t: start}
+	d.Now = clock.Now
+	cfg, res := initCA(t, d)
+	active, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer active.Close()
+	standby, err := trustd.New(ctx, cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standby.Close()
+	req := ocspRequest(t, res)
+	signer := func(s *trustd.Service) string {
+		t.Helper()
+		r, err := ocsp.ParseResponse(s.Responder().Respond(req).DER, nil)
+		if err != nil || r.Certificate == nil {
+			t.Fatalf("OCSP answer: %v", err)
+		}
+		return r.Certificate.SerialNumber.String()
+	}
+	old := signer(active)
+	if signer(standby) != old {
+		t.Fatal("the two trustd started with different responder credentials")
+	}
+	// 61 days on, the responder's certificate (90 days) is due: the active
+	// renews it.
+	clock.set(start.AddDate(0, 0, 61))
+	if err := active.RenewCredentials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	renewed := signer(active)
+	if renewed == old {
+		t.Fatal("the active trustd did not renew its responder credential")
+	}
+	if err := standby.RenewCredentials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := signer(standby); got != renewed {
+		t.Fatalf("the standby signs with %s after its check, want the renewed %s (was %s)", got, renewed, old)
+	}
+	latest, err := standby.Store().LatestServiceCredential(ctx, trustd.PurposeOCSP)
+	if err != nil || latest.Serial.String() != renewed {
+		t.Fatalf("the standby made a credential of its own: latest %v, %v", latest, err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,9 @@ type Service struct {
 	ready   *observe.Readiness
 	signers *observe.Signers
 	ocspKey atomic.Pointer[crypto.Signer] // the responder's, wrapped, for readiness
+	// The credentials' certificates in use, under credMu (RenewCredentials).
+	credMu               sync.Mutex
+	ocspCert, bundleCert *x509.Certificate
 }
 
 // Deps are what a Service takes from its process.
@@ -246,7 +250,8 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	registerCRL(metrics, pub, d.Now)
 	s := &Service{cfg: cfg, log: d.Log, now: d.Now, keys: d.Keys, store: db, inter: inters[0],
 		pub: pub, resp: resp, refusals: refusals, creds: creds, ocspTpl: ocspTpl, bundleTpl: bundleTpl, renew: renew,
-		reg: metrics, signers: signers, certs: httpedge.NewCertificates(serverCert), auditLog: auditLog}
+		reg: metrics, signers: signers, certs: httpedge.NewCertificates(serverCert), auditLog: auditLog,
+		ocspCert: ocspCred.chain[0], bundleCert: bundleCred.chain[0]}
 	s.ocspKey.Store(&ocspKey)
 	s.ready = &observe.Readiness{Checks: readiness(db, interKey, &s.ocspKey, pub, d.Now), Log: d.Log}
 	w := cfg.AnonymousWrites
@@ -341,28 +346,35 @@ func (s *Service) Publisher() *publish.Publisher { return s.pub }
 func (s *Service) Responder() *responder.Responder { return s.resp }
 
 // RenewCredentials replaces trustd's OCSP-responder and trust-bundle
-// credentials that expire within the renewal window, and installs them.
+// credentials that expire within the renewal window, and installs the
+// latest ones — those it made, and those another trustd over the same
+// database made (a standby picks up what the active renewed at its next
+// check, rather than signing with the old credential until it expires).
 func (s *Service) RenewCredentials(ctx context.Context) error {
-	c, rotated, err := s.creds.ensure(ctx, PurposeOCSP, s.ocspTpl, s.renew, s.inter)
+	s.credMu.Lock()
+	defer s.credMu.Unlock()
+	c, _, err := s.creds.ensure(ctx, PurposeOCSP, s.ocspTpl, s.renew, s.inter)
 	if err != nil {
 		return err
 	}
-	if rotated {
+	if !c.chain[0].Equal(s.ocspCert) {
 		key := s.signers.Wrap("ocsp", c.key)
 		if err := s.resp.SetCredential(responder.Credential{Cert: c.chain[0], Key: key}); err != nil {
 			return err
 		}
 		s.ocspKey.Store(&key)
+		s.ocspCert = c.chain[0]
 		if _, err := s.resp.Refresh(); err != nil {
 			return err
 		}
 	}
-	b, rotated, err := s.creds.ensure(ctx, PurposeBundle, s.bundleTpl, s.renew, s.inter)
+	b, _, err := s.creds.ensure(ctx, PurposeBundle, s.bundleTpl, s.renew, s.inter)
 	if err != nil {
 		return err
 	}
-	if rotated {
+	if !b.chain[0].Equal(s.bundleCert) {
 		s.pub.SetBundleSigner(publish.Signer{Key: s.signers.Wrap("bundle", b.key), Chain: b.chain})
+		s.bundleCert = b.chain[0]
 	}
 	return nil
 }
@@ -491,8 +503,9 @@ const MsgReloaded = "reloaded"
 // Reload is what SIGHUP does: trustd's TLS certificate and key are read
 // again from tls.cert and tls.key and served to new connections on the
 // admin and public listeners, and the ARL file is read again (as it is
-// every few minutes anyway). What fails to load is reported and the
-// running one stays. trustd.json itself, the profiles, the CA
+// every few minutes anyway), and the OCSP-responder and trust-bundle
+// credentials are checked (as every 6 hours: RenewCredentials). What
+// fails to load is reported and the running one stays. trustd.json itself, the profiles, the CA
 // certificates and keys are not reloaded: they need a restart.
 func (s *Service) Reload(ctx context.Context) error {
 	var out []error
@@ -505,6 +518,11 @@ func (s *Service) Reload(ctx context.Context) error {
 	}
 	if err := s.ReloadARL(); err != nil {
 		out = append(out, fmt.Errorf("ARL not reloaded: %w", err))
+	}
+	// A standby told the active has renewed its credentials installs them
+	// now rather than at its next check.
+	if err := s.RenewCredentials(ctx); err != nil {
+		out = append(out, fmt.Errorf("credentials not checked: %w", err))
 	}
 	return errors.Join(out...)
 }
