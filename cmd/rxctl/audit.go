@@ -223,6 +223,10 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	dbPath := fs.String("db", "", "SQLite file (with -db-driver sqlite)")
 	dsnFile := fs.String("dsn-file", "", "file holding the PostgreSQL URL (with -db-driver postgres)")
 	archive := fs.String("archive", "", "verify an archive of pruned entries (trustd/rxd audit export) against the log's checkpoints")
+	var witnessKeys stringList
+	fs.Var(&witnessKeys, "witness", "a witness's cosignature/v1 verifier key (repeat): the checkpoint accepted must be cosigned by -witness-quorum of them")
+	quorum := fs.Int("witness-quorum", 0, "how many of the -witness keys must have cosigned the checkpoint (default: all of them)")
+	wait := fs.Duration("witness-wait", 10*time.Second, "how long to wait for a checkpoint the witnesses have cosigned: the newest may not be yet")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -230,6 +234,10 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 		return usageError{fmt.Errorf("audit verify takes no arguments, got %q", fs.Args())}
 	}
 	t, err := lf.target()
+	if err != nil {
+		return err
+	}
+	wq, err := witnessQuorum(witnessKeys, *quorum)
 	if err != nil {
 		return err
 	}
@@ -244,15 +252,14 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	signed, err := c.Checkpoint(ctx)
+	signed, cp, err := fetchCheckpoint(ctx, c, t, wq, *wait)
 	if err != nil {
 		return err
 	}
-	cp, err := tlog.VerifyCheckpoint(signed, t.origin, t.verifiers...)
-	if err != nil {
-		return fmt.Errorf("%w: the log's checkpoint: %w", errTampered, err)
-	}
 	fmt.Fprintf(e.stdout, "log %s: checkpoint of %d entries, signature verified\n", t.origin, cp.Size)
+	if wq != nil {
+		fmt.Fprintf(e.stdout, "cosigned by %d of the %d witnesses named (quorum %d)\n", wq.got, len(wq.verifiers), wq.quorum)
+	}
 	if remembered != nil {
 		old, err := tlog.ParseCheckpoint(noteText(remembered))
 		if err != nil {
@@ -300,6 +307,83 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "audit log verified")
 	return nil
+}
+
+// errUnwitnessed is a checkpoint without the witnesses' quorum: it may be
+// genuine, and not yet cosigned, but it is not accepted.
+var errUnwitnessed = errors.New("the audit log's checkpoint is not cosigned by enough witnesses")
+
+// witnesses is what -witness and -witness-quorum ask of a checkpoint.
+type witnesses struct {
+	verifiers []note.Verifier
+	quorum    int
+	got       int // how many cosigned the checkpoint accepted
+}
+
+func witnessQuorum(keys []string, quorum int) (*witnesses, error) {
+	if len(keys) == 0 {
+		if quorum != 0 {
+			return nil, usageError{errors.New("-witness-quorum needs -witness keys")}
+		}
+		return nil, nil
+	}
+	w := &witnesses{}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		v, err := tlog.WitnessVerifier(k)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-witness: %v", err)}
+		}
+		if id := fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()); !seen[id] {
+			seen[id] = true
+			w.verifiers = append(w.verifiers, v)
+		}
+	}
+	w.quorum = len(w.verifiers)
+	if quorum != 0 {
+		w.quorum = quorum
+	}
+	if w.quorum < 1 || w.quorum > len(w.verifiers) {
+		return nil, usageError{fmt.Errorf("-witness-quorum %d: between 1 and the %d distinct -witness keys", quorum, len(w.verifiers))}
+	}
+	return w, nil
+}
+
+// fetchCheckpoint fetches the log's checkpoint and verifies it under the
+// log's keys and, with -witness, the witnesses' quorum. The log serves a
+// new checkpoint before its witnesses have answered, so one short of the
+// quorum is fetched again until wait has passed; then it is refused.
+func fetchCheckpoint(ctx context.Context, c *tlog.Client, t *auditTarget, wq *witnesses, wait time.Duration) ([]byte, tlog.Checkpoint, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		signed, err := c.Checkpoint(ctx)
+		if err != nil {
+			return nil, tlog.Checkpoint{}, err
+		}
+		cp, err := tlog.VerifyCheckpoint(signed, t.origin, t.verifiers...)
+		if err != nil {
+			return nil, tlog.Checkpoint{}, fmt.Errorf("%w: the log's checkpoint: %w", errTampered, err)
+		}
+		if wq == nil {
+			return signed, cp, nil
+		}
+		n, err := tlog.Cosigners(signed, wq.verifiers...)
+		if err != nil {
+			return nil, tlog.Checkpoint{}, fmt.Errorf("%w: the log's checkpoint: a witness's cosignature: %w", errTampered, err)
+		}
+		if n >= wq.quorum {
+			wq.got = n
+			return signed, cp, nil
+		}
+		if !time.Now().Before(deadline) {
+			return nil, tlog.Checkpoint{}, fmt.Errorf("%w: the checkpoint of %d entries has %d of the %d cosignatures required", errUnwitnessed, cp.Size, n, wq.quorum)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, tlog.Checkpoint{}, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func codeSuffix(code string) string {

@@ -37,6 +37,7 @@ type auditedLog struct {
 	t      *testing.T
 	store  *tlogstore.Store
 	log    *tlog.Log
+	key    *tlog.NoteKey
 	vkey   string
 	url    string
 	dbArgs []string // the database flags of rxctl audit verify
@@ -69,7 +70,7 @@ func newAuditedLog(t *testing.T, driver string, key *tlog.NoteKey) *auditedLog {
 	if a.log, err = tlog.New(a.store, tlog.Config{Origin: auditOrigin, Key: key}); err != nil {
 		t.Fatal(err)
 	}
-	a.vkey = key.VerifierKey()
+	a.key, a.vkey = key, key.VerifierKey()
 	srv := httptest.NewServer(tlog.Handler(a.store, nil))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL

@@ -104,6 +104,8 @@ func TestUsage(t *testing.T) {
 		{"import-registry without a file", []string{"import-registry", "-mode", "full"}, cli.ExitUsage, "", "usage: rxd import-registry"},
 		{"check-rules without a file", []string{"check-rules"}, cli.ExitUsage, "", "usage: rxd check-rules"},
 		{"serve with an argument", []string{"serve", "extra"}, cli.ExitUsage, "", "no arguments"},
+		{"witness without its URL", []string{"serve", "-audit-witness", "witness.example/w1+3fc31fea+BOuLrCoZ7GrLOqUffFcuaoTsE903Lrf1shbNHaw91Ef1"}, cli.ExitUsage, "", "-audit-witness"},
+		{"witness with a plain note key", []string{"serve", "-audit-witness", "witness.example/w1+75ff98fe+AeuLrCoZ7GrLOqUffFcuaoTsE903Lrf1shbNHaw91Ef1 https://w.example"}, cli.ExitUsage, "", "cosignature/v1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := runRxd(tc.args...)

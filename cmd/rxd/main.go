@@ -9,6 +9,9 @@
 //	rxd check-rules      FILE.yaml
 //	rxd backup           -db FILE -out NEW-FILE
 //	rxd audit-keys       -audit-pseudonym-key URI -audit-seal-key URI -audit-note-key F -audit-origin NAME [-name NAME]
+//
+// rxd serve takes the audit flags too, and -audit-witness "VKEY URL"
+// (repeatable) for each witness that cosigns the audit log's checkpoints.
 package main
 
 import (
@@ -39,6 +42,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rxd"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/tlog"
 )
 
 func main() {
@@ -264,6 +268,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	burst := fs.Int("caller-burst", defaults.Burst, "requests each client certificate may make at once")
 	dailyLookups := fs.Int("daily-lookups", defaults.DailyLookups, "eligibility lookups (and rules checks) each client certificate may make per day")
 	audit := addAudit(fs)
+	audit.witnesses = addWitnesses(fs)
 	exchangeKey := fs.String("exchange-key", "", "the exchange's signing key for acknowledgements and receipts: a key URI (pkcs11:… for a key in an HSM); with -exchange-cert. Without both, the prescription exchange is not served")
 	exchangeCert := fs.String("exchange-cert", "", "the exchange's certificate (profile exchange-receipt-signing) and its intermediate, PEM, leaf first")
 	metricsListen := fs.String("metrics-listen", "", "operations address, plain HTTP: /metrics (Prometheus), /healthz, /readyz; no credential, no personal data — keep it on loopback (e.g. 127.0.0.1:9543) or a management network. Empty: none")
@@ -476,6 +481,20 @@ func cmdCheckRules(_ context.Context, args []string, stdout, stderr io.Writer) e
 // auditFlags name rxd's audit log: its keys and its origin.
 type auditFlags struct {
 	pseudonym, seal, note, origin *string
+	witnesses                     *witnessList // serve's only
+}
+
+// witnessList is the repeatable -audit-witness.
+type witnessList []tlog.Witness
+
+func (l *witnessList) String() string { return fmt.Sprint(len(*l), " witnesses") }
+func (l *witnessList) Set(v string) error {
+	w, err := tlog.ParseWitness(v)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, w)
+	return nil
 }
 
 func addAudit(fs *flag.FlagSet) auditFlags {
@@ -487,8 +506,18 @@ func addAudit(fs *flag.FlagSet) auditFlags {
 	}
 }
 
+func addWitnesses(fs *flag.FlagSet) *witnessList {
+	l := &witnessList{}
+	fs.Var(l, "audit-witness", "a witness that cosigns the audit log's checkpoints (C2SP tlog-witness): \"VKEY URL\", its cosignature/v1 verifier key and its URL prefix (repeat for each; docs/audit-log.md). None: checkpoints carry the log's signature alone")
+	return l
+}
+
 func (f auditFlags) config() rxd.Audit {
-	return rxd.Audit{PseudonymKey: *f.pseudonym, SealKey: *f.seal, NoteKeyFile: *f.note, Origin: *f.origin}
+	a := rxd.Audit{PseudonymKey: *f.pseudonym, SealKey: *f.seal, NoteKeyFile: *f.note, Origin: *f.origin}
+	if f.witnesses != nil {
+		a.Witnesses = *f.witnesses
+	}
+	return a
 }
 
 func (f auditFlags) check() error {

@@ -108,6 +108,9 @@ type Audit struct {
 	// Origin is the log's name in its checkpoints, e.g.
 	// "rxd.example.ir/audit": fixed for the life of the log.
 	Origin string
+	// Witnesses cosign the log's checkpoints (C2SP tlog-witness); none:
+	// checkpoints carry the log's signature alone.
+	Witnesses []tlog.Witness
 }
 
 func (a Audit) validate() error {
@@ -116,6 +119,9 @@ func (a Audit) validate() error {
 	}
 	if strings.ContainsAny(a.Origin, " \t\r\n+") {
 		return fmt.Errorf("-audit-origin %q: one word, no spaces or '+' (e.g. rxd.example.ir/audit)", a.Origin)
+	}
+	if err := tlog.CheckWitnesses(a.Witnesses); err != nil {
+		return fmt.Errorf("-audit-witness: %w", err)
 	}
 	return nil
 }
@@ -208,12 +214,12 @@ func openAuditKeys(ctx context.Context, keys *hsm.Manager, a Audit) (*auditKeys,
 }
 
 // openAudit opens the audit log's tables in db, with its keys.
-func openAudit(ctx context.Context, k *auditKeys, origin string, db *sqlstore.DB, d Deps) (*auditLog, error) {
+func openAudit(ctx context.Context, k *auditKeys, a Audit, db *sqlstore.DB, d Deps, metrics prometheus.Registerer) (*auditLog, error) {
 	store, err := tlogstore.New(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	l, err := tlog.New(store, tlog.Config{Origin: origin, Key: k.note, Now: d.Now, Logger: d.Log})
+	l, err := tlog.New(store, tlog.Config{Origin: a.Origin, Key: k.note, Now: d.Now, Logger: d.Log, Witnesses: a.Witnesses, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +363,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 			db.Close()
 		}
 	}()
-	audit, err := openAudit(ctx, akeys, cfg.Audit.Origin, db, d)
+	audit, err := openAudit(ctx, akeys, cfg.Audit, db, d, metrics)
 	if err != nil {
 		return nil, err
 	}

@@ -6,17 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 )
 
 // SignedCheckpoint is a checkpoint the log signed, as a signed note.
 type SignedCheckpoint struct {
 	Checkpoint
+	// Note is the signed note the log made (its signatures only).
 	Note     []byte
 	SignedAt time.Time
+	// Cosignatures are the witnesses' cosignatures of it stored so far
+	// (read with the latest checkpoint).
+	Cosignatures []Cosignature
 }
 
 // ErrNoCheckpoint is returned when the log has signed no checkpoint yet.
@@ -50,6 +57,10 @@ type Store interface {
 	LatestCheckpoint(ctx context.Context) (*SignedCheckpoint, error)
 	// ReadEntries returns up to n sequenced entries from index first.
 	ReadEntries(ctx context.Context, first uint64, n int) ([][]byte, error)
+	// AddCosignature stores a witness's cosignature (verified) of the
+	// checkpoint of size entries, which MUST be stored; a second one by
+	// the same witness of the same checkpoint is dropped.
+	AddCosignature(ctx context.Context, size uint64, c Cosignature, at time.Time) error
 }
 
 // Config configures a Log.
@@ -62,20 +73,31 @@ type Config struct {
 	// BatchSize is the most entries sequenced in one transaction
 	// (default 1024).
 	BatchSize int
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Witnesses are asked to cosign each new checkpoint (C2SP
+	// tlog-witness), in the background while Run runs; none: checkpoints
+	// are served with the log's signature alone.
+	Witnesses []Witness
+	// WitnessHTTP reaches the witnesses [a client with a 10 s timeout].
+	WitnessHTTP *http.Client
+	// Metrics registers the witness metrics (nil: not exported).
+	Metrics prometheus.Registerer
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Log sequences pending entries into the tree and signs checkpoints.
 // Any number of Logs may run over one store (one per process): the
 // store's lock orders them.
 type Log struct {
-	store  Store
-	origin string
-	key    *NoteKey
-	batch  int
-	now    func() time.Time
-	log    *slog.Logger
+	store       Store
+	origin      string
+	key         *NoteKey
+	batch       int
+	now         func() time.Time
+	log         *slog.Logger
+	witnesses   []*witness
+	witnessHTTP *http.Client
+	wm          *witnessMetrics
 }
 
 // maxBatchesPerStep bounds the sequencing between two checkpoints, so a
@@ -99,7 +121,19 @@ func New(store Store, cfg Config) (*Log, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Log{store: store, origin: cfg.Origin, key: cfg.Key, batch: cfg.BatchSize, now: cfg.Now, log: cfg.Logger}, nil
+	witnesses, err := newWitnesses(cfg.Witnesses)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.WitnessHTTP == nil {
+		cfg.WitnessHTTP = &http.Client{Timeout: 10 * time.Second}
+	}
+	var wm *witnessMetrics
+	if len(witnesses) > 0 {
+		wm = newWitnessMetrics(cfg.Metrics)
+	}
+	return &Log{store: store, origin: cfg.Origin, key: cfg.Key, batch: cfg.BatchSize, now: cfg.Now, log: cfg.Logger,
+		witnesses: witnesses, witnessHTTP: cfg.WitnessHTTP, wm: wm}, nil
 }
 
 // Origin is the log's origin.
@@ -178,7 +212,13 @@ func (l *Log) Publish(ctx context.Context) (*SignedCheckpoint, error) {
 // until ctx ends. Production ticks every second; tests drive it with a
 // channel of their own. Failures are logged and retried on the next tick;
 // an inconsistency is refused on every tick until a person has looked.
+// It also runs the witnesses' submissions, and returns once they stopped.
 func (l *Log) Run(ctx context.Context, tick <-chan time.Time) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, w := range l.witnesses {
+		wg.Go(func() { l.runWitness(ctx, w) })
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -202,8 +242,11 @@ func (l *Log) Step(ctx context.Context) error {
 			break
 		}
 	}
-	_, err := l.Publish(ctx)
-	return err
+	if _, err := l.Publish(ctx); err != nil {
+		return err
+	}
+	l.kickWitnesses()
+	return nil
 }
 
 // NoteKey signs checkpoints: an Ed25519 note key (C2SP signed-note).

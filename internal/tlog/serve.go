@@ -101,7 +101,8 @@ func ParseTilePath(p string) (level int, index uint64, width int, err error) {
 }
 
 // Handler serves the log read-only (C2SP tlog-tiles): /checkpoint, the
-// latest signed checkpoint; /tile/<L>/<N>[.p/<W>], hash tiles; and
+// latest signed checkpoint, with the cosignature lines of the witnesses
+// that cosigned it so far; /tile/<L>/<N>[.p/<W>], hash tiles; and
 // /tile/entries/<N>[.p/<W>], entry bundles (each entry a big-endian
 // uint16 length then its bytes). Only what the latest checkpoint commits
 // to is served. A full tile never changes, and says so to caches; a
@@ -139,7 +140,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if path == "checkpoint" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
-		w.Write(cp.Note)
+		w.Write(cp.Served())
 		return
 	}
 	level, index, width, err := ParseTilePath(path)

@@ -184,6 +184,30 @@ type AuditLogConfig struct {
 	// the trust bundle carries, so that auditors holding the bundle can
 	// check their checkpoints too.
 	OtherLogs []LogKeyConfig `json:"other_logs,omitempty"`
+	// Witnesses cosign the log's checkpoints (C2SP tlog-witness): each new
+	// checkpoint is submitted to each, and their cosignatures are served
+	// with it. None: checkpoints carry the log's signature alone.
+	Witnesses []WitnessConfig `json:"witnesses,omitempty"`
+}
+
+// WitnessConfig is a witness of the audit log.
+type WitnessConfig struct {
+	// Name is the witness's name, e.g. "witness.example.org/w1";
+	// optional, and if given it MUST be its key's name.
+	Name string `json:"name,omitempty"`
+	// VerifierKey is its cosignature/v1 Ed25519 note verifier key.
+	VerifierKey string `json:"vkey"`
+	// URL is its submission prefix (checkpoints go to URL/add-checkpoint).
+	URL string `json:"url"`
+}
+
+// witnesses are the configured witnesses, as the log takes them.
+func (a AuditLogConfig) witnesses() []tlog.Witness {
+	out := make([]tlog.Witness, len(a.Witnesses))
+	for i, w := range a.Witnesses {
+		out[i] = tlog.Witness{VerifierKey: w.VerifierKey, URL: w.URL}
+	}
+	return out
 }
 
 // LogKeyConfig names another log and its checkpoint verifier key.
@@ -372,6 +396,20 @@ func (c *Config) Validate() error {
 				bad("audit_log.other_logs[%d].url: %q is not an http(s) URL", i, l.URL)
 			}
 		}
+	}
+	for i, w := range c.AuditLog.Witnesses {
+		v, err := tlog.WitnessVerifier(w.VerifierKey)
+		if err != nil {
+			bad("audit_log.witnesses[%d].vkey: %v", i, err)
+		} else if w.Name != "" && w.Name != v.Name() {
+			bad("audit_log.witnesses[%d].name: %q, but its key is %q's", i, w.Name, v.Name())
+		}
+	}
+	if len(c.AuditLog.Witnesses) > 0 && c.AuditLog.Origin == "" {
+		bad("audit_log.witnesses: the log has no origin: nothing is signed to cosign")
+	}
+	if err := tlog.CheckWitnesses(c.AuditLog.witnesses()); err != nil {
+		bad("audit_log.witnesses: %v", err)
 	}
 	if w := c.AnonymousWrites; w.PerIPPerMinute < 0 || w.PerIPBurst < 0 || w.PerSecond < 0 || w.Burst < 0 {
 		bad("anonymous_writes: limits must not be negative")

@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	auditLog, logs, err := openAuditLog(ctx, cfg, d, db)
+	auditLog, logs, err := openAuditLog(ctx, cfg, d, db, metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +287,7 @@ func New(ctx context.Context, cfg *Config, d Deps) (*Service, error) {
 // listener's URL, which the config does not know: auditors are told it)
 // and those configured. With no log configured it returns none, and says
 // that nothing is signed.
-func openAuditLog(ctx context.Context, cfg *Config, d Deps, db *truststore.Store) (*tlog.Log, []bundle.Log, error) {
+func openAuditLog(ctx context.Context, cfg *Config, d Deps, db *truststore.Store, metrics prometheus.Registerer) (*tlog.Log, []bundle.Log, error) {
 	var logs []bundle.Log
 	for _, o := range cfg.AuditLog.OtherLogs {
 		logs = append(logs, bundle.Log{Origin: o.Origin, VerifierKeys: []string{o.VerifierKey}, URL: o.URL})
@@ -309,7 +309,7 @@ func openAuditLog(ctx context.Context, cfg *Config, d Deps, db *truststore.Store
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit_log.note_key: %w", err)
 	}
-	l, err := tlog.New(db.AuditLog(), tlog.Config{Origin: a.Origin, Key: key, Logger: d.Log, Now: d.Now})
+	l, err := tlog.New(db.AuditLog(), tlog.Config{Origin: a.Origin, Key: key, Logger: d.Log, Now: d.Now, Witnesses: a.witnesses(), Metrics: metrics})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -323,6 +323,15 @@ func TestConfigValidation(t *testing.T) {
 			t.Fatalf("request_lifetime 72h: %v, %v", c, err)
 		}
 	})
+	t.Run("witnesses", func(t *testing.T) {
+		m := clone()
+		m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p", "note_key": "n",
+			"witnesses": []any{map[string]any{"name": "witness.example/w1", "vkey": witnessKey, "url": "https://witness.example/w1"}}}
+		c, err := trustd.LoadConfig(write(t, m))
+		if err != nil || len(c.AuditLog.Witnesses) != 1 || c.AuditLog.Witnesses[0].URL != "https://witness.example/w1" {
+			t.Fatalf("a witness: %v, %+v", err, c)
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		mod  func(m map[string]any)
@@ -355,6 +364,21 @@ func TestConfigValidation(t *testing.T) {
 		{"other log with a key that is not a note key", func(m map[string]any) {
 			m["audit_log"] = map[string]any{"other_logs": []any{map[string]any{"origin": "rxd.example/rxd-audit", "vkey": "rxd+abc"}}}
 		}, "audit_log.other_logs[0]"},
+		{"witness with a plain note key", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p", "note_key": "n",
+				"witnesses": []any{map[string]any{"vkey": plainWitnessKey, "url": "https://witness.example/w1"}}}
+		}, "audit_log.witnesses[0].vkey"},
+		{"witness named other than its key", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p", "note_key": "n",
+				"witnesses": []any{map[string]any{"name": "witness.example/w2", "vkey": witnessKey, "url": "https://witness.example/w1"}}}
+		}, "audit_log.witnesses[0].name"},
+		{"witness without a URL", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p", "note_key": "n",
+				"witnesses": []any{map[string]any{"vkey": witnessKey, "url": "witness.example/w1"}}}
+		}, "audit_log.witnesses"},
+		{"witness of no log", func(m map[string]any) {
+			m["audit_log"] = map[string]any{"witnesses": []any{map[string]any{"vkey": witnessKey, "url": "https://witness.example/w1"}}}
+		}, "the log has no origin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := clone()
@@ -371,6 +395,13 @@ func TestConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// A witness's cosignature/v1 key (type 0x04), and the same key as a plain
+// Ed25519 note key (type 0x01), which a witness's config refuses.
+const (
+	witnessKey      = "witness.example/w1+3fc31fea+BOuLrCoZ7GrLOqUffFcuaoTsE903Lrf1shbNHaw91Ef1"
+	plainWitnessKey = "witness.example/w1+75ff98fe+AeuLrCoZ7GrLOqUffFcuaoTsE903Lrf1shbNHaw91Ef1"
+)
 
 // trustd.json is for operators to read and edit: a PKCS#11 URI's '&'
 // stays '&'.

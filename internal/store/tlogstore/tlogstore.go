@@ -348,7 +348,51 @@ func (s *Store) latest(ctx context.Context, q sqlstore.Execer) (*tlog.SignedChec
 	if err != nil {
 		return nil, fmt.Errorf("tlogstore: reading the latest checkpoint: %w", err)
 	}
+	if c.Cosignatures, err = s.cosignatures(ctx, q, c.Size); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// cosignatures are the witnesses' cosignatures stored for the checkpoint
+// of size entries, in a fixed order (by witness name).
+func (s *Store) cosignatures(ctx context.Context, q sqlstore.Execer, size uint64) ([]tlog.Cosignature, error) {
+	rows, err := q.QueryContext(ctx, s.db.Rebind("SELECT witness, key_hash, line FROM tlog_cosignatures WHERE size = $1 ORDER BY witness, key_hash"), int64(size))
+	if err != nil {
+		return nil, fmt.Errorf("tlogstore: reading cosignatures: %w", err)
+	}
+	defer rows.Close()
+	var out []tlog.Cosignature
+	for rows.Next() {
+		var c tlog.Cosignature
+		var hash int64
+		if err := rows.Scan(&c.Witness, &hash, &c.Line); err != nil {
+			return nil, fmt.Errorf("tlogstore: reading cosignatures: %w", err)
+		}
+		// The line is served as it is: it must still say what was stored
+		// beside it.
+		parsed, err := tlog.ParseCosignatureLine(c.Line)
+		if err != nil || parsed.Witness != c.Witness || parsed.KeyHash != uint32(hash) {
+			return nil, fmt.Errorf("%w: the cosignature of %s stored for checkpoint %d is not its line", tlog.ErrTree, c.Witness, size)
+		}
+		c.KeyHash = uint32(hash)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// AddCosignature implements tlog.Store.
+func (s *Store) AddCosignature(ctx context.Context, size uint64, c tlog.Cosignature, at time.Time) error {
+	parsed, err := tlog.ParseCosignatureLine(c.Line)
+	if err != nil || parsed.Witness != c.Witness || parsed.KeyHash != c.KeyHash {
+		return errors.New("tlogstore: a cosignature's line does not name its witness and key")
+	}
+	_, err = s.db.Exec(ctx, s.db.SQL(), "INSERT INTO tlog_cosignatures (size, witness, key_hash, line, added_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+		int64(size), c.Witness, int64(c.KeyHash), c.Line, at.UTC())
+	if err != nil {
+		return fmt.Errorf("tlogstore: storing a cosignature: %w", err)
+	}
+	return nil
 }
 
 // LatestCheckpoint implements tlog.Store.
