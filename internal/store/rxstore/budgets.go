@@ -84,7 +84,8 @@ var reserveFrom = map[string]string{
 // lookups are counted already: then it counts nothing and reports false.
 // An error counts nothing: the caller MUST refuse the lookup.
 //
-// The first Spend of a later day deletes the rows of the days before it.
+// The first Spend of a later day deletes the rows of the days before the
+// day before it; a Spend for a day whose rows may be deleted is refused.
 func (s *Budgets) Spend(ctx context.Context, day time.Time, kind, holder string, limit int) (bool, error) {
 	if limit < 1 {
 		return false, fmt.Errorf("rxstore: a budget of %d lookups", limit)
@@ -92,6 +93,12 @@ func (s *Budgets) Spend(ctx context.Context, day time.Time, kind, holder string,
 	d := day.Format(time.DateOnly)
 	key := budgetKey{d, kind, holder}
 	s.mu.Lock()
+	if d < s.purged {
+		// Its rows may be gone: counting afresh would grant the day's
+		// budget again. (Only a clock a day and more behind gets here.)
+		s.mu.Unlock()
+		return false, nil
+	}
 	if s.leases[key] > 0 {
 		s.leases[key]--
 		s.mu.Unlock()
@@ -112,13 +119,17 @@ func (s *Budgets) Spend(ctx context.Context, day time.Time, kind, holder string,
 		s.leases[key] += granted - 1
 		s.mu.Unlock()
 	}
-	s.purge(ctx, d)
+	s.purge(ctx, day.AddDate(0, 0, -1).Format(time.DateOnly))
 	return true, nil
 }
 
-// purge deletes the rows of days before d, once per day and process
-// (every instance does it; the rows are then gone). A failure is left for
-// the next Spend to retry: nothing depends on it but the table's size.
+// purge deletes the rows of days before d — the day before the one being
+// counted: yesterday's are kept, because around midnight an instance whose
+// clock is a little behind, or a request that read the clock just before,
+// still counts against yesterday's budget, and must find what was spent —
+// once per day and process (every instance does it; the rows are then
+// gone). A failure is left for the next Spend to retry: nothing depends
+// on it but the table's size.
 func (s *Budgets) purge(ctx context.Context, d string) {
 	s.mu.Lock()
 	if d <= s.purged {

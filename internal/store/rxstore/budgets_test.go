@@ -76,11 +76,31 @@ func TestBudgets(t *testing.T) {
 			if !spend(t, s[0], next, "lookup", holderA, 10) {
 				t.Fatal("the next day's first lookup refused")
 			}
-			var old int
-			if err := s[0].DB().SQL().QueryRow(s[0].DB().Rebind("SELECT count(*) FROM lookup_budgets WHERE day < $1"), next.Format(time.DateOnly)).Scan(&old); err != nil || old != 0 {
-				t.Fatalf("%d rows of past days left (%v)", old, err)
+			rows := func(where string) int {
+				t.Helper()
+				var n int
+				if err := s[0].DB().SQL().QueryRow(s[0].DB().Rebind("SELECT count(*) FROM lookup_budgets WHERE day "+where+" $1"), budgetDay.Format(time.DateOnly)).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
 			}
-			if ok, err := s[0].Spend(context.Background(), next, "lookup", holderA, 0); ok || err == nil {
+			// Yesterday's rows are kept (a clock a little behind still
+			// counts against them); the day after, they go.
+			if rows("=") == 0 {
+				t.Fatal("yesterday's rows were deleted")
+			}
+			after := next.AddDate(0, 0, 1)
+			if !spend(t, s[0], after, "lookup", holderA, 10) {
+				t.Fatal("the day after's first lookup refused")
+			}
+			if n := rows("<="); n != 0 {
+				t.Fatalf("%d rows of the day before yesterday left", n)
+			}
+			// A day whose rows may be gone is refused, not counted afresh.
+			if spend(t, s[0], budgetDay, "lookup", "card:late", 10) {
+				t.Fatal("a lookup for a purged day was counted afresh")
+			}
+			if ok, err := s[0].Spend(context.Background(), after, "lookup", holderA, 0); ok || err == nil {
 				t.Fatalf("a limit of 0: %t, %v", ok, err)
 			}
 		})

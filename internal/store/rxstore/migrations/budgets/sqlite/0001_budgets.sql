@@ -11,7 +11,7 @@ CREATE TABLE lookup_budgets (
     day     TEXT    NOT NULL,
     kind    TEXT    NOT NULL,
     holder  TEXT    NOT NULL,
-    spent   INTEGER NOT NULL CHECK (spent > 0),
-    granted INTEGER NOT NULL CHECK (granted > 0),
+    spent   BIGINT  NOT NULL CHECK (spent > 0),
+    granted BIGINT  NOT NULL CHECK (granted > 0),
     PRIMARY KEY (day, kind, holder)
 );

@@ -7,7 +7,7 @@ import (
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 )
 
-// TestBudgetsStaleDayAfterPurge (review): a holder that spent its whole
+// TestBudgetsStaleDayAfterPurge: a holder that spent its whole
 // budget of day D must stay refused for D. Once an instance whose clock
 // has passed midnight (or a request whose clock was read after it) purges
 // D's rows, a Spend still dated D — an instance a few seconds behind, or
@@ -43,7 +43,7 @@ func TestBudgetsStaleDayAfterPurge(t *testing.T) {
 	}
 }
 
-// TestBudgetsLimitAboveInt32 (review): rxd accepts any positive
+// TestBudgetsLimitAboveInt32: rxd accepts any positive
 // -daily-lookups, but on PostgreSQL lookup_budgets.spent is INTEGER, so a
 // limit above 2^31-1 makes every lookup fail (refused as unavailable)
 // while SQLite counts it: the two stores disagree, and rxd fails closed
