@@ -17,10 +17,12 @@ const MsgReloadFailed = "SIGHUP: reload failed"
 // call at a time, until ctx ends or stop is called. A failed reload is
 // logged (MsgReloadFailed) and the daemon goes on with what it had.
 //
-// stop cancels a reload in progress, waits for it to return and gives
-// SIGHUP its default action back: once it has returned, what reload uses
-// (the keys, the store) may be closed. A daemon calls it after Serve
-// returned.
+// stop cancels a reload in progress, waits for it to return and has the
+// process ignore SIGHUP from then on: once it has returned, what reload
+// uses (the keys, the store) may be closed. A daemon calls it after Serve
+// returned; SIGHUP's default action would end the process before it has
+// closed its store and keys (a log rotation's SIGHUP during a shutdown),
+// and a daemon stopping has nothing to reload.
 func ReloadOnHangup(ctx context.Context, log *slog.Logger, reload func(context.Context) error) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -42,6 +44,7 @@ func ReloadOnHangup(ctx context.Context, log *slog.Logger, reload func(context.C
 	return sync.OnceFunc(func() {
 		cancel()
 		done.Wait()
+		signal.Ignore(syscall.SIGHUP)
 		signal.Stop(hup)
 	})
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/nuskha/nuskha/internal/lifecycle"
 )
 
-// TestHangupDuringShutdown (review): the daemons call stop after Serve
+// TestHangupDuringShutdown: the daemons call stop after Serve
 // returned and before they close the store and the keys. stop gives
 // SIGHUP its default action back, so a SIGHUP in that window (logrotate's
 // postrotate, a config push) kills the process before the deferred
