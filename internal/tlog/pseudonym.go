@@ -27,8 +27,9 @@ const pseudonymDomain = "nuskha-patient/v1:"
 // call to the token that costs SoftHSM2 more than the rest of the entry
 // together (docs/BENCHMARKS.md). So the pseudonyms of recently seen
 // patients are kept in memory, at most PseudonymCacheSize of them, each
-// used for PseudonymCacheTTL after it was computed and forgotten at the
-// next computation after that. The cache is in the process only: it holds what
+// for PseudonymCacheTTL after it was computed: a timer forgets them then,
+// however quiet the process is (a night, a standby instance). The cache
+// is in the process only: it holds what
 // the process already sees (the national ids of the documents it is
 // serving), never goes to disk or to the log, and gives nobody a way to
 // compute a pseudonym of an id the process has not been asked about.
@@ -36,10 +37,14 @@ type Pseudonyms struct {
 	mac hsm.MAC
 	now func() time.Time
 
-	mu    sync.Mutex
-	byID  map[string]*list.Element
-	byAge list.List // of cachedPseudonym, the newest first
-	max   int
+	// afterFunc is time.AfterFunc (tests drive the sweeps).
+	afterFunc func(time.Duration, func())
+
+	mu       sync.Mutex
+	byID     map[string]*list.Element
+	byAge    list.List // of cachedPseudonym, the newest first
+	max      int
+	sweeping bool // a sweep is scheduled
 }
 
 type cachedPseudonym struct {
@@ -57,12 +62,14 @@ const (
 
 // NewPseudonyms uses the key mac (hsm.Manager.OpenMAC), with the cache.
 func NewPseudonyms(mac hsm.MAC) *Pseudonyms {
-	return &Pseudonyms{mac: mac, now: time.Now, byID: map[string]*list.Element{}, max: PseudonymCacheSize}
+	return &Pseudonyms{mac: mac, now: time.Now, afterFunc: afterFunc, byID: map[string]*list.Element{}, max: PseudonymCacheSize}
 }
+
+func afterFunc(d time.Duration, f func()) { time.AfterFunc(d, f) }
 
 // NewUncachedPseudonyms uses the key for every pseudonym.
 func NewUncachedPseudonyms(mac hsm.MAC) *Pseudonyms {
-	return &Pseudonyms{mac: mac, now: time.Now, byID: map[string]*list.Element{}}
+	return &Pseudonyms{mac: mac, now: time.Now, afterFunc: afterFunc, byID: map[string]*list.Element{}}
 }
 
 // Of returns the pseudonym of nationalID, in any form nationalid.Parse
@@ -117,6 +124,16 @@ func (p *Pseudonyms) keep(id string, ps Pseudonym) {
 		p.byAge.Remove(e)
 	}
 	p.byID[id] = p.byAge.PushFront(cachedPseudonym{id, ps, now})
+	p.expire(now)
+	if !p.sweeping {
+		p.sweeping = true
+		p.afterFunc(PseudonymCacheTTL, p.sweep)
+	}
+}
+
+// expire forgets the oldest pseudonyms past the bound and all those past
+// their time. p.mu is held.
+func (p *Pseudonyms) expire(now time.Time) {
 	for last := p.byAge.Back(); last != nil; last = p.byAge.Back() {
 		if p.byAge.Len() <= p.max && now.Sub(last.Value.(cachedPseudonym).at) < PseudonymCacheTTL {
 			break
@@ -124,6 +141,21 @@ func (p *Pseudonyms) keep(id string, ps Pseudonym) {
 		p.byAge.Remove(last)
 		delete(p.byID, last.Value.(cachedPseudonym).id)
 	}
+}
+
+// sweep forgets what is past its time and, while anything is left, comes
+// back when the oldest of it will be.
+func (p *Pseudonyms) sweep() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	p.expire(now)
+	last := p.byAge.Back()
+	if last == nil {
+		p.sweeping = false
+		return
+	}
+	p.afterFunc(max(time.Second, last.Value.(cachedPseudonym).at.Add(PseudonymCacheTTL).Sub(now)), p.sweep)
 }
 
 // Cached is how many pseudonyms are held in memory.
