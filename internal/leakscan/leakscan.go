@@ -154,6 +154,8 @@ func fold(b []byte) []byte {
 			i += 2
 		case i+2 < len(b) && b[i] == 0xe2 && b[i+1] == 0x80 && b[i+2] == 0x8c: // ZWNJ
 			i += 3
+		case b[i] == '\\' && zwnjEscape(b[i:]) > 0: // ZWNJ quoted between raw letters
+			i += zwnjEscape(b[i:])
 		default:
 			out = append(out, b[i])
 			i++
@@ -163,7 +165,20 @@ func fold(b []byte) []byte {
 }
 
 func hasFoldable(b []byte) bool {
-	return bytes.IndexByte(b, 0xdb) >= 0 || bytes.IndexByte(b, 0xd9) >= 0 || bytes.IndexByte(b, 0xe2) >= 0
+	return bytes.IndexByte(b, 0xdb) >= 0 || bytes.IndexByte(b, 0xd9) >= 0 || bytes.IndexByte(b, 0xe2) >= 0 ||
+		bytes.Contains(b, []byte(`u200c`)) || bytes.Contains(b, []byte(`u200C`))
+}
+
+// zwnjEscape is the length of the ZWNJ escape b starts with — \u200c as
+// Go's quoting writes it (slog's text handler, %q) between letters it
+// leaves raw, in either case, and \\u200c quoted twice — or 0.
+func zwnjEscape(b []byte) int {
+	for _, e := range []string{`\u200c`, `\u200C`, `\\u200c`, `\\u200C`} {
+		if bytes.HasPrefix(b, []byte(e)) {
+			return len(e)
+		}
+	}
+	return 0
 }
 
 // A Hit is a needle found: where (a table, column and row; a URL; a file

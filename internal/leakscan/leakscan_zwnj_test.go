@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestFindsQuotedZWNJ (review): Persian names and drug names are often
+// TestFindsQuotedZWNJ: Persian names and drug names are often
 // written with a zero-width non-joiner (deploy/sample/drugs.csv:
 // "آموکسی‌سیلین", "متیل‌فنیدیت"). fold drops a raw ZWNJ, but Go's quoting
 // — slog's TextHandler (trustd's default log format) and every %q in an
