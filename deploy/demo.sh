@@ -100,6 +100,7 @@ done
 # keep draining make run's output so it never blocks on a full pipe; all
 # of it is in run.log, which the scan below reads
 cat <&3 >>"$work/run.log" &
+drain=$!
 
 # One shell for all the walkthrough's blocks, as in the user's second
 # terminal: what one block sets, the next one uses.
@@ -142,6 +143,28 @@ CGO_ENABLED=1 go run ./internal/leakscan/demoscan -repo . \
   -cert "$auditor/chain.pem" -key "softkey:path=$auditor/key.pem?pin-source=$auditor/key.pass" \
   -log "$work/run.log" || {
   echo "the scan found a national id, a name or prescription contents where none may be, or could not read what it scans (above)" >&2
+  exit 1
+}
+# What the daemons logged in answer to the scan's own requests may still
+# have been on its way to run.log: stop them, let everything they wrote
+# reach run.log (a marker written after it arrives last: the pipe keeps
+# order), and scan the log again.
+kill -- "-$runner" 2>/dev/null || true
+wait "$runner" 2>/dev/null || true
+for _ in $(seq 1 300); do # the daemons too, which log as they stop
+  kill -0 -- "-$runner" 2>/dev/null || break
+  sleep 0.1
+done
+runner=
+echo "::demo.sh: make run stopped::" >&3
+for _ in $(seq 1 300); do
+  grep -qF "::demo.sh: make run stopped::" "$work/run.log" && break
+  sleep 0.1
+done
+grep -qF "::demo.sh: make run stopped::" "$work/run.log" || { echo "make run's output did not reach run.log" >&2; exit 1; }
+kill "$drain" 2>/dev/null || true
+CGO_ENABLED=1 go run ./internal/leakscan/demoscan -repo . -log "$work/run.log" || {
+  echo "the daemons' logs hold a national id, a name or prescription contents (above)" >&2
   exit 1
 }
 log "no national id, name or prescription contents in the audit tables, audit logs, access log or logs"

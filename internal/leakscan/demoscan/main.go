@@ -74,8 +74,12 @@ func main() {
 	flag.StringVar(&c.key, "key", "", "its key URI (softkey:… or pkcs11:…)")
 	flag.Var(&c.logs, "log", "a log file, scanned line by line (repeat)")
 	flag.Parse()
-	if flag.NArg() != 0 || len(c.dbs) == 0 || len(c.audits) == 0 || len(c.logs) == 0 || c.rxd == "" {
-		fmt.Fprintln(os.Stderr, "usage: demoscan -repo DIR -db NAME=PATH… -audit URL… -rxd URL -ca-file F -cert F -key URI -log FILE…")
+	// Everything, or the logs alone (again, once the daemons have stopped
+	// and all they wrote in answer to the first scan's requests is there).
+	all := len(c.dbs) > 0 && len(c.audits) > 0 && c.rxd != ""
+	logsOnly := len(c.dbs) == 0 && len(c.audits) == 0 && c.rxd == ""
+	if flag.NArg() != 0 || len(c.logs) == 0 || !all && !logsOnly {
+		fmt.Fprintln(os.Stderr, "usage: demoscan -repo DIR -db NAME=PATH… -audit URL… -rxd URL -ca-file F -cert F -key URI -log FILE…\n       demoscan -repo DIR -log FILE…")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -100,6 +104,15 @@ func run(ctx context.Context, c config, out io.Writer) ([]*leakscan.Hit, error) 
 	}
 	s := leakscan.New(needles...)
 	fmt.Fprintf(out, "demoscan: looking for %d values (national ids, names, prescription contents)\n", s.Len())
+	clean := func(hits []*leakscan.Hit, err error) ([]*leakscan.Hit, error) {
+		if err == nil && len(hits) == 0 {
+			fmt.Fprintf(out, "demoscan: none of the %d values found in %d bytes\n", s.Len(), s.Scanned)
+		}
+		return hits, err
+	}
+	if c.rxd == "" {
+		return clean(scanLogs(s, c.logs, out))
+	}
 	hc, err := httpClient(ctx, c)
 	if err != nil {
 		return nil, err
@@ -148,7 +161,14 @@ func run(ctx context.Context, c config, out io.Writer) ([]*leakscan.Hit, error) 
 		fmt.Fprintf(out, "demoscan: %s\n", summary)
 	}
 
-	for _, path := range c.logs {
+	logHits, err := scanLogs(s, c.logs, out)
+	return clean(append(hits, logHits...), err)
+}
+
+// scanLogs scans each log file line by line.
+func scanLogs(s *leakscan.Scanner, logs []string, out io.Writer) ([]*leakscan.Hit, error) {
+	var hits []*leakscan.Hit
+	for _, path := range logs {
 		f, err := os.Open(path)
 		if err != nil {
 			return hits, err
@@ -161,11 +181,10 @@ func run(ctx context.Context, c config, out io.Writer) ([]*leakscan.Hit, error) 
 		if lines == 0 {
 			return hits, fmt.Errorf("%s is empty: nothing was scanned there", path)
 		}
-		keep(h)
+		if h != nil {
+			hits = append(hits, h)
+		}
 		fmt.Fprintf(out, "demoscan: %s: %d lines scanned\n", path, lines)
-	}
-	if len(hits) == 0 {
-		fmt.Fprintf(out, "demoscan: none of the %d values found in %d bytes\n", s.Len(), s.Scanned)
 	}
 	return hits, nil
 }
