@@ -33,14 +33,16 @@ func (s *Service) settle(ctx context.Context, p *Prescription, d *Dispense, dec 
 			return nil, err
 		}
 	}
+	// The entry first: a pseudonym key that cannot be used stops the
+	// settlement before the caps are consumed, not between the two.
+	e, err := s.settlement(p, d)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.cfg.Adjudicator.Commit(ctx, dec, d.ID, d.At); err != nil {
 		return nil, internal(err, "committing a dispense's adjudication")
 	}
 	answer, err := s.settledAnswer(ctx, p, d, dec)
-	if err != nil {
-		return nil, err
-	}
-	e, err := s.settlement(p, d)
 	if err != nil {
 		return nil, err
 	}
