@@ -41,11 +41,30 @@ bash deploy/build.sh
 umask 077
 mkdir -p "$STATE" "$RXD_STATE"
 chmod 700 "$STATE" "$RXD_STATE"
+# rxd's audit log (docs/audit-log.md): its pseudonym key and the key its
+# checkpoint key is sealed under, here encrypted key files like every key
+# of make run (in production, keys on the HSM token), and the sealed
+# checkpoint key. Made once and kept: a new pseudonym key would cut every
+# patient's record in two. Made before the CA ceremony, so that trustd's
+# trust bundle names rxd's log too (audit_log.other_logs): an auditor
+# holding the bundle has both logs' keys.
+AUDIT=$RXD_STATE/audit
+audit_flags=(-audit-pseudonym-key "softkey:path=$AUDIT/pseudonym.key?pin-source=$AUDIT/keys.pass"
+  -audit-seal-key "softkey:path=$AUDIT/seal.key?pin-source=$AUDIT/keys.pass"
+  -audit-note-key "$AUDIT/note.key" -audit-origin "${NUSKHA_RXD_AUDIT_ORIGIN:-localhost/rxd-audit}")
+if [ ! -f "$AUDIT/note.key" ]; then
+  say "rxd's audit log keys; the checkpoint verifier key is in $AUDIT/note.vkey"
+  mkdir -p "$AUDIT" && chmod 700 "$AUDIT"
+  [ -f "$AUDIT/keys.pass" ] || head -c 24 /dev/urandom | base64 >"$AUDIT/keys.pass"
+  bin/rxd audit-keys "${audit_flags[@]}" >"$AUDIT/note.vkey"
+fi
+RXD_AUDIT_URL=https://localhost:${RXD_LISTEN##*:}/audit
 first=
 if [ ! -f "$STATE/trustd.json" ]; then
   say "CA ceremony: root and issuing CA, officers alice and bob, into $STATE"
   bin/trustd init -dir "$STATE" -officer alice -officer bob \
-    -admin-listen "$ADMIN_LISTEN" -public-listen "$PUBLIC_LISTEN" -http-listen "$HTTP_LISTEN"
+    -admin-listen "$ADMIN_LISTEN" -public-listen "$PUBLIC_LISTEN" -http-listen "$HTTP_LISTEN" \
+    -other-log "${NUSKHA_RXD_AUDIT_ORIGIN:-localhost/rxd-audit} $(cat "$AUDIT/note.vkey") $RXD_AUDIT_URL"
   first=1
 fi
 
@@ -101,21 +120,6 @@ if [ ! -f "$RXD_STATE/rxd.db" ]; then
   bin/rxd import-registry -db "$RXD_STATE/rxd.db" -create -mode full -quiet deploy/sample/registry.csv
   bin/rxd import-catalogue -db "$RXD_STATE/rxd.db" -label sample -valid-from 1400-01-01 \
     -drugs deploy/sample/drugs.csv -services deploy/sample/services.csv
-fi
-# rxd's audit log (docs/audit-log.md): its pseudonym key and the key its
-# checkpoint key is sealed under, here encrypted key files like every key
-# of make run (in production, keys on the HSM token), and the sealed
-# checkpoint key. Made once and kept: a new pseudonym key would cut every
-# patient's record in two.
-AUDIT=$RXD_STATE/audit
-audit_flags=(-audit-pseudonym-key "softkey:path=$AUDIT/pseudonym.key?pin-source=$AUDIT/keys.pass"
-  -audit-seal-key "softkey:path=$AUDIT/seal.key?pin-source=$AUDIT/keys.pass"
-  -audit-note-key "$AUDIT/note.key" -audit-origin "${NUSKHA_RXD_AUDIT_ORIGIN:-localhost/rxd-audit}")
-if [ ! -f "$AUDIT/note.key" ]; then
-  say "rxd's audit log keys; the checkpoint verifier key is in $AUDIT/note.vkey"
-  mkdir -p "$AUDIT" && chmod 700 "$AUDIT"
-  [ -f "$AUDIT/keys.pass" ] || head -c 24 /dev/urandom | base64 >"$AUDIT/keys.pass"
-  bin/rxd audit-keys "${audit_flags[@]}" >"$AUDIT/note.vkey"
 fi
 say "starting rxd with the prescription exchange (on $RXD_LISTEN)"
 # -revocation-recheck 0: rxd asks trustd's OCSP responder on every call

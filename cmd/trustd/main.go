@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/tlog"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -116,14 +118,30 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	public := fs.String("public-listen", "127.0.0.1:8444", "public API address (TLS)")
 	httpListen := fs.String("http-listen", "127.0.0.1:8080", "plain-HTTP address for certificate URLs (AIA, CRL, OCSP)")
 	httpBase := fs.String("http-base-url", "", "base URL certificates point to (default http://<http-listen>)")
-	var officers, dns listFlag
+	var officers, dns, otherLogs listFlag
 	fs.Var(&officers, "officer", "NAME=KEY-URI to make the officer's key on their token, NAME=csr:PATH to certify a CSR made with a key they hold, or NAME alone for a key file to hand over (repeat; at least 2)")
 	fs.Var(&dns, "dns", "trustd TLS name or IP (repeat; default localhost and 127.0.0.1)")
+	fs.Var(&otherLogs, "other-log", `"ORIGIN VKEY URL": another daemon's audit log (rxd's: its -audit-origin, what rxd audit-keys printed, where it serves /audit) for the trust bundle to name (repeat)`)
 	if err := cli.Parse(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return cli.Usagef("init: -dir is required")
+	}
+	var others []trustd.LogKeyConfig
+	for _, arg := range otherLogs {
+		f := strings.Fields(arg)
+		if len(f) != 3 {
+			return cli.Usagef("-other-log %q: want \"ORIGIN VKEY URL\"", arg)
+		}
+		l := trustd.LogKeyConfig{Origin: f[0], VerifierKey: f[1], URL: f[2]}
+		if err := tlog.CheckLogKey(l.Origin, l.VerifierKey); err != nil {
+			return cli.Usagef("-other-log %q: %v", arg, err)
+		}
+		if u, err := url.Parse(l.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cli.Usagef("-other-log %q: %q is not an http(s) URL", arg, l.URL)
+		}
+		others = append(others, l)
 	}
 	if fs.NArg() != 0 {
 		return cli.Usagef("init takes no arguments, got %q", fs.Args())
@@ -140,7 +158,7 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Dir: *dir, RootKey: *rootKey, IntermediateKey: *interKey, TLSKey: *tlsKey, AuditKey: *auditKey, AuditOrigin: *auditOrigin, RootAlg: ra, IntermediateAlg: ia,
 		Names:    ceremony.Names{Country: "IR", Organization: *org, RootCN: *rootCN, IntermediateCN: *interCN},
 		DNSNames: dns, OIDArc: *arc, AdminListen: *admin, PublicListen: *public, HTTPListen: *httpListen, HTTPBaseURL: *httpBase,
-		Store: trustd.StoreConfig{Driver: *storeDriver, DSNFile: *dsnFile},
+		Store: trustd.StoreConfig{Driver: *storeDriver, DSNFile: *dsnFile}, OtherLogs: others,
 	}
 	if opts.Store.Driver == "sqlite" {
 		opts.Store.Path = "trustd.db"

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -92,6 +93,9 @@ func TestUsage(t *testing.T) {
 		{"unknown flag", []string{"init", "-dri", "x"}, cli.ExitUsage, "", "Usage of trustd init:"},
 		{"init without -dir", []string{"init", "-officer", "a"}, cli.ExitUsage, "", "-dir is required"},
 		{"init with a missing CSR", []string{"init", "-dir", "ca", "-officer", "a", "-officer", "b=csr:absent.csr"}, cli.ExitUsage, "", "-officer b=csr:absent.csr: open absent.csr: no such file"},
+		{"init with a short -other-log", []string{"init", "-dir", "ca", "-officer", "a", "-officer", "b", "-other-log", "rxd.example/rxd-audit https://rxd.example/audit"}, cli.ExitUsage, "", `want "ORIGIN VKEY URL"`},
+		{"init with a bad -other-log key", []string{"init", "-dir", "ca", "-officer", "a", "-officer", "b", "-other-log", "rxd.example/rxd-audit notakey https://rxd.example/audit"}, cli.ExitUsage, "", "verifier key"},
+		{"init with a bad -other-log URL", []string{"init", "-dir", "ca", "-officer", "a", "-officer", "b", "-other-log", "rxd.example/rxd-audit " + otherLogKey + " ftp://rxd.example/audit"}, cli.ExitUsage, "", "is not an http(s) URL"},
 		{"serve without -config", []string{"serve"}, cli.ExitUsage, "", "-config is required"},
 		{"serve with an argument", []string{"serve", "-config", "x.json", "extra"}, cli.ExitUsage, "", "no arguments"},
 	} {
@@ -119,14 +123,33 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// otherLogKey is an rxd audit log's note verifier key, for -other-log.
+var otherLogKey = func() string {
+	_, vkey, err := note.GenerateKey(rand.Reader, "rxd.example/rxd-audit/k1")
+	if err != nil {
+		panic(err)
+	}
+	return vkey
+}()
+
 // TestInitSaysWhatToHandOver: keys init makes for officers are each in the
-// officer's own directory, and init says they must leave the CA host.
+// officer's own directory, and init says they must leave the CA host; an
+// -other-log given to init is in trustd.json's audit_log.other_logs, for
+// the trust bundle to name.
 func TestInitSaysWhatToHandOver(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	stdout, stderr, code := runTrustd("init", "-dir", dir, "-officer", "alice", "-officer", "bob",
-		"-admin-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0")
+		"-admin-listen", "127.0.0.1:0", "-public-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0",
+		"-other-log", "rxd.example/rxd-audit "+otherLogKey+" https://rxd.example:8543/audit")
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	cfg, err := trustd.LoadConfig(filepath.Join(dir, "trustd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []trustd.LogKeyConfig{{Origin: "rxd.example/rxd-audit", VerifierKey: otherLogKey, URL: "https://rxd.example:8543/audit"}}; !slices.Equal(cfg.AuditLog.OtherLogs, want) {
+		t.Fatalf("audit_log.other_logs %+v, want %+v", cfg.AuditLog.OtherLogs, want)
 	}
 	for _, want := range []string{
 		"officer alice (sub_", "cert " + filepath.Join(dir, "officers", "alice.crt") + "; key, password and certificate to hand over in " + filepath.Join(dir, "handover", "alice") + "\n",

@@ -93,6 +93,9 @@ type InitOptions struct {
 	// Listen addresses, and the base URL of the plain-HTTP listener that
 	// certificates point relying parties to.
 	AdminListen, PublicListen, HTTPListen, HTTPBaseURL string
+	// OtherLogs are other daemons' audit logs (rxd's) the trust bundle
+	// names: audit_log.other_logs.
+	OtherLogs []LogKeyConfig
 }
 
 // OfficerCredential is what init made for each officer.
@@ -199,6 +202,7 @@ func Init(ctx context.Context, o InitOptions, d Deps) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	auditLog.OtherLogs = o.OtherLogs
 	cfg := &Config{
 		AuditLog: auditLog,
 		Store:    o.Store,
