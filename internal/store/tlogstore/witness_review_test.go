@@ -71,4 +71,3 @@ func TestWitnessRedirectIsNotFollowed(t *testing.T) {
 		t.Fatalf("the log followed the witness's redirect: %d requests to %s", n, other.URL)
 	}
 }
-
