@@ -328,16 +328,23 @@ func witnessQuorum(keys []string, quorum int) (*witnesses, error) {
 		return nil, nil
 	}
 	w := &witnesses{}
-	seen := map[string]bool{}
+	seen := map[string]string{} // by identity, the name first given
 	for _, k := range keys {
 		v, err := tlog.WitnessVerifier(k)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("-witness: %v", err)}
 		}
-		if id := fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()); !seen[id] {
-			seen[id] = true
-			w.verifiers = append(w.verifiers, v)
+		// One key is one witness: a cosignature does not sign the name,
+		// so the same key under two names would count twice.
+		id := tlog.WitnessIdentity(v)
+		if name, ok := seen[id]; ok {
+			if name != v.Name() {
+				return nil, usageError{fmt.Errorf("-witness: %s and %s are one key, one witness", name, v.Name())}
+			}
+			continue
 		}
+		seen[id] = v.Name()
+		w.verifiers = append(w.verifiers, v)
 	}
 	w.quorum = len(w.verifiers)
 	if quorum != 0 {

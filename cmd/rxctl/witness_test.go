@@ -225,3 +225,32 @@ func witnessKeyForTest(t *testing.T, name string) (note.Signer, string) {
 	}
 	return s, cvkey
 }
+
+// TestWitnessQuorumOneKeyOneWitness: one Ed25519 key given under two
+// names is refused as -witness keys — a cosignature/v1 signature does not
+// sign the name, so it would count twice toward the quorum — while the
+// same key given twice under one name counts once.
+func TestWitnessQuorumOneKeyOneWitness(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey := func(name string) string {
+		plain, err := note.NewEd25519VerifierKey(name, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := fnote.VKeyToCosignatureV1(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if _, err := witnessQuorum([]string{vkey("witness.example/w1"), vkey("witness.example/w2")}, 2); err == nil || !strings.Contains(err.Error(), "one key, one witness") {
+		t.Fatalf("one key under two names: %v", err)
+	}
+	w, err := witnessQuorum([]string{vkey("witness.example/w1"), vkey("witness.example/w1")}, 0)
+	if err != nil || w.quorum != 1 || len(w.verifiers) != 1 {
+		t.Fatalf("one key given twice: %+v, %v", w, err)
+	}
+}

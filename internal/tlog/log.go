@@ -128,6 +128,12 @@ func New(store Store, cfg Config) (*Log, error) {
 	if cfg.WitnessHTTP == nil {
 		cfg.WitnessHTTP = &http.Client{Timeout: 10 * time.Second}
 	}
+	// A witness's URL is where checkpoints go: its redirect must not send
+	// the log's requests (from the process holding the HSM keys) to an
+	// address of its choosing. A 3xx is refused like any other status.
+	client := *cfg.WitnessHTTP
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.WitnessHTTP = &client
 	var wm *witnessMetrics
 	if len(witnesses) > 0 {
 		wm = newWitnessMetrics(cfg.Metrics)

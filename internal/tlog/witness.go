@@ -76,7 +76,25 @@ func WitnessVerifier(vkey string) (note.Verifier, error) {
 	if h, err := strconv.ParseUint(hash16, 16, 32); err != nil || len(hash16) != 8 || uint32(h) != v.KeyHash() {
 		return nil, fmt.Errorf("%w: key %q: its hash is not its key's", ErrWitness, vkey)
 	}
-	return v, nil
+	return witnessVerifier{Verifier: v, key: base64.StdEncoding.EncodeToString(raw[1:])}, nil
+}
+
+// witnessVerifier is a witness's verifier that knows its public key.
+type witnessVerifier struct {
+	note.Verifier
+	key string // the Ed25519 public key, base64
+}
+
+// WitnessIdentity is what makes a witness one witness: its public key. A
+// cosignature/v1 signature does not sign the witness's name, so one
+// signature verifies under any name given with the same key, and one key
+// under two names is one witness, never two toward a quorum. A verifier
+// not made by WitnessVerifier is known by its name and key hash.
+func WitnessIdentity(v note.Verifier) string {
+	if w, ok := v.(witnessVerifier); ok {
+		return "ed25519:" + w.key
+	}
+	return fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash())
 }
 
 // ParseWitness parses a witness written "VKEY URL" (rxd's -audit-witness).
@@ -98,10 +116,10 @@ func CheckWitnesses(ws []Witness) error {
 		if err != nil {
 			return err
 		}
-		if seen[v.Name()] {
-			return fmt.Errorf("%w: %q is configured twice", ErrWitness, v.Name())
+		if seen[v.Name()] || seen[WitnessIdentity(v)] {
+			return fmt.Errorf("%w: %q is configured twice (by its name or its key)", ErrWitness, v.Name())
 		}
-		seen[v.Name()] = true
+		seen[v.Name()], seen[WitnessIdentity(v)] = true, true
 		u, err := url.Parse(w.URL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 			return fmt.Errorf("%w: %s: URL %q is not an http(s) URL prefix", ErrWitness, v.Name(), w.URL)
@@ -272,11 +290,28 @@ func (l *Log) cosign(ctx context.Context, w *witness) error {
 		sigs, known, err := l.addCheckpoint(ctx, w, w.known, proof, cp.Note)
 		if errors.Is(err, errConflict) {
 			l.wm.requests.WithLabelValues(w.name, WitnessConflict).Inc()
+			// A size beyond every checkpoint this log has signed is a
+			// checkpoint of this origin the log does not have — a split
+			// view, or a witness gone wrong — never a size to submit
+			// from (nor to wait for: it would stop the submissions).
+			latest, lerr := l.store.LatestCheckpoint(ctx)
+			if lerr != nil {
+				w.known = 0
+				return lerr
+			}
+			if known > latest.Size {
+				w.known = 0
+				l.log.ErrorContext(ctx, "audit log: witness claims a checkpoint larger than any this log has signed: a split view, or a witness in error",
+					"witness", w.name, "witness_size", known, "log_size", latest.Size)
+				return fmt.Errorf("tlog: witness %s claims size %d, beyond the log's %d", w.name, known, latest.Size)
+			}
 			l.log.InfoContext(ctx, "audit log: witness has another size; submitting from it", "witness", w.name, "sent", w.known, "witness_size", known)
 			w.known = known
 			continue
 		}
 		if err != nil {
+			// The witness's size is learnt again from its next 409.
+			w.known = 0
 			return err
 		}
 		line, err := verifyCosignature(cp, sigs, w.verifier)
@@ -443,7 +478,8 @@ func ParseCosignatureLine(line []byte) (Cosignature, error) {
 	return Cosignature{Witness: name, KeyHash: binary.BigEndian.Uint32(sig), Line: line}, nil
 }
 
-// Cosigners counts the distinct witnesses among ws whose valid
+// Cosigners counts the distinct witnesses (WitnessIdentity: one key is one
+// witness, whatever names it is given under) among ws whose valid
 // cosignature the signed checkpoint carries (C2SP tlog-cosignature). A
 // line under one of their names and key hashes that does not verify is
 // an error: the checkpoint was tampered with.
@@ -462,7 +498,11 @@ func Cosigners(signed []byte, ws ...note.Verifier) (int, error) {
 		if err != nil || t.Unix() == 0 {
 			continue
 		}
-		seen[s.Name+"+"+strconv.FormatUint(uint64(s.Hash), 16)] = true
+		for _, v := range ws {
+			if v.Name() == s.Name && v.KeyHash() == s.Hash {
+				seen[WitnessIdentity(v)] = true
+			}
+		}
 	}
 	return len(seen), nil
 }
