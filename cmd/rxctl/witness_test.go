@@ -22,6 +22,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/witnesstest"
 	"github.com/nuskha/nuskha/internal/tlog"
 )
 
@@ -157,8 +158,8 @@ func TestAuditVerifyWitnessed(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.log = l
-	_, otherVkey := witnessKeyForTest(t, "witness.test/other")
-	_, impostor := witnessKeyForTest(t, "witness.test/lw1") // its name, another key
+	_, otherVkey := witnesstest.Key(t, "witness.test/other")
+	_, impostor := witnesstest.Key(t, "witness.test/lw1") // its name, another key
 	state := filepath.Join(t.TempDir(), "state")
 
 	a.grow(0, 20, "officer-1")
@@ -207,23 +208,6 @@ func TestAuditVerifyWitnessed(t *testing.T) {
 			t.Errorf("%q: exit %d, want a usage error", args, code)
 		}
 	}
-}
-
-func witnessKeyForTest(t *testing.T, name string) (note.Signer, string) {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := fnote.NewSignerForCosignatureV1(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cvkey, err := fnote.VKeyToCosignatureV1(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, cvkey
 }
 
 // TestWitnessQuorumOneKeyOneWitness: one Ed25519 key given under two

@@ -3,7 +3,6 @@ package tlogstore_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -17,12 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	flog "github.com/transparency-dev/formats/log"
-	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/nuskha/nuskha/internal/store/tlogstore"
+	"github.com/nuskha/nuskha/internal/testutil/witnesstest"
 	"github.com/nuskha/nuskha/internal/tlog"
 )
 
@@ -52,27 +51,10 @@ type testWitness struct {
 	release  chan struct{}
 }
 
-func cosigner(t *testing.T, name string) (note.Signer, string) {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := fnote.NewSignerForCosignatureV1(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cvkey, err := fnote.VKeyToCosignatureV1(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, cvkey
-}
-
 func newTestWitness(t *testing.T, logKey note.Verifier) (*testWitness, *httptest.Server) {
 	w := &testWitness{t: t, logKey: logKey, root: rfc6962.DefaultHasher.EmptyRoot(), arrived: make(chan struct{}, 16), release: make(chan struct{})}
-	w.signer, w.vkey = cosigner(t, "witness.test/w1")
-	w.wrong, _ = cosigner(t, "witness.test/w1")
+	w.signer, w.vkey = witnesstest.Key(t, "witness.test/w1")
+	w.wrong, _ = witnesstest.Key(t, "witness.test/w1")
 	var err error
 	if w.verifer, err = tlog.WitnessVerifier(w.vkey); err != nil {
 		t.Fatal(err)
