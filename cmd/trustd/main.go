@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -27,7 +26,6 @@ import (
 	"github.com/nuskha/nuskha/internal/lifecycle"
 	"github.com/nuskha/nuskha/internal/pki/ceremony"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
-	"github.com/nuskha/nuskha/internal/tlog"
 	"github.com/nuskha/nuskha/internal/trustd"
 )
 
@@ -135,11 +133,8 @@ func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return cli.Usagef("-other-log %q: want \"ORIGIN VKEY URL\"", arg)
 		}
 		l := trustd.LogKeyConfig{Origin: f[0], VerifierKey: f[1], URL: f[2]}
-		if err := tlog.CheckLogKey(l.Origin, l.VerifierKey); err != nil {
+		if err := l.Check(); err != nil {
 			return cli.Usagef("-other-log %q: %v", arg, err)
-		}
-		if u, err := url.Parse(l.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return cli.Usagef("-other-log %q: %q is not an http(s) URL", arg, l.URL)
 		}
 		others = append(others, l)
 	}

@@ -220,6 +220,20 @@ type LogKeyConfig struct {
 	URL string `json:"url,omitempty"`
 }
 
+// Check says what is wrong with l: its origin and key, and its URL if it
+// has one.
+func (l LogKeyConfig) Check() error {
+	if err := tlog.CheckLogKey(l.Origin, l.VerifierKey); err != nil {
+		return err
+	}
+	if l.URL != "" {
+		if pu, err := url.Parse(l.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("url: %q is not an http(s) URL", l.URL)
+		}
+	}
+	return nil
+}
+
 // Duration is a time.Duration written as "4h" in JSON.
 type Duration struct{ time.Duration }
 
@@ -388,13 +402,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, l := range c.AuditLog.OtherLogs {
-		if err := tlog.CheckLogKey(l.Origin, l.VerifierKey); err != nil {
+		if err := l.Check(); err != nil {
 			bad("audit_log.other_logs[%d]: %v", i, err)
-		}
-		if l.URL != "" {
-			if pu, err := url.Parse(l.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-				bad("audit_log.other_logs[%d].url: %q is not an http(s) URL", i, l.URL)
-			}
 		}
 	}
 	for i, w := range c.AuditLog.Witnesses {
