@@ -157,17 +157,9 @@ func (f *auditLogFlags) client(ctx context.Context, e *env, base string) (*tlog.
 			}
 		}
 		if *f.cert != "" {
-			chain, err := pemutil.ReadCertificateBundle(*f.cert)
+			c, err := clientCertificate(ctx, e, *f.cert, *f.key)
 			if err != nil {
 				return nil, err
-			}
-			key, err := e.keys.OpenKey(ctx, *f.key)
-			if err != nil {
-				return nil, err
-			}
-			c := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
-			for _, x := range chain {
-				c.Certificate = append(c.Certificate, x.Raw)
 			}
 			cfg.Certificates = []tls.Certificate{c}
 		}

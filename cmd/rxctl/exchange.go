@@ -45,19 +45,29 @@ func (f rxdFlags) exchange(ctx context.Context, e *env, token string) (*exclient
 	if err != nil {
 		return nil, err
 	}
-	chain, err := pemutil.ReadCertificateBundle(*f.cert)
+	cert, err := clientCertificate(ctx, e, *f.cert, *f.key)
 	if err != nil {
 		return nil, err
 	}
-	key, err := e.keys.OpenKey(ctx, *f.key)
+	return exclient.New(exclient.Config{BaseURL: *f.url, Roots: roots, Certificate: cert, SessionToken: token})
+}
+
+// clientCertificate is a TLS client certificate: the chain in certFile
+// (PEM, leaf first) and the key at keyURI.
+func clientCertificate(ctx context.Context, e *env, certFile, keyURI string) (tls.Certificate, error) {
+	chain, err := pemutil.ReadCertificateBundle(certFile)
 	if err != nil {
-		return nil, err
+		return tls.Certificate{}, err
+	}
+	key, err := e.keys.OpenKey(ctx, keyURI)
+	if err != nil {
+		return tls.Certificate{}, err
 	}
 	cert := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
 	for _, c := range chain {
 		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
-	return exclient.New(exclient.Config{BaseURL: *f.url, Roots: roots, Certificate: cert, SessionToken: token})
+	return cert, nil
 }
 
 func sessionFlag(fs *flag.FlagSet) *string {
