@@ -105,7 +105,7 @@ func (s *Budgets) Spend(ctx context.Context, day time.Time, kind, holder string,
 		return true, nil
 	}
 	s.mu.Unlock()
-	lease := min(leaseOf(limit), limit)
+	lease := leaseOf(limit) // at most limit: 1, or a two-hundredth of it
 	var granted int
 	err := s.db.SQL().QueryRowContext(ctx, s.db.Rebind(fmt.Sprintf(reserveSQL, reserveFrom[s.db.Dialect()])), d, kind, holder, limit, lease).Scan(&granted)
 	if errors.Is(err, sql.ErrNoRows) {
