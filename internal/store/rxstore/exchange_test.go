@@ -85,3 +85,27 @@ func TestExchangeLastGuards(t *testing.T) {
 		})
 	}
 }
+
+// TestDocumentsStoredUncompressed: on PostgreSQL the columns that hold
+// signed documents and answers never go through pglz, which gives up on
+// base64 after paying for the attempt (migration 0004).
+func TestDocumentsStoredUncompressed(t *testing.T) {
+	s := openExchange(t, sqlstore.Postgres)
+	want := map[string][]string{
+		"prescriptions": {"jws", "answer"}, "dispenses": {"jws", "answer"}, "receipts": {"jws"},
+		"cancellations": {"jws"}, "settlements": {"answer"}, "idempotency_keys": {"body"},
+	}
+	for table, cols := range want {
+		for _, col := range cols {
+			var storage string
+			err := s.SQL().QueryRowContext(context.Background(),
+				"SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2", table, col).Scan(&storage)
+			if err != nil {
+				t.Fatalf("%s.%s: %v", table, col, err)
+			}
+			if storage != "e" {
+				t.Errorf("%s.%s has storage %q, want e (EXTERNAL)", table, col, storage)
+			}
+		}
+	}
+}
