@@ -139,6 +139,15 @@ func TestKeyLifecycle(t *testing.T) {
 						t.Fatalf("Sign: %v", err)
 					}
 					verify(t, k.Public(), d, sig, tc.opts)
+					// Only a key in this process's memory may skip the check
+					// of its signatures for a token's faults (rx.Verifier.Sign).
+					inProcess := false
+					if ip, ok := k.(interface{ InProcess() bool }); ok {
+						inProcess = ip.InProcess()
+					}
+					if want := b.name == "softkey"; inProcess != want {
+						t.Fatalf("%s key says InProcess %v, want %v", b.name, inProcess, want)
+					}
 
 					reopened, err := m.OpenKey(ctx, k.URI())
 					if err != nil {

@@ -205,6 +205,11 @@ type softKey struct {
 
 func (k *softKey) URI() string { return k.uri }
 
+// InProcess reports that the key signs in this process's memory, with Go's
+// own crypto, not on a token: what it signs needs no checking for a
+// token's faults (rx.Verifier.Sign).
+func (k *softKey) InProcess() bool { return true }
+
 // Sign uses crypto/rand whatever the caller passes: a key in custody decides
 // its own randomness, as a token would.
 func (k *softKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {

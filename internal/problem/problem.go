@@ -239,13 +239,13 @@ func routePath(pattern string) string {
 // JSON writes v with status. Rule expressions, messages and names are
 // sent as written: "a && b", not "a \u0026\u0026 b" (the escaping is for
 // JSON pasted into HTML, which these answers never are, and problem+json is
-// never sniffed as HTML).
+// never sniffed as HTML). Compact: the answers are read by programs, and
+// rxctl indents what it shows.
 func JSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }

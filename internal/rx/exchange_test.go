@@ -3,8 +3,11 @@ package rx_test
 import (
 	"crypto"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -298,4 +301,39 @@ func FuzzVerifyEveryKind(fz *testing.F) {
 			}
 		}
 	})
+}
+
+// faultyToken signs like a card or an HSM whose answer was damaged on the
+// way: a signature of the right length that is not the key's.
+type faultyToken struct{ crypto.Signer }
+
+func (t faultyToken) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := t.Signer.Sign(r, digest, opts)
+	if err != nil {
+		return nil, err
+	}
+	var v struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(sig, &v); err != nil {
+		return nil, err
+	}
+	v.S.Add(v.S, big.NewInt(1))
+	return asn1.Marshal(v)
+}
+
+// A token's signature is checked before it leaves the signer, a key in
+// memory's is not: TestTokenSignatureChecked.
+func TestTokenSignatureChecked(t *testing.T) {
+	f := setupExchange(t)
+	ref := rx.Reference{ID: rx.NewID(), JWSSHA256: rx.SHA256("x")}
+	_, err := f.v.Sign(ctx, f.ack(ref), faultyToken{f.exchange.key}, f.exchange.chain, f.now)
+	if err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("a token's bad signature: %v, want it caught", err)
+	}
+	tok, err := f.v.Sign(ctx, f.ack(ref), f.exchange.key, f.exchange.chain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.v.Verify(ctx, tok, rx.KindAck); err != nil {
+		t.Fatalf("an acknowledgement signed in memory does not verify: %v", err)
+	}
 }

@@ -159,7 +159,12 @@ func TestMinimalAnswers(t *testing.T) {
 			t.Fatalf("the rules check's eligibility has %s: %s", w, answer.Eligibility)
 		}
 	}
-	if !strings.Contains(string(answer.Eligibility), `"has_supplementary": true`) || dec.Items[0].InsurerPays != 448000 {
+	var elig struct {
+		Coverage struct {
+			HasSupplementary bool `json:"has_supplementary"`
+		} `json:"coverage"`
+	}
+	if json.Unmarshal(answer.Eligibility, &elig) != nil || !elig.Coverage.HasSupplementary || dec.Items[0].InsurerPays != 448000 {
 		t.Fatalf("rules check: %s", body)
 	}
 	resp, body = f.do(t, "vendor", "POST", "/v1/rules/check?detail=full", strings.NewReader(checkBody("prescribe", "")))

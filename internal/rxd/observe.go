@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,10 +60,13 @@ type meteredExchange struct {
 	rxapi.Exchange
 	arc                   pki.Arc
 	accepted, dispensesTo *prometheus.CounterVec
+
+	mu        sync.Mutex
+	provinces map[string]string // signerProvince's, by x5c[0]
 }
 
 func newMeteredExchange(reg prometheus.Registerer, x rxapi.Exchange, arc pki.Arc) *meteredExchange {
-	m := &meteredExchange{Exchange: x, arc: arc,
+	m := &meteredExchange{Exchange: x, arc: arc, provinces: map[string]string{},
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nuskha_exchange_prescriptions_accepted_total",
 			Help: "Prescriptions the exchange accepted (replays not counted), by kind (electronic, or paper entered at a pharmacy) and province.",
@@ -126,19 +130,39 @@ func (m *meteredExchange) province(jws string) string {
 	if err != nil || json.Unmarshal(b, &header) != nil || len(header.X5C) == 0 {
 		return "unknown"
 	}
-	der, err := base64.StdEncoding.DecodeString(header.X5C[0])
-	if err != nil {
-		return "unknown"
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return "unknown"
-	}
-	if id, err := m.arc.IdentityOf(cert); err == nil && reProvince.MatchString(id.Province) {
-		return id.Province
-	}
-	return "unknown"
+	return m.signerProvince(header.X5C[0])
 }
+
+// signerProvince is the province a signer's certificate (base64 DER, as
+// x5c gives it) names. Each signer's is read once: parsing a certificate
+// for every prescription cost more than the rest of the counting.
+func (m *meteredExchange) signerProvince(leaf string) string {
+	m.mu.Lock()
+	p, ok := m.provinces[leaf]
+	m.mu.Unlock()
+	if ok {
+		return p
+	}
+	p = "unknown"
+	if der, err := base64.StdEncoding.DecodeString(leaf); err == nil {
+		if cert, err := x509.ParseCertificate(der); err == nil {
+			if id, err := m.arc.IdentityOf(cert); err == nil && reProvince.MatchString(id.Province) {
+				p = id.Province
+			}
+		}
+	}
+	m.mu.Lock()
+	if len(m.provinces) >= maxProvinceCache {
+		clear(m.provinces) // a new signer's next document parses again
+	}
+	m.provinces[leaf] = p
+	m.mu.Unlock()
+	return p
+}
+
+// maxProvinceCache bounds the signers whose province is remembered: a
+// country's pharmacies and practices, with room to spare.
+const maxProvinceCache = 1 << 17
 
 // evidence exports how old the revocation evidence rxd relies on is, and
 // how its fetches fare.

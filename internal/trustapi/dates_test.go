@@ -56,7 +56,7 @@ func TestLicenceDates(t *testing.T) {
 			}
 			// The same dates on reading and listing.
 			one := e.do(e.alice, "GET", e.admin.URL+"/admin/v1/subjects/"+stored.ID, "", nil)
-			if !bytes.Contains(one.body, []byte(`"licence_valid_until_hijri": "1408-12-30"`)) || bytes.Contains(one.body, []byte("T00:00:00Z")) || bytes.Contains(one.body, []byte("T20:30:00Z")) {
+			if !bytes.Contains(compactJSON(t, one.body), []byte(`"licence_valid_until_hijri":"1408-12-30"`)) || bytes.Contains(one.body, []byte("T00:00:00Z")) || bytes.Contains(one.body, []byte("T20:30:00Z")) {
 				t.Fatalf("read back: %s", one.body)
 			}
 		})
@@ -85,7 +85,7 @@ func TestLicenceDates(t *testing.T) {
 
 	t.Run("one-day licence", func(t *testing.T) {
 		r := e.do(e.alice, "POST", e.admin.URL+"/admin/v1/subjects", "application/json", licenceBody(t, "LD-1D", "1403-01-01", "1403-01-01"))
-		if r.status != http.StatusCreated || !bytes.Contains(r.body, []byte(`"licence_valid_until": "2024-03-20"`)) {
+		if r.status != http.StatusCreated || !bytes.Contains(compactJSON(t, r.body), []byte(`"licence_valid_until":"2024-03-20"`)) {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
 	})
@@ -101,4 +101,15 @@ func licenceBody(t *testing.T, council, from, until string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// compactJSON is body without the whitespace between its tokens, to look
+// for a member in whatever layout the server chose.
+func compactJSON(t *testing.T, body []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, body); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, body)
+	}
+	return b.Bytes()
 }
