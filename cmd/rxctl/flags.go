@@ -147,7 +147,8 @@ func (s serverFlags) anonymous() (*client.Client, error) {
 }
 
 // printJSON prints v indented for people, with &, < and > as written (a
-// rule's "a && b" must not read "a \u0026\u0026 b").
+// rule's "a && b" must not read "a \u0026\u0026 b"). A server's answer
+// (json.RawMessage), compact as the APIs send it, is indented too.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

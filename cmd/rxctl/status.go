@@ -138,8 +138,7 @@ func certStatus(ctx context.Context, e *env, args []string) error {
 	if err := c.Do(ctx, "GET", "/v1/certificates/"+s+"/status", nil, &out); err != nil {
 		return err
 	}
-	_, err = e.stdout.Write(append(out, '\n'))
-	return err
+	return printJSON(e.stdout, out)
 }
 
 // tokenRevoke revokes the certificate of the key on the token, proving
@@ -176,8 +175,7 @@ func tokenRevoke(ctx context.Context, e *env, args []string) error {
 	if err := c.DoRaw(ctx, "POST", "/v1/revocations", "application/jose", []byte(token), &out); err != nil {
 		return err
 	}
-	_, err = e.stdout.Write(append(out, '\n'))
-	return err
+	return printJSON(e.stdout, out)
 }
 
 // trustPull fetches and verifies the trust bundle and writes it for

@@ -64,8 +64,7 @@ func officerCreate(ctx context.Context, e *env, sf serverFlags, idOnly bool, met
 		_, err = fmt.Fprintln(e.stdout, made.ID)
 		return err
 	}
-	_, err = e.stdout.Write(append(out, '\n'))
-	return err
+	return printJSON(e.stdout, out)
 }
 
 func oneArg(args []string, what string) (string, error) {
@@ -130,8 +129,7 @@ func subjectUpdate(ctx context.Context, e *env, args []string) error {
 		_, err = fmt.Fprintln(e.stdout, answer.ID)
 		return err
 	}
-	_, err = e.stdout.Write(append(out, '\n'))
-	return err
+	return printJSON(e.stdout, out)
 }
 
 // subjectDecideChange approves or rejects a registry change.
@@ -292,8 +290,7 @@ func emitCertificate(e *env, raw json.RawMessage, out string) error {
 			return err
 		}
 	}
-	_, err := e.stdout.Write(append(raw, '\n'))
-	return err
+	return printJSON(e.stdout, raw)
 }
 
 func enrolReject(ctx context.Context, e *env, args []string) error {

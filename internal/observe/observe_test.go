@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/observe"
 	"github.com/nuskha/nuskha/internal/testutil/promtool"
 )
@@ -157,5 +160,38 @@ func TestPublicReadinessIsBounded(t *testing.T) {
 	}
 	if n := runs.Load() - before; n != 3 {
 		t.Errorf("3 operations /readyz ran the checks %d times", n)
+	}
+}
+
+// TestWrapKeepsInProcess: measuring a key does not hide that it signs in
+// this process's memory (rx.Verifier.Sign skips re-verifying such a key's
+// signatures, and rxd's exchange key is always measured), nor makes a
+// token's key look like one.
+func TestWrapKeepsInProcess(t *testing.T) {
+	keys := hsm.NewManager(nil)
+	t.Cleanup(func() { keys.Close() })
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "key.pass")
+	if err := os.WriteFile(pass, []byte("a long enough passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	soft, err := keys.CreateKey(context.Background(), "softkey:path="+filepath.Join(dir, "key.pem")+"?pin-source="+pass, hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signers := observe.NewSigners(observe.NewRegistry("test"))
+	for _, tc := range []struct {
+		name string
+		key  crypto.Signer
+		want bool
+	}{
+		{"softkey", soft, true},
+		{"token", &flaky{Signer: ecKey}, false},
+	} {
+		ip, ok := signers.Wrap("exchange", tc.key).(interface{ InProcess() bool })
+		if got := ok && ip.InProcess(); got != tc.want {
+			t.Errorf("%s measured: InProcess %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -2,9 +2,11 @@ package rxstore_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
 	"github.com/nuskha/nuskha/internal/rx"
@@ -107,5 +109,49 @@ func TestDocumentsStoredUncompressed(t *testing.T) {
 				t.Errorf("%s.%s has storage %q, want e (EXTERNAL)", table, col, storage)
 			}
 		}
+	}
+}
+
+// TestStorageMigrationGivesWay: migration 0004 locks the exchange's six
+// busiest tables (ACCESS EXCLUSIVE, for a moment each) in one
+// transaction, while other rxd instances serve. Behind a transaction
+// that reads one of them for long (a report, a vacuum that will not be
+// cancelled), it gives up within seconds, failing this instance's start,
+// rather than wait holding the tables it has locked — every prescription
+// queued behind it. Once the reader is done it applies.
+func TestStorageMigrationGivesWay(t *testing.T) {
+	ctx := context.Background()
+	s := openExchange(t, sqlstore.Postgres)
+	db := s.SQL()
+	var schema sqlstore.Schema
+	for _, sc := range rxstore.Schemas() {
+		if sc.Name == "exchange" {
+			schema = sc
+		}
+	}
+	// A database from before 0004 (the storage already changed does not
+	// matter for the locks).
+	if _, err := db.ExecContext(ctx, "DELETE FROM schema_migrations_exchange WHERE version = 4"); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Rollback()
+	if _, err := reader.ExecContext(ctx, "SELECT count(*) FROM settlements"); err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = s.Migrate(mctx, schema)
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "55P03" {
+		t.Fatalf("migrating behind a long reader: %v, want a lock timeout (55P03)", err)
+	}
+	if err := reader.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx, schema); err != nil {
+		t.Fatalf("migrating once the reader is done: %v", err)
 	}
 }

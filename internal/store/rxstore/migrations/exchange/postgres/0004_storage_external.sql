@@ -7,6 +7,14 @@
 -- prescription (docs/BENCHMARKS.md, session 7). EXTERNAL moves them out of
 -- line without trying. It changes how new rows are stored, not what they
 -- hold, and rows already stored stay as they are.
+--
+-- Each ALTER takes its table's ACCESS EXCLUSIVE lock (no rewrite, a moment)
+-- and this transaction keeps it to the end, while other rxd instances
+-- serve: behind a transaction that holds one of these tables for long (a
+-- report, an anti-wraparound vacuum) it would wait holding the tables it
+-- already has, every prescription queued behind it. It gives up instead,
+-- failing this instance's start (rxd exits; it applies on a later start).
+SET LOCAL lock_timeout = '2s';
 ALTER TABLE prescriptions ALTER COLUMN jws SET STORAGE EXTERNAL, ALTER COLUMN answer SET STORAGE EXTERNAL;
 ALTER TABLE dispenses ALTER COLUMN jws SET STORAGE EXTERNAL, ALTER COLUMN answer SET STORAGE EXTERNAL;
 ALTER TABLE receipts ALTER COLUMN jws SET STORAGE EXTERNAL;
