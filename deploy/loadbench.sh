@@ -8,12 +8,20 @@
 # prescriptions a second open loop. Everything shares this machine's cores.
 #
 #   NUSKHA_TEST_POSTGRES=postgres://… bash deploy/loadbench.sh [N] [CLIENTS]
-#   (RATE_N=… prescriptions offered at 1000/s after; PERF=FILE records rxd with perf)
+#   (RATE_N=… prescriptions offered at 1000/s after; WARM=… prescriptions
+#   submitted first and not measured; DISPENSE=false prescribes only;
+#   PERF=FILE records rxd with perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
 C=${2:-32}
 RATE_N=${RATE_N:-20000}
+# A running exchange has its connections open, its statements prepared and
+# planned, its pages in memory: the first seconds of a new one measure the
+# start, not the exchange (8 000 prescriptions measured from a cold start
+# gave 680/s, 30 000 gave 855/s). So WARM prescriptions go first, unmeasured.
+WARM=${WARM:-3000}
+DISPENSE=${DISPENSE:-true}
 : "${NUSKHA_TEST_POSTGRES:?set NUSKHA_TEST_POSTGRES to a PostgreSQL URL}"
 for s in synchronous_commit fsync; do
   v=$(psql "$NUSKHA_TEST_POSTGRES" -Atc "SHOW $s")
@@ -48,7 +56,7 @@ h=$W/trustd/handover
 bin/rxload setup -dir "$W/load" -admin-url "https://$ADMIN" -ca-file "$W/trustd/ca/root.crt" \
   -requester-cert "$h/alice/alice.crt" -requester-key "softkey:path=$h/alice/alice.key?pin-source=$h/alice/alice.pass" \
   -approver-cert "$h/bob/bob.crt" -approver-key "softkey:path=$h/bob/bob.key?pin-source=$h/bob/bob.pass" \
-  -persons $((N + RATE_N))
+  -persons $((WARM + N + RATE_N))
 
 psql "$NUSKHA_TEST_POSTGRES" -qc "CREATE SCHEMA $schema"
 case $NUSKHA_TEST_POSTGRES in *\?*) sep='&' ;; *) sep='?' ;; esac
@@ -72,11 +80,38 @@ rxd=$!
 wait_for rxd $rxd "$RXD"
 url=https://localhost:${RXD#*:}
 
+# Where the two cores go while prescriptions are accepted: the CPU time of
+# each process over 4 s from 1 s after rxload starts submitting, as a share
+# of one core (200 % is the whole machine), from /proc.
+cpu_by_comm() {
+  for p in /proc/[0-9]*; do
+    { read -r c <"$p/comm" && read -r st <"$p/stat"; } 2>/dev/null || continue
+    set -- ${st##*) }
+    echo "$c $((${12} + ${13}))"
+  done | awk '{t[$1 ~ /^(rxd|rxload|postgres)$/ ? $1 : "other"] += $2} END {for (k in t) print k, t[k]}'
+}
+cpu_split() {
+  for _ in $(seq 1 1500); do grep -q '^signed' "$1" 2>/dev/null && break; sleep 0.2; done
+  sleep 1
+  local before after
+  before=$(cpu_by_comm; awk '/^cpu /{print "idle", $5 + $6}' /proc/stat)
+  sleep 4
+  after=$(cpu_by_comm; awk '/^cpu /{print "idle", $5 + $6}' /proc/stat)
+  join <(sort <<<"$before") <(sort <<<"$after") |
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%s%s %.0f%%", sep, $1, ($3 - $2) / hz / 4 * 100; sep = ", "} END {print ""}' |
+    sed 's/^/CPU while prescribing (% of one core): /' >"$2"
+}
+echo "== warm-up: $WARM prescriptions, not measured"
+bin/rxload run -dir "$W/load" -url "$url" -n "$WARM" -c "$C" -dispense=false >"$W/warm.log" 2>&1 || { cat "$W/warm.log" >&2; exit 1; }
 if [ -n "${PERF:-}" ]; then
   # The CPU profile of rxd under the closed loop's first 20 s: perf report -i "$PERF".
   perf record -F 499 -g -p "$rxd" -o "$PERF" -- sleep 20 >/dev/null 2>&1 &
 fi
-echo "== closed loop: $N prescriptions, $C clients, then claim + dispense + close"
-bin/rxload run -dir "$W/load" -url "$url" -n "$N" -c "$C"
+then=; [ "$DISPENSE" = true ] && then=", then claim + dispense + close"
+echo "== closed loop: $N prescriptions, $C clients$then"
+cpu_split "$W/closed.log" "$W/cpu" &
+bin/rxload run -dir "$W/load" -url "$url" -n "$N" -first "$WARM" -c "$C" -dispense="$DISPENSE" 2>&1 | tee "$W/closed.log"
+wait $!
+cat "$W/cpu"
 echo "== open loop: $RATE_N prescriptions offered at 1000/s"
-bin/rxload run -dir "$W/load" -url "$url" -n "$RATE_N" -first "$N" -c 256 -rate 1000 -dispense=false
+bin/rxload run -dir "$W/load" -url "$url" -n "$RATE_N" -first $((WARM + N)) -c 256 -rate 1000 -dispense=false

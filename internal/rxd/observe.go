@@ -3,6 +3,7 @@ package rxd
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -62,11 +63,11 @@ type meteredExchange struct {
 	accepted, dispensesTo *prometheus.CounterVec
 
 	mu        sync.Mutex
-	provinces map[string]string // signerProvince's, by x5c[0]
+	provinces map[[sha256.Size]byte]string // signerProvince's, by SHA-256 of x5c[0]
 }
 
 func newMeteredExchange(reg prometheus.Registerer, x rxapi.Exchange, arc pki.Arc) *meteredExchange {
-	m := &meteredExchange{Exchange: x, arc: arc, provinces: map[string]string{},
+	m := &meteredExchange{Exchange: x, arc: arc, provinces: map[[sha256.Size]byte]string{},
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nuskha_exchange_prescriptions_accepted_total",
 			Help: "Prescriptions the exchange accepted (replays not counted), by kind (electronic, or paper entered at a pharmacy) and province.",
@@ -137,8 +138,11 @@ func (m *meteredExchange) province(jws string) string {
 // x5c gives it) names. Each signer's is read once: parsing a certificate
 // for every prescription cost more than the rest of the counting.
 func (m *meteredExchange) signerProvince(leaf string) string {
+	// By the certificate's hash: a country's signers' certificates would
+	// hold hundreds of MB.
+	key := sha256.Sum256([]byte(leaf))
 	m.mu.Lock()
-	p, ok := m.provinces[leaf]
+	p, ok := m.provinces[key]
 	m.mu.Unlock()
 	if ok {
 		return p
@@ -155,7 +159,7 @@ func (m *meteredExchange) signerProvince(leaf string) string {
 	if len(m.provinces) >= maxProvinceCache {
 		clear(m.provinces) // a new signer's next document parses again
 	}
-	m.provinces[leaf] = p
+	m.provinces[key] = p
 	m.mu.Unlock()
 	return p
 }
