@@ -74,7 +74,8 @@ audit=(-audit-pseudonym-key "softkey:path=$A/pseudonym.key?pin-source=$A/keys.pa
 bin/rxd audit-keys "${audit[@]}" >"$A/note.vkey"
 # The per-caller budgets are a pharmacy's; the load tool is thousands of
 # pharmacies' worth through one vendor certificate.
-bin/rxd serve "${db[@]}" -listen "$RXD" "${tls[@]}" "${audit[@]}" -caller-rate 1000000 -caller-burst 1000000 \
+# GOGC and GOMEMLIMIT as deploy/systemd/rxd@.service sets them.
+GOGC=400 GOMEMLIMIT=1GiB bin/rxd serve "${db[@]}" -listen "$RXD" "${tls[@]}" "${audit[@]}" -caller-rate 1000000 -caller-burst 1000000 \
   -daily-lookups 100000000 -max-conns 4096 -max-conns-per-ip 4096 2>"$W/rxd.log" &
 rxd=$!
 wait_for rxd $rxd "$RXD"
@@ -115,3 +116,4 @@ wait $!
 cat "$W/cpu"
 echo "== open loop: $RATE_N prescriptions offered at 1000/s"
 bin/rxload run -dir "$W/load" -url "$url" -n "$RATE_N" -first $((WARM + N)) -c 256 -rate 1000 -dispense=false
+echo "rxd's peak memory: $(awk '/^VmHWM/ {printf "%d MB", $2 / 1024}' /proc/$rxd/status)"
