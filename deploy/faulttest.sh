@@ -319,7 +319,13 @@ figures() {
     "$phase" "$outage" "$recovered" "$ok" "$failed" "$retried" "$(grep '^retried after' "$W/load-$phase.out" | awk '{printf "%s%s %s", sep, $3, $(NF-1); sep=", "}')" "$lostn"
   [ "$lostn" = 0 ] || die "$phase: $lostn acknowledged prescriptions are not on the leader"
   [ "$outage" != none ] || die "$phase: no acknowledgement after the fault: the load did not resume"
-  [ "$ok" -gt 0 ] && [ "$failed" -eq 0 ] || die "$phase: $failed prescriptions failed for good (after retrying 90 s)"
+  if ! { [ "$ok" -gt 0 ] && [ "$failed" -eq 0 ]; }; then
+    # What they were refused with, and what rxd said of every refusal
+    # other than "come back later": the log tails below may not reach it.
+    cat "$W/load-$phase.out" >&2
+    grep -h '"request failed"' "$W"/rxd*.log | grep -v '"code":"unavailable"' | tail -5 >&2 || true
+    die "$phase: $failed prescriptions failed for good (after retrying 90 s)"
+  fi
 }
 kill_node() { # kill -9 a whole node: Patroni and every PostgreSQL process of it
   local i=$1 pm

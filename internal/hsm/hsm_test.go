@@ -15,9 +15,11 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -424,6 +426,124 @@ func TestPKCS11TokenComesBack(t *testing.T) {
 		t.Fatalf("after the token came back: %v", err)
 	}
 	verify(t, k.Public(), d, sig, crypto.SHA256)
+}
+
+// A token that comes and goes while many goroutines sign and MAC with it
+// (rxd signs acknowledgements and computes pseudonyms concurrently): every
+// failure is ErrTokenUnavailable — the caller is told to come back later —
+// never "key not found", "token not found" or a context closed under one
+// caller by another's reconnect, which a daemon would answer as its own
+// failure. Each flap waits for operations to have run with the token away
+// and back, so every run exercises both.
+//
+// It runs in a process of its own, whose token directory holds this one
+// token: SoftHSM2 (2.6) aborts the process in C_Initialize when the
+// directory is renamed while it reads two or more tokens (an assertion in
+// SlotManager::insertToken) — its own defect, which no smart card has.
+func TestPKCS11TokenFlapsUnderConcurrentUse(t *testing.T) {
+	const child = "NUSKHA_HSM_FLAP_CHILD"
+	if os.Getenv(child) != "1" {
+		softhsm.Module(t)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPKCS11TokenFlapsUnderConcurrentUse$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), child+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestPKCS11TokenFlapsUnderConcurrentUse")) {
+			t.Fatalf("the test process: %v\n%s", err, out)
+		}
+		return
+	}
+	tok := softhsm.NewToken(t, "flapping")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	k, err := m.CreateKey(ctx, hsm.PKCS11URI(tok.Module, tok.Label, "ack", nil, tok.PINFile), hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	macURI := hsm.PKCS11URI(tok.Module, tok.Label, "pseudonym", nil, tok.PINFile)
+	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
+		t.Fatal(err)
+	}
+	mac, err := m.OpenMAC(ctx, macURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMAC, err := mac.Sum([]byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest("flapping")
+	var (
+		stop        atomic.Bool
+		unavailable atomic.Int64
+		mu          sync.Mutex
+		wrong       []error
+		wg          sync.WaitGroup
+	)
+	ran := make(chan struct{}, 1)
+	use := func(op func() error) {
+		defer wg.Done()
+		for !stop.Load() {
+			err := op()
+			switch {
+			case errors.Is(err, hsm.ErrTokenUnavailable):
+				unavailable.Add(1)
+			case err != nil:
+				mu.Lock()
+				wrong = append(wrong, err)
+				mu.Unlock()
+			}
+			select {
+			case ran <- struct{}{}:
+			default:
+			}
+		}
+	}
+	for range 6 {
+		wg.Add(2)
+		go use(func() error {
+			sig, err := k.Sign(rand.Reader, d, crypto.SHA256)
+			if err == nil && !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), d, sig) {
+				return errors.New("the signature does not verify")
+			}
+			return err
+		})
+		go use(func() error {
+			got, err := mac.Sum([]byte("x"))
+			if err == nil && got != wantMAC {
+				return errors.New("the MAC changed")
+			}
+			return err
+		})
+	}
+	away := tok.Dir + ".away"
+	for range 100 {
+		if err := os.Rename(tok.Dir, away); err != nil {
+			t.Fatal(err)
+		}
+		<-ran
+		<-ran
+		if err := os.Rename(away, tok.Dir); err != nil {
+			t.Fatal(err)
+		}
+		<-ran
+		<-ran
+	}
+	stop.Store(true)
+	wg.Wait()
+	for i, err := range wrong {
+		if i == 5 {
+			t.Errorf("… and %d more", len(wrong)-5)
+			break
+		}
+		t.Errorf("while the token came and went: %v (want ErrTokenUnavailable)", err)
+	}
+	if unavailable.Load() == 0 {
+		t.Error("no operation failed while the token was away: the fault was not exercised")
+	}
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err != nil {
+		t.Fatalf("after the token came back for good: %v", err)
+	}
 }
 
 func TestParseURI(t *testing.T) {

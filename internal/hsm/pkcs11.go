@@ -83,15 +83,36 @@ func (t *token) context() (*crypto11.Context, uint64, error) {
 		return t.ctx, t.gen, nil
 	}
 	if err := probeToken(t.module, t.label, t.pin); err != nil {
-		return nil, 0, err
+		return nil, 0, t.lost(err)
 	}
 	c, err := crypto11.Configure(&crypto11.Config{Path: t.module, TokenLabel: t.label, Pin: t.pin})
 	if err != nil {
-		return nil, 0, classify(err, t.label)
+		return nil, 0, t.lost(classify(err, t.label))
 	}
 	t.ctx = c
 	t.gen++
 	return t.ctx, t.gen, nil
+}
+
+// lost names a failure to reconnect to a token this process has used
+// before (t.mu held): unavailable, whatever the module said — a token
+// half-present while it is re-inserted or its store restored is not found
+// or not recognised for a moment, which is no configuration error — but a
+// refused PIN, which retrying would not mend and would lock the token.
+func (t *token) lost(err error) error {
+	if t.gen == 0 || errors.Is(err, ErrTokenUnavailable) || errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) {
+		return err
+	}
+	return fmt.Errorf("%w: token %q: %w", ErrTokenUnavailable, t.label, err)
+}
+
+// stale reports whether the context of generation gen has been dropped
+// since: another caller found the token gone and closed it, so an
+// operation that failed on it failed for that reason.
+func (t *token) stale(gen uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ctx == nil || t.gen != gen
 }
 
 // invalidate drops the context of generation gen after a failure that means
@@ -181,6 +202,9 @@ func isCKR(err error, code uint) bool {
 // gone reports whether err means the token, session or key handle went away,
 // so that reconnecting may help.
 func gone(err error) bool {
+	if errors.Is(err, ErrTokenUnavailable) {
+		return true
+	}
 	for _, c := range []uint{
 		pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED,
 		pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_TOKEN_NOT_RECOGNIZED,
@@ -188,6 +212,9 @@ func gone(err error) bool {
 		pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID,
 		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_USER_NOT_LOGGED_IN,
 		pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED,
+		// A key that signed when opened does not lose the right to; a
+		// token store read while it is being restored looks like that.
+		pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED,
 	} {
 		if isCKR(err, c) {
 			return true
@@ -202,6 +229,8 @@ func classify(err error, label string) error {
 		return fmt.Errorf("%w for token %q", ErrPINIncorrect, label)
 	case isCKR(err, pkcs11.CKR_PIN_LOCKED):
 		return fmt.Errorf("%w for token %q", ErrPINLocked, label)
+	case errors.Is(err, ErrTokenUnavailable):
+		return err
 	case gone(err):
 		return fmt.Errorf("%w: token %q: %w", ErrTokenUnavailable, label, err)
 	}
@@ -222,7 +251,10 @@ func keyID(u *URI) (id, label []byte, err error) {
 	return id, label, nil
 }
 
-// with runs f on a live context, reconnecting once if the token went away.
+// with runs f on a live context. When f fails because the token went
+// away — or because another caller found it gone and closed the context
+// under f — the context is dropped and f runs once more on a fresh one;
+// failing again, the token is unavailable.
 func (t *token) with(f func(c *crypto11.Context, gen uint64) error) error {
 	for attempt := 0; ; attempt++ {
 		c, gen, err := t.context()
@@ -230,14 +262,22 @@ func (t *token) with(f func(c *crypto11.Context, gen uint64) error) error {
 			return err
 		}
 		err = f(c, gen)
-		if err == nil || !gone(err) || attempt > 0 {
-			if err != nil && gone(err) {
-				t.invalidate(gen)
-				return classify(err, t.label)
-			}
+		if err == nil {
+			return nil
+		}
+		closedUnder := t.stale(gen)
+		if !gone(err) && !closedUnder {
 			return err
 		}
 		t.invalidate(gen)
+		switch {
+		case attempt == 0:
+		case gone(err):
+			return classify(err, t.label)
+		default:
+			// Closed under f twice: the token comes and goes.
+			return fmt.Errorf("%w: token %q: %w", ErrTokenUnavailable, t.label, err)
+		}
 	}
 }
 
@@ -428,7 +468,10 @@ func (k *pkcs11Key) current(c *crypto11.Context, gen uint64) (crypto11.Signer, e
 		return nil, err
 	}
 	if s == nil {
-		return nil, fmt.Errorf("%w: key %q is no longer on token %q", ErrKeyNotFound, k.label, k.tok.label)
+		// It was there when opened: the token is not itself now (being
+		// re-inserted, its store being restored), and the operator must
+		// look — /readyz says so — but a retry may find it.
+		return nil, fmt.Errorf("%w: %w: key %q is no longer on token %q", ErrTokenUnavailable, ErrKeyNotFound, k.label, k.tok.label)
 	}
 	if !publicKeysEqual(s.Public(), k.pub) {
 		return nil, fmt.Errorf("hsm: key %q on token %q has changed since it was opened", k.label, k.tok.label)
@@ -455,29 +498,21 @@ func (k *pkcs11Key) ckaID(c *crypto11.Context, gen uint64) ([]byte, error) {
 // Sign signs on the token. If the token went away since the last call, it
 // reconnects once and retries.
 func (k *pkcs11Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
-		c, gen, err := k.tok.context()
-		if err != nil {
-			return nil, err
-		}
+	var sig []byte
+	err := k.tok.with(func(c *crypto11.Context, gen uint64) error {
 		s, err := k.current(c, gen)
-		if err == nil {
-			// The token's own RNG is used; crypto11 ignores the reader for
-			// ECDSA and PKCS#1 and the token generates PSS salts.
-			var sig []byte
-			sig, err = s.Sign(rand.Reader, digest, opts)
-			if err == nil {
-				return sig, nil
-			}
+		if err != nil {
+			return err
 		}
-		if !gone(err) {
-			return nil, err
-		}
-		k.tok.invalidate(gen)
-		if attempt > 0 {
-			return nil, classify(err, k.tok.label)
-		}
+		// The token's own RNG is used; crypto11 ignores the reader for
+		// ECDSA and PKCS#1 and the token generates PSS salts.
+		sig, err = s.Sign(rand.Reader, digest, opts)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return sig, nil
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

@@ -347,6 +347,11 @@ func (s *pkcs11Secret) current(c *crypto11.Context, gen uint64) (*crypto11.Secre
 	if err != nil {
 		return nil, err
 	}
+	if k == nil && s.key != nil {
+		// Found when opened: the token is not itself now, as for a
+		// signing key (pkcs11Key.current).
+		return nil, fmt.Errorf("%w: %w: secret key %q is no longer on token %q", ErrTokenUnavailable, ErrKeyNotFound, s.label, s.tok.label)
+	}
 	if k == nil {
 		return nil, fmt.Errorf("%w: no secret key %q on token %q", ErrKeyNotFound, s.label, s.tok.label)
 	}
@@ -461,7 +466,7 @@ func (p *PKCS11Keys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
 		}
 		k, err := s.current(c, gen)
 		if err != nil {
-			if gone(err) {
+			if gone(err) || s.tok.stale(gen) {
 				s.tok.invalidate(gen)
 			}
 			return nil, nil, err
@@ -471,7 +476,7 @@ func (p *PKCS11Keys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
 			return nil, nil, err
 		}
 		return g, func(err error) {
-			if err != nil && gone(err) {
+			if err != nil && (gone(err) || s.tok.stale(gen)) {
 				s.tok.invalidate(gen)
 			}
 		}, nil
