@@ -428,6 +428,94 @@ func TestPKCS11TokenComesBack(t *testing.T) {
 	verify(t, k.Public(), d, sig, crypto.SHA256)
 }
 
+// A token swapped for another one under the same label and PIN, holding
+// other keys under the same labels: the signing key and the MAC key it
+// opened MUST keep refusing — not only on the first use after the swap —
+// and never as "come back later": the pseudonyms of an audit log kept under
+// another key, or acknowledgements signed by it, are not a fault that
+// passes.
+func TestPKCS11SwappedTokenIsRefused(t *testing.T) {
+	tok := softhsm.NewToken(t, "swapped")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	keyURI := hsm.PKCS11URI(tok.Module, tok.Label, "ack", []byte{1}, tok.PINFile)
+	k, err := m.CreateKey(ctx, keyURI, hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	macURI := hsm.PKCS11URI(tok.Module, tok.Label, "pseudonym", nil, tok.PINFile)
+	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
+		t.Fatal(err)
+	}
+	mac, err := m.OpenMAC(ctx, macURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mac.Sum([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Take this token's own directory away (the others of the process
+	// stay) and put a new token with the same label and PIN in its place.
+	dir := tokenDirOf(t, tok)
+	if err := os.Rename(dir, filepath.Join(t.TempDir(), "away")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("softhsm2-util", "--init-token", "--free",
+		"--label", tok.Label, "--pin", tok.PIN, "--so-pin", tok.SOPIN).CombinedOutput()
+	if err != nil {
+		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+	}
+	// The same Manager reconnects to the new token and makes keys there
+	// under the old labels and ids (the first attempts may find the old
+	// session gone).
+	var other hsm.Key
+	for i := 0; other == nil; i++ {
+		if other, err = m.CreateKey(ctx, keyURI, hsm.ECP256); err != nil && (i == 3 || !errors.Is(err, hsm.ErrTokenUnavailable)) {
+			t.Fatalf("making a key on the new token: %v", err)
+		}
+	}
+	if other.Public().(*ecdsa.PublicKey).Equal(k.Public()) {
+		t.Fatal("the new token's key is the old one")
+	}
+	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
+		t.Fatalf("making a MAC key on the new token: %v", err)
+	}
+
+	for i := range 3 {
+		if got, err := mac.Sum([]byte("x")); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+			t.Errorf("MAC %d after the swap: got %x, %v, want a key-changed error", i+1, got, err)
+		}
+	}
+	d := digest("swapped")
+	for i := range 3 {
+		if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+			t.Errorf("signature %d after the swap: got %v, want a key-changed error", i+1, err)
+		}
+	}
+}
+
+// tokenDirOf finds the directory SoftHSM2 keeps tok in, by its label.
+func tokenDirOf(t *testing.T, tok *softhsm.Token) string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(tok.Dir, "*", "token.object"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(tok.Label)) {
+			return filepath.Dir(f)
+		}
+	}
+	t.Fatalf("no directory of token %q in %s", tok.Label, tok.Dir)
+	return ""
+}
+
 // A token that comes and goes while many goroutines sign and MAC with it
 // (rxd signs acknowledgements and computes pseudonyms concurrently): every
 // failure is ErrTokenUnavailable — the caller is told to come back later —
