@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/pkcs11"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"go.step.sm/crypto/pemutil"
@@ -494,6 +495,89 @@ func TestPKCS11SwappedTokenIsRefused(t *testing.T) {
 			t.Errorf("signature %d after the swap: got %v, want a key-changed error", i+1, err)
 		}
 	}
+}
+
+// A PIN the token refuses when the process reconnects (the PIN was changed
+// on the token while the daemon ran) is never tried again by later
+// operations: every try counts towards locking the token, and a daemon
+// under load would lock it within a few requests. The token's
+// "user PIN count low" flag, cleared by a good login, tells whether a
+// wrong one was tried since.
+func TestPKCS11RefusedPINIsNotRetried(t *testing.T) {
+	tok := softhsm.NewToken(t, "repinned")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	k, err := m.CreateKey(context.Background(), hsm.PKCS11URI(tok.Module, tok.Label, "ack", nil, tok.PINFile), hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest("repinned")
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	const newPIN = "changed-while-running"
+	tok.PKCS11Tool(t, "--change-pin", "--new-pin", newPIN)
+	// Take the token away and back so that the next signature reconnects
+	// and logs in again.
+	dir := tokenDirOf(t, tok)
+	away := filepath.Join(t.TempDir(), "away")
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); !errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Fatalf("signing while the token is away: got %v, want ErrTokenUnavailable", err)
+	}
+	if err := os.Rename(away, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); !errors.Is(err, hsm.ErrPINIncorrect) {
+		t.Fatalf("signing after the PIN changed: got %v, want ErrPINIncorrect", err)
+	}
+	// The operator logs in with the new PIN: the count of wrong tries is
+	// reset.
+	if out, err := exec.Command("pkcs11-tool", "--module", tok.Module, "--token-label", tok.Label, "--login", "--pin", newPIN, "-O").CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --login with the new PIN: %v\n%s", err, out)
+	}
+	if pinCountLow(t, tok) {
+		t.Fatal("a good login left the token's user PIN count low")
+	}
+	for i := range 3 {
+		if _, err := k.Sign(rand.Reader, d, crypto.SHA256); !errors.Is(err, hsm.ErrPINIncorrect) {
+			t.Fatalf("signature %d after the PIN was refused: got %v, want ErrPINIncorrect", i+1, err)
+		}
+	}
+	if pinCountLow(t, tok) {
+		t.Fatal("the refused PIN was tried again")
+	}
+}
+
+// pinCountLow reports the token's CKF_USER_PIN_COUNT_LOW flag: a wrong
+// user PIN was tried since the last good login.
+func pinCountLow(t *testing.T, tok *softhsm.Token) bool {
+	t.Helper()
+	p := pkcs11.New(tok.Module)
+	if p == nil {
+		t.Fatal("cannot load", tok.Module)
+	}
+	defer p.Destroy()
+	switch err := p.Initialize(); {
+	case err == nil:
+		defer p.Finalize()
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
+	default:
+		t.Fatal(err)
+	}
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if info, err := p.GetTokenInfo(s); err == nil && info.Label == tok.Label {
+			return info.Flags&pkcs11.CKF_USER_PIN_COUNT_LOW != 0
+		}
+	}
+	t.Fatalf("no token %q", tok.Label)
+	return false
 }
 
 // tokenDirOf finds the directory SoftHSM2 keeps tok in, by its label.

@@ -51,6 +51,10 @@ type token struct {
 	pin string // kept to log in again after the token comes back
 	ctx *crypto11.Context
 	gen uint64 // bumped each time ctx is replaced, so stale key handles are re-found
+	// refused is the token's refusal of pin, answered from then on
+	// without logging in again: every wrong try counts towards locking
+	// the token, and the PIN is only read again by a new process.
+	refused error
 }
 
 func (p *PKCS11Keys) token(ctx context.Context, u *URI) (*token, error) {
@@ -82,6 +86,9 @@ func (t *token) context() (*crypto11.Context, uint64, error) {
 	if t.ctx != nil {
 		return t.ctx, t.gen, nil
 	}
+	if t.refused != nil {
+		return nil, 0, t.refused
+	}
 	if err := probeToken(t.module, t.label, t.pin); err != nil {
 		return nil, 0, t.lost(err)
 	}
@@ -98,9 +105,14 @@ func (t *token) context() (*crypto11.Context, uint64, error) {
 // before (t.mu held): unavailable, whatever the module said — a token
 // half-present while it is re-inserted or its store restored is not found
 // or not recognised for a moment, which is no configuration error — but a
-// refused PIN, which retrying would not mend and would lock the token.
+// refused PIN, which retrying would not mend and would lock the token, and
+// which is kept so that no later call tries it again.
 func (t *token) lost(err error) error {
-	if t.gen == 0 || errors.Is(err, ErrTokenUnavailable) || errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) {
+	if errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) {
+		t.refused = err
+		return err
+	}
+	if t.gen == 0 || errors.Is(err, ErrTokenUnavailable) {
 		return err
 	}
 	return fmt.Errorf("%w: token %q: %w", ErrTokenUnavailable, t.label, err)
