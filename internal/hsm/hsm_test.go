@@ -551,6 +551,88 @@ func TestPKCS11RefusedPINIsNotRetried(t *testing.T) {
 	}
 }
 
+// A key the token does not let sign or MAC (CKA_SIGN false: a
+// provisioning mistake) is a configuration error from its first use, not a
+// token that went away: "come back later" would be answered to every
+// request for good, each of them reconnecting the token under every other
+// key.
+func TestPKCS11KeyThatMayNotSign(t *testing.T) {
+	tok := softhsm.NewToken(t, "nosign")
+	ctx := context.Background()
+	keyURI := hsm.PKCS11URI(tok.Module, tok.Label, "ack", nil, tok.PINFile)
+	macURI := hsm.PKCS11URI(tok.Module, tok.Label, "pseudonym", nil, tok.PINFile)
+	m := hsm.NewManager(nil)
+	if _, err := m.CreateKey(ctx, keyURI, hsm.ECP256); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	setAttribute(t, tok, "ack", pkcs11.CKO_PRIVATE_KEY, pkcs11.NewAttribute(pkcs11.CKA_SIGN, false))
+	setAttribute(t, tok, "pseudonym", pkcs11.CKO_SECRET_KEY, pkcs11.NewAttribute(pkcs11.CKA_SIGN, false))
+
+	m = hsm.NewManager(nil)
+	defer m.Close()
+	k, err := m.OpenKey(ctx, keyURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Sign(rand.Reader, digest("nosign"), crypto.SHA256); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Errorf("signing with a key that may not sign: got %v, want a refusal that is not ErrTokenUnavailable", err)
+	}
+	if _, err := m.OpenMAC(ctx, macURI); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Errorf("opening a MAC key that may not MAC: got %v, want a refusal that is not ErrTokenUnavailable", err)
+	}
+}
+
+// setAttribute sets attr on the object of class and label on tok, through
+// a module no Manager of this process has open.
+func setAttribute(t *testing.T, tok *softhsm.Token, label string, class uint, attr *pkcs11.Attribute) {
+	t.Helper()
+	p := pkcs11.New(tok.Module)
+	if p == nil {
+		t.Fatal("cannot load", tok.Module)
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Finalize()
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if info, err := p.GetTokenInfo(s); err != nil || info.Label != tok.Label {
+			continue
+		}
+		sess, err := p.OpenSession(s, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.CloseSession(sess)
+		if err := p.Login(sess, pkcs11.CKU_USER, tok.PIN); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.FindObjectsInit(sess, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		objs, _, err := p.FindObjects(sess, 2)
+		p.FindObjectsFinal(sess)
+		if err != nil || len(objs) != 1 {
+			t.Fatalf("finding %q: %d objects, %v", label, len(objs), err)
+		}
+		if err := p.SetAttributeValue(sess, objs[0], []*pkcs11.Attribute{attr}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no token %q", tok.Label)
+}
+
 // pinCountLow reports the token's CKF_USER_PIN_COUNT_LOW flag: a wrong
 // user PIN was tried since the last good login.
 func pinCountLow(t *testing.T, tok *softhsm.Token) bool {

@@ -385,10 +385,11 @@ func (s *pkcs11Secret) current(c *crypto11.Context, gen uint64) (*crypto11.Secre
 func (s *pkcs11Secret) use(f func(k *crypto11.SecretKey) error) error {
 	return s.tok.with(func(c *crypto11.Context, gen uint64) error {
 		k, err := s.current(c, gen)
-		if err != nil {
-			return err
+		if err == nil {
+			err = f(k)
 		}
-		return f(k)
+		// Opened, a MAC key has MACed its check value.
+		return notPermitted(err, s.kcv != nil, string(s.label), s.tok.label)
 	})
 }
 
