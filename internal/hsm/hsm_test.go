@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/pkcs11"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/testutil/softhsm"
 	"go.step.sm/crypto/pemutil"
@@ -426,6 +427,259 @@ func TestPKCS11TokenComesBack(t *testing.T) {
 		t.Fatalf("after the token came back: %v", err)
 	}
 	verify(t, k.Public(), d, sig, crypto.SHA256)
+}
+
+// A token swapped for another one under the same label and PIN, holding
+// other keys under the same labels: the signing key and the MAC key it
+// opened MUST keep refusing — not only on the first use after the swap —
+// and never as "come back later": the pseudonyms of an audit log kept under
+// another key, or acknowledgements signed by it, are not a fault that
+// passes.
+func TestPKCS11SwappedTokenIsRefused(t *testing.T) {
+	tok := softhsm.NewToken(t, "swapped")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	keyURI := hsm.PKCS11URI(tok.Module, tok.Label, "ack", []byte{1}, tok.PINFile)
+	k, err := m.CreateKey(ctx, keyURI, hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	macURI := hsm.PKCS11URI(tok.Module, tok.Label, "pseudonym", nil, tok.PINFile)
+	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
+		t.Fatal(err)
+	}
+	mac, err := m.OpenMAC(ctx, macURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mac.Sum([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Take this token's own directory away (the others of the process
+	// stay) and put a new token with the same label and PIN in its place.
+	dir := tokenDirOf(t, tok)
+	if err := os.Rename(dir, filepath.Join(t.TempDir(), "away")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("softhsm2-util", "--init-token", "--free",
+		"--label", tok.Label, "--pin", tok.PIN, "--so-pin", tok.SOPIN).CombinedOutput()
+	if err != nil {
+		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+	}
+	// The same Manager reconnects to the new token and makes keys there
+	// under the old labels and ids (the first attempts may find the old
+	// session gone).
+	var other hsm.Key
+	for i := 0; other == nil; i++ {
+		if other, err = m.CreateKey(ctx, keyURI, hsm.ECP256); err != nil && (i == 3 || !errors.Is(err, hsm.ErrTokenUnavailable)) {
+			t.Fatalf("making a key on the new token: %v", err)
+		}
+	}
+	if other.Public().(*ecdsa.PublicKey).Equal(k.Public()) {
+		t.Fatal("the new token's key is the old one")
+	}
+	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
+		t.Fatalf("making a MAC key on the new token: %v", err)
+	}
+
+	for i := range 3 {
+		if got, err := mac.Sum([]byte("x")); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+			t.Errorf("MAC %d after the swap: got %x, %v, want a key-changed error", i+1, got, err)
+		}
+	}
+	d := digest("swapped")
+	for i := range 3 {
+		if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+			t.Errorf("signature %d after the swap: got %v, want a key-changed error", i+1, err)
+		}
+	}
+}
+
+// A PIN the token refuses when the process reconnects (the PIN was changed
+// on the token while the daemon ran) is never tried again by later
+// operations: every try counts towards locking the token, and a daemon
+// under load would lock it within a few requests. The token's
+// "user PIN count low" flag, cleared by a good login, tells whether a
+// wrong one was tried since.
+func TestPKCS11RefusedPINIsNotRetried(t *testing.T) {
+	tok := softhsm.NewToken(t, "repinned")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	k, err := m.CreateKey(context.Background(), hsm.PKCS11URI(tok.Module, tok.Label, "ack", nil, tok.PINFile), hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest("repinned")
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	const newPIN = "changed-while-running"
+	tok.PKCS11Tool(t, "--change-pin", "--new-pin", newPIN)
+	// Take the token away and back so that the next signature reconnects
+	// and logs in again.
+	dir := tokenDirOf(t, tok)
+	away := filepath.Join(t.TempDir(), "away")
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); !errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Fatalf("signing while the token is away: got %v, want ErrTokenUnavailable", err)
+	}
+	if err := os.Rename(away, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); !errors.Is(err, hsm.ErrPINIncorrect) {
+		t.Fatalf("signing after the PIN changed: got %v, want ErrPINIncorrect", err)
+	}
+	// The operator logs in with the new PIN: the count of wrong tries is
+	// reset.
+	if out, err := exec.Command("pkcs11-tool", "--module", tok.Module, "--token-label", tok.Label, "--login", "--pin", newPIN, "-O").CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool --login with the new PIN: %v\n%s", err, out)
+	}
+	if pinCountLow(t, tok) {
+		t.Fatal("a good login left the token's user PIN count low")
+	}
+	for i := range 3 {
+		if _, err := k.Sign(rand.Reader, d, crypto.SHA256); !errors.Is(err, hsm.ErrPINIncorrect) {
+			t.Fatalf("signature %d after the PIN was refused: got %v, want ErrPINIncorrect", i+1, err)
+		}
+	}
+	if pinCountLow(t, tok) {
+		t.Fatal("the refused PIN was tried again")
+	}
+}
+
+// A key the token does not let sign or MAC (CKA_SIGN false: a
+// provisioning mistake) is a configuration error from its first use, not a
+// token that went away: "come back later" would be answered to every
+// request for good, each of them reconnecting the token under every other
+// key.
+func TestPKCS11KeyThatMayNotSign(t *testing.T) {
+	tok := softhsm.NewToken(t, "nosign")
+	ctx := context.Background()
+	keyURI := hsm.PKCS11URI(tok.Module, tok.Label, "ack", nil, tok.PINFile)
+	macURI := hsm.PKCS11URI(tok.Module, tok.Label, "pseudonym", nil, tok.PINFile)
+	m := hsm.NewManager(nil)
+	if _, err := m.CreateKey(ctx, keyURI, hsm.ECP256); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	setAttribute(t, tok, "ack", pkcs11.CKO_PRIVATE_KEY, pkcs11.NewAttribute(pkcs11.CKA_SIGN, false))
+	setAttribute(t, tok, "pseudonym", pkcs11.CKO_SECRET_KEY, pkcs11.NewAttribute(pkcs11.CKA_SIGN, false))
+
+	m = hsm.NewManager(nil)
+	defer m.Close()
+	k, err := m.OpenKey(ctx, keyURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Sign(rand.Reader, digest("nosign"), crypto.SHA256); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Errorf("signing with a key that may not sign: got %v, want a refusal that is not ErrTokenUnavailable", err)
+	}
+	if _, err := m.OpenMAC(ctx, macURI); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Errorf("opening a MAC key that may not MAC: got %v, want a refusal that is not ErrTokenUnavailable", err)
+	}
+}
+
+// setAttribute sets attr on the object of class and label on tok, through
+// a module no Manager of this process has open.
+func setAttribute(t *testing.T, tok *softhsm.Token, label string, class uint, attr *pkcs11.Attribute) {
+	t.Helper()
+	p := pkcs11.New(tok.Module)
+	if p == nil {
+		t.Fatal("cannot load", tok.Module)
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Finalize()
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if info, err := p.GetTokenInfo(s); err != nil || info.Label != tok.Label {
+			continue
+		}
+		sess, err := p.OpenSession(s, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.CloseSession(sess)
+		if err := p.Login(sess, pkcs11.CKU_USER, tok.PIN); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.FindObjectsInit(sess, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		objs, _, err := p.FindObjects(sess, 2)
+		p.FindObjectsFinal(sess)
+		if err != nil || len(objs) != 1 {
+			t.Fatalf("finding %q: %d objects, %v", label, len(objs), err)
+		}
+		if err := p.SetAttributeValue(sess, objs[0], []*pkcs11.Attribute{attr}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no token %q", tok.Label)
+}
+
+// pinCountLow reports the token's CKF_USER_PIN_COUNT_LOW flag: a wrong
+// user PIN was tried since the last good login.
+func pinCountLow(t *testing.T, tok *softhsm.Token) bool {
+	t.Helper()
+	p := pkcs11.New(tok.Module)
+	if p == nil {
+		t.Fatal("cannot load", tok.Module)
+	}
+	defer p.Destroy()
+	switch err := p.Initialize(); {
+	case err == nil:
+		defer p.Finalize()
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
+	default:
+		t.Fatal(err)
+	}
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if info, err := p.GetTokenInfo(s); err == nil && info.Label == tok.Label {
+			return info.Flags&pkcs11.CKF_USER_PIN_COUNT_LOW != 0
+		}
+	}
+	t.Fatalf("no token %q", tok.Label)
+	return false
+}
+
+// tokenDirOf finds the directory SoftHSM2 keeps tok in, by its label.
+func tokenDirOf(t *testing.T, tok *softhsm.Token) string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(tok.Dir, "*", "token.object"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(tok.Label)) {
+			return filepath.Dir(f)
+		}
+	}
+	t.Fatalf("no directory of token %q in %s", tok.Label, tok.Dir)
+	return ""
 }
 
 // A token that comes and goes while many goroutines sign and MAC with it

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
@@ -51,6 +52,10 @@ type token struct {
 	pin string // kept to log in again after the token comes back
 	ctx *crypto11.Context
 	gen uint64 // bumped each time ctx is replaced, so stale key handles are re-found
+	// refused is the token's refusal of pin, answered from then on
+	// without logging in again: every wrong try counts towards locking
+	// the token, and the PIN is only read again by a new process.
+	refused error
 }
 
 func (p *PKCS11Keys) token(ctx context.Context, u *URI) (*token, error) {
@@ -82,6 +87,9 @@ func (t *token) context() (*crypto11.Context, uint64, error) {
 	if t.ctx != nil {
 		return t.ctx, t.gen, nil
 	}
+	if t.refused != nil {
+		return nil, 0, t.refused
+	}
 	if err := probeToken(t.module, t.label, t.pin); err != nil {
 		return nil, 0, t.lost(err)
 	}
@@ -98,9 +106,14 @@ func (t *token) context() (*crypto11.Context, uint64, error) {
 // before (t.mu held): unavailable, whatever the module said — a token
 // half-present while it is re-inserted or its store restored is not found
 // or not recognised for a moment, which is no configuration error — but a
-// refused PIN, which retrying would not mend and would lock the token.
+// refused PIN, which retrying would not mend and would lock the token, and
+// which is kept so that no later call tries it again.
 func (t *token) lost(err error) error {
-	if t.gen == 0 || errors.Is(err, ErrTokenUnavailable) || errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) {
+	if errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) {
+		t.refused = err
+		return err
+	}
+	if t.gen == 0 || errors.Is(err, ErrTokenUnavailable) {
 		return err
 	}
 	return fmt.Errorf("%w: token %q: %w", ErrTokenUnavailable, t.label, err)
@@ -212,9 +225,6 @@ func gone(err error) bool {
 		pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID,
 		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_USER_NOT_LOGGED_IN,
 		pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED,
-		// A key that signed when opened does not lose the right to; a
-		// token store read while it is being restored looks like that.
-		pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED,
 	} {
 		if isCKR(err, c) {
 			return true
@@ -235,6 +245,18 @@ func classify(err error, label string) error {
 		return fmt.Errorf("%w: token %q: %w", ErrTokenUnavailable, label, err)
 	}
 	return fmt.Errorf("hsm: token %q: %w", label, err)
+}
+
+// notPermitted names CKR_KEY_FUNCTION_NOT_PERMITTED for what a key did
+// before (used): a key does not lose the right to sign, and a token store
+// read while it is being restored looks like that, so the token is
+// unavailable. For a key that never did, it is the key's own attributes
+// (CKA_SIGN false): a configuration error, left as it is.
+func notPermitted(err error, used bool, key, label string) error {
+	if used && isCKR(err, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED) {
+		return fmt.Errorf("%w: key %q on token %q, which signed before: %w", ErrTokenUnavailable, key, label, err)
+	}
+	return err
 }
 
 // keyID returns the CKA_ID and CKA_LABEL that select a key.
@@ -439,6 +461,8 @@ type pkcs11Key struct {
 	id, label []byte
 	pub       crypto.PublicKey
 
+	signed atomic.Bool // it has signed: see notPermitted
+
 	mu     sync.Mutex
 	signer crypto11.Signer
 	gen    uint64
@@ -507,7 +531,10 @@ func (k *pkcs11Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 		// The token's own RNG is used; crypto11 ignores the reader for
 		// ECDSA and PKCS#1 and the token generates PSS salts.
 		sig, err = s.Sign(rand.Reader, digest, opts)
-		return err
+		if err == nil {
+			k.signed.Store(true)
+		}
+		return notPermitted(err, k.signed.Load(), string(k.label), k.tok.label)
 	})
 	if err != nil {
 		return nil, err

@@ -311,12 +311,19 @@ type pkcs11Secret struct {
 	id, label []byte
 	kind      SecretKind
 
-	mu  sync.Mutex
-	key *crypto11.SecretKey
-	gen uint64
+	// kcv, when set, computes the key's check value: a key found again
+	// after a reconnect is used only if its value is the one the key gave
+	// when opened, so that a token swapped for one holding another key of
+	// the same label is refused by every use, not only by the first.
+	kcv func(*crypto11.SecretKey) ([sha256.Size]byte, error)
+
+	mu    sync.Mutex
+	key   *crypto11.SecretKey
+	gen   uint64
+	check [sha256.Size]byte // kcv of the key opened
 }
 
-func (p *PKCS11Keys) openSecret(ctx context.Context, u *URI, kind SecretKind) (*pkcs11Secret, error) {
+func (p *PKCS11Keys) openSecret(ctx context.Context, u *URI, kind SecretKind, kcv func(*crypto11.SecretKey) ([sha256.Size]byte, error)) (*pkcs11Secret, error) {
 	t, err := p.token(ctx, u)
 	if err != nil {
 		return nil, err
@@ -325,7 +332,7 @@ func (p *PKCS11Keys) openSecret(ctx context.Context, u *URI, kind SecretKind) (*
 	if err != nil {
 		return nil, err
 	}
-	s := &pkcs11Secret{tok: t, uri: u.String(), id: id, label: label, kind: kind}
+	s := &pkcs11Secret{tok: t, uri: u.String(), id: id, label: label, kind: kind, kcv: kcv}
 	err = t.with(func(c *crypto11.Context, gen uint64) error {
 		_, err := s.current(c, gen)
 		return err
@@ -359,6 +366,17 @@ func (s *pkcs11Secret) current(c *crypto11.Context, gen uint64) (*crypto11.Secre
 	case s.kind == HMACSHA256 && !k.Cipher.MAC, s.kind == AES256GCM && k.Cipher.GCMMech == 0:
 		return nil, fmt.Errorf("%w: key %q on token %q is not an %s key", ErrUnsupportedAlg, s.label, s.tok.label, s.kind)
 	}
+	if s.kcv != nil {
+		check, err := s.kcv(k)
+		switch {
+		case err != nil:
+			return nil, err
+		case s.key == nil:
+			s.check = check
+		case check != s.check:
+			return nil, fmt.Errorf("hsm: key %q on token %q has changed since it was opened", s.label, s.tok.label)
+		}
+	}
 	s.key, s.gen = k, gen
 	return k, nil
 }
@@ -367,10 +385,11 @@ func (s *pkcs11Secret) current(c *crypto11.Context, gen uint64) (*crypto11.Secre
 func (s *pkcs11Secret) use(f func(k *crypto11.SecretKey) error) error {
 	return s.tok.with(func(c *crypto11.Context, gen uint64) error {
 		k, err := s.current(c, gen)
-		if err != nil {
-			return err
+		if err == nil {
+			err = f(k)
 		}
-		return f(k)
+		// Opened, a MAC key has MACed its check value.
+		return notPermitted(err, s.kcv != nil, string(s.label), s.tok.label)
 	})
 }
 
@@ -379,81 +398,58 @@ func (s *pkcs11Secret) use(f func(k *crypto11.SecretKey) error) error {
 // otherwise give other pseudonyms without a word.
 var macCheck = []byte("nuskha key check value")
 
-type pkcs11MAC struct {
-	s     *pkcs11Secret
-	check [sha256.Size]byte
-}
+type pkcs11MAC struct{ s *pkcs11Secret }
 
 func (p *PKCS11Keys) openMAC(ctx context.Context, u *URI) (MAC, error) {
-	s, err := p.openSecret(ctx, u, HMACSHA256)
+	s, err := p.openSecret(ctx, u, HMACSHA256, func(k *crypto11.SecretKey) ([sha256.Size]byte, error) {
+		return hmacOn(k, macCheck)
+	})
 	if err != nil {
 		return nil, err
 	}
-	m := &pkcs11MAC{s: s}
-	if m.check, err = m.sum(macCheck); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return &pkcs11MAC{s: s}, nil
 }
 
 func (m *pkcs11MAC) URI() string { return m.s.uri }
 
-func (m *pkcs11MAC) Sum(msg []byte) ([sha256.Size]byte, error) {
-	m.s.mu.Lock()
-	gen := m.s.gen
-	m.s.mu.Unlock()
-	out, err := m.sum(msg)
-	if err != nil {
-		return out, err
-	}
-	m.s.mu.Lock()
-	reconnected := m.s.gen != gen
-	m.s.mu.Unlock()
-	if reconnected {
-		check, err := m.sum(macCheck)
-		if err != nil {
-			return [sha256.Size]byte{}, err
-		}
-		if check != m.check {
-			return [sha256.Size]byte{}, fmt.Errorf("hsm: key %q on token %q has changed since it was opened", m.s.label, m.s.tok.label)
-		}
-	}
-	return out, nil
-}
-
-func (m *pkcs11MAC) sum(msg []byte) (out [sha256.Size]byte, err error) {
+func (m *pkcs11MAC) Sum(msg []byte) (out [sha256.Size]byte, err error) {
 	err = m.s.use(func(k *crypto11.SecretKey) (err error) {
-		h, err := k.NewHMAC(pkcs11.CKM_SHA256_HMAC, 0)
-		if err != nil {
-			return err
-		}
-		// crypto11's Sum panics when the token fails (hash.Hash has no
-		// error), and returns the session to its pool only from Sum.
-		defer func() {
-			if r := recover(); r != nil {
-				if e, ok := r.(error); ok {
-					err = e
-				} else {
-					err = fmt.Errorf("hsm: HMAC: %v", r)
-				}
-			}
-		}()
-		_, werr := h.Write(msg)
-		sum := h.Sum(nil)
-		if werr != nil {
-			return werr
-		}
-		if len(sum) != sha256.Size {
-			return fmt.Errorf("hsm: HMAC of %d bytes", len(sum))
-		}
-		out = [sha256.Size]byte(sum)
-		return nil
+		out, err = hmacOn(k, msg)
+		return err
 	})
 	return out, err
 }
 
+// hmacOn MACs msg on the token under k.
+func hmacOn(k *crypto11.SecretKey, msg []byte) (out [sha256.Size]byte, err error) {
+	h, err := k.NewHMAC(pkcs11.CKM_SHA256_HMAC, 0)
+	if err != nil {
+		return out, err
+	}
+	// crypto11's Sum panics when the token fails (hash.Hash has no
+	// error), and returns the session to its pool only from Sum.
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = e
+			} else {
+				err = fmt.Errorf("hsm: HMAC: %v", r)
+			}
+		}
+	}()
+	_, werr := h.Write(msg)
+	sum := h.Sum(nil)
+	if werr != nil {
+		return out, werr
+	}
+	if len(sum) != sha256.Size {
+		return out, fmt.Errorf("hsm: HMAC of %d bytes", len(sum))
+	}
+	return [sha256.Size]byte(sum), nil
+}
+
 func (p *PKCS11Keys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
-	s, err := p.openSecret(ctx, u, AES256GCM)
+	s, err := p.openSecret(ctx, u, AES256GCM, nil)
 	if err != nil {
 		return nil, err
 	}
