@@ -428,6 +428,13 @@ func hmacOn(k *crypto11.SecretKey, msg []byte) (out [sha256.Size]byte, err error
 	}
 	// crypto11's Sum panics when the token fails (hash.Hash has no
 	// error), and returns the session to its pool only from Sum.
+	//
+	// Known limit (crypto11 v1.2.5, and ThalesGroup/crypto11 v1.6.2): if
+	// the token dies after C_SignInit and before the first C_SignUpdate
+	// succeeds, Sum panics before it returns the session, and closing
+	// that context then waits for the session for ever. SoftHSM2 never
+	// fails there (the key is read at C_SignInit); a card pulled in that
+	// instant could. Mending it needs crypto11 changed.
 	defer func() {
 		if r := recover(); r != nil {
 			if e, ok := r.(error); ok {
