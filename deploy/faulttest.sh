@@ -62,7 +62,7 @@ cleanup() {
   wait 2>/dev/null
   if [ "$rc" -ne 0 ]; then
     echo "--- the logs of the failed run (in $W):" >&2
-    for f in "$W"/patroni*.log "$W"/haproxy.log "$W"/rxd*.log "$W"/trustd.log "$W"/pgbackrest.log "$W"/load-*.err; do
+    for f in "$W"/etcd*.log "$W"/patroni*.log "$W"/haproxy.log "$W"/rxd*.log "$W"/trustd.log "$W"/pgbackrest.log "$W"/load-*.err; do
       [ -f "$f" ] && { echo "--- $f" >&2; tail -8 "$f" >&2; }
     done
   fi
@@ -83,7 +83,26 @@ trap 'exit 143' TERM INT
 PIDS+=($!)
 START=$(date +%s)
 
-port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# ports N: N distinct free ports below the kernel's ephemeral range. A port
+# the kernel handed out (bind to 0) and that is then closed can be given
+# to any outgoing connection before the daemon meant for it binds it: an
+# etcd member then fails to start.
+ports() {
+  "$PY" - "$1" <<'PY'
+import random, socket, sys
+lo = int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0])
+held = []
+while len(held) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, lo)))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
 # render TEMPLATE OUT NAME=VALUE…: the template with each @NAME@ replaced.
 render() {
   local in=$1 out=$2 text
@@ -107,11 +126,8 @@ now_ns() { date +%s%N; }
 
 # --- ports and secrets -------------------------------------------------------
 H=127.0.0.1
-for i in 1 2 3; do
-  declare "ETCD_C$i=$(port)" "ETCD_P$i=$(port)" "PG$i=$(port)" "REST$i=$(port)"
-done
-WRITE=$(port) READ=$(port) RXD_LB=$(port) RXD1=$(port) RXD2=$(port)
-ADMIN=$(port) PUBLIC=$(port) HTTP=$(port) RESTORE_PORT=$(port)
+read -r ETCD_C1 ETCD_P1 PG1 REST1 ETCD_C2 ETCD_P2 PG2 REST2 ETCD_C3 ETCD_P3 PG3 REST3 \
+  WRITE READ RXD_LB RXD1 RXD2 ADMIN PUBLIC HTTP RESTORE_PORT < <(ports 21)
 secret() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
 SUPERPW=$(secret) REPLPW=$(secret) APPPW=$(secret)
 SOCK=$W/run
