@@ -2,6 +2,8 @@ package rxstore_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"testing"
 	"time"
@@ -109,6 +111,38 @@ func TestDocumentsStoredUncompressed(t *testing.T) {
 				t.Errorf("%s.%s has storage %q, want e (EXTERNAL)", table, col, storage)
 			}
 		}
+	}
+}
+
+// TestSignedDocumentsStayInTheRow: on PostgreSQL a prescription's JWS of
+// a real size (3.4 KB) is stored in its row, not split into TOAST chunks
+// (migration 0005), and still read back whole. An inline value's stored
+// size is its length and a 4-byte header; one moved out of line is
+// reported without it.
+func TestSignedDocumentsStayInTheRow(t *testing.T) {
+	s := openExchange(t, sqlstore.Postgres)
+	ctx := context.Background()
+	p := exchangetest.Prescription(t, rx.Item{Kind: "drug", Code: "A", Quantity: 2})
+	random := func(n int) string {
+		b := make([]byte, n*3/4)
+		_, _ = rand.Read(b)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	p.JWS = random(3400)
+	p.Answer = []byte(random(4700))
+	if _, err := s.InsertPrescription(ctx, exchangetest.Entry(), p, nil); err != nil {
+		t.Fatal(err)
+	}
+	var header int
+	var jws string
+	if err := s.SQL().QueryRowContext(ctx, "SELECT pg_column_size(jws) - octet_length(jws), jws FROM prescriptions WHERE id = $1", p.ID).Scan(&header, &jws); err != nil {
+		t.Fatal(err)
+	}
+	if header != 4 {
+		t.Errorf("the JWS is stored with %d bytes beyond its length, want 4 (in the row)", header)
+	}
+	if jws != p.JWS {
+		t.Error("the JWS read back is not the one stored")
 	}
 }
 
