@@ -17,6 +17,7 @@ import (
 	exclient "github.com/nuskha/nuskha/exchange/client"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rx/trackcode"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
 // The exchange's steps (docs/exchange.md), each a command: documents are
@@ -63,11 +64,7 @@ func clientCertificate(ctx context.Context, e *env, certFile, keyURI string) (tl
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	cert := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
-	for _, c := range chain {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
-	return cert, nil
+	return tlsconf.Certificate(key, chain), nil
 }
 
 func sessionFlag(fs *flag.FlagSet) *string {

@@ -54,14 +54,7 @@ func New(o Options) (*Client, error) {
 	tcfg := tlsconf.New()
 	tcfg.RootCAs = o.Roots
 	if o.ClientKey != nil {
-		cert := tls.Certificate{PrivateKey: o.ClientKey}
-		for _, c := range o.ClientChain {
-			cert.Certificate = append(cert.Certificate, c.Raw)
-		}
-		if len(o.ClientChain) > 0 {
-			cert.Leaf = o.ClientChain[0]
-		}
-		tcfg.Certificates = []tls.Certificate{cert}
+		tcfg.Certificates = []tls.Certificate{tlsconf.Certificate(o.ClientKey, o.ClientChain)}
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second

@@ -59,11 +59,7 @@ func KeyPair(ctx context.Context, keys Keys, chainFile, key string) (tls.Certifi
 	if err := proveKey(signer, chain[0].PublicKey); err != nil {
 		return tls.Certificate{}, fmt.Errorf("the server key %s does not sign for the certificate in %s (%q): %w", describeKey(key), chainFile, chain[0].Subject.CommonName, err)
 	}
-	c := tls.Certificate{PrivateKey: signer, Leaf: chain[0]}
-	for _, x := range chain {
-		c.Certificate = append(c.Certificate, x.Raw)
-	}
-	return c, nil
+	return tlsconf.Certificate(signer, chain), nil
 }
 
 // proveKey signs a random digest with signer, as a TLS handshake would,

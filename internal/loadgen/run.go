@@ -20,6 +20,7 @@ import (
 	"github.com/nuskha/nuskha/exchange/client"
 	"github.com/nuskha/nuskha/internal/hsm"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
 // Operations, as reported.
@@ -152,11 +153,7 @@ func load(ctx context.Context, path string, keys *hsm.Manager) (*loaded, error) 
 		if err != nil {
 			return identity{}, err
 		}
-		cert := tls.Certificate{PrivateKey: k, Leaf: chain[0]}
-		for _, c := range chain {
-			cert.Certificate = append(cert.Certificate, c.Raw)
-		}
-		return identity{cert: cert, chain: chain, number: c.Number}, nil
+		return identity{cert: tlsconf.Certificate(k, chain), chain: chain, number: c.Number}, nil
 	}
 	v, err := open(l.m.Vendor)
 	if err != nil {

@@ -8,7 +8,9 @@
 package tlsconf
 
 import (
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"slices"
 )
 
@@ -26,4 +28,18 @@ var CipherSuites = []uint16{
 // trust anchors and client authentication.
 func New() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: slices.Clone(CipherSuites)}
+}
+
+// Certificate is the TLS certificate of key and chain (leaf first): what
+// a listener or a client presents. The key is not checked against the
+// leaf here; httpedge.KeyPair proves it for a server's.
+func Certificate(key crypto.Signer, chain []*x509.Certificate) tls.Certificate {
+	c := tls.Certificate{PrivateKey: key}
+	for _, x := range chain {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	if len(chain) > 0 {
+		c.Leaf = chain[0]
+	}
+	return c
 }

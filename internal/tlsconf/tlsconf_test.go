@@ -31,7 +31,7 @@ func serverCert(t *testing.T, key crypto.Signer) (tls.Certificate, *x509.Certifi
 		t.Fatal(err)
 	}
 	c, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}, c
+	return tlsconf.Certificate(key, []*x509.Certificate{c}), c
 }
 
 // policyServer serves TLS handshakes with the policy and both an ECDSA and

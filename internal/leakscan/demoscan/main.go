@@ -268,11 +268,7 @@ func httpClient(ctx context.Context, c config) (*recording, error) {
 		if err != nil {
 			return nil, err
 		}
-		cert := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
-		for _, x := range chain {
-			cert.Certificate = append(cert.Certificate, x.Raw)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.Certificates = []tls.Certificate{tlsconf.Certificate(key, chain)}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig, tr.Proxy = cfg, nil
