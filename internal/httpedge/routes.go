@@ -3,7 +3,10 @@ package httpedge
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/problem"
@@ -89,6 +92,10 @@ func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // problem document.
 func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
 	if r.Pattern != "" {
+		if !urlText(r.URL) {
+			problem.Write(w, r, nil, errs.New(errs.Malformed, "the path and query must be UTF-8 text without NUL characters"))
+			return
+		}
 		// ServeHTTP, not the route's handler: only the mux sets the path
 		// values.
 		rt.mux.ServeHTTP(w, r)
@@ -107,6 +114,33 @@ func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
 	// The path is not repeated: it may hold a national id.
 	problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource"))
 }
+
+// urlText reports whether u's path and query values, unescaped, are
+// UTF-8 text without NUL characters. No id, code or parameter a route
+// takes is written otherwise, and PostgreSQL refuses such text outright
+// (invalid byte sequence for encoding UTF8): let through, a client's
+// %00 or %FF in a path id would be answered as the server's failure.
+func urlText(u *url.URL) bool {
+	if !text(u.Path) {
+		return false
+	}
+	// Pairs that do not parse are left to the handler, as Query leaves
+	// them; those that do are checked.
+	q, _ := url.ParseQuery(u.RawQuery)
+	for k, vs := range q {
+		if !text(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !text(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func text(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 type statusOnly struct {
 	header http.Header

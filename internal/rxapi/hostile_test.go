@@ -1,0 +1,92 @@
+package rxapi_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/rxapi"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+)
+
+// send is one request as a hostile client sends it: no contract check,
+// the path sent as written (percent-escapes included).
+func (f *xfixture) send(t *testing.T, client, method, path string, header map[string]string, body string) answer {
+	t.Helper()
+	hr, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		hr.Header.Set(k, v)
+	}
+	resp, err := f.clients[client].Do(hr)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+// syncBuffer is a log written by the server's goroutines and read by the
+// test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestPathIDsNotText: a claim or prescription id in the path that is not
+// text — a NUL, bytes that are not UTF-8 — names nothing, on either
+// store: refused as malformed, never a 500 from PostgreSQL ("invalid byte
+// sequence for encoding UTF8") logged as the server's failure.
+func TestPathIDsNotText(t *testing.T) {
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(driver, func(t *testing.T) {
+			var logs syncBuffer
+			f := xsetupOn(t, driver, func(a *rxapi.API) { a.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
+			p := f.prescription(drug(catalogtest.Amoxicillin, 20))
+			jws := f.sign(t, f.doctor, p)
+			want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: jws}), 201, nil)
+			tok := f.session(t, f.pharmacy, "vendor")
+			dispense := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 1}))
+			auth := map[string]string{"Authorization": "Bearer " + tok, "Claim-Secret": strings.Repeat("x", 43)}
+			jose := map[string]string{"Authorization": "Bearer " + tok, "Claim-Secret": strings.Repeat("x", 43), "Content-Type": "application/jose"}
+			for _, id := range []string{"%00", "a%00b", "%FF", "%C0%AF"} {
+				for _, r := range []struct {
+					method, path string
+					header       map[string]string
+					body         string
+				}{
+					{"POST", "/v1/claims/" + id + "/close", auth, ""},
+					{"DELETE", "/v1/claims/" + id, auth, ""},
+					{"POST", "/v1/claims/" + id + "/dispenses", jose, dispense},
+					{"POST", "/v1/prescriptions/" + id + "/cancellations", map[string]string{"Content-Type": "application/jose"}, jws},
+				} {
+					refused(t, f.send(t, "vendor", r.method, r.path, r.header, r.body), 400, "malformed-request")
+				}
+			}
+			if strings.Contains(logs.String(), `"level":"ERROR"`) {
+				t.Fatalf("a client's bad path logged as the server's failure:\n%s", logs.String())
+			}
+		})
+	}
+}
