@@ -2,6 +2,7 @@ package rxapi_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
+	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -88,5 +90,35 @@ func TestPathIDsNotText(t *testing.T) {
 				t.Fatalf("a client's bad path logged as the server's failure:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// TestExchangeProblemsHoldNoPath: the exchange's refusals that carry
+// more than their code (claimed until, state, remaining, a decision) have
+// the route as their instance, as every other problem document has
+// (docs/problems.md), never the path with its ids.
+func TestExchangeProblemsHoldNoPath(t *testing.T) {
+	f := xsetup(t)
+	p := f.prescription(drug(catalogtest.Amoxicillin, 20))
+	jws := f.sign(t, f.doctor, p)
+	var acc exchange.PrescriptionAccepted
+	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: jws}), 201, &acc)
+	tok := f.session(t, f.pharmacy, "vendor")
+	var claim exchange.ClaimGranted
+	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/claims", body: findBody(acc.TrackingCode, p.Patient.NationalID), token: tok}), 201, &claim)
+
+	dispenses := "/v1/claims/" + claim.ClaimID + "/dispenses"
+	some := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 15}))
+	want(t, f.do(t, req{client: "vendor", method: "POST", path: dispenses, body: some, token: tok, secret: claim.Secret}), 201, nil)
+	over := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 10}))
+	po := refused(t, f.do(t, req{client: "vendor", method: "POST", path: dispenses, body: over, token: tok, secret: claim.Secret}), 409, "over-dispense")
+	cancel := f.sign(t, f.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.clock.Now(),
+		Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Prescriber: p.Prescriber, Reason: "تغییر درمان"})
+	pc := refused(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions/" + p.ID + "/cancellations", body: cancel}), 409, "prescription-claimed")
+	for route, doc := range map[string]map[string]any{"/v1/claims/{claimId}/dispenses": po, "/v1/prescriptions/{id}/cancellations": pc} {
+		got, _ := json.Marshal(doc)
+		if doc["instance"] != route || strings.Contains(string(got), claim.ClaimID) || strings.Contains(string(got), p.ID) {
+			t.Errorf("problem %s: want instance %s and no id", got, route)
+		}
 	}
 }
