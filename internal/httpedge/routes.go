@@ -92,8 +92,8 @@ func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // problem document.
 func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
 	if r.Pattern != "" {
-		if !urlText(r.URL) {
-			problem.Write(w, r, nil, errs.New(errs.Malformed, "the path and query must be UTF-8 text without NUL characters"))
+		if err := checkURL(r.URL); err != nil {
+			problem.Write(w, r, nil, err)
 			return
 		}
 		// ServeHTTP, not the route's handler: only the mux sets the path
@@ -115,29 +115,30 @@ func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
 	problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource"))
 }
 
-// urlText reports whether u's path and query values, unescaped, are
-// UTF-8 text without NUL characters. No id, code or parameter a route
-// takes is written otherwise, and PostgreSQL refuses such text outright
-// (invalid byte sequence for encoding UTF8): let through, a client's
-// %00 or %FF in a path id would be answered as the server's failure.
-func urlText(u *url.URL) bool {
+// checkURL refuses a path or query that no route takes: one whose path
+// or query values, unescaped, are not UTF-8 text or hold a NUL — no id,
+// code or parameter is written so, and PostgreSQL refuses such text
+// outright (invalid byte sequence for encoding UTF8): let through, a
+// client's %00 or %FF in a path id would be answered as the server's
+// failure — and a query naming a parameter twice, which handlers would
+// read as its first value and a proxy in front of them perhaps as its
+// last. Pairs that do not parse are left to the handler, as Query leaves
+// them. The parameter is not named: the query is the client's text, and
+// problem documents repeat none of it.
+func checkURL(u *url.URL) error {
 	if !text(u.Path) {
-		return false
+		return errs.New(errs.Malformed, "the path and query must be UTF-8 text without NUL characters")
 	}
-	// Pairs that do not parse are left to the handler, as Query leaves
-	// them; those that do are checked.
 	q, _ := url.ParseQuery(u.RawQuery)
 	for k, vs := range q {
-		if !text(k) {
-			return false
+		if !text(k) || slices.ContainsFunc(vs, func(v string) bool { return !text(v) }) {
+			return errs.New(errs.Malformed, "the path and query must be UTF-8 text without NUL characters")
 		}
-		for _, v := range vs {
-			if !text(v) {
-				return false
-			}
+		if len(vs) > 1 {
+			return errs.New(errs.Malformed, "each query parameter may be given once")
 		}
 	}
-	return true
+	return nil
 }
 
 func text(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/exchange"
+	"github.com/nuskha/nuskha/internal/insured/insuredtest"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -121,4 +122,15 @@ func TestExchangeProblemsHoldNoPath(t *testing.T) {
 			t.Errorf("problem %s: want instance %s and no id", got, route)
 		}
 	}
+}
+
+// TestRepeatedQueryParameter: a parameter given twice is refused, not
+// read as its first value (a proxy in front may read the last).
+func TestRepeatedQueryParameter(t *testing.T) {
+	f := xsetup(t)
+	nid := insuredtest.NationalID(0)
+	for _, query := range []string{"date=2026-09-06&date=1405-06-15", "detail=minimal&detail=full"} {
+		refused(t, f.send(t, "vendor", "GET", "/v1/eligibility/"+nid+"?"+query, nil, ""), 400, "malformed-request")
+	}
+	want(t, f.send(t, "vendor", "GET", "/v1/eligibility/"+nid+"?date=2026-09-06&detail=minimal", nil, ""), 200, nil)
 }
