@@ -230,6 +230,16 @@ func TestRoutes(t *testing.T) {
 		want               string
 	}{
 		{"GET", "/things/42", "", 200, "42"},
+		{"GET", "/things/%E2%80%8B", "", 200, "\u200b"},
+		{"GET", "/things/%00", "", 400, `"code":"malformed-request"`},
+		{"GET", "/things/a%FFb", "", 400, `"code":"malformed-request"`},
+		{"GET", "/things/%C0%AF", "", 400, `"code":"malformed-request"`},
+		{"GET", "/things/42?q=%00", "", 400, `"code":"malformed-request"`},
+		{"GET", "/things/42?%FF=1", "", 400, `"code":"malformed-request"`},
+		{"GET", "/nothing/%00", "", 404, `"code":"not-found"`},
+		{"GET", "/things/42?q=a&r=b", "", 200, "42"},
+		{"GET", "/things/42?q=a&q=b", "", 400, `each query parameter may be given once`},
+		{"GET", "/things/42?q=a&q=a", "", 400, `each query parameter may be given once`},
 		{"GET", "/nothing", "", 404, `"code":"not-found"`},
 		{"POST", "/things/42", "", 405, `"code":"method-not-allowed"`},
 		{"POST", "/small", `{"A":"x"}`, 200, `"x"`},

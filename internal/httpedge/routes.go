@@ -3,7 +3,10 @@ package httpedge
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/problem"
@@ -89,6 +92,10 @@ func (rt *Routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // problem document.
 func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
 	if r.Pattern != "" {
+		if err := checkURL(r.URL); err != nil {
+			problem.Write(w, r, nil, err)
+			return
+		}
 		// ServeHTTP, not the route's handler: only the mux sets the path
 		// values.
 		rt.mux.ServeHTTP(w, r)
@@ -107,6 +114,34 @@ func (rt *Routes) dispatch(w http.ResponseWriter, r *http.Request) {
 	// The path is not repeated: it may hold a national id.
 	problem.Write(w, r, nil, errs.New(errs.NotFound, "no such resource"))
 }
+
+// checkURL refuses a path or query that no route takes: one whose path
+// or query values, unescaped, are not UTF-8 text or hold a NUL — no id,
+// code or parameter is written so, and PostgreSQL refuses such text
+// outright (invalid byte sequence for encoding UTF8): let through, a
+// client's %00 or %FF in a path id would be answered as the server's
+// failure — and a query naming a parameter twice, which handlers would
+// read as its first value and a proxy in front of them perhaps as its
+// last. Pairs that do not parse are left to the handler, as Query leaves
+// them. The parameter is not named: the query is the client's text, and
+// problem documents repeat none of it.
+func checkURL(u *url.URL) error {
+	if !text(u.Path) {
+		return errs.New(errs.Malformed, "the path and query must be UTF-8 text without NUL characters")
+	}
+	q, _ := url.ParseQuery(u.RawQuery)
+	for k, vs := range q {
+		if !text(k) || slices.ContainsFunc(vs, func(v string) bool { return !text(v) }) {
+			return errs.New(errs.Malformed, "the path and query must be UTF-8 text without NUL characters")
+		}
+		if len(vs) > 1 {
+			return errs.New(errs.Malformed, "each query parameter may be given once")
+		}
+	}
+	return nil
+}
+
+func text(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 type statusOnly struct {
 	header http.Header

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -36,8 +37,12 @@ func Decode(r *http.Request, limit int64, v any) error {
 // Body reads a JSON request body of at most limit bytes, for callers that
 // need the bytes as well as the value (then Unmarshal them).
 func Body(r *http.Request, limit int64) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return nil, errs.New(errs.Malformed, "Content-Type must be application/json")
+	// Parsed, not matched as a prefix: application/jsonx or
+	// application/json-seq is not JSON. None at all is taken as JSON.
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, errs.New(errs.Malformed, "Content-Type must be application/json")
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {

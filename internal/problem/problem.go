@@ -183,7 +183,7 @@ func From(err error) Problem {
 // when to try again: the Retry-After a handler set, or RetryAfter.
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p := From(err)
-	p.Instance = routePath(r.Pattern)
+	p.Instance = Instance(r)
 	p.RequestID = w.Header().Get(RequestIDHeader)
 	if p.Status >= 500 && log != nil {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "request_id", p.RequestID, "code", string(p.Code), "err", err)
@@ -223,6 +223,11 @@ func Note(r *http.Request, c errs.Code) {
 		note(c)
 	}
 }
+
+// Instance is the instance of a problem document answering r: the path of
+// the route it matched, never its own path; "" without a route. Writers
+// of problem documents with members of their own use it as Write does.
+func Instance(r *http.Request) string { return routePath(r.Pattern) }
 
 // routePath is a ServeMux pattern's path ("GET /v1/x/{id}" → "/v1/x/{id}"):
 // without its method and host, a relative URI reference as an instance is.

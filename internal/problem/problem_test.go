@@ -145,6 +145,11 @@ func TestDecode(t *testing.T) {
 		{"truncated", `{"a":`, "application/json", errs.Malformed},
 		{"too large", `{"a":"` + strings.Repeat("x", 100) + `"}`, "application/json", errs.TooLarge},
 		{"form post", `a=x`, "application/x-www-form-urlencoded", errs.Malformed},
+		{"JSON's name as a prefix", `{"a":"x"}`, "application/jsonx", errs.Malformed},
+		{"JSON text sequence", `{"a":"x"}`, "application/json-seq", errs.Malformed},
+		{"JSON Patch", `{"a":"x"}`, "application/json-patch+json", errs.Malformed},
+		{"media type unparsable", `{"a":"x"}`, "application/json; charset", errs.Malformed},
+		{"upper case", `{"a":"x"}`, "Application/JSON", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := decode(tc.body, tc.ctype)

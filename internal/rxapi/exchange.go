@@ -481,7 +481,8 @@ func (a *API) failExchange(w http.ResponseWriter, r *http.Request, err error) {
 		a.fail(w, r, err)
 		return
 	}
-	p.Instance = r.URL.Path
+	// The route, as problem.Write has it: the path holds the ids.
+	p.Instance = problem.Instance(r)
 	p.RequestID = w.Header().Get(problem.RequestIDHeader)
 	problem.Note(r, p.Code)
 	w.Header().Set("Content-Type", problem.ContentType)

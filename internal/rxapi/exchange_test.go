@@ -105,6 +105,13 @@ var xstart = insuredtest.Day.Add(9 * time.Hour)
 
 func xsetup(t *testing.T, extra ...func(*rxapi.API)) *xfixture {
 	t.Helper()
+	return xsetupOn(t, sqlstore.SQLite, extra...)
+}
+
+// xsetupOn is xsetup on the driver's database (sqlstore.SQLite, or
+// sqlstore.Postgres through pgtest).
+func xsetupOn(t *testing.T, driver string, extra ...func(*rxapi.API)) *xfixture {
+	t.Helper()
 	interKey := newKey()
 	f := &xfixture{clock: &clock{t: xstart}, clients: map[string]*http.Client{}}
 	f.pki = testpki.New(t, interKey, func() time.Time { return xstart.Add(-48 * time.Hour) })
@@ -145,7 +152,7 @@ func xsetup(t *testing.T, extra ...func(*rxapi.API)) *xfixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := rxdtest.Open(t, sqlstore.SQLite, 40)
+	data := rxdtest.Open(t, driver, 40)
 	f.log = data.AuditLog(t)
 	store, err := rxstore.NewExchange(context.Background(), data.DB, f.log)
 	if err != nil {
