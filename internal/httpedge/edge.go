@@ -249,3 +249,11 @@ func (w *recorder) status() int {
 // Unwrap lets http.ResponseController reach the connection's writer
 // (flushing, deadlines).
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// MaxHeaderBytes bounds a request's header on every listener of rxd and
+// trustd. Their clients send a bearer token, a claim secret, an
+// Idempotency-Key and a request id, each under a hundred bytes, or an OCSP
+// request in the URL; net/http's default (a megabyte) would let each
+// connection the caps admit hold that much for ReadHeaderTimeout. Larger
+// is refused 431 (HTTP/1.1) or the stream reset (HTTP/2).
+const MaxHeaderBytes = 16 << 10

@@ -530,7 +530,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	// handshake costs anything.
 	capped := netcap.Wrap(ln, s.cfg.Conns, s.log, "rxd")
 	srv := &http.Server{Handler: s.api.Handler(), TLSConfig: s.tls, ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes}
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: httpedge.MaxHeaderBytes}
 	var background []lifecycle.Task
 	if s.cfg.RulesFile != "" {
 		background = append(background, lifecycle.Task{Name: "rules watch", Run: func(ctx context.Context) {
@@ -554,19 +554,12 @@ func (s *Service) Serve(ctx context.Context) error {
 		}
 		servers = append(servers, lifecycle.Server{Name: "ops", Listener: ops, HTTP: &http.Server{Handler: s.OpsHandler(),
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-			MaxHeaderBytes: maxHeaderBytes}})
+			MaxHeaderBytes: httpedge.MaxHeaderBytes}})
 		attrs = append(attrs, "metrics", ops.Addr().String())
 	}
 	s.log.Info(MsgServing, attrs...)
 	return lifecycle.Run(ctx, s.log, drainTimeout, servers, background...)
 }
-
-// maxHeaderBytes bounds a request's header. The API's clients send a
-// bearer token, a claim secret, an Idempotency-Key and a request id, each
-// under a hundred bytes; net/http's default (a megabyte) would let each
-// connection the caps admit hold that much for ReadHeaderTimeout. Larger
-// is refused 431 (HTTP/1.1) or the stream reset (HTTP/2).
-const maxHeaderBytes = 16 << 10
 
 // OpsHandler serves the operations listener: /metrics, /healthz, /readyz.
 func (s *Service) OpsHandler() http.Handler { return observe.Handler(s.reg, s.ready, s.log) }

@@ -270,3 +270,32 @@ func TestTLSKeyNotTheCertificates(t *testing.T) {
 		t.Fatalf("the refusal does not say why: %v", err)
 	}
 }
+
+// TestHeadersCapped: every listener of trustd refuses a request header
+// far larger than any of its clients sends, before it is read whole
+// (httpedge.MaxHeaderBytes), and serves an ordinary one.
+func TestHeadersCapped(t *testing.T) {
+	s := serveAll(t, nil)
+	anonymous := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.roots}}}
+	for _, l := range []struct{ name, url string }{
+		{"public", "https://" + s.logs.addrs["public"] + "/v1/ca"},
+		{"http", "http://" + s.logs.addrs["http"] + "/crl/issuing-ca-1.crl"},
+	} {
+		for _, size := range []int{4 << 10, 256 << 10} {
+			req, _ := http.NewRequest("GET", l.url, nil)
+			req.Header.Set("X-Padding", strings.Repeat("a", size))
+			resp, err := anonymous.Do(req)
+			status := 0
+			if err == nil {
+				status = resp.StatusCode
+				resp.Body.Close()
+			}
+			switch {
+			case size < 8<<10 && status != http.StatusOK:
+				t.Errorf("%s, a %d-byte header: %d %v", l.name, size, status, err)
+			case size > 64<<10 && status == http.StatusOK:
+				t.Errorf("%s, a %d-byte header is read and served", l.name, size)
+			}
+		}
+	}
+}
