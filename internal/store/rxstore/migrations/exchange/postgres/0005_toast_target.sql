@@ -3,11 +3,12 @@
 -- toast_tuple_target, 2 KB by default: both documents, five TOAST chunks
 -- and five TOAST index entries for every prescription. At the largest
 -- target a page allows, a value goes out of line only when the row would
--- not fit in a page otherwise: the JWS stays in the row, the answer goes out when both do not fit, and a
--- dispense, a receipt or a cancellation is not split at all. Accepted
--- prescriptions a second in process rose by 7–49 % in six alternated runs;
--- end to end the change is inside the machine's noise (docs/BENCHMARKS.md,
--- session 8). Rows already stored stay as they are.
+-- not fit in a page otherwise: the JWS stays in the row, the answer goes
+-- out when both do not fit, and a dispense, a receipt or a cancellation is
+-- not split at all. Accepted prescriptions a second in process rose by
+-- 7–49 % in six alternated runs; end to end the change is inside the
+-- machine's noise (docs/BENCHMARKS.md, session 8). Rows already stored
+-- stay as they are.
 --
 -- Each ALTER takes its table's ACCESS EXCLUSIVE lock for a moment, and
 -- gives up rather than wait behind a long reader, as 0004 does.
