@@ -37,7 +37,25 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# ports N: N distinct free ports below the kernel's ephemeral range, where
+# no outgoing connection takes one before its daemon binds it
+# (deploy/faulttest.sh does the same).
+ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+lo = int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0])
+held = []
+while len(held) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, lo)))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
 wait_for() { # NAME PID HOST:PORT
   for _ in $(seq 1 600); do
     openssl s_client -connect "$3" </dev/null >/dev/null 2>&1 && return 0
@@ -48,7 +66,8 @@ wait_for() { # NAME PID HOST:PORT
 }
 
 bash deploy/build.sh
-ADMIN=127.0.0.1:$(port) PUBLIC=127.0.0.1:$(port) HTTP=127.0.0.1:$(port) RXD=127.0.0.1:$(port)
+read -r p1 p2 p3 p4 < <(ports 4)
+ADMIN=127.0.0.1:$p1 PUBLIC=127.0.0.1:$p2 HTTP=127.0.0.1:$p3 RXD=127.0.0.1:$p4
 bin/trustd init -dir "$W/trustd" -officer alice -officer bob -admin-listen "$ADMIN" -public-listen "$PUBLIC" -http-listen "$HTTP" >/dev/null 2>&1
 bin/trustd serve -config "$W/trustd/trustd.json" 2>"$W/trustd.log" &
 wait_for trustd $! "$ADMIN"
