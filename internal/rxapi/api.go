@@ -156,9 +156,11 @@ func (a *API) Handler() http.Handler {
 	return httpedge.Edge{Log: a.Log, Metrics: a.Metrics}.Handler(a.routes())
 }
 
-// routes are the API's routes.
+// routes are the API's routes. Every request is identified first: the
+// edge refuses some itself (a path or query no route takes), before a
+// route's caller runs.
 func (a *API) routes() *httpedge.Routes {
-	rt := httpedge.NewRoutes()
+	rt := httpedge.GuardedRoutes(a.identify)
 	rt.Handle("GET /v1/eligibility/{nationalId}", a.caller(a.eligibility))
 	rt.HandleLimit("POST /v1/rules/check", maxCheckBody, a.caller(a.rulesCheck))
 	rt.Handle("GET /v1/rules", a.caller(a.ruleSet))
@@ -227,18 +229,42 @@ func CallerFrom(ctx context.Context) Caller {
 	return c
 }
 
+// verifiedChain is the client certificate's chain the TLS handshake
+// verified, leaf first, or nil: a chain of one is a certificate trusted as
+// its own anchor, which no caller is.
+func verifiedChain(r *http.Request) []*x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) < 2 {
+		return nil
+	}
+	return r.TLS.VerifiedChains[0]
+}
+
+// identify names the caller in the access log, whatever then refuses the
+// request: a route's caller, or the edge itself before any route's
+// handler runs (a path that is not text, a query parameter given twice),
+// which would otherwise log a vendor's hostile request as anonymous. It
+// admits no one; caller does.
+func (a *API) identify(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if chain := verifiedChain(r); chain != nil {
+			if id, err := a.Arc.IdentityOf(chain[0]); err == nil {
+				httpedge.SetCaller(r.Context(), id.SubjectID, string(id.Role))
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// caller admits a vendor or service whose certificate is in good
+// standing, within its rate; identify has named it in the access log.
 func (a *API) caller(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) < 2 {
+		chain := verifiedChain(r)
+		if chain == nil {
 			a.fail(w, r, errs.New(errs.Unauthorized, "a client certificate issued to a vendor or service is required"))
 			return
 		}
-		chain := r.TLS.VerifiedChains[0]
 		id, err := a.Arc.IdentityOf(chain[0])
-		if err == nil {
-			// Named in the access log even when refused below.
-			httpedge.SetCaller(r.Context(), id.SubjectID, string(id.Role))
-		}
 		if err != nil || !slices.Contains(callerRoles, id.Role) {
 			a.fail(w, r, errs.New(errs.Forbidden, "the client certificate is not a vendor's or service's"))
 			return

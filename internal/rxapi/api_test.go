@@ -485,3 +485,36 @@ func TestPanicIsAProblem(t *testing.T) {
 		t.Fatalf("after a panic: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestURLRefusalNamesCaller: a path or query the edge refuses before any
+// route's handler runs (httpedge's checkURL: a NUL, bytes that are not
+// UTF-8, a parameter given twice) is logged with the caller its
+// certificate names, as every other refusal is: a hostile-input sweep is
+// attributed to the vendor that sent it, not to "anonymous".
+func TestURLRefusalNamesCaller(t *testing.T) {
+	var logs logbuf.Buffer
+	f := setup(t, func(a *rxapi.API) { a.Log = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	for _, path := range []string{"/v1/eligibility/%00", "/v1/catalogue/items/%FF", "/v1/catalogue/items?q=a&q=b"} {
+		resp, body := f.do(t, "vendor", "GET", path, nil)
+		wantProblem(t, resp, body, 400, "malformed-request")
+	}
+	refusals := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var l struct {
+			Msg    string `json:"msg"`
+			Status int    `json:"status"`
+			Caller string `json:"caller"`
+			Role   string `json:"role"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "request" || l.Status != 400 {
+			continue
+		}
+		refusals++
+		if l.Caller != "vendor-1" || l.Role != "vendor" {
+			t.Errorf("a refused path or query is logged with caller %q, role %q: %s", l.Caller, l.Role, line)
+		}
+	}
+	if refusals != 3 {
+		t.Fatalf("%d access lines for the 3 refusals:\n%s", refusals, logs.String())
+	}
+}

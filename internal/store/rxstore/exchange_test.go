@@ -189,3 +189,55 @@ func TestStorageMigrationGivesWay(t *testing.T) {
 		t.Fatalf("migrating once the reader is done: %v", err)
 	}
 }
+
+// TestToastTargetMigrationLocks: migration 0005 changes a storage
+// parameter, which takes SHARE UPDATE EXCLUSIVE, not ACCESS EXCLUSIVE: it
+// neither waits for readers and writers nor stops them, and gives up
+// (55P03) only behind what holds that lock for long, a VACUUM (an
+// anti-wraparound one is not cancelled for it) or CREATE INDEX
+// CONCURRENTLY, emulated here by LOCK TABLE.
+func TestToastTargetMigrationLocks(t *testing.T) {
+	ctx := context.Background()
+	s := openExchange(t, sqlstore.Postgres)
+	db := s.SQL()
+	var schema sqlstore.Schema
+	for _, sc := range rxstore.Schemas() {
+		if sc.Name == "exchange" {
+			schema = sc
+		}
+	}
+	remigrate := func(holder string) error {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, "DELETE FROM schema_migrations_exchange WHERE version = 5"); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, holder); err != nil {
+			t.Fatal(err)
+		}
+		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return s.Migrate(mctx, schema)
+	}
+	if err := remigrate("LOCK TABLE prescriptions IN ROW EXCLUSIVE MODE; SELECT count(*) FROM dispenses"); err != nil {
+		t.Fatalf("migrating beside a writer and a reader: %v, want it applied without waiting", err)
+	}
+	err := remigrate("LOCK TABLE dispenses IN SHARE UPDATE EXCLUSIVE MODE")
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "55P03" {
+		t.Fatalf("migrating behind a vacuum's lock: %v, want a lock timeout (55P03)", err)
+	}
+	if err := s.Migrate(ctx, schema); err != nil {
+		t.Fatalf("migrating once the vacuum is done: %v", err)
+	}
+	var opts string
+	if err := db.QueryRowContext(ctx, "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = 'dispenses'::regclass").Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if opts != "toast_tuple_target=8160" {
+		t.Fatalf("dispenses' options: %q", opts)
+	}
+}

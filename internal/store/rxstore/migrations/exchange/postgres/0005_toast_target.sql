@@ -10,8 +10,11 @@
 -- machine's noise (docs/BENCHMARKS.md, session 8). Rows already stored
 -- stay as they are.
 --
--- Each ALTER takes its table's ACCESS EXCLUSIVE lock for a moment, and
--- gives up rather than wait behind a long reader, as 0004 does.
+-- A storage parameter takes SHARE UPDATE EXCLUSIVE, not 0004's ACCESS
+-- EXCLUSIVE: readers and writers neither hold it up nor wait for it, and
+-- replicas replay no lock. Only a VACUUM (an anti-wraparound one is not
+-- cancelled for it), an ANALYZE or a CREATE INDEX CONCURRENTLY holds it
+-- up; behind one it gives up, as 0004 does, failing this instance's start.
 SET LOCAL lock_timeout = '2s';
 ALTER TABLE prescriptions SET (toast_tuple_target = 8160);
 ALTER TABLE dispenses SET (toast_tuple_target = 8160);
