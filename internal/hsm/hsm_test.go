@@ -590,6 +590,28 @@ func TestPKCS11KeyThatMayNotSign(t *testing.T) {
 // a module no Manager of this process has open.
 func setAttribute(t *testing.T, tok *softhsm.Token, label string, class uint, attr *pkcs11.Attribute) {
 	t.Helper()
+	loggedIn(t, tok, func(p *pkcs11.Ctx, sess pkcs11.SessionHandle) {
+		if err := p.FindObjectsInit(sess, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		objs, _, err := p.FindObjects(sess, 2)
+		p.FindObjectsFinal(sess)
+		if err != nil || len(objs) != 1 {
+			t.Fatalf("finding %q: %d objects, %v", label, len(objs), err)
+		}
+		if err := p.SetAttributeValue(sess, objs[0], []*pkcs11.Attribute{attr}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// loggedIn runs f in a read-write session of tok's user, through a module
+// no Manager of this process has open yet (it initialises and finalises
+// the module itself).
+func loggedIn(t *testing.T, tok *softhsm.Token, f func(p *pkcs11.Ctx, sess pkcs11.SessionHandle)) {
+	t.Helper()
 	p := pkcs11.New(tok.Module)
 	if p == nil {
 		t.Fatal("cannot load", tok.Module)
@@ -615,19 +637,7 @@ func setAttribute(t *testing.T, tok *softhsm.Token, label string, class uint, at
 		if err := p.Login(sess, pkcs11.CKU_USER, tok.PIN); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.FindObjectsInit(sess, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		}); err != nil {
-			t.Fatal(err)
-		}
-		objs, _, err := p.FindObjects(sess, 2)
-		p.FindObjectsFinal(sess)
-		if err != nil || len(objs) != 1 {
-			t.Fatalf("finding %q: %d objects, %v", label, len(objs), err)
-		}
-		if err := p.SetAttributeValue(sess, objs[0], []*pkcs11.Attribute{attr}); err != nil {
-			t.Fatal(err)
-		}
+		f(p, sess)
 		return
 	}
 	t.Fatalf("no token %q", tok.Label)

@@ -199,36 +199,12 @@ func TestPKCS11SecretConcurrentUse(t *testing.T) {
 	}
 }
 
-// importSecret creates a CKK_GENERIC_SECRET object holding key on tok.
+// importSecret creates a CKK_GENERIC_SECRET object holding key on tok
+// (before any Manager of this process has the module open).
 func importSecret(t *testing.T, tok *softhsm.Token, label string, key []byte) {
 	t.Helper()
-	p := pkcs11.New(tok.Module)
-	if p == nil {
-		t.Fatal("cannot load", tok.Module)
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		t.Fatal(err) // no Manager of this process has the module open yet
-	}
-	defer p.Finalize()
-	slots, err := p.GetSlotList(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range slots {
-		info, err := p.GetTokenInfo(s)
-		if err != nil || info.Label != tok.Label {
-			continue
-		}
-		sess, err := p.OpenSession(s, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.CloseSession(sess)
-		if err := p.Login(sess, pkcs11.CKU_USER, tok.PIN); err != nil {
-			t.Fatal(err)
-		}
-		_, err = p.CreateObject(sess, []*pkcs11.Attribute{
+	loggedIn(t, tok, func(p *pkcs11.Ctx, sess pkcs11.SessionHandle) {
+		_, err := p.CreateObject(sess, []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
@@ -240,7 +216,5 @@ func importSecret(t *testing.T, tok *softhsm.Token, label string, key []byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return
-	}
-	t.Fatalf("no token %q", tok.Label)
+	})
 }
