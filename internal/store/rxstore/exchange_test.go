@@ -146,6 +146,19 @@ func TestSignedDocumentsStayInTheRow(t *testing.T) {
 	}
 }
 
+// exchangeSchema is rxstore's exchange schema, whose migrations the tests
+// below run again.
+func exchangeSchema(t *testing.T) sqlstore.Schema {
+	t.Helper()
+	for _, sc := range rxstore.Schemas() {
+		if sc.Name == "exchange" {
+			return sc
+		}
+	}
+	t.Fatal("rxstore has no exchange schema")
+	return sqlstore.Schema{}
+}
+
 // TestStorageMigrationGivesWay: migration 0004 locks the exchange's six
 // busiest tables (ACCESS EXCLUSIVE, for a moment each) in one
 // transaction, while other rxd instances serve. Behind a transaction
@@ -157,12 +170,7 @@ func TestStorageMigrationGivesWay(t *testing.T) {
 	ctx := context.Background()
 	s := openExchange(t, sqlstore.Postgres)
 	db := s.SQL()
-	var schema sqlstore.Schema
-	for _, sc := range rxstore.Schemas() {
-		if sc.Name == "exchange" {
-			schema = sc
-		}
-	}
+	schema := exchangeSchema(t)
 	// A database from before 0004 (the storage already changed does not
 	// matter for the locks).
 	if _, err := db.ExecContext(ctx, "DELETE FROM schema_migrations_exchange WHERE version = 4"); err != nil {
@@ -200,12 +208,7 @@ func TestToastTargetMigrationLocks(t *testing.T) {
 	ctx := context.Background()
 	s := openExchange(t, sqlstore.Postgres)
 	db := s.SQL()
-	var schema sqlstore.Schema
-	for _, sc := range rxstore.Schemas() {
-		if sc.Name == "exchange" {
-			schema = sc
-		}
-	}
+	schema := exchangeSchema(t)
 	remigrate := func(holder string) error {
 		t.Helper()
 		if _, err := db.ExecContext(ctx, "DELETE FROM schema_migrations_exchange WHERE version = 5"); err != nil {
