@@ -83,26 +83,8 @@ trap 'exit 143' TERM INT
 PIDS+=($!)
 START=$(date +%s)
 
-# ports N: N distinct free ports below the kernel's ephemeral range. A port
-# the kernel handed out (bind to 0) and that is then closed can be given
-# to any outgoing connection before the daemon meant for it binds it: an
-# etcd member then fails to start.
-ports() {
-  "$PY" - "$1" <<'PY'
-import random, socket, sys
-lo = int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0])
-held = []
-while len(held) < int(sys.argv[1]):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", random.randrange(10000, lo)))
-    except OSError:
-        s.close()
-        continue
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-PY
-}
+# ports N: N distinct free ports (deploy/ports.py says why so).
+ports() { "$PY" "$ROOT/deploy/ports.py" "$1"; }
 # render TEMPLATE OUT NAME=VALUE…: the template with each @NAME@ replaced.
 render() {
   local in=$1 out=$2 text

@@ -37,25 +37,8 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-# ports N: N distinct free ports below the kernel's ephemeral range, where
-# no outgoing connection takes one before its daemon binds it
-# (deploy/faulttest.sh does the same).
-ports() {
-  python3 - "$1" <<'PY'
-import random, socket, sys
-lo = int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0])
-held = []
-while len(held) < int(sys.argv[1]):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", random.randrange(10000, lo)))
-    except OSError:
-        s.close()
-        continue
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-PY
-}
+# ports N: N distinct free ports (deploy/ports.py says why so).
+ports() { python3 deploy/ports.py "$1"; }
 wait_for() { # NAME PID HOST:PORT
   for _ in $(seq 1 600); do
     openssl s_client -connect "$3" </dev/null >/dev/null 2>&1 && return 0
