@@ -69,6 +69,97 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("ReadsDuringImport", func(t *testing.T) { testReadsDuringImport(t, open(t)) })
 	t.Run("CapsUnderConcurrency", func(t *testing.T) { testCaps(t, open(t)) })
 	t.Run("History", func(t *testing.T) { testHistory(t, open(t)) })
+	t.Run("ConcurrentReads", func(t *testing.T) { testConcurrentReads(t, open(t)) })
+}
+
+// testConcurrentReads: many callers reading at once (which a store may
+// serve together) each get their own person, main insured and history —
+// the same as read one at a time — and a missing person is missing.
+func testConcurrentReads(t *testing.T, s Store) {
+	const persons, readers = 40, 200
+	MustImport(t, s, insured.Full, Rows(persons))
+	at := func(d int) time.Time { return Day.AddDate(0, 0, -d).Add(time.Duration(d) * time.Minute) }
+	var hist []insured.Dispensed
+	for i := range persons {
+		for k := range i % 4 { // person i has i%4 dispensed items, k days apart
+			hist = append(hist, insured.Dispensed{DispenseID: fmt.Sprintf("d%d-%d", i, k), NationalID: NationalID(i), Code: "A", ATC: "N02BE01",
+				Quantity: 1 + i, DaysSupply: 10, DispensedAt: at(10 * (k + 1))})
+		}
+	}
+	if err := s.Record(ctx, hist); err != nil {
+		t.Fatal(err)
+	}
+	type read struct {
+		p     insured.Person
+		main  *insured.Person
+		found bool
+		hist  []insured.Dispensed
+	}
+	// i%(persons+5) ≥ persons: someone not in the registry. since: 15 or
+	// 35 days back, so two callers of one person may ask for different
+	// histories.
+	one := func(i int) (read, error) {
+		nid := NationalID(i % (persons + 5))
+		var r read
+		var err error
+		if r.p, r.main, r.found, err = s.PersonWithMain(ctx, nid); err != nil {
+			return r, err
+		}
+		r.hist, err = s.Since(ctx, nid, Day.AddDate(0, 0, -15-20*(i%2)))
+		return r, err
+	}
+	want := make([]read, readers)
+	for i := range readers {
+		var err error
+		if want[i], err = one(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]read, readers)
+	errc := make(chan error, readers)
+	var wg sync.WaitGroup
+	for i := range readers {
+		wg.Go(func() {
+			r, err := one(i)
+			if err != nil {
+				errc <- err
+			}
+			got[i] = r
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	for i := range readers {
+		g, w := got[i], want[i]
+		n := i % (persons + 5)
+		if g.found != (n < persons) || g.found != w.found {
+			t.Fatalf("reader %d: person %d found=%v, alone found=%v", i, n, g.found, w.found)
+		}
+		if !g.found {
+			if len(g.hist) != 0 {
+				t.Fatalf("reader %d: history of someone not in the registry: %+v", i, g.hist)
+			}
+			continue
+		}
+		if g.p.NationalID != NationalID(n) || g.p.InsuranceNumber != fmt.Sprintf("INS-%d", n) || g.p.InsuranceNumber != w.p.InsuranceNumber {
+			t.Fatalf("reader %d asked for person %d, got %+v", i, n, g.p)
+		}
+		if (g.main == nil) != (n%4 != 3) || (g.main != nil && (g.main.NationalID != NationalID(n-3) || w.main == nil || w.main.NationalID != g.main.NationalID)) {
+			t.Fatalf("reader %d: person %d's main insured %+v, alone %+v", i, n, g.main, w.main)
+		}
+		wantItems := min(n%4, 1+2*(i%2)) // 10, 20, 30 days back; within 15 or 35
+		if len(g.hist) != wantItems || len(w.hist) != wantItems {
+			t.Fatalf("reader %d: person %d's history has %d items (alone %d), want %d", i, n, len(g.hist), len(w.hist), wantItems)
+		}
+		for k, d := range g.hist {
+			if d.NationalID != NationalID(n) || d.Quantity != 1+n || !d.DispensedAt.Equal(at(10*(k+1))) || d.DispenseID != w.hist[k].DispenseID {
+				t.Fatalf("reader %d: person %d's history item %d = %+v, alone %+v", i, n, k, d, w.hist[k])
+			}
+		}
+	}
 }
 
 func testHistory(t *testing.T, s Store) {
