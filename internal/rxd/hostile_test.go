@@ -3,11 +3,13 @@ package rxd_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/nuskha/nuskha/internal/rxd"
 	"github.com/nuskha/nuskha/internal/testutil/edgetest"
@@ -19,6 +21,35 @@ import (
 // connection hold a megabyte of header for ReadHeaderTimeout, and the
 // connection caps would let one client address hold hundreds of them.
 func TestHeadersCapped(t *testing.T) {
+	addr, roots := serveDefault(t)
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		c := &http.Client{Transport: tr}
+		edgetest.HeadersCapped(t, c, "https://"+addr+"/healthz", fmt.Sprintf("HTTP/2 %v", h2))
+		c.CloseIdleConnections()
+	}
+}
+
+// TestStalledHeaderCut: a client that starts a request and never ends its
+// header is cut off (ReadHeaderTimeout), as a slowloris client must be.
+// It waits out the 10-second timeout, so it runs beside the others.
+func TestStalledHeaderCut(t *testing.T) {
+	t.Parallel()
+	addr, roots := serveDefault(t)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgetest.StalledHeaderCut(t, conn, 30*time.Second, "rxd")
+}
+
+// serveDefault serves rxd with config's defaults until the test ends,
+// and returns its address and the roots its certificate chains to.
+func serveDefault(t *testing.T) (string, *x509.CertPool) {
+	t.Helper()
 	cfg, roots := config(t)
 	h := &serving{addr: make(chan string, 1), Handler: slog.NewTextHandler(io.Discard, nil)}
 	svc, err := rxd.New(context.Background(), cfg, deps(t, h))
@@ -30,19 +61,11 @@ func TestHeadersCapped(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	var addr string
 	select {
-	case addr = <-h.addr:
+	case addr := <-h.addr:
+		return addr, roots
 	case err := <-done:
 		t.Fatalf("Serve ended before it listened: %v", err)
 	}
-	for _, h2 := range []bool{false, true} {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}, ForceAttemptHTTP2: h2}
-		if !h2 {
-			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-		}
-		c := &http.Client{Transport: tr}
-		edgetest.HeadersCapped(t, c, "https://"+addr+"/healthz", fmt.Sprintf("HTTP/2 %v", h2))
-		c.CloseIdleConnections()
-	}
+	panic("unreachable")
 }

@@ -285,3 +285,24 @@ func TestHeadersCapped(t *testing.T) {
 		edgetest.HeadersCapped(t, anonymous, l.url, l.name)
 	}
 }
+
+// TestStalledHeaderCut: on the public and plain-HTTP listeners, which
+// anyone can reach, a client that starts a request and never ends its
+// header is cut off (ReadHeaderTimeout), as a slowloris client must be.
+// It waits out the 10-second timeout, so it runs beside the others.
+func TestStalledHeaderCut(t *testing.T) {
+	t.Parallel()
+	s := serveAll(t, nil)
+	public, err := tls.Dial("tcp", s.logs.addrs["public"], &tls.Config{RootCAs: s.roots, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := net.Dial("tcp", s.logs.addrs["http"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { edgetest.StalledHeaderCut(t, public, 30*time.Second, "the public listener") })
+	wg.Go(func() { edgetest.StalledHeaderCut(t, plain, 30*time.Second, "the plain-HTTP listener") })
+	wg.Wait()
+}
