@@ -126,6 +126,12 @@ func (s *Service) release(ctx context.Context, a *action, actor *Actor, claimID,
 	if !slices.Contains(dispensers, pki.Role(actor.Role)) {
 		return roleNotAllowed(pki.Role(actor.Role), "release claims")
 	}
+	// Another organisation with the secret (leaked) MUST NOT release the
+	// claim: it could then claim the prescription itself.
+	if err := s.heldBy(ctx, actor, claimID, claimSecret); err != nil {
+		a.on("claim", claimID)
+		return err
+	}
 	if err := s.claimed(ctx, a, claimID); err != nil {
 		return err
 	}

@@ -51,3 +51,37 @@ func TestClaimHolderIsRoleAndLicence(t *testing.T) {
 		})
 	}
 }
+
+// A claim's secret in another organisation's hands (a leak, a shared
+// vendor's log) is no use to it: it neither releases the claim (and so
+// takes the prescription over) nor is answered the receipt of a claim
+// already closed. Only the holder's own cards act on a claim.
+func TestClaimSecretUselessToAnotherOrganisation(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			_, rival := f.session(t, f.rival, f.vendor2)
+			c, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = f.svc.Release(ctx, rival, c.ClaimID, c.Secret)
+			wantCode(t, err, errs.Forbidden)
+			_, err = f.svc.Claim(ctx, rival, find(ans, p))
+			wantCode(t, err, errs.PrescriptionClaimed)
+
+			if _, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.svc.Close(ctx, rival, c.ClaimID, c.Secret)
+			wantCode(t, err, errs.Forbidden)
+			err = f.svc.Release(ctx, rival, c.ClaimID, c.Secret)
+			wantCode(t, err, errs.Forbidden)
+		})
+	}
+}
