@@ -35,12 +35,19 @@ func Conflict(kind, id string) error {
 // prescription-claimed.
 type ClaimedError struct {
 	Until time.Time // when the claim expires unless released or closed first
+	// Own is set when it is the claiming organisation's own hold that has
+	// lasted as long as a hold may (Store.Claim): Until is when it may
+	// claim the prescription again.
+	Own bool
 }
 
 func (e *ClaimedError) Error() string { return e.Unwrap().Error() }
 
 // Unwrap gives the coded error (errs.CodeOf, errors.Is with errs.Of).
 func (e *ClaimedError) Unwrap() error {
+	if e.Own {
+		return errs.New(errs.PrescriptionClaimed, "this organisation has held the prescription for as long as a hold may last without closing a visit; it may claim it again from %s", e.Until.UTC().Format(time.RFC3339))
+	}
 	return errs.New(errs.PrescriptionClaimed, "the prescription is claimed until %s", e.Until.UTC().Format(time.RFC3339))
 }
 

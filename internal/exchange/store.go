@@ -50,11 +50,17 @@ type Store interface {
 	// Held by another organisation's claim: ClaimedError with its expiry.
 	// Held by the same organisation's claim: that claim is returned, now
 	// with c's secret hash, acting certificate and expiry (the old secret
-	// stops working) — the expiry never past the held claim's CreatedAt
-	// plus twice c's time to live (c.ExpiresAt − c.CreatedAt), so that
-	// claiming again and again holds a prescription (and keeps its
-	// prescriber from cancelling it) for a bounded time. Otherwise c is stored and returned. Unknown
-	// prescription: not-found.
+	// stops working). Otherwise c is stored and returned. Either way the
+	// expiry is never past the start of the organisation's hold plus twice
+	// c's time to live (c.ExpiresAt − c.CreatedAt), the hold going back
+	// through its claims of the prescription, none closed, each ending
+	// (released or expired) less than a time to live before the next
+	// began; a hold that has reached that bound: ClaimedError with Own set,
+	// Until when the organisation may claim again (its last claim's end
+	// plus a time to live). So claiming again and again — renewing, or
+	// releasing or letting expire and claiming at once — holds a
+	// prescription (and keeps its prescriber from cancelling it) for a
+	// bounded time. Unknown prescription: not-found.
 	Claim(ctx context.Context, e *tlog.Entry, c *Claim) (*Claim, error)
 	// ClaimByID reads a claim with its SecretSHA256 (the one read that
 	// fills it in: the caller checks a secret before anything else);

@@ -619,18 +619,27 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		if st := p.State; !st.Dispensable() {
 			return &exchange.NotDispensableError{State: st, Item: -1}
 		}
-		if held := p.Claim; held != nil {
-			if held.Organisation != out.Organisation {
-				return &exchange.ClaimedError{Until: held.ExpiresAt}
-			}
+		held := p.Claim
+		if held != nil && held.Organisation != out.Organisation {
+			return &exchange.ClaimedError{Until: held.ExpiresAt}
+		}
+		// Never held past twice its time to live from the start of the
+		// organisation's hold (exchange.Store), however it claims again.
+		start, end, err := s.holdOf(ctx, tx, out)
+		if err != nil {
+			return err
+		}
+		ttl := out.ExpiresAt.Sub(out.CreatedAt)
+		if limit := utc(start.Add(2 * ttl)); out.ExpiresAt.After(limit) {
+			out.ExpiresAt = limit
+		}
+		if !out.ExpiresAt.After(out.CreatedAt) {
+			return &exchange.ClaimedError{Until: end.Add(ttl), Own: true}
+		}
+		if held != nil {
 			// The same organisation again: its claim, with the new
 			// secret (a lost secret recovered; the old one stops
 			// working).
-			// Never held past twice its time to live from its first
-			// creation (exchange.Store).
-			if limit := utc(held.CreatedAt.Add(2 * out.ExpiresAt.Sub(out.CreatedAt))); out.ExpiresAt.After(limit) {
-				out.ExpiresAt = limit
-			}
 			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2, expires_at = $3 WHERE id = $4",
 				out.SecretSHA256, out.CertSerial, out.ExpiresAt, held.ID); err != nil {
 				return fmt.Errorf("rxstore: renewing a claim: %w", err)
@@ -648,6 +657,43 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		return nil, err
 	}
 	return &out, nil
+}
+
+// holdOf is when the hold that a claim c continues began, and when its
+// last claim ended (or ends): the organisation's claims of the
+// prescription back from c, each ending (released or expired) less than
+// a time to live before the next began, and none closed — a closed claim
+// is a visit done. Releasing and claiming again at once, or letting a
+// claim expire and claiming at once, continues the hold: only a time to
+// live without a claim lets others (and the prescriber's cancellation) in.
+//
+// Only claims expiring after c.CreatedAt less three times to live are
+// read: a hold reaching further back began two times to live or more
+// before c, which is all c needs to know.
+func (s *Exchange) holdOf(ctx context.Context, tx *sql.Tx, c exchange.Claim) (start, end time.Time, err error) {
+	ttl := c.ExpiresAt.Sub(c.CreatedAt)
+	mine, err := s.claims(ctx, tx, "prescription_id = $1 AND organisation = $2 AND expires_at > $3 ORDER BY created_at DESC",
+		c.PrescriptionID, c.Organisation, utc(c.CreatedAt.Add(-3*ttl)))
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	start = c.CreatedAt
+	for _, m := range mine {
+		ended := m.ExpiresAt
+		if !m.ReleasedAt.IsZero() && m.ReleasedAt.Before(ended) {
+			ended = m.ReleasedAt
+		}
+		if !m.ClosedAt.IsZero() || !ended.After(start.Add(-ttl)) {
+			break
+		}
+		if m.CreatedAt.Before(start) {
+			start = m.CreatedAt
+		}
+		if ended.After(end) {
+			end = ended
+		}
+	}
+	return start, end, nil
 }
 
 // Release implements exchange.Store.
