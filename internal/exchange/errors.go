@@ -93,4 +93,8 @@ var (
 	ErrKeyReused    = errs.New(errs.IdempotencyKeyReused, "the Idempotency-Key was used for a different request")
 	ErrNoSession    = errs.New(errs.Unauthorized, "no such session, or it has ended")
 	ErrHistoryLimit = errs.FieldError(errs.Invalid, "limit", "a page holds 1 to %d prescriptions", MaxHistoryPage)
+	// ErrJudgedStale refuses a dispense judged before another dispense of
+	// the same patient was recorded (Dispense.Seen): the rules that read
+	// the patient's history did not see that one.
+	ErrJudgedStale = errs.New(errs.Conflict, "another dispense of this patient was recorded while this one was judged: send it again to be judged with it")
 )

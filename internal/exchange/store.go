@@ -85,7 +85,10 @@ type Store interface {
 	// and state, and stores as d.Answer what answer returns (if answer is
 	// not nil) given the prescription as it now stands — in the same
 	// transaction, so a replay gets the same answer; an error from answer
-	// is returned and nothing is written. d.ID already stored: the stored
+	// is returned and nothing is written. With d.Seen set, the patient's
+	// dispenses are counted under a lock of the patient's that every
+	// dispense of the patient takes (InsertPrescription's too), and more
+	// than *d.Seen: ErrJudgedStale, nothing written. d.ID already stored: the stored
 	// dispense (Settled filled in) and the prescription as it stands, with ErrReplay if its
 	// JWSSHA256 is d's and it was recorded under this claim, else
 	// document-id-conflict. The prescription
@@ -103,6 +106,10 @@ type Store interface {
 	// DispenseByID reads a dispense (Settled filled in); not-found if
 	// there is none.
 	DispenseByID(ctx context.Context, id string) (*Dispense, error)
+	// PatientDispenses counts the dispenses of every prescription of the
+	// patient, and reads those of them not settled (oldest first): what
+	// Dispense.Seen is taken from.
+	PatientDispenses(ctx context.Context, nationalID string) (count int, unsettled []*Dispense, err error)
 
 	// Close ends the claim with a receipt, under the prescription's lock:
 	// sign is called with the claim, the prescription and the claim's

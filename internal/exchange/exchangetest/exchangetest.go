@@ -49,6 +49,7 @@ func Run(t *testing.T, open Open) {
 		{"sessions", testSessions},
 		{"idempotency", testIdempotency},
 		{"concurrent dispenses", testConcurrentDispenses},
+		{"patient's dispenses", testPatientDispenses},
 		{"concurrent closes", testConcurrentCloses},
 		{"concurrent claims", testConcurrentClaims},
 		{"concurrent inserts", testConcurrentInserts},

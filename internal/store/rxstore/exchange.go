@@ -292,6 +292,11 @@ func (s *Exchange) insertOne(ctx context.Context, e *tlog.Entry, p *exchange.Pre
 	var stored *exchange.Prescription
 	var storedErr error
 	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
+		if d != nil && d.Seen != nil {
+			if err := s.lockPatient(ctx, tx, out.PatientNationalID); err != nil {
+				return err
+			}
+		}
 		res, err := s.Exec(ctx, tx, "INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer)"+
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
 			out.ID, out.TrackingCode, string(out.Kind), out.JWS, out.JWSSHA256, out.PatientNationalID, out.PrescriberCouncil, out.PrescriberSerial,
@@ -411,6 +416,17 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 	}
 	if st := effective(p, d.At); !st.Dispensable() {
 		return &exchange.NotDispensableError{State: st, Item: -1}
+	}
+	if d.Seen != nil {
+		// Under the patient's lock (lockPatient, taken by the caller):
+		// no other dispense of the patient is recorded meanwhile.
+		n, err := s.countPatientDispenses(ctx, tx, p.PatientNationalID)
+		if err != nil {
+			return err
+		}
+		if n != *d.Seen {
+			return exchange.ErrJudgedStale
+		}
 	}
 	seen := map[int]bool{}
 	chosen := make([]int, len(d.Lines)) // index into p.Lines
@@ -566,6 +582,46 @@ func (s *Exchange) DispenseByID(ctx context.Context, id string) (*exchange.Dispe
 		return nil, exchange.NotFound("dispense")
 	}
 	return ds[0], nil
+}
+
+// lockPatient takes, for the rest of tx, the lock every dispense of the
+// patient takes (exchange.Dispense.Seen): on PostgreSQL an advisory lock
+// on the patient, taken before any row lock; SQLite needs none, every
+// transaction here holding the database's one write lock (prescription).
+func (s *Exchange) lockPatient(ctx context.Context, tx *sql.Tx, nationalID string) error {
+	if s.Dialect() != sqlstore.Postgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "rx-patient:"+nationalID); err != nil {
+		return fmt.Errorf("rxstore: locking a patient's dispenses: %w", err)
+	}
+	return nil
+}
+
+// countPatientDispenses counts the dispenses of the patient's
+// prescriptions.
+func (s *Exchange) countPatientDispenses(ctx context.Context, q sqlstore.Execer, nationalID string) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, s.Rebind("SELECT COUNT(*) FROM dispenses d JOIN prescriptions p ON p.id = d.prescription_id WHERE p.patient_national_id = $1"), nationalID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("rxstore: counting a patient's dispenses: %w", err)
+	}
+	return n, nil
+}
+
+// PatientDispenses implements exchange.Store. The count is read first:
+// a dispense counted and settled since is not among the unsettled, and it
+// is settled — which is what the caller needs of every one counted.
+func (s *Exchange) PatientDispenses(ctx context.Context, nationalID string) (int, []*exchange.Dispense, error) {
+	n, err := s.countPatientDispenses(ctx, s.SQL(), nationalID)
+	if err != nil {
+		return 0, nil, err
+	}
+	unsettled, err := s.dispenses(ctx, s.SQL(), "st.dispense_id IS NULL AND d.prescription_id IN (SELECT id FROM prescriptions WHERE patient_national_id = $1)", nationalID)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, unsettled, nil
 }
 
 // ClaimByID implements exchange.Store.
@@ -724,6 +780,21 @@ func (s *Exchange) Dispense(ctx context.Context, e *tlog.Entry, claimID string, 
 	var storedErr error
 	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		var err error
+		if out.Seen != nil {
+			// The patient's lock before the prescription's: every
+			// transaction that takes both takes them in this order.
+			var nid string
+			err := tx.QueryRowContext(ctx, s.Rebind("SELECT patient_national_id FROM prescriptions WHERE id = $1"), out.PrescriptionID).Scan(&nid)
+			if errors.Is(err, sql.ErrNoRows) {
+				return exchange.NotFound("prescription")
+			}
+			if err != nil {
+				return fmt.Errorf("rxstore: reading a prescription: %w", err)
+			}
+			if err := s.lockPatient(ctx, tx, nid); err != nil {
+				return err
+			}
+		}
 		// The claim is read below by its id: the one holding the
 		// prescription is not needed.
 		if p, err = s.prescription(ctx, tx, true, false, out.At, "p.id = $1", out.PrescriptionID); err != nil {
