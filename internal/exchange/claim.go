@@ -77,9 +77,10 @@ func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*Prescripti
 // Claim gives the actor's organisation an exclusive hold on a
 // prescription for ClaimTTL, with a new secret (POST /v1/claims). The same
 // organisation claiming again gets its claim back with a new secret (the
-// old one stops working), held at most 2 × ClaimTTL from its first
-// creation however often it is claimed again; another's unexpired claim
-// is prescription-claimed. An organisation whose role hands out or
+// old one stops working); the organisation's hold, through renewals and
+// new claims alike (Store.Claim), lasts at most 2 × ClaimTTL, then its
+// next claim is prescription-claimed for a ClaimTTL; another's unexpired
+// claim is prescription-claimed. An organisation whose role hands out or
 // performs none of the items (a paraclinic centre, a drugs-only
 // prescription) is refused: role-not-allowed.
 func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
@@ -125,6 +126,12 @@ func (s *Service) Release(ctx context.Context, actor *Actor, claimID, claimSecre
 func (s *Service) release(ctx context.Context, a *action, actor *Actor, claimID, claimSecret string) error {
 	if !slices.Contains(dispensers, pki.Role(actor.Role)) {
 		return roleNotAllowed(pki.Role(actor.Role), "release claims")
+	}
+	// Another organisation with the secret (leaked) MUST NOT release the
+	// claim: it could then claim the prescription itself.
+	if err := s.heldBy(ctx, actor, claimID, claimSecret); err != nil {
+		a.on("claim", claimID)
+		return err
 	}
 	if err := s.claimed(ctx, a, claimID); err != nil {
 		return err

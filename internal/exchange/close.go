@@ -36,6 +36,13 @@ func (s *Service) close(ctx context.Context, a *action, actor *Actor, claimID, c
 	if !slices.Contains(dispensers, role) {
 		return nil, roleNotAllowed(role, "close claims")
 	}
+	// The holder is checked here too, not only when the receipt is
+	// signed: a closed claim's receipt is answered again without signing,
+	// and MUST NOT be to another organisation that has the secret.
+	if err := s.heldBy(ctx, actor, claimID, claimSecret); err != nil {
+		a.on("claim", claimID)
+		return nil, err
+	}
 	if err := s.claimed(ctx, a, claimID); err != nil {
 		return nil, err
 	}

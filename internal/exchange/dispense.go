@@ -118,7 +118,9 @@ func prescribed(v *rx.Verified) *rx.Prescription {
 // claim; it MUST reference the stored prescription (id and signing-input
 // hash), which is verified again; a pharmacy hands out drugs only, a
 // centre lab, imaging and procedure items; the dispense-time rules and
-// adjudication run; the store counts it against what remains, under the
+// adjudication run, with every earlier dispense of the patient in the
+// history the rules read (patientSeen; judged again if another is
+// recorded meanwhile); the store counts it against what remains, under the
 // prescription's lock; supplementary caps are then consumed, once per
 // dispense id. The same record again answers the first answer with
 // replay set (and completes the adjudication should the first attempt have
@@ -183,22 +185,41 @@ func (s *Service) dispense(ctx context.Context, a *action, actor *Actor, claimID
 	// Each item is judged for the fill the store will count it against:
 	// the earlier parts of that fill are not refills.
 	fills := fillsJudged(p.Lines, of, now)
-	// Judged, not yet refused: a replay answers its first answer whatever
-	// the rules say now (the store finds it before asking for an answer).
-	dec, err := s.cfg.Adjudicator.Check(ctx, adjudicate.Request{Scope: scopeOf(role), Prescription: rxp, Dispensed: d.Items, Fills: fills})
-	if err != nil {
-		return nil, false, err
+	var (
+		dec  *adjudicate.Decision
+		got  *Dispense
+		seen *int
+	)
+	for attempt := 0; ; attempt++ {
+		// Judged with every earlier dispense of the patient in its
+		// history (the refill rules read it). The store refuses the
+		// dispense if another of the patient's is recorded meanwhile,
+		// having stored nothing: it is judged again, with that one.
+		seen, err = s.patientSeen(ctx, p.PatientNationalID)
+		if err != nil {
+			return nil, false, err
+		}
+		// Judged, not yet refused: a replay answers its first answer
+		// whatever the rules say now (the store finds it before asking
+		// for an answer).
+		dec, err = s.cfg.Adjudicator.Check(ctx, adjudicate.Request{Scope: scopeOf(role), Prescription: rxp, Dispensed: d.Items, Fills: fills})
+		if err != nil {
+			return nil, false, err
+		}
+		rec := &Dispense{ID: d.ID, PrescriptionID: p.ID, ClaimID: claimID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now, Seen: seen}
+		got, _, err = s.cfg.Store.Dispense(ctx, a.entry(), claimID, hashSecret(claimSecret), rec, func(p *Prescription, d *Dispense) ([]byte, error) {
+			if err := sameFills(d, of, fills); err != nil {
+				return nil, err
+			}
+			if !dec.Allowed {
+				return nil, &RuleViolationError{Decision: dec}
+			}
+			return json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State, Decision: dec, Amounts: amountsOf(dec), Lines: linesView(p.Lines)})
+		})
+		if !errors.Is(err, ErrJudgedStale) || attempt == maxSettleRounds {
+			break
+		}
 	}
-	rec := &Dispense{ID: d.ID, PrescriptionID: p.ID, ClaimID: claimID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
-	got, _, err := s.cfg.Store.Dispense(ctx, a.entry(), claimID, hashSecret(claimSecret), rec, func(p *Prescription, d *Dispense) ([]byte, error) {
-		if err := sameFills(d, of, fills); err != nil {
-			return nil, err
-		}
-		if !dec.Allowed {
-			return nil, &RuleViolationError{Decision: dec}
-		}
-		return json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State, Decision: dec, Amounts: amountsOf(dec), Lines: linesView(p.Lines)})
-	})
 	a.stored(err)
 	replay = errors.Is(err, ErrReplay)
 	if err != nil && !replay {
@@ -222,6 +243,40 @@ func (s *Service) dispense(ctx context.Context, a *action, actor *Actor, claimID
 	}
 	return &out, replay, nil
 }
+
+// patientSeen settles every dispense of the patient not settled yet (one
+// whose first attempt stopped between the store and its settlement, or
+// one being settled now) and returns how many the patient has
+// (Dispense.Seen): a dispense joins the patient's dispense history, which
+// the refill rules read, when it is settled, so one judged next sees them
+// all.
+func (s *Service) patientSeen(ctx context.Context, nationalID string) (*int, error) {
+	for round := 0; ; round++ {
+		n, unsettled, err := s.cfg.Store.PatientDispenses(ctx, nationalID)
+		if err != nil {
+			return nil, internal(err, "counting a patient's dispenses")
+		}
+		if len(unsettled) == 0 {
+			return &n, nil
+		}
+		if round == maxSettleRounds {
+			return nil, errPatientUnsettled
+		}
+		for _, d := range unsettled {
+			p, err := s.cfg.Store.PrescriptionByID(ctx, d.PrescriptionID, s.cfg.Now())
+			if err != nil {
+				return nil, internal(err, "reading a prescription")
+			}
+			if _, err := s.settle(ctx, p, d, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// errPatientUnsettled stops a dispense while others of the patient keep
+// arriving unsettled.
+var errPatientUnsettled = errs.New(errs.Conflict, "other dispenses of this patient are still being recorded: send it again")
 
 // heldBy refuses a claim that does not exist, a secret that is not its
 // current one, and a claim of another organisation than the actor's (a

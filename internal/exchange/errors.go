@@ -35,12 +35,19 @@ func Conflict(kind, id string) error {
 // prescription-claimed.
 type ClaimedError struct {
 	Until time.Time // when the claim expires unless released or closed first
+	// Own is set when it is the claiming organisation's own hold that has
+	// lasted as long as a hold may (Store.Claim): Until is when it may
+	// claim the prescription again.
+	Own bool
 }
 
 func (e *ClaimedError) Error() string { return e.Unwrap().Error() }
 
 // Unwrap gives the coded error (errs.CodeOf, errors.Is with errs.Of).
 func (e *ClaimedError) Unwrap() error {
+	if e.Own {
+		return errs.New(errs.PrescriptionClaimed, "this organisation has held the prescription for as long as a hold may last without closing a visit; it may claim it again from %s", e.Until.UTC().Format(time.RFC3339))
+	}
 	return errs.New(errs.PrescriptionClaimed, "the prescription is claimed until %s", e.Until.UTC().Format(time.RFC3339))
 }
 
@@ -86,4 +93,8 @@ var (
 	ErrKeyReused    = errs.New(errs.IdempotencyKeyReused, "the Idempotency-Key was used for a different request")
 	ErrNoSession    = errs.New(errs.Unauthorized, "no such session, or it has ended")
 	ErrHistoryLimit = errs.FieldError(errs.Invalid, "limit", "a page holds 1 to %d prescriptions", MaxHistoryPage)
+	// ErrJudgedStale refuses a dispense judged before another dispense of
+	// the same patient was recorded (Dispense.Seen): the rules that read
+	// the patient's history did not see that one.
+	ErrJudgedStale = errs.New(errs.Conflict, "another dispense of this patient was recorded while this one was judged: send it again to be judged with it")
 )

@@ -152,6 +152,15 @@ type Dispense struct {
 	// (Store.Settle), with the amounts actually paid: what replays answer
 	// and receipts add up. Nil until then.
 	Settled []byte
+	// Seen is, for a dispense being recorded, how many dispenses of the
+	// prescription's patient were stored, every one settled, when it was
+	// judged (Store.PatientDispenses): the rules read the patient's
+	// dispense history, which a dispense joins when it is settled, so a
+	// dispense of the patient recorded since was not seen by them. The
+	// store refuses it (ErrJudgedStale) if the patient has more by the
+	// time it is recorded. The exchange MUST set it; nil (a store's own
+	// tests) is not checked. Not stored.
+	Seen *int
 }
 
 // DispensedLine is how much of one item a dispense gave.

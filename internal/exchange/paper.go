@@ -94,22 +94,40 @@ func (s *Service) paper(ctx context.Context, a *action, jws string) (ans *PaperA
 	if _, err := s.judge(ctx, adjudicate.Request{Scope: rules.ScopePaper, Prescription: rxp}); err != nil {
 		return nil, false, err
 	}
-	dec, err := s.judge(ctx, req)
-	if err != nil {
-		return nil, false, err
+	var (
+		dec     *adjudicate.Decision
+		amounts Amounts
+		p       *Prescription
+		d       *Dispense
+		stored  *Prescription
+		seen    *int
+	)
+	for attempt := 0; ; attempt++ {
+		// Judged with every earlier dispense of the patient in its
+		// history, and judged again if another is recorded meanwhile,
+		// as a dispense is (patientSeen).
+		if seen, err = s.patientSeen(ctx, pp.Patient.NationalID); err != nil {
+			return nil, false, err
+		}
+		if dec, err = s.judge(ctx, req); err != nil {
+			return nil, false, err
+		}
+		amounts = amountsOf(dec)
+		p = &Prescription{ID: pp.ID, Kind: Paper, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: pp.Patient.NationalID,
+			PrescriberCouncil: pp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: pp.EnteredAt, Lines: fills}
+		d = &Dispense{ID: pp.ID, PrescriptionID: pp.ID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now, Seen: seen}
+		if d.Answer, err = json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, Decision: dec, Amounts: amounts}); err != nil {
+			return nil, false, err
+		}
+		// Stored with the amounts estimated; the answer with its
+		// receipt is the settled one, once the caps are committed.
+		stored, err = s.insert(ctx, a, p, d, func(p *Prescription) ([]byte, error) {
+			return json.Marshal(&PaperAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), Decision: dec, Amounts: amounts})
+		})
+		if !errors.Is(err, ErrJudgedStale) || attempt == maxSettleRounds {
+			break
+		}
 	}
-	amounts := amountsOf(dec)
-	p := &Prescription{ID: pp.ID, Kind: Paper, JWS: jws, JWSSHA256: v.SHA256(), PatientNationalID: pp.Patient.NationalID,
-		PrescriberCouncil: pp.Prescriber.CouncilNumber, PrescriberSerial: certSerial(v.Chain[0]), IssuedAt: pp.EnteredAt, Lines: fills}
-	d := &Dispense{ID: pp.ID, PrescriptionID: pp.ID, JWS: jws, JWSSHA256: v.SHA256(), Lines: lines, At: now}
-	if d.Answer, err = json.Marshal(&DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, Decision: dec, Amounts: amounts}); err != nil {
-		return nil, false, err
-	}
-	// Stored with the amounts estimated; the answer with its receipt is
-	// the settled one, once the caps are committed.
-	stored, err := s.insert(ctx, a, p, d, func(p *Prescription) ([]byte, error) {
-		return json.Marshal(&PaperAccepted{ID: p.ID, TrackingCode: trackcode.Format(p.TrackingCode), Decision: dec, Amounts: amounts})
-	})
 	if errors.Is(err, ErrReplay) {
 		return s.paperReplayed(ctx, stored)
 	}

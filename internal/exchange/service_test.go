@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -825,16 +826,28 @@ func TestSessionsAcrossInstances(t *testing.T) {
 }
 
 // checkBarrier lets every one of n dispenses be judged before any goes on:
-// each sees the supplementary cap as it was before the others consumed it.
+// each sees the supplementary cap (and the patient's history) as it was
+// before the others were recorded. Judgements after the first n (a
+// dispense judged again) go on at once.
 type checkBarrier struct {
 	exchange.Adjudicator
 	judged *sync.WaitGroup
+	n      int64
+	calls  *atomic.Int64
+}
+
+func newCheckBarrier(a exchange.Adjudicator, n int) checkBarrier {
+	var wg sync.WaitGroup
+	wg.Add(n)
+	return checkBarrier{Adjudicator: a, judged: &wg, n: int64(n), calls: new(atomic.Int64)}
 }
 
 func (b checkBarrier) Check(ctx context.Context, req adjudicate.Request) (*adjudicate.Decision, error) {
 	d, err := b.Adjudicator.Check(ctx, req)
-	b.judged.Done()
-	b.judged.Wait()
+	if b.calls.Add(1) <= b.n {
+		b.judged.Done()
+		b.judged.Wait()
+	}
 	return d, err
 }
 
@@ -859,10 +872,8 @@ func TestSettledAmounts(t *testing.T) {
 			}
 
 			_, ph := f.session(t, f.pharmacy, f.vendor)
-			var judged sync.WaitGroup
-			judged.Add(2)
 			cfg := f.cfg
-			cfg.Adjudicator = checkBarrier{f.cfg.Adjudicator, &judged}
+			cfg.Adjudicator = newCheckBarrier(f.cfg.Adjudicator, 2)
 			racing, err := exchange.New(cfg)
 			if err != nil {
 				t.Fatal(err)

@@ -50,11 +50,17 @@ type Store interface {
 	// Held by another organisation's claim: ClaimedError with its expiry.
 	// Held by the same organisation's claim: that claim is returned, now
 	// with c's secret hash, acting certificate and expiry (the old secret
-	// stops working) — the expiry never past the held claim's CreatedAt
-	// plus twice c's time to live (c.ExpiresAt − c.CreatedAt), so that
-	// claiming again and again holds a prescription (and keeps its
-	// prescriber from cancelling it) for a bounded time. Otherwise c is stored and returned. Unknown
-	// prescription: not-found.
+	// stops working). Otherwise c is stored and returned. Either way the
+	// expiry is never past the start of the organisation's hold plus twice
+	// c's time to live (c.ExpiresAt − c.CreatedAt), the hold going back
+	// through its claims of the prescription, none closed, each ending
+	// (released or expired) less than a time to live before the next
+	// began; a hold that has reached that bound: ClaimedError with Own set,
+	// Until when the organisation may claim again (its last claim's end
+	// plus a time to live). So claiming again and again — renewing, or
+	// releasing or letting expire and claiming at once — holds a
+	// prescription (and keeps its prescriber from cancelling it) for a
+	// bounded time. Unknown prescription: not-found.
 	Claim(ctx context.Context, e *tlog.Entry, c *Claim) (*Claim, error)
 	// ClaimByID reads a claim with its SecretSHA256 (the one read that
 	// fills it in: the caller checks a secret before anything else);
@@ -79,7 +85,10 @@ type Store interface {
 	// and state, and stores as d.Answer what answer returns (if answer is
 	// not nil) given the prescription as it now stands — in the same
 	// transaction, so a replay gets the same answer; an error from answer
-	// is returned and nothing is written. d.ID already stored: the stored
+	// is returned and nothing is written. With d.Seen set, the patient's
+	// dispenses are counted under a lock of the patient's that every
+	// dispense of the patient takes (InsertPrescription's too), and more
+	// than *d.Seen: ErrJudgedStale, nothing written. d.ID already stored: the stored
 	// dispense (Settled filled in) and the prescription as it stands, with ErrReplay if its
 	// JWSSHA256 is d's and it was recorded under this claim, else
 	// document-id-conflict. The prescription
@@ -97,6 +106,10 @@ type Store interface {
 	// DispenseByID reads a dispense (Settled filled in); not-found if
 	// there is none.
 	DispenseByID(ctx context.Context, id string) (*Dispense, error)
+	// PatientDispenses counts the dispenses of every prescription of the
+	// patient, and reads those of them not settled (oldest first): what
+	// Dispense.Seen is taken from.
+	PatientDispenses(ctx context.Context, nationalID string) (count int, unsettled []*Dispense, err error)
 
 	// Close ends the claim with a receipt, under the prescription's lock:
 	// sign is called with the claim, the prescription and the claim's

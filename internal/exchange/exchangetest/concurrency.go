@@ -3,6 +3,7 @@ package exchangetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -242,5 +243,139 @@ func testConcurrentInserts(t *testing.T, s exchange.Store) {
 	}
 	if stored != 1 {
 		t.Errorf("stored %d times", stored)
+	}
+}
+
+// testPatientDispenses: a dispense judged when the patient had n
+// dispenses (Dispense.Seen) is recorded only while the patient still has
+// n — by claim or on paper — and of many judged at once, for the same
+// patient on different prescriptions, exactly one is recorded.
+func testPatientDispenses(t *testing.T, s exchange.Store) {
+	count := func(want int, unsettled ...string) {
+		t.Helper()
+		n, us, err := s.PatientDispenses(ctx, NationalID)
+		var ids []string
+		for _, u := range us {
+			ids = append(ids, u.ID)
+		}
+		slices.Sort(ids)
+		slices.Sort(unsettled)
+		if err != nil || n != want || fmt.Sprint(ids) != fmt.Sprint(unsettled) {
+			t.Fatalf("patient's dispenses: %d, unsettled %v, %v; want %d, %v", n, ids, err, want, unsettled)
+		}
+	}
+	seen := func(n int) *int { return &n }
+	count(0)
+	p1 := insert(t, s, Prescription(t, drug("A", 2)))
+	p2 := insert(t, s, Prescription(t, drug("A", 2)))
+	c1, h1 := claim(t, s, p1, "pharmacy-A", Now)
+	c2, h2 := claim(t, s, p2, "pharmacy-B", Now)
+
+	d1 := Dispense(p1, Now, give(0, 1))
+	d1.Seen = seen(0)
+	if _, _, err := s.Dispense(ctx, Entry(), c1.ID, h1, d1, nil); err != nil {
+		t.Fatal(err)
+	}
+	count(1, d1.ID)
+	d2 := Dispense(p2, Now, give(0, 1))
+	d2.Seen = seen(0)
+	_, _, err := s.Dispense(ctx, Entry(), c2.ID, h2, d2, nil)
+	if !errors.Is(err, exchange.ErrJudgedStale) {
+		t.Fatalf("judged before the patient's last dispense: %v", err)
+	}
+	if r := read(t, s, p2.ID, Now); r.Lines[0].Dispensed != 0 {
+		t.Fatalf("a stale dispense was counted: %v", dispensed(r))
+	}
+	if _, err := s.Settle(ctx, Entry(), d1.ID, []byte(`{}`), Now); err != nil {
+		t.Fatal(err)
+	}
+	count(1)
+	d2.Seen = seen(1)
+	if _, _, err := s.Dispense(ctx, Entry(), c2.ID, h2, d2, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	paper := Prescription(t, drug("A", 1))
+	paper.Kind = exchange.Paper
+	pd := Dispense(paper, Now, give(0, 1))
+	pd.Seen = seen(1)
+	if _, err := s.InsertPrescription(ctx, Entry(), paper, pd); !errors.Is(err, exchange.ErrJudgedStale) {
+		t.Fatalf("a paper judged before the patient's last dispense: %v", err)
+	}
+	if _, err := s.PrescriptionByID(ctx, paper.ID, Now); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("a stale paper prescription was stored: %v", err)
+	}
+	pd.Seen = seen(2)
+	if _, err := s.InsertPrescription(ctx, Entry(), paper, pd); err != nil {
+		t.Fatal(err)
+	}
+	count(3, d2.ID, pd.ID)
+
+	// Another patient's dispenses are not counted.
+	other := Prescription(t, drug("A", 1))
+	other.PatientNationalID = "0013542419"
+	other = insert(t, s, other)
+	oc, oh := claim(t, s, other, "pharmacy-A", Now)
+	od := Dispense(other, Now, give(0, 1))
+	od.Seen = seen(0)
+	if _, _, err := s.Dispense(ctx, Entry(), oc.ID, oh, od, nil); err != nil {
+		t.Fatalf("another patient's dispense: %v", err)
+	}
+	count(3, d2.ID, pd.ID)
+
+	// Judged at once, all having seen the same three: one is recorded.
+	const racers = 24
+	type racer struct {
+		claim *exchange.Claim
+		hash  []byte
+		d     *exchange.Dispense
+	}
+	rs := make([]racer, racers)
+	for i := range rs {
+		p := insert(t, s, Prescription(t, drug("A", 1)))
+		c, h := claim(t, s, p, fmt.Sprintf("pharmacy-%d", i), Now)
+		d := Dispense(p, Now, give(0, 1))
+		d.Seen = seen(3)
+		rs[i] = racer{c, h, d}
+	}
+	// The store's connections opened first, so that the racers overlap
+	// rather than queue for connections being opened.
+	warm := make(chan struct{})
+	var warming sync.WaitGroup
+	for range rs {
+		warming.Add(1)
+		go func() {
+			defer warming.Done()
+			<-warm
+			if _, _, err := s.PatientDispenses(ctx, NationalID); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(warm)
+	warming.Wait()
+	var ok, stale atomic.Int64
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, _, err := s.Dispense(ctx, Entry(), r.claim.ID, r.hash, r.d, nil)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, exchange.ErrJudgedStale):
+				stale.Add(1)
+			default:
+				t.Errorf("racing dispense: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if ok.Load() != 1 || stale.Load() != racers-1 {
+		t.Fatalf("%d recorded, %d stale, of %d judged having seen the same dispenses", ok.Load(), stale.Load(), racers)
 	}
 }

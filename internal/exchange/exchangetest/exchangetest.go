@@ -36,6 +36,7 @@ func Run(t *testing.T, open Open) {
 		{"insert again", testInsertAgain},
 		{"insert refuses", testInsertRefuses},
 		{"claims", testClaims},
+		{"hold bounded across claims", testHoldBounded},
 		{"dispense", testDispense},
 		{"dispense replay", testDispenseReplay},
 		{"settlements", testSettlements},
@@ -48,6 +49,7 @@ func Run(t *testing.T, open Open) {
 		{"sessions", testSessions},
 		{"idempotency", testIdempotency},
 		{"concurrent dispenses", testConcurrentDispenses},
+		{"patient's dispenses", testPatientDispenses},
 		{"concurrent closes", testConcurrentCloses},
 		{"concurrent claims", testConcurrentClaims},
 		{"concurrent inserts", testConcurrentInserts},
@@ -321,6 +323,57 @@ func testClaims(t *testing.T, s exchange.Store) {
 
 	_, err = s.Claim(ctx, Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: rx.NewID(), Organisation: "x", SecretSHA256: newHash, CreatedAt: Now, ExpiresAt: Now.Add(time.Hour)})
 	wantCode(t, err, errs.NotFound)
+}
+
+// testHoldBounded: an organisation's hold goes on through new claims made
+// less than a time to live after its last one ended (released or
+// expired), and lasts at most twice a time to live; then its next claim
+// is refused until a time to live after its last one ended. A close ends
+// a hold.
+func testHoldBounded(t *testing.T, s exchange.Store) {
+	p := insert(t, s, Prescription(t, drug("A", 10)))
+	a, aHash := claim(t, s, p, "pharmacy-A", Now)
+	if err := s.Release(ctx, Entry(), a.ID, aHash, Now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := claim(t, s, p, "pharmacy-A", Now.Add(time.Hour))
+	if b.ID == a.ID || !b.ExpiresAt.Equal(Now.Add(3*time.Hour)) {
+		t.Fatalf("a new claim after a release: %+v", b)
+	}
+	// b expires at Now+3h; claimed again at once, held to Now+4h only.
+	c, _ := claim(t, s, p, "pharmacy-A", b.ExpiresAt)
+	if !c.ExpiresAt.Equal(Now.Add(4 * time.Hour)) {
+		t.Fatalf("a new claim after an expiry: expires %s, not at the hold's bound", c.ExpiresAt)
+	}
+	again, _ := newClaim(p, "pharmacy-A", c.ExpiresAt)
+	_, err := s.Claim(ctx, Entry(), again)
+	var claimed *exchange.ClaimedError
+	if !errors.As(err, &claimed) || !claimed.Own || !claimed.Until.Equal(c.ExpiresAt.Add(2*time.Hour)) {
+		t.Fatalf("claimed at the hold's bound: %v", err)
+	}
+	// Meanwhile another organisation may claim; and pharmacy-A again a
+	// time to live after its hold ended.
+	other, otherHash := claim(t, s, p, "pharmacy-B", c.ExpiresAt)
+	if err := s.Release(ctx, Entry(), other.ID, otherHash, c.ExpiresAt.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	d, dHash := claim(t, s, p, "pharmacy-A", c.ExpiresAt.Add(2*time.Hour))
+	if !d.ExpiresAt.Equal(c.ExpiresAt.Add(4 * time.Hour)) {
+		t.Fatalf("a new hold: %+v", d)
+	}
+	// A close ends the hold: the next visit's claim starts a new one.
+	at := d.CreatedAt.Add(time.Minute)
+	if _, _, err := s.Dispense(ctx, Entry(), d.ID, dHash, Dispense(p, at, give(0, 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	if _, err := s.Close(ctx, Entry(), d.ID, dHash, at, receiptFor(&calls)); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := claim(t, s, p, "pharmacy-A", at)
+	if !e.ExpiresAt.Equal(at.Add(2 * time.Hour)) {
+		t.Fatalf("after a close: %+v", e)
+	}
 }
 
 func testDispense(t *testing.T, s exchange.Store) {

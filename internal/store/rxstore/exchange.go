@@ -292,6 +292,11 @@ func (s *Exchange) insertOne(ctx context.Context, e *tlog.Entry, p *exchange.Pre
 	var stored *exchange.Prescription
 	var storedErr error
 	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
+		if d != nil && d.Seen != nil {
+			if err := s.lockPatient(ctx, tx, out.PatientNationalID); err != nil {
+				return err
+			}
+		}
 		res, err := s.Exec(ctx, tx, "INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer)"+
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
 			out.ID, out.TrackingCode, string(out.Kind), out.JWS, out.JWSSHA256, out.PatientNationalID, out.PrescriberCouncil, out.PrescriberSerial,
@@ -411,6 +416,17 @@ func (s *Exchange) dispense(ctx context.Context, tx *sql.Tx, p *exchange.Prescri
 	}
 	if st := effective(p, d.At); !st.Dispensable() {
 		return &exchange.NotDispensableError{State: st, Item: -1}
+	}
+	if d.Seen != nil {
+		// Under the patient's lock (lockPatient, taken by the caller):
+		// no other dispense of the patient is recorded meanwhile.
+		n, err := s.countPatientDispenses(ctx, tx, p.PatientNationalID)
+		if err != nil {
+			return err
+		}
+		if n != *d.Seen {
+			return exchange.ErrJudgedStale
+		}
 	}
 	seen := map[int]bool{}
 	chosen := make([]int, len(d.Lines)) // index into p.Lines
@@ -568,6 +584,46 @@ func (s *Exchange) DispenseByID(ctx context.Context, id string) (*exchange.Dispe
 	return ds[0], nil
 }
 
+// lockPatient takes, for the rest of tx, the lock every dispense of the
+// patient takes (exchange.Dispense.Seen): on PostgreSQL an advisory lock
+// on the patient, taken before any row lock; SQLite needs none, every
+// transaction here holding the database's one write lock (prescription).
+func (s *Exchange) lockPatient(ctx context.Context, tx *sql.Tx, nationalID string) error {
+	if s.Dialect() != sqlstore.Postgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "rx-patient:"+nationalID); err != nil {
+		return fmt.Errorf("rxstore: locking a patient's dispenses: %w", err)
+	}
+	return nil
+}
+
+// countPatientDispenses counts the dispenses of the patient's
+// prescriptions.
+func (s *Exchange) countPatientDispenses(ctx context.Context, q sqlstore.Execer, nationalID string) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, s.Rebind("SELECT COUNT(*) FROM dispenses d JOIN prescriptions p ON p.id = d.prescription_id WHERE p.patient_national_id = $1"), nationalID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("rxstore: counting a patient's dispenses: %w", err)
+	}
+	return n, nil
+}
+
+// PatientDispenses implements exchange.Store. The count is read first:
+// a dispense counted and settled since is not among the unsettled, and it
+// is settled — which is what the caller needs of every one counted.
+func (s *Exchange) PatientDispenses(ctx context.Context, nationalID string) (int, []*exchange.Dispense, error) {
+	n, err := s.countPatientDispenses(ctx, s.SQL(), nationalID)
+	if err != nil {
+		return 0, nil, err
+	}
+	unsettled, err := s.dispenses(ctx, s.SQL(), "st.dispense_id IS NULL AND d.prescription_id IN (SELECT id FROM prescriptions WHERE patient_national_id = $1)", nationalID)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, unsettled, nil
+}
+
 // ClaimByID implements exchange.Store.
 func (s *Exchange) ClaimByID(ctx context.Context, id string) (*exchange.Claim, error) {
 	cs, err := s.claims(ctx, s.SQL(), "id = $1", id)
@@ -619,18 +675,27 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		if st := p.State; !st.Dispensable() {
 			return &exchange.NotDispensableError{State: st, Item: -1}
 		}
-		if held := p.Claim; held != nil {
-			if held.Organisation != out.Organisation {
-				return &exchange.ClaimedError{Until: held.ExpiresAt}
-			}
+		held := p.Claim
+		if held != nil && held.Organisation != out.Organisation {
+			return &exchange.ClaimedError{Until: held.ExpiresAt}
+		}
+		// Never held past twice its time to live from the start of the
+		// organisation's hold (exchange.Store), however it claims again.
+		start, end, err := s.holdOf(ctx, tx, out)
+		if err != nil {
+			return err
+		}
+		ttl := out.ExpiresAt.Sub(out.CreatedAt)
+		if limit := utc(start.Add(2 * ttl)); out.ExpiresAt.After(limit) {
+			out.ExpiresAt = limit
+		}
+		if !out.ExpiresAt.After(out.CreatedAt) {
+			return &exchange.ClaimedError{Until: end.Add(ttl), Own: true}
+		}
+		if held != nil {
 			// The same organisation again: its claim, with the new
 			// secret (a lost secret recovered; the old one stops
 			// working).
-			// Never held past twice its time to live from its first
-			// creation (exchange.Store).
-			if limit := utc(held.CreatedAt.Add(2 * out.ExpiresAt.Sub(out.CreatedAt))); out.ExpiresAt.After(limit) {
-				out.ExpiresAt = limit
-			}
 			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2, expires_at = $3 WHERE id = $4",
 				out.SecretSHA256, out.CertSerial, out.ExpiresAt, held.ID); err != nil {
 				return fmt.Errorf("rxstore: renewing a claim: %w", err)
@@ -648,6 +713,43 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		return nil, err
 	}
 	return &out, nil
+}
+
+// holdOf is when the hold that a claim c continues began, and when its
+// last claim ended (or ends): the organisation's claims of the
+// prescription back from c, each ending (released or expired) less than
+// a time to live before the next began, and none closed — a closed claim
+// is a visit done. Releasing and claiming again at once, or letting a
+// claim expire and claiming at once, continues the hold: only a time to
+// live without a claim lets others (and the prescriber's cancellation) in.
+//
+// Only claims expiring after c.CreatedAt less three times to live are
+// read: a hold reaching further back began two times to live or more
+// before c, which is all c needs to know.
+func (s *Exchange) holdOf(ctx context.Context, tx *sql.Tx, c exchange.Claim) (start, end time.Time, err error) {
+	ttl := c.ExpiresAt.Sub(c.CreatedAt)
+	mine, err := s.claims(ctx, tx, "prescription_id = $1 AND organisation = $2 AND expires_at > $3 ORDER BY created_at DESC",
+		c.PrescriptionID, c.Organisation, utc(c.CreatedAt.Add(-3*ttl)))
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	start = c.CreatedAt
+	for _, m := range mine {
+		ended := m.ExpiresAt
+		if !m.ReleasedAt.IsZero() && m.ReleasedAt.Before(ended) {
+			ended = m.ReleasedAt
+		}
+		if !m.ClosedAt.IsZero() || !ended.After(start.Add(-ttl)) {
+			break
+		}
+		if m.CreatedAt.Before(start) {
+			start = m.CreatedAt
+		}
+		if ended.After(end) {
+			end = ended
+		}
+	}
+	return start, end, nil
 }
 
 // Release implements exchange.Store.
@@ -678,6 +780,21 @@ func (s *Exchange) Dispense(ctx context.Context, e *tlog.Entry, claimID string, 
 	var storedErr error
 	err := s.auditedTx(ctx, e, func(tx *sql.Tx) error {
 		var err error
+		if out.Seen != nil {
+			// The patient's lock before the prescription's: every
+			// transaction that takes both takes them in this order.
+			var nid string
+			err := tx.QueryRowContext(ctx, s.Rebind("SELECT patient_national_id FROM prescriptions WHERE id = $1"), out.PrescriptionID).Scan(&nid)
+			if errors.Is(err, sql.ErrNoRows) {
+				return exchange.NotFound("prescription")
+			}
+			if err != nil {
+				return fmt.Errorf("rxstore: reading a prescription: %w", err)
+			}
+			if err := s.lockPatient(ctx, tx, nid); err != nil {
+				return err
+			}
+		}
 		// The claim is read below by its id: the one holding the
 		// prescription is not needed.
 		if p, err = s.prescription(ctx, tx, true, false, out.At, "p.id = $1", out.PrescriptionID); err != nil {
