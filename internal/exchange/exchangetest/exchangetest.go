@@ -51,6 +51,7 @@ func Run(t *testing.T, open Open) {
 		{"idempotency", testIdempotency},
 		{"concurrent dispenses", testConcurrentDispenses},
 		{"patient's dispenses", testPatientDispenses},
+		{"patient's lock before a prescription's", testPatientLockOrder},
 		{"concurrent closes", testConcurrentCloses},
 		{"concurrent claims", testConcurrentClaims},
 		{"concurrent inserts", testConcurrentInserts},
