@@ -379,3 +379,93 @@ func testPatientDispenses(t *testing.T, s exchange.Store) {
 		t.Fatalf("%d recorded, %d stale, of %d judged having seen the same dispenses", ok.Load(), stale.Load(), racers)
 	}
 }
+
+// testPatientLockOrder: every write that takes both the patient's lock
+// and a prescription's (a dispense by claim, a paper prescription) takes
+// the patient's first, and none that holds a prescription's (a claim, a
+// renewal, a close) waits for the patient's: run all of them at once on
+// one patient's prescriptions, none fails but for a reason of its own
+// (judged stale, a claim ended or renewed) — never a deadlock, which the
+// store would report as an internal error — and none hangs.
+func testPatientLockOrder(t *testing.T, s exchange.Store) {
+	const prescriptions, rounds = 8, 6
+	type held struct {
+		p    *exchange.Prescription
+		c    *exchange.Claim
+		hash []byte
+	}
+	hs := make([]held, prescriptions)
+	for i := range hs {
+		p := insert(t, s, Prescription(t, drug("A", 100)))
+		c, h := claim(t, s, p, fmt.Sprintf("pharmacy-%d", i), Now)
+		hs[i] = held{p, c, h}
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []error
+		calls    atomic.Int64
+	)
+	check := func(what string, err error) {
+		if err == nil || errors.Is(err, exchange.ErrJudgedStale) || errs.CodeOf(err) != errs.Internal {
+			return
+		}
+		mu.Lock()
+		failures = append(failures, fmt.Errorf("%s: %w", what, err))
+		mu.Unlock()
+	}
+	seen := func() *int {
+		n, _, err := s.PatientDispenses(ctx, NationalID)
+		check("counting", err)
+		return &n
+	}
+	start := make(chan struct{})
+	run := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			f()
+		}()
+	}
+	for i, h := range hs {
+		// Two dispensers a claim, and its close among them: a close
+		// holding the prescription's lock and waiting for the patient's
+		// would meet a dispense holding the patient's and waiting for the
+		// prescription's.
+		for range 2 {
+			run(func() {
+				for range rounds {
+					d := Dispense(h.p, Now, give(0, 1))
+					d.Seen = seen()
+					_, _, err := s.Dispense(ctx, Entry(), h.c.ID, h.hash, d, nil)
+					check("dispense", err)
+				}
+			})
+		}
+		run(func() {
+			for range rounds {
+				c, _ := newClaim(h.p, fmt.Sprintf("pharmacy-%d", i), Now.Add(time.Minute))
+				_, err := s.Claim(ctx, Entry(), c)
+				check("claim", err)
+			}
+		})
+		run(func() {
+			paper := Prescription(t, drug("A", 1))
+			paper.Kind = exchange.Paper
+			d := Dispense(paper, Now, give(0, 1))
+			d.Seen = seen()
+			_, err := s.InsertPrescription(ctx, Entry(), paper, d)
+			check("paper", err)
+		})
+		run(func() {
+			_, err := s.Close(ctx, Entry(), h.c.ID, h.hash, Now.Add(time.Minute), receiptFor(&calls))
+			check("close", err)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, err := range failures {
+		t.Error(err)
+	}
+}

@@ -37,6 +37,7 @@ func Run(t *testing.T, open Open) {
 		{"insert refuses", testInsertRefuses},
 		{"claims", testClaims},
 		{"hold bounded across claims", testHoldBounded},
+		{"hold bounded across claims made at one instant", testHoldBoundedSameInstant},
 		{"dispense", testDispense},
 		{"dispense replay", testDispenseReplay},
 		{"settlements", testSettlements},
@@ -50,6 +51,7 @@ func Run(t *testing.T, open Open) {
 		{"idempotency", testIdempotency},
 		{"concurrent dispenses", testConcurrentDispenses},
 		{"patient's dispenses", testPatientDispenses},
+		{"patient's lock before a prescription's", testPatientLockOrder},
 		{"concurrent closes", testConcurrentCloses},
 		{"concurrent claims", testConcurrentClaims},
 		{"concurrent inserts", testConcurrentInserts},
@@ -373,6 +375,27 @@ func testHoldBounded(t *testing.T, s exchange.Store) {
 	e, _ := claim(t, s, p, "pharmacy-A", at)
 	if !e.ExpiresAt.Equal(at.Add(2 * time.Hour)) {
 		t.Fatalf("after a close: %+v", e)
+	}
+}
+
+// testHoldBoundedSameInstant: claims made at the same instant (a clock
+// standing still) still make one hold — a claim released at once and the
+// claim made after it, in whatever order the database keeps them.
+func testHoldBoundedSameInstant(t *testing.T, s exchange.Store) {
+	p := insert(t, s, Prescription(t, drug("A", 10)))
+	a, aHash := claim(t, s, p, "pharmacy-A", Now)
+	if err := s.Release(ctx, Entry(), a.ID, aHash, Now); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := claim(t, s, p, "pharmacy-A", Now)
+	if b.ID == a.ID {
+		t.Fatalf("a new claim after a release: %+v", b)
+	}
+	// b expired at Now+2h; claimed again 10 minutes later, the hold is
+	// still the one begun at Now.
+	c, _ := claim(t, s, p, "pharmacy-A", b.ExpiresAt.Add(10*time.Minute))
+	if !c.ExpiresAt.Equal(Now.Add(4 * time.Hour)) {
+		t.Fatalf("a new claim after an expiry: expires %s, not at the hold's bound %s", c.ExpiresAt, Now.Add(4*time.Hour))
 	}
 }
 

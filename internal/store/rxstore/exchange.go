@@ -733,12 +733,21 @@ func (s *Exchange) holdOf(ctx context.Context, tx *sql.Tx, c exchange.Claim) (st
 	if err != nil {
 		return time.Time{}, time.Time{}, err
 	}
+	// Newest first. Claims made at the same instant (an injected clock
+	// that stands still, or a coarse one) are told apart by when they
+	// ended: an organisation holds one claim at a time, so of two the
+	// later made is the one that ended later. Left in the database's
+	// order, a claim released at once could come first and end the walk
+	// before the claim made after it.
+	slices.SortStableFunc(mine, func(a, b *exchange.Claim) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return claimEnded(b).Compare(claimEnded(a))
+	})
 	start = c.CreatedAt
 	for _, m := range mine {
-		ended := m.ExpiresAt
-		if !m.ReleasedAt.IsZero() && m.ReleasedAt.Before(ended) {
-			ended = m.ReleasedAt
-		}
+		ended := claimEnded(m)
 		if !m.ClosedAt.IsZero() || !ended.After(start.Add(-ttl)) {
 			break
 		}
@@ -750,6 +759,18 @@ func (s *Exchange) holdOf(ctx context.Context, tx *sql.Tx, c exchange.Claim) (st
 		}
 	}
 	return start, end, nil
+}
+
+// claimEnded is when a claim ended, or ends: its release or close, or
+// else its expiry.
+func claimEnded(c *exchange.Claim) time.Time {
+	ended := c.ExpiresAt
+	for _, t := range []time.Time{c.ReleasedAt, c.ClosedAt} {
+		if !t.IsZero() && t.Before(ended) {
+			ended = t
+		}
+	}
+	return ended
 }
 
 // Release implements exchange.Store.
