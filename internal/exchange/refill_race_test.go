@@ -1,7 +1,6 @@
 package exchange_test
 
 import (
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -9,7 +8,6 @@ import (
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
-	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
 	"github.com/nuskha/nuskha/internal/rx"
 )
 
@@ -78,21 +76,7 @@ func TestRefillRuleSeesUnsettledDispense(t *testing.T) {
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
-			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
-			_, ph := f.session(t, f.pharmacy, f.vendor)
-			c, err := f.svc.Claim(ctx, ph, find(ans, p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			doc := f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})
-			dj := f.sign(t, f.pharmacy, doc)
-			stored := &exchange.Dispense{ID: doc.ID, PrescriptionID: p.ID, JWS: dj, JWSSHA256: rx.SHA256(dj), Lines: []exchange.DispensedLine{{Item: 0, Quantity: 20}}, At: f.now}
-			answer := func(p *exchange.Prescription, d *exchange.Dispense) ([]byte, error) {
-				return json.Marshal(&exchange.DispenseAccepted{ID: d.ID, PrescriptionID: p.ID, State: p.State})
-			}
-			if _, _, err := f.store.Dispense(ctx, exchangetest.Entry(), c.ClaimID, sha(c.Secret), stored, answer); err != nil {
-				t.Fatal(err)
-			}
+			_, _, _, dispenseID := f.unsettledDispense(t)
 
 			f.advance(t, time.Hour)
 			q, qjws, qans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
@@ -103,7 +87,7 @@ func TestRefillRuleSeesUnsettledDispense(t *testing.T) {
 			}
 			_, _, err = f.svc.Dispense(ctx, rival, rc.ClaimID, rc.Secret, f.sign(t, f.rival, f.dispenseDoc(f.rival, qjws, q.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20})))
 			wantCode(t, err, errs.RuleViolation)
-			if d, err := f.store.DispenseByID(ctx, doc.ID); err != nil || d.Settled == nil {
+			if d, err := f.store.DispenseByID(ctx, dispenseID); err != nil || d.Settled == nil {
 				t.Fatalf("the earlier dispense, not settled: %+v %v", d, err)
 			}
 

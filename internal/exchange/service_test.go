@@ -937,11 +937,12 @@ func TestSettledAmounts(t *testing.T) {
 	}
 }
 
-// TestCloseSettlesFirst: a dispense stored but never settled (rxd stopped
-// between the store and the commit) is committed and settled by the close,
-// whose receipt then has its amounts.
-func TestCloseSettlesFirst(t *testing.T) {
-	f := setup(t, sqlstore.SQLite)
+// unsettledDispense prescribes 20 amoxicillin, claims it for the pharmacy
+// and stores a dispense of all 20 straight into the store, never settled,
+// as rxd leaves one when it stops between the store and the commit. It
+// returns the prescription, the pharmacy, its claim and the dispense's id.
+func (f *fixture) unsettledDispense(t *testing.T) (*rx.Prescription, *exchange.Actor, *exchange.ClaimGranted, string) {
+	t.Helper()
 	p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
 	_, ph := f.session(t, f.pharmacy, f.vendor)
 	c, err := f.svc.Claim(ctx, ph, find(ans, p))
@@ -957,16 +958,25 @@ func TestCloseSettlesFirst(t *testing.T) {
 	if _, _, err := f.store.Dispense(ctx, exchangetest.Entry(), c.ClaimID, sha(c.Secret), stored, answer); err != nil {
 		t.Fatal(err)
 	}
+	return p, ph, c, doc.ID
+}
+
+// TestCloseSettlesFirst: a dispense stored but never settled (rxd stopped
+// between the store and the commit) is committed and settled by the close,
+// whose receipt then has its amounts.
+func TestCloseSettlesFirst(t *testing.T) {
+	f := setup(t, sqlstore.SQLite)
+	p, ph, c, dispenseID := f.unsettledDispense(t)
 	closed, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret)
 	// 20 × 32 000; the insurer's 70 %, the rest within the cap.
 	if err != nil || closed.Amounts != (exchange.Amounts{Total: 640000, Insurer: 448000, Supplementary: 192000}) {
 		t.Fatalf("close: %+v %v", closed, err)
 	}
 	hist, err := f.registry.Since(ctx, p.Patient.NationalID, f.now.AddDate(0, 0, -1))
-	if err != nil || len(hist) != 1 || hist[0].DispenseID != doc.ID || hist[0].PrescriptionID != p.ID {
+	if err != nil || len(hist) != 1 || hist[0].DispenseID != dispenseID || hist[0].PrescriptionID != p.ID {
 		t.Fatalf("history %+v %v", hist, err)
 	}
-	if d, err := f.store.DispenseByID(ctx, doc.ID); err != nil || d.Settled == nil {
+	if d, err := f.store.DispenseByID(ctx, dispenseID); err != nil || d.Settled == nil {
 		t.Fatalf("not settled: %+v %v", d, err)
 	}
 }
