@@ -20,12 +20,7 @@ func TestRefillRuleUnderConcurrentDispenses(t *testing.T) {
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
-			cfg := f.cfg
-			cfg.Adjudicator = newCheckBarrier(f.cfg.Adjudicator, 2)
-			racing, err := exchange.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			racing := f.racing(t, 2)
 			type visit struct {
 				actor *exchange.Actor
 				claim *exchange.ClaimGranted

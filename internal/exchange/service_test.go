@@ -836,10 +836,19 @@ type checkBarrier struct {
 	calls  *atomic.Int64
 }
 
-func newCheckBarrier(a exchange.Adjudicator, n int) checkBarrier {
+// racing is the fixture's exchange with its adjudicator behind a
+// checkBarrier for n dispenses.
+func (f *fixture) racing(t *testing.T, n int) *exchange.Service {
+	t.Helper()
 	var wg sync.WaitGroup
 	wg.Add(n)
-	return checkBarrier{Adjudicator: a, judged: &wg, n: int64(n), calls: new(atomic.Int64)}
+	cfg := f.cfg
+	cfg.Adjudicator = checkBarrier{Adjudicator: f.cfg.Adjudicator, judged: &wg, n: int64(n), calls: new(atomic.Int64)}
+	svc, err := exchange.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 func (b checkBarrier) Check(ctx context.Context, req adjudicate.Request) (*adjudicate.Decision, error) {
@@ -872,12 +881,7 @@ func TestSettledAmounts(t *testing.T) {
 			}
 
 			_, ph := f.session(t, f.pharmacy, f.vendor)
-			cfg := f.cfg
-			cfg.Adjudicator = newCheckBarrier(f.cfg.Adjudicator, 2)
-			racing, err := exchange.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			racing := f.racing(t, 2)
 			type visit struct {
 				claim *exchange.ClaimGranted
 				doc   string
