@@ -82,7 +82,11 @@ func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*Prescripti
 // next claim is prescription-claimed for a ClaimTTL; another's unexpired
 // claim is prescription-claimed. An organisation whose role hands out or
 // performs none of the items (a paraclinic centre, a drugs-only
-// prescription) is refused: role-not-allowed.
+// prescription) is refused: role-not-allowed; one with nothing of its
+// kind left in a fill in force (a pharmacy once every drug is dispensed):
+// prescription-not-dispensable. The holder claiming again is let through
+// whatever is left and whatever the state: a lost secret is recovered to
+// close a prescription fully dispensed, or one expired while held.
 func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
 	a := s.begin(ActClaim, Caller{})
 	a.bySession(actor)
@@ -104,9 +108,20 @@ func (s *Service) claim(ctx context.Context, a *action, actor *Actor, f Find) (*
 	if !slices.ContainsFunc(p.Lines, func(l Line) bool { return slices.Contains(performs[role], l.Kind) }) {
 		return nil, errs.New(errs.RoleNotAllowed, "a %s hands out or performs none of this prescription's items", role)
 	}
-	sec, hash := secret()
 	now := s.cfg.Now()
-	c, err := s.cfg.Store.Claim(ctx, a.entry(), &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(role, actor.Organisation), CertSerial: actor.CertSerial,
+	// Nor by one with nothing of its kind left to do now (a pharmacy once
+	// every drug is dispensed, the lab test still to be done): its hold
+	// would keep the centre out for hours. The holder claiming again is
+	// recovering its secret, which it needs to close, and is let through.
+	holder := ClaimHolder(role, actor.Organisation)
+	renewal := p.Claim != nil && p.Claim.Organisation == holder
+	if st := p.State; !renewal && st.Dispensable() && !slices.ContainsFunc(p.Lines, func(l Line) bool {
+		return slices.Contains(performs[role], l.Kind) && l.Remaining() > 0 && l.InForce(now)
+	}) {
+		return nil, &NotDispensableError{State: st, Item: -1, For: role}
+	}
+	sec, hash := secret()
+	c, err := s.cfg.Store.Claim(ctx, a.entry(), &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: holder, CertSerial: actor.CertSerial,
 		SecretSHA256: hash, CreatedAt: now, ExpiresAt: now.Add(s.cfg.ClaimTTL)})
 	a.stored(err)
 	if err != nil {

@@ -1,11 +1,13 @@
 package exchange_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/catalogue/catalogtest"
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
@@ -132,6 +134,93 @@ func TestHoldBoundedAcrossNewClaims(t *testing.T) {
 				}
 				if _, err := f.svc.Claim(ctx, rival, find(ans, p)); err != nil {
 					t.Fatalf("the rival, once the hold's bound is reached: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// An organisation with nothing of its kind left to do — a pharmacy once
+// every drug is dispensed, the lab test still to be done — may not claim
+// the prescription: its hold would keep the centre out for hours. The
+// centre then claims it.
+func TestClaimRefusedWithNothingOfItsKindLeft(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20), rx.Item{Kind: "lab", Code: catalogtest.CBC, Quantity: 1})
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			c, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20}))
+			if _, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, d); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
+				t.Fatal(err)
+			}
+			_, rival := f.session(t, f.rival, f.vendor2)
+			for _, who := range []*exchange.Actor{ph, rival} {
+				_, err = f.svc.Claim(ctx, who, find(ans, p))
+				wantCode(t, err, errs.PrescriptionNotDispensable)
+				var nd *exchange.NotDispensableError
+				if !errors.As(err, &nd) || nd.For != pki.RolePharmacy || nd.State != exchange.PartlyDispensed {
+					t.Fatalf("refusal %#v, want one for a pharmacy of a partly dispensed prescription", err)
+				}
+			}
+			_, lab := f.session(t, f.lab, f.vendor)
+			if _, err := f.svc.Claim(ctx, lab, find(ans, p)); err != nil {
+				t.Fatalf("the centre, with its test still to do: %v", err)
+			}
+		})
+	}
+}
+
+// The holder claiming again recovers a lost secret whatever is left: it
+// needs the secret to close, and so to have its receipt, after it has
+// dispensed everything, or when the prescription expired while it held
+// it.
+func TestHolderRecoversSecretWithNothingLeft(t *testing.T) {
+	for _, driver := range drivers {
+		for _, how := range []string{"fully dispensed", "expired while held"} {
+			t.Run(driver+"/"+how, func(t *testing.T) {
+				f := setup(t, driver)
+				p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+				_, ph := f.session(t, f.pharmacy, f.vendor)
+				quantity := 20
+				if how == "expired while held" {
+					quantity = 5
+					f.advance(t, ans.Lines[0].ValidUntil.Add(-time.Hour).Sub(f.now))
+					_, ph = f.session(t, f.pharmacy, f.vendor)
+				}
+				lost, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: quantity}))
+				if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
+					t.Fatal(err)
+				}
+				if how == "expired while held" {
+					f.advance(t, 90*time.Minute)
+					_, ph = f.session(t, f.pharmacy, f.vendor)
+				}
+				got, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatalf("the holder claiming again: %v", err)
+				}
+				if got.ClaimID != lost.ClaimID || got.Secret == lost.Secret {
+					t.Fatalf("claim %s with secret changed %v, want claim %s with a new secret", got.ClaimID, got.Secret != lost.Secret, lost.ClaimID)
+				}
+				_, rival := f.session(t, f.rival, f.vendor2)
+				_, err = f.svc.Claim(ctx, rival, find(ans, p))
+				wantCode(t, err, errs.PrescriptionNotDispensable)
+				_, err = f.svc.Close(ctx, ph, lost.ClaimID, lost.Secret)
+				wantCode(t, err, errs.ClaimSecretWrong)
+				if r, err := f.svc.Close(ctx, ph, got.ClaimID, got.Secret); err != nil || r.Receipt == "" {
+					t.Fatalf("close with the recovered secret: %+v %v", r, err)
 				}
 			})
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
+	"github.com/nuskha/nuskha/internal/pki"
 )
 
 // ErrReplay is returned (with the stored document) when a document is
@@ -57,6 +58,10 @@ func (e *ClaimedError) Unwrap() error {
 type NotDispensableError struct {
 	State State
 	Item  int // -1 when it is the whole prescription's state
+	// For is set when a claim is refused because nothing of the kinds
+	// its role hands out or performs is left in a fill in force, though
+	// other items are (State says which state that leaves it in).
+	For pki.Role
 }
 
 func (e *NotDispensableError) Error() string { return e.Unwrap().Error() }
@@ -65,6 +70,9 @@ func (e *NotDispensableError) Error() string { return e.Unwrap().Error() }
 func (e *NotDispensableError) Unwrap() error {
 	if e.Item >= 0 {
 		return errs.FieldError(errs.PrescriptionNotDispensable, fmt.Sprintf("items[%d]", e.Item), "item %d has no fill in force now", e.Item)
+	}
+	if e.For != "" {
+		return errs.New(errs.PrescriptionNotDispensable, "the prescription is %s, but nothing a %s hands out or performs is left in a fill in force now", e.State, e.For)
 	}
 	return errs.New(errs.PrescriptionNotDispensable, "the prescription is %s", e.State)
 }

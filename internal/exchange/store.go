@@ -45,14 +45,16 @@ type Store interface {
 	PrescriptionByID(ctx context.Context, id string, now time.Time) (*Prescription, error)
 
 	// Claim gives c.Organisation the prescription c.PrescriptionID from
-	// c.CreatedAt until c.ExpiresAt, under the prescription's lock. A
-	// prescription not dispensable at c.CreatedAt: NotDispensableError.
-	// Held by another organisation's claim: ClaimedError with its expiry.
-	// Held by the same organisation's claim: that claim is returned, now
-	// with c's secret hash, acting certificate and expiry (the old secret
-	// stops working). Otherwise c is stored and returned. Either way the
-	// expiry is never past the start of the organisation's hold plus twice
-	// c's time to live (c.ExpiresAt − c.CreatedAt), the hold going back
+	// c.CreatedAt until c.ExpiresAt, under the prescription's lock. Held
+	// by the same organisation's claim: that claim is returned, now with
+	// c's secret hash, acting certificate and expiry (the old secret stops
+	// working), whatever the prescription's state — the holder recovering
+	// a lost secret to close what it dispensed. Otherwise, a prescription
+	// not dispensable at c.CreatedAt: NotDispensableError; held by another
+	// organisation's claim: ClaimedError with its expiry; else c is
+	// stored and returned. Either way the expiry is never past the start
+	// of the organisation's hold plus twice c's time to live
+	// (c.ExpiresAt − c.CreatedAt), the hold going back
 	// through its claims of the prescription, none closed, each ending
 	// (released or expired) less than a time to live before the next
 	// began; a hold that has reached that bound: ClaimedError with Own set,

@@ -672,11 +672,15 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		if err != nil {
 			return err
 		}
-		if st := p.State; !st.Dispensable() {
+		// The holder claiming again is recovering its secret, whatever
+		// the state: it needs the secret to close a prescription it has
+		// fully dispensed, or one that expired while it held it.
+		held := p.Claim
+		renewal := held != nil && held.Organisation == out.Organisation
+		if st := p.State; !st.Dispensable() && !renewal {
 			return &exchange.NotDispensableError{State: st, Item: -1}
 		}
-		held := p.Claim
-		if held != nil && held.Organisation != out.Organisation {
+		if held != nil && !renewal {
 			return &exchange.ClaimedError{Until: held.ExpiresAt}
 		}
 		// Never held past twice its time to live from the start of the
@@ -692,7 +696,7 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		if !out.ExpiresAt.After(out.CreatedAt) {
 			return &exchange.ClaimedError{Until: end.Add(ttl), Own: true}
 		}
-		if held != nil {
+		if renewal {
 			// The same organisation again: its claim, with the new
 			// secret (a lost secret recovered; the old one stops
 			// working).
