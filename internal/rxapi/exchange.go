@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -124,10 +123,8 @@ var errNoExchange = errs.New(errs.Unavailable, "this rxd does not serve the pres
 // document reads a compact JWS body (application/jose) within the
 // route's limit, as received: the exchange stores it byte for byte.
 func document(r *http.Request) (string, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/jose" {
-			return "", errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)")
-		}
+	if err := problem.CheckBody(r, "application/jose"); err != nil {
+		return "", err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, httpedge.Limit(r)))
 	if err != nil {

@@ -134,3 +134,27 @@ func TestRepeatedQueryParameter(t *testing.T) {
 	}
 	want(t, f.send(t, "vendor", "GET", "/v1/eligibility/"+nid+"?date=2026-09-06&detail=minimal", nil, ""), 200, nil)
 }
+
+// TestBodyReadAsLabelled: a signed document is read only as the
+// representation its headers name. rxd read a body labelled gzip, or
+// UTF-16, as it came, so a proxy or filter that honours those headers saw
+// another body than the exchange accepted; each is refused, nothing stored,
+// and the same document sent plainly is accepted.
+func TestBodyReadAsLabelled(t *testing.T) {
+	f := xsetup(t)
+	p := f.prescription(drug(catalogtest.Amoxicillin, 20))
+	jws := f.sign(t, f.doctor, p)
+	for name, header := range map[string]map[string]string{
+		"gzip":             {"Content-Type": "application/jose", "Content-Encoding": "gzip"},
+		"charset utf-16":   {"Content-Type": "application/jose; charset=utf-16"},
+		"JSON serialised":  {"Content-Type": "application/jose+json"},
+		"charset latin-1":  {"Content-Type": "application/jose; charset=iso-8859-1"},
+		"deflate, then br": {"Content-Type": "application/jose", "Content-Encoding": "deflate, br"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			refused(t, f.send(t, "vendor", "POST", "/v1/prescriptions", header, jws), 400, "malformed-request")
+		})
+	}
+	// Not stored: the first plain submission is the first acceptance.
+	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: jws}), 201, nil)
+}
