@@ -526,7 +526,9 @@ func TestParserDifferentialsAreRefused(t *testing.T) {
 		"null member":               strings.Replace(payload, `"items":`, `"notes":null,"items":`, 1),
 		"null in an array":          strings.Replace(payload, `"diagnoses":["I10"`, `"diagnoses":["I10",null`, 1),
 		"invalid UTF-8 in a string": strings.Replace(payload, "علی", "\xff", 1),
-		"data after the document":   payload + ` {}`,
+		// A C string ends at the NUL; PostgreSQL's jsonb refuses it.
+		"NUL in free text":        strings.Replace(payload, `"dosage":"`, `"dosage":"\u0000`, 1),
+		"data after the document": payload + ` {}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if p == payload {
