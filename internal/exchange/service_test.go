@@ -356,6 +356,56 @@ func malleate(t *testing.T, jws string) string {
 	return jws[:i+1] + base64.RawURLEncoding.EncodeToString(sig)
 }
 
+// signPayload signs payload, as it is, under the header of the card's
+// token tok: a document rx.Sign would never make.
+func signPayload(t *testing.T, c card, tok string, payload []byte) string {
+	t.Helper()
+	input := tok[:strings.IndexByte(tok, '.')] + "." + base64.RawURLEncoding.EncodeToString(payload)
+	h := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, c.key.(*ecdsa.PrivateKey), h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// TestAmbiguousIDRefusedAsSuch: a signed document the verifier refuses is
+// looked up by its id, in case it was accepted before (its first answer
+// stands). That id was read with encoding/json, which takes the last of
+// two "id" members and folds case, so a document naming a new id and,
+// after it, a stored prescription's id as "ID" (or "id" again) was
+// answered document-id-conflict — another document under a used id —
+// rather than refused for what it is, a payload that means one thing to
+// one reader and another to the next (invalid-document).
+func TestAmbiguousIDRefusedAsSuch(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			amox := drug(catalogtest.Amoxicillin, 20)
+			stored, _, _ := f.prescribe(t, f.doctor, amox)
+			p := f.prescription(f.doctor, amox)
+			tok := f.sign(t, f.doctor, p)
+			payload := string(mustJSON(t, p))
+			for name, ambiguous := range map[string]string{
+				"a case variant": strings.Replace(payload, `"issued_at":`, `"ID":"`+stored.ID+`","issued_at":`, 1),
+				"a second id":    strings.Replace(payload, `"issued_at":`, `"id":"`+stored.ID+`","issued_at":`, 1),
+				"an escaped id":  strings.Replace(payload, `"issued_at":`, `"\u0069d":"`+stored.ID+`","issued_at":`, 1),
+			} {
+				t.Run(name, func(t *testing.T) {
+					if ambiguous == payload {
+						t.Fatal("the payload did not change")
+					}
+					_, _, err := f.svc.Prescribe(ctx, f.vendor, signPayload(t, f.doctor, tok, []byte(ambiguous)))
+					wantCode(t, err, errs.InvalidDocument)
+				})
+			}
+		})
+	}
+}
+
 func decisionOf(t *testing.T, err error) *exchange.RuleViolationError {
 	t.Helper()
 	var rv *exchange.RuleViolationError

@@ -37,12 +37,8 @@ func Decode(r *http.Request, limit int64, v any) error {
 // Body reads a JSON request body of at most limit bytes, for callers that
 // need the bytes as well as the value (then Unmarshal them).
 func Body(r *http.Request, limit int64) ([]byte, error) {
-	// Parsed, not matched as a prefix: application/jsonx or
-	// application/json-seq is not JSON. None at all is taken as JSON.
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, errs.New(errs.Malformed, "Content-Type must be application/json")
-		}
+	if err := CheckBody(r, "application/json"); err != nil {
+		return nil, err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
@@ -53,6 +49,47 @@ func Body(r *http.Request, limit int64) ([]byte, error) {
 		return nil, errs.New(errs.Malformed, "the body could not be read")
 	}
 	return body, nil
+}
+
+// CheckBody refuses a request whose body is not plainly of mediaType, or
+// could be read as something else by whatever stands between the client
+// and the daemon (a proxy, a filter), which reads the same bytes by the
+// same headers:
+//
+//   - Content-Type is given at most once (net/http reads the first, others
+//     the last); parsed, not matched as a prefix (application/jsonx,
+//     application/json-seq and application/jose+json are other types); none
+//     at all is taken as mediaType;
+//   - its charset, if it names one, is UTF-8: the body is read as UTF-8
+//     whatever it says (RFC 8259 §8.1), while a reader that honours
+//     charset=utf-16 or iso-8859-1 reads other text from the same bytes;
+//   - no Content-Encoding but identity: net/http does not decode one, so a
+//     body said to be gzip was read as it came, a document other than the
+//     one a decoding reader sees.
+func CheckBody(r *http.Request, mediaType string) error {
+	want := mediaType
+	if mediaType == "application/jose" {
+		want += " (a compact JWS)"
+	}
+	types := r.Header.Values("Content-Type")
+	if len(types) > 1 {
+		return errs.New(errs.Malformed, "Content-Type is given more than once; give it once, as %s", want)
+	}
+	if len(types) == 1 {
+		mt, params, err := mime.ParseMediaType(types[0])
+		if err != nil || mt != mediaType {
+			return errs.New(errs.Malformed, "Content-Type must be %s", want)
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			return errs.New(errs.Malformed, "the body is read as UTF-8: Content-Type may name no other charset")
+		}
+	}
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		if !strings.EqualFold(strings.TrimSpace(ce), "identity") {
+			return errs.New(errs.Malformed, "Content-Encoding is not accepted: send the body as it is")
+		}
+	}
+	return nil
 }
 
 // Unmarshal reads exactly one JSON value into v, strictly: member names

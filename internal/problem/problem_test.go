@@ -166,6 +166,53 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// A body is read only as the type and text its headers say it is: what a
+// proxy or filter in front of the daemon reads from the same bytes and
+// headers must be the same document. Before CheckBody, a JSON body said to
+// be UTF-16 or Latin-1, or gzip, or also text/plain in a second
+// Content-Type, was read as plain UTF-8 JSON; and trustd's revocation
+// route took any type beginning with application/jose.
+func TestCheckBody(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		want   string
+		ok     bool
+	}{
+		{"no headers", http.Header{}, "application/json", true},
+		{"charset utf-8", http.Header{"Content-Type": {"application/json; charset=utf-8"}}, "application/json", true},
+		{"charset UTF-8 quoted", http.Header{"Content-Type": {`application/json; charset="UTF-8"`}}, "application/json", true},
+		{"identity", http.Header{"Content-Encoding": {"identity"}}, "application/json", true},
+		{"jose", http.Header{"Content-Type": {"application/jose"}}, "application/jose", true},
+		{"charset utf-16", http.Header{"Content-Type": {"application/json; charset=utf-16"}}, "application/json", false},
+		{"charset latin-1", http.Header{"Content-Type": {"application/json; charset=iso-8859-1"}}, "application/json", false},
+		{"charset on a JWS", http.Header{"Content-Type": {"application/jose; charset=utf-7"}}, "application/jose", false},
+		{"two types", http.Header{"Content-Type": {"application/json", "text/plain"}}, "application/json", false},
+		{"the same type twice", http.Header{"Content-Type": {"application/json", "application/json"}}, "application/json", false},
+		{"gzip", http.Header{"Content-Encoding": {"gzip"}}, "application/json", false},
+		{"gzip after identity", http.Header{"Content-Encoding": {"identity", "gzip"}}, "application/json", false},
+		{"JWS JSON serialisation", http.Header{"Content-Type": {"application/jose+json"}}, "application/jose", false},
+		{"jose as a prefix", http.Header{"Content-Type": {"application/josex"}}, "application/jose", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{}`))
+			r.Header = tc.header
+			err := CheckBody(r, tc.want)
+			if tc.ok != (err == nil) || !tc.ok && errs.CodeOf(err) != errs.Malformed {
+				t.Fatalf("%v, want ok=%v", err, tc.ok)
+			}
+			if tc.want != "application/json" {
+				return
+			}
+			// Decode and Body refuse as CheckBody does.
+			var v struct{}
+			if err := Decode(r, 64, &v); tc.ok != (err == nil) {
+				t.Fatalf("Decode: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
 // Refusals say where, by line and column, and what JSON was expected, in
 // JSON's words: the sender wrote JSON and has never seen our Go types.
 func TestDecodeMessages(t *testing.T) {

@@ -58,8 +58,36 @@ var understoodCritical = []string{hSigT}
 // allowedHeaders are every header parameter a document signature may carry.
 var allowedHeaders = []string{hAlg, hTyp, hX5c, hX5tS256, hSigT, hCrit, hKid}
 
-// sigTFormat is JAdES' signing-time format: UTC, seconds, a Z.
+// sigTFormat is JAdES' signing-time format: UTC, seconds, a Z. Every time
+// in a document is written so too (the schemas' utc pattern).
 const sigTFormat = "2006-01-02T15:04:05Z"
+
+// parseUTC reads a time written exactly as sigTFormat: the schemas' utc
+// pattern, ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$.
+// time.Parse alone is laxer: it takes a fractional second after the
+// seconds "even if the layout does not signify its presence", and drops
+// digits past the ninth, so "10:00:00.0000000009Z" would be 10:00:00 here,
+// while a verifier built on the published schema refuses it and a reader
+// that rounds reads another instant. It also takes a one-digit hour.
+func parseUTC(s string) (time.Time, error) {
+	if len(s) != len(sigTFormat) {
+		return time.Time{}, errNotUTC
+	}
+	for i := 0; i < len(s); i++ {
+		if l := sigTFormat[i]; '0' <= l && l <= '9' {
+			if s[i] < '0' || s[i] > '9' {
+				return time.Time{}, errNotUTC
+			}
+		} else if s[i] != l {
+			return time.Time{}, errNotUTC
+		}
+	}
+	// The shape is right; Parse checks the ranges (month 13, hour 24,
+	// February 30) and, the layout having no zone, returns UTC.
+	return time.Parse(sigTFormat, s)
+}
+
+var errNotUTC = errors.New("a time is written YYYY-MM-DDThh:mm:ssZ")
 
 // Sign normalises doc, checks it, and signs it with key as a compact JWS:
 // alg from the key, typ of the kind, x5c (leaf first, standard base64),

@@ -84,6 +84,24 @@ func (r *rules) name(field, v string, min int) {
 	}
 }
 
+// text is free text a person wrote for another to read (a dosage, a
+// note, a reason): any letters and marks, but no control character. Normal
+// form has already turned the white-space ones (tab, line feeds) into
+// spaces; the rest (NUL, escape, the C1 controls) are in no text anyone
+// writes, and readers part ways on them: C strings end at a NUL, and
+// PostgreSQL's jsonb refuses \u0000 outright, so a pharmacy's software
+// would show or store less than was signed, or fail on it; an escape
+// sequence redraws the terminal that prints it.
+func (r *rules) text(field, v string, min, max int) {
+	r.length(field, v, min, max)
+	for _, c := range v {
+		if c < 0x20 || 0x7f <= c && c <= 0x9f { // Unicode's Cc, the schemas' \p{Cc}
+			r.fail(field, "must not contain %U: control characters are not text", c)
+			return
+		}
+	}
+}
+
 func (r *rules) between(field string, v, min, max int) {
 	if v < min || v > max {
 		r.fail(field, "must be from %d to %d", min, max)
@@ -149,10 +167,10 @@ func (r *rules) items(items []Item) {
 		r.oneOf("kind", it.Kind, itemKinds)
 		r.match("code", it.Code, reCode)
 		r.between("quantity", it.Quantity, 1, 10000)
-		r.length("dosage", it.Dosage, 0, 1000)
+		r.text("dosage", it.Dosage, 0, 1000)
 		r.between("repeats", it.Repeats, 0, 12)
 		r.between("repeat_interval_days", it.RepeatIntervalDays, 0, 365)
-		r.length("note", it.Note, 0, 1000)
+		r.text("note", it.Note, 0, 1000)
 	}
 	r.in("", 0)
 }
@@ -167,7 +185,7 @@ func (r *rules) dispensed(list string, items []DispensedItem) {
 		r.match("code", it.Code, reCode)
 		r.between("quantity", it.Quantity, 1, 10000)
 		r.optMatch("substitute_for", it.SubstituteFor, reCode)
-		r.length("note", it.Note, 0, 1000)
+		r.text("note", it.Note, 0, 1000)
 	}
 	r.in("", 0)
 }
@@ -193,7 +211,7 @@ func (p *Prescription) rules() error {
 	r.practice(p.Practice)
 	r.diagnoses(p.Diagnoses)
 	r.items(p.Items)
-	r.length("notes", p.Notes, 0, 1000)
+	r.text("notes", p.Notes, 0, 1000)
 	return r.err
 }
 
@@ -204,7 +222,7 @@ func (d *Dispense) rules() error {
 	r.reference(d.Prescription)
 	r.dispenser(d.Dispenser, roles)
 	r.dispensed("items", d.Items)
-	r.length("notes", d.Notes, 0, 1000)
+	r.text("notes", d.Notes, 0, 1000)
 	return r.err
 }
 
@@ -214,7 +232,7 @@ func (c *Cancellation) rules() error {
 	r.required("cancelled_at", c.CancelledAt)
 	r.reference(c.Prescription)
 	r.prescriber(c.Prescriber)
-	r.length("reason", c.Reason, 1, 500)
+	r.text("reason", c.Reason, 1, 500)
 	return r.err
 }
 

@@ -191,6 +191,69 @@ func TestNamesRefuseHiddenRunes(t *testing.T) {
 	}
 }
 
+// Free text — a dosage, a note, a reason — is read by pharmacists, and by
+// software that may be written in C or store documents in PostgreSQL's
+// jsonb: a control character in it (a NUL ends a C string and is refused
+// by jsonb; an escape redraws a terminal) is refused, naming the field, by
+// the verifier and by the published schema. Persian text with the
+// zero-width non-joiner and the direction marks is not.
+func TestFreeTextRefusesControls(t *testing.T) {
+	docs := map[Kind]Document{}
+	for _, d := range sampleDocuments() {
+		docs[d.Kind()] = d
+	}
+	for _, tc := range []struct {
+		kind  Kind
+		field string
+		set   func(Document, string)
+	}{
+		{KindPrescription, "items[0].dosage", func(d Document, s string) { d.(*Prescription).Items[0].Dosage = s }},
+		{KindPrescription, "items[0].note", func(d Document, s string) { d.(*Prescription).Items[0].Note = s }},
+		{KindPrescription, "notes", func(d Document, s string) { d.(*Prescription).Notes = s }},
+		{KindDispense, "items[0].note", func(d Document, s string) { d.(*Dispense).Items[0].Note = s }},
+		{KindDispense, "notes", func(d Document, s string) { d.(*Dispense).Notes = s }},
+		{KindCancellation, "reason", func(d Document, s string) { d.(*Cancellation).Reason = s }},
+		{KindPaper, "items[0].dosage", func(d Document, s string) { d.(*Paper).Items[0].Dosage = s }},
+		{KindPaper, "items[0].note", func(d Document, s string) { d.(*Paper).Items[0].Note = s }},
+		{KindPaper, "dispensed[0].note", func(d Document, s string) { d.(*Paper).Dispensed[0].Note = s }},
+	} {
+		for name, s := range map[string]string{
+			"NUL":         "روزی یک عدد\x00روزی ده عدد",
+			"bell":        "روزی\x07یک عدد",
+			"escape":      "\x1b[2Kروزی ده عدد",
+			"delete":      "روزی یک\x7fعدد",
+			"C1 control":  "روزی یک عدد\u009b",
+			"last C1 one": "\u009fروزی",
+		} {
+			t.Run(string(tc.kind)+"/"+tc.field+"/"+name, func(t *testing.T) {
+				d := deepCopy(t, docs[tc.kind])
+				tc.set(d, s)
+				payload := marshal(t, d)
+				_, err := decode(tc.kind, payload)
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Code != errs.InvalidDocument || e.Field != tc.field {
+					t.Fatalf("decode: %v, want invalid-document on %s", err, tc.field)
+				}
+				if validateSchema(tc.kind, payload) == nil {
+					t.Fatal("the published schema accepts it")
+				}
+			})
+		}
+		t.Run(string(tc.kind)+"/"+tc.field+"/Persian text", func(t *testing.T) {
+			d := deepCopy(t, docs[tc.kind])
+			tc.set(d, "هر ۸ ساعت یک قرص\u200cها، \u200fAmoxicillin 500mg\u200e (پس از غذا) \u00a0¬")
+			d.Normalize()
+			payload := marshal(t, d)
+			if _, err := decode(tc.kind, payload); err != nil {
+				t.Fatal(err)
+			}
+			if err := validateSchema(tc.kind, payload); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // The exchange's kinds: a valid document of each is accepted by both; each
 // mutation is refused by the verifier (naming the field where given) and
 // whatever the verifier accepts, the schema accepts.

@@ -153,7 +153,7 @@ func (v *Verifier) Verify(ctx context.Context, token string, want Kind) (*Verifi
 	if !ok {
 		return nil, errs.New(errs.BadSignatureHeader, "sigT must be a string")
 	}
-	sigT, err := time.Parse(sigTFormat, sigTs)
+	sigT, err := parseUTC(sigTs)
 	if err != nil {
 		return nil, errs.New(errs.BadSignatureHeader, "sigT %q is not YYYY-MM-DDThh:mm:ssZ", sigTs)
 	}
@@ -530,7 +530,7 @@ func decode(k Kind, payload []byte) (Document, error) {
 	}
 	// The v2 decoder refuses duplicate names, invalid UTF-8 and trailing
 	// data by default and matches names case-sensitively.
-	if err := jsonv2.Unmarshal(payload, doc, jsonv2.RejectUnknownMembers(true)); err != nil {
+	if err := jsonv2.Unmarshal(payload, doc, jsonv2.RejectUnknownMembers(true), utcTimes); err != nil {
 		return nil, errs.Wrap(errs.InvalidDocument, err, "payload does not decode: %s", jsonProblem(err))
 	}
 	// It reads null as "leave the zero value". The literal can only be
@@ -543,6 +543,25 @@ func decode(k Kind, payload []byte) (Document, error) {
 	}
 	return doc, nil
 }
+
+// utcTimes reads every time in a document as parseUTC does, in the one
+// spelling the schemas allow, rather than as RFC 3339 allows (fractions of
+// a second, offsets).
+var utcTimes = jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, t *time.Time) error {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	if tok.Kind() != '"' {
+		return errNotUTC
+	}
+	v, err := parseUTC(tok.String())
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}))
 
 // hasNull reports whether valid JSON b holds the literal null. Outside
 // strings, the letter n starts nothing else (true, false and numbers have

@@ -526,7 +526,9 @@ func TestParserDifferentialsAreRefused(t *testing.T) {
 		"null member":               strings.Replace(payload, `"items":`, `"notes":null,"items":`, 1),
 		"null in an array":          strings.Replace(payload, `"diagnoses":["I10"`, `"diagnoses":["I10",null`, 1),
 		"invalid UTF-8 in a string": strings.Replace(payload, "علی", "\xff", 1),
-		"data after the document":   payload + ` {}`,
+		// A C string ends at the NUL; PostgreSQL's jsonb refuses it.
+		"NUL in free text":        strings.Replace(payload, `"dosage":"`, `"dosage":"\u0000`, 1),
+		"data after the document": payload + ` {}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if p == payload {
@@ -534,6 +536,42 @@ func TestParserDifferentialsAreRefused(t *testing.T) {
 			}
 			_, err := f.v.Verify(ctx, forge(t, headerOf(good), []byte(p), f.key), rx.KindPrescription)
 			wantCode(t, err, errs.InvalidDocument)
+		})
+	}
+}
+
+// Times are written one way, YYYY-MM-DDThh:mm:ssZ: in the payload (the
+// schemas' utc pattern) and in sigT. time.Parse also takes a fraction of a
+// second that the layout does not show, and drops digits past the ninth:
+// the verifier read 10:00:00.0000000009Z as 10:00:00, where a verifier
+// built on the published schema refuses the document and one that rounds
+// reads another instant.
+func TestTimesHaveOneSpelling(t *testing.T) {
+	f := setup(t)
+	good := f.sign(t, f.prescription())
+	payload := string(payloadOf(good))
+	at := f.now.Format("2006-01-02T15:04:05")
+	if !strings.Contains(payload, `"issued_at":"`+at+`Z"`) {
+		t.Fatalf("no issued_at %s in %s", at, payload)
+	}
+	for name, spelt := range map[string]string{
+		"a zero fraction":             at + ".000Z",
+		"a fraction past nanoseconds": at + ".0000000000009Z",
+		"a fraction":                  at + ".5Z",
+		"an offset of zero":           at + "+00:00",
+		"a lower-case z":              at + "z",
+		"a one-digit hour":            f.now.Format("2006-01-02T") + "1:04:05Z",
+	} {
+		t.Run("issued_at with "+name, func(t *testing.T) {
+			p := strings.Replace(payload, `"issued_at":"`+at+`Z"`, `"issued_at":"`+spelt+`"`, 1)
+			_, err := f.v.Verify(ctx, forge(t, headerOf(good), []byte(p), f.key), rx.KindPrescription)
+			wantCode(t, err, errs.InvalidDocument)
+		})
+		t.Run("sigT with "+name, func(t *testing.T) {
+			h := headerOf(good)
+			h["sigT"] = spelt
+			_, err := f.v.Verify(ctx, forge(t, h, payloadOf(good), f.key), rx.KindPrescription)
+			wantCode(t, err, errs.BadSignatureHeader)
 		})
 	}
 }

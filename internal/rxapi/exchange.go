@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/nuskha/nuskha/internal/adjudicate"
 	"github.com/nuskha/nuskha/internal/errs"
@@ -124,10 +125,8 @@ var errNoExchange = errs.New(errs.Unavailable, "this rxd does not serve the pres
 // document reads a compact JWS body (application/jose) within the
 // route's limit, as received: the exchange stores it byte for byte.
 func document(r *http.Request) (string, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/jose" {
-			return "", errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)")
-		}
+	if err := problem.CheckBody(r, "application/jose"); err != nil {
+		return "", err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, httpedge.Limit(r)))
 	if err != nil {
@@ -229,6 +228,12 @@ func (a *API) patientLookup(w http.ResponseWriter, r *http.Request, nationalID s
 // documentPatient is the patient's national id a prescription or paper
 // prescription names, read before it is verified (the exchange verifies
 // it); a document that names none is refused as the verifier would.
+//
+// It is read as strictly as the verifier reads it (names matched exactly,
+// none twice, valid UTF-8, nothing after the value): encoding/json folds
+// "PATIENT" onto patient and takes the last of two members, so a payload
+// naming a second patient was judged by that patient's national id, where
+// the verifier refuses it as the ambiguous document it is.
 func documentPatient(jws string) (string, error) {
 	_, payload, err := rx.Peek(jws)
 	if err != nil {
@@ -239,8 +244,8 @@ func documentPatient(jws string) (string, error) {
 			NationalID string `json:"national_id"`
 		} `json:"patient"`
 	}
-	if err := json.Unmarshal(payload, &doc); err != nil {
-		return "", errs.Wrap(errs.InvalidDocument, err, "the payload is not a JSON object")
+	if err := jsonv2.Unmarshal(payload, &doc); err != nil {
+		return "", errs.Wrap(errs.InvalidDocument, err, "the payload does not decode as one JSON object")
 	}
 	return doc.Patient.NationalID, nil
 }

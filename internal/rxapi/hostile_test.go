@@ -2,6 +2,10 @@ package rxapi_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -133,4 +137,74 @@ func TestRepeatedQueryParameter(t *testing.T) {
 		refused(t, f.send(t, "vendor", "GET", "/v1/eligibility/"+nid+"?"+query, nil, ""), 400, "malformed-request")
 	}
 	want(t, f.send(t, "vendor", "GET", "/v1/eligibility/"+nid+"?date=2026-09-06&detail=minimal", nil, ""), 200, nil)
+}
+
+// TestBodyReadAsLabelled: a signed document is read only as the
+// representation its headers name. rxd read a body labelled gzip, or
+// UTF-16, as it came, so a proxy or filter that honours those headers saw
+// another body than the exchange accepted; each is refused, nothing stored,
+// and the same document sent plainly is accepted.
+func TestBodyReadAsLabelled(t *testing.T) {
+	f := xsetup(t)
+	p := f.prescription(drug(catalogtest.Amoxicillin, 20))
+	jws := f.sign(t, f.doctor, p)
+	for name, header := range map[string]map[string]string{
+		"gzip":             {"Content-Type": "application/jose", "Content-Encoding": "gzip"},
+		"charset utf-16":   {"Content-Type": "application/jose; charset=utf-16"},
+		"JSON serialised":  {"Content-Type": "application/jose+json"},
+		"charset latin-1":  {"Content-Type": "application/jose; charset=iso-8859-1"},
+		"deflate, then br": {"Content-Type": "application/jose", "Content-Encoding": "deflate, br"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			refused(t, f.send(t, "vendor", "POST", "/v1/prescriptions", header, jws), 400, "malformed-request")
+		})
+	}
+	// Not stored: the first plain submission is the first acceptance.
+	want(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: jws}), 201, nil)
+}
+
+// signPayload signs payload, as it is, under the header of the card's
+// token tok: a document rx.Sign would never make.
+func signPayload(t *testing.T, c card, tok string, payload []byte) string {
+	t.Helper()
+	input := tok[:strings.IndexByte(tok, '.')] + "." + base64.RawURLEncoding.EncodeToString(payload)
+	h := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, c.key.(*ecdsa.PrivateKey), h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// TestAmbiguousPatientRefusedAsSuch: before a prescription is verified,
+// the patient it names is looked up (the lookup's budget, its national
+// id's form). That national id was read with encoding/json, which folds
+// "PATIENT" onto patient and takes the last of two members, so a payload
+// naming a second patient was judged by that patient's national id (here
+// one whose check digit fails: invalid-national-id) rather than refused
+// for what it is, a payload that names one patient to one reader and
+// another to the next (invalid-document).
+func TestAmbiguousPatientRefusedAsSuch(t *testing.T) {
+	f := xsetup(t)
+	p := f.prescription(drug(catalogtest.Amoxicillin, 20))
+	tok := f.sign(t, f.doctor, p)
+	payload, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ambiguous := range map[string]string{
+		"a case variant":        strings.Replace(string(payload), `"prescriber":`, `"PATIENT":{"national_id":"1234567890"},"prescriber":`, 1),
+		"a second member":       strings.Replace(string(payload), `"prescriber":`, `"patient":{"national_id":"1234567890"},"prescriber":`, 1),
+		"a nested case variant": strings.Replace(string(payload), `"name":`, `"National_ID":"1234567890","name":`, 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if ambiguous == string(payload) {
+				t.Fatal("the payload did not change")
+			}
+			refused(t, f.do(t, req{client: "vendor", method: "POST", path: "/v1/prescriptions", body: signPayload(t, f.doctor, tok, []byte(ambiguous))}), 422, "invalid-document")
+		})
+	}
 }

@@ -140,3 +140,26 @@ func (e *env) flushRefusals() {
 		e.t.Fatal(err)
 	}
 }
+
+// A holder's revocation request is read only as the compact JWS its
+// Content-Type says it is: trustd matched application/jose as a prefix, and
+// revoked a certificate on a body sent as application/jose+json (the JWS
+// JSON serialisation) or application/josex; a charset other than UTF-8 is
+// refused too. Nothing is revoked on such a request.
+func TestHolderRevocationMediaType(t *testing.T) {
+	e := newEnv(t)
+	card := e.credential(pki.RolePractitioner, "practitioner-signing", nil)
+	for i, ct := range []string{"application/jose+json", "application/josex", "application/jose; charset=utf-16"} {
+		// Each from its own address, under the per-address limit.
+		r := e.do(e.from("127.0.1."+strconv.Itoa(i+1)), "POST", e.public.URL+"/v1/revocations", ct, holderToken(t, card, "keyCompromise"))
+		if r.status != http.StatusBadRequest || r.problem.Code != "malformed-request" || !strings.HasPrefix(r.ctype, "application/problem+json") {
+			t.Fatalf("%s: %d %s %s", ct, r.status, r.ctype, r.body)
+		}
+		if st, _ := e.db.CertificateStatus(ctx, card.Leaf.SerialNumber); st.Status == revoke.Revoked {
+			t.Fatalf("revoked on a request sent as %s", ct)
+		}
+	}
+	if r := e.do(e.from("127.0.1.9"), "POST", e.public.URL+"/v1/revocations", "application/jose", holderToken(t, card, "keyCompromise")); r.status != http.StatusOK {
+		t.Fatalf("as application/jose: %d %s", r.status, r.body)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"math/big"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nuskha/nuskha/internal/errs"
@@ -88,8 +87,8 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 // and in total, and refusals before the signature is checked are counted
 // (audit.Tally), not recorded one by one.
 func (a *API) holderRevocation(w http.ResponseWriter, r *http.Request) {
-	refuse := func(err *errs.Error) {
-		a.cfg.Refusals.Count(revoke.Holder, revoke.ActionRevoke, err.Code)
+	refuse := func(err error) {
+		a.cfg.Refusals.Count(revoke.Holder, revoke.ActionRevoke, errs.CodeOf(err))
 		a.fail(w, r, err)
 	}
 	if ok, wait := a.writes.allow(r.RemoteAddr); !ok {
@@ -98,9 +97,8 @@ func (a *API) holderRevocation(w http.ResponseWriter, r *http.Request) {
 		refuse(errs.New(errs.RateLimited, "too many revocation requests from your address, or from everyone; retry in %d s", s))
 		return
 	}
-	ct := r.Header.Get("Content-Type")
-	if ct != "" && !strings.HasPrefix(ct, "application/jose") {
-		refuse(errs.New(errs.Malformed, "Content-Type must be application/jose (a compact JWS)"))
+	if err := problem.CheckBody(r, "application/jose"); err != nil {
+		refuse(err)
 		return
 	}
 	// The route caps the body at holder.MaxSize.

@@ -74,6 +74,11 @@ func TestParseRefuses(t *testing.T) {
 		{"duplicate member", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"v":1,"serial":"01","serial":"02"}`)) + "." + parts[2]},
 		{"member spelled otherwise", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"v":1,"Serial":"01"}`)) + "." + parts[2]},
 		{"data after the value", parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"v":1} {"v":2}`)) + "." + parts[2]},
+		// go-jose's JSON reader refuses a header parameter given twice,
+		// escaped or not, as the payload's reader does a member.
+		{"duplicate header parameter", base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","alg":"ES384"}`)) + "." + parts[1] + "." + parts[2]},
+		{"escaped duplicate header parameter", base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","a\u006cg":"ES384"}`)) + "." + parts[1] + "." + parts[2]},
+		{"data after the header", base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256"} {}`)) + "." + parts[1] + "." + parts[2]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := holder.Parse(tc.token)
