@@ -12,12 +12,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
@@ -470,21 +473,31 @@ func hmacOn(k *crypto11.SecretKey, msg []byte) (out [sha256.Size]byte, err error
 	if err != nil {
 		return out, err
 	}
+	return sumHMAC(h, msg)
+}
+
+// sumHMAC is the HMAC of msg through h, a crypto11 HMAC begun (C_SignInit)
+// by NewHMAC. A token that fails is an error, never a panic nor a session
+// kept from crypto11's pool.
+func sumHMAC(h hash.Hash, msg []byte) (out [sha256.Size]byte, err error) {
 	// crypto11's Sum panics when the token fails (hash.Hash has no
-	// error), and returns the session to its pool only from Sum.
-	//
-	// Known limit (crypto11 v1.2.5, and ThalesGroup/crypto11 v1.6.2): if
-	// the token dies after C_SignInit and before the first C_SignUpdate
-	// succeeds, Sum panics before it returns the session, and closing
-	// that context then waits for the session for ever. SoftHSM2 never
-	// fails there (the key is read at C_SignInit); a card pulled in that
-	// instant could. Mending it needs crypto11 changed.
+	// error), and gives its session back to the context's pool only from
+	// Sum. If the token fails after C_SignInit and before the first
+	// C_SignUpdate succeeds (a card pulled in that instant), Sum panics
+	// before it gives the session back (crypto11 v1.2.5 hmac.go; the same
+	// in ThalesGroup/crypto11 v1.6.2), and closing that context — which
+	// a reconnect does, under the token's lock — would wait for the
+	// session for ever, stopping every key of the token and the daemon's
+	// shutdown with it: the session is given back here.
 	defer func() {
 		if r := recover(); r != nil {
-			if e, ok := r.(error); ok {
-				err = e
-			} else {
-				err = fmt.Errorf("hsm: HMAC: %v", r)
+			e, ok := r.(error)
+			if !ok {
+				e = fmt.Errorf("hsm: HMAC: %v", r)
+			}
+			err = e
+			if !giveBackSession(h) {
+				err = fmt.Errorf("%w (and its PKCS#11 session could not be given back: closing the token's context will wait for it)", e)
 			}
 		}
 	}()
@@ -497,6 +510,36 @@ func hmacOn(k *crypto11.SecretKey, msg []byte) (out [sha256.Size]byte, err error
 		return out, fmt.Errorf("hsm: HMAC of %d bytes", len(sum))
 	}
 	return [sha256.Size]byte(sum), nil
+}
+
+// giveBackSession gives the session of h, a crypto11 HMAC whose Sum
+// panicked, back to its context's pool if Sum did not, and reports
+// whether h's session is back. crypto11 offers no way to do it: this calls
+// the HMAC's own unexported cleanup (v1.2.5 hmacImplementation: session
+// *pkcs11Session, nil once given back; cleanup func(), which gives it
+// back and sets session to nil) through reflect and unsafe — the one use
+// of either here, pinned by TestPKCS11HMACCardPulledAfterSignInit, which
+// fails if crypto11 changes the fields.
+func giveBackSession(h hash.Hash) bool {
+	v := reflect.ValueOf(h)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	session, cleanup := v.Elem().FieldByName("session"), v.Elem().FieldByName("cleanup")
+	if !session.IsValid() || session.Kind() != reflect.Pointer || !cleanup.IsValid() || cleanup.Type() != reflect.TypeFor[func()]() {
+		return false
+	}
+	if session.IsNil() {
+		return true // Sum gave it back before it panicked (at C_SignFinal)
+	}
+	// Unexported: readable by reflect, not callable; v.Elem() is
+	// addressable (h is a pointer), so its address gives the value.
+	f := *(*func())(unsafe.Pointer(cleanup.UnsafeAddr()))
+	if f == nil {
+		return false
+	}
+	f()
+	return session.IsNil()
 }
 
 func (p *PKCS11Keys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
