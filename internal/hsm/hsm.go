@@ -36,6 +36,12 @@ var (
 	ErrModule           = errors.New("hsm: PKCS#11 module cannot be loaded")
 	ErrCertNotFound     = errors.New("hsm: certificate not found")
 	ErrUnsupportedAlg   = errors.New("hsm: unsupported key algorithm")
+	// ErrKeyChanged: a key found again after a reconnect, under the label
+	// (and id) it was opened by, is not the key that was opened — the
+	// token was swapped for another, or the key replaced. Every use is
+	// refused from then on: it is no fault that passes, and retrying
+	// does not mend it.
+	ErrKeyChanged = errors.New("hsm: key changed since it was opened")
 )
 
 // Algorithm names a key type to generate.

@@ -429,12 +429,74 @@ func TestPKCS11TokenComesBack(t *testing.T) {
 	verify(t, k.Public(), d, sig, crypto.SHA256)
 }
 
+// An AES key that is its token's only user: while the token is gone it
+// fails with ErrTokenUnavailable, and once the token is back it reconnects
+// by itself and seals and unseals again (what it sealed before included).
+// A seal that does not authenticate, the token present, is the data's
+// fault, not the token's: not ErrTokenUnavailable (a daemon would answer
+// "come back later" to a tampered file).
+func TestPKCS11AEADTokenComesBack(t *testing.T) {
+	tok := softhsm.NewToken(t, "aead-flaky")
+	m := hsm.NewManager(nil)
+	defer m.Close()
+	ctx := context.Background()
+	uri := hsm.PKCS11URI(tok.Module, tok.Label, "seal", nil, tok.PINFile)
+	if err := m.CreateSecret(ctx, uri, hsm.AES256GCM); err != nil {
+		t.Fatal(err)
+	}
+	aead, err := m.OpenAEAD(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := aead.Seal([]byte("seed"), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	away := tok.Dir + ".away"
+	if err := os.Rename(tok.Dir, away); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			os.Rename(away, tok.Dir)
+		}
+	}()
+	for i := range 3 {
+		if _, err := aead.Seal([]byte("seed"), []byte("aad")); !errors.Is(err, hsm.ErrTokenUnavailable) {
+			t.Fatalf("seal %d while the token is gone: got %v, want ErrTokenUnavailable", i+1, err)
+		}
+		if _, err := aead.Open(sealed, []byte("aad")); !errors.Is(err, hsm.ErrTokenUnavailable) {
+			t.Fatalf("unsealing %d while the token is gone: got %v, want ErrTokenUnavailable", i+1, err)
+		}
+	}
+	if err := os.Rename(away, tok.Dir); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	again, err := aead.Seal([]byte("seed"), []byte("aad"))
+	if err != nil {
+		t.Fatalf("seal after the token came back: %v", err)
+	}
+	for _, s := range [][]byte{sealed, again} {
+		if got, err := aead.Open(s, []byte("aad")); err != nil || string(got) != "seed" {
+			t.Fatalf("unsealing after the token came back: %q, %v", got, err)
+		}
+	}
+	if _, err := aead.Open(sealed, []byte("another aad")); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
+		t.Fatalf("a seal that does not authenticate: got %v, want an error that is not ErrTokenUnavailable", err)
+	}
+	if got, err := aead.Open(sealed, []byte("aad")); err != nil || string(got) != "seed" {
+		t.Fatalf("unsealing after a seal that did not authenticate: %q, %v", got, err)
+	}
+}
+
 // A token swapped for another one under the same label and PIN, holding
-// other keys under the same labels: the signing key and the MAC key it
-// opened MUST keep refusing — not only on the first use after the swap —
-// and never as "come back later": the pseudonyms of an audit log kept under
-// another key, or acknowledgements signed by it, are not a fault that
-// passes.
+// other keys under the same labels: the signing key, the MAC key and the
+// AES key it opened MUST keep refusing (ErrKeyChanged) — not only on the
+// first use after the swap — and never as "come back later": the
+// pseudonyms of an audit log kept under another key, acknowledgements
+// signed by it, or a key sealed under it, are not a fault that passes.
 func TestPKCS11SwappedTokenIsRefused(t *testing.T) {
 	tok := softhsm.NewToken(t, "swapped")
 	m := hsm.NewManager(nil)
@@ -454,6 +516,18 @@ func TestPKCS11SwappedTokenIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := mac.Sum([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	aeadURI := hsm.PKCS11URI(tok.Module, tok.Label, "seal", nil, tok.PINFile)
+	if err := m.CreateSecret(ctx, aeadURI, hsm.AES256GCM); err != nil {
+		t.Fatal(err)
+	}
+	aead, err := m.OpenAEAD(ctx, aeadURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := aead.Seal([]byte("seed"), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -483,16 +557,30 @@ func TestPKCS11SwappedTokenIsRefused(t *testing.T) {
 	if err := m.CreateSecret(ctx, macURI, hsm.HMACSHA256); err != nil {
 		t.Fatalf("making a MAC key on the new token: %v", err)
 	}
+	if err := m.CreateSecret(ctx, aeadURI, hsm.AES256GCM); err != nil {
+		t.Fatalf("making an AES key on the new token: %v", err)
+	}
 
+	changed := func(err error) bool {
+		return errors.Is(err, hsm.ErrKeyChanged) && !errors.Is(err, hsm.ErrTokenUnavailable)
+	}
 	for i := range 3 {
-		if got, err := mac.Sum([]byte("x")); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
-			t.Errorf("MAC %d after the swap: got %x, %v, want a key-changed error", i+1, got, err)
+		if got, err := mac.Sum([]byte("x")); !changed(err) {
+			t.Errorf("MAC %d after the swap: got %x, %v, want ErrKeyChanged", i+1, got, err)
 		}
 	}
 	d := digest("swapped")
 	for i := range 3 {
-		if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err == nil || errors.Is(err, hsm.ErrTokenUnavailable) {
-			t.Errorf("signature %d after the swap: got %v, want a key-changed error", i+1, err)
+		if _, err := k.Sign(rand.Reader, d, crypto.SHA256); !changed(err) {
+			t.Errorf("signature %d after the swap: got %v, want ErrKeyChanged", i+1, err)
+		}
+	}
+	for i := range 3 {
+		if got, err := aead.Seal([]byte("seed"), nil); !changed(err) {
+			t.Errorf("seal %d after the swap: got %x, %v, want ErrKeyChanged", i+1, got, err)
+		}
+		if got, err := aead.Open(sealed, nil); !changed(err) {
+			t.Errorf("unsealing %d after the swap: got %q, %v, want ErrKeyChanged", i+1, got, err)
 		}
 	}
 }

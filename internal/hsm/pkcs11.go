@@ -498,7 +498,7 @@ func (k *pkcs11Key) current(c *crypto11.Context, gen uint64) (crypto11.Signer, e
 		return nil, fmt.Errorf("%w: %w: key %q is no longer on token %q", ErrTokenUnavailable, ErrKeyNotFound, k.label, k.tok.label)
 	}
 	if !publicKeysEqual(s.Public(), k.pub) {
-		return nil, fmt.Errorf("hsm: key %q on token %q has changed since it was opened", k.label, k.tok.label)
+		return nil, fmt.Errorf("%w: key %q on token %q", ErrKeyChanged, k.label, k.tok.label)
 	}
 	k.signer, k.gen = s, gen
 	return s, nil

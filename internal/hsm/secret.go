@@ -12,10 +12,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
+	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
@@ -201,7 +206,7 @@ func (s *SoftKeys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: %w", err)
 	}
-	return &aeadSealer{aead: func() (cipher.AEAD, func(error), error) { return g, func(error) {}, nil }, uri: u.String()}, nil
+	return &aeadSealer{with: func(f func(cipher.AEAD) error) error { return f(g) }, uri: u.String()}, nil
 }
 
 type softMAC struct {
@@ -217,52 +222,93 @@ func (m *softMAC) Sum(msg []byte) ([sha256.Size]byte, error) {
 	return [sha256.Size]byte(h.Sum(nil)), nil
 }
 
-// aeadSealer frames a cipher.AEAD's output with its nonce. aead returns the
-// cipher to use now and a function to report how using it went (so a
-// PKCS#11 key can reconnect after the token went away).
+// aeadSealer frames a cipher.AEAD's output with its nonce. with runs an
+// operation with the cipher to use now (a PKCS#11 key's runs it again
+// after a reconnect when the token went away).
 type aeadSealer struct {
-	aead func() (cipher.AEAD, func(error), error)
+	with func(func(cipher.AEAD) error) error
 	uri  string
 }
 
 func (a *aeadSealer) URI() string { return a.uri }
 
 func (a *aeadSealer) Seal(plaintext, aad []byte) (sealed []byte, err error) {
-	g, done, err := a.aead()
+	err = a.with(func(g cipher.AEAD) error {
+		// Drawn for each try: one that failed on a token may have
+		// used it.
+		nonce := make([]byte, gcmNonce)
+		_, _ = rand.Read(nonce)
+		sealed, err = gcmSeal(g, nonce, plaintext, aad)
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hsm: sealing: %w", err)
 	}
-	defer func() { done(err) }()
-	nonce := make([]byte, gcmNonce)
-	_, _ = rand.Read(nonce)
-	// crypto11's Seal panics when the token fails (cipher.AEAD has no
-	// error); a token that goes away is an error here, not a crash.
+	return sealed, nil
+}
+
+// gcmSeal is g.Seal(nonce, nonce, plaintext, aad) with crypto11's panic —
+// its Seal has no error to return when the token fails — turned into an
+// error, whose PKCS#11 return value (which crypto11 formats into text) is
+// recovered for gone and classify.
+func gcmSeal(g cipher.AEAD, nonce, plaintext, aad []byte) (sealed []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			sealed, err = nil, fmt.Errorf("hsm: sealing: %v", r)
-			if e, ok := r.(error); ok {
-				err = fmt.Errorf("hsm: sealing: %w", e)
+			e, ok := r.(error)
+			if !ok {
+				e = fmt.Errorf("%v", r)
 			}
+			sealed, err = nil, unflatten(e)
 		}
 	}()
 	return g.Seal(nonce, nonce, plaintext, aad), nil
 }
 
-func (a *aeadSealer) Open(sealed, aad []byte) (_ []byte, err error) {
+func (a *aeadSealer) Open(sealed, aad []byte) (plain []byte, err error) {
 	if len(sealed) < gcmNonce+16 {
 		return nil, errors.New("hsm: sealed data too short")
 	}
-	g, done, err := a.aead()
-	if err != nil {
-		return nil, err
-	}
-	defer func() { done(err) }()
-	plain, err := g.Open(nil, sealed[:gcmNonce], sealed[gcmNonce:], aad)
+	err = a.with(func(g cipher.AEAD) error {
+		plain, err = g.Open(nil, sealed[:gcmNonce], sealed[gcmNonce:], aad)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("hsm: unsealing: %w", err)
 	}
 	return plain, nil
 }
+
+// flattenedRV finds the PKCS#11 return value in an error of crypto11's
+// that formatted it into text ("C_Encrypt: pkcs11: 0xB3: …", as
+// miekg/pkcs11's Error writes it).
+var flattenedRV = regexp.MustCompile(`pkcs11: 0x([0-9A-F]+): `)
+
+// unflatten gives back to err the PKCS#11 return value crypto11 formatted
+// into its text (its AEAD does: fmt.Errorf("C_Encrypt: %v", err)), so that
+// gone and classify see that the token went away. The text is kept.
+func unflatten(err error) error {
+	var rv pkcs11.Error
+	if err == nil || errors.As(err, &rv) {
+		return err
+	}
+	m := flattenedRV.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	code, perr := strconv.ParseUint(m[1], 16, 32)
+	if perr != nil {
+		return err
+	}
+	return flattened{err, pkcs11.Error(code)}
+}
+
+// flattened is an error with the PKCS#11 return value it was made from.
+type flattened struct {
+	error
+	rv pkcs11.Error
+}
+
+func (f flattened) Unwrap() []error { return []error{f.error, f.rv} }
 
 // PKCS#11 secret keys.
 
@@ -374,7 +420,7 @@ func (s *pkcs11Secret) current(c *crypto11.Context, gen uint64) (*crypto11.Secre
 		case s.key == nil:
 			s.check = check
 		case check != s.check:
-			return nil, fmt.Errorf("hsm: key %q on token %q has changed since it was opened", s.label, s.tok.label)
+			return nil, fmt.Errorf("%w: secret key %q on token %q", ErrKeyChanged, s.label, s.tok.label)
 		}
 	}
 	s.key, s.gen = k, gen
@@ -388,7 +434,8 @@ func (s *pkcs11Secret) use(f func(k *crypto11.SecretKey) error) error {
 		if err == nil {
 			err = f(k)
 		}
-		// Opened, a MAC key has MACed its check value.
+		// Opened, a key has computed its check value: refused its
+		// function now, the token is not itself.
 		return notPermitted(err, s.kcv != nil, string(s.label), s.tok.label)
 	})
 }
@@ -426,21 +473,31 @@ func hmacOn(k *crypto11.SecretKey, msg []byte) (out [sha256.Size]byte, err error
 	if err != nil {
 		return out, err
 	}
+	return sumHMAC(h, msg)
+}
+
+// sumHMAC is the HMAC of msg through h, a crypto11 HMAC begun (C_SignInit)
+// by NewHMAC. A token that fails is an error, never a panic nor a session
+// kept from crypto11's pool.
+func sumHMAC(h hash.Hash, msg []byte) (out [sha256.Size]byte, err error) {
 	// crypto11's Sum panics when the token fails (hash.Hash has no
-	// error), and returns the session to its pool only from Sum.
-	//
-	// Known limit (crypto11 v1.2.5, and ThalesGroup/crypto11 v1.6.2): if
-	// the token dies after C_SignInit and before the first C_SignUpdate
-	// succeeds, Sum panics before it returns the session, and closing
-	// that context then waits for the session for ever. SoftHSM2 never
-	// fails there (the key is read at C_SignInit); a card pulled in that
-	// instant could. Mending it needs crypto11 changed.
+	// error), and gives its session back to the context's pool only from
+	// Sum. If the token fails after C_SignInit and before the first
+	// C_SignUpdate succeeds (a card pulled in that instant), Sum panics
+	// before it gives the session back (crypto11 v1.2.5 hmac.go; the same
+	// in ThalesGroup/crypto11 v1.6.2), and closing that context — which
+	// a reconnect does, under the token's lock — would wait for the
+	// session for ever, stopping every key of the token and the daemon's
+	// shutdown with it: the session is given back here.
 	defer func() {
 		if r := recover(); r != nil {
-			if e, ok := r.(error); ok {
-				err = e
-			} else {
-				err = fmt.Errorf("hsm: HMAC: %v", r)
+			e, ok := r.(error)
+			if !ok {
+				e = fmt.Errorf("hsm: HMAC: %v", r)
+			}
+			err = e
+			if !giveBackSession(h) {
+				err = fmt.Errorf("%w (and its PKCS#11 session could not be given back: closing the token's context will wait for it)", e)
 			}
 		}
 	}()
@@ -455,33 +512,86 @@ func hmacOn(k *crypto11.SecretKey, msg []byte) (out [sha256.Size]byte, err error
 	return [sha256.Size]byte(sum), nil
 }
 
+// giveBackSession gives the session of h, a crypto11 HMAC whose Sum
+// panicked, back to its context's pool if Sum did not, and reports
+// whether h's session is back. crypto11 offers no way to do it: this calls
+// the HMAC's own unexported cleanup (v1.2.5 hmacImplementation: session
+// *pkcs11Session, nil once given back; cleanup func(), which gives it
+// back and sets session to nil) through reflect and unsafe — the one use
+// of either here, pinned by TestPKCS11HMACCardPulledAfterSignInit, which
+// fails if crypto11 changes the fields.
+func giveBackSession(h hash.Hash) bool {
+	v := reflect.ValueOf(h)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	session, cleanup := v.Elem().FieldByName("session"), v.Elem().FieldByName("cleanup")
+	if !session.IsValid() || session.Kind() != reflect.Pointer || !cleanup.IsValid() || cleanup.Type() != reflect.TypeFor[func()]() {
+		return false
+	}
+	if session.IsNil() {
+		return true // Sum gave it back before it panicked (at C_SignFinal)
+	}
+	// Unexported: readable by reflect, not callable; v.Elem() is
+	// addressable (h is a pointer), so its address gives the value.
+	f := *(*func())(unsafe.Pointer(cleanup.UnsafeAddr()))
+	if f == nil {
+		return false
+	}
+	f()
+	return session.IsNil()
+}
+
 func (p *PKCS11Keys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
-	s, err := p.openSecret(ctx, u, AES256GCM, nil)
+	s, err := p.openSecret(ctx, u, AES256GCM, gcmCheck)
 	if err != nil {
 		return nil, err
 	}
-	// Each use finds the key on the live context (reconnecting once if the
-	// token went away) and reports failure so a dead context is dropped.
-	return &aeadSealer{uri: u.String(), aead: func() (cipher.AEAD, func(error), error) {
-		c, gen, err := s.tok.context()
-		if err != nil {
-			return nil, nil, err
-		}
-		k, err := s.current(c, gen)
-		if err != nil {
-			if gone(err) || s.tok.stale(gen) {
-				s.tok.invalidate(gen)
+	// Each use finds the key on the live context — checking, after a
+	// reconnect, that it is the key opened — and reconnects once if the
+	// token went away.
+	return &aeadSealer{uri: u.String(), with: func(f func(cipher.AEAD) error) error {
+		return s.use(func(k *crypto11.SecretKey) error {
+			g, err := k.NewGCM()
+			if err != nil {
+				return err
 			}
-			return nil, nil, err
-		}
-		g, err := k.NewGCM()
-		if err != nil {
-			return nil, nil, err
-		}
-		return g, func(err error) {
-			if err != nil && (gone(err) || s.tok.stale(gen)) {
-				s.tok.invalidate(gen)
+			err = f(g)
+			if err == nil {
+				return nil
 			}
-		}, nil
+			// A token that went away and a seal that does not
+			// authenticate can fail alike: SoftHSM2 answers both
+			// CKR_GENERAL_ERROR, which gone takes for the token's
+			// loss. Whether the key still computes its check value
+			// tells them apart: if it does, the data was at fault,
+			// and the context is kept.
+			if _, cerr := gcmCheck(k); cerr != nil {
+				return cerr
+			}
+			return fmt.Errorf("%v", err)
+		})
 	}}, nil
+}
+
+// gcmCheckAAD is authenticated (GMAC: AES-GCM with no plaintext) under a
+// fixed nonce when an AES key is opened and again after every reconnect:
+// a token swapped for one holding another key of the same label would
+// otherwise seal under it without a word. The nonce is all zeros, the one
+// nonce Seal's random ones may meet only by a 2^-96 chance; and the check
+// encrypts nothing, so it gives away no key stream.
+var gcmCheckAAD = []byte("nuskha key check value")
+
+// gcmCheck is the check value of the AES key k: its GMAC of gcmCheckAAD.
+// It is kept in memory only.
+func gcmCheck(k *crypto11.SecretKey) (out [sha256.Size]byte, err error) {
+	g, err := k.NewGCM()
+	if err != nil {
+		return out, err
+	}
+	tag, err := gcmSeal(g, make([]byte, gcmNonce), nil, gcmCheckAAD)
+	if err != nil {
+		return out, err
+	}
+	return sha256.Sum256(tag), nil
 }

@@ -46,11 +46,36 @@ func TestStalledHeaderCut(t *testing.T) {
 	edgetest.StalledHeaderCut(t, conn, 30*time.Second, "rxd")
 }
 
+// TestStalledBodyCut: a client that sends a request's header and then
+// stalls its body is cut off once ReadTimeout has passed (a second here,
+// so as not to wait out the 30 s default). No client certificate is
+// needed: over HTTP/1.1 net/http reads the rest of a body before it sends
+// any answer, rxd's refusal of an anonymous caller included. Over HTTP/2
+// the same timeout ends the stream: TestOperations holds one as a real
+// vendor, whose body rxd reads.
+func TestStalledBodyCut(t *testing.T) {
+	addr, roots := serve(t, func(c *rxd.Config) { c.ReadTimeout = time.Second })
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgetest.StalledBodyCut(t, conn, "/v1/prescriptions", 15*time.Second, "rxd")
+}
+
 // serveDefault serves rxd with config's defaults until the test ends,
 // and returns its address and the roots its certificate chains to.
 func serveDefault(t *testing.T) (string, *x509.CertPool) {
 	t.Helper()
+	return serve(t, nil)
+}
+
+// serve is serveDefault with the config changed by edit (if not nil).
+func serve(t *testing.T, edit func(*rxd.Config)) (string, *x509.CertPool) {
+	t.Helper()
 	cfg, roots := config(t)
+	if edit != nil {
+		edit(&cfg)
+	}
 	h := &serving{addr: make(chan string, 1), Handler: slog.NewTextHandler(io.Discard, nil)}
 	svc, err := rxd.New(context.Background(), cfg, deps(t, h))
 	if err != nil {

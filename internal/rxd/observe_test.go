@@ -34,11 +34,13 @@ import (
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/testutil/audittest"
+	"github.com/nuskha/nuskha/internal/testutil/edgetest"
 	"github.com/nuskha/nuskha/internal/testutil/logbuf"
 	"github.com/nuskha/nuskha/internal/testutil/pgtest"
 	"github.com/nuskha/nuskha/internal/testutil/promtool"
 	"github.com/nuskha/nuskha/internal/testutil/testpki"
 	"github.com/nuskha/nuskha/internal/testutil/trustdtest"
+	"github.com/nuskha/nuskha/internal/tlsconf"
 )
 
 // TestOperations runs trustd and rxd (on PostgreSQL, through a proxy the
@@ -53,7 +55,10 @@ import (
 //     name;
 //   - rxd is ready (every check passes), and once its database is gone
 //     it is not — /readyz 503 naming the database check — and a
-//     prescription is refused 503 with a Retry-After.
+//     prescription is refused 503 with a Retry-After;
+//   - a vendor's prescription whose body stalls over HTTP/2 holds its
+//     stream, and the handler reading it, only until ReadTimeout (cut to
+//     2 s here from the 30 s default, so as not to wait it out).
 func TestOperations(t *testing.T) {
 	td := trustdtest.Start(t)
 	ctx := context.Background()
@@ -93,7 +98,7 @@ func TestOperations(t *testing.T) {
 	h := &serving{addr: make(chan string, 1), Handler: slog.NewJSONHandler(&logs, nil)}
 	cfg := rxd.Config{Store: store, Listen: "127.0.0.1:0", TLSCert: m.RxdTLS.Chain, TLSKey: m.RxdTLS.Key, ClientCA: m.Root,
 		ExchangeKey: m.Exchange.Key, ExchangeCert: m.Exchange.Chain, MetricsListen: "127.0.0.1:0",
-		Limits: rxapi.Limits{PerSecond: 1e6, Burst: 1e6, DailyLookups: 1e6}}
+		Limits: rxapi.Limits{PerSecond: 1e6, Burst: 1e6, DailyLookups: 1e6}, ReadTimeout: 2 * time.Second}
 	cfg.Audit, _ = audittest.Shared(t)
 	svc, err := rxd.New(ctx, cfg, rxd.Deps{Log: slog.New(h), Now: time.Now, Keys: keys})
 	if err != nil {
@@ -217,6 +222,33 @@ func TestOperations(t *testing.T) {
 	after := string(get(t, ops+"/metrics", 200))
 	if v := value(t, after, `nuskha_http_requests_total{code="503",listener="main",method="POST",problem="unavailable",route="POST /v1/prescriptions"}`); v != 1 {
 		t.Fatalf("the refusal is counted %v times as 503 unavailable", v)
+	}
+
+	// The vendor's request is admitted (its certificate is good, which
+	// trustd still answers) and its body read until ReadTimeout ends the
+	// stream: 400, the body could not be read. A refusal before the body
+	// is read (401) would wait on nothing and prove nothing.
+	vendorChain, err := pemutil.ReadCertificateBundle(m.Vendor.Chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vendorKey, err := keys.OpenKey(ctx, m.Vendor.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := pemutil.ReadCertificateBundle(m.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	h2 := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{tlsconf.Certificate(vendorKey, vendorChain)}}}}
+	defer h2.CloseIdleConnections()
+	if status := edgetest.StalledStreamCut(t, h2, "https://"+addr+"/v1/prescriptions", 15*time.Second, "rxd over HTTP/2"); status != http.StatusBadRequest {
+		t.Errorf("a vendor's prescription whose body stalled over HTTP/2: %d, want 400 (its body read, then cut)", status)
 	}
 }
 

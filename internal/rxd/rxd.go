@@ -71,6 +71,12 @@ type Config struct {
 	RulesPoll time.Duration
 	// Conns caps the open connections [netcap's defaults].
 	Conns netcap.Limits
+	// ReadTimeout bounds the reading of one request, header and body
+	// [30s]: a client that sends its body slower, or stops, is cut off —
+	// over HTTP/1.1 its connection, over HTTP/2 the request's stream —
+	// rather than hold a handler and a connection for as long as it
+	// likes.
+	ReadTimeout time.Duration
 	// Limits are each caller's request and lookup budgets
 	// [rxapi.DefaultLimits].
 	Limits rxapi.Limits
@@ -282,6 +288,9 @@ func (c Config) withDefaults() Config {
 	if c.Conns.PerIP == 0 {
 		c.Conns.PerIP = netcap.DefaultPerIP
 	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
 	return c
 }
 
@@ -297,6 +306,9 @@ func (c Config) validate() error {
 	}
 	if c.Recheck < 0 {
 		return fmt.Errorf("-revocation-recheck must be 0 (ask on every call) or more, not %s", c.Recheck)
+	}
+	if c.ReadTimeout < 0 {
+		return fmt.Errorf("the read timeout must be positive, not %s", c.ReadTimeout)
 	}
 	if c.Limits.PerSecond <= 0 || c.Limits.Burst < 1 || c.Limits.DailyLookups < 1 {
 		return errors.New("-caller-rate, -caller-burst and -daily-lookups must be positive")
@@ -530,7 +542,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	// handshake costs anything.
 	capped := netcap.Wrap(ln, s.cfg.Conns, s.log, "rxd")
 	srv := &http.Server{Handler: s.api.Handler(), TLSConfig: s.tls, ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: httpedge.MaxHeaderBytes}
+		ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: httpedge.MaxHeaderBytes}
 	var background []lifecycle.Task
 	if s.cfg.RulesFile != "" {
 		background = append(background, lifecycle.Task{Name: "rules watch", Run: func(ctx context.Context) {

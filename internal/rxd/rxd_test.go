@@ -88,6 +88,7 @@ func TestNewRefuses(t *testing.T) {
 		{"no client CA", func(c *rxd.Config) { c.ClientCA = "" }, "needs -tls-cert, -tls-key and -client-ca"},
 		{"negative recheck", func(c *rxd.Config) { c.Recheck = -time.Second }, "-revocation-recheck must be 0"},
 		{"negative lookups", func(c *rxd.Config) { c.Limits.PerSecond, c.Limits.DailyLookups = 1, -1 }, "must be positive"},
+		{"negative read timeout", func(c *rxd.Config) { c.ReadTimeout = -time.Second }, "read timeout must be positive"},
 		{"per-client cap above the total", func(c *rxd.Config) { c.Conns = netcap.Limits{Total: 2, PerIP: 3} }, "above the total 2"},
 		{"unknown driver", func(c *rxd.Config) { c.Store.Driver = "mysql" }, `-db-driver must be sqlite or postgres, not "mysql"`},
 		{"postgres without a DSN file", func(c *rxd.Config) { c.Store = rxd.Store{Driver: sqlstore.Postgres} }, "needs -dsn-file"},

@@ -112,6 +112,11 @@ type ListenerConfig struct {
 	// MaxConnectionsPerIP caps those of one client address (an IPv4
 	// address or an IPv6 /64) [256].
 	MaxConnectionsPerIP int `json:"max_connections_per_ip,omitempty"`
+	// ReadTimeout bounds the reading of one request, header and body
+	// [30s]: a client that sends its body slower, or stops, has its
+	// connection closed rather than hold it, and a handler, for as long
+	// as it likes.
+	ReadTimeout Duration `json:"read_timeout,omitzero"`
 }
 
 // Limits are the listener's connection caps.
@@ -367,6 +372,9 @@ func (c *Config) Validate() error {
 		}
 		if err := l.Limits().Validate(); err != nil {
 			bad("%s: %v", name, err)
+		}
+		if l.ReadTimeout.Duration < 0 {
+			bad("%s.read_timeout: must not be negative", name)
 		}
 	}
 	if c.Status.ServiceSubject == "" {

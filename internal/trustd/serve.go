@@ -443,7 +443,7 @@ func (s *Service) Serve(ctx context.Context) error {
 			ln = tls.NewListener(ln, tcfg)
 		}
 		servers = append(servers, lifecycle.Server{Name: name, Listener: ln, HTTP: &http.Server{
-			Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: lc.ReadTimeout.or(30 * time.Second),
 			WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: httpedge.MaxHeaderBytes,
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}})

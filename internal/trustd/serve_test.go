@@ -306,3 +306,32 @@ func TestStalledHeaderCut(t *testing.T) {
 	wg.Go(func() { edgetest.StalledHeaderCut(t, plain, 30*time.Second, "the plain-HTTP listener") })
 	wg.Wait()
 }
+
+// TestStalledBodyCut: on the public and plain-HTTP listeners, which
+// anyone can reach, a client that sends a write's header (a holder's
+// revocation request; an OCSP request by POST) and then stalls its body
+// is cut off once the listener's read_timeout has passed (a second here,
+// so as not to wait out the 30 s default). trustd speaks HTTP/1.1 only:
+// no HTTP/2 stream to hold. It runs beside the others, as
+// TestStalledHeaderCut does (whose wait it overlaps).
+func TestStalledBodyCut(t *testing.T) {
+	t.Parallel()
+	s := serveAll(t, func(c *trustd.Config) {
+		c.Public.ReadTimeout.Duration, c.HTTP.ReadTimeout.Duration = time.Second, time.Second
+	})
+	public, err := tls.Dial("tcp", s.logs.addrs["public"], &tls.Config{RootCAs: s.roots, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := public.ConnectionState().NegotiatedProtocol; p == "h2" {
+		t.Fatalf("the public listener now speaks HTTP/2: hold a stalled stream too (edgetest.StalledStreamCut)")
+	}
+	plain, err := net.Dial("tcp", s.logs.addrs["http"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { edgetest.StalledBodyCut(t, public, "/v1/revocations", 15*time.Second, "the public listener") })
+	wg.Go(func() { edgetest.StalledBodyCut(t, plain, "/ocsp", 15*time.Second, "the plain-HTTP listener") })
+	wg.Wait()
+}

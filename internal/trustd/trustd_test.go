@@ -357,6 +357,9 @@ func TestConfigValidation(t *testing.T) {
 		{"per-address cap above the total", func(m map[string]any) {
 			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "max_connections": 10, "max_connections_per_ip": 20}
 		}, "public"},
+		{"negative read timeout", func(m map[string]any) {
+			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "read_timeout": "-1s"}
+		}, "public.read_timeout"},
 		{"negative write limit", func(m map[string]any) { m["anonymous_writes"] = map[string]any{"per_ip_burst": -1} }, "anonymous_writes"},
 		{"audit log without its note key", func(m map[string]any) {
 			m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p"}

@@ -4,7 +4,9 @@ package edgetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -65,4 +67,88 @@ func StalledHeaderCut(t testing.TB, conn net.Conn, within time.Duration, what st
 	case bytes.HasPrefix(got, []byte("HTTP/1.1 2")):
 		t.Errorf("%s answered a request whose header never ended: %q", what, got)
 	}
+}
+
+// stalledBody is what StalledBodyCut and StalledStreamCut declare and
+// send of a request body: far under every route's body cap and under
+// net/http's 256 KiB (which it reads on its own to keep a connection),
+// so that the server waits for the rest rather than refusing its size.
+const (
+	stalledBodyDeclared = 1000
+	stalledBodySent     = 16
+)
+
+// StalledBodyCut sends on conn a POST to path with a whole header
+// declaring a body, the body's first bytes and then nothing, as a
+// slow-body (R-U-Dead-Yet) client does: the listener must close the
+// connection once its ReadTimeout has passed, not wait for the rest for
+// as long as the client likes. (net/http reads a body's rest before it
+// answers, even a refusal, to keep the connection: without ReadTimeout
+// nothing ends the wait.) within bounds the wait, well above the
+// listener's timeout; what names the listener in failures. It reports
+// with Errorf only, so that listeners can be tried side by side.
+func StalledBodyCut(t testing.TB, conn net.Conn, path string, within time.Duration, what string) {
+	t.Helper()
+	defer conn.Close()
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n", path, stalledBodyDeclared)
+	if _, err := io.WriteString(conn, head+strings.Repeat("a", stalledBodySent)); err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(within)); err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	// What it answers, if anything, is the route's business (an OCSP
+	// responder answers malformedRequest in a 200): what matters is that
+	// the connection ends.
+	_, err := io.ReadAll(conn)
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		t.Errorf("%s held a connection whose request body never ended for %v", what, within)
+	}
+}
+
+// StalledStreamCut is StalledBodyCut over HTTP/2, where one connection
+// carries many requests and ReadTimeout bounds each stream instead: c,
+// which MUST speak HTTP/2 to the listener, POSTs to url a body whose
+// first bytes come and then nothing. The request must be ended — an
+// answer that is not a success, or the stream reset — within, well above
+// the listener's ReadTimeout, so that a stalled stream holds no handler
+// (nor its share of the connection's streams) for as long as the client
+// likes. It returns the status answered, 0 if none, for the caller to
+// check that the request was one the handler read (a refusal before the
+// body is read waits on nothing).
+func StalledStreamCut(t testing.TB, c *http.Client, url string, within time.Duration, what string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	body, stall := io.Pipe()
+	// Closed when the check is done with the request: the write below
+	// and the transport's reading of the body then end.
+	defer stall.Close()
+	go stall.Write([]byte(strings.Repeat("a", stalledBodySent)))
+	req, err := http.NewRequestWithContext(ctx, "POST", url, body)
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return 0
+	}
+	req.ContentLength = stalledBodyDeclared
+	resp, err := c.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			t.Errorf("%s held an HTTP/2 stream whose request body never ended for %v", what, within)
+		}
+		return 0 // reset: ended
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadAll(resp.Body)
+	switch {
+	case resp.ProtoMajor != 2:
+		t.Errorf("%s: answered over %s; the check needs HTTP/2", what, resp.Proto)
+	case resp.StatusCode < 300:
+		t.Errorf("%s answered %d to a request whose body never ended", what, resp.StatusCode)
+	case err != nil && ctx.Err() != nil:
+		t.Errorf("%s held an HTTP/2 stream whose request body never ended for %v", what, within)
+	}
+	return resp.StatusCode
 }
