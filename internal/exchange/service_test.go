@@ -360,16 +360,7 @@ func malleate(t *testing.T, jws string) string {
 // token tok: a document rx.Sign would never make.
 func signPayload(t *testing.T, c card, tok string, payload []byte) string {
 	t.Helper()
-	input := tok[:strings.IndexByte(tok, '.')] + "." + base64.RawURLEncoding.EncodeToString(payload)
-	h := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, c.key.(*ecdsa.PrivateKey), h[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	return testpki.SignInput(t, tok[:strings.IndexByte(tok, '.')]+"."+base64.RawURLEncoding.EncodeToString(payload), c.key.(*ecdsa.PrivateKey))
 }
 
 // TestAmbiguousIDRefusedAsSuch: a signed document the verifier refuses is

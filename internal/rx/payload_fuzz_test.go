@@ -15,6 +15,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/rx"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
 // FuzzVerifyPayload fuzzes what a signer can put in a document, past the
@@ -88,7 +89,7 @@ func FuzzVerifyPayload(fz *testing.F) {
 	fz.Fuzz(func(t *testing.T, k uint8, payload []byte) {
 		kind := kinds[int(k)%len(kinds)]
 		input := headers[kind] + "." + base64.RawURLEncoding.EncodeToString(payload)
-		v, err := f.v.Verify(ctx, signInput(t, input, keys[kind]), kind)
+		v, err := f.v.Verify(ctx, testpki.SignInput(t, input, keys[kind]), kind)
 		if err != nil {
 			if errs.CodeOf(err) == errs.Internal {
 				t.Fatalf("untyped refusal: %v", err)

@@ -608,20 +608,6 @@ func TestNullInsideStringsIsText(t *testing.T) {
 	}
 }
 
-// signInput signs exactly input (a compact JWS signing input, however it
-// is spelled) with key: what a signer who wants another spelling would do.
-func signInput(t testing.TB, input string, key *ecdsa.PrivateKey) string {
-	h := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, key, h[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
-
 // A segment holds only the base64url alphabet. encoding/base64 skips CR
 // and LF even in Strict mode, so without a check of its own the verifier
 // would accept one signed prescription under many spellings: anyone could
@@ -644,7 +630,7 @@ func TestSegmentsHoldOnlyTheAlphabet(t *testing.T) {
 				tok := strings.Join(p, ".")
 				if seg < 2 {
 					// Signed as spelled, so that only the alphabet can refuse it.
-					tok = signInput(t, p[0]+"."+p[1], f.key.(*ecdsa.PrivateKey))
+					tok = testpki.SignInput(t, p[0]+"."+p[1], f.key.(*ecdsa.PrivateKey))
 				}
 				t.Run(fmt.Sprintf("%q in the %s at %d", c, names[seg], at), func(t *testing.T) {
 					_, err := f.v.Verify(ctx, tok, rx.KindPrescription)

@@ -3,8 +3,6 @@ package rxapi_test
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -20,6 +18,7 @@ import (
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/rxapi"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/testpki"
 )
 
 // send is one request as a hostile client sends it: no contract check,
@@ -167,16 +166,7 @@ func TestBodyReadAsLabelled(t *testing.T) {
 // token tok: a document rx.Sign would never make.
 func signPayload(t *testing.T, c card, tok string, payload []byte) string {
 	t.Helper()
-	input := tok[:strings.IndexByte(tok, '.')] + "." + base64.RawURLEncoding.EncodeToString(payload)
-	h := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, c.key.(*ecdsa.PrivateKey), h[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	return testpki.SignInput(t, tok[:strings.IndexByte(tok, '.')]+"."+base64.RawURLEncoding.EncodeToString(payload), c.key.(*ecdsa.PrivateKey))
 }
 
 // TestAmbiguousPatientRefusedAsSuch: before a prescription is verified,

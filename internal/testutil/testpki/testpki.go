@@ -9,8 +9,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -298,4 +300,20 @@ func (p *PKI) TryIssue(t testing.TB, profileName string, sub *registry.Subject, 
 	serial, _ := ceremony.Serial()
 	return p.CA.Issue(context.Background(), ca.Request{CSR: CSR(t, key), Template: prof.Template, Data: data.TemplateData(),
 		Serial: serial, NotBefore: notBefore, NotAfter: notAfter}, nil)
+}
+
+// SignInput signs exactly input, a compact JWS signing input however it
+// is spelled, with key (ES256) and returns the compact JWS: what a signer
+// who wants a spelling or a payload rx.Sign would never make does.
+func SignInput(t testing.TB, input string, key *ecdsa.PrivateKey) string {
+	t.Helper()
+	h := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, key, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
