@@ -225,6 +225,19 @@ func openAudit(ctx context.Context, k *auditKeys, a Audit, db *sqlstore.DB, d De
 	if err != nil {
 		return nil, err
 	}
+	check, err := k.pseudonyms.CheckValue()
+	if err != nil {
+		return nil, fmt.Errorf("-audit-pseudonym-key: %w", err)
+	}
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	if err := store.CheckKey(ctx, "pseudonym", check[:], now()); errors.Is(err, tlogstore.ErrKeyChanged) {
+		return nil, fmt.Errorf("-audit-pseudonym-key %s is not the key this database's audit log was written with (its check value differs): every patient would get new pseudonyms, and idempotent retries would not open; open the token that holds the log's key", a.PseudonymKey)
+	} else if err != nil {
+		return nil, err
+	}
 	l, err := tlog.New(store, tlog.Config{Origin: a.Origin, Key: k.note, Now: d.Now, Logger: d.Log, Witnesses: a.Witnesses, Metrics: metrics})
 	if err != nil {
 		return nil, err

@@ -191,3 +191,32 @@ func (s *serving) Handle(ctx context.Context, r slog.Record) error {
 	}
 	return err
 }
+
+// The audit log records its pseudonym key's check value at the first
+// start; an rxd given another key (a token swapped for one with a key of
+// the same label, another instance's key file) refuses to start over
+// that database — its patients' pseudonyms would not be the log's — and
+// the log's own key still starts it.
+func TestPseudonymKeyChecked(t *testing.T) {
+	cfg, _ := config(t)
+	start := func(c rxd.Config) error {
+		svc, err := rxd.New(context.Background(), c, deps(t, slog.DiscardHandler))
+		if err == nil {
+			svc.Close()
+		}
+		return err
+	}
+	if err := start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := audittest.Keys(t, t.TempDir())
+	swapped := cfg
+	swapped.Audit.PseudonymKey = other.PseudonymKey
+	err := start(swapped)
+	if err == nil || !strings.Contains(err.Error(), "-audit-pseudonym-key") || !strings.Contains(err.Error(), "check value differs") {
+		t.Fatalf("another pseudonym key: %v, want a refusal naming -audit-pseudonym-key", err)
+	}
+	if err := start(cfg); err != nil {
+		t.Fatalf("the log's own key again: %v", err)
+	}
+}

@@ -14,6 +14,10 @@ import (
 // it ever used for anything else, could not be made to yield a pseudonym.
 const pseudonymDomain = "nuskha-patient/v1:"
 
+// checkText is what the key's check value is the MAC of: outside
+// pseudonymDomain, so the check value is no patient's pseudonym.
+const checkText = "nuskha-pseudonym-key-check/v1"
+
 // Pseudonyms turns national ids into patients' pseudonyms: HMAC-SHA256,
 // under a key held in custody (a secret key on the HSM token, or an
 // encrypted key file for the embedded default), of the id in its canonical
@@ -90,6 +94,19 @@ func (p *Pseudonyms) Of(nationalID string) (Pseudonym, error) {
 	}
 	p.keep(n, Pseudonym(sum))
 	return Pseudonym(sum), nil
+}
+
+// CheckValue is the key's check value: the MAC of a fixed text no
+// pseudonym is made from. Recorded beside the log (tlogstore.CheckKey), it
+// tells, at every start, whether the key is the one the log's pseudonyms
+// were made with — a token swapped for another with a key of the same
+// label gives every patient new pseudonyms, silently, without it.
+func (p *Pseudonyms) CheckValue() ([32]byte, error) {
+	sum, err := p.mac.Sum([]byte(checkText))
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("tlog: the pseudonym key's check value: %w", err)
+	}
+	return sum, nil
 }
 
 func (p *Pseudonyms) cached(id string) (Pseudonym, bool) {

@@ -673,3 +673,26 @@ func (s *Store) Prune(ctx context.Context, before uint64) error {
 		return nil
 	})
 }
+
+// ErrKeyChanged is CheckKey's answer to a key whose check value is not
+// the one the log recorded.
+var ErrKeyChanged = errors.New("tlogstore: the key's check value is not the one this log recorded")
+
+// CheckKey records value as the check value of the key named name, if
+// none is recorded yet, and otherwise compares it with the one recorded:
+// another is ErrKeyChanged. The first instance over a database records
+// it; every later one, and every instance at every start, is held to it.
+func (s *Store) CheckKey(ctx context.Context, name string, value []byte, now time.Time) error {
+	if _, err := s.db.Exec(ctx, s.db.SQL(), "INSERT INTO tlog_key_checks (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+		name, value, now.UTC()); err != nil {
+		return fmt.Errorf("tlogstore: recording the check value of key %s: %w", name, err)
+	}
+	var recorded []byte
+	if err := s.db.SQL().QueryRowContext(ctx, s.db.Rebind("SELECT value FROM tlog_key_checks WHERE name = $1"), name).Scan(&recorded); err != nil {
+		return fmt.Errorf("tlogstore: reading the check value of key %s: %w", name, err)
+	}
+	if !bytes.Equal(recorded, value) {
+		return fmt.Errorf("%w (key %s)", ErrKeyChanged, name)
+	}
+	return nil
+}

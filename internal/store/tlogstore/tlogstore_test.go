@@ -319,3 +319,33 @@ func mustLatest(t testing.TB, s *tlogstore.Store) *tlog.SignedCheckpoint {
 	}
 	return cp
 }
+
+// A key's check value is recorded by the first to give one, and every
+// later one is held to it: the same value passes, another is
+// ErrKeyChanged and changes nothing; the recorded value cannot be updated
+// or deleted, even by hand.
+func TestCheckKey(t *testing.T) {
+	each(t, func(t *testing.T, s *tlogstore.Store) {
+		first, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+		now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+		for i := range 2 {
+			if err := s.CheckKey(ctx, "pseudonym", first, now); err != nil {
+				t.Fatalf("check %d with the recorded value: %v", i, err)
+			}
+		}
+		if err := s.CheckKey(ctx, "pseudonym", other, now); !errors.Is(err, tlogstore.ErrKeyChanged) {
+			t.Fatalf("another value: %v, want ErrKeyChanged", err)
+		}
+		if err := s.CheckKey(ctx, "another-key", other, now); err != nil {
+			t.Fatalf("another key's own value: %v", err)
+		}
+		for _, q := range []string{"UPDATE tlog_key_checks SET value = $1", "DELETE FROM tlog_key_checks WHERE value <> $1"} {
+			if _, err := s.DB().SQL().ExecContext(ctx, s.DB().Rebind(q), other); err == nil {
+				t.Fatalf("%s: allowed", q)
+			}
+		}
+		if err := s.CheckKey(ctx, "pseudonym", first, now); err != nil {
+			t.Fatalf("the recorded value after the refused changes: %v", err)
+		}
+	})
+}
