@@ -140,3 +140,14 @@ func closeAllSessions(t *testing.T, tok *softhsm.Token) {
 	}
 	t.Fatalf("no token %q", tok.Label)
 }
+
+// A cleanup that panics is reported as a session not given back, and the
+// panic goes no further.
+func TestCallRecovered(t *testing.T) {
+	if !callRecovered(func() {}) {
+		t.Fatal("a cleanup that returned was reported as failed")
+	}
+	if callRecovered(func() { panic("attempt to Put into a full ResourcePool") }) {
+		t.Fatal("a cleanup that panicked was reported as done")
+	}
+}

@@ -489,11 +489,19 @@ func sumHMAC(h hash.Hash, msg []byte) (out [sha256.Size]byte, err error) {
 	// a reconnect does, under the token's lock — would wait for the
 	// session for ever, stopping every key of the token and the daemon's
 	// shutdown with it: the session is given back here.
+	var werr error
 	defer func() {
 		if r := recover(); r != nil {
 			e, ok := r.(error)
 			if !ok {
 				e = fmt.Errorf("hsm: HMAC: %v", r)
+			}
+			// A C_SignUpdate that failed in Write ended the operation,
+			// so Sum's own failure (CKR_OPERATION_NOT_INITIALIZED) says
+			// nothing of the token: Write's error is the one a
+			// reconnect is decided by.
+			if werr != nil {
+				e = fmt.Errorf("%w (then, giving the session back: %v)", werr, e)
 			}
 			err = e
 			if !giveBackSession(h) {
@@ -501,7 +509,7 @@ func sumHMAC(h hash.Hash, msg []byte) (out [sha256.Size]byte, err error) {
 			}
 		}
 	}()
-	_, werr := h.Write(msg)
+	_, werr = h.Write(msg)
 	sum := h.Sum(nil)
 	if werr != nil {
 		return out, werr
@@ -538,8 +546,20 @@ func giveBackSession(h hash.Hash) bool {
 	if f == nil {
 		return false
 	}
+	return callRecovered(f) && session.IsNil()
+}
+
+// callRecovered calls f and reports whether it returned without a panic:
+// a cleanup that panics (a pool already broken, a future crypto11) is a
+// session not given back, never a second panic out of sumHMAC.
+func callRecovered(f func()) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
 	f()
-	return session.IsNil()
+	return true
 }
 
 func (p *PKCS11Keys) openAEAD(ctx context.Context, u *URI) (AEAD, error) {
