@@ -373,8 +373,11 @@ func (c *Config) Validate() error {
 		if err := l.Limits().Validate(); err != nil {
 			bad("%s: %v", name, err)
 		}
-		if l.ReadTimeout.Duration < 0 {
-			bad("%s.read_timeout: must not be negative", name)
+		// Under a second cuts honest requests off on a slow link (it
+		// bounds the header too); over ten minutes is no cut-off for a
+		// client that trickles its body.
+		if d := l.ReadTimeout.Duration; d != 0 && (d < time.Second || d > 10*time.Minute) {
+			bad("%s.read_timeout: must be between 1s and 10m, not %s", name, d)
 		}
 	}
 	if c.Status.ServiceSubject == "" {

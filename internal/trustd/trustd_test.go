@@ -360,6 +360,12 @@ func TestConfigValidation(t *testing.T) {
 		{"negative read timeout", func(m map[string]any) {
 			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "read_timeout": "-1s"}
 		}, "public.read_timeout"},
+		{"read timeout that would cut honest requests", func(m map[string]any) {
+			m["public"] = map[string]any{"listen": "127.0.0.1:8444", "read_timeout": "1ms"}
+		}, "public.read_timeout: must be between 1s and 10m"},
+		{"read timeout that cuts nobody off", func(m map[string]any) {
+			m["http"] = map[string]any{"listen": "127.0.0.1:8080", "read_timeout": "1h"}
+		}, "http.read_timeout: must be between 1s and 10m"},
 		{"negative write limit", func(m map[string]any) { m["anonymous_writes"] = map[string]any{"per_ip_burst": -1} }, "anonymous_writes"},
 		{"audit log without its note key", func(m map[string]any) {
 			m["audit_log"] = map[string]any{"origin": "ca.example/trustd-audit", "sealing_key": "softkey:path=/k?pin-source=/p"}
