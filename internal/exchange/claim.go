@@ -86,7 +86,9 @@ func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*Prescripti
 // kind left in a fill in force (a pharmacy once every drug is dispensed):
 // prescription-not-dispensable. The holder claiming again is let through
 // whatever is left and whatever the state: a lost secret is recovered to
-// close a prescription fully dispensed, or one expired while held.
+// close a prescription fully dispensed, or one expired while held — and so
+// is an organisation whose claim lapsed with dispenses under it and was
+// never closed: that claim is given back, renewed (Store.Claim).
 func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
 	a := s.begin(ActClaim, Caller{})
 	a.bySession(actor)
@@ -108,20 +110,12 @@ func (s *Service) claim(ctx context.Context, a *action, actor *Actor, f Find) (*
 	if !slices.ContainsFunc(p.Lines, func(l Line) bool { return slices.Contains(performs[role], l.Kind) }) {
 		return nil, errs.New(errs.RoleNotAllowed, "a %s hands out or performs none of this prescription's items", role)
 	}
+	// Nor by one with nothing of its kind left to do (Store.Claim decides
+	// that under the prescription's lock, knowing the organisation's
+	// claims).
 	now := s.cfg.Now()
-	// Nor by one with nothing of its kind left to do now (a pharmacy once
-	// every drug is dispensed, the lab test still to be done): its hold
-	// would keep the centre out for hours. The holder claiming again is
-	// recovering its secret, which it needs to close, and is let through.
-	holder := ClaimHolder(role, actor.Organisation)
-	renewal := p.Claim != nil && p.Claim.Organisation == holder
-	if st := p.State; !renewal && st.Dispensable() && !slices.ContainsFunc(p.Lines, func(l Line) bool {
-		return slices.Contains(performs[role], l.Kind) && l.Remaining() > 0 && l.InForce(now)
-	}) {
-		return nil, &NotDispensableError{State: st, Item: -1, For: role}
-	}
 	sec, hash := secret()
-	c, err := s.cfg.Store.Claim(ctx, a.entry(), &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: holder, CertSerial: actor.CertSerial,
+	c, err := s.cfg.Store.Claim(ctx, a.entry(), &Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: ClaimHolder(role, actor.Organisation), CertSerial: actor.CertSerial,
 		SecretSHA256: hash, CreatedAt: now, ExpiresAt: now.Add(s.cfg.ClaimTTL)})
 	a.stored(err)
 	if err != nil {

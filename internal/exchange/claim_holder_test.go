@@ -2,6 +2,7 @@ package exchange_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -224,5 +225,77 @@ func TestHolderRecoversSecretWithNothingLeft(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A claim that lapsed with dispenses under it and was never closed is
+// given back, renewed with a new secret, when its organisation claims
+// again: the visit's receipt needs it, and a pharmacy whose software lost
+// the secret and came back after the claim expired would otherwise never
+// have one. The hold stays bounded from where it began; a lapsed claim
+// with nothing dispensed under it is not given back (a new claim is made).
+func TestLapsedClaimGivenBack(t *testing.T) {
+	const ttl = 2 * time.Hour
+	for _, driver := range drivers {
+		for _, after := range []time.Duration{3 * time.Hour, 5 * time.Hour} {
+			t.Run(fmt.Sprintf("%s/%s", driver, after), func(t *testing.T) {
+				f := setup(t, driver)
+				p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+				_, ph := f.session(t, f.pharmacy, f.vendor)
+				first := f.now
+				lost, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
+				if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
+					t.Fatal(err)
+				}
+				f.advance(t, after)
+				_, ph = f.session(t, f.pharmacy, f.vendor)
+				got, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatalf("claiming again %s after the lapsed claim was made: %v", after, err)
+				}
+				if got.ClaimID != lost.ClaimID || got.Secret == lost.Secret || !got.ExpiresAt.After(f.now) {
+					t.Fatalf("claim %s until %s, want %s given back with a new secret, running", got.ClaimID, got.ExpiresAt, lost.ClaimID)
+				}
+				// The hold began with the first claim when the claim lapsed
+				// less than a time to live ago, else now.
+				began := f.now
+				if after < ttl+ttl {
+					began = first
+				}
+				if got.ExpiresAt.After(began.Add(2 * ttl)) {
+					t.Fatalf("held until %s, past twice a time to live from %s", got.ExpiresAt, began)
+				}
+				again, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil || again.ClaimID != lost.ClaimID || again.ExpiresAt.After(began.Add(2*ttl)) {
+					t.Fatalf("renewing the claim given back: %+v %v", again, err)
+				}
+				_, rival := f.session(t, f.rival, f.vendor2)
+				_, err = f.svc.Claim(ctx, rival, find(ans, p))
+				wantCode(t, err, errs.PrescriptionClaimed)
+				r, err := f.svc.Close(ctx, ph, again.ClaimID, again.Secret)
+				if err != nil || r.Amounts.Total <= 0 {
+					t.Fatalf("closing the claim given back: %+v %v", r, err)
+				}
+			})
+		}
+		t.Run(driver+"/nothing dispensed", func(t *testing.T) {
+			f := setup(t, driver)
+			p, _, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			lapsed, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.advance(t, 5*time.Hour)
+			_, ph = f.session(t, f.pharmacy, f.vendor)
+			got, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil || got.ClaimID == lapsed.ClaimID {
+				t.Fatalf("claim %+v (%v), want a new one", got, err)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@
 package exchange
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -128,6 +129,25 @@ func ClaimHolder(role pki.Role, licence string) string { return string(role) + "
 func (c *Claim) holder() (role pki.Role, licence string, ok bool) {
 	r, l, ok := strings.Cut(c.Organisation, ":")
 	return pki.Role(r), l, ok && r != "" && l != ""
+}
+
+// Role is the role of the claim's organisation ("" for one not written by
+// ClaimHolder).
+func (c *Claim) Role() pki.Role {
+	r, _, ok := c.holder()
+	if !ok {
+		return ""
+	}
+	return r
+}
+
+// LeftFor reports whether lines have something left that role hands out or
+// performs, in a fill in force at t: what a claim by an organisation of
+// that role could be for.
+func LeftFor(lines []Line, role pki.Role, t time.Time) bool {
+	return slices.ContainsFunc(lines, func(l Line) bool {
+		return slices.Contains(performs[role], l.Kind) && l.Remaining() > 0 && l.InForce(t)
+	})
 }
 
 // Holds reports whether the claim holds its prescription at t.

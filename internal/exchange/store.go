@@ -46,13 +46,17 @@ type Store interface {
 
 	// Claim gives c.Organisation the prescription c.PrescriptionID from
 	// c.CreatedAt until c.ExpiresAt, under the prescription's lock. Held
-	// by the same organisation's claim: that claim is returned, now with
+	// by the same organisation's claim — or, held by nobody, the
+	// organisation's last claim lapsed (expired, neither released nor
+	// closed) with dispenses under it: that claim is returned, now with
 	// c's secret hash, acting certificate and expiry (the old secret stops
 	// working), whatever the prescription's state — the holder recovering
-	// a lost secret to close what it dispensed. Otherwise, a prescription
-	// not dispensable at c.CreatedAt: NotDispensableError; held by another
-	// organisation's claim: ClaimedError with its expiry; else c is
-	// stored and returned. Either way the expiry is never past the start
+	// a lost secret to close what it dispensed, and have its receipt.
+	// Otherwise, a prescription not dispensable at c.CreatedAt:
+	// NotDispensableError; held by another organisation's claim:
+	// ClaimedError with its expiry; nothing left that the organisation's
+	// role hands out or performs in a fill in force (LeftFor):
+	// NotDispensableError with For; else c is stored and returned. Either way the expiry is never past the start
 	// of the organisation's hold plus twice c's time to live
 	// (c.ExpiresAt − c.CreatedAt), the hold going back
 	// through its claims of the prescription, none closed, each ending

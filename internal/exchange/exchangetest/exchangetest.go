@@ -19,6 +19,7 @@ import (
 	"github.com/nuskha/nuskha/internal/errs"
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/persian"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/tlog"
 )
@@ -115,7 +116,7 @@ func Secret() (secret, hash []byte) {
 
 func newClaim(p *exchange.Prescription, org string, at time.Time) (*exchange.Claim, []byte) {
 	_, h := Secret()
-	return &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: org, CertSerial: "c0ffee", SecretSHA256: h, CreatedAt: at, ExpiresAt: at.Add(2 * time.Hour)}, h
+	return &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: exchange.ClaimHolder(pki.RolePharmacy, org), CertSerial: "c0ffee", SecretSHA256: h, CreatedAt: at, ExpiresAt: at.Add(2 * time.Hour)}, h
 }
 
 func claim(t testing.TB, s exchange.Store, p *exchange.Prescription, org string, at time.Time) (*exchange.Claim, []byte) {
@@ -250,10 +251,10 @@ func testInsertAgain(t *testing.T, s exchange.Store) {
 func testClaims(t *testing.T, s exchange.Store) {
 	p := insert(t, s, Prescription(t, drug("A", 2)))
 	a, aHash := claim(t, s, p, "pharmacy-A", Now)
-	if r := read(t, s, p.ID, Now); r.Claim == nil || r.Claim.ID != a.ID || r.Claim.Organisation != "pharmacy-A" || !r.Claim.ExpiresAt.Equal(a.ExpiresAt) || r.Claim.SecretSHA256 != nil {
+	if r := read(t, s, p.ID, Now); r.Claim == nil || r.Claim.ID != a.ID || r.Claim.Organisation != exchange.ClaimHolder(pki.RolePharmacy, "pharmacy-A") || !r.Claim.ExpiresAt.Equal(a.ExpiresAt) || r.Claim.SecretSHA256 != nil {
 		t.Fatalf("claim as read: %+v", r.Claim)
 	}
-	if got, err := s.ClaimByID(ctx, a.ID); err != nil || got.ID != a.ID || got.Organisation != "pharmacy-A" || !bytes.Equal(got.SecretSHA256, aHash) {
+	if got, err := s.ClaimByID(ctx, a.ID); err != nil || got.ID != a.ID || got.Organisation != exchange.ClaimHolder(pki.RolePharmacy, "pharmacy-A") || !bytes.Equal(got.SecretSHA256, aHash) {
 		t.Fatalf("claim by id: %+v %v", got, err)
 	}
 	if _, err := s.ClaimByID(ctx, rx.NewID()); errs.CodeOf(err) != errs.NotFound {

@@ -675,13 +675,32 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		// The holder claiming again is recovering its secret, whatever
 		// the state: it needs the secret to close a prescription it has
 		// fully dispensed, or one that expired while it held it.
-		held := p.Claim
+		held, lapsed := p.Claim, false
+		if held == nil {
+			// A claim of the organisation's that lapsed with dispenses
+			// under it, never closed: claiming again is how its lost
+			// secret is recovered, and the visit's receipt needs it.
+			cs, err := s.claims(ctx, tx, "prescription_id = $1 AND organisation = $2 AND released_at IS NULL AND closed_at IS NULL AND expires_at <= $3"+
+				" AND EXISTS (SELECT 1 FROM dispenses d WHERE d.claim_id = claims.id) ORDER BY expires_at DESC, id", out.PrescriptionID, out.Organisation, out.CreatedAt)
+			if err != nil {
+				return err
+			}
+			if len(cs) > 0 {
+				held, lapsed = cs[0], true
+			}
+		}
 		renewal := held != nil && held.Organisation == out.Organisation
 		if st := p.State; !st.Dispensable() && !renewal {
 			return &exchange.NotDispensableError{State: st, Item: -1}
 		}
 		if held != nil && !renewal {
 			return &exchange.ClaimedError{Until: held.ExpiresAt}
+		}
+		// A new claim with nothing of its kind left to do (a pharmacy
+		// once every drug is dispensed, the lab test still to do) would
+		// only keep the centre, and a cancellation, out.
+		if role := out.Role(); !renewal && !exchange.LeftFor(p.Lines, role, out.CreatedAt) {
+			return &exchange.NotDispensableError{State: p.State, Item: -1, For: role}
 		}
 		// Never held past twice its time to live from the start of the
 		// organisation's hold (exchange.Store), however it claims again.
@@ -699,12 +718,19 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		if renewal {
 			// The same organisation again: its claim, with the new
 			// secret (a lost secret recovered; the old one stops
-			// working).
-			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2, expires_at = $3 WHERE id = $4",
-				out.SecretSHA256, out.CertSerial, out.ExpiresAt, held.ID); err != nil {
+			// working). A lapsed claim given back starts when its hold
+			// does — now, or where the hold it continues began — so
+			// that holdOf bounds it from there, not from when it was
+			// first made.
+			created := held.CreatedAt
+			if lapsed {
+				created = utc(start)
+			}
+			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2, expires_at = $3, created_at = $4 WHERE id = $5",
+				out.SecretSHA256, out.CertSerial, out.ExpiresAt, created, held.ID); err != nil {
 				return fmt.Errorf("rxstore: renewing a claim: %w", err)
 			}
-			out.ID, out.CreatedAt = held.ID, held.CreatedAt
+			out.ID, out.CreatedAt = held.ID, created
 			return nil
 		}
 		if _, err := s.Exec(ctx, tx, "INSERT INTO claims (id, prescription_id, organisation, cert_serial, secret_sha256, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",

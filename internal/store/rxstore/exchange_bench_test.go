@@ -14,6 +14,7 @@ import (
 
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -161,7 +162,7 @@ func BenchmarkExchange(b *testing.B) {
 							b.Fatal(err)
 						}
 						_, h := exchangetest.Secret()
-						c, err := s.Claim(ctx, exchangetest.Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: "PH-1", CertSerial: "01", SecretSHA256: h,
+						c, err := s.Claim(ctx, exchangetest.Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: exchange.ClaimHolder(pki.RolePharmacy, "PH-1"), CertSerial: "01", SecretSHA256: h,
 							CreatedAt: exchangetest.Now, ExpiresAt: exchangetest.Now.Add(2 * time.Hour)})
 						if err != nil {
 							b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nuskha/nuskha/internal/exchange"
 	"github.com/nuskha/nuskha/internal/exchange/exchangetest"
+	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
 	"github.com/nuskha/nuskha/internal/store/sqlstore"
@@ -57,7 +58,7 @@ func TestExchangeLastGuards(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, h := exchangetest.Secret()
-			c, err := s.Claim(ctx, exchangetest.Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: "PH-1", CertSerial: "01", SecretSHA256: h, CreatedAt: exchangetest.Now, ExpiresAt: exchangetest.Now.Add(time.Hour)})
+			c, err := s.Claim(ctx, exchangetest.Entry(), &exchange.Claim{ID: rx.NewID(), PrescriptionID: p.ID, Organisation: exchange.ClaimHolder(pki.RolePharmacy, "PH-1"), CertSerial: "01", SecretSHA256: h, CreatedAt: exchangetest.Now, ExpiresAt: exchangetest.Now.Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}
