@@ -353,3 +353,41 @@ func TestHoldBoundedAfterLapsedClaimGivenBack(t *testing.T) {
 		})
 	}
 }
+
+// The prescriber cancels the remainder while a claim with a dispense
+// under it has lapsed: its organisation, claiming again, is given it back
+// to close (its receipt) but dispenses nothing more under it.
+func TestLapsedClaimGivenBackAfterCancellation(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			lost, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
+			if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
+			cancel := f.sign(t, f.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
+				Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Prescriber: p.Prescriber, Reason: "تغییر درمان"})
+			if got, _, err := f.svc.Cancel(ctx, f.vendor, p.ID, cancel); err != nil || got.State != exchange.RemainderCancelled {
+				t.Fatalf("cancelling with the claim lapsed: %+v %v", got, err)
+			}
+			_, ph = f.session(t, f.pharmacy, f.vendor)
+			back, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil || back.ClaimID != lost.ClaimID {
+				t.Fatalf("the lapsed claim given back after the cancellation: %+v %v", back, err)
+			}
+			more := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 1}))
+			_, _, err = f.svc.Dispense(ctx, ph, back.ClaimID, back.Secret, more)
+			wantCode(t, err, errs.PrescriptionNotDispensable)
+			if r, err := f.svc.Close(ctx, ph, back.ClaimID, back.Secret); err != nil || r.Receipt == "" {
+				t.Fatalf("closing the claim given back: %+v %v", r, err)
+			}
+		})
+	}
+}
