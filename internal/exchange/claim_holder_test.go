@@ -299,3 +299,95 @@ func TestLapsedClaimGivenBack(t *testing.T) {
 		})
 	}
 }
+
+// A claim given back after it lapsed starts where its hold began, before
+// claims of that hold made after it: the hold is still walked back through
+// all of them. An organisation that released twice and then let a claim
+// lapse with a dispense under it, given that claim back, holds the
+// prescription at most twice a time to live from its first claim; let it
+// lapse at that bound and claim again at once, it is refused for a time to
+// live, and the rival (or a cancellation) gets its turn.
+func TestHoldBoundedAfterLapsedClaimGivenBack(t *testing.T) {
+	const ttl = 2 * time.Hour
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			first := f.now
+			for range 2 {
+				c, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.advance(t, 5*time.Minute)
+				if err := f.svc.Release(ctx, ph, c.ClaimID, c.Secret); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lost, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
+			if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(t, lost.ExpiresAt.Sub(f.now)+5*time.Minute)
+			_, ph = f.session(t, f.pharmacy, f.vendor)
+			back, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil || back.ClaimID != lost.ClaimID || back.ExpiresAt.After(first.Add(2*ttl)) {
+				t.Fatalf("the lapsed claim given back: %+v %v, want %s until at most %s", back, err, lost.ClaimID, first.Add(2*ttl))
+			}
+			f.advance(t, back.ExpiresAt.Sub(f.now)+time.Minute)
+			_, ph = f.session(t, f.pharmacy, f.vendor)
+			again, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err == nil {
+				t.Fatalf("claimed again %s after its first claim, a minute after the hold's bound: %s until %s", f.now.Sub(first), again.ClaimID, again.ExpiresAt)
+			}
+			wantCode(t, err, errs.PrescriptionClaimed)
+			_, rival := f.session(t, f.rival, f.vendor2)
+			if _, err := f.svc.Claim(ctx, rival, find(ans, p)); err != nil {
+				t.Fatalf("the rival, once the hold's bound is reached: %v", err)
+			}
+		})
+	}
+}
+
+// The prescriber cancels the remainder while a claim with a dispense
+// under it has lapsed: its organisation, claiming again, is given it back
+// to close (its receipt) but dispenses nothing more under it.
+func TestLapsedClaimGivenBackAfterCancellation(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+			_, ph := f.session(t, f.pharmacy, f.vendor)
+			lost, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
+			if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
+			cancel := f.sign(t, f.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
+				Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Prescriber: p.Prescriber, Reason: "تغییر درمان"})
+			if got, _, err := f.svc.Cancel(ctx, f.vendor, p.ID, cancel); err != nil || got.State != exchange.RemainderCancelled {
+				t.Fatalf("cancelling with the claim lapsed: %+v %v", got, err)
+			}
+			_, ph = f.session(t, f.pharmacy, f.vendor)
+			back, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil || back.ClaimID != lost.ClaimID {
+				t.Fatalf("the lapsed claim given back after the cancellation: %+v %v", back, err)
+			}
+			more := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 1}))
+			_, _, err = f.svc.Dispense(ctx, ph, back.ClaimID, back.Secret, more)
+			wantCode(t, err, errs.PrescriptionNotDispensable)
+			if r, err := f.svc.Close(ctx, ph, back.ClaimID, back.Secret); err != nil || r.Receipt == "" {
+				t.Fatalf("closing the claim given back: %+v %v", r, err)
+			}
+		})
+	}
+}

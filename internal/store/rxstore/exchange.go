@@ -763,17 +763,23 @@ func (s *Exchange) holdOf(ctx context.Context, tx *sql.Tx, c exchange.Claim) (st
 	if err != nil {
 		return time.Time{}, time.Time{}, err
 	}
-	// Newest first. Claims made at the same instant (an injected clock
-	// that stands still, or a coarse one) are told apart by when they
-	// ended: an organisation holds one claim at a time, so of two the
-	// later made is the one that ended later. Left in the database's
-	// order, a claim released at once could come first and end the walk
-	// before the claim made after it.
+	// Latest ended first, then latest made: the walk stops at the first
+	// claim that ended a time to live or more before the hold's start so
+	// far, and every claim after it in this order ended no later, so none
+	// could continue the hold either. Ordered by when they were made
+	// instead, a lapsed claim given back — its created_at set back to
+	// where its hold began, before claims of that hold made after it —
+	// came after those claims, and the walk stopped at one of them, long
+	// ended, though the claim given back had just ended: the hold began
+	// again at once, past its bound. Claims made at the same instant (an
+	// injected clock that stands still, or a coarse one) are ordered the
+	// same way: an organisation holds one claim at a time, so of two the
+	// later made is the one that ended later.
 	slices.SortStableFunc(mine, func(a, b *exchange.Claim) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+		if c := claimEnded(b).Compare(claimEnded(a)); c != 0 {
 			return c
 		}
-		return claimEnded(b).Compare(claimEnded(a))
+		return b.CreatedAt.Compare(a.CreatedAt)
 	})
 	start = c.CreatedAt
 	for _, m := range mine {
