@@ -391,3 +391,51 @@ func TestLapsedClaimGivenBackAfterCancellation(t *testing.T) {
 		})
 	}
 }
+
+// A claim given back to recover its secret when nothing of its kind is
+// left (a pharmacy after every drug, the lab test still to do) gets the
+// secret only: its expiry stays, so the centre is not kept out by a
+// pharmacy that never closes, and the secret still closes the claim.
+func TestClaimGivenBackWithNothingLeftHoldsNothing(t *testing.T) {
+	for _, driver := range drivers {
+		for _, lapse := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/lapsed=%v", driver, lapse), func(t *testing.T) {
+				f := setup(t, driver)
+				p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20), rx.Item{Kind: "lab", Code: catalogtest.CBC, Quantity: 1})
+				_, ph := f.session(t, f.pharmacy, f.vendor)
+				lost, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20}))
+				if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
+					t.Fatal(err)
+				}
+				if lapse {
+					f.advance(t, 3*time.Hour)
+				} else {
+					f.advance(t, time.Hour)
+				}
+				_, ph = f.session(t, f.pharmacy, f.vendor)
+				got, err := f.svc.Claim(ctx, ph, find(ans, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.ClaimID != lost.ClaimID || got.Secret == lost.Secret || !got.ExpiresAt.Equal(lost.ExpiresAt) {
+					t.Fatalf("claim %s until %s, want %s back with a new secret and its expiry %s", got.ClaimID, got.ExpiresAt, lost.ClaimID, lost.ExpiresAt)
+				}
+				_, lab := f.session(t, f.lab, f.vendor)
+				_, err = f.svc.Claim(ctx, lab, find(ans, p))
+				if lapse && err != nil {
+					t.Fatalf("the centre, after the pharmacy's claim was given back lapsed: %v", err)
+				}
+				if !lapse {
+					wantCode(t, err, errs.PrescriptionClaimed) // until the claim's first expiry, no later
+				}
+				if r, err := f.svc.Close(ctx, ph, got.ClaimID, got.Secret); err != nil || r.Receipt == "" {
+					t.Fatalf("close with the secret given back: %+v %v", r, err)
+				}
+			})
+		}
+	}
+}

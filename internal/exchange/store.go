@@ -51,7 +51,10 @@ type Store interface {
 	// closed) with dispenses under it: that claim is returned, now with
 	// c's secret hash, acting certificate and expiry (the old secret stops
 	// working), whatever the prescription's state — the holder recovering
-	// a lost secret to close what it dispensed, and have its receipt.
+	// a lost secret to close what it dispensed, and have its receipt; when
+	// nothing is left that its role hands out or performs in a fill in
+	// force (LeftFor), with the secret only, its expiry unchanged (a lapsed
+	// claim stays lapsed: it can be closed, not dispensed under).
 	// Otherwise, a prescription not dispensable at c.CreatedAt:
 	// NotDispensableError; held by another organisation's claim:
 	// ClaimedError with its expiry; nothing left that the organisation's

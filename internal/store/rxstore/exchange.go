@@ -696,11 +696,22 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		if held != nil && !renewal {
 			return &exchange.ClaimedError{Until: held.ExpiresAt}
 		}
-		// A new claim with nothing of its kind left to do (a pharmacy
-		// once every drug is dispensed, the lab test still to do) would
-		// only keep the centre, and a cancellation, out.
-		if role := out.Role(); !renewal && !exchange.LeftFor(p.Lines, role, out.CreatedAt) {
-			return &exchange.NotDispensableError{State: p.State, Item: -1, For: role}
+		// A claim with nothing of its kind left to do (a pharmacy once
+		// every drug is dispensed, the lab test still to do) would only
+		// keep the centre, and a cancellation, out: a new one is refused,
+		// and one given back to recover its secret gets the secret only,
+		// its expiry as it was — Close needs the secret, not a hold.
+		left := exchange.LeftFor(p.Lines, out.Role(), out.CreatedAt)
+		if !renewal && !left {
+			return &exchange.NotDispensableError{State: p.State, Item: -1, For: out.Role()}
+		}
+		if renewal && !left {
+			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2 WHERE id = $3",
+				out.SecretSHA256, out.CertSerial, held.ID); err != nil {
+				return fmt.Errorf("rxstore: giving a claim's secret back: %w", err)
+			}
+			out.ID, out.CreatedAt, out.ExpiresAt = held.ID, held.CreatedAt, held.ExpiresAt
+			return nil
 		}
 		// Never held past twice its time to live from the start of the
 		// organisation's hold (exchange.Store), however it claims again.
