@@ -150,21 +150,14 @@ func TestClaimRefusedWithNothingOfItsKindLeft(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
 			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20), rx.Item{Kind: "lab", Code: catalogtest.CBC, Quantity: 1})
-			_, ph := f.session(t, f.pharmacy, f.vendor)
-			c, err := f.svc.Claim(ctx, ph, find(ans, p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20}))
-			if _, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, d); err != nil {
-				t.Fatal(err)
-			}
+			ph, c := f.pharmacyClaims(t, p, ans)
+			f.amoxDispensed(t, ph, c, jws, p.ID, 20)
 			if _, err := f.svc.Close(ctx, ph, c.ClaimID, c.Secret); err != nil {
 				t.Fatal(err)
 			}
 			_, rival := f.session(t, f.rival, f.vendor2)
 			for _, who := range []*exchange.Actor{ph, rival} {
-				_, err = f.svc.Claim(ctx, who, find(ans, p))
+				_, err := f.svc.Claim(ctx, who, find(ans, p))
 				wantCode(t, err, errs.PrescriptionNotDispensable)
 				var nd *exchange.NotDispensableError
 				if !errors.As(err, &nd) || nd.For != pki.RolePharmacy || nd.State != exchange.PartlyDispensed {
@@ -241,16 +234,9 @@ func TestLapsedClaimGivenBack(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/%s", driver, after), func(t *testing.T) {
 				f := setup(t, driver)
 				p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
-				_, ph := f.session(t, f.pharmacy, f.vendor)
 				first := f.now
-				lost, err := f.svc.Claim(ctx, ph, find(ans, p))
-				if err != nil {
-					t.Fatal(err)
-				}
-				d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
-				if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
-					t.Fatal(err)
-				}
+				ph, lost := f.pharmacyClaims(t, p, ans)
+				f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
 				f.advance(t, after)
 				_, ph = f.session(t, f.pharmacy, f.vendor)
 				got, err := f.svc.Claim(ctx, ph, find(ans, p))
@@ -329,10 +315,7 @@ func TestHoldBoundedAfterLapsedClaimGivenBack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
-			if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
-				t.Fatal(err)
-			}
+			f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
 			f.advance(t, lost.ExpiresAt.Sub(f.now)+5*time.Minute)
 			_, ph = f.session(t, f.pharmacy, f.vendor)
 			back, err := f.svc.Claim(ctx, ph, find(ans, p))
@@ -362,15 +345,8 @@ func TestLapsedClaimGivenBackAfterCancellation(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
 			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
-			_, ph := f.session(t, f.pharmacy, f.vendor)
-			lost, err := f.svc.Claim(ctx, ph, find(ans, p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
-			if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
-				t.Fatal(err)
-			}
+			ph, lost := f.pharmacyClaims(t, p, ans)
+			f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
 			f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
 			cancel := f.sign(t, f.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
 				Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Prescriber: p.Prescriber, Reason: "تغییر درمان"})
@@ -402,15 +378,8 @@ func TestClaimGivenBackWithNothingLeftHoldsNothing(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/lapsed=%v", driver, lapse), func(t *testing.T) {
 				f := setup(t, driver)
 				p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20), rx.Item{Kind: "lab", Code: catalogtest.CBC, Quantity: 1})
-				_, ph := f.session(t, f.pharmacy, f.vendor)
-				lost, err := f.svc.Claim(ctx, ph, find(ans, p))
-				if err != nil {
-					t.Fatal(err)
-				}
-				d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 20}))
-				if _, _, err := f.svc.Dispense(ctx, ph, lost.ClaimID, lost.Secret, d); err != nil {
-					t.Fatal(err)
-				}
+				ph, lost := f.pharmacyClaims(t, p, ans)
+				f.amoxDispensed(t, ph, lost, jws, p.ID, 20)
 				if lapse {
 					f.advance(t, 3*time.Hour)
 				} else {
@@ -437,5 +406,27 @@ func TestClaimGivenBackWithNothingLeftHoldsNothing(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// pharmacyClaims claims p (accepted as ans) for the pharmacy, on a session
+// of its own.
+func (f *fixture) pharmacyClaims(t *testing.T, p *rx.Prescription, ans *exchange.PrescriptionAccepted) (*exchange.Actor, *exchange.ClaimGranted) {
+	t.Helper()
+	_, ph := f.session(t, f.pharmacy, f.vendor)
+	c, err := f.svc.Claim(ctx, ph, find(ans, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ph, c
+}
+
+// amoxDispensed dispenses quantity of amoxicillin of the prescription id
+// (signed as jws) under the pharmacy's claim c.
+func (f *fixture) amoxDispensed(t *testing.T, ph *exchange.Actor, c *exchange.ClaimGranted, jws, id string, quantity int) {
+	t.Helper()
+	d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, id, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: quantity}))
+	if _, _, err := f.svc.Dispense(ctx, ph, c.ClaimID, c.Secret, d); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -399,16 +399,7 @@ func TestPKCS11TokenComesBack(t *testing.T) {
 	if _, err := k.Sign(rand.Reader, d, crypto.SHA256); err != nil {
 		t.Fatal(err)
 	}
-	away := tok.Dir + ".away"
-	if err := os.Rename(tok.Dir, away); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	defer func() {
-		if !restored {
-			os.Rename(away, tok.Dir)
-		}
-	}()
+	putBack := tok.Pull(t)
 	// The first signature finds the session gone; the next ones try to
 	// reconnect and find no token: all are unavailable (a daemon answers
 	// 503, come back later), none "not found" (a configuration error).
@@ -418,10 +409,7 @@ func TestPKCS11TokenComesBack(t *testing.T) {
 			t.Fatalf("signature %d while the token is gone: got %v, want ErrTokenUnavailable", i+1, err)
 		}
 	}
-	if err := os.Rename(away, tok.Dir); err != nil {
-		t.Fatal(err)
-	}
-	restored = true
+	putBack()
 	sig, err := k.Sign(rand.Reader, d, crypto.SHA256)
 	if err != nil {
 		t.Fatalf("after the token came back: %v", err)
@@ -452,16 +440,7 @@ func TestPKCS11AEADTokenComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	away := tok.Dir + ".away"
-	if err := os.Rename(tok.Dir, away); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	defer func() {
-		if !restored {
-			os.Rename(away, tok.Dir)
-		}
-	}()
+	putBack := tok.Pull(t)
 	for i := range 3 {
 		if _, err := aead.Seal([]byte("seed"), []byte("aad")); !errors.Is(err, hsm.ErrTokenUnavailable) {
 			t.Fatalf("seal %d while the token is gone: got %v, want ErrTokenUnavailable", i+1, err)
@@ -470,10 +449,7 @@ func TestPKCS11AEADTokenComesBack(t *testing.T) {
 			t.Fatalf("unsealing %d while the token is gone: got %v, want ErrTokenUnavailable", i+1, err)
 		}
 	}
-	if err := os.Rename(away, tok.Dir); err != nil {
-		t.Fatal(err)
-	}
-	restored = true
+	putBack()
 	again, err := aead.Seal([]byte("seed"), []byte("aad"))
 	if err != nil {
 		t.Fatalf("seal after the token came back: %v", err)

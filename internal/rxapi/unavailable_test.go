@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"database/sql"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -102,25 +101,13 @@ func TestDependencyDownIsUnavailable(t *testing.T) {
 	}
 
 	t.Run("token gone", func(t *testing.T) {
-		away := tok.Dir + ".away"
-		if err := os.Rename(tok.Dir, away); err != nil {
-			t.Fatal(err)
-		}
-		back := false
-		defer func() {
-			if !back {
-				os.Rename(away, tok.Dir)
-			}
-		}()
+		putBack := tok.Pull(t)
 		p := f.prescription(drug(catalogtest.Metformin, 60))
 		unavailable(t, submit(t, p))
 		if stored(t, p.ID) {
 			t.Fatal("a prescription refused as unavailable was stored")
 		}
-		if err := os.Rename(away, tok.Dir); err != nil {
-			t.Fatal(err)
-		}
-		back = true
+		putBack()
 		want(t, submit(t, p), 201, nil)
 		if !stored(t, p.ID) {
 			t.Fatal("the prescription accepted once the token was back is not stored")

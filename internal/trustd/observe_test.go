@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
@@ -37,16 +36,7 @@ func TestReadinessFollowsTheToken(t *testing.T) {
 	}
 	get("/readyz", 200)
 
-	away := tok.Dir + ".away"
-	if err := os.Rename(tok.Dir, away); err != nil {
-		t.Fatal(err)
-	}
-	back := false
-	defer func() {
-		if !back {
-			os.Rename(away, tok.Dir)
-		}
-	}()
+	putBack := tok.Pull(t)
 	var nr observe.NotReady
 	if err := json.Unmarshal(get("/readyz", 503), &nr); err != nil {
 		t.Fatal(err)
@@ -60,10 +50,7 @@ func TestReadinessFollowsTheToken(t *testing.T) {
 		t.Errorf("the issuing key's token is not down in:\n%s", m)
 	}
 
-	if err := os.Rename(away, tok.Dir); err != nil {
-		t.Fatal(err)
-	}
-	back = true
+	putBack()
 	get("/readyz", 200)
 	if m := string(get("/metrics", 200)); !strings.Contains(m, `nuskha_hsm_token_up{key="issuing"} 1`) {
 		t.Errorf("the issuing key's token is not up again in:\n%s", m)

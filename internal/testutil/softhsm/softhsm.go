@@ -134,3 +134,32 @@ func (tok *Token) PKCS11Tool(t testing.TB, args ...string) []byte {
 	}
 	return out
 }
+
+// Pull takes the token away, as a card pulled from its reader: its
+// directory (every token of the process's, as one reader) is moved aside
+// until putBack, or until the test ends if it is never called. putBack may
+// be called more than once.
+func (tok *Token) Pull(t testing.TB) (putBack func()) {
+	t.Helper()
+	away := tok.Dir + ".away"
+	if err := os.Rename(tok.Dir, away); err != nil {
+		t.Fatal(err)
+	}
+	back := false
+	putBack = func() {
+		t.Helper()
+		if back {
+			return
+		}
+		if err := os.Rename(away, tok.Dir); err != nil {
+			t.Fatal(err)
+		}
+		back = true
+	}
+	t.Cleanup(func() {
+		if !back {
+			os.Rename(away, tok.Dir)
+		}
+	})
+	return putBack
+}
