@@ -72,7 +72,7 @@ type Config struct {
 	// Conns caps the open connections [netcap's defaults].
 	Conns netcap.Limits
 	// ReadTimeout bounds the reading of one request, header and body
-	// [30s]: a client that sends its body slower, or stops, is cut off —
+	// [30s; 1s to 10m]: a client that sends its body slower, or stops, is cut off —
 	// over HTTP/1.1 its connection, over HTTP/2 the request's stream —
 	// rather than hold a handler and a connection for as long as it
 	// likes.
@@ -320,8 +320,10 @@ func (c Config) validate() error {
 	if c.Recheck < 0 {
 		return fmt.Errorf("-revocation-recheck must be 0 (ask on every call) or more, not %s", c.Recheck)
 	}
-	if c.ReadTimeout < 0 {
-		return fmt.Errorf("the read timeout must be positive, not %s", c.ReadTimeout)
+	// As trustd's read_timeout: under a second cuts honest requests off
+	// on a slow link, over ten minutes cuts no trickling client off.
+	if c.ReadTimeout < time.Second || c.ReadTimeout > 10*time.Minute {
+		return fmt.Errorf("the read timeout must be between 1s and 10m, not %s", c.ReadTimeout)
 	}
 	if c.Limits.PerSecond <= 0 || c.Limits.Burst < 1 || c.Limits.DailyLookups < 1 {
 		return errors.New("-caller-rate, -caller-burst and -daily-lookups must be positive")
