@@ -1,10 +1,7 @@
 package hsm
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -33,17 +30,7 @@ import (
 // context's Close would wait for it holding crypto11's module-wide lock,
 // and every later PKCS#11 test of the process would wait too.
 func TestPKCS11HMACCardPulledAfterSignInit(t *testing.T) {
-	const child = "NUSKHA_HSM_PULLED_CHILD"
-	if os.Getenv(child) != "1" {
-		softhsm.Module(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPKCS11HMACCardPulledAfterSignInit$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), child+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestPKCS11HMACCardPulledAfterSignInit")) {
-			t.Fatalf("the test process: %v\n%s", err, out)
-		}
+	if !softhsm.InOwnProcess(t, "NUSKHA_HSM_PULLED_CHILD", 2*time.Minute) {
 		return
 	}
 	tok := softhsm.NewToken(t, "pulled")

@@ -769,15 +769,7 @@ func tokenDirOf(t *testing.T, tok *softhsm.Token) string {
 // directory is renamed while it reads two or more tokens (an assertion in
 // SlotManager::insertToken) — its own defect, which no smart card has.
 func TestPKCS11TokenFlapsUnderConcurrentUse(t *testing.T) {
-	const child = "NUSKHA_HSM_FLAP_CHILD"
-	if os.Getenv(child) != "1" {
-		softhsm.Module(t)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPKCS11TokenFlapsUnderConcurrentUse$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), child+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestPKCS11TokenFlapsUnderConcurrentUse")) {
-			t.Fatalf("the test process: %v\n%s", err, out)
-		}
+	if !softhsm.InOwnProcess(t, "NUSKHA_HSM_FLAP_CHILD", 0) {
 		return
 	}
 	tok := softhsm.NewToken(t, "flapping")

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -74,6 +75,23 @@ func (f *exchangeFixture) receipt(ref rx.Reference, dispenses ...rx.Reference) *
 
 // A prescription's acknowledgement and a visit's receipt, as the exchange
 // makes them, with the documents they name.
+// signedKinds is a token of each kind the flow makes, and a session and a
+// paper prescription besides, each signed by a key entitled to it.
+func (f *exchangeFixture) signedKinds(t testing.TB) map[rx.Kind]string {
+	t.Helper()
+	rxTok, ackTok, dispTok, receiptTok := f.flow(t)
+	sessTok, err := f.v.Sign(ctx, f.session(), f.lab.key, f.lab.chain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paperTok, err := f.v.Sign(ctx, f.paper(), f.pharmacy.key, f.pharmacy.chain, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[rx.Kind]string{rx.KindPrescription: rxTok, rx.KindAck: ackTok, rx.KindDispense: dispTok, rx.KindReceipt: receiptTok,
+		rx.KindSession: sessTok, rx.KindPaper: paperTok}
+}
+
 func (f *exchangeFixture) flow(t testing.TB) (rxTok, ackTok, dispTok, receiptTok string) {
 	rxTok = f.sign(t, f.prescription())
 	ref := rx.Reference{ID: idOf(rxTok), JWSSHA256: rx.SHA256(rxTok)}
@@ -253,18 +271,10 @@ func TestExchangeSigners(t *testing.T) {
 // kind, with that kind's document, in the one spelling.
 func FuzzVerifyEveryKind(fz *testing.F) {
 	f := setupExchange(fz)
-	rxTok, ackTok, dispTok, receiptTok := f.flow(fz)
-	sessTok, err := f.v.Sign(ctx, f.session(), f.lab.key, f.lab.chain, f.now)
-	if err != nil {
-		fz.Fatal(err)
-	}
-	paperTok, err := f.v.Sign(ctx, f.paper(), f.pharmacy.key, f.pharmacy.chain, f.now)
-	if err != nil {
-		fz.Fatal(err)
-	}
-	for _, tok := range []string{rxTok, ackTok, dispTok, receiptTok, sessTok, paperTok} {
-		fz.Add(tok)
-		fz.Add(tok + "\n")
+	tokens := f.signedKinds(fz)
+	for _, k := range slices.Sorted(maps.Keys(tokens)) {
+		fz.Add(tokens[k])
+		fz.Add(tokens[k] + "\n")
 	}
 	entitled := map[rx.Kind][]*x509.Certificate{
 		rx.KindPrescription: {f.chain[0]}, rx.KindCancellation: {f.chain[0]},

@@ -7,6 +7,8 @@
 package softhsm
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // RequireEnv, when set to 1, turns a missing SoftHSM2 into a test failure
@@ -162,4 +165,31 @@ func (tok *Token) Pull(t testing.TB) (putBack func()) {
 		}
 	})
 	return putBack
+}
+
+// InOwnProcess runs the test t again in a process of its own, the
+// environment variable env set to 1 there, and reports whether this is
+// that process: a test whose token fault could break every later test of
+// the process (a lock held for ever, SoftHSM2's own aborts) calls it
+// first and, when it reports false, returns — the child's run has passed
+// or t has failed. A timeout above zero kills a child that runs longer.
+func InOwnProcess(t *testing.T, env string, timeout time.Duration) bool {
+	t.Helper()
+	if os.Getenv(env) == "1" {
+		return true
+	}
+	Module(t)
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("the test process: %v\n%s", err, out)
+	}
+	return false
 }
