@@ -84,8 +84,12 @@ type Store interface {
 	// Dispense records d (ClaimID set) under the prescription's lock,
 	// judged at d.At: the claim MUST exist (else not-found), have this
 	// secret (ErrSecretWrong) — checked before anything else, a replay
-	// included —, be for d.PrescriptionID and hold the prescription
-	// (ErrClaimEnded; a replay is answered whether or not it still holds); the prescription MUST be dispensable
+	// included —, be for d.PrescriptionID and hold the prescription at
+	// d.At with no other claim holding it by then (ErrClaimEnded: a
+	// dispense begun before its claim lapsed and recorded after a new
+	// claim was made would split the visit over two claims, or let two
+	// organisations dispense at once; a replay is answered whether or not
+	// it still holds); the prescription MUST be dispensable
 	// (NotDispensableError with its state); each line of d is counted
 	// against the earliest fill of its item in force at d.At with
 	// something left (NotDispensableError naming the item when none is in

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 		{"hold bounded across claims made at one instant", testHoldBoundedSameInstant},
 		{"dispense", testDispense},
 		{"dispense replay", testDispenseReplay},
+		{"dispense begun before its claim lapsed", testDispenseAcrossLapse},
 		{"settlements", testSettlements},
 		{"fills", testFills},
 		{"expiry", testExpiry},
@@ -463,6 +464,39 @@ func testDispense(t *testing.T, s exchange.Store) {
 	_, _, err = s.Dispense(ctx, Entry(), qc.ID, qh, Dispense(p, at, give(0, 1)), nil)
 	if err == nil {
 		t.Fatal("a claim dispensed another prescription")
+	}
+}
+
+// testDispenseAcrossLapse: a dispense begun while its claim held the
+// prescription (d.At) and recorded once it had lapsed is recorded under
+// it — unless a claim made since holds the prescription: the holder's own
+// new claim (the visit would be split over two claims, each to close) or
+// another organisation's (two would dispense at once). Then it is refused
+// and nothing changes.
+func testDispenseAcrossLapse(t *testing.T, s exchange.Store) {
+	begun := Now.Add(2*time.Hour - time.Minute) // the claim below lapses at Now+2h
+	after := Now.Add(2*time.Hour + time.Minute)
+
+	p := insert(t, s, Prescription(t, drug("A", 3)))
+	c, h := claim(t, s, p, "pharmacy-A", Now)
+	if _, _, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, begun, give(0, 1)), nil); err != nil {
+		t.Fatalf("a dispense begun in time, no claim since: %v", err)
+	}
+
+	for _, org := range []string{"pharmacy-A", "pharmacy-B"} {
+		t.Run(org, func(t *testing.T) {
+			p := insert(t, s, Prescription(t, drug("A", 3)))
+			c, h := claim(t, s, p, "pharmacy-A", Now)
+			next, _ := claim(t, s, p, org, after)
+			if next.ID == c.ID {
+				t.Fatalf("the lapsed claim, nothing dispensed under it, was given back")
+			}
+			_, _, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, begun, give(0, 1)), nil)
+			wantCode(t, err, errs.ClaimNotActive)
+			if r := read(t, s, p.ID, after); !slices.Equal(dispensed(r), []int{0}) || r.Claim == nil || r.Claim.ID != next.ID {
+				t.Fatalf("after the refused dispense: dispensed %v, claim %+v", dispensed(r), r.Claim)
+			}
+		})
 	}
 }
 

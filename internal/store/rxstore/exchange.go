@@ -898,6 +898,19 @@ func (s *Exchange) Dispense(ctx context.Context, e *tlog.Entry, claimID string, 
 		if !c.Holds(out.At) {
 			return exchange.ErrClaimEnded
 		}
+		// The dispense began (out.At) while c held the prescription, but
+		// the claim may have lapsed while it was judged, and a new one
+		// been made since — the organisation's own, or another's. Only
+		// one claim holds a prescription at a time, so any other still
+		// holding it after out.At was made after c lapsed.
+		later, err := s.claims(ctx, tx, "prescription_id = $1 AND id <> $2 AND released_at IS NULL AND closed_at IS NULL AND expires_at > $3",
+			p.ID, c.ID, utc(out.At))
+		if err != nil {
+			return err
+		}
+		if len(later) > 0 {
+			return exchange.ErrClaimEnded
+		}
 		return s.dispense(ctx, tx, p, &out, answer)
 	})
 	if stored != nil && err == storedErr {
