@@ -88,7 +88,9 @@ func (s *Service) Lookup(ctx context.Context, actor *Actor, f Find) (*Prescripti
 // whatever is left and whatever the state: a lost secret is recovered to
 // close a prescription fully dispensed, or one expired while held — and so
 // is an organisation whose claim lapsed with dispenses under it and was
-// never closed: that claim is given back, renewed (Store.Claim).
+// never closed: that claim is given back, renewed (Store.Claim), or with
+// its secret only and still lapsed while another organisation holds the
+// prescription — enough to close the visit, not to dispense.
 func (s *Service) Claim(ctx context.Context, actor *Actor, f Find) (*ClaimGranted, error) {
 	a := s.begin(ActClaim, Caller{})
 	a.bySession(actor)
@@ -121,7 +123,11 @@ func (s *Service) claim(ctx context.Context, a *action, actor *Actor, f Find) (*
 	if err != nil {
 		return nil, internal(err, "claiming")
 	}
-	p.Claim = c
+	// A lapsed claim given back for its secret only (Store.Claim) holds
+	// nothing: the view shows the claim that does, if any.
+	if c.Holds(now) {
+		p.Claim = c
+	}
 	return &ClaimGranted{ClaimID: c.ID, Secret: sec, ExpiresAt: c.ExpiresAt.UTC(), Prescription: viewOf(p)}, nil
 }
 

@@ -286,6 +286,55 @@ func TestLapsedClaimGivenBack(t *testing.T) {
 	}
 }
 
+// A pharmacy whose claim lapsed with a dispense under it, and which lost
+// the secret, recovers it by claiming again even while another pharmacy
+// holds the prescription: the lapsed claim comes back with a new secret,
+// still lapsed — it closes, with its receipt, but dispenses nothing — and
+// the rival's hold stands.
+func TestLapsedClaimSecretWhileRivalHolds(t *testing.T) {
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			f := setup(t, driver)
+			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+			ph, lost := f.pharmacyClaims(t, p, ans)
+			f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
+			f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
+			_, rival := f.session(t, f.rival, f.vendor2)
+			held, err := f.svc.Claim(ctx, rival, find(ans, p))
+			if err != nil {
+				t.Fatalf("the rival, the pharmacy's claim lapsed: %v", err)
+			}
+
+			_, ph = f.session(t, f.pharmacy, f.vendor)
+			back, err := f.svc.Claim(ctx, ph, find(ans, p))
+			if err != nil {
+				t.Fatalf("recovering the lapsed claim's secret while the rival holds: %v", err)
+			}
+			if back.ClaimID != lost.ClaimID || back.Secret == lost.Secret || !back.ExpiresAt.Equal(lost.ExpiresAt) {
+				t.Fatalf("claim %s until %s, want %s given back with a new secret, still lapsed at %s", back.ClaimID, back.ExpiresAt, lost.ClaimID, lost.ExpiresAt)
+			}
+			if v := back.Prescription.ClaimedUntil; v == nil || !v.Equal(held.ExpiresAt) {
+				t.Errorf("the view shows it claimed until %v, want the rival's %s", v, held.ExpiresAt)
+			}
+			d := f.sign(t, f.pharmacy, f.dispenseDoc(f.pharmacy, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 5}))
+			_, _, err = f.svc.Dispense(ctx, ph, back.ClaimID, back.Secret, d)
+			wantCode(t, err, errs.ClaimNotActive)
+			_, err = f.svc.Close(ctx, ph, lost.ClaimID, lost.Secret)
+			wantCode(t, err, errs.ClaimSecretWrong)
+			r, err := f.svc.Close(ctx, ph, back.ClaimID, back.Secret)
+			if err != nil || r.Amounts.Total <= 0 {
+				t.Fatalf("closing the lapsed claim: %+v %v", r, err)
+			}
+
+			// The rival's hold is as it was: it dispenses the rest.
+			rd := f.sign(t, f.rival, f.dispenseDoc(f.rival, jws, p.ID, rx.DispensedItem{Code: catalogtest.Amoxicillin, Quantity: 15}))
+			if _, _, err := f.svc.Dispense(ctx, rival, held.ClaimID, held.Secret, rd); err != nil {
+				t.Fatalf("the rival dispensing under its claim: %v", err)
+			}
+		})
+	}
+}
+
 // A claim given back after it lapsed starts where its hold began, before
 // claims of that hold made after it: the hold is still walked back through
 // all of them. An organisation that released twice and then let a claim

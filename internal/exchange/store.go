@@ -54,7 +54,11 @@ type Store interface {
 	// a lost secret to close what it dispensed, and have its receipt; when
 	// nothing is left that its role hands out or performs in a fill in
 	// force (LeftFor), with the secret only, its expiry unchanged (a lapsed
-	// claim stays lapsed: it can be closed, not dispensed under).
+	// claim stays lapsed: it can be closed, not dispensed under). Held by
+	// another organisation's claim while the organisation's last claim
+	// lapsed with dispenses under it: that lapsed claim with c's secret
+	// hash and acting certificate only, as lapsed as it was — the rival's
+	// hold stands, and the visit can still be closed.
 	// Otherwise, a prescription not dispensable at c.CreatedAt:
 	// NotDispensableError; held by another organisation's claim:
 	// ClaimedError with its expiry; nothing left that the organisation's

@@ -676,7 +676,7 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		// the state: it needs the secret to close a prescription it has
 		// fully dispensed, or one that expired while it held it.
 		held, lapsed := p.Claim, false
-		if held == nil {
+		if held == nil || held.Organisation != out.Organisation {
 			// A claim of the organisation's that lapsed with dispenses
 			// under it, never closed: claiming again is how its lost
 			// secret is recovered, and the visit's receipt needs it.
@@ -685,8 +685,22 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 			if err != nil {
 				return err
 			}
-			if len(cs) > 0 {
+			switch {
+			case len(cs) == 0:
+			case held == nil:
 				held, lapsed = cs[0], true
+			default:
+				// Another organisation holds the prescription now: the
+				// lapsed claim is given back with its secret only, its
+				// expiry as it was — enough to close the visit and have
+				// its receipt, not to dispense or to take the hold.
+				own := cs[0]
+				if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2 WHERE id = $3",
+					out.SecretSHA256, out.CertSerial, own.ID); err != nil {
+					return fmt.Errorf("rxstore: giving a claim's secret back: %w", err)
+				}
+				out.ID, out.CreatedAt, out.ExpiresAt = own.ID, own.CreatedAt, own.ExpiresAt
+				return nil
 			}
 		}
 		renewal := held != nil && held.Organisation == out.Organisation
