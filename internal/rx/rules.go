@@ -92,6 +92,13 @@ func (r *rules) name(field, v string, min int) {
 // PostgreSQL's jsonb refuses \u0000 outright, so a pharmacy's software
 // would show or store less than was signed, or fail on it; an escape
 // sequence redraws the terminal that prints it.
+//
+// Bidirectional controls are checked too (bidi). Persian text mixed with
+// Latin drug names and digits needs the marks, the isolates and, from
+// older software, the embeddings — but an override shows its text
+// reversed ("20 tablets" read as "stelbat 02"), and an embedding or
+// isolate left open runs on into whatever a screen shows after the field
+// (the "Trojan Source" attack, CVE-2021-42574).
 func (r *rules) text(field, v string, min, max int) {
 	r.length(field, v, min, max)
 	for _, c := range v {
@@ -100,6 +107,42 @@ func (r *rules) text(field, v string, min, max int) {
 			return
 		}
 	}
+	if msg := bidi(v); msg != "" {
+		r.fail(field, "%s", msg)
+	}
+}
+
+// bidi is what is wrong with the bidirectional controls of v, or "":
+// no override (U+202D, U+202E) at all, and every embedding (U+202A,
+// U+202B, closed by U+202C) and isolate (U+2066 to U+2068, closed by
+// U+2069) closed within v, innermost first, none closed that was not
+// opened. Marks (U+200E, U+200F, U+061C) change no direction beyond
+// themselves and are always allowed.
+func bidi(v string) string {
+	var open []rune // 'e' an embedding, 'i' an isolate
+	for _, c := range v {
+		switch c {
+		case '\u202D', '\u202E':
+			return fmt.Sprintf("must not contain %U: a bidirectional override shows the text it covers reversed", c)
+		case '\u202A', '\u202B':
+			open = append(open, 'e')
+		case '\u2066', '\u2067', '\u2068':
+			open = append(open, 'i')
+		case '\u202C', '\u2069':
+			want := 'e'
+			if c == '\u2069' {
+				want = 'i'
+			}
+			if len(open) == 0 || open[len(open)-1] != want {
+				return fmt.Sprintf("%U closes no embedding or isolate opened before it, innermost first", c)
+			}
+			open = open[:len(open)-1]
+		}
+	}
+	if len(open) > 0 {
+		return "a bidirectional embedding or isolate is left open: it would change the direction of the text shown after this field"
+	}
+	return ""
 }
 
 func (r *rules) between(field string, v, min, max int) {

@@ -187,8 +187,11 @@ func TestNamesRefuseHiddenRunes(t *testing.T) {
 // software that may be written in C or store documents in PostgreSQL's
 // jsonb: a control character in it (a NUL ends a C string and is refused
 // by jsonb; an escape redraws a terminal) is refused, naming the field, by
-// the verifier and by the published schema. Persian text with the
-// zero-width non-joiner and the direction marks is not.
+// the verifier and by the published schema. So is a bidirectional
+// override, and an embedding or isolate not closed within the field (by
+// the verifier; the schema says so in words). Persian text with the
+// zero-width non-joiner, the direction marks and closed embeddings and
+// isolates is not.
 func TestFreeTextRefusesControls(t *testing.T) {
 	docs := map[Kind]Document{}
 	for _, d := range sampleDocuments() {
@@ -223,9 +226,41 @@ func TestFreeTextRefusesControls(t *testing.T) {
 				wantRefusedOn(t, tc.kind, d, tc.field)
 			})
 		}
+		for name, s := range map[string]string{
+			"left-to-right override": "روزی \u202d2 عدد\u202c",
+			"right-to-left override": "\u202e20 tablets",
+		} {
+			t.Run(string(tc.kind)+"/"+tc.field+"/"+name, func(t *testing.T) {
+				d := deepCopy(t, docs[tc.kind])
+				tc.set(d, s)
+				wantRefusedOn(t, tc.kind, d, tc.field)
+			})
+		}
+		// An embedding or isolate left open, or closed out of turn: no
+		// regular expression counts nesting, so the published schema
+		// says this in its description, and the verifier refuses it.
+		for name, s := range map[string]string{
+			"isolate left open":             "روزی \u2067Amoxicillin 500mg",
+			"embedding left open":           "\u202bروزی یک عدد",
+			"isolate closed twice":          "\u2068روزی\u2069\u2069 یک عدد",
+			"embedding closed by a PDI":     "\u202aAmoxicillin\u2069",
+			"closed out of turn":            "\u2066\u202bروزی\u2069\u202c",
+			"a close with nothing open":     "روزی\u202c یک عدد",
+			"isolate in an embedding, open": "\u202bروزی \u2066x\u202c",
+		} {
+			t.Run(string(tc.kind)+"/"+tc.field+"/"+name, func(t *testing.T) {
+				d := deepCopy(t, docs[tc.kind])
+				tc.set(d, s)
+				_, err := decode(tc.kind, marshal(t, d))
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Code != errs.InvalidDocument || e.Field != tc.field {
+					t.Fatalf("decode: %v, want invalid-document on %s", err, tc.field)
+				}
+			})
+		}
 		t.Run(string(tc.kind)+"/"+tc.field+"/Persian text", func(t *testing.T) {
 			d := deepCopy(t, docs[tc.kind])
-			tc.set(d, "هر ۸ ساعت یک قرص\u200cها، \u200fAmoxicillin 500mg\u200e (پس از غذا) \u00a0¬")
+			tc.set(d, "هر ۸ ساعت یک قرص\u200cها، \u200fAmoxicillin 500mg\u200e (پس از غذا) \u00a0¬ \u2067\u202aCBC\u202c ۲\u2069 \u2068x\u2069\u061c")
 			d.Normalize()
 			payload := marshal(t, d)
 			if _, err := decode(tc.kind, payload); err != nil {
