@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -60,6 +61,22 @@ func TestStalledBodyCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	edgetest.StalledBodyCut(t, conn, "/v1/prescriptions", 15*time.Second, "rxd")
+}
+
+// TestAmbiguousFramingRefused: a request whose body could be delimited
+// two ways (request smuggling, were a proxy to read it the other way) is
+// refused before any handler runs — by Go's HTTP server, with a
+// plain-text status (docs/problems.md says so) — and its connection
+// closed.
+func TestAmbiguousFramingRefused(t *testing.T) {
+	addr, roots := serveDefault(t)
+	edgetest.FramingRefused(t, func() net.Conn {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}, "/v1/prescriptions", "rxd")
 }
 
 // serveDefault serves rxd with config's defaults until the test ends,

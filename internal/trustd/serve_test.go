@@ -307,6 +307,28 @@ func TestStalledHeaderCut(t *testing.T) {
 	wg.Wait()
 }
 
+// TestAmbiguousFramingRefused: on the listeners anyone can reach, a
+// request whose body could be delimited two ways is refused and its
+// connection closed (edgetest.FramingRefused).
+func TestAmbiguousFramingRefused(t *testing.T) {
+	t.Parallel()
+	s := serveAll(t, nil)
+	edgetest.FramingRefused(t, func() net.Conn {
+		conn, err := tls.Dial("tcp", s.logs.addrs["public"], &tls.Config{RootCAs: s.roots, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}, "/v1/revocations", "the public listener")
+	edgetest.FramingRefused(t, func() net.Conn {
+		conn, err := net.Dial("tcp", s.logs.addrs["http"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}, "/ocsp", "the plain-HTTP listener")
+}
+
 // TestStalledBodyCut: on the public and plain-HTTP listeners, which
 // anyone can reach, a client that sends a write's header (a holder's
 // revocation request; an OCSP request by POST) and then stalls its body

@@ -152,3 +152,59 @@ func StalledStreamCut(t testing.TB, c *http.Client, url string, within time.Dura
 	}
 	return resp.StatusCode
 }
+
+// AmbiguousFraming are HTTP/1.1 requests whose body two readers could
+// delimit differently — the request-smuggling shapes (RFC 9112 §6.3, §11.2)
+// — each header given to a POST of a 5-byte body. A proxy in front
+// reading one length and the listener another would let one request
+// carry a second, hidden one past the proxy.
+var AmbiguousFraming = []struct {
+	Name, Header string
+	// Chunked: the one shape RFC 9112 §6.3 lets a server read, as
+	// chunked, if it closes the connection after its answer.
+	Chunked bool
+}{
+	{Name: "two different Content-Lengths", Header: "Content-Length: 5\r\nContent-Length: 6\r\n"},
+	{Name: "a Content-Length list", Header: "Content-Length: 5, 6\r\n"},
+	{Name: "a signed Content-Length", Header: "Content-Length: +5\r\n"},
+	{Name: "chunked, and not last", Header: "Transfer-Encoding: chunked, identity\r\n"},
+	{Name: "a coding other than chunked", Header: "Transfer-Encoding: gzip\r\n"},
+	{Name: "Content-Length and a look-alike of chunked", Header: "Content-Length: 5\r\nTransfer-Encoding: xchunked\r\n"},
+	{Name: "Content-Length and chunked", Header: "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", Chunked: true},
+}
+
+// FramingRefused sends on each connection dial gives one request of
+// AmbiguousFraming's, to path, followed by what a smuggler would hide
+// after the first body: the listener must answer once and close the
+// connection, so that no second request is read from what follows. Go's
+// HTTP server refuses all but the Chunked shape, with a 4xx or 5xx status,
+// before any handler runs; that one it reads as chunked and closes after
+// the answer, which is the route's (an OCSP responder's malformedRequest
+// comes in a 200). what names the listener in failures.
+func FramingRefused(t testing.TB, dial func() net.Conn, path, what string) {
+	t.Helper()
+	for _, f := range AmbiguousFraming {
+		conn := dial()
+		req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: localhost\r\n%s\r\nhello", path, f.Header) +
+			"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Errorf("%s, %s: %v", what, f.Name, err)
+			conn.Close()
+			continue
+		}
+		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		var ne net.Error
+		switch status, _, _ := strings.Cut(strings.TrimPrefix(string(got), "HTTP/1.1 "), " "); {
+		case errors.As(err, &ne) && ne.Timeout():
+			t.Errorf("%s, %s: the connection stayed open after the answer %q", what, f.Name, got)
+		case bytes.Count(got, []byte("HTTP/1.1 ")) != 1:
+			t.Errorf("%s, %s: not one answer (a second request read?): %q", what, f.Name, got)
+		case !f.Chunked && (len(status) != 3 || status[0] != '4' && status[0] != '5'):
+			t.Errorf("%s, %s: answered %q, want a refusal", what, f.Name, got)
+		}
+	}
+}
