@@ -374,26 +374,31 @@ const maxParams = 30000
 // insertLines stores the lines of ps, in as few statements as the
 // parameter limit allows.
 func (s *Exchange) insertLines(ctx context.Context, tx *sql.Tx, ps ...*exchange.Prescription) error {
-	const head = "INSERT INTO prescription_lines (prescription_id, fill, item, code, kind, quantity, dispensed, valid_from, valid_until) VALUES "
-	var q strings.Builder
-	var args []any
-	flush := func() error {
-		if len(args) == 0 {
-			return nil
-		}
-		if _, err := s.Exec(ctx, tx, q.String(), args...); err != nil {
+	for _, st := range lineStatements(ps) {
+		if _, err := s.Exec(ctx, tx, st.Query, st.Args...); err != nil {
 			return fmt.Errorf("rxstore: storing prescriptions' lines: %w", err)
 		}
-		q.Reset()
-		args = args[:0]
-		return nil
+	}
+	return nil
+}
+
+// lineStatements are the statements inserting the lines of ps.
+func lineStatements(ps []*exchange.Prescription) []sqlstore.Statement {
+	const head = "INSERT INTO prescription_lines (prescription_id, fill, item, code, kind, quantity, dispensed, valid_from, valid_until) VALUES "
+	var out []sqlstore.Statement
+	var q strings.Builder
+	var args []any
+	flush := func() {
+		if len(args) > 0 {
+			out = append(out, sqlstore.Statement{Query: q.String(), Args: args})
+			q.Reset()
+			args = nil
+		}
 	}
 	for _, p := range ps {
 		for _, l := range p.Lines {
 			if len(args)+9 > maxParams {
-				if err := flush(); err != nil {
-					return err
-				}
+				flush()
 			}
 			if len(args) == 0 {
 				q.WriteString(head)
@@ -404,7 +409,8 @@ func (s *Exchange) insertLines(ctx context.Context, tx *sql.Tx, ps ...*exchange.
 			args = append(args, p.ID, l.Fill, l.Item, l.Code, l.Kind, l.Quantity, 0, l.From, l.Until)
 		}
 	}
-	return flush()
+	flush()
+	return out
 }
 
 // dispense checks d against p (read under its lock, judged at d.At), sets

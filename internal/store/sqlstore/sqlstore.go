@@ -100,9 +100,9 @@ type DB struct {
 	commits *atomic.Pointer[func(time.Duration)]
 }
 
-// ObserveCommits has f told how long each commit of Tx takes (a
-// daemon's metrics: the commit is where a durable write waits for the
-// disk or the standby). It applies to every store built on this pool,
+// ObserveCommits has f told how long each commit of Tx takes, and each
+// Pipeline whole (a daemon's metrics: the commit is where a durable write
+// waits for the disk or the standby). It applies to every store built on this pool,
 // before or after the call.
 func (s *DB) ObserveCommits(f func(time.Duration)) { s.commits.Store(&f) }
 

@@ -74,6 +74,33 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, entries ...*tlog.Entry
 }
 
 func (s *Store) appendEncoded(ctx context.Context, tx sqlstore.Execer, encoded [][]byte) error {
+	for _, st := range appendStatements(encoded) {
+		if _, err := s.db.Exec(ctx, tx, st.Query, st.Args...); err != nil {
+			return fmt.Errorf("tlogstore: append: %w", err)
+		}
+	}
+	return nil
+}
+
+// AppendStatements are the statements that append entries, unsequenced,
+// for a caller to run in its own transaction with its own writes — in a
+// sqlstore.Pipeline, say, where AppendTx's transaction is not at hand.
+// Each entry is validated and encoded first; an invalid one gives
+// tlog.ErrInvalidEntry and no statement.
+func (s *Store) AppendStatements(entries ...*tlog.Entry) ([]sqlstore.Statement, error) {
+	encoded := make([][]byte, len(entries))
+	for i, e := range entries {
+		b, err := e.Encode()
+		if err != nil {
+			return nil, err
+		}
+		encoded[i] = b
+	}
+	return appendStatements(encoded), nil
+}
+
+func appendStatements(encoded [][]byte) []sqlstore.Statement {
+	var out []sqlstore.Statement
 	for len(encoded) > 0 {
 		n := min(len(encoded), rowsPerStatement)
 		var q strings.Builder
@@ -86,12 +113,10 @@ func (s *Store) appendEncoded(ctx context.Context, tx sqlstore.Execer, encoded [
 			fmt.Fprintf(&q, "($%d)", i+1)
 			args[i] = encoded[i]
 		}
-		if _, err := s.db.Exec(ctx, tx, q.String(), args...); err != nil {
-			return fmt.Errorf("tlogstore: append: %w", err)
-		}
+		out = append(out, sqlstore.Statement{Query: q.String(), Args: args})
 		encoded = encoded[n:]
 	}
-	return nil
+	return out
 }
 
 // Append appends entries in a transaction of its own.

@@ -1,0 +1,78 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nuskha/nuskha/internal/store"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
+	"github.com/nuskha/nuskha/internal/testutil/pgtest"
+)
+
+// TestPipeline: the statements of a pipeline commit together, or — one
+// failing, however late — none of them does, and the failure is
+// classified as any statement's (a unique violation is a
+// store.DuplicateError). The connection is fit for use after either, and
+// each pipeline is timed as a commit. SQLite has no pipeline: ErrNoPipeline.
+func TestPipeline(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlstore.Open(ctx, sqlstore.Postgres, pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SQL().SetMaxOpenConns(1) // every pipeline and read on one connection
+	var commits int
+	db.ObserveCommits(func(time.Duration) { commits++ })
+	if _, err := db.SQL().ExecContext(ctx, "CREATE TABLE p (id TEXT PRIMARY KEY, n INTEGER NOT NULL CHECK (n > 0), at TIMESTAMP NOT NULL, b BYTEA NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 10, 7, 30, 0, 0, time.UTC)
+	row := func(id string, n int) sqlstore.Statement {
+		return sqlstore.Statement{Query: "INSERT INTO p (id, n, at, b) VALUES ($1, $2, $3, $4)", Args: []any{id, n, at, []byte(id)}}
+	}
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM p").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	if err := db.Pipeline(ctx, row("a", 1), row("b", 2), sqlstore.Statement{Query: "UPDATE p SET n = n + 1 WHERE id = $1", Args: []any{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var got time.Time
+	var b []byte
+	if err := db.SQL().QueryRowContext(ctx, "SELECT n, at, b FROM p WHERE id = 'a'").Scan(&n, &got, &b); err != nil || n != 2 || !got.Equal(at) || string(b) != "a" {
+		t.Fatalf("after the pipeline: n %d at %s b %q (%v), want 2, %s, \"a\"", n, got, b, err, at)
+	}
+
+	err = db.Pipeline(ctx, row("c", 3), row("d", 4), row("a", 5))
+	if dup := (*store.DuplicateError)(nil); !errors.As(err, &dup) {
+		t.Fatalf("a pipeline whose last statement repeats a key: %v, want a DuplicateError", err)
+	}
+	if err := db.Pipeline(ctx, row("e", 5), row("f", 0), row("g", 6)); err == nil {
+		t.Fatal("a pipeline with a CHECK violated in its middle succeeded")
+	}
+	if c := count(); c != 2 {
+		t.Fatalf("%d rows after two failed pipelines, want the first one's 2: a failed pipeline left some of its writes", c)
+	}
+	if commits != 1 {
+		t.Errorf("%d commits observed, want the one pipeline that committed", commits)
+	}
+
+	lite, err := sqlstore.Open(ctx, sqlstore.SQLite, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	if err := lite.Pipeline(ctx, row("a", 1)); !errors.Is(err, sqlstore.ErrNoPipeline) {
+		t.Fatalf("SQLite: %v, want ErrNoPipeline", err)
+	}
+}
