@@ -88,6 +88,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
+	// rxd speaks HTTP/1.1: one request at a time on a connection. A Client
+	// used by many goroutines at once keeps a connection for each, up to
+	// this many, rather than the transport's default two — every other
+	// one would be closed after its answer and opened again, with a new
+	// TLS handshake and client certificate check, for the next request.
+	tr.MaxIdleConnsPerHost = 64
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.Roots, Certificates: []tls.Certificate{cert}}
 	return &Client{base: strings.TrimRight(cfg.BaseURL, "/"), http: &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		leaf: leaf, retries: cfg.Retries, maxWait: cfg.MaxWait, token: cfg.SessionToken}, nil

@@ -52,6 +52,7 @@ type contractServer struct {
 type seen struct {
 	op, idempotencyKey, authorization, claimSecret string
 	body                                           string
+	remote                                         string // the client's address: one per connection
 }
 
 // fault is what an attempt meets instead of (or after) being served.
@@ -175,7 +176,7 @@ func (s *contractServer) serve(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.seen = append(s.seen, seen{op: op, idempotencyKey: r.Header.Get("Idempotency-Key"), authorization: r.Header.Get("Authorization"),
-		claimSecret: r.Header.Get("Claim-Secret"), body: string(body)})
+		claimSecret: r.Header.Get("Claim-Secret"), body: string(body), remote: r.RemoteAddr})
 	var f *fault
 	if q := s.faults[op]; len(q) > 0 {
 		f, s.faults[op] = &q[0], q[1:]
@@ -398,6 +399,38 @@ func TestEveryOperationHoldsToTheContract(t *testing.T) {
 // rxd asks to repeat later (503 with Retry-After), is sent again with the
 // same Idempotency-Key and the same body, and answers as the first try
 // would have; the next call draws a new key.
+// TestConcurrentCallsKeepTheirConnections: a Client used by 16 goroutines
+// at once, round after round, keeps the connections it opened (rxd speaks
+// HTTP/1.1: one request at a time on each) — with the transport's
+// default of two kept, every round after the first opened most of its
+// connections again, a TLS handshake and a client certificate each.
+func TestConcurrentCallsKeepTheirConnections(t *testing.T) {
+	s := newContractServer(t)
+	c := s.client(t, client.Config{})
+	const workers, rounds = 16, 8
+	for range rounds {
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				<-start
+				if _, err := c.Prescribe(context.Background(), exampleJWS); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+	}
+	conns := map[string]bool{}
+	for _, r := range s.requests("POST /v1/prescriptions") {
+		conns[r.remote] = true
+	}
+	if len(conns) > workers {
+		t.Fatalf("%d calls, never more than %d at once, used %d connections", workers*rounds, workers, len(conns))
+	}
+}
+
 func TestRetriesKeepTheIdempotencyKey(t *testing.T) {
 	s := newContractServer(t)
 	c := s.client(t, client.Config{SessionToken: "resumed"})

@@ -72,10 +72,9 @@ type Config struct {
 	// Conns caps the open connections [netcap's defaults].
 	Conns netcap.Limits
 	// ReadTimeout bounds the reading of one request, header and body
-	// [30s; 1s to 10m]: a client that sends its body slower, or stops, is cut off —
-	// over HTTP/1.1 its connection, over HTTP/2 the request's stream —
-	// rather than hold a handler and a connection for as long as it
-	// likes.
+	// [30s; 1s to 10m]: a client that sends its body slower, or stops,
+	// has its connection cut off rather than hold a handler and a
+	// connection for as long as it likes.
 	ReadTimeout time.Duration
 	// Limits are each caller's request and lookup budgets
 	// [rxapi.DefaultLimits].
@@ -532,7 +531,11 @@ func serverTLS(ctx context.Context, keys *hsm.Manager, certFile, keyRef, clientC
 		pool.AddCert(c)
 	}
 	certs := httpedge.NewCertificates(cert)
-	return certs.ServeFrom(rxapi.ServerTLS(cert, pool)), certs, anchors, nil
+	cfg := rxapi.ServerTLS(cert, pool)
+	// Said in the handshake (ALPN), not only by the HTTP server (Serve):
+	// a client offering HTTP/2 alone is refused there.
+	cfg.NextProtos = []string{"http/1.1"}
+	return certs.ServeFrom(cfg), certs, anchors, nil
 }
 
 // MsgServing is logged, with the address, once rxd listens.
@@ -558,6 +561,17 @@ func (s *Service) Serve(ctx context.Context) error {
 	capped := netcap.Wrap(ln, s.cfg.Conns, s.log, "rxd")
 	srv := &http.Server{Handler: s.api.Handler(), TLSConfig: s.tls, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: httpedge.MaxHeaderBytes}
+	// HTTP/1.1 only, as trustd. A client offering HTTP/2 as well (Go's,
+	// curl, Java's) is given HTTP/1.1; every HTTP stack speaks it. With
+	// HTTP/2 the same exchange accepted 11 % fewer prescriptions a second
+	// on the same cores, and rxd and PostgreSQL spent 11 % more CPU on
+	// each (docs/BENCHMARKS.md, session 11): a vendor's requests are
+	// concurrent over a pool of connections either way, and HTTP/2's
+	// framing, flow control and stream scheduling only cost here. It
+	// would also bring its own ways to tie a server up (streams reset as
+	// fast as they are opened, endless CONTINUATION frames).
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
 	var background []lifecycle.Task
 	if s.cfg.RulesFile != "" {
 		background = append(background, lifecycle.Task{Name: "rules watch", Run: func(ctx context.Context) {

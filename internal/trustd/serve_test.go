@@ -346,7 +346,7 @@ func TestStalledBodyCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p := public.ConnectionState().NegotiatedProtocol; p == "h2" {
-		t.Fatalf("the public listener now speaks HTTP/2: hold a stalled stream too (edgetest.StalledStreamCut)")
+		t.Fatalf("the public listener now speaks HTTP/2: check that a stalled stream is cut off too")
 	}
 	plain, err := net.Dial("tcp", s.logs.addrs["http"])
 	if err != nil {

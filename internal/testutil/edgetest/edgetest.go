@@ -4,7 +4,6 @@ package edgetest
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -69,8 +68,8 @@ func StalledHeaderCut(t testing.TB, conn net.Conn, within time.Duration, what st
 	}
 }
 
-// stalledBody is what StalledBodyCut and StalledStreamCut declare and
-// send of a request body: far under every route's body cap and under
+// stalledBody is what StalledBodyCut declares and sends of a request
+// body: far under every route's body cap and under
 // net/http's 256 KiB (which it reads on its own to keep a connection),
 // so that the server waits for the rest rather than refusing its size.
 const (
@@ -106,51 +105,6 @@ func StalledBodyCut(t testing.TB, conn net.Conn, path string, within time.Durati
 	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		t.Errorf("%s held a connection whose request body never ended for %v", what, within)
 	}
-}
-
-// StalledStreamCut is StalledBodyCut over HTTP/2, where one connection
-// carries many requests and ReadTimeout bounds each stream instead: c,
-// which MUST speak HTTP/2 to the listener, POSTs to url a body whose
-// first bytes come and then nothing. The request must be ended — an
-// answer that is not a success, or the stream reset — within, well above
-// the listener's ReadTimeout, so that a stalled stream holds no handler
-// (nor its share of the connection's streams) for as long as the client
-// likes. It returns the status answered, 0 if none, for the caller to
-// check that the request was one the handler read (a refusal before the
-// body is read waits on nothing).
-func StalledStreamCut(t testing.TB, c *http.Client, url string, within time.Duration, what string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	body, stall := io.Pipe()
-	// Closed when the check is done with the request: the write below
-	// and the transport's reading of the body then end.
-	defer stall.Close()
-	go stall.Write([]byte(strings.Repeat("a", stalledBodySent)))
-	req, err := http.NewRequestWithContext(ctx, "POST", url, body)
-	if err != nil {
-		t.Errorf("%s: %v", what, err)
-		return 0
-	}
-	req.ContentLength = stalledBodyDeclared
-	resp, err := c.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			t.Errorf("%s held an HTTP/2 stream whose request body never ended for %v", what, within)
-		}
-		return 0 // reset: ended
-	}
-	defer resp.Body.Close()
-	_, err = io.ReadAll(resp.Body)
-	switch {
-	case resp.ProtoMajor != 2:
-		t.Errorf("%s: answered over %s; the check needs HTTP/2", what, resp.Proto)
-	case resp.StatusCode < 300:
-		t.Errorf("%s answered %d to a request whose body never ended", what, resp.StatusCode)
-	case err != nil && ctx.Err() != nil:
-		t.Errorf("%s held an HTTP/2 stream whose request body never ended for %v", what, within)
-	}
-	return resp.StatusCode
 }
 
 // AmbiguousFraming are HTTP/1.1 requests whose body two readers could
