@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"math/bits"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -279,10 +280,6 @@ type facts struct {
 // read is errs.Unavailable: the request may be asked again, and is not
 // refused for it.
 func (a *Adjudicator) read(ctx context.Context, nationalID string, day time.Time) (facts, error) {
-	elig, err := a.Eligibility.Check(ctx, nationalID, day)
-	if err != nil {
-		return facts{}, errs.Wrap(errs.Unavailable, err, "the insured-person registry cannot be read now")
-	}
 	cat, err := a.Catalogue.At(ctx, day)
 	if err != nil {
 		return facts{}, err
@@ -291,11 +288,32 @@ func (a *Adjudicator) read(ctx context.Context, nationalID string, day time.Time
 	if lookBack == 0 {
 		lookBack = 365 * 24 * time.Hour
 	}
-	hist, err := a.History.Since(ctx, nationalID, day.Add(-lookBack))
+	since := day.Add(-lookBack)
+	// The registry's record and the history read together when one store
+	// keeps both (rxstore.Insured): one round trip, not two.
+	if both, ok := a.History.(insured.Facts); ok && sameStore(a.History, a.Eligibility.Registry) {
+		p, main, found, hist, err := both.PersonWithHistory(ctx, nationalID, since)
+		if err != nil {
+			return facts{}, errs.Wrap(errs.Unavailable, err, "the insured-person registry and the dispense history cannot be read now")
+		}
+		return facts{elig: a.Eligibility.Judge(nationalID, day, p, main, found), cat: cat, hist: hist}, nil
+	}
+	elig, err := a.Eligibility.Check(ctx, nationalID, day)
+	if err != nil {
+		return facts{}, errs.Wrap(errs.Unavailable, err, "the insured-person registry cannot be read now")
+	}
+	hist, err := a.History.Since(ctx, nationalID, since)
 	if err != nil {
 		return facts{}, errs.Wrap(errs.Unavailable, err, "the dispense history cannot be read now")
 	}
 	return facts{elig: elig, cat: cat, hist: hist}, nil
+}
+
+// sameStore reports whether x and y are one store: the same pointer
+// (comparing values of other kinds could panic, or mean nothing).
+func sameStore(x, y any) bool {
+	t := reflect.TypeOf(x)
+	return t != nil && t.Kind() == reflect.Pointer && t == reflect.TypeOf(y) && x == y
 }
 
 // ruleInput is what the rules see, and each line's catalogue entry (the

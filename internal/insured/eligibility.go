@@ -136,25 +136,39 @@ func (r Result) Minimal() Minimal {
 // (UTC midnight of the day in Iran). A registry that cannot be read is
 // errs.Unavailable.
 func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result, error) {
-	day = day.UTC().Truncate(24 * time.Hour)
-	res := Result{NationalID: nationalid.Mask(nid), Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String()}
 	p, main, ok, err := c.Registry.PersonWithMain(ctx, nid)
 	if err != nil {
 		return Result{}, errs.Wrap(errs.Unavailable, err, "the insured-person registry cannot be read now")
 	}
+	return c.Judge(nid, day, p, main, ok), nil
+}
+
+// Facts reads what judging a patient's prescription or dispense needs of
+// the patient, together: the registry's record, as Lookup.PersonWithMain,
+// and the dispense history, as History.Since. A store that is both may
+// implement it to read them in one round trip.
+type Facts interface {
+	PersonWithHistory(ctx context.Context, nationalID string, since time.Time) (p Person, main *Person, found bool, hist []Dispensed, err error)
+}
+
+// Judge is Check of a record already read from c.Registry (found false:
+// none).
+func (c *Checker) Judge(nid string, day time.Time, p Person, main *Person, ok bool) Result {
+	day = day.UTC().Truncate(24 * time.Hour)
+	res := Result{NationalID: nationalid.Mask(nid), Date: day.Format(time.DateOnly), DateHijri: persian.Hijri(day).String()}
 	if !ok {
 		res.Reason, res.Detail = NoRecord, "not in the insured-person registry"
-		return res, nil
+		return res
 	}
 	res.Coverage = c.coverage(&p, day)
 	if r, d := c.own(&p, day, res.Coverage); r != "" {
 		res.Reason, res.Detail = r, d
-		return res, nil
+		return res
 	}
 	if p.Dependant() {
 		if main == nil {
 			res.Reason, res.Detail = MainInsuredNotEligible, "the main insured is not in the registry"
-			return res, nil
+			return res
 		}
 		res.Coverage.Main = main
 		if main.Dependant() {
@@ -162,17 +176,17 @@ func (c *Checker) Check(ctx context.Context, nid string, day time.Time) (Result,
 			// than judge by a record that is itself covered through
 			// someone else.
 			res.Reason, res.Detail = MainInsuredNotEligible, "the main insured is registered as a dependant"
-			return res, nil
+			return res
 		}
 		mainCov := c.coverage(main, day)
 		if r, d := c.own(main, day, mainCov); r != "" {
 			res.Reason, res.Detail = MainInsuredNotEligible, fmt.Sprintf("the main insured is not eligible: %s (%s)", r, d)
-			return res, nil
+			return res
 		}
 		res.Coverage.PaidDays = mainCov.PaidDays
 	}
 	res.Eligible = true
-	return res, nil
+	return res
 }
 
 // own checks a person's own record: dates, status and, for a main

@@ -352,6 +352,15 @@ func prefixed(prefix string, cols []string) string {
 // insured.Lookup). main is nil for a main insured, or when the main
 // insured is missing.
 func (s *Insured) PersonWithMain(ctx context.Context, nid string) (p insured.Person, main *insured.Person, found bool, err error) {
+	p, main, found, err = personWithMain(s.personMain.QueryRowContext(ctx, nid).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return insured.Person{}, nil, false, nil
+	}
+	return p, main, found, err
+}
+
+// personWithMain reads a row of personMainQuery through scan.
+func personWithMain(scan func(dest ...any) error) (p insured.Person, main *insured.Person, found bool, err error) {
 	var f, g [16]sql.NullString
 	dest := make([]any, 0, 32)
 	for i := range f {
@@ -360,11 +369,10 @@ func (s *Insured) PersonWithMain(ctx context.Context, nid string) (p insured.Per
 	for i := range g {
 		dest = append(dest, &g[i])
 	}
-	err = s.personMain.QueryRowContext(ctx, nid).Scan(dest...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return insured.Person{}, nil, false, nil
-	}
-	if err != nil {
+	if err := scan(dest...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return insured.Person{}, nil, false, err
+		}
 		return insured.Person{}, nil, false, fmt.Errorf("sqlstore: reading an insured person: %w", err)
 	}
 	if p, err = personFromRow(f); err != nil {
@@ -378,6 +386,27 @@ func (s *Insured) PersonWithMain(ctx context.Context, nid string) (p insured.Per
 		main = &m
 	}
 	return p, main, true, nil
+}
+
+// PersonWithHistory implements insured.Facts: PersonWithMain and Since
+// in one round trip on PostgreSQL, reading one snapshot.
+func (s *Insured) PersonWithHistory(ctx context.Context, nid string, since time.Time) (p insured.Person, main *insured.Person, found bool, hist []insured.Dispensed, err error) {
+	err = s.Read(ctx,
+		sqlstore.Query{Statement: sqlstore.Statement{Query: personMainQuery, Args: []any{nid}}, Rows: func(rows sqlstore.Rows) error {
+			if !rows.Next() {
+				return nil
+			}
+			p, main, found, err = personWithMain(rows.Scan)
+			return err
+		}},
+		sqlstore.Query{Statement: sqlstore.Statement{Query: sinceQuery, Args: []any{nid, since.UTC()}}, Rows: func(rows sqlstore.Rows) error {
+			hist, err = readHistory(rows)
+			return err
+		}})
+	if err != nil {
+		return insured.Person{}, nil, false, nil, fmt.Errorf("sqlstore: reading an insured person and the dispense history: %w", err)
+	}
+	return p, main, found, hist, nil
 }
 
 func personFromRow(f [16]sql.NullString) (insured.Person, error) {
@@ -542,6 +571,15 @@ func (s *Insured) Since(ctx context.Context, nid string, since time.Time) ([]ins
 		return nil, fmt.Errorf("sqlstore: reading dispense history: %w", err)
 	}
 	defer rows.Close()
+	out, err := readHistory(rows)
+	if err != nil {
+		return nil, err
+	}
+	return out, rows.Err()
+}
+
+// readHistory reads the rows of sinceQuery.
+func readHistory(rows sqlstore.Rows) ([]insured.Dispensed, error) {
 	var out []insured.Dispensed
 	for rows.Next() {
 		var d insured.Dispensed
@@ -551,5 +589,5 @@ func (s *Insured) Since(ctx context.Context, nid string, since time.Time) ([]ins
 		d.DispensedAt = d.DispensedAt.UTC()
 		out = append(out, d)
 	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -70,3 +70,76 @@ func (s *DB) Pipeline(ctx context.Context, stmts ...Statement) error {
 	}
 	return nil
 }
+
+// Rows are a query's rows, as Read gives them to a Query's Rows function:
+// database/sql's and pgx's alike.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// Query is a statement that reads, and what reads its rows.
+type Query struct {
+	Statement
+	Rows func(Rows) error
+}
+
+// Read runs queries and gives each one's rows to its Rows function, in
+// order. On PostgreSQL they go in one round trip and run in one implicit
+// transaction, so they read one snapshot; elsewhere one after the other.
+// A read that costs a round trip of its own costs both processes several
+// system calls, dear on this machine (docs/BENCHMARKS.md, session 11).
+func (s *DB) Read(ctx context.Context, qs ...Query) error {
+	if s.d.name != Postgres {
+		for _, q := range qs {
+			if err := s.readOne(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlstore: read: %w", err)
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqlstore: read: a %T is not pgx's connection", dc)
+		}
+		var b pgx.Batch
+		for _, q := range qs {
+			b.Queue(q.Query, q.Args...)
+		}
+		br := c.Conn().SendBatch(ctx, &b)
+		for _, q := range qs {
+			rows, err := br.Query()
+			if err == nil {
+				err = q.Rows(rows)
+				rows.Close()
+				if err == nil {
+					err = rows.Err()
+				}
+			}
+			if err != nil {
+				_ = br.Close()
+				return err
+			}
+		}
+		return br.Close()
+	})
+}
+
+func (s *DB) readOne(ctx context.Context, q Query) error {
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(q.Query), q.Args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if err := q.Rows(rows); err != nil {
+		return err
+	}
+	return rows.Err()
+}

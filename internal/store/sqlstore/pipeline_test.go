@@ -3,7 +3,9 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +76,66 @@ func TestPipeline(t *testing.T) {
 	defer lite.Close()
 	if err := lite.Pipeline(ctx, row("a", 1)); !errors.Is(err, sqlstore.ErrNoPipeline) {
 		t.Fatalf("SQLite: %v, want ErrNoPipeline", err)
+	}
+}
+
+// TestRead: each query's rows go to its own function, in order, on
+// PostgreSQL (one round trip) and SQLite (one after the other) alike; a
+// query that fails, or a function that does, fails the read.
+func TestRead(t *testing.T) {
+	ctx := context.Background()
+	for _, driver := range []string{sqlstore.Postgres, sqlstore.SQLite} {
+		t.Run(driver, func(t *testing.T) {
+			dsn := filepath.Join(t.TempDir(), "r.db")
+			if driver == sqlstore.Postgres {
+				dsn = pgtest.Schema(t)
+			}
+			db, err := sqlstore.Open(ctx, driver, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.SQL().ExecContext(ctx, "CREATE TABLE r (id TEXT PRIMARY KEY, n INTEGER NOT NULL)"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.SQL().ExecContext(ctx, "INSERT INTO r (id, n) VALUES ('a', 1), ('b', 2), ('c', 3)"); err != nil {
+				t.Fatal(err)
+			}
+			collect := func(into *[]string) func(sqlstore.Rows) error {
+				return func(rows sqlstore.Rows) error {
+					for rows.Next() {
+						var id string
+						var n int
+						if err := rows.Scan(&id, &n); err != nil {
+							return err
+						}
+						*into = append(*into, fmt.Sprint(id, n))
+					}
+					return nil
+				}
+			}
+			var big, one []string
+			err = db.Read(ctx,
+				sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT id, n FROM r WHERE n >= $1 ORDER BY id", Args: []any{2}}, Rows: collect(&big)},
+				sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT id, n FROM r WHERE id = $1", Args: []any{"a"}}, Rows: collect(&one)})
+			if err != nil || strings.Join(big, ",") != "b2,c3" || strings.Join(one, ",") != "a1" {
+				t.Fatalf("read %v and %v (%v), want [b2 c3] and [a1]", big, one, err)
+			}
+			var none []string
+			if err := db.Read(ctx,
+				sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT id, n FROM r"}, Rows: collect(&none)},
+				sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT id, n FROM nowhere"}, Rows: collect(&none)}); err == nil {
+				t.Fatal("a read of a table that does not exist succeeded")
+			}
+			refused := errors.New("refused")
+			if err := db.Read(ctx, sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT id, n FROM r"}, Rows: func(sqlstore.Rows) error { return refused }}); !errors.Is(err, refused) {
+				t.Fatalf("a Rows function's error: %v, want it returned", err)
+			}
+			// The connection is fit for use after.
+			var n int
+			if err := db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM r").Scan(&n); err != nil || n != 3 {
+				t.Fatalf("after the reads: %d rows, %v", n, err)
+			}
+		})
 	}
 }
