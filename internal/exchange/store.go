@@ -89,11 +89,12 @@ type Store interface {
 	// judged at d.At: the claim MUST exist (else not-found), have this
 	// secret (ErrSecretWrong) — checked before anything else, a replay
 	// included —, be for d.PrescriptionID and hold the prescription at
-	// d.At with no other claim holding it by then (ErrClaimEnded: a
-	// dispense begun before its claim lapsed and recorded after a new
-	// claim was made would split the visit over two claims, or let two
-	// organisations dispense at once; a replay is answered whether or not
-	// it still holds); the prescription MUST be dispensable
+	// d.At with no other claim having held it since — still holding it,
+	// or closed or released by now (ErrClaimEnded: a dispense begun
+	// before its claim lapsed and recorded after a new claim was made
+	// would split the visit over two claims, or let two organisations
+	// dispense at once; a replay is answered whether or not it still
+	// holds); the prescription MUST be dispensable
 	// (NotDispensableError with its state); each line of d is counted
 	// against the earliest fill of its item in force at d.At with
 	// something left (NotDispensableError naming the item when none is in

@@ -497,6 +497,41 @@ func testDispenseAcrossLapse(t *testing.T, s exchange.Store) {
 				t.Fatalf("after the refused dispense: dispensed %v, claim %+v", dispensed(r), r.Claim)
 			}
 		})
+		// The claim made since has already ended — closed, its visit
+		// done and its receipt given, or released — by the time the
+		// dispense is recorded: it still held the prescription after the
+		// dispense began, so the dispense is refused all the same.
+		// Recorded, it would be a second visit under the lapsed claim
+		// after the one closed (the pharmacy's own: a visit split over two
+		// claims, the first receipt missing it) or another organisation's
+		// visit begun and ended while this one dispensed.
+		for _, end := range []string{"closed", "released"} {
+			t.Run(org+"/"+end, func(t *testing.T) {
+				p := insert(t, s, Prescription(t, drug("A", 3)))
+				c, h := claim(t, s, p, "pharmacy-A", Now)
+				next, nh := claim(t, s, p, org, after)
+				if end == "closed" {
+					if _, _, err := s.Dispense(ctx, Entry(), next.ID, nh, Dispense(p, after, give(0, 1)), nil); err != nil {
+						t.Fatalf("dispensing under the claim made since: %v", err)
+					}
+					var calls atomic.Int64
+					if _, err := s.Close(ctx, Entry(), next.ID, nh, after.Add(time.Minute), receiptFor(&calls)); err != nil {
+						t.Fatalf("closing the claim made since: %v", err)
+					}
+				} else if err := s.Release(ctx, Entry(), next.ID, nh, after.Add(time.Minute)); err != nil {
+					t.Fatalf("releasing the claim made since: %v", err)
+				}
+				_, _, err := s.Dispense(ctx, Entry(), c.ID, h, Dispense(p, begun, give(0, 1)), nil)
+				wantCode(t, err, errs.ClaimNotActive)
+				want := []int{0}
+				if end == "closed" {
+					want = []int{1}
+				}
+				if r := read(t, s, p.ID, after.Add(2*time.Minute)); !slices.Equal(dispensed(r), want) {
+					t.Fatalf("after the refused dispense: dispensed %v, want %v", dispensed(r), want)
+				}
+			})
+		}
 	}
 }
 

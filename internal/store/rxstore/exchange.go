@@ -921,9 +921,15 @@ func (s *Exchange) Dispense(ctx context.Context, e *tlog.Entry, claimID string, 
 		// The dispense began (out.At) while c held the prescription, but
 		// the claim may have lapsed while it was judged, and a new one
 		// been made since — the organisation's own, or another's. Only
-		// one claim holds a prescription at a time, so any other still
-		// holding it after out.At was made after c lapsed.
-		later, err := s.claims(ctx, tx, "prescription_id = $1 AND id <> $2 AND released_at IS NULL AND closed_at IS NULL AND expires_at > $3",
+		// one claim holds a prescription at a time, so any other that
+		// held it at some instant after out.At was made after c lapsed:
+		// one still holding it, and one ended since too — closed, its
+		// visit done and its receipt signed without this dispense, or
+		// released. A claim that ended before out.At (a rival's lapsed
+		// claim closed late included: it expired before c was made) is
+		// not one of them.
+		later, err := s.claims(ctx, tx, "prescription_id = $1 AND id <> $2 AND expires_at > $3"+
+			" AND (released_at IS NULL OR released_at > $3) AND (closed_at IS NULL OR closed_at > $3)",
 			p.ID, c.ID, utc(out.At))
 		if err != nil {
 			return err

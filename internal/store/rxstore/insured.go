@@ -389,7 +389,10 @@ func personWithMain(scan func(dest ...any) error) (p insured.Person, main *insur
 }
 
 // PersonWithHistory implements insured.Facts: PersonWithMain and Since
-// in one round trip on PostgreSQL, reading one snapshot.
+// in one round trip on PostgreSQL. The person and their main insured come
+// from one statement, so from one registry generation; the history is read
+// by a statement of its own, on a snapshot of its own (sqlstore.Read), as
+// Since after PersonWithMain would.
 func (s *Insured) PersonWithHistory(ctx context.Context, nid string, since time.Time) (p insured.Person, main *insured.Person, found bool, hist []insured.Dispensed, err error) {
 	err = s.Read(ctx,
 		sqlstore.Query{Statement: sqlstore.Statement{Query: personMainQuery, Args: []any{nid}}, Rows: func(rows sqlstore.Rows) error {

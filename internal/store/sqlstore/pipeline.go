@@ -87,7 +87,10 @@ type Query struct {
 
 // Read runs queries and gives each one's rows to its Rows function, in
 // order. On PostgreSQL they go in one round trip and run in one implicit
-// transaction, so they read one snapshot; elsewhere one after the other.
+// transaction; elsewhere one after the other. Either way each query reads
+// a snapshot of its own (READ COMMITTED): a write committed while the read
+// runs is seen by the queries after it only. What must agree is read by
+// one query.
 // A read that costs a round trip of its own costs both processes several
 // system calls, dear on this machine (docs/BENCHMARKS.md, session 11).
 func (s *DB) Read(ctx context.Context, qs ...Query) error {

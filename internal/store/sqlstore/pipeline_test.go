@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,81 @@ func TestRead(t *testing.T) {
 				t.Fatalf("after the reads: %d rows, %v", n, err)
 			}
 		})
+	}
+}
+
+// TestReadSnapshots: the queries of one Read run in one implicit
+// transaction but, at READ COMMITTED (PostgreSQL's default, and the
+// exchange's), each on a snapshot of its own: a write committed while
+// the read runs is seen by the queries after it, not by those before.
+// What must be read from one snapshot is read by one statement (as
+// rxstore's person with their main insured).
+func TestReadSnapshots(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := sqlstore.Open(ctx, sqlstore.Postgres, pgtest.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.SQL().ExecContext(ctx, "CREATE TABLE r (id TEXT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().ExecContext(ctx, "INSERT INTO r (id) VALUES ('a')"); err != nil {
+		t.Fatal(err)
+	}
+	// A writer holds an advisory lock with its row not yet committed;
+	// the read counts, then waits for the lock, then counts again.
+	const lock = 424242
+	w, err := db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Rollback()
+	if _, err := w.ExecContext(ctx, "INSERT INTO r (id) VALUES ('b')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", lock); err != nil {
+		t.Fatal(err)
+	}
+	count := func(n *int) func(sqlstore.Rows) error {
+		return func(rows sqlstore.Rows) error {
+			for rows.Next() {
+				if err := rows.Scan(n); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	var before, after int
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Read(ctx,
+			sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT count(*) FROM r"}, Rows: count(&before)},
+			sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT 0 FROM pg_advisory_xact_lock($1)", Args: []any{lock}}, Rows: count(new(int))},
+			sqlstore.Query{Statement: sqlstore.Statement{Query: "SELECT count(*) FROM r"}, Rows: count(&after)})
+	}()
+	// The read's first count has run once it waits for the lock: the
+	// writer commits only then.
+	for {
+		var waiting bool
+		err := db.SQL().QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = $1 AND objsubid = 1)", lock).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		runtime.Gosched()
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if before != 1 || after != 2 {
+		t.Fatalf("counted %d, then %d after a commit in between: want 1 and 2, each query its own snapshot", before, after)
 	}
 }
