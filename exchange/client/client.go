@@ -54,6 +54,9 @@ type Client struct {
 	token string
 }
 
+// maxConns bounds the connections a Client opens to rxd, and keeps.
+const maxConns = 64
+
 // New builds a Client.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.BaseURL)
@@ -90,10 +93,13 @@ func New(cfg Config) (*Client, error) {
 	tr.Proxy = nil
 	// rxd speaks HTTP/1.1: one request at a time on a connection. A Client
 	// used by many goroutines at once keeps a connection for each, up to
-	// this many, rather than the transport's default two — every other
-	// one would be closed after its answer and opened again, with a new
-	// TLS handshake and client certificate check, for the next request.
-	tr.MaxIdleConnsPerHost = 64
+	// maxConns, rather than the transport's default two — every other one
+	// would be closed after its answer and opened again, with a new TLS
+	// handshake and client certificate check, for the next request. Past
+	// maxConns, requests wait for a connection: rxd closes a client
+	// address's connections beyond its cap (256 by default) as soon as it
+	// accepts them.
+	tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = maxConns, maxConns
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.Roots, Certificates: []tls.Certificate{cert}}
 	return &Client{base: strings.TrimRight(cfg.BaseURL, "/"), http: &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		leaf: leaf, retries: cfg.Retries, maxWait: cfg.MaxWait, token: cfg.SessionToken}, nil

@@ -255,5 +255,5 @@ func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Idempotency-Key and a request id, each under a hundred bytes, or an OCSP
 // request in the URL; net/http's default (a megabyte) would let each
 // connection the caps admit hold that much for ReadHeaderTimeout. Larger
-// is refused 431, on HTTP/1.1 and HTTP/2 alike.
+// is refused 431.
 const MaxHeaderBytes = 16 << 10
