@@ -295,10 +295,7 @@ func TestLapsedClaimSecretWhileRivalHolds(t *testing.T) {
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
-			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
-			ph, lost := f.pharmacyClaims(t, p, ans)
-			f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
-			f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
+			p, jws, ans, ph, lost := f.lapsedWithDispense(t)
 			_, rival := f.session(t, f.rival, f.vendor2)
 			held, err := f.svc.Claim(ctx, rival, find(ans, p))
 			if err != nil {
@@ -393,10 +390,7 @@ func TestLapsedClaimGivenBackAfterCancellation(t *testing.T) {
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
-			p, jws, ans := f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
-			ph, lost := f.pharmacyClaims(t, p, ans)
-			f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
-			f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
+			p, jws, ans, ph, lost := f.lapsedWithDispense(t)
 			cancel := f.sign(t, f.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
 				Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Prescriber: p.Prescriber, Reason: "تغییر درمان"})
 			if got, _, err := f.svc.Cancel(ctx, f.vendor, p.ID, cancel); err != nil || got.State != exchange.RemainderCancelled {
@@ -468,6 +462,17 @@ func (f *fixture) pharmacyClaims(t *testing.T, p *rx.Prescription, ans *exchange
 		t.Fatal(err)
 	}
 	return ph, c
+}
+
+// lapsedWithDispense prescribes 20 amoxicillin, has the pharmacy claim
+// it and dispense 5, and lets the claim lapse: a minute past its expiry.
+func (f *fixture) lapsedWithDispense(t *testing.T) (p *rx.Prescription, jws string, ans *exchange.PrescriptionAccepted, ph *exchange.Actor, lost *exchange.ClaimGranted) {
+	t.Helper()
+	p, jws, ans = f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
+	ph, lost = f.pharmacyClaims(t, p, ans)
+	f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
+	f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
+	return p, jws, ans, ph, lost
 }
 
 // amoxDispensed dispenses quantity of amoxicillin of the prescription id

@@ -177,20 +177,8 @@ func (s *Exchange) insertBatch(ctx context.Context, batch []*queued) error {
 	}
 	outcomes := make([]outcome, len(batch))
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		var q strings.Builder
-		q.WriteString("INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer) VALUES ")
-		args := make([]any, 0, 13*len(batch))
-		for i, b := range batch {
-			p := b.p
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			placeholders(&q, len(args), 13)
-			args = append(args, p.ID, p.TrackingCode, string(p.Kind), p.JWS, p.JWSSHA256, p.PatientNationalID, p.PrescriberCouncil, p.PrescriberSerial,
-				p.IssuedAt, p.AcceptedAt, p.ExpiresAt, string(p.State), p.Answer)
-		}
-		q.WriteString(" ON CONFLICT (id) DO NOTHING RETURNING id")
-		rows, err := tx.QueryContext(ctx, s.Rebind(q.String()), args...)
+		ins := insertPrescriptions(batch)
+		rows, err := tx.QueryContext(ctx, s.Rebind(ins.Query+" ON CONFLICT (id) DO NOTHING RETURNING id"), ins.Args...)
 		if err != nil {
 			return err
 		}
@@ -257,22 +245,12 @@ func (s *Exchange) insertBatch(ctx context.Context, batch []*queued) error {
 // twice at once) fails the batch, and runBatch then inserts each member
 // on its own, as after any failed batch — rare, and answered alike.
 func (s *Exchange) pipelineBatch(ctx context.Context, batch []*queued, log statementLog) error {
-	var q strings.Builder
-	q.WriteString("INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer) VALUES ")
-	args := make([]any, 0, 13*len(batch))
 	ps := make([]*exchange.Prescription, len(batch))
 	entries := make([]*tlog.Entry, len(batch))
 	for i, b := range batch {
-		p := b.p
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		placeholders(&q, len(args), 13)
-		args = append(args, p.ID, p.TrackingCode, string(p.Kind), p.JWS, p.JWSSHA256, p.PatientNationalID, p.PrescriberCouncil, p.PrescriberSerial,
-			p.IssuedAt, p.AcceptedAt, p.ExpiresAt, string(p.State), p.Answer)
-		ps[i], entries[i] = p, b.e
+		ps[i], entries[i] = b.p, b.e
 	}
-	stmts := append([]sqlstore.Statement{{Query: q.String(), Args: args}}, lineStatements(ps)...)
+	stmts := append([]sqlstore.Statement{insertPrescriptions(batch)}, lineStatements(ps)...)
 	appends, err := log.AppendStatements(entries...)
 	if err != nil {
 		return err
@@ -286,6 +264,23 @@ func (s *Exchange) pipelineBatch(ctx context.Context, batch []*queued, log state
 		b.stored, b.err = &out, nil
 	}
 	return nil
+}
+
+// insertPrescriptions is the statement inserting the batch's rows.
+func insertPrescriptions(batch []*queued) sqlstore.Statement {
+	var q strings.Builder
+	q.WriteString("INSERT INTO prescriptions (id, tracking_code, kind, jws, jws_sha256, patient_national_id, prescriber_council, prescriber_serial, issued_at, accepted_at, expires_at, state, answer) VALUES ")
+	args := make([]any, 0, 13*len(batch))
+	for i, b := range batch {
+		p := b.p
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		placeholders(&q, len(args), 13)
+		args = append(args, p.ID, p.TrackingCode, string(p.Kind), p.JWS, p.JWSSHA256, p.PatientNationalID, p.PrescriberCouncil, p.PrescriberSerial,
+			p.IssuedAt, p.AcceptedAt, p.ExpiresAt, string(p.State), p.Answer)
+	}
+	return sqlstore.Statement{Query: q.String(), Args: args}
 }
 
 // placeholders writes "($from+1, …, $from+n)".

@@ -35,30 +35,14 @@ func (s *DB) Pipeline(ctx context.Context, stmts ...Statement) error {
 	if s.d.name != Postgres {
 		return ErrNoPipeline
 	}
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlstore: pipeline: %w", err)
-	}
-	defer conn.Close()
 	start := time.Now()
-	err = conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("a %T is not pgx's connection", dc)
-		}
-		var b pgx.Batch
-		for _, st := range stmts {
-			b.Queue(st.Query, st.Args...)
-		}
-		br := c.Conn().SendBatch(ctx, &b)
+	err := s.batch(ctx, stmts, func(br pgx.BatchResults) error {
 		for range stmts {
 			if _, err := br.Exec(); err != nil {
-				_ = br.Close()
 				return err
 			}
 		}
-		// Close reads to the end, ReadyForQuery: past the commit.
-		return br.Close()
+		return nil
 	})
 	if err != nil {
 		return s.Classify(fmt.Errorf("sqlstore: pipeline: %w", err))
@@ -102,34 +86,56 @@ func (s *DB) Read(ctx context.Context, qs ...Query) error {
 		}
 		return nil
 	}
-	conn, err := s.db.Conn(ctx)
+	stmts := make([]Statement, len(qs))
+	for i, q := range qs {
+		stmts[i] = q.Statement
+	}
+	err := s.batch(ctx, stmts, func(br pgx.BatchResults) error {
+		for _, q := range qs {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			err = q.Rows(rows)
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("sqlstore: read: %w", err)
+	}
+	return nil
+}
+
+// batch sends stmts to PostgreSQL together, on one connection of the
+// pool, and has results read their results in order. Its error, or else
+// the one closing the batch gives — reading on to ReadyForQuery, past the
+// implicit transaction's commit — is returned.
+func (s *DB) batch(ctx context.Context, stmts []Statement, results func(pgx.BatchResults) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
 	}
 	defer conn.Close()
 	return conn.Raw(func(dc any) error {
 		c, ok := dc.(*stdlib.Conn)
 		if !ok {
-			return fmt.Errorf("sqlstore: read: a %T is not pgx's connection", dc)
+			return fmt.Errorf("a %T is not pgx's connection", dc)
 		}
 		var b pgx.Batch
-		for _, q := range qs {
-			b.Queue(q.Query, q.Args...)
+		for _, st := range stmts {
+			b.Queue(st.Query, st.Args...)
 		}
 		br := c.Conn().SendBatch(ctx, &b)
-		for _, q := range qs {
-			rows, err := br.Query()
-			if err == nil {
-				err = q.Rows(rows)
-				rows.Close()
-				if err == nil {
-					err = rows.Err()
-				}
-			}
-			if err != nil {
-				_ = br.Close()
-				return err
-			}
+		if err := results(br); err != nil {
+			_ = br.Close()
+			return err
 		}
 		return br.Close()
 	})
