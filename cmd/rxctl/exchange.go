@@ -95,6 +95,17 @@ func readSession(path string) (*sessionFile, error) {
 	return &s, nil
 }
 
+// hold says what a claim granted until expires holds at now. A claim
+// given back after it lapsed, for its secret only (a pharmacy recovering
+// it to close the visit), holds nothing: it is closed, not dispensed
+// under.
+func hold(expires, now time.Time) string {
+	if expires.After(now) {
+		return "held until " + expires.Format(time.RFC3339)
+	}
+	return "lapsed at " + expires.Format(time.RFC3339) + ": its secret is given back to close the visit (rxctl rx close), not to dispense under it"
+}
+
 // claimFile is what `rx claim` keeps: the claim's secret, and the
 // prescription as found, for the dispense records signed under it.
 type claimFile struct {
@@ -455,7 +466,7 @@ func rxClaim(ctx context.Context, e *env, args []string) error {
 	if err := writeSecret(*claimOut, cf); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "claim %s\nsecret %s\nheld until %s; kept in %s\n", g.ClaimID, g.Secret, g.ExpiresAt.Format(time.RFC3339), *claimOut)
+	fmt.Fprintf(e.stdout, "claim %s\nsecret %s\n%s; kept in %s\n", g.ClaimID, g.Secret, hold(g.ExpiresAt, time.Now()), *claimOut)
 	if g.Prescription != nil {
 		printView(e.stdout, g.Prescription)
 	}

@@ -72,3 +72,17 @@ func TestTrustdAnswersShownIndented(t *testing.T) {
 		}
 	}
 }
+
+// A claim granted with an expiry still ahead is shown held until then; one
+// given back lapsed, for its secret only, is shown lapsed and as for
+// closing — not "held until" a time already past.
+func TestClaimHoldShown(t *testing.T) {
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	if got := hold(now.Add(2*time.Hour), now); got != "held until 2026-12-05T12:00:00Z" {
+		t.Errorf("a running claim: %q", got)
+	}
+	got := hold(now.Add(-time.Minute), now)
+	if !strings.HasPrefix(got, "lapsed at 2026-12-05T09:59:00Z") || !strings.Contains(got, "rxctl rx close") || strings.Contains(got, "held until") {
+		t.Errorf("a lapsed claim given back: %q", got)
+	}
+}
