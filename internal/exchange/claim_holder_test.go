@@ -295,14 +295,14 @@ func TestLapsedClaimSecretWhileRivalHolds(t *testing.T) {
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
-			p, jws, ans, ph, lost := f.lapsedWithDispense(t)
+			p, jws, ans, lost := f.lapsedWithDispense(t)
 			_, rival := f.session(t, f.rival, f.vendor2)
 			held, err := f.svc.Claim(ctx, rival, find(ans, p))
 			if err != nil {
 				t.Fatalf("the rival, the pharmacy's claim lapsed: %v", err)
 			}
 
-			_, ph = f.session(t, f.pharmacy, f.vendor)
+			_, ph := f.session(t, f.pharmacy, f.vendor)
 			back, err := f.svc.Claim(ctx, ph, find(ans, p))
 			if err != nil {
 				t.Fatalf("recovering the lapsed claim's secret while the rival holds: %v", err)
@@ -390,13 +390,13 @@ func TestLapsedClaimGivenBackAfterCancellation(t *testing.T) {
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			f := setup(t, driver)
-			p, jws, ans, ph, lost := f.lapsedWithDispense(t)
+			p, jws, ans, lost := f.lapsedWithDispense(t)
 			cancel := f.sign(t, f.doctor, &rx.Cancellation{V: rx.Version, Type: rx.KindCancellation, ID: rx.NewID(), CancelledAt: f.now,
 				Prescription: rx.Reference{ID: p.ID, JWSSHA256: rx.SHA256(jws)}, Prescriber: p.Prescriber, Reason: "تغییر درمان"})
 			if got, _, err := f.svc.Cancel(ctx, f.vendor, p.ID, cancel); err != nil || got.State != exchange.RemainderCancelled {
 				t.Fatalf("cancelling with the claim lapsed: %+v %v", got, err)
 			}
-			_, ph = f.session(t, f.pharmacy, f.vendor)
+			_, ph := f.session(t, f.pharmacy, f.vendor)
 			back, err := f.svc.Claim(ctx, ph, find(ans, p))
 			if err != nil || back.ClaimID != lost.ClaimID {
 				t.Fatalf("the lapsed claim given back after the cancellation: %+v %v", back, err)
@@ -466,13 +466,13 @@ func (f *fixture) pharmacyClaims(t *testing.T, p *rx.Prescription, ans *exchange
 
 // lapsedWithDispense prescribes 20 amoxicillin, has the pharmacy claim
 // it and dispense 5, and lets the claim lapse: a minute past its expiry.
-func (f *fixture) lapsedWithDispense(t *testing.T) (p *rx.Prescription, jws string, ans *exchange.PrescriptionAccepted, ph *exchange.Actor, lost *exchange.ClaimGranted) {
+func (f *fixture) lapsedWithDispense(t *testing.T) (p *rx.Prescription, jws string, ans *exchange.PrescriptionAccepted, lost *exchange.ClaimGranted) {
 	t.Helper()
 	p, jws, ans = f.prescribe(t, f.doctor, drug(catalogtest.Amoxicillin, 20))
-	ph, lost = f.pharmacyClaims(t, p, ans)
+	ph, lost := f.pharmacyClaims(t, p, ans)
 	f.amoxDispensed(t, ph, lost, jws, p.ID, 5)
 	f.advance(t, lost.ExpiresAt.Sub(f.now)+time.Minute)
-	return p, jws, ans, ph, lost
+	return p, jws, ans, lost
 }
 
 // amoxDispensed dispenses quantity of amoxicillin of the prescription id
