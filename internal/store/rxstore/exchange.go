@@ -700,13 +700,7 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 				// lapsed claim is given back with its secret only, its
 				// expiry as it was — enough to close the visit and have
 				// its receipt, not to dispense or to take the hold.
-				own := cs[0]
-				if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2 WHERE id = $3",
-					out.SecretSHA256, out.CertSerial, own.ID); err != nil {
-					return fmt.Errorf("rxstore: giving a claim's secret back: %w", err)
-				}
-				out.ID, out.CreatedAt, out.ExpiresAt = own.ID, own.CreatedAt, own.ExpiresAt
-				return nil
+				return s.secretBack(ctx, tx, &out, cs[0])
 			}
 		}
 		renewal := held != nil && held.Organisation == out.Organisation
@@ -726,12 +720,7 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 			return &exchange.NotDispensableError{State: p.State, Item: -1, For: out.Role()}
 		}
 		if renewal && !left {
-			if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2 WHERE id = $3",
-				out.SecretSHA256, out.CertSerial, held.ID); err != nil {
-				return fmt.Errorf("rxstore: giving a claim's secret back: %w", err)
-			}
-			out.ID, out.CreatedAt, out.ExpiresAt = held.ID, held.CreatedAt, held.ExpiresAt
-			return nil
+			return s.secretBack(ctx, tx, &out, held)
 		}
 		// Never held past twice its time to live from the start of the
 		// organisation's hold (exchange.Store), however it claims again.
@@ -774,6 +763,18 @@ func (s *Exchange) Claim(ctx context.Context, e *tlog.Entry, c *exchange.Claim) 
 		return nil, err
 	}
 	return &out, nil
+}
+
+// secretBack gives claim held back to out's organisation with out's
+// secret hash and acting certificate only, its start and expiry as they
+// were, and makes out that claim: enough to close it, no hold.
+func (s *Exchange) secretBack(ctx context.Context, tx *sql.Tx, out, held *exchange.Claim) error {
+	if _, err := s.Exec(ctx, tx, "UPDATE claims SET secret_sha256 = $1, cert_serial = $2 WHERE id = $3",
+		out.SecretSHA256, out.CertSerial, held.ID); err != nil {
+		return fmt.Errorf("rxstore: giving a claim's secret back: %w", err)
+	}
+	out.ID, out.CreatedAt, out.ExpiresAt = held.ID, held.CreatedAt, held.ExpiresAt
+	return nil
 }
 
 // holdOf is when the hold that a claim c continues began, and when its
