@@ -18,6 +18,7 @@ import (
 	"github.com/nuskha/nuskha/internal/pki"
 	"github.com/nuskha/nuskha/internal/rx"
 	"github.com/nuskha/nuskha/internal/store/rxstore"
+	"github.com/nuskha/nuskha/internal/store/sqlstore"
 	"github.com/nuskha/nuskha/internal/store/tlogstore"
 	"github.com/nuskha/nuskha/internal/testutil/rxdtest"
 	"github.com/nuskha/nuskha/internal/tlog"
@@ -271,6 +272,13 @@ var errLogDown = errors.New("the audit log's database is down")
 func (failingLog) Append(context.Context, ...*tlog.Entry) error { return errLogDown }
 func (failingLog) AppendTx(context.Context, *sql.Tx, ...*tlog.Entry) error {
 	return errLogDown
+}
+
+// AppendStatements too (the embedded store's would write through): on
+// PostgreSQL every prescription's insert, a batch of one too, sends its
+// entry's statements with its own.
+func (failingLog) AppendStatements(...*tlog.Entry) ([]sqlstore.Statement, error) {
+	return nil, errLogDown
 }
 
 // TestAuditFailsClosed: when the audit log cannot be written, a write is

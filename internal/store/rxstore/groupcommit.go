@@ -146,7 +146,10 @@ func (s *Exchange) runBatch(ctx context.Context, batch []*queued) (together bool
 		seen[b.p.ID] = true
 		first = append(first, b)
 	}
-	together = len(first) > 1 && s.insertBatch(ctx, first) == nil
+	// On PostgreSQL a batch of one goes as a pipeline too: one round trip
+	// where insertOne's transaction takes five, each a wake-up of the
+	// backend that a busy machine can keep waiting for milliseconds.
+	together = (len(first) > 1 || s.pipelines()) && s.insertBatch(ctx, first) == nil
 	if !together {
 		for _, b := range first {
 			b.stored, b.err = s.insertOne(ctx, b.e, b.p, nil)
@@ -165,11 +168,17 @@ type statementLog interface {
 	AppendStatements(entries ...*tlog.Entry) ([]sqlstore.Statement, error)
 }
 
+// pipelines reports whether insertBatch sends a batch in one round trip.
+func (s *Exchange) pipelines() bool {
+	_, ok := s.log.(statementLog)
+	return ok && s.Dialect() == sqlstore.Postgres
+}
+
 // insertBatch writes the batch in one transaction and sets each outcome,
 // or changes nothing and returns an error.
 func (s *Exchange) insertBatch(ctx context.Context, batch []*queued) error {
-	if l, ok := s.log.(statementLog); ok && s.Dialect() == sqlstore.Postgres {
-		return s.pipelineBatch(ctx, batch, l)
+	if s.pipelines() {
+		return s.pipelineBatch(ctx, batch, s.log.(statementLog))
 	}
 	type outcome struct {
 		stored *exchange.Prescription

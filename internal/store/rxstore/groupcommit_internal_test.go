@@ -128,6 +128,64 @@ func TestBatchOutcomes(t *testing.T) {
 	}
 }
 
+// TestBatchOfOne: on PostgreSQL a batch of one prescription is written
+// as any batch is, in one round trip (sqlstore.Pipeline), its audit entry
+// with it; on SQLite in insertOne's transaction. Either way one that
+// cannot be — a replay, another document under a used id, a tracking
+// code taken — is answered as insertOne answers it, nothing stored twice
+// or half.
+func TestBatchOfOne(t *testing.T) {
+	ctx := context.Background()
+	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
+		t.Run(driver, func(t *testing.T) {
+			s := openGroup(t, driver)
+			log := s.log.(*tlogstore.Store)
+			one := func(p *exchange.Prescription) (*queued, bool) {
+				b := &queued{e: exchangetest.Entry(), p: p}
+				return b, s.runBatch(ctx, []*queued{b})
+			}
+			a := prepared(exchangetest.Prescription(t, item("A", 1)))
+			b, together := one(a)
+			if together != (driver == sqlstore.Postgres) || b.err != nil || b.stored == nil || b.stored.State != exchange.Active {
+				t.Fatalf("a lone prescription: together %v, %+v, %v", together, b.stored, b.err)
+			}
+			if n, err := log.Pending(ctx); err != nil || n != 1 {
+				t.Fatalf("%d audit entries pending (%v), want 1", n, err)
+			}
+			aAgain := *a
+			aChanged := *a
+			aChanged.JWS = strings.Replace(a.JWS, ".c2ln", "x.c2ln", 1)
+			aChanged.JWSSHA256 = rx.SHA256(aChanged.JWS)
+			codeTaken := prepared(exchangetest.Prescription(t, item("B", 2)))
+			codeTaken.TrackingCode = a.TrackingCode
+			for _, c := range []struct {
+				name string
+				p    *exchange.Prescription
+				want func(error) bool
+			}{
+				{"the same again", &aAgain, func(err error) bool { return errors.Is(err, exchange.ErrReplay) }},
+				{"another under its id", &aChanged, func(err error) bool { return errs.CodeOf(err) == errs.DocumentIDConflict }},
+				{"its tracking code", codeTaken, func(err error) bool { return errors.Is(err, exchange.ErrTrackingCodeTaken) }},
+			} {
+				if b, together := one(c.p); together || !c.want(b.err) {
+					t.Errorf("%s: together %v, %v", c.name, together, b.err)
+				}
+			}
+			// The replay's entry, as insertOne writes it; not the refusals'.
+			if n, err := log.Pending(ctx); err != nil || n != 2 {
+				t.Fatalf("%d audit entries pending (%v), want 2", n, err)
+			}
+			if _, err := s.PrescriptionByID(ctx, codeTaken.ID, exchangetest.Now); errs.CodeOf(err) != errs.NotFound {
+				t.Errorf("the member whose code was taken was stored: %v", err)
+			}
+			got, err := s.PrescriptionByID(ctx, a.ID, exchangetest.Now)
+			if err != nil || got.JWSSHA256 != a.JWSSHA256 || len(got.Lines) != 1 {
+				t.Errorf("as stored: %+v, %v", got, err)
+			}
+		})
+	}
+}
+
 // TestGroupInsertUnderLoad: many concurrent inserts through the leaders
 // and the queue each learn their own outcome, and each is stored once.
 func TestGroupInsertUnderLoad(t *testing.T) {
