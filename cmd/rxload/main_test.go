@@ -168,6 +168,10 @@ func TestRunAgainstRealRxd(t *testing.T) {
 			t.Errorf("%s: ok, failed = %v, want %v\n%s", op, got[op], want, out)
 		}
 	}
+	// A connection per client, opened before the clock starts.
+	if c := got["connect"]; c != [2]int{4, 0} {
+		t.Errorf("connections: %v\n%s", c, out)
+	}
 	// A session per client and pharmacy.
 	if s := got["session"]; s[1] != 0 || s[0] < 3 || s[0] > 12 {
 		t.Errorf("sessions: %v\n%s", s, out)
@@ -238,8 +242,16 @@ func TestRunRetriesUntilRxdAnswers(t *testing.T) {
 		t.Fatalf("run: exit %d\n%s", r.code, r.out)
 	}
 	t.Logf("rxload run:\n%s", r.out)
-	if m := row.FindStringSubmatch(r.out); m == nil || m[1] != "prescribe" || m[2] != strconv.Itoa(n) || m[3] != "0" {
+	table := map[string][]string{}
+	for _, m := range row.FindAllStringSubmatch(r.out, -1) {
+		table[m[1]] = m
+	}
+	if m := table["prescribe"]; m == nil || m[2] != strconv.Itoa(n) || m[3] != "0" {
 		t.Fatalf("want %d prescriptions accepted, none failed:\n%s", n, r.out)
+	}
+	// Opening the connections first found no rxd: counted, not fatal.
+	if m := table["connect"]; m == nil || m[2] != "0" || m[3] != "3" {
+		t.Fatalf("want 3 connections that found no rxd:\n%s", r.out)
 	}
 	if !regexp.MustCompile(`retried after transport\s+[1-9]`).MatchString(r.out) {
 		t.Fatalf("no attempt without an answer was counted:\n%s", r.out)

@@ -263,6 +263,8 @@ func (s *contractServer) answer(op string, params map[string]string, replay bool
 	view := map[string]any{"id": examplePID, "tracking_code": exampleCode, "kind": "electronic", "state": "active", "jws": exampleJWS,
 		"accepted_at": "2026-12-05T08:00:00Z", "lines": []any{line}}
 	switch op {
+	case "GET /readyz":
+		return 200, map[string]any{"checks": []any{map[string]any{"name": "database", "ok": true}}}
 	case "POST /v1/sessions":
 		return 201, map[string]any{"token": "tok-" + exampleClaim, "expires_at": "2026-12-05T20:00:00Z",
 			"actor": map[string]any{"role": "pharmacy", "registration_number": "PH-8812", "certificate_serial": "0a1b", "name": "داروخانه شفا"}}
@@ -317,6 +319,9 @@ func TestEveryOperationHoldsToTheContract(t *testing.T) {
 		t.Fatalf("sent without a session: %v", s.requests(""))
 	}
 
+	if err := c.Ready(ctx); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
 	acc, err := c.Prescribe(ctx, exampleJWS+"\n")
 	if err != nil || acc.TrackingCode != exampleCode || acc.Replayed || acc.Decision == nil || acc.Decision.Items[0].PatientPays != 3000 ||
 		len(acc.Lines) != 1 || acc.Lines[0].ValidUntil.IsZero() || acc.Ack != exampleJWS {
@@ -390,8 +395,8 @@ func TestEveryOperationHoldsToTheContract(t *testing.T) {
 			t.Errorf("prescribe sent %q: the JWS as signed, without the file's newline", r.body)
 		}
 	}
-	if n := len(s.requests("")); n != 13 {
-		t.Errorf("%d requests, want 13 (one per call)", n)
+	if n := len(s.requests("")); n != 14 {
+		t.Errorf("%d requests, want 14 (one per call)", n)
 	}
 }
 

@@ -16,6 +16,11 @@
 //		Roots:       roots, // trustd's root: the only trust anchor
 //	})
 //
+// rxd speaks HTTP/1.1: one request at a time on a connection. A Client
+// keeps up to 64 connections and opens each when first needed, with a TLS
+// handshake and a client certificate check; Ready (GET /readyz) opens one
+// ahead of the calls and says whether rxd can serve now.
+//
 // # Who acts
 //
 // The TLS certificate names the software, never the person. Documents —

@@ -12,6 +12,17 @@ import (
 // One method per operation of api/openapi.yaml's exchange tag. Each is
 // safe to retry (package doc) and retried as Config says.
 
+// Ready asks rxd whether it can serve now (GET /readyz, once, with no
+// retry): nil when it can, else the *Problem it answered (503
+// unavailable, listing the failed checks in Raw) or why no answer came. The
+// TLS connection it opens, client certificate and all, stays open for
+// the calls that follow: a caller about to send many at once can open
+// its connections first.
+func (c *Client) Ready(ctx context.Context) error {
+	_, _, _, err := c.once(ctx, request{method: http.MethodGet, path: "/readyz"}, http.Header{})
+	return err
+}
+
 // OpenSession posts a session document signed on the actor's card (a
 // compact JWS; see SignSession) and keeps the token rxd answers for the
 // calls that need a session.
