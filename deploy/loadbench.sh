@@ -9,7 +9,9 @@
 #
 #   NUSKHA_TEST_POSTGRES=postgres://… bash deploy/loadbench.sh [N] [CLIENTS]
 #   (RATE_N=… prescriptions offered at 1000/s after; WARM=… prescriptions
-#   submitted first and not measured; DISPENSE=false prescribes only;
+#   submitted first and not measured; RATES="600 800 …" offers RATE_N at
+#   each rate in turn instead of 1000/s, from RATE_C clients [256];
+#   RXD_FLAGS="…" are more flags for rxd serve; DISPENSE=false prescribes only;
 #   PERF=FILE records rxd with perf)
 #
 #   COMPARE=DIR ROUNDS=R bash deploy/loadbench.sh [N] [CLIENTS]
@@ -69,7 +71,7 @@ h=$W/trustd/handover
 bin/rxload setup -dir "$W/load" -admin-url "https://$ADMIN" -ca-file "$W/trustd/ca/root.crt" \
   -requester-cert "$h/alice/alice.crt" -requester-key "softkey:path=$h/alice/alice.key?pin-source=$h/alice/alice.pass" \
   -approver-cert "$h/bob/bob.crt" -approver-key "softkey:path=$h/bob/bob.key?pin-source=$h/bob/bob.pass" \
-  -persons $((WARM + N * ${ROUNDS:-1} + RATE_N))
+  -persons $((WARM + N * ${ROUNDS:-1} + RATE_N * $(wc -w <<<"${RATES:-1000}")))
 
 mapfile -t tls <"$W/load/rxd.args"
 # rxd's audit log keys (docs/audit-log.md), encrypted files as make run keeps them.
@@ -103,7 +105,7 @@ start_rxd() {
   # pharmacies' worth through one vendor certificate.
   # GOGC and GOMEMLIMIT as deploy/systemd/rxd@.service sets them.
   GOGC=400 GOMEMLIMIT=1GiB "$1" serve "${db[@]}" -listen "$3" "${tls[@]}" "${audit[@]}" -caller-rate 1000000 -caller-burst 1000000 \
-    -daily-lookups 100000000 -max-conns 4096 -max-conns-per-ip 4096 2>"$W/rxd-$2.log" &
+    -daily-lookups 100000000 -max-conns 4096 -max-conns-per-ip 4096 ${RXD_FLAGS:-} 2>"$W/rxd-$2.log" &
   rxd=$!
   wait_for rxd $rxd "$3"
   url=https://localhost:${3#*:}
@@ -179,6 +181,10 @@ cpu_split "$W/closed.log" "$W/cpu" &
 bin/rxload run -dir "$W/load" -url "$url" -n "$N" -first "$WARM" -c "$C" -dispense="$DISPENSE" 2>&1 | tee "$W/closed.log"
 wait $!
 cat "$W/cpu"
-echo "== open loop: $RATE_N prescriptions offered at 1000/s"
-bin/rxload run -dir "$W/load" -url "$url" -n "$RATE_N" -first $((WARM + N)) -c 256 -rate 1000 -dispense=false
+first=$((WARM + N))
+for rate in ${RATES:-1000}; do
+  echo "== open loop: $RATE_N prescriptions offered at $rate/s"
+  bin/rxload run -dir "$W/load" -url "$url" -n "$RATE_N" -first "$first" -c "${RATE_C:-256}" -rate "$rate" -dispense=false
+  first=$((first + RATE_N))
+done
 echo "rxd's peak memory: $(awk '/^VmHWM/ {printf "%d MB", $2 / 1024}' /proc/$rxd/status)"
