@@ -39,6 +39,24 @@ func openGroup(t *testing.T, driver string) *Exchange {
 	return s
 }
 
+// wantPending fails t unless s's audit log holds want entries not yet
+// sequenced.
+func wantPending(t *testing.T, s *Exchange, want int64) {
+	t.Helper()
+	if n, err := s.log.(*tlogstore.Store).Pending(context.Background()); err != nil || n != want {
+		t.Fatalf("%d audit entries pending (%v), want %d", n, err, want)
+	}
+}
+
+// resigned is p under the same id with another signing input (mark
+// spliced into it): another document.
+func resigned(p *exchange.Prescription, mark string) *exchange.Prescription {
+	out := *p
+	out.JWS = strings.Replace(p.JWS, ".c2ln", mark+".c2ln", 1)
+	out.JWSSHA256 = rx.SHA256(out.JWS)
+	return &out
+}
+
 func item(code string, q int) rx.Item {
 	return rx.Item{Kind: exchange.ItemDrug, Code: code, Quantity: q}
 }
@@ -60,14 +78,7 @@ func TestBatchOutcomes(t *testing.T) {
 			if !s.runBatch(ctx, clean) {
 				t.Error("a batch with nothing in the way was not written in one transaction")
 			}
-			log := s.log.(*tlogstore.Store)
-			pending := func(want int64) {
-				t.Helper()
-				if n, err := log.Pending(ctx); err != nil || n != want {
-					t.Fatalf("%d audit entries pending (%v), want %d", n, err, want)
-				}
-			}
-			pending(5)
+			wantPending(t, s, 5)
 			for i, b := range clean {
 				if b.err != nil || b.stored == nil || b.stored.State != exchange.Active {
 					t.Fatalf("member %d: %+v, %v", i, b.stored, b.err)
@@ -86,21 +97,15 @@ func TestBatchOutcomes(t *testing.T) {
 			codeTwice := prepared(exchangetest.Prescription(t, item("A", 1)))
 			codeTwice.TrackingCode = a.TrackingCode
 			aAgain := *a
-			aChanged := *a
-			aChanged.JWS = strings.Replace(a.JWS, ".c2ln", "x.c2ln", 1) // another signing input
-			aChanged.JWSSHA256 = rx.SHA256(aChanged.JWS)
 			c := prepared(exchangetest.Prescription(t, item("C", 3)))
-			changedBefore := *before
-			changedBefore.JWS = strings.Replace(before.JWS, ".c2ln", "y.c2ln", 1)
-			changedBefore.JWSSHA256 = rx.SHA256(changedBefore.JWS)
-			mixed := []*queued{{e: exchangetest.Entry(), p: a}, {e: exchangetest.Entry(), p: codeTwice}, {e: exchangetest.Entry(), p: &aAgain}, {e: exchangetest.Entry(), p: before}, {e: exchangetest.Entry(), p: &aChanged}, {e: exchangetest.Entry(), p: c}, {e: exchangetest.Entry(), p: &changedBefore}}
-			pending(6)
+			mixed := []*queued{{e: exchangetest.Entry(), p: a}, {e: exchangetest.Entry(), p: codeTwice}, {e: exchangetest.Entry(), p: &aAgain}, {e: exchangetest.Entry(), p: before}, {e: exchangetest.Entry(), p: resigned(a, "x")}, {e: exchangetest.Entry(), p: c}, {e: exchangetest.Entry(), p: resigned(before, "y")}}
+			wantPending(t, s, 6)
 			if s.runBatch(ctx, mixed) {
 				t.Error("a batch with a tracking code drawn twice was written in one transaction")
 			}
 			// Each member inserted on its own, its entry with it: the two
 			// stored and the two replays, not the three refused.
-			pending(10)
+			wantPending(t, s, 10)
 			want := []func(error) bool{
 				func(err error) bool { return err == nil },
 				func(err error) bool { return errors.Is(err, exchange.ErrTrackingCodeTaken) },
@@ -139,7 +144,6 @@ func TestBatchOfOne(t *testing.T) {
 	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
 		t.Run(driver, func(t *testing.T) {
 			s := openGroup(t, driver)
-			log := s.log.(*tlogstore.Store)
 			one := func(p *exchange.Prescription) (*queued, bool) {
 				b := &queued{e: exchangetest.Entry(), p: p}
 				return b, s.runBatch(ctx, []*queued{b})
@@ -149,13 +153,8 @@ func TestBatchOfOne(t *testing.T) {
 			if together != (driver == sqlstore.Postgres) || b.err != nil || b.stored == nil || b.stored.State != exchange.Active {
 				t.Fatalf("a lone prescription: together %v, %+v, %v", together, b.stored, b.err)
 			}
-			if n, err := log.Pending(ctx); err != nil || n != 1 {
-				t.Fatalf("%d audit entries pending (%v), want 1", n, err)
-			}
+			wantPending(t, s, 1)
 			aAgain := *a
-			aChanged := *a
-			aChanged.JWS = strings.Replace(a.JWS, ".c2ln", "x.c2ln", 1)
-			aChanged.JWSSHA256 = rx.SHA256(aChanged.JWS)
 			codeTaken := prepared(exchangetest.Prescription(t, item("B", 2)))
 			codeTaken.TrackingCode = a.TrackingCode
 			for _, c := range []struct {
@@ -164,7 +163,7 @@ func TestBatchOfOne(t *testing.T) {
 				want func(error) bool
 			}{
 				{"the same again", &aAgain, func(err error) bool { return errors.Is(err, exchange.ErrReplay) }},
-				{"another under its id", &aChanged, func(err error) bool { return errs.CodeOf(err) == errs.DocumentIDConflict }},
+				{"another under its id", resigned(a, "x"), func(err error) bool { return errs.CodeOf(err) == errs.DocumentIDConflict }},
 				{"its tracking code", codeTaken, func(err error) bool { return errors.Is(err, exchange.ErrTrackingCodeTaken) }},
 			} {
 				if b, together := one(c.p); together || !c.want(b.err) {
@@ -172,9 +171,7 @@ func TestBatchOfOne(t *testing.T) {
 				}
 			}
 			// The replay's entry, as insertOne writes it; not the refusals'.
-			if n, err := log.Pending(ctx); err != nil || n != 2 {
-				t.Fatalf("%d audit entries pending (%v), want 2", n, err)
-			}
+			wantPending(t, s, 2)
 			if _, err := s.PrescriptionByID(ctx, codeTaken.ID, exchangetest.Now); errs.CodeOf(err) != errs.NotFound {
 				t.Errorf("the member whose code was taken was stored: %v", err)
 			}
@@ -244,40 +241,30 @@ func TestStoredMeanwhile(t *testing.T) {
 	for _, driver := range []string{sqlstore.SQLite, sqlstore.Postgres} {
 		t.Run(driver, func(t *testing.T) {
 			s := openGroup(t, driver)
-			log := s.log.(*tlogstore.Store)
 			p := prepared(exchangetest.Prescription(t, item("A", 1)))
 			if _, err := s.insertOne(ctx, exchangetest.Entry(), p, nil); err != nil {
 				t.Fatal(err)
 			}
-			pending := func(want int64) {
-				t.Helper()
-				if n, err := log.Pending(ctx); err != nil || n != want {
-					t.Fatalf("%d audit entries pending (%v), want %d", n, err, want)
-				}
-			}
-			pending(1)
+			wantPending(t, s, 1)
 
-			changed := *p
-			changed.JWS = strings.Replace(p.JWS, ".c2ln", "x.c2ln", 1)
-			changed.JWSSHA256 = rx.SHA256(changed.JWS)
-			stored, found, err := s.storedMeanwhile(ctx, exchangetest.Entry(), &changed)
+			stored, found, err := s.storedMeanwhile(ctx, exchangetest.Entry(), resigned(p, "x"))
 			if !found || stored == nil || errs.CodeOf(err) != errs.DocumentIDConflict {
 				t.Fatalf("another document under the id: %v, %v, %v", stored, found, err)
 			}
-			pending(1)
+			wantPending(t, s, 1)
 
 			again := *p
 			stored, found, err = s.storedMeanwhile(ctx, exchangetest.Entry(), &again)
 			if !found || stored == nil || !errors.Is(err, exchange.ErrReplay) {
 				t.Fatalf("the same document: %v, %v, %v", stored, found, err)
 			}
-			pending(2)
+			wantPending(t, s, 2)
 
 			other := prepared(exchangetest.Prescription(t, item("B", 1)))
 			if _, found, err := s.storedMeanwhile(ctx, exchangetest.Entry(), other); found || err != nil {
 				t.Fatalf("an id not stored: found %v, %v", found, err)
 			}
-			pending(2)
+			wantPending(t, s, 2)
 		})
 	}
 }
